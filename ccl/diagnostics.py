@@ -1,0 +1,126 @@
+"""Diagnostics: what is wrong, where, and what to do about it.
+
+Every error the compiler reports is a ``Diagnostic`` value: a stable reason code, a message,
+a source span and a hint. Stages collect or raise them (``CclError``); only the CLI renders
+them (``render``), so tests can assert on codes and positions rather than on prose.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source file's text, with fast offset -> (line, column) conversion."""
+
+    path: str
+    text: str
+    line_starts: tuple[int, ...]
+
+    @staticmethod
+    def of(path: str | Path, text: str) -> Source:
+        starts = [0]
+        find = text.find
+        i = find("\n")
+        while i >= 0:
+            starts.append(i + 1)
+            i = find("\n", i + 1)
+        return Source(str(path), text, tuple(starts))
+
+    def span(self, start: int, end: int | None = None) -> Span:
+        """The span of characters ``start .. end`` (end exclusive)."""
+        line = bisect.bisect_right(self.line_starts, start)
+        col = start - self.line_starts[line - 1] + 1
+        end = start + 1 if end is None or end <= start else end
+        end_line = bisect.bisect_right(self.line_starts, end - 1)
+        end_col = end - self.line_starts[end_line - 1] + 1
+        return Span(self.path, line, col, end_line, end_col)
+
+    def line(self, number: int) -> str:
+        if not 1 <= number <= len(self.line_starts):
+            return ""
+        start = self.line_starts[number - 1]
+        stop = self.text.find("\n", start)
+        return self.text[start:] if stop < 0 else self.text[start:stop]
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file: 1-based line and column, end column exclusive."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One error (or warning) with a reason code, e.g. ``E-UNKNOWN-NAME``."""
+
+    code: str
+    message: str
+    span: Span | None
+    hint: str = ""
+    severity: str = "error"
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"severity": self.severity, "code": self.code,
+                                  "message": self.message}
+        if self.span is not None:
+            out.update(file=self.span.file, line=self.span.line, column=self.span.col,
+                       end_line=self.span.end_line, end_column=self.span.end_col)
+        if self.hint:
+            out["hint"] = self.hint
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+class CclError(Exception):
+    """A program (or input) the compiler rejects: one or more diagnostics."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        assert diagnostics
+        super().__init__(diagnostics[0].message)
+        self.diagnostics = tuple(diagnostics)
+
+
+def error(code: str, message: str, span: Span | None, hint: str = "") -> CclError:
+    """A CclError holding a single diagnostic."""
+    return CclError([Diagnostic(code, message, span, hint)])
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """A hint naming the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else ""
+
+
+def render(diag: Diagnostic, sources: dict[str, Source]) -> str:
+    """Plain-text rendering: location, message, the source line with a caret, the hint."""
+    lines = []
+    where = f"{diag.span}: " if diag.span else ""
+    lines.append(f"{where}{diag.severity}[{diag.code}]: {diag.message}")
+    src = sources.get(diag.span.file) if diag.span else None
+    if diag.span is not None and src is not None:
+        text = src.line(diag.span.line).expandtabs(1)
+        gutter = f"{diag.span.line:>4} | "
+        lines.append(gutter + text)
+        width = (diag.span.end_col - diag.span.col if diag.span.end_line == diag.span.line
+                 else len(text) - diag.span.col + 1)
+        lines.append(" " * (len(gutter) + diag.span.col - 1) + "^" * max(1, width))
+    lines.extend(f"  note: {n}" for n in diag.notes)
+    if diag.hint:
+        lines.append(f"  hint: {diag.hint}")
+    return "\n".join(lines)

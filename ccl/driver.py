@@ -1,0 +1,109 @@
+"""The compiler driver: file in, checked program and image out.
+
+It is the one place that touches the file system for the front end: it reads sources,
+finds missions (``onboard.mission.find_mission``) and the VMlets a configuration ``uses``,
+and keeps every source it read so that diagnostics can be rendered with their lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ccl import ir
+from ccl.codegen import DebugInfo, generate
+from ccl.diagnostics import CclError, Diagnostic, Source, Span
+from ccl.sema import analyze
+from onboard.image import Image
+from onboard.mission import MissionError, MissionProfile, find_mission
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled configuration or VMlet, with the VMlets it runs on."""
+
+    program: ir.Program
+    image: Image
+    debug: DebugInfo
+    mission: MissionProfile
+    vmlets: tuple[Compiled, ...] = ()
+
+
+@dataclass
+class Compiler:
+    """Compiles CCL files; caches missions and VMlets across files of one invocation."""
+
+    mission_dirs: Iterable[Path] = ()
+    sources: dict[str, Source] = field(default_factory=dict)
+    _missions: dict[str, MissionProfile] = field(default_factory=dict)
+    _vmlets: dict[Path, Compiled] = field(default_factory=dict)  # by resolved path
+    _current_dir: Path = field(default=Path("."))
+
+    # -- public
+
+    def check(self, path: Path) -> ir.Program:
+        """Parse and check ``path``; raises CclError."""
+        return self._analyze(path)
+
+    def compile(self, path: Path) -> Compiled:
+        """Check and compile ``path`` (and the VMlets it uses); raises CclError."""
+        program = self._analyze(path)
+        mission = self._missions[program.mission]
+        vmlets = tuple(self._vmlets[Path(vm.file).resolve()] for vm in program.uses)
+        image, debug = generate(program, {vm.program.name: vm.image for vm in vmlets})
+        return Compiled(program, image, debug, mission, vmlets)
+
+    def mission(self, name: str, span: Span | None = None) -> MissionProfile:
+        if name not in self._missions:
+            try:
+                self._missions[name] = find_mission(name, self.mission_dirs)
+            except MissionError as exc:
+                raise CclError([Diagnostic("E-MISSION", exc.message, span, exc.hint)]) from None
+        return self._missions[name]
+
+    # -- internals
+
+    def _read(self, path: Path) -> Source:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CclError([Diagnostic("E-READ", f"no such file: {path}", None,
+                                       "check the path")]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise CclError([Diagnostic("E-READ", f"cannot read {path}: {reason}", None,
+                                       "")]) from None
+        source = Source.of(path, text)
+        self.sources[source.path] = source
+        return source
+
+    def _analyze(self, path: Path) -> ir.Program:
+        source = self._read(path)
+        saved, self._current_dir = self._current_dir, path.parent
+        try:
+            return analyze(source, self.mission, self._load_vmlet)
+        finally:
+            self._current_dir = saved
+
+    def _load_vmlet(self, name: str, span: Span) -> ir.Program:
+        """Find, check and compile VMlet ``name`` for the configuration being analyzed."""
+        here = self._current_dir
+        candidates = [here / f"{name}.ccl", here / "vmlets" / f"{name}.ccl",
+                      here.parent / "vmlets" / f"{name}.ccl"]
+        candidates += [m.directory / "vmlets" / f"{name}.ccl" for m in self._missions.values()]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            searched = ", ".join(sorted({str(c.parent) for c in candidates}))
+            raise CclError([Diagnostic("E-UNKNOWN-VMLET", f"unknown VMlet `{name}`", span,
+                                       f"looked for {name}.ccl in {searched}")])
+        key = path.resolve()
+        if key in self._vmlets:
+            return self._vmlets[key].program
+        compiled = self.compile(path)
+        if compiled.program.kind is not ir.ProgramKind.VMLET or compiled.program.name != name:
+            raise CclError([Diagnostic("E-UNKNOWN-VMLET", f"{path} does not define VMlet "
+                                       f"`{name}`", span, "its header must be "
+                                       f"`vmlet {name} version N;`")])
+        self._vmlets[key] = compiled
+        return compiled.program

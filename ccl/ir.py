@@ -1,0 +1,430 @@
+"""The typed intermediate representation: what a checked CCL program means.
+
+``ccl.sema`` produces it from the syntax tree; ``ccl.codegen`` turns it into bytecode and the
+verifier reasons over it. Every node is a frozen dataclass carrying its type and source span;
+names are resolved (a ``LocalRef`` points at its ``Local``, a ``GlobalRef`` at its ``Global``)
+and constants are folded, so later stages never look at names or the syntax tree again.
+
+Types are ranges: ``IntType(lo, hi)`` is ``int[lo..hi]``, and plain ``int`` is the full 32-bit
+range. ``BOOL`` is the type of conditions (0 or 1 at run time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Union
+
+from ccl.diagnostics import Span
+from onboard.isa import INT_MAX, INT_MIN
+
+# --------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class IntType:
+    """``int[lo..hi]``: an integer known to lie in the closed range ``lo .. hi``."""
+
+    lo: int
+    hi: int
+
+    def __str__(self) -> str:
+        if self.lo == INT_MIN and self.hi == INT_MAX:
+            return "int"
+        return f"int[{self.lo}..{self.hi}]"
+
+    def contains(self, value: int) -> bool:
+        return self.lo <= value <= self.hi
+
+    def includes(self, other: IntType) -> bool:
+        return self.lo <= other.lo and other.hi <= self.hi
+
+    @property
+    def is_full(self) -> bool:
+        return self.lo == INT_MIN and self.hi == INT_MAX
+
+    @property
+    def bits(self) -> int:
+        """Bits needed to store any value of the range (as an offset from ``lo``)."""
+        return max(1, (self.hi - self.lo).bit_length())
+
+
+@dataclass(frozen=True)
+class BoolType:
+    def __str__(self) -> str:
+        return "bool"
+
+
+INT = IntType(INT_MIN, INT_MAX)
+BOOL = BoolType()
+Type = Union[IntType, BoolType]
+
+
+# --------------------------------------------------------------------------- symbols
+
+
+class GlobalKind(Enum):
+    PARAM = "param"  # read-only on board; changed by patches
+    VAR = "var"  # state kept between task runs
+
+
+@dataclass(frozen=True)
+class Global:
+    """A scalar parameter or state variable. ``index`` is its slot in the image."""
+
+    name: str
+    kind: GlobalKind
+    type: IntType
+    value: int  # parameter value, or initial value of a state variable
+    index: int
+    span: Span
+
+    @property
+    def writable(self) -> bool:
+        return self.kind is GlobalKind.VAR
+
+
+class ArrayKind(Enum):
+    TABLE = "table"  # read-only on board; uploaded data
+    VAR = "var"  # state array kept between task runs
+
+
+@dataclass(frozen=True)
+class Array:
+    """A table or state array of ``length`` elements of ``type``."""
+
+    name: str
+    kind: ArrayKind
+    type: IntType
+    length: int
+    values: tuple[int, ...]
+    index: int
+    span: Span
+
+    @property
+    def writable(self) -> bool:
+        return self.kind is ArrayKind.VAR
+
+
+@dataclass(frozen=True)
+class Local:
+    """A local variable, function parameter or loop counter of one procedure.
+
+    ``id`` is unique within the procedure; ``type`` is the declared range that every
+    assignment must respect (``int`` when the program declared none).
+    """
+
+    name: str
+    id: int
+    type: Type
+    span: Span
+    is_param: bool = False
+    is_loop_counter: bool = False
+
+
+@dataclass(frozen=True)
+class NativeSig:
+    """A host native as the program sees it: argument ranges, result range and cost."""
+
+    name: str
+    params: tuple[tuple[str, IntType], ...]
+    result: IntType | None
+    cost: str  # formula text from the mission profile
+    capability: str
+
+
+# --------------------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Const:
+    value: int
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True)
+class LocalRef:
+    local: Local
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True)
+class GlobalRef:
+    glob: Global
+    type: IntType
+    span: Span
+
+
+@dataclass(frozen=True)
+class ArrayRef:
+    array: Array
+    index: Expr
+    type: IntType
+    span: Span
+
+
+class UnOp(Enum):
+    NEG = "-"
+    NOT = "!"
+    ABS = "abs"
+
+
+class BinOp(Enum):
+    ADD = "+"
+    SUB = "-"
+    MUL = "*"
+    DIV = "/"
+    MOD = "%"
+    MIN = "min"
+    MAX = "max"
+    EQ = "=="
+    NE = "!="
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+    AND = "&&"
+    OR = "||"
+
+
+ARITHMETIC = frozenset({BinOp.ADD, BinOp.SUB, BinOp.MUL, BinOp.DIV, BinOp.MOD, BinOp.MIN,
+                        BinOp.MAX})
+COMPARISONS = frozenset({BinOp.EQ, BinOp.NE, BinOp.LT, BinOp.LE, BinOp.GT, BinOp.GE})
+LOGICAL = frozenset({BinOp.AND, BinOp.OR})
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: UnOp
+    operand: Expr
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: BinOp
+    left: Expr
+    right: Expr
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call of a function of this program (inlined by the verifier)."""
+
+    function: str
+    args: tuple[Expr, ...]
+    type: Type | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class NativeCall:
+    native: NativeSig
+    args: tuple[Expr, ...]
+    type: IntType | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class InstrCall:
+    """Use of an instruction defined by a VMlet (one opcode at run time)."""
+
+    vmlet: str
+    instr: str
+    args: tuple[Expr, ...]
+    type: Type | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class EnvRead:
+    key: str
+    type: IntType
+    span: Span
+
+
+Expr = Union[Const, LocalRef, GlobalRef, ArrayRef, Unary, Binary, Call, NativeCall,
+             InstrCall, EnvRead]
+
+
+# --------------------------------------------------------------------------- statements
+
+
+@dataclass(frozen=True)
+class Let:
+    local: Local
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class AssignLocal:
+    local: Local
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class AssignGlobal:
+    glob: Global
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class AssignElement:
+    array: Array
+    index: Expr
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class If:
+    cond: Expr
+    then: tuple[Stmt, ...]
+    otherwise: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class For:
+    """``for counter in lo .. hi`` (half-open). Bounds are evaluated once, on entry.
+
+    ``max_trips`` is the most iterations the loop can make, from the ranges of its bounds.
+    """
+
+    counter: Local
+    lo: Expr
+    hi: Expr
+    body: tuple[Stmt, ...]
+    max_trips: int
+    span: Span
+
+
+@dataclass(frozen=True)
+class Return:
+    value: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class ExprStmt:
+    expr: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Hide:
+    """``hide NAME;`` in a VMlet's ``on load``: withdraw a native from its programs."""
+
+    native: str
+    span: Span
+
+
+Stmt = Union[Let, AssignLocal, AssignGlobal, AssignElement, If, For, Return, ExprStmt, Hide]
+
+
+# --------------------------------------------------------------------------- declarations
+
+
+class ProcKind(Enum):
+    FUNCTION = "fn"
+    TASK = "task"
+    ON_APPLY = "on apply"
+    ON_LOAD = "on load"
+    INSTR = "instr"
+    RULE = "rule"
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """A body of code: a function, task, event handler, VMlet instruction or rule.
+
+    ``locals`` lists every local in declaration order; the first ``len(params)`` are the
+    parameters.
+    """
+
+    name: str
+    kind: ProcKind
+    params: tuple[Local, ...]
+    locals: tuple[Local, ...]
+    returns: Type | None
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    period_ms: int
+    proc: Procedure
+    span: Span
+
+
+@dataclass(frozen=True)
+class Rule:
+    text: str
+    cond: Expr
+    proc: Procedure  # `return cond;`, for the onboard check of patched parameters
+    span: Span
+
+
+@dataclass(frozen=True)
+class NamedConst:
+    """A named constant (``const``): folded everywhere, kept for listings and tools."""
+
+    name: str
+    value: int
+    type: Type
+    span: Span
+
+
+class ProgramKind(Enum):
+    CONFIG = "config"
+    VMLET = "vmlet"
+
+
+@dataclass(frozen=True)
+class Program:
+    """One checked configuration or VMlet."""
+
+    kind: ProgramKind
+    name: str
+    version: int
+    mission: str
+    file: str
+    uses: tuple[Program, ...]  # the VMlets a configuration runs on, checked
+    consts: tuple[NamedConst, ...]
+    globals: tuple[Global, ...]
+    arrays: tuple[Array, ...]
+    rules: tuple[Rule, ...]
+    functions: tuple[Procedure, ...]
+    tasks: tuple[Task, ...]
+    on_apply: Procedure | None
+    # VMlets only:
+    instrs: tuple[Procedure, ...] = ()
+    exposes: tuple[str, ...] = ()
+    hides: tuple[str, ...] = ()
+    on_load: Procedure | None = None
+    natives: tuple[NativeSig, ...] = ()  # natives visible to this program
+
+    def function(self, name: str) -> Procedure:
+        for f in self.functions:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def instr(self, vmlet: str, name: str) -> Procedure:
+        """The body of instruction ``name`` of a VMlet this program uses (or itself)."""
+        for program in (self, *self.uses):
+            if program.name == vmlet:
+                for p in program.instrs:
+                    if p.name == name:
+                        return p
+        raise KeyError(f"{vmlet}.{name}")

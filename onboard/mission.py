@@ -1,0 +1,275 @@
+"""Mission profiles: what the ground and the onboard VVM agree on about one spacecraft.
+
+A profile is a TOML file (``missions/NAME/mission.toml``). This module reads the parts both
+sides need: the CPU model (clock, frame, reconfiguration share, cycles per instruction cost
+class), memory limits, the host natives (signatures, ranges, cost formulas, capabilities)
+and the environment keys. Ground-only sections (link, stations, orbit) are kept raw for
+``ground/`` to interpret.
+
+Stdlib only: the onboard side must stand alone.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from onboard.isa import INT_MAX, INT_MIN, CostClass
+
+
+class MissionError(Exception):
+    """A mission that cannot be found or a profile that is malformed."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+# --------------------------------------------------------------------------- cost formulas
+
+_ALLOWED_CALLS = {"min": min, "max": max}
+
+
+@dataclass(frozen=True)
+class CostFormula:
+    """A native's cycle cost as an integer formula of its arguments, e.g. ``4 * w * h + 30``.
+
+    Only integer literals, argument names, ``+ - * //`` and ``min``/``max`` are allowed, so the
+    formula is total, cheap to evaluate on board, and exact to maximise on the ground.
+    """
+
+    text: str
+    tree: ast.expr
+
+    @staticmethod
+    def parse(text: str, arg_names: Iterable[str]) -> CostFormula:
+        try:
+            tree = ast.parse(str(text), mode="eval").body
+        except SyntaxError as exc:
+            raise MissionError(f"cost formula {text!r} is not an expression: {exc.msg}") from None
+        allowed = set(arg_names)
+        for node in ast.walk(tree):
+            ok = isinstance(
+                node,
+                (ast.BinOp, ast.UnaryOp, ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.USub,
+                 ast.Load, ast.Call),
+            )
+            if isinstance(node, ast.Constant):
+                ok = type(node.value) is int
+            elif isinstance(node, ast.Name):
+                ok = node.id in allowed or node.id in _ALLOWED_CALLS
+            elif isinstance(node, ast.Call):
+                ok = isinstance(node.func, ast.Name) and node.func.id in _ALLOWED_CALLS
+            if not ok:
+                raise MissionError(
+                    f"cost formula {text!r}: {type(node).__name__} is not allowed",
+                    "use integers, argument names, + - * //, min and max",
+                )
+        return CostFormula(str(text), tree)
+
+    def evaluate(self, args: Mapping[str, int]) -> int:
+        """Cycles for the given argument values."""
+        return _eval(self.tree, args)
+
+
+def _eval(node: ast.expr, env: Mapping[str, int]) -> int:
+    if isinstance(node, ast.Constant):
+        return int(node.value)
+    if isinstance(node, ast.Name):
+        return env[node.id]
+    if isinstance(node, ast.UnaryOp):
+        return -_eval(node.operand, env)
+    if isinstance(node, ast.BinOp):
+        a, b = _eval(node.left, env), _eval(node.right, env)
+        if isinstance(node.op, ast.Add):
+            return a + b
+        if isinstance(node.op, ast.Sub):
+            return a - b
+        if isinstance(node.op, ast.Mult):
+            return a * b
+        return a // b if b else 0
+    assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    return int(_ALLOWED_CALLS[node.func.id](*(_eval(a, env) for a in node.args)))
+
+
+# --------------------------------------------------------------------------- profile
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One argument of a native: its name and the range it must lie in."""
+
+    name: str
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True)
+class Native:
+    """A host service the VVM can offer to programs, as declared by the mission."""
+
+    name: str
+    args: tuple[ArgSpec, ...]
+    result: tuple[int, int] | None  # range of the result, None if it returns nothing
+    cost: CostFormula
+    capability: str
+    doc: str = ""
+
+    def worst_cost(self) -> int:
+        """Cycles at the worst argument values (formulas are monotone in each argument
+        over the declared ranges for every profile we ship; checked at load)."""
+        return self.cost.evaluate({a.name: a.hi for a in self.args})
+
+
+@dataclass(frozen=True)
+class EnvKey:
+    """An environment value the host reports (``env(ccd)``): its range and simulated value."""
+
+    name: str
+    lo: int
+    hi: int
+    value: int
+
+
+@dataclass(frozen=True)
+class MissionProfile:
+    """The shared facts about one spacecraft."""
+
+    name: str
+    path: Path
+    mission_id: int
+    spacecraft_id: int
+    flight: bool
+    clock_hz: int
+    frame_ms: int
+    share_percent: int
+    patch_reserve_cycles_per_frame: int
+    code_bytes: int
+    data_bytes: int
+    max_stack: int
+    max_call_depth: int
+    cycles: Mapping[CostClass, int]
+    natives: Mapping[str, Native]
+    env: Mapping[str, EnvKey]
+    raw: Mapping[str, Any]
+
+    @property
+    def frame_cycles(self) -> int:
+        return self.clock_hz * self.frame_ms // 1000
+
+    @property
+    def share_cycles_per_frame(self) -> int:
+        """Cycles the VVM may use in one frame: the reconfiguration share."""
+        return self.frame_cycles * self.share_percent // 100
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+
+def load_profile(path: Path) -> MissionProfile:
+    """Read and check a ``mission.toml``."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MissionError(f"cannot read mission profile {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MissionError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return _profile(path, data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MissionError(f"{path}: malformed profile: {exc!r}",
+                           "compare with missions/corot/mission.toml") from None
+
+
+def _range(value: Any, what: str) -> tuple[int, int]:
+    lo, hi = (int(v) for v in value)
+    if not INT_MIN <= lo <= hi <= INT_MAX:
+        raise ValueError(f"{what}: bad range [{lo}, {hi}]")
+    return lo, hi
+
+
+def _profile(path: Path, data: Mapping[str, Any]) -> MissionProfile:
+    m, cpu, mem = data["mission"], data["cpu"], data["memory"]
+    cycles_raw = data["cycles"]
+    cycles = {}
+    for cls in CostClass:
+        if cls.value not in cycles_raw:
+            raise ValueError(f"[cycles] lacks the cost class {cls.value!r}")
+        cycles[cls] = int(cycles_raw[cls.value])
+    natives = {}
+    for entry in data.get("native", []):
+        args = tuple(
+            ArgSpec(a["name"], *_range(a["range"], f"{entry['name']}.{a['name']}"))
+            for a in entry.get("args", [])
+        )
+        result = _range(entry["result"], entry["name"]) if "result" in entry else None
+        cost = CostFormula.parse(str(entry["cost"]), (a.name for a in args))
+        native = Native(entry["name"], args, result, cost, entry.get("capability", ""),
+                        entry.get("doc", ""))
+        if native.name in natives:
+            raise ValueError(f"native {native.name!r} declared twice")
+        natives[native.name] = native
+    env = {}
+    for name, spec in data.get("env", {}).items():
+        lo, hi = _range(spec["range"], f"env.{name}")
+        env[name] = EnvKey(name, lo, hi, int(spec.get("value", lo)))
+    return MissionProfile(
+        name=m["name"],
+        path=path,
+        mission_id=int(m["id"]),
+        spacecraft_id=int(m["spacecraft_id"]),
+        flight=bool(m.get("flight", False)),
+        clock_hz=int(cpu["clock_hz"]),
+        frame_ms=int(cpu["frame_ms"]),
+        share_percent=int(cpu["share_percent"]),
+        patch_reserve_cycles_per_frame=int(cpu.get("patch_reserve_cycles_per_frame", 0)),
+        code_bytes=int(mem["code_bytes"]),
+        data_bytes=int(mem["data_bytes"]),
+        max_stack=int(mem["max_stack"]),
+        max_call_depth=int(mem["max_call_depth"]),
+        cycles=cycles,
+        natives=natives,
+        env=env,
+        raw=data,
+    )
+
+
+# --------------------------------------------------------------------------- lookup
+
+#: Environment variable naming extra mission folders (``os.pathsep``-separated).
+MISSIONS_ENV = "CCL_MISSIONS"
+
+
+def default_mission_dirs() -> list[Path]:
+    """The project's own ``missions/`` folder (found beside this package)."""
+    return [Path(__file__).resolve().parent.parent / "missions"]
+
+
+def mission_search_path(extra: Iterable[Path] = ()) -> list[Path]:
+    """Folders searched for missions: ``--missions`` folders, then $CCL_MISSIONS, then ours."""
+    dirs = list(extra)
+    env = os.environ.get(MISSIONS_ENV, "")
+    dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    return dirs + default_mission_dirs()
+
+
+def find_mission(name: str, extra: Iterable[Path] = ()) -> MissionProfile:
+    """Load the profile of mission ``name`` from the search path."""
+    search = mission_search_path(extra)
+    for folder in search:
+        candidate = folder / name / "mission.toml"
+        if candidate.is_file():
+            return load_profile(candidate)
+    known = sorted({p.parent.name for d in search if d.is_dir() for p in d.glob("*/mission.toml")})
+    raise MissionError(
+        f"unknown mission `{name}`",
+        (f"known missions: {', '.join(known)}; " if known else "")
+        + f"add a folder with --missions DIR or ${MISSIONS_ENV}",
+    )
