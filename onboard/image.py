@@ -16,6 +16,7 @@ Stdlib and construct only: the onboard side must stand alone.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -266,10 +267,11 @@ MAX_ARRAY_LENGTH = 1 << 20  # no mission has memory for more; bounds decoding of
 
 def decode_image(data: bytes) -> Image:
     """Parse an image file. Raises ImageError naming the field on malformed input."""
+    stream = io.BytesIO(data)
     try:
-        raw = _IMAGE.parse(data)
+        raw = _IMAGE.parse_stream(stream)
     except cs.ConstructError as exc:
-        raise ImageError(f"malformed image: {_construct_reason(exc)}") from None
+        raise ImageError(_construct_reason(exc), stream.tell()) from None
     try:
         kind = ImageKind(raw.kind)
     except ValueError:
@@ -309,6 +311,19 @@ def decode_image(data: bytes) -> Image:
 
 
 def _construct_reason(exc: cs.ConstructError) -> str:
-    # construct reports the path of the failing field: "(parsing) -> functions -> code"
-    text = str(exc).strip()
-    return text.replace("Error in path ", "field ").replace("\n", " ")
+    """'field `uses.name`: ...' from construct's 'Error in path (parsing) -> uses -> items ...'."""
+    text = str(exc).strip().replace("\n", " ")
+    parts = [p.strip() for p in text.split("->")]
+    fields = [p for p in parts[1:-1] if p != "items"]
+    detail = parts[-1]
+    if len(parts) > 1:
+        last, _, detail = detail.partition(" ")
+        if last != "items":
+            fields.append(last)
+    elif "expected end of stream" in detail:
+        detail = "trailing bytes after the image"
+    if "stream read less than specified amount" in detail or "could not read enough" in detail:
+        detail = "the image ends too early (truncated)"
+    detail = detail.removeprefix("parsing ")
+    where = f"field `{'.'.join(fields)}`: " if fields else ""
+    return f"{where}{detail}"
