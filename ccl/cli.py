@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _run(cli, argv, "ccl")
 
 
-def _run(command: Callable[..., Any], argv: Sequence[str] | None, prog: str) -> None:
+def _run(command: click.Command, argv: Sequence[str] | None, prog: str) -> None:
     try:
         command.main(args=list(argv) if argv is not None else None, prog_name=prog,
                      standalone_mode=True)

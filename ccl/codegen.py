@@ -94,8 +94,10 @@ class _ProcGen:
         info = isa.op_info(opcode)
         assert info is not None
         self.asm.emit(opcode, *operands)
-        self.depth -= info.pops if pops is None else pops
-        self.depth += info.pushes if pushes is None else pushes
+        pops = info.pops if pops is None else pops
+        pushes = info.pushes if pushes is None else pushes
+        assert pops is not None and pushes is not None, f"{info.name} needs its stack effect"
+        self.depth += pushes - pops
         assert self.depth >= 0, f"stack underflow generating {self.proc.name}"
         self.max_depth = max(self.max_depth, self.depth)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Union
 
 from ccl.diagnostics import Span
 from onboard.isa import INT_MAX, INT_MIN
@@ -57,7 +56,7 @@ class BoolType:
 
 INT = IntType(INT_MIN, INT_MAX)
 BOOL = BoolType()
-Type = Union[IntType, BoolType]
+Type = IntType | BoolType
 
 
 # --------------------------------------------------------------------------- symbols
@@ -248,8 +247,8 @@ class EnvRead:
     span: Span
 
 
-Expr = Union[Const, LocalRef, GlobalRef, ArrayRef, Unary, Binary, Call, NativeCall,
-             InstrCall, EnvRead]
+Expr = (Const | LocalRef | GlobalRef | ArrayRef | Unary | Binary | Call | NativeCall
+        | InstrCall | EnvRead)
 
 
 # --------------------------------------------------------------------------- statements
@@ -327,7 +326,7 @@ class Hide:
     span: Span
 
 
-Stmt = Union[Let, AssignLocal, AssignGlobal, AssignElement, If, For, Return, ExprStmt, Hide]
+Stmt = Let | AssignLocal | AssignGlobal | AssignElement | If | For | Return | ExprStmt | Hide
 
 
 # --------------------------------------------------------------------------- declarations

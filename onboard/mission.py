@@ -80,7 +80,8 @@ class CostFormula:
 
 def _eval(node: ast.expr, env: Mapping[str, int]) -> int:
     if isinstance(node, ast.Constant):
-        return int(node.value)
+        assert type(node.value) is int  # checked by CostFormula.parse
+        return node.value
     if isinstance(node, ast.Name):
         return env[node.id]
     if isinstance(node, ast.UnaryOp):
