@@ -16,6 +16,13 @@ The machine is a 32-bit signed integer stack machine:
   instruction defined by a VMlet (the image's ``ext`` table says which), and then it is an
   instruction like any other: one opcode at the call site.
 
+Cycle cost (what the VVM charges and ``ccl verify`` bounds): each executed instruction costs
+the mission's cycles for its ``CostClass``. ``CALLN`` adds the native's cost formula evaluated
+on its arguments. An extension opcode costs the ``ext`` dispatch plus the instructions of the
+VMlet instruction's body as they execute, except that the body's ``RET``/``RETV`` are free (the
+body is inlined: no call and no return). ``FORPREP`` is charged once on entry, ``FORLOOP`` at
+the end of every iteration; a conditional jump costs the same taken or not.
+
 This module is pure (stdlib only) and allocation-light, as flight code must be.
 """
 
