@@ -66,7 +66,7 @@ class Compiler:
 
     def _read(self, path: Path) -> Source:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not code
         except FileNotFoundError:
             raise CclError([Diagnostic("E-READ", f"no such file: {path}", None,
                                        "check the path")]) from None

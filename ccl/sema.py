@@ -127,14 +127,16 @@ class _Analyzer:
         self.proc: _ProcState | None = None
         self.call_graph: dict[str, list[tuple[str, Span]]] = {}
         self.own_name = ""
+        self.failed: set[str] = set()  # declarations whose analysis stopped at an error
 
     # ------------------------------------------------------------------ helpers
 
     def span(self, obj: Any) -> Span:
         return self.src.span(obj._tx_position, obj._tx_position_end)
 
-    def name_span(self, obj: Any, name: str) -> Span:
-        """Span of the first occurrence of ``name`` as a word inside ``obj``."""
+    def name_span(self, obj: Any, name: str, skip: int = 0) -> Span:
+        """Span of the first occurrence of ``name`` as a word inside ``obj`` (after ``skip``
+        earlier occurrences: a name repeated in a list gets its own span)."""
         start, end = obj._tx_position, obj._tx_position_end
         text = self.src.text
         i = text.find(name, start, end)
@@ -142,7 +144,9 @@ class _Analyzer:
             before = text[i - 1] if i > 0 else " "
             after = text[i + len(name)] if i + len(name) < len(text) else " "
             if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
-                return self.src.span(i, i + len(name))
+                if not skip:
+                    return self.src.span(i, i + len(name))
+                skip -= 1
             i = text.find(name, i + 1, end)
         return self.span(obj)
 
@@ -160,6 +164,7 @@ class _Analyzer:
             try:
                 yield fn(item)
             except _Abort:
+                self.failed.add(getattr(item, "name", ""))
                 continue
 
     # ------------------------------------------------------------------ driver
@@ -176,10 +181,12 @@ class _Analyzer:
         self.check_placement(decls)
         if self.kind is ir.ProgramKind.CONFIG:
             for u in by_type.get("UsesDecl", []):
-                for name in u.names:
-                    self.use_vmlet(name, self.name_span(u, name))
+                for k, name in enumerate(u.names):
+                    self.use_vmlet(name, self.name_span(u, name, u.names[:k].count(name)))
         self.declare_names(decls)
         for d in by_type.get("ConstDecl", []):
+            if self.const_decls.get(d.name) is not d:
+                continue  # a duplicate, reserved or shadowing name: already reported
             try:
                 self.const_value(d.name)
             except _Abort:
@@ -315,8 +322,8 @@ class _Analyzer:
         exposed: dict[str, Span] = {}
         for kind in ("ExposeDecl", "HideDecl"):
             for d in by_type.get(kind, []):
-                for name in d.names:
-                    sp = self.name_span(d, name)
+                for k, name in enumerate(d.names):
+                    sp = self.name_span(d, name, d.names[:k].count(name))
                     if name not in self.mission.natives:
                         self.err("E-UNKNOWN-NATIVE",
                                  f"mission `{self.mission.name}` has no native `{name}`", sp,
@@ -564,8 +571,12 @@ class _Analyzer:
                 local = ir.Local(pname, len(state.locals), ptype, psp, is_param=True)
                 state.declare(local)
                 param_locals.append(local)
+            errors_before = len(self.diags)
             stmts = self.block(body)
-            if returns is not None and not _always_returns(stmts):
+            # A statement with an error is dropped from ``stmts``: if it was a `return`, the
+            # missing return would only be a consequence of that error.
+            if returns is not None and len(self.diags) == errors_before and \
+                    not _always_returns(stmts):
                 self.err("E-MISSING-RETURN", f"`{name}` can reach its end without returning "
                          f"a value", self.span(d), "add a `return` on every path")
             self.call_graph[name] = state.calls
@@ -638,6 +649,10 @@ class _Analyzer:
                                 "operators", node.span)
         values = {g.name: g.value for g in self.globals}
         held = _evaluate(cond, values)
+        if held is None:  # it traps (division by zero, overflow): it does not hold either
+            raise self.fail("E-RULE-VIOLATED", f"rule `{text}` traps for this "
+                            "configuration's values (division by zero or overflow)", sp,
+                            "change the parameter values, or the rule")
         if held == 0:
             raise self.fail("E-RULE-VIOLATED", f"rule `{text}` does not hold for this "
                             "configuration's values", sp,
@@ -1010,8 +1025,14 @@ class _Analyzer:
                                 f"`{name}[i]`", name_sp)
             return ir.ArrayRef(arr, self.index_expr(arr, a.index), arr.type, sp)
         if kind in ("param", "var", "table"):
-            # declared, but its own declaration has an error (already reported)
-            raise _Abort()
+            if name in self.failed:
+                # declared, but its own declaration has an error (already reported)
+                raise _Abort()
+            # Not analyzed yet: we are in a data declaration before it, where only
+            # constants may appear (bodies and rules are analyzed after all data).
+            raise self.fail("E-NOT-CONSTANT", f"`{name}` is a {kind}, not a constant",
+                            name_sp, "use literals, `const` names and operators; not "
+                            "parameters or variables")
         raise self.fail("E-TYPE", f"`{name}` is a {kind}, not a value", name_sp)
 
     def index_expr(self, arr: ir.Array, e: Any) -> ir.Expr:
@@ -1070,9 +1091,11 @@ class _Analyzer:
         if self.kind is ir.ProgramKind.VMLET:
             return ("E-NATIVE-HIDDEN", f"native `{name}` is not exposed by this VMlet", sp,
                     f"add `expose {name};` if programs on this VMlet may use it")
-        used = ", ".join(u.name for u in self.uses) or "no VMlet"
+        used = ", ".join(u.name for u in self.uses)
         if name in self.hidden_by:
             why = f"VMlet `{self.hidden_by[name]}` hides it"
+        elif not used:
+            why = "this configuration uses no VMlet (`uses NAME;`)"
         else:
             why = f"it is not exposed by {used}"
         return ("E-NATIVE-HIDDEN", f"native `{name}` is not visible here: {why}", sp,

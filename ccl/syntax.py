@@ -58,7 +58,7 @@ def _syntax_diagnostic(source: Source, exc: TextXSyntaxError) -> Diagnostic:
         hint = "CCL has no unbounded loops: use `for i in a .. b { ... }`"
     elif expected == ["`;`"] or "`;`" in expected[:2]:
         hint = "statements and declarations end with `;`"
-    elif token == "=" and "`==`" in expected:
+    elif token == "=" and ("`==`" in expected or "an operator" in expected):
         hint = "comparison is `==`"
     message = f"syntax error: unexpected {found}"
     if expected:
@@ -71,6 +71,8 @@ def _expected(exc: TextXSyntaxError) -> list[str]:
     for rule in getattr(exc, "expected_rules", None) or []:
         to_match = getattr(rule, "to_match", None)
         name = getattr(rule, "rule_name", "") or ""
+        if isinstance(to_match, str) and to_match.startswith(("\\/\\/", "\\/\\*")):
+            continue  # the Comment rule: a comment is never what is missing
         if name in _RULE_WORDS:
             word = _RULE_WORDS[name]
         elif isinstance(to_match, str) and not getattr(rule, "regex", None):
