@@ -231,6 +231,11 @@ def _fail_usage(message: str, hint: str) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
+# Commands defined in their own modules, each next to what it drives. One import and one
+# add_command per command group; keep this block sorted.
+# (end of command registrations)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``ccl`` console script."""
     _run(cli, argv, "ccl")
