@@ -20,8 +20,13 @@ Cycle cost (what the VVM charges and ``ccl verify`` bounds): each executed instr
 the mission's cycles for its ``CostClass``. ``CALLN`` adds the native's cost formula evaluated
 on its arguments. An extension opcode costs the ``ext`` dispatch plus the instructions of the
 VMlet instruction's body as they execute, except that the body's ``RET``/``RETV`` are free (the
-body is inlined: no call and no return). ``FORPREP`` is charged once on entry, ``FORLOOP`` at
-the end of every iteration; a conditional jump costs the same taken or not.
+body is inlined: no call and no return). An instruction starts only when its whole cost fits
+in the budget left: for an extension whose body is straight-line code of fixed cost, that
+whole cost is dispatch plus body, charged at once, so it never suspends halfway; a body with
+branches, loops or argument-dependent natives is charged as it runs and may suspend inside.
+A trap inside a body is reported at the extension opcode. ``FORPREP`` is charged once on
+entry, ``FORLOOP`` at the end of every iteration; a conditional jump costs the same taken or
+not.
 
 This module is pure (stdlib only) and allocation-light, as flight code must be.
 """

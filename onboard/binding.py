@@ -1,0 +1,129 @@
+"""Binding: an image with every import resolved against the host and the loaded VMlets.
+
+The loader builds one ``Bound`` per loaded image: its natives bound to host functions with
+their declared ranges and costs, its environment values, its extension opcodes bound to
+VMlet instruction bodies, and the cycle cost of every opcode from the mission's CPU model.
+Both execution engines (``reference`` and ``translate``) run a ``Bound``.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from onboard import isa
+from onboard.host import NativeFn
+from onboard.image import Image
+from onboard.mission import CostFormula, MissionProfile
+
+
+@dataclass(frozen=True)
+class NativeBinding:
+    """One entry of an image's native import table, bound to the host."""
+
+    name: str
+    fn: NativeFn
+    arg_ranges: tuple[tuple[int, int], ...]
+    result: tuple[int, int] | None
+    call_cost: int  # the CALLN instruction's own cycles
+    formula: CostFormula
+    arg_names: tuple[str, ...]
+
+    @property
+    def n_args(self) -> int:
+        return len(self.arg_ranges)
+
+    @property
+    def returns(self) -> bool:
+        return self.result is not None
+
+    @property
+    def constant_cost(self) -> int | None:
+        """Total cycles of a call if they do not depend on the arguments."""
+        if any(isinstance(n, ast.Name) and n.id in self.arg_names
+               for n in ast.walk(self.formula.tree)):
+            return None
+        return self.call_cost + self.formula.evaluate({})
+
+    def cost(self, args: tuple[int, ...]) -> int:
+        return self.call_cost + self.formula.evaluate(dict(zip(self.arg_names, args, strict=True)))
+
+
+@dataclass(frozen=True)
+class ExtBinding:
+    """An extension opcode bound to the body of a VMlet instruction.
+
+    ``fixed_cost`` is the cycles of the body when it is straight-line code whose cost does
+    not depend on its arguments (its returns free): such an instruction is charged dispatch
+    plus body at once, like a built-in. None when the body is charged as it runs."""
+
+    vmlet: Bound
+    function: int
+    name: str
+    fixed_cost: int | None
+
+    @property
+    def n_params(self) -> int:
+        return self.vmlet.image.functions[self.function].n_params
+
+    @property
+    def returns(self) -> bool:
+        return self.vmlet.image.functions[self.function].returns
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An image ready to run: imports resolved, costs known."""
+
+    image: Image
+    natives: tuple[NativeBinding, ...]
+    env: tuple[int, ...]
+    ext: tuple[ExtBinding, ...]
+    op_cost: tuple[int, ...]  # cycles of each opcode (index = opcode); ext opcodes: dispatch
+
+
+def body_fixed_cost(vmlet: Bound, function: int) -> int | None:
+    """Cycles of a VMlet instruction body if it is straight-line and of fixed cost."""
+    total = 0
+    for ins in isa.decode(vmlet.image.functions[function].code):
+        op = ins.opcode
+        if op in (isa.JMP, isa.JZ, isa.JNZ, isa.FORPREP, isa.FORLOOP, isa.CALL, isa.HIDE) \
+                or op >= isa.EXT_BASE:
+            return None
+        if op == isa.CALLN:
+            c = vmlet.natives[ins.operands[0]].constant_cost
+            if c is None:
+                return None
+            total += c
+        elif op not in (isa.RET, isa.RETV):
+            total += vmlet.op_cost[op]
+    return total
+
+
+def opcode_costs(profile: MissionProfile) -> tuple[int, ...]:
+    """Cycles of every opcode (0..255) under ``profile``'s CPU model; 0 for invalid ones."""
+    costs = []
+    for code in range(256):
+        info = isa.op_info(code)
+        costs.append(profile.cycles[info.cost] if info is not None else 0)
+    return tuple(costs)
+
+
+def bind_natives(image: Image, profile: MissionProfile,
+                 implementations: Mapping[str, NativeFn]) -> tuple[NativeBinding, ...]:
+    """Bind the image's native imports (names must exist in the profile and the host)."""
+    call_cost = profile.cycles[isa.CostClass.NATIVE]
+    out = []
+    for name in image.natives:
+        decl = profile.natives[name]
+        out.append(NativeBinding(
+            name=name,
+            fn=implementations[name],
+            arg_ranges=tuple((a.lo, a.hi) for a in decl.args),
+            result=decl.result,
+            call_cost=call_cost,
+            formula=decl.cost,
+            arg_names=tuple(a.name for a in decl.args),
+        ))
+    return tuple(out)

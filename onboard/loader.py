@@ -1,0 +1,203 @@
+"""The loader: turns a configuration image and the VMlet images it uses into a runnable program.
+
+Loading a VMlet makes the VVM *become* the VM it describes: its instructions are bound to
+extension opcodes, its exposed natives become visible to the programs that use it, its
+hidden ones disappear, and its ``on load`` code runs and may hide more (for instance
+depending on ``env(ccd)``). Loading a configuration checks that it runs on exactly the VMlet
+versions it was compiled against (by content hash), verifies all its code with the
+load-time bytecode verifier, binds its natives to the host, and translates its code into
+fast host code. Any failure raises ``LoadError`` and nothing is loaded: loading builds new
+objects and touches no existing state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from onboard import isa
+from onboard.binding import Bound, ExtBinding, bind_natives, body_fixed_cost, opcode_costs
+from onboard.faults import Trap
+from onboard.host import Host
+from onboard.image import Image, ImageKind
+from onboard.mission import MissionProfile
+from onboard.reference import Memory, run
+from onboard.translate import Translated, translate
+from onboard.verifier import ExtSig, UnitFacts, VerifyError, verify_image
+
+#: Cycles an ``on load`` may use; it runs once, at load, outside any task.
+ON_LOAD_BUDGET = 1_000_000
+#: Bytes one data value takes in VVM data memory.
+VALUE_BYTES = 4
+
+
+class LoadError(Exception):
+    """An image the VVM refuses to load: a stable reason code and one sentence why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class LoadedVmlet:
+    """A VMlet as loaded: bound to the host, with what its ``on load`` decided."""
+
+    image: Image
+    bound: Bound
+    visible: frozenset[str]  # natives programs on this VMlet may call
+    on_load_cycles: int
+
+
+@dataclass(frozen=True)
+class Program:
+    """A configuration ready to run: bound, translated, with its own data memory."""
+
+    image: Image
+    bound: Bound
+    memory: Memory
+    code: Translated
+    facts: tuple[UnitFacts, ...]
+    vmlets: tuple[LoadedVmlet, ...]
+
+    def unit(self, name: str) -> int:
+        """Index of the code unit called ``name``."""
+        return self.image.function_index(name)
+
+
+def data_bytes(image: Image) -> int:
+    """Bytes of VVM data memory an image's globals and arrays take."""
+    return VALUE_BYTES * (len(image.globals) + sum(a.length for a in image.arrays))
+
+
+def _env_values(image: Image, profile: MissionProfile, host: Host) -> tuple[int, ...]:
+    values = []
+    for key in image.env:
+        spec = profile.env.get(key)
+        if spec is None:
+            raise LoadError("unknown-env", f"`{image.name}` reads environment key `{key}`, "
+                                           f"which mission `{profile.name}` does not define")
+        v = host.env(key)
+        if not spec.lo <= v <= spec.hi:
+            raise LoadError("env-range", f"the host reports {key} = {v}, outside its declared "
+                                         f"range [{spec.lo}, {spec.hi}]")
+        values.append(v)
+    return tuple(values)
+
+
+def _bind(image: Image, profile: MissionProfile, host: Host,
+          ext: tuple[ExtBinding, ...]) -> Bound:
+    impls = {}
+    for name in image.natives:
+        if name not in profile.natives:
+            raise LoadError("unknown-native", f"`{image.name}` imports native `{name}`, which "
+                                              f"mission `{profile.name}` does not define")
+        fn = host.native(name)
+        if fn is None:
+            raise LoadError("host-lacks-native", f"this spacecraft provides no native "
+                                                 f"`{name}`")
+        impls[name] = fn
+    return Bound(image, bind_natives(image, profile, impls), _env_values(image, profile, host),
+                 ext, opcode_costs(profile))
+
+
+def _verify(image: Image, profile: MissionProfile, ext: Sequence[ExtSig],
+            visible: frozenset[str]) -> tuple[UnitFacts, ...]:
+    natives = {n.name: (len(n.args), n.result is not None) for n in profile.natives.values()}
+    try:
+        return verify_image(image, natives=natives, ext=ext, visible=visible,
+                            max_stack=profile.max_stack, max_call_depth=profile.max_call_depth,
+                            code_bytes=profile.code_bytes)
+    except VerifyError as exc:
+        raise LoadError(f"verify:{exc.code}", f"`{image.name}` v{image.version}: {exc}") \
+            from None
+
+
+def load_vmlet(image: Image, profile: MissionProfile, host: Host) -> LoadedVmlet:
+    """Verify and bind a VMlet, then run its ``on load``; raise ``LoadError``."""
+    if image.kind is not ImageKind.VMLET:
+        raise LoadError("not-a-vmlet", f"`{image.name}` is a configuration, not a VMlet")
+    _check_mission(image, profile)
+    exposes = frozenset(image.exposes)
+    _verify(image, profile, (), exposes | frozenset(image.hides))
+    bound = _bind(image, profile, host, ())
+    hidden = set(image.hides)
+    cycles = 0
+    if image.on_load is not None:
+        memory = Memory([], (), [], ())
+        execution = run(bound, memory, image.on_load, (), ON_LOAD_BUDGET, on_hide=hidden.add)
+        try:
+            next(execution)
+        except StopIteration as stop:
+            cycles = ON_LOAD_BUDGET - stop.value[0]
+        except Trap as trap:
+            raise LoadError("on-load-trap", f"`{image.name}`'s on load trapped: "
+                                            f"{trap.code.name.lower()} at +{trap.offset}") \
+                from None
+        else:
+            raise LoadError("on-load-budget", f"`{image.name}`'s on load needs more than "
+                                              f"{ON_LOAD_BUDGET} cycles")
+    return LoadedVmlet(image, bound, exposes - hidden, cycles)
+
+
+def _check_mission(image: Image, profile: MissionProfile) -> None:
+    if image.mission != profile.name:
+        raise LoadError("wrong-mission", f"`{image.name}` was compiled for mission "
+                                         f"`{image.mission}`, this is `{profile.name}`")
+
+
+def load_config(image: Image, vmlets: Sequence[LoadedVmlet], profile: MissionProfile,
+                host: Host, *, metered: bool = True) -> Program:
+    """Verify, bind and translate a configuration on the VMlets it uses; raise
+    ``LoadError``. ``vmlets`` are candidates: the ones the image names are picked by name."""
+    if image.kind is not ImageKind.CONFIG:
+        raise LoadError("not-a-config", f"`{image.name}` is a VMlet, not a configuration")
+    _check_mission(image, profile)
+    by_name = {v.image.name: v for v in vmlets}
+    used: list[LoadedVmlet] = []
+    for ref in image.uses:
+        v = by_name.get(ref.name)
+        if v is None:
+            raise LoadError("missing-vmlet", f"`{image.name}` runs on VMlet `{ref.name}` "
+                                             f"v{ref.version}, which is not loaded")
+        if v.image.version != ref.version or v.image.content_hash[:len(ref.hash)] != ref.hash:
+            raise LoadError("vmlet-mismatch", f"`{image.name}` was compiled against "
+                                              f"`{ref.name}` v{ref.version} "
+                                              f"({ref.hash.hex()}), the loaded one is "
+                                              f"v{v.image.version} "
+                                              f"({v.image.content_hash[:len(ref.hash)].hex()})")
+        used.append(v)
+    if len(image.ext) > isa.EXT_COUNT:
+        raise LoadError("too-many-ext", f"{len(image.ext)} VMlet instructions, at most "
+                                        f"{isa.EXT_COUNT}")
+    ext: list[ExtBinding] = []
+    sigs: list[ExtSig] = []
+    for ref_ in image.ext:
+        v = by_name.get(ref_.vmlet)
+        if v is None or v not in used:
+            raise LoadError("unknown-instr", f"instruction `{ref_.vmlet}.{ref_.instr}`: "
+                                             f"`{image.name}` does not use `{ref_.vmlet}`")
+        instr = next((d for d in v.image.instrs if d.name == ref_.instr), None)
+        if instr is None:
+            raise LoadError("unknown-instr", f"VMlet `{ref_.vmlet}` defines no instruction "
+                                             f"`{ref_.instr}`")
+        unit = v.image.functions[instr.function]
+        ext.append(ExtBinding(v.bound, instr.function, f"{ref_.vmlet}.{ref_.instr}",
+                              body_fixed_cost(v.bound, instr.function)))
+        sigs.append(ExtSig(unit.n_params, unit.returns))
+    visible = frozenset().union(*(v.visible for v in used)) if used else frozenset()
+    hidden = sorted(set(image.natives) - visible)
+    if hidden:
+        raise LoadError("hidden-native", f"`{image.name}` calls native "
+                                          f"`{hidden[0]}`, which no VMlet it uses exposes "
+                                          f"(or one hides it)")
+    facts = _verify(image, profile, sigs, visible)
+    size = data_bytes(image)
+    if size > profile.data_bytes:
+        raise LoadError("data-too-large", f"{size} bytes of data exceed the "
+                                          f"{profile.data_bytes} bytes of data memory")
+    bound = _bind(image, profile, host, tuple(ext))
+    memory = Memory.of(bound)
+    return Program(image, bound, memory, translate(bound, memory, metered=metered), facts,
+                   tuple(used))

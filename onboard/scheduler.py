@@ -1,0 +1,172 @@
+"""The scheduler: simulated frames, the 10 % share, and earliest-deadline-first tasks.
+
+Time advances in frames (100 ms for CoRoT). In each frame the VVM may use at most its share
+of the frame's cycles (10 %), minus the reserve kept for receiving and applying patches.
+Periodic tasks are released on their period; released jobs run earliest deadline first
+inside that budget, suspending at an instruction boundary when the next instruction does not
+fit and resuming in the next frame. A job still unfinished at its task's next release is an
+overrun fault: it is dropped and the new job starts. When nothing is ready, the clock jumps
+to the next release: idle time costs nothing to simulate. Host time never enters: a run is
+a function of the program, the host's seed and the simulated clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from onboard.faults import Fault, Trap, TrapCode
+from onboard.host import Host
+from onboard.image import Task
+from onboard.loader import Program
+from onboard.telemetry import TaskStats, Telemetry
+
+#: Name under which the one-shot ``on apply`` job appears in telemetry.
+ON_APPLY = "on apply"
+
+
+@dataclass
+class Job:
+    """One release of a task (or the ``on apply`` code), possibly suspended."""
+
+    name: str
+    unit: int
+    release_ms: int
+    deadline_ms: int
+    order: int  # tie-break between equal deadlines: task table order
+    gen: Generator[int, int, Any] | None = None
+    cycles: int = 0
+
+
+class Scheduler:
+    """Runs one program's tasks on the simulated clock; see the module docstring."""
+
+    def __init__(self, frame_ms: int, budget_per_frame: int, host: Host,
+                 telemetry: Telemetry) -> None:
+        self.frame_ms = frame_ms
+        self.budget_per_frame = budget_per_frame
+        self.host = host
+        self.telemetry = telemetry
+        self.now_ms = 0  # start of the next frame to run
+        self.program: Program | None = None
+        self.tasks: tuple[Task, ...] = ()
+        self.next_release: list[int] = []
+        self.jobs: list[Job] = []
+        #: called after every frame that ran code, with (frame start, faults in it)
+        self.on_frame: Callable[[int, int], None] | None = None
+
+    # ------------------------------------------------------------------ program changes
+
+    def install(self, program: Program, *, run_on_apply: bool) -> None:
+        """Make ``program`` the one that runs from the next frame on: jobs of the previous
+        one are dropped (a switch happens at a frame boundary), its tasks are first released
+        now, and its ``on apply`` code runs first if asked."""
+        self.program = program
+        self.tasks = program.image.tasks
+        self.next_release = [self.now_ms] * len(self.tasks)
+        self.jobs = []
+        for t in self.tasks:
+            self.telemetry.tasks.setdefault(t.name, TaskStats(t.name, t.period_ms))
+        if run_on_apply and program.image.on_apply is not None:
+            self.jobs.append(Job(ON_APPLY, program.image.on_apply, self.now_ms, self.now_ms,
+                                 -1))
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job is released and not finished."""
+        return bool(self.jobs)
+
+    # ------------------------------------------------------------------ running
+
+    def run_until(self, end_ms: int, *, finish_jobs: bool = False) -> None:
+        """Run frames until the clock reaches ``end_ms`` (and, with ``finish_jobs``, on until
+        no job is in flight, so the state can be saved between runs)."""
+        while self.now_ms < end_ms or (finish_jobs and self.jobs):
+            t = self.now_ms
+            self._release(t)
+            if not self.jobs:
+                upcoming = min(self.next_release, default=end_ms)
+                if self.now_ms >= end_ms:
+                    break
+                # jump over idle frames to the frame holding the next release
+                target = min(max(upcoming, t + 1), end_ms)
+                self.now_ms = -(-target // self.frame_ms) * self.frame_ms
+                continue
+            self.host.advance(t)
+            used, faults = self._run_frame(t)
+            self.telemetry.record_frame(t // self.frame_ms, used)
+            self.now_ms = t + self.frame_ms
+            if self.on_frame is not None:
+                self.on_frame(t, faults)
+
+    def _release(self, t: int) -> None:
+        for i, task in enumerate(self.tasks):
+            while self.next_release[i] <= t:
+                release = self.next_release[i]
+                for job in self.jobs:
+                    if job.order == i:  # not finished by its next release: an overrun
+                        self.jobs.remove(job)
+                        stats = self.telemetry.tasks[task.name]
+                        stats.overruns += 1
+                        self._fault(t, job, TrapCode.OVERRUN, job.unit, -1)
+                        break
+                self.jobs.append(Job(task.name, task.function, release,
+                                     release + task.period_ms, i))
+                self.next_release[i] = release + task.period_ms
+
+    def _run_frame(self, t: int) -> tuple[int, int]:
+        """Run jobs earliest deadline first within one frame's budget; return the cycles
+        used and the number of faults."""
+        assert self.program is not None
+        budget = self.budget_per_frame
+        faults = 0
+        functions = self.program.code.functions
+        while self.jobs:
+            job = min(self.jobs, key=lambda j: (j.deadline_ms, j.order))
+            try:
+                if job.gen is None:
+                    job.gen = functions[job.unit](budget)
+                    left = next(job.gen)
+                else:
+                    left = job.gen.send(budget)
+            except StopIteration as done:
+                left = done.value[0]
+                self._finish(job, budget - left)
+                budget = left
+                continue
+            except Trap as trap:
+                job.cycles += budget - trap.remaining
+                budget = trap.remaining
+                self.jobs.remove(job)
+                self._count(job, completed=False)
+                self._fault(t, job, trap.code, trap.unit, trap.offset)
+                faults += 1
+                continue
+            # suspended: its next instruction does not fit in what is left of the frame
+            job.cycles += budget - left
+            budget = left
+            break
+        return self.budget_per_frame - budget, faults
+
+    def _finish(self, job: Job, cycles: int) -> None:
+        job.cycles += cycles
+        self.jobs.remove(job)
+        self._count(job, completed=True)
+
+    def _count(self, job: Job, *, completed: bool) -> None:
+        stats = self.telemetry.tasks.get(job.name)
+        if stats is None:  # the on apply job
+            return
+        stats.total_cycles += job.cycles
+        if completed:
+            stats.runs += 1
+            stats.worst_cycles = max(stats.worst_cycles, job.cycles)
+        else:
+            stats.traps += 1
+
+    def _fault(self, t: int, job: Job, code: TrapCode, unit: int, offset: int) -> None:
+        assert self.program is not None
+        functions = self.program.image.functions
+        name = functions[unit].name if 0 <= unit < len(functions) else str(unit)
+        self.telemetry.record_fault(Fault(t, job.name, code, name, offset))

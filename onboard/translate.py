@@ -1,0 +1,945 @@
+"""The execution engine: verified bytecode translated into Python generator functions.
+
+Each code unit becomes one generator function, compiled once when its image is loaded.
+The operand stack disappears (stack slots become Python locals and expressions), counted
+loops become Python ``for`` loops, forward jumps become ``if``/``else`` where the code is
+structured that way (and a guarded chain of blocks where it is not), and the bytecode of a
+straight-line VMlet instruction is inlined at each use, so that a VMlet-defined instruction
+costs what a built-in one would: one level of interpretation.
+
+Metering is exact and cheap. Every basic block knows its static cost; when the budget
+covers the whole block it is charged at once (fast path), otherwise the block runs
+instruction by instruction and yields the remaining budget exactly before the first
+instruction that does not fit (slow path): the same behaviour as ``onboard.reference``,
+cycle for cycle. A trap in the fast path gives back the cost of the block's instructions
+after the trapping one, so charges stay exact.
+
+Checks that cannot fail are left out: a flow-insensitive range analysis (declared ranges of
+globals, arrays, native results and environment values, constants, and the ranges of what is
+stored in each local, iterated to a fixpoint) proves most overflow, bounds and range checks
+unnecessary. It relies only on invariants the VVM itself enforces.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from onboard import isa
+from onboard.binding import Bound, NativeBinding
+from onboard.faults import Trap, TrapCode
+from onboard.isa import INT_MAX, INT_MIN
+from onboard.reference import Memory
+
+Range = tuple[int, int]
+FULL: Range = (INT_MIN, INT_MAX)
+BOOL: Range = (0, 1)
+
+
+@dataclass
+class _Entry:
+    """A value on the symbolic operand stack."""
+
+    expr: str  # Python expression: a literal, a local or temp name, or a comparison
+    rng: Range
+    is_bool: bool = False  # evaluates to a Python bool (convert before storing)
+    local: int | None = None  # a direct read of this local slot (flush before it changes)
+
+
+@dataclass
+class _Block:
+    start: int  # index into the instruction list
+    end: int  # exclusive
+
+    @property
+    def kind(self) -> str:
+        return "block"
+
+
+@dataclass
+class _Loop:
+    prep: int  # index of FORPREP (the last instruction of the block before)
+    latch: int  # index of FORLOOP
+    slot: int
+    body: list[_Block | _Loop] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return "loop"
+
+
+def _hull(a: Range, b: Range) -> Range:
+    return (min(a[0], b[0]), max(a[1], b[1]))
+
+
+def _fits(r: Range) -> bool:
+    return INT_MIN <= r[0] and r[1] <= INT_MAX
+
+
+def _tdiv(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def _tmod(a: int, b: int) -> int:
+    return a - _tdiv(a, b) * b
+
+
+def _fdiv(a: int, b: int) -> int:  # cost formulas: floor division, 0 when dividing by 0
+    return a // b if b else 0
+
+
+_CMP = {isa.EQ: "==", isa.NE: "!=", isa.LT: "<", isa.LE: "<=", isa.GT: ">", isa.GE: ">="}
+_ARITH = {isa.ADD: "+", isa.SUB: "-", isa.MUL: "*"}
+
+
+class _Context:
+    """Names shared by all units of one translated image (the exec namespace)."""
+
+    def __init__(self, bound: Bound, memory: Memory, metered: bool) -> None:
+        self.bound = bound
+        self.memory = memory
+        self.metered = metered
+        self.namespace: dict[str, Any] = {
+            "Trap": Trap, "_tdiv": _tdiv, "_tmod": _tmod, "_fdiv": _fdiv,
+            "G": memory.globals, "min": min, "max": max, "abs": abs,
+        }
+        for code in TrapCode:
+            self.namespace[f"T_{code.name}"] = code
+        for i, arr in enumerate(memory.arrays):
+            self.namespace[f"A{i}"] = arr
+        self.sources: list[str] = []
+        self.out_of_line: dict[tuple[int, int], str] = {}  # (ext index, vmlet unit) -> name
+        self._temp = 0
+
+    def bind_natives(self, prefix: str, natives: Sequence[NativeBinding]) -> list[str]:
+        names = []
+        for i, n in enumerate(natives):
+            name = f"{prefix}n{i}"
+            self.namespace[name] = n.fn
+            names.append(name)
+        return names
+
+    def temp(self) -> str:
+        self._temp += 1
+        return f"t{self._temp}"
+
+
+@dataclass
+class _UnitSpec:
+    """Where a code unit comes from and how its natives, ext opcodes and traps are named."""
+
+    bound: Bound
+    unit: int
+    fn_name: str
+    native_names: list[str]
+    inline: bool  # a VMlet instruction body translated out of line: returns are free
+    memory: Memory
+    callee_names: Callable[[int], str]  # CALL operand -> function name
+
+
+class _UnitTranslator:
+    """Translates one code unit into the source of one (generator) function."""
+
+    def __init__(self, ctx: _Context, spec: _UnitSpec, local_ranges: dict[int, Range]) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self.b = spec.bound
+        self.cu = self.b.image.functions[spec.unit]
+        self.ins = list(isa.decode(self.cu.code))
+        self.index_of = {d.offset: i for i, d in enumerate(self.ins)}
+        self.local_ranges = local_ranges
+        self.stored: dict[int, Range] = {}  # ranges of values stored per slot, this pass
+        self.lines: list[str] = []
+        self.stack: list[_Entry] = []
+        self.indent = 1
+        self.region_depth = 0
+        self.inline_count = 0
+
+    # ------------------------------------------------------------------ emission helpers
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " * self.indent + line)
+
+    def trap(self, code: TrapCode, offset: int, refund: int) -> str:
+        """A trap at ``offset``; ``refund``: cycles charged ahead for later instructions."""
+        r = f" + {refund}" if refund else ""
+        return f"raise Trap(T_{code.name}, {self.spec.unit}, {offset}, budget{r})"
+
+    def lrange(self, slot: int) -> Range:
+        return self.local_ranges.get(slot, FULL)
+
+    def note_store(self, slot: int, rng: Range) -> None:
+        old = self.stored.get(slot)
+        self.stored[slot] = rng if old is None else _hull(old, rng)
+
+    def value(self, e: _Entry) -> str:
+        """An int-valued expression for ``e`` (bools become 0/1)."""
+        return f"(1 if {e.expr} else 0)" if e.is_bool else e.expr
+
+    def materialize(self, e: _Entry) -> _Entry:
+        if e.expr.isidentifier() and not e.is_bool and e.local is None:
+            return e
+        t = self.ctx.temp()
+        self.emit(f"{t} = {self.value(e)}")
+        return _Entry(t, e.rng)
+
+    def flush_local(self, slot: int) -> None:
+        """Stack entries that read ``slot`` are evaluated before it changes."""
+        for i, e in enumerate(self.stack):
+            if e.local == slot:
+                self.stack[i] = self.materialize(e)
+
+    def spill(self) -> None:
+        """Put the stack in the canonical names s0, s1... (block boundaries)."""
+        for i, e in enumerate(self.stack):
+            name = f"s{i}"
+            if e.expr != name or e.is_bool:
+                self.emit(f"{name} = {self.value(e)}")
+            self.stack[i] = _Entry(name, FULL)
+
+    def reset_stack(self, depth: int) -> None:
+        self.stack = [_Entry(f"s{i}", FULL) for i in range(depth)]
+
+    # ------------------------------------------------------------------ structure
+
+    def block_starts(self) -> set[int]:
+        """Instruction indices where a basic block starts."""
+        starts = {0}
+        for i, d in enumerate(self.ins):
+            op = d.opcode
+            t = d.target()
+            if t is not None:
+                starts.add(self.index_of[t])
+            if op in (isa.JMP, isa.JZ, isa.JNZ, isa.RET, isa.RETV, isa.FORPREP, isa.FORLOOP):
+                if i + 1 < len(self.ins):
+                    starts.add(i + 1)
+            if op == isa.FORLOOP:
+                starts.add(i)
+            if op == isa.CALLN and self.b.natives[d.operands[0]].constant_cost is None:
+                starts.add(i)  # a native whose cost depends on its arguments meters alone
+                if i + 1 < len(self.ins):
+                    starts.add(i + 1)
+            if op == isa.CALL or (op >= isa.EXT_BASE and not self.inlinable(op)):
+                starts.add(i)  # calls meter their own dispatch (the callee may suspend)
+                if i + 1 < len(self.ins):
+                    starts.add(i + 1)
+        return starts
+
+    def items(self, lo: int, hi: int, starts: set[int]) -> list[_Block | _Loop]:
+        """Blocks and loops of the instruction range [lo, hi)."""
+        out: list[_Block | _Loop] = []
+        i = lo
+        current = lo
+        while i < hi:
+            d = self.ins[i]
+            if i != current and i in starts:
+                out.append(_Block(current, i))
+                current = i
+            if d.opcode == isa.FORPREP:
+                out.append(_Block(current, i + 1))
+                exit_ = d.target()
+                assert exit_ is not None
+                latch = self.index_of[exit_ - self.ins[self.index_of[exit_] - 1].size]
+                loop = _Loop(i, latch, d.operands[0])
+                loop.body = self.items(i + 1, latch, starts)
+                out.append(loop)
+                i = latch + 1
+                current = i
+                continue
+            i += 1
+        if current < hi:
+            out.append(_Block(current, hi))
+        return out
+
+    # ------------------------------------------------------------------ translation
+
+    def translate(self) -> str:
+        cu = self.cu
+        params = ", ".join(f"l{i}" for i in range(cu.n_params))
+        head = f"def {self.spec.fn_name}(budget{', ' if params else ''}{params}):"
+        for slot in range(cu.n_params, cu.n_locals):
+            self.emit(f"l{slot} = 0")
+        starts = self.block_starts()
+        self.region(self.items(0, len(self.ins), starts), len(self.ins))
+        if self.ctx.metered:
+            self.emit("yield budget  # never reached: makes this a generator")
+        return "\n".join([head, *self.lines])
+
+    def region(self, items: list[_Block | _Loop], end: int) -> None:
+        """Emit a sequence of items; forward jumps target items of the same sequence or
+        ``end`` (an instruction index: the region's exit)."""
+        starts = {it.start: k for k, it in enumerate(items) if isinstance(it, _Block)}
+        tree = self.structure(items, 0, len(items), end, starts)
+        if tree is not None:
+            self.emit_tree(tree, items)
+        else:
+            self.emit_chain(items, end, starts)
+
+    def jump_target(self, block: _Block) -> int | None:
+        """Instruction index a block's final jump goes to, if it ends with one."""
+        d = self.ins[block.end - 1]
+        if d.opcode in (isa.JMP, isa.JZ, isa.JNZ):
+            t = d.target()
+            assert t is not None
+            return self.index_of[t]
+        return None
+
+    def structure(self, items: list[_Block | _Loop], lo: int, hi: int, exit_at: int,
+                  starts: dict[int, int]) -> list[tuple[Any, ...]] | None:
+        """A nested if/else tree for items[lo:hi] whose jumps all stay inside or go to
+        ``exit_at``; None if the jumps are not nested that way."""
+        def index(target: int) -> int | None:
+            if target == exit_at:
+                return hi
+            return starts.get(target)
+
+        out: list[tuple[Any, ...]] = []
+        k = lo
+        while k < hi:
+            it = items[k]
+            if isinstance(it, _Loop):
+                out.append(("loop", k))
+                k += 1
+                continue
+            t = self.jump_target(it)
+            op = self.ins[it.end - 1].opcode
+            if t is None:
+                out.append(("block", k))
+                k += 1
+                continue
+            tk = index(t)
+            if tk is None or tk <= k or tk > hi:
+                return None
+            if op == isa.JMP:
+                if tk != hi:
+                    return None
+                out.append(("jump", k))  # to the exit of this sequence: the rest is skipped
+                k += 1
+                if k != hi:
+                    return None  # code after an unconditional jump out: not structured
+                continue
+            # conditional: then = items[k+1:tk], optionally else = items[tk:e]
+            then_end = tk
+            last = items[tk - 1] if tk - 1 > k else None
+            if isinstance(last, _Block) and self.ins[last.end - 1].opcode == isa.JMP:
+                e = self.jump_target(last)
+                assert e is not None
+                ek = index(e)
+                if ek is not None and tk < ek <= hi:
+                    then_tree = self.structure_sub(items, k + 1, tk, e, starts, True)
+                    else_tree = self.structure_sub(items, tk, ek, e, starts, False)
+                    if then_tree is not None and else_tree is not None:
+                        out.append(("if", k, then_tree, else_tree))
+                        k = ek
+                        continue
+            then_tree = self.structure_sub(items, k + 1, then_end, t, starts, False)
+            if then_tree is None:
+                return None
+            out.append(("if", k, then_tree, None))
+            k = then_end
+        return out
+
+    def structure_sub(self, items: list[_Block | _Loop], lo: int, hi: int, exit_at: int,
+                      starts: dict[int, int],
+                      drop_final_jump: bool) -> list[tuple[Any, ...]] | None:
+        # entries into (lo, hi) from before lo would break nesting
+        for j in range(0, lo):
+            it = items[j]
+            if isinstance(it, _Block):
+                t = self.jump_target(it)
+                if t is not None:
+                    tk = starts.get(t)
+                    if tk is not None and lo < tk < hi:
+                        return None
+        if lo == hi:
+            return []
+        if drop_final_jump:
+            tree = self.structure(items, lo, hi, exit_at, starts)
+            # the final JMP to exit_at is represented as ("jump", k): harmless at the end
+            return tree
+        return self.structure(items, lo, hi, exit_at, starts)
+
+    def emit_tree(self, tree: list[tuple[Any, ...]], items: list[_Block | _Loop]) -> None:
+        for node in tree:
+            kind = node[0]
+            if kind == "loop":
+                self.emit_loop(items[node[1]])  # type: ignore[arg-type]
+            elif kind in ("block", "jump"):
+                self.emit_block(items[node[1]])  # type: ignore[arg-type]
+                self.spill()
+            else:
+                _, k, then_tree, else_tree = node
+                cond = self.emit_block(items[k])  # type: ignore[arg-type]
+                assert cond is not None
+                self.spill()
+                depth = len(self.stack)
+                self.emit(f"if {cond}:")
+                self.indent += 1
+                self.emit_tree(then_tree, items) if then_tree else self.emit("pass")
+                self.indent -= 1
+                if else_tree:
+                    self.reset_stack(depth)
+                    self.emit("else:")
+                    self.indent += 1
+                    self.emit_tree(else_tree, items)
+                    self.indent -= 1
+                self.reset_stack(len(self.stack))
+
+    def emit_chain(self, items: list[_Block | _Loop], end: int, starts: dict[int, int]) -> None:
+        """General forward jumps: run item k when the chain variable says k."""
+        var = f"x{self.region_depth}"
+        self.region_depth += 1
+        self.emit(f"{var} = 0")
+        depth_at: dict[int, int] = {0: len(self.stack)}
+        for k, it in enumerate(items):
+            self.emit(f"if {var} == {k}:")
+            self.indent += 1
+            self.reset_stack(depth_at.get(k, 0))
+            if isinstance(it, _Loop):
+                self.emit_loop(it)
+                self.emit(f"{var} = {k + 1}")
+                depth_at[k + 1] = 0
+            else:
+                cond = self.emit_block(it)
+                op = self.ins[it.end - 1].opcode
+                t = self.jump_target(it)
+                tk = len(items) if t == end else (starts.get(t) if t is not None else None)
+                self.spill()
+                depth = len(self.stack)
+                if op == isa.JMP:
+                    self.emit(f"{var} = {tk}")
+                    depth_at[tk] = depth  # type: ignore[index]
+                elif cond is not None:
+                    self.emit(f"{var} = {k + 1} if {cond} else {tk}")
+                    depth_at[k + 1] = depth
+                    depth_at[tk] = depth  # type: ignore[index]
+                elif op not in (isa.RET, isa.RETV):
+                    self.emit(f"{var} = {k + 1}")
+                    depth_at[k + 1] = depth
+            self.indent -= 1
+        self.region_depth -= 1
+        self.reset_stack(depth_at.get(len(items), 0))
+
+    def emit_loop(self, loop: _Loop) -> None:
+        s = loop.slot
+        lim = s + 1
+        self.emit(f"if l{s} < l{lim}:")
+        self.indent += 1
+        self.emit(f"for l{s} in range(l{s}, l{lim}):")
+        self.indent += 1
+        self.reset_stack(0)
+        # In the body the counter is below the limit (the verifier guarantees the body
+        # writes neither), which removes most index and argument checks on it.
+        outer = self.local_ranges.get(s)
+        lo, hi = self.lrange(s)
+        self.local_ranges[s] = (lo, max(lo, min(hi, self.lrange(lim)[1] - 1)))
+        if loop.body:
+            self.region(loop.body, loop.latch)
+        if outer is None:
+            del self.local_ranges[s]
+        else:
+            self.local_ranges[s] = outer
+        self.meter_single(self.b.op_cost[isa.FORLOOP])
+        self.indent -= 1
+        self.emit(f"l{s} = l{lim}")
+        self.indent -= 1
+
+    # ------------------------------------------------------------------ blocks
+
+    def meter_single(self, cost: int) -> None:
+        if self.ctx.metered and cost:
+            self.emit(f"while budget < {cost}:")
+            self.emit("    budget = yield budget")
+            self.emit(f"budget -= {cost}")
+
+    def emit_block(self, block: _Block) -> str | None:
+        """Emit one basic block (metered); returns the branch condition of a final
+        JZ/JNZ (a Python expression that is true when the fall-through path runs)."""
+        instrs = range(block.start, block.end)
+        costs = [self.cost(i) for i in instrs]
+        first = self.ins[block.start]
+        if first.opcode == isa.CALLN and self.b.natives[first.operands[0]].constant_cost is None:
+            self.emit_dynamic_native(block.start)
+            return None
+        if first.opcode == isa.CALL or (first.opcode >= isa.EXT_BASE
+                                        and not self.inlinable(first.opcode)):
+            self.meter_single(costs[0])
+            return self.translate_instr(block.start, 0)
+        total = sum(costs)
+        if not self.ctx.metered or total == 0:
+            return self.run_instrs(instrs, costs, fast=True)
+        if len(instrs) == 1 or self.is_cheap_block(costs):
+            self.meter_single(total) if len(instrs) == 1 else None
+            if len(instrs) == 1:
+                return self.run_instrs(instrs, costs, fast=False, metered_each=False)
+        saved_stack = list(self.stack)
+        saved_temp = self.ctx._temp
+        saved_stored = dict(self.stored)
+        self.emit(f"if budget >= {total}:")
+        self.indent += 1
+        self.emit(f"budget -= {total}")
+        cond_fast = self.run_instrs(instrs, costs, fast=True)
+        fast_stack = self.stack
+        self.indent -= 1
+        self.emit("else:")
+        self.indent += 1
+        self.stack = saved_stack
+        self.ctx._temp = saved_temp
+        self.stored = saved_stored
+        cond_slow = self.run_instrs(instrs, costs, fast=False)
+        self.indent -= 1
+        assert cond_fast == cond_slow and [e.expr for e in fast_stack] == \
+            [e.expr for e in self.stack], "fast and slow paths diverged"
+        return cond_fast
+
+    @staticmethod
+    def is_cheap_block(costs: list[int]) -> bool:
+        return False
+
+    def run_instrs(self, instrs: range, costs: list[int], fast: bool,
+                   metered_each: bool = True) -> str | None:
+        cond = None
+        suffix = sum(costs)
+        for i, c in zip(instrs, costs, strict=True):
+            suffix -= c
+            if not fast and metered_each and self.ctx.metered and c:
+                self.emit(f"while budget < {c}:")
+                self.emit("    budget = yield budget")
+                self.emit(f"budget -= {c}")
+            cond = self.translate_instr(i, suffix if fast else 0)
+        return cond
+
+    def cost(self, i: int) -> int:
+        d = self.ins[i]
+        op = d.opcode
+        if op in (isa.RET, isa.RETV) and self.spec.inline:
+            return 0
+        if op == isa.CALLN:
+            c = self.b.natives[d.operands[0]].constant_cost
+            return c if c is not None else 0  # dynamic natives meter themselves
+        if op >= isa.EXT_BASE:
+            return self.b.op_cost[op] + (self.b.ext[op - isa.EXT_BASE].fixed_cost or 0)
+        return self.b.op_cost[op]
+
+    def inlinable(self, op: int) -> bool:
+        """A VMlet instruction whose body is straight-line code of fixed cost: inlined."""
+        return self.b.ext[op - isa.EXT_BASE].fixed_cost is not None
+
+    def emit_dynamic_native(self, i: int) -> None:
+        d = self.ins[i]
+        n = self.b.natives[d.operands[0]]
+        args = self.stack[len(self.stack) - n.n_args:]
+        if self.ctx.metered:
+            env = {name: f"({self.value(a)})" for name, a in zip(n.arg_names, args, strict=True)}
+            formula = _formula_source(n.formula.tree, env)
+            self.emit(f"c = {n.call_cost} + {formula}")
+            self.emit("while budget < c:")
+            self.emit("    budget = yield budget")
+            self.emit("budget -= c")
+        self.translate_instr(i, 0)
+        return None
+
+    # ------------------------------------------------------------------ instructions
+
+    def translate_instr(self, i: int, refund: int) -> str | None:
+        d = self.ins[i]
+        op = d.opcode
+        s = self.stack
+        off = d.offset
+        if op == isa.PUSH:
+            imm = d.operands[0]
+            s.append(_Entry(repr(imm), (imm, imm)))
+        elif op == isa.POP:
+            s.pop()
+        elif op == isa.DUP:
+            s[-1] = self.materialize(s[-1])
+            s.append(s[-1])
+        elif op == isa.LOAD_L:
+            slot = d.operands[0]
+            s.append(_Entry(f"l{slot}", self.lrange(slot), local=slot))
+        elif op == isa.STORE_L:
+            slot = d.operands[0]
+            e = s.pop()
+            self.flush_local(slot)
+            self.emit(f"l{slot} = {self.value(e)}")
+            self.note_store(slot, e.rng)
+        elif op == isa.LOAD_G:
+            g = d.operands[0]
+            lo, hi = self.spec.memory.global_ranges[g]
+            t = self.ctx.temp()
+            self.emit(f"{t} = G[{g}]" if not self.spec.inline else f"{t} = 0")
+            s.append(_Entry(t, (lo, hi)))
+        elif op == isa.STORE_G:
+            g = d.operands[0]
+            e = s.pop()
+            lo, hi = self.spec.memory.global_ranges[g]
+            v = self.value(e)
+            if not (lo <= e.rng[0] and e.rng[1] <= hi):
+                e = self.materialize(e)
+                v = e.expr
+                self.emit(f"if not {lo} <= {v} <= {hi}: {self.trap(TrapCode.RANGE, off, refund)}")
+            self.emit(f"G[{g}] = {v}")
+        elif op == isa.LOAD_A:
+            a = d.operands[0]
+            idx = s.pop()
+            n = len(self.spec.memory.arrays[a])
+            iv = self.value(idx)
+            if not (0 <= idx.rng[0] and idx.rng[1] < n):
+                idx = self.materialize(idx)
+                iv = idx.expr
+                self.emit(f"if not 0 <= {iv} < {n}: {self.trap(TrapCode.INDEX, off, refund)}")
+            t = self.ctx.temp()
+            self.emit(f"{t} = A{a}[{iv}]")
+            s.append(_Entry(t, self.spec.memory.array_ranges[a]))
+        elif op == isa.STORE_A:
+            a = d.operands[0]
+            e = s.pop()
+            idx = s.pop()
+            n = len(self.spec.memory.arrays[a])
+            lo, hi = self.spec.memory.array_ranges[a]
+            iv, v = self.value(idx), self.value(e)
+            checks = []
+            if not (0 <= idx.rng[0] and idx.rng[1] < n):
+                idx = self.materialize(idx)
+                iv = idx.expr
+                checks.append(f"if not 0 <= {iv} < {n}: {self.trap(TrapCode.INDEX, off, refund)}")
+            if not (lo <= e.rng[0] and e.rng[1] <= hi):
+                e = self.materialize(e)
+                v = e.expr
+                checks.append(f"if not {lo} <= {v} <= {hi}: "
+                              f"{self.trap(TrapCode.RANGE, off, refund)}")
+            for c in checks:
+                self.emit(c)
+            self.emit(f"A{a}[{iv}] = {v}")
+        elif op in _ARITH:
+            bb, aa = s.pop(), s.pop()
+            ra, rb = aa.rng, bb.rng
+            if op == isa.ADD:
+                r = (ra[0] + rb[0], ra[1] + rb[1])
+            elif op == isa.SUB:
+                r = (ra[0] - rb[1], ra[1] - rb[0])
+            else:
+                p = (ra[0] * rb[0], ra[0] * rb[1], ra[1] * rb[0], ra[1] * rb[1])
+                r = (min(p), max(p))
+            t = self.ctx.temp()
+            self.emit(f"{t} = {self.value(aa)} {_ARITH[op]} {self.value(bb)}")
+            if not _fits(r):
+                self.emit(f"if {t} > {INT_MAX} or {t} < {INT_MIN}: "
+                          f"{self.trap(TrapCode.OVERFLOW, off, refund)}")
+                r = (max(r[0], INT_MIN), min(r[1], INT_MAX))
+            s.append(_Entry(t, r))
+        elif op in (isa.DIV, isa.MOD):
+            bb, aa = s.pop(), s.pop()
+            t = self.ctx.temp()
+            av, bv = self.value(aa), self.value(bb)
+            if bb.rng[0] <= 0 <= bb.rng[1]:
+                bb = self.materialize(bb)
+                bv = bb.expr
+                self.emit(f"if {bv} == 0: {self.trap(TrapCode.DIV_ZERO, off, refund)}")
+            if op == isa.DIV:
+                self.emit(f"{t} = _tdiv({av}, {bv})")
+                if aa.rng[0] <= INT_MIN and bb.rng[0] <= -1 <= bb.rng[1]:
+                    self.emit(f"if {t} > {INT_MAX}: {self.trap(TrapCode.OVERFLOW, off, refund)}")
+                m = max(abs(aa.rng[0]), abs(aa.rng[1]))
+                s.append(_Entry(t, (max(-m, INT_MIN), min(m, INT_MAX))))
+            else:
+                if aa.rng[0] <= INT_MIN and bb.rng[0] <= -1 <= bb.rng[1]:
+                    # INT_MIN % -1 traps like INT_MIN / -1 does
+                    self.emit(f"if {av} == {INT_MIN} and {bv} == -1: "
+                              f"{self.trap(TrapCode.OVERFLOW, off, refund)}")
+                self.emit(f"{t} = _tmod({av}, {bv})")
+                m = max(abs(bb.rng[0]), abs(bb.rng[1]))
+                lo = 0 if aa.rng[0] >= 0 else -(m - 1)
+                hi = 0 if aa.rng[1] <= 0 else m - 1
+                s.append(_Entry(t, (max(lo, INT_MIN), min(hi, INT_MAX))))
+        elif op == isa.NEG:
+            aa = s.pop()
+            r = (-aa.rng[1], -aa.rng[0])
+            t = self.ctx.temp()
+            self.emit(f"{t} = -{self.value(aa)}")
+            if not _fits(r):
+                self.emit(f"if {t} > {INT_MAX}: {self.trap(TrapCode.OVERFLOW, off, refund)}")
+                r = (max(r[0], INT_MIN), min(r[1], INT_MAX))
+            s.append(_Entry(t, r))
+        elif op == isa.ABS:
+            aa = s.pop()
+            lo, hi = aa.rng
+            r = (lo, hi) if lo >= 0 else ((-hi, -lo) if hi <= 0 else (0, max(-lo, hi)))
+            t = self.ctx.temp()
+            self.emit(f"{t} = abs({self.value(aa)})")
+            if not _fits(r):
+                self.emit(f"if {t} > {INT_MAX}: {self.trap(TrapCode.OVERFLOW, off, refund)}")
+                r = (max(r[0], INT_MIN), min(r[1], INT_MAX))
+            s.append(_Entry(t, r))
+        elif op in (isa.MIN, isa.MAX):
+            bb, aa = s.pop(), s.pop()
+            fn = "min" if op == isa.MIN else "max"
+            f = min if op == isa.MIN else max
+            r = (f(aa.rng[0], bb.rng[0]), f(aa.rng[1], bb.rng[1]))
+            t = self.ctx.temp()
+            av, bv = self.value(aa), self.value(bb)
+            # a conditional expression is several times faster than calling min/max
+            cmp = "<" if fn == "min" else ">"
+            if aa.expr.isidentifier() and bb.expr.isidentifier() or (
+                    _is_literal(aa.expr) or _is_literal(bb.expr)):
+                self.emit(f"{t} = {av} if {av} {cmp} {bv} else {bv}")
+            else:
+                self.emit(f"{t} = {fn}({av}, {bv})")
+            s.append(_Entry(t, r))
+        elif op in _CMP:
+            bb, aa = s.pop(), s.pop()
+            s.append(_Entry(f"({self.value(aa)} {_CMP[op]} {self.value(bb)})", BOOL,
+                            is_bool=True))
+        elif op == isa.NOT:
+            aa = s.pop()
+            s.append(_Entry(f"(not {aa.expr})", BOOL, is_bool=True))
+        elif op == isa.RANGE:
+            lo, hi = d.operands
+            e = s[-1]
+            if not (lo <= e.rng[0] and e.rng[1] <= hi):
+                e = self.materialize(e)
+                self.emit(f"if not {lo} <= {e.expr} <= {hi}: "
+                          f"{self.trap(TrapCode.RANGE, off, refund)}")
+            s[-1] = _Entry(e.expr, (max(lo, e.rng[0]), min(hi, e.rng[1])), e.is_bool, e.local)
+        elif op == isa.JMP:
+            return None
+        elif op in (isa.JZ, isa.JNZ):
+            e = s.pop()
+            # the fall-through path runs when the condition is true for JZ, false for JNZ
+            if op == isa.JZ:
+                return e.expr if e.is_bool else f"{e.expr} != 0"
+            return f"not {e.expr}" if e.is_bool else f"{e.expr} == 0"
+        elif op in (isa.FORPREP, isa.FORLOOP):
+            slot = d.operands[0]
+            # the loop counter ranges over [start, limit]; the body sees [start, limit - 1]
+            lo_r, lim_r = self.lrange(slot), self.lrange(slot + 1)
+            self.note_store(slot, (lo_r[0], max(lo_r[1], lim_r[1])))
+            return None
+        elif op in (isa.RET, isa.RETV):
+            if op == isa.RETV:
+                e = s.pop()
+                self.emit(f"return budget, {self.value(e)}")
+            else:
+                self.emit("return budget, None")
+        elif op == isa.CALLN:
+            self.call_native(i, refund)
+        elif op == isa.CALL:
+            callee = d.operands[0]
+            cu = self.b.image.functions[callee]
+            args = [self.value(e) for e in s[len(s) - cu.n_params:]] if cu.n_params else []
+            del s[len(s) - cu.n_params:]
+            for k in range(len(s)):
+                s[k] = self.materialize(s[k])
+            t = self.ctx.temp()
+            call = f"{self.spec.callee_names(callee)}(budget{''.join(', ' + a for a in args)})"
+            self.emit(f"budget, {t} = yield from {call}" if self.ctx.metered
+                      else f"budget, {t} = {call}")
+            if cu.returns:
+                s.append(_Entry(t, FULL))
+        elif op >= isa.EXT_BASE:
+            self.ext(i, refund)
+        elif op == isa.ENV:
+            env = self.b.env[d.operands[0]]
+            s.append(_Entry(repr(env), (env, env)))
+        elif op == isa.HIDE:
+            raise ValueError("HIDE runs only in a VMlet's on load, by the reference engine")
+        return None
+
+    def call_native(self, i: int, refund: int) -> None:
+        d = self.ins[i]
+        s = self.stack
+        n = self.b.natives[d.operands[0]]
+        off = d.offset
+        args = s[len(s) - n.n_args:] if n.n_args else []
+        del s[len(s) - n.n_args:]
+        for k in range(len(s)):
+            s[k] = self.materialize(s[k])
+        values = []
+        for a, (lo, hi) in zip(args, n.arg_ranges, strict=True):
+            v = self.value(a)
+            if not (lo <= a.rng[0] and a.rng[1] <= hi):
+                a = self.materialize(a)
+                v = a.expr
+                self.emit(f"if not {lo} <= {v} <= {hi}: "
+                          f"{self.trap(TrapCode.NATIVE_ARG, off, refund)}")
+            values.append(v)
+        name = self.spec.native_names[d.operands[0]]
+        call = f"{name}({', '.join(values)})"
+        if n.result is None:
+            self.emit(call)
+            return
+        t = self.ctx.temp()
+        lo, hi = n.result
+        self.emit(f"{t} = {call}")
+        # the host is checked, not trusted: ranges downstream rely on the declared result
+        self.emit(f"if not {lo} <= {t} <= {hi}: {self.trap(TrapCode.NATIVE_RESULT, off, refund)}")
+        s.append(_Entry(t, (lo, hi)))
+
+    def ext(self, i: int, refund: int) -> None:
+        d = self.ins[i]
+        s = self.stack
+        k = d.opcode - isa.EXT_BASE
+        ext = self.b.ext[k]
+        cu = ext.vmlet.image.functions[ext.function]
+        args = s[len(s) - cu.n_params:] if cu.n_params else []
+        del s[len(s) - cu.n_params:]
+        if self.inlinable(d.opcode):
+            self.inline_body(ext.vmlet, ext.function, args, d.offset, refund, i)
+            return
+        for j in range(len(s)):
+            s[j] = self.materialize(s[j])
+        name = self.ctx.out_of_line[(k, ext.function)] if (k, ext.function) in \
+            self.ctx.out_of_line else ""
+        t = self.ctx.temp()
+        call = f"{name}(budget{''.join(', ' + self.value(a) for a in args)})"
+        self.emit("try:")
+        self.emit(f"    budget, {t} = yield from {call}" if self.ctx.metered
+                  else f"    budget, {t} = {call}")
+        self.emit("except Trap as e:")
+        # a VMlet instruction is one instruction: its traps are reported where it is used
+        self.emit(f"    raise Trap(e.code, {self.spec.unit}, {d.offset}, e.remaining) from None")
+        if cu.returns:
+            s.append(_Entry(t, FULL))
+
+    def inline_body(self, vm: Bound, function: int, args: list[_Entry], offset: int,
+                    refund: int, at: int) -> None:
+        """Translate a straight-line VMlet instruction body in place."""
+        self.inline_count += 1
+        prefix = f"i{self.inline_count}_"
+        cu = vm.image.functions[function]
+        body = list(isa.decode(cu.code))
+        names = self.ctx.bind_natives(f"x{id(vm) % 99991}_", vm.natives)
+        locals_: list[_Entry] = []
+        for slot in range(cu.n_locals):
+            if slot < len(args):
+                a = args[slot]
+                # a read of an outer local stays as it is: the body cannot write it
+                if not (a.expr.isidentifier() or _is_literal(a.expr)) or a.is_bool:
+                    a = self.materialize(a)
+                locals_.append(_Entry(a.expr, a.rng))
+            else:
+                locals_.append(_Entry("0", (0, 0)))
+        # The instruction is charged in full before its body runs: a trap inside the body
+        # refunds only what follows the instruction in its block.
+        r = refund
+        stack: list[_Entry] = []
+        for x in body:
+            op = x.opcode
+            if op == isa.LOAD_L:
+                stack.append(locals_[x.operands[0]])
+            elif op == isa.STORE_L:
+                e = stack.pop()
+                t = f"{prefix}{x.operands[0]}"
+                self.emit(f"{t} = {self.value(e)}")
+                locals_[x.operands[0]] = _Entry(t, e.rng)
+            elif op == isa.RETV:
+                self.stack.append(stack.pop())
+                return
+            elif op == isa.CALLN:
+                saved, self.stack = self.stack, stack
+                saved_b, self.b = self.b, vm
+                saved_names, self.spec.native_names = self.spec.native_names, names
+                try:
+                    self.call_native_at(x, r, offset)
+                finally:
+                    self.stack, self.b, self.spec.native_names = saved, saved_b, saved_names
+            else:
+                saved, self.stack = self.stack, stack
+                saved_b, self.b = self.b, vm
+                saved_ins = self.ins
+                self.ins = [isa.Decoded(offset, x.opcode, x.operands, x.size)]
+                try:
+                    self.translate_instr(0, r)
+                finally:
+                    self.stack, self.b, self.ins = saved, saved_b, saved_ins
+        raise ValueError("VMlet instruction body without RETV")
+
+    def call_native_at(self, x: isa.Decoded, refund: int, offset: int) -> None:
+        saved_ins = self.ins
+        self.ins = [isa.Decoded(offset, x.opcode, x.operands, x.size)]
+        try:
+            self.call_native(0, refund)
+        finally:
+            self.ins = saved_ins
+
+
+def _is_literal(expr: str) -> bool:
+    return expr.lstrip("-").isdigit()
+
+
+def _formula_source(node: ast.expr, env: dict[str, str]) -> str:
+    if isinstance(node, ast.Constant):
+        return repr(node.value)
+    if isinstance(node, ast.Name):
+        return env.get(node.id, node.id)
+    if isinstance(node, ast.UnaryOp):
+        return f"(-{_formula_source(node.operand, env)})"
+    if isinstance(node, ast.BinOp):
+        a, b = _formula_source(node.left, env), _formula_source(node.right, env)
+        if isinstance(node.op, ast.FloorDiv):
+            return f"_fdiv({a}, {b})"
+        sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}[type(node.op)]
+        return f"({a} {sym} {b})"
+    assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    return f"{node.func.id}({', '.join(_formula_source(a, env) for a in node.args)})"
+
+
+# --------------------------------------------------------------------------- the image
+
+
+@dataclass
+class Translated:
+    """An image's code units as Python callables (generator functions when metered)."""
+
+    functions: list[Callable[..., Any]]
+    source: str
+
+
+def translate(bound: Bound, memory: Memory, *, metered: bool = True,
+              max_passes: int = 4) -> Translated:
+    """Translate every code unit of ``bound`` (whose code the verifier has accepted)."""
+    ctx = _Context(bound, memory, metered)
+    natives = ctx.bind_natives("", bound.natives)
+    n_units = len(bound.image.functions)
+    names = [f"u{i}" for i in range(n_units)]
+    empty = Memory([], (), [], ())
+    # VMlet instructions that cannot be inlined are translated out of line, once each.
+    extra: list[_UnitSpec] = []
+    for k, ext in enumerate(bound.ext):
+        if ext.fixed_cost is None:
+            vm_names = ctx.bind_natives(f"v{k}_", ext.vmlet.natives)
+            vm_units = [f"v{k}_u{j}" for j in range(len(ext.vmlet.image.functions))]
+            for j in range(len(ext.vmlet.image.functions)):
+                extra.append(_UnitSpec(ext.vmlet, j, vm_units[j], vm_names, j == ext.function,
+                                       empty, vm_units.__getitem__))
+            ctx.out_of_line[(k, ext.function)] = vm_units[ext.function]
+    specs = [_UnitSpec(bound, i, names[i], natives, False, memory, names.__getitem__)
+             for i in range(n_units)] + extra
+    sources = []
+    for spec in specs:
+        ranges: dict[int, Range] = {}
+        cu = spec.bound.image.functions[spec.unit]
+        for slot in range(cu.n_params, cu.n_locals):
+            ranges[slot] = (0, 0)  # locals start at zero
+        for _ in range(max_passes):
+            ut = _UnitTranslator(ctx, spec, ranges)
+            src = ut.translate()
+            new = dict(ranges)
+            for slot, r in ut.stored.items():
+                new[slot] = _hull(new.get(slot, r), r)
+            if new == ranges:
+                break
+            ranges = new
+        else:
+            # not settled: everything assigned in the unit may be any 32-bit value
+            ranges = {slot: FULL for slot in ranges}
+            ut = _UnitTranslator(ctx, spec, ranges)
+            src = ut.translate()
+        sources.append(src)
+    source = "\n\n".join(sources)
+    code = compile(source, f"<vvm {bound.image.name} v{bound.image.version}>", "exec")
+    exec(code, ctx.namespace)
+    return Translated([ctx.namespace[n] for n in names], source)

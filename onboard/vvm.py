@@ -1,0 +1,172 @@
+"""The Virtual Virtual Machine: loads VMlets, becomes the VM they describe, runs one
+configuration under the reconfiguration share, and reports telemetry.
+
+This is the object the onboard software (and every simulation) drives::
+
+    vm = VVM(profile, host)
+    vm.load_vmlet(photometry_image)
+    vm.load(exo_e1_image)            # verified, bound, translated; on apply runs first
+    vm.run_for(6 * 3600 * 1000)      # simulated milliseconds
+    vm.telemetry.summary(...)
+
+``call`` runs one code unit to completion outside the scheduler (tests, ground
+cross-checks); ``run_for`` runs the periodic tasks frame by frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from onboard.faults import Fault, Trap
+from onboard.host import Host
+from onboard.image import Image
+from onboard.loader import LoadedVmlet, LoadError, Program, load_config, load_vmlet
+from onboard.mission import MissionProfile
+from onboard.scheduler import Scheduler
+from onboard.telemetry import Telemetry
+
+#: Budget of ``call`` when none is given: effectively unlimited, but finite.
+UNLIMITED = 1 << 62
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of running one code unit to its end: value, cycles, and the fault if it
+    trapped."""
+
+    result: int | None
+    cycles: int
+    fault: Fault | None
+
+
+class VVM:
+    """One onboard VVM instance for one mission and host."""
+
+    def __init__(self, profile: MissionProfile, host: Host) -> None:
+        self.profile = profile
+        self.host = host
+        self.vmlets: dict[str, LoadedVmlet] = {}
+        self.program: Program | None = None
+        share = profile.share_cycles_per_frame
+        self.telemetry = Telemetry(profile.frame_ms, share)
+        self.scheduler = Scheduler(profile.frame_ms,
+                                   share - profile.patch_reserve_cycles_per_frame, host,
+                                   self.telemetry)
+
+    @property
+    def now_ms(self) -> int:
+        return self.scheduler.now_ms
+
+    # ------------------------------------------------------------------ loading
+
+    def load_vmlet(self, image: Image) -> LoadedVmlet:
+        """Load (or replace) a VMlet; raise ``LoadError`` and change nothing on failure."""
+        loaded = load_vmlet(image, self.profile, self.host)
+        self.vmlets[image.name] = loaded
+        return loaded
+
+    def prepare(self, config: Image, vmlets: Sequence[Image] = ()) -> Program:
+        """Verify, bind and translate ``config`` (with ``vmlets`` loaded on top of the ones
+        already here) without switching to it; raise ``LoadError``."""
+        candidates = dict(self.vmlets)
+        for image in vmlets:
+            candidates[image.name] = load_vmlet(image, self.profile, self.host)
+        return load_config(config, tuple(candidates.values()), self.profile, self.host)
+
+    def activate(self, program: Program, *, run_on_apply: bool = True) -> None:
+        """Switch to ``program`` at the next frame boundary; its ``on apply`` runs first."""
+        for v in program.vmlets:
+            self.vmlets[v.image.name] = v
+        self.program = program
+        img = program.image
+        self.telemetry.config_hash = img.content_hash
+        self.telemetry.config_name = img.name
+        self.telemetry.config_version = img.version
+        self.scheduler.install(program, run_on_apply=run_on_apply)
+
+    def load(self, config: Image, vmlets: Sequence[Image] = ()) -> Program:
+        """Load a configuration and switch to it (``prepare`` then ``activate``)."""
+        program = self.prepare(config, vmlets)
+        self.activate(program)
+        return program
+
+    # ------------------------------------------------------------------ running
+
+    def run_for(self, ms: int, *, finish_jobs: bool = False) -> None:
+        """Advance the simulated clock by ``ms`` milliseconds, running tasks."""
+        self.scheduler.run_until(self.scheduler.now_ms + ms, finish_jobs=finish_jobs)
+
+    def call(self, name: str, args: Sequence[int] = (), budget: int | None = None) -> Outcome:
+        """Run code unit ``name`` of the active program to its end (outside the scheduler)
+        with ``budget`` cycles at most (unlimited if None); a trap is returned, not raised."""
+        program = self._active()
+        unit = program.unit(name)
+        fn = program.code.functions[unit]
+        give = UNLIMITED if budget is None else budget
+        try:
+            gen = fn(give, *args)
+            left = next(gen)
+        except StopIteration as done:
+            left, result = done.value
+            return Outcome(result, give - left, None)
+        except Trap as trap:
+            fault = Fault(self.now_ms, name, trap.code,
+                          program.image.functions[trap.unit].name, trap.offset)
+            return Outcome(None, give - trap.remaining, fault)
+        gen.close()
+        raise LoadError("budget", f"`{name}` needs more than {give} cycles (stopped with "
+                                  f"{left} left)")
+
+    def global_value(self, name: str) -> int:
+        program = self._active()
+        for i, g in enumerate(program.image.globals):
+            if g.name == name:
+                return program.memory.globals[i]
+        raise KeyError(name)
+
+    def set_global(self, name: str, value: int) -> None:
+        """Set a global (tests and ground cross-checks; patches change parameters on
+        board). The value must lie in the global's declared range."""
+        program = self._active()
+        for i, g in enumerate(program.image.globals):
+            if g.name == name:
+                if not g.lo <= value <= g.hi:
+                    raise ValueError(f"{name} = {value} is outside [{g.lo}, {g.hi}]")
+                program.memory.globals[i] = value
+                return
+        raise KeyError(name)
+
+    def array_values(self, name: str) -> list[int]:
+        program = self._active()
+        for i, a in enumerate(program.image.arrays):
+            if a.name == name:
+                return list(program.memory.arrays[i])
+        raise KeyError(name)
+
+    def rules_hold(self) -> list[str]:
+        """The flight rules that do not hold for the current values (empty: all hold)."""
+        program = self._active()
+        broken = []
+        for rule in program.image.rules:
+            out = self.call(program.image.functions[rule.function].name)
+            if out.fault is not None or out.result != 1:
+                broken.append(rule.text)
+        return broken
+
+    def status(self) -> dict[str, Any]:
+        """Telemetry as a JSON-ready dictionary."""
+        out = self.telemetry.summary(self.now_ms, self.profile.frame_cycles)
+        out["mission"] = self.profile.name
+        out["vmlets"] = [{"name": v.image.name, "version": v.image.version,
+                          "hash": v.image.content_hash.hex(), "visible": sorted(v.visible)}
+                         for v in self.vmlets.values()]
+        out["share_cycles_per_frame"] = self.profile.share_cycles_per_frame
+        out["task_budget_per_frame"] = self.scheduler.budget_per_frame
+        return out
+
+    def _active(self) -> Program:
+        if self.program is None:
+            raise LoadError("no-config", "no configuration is loaded")
+        return self.program
