@@ -1,8 +1,8 @@
 """The ``vvm`` command: the onboard simulator's user interface.
 
-Stdlib only (argparse): the onboard side stands alone. The running simulator (`init`,
-`load`, `run`, `status`) comes with the VVM; what is here reads images as the satellite
-would and reports what it finds.
+Stdlib only (argparse): the onboard side stands alone. ``vvm init/load/run/status`` drive
+a simulated VVM kept in a state directory (``onboard.simulator``); ``vvm inspect`` reads an
+image as the satellite would. Exit codes: 0 ok, 1 rejected input, 2 usage.
 """
 
 from __future__ import annotations
@@ -15,6 +15,92 @@ from pathlib import Path
 
 from onboard.image import ImageError, decode_image
 from onboard.listing import listing
+from onboard.loader import LoadError
+from onboard.mission import MissionError
+from onboard.simulator import Simulator, StateError, parse_duration
+
+
+def _fail(message: str, hint: str, code: int = 1) -> int:
+    print(f"vvm: {message}", file=sys.stderr)
+    if hint:
+        print(f"  hint: {hint}", file=sys.stderr)
+    return code
+
+
+def _missions(args: argparse.Namespace) -> tuple[Path, ...]:
+    return tuple(Path(d) for d in args.missions)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    sim = Simulator.init(Path(args.state), args.mission, args.seed, _missions(args))
+    print(f"{args.state}: VVM for mission {sim.vvm.profile.name}, seed {args.seed}, "
+          f"share {sim.vvm.profile.share_cycles_per_frame} cycles per "
+          f"{sim.vvm.profile.frame_ms} ms frame")
+    return 0
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    sim = Simulator.open(Path(args.state), _missions(args))
+    for name in args.images:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as exc:
+            return _fail(f"cannot read {name}: {exc.strerror}", "check the path", 2)
+        try:
+            image = decode_image(data)
+        except ImageError as exc:
+            where = f" at offset {exc.offset}" if exc.offset is not None else ""
+            return _fail(f"{name}{where}: not an image: {exc.message}",
+                         "images are written by `ccl compile`")
+        try:
+            print(sim.load(image))
+        except LoadError as exc:
+            return _fail(f"{name}: refused ({exc.code}): {exc.message}",
+                         "nothing was loaded; load the VMlets a configuration uses first")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        ms = parse_duration(args.duration)
+    except ValueError as exc:
+        return _fail(str(exc), "durations look like 90s, 30m, 6h, 2d", 2)
+    sim = Simulator.open(Path(args.state), _missions(args))
+    if sim.vvm.program is None:
+        return _fail("no configuration is loaded", f"`vvm load {args.state} IMAGE` first")
+    start = sim.vvm.now_ms
+    sim.run(ms)
+    tel = sim.vvm.telemetry
+    print(f"ran {(sim.vvm.now_ms - start) / 1000:.1f} s of simulated time: now "
+          f"t = {sim.vvm.now_ms / 1000:.1f} s, {tel.fault_count} faults, worst frame "
+          f"{100 * tel.worst_share():.1f} % of the share")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    sim = Simulator.open(Path(args.state), _missions(args))
+    status = sim.vvm.status()
+    if args.json:
+        print(json.dumps(status, indent=1))
+        return 0
+    cfg = status["config"]
+    print(f"mission {status['mission']}  t = {status['time_ms'] / 1000:.1f} s  "
+          f"config {cfg['name'] or '-'} v{cfg['version']} {cfg['hash'][:16]}")
+    for v in status["vmlets"]:
+        print(f"  vmlet {v['name']} v{v['version']} {v['hash'][:16]}  "
+              f"visible: {', '.join(v['visible'])}")
+    print(f"  frames {status['frames']} ({status['busy_frames']} busy), worst frame "
+          f"{status['worst_frame_cycles']} cycles = {status['worst_frame_share_percent']} % "
+          f"of the share, {status['worst_frame_cpu_percent']} % of the CPU")
+    for t in status["tasks"]:
+        print(f"  task {t['name']:<16} every {t['period_ms'] / 1000:g} s  runs {t['runs']}  "
+              f"worst {t['worst_cycles']} cycles  overruns {t['overruns']}  "
+              f"traps {t['traps']}")
+    print(f"  faults {status['fault_count']}")
+    for f in status["faults"][-10:]:
+        print(f"    t={f['time_ms'] / 1000:.1f} s {f['task']}: {f['code']} in {f['unit']} "
+              f"+{f['offset']}")
+    return 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -47,8 +133,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("image")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_inspect)
+
+    def stateful(name: str, help_: str) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=help_)
+        q.add_argument("state", help="the state directory")
+        q.add_argument("--missions", action="append", default=[], metavar="DIR",
+                       help="another folder of mission profiles")
+        return q
+
+    p = stateful("init", "create a state directory for a mission")
+    p.add_argument("--mission", required=True)
+    p.add_argument("--seed", type=int, default=1, help="seed of the simulated spacecraft")
+    p.set_defaults(func=_cmd_init)
+    p = stateful("load", "load VMlet and configuration images directly (no link)")
+    p.add_argument("images", nargs="+")
+    p.set_defaults(func=_cmd_load)
+    p = stateful("run", "advance the simulated clock, running the tasks")
+    p.add_argument("--for", dest="duration", required=True, help="e.g. 90s, 30m, 6h, 2d")
+    p.set_defaults(func=_cmd_run)
+    p = stateful("status", "print the telemetry")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_status)
     args = parser.parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+    except StateError as exc:
+        code = _fail(exc.message, exc.hint)
+    except MissionError as exc:
+        code = _fail(exc.message, exc.hint)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from onboard import isa
 from onboard.binding import Bound, ExtBinding, bind_natives, body_fixed_cost, opcode_costs
 from onboard.faults import Trap
 from onboard.host import Host
@@ -23,12 +22,10 @@ from onboard.image import Image, ImageKind
 from onboard.mission import MissionProfile
 from onboard.reference import Memory, run
 from onboard.translate import Translated, translate
-from onboard.verifier import ExtSig, UnitFacts, VerifyError, verify_image
+from onboard.verifier import ImageFacts, Target, VerifyError, verify_image
 
 #: Cycles an ``on load`` may use; it runs once, at load, outside any task.
 ON_LOAD_BUDGET = 1_000_000
-#: Bytes one data value takes in VVM data memory.
-VALUE_BYTES = 4
 
 
 class LoadError(Exception):
@@ -47,6 +44,7 @@ class LoadedVmlet:
     image: Image
     bound: Bound
     visible: frozenset[str]  # natives programs on this VMlet may call
+    hidden: frozenset[str]  # natives its `on load` hid
     on_load_cycles: int
 
 
@@ -58,17 +56,12 @@ class Program:
     bound: Bound
     memory: Memory
     code: Translated
-    facts: tuple[UnitFacts, ...]
+    facts: ImageFacts
     vmlets: tuple[LoadedVmlet, ...]
 
     def unit(self, name: str) -> int:
         """Index of the code unit called ``name``."""
         return self.image.function_index(name)
-
-
-def data_bytes(image: Image) -> int:
-    """Bytes of VVM data memory an image's globals and arrays take."""
-    return VALUE_BYTES * (len(image.globals) + sum(a.length for a in image.arrays))
 
 
 def _env_values(image: Image, profile: MissionProfile, host: Host) -> tuple[int, ...]:
@@ -102,15 +95,13 @@ def _bind(image: Image, profile: MissionProfile, host: Host,
                  ext, opcode_costs(profile))
 
 
-def _verify(image: Image, profile: MissionProfile, ext: Sequence[ExtSig],
-            visible: frozenset[str]) -> tuple[UnitFacts, ...]:
-    natives = {n.name: (len(n.args), n.result is not None) for n in profile.natives.values()}
+def _verify(image: Image, profile: MissionProfile,
+            vmlets: Sequence[LoadedVmlet] = ()) -> ImageFacts:
     try:
-        return verify_image(image, natives=natives, ext=ext, visible=visible,
-                            max_stack=profile.max_stack, max_call_depth=profile.max_call_depth,
-                            code_bytes=profile.code_bytes)
+        return verify_image(image, Target.of(profile), vmlets=[v.image for v in vmlets],
+                            hidden={v.image.name: v.hidden for v in vmlets})
     except VerifyError as exc:
-        raise LoadError(f"verify:{exc.code}", f"`{image.name}` v{image.version}: {exc}") \
+        raise LoadError(exc.code, f"`{image.name}` v{image.version}: {exc}") \
             from None
 
 
@@ -119,10 +110,9 @@ def load_vmlet(image: Image, profile: MissionProfile, host: Host) -> LoadedVmlet
     if image.kind is not ImageKind.VMLET:
         raise LoadError("not-a-vmlet", f"`{image.name}` is a configuration, not a VMlet")
     _check_mission(image, profile)
-    exposes = frozenset(image.exposes)
-    _verify(image, profile, (), exposes | frozenset(image.hides))
+    _verify(image, profile)
     bound = _bind(image, profile, host, ())
-    hidden = set(image.hides)
+    hidden: set[str] = set()
     cycles = 0
     if image.on_load is not None:
         memory = Memory([], (), [], ())
@@ -138,7 +128,8 @@ def load_vmlet(image: Image, profile: MissionProfile, host: Host) -> LoadedVmlet
         else:
             raise LoadError("on-load-budget", f"`{image.name}`'s on load needs more than "
                                               f"{ON_LOAD_BUDGET} cycles")
-    return LoadedVmlet(image, bound, exposes - hidden, cycles)
+    visible = frozenset(image.exposes) - frozenset(image.hides) - hidden
+    return LoadedVmlet(image, bound, visible, frozenset(hidden), cycles)
 
 
 def _check_mission(image: Image, profile: MissionProfile) -> None:
@@ -168,36 +159,19 @@ def load_config(image: Image, vmlets: Sequence[LoadedVmlet], profile: MissionPro
                                               f"v{v.image.version} "
                                               f"({v.image.content_hash[:len(ref.hash)].hex()})")
         used.append(v)
-    if len(image.ext) > isa.EXT_COUNT:
-        raise LoadError("too-many-ext", f"{len(image.ext)} VMlet instructions, at most "
-                                        f"{isa.EXT_COUNT}")
-    ext: list[ExtBinding] = []
-    sigs: list[ExtSig] = []
-    for ref_ in image.ext:
-        v = by_name.get(ref_.vmlet)
-        if v is None or v not in used:
-            raise LoadError("unknown-instr", f"instruction `{ref_.vmlet}.{ref_.instr}`: "
-                                             f"`{image.name}` does not use `{ref_.vmlet}`")
-        instr = next((d for d in v.image.instrs if d.name == ref_.instr), None)
-        if instr is None:
-            raise LoadError("unknown-instr", f"VMlet `{ref_.vmlet}` defines no instruction "
-                                             f"`{ref_.instr}`")
-        unit = v.image.functions[instr.function]
-        ext.append(ExtBinding(v.bound, instr.function, f"{ref_.vmlet}.{ref_.instr}",
-                              body_fixed_cost(v.bound, instr.function)))
-        sigs.append(ExtSig(unit.n_params, unit.returns))
-    visible = frozenset().union(*(v.visible for v in used)) if used else frozenset()
-    hidden = sorted(set(image.natives) - visible)
-    if hidden:
-        raise LoadError("hidden-native", f"`{image.name}` calls native "
-                                          f"`{hidden[0]}`, which no VMlet it uses exposes "
-                                          f"(or one hides it)")
-    facts = _verify(image, profile, sigs, visible)
-    size = data_bytes(image)
-    if size > profile.data_bytes:
-        raise LoadError("data-too-large", f"{size} bytes of data exceed the "
-                                          f"{profile.data_bytes} bytes of data memory")
-    bound = _bind(image, profile, host, tuple(ext))
+    facts = _verify(image, profile, used)
+    hidden = sorted(set(image.natives) - facts.visible)
+    if hidden:  # imported but never called: still refused, the import itself is the intent
+        raise LoadError("hidden-native", f"`{image.name}` imports native `{hidden[0]}`, "
+                                         f"which no VMlet it uses exposes (or one hides it)")
+    ext = tuple(ExtBinding(by_name[e.vmlet].bound, e.function,
+                           f"{e.vmlet}.{by_name[e.vmlet].image.functions[e.function].name}",
+                           body_fixed_cost(by_name[e.vmlet].bound, e.function))
+                for e in facts.ext)
+    bound = _bind(image, profile, host, ext)
     memory = Memory.of(bound)
-    return Program(image, bound, memory, translate(bound, memory, metered=metered), facts,
-                   tuple(used))
+    # Units with dead code (accepted by the verifier, never executed) run on the reference
+    # engine: the translator relies on consistent stack depths everywhere.
+    dead = frozenset(i for i, u in enumerate(facts.units) if -1 in u.depth)
+    code = translate(bound, memory, metered=metered, reference_units=dead)
+    return Program(image, bound, memory, code, facts, tuple(used))

@@ -58,11 +58,12 @@ class _Frame:
     trap_at: tuple[int, int] | None = None  # (unit, offset) of the extension opcode
 
 
-_decoded: dict[tuple[int, int], dict[int, isa.Decoded]] = {}
+# Decoded code, by image content hash and unit: content-addressed, so never stale.
+_decoded: dict[tuple[bytes, int], dict[int, isa.Decoded]] = {}
 
 
 def _decode(bound: Bound, unit: int) -> dict[int, isa.Decoded]:
-    key = (id(bound.image), unit)
+    key = (bound.image.content_hash, unit)
     if key not in _decoded:
         _decoded[key] = {d.offset: d for d in isa.decode(bound.image.functions[unit].code)}
     return _decoded[key]

@@ -34,7 +34,8 @@ class Job:
     unit: int
     release_ms: int
     deadline_ms: int
-    order: int  # tie-break between equal deadlines: task table order
+    period_ms: int  # equal deadlines: the shorter period first, then task table order
+    order: int
     gen: Generator[int, int, Any] | None = None
     cycles: int = 0
 
@@ -70,7 +71,7 @@ class Scheduler:
             self.telemetry.tasks.setdefault(t.name, TaskStats(t.name, t.period_ms))
         if run_on_apply and program.image.on_apply is not None:
             self.jobs.append(Job(ON_APPLY, program.image.on_apply, self.now_ms, self.now_ms,
-                                 -1))
+                                 0, -1))
 
     @property
     def busy(self) -> bool:
@@ -112,7 +113,7 @@ class Scheduler:
                         self._fault(t, job, TrapCode.OVERRUN, job.unit, -1)
                         break
                 self.jobs.append(Job(task.name, task.function, release,
-                                     release + task.period_ms, i))
+                                     release + task.period_ms, task.period_ms, i))
                 self.next_release[i] = release + task.period_ms
 
     def _run_frame(self, t: int) -> tuple[int, int]:
@@ -123,7 +124,7 @@ class Scheduler:
         faults = 0
         functions = self.program.code.functions
         while self.jobs:
-            job = min(self.jobs, key=lambda j: (j.deadline_ms, j.order))
+            job = min(self.jobs, key=lambda j: (j.deadline_ms, j.period_ms, j.order))
             try:
                 if job.gen is None:
                     job.gen = functions[job.unit](budget)

@@ -31,7 +31,7 @@ from onboard import isa
 from onboard.binding import Bound, NativeBinding
 from onboard.faults import Trap, TrapCode
 from onboard.isa import INT_MAX, INT_MIN
-from onboard.reference import Memory
+from onboard.reference import Memory, run
 
 Range = tuple[int, int]
 FULL: Range = (INT_MIN, INT_MAX)
@@ -890,6 +890,12 @@ def _formula_source(node: ast.expr, env: dict[str, str]) -> str:
 # --------------------------------------------------------------------------- the image
 
 
+def _on_reference(bound: Bound, memory: Memory, unit: int) -> Callable[..., Any]:
+    def unit_fn(budget: int, *args: int) -> Any:
+        return run(bound, memory, unit, args, budget)
+    return unit_fn
+
+
 @dataclass
 class Translated:
     """An image's code units as Python callables (generator functions when metered)."""
@@ -899,8 +905,10 @@ class Translated:
 
 
 def translate(bound: Bound, memory: Memory, *, metered: bool = True,
+              reference_units: frozenset[int] = frozenset(),
               max_passes: int = 4) -> Translated:
-    """Translate every code unit of ``bound`` (whose code the verifier has accepted)."""
+    """Translate every code unit of ``bound`` (whose code the verifier has accepted), but
+    those in ``reference_units``, which run on the reference interpreter."""
     ctx = _Context(bound, memory, metered)
     natives = ctx.bind_natives("", bound.natives)
     n_units = len(bound.image.functions)
@@ -917,7 +925,9 @@ def translate(bound: Bound, memory: Memory, *, metered: bool = True,
                                        empty, vm_units.__getitem__))
             ctx.out_of_line[(k, ext.function)] = vm_units[ext.function]
     specs = [_UnitSpec(bound, i, names[i], natives, False, memory, names.__getitem__)
-             for i in range(n_units)] + extra
+             for i in range(n_units) if i not in reference_units] + extra
+    for i in reference_units:
+        ctx.namespace[names[i]] = _on_reference(bound, memory, i)
     sources = []
     for spec in specs:
         ranges: dict[int, Range] = {}
