@@ -110,7 +110,7 @@ class _ProcGen:
 
     def generate(self) -> CodeUnit:
         self.stmts(self.proc.body)
-        if not _ends_in_return(self.proc.body):
+        if not ir.always_returns(self.proc.body):
             self.emit(isa.RET)
         return CodeUnit(
             name=self.proc.name,
@@ -126,6 +126,8 @@ class _ProcGen:
     def stmts(self, body: tuple[ir.Stmt, ...]) -> None:
         for s in body:
             self.stmt(s)
+            if ir.always_returns((s,)):
+                break  # the rest of the block can never run: emit nothing for it
 
     def stmt(self, s: ir.Stmt) -> None:
         if isinstance(s, (ir.Let, ir.AssignLocal)):
@@ -165,7 +167,7 @@ class _ProcGen:
         self.jump_unless(s.cond, else_label)
         self.stmts(s.then)
         if s.otherwise:
-            if not _ends_in_return(s.then):
+            if not ir.always_returns(s.then):
                 self.emit(isa.JMP, end_label)
             self.place(else_label, 0)
             self.stmts(s.otherwise)
@@ -296,16 +298,6 @@ class _ProcGen:
         self.place(false_label, base)
         self.emit(isa.PUSH, 0)
         self.place(end_label, base + 1)
-
-
-def _ends_in_return(body: tuple[ir.Stmt, ...]) -> bool:
-    if not body:
-        return False
-    last = body[-1]
-    if isinstance(last, ir.Return):
-        return True
-    return (isinstance(last, ir.If) and bool(last.otherwise) and _ends_in_return(last.then)
-            and _ends_in_return(last.otherwise))
 
 
 def generate(program: ir.Program, vmlet_images: dict[str, Image]) -> tuple[Image, DebugInfo]:

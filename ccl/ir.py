@@ -329,6 +329,21 @@ class Hide:
 Stmt = Let | AssignLocal | AssignGlobal | AssignElement | If | For | Return | ExprStmt | Hide
 
 
+def always_returns(body: tuple[Stmt, ...]) -> bool:
+    """Whether ``body`` returns on every path: it holds a ``return``, or an ``if``/``else``
+    whose branches both always return. What follows such a statement is dead code."""
+    return any(isinstance(s, Return) or (isinstance(s, If) and bool(s.otherwise)
+                                         and always_returns(s.then)
+                                         and always_returns(s.otherwise)) for s in body)
+
+
+def may_return(body: tuple[Stmt, ...]) -> bool:
+    """Whether some path through ``body`` reaches a ``return``."""
+    return any(isinstance(s, Return)
+               or (isinstance(s, If) and (may_return(s.then) or may_return(s.otherwise)))
+               or (isinstance(s, For) and may_return(s.body)) for s in body)
+
+
 # --------------------------------------------------------------------------- declarations
 
 

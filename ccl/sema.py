@@ -20,7 +20,7 @@ from typing import Any
 from ccl import ir
 from ccl.diagnostics import CclError, Diagnostic, Source, Span, did_you_mean
 from ccl.ranges import ArithmeticError_, apply_binary, apply_unary, binary_range, unary_range
-from ccl.syntax import parse
+from ccl.syntax import literal_value, parse
 from onboard.isa import INT_MAX, INT_MIN
 from onboard.mission import MissionProfile
 
@@ -127,6 +127,9 @@ class _Analyzer:
         self.proc: _ProcState | None = None
         self.call_graph: dict[str, list[tuple[str, Span]]] = {}
         self.own_name = ""
+        self.version = 0
+        self.constant_what = ""  # what the constant expression being analyzed is, if any
+        self.declared_kind: dict[str, str] = {}  # module names: their declaration's kind
         self.failed: set[str] = set()  # declarations whose analysis stopped at an error
 
     # ------------------------------------------------------------------ helpers
@@ -134,21 +137,48 @@ class _Analyzer:
     def span(self, obj: Any) -> Span:
         return self.src.span(obj._tx_position, obj._tx_position_end)
 
-    def name_span(self, obj: Any, name: str, skip: int = 0) -> Span:
-        """Span of the first occurrence of ``name`` as a word inside ``obj`` (after ``skip``
-        earlier occurrences: a name repeated in a list gets its own span)."""
-        start, end = obj._tx_position, obj._tx_position_end
+    def word_offset(self, obj: Any, word: str, skip: int = 0) -> int:
+        """Offset of the first occurrence of ``word`` as a whole word inside ``obj`` (after
+        ``skip`` earlier occurrences: a name repeated in a list gets its own span), or -1."""
+        end = obj._tx_position_end
         text = self.src.text
-        i = text.find(name, start, end)
+        i = text.find(word, obj._tx_position, end)
         while i >= 0:
             before = text[i - 1] if i > 0 else " "
-            after = text[i + len(name)] if i + len(name) < len(text) else " "
+            j = i + len(word)
+            after = text[j] if j < len(text) else " "
             if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
                 if not skip:
-                    return self.src.span(i, i + len(name))
+                    return i
                 skip -= 1
-            i = text.find(name, i + 1, end)
-        return self.span(obj)
+            i = text.find(word, i + 1, end)
+        return -1
+
+    def word_end(self, obj: Any, word: str) -> int:
+        """Offset just after ``word`` inside ``obj`` (the end of ``obj`` if it is not there)."""
+        i = self.word_offset(obj, word)
+        return i + len(word) if i >= 0 else obj._tx_position_end
+
+    def name_span(self, obj: Any, name: str, skip: int = 0) -> Span:
+        """Span of ``name`` inside ``obj`` (see ``word_offset``); all of ``obj`` if absent."""
+        i = self.word_offset(obj, name, skip)
+        return self.src.span(i, i + len(name)) if i >= 0 else self.span(obj)
+
+    def literal(self, text: str, sp: Span) -> int:
+        """The value of integer literal ``text`` (E-LITERAL if it is malformed)."""
+        try:
+            return literal_value(text)
+        except ValueError as exc:
+            hint = ("CCL has no octal numbers: write the decimal without leading zeros, or "
+                    "hexadecimal (`0x...`)" if "leading zero" in str(exc)
+                    else "a number is decimal digits (`1200`) or `0x` and hexadecimal digits "
+                    "(`0xFF`), with `_` between digits")
+            raise self.fail("E-LITERAL", str(exc), sp, hint) from None
+
+    def kind_word(self, name: str) -> str:
+        """What a module-level name is, as a message says it: "a parameter"."""
+        kind = self.declared_kind.get(name, "")
+        return _KIND_WORDS.get(kind, f"a {kind or 'name'}")
 
     def err(self, code: str, message: str, span: Span | None, hint: str = "",
             notes: Sequence[str] = ()) -> None:
@@ -183,16 +213,18 @@ class _Analyzer:
             for u in by_type.get("UsesDecl", []):
                 for k, name in enumerate(u.names):
                     self.use_vmlet(name, self.name_span(u, name, u.names[:k].count(name)))
+        if self.kind is ir.ProgramKind.VMLET:
+            # Before the names are declared: a VMlet's own `fn`/`instr`/`const` must not
+            # take the name of a native it exposes (E-SHADOW, as in a configuration).
+            self.vmlet_exposure(by_type)
         self.declare_names(decls)
-        for d in by_type.get("ConstDecl", []):
-            if self.const_decls.get(d.name) is not d:
+        for const in by_type.get("ConstDecl", []):
+            if const.name not in self.const_decls or self.const_decls[const.name] is not const:
                 continue  # a duplicate, reserved or shadowing name: already reported
             try:
-                self.const_value(d.name)
+                self.const_value(const.name)
             except _Abort:
                 pass
-        if self.kind is ir.ProgramKind.VMLET:
-            self.vmlet_exposure(by_type)
         list(self.guarded(by_type.get("ParamDecl", []), self.param))
         list(self.guarded(by_type.get("VarDecl", []), self.var))
         list(self.guarded(by_type.get("TableDecl", []), self.table))
@@ -201,16 +233,20 @@ class _Analyzer:
         instrs = tuple(self.guarded(by_type.get("InstrDecl", []), self.instr))
         tasks = tuple(self.guarded(by_type.get("TaskDecl", []), self.task))
         rules = tuple(self.guarded(by_type.get("RuleDecl", []), self.rule))
-        on_apply = on_load = None
-        for d in by_type.get("OnDecl", []):
+        handlers: dict[ir.ProcKind, ir.Procedure] = {}
+        for event in by_type.get("OnDecl", []):
             try:
-                proc = self.on_event(d)
+                proc = self.on_event(event)
             except _Abort:
                 continue
-            if proc.kind is ir.ProcKind.ON_APPLY:
-                on_apply = proc
-            else:
-                on_load = proc
+            if proc.kind in handlers:
+                self.err("E-DUPLICATE", f"`on {event.event}` is declared twice",
+                         self.src.span(event._tx_position, self.word_end(event, event.event)),
+                         f"the first is at {handlers[proc.kind].span}; put both bodies in one")
+                continue
+            handlers[proc.kind] = proc
+        on_apply = handlers.get(ir.ProcKind.ON_APPLY)
+        on_load = handlers.get(ir.ProcKind.ON_LOAD)
         self.check_recursion()
         if self.diags:
             raise CclError(self.diags)
@@ -221,7 +257,7 @@ class _Analyzer:
         return ir.Program(
             kind=self.kind,
             name=head[0].name,
-            version=_int(head[0].version),
+            version=self.version,
             mission=self.mission.name,
             file=self.src.path,
             uses=tuple(self.uses),
@@ -262,10 +298,16 @@ class _Analyzer:
         if heads:
             self.kind = ir.ProgramKind.CONFIG if configs else ir.ProgramKind.VMLET
             self.own_name = heads[0].name
-            version = _int(heads[0].version)
-            if not 0 < version <= INT_MAX:
-                self.err("E-VERSION", f"version {version} is out of range", self.span(heads[0]),
-                         "versions are positive integers that increase with every change")
+            try:
+                self.version = self.literal(heads[0].version,
+                                            self.name_span(heads[0], heads[0].version))
+            except _Abort:
+                pass
+            else:
+                if not 0 < self.version <= INT_MAX:
+                    self.err("E-VERSION", f"version {self.version} is out of range",
+                             self.span(heads[0]),
+                             "versions are positive integers that increase with every change")
         if missions:
             try:
                 self.mission = self.mission_loader(missions[0].name,
@@ -308,9 +350,9 @@ class _Analyzer:
             self.hidden_by.setdefault(native, name)
         for native in vm.exposes:
             if native not in vm.hides:
-                sig = _native_sig(self.mission, native)
-                if sig is not None:
-                    self.natives[native] = sig
+                native_sig = _native_sig(self.mission, native)
+                if native_sig is not None:
+                    self.natives[native] = native_sig
         for proc in vm.instrs:
             sig = _FnSig(proc.name, ir.ProcKind.INSTR,
                          tuple((p.name, p.type) for p in proc.params), proc.returns, None, name)
@@ -360,12 +402,15 @@ class _Analyzer:
                 self.err("E-RESERVED", f"`{name}` is a reserved word of CCL", sp,
                          "choose another name")
                 continue
-            if kind != "instr" and (name in self.natives or name in self.instr_sigs):
+            if name in self.natives or name in self.instr_sigs:
                 what = "a native" if name in self.natives else "a VMlet instruction"
+                where = ("this VMlet exposes it" if self.kind is ir.ProgramKind.VMLET
+                         else "a VMlet in use provides it")
                 self.err("E-SHADOW", f"`{name}` is already {what} visible here", sp,
-                         "choose another name")
+                         f"{where}; choose another name")
                 continue
             self.declared_at[name] = sp
+            self.declared_kind[name] = kind
             self.symbols[name] = (kind, d)
             if kind == "const":
                 self.const_decls[name] = d
@@ -415,7 +460,11 @@ class _Analyzer:
         return ty
 
     def constant(self, expr: Any, what: str) -> ir.Const:
-        value = self.expr(expr)
+        saved, self.constant_what = self.constant_what, what
+        try:
+            value = self.expr(expr)
+        finally:
+            self.constant_what = saved
         if not isinstance(value, ir.Const):
             raise self.fail("E-NOT-CONSTANT", f"{what} must be a constant expression",
                             self.span(expr),
@@ -514,30 +563,39 @@ class _Analyzer:
         sp = self.span(init)
         path = Path(self.src.path).parent / init.path
         try:
-            rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
-        except (OSError, UnicodeDecodeError):
+            reader = csv.reader(path.read_text(encoding="utf-8-sig").splitlines())
+            # Each row with the CSV file's own line number, for messages (``path:line``).
+            rows = [(reader.line_num, row) for row in reader]
+        except (OSError, UnicodeDecodeError, csv.Error):
             raise self.fail("E-READ", f"cannot read table data {path}", sp,
                             "the path is relative to the .ccl file") from None
+        rows = [(n, r) for n, r in rows if r and not r[0].lstrip().startswith("#")]
         column = 0
         if init.column:
-            header = [h.strip() for h in rows[0]] if rows else []
+            header = [h.strip() for h in rows[0][1]] if rows else []
             if init.column not in header:
                 raise self.fail("E-TABLE-FILE", f"{path} has no column `{init.column}`", sp,
                                 f"columns: {', '.join(header)}")
             column = header.index(init.column)
             rows = rows[1:]
-        rows = [r for r in rows if r and not r[0].lstrip().startswith("#")]
         if len(rows) != length:
             raise self.fail("E-SIZE", f"{path} has {len(rows)} rows; table `{d.name}` has "
                             f"{length} entries", sp)
         values = []
-        for n, row in enumerate(rows, start=2 if init.column else 1):
+        for n, row in rows:
+            where = f"{path}:{n}"
+            if column >= len(row):
+                raise self.fail("E-TABLE-FILE", f"{where}: the row has no column "
+                                f"{init.column or 1}", sp)
+            cell = row[column].strip()
             try:
-                v = int(row[column].strip(), 0)
-            except (ValueError, IndexError):
-                raise self.fail("E-TABLE-FILE", f"{path}:{n}: not an integer", sp) from None
+                v = -literal_value(cell[1:]) if cell[:1] == "-" else literal_value(cell)
+            except ValueError as exc:
+                raise self.fail("E-TABLE-FILE", f"{where}: {exc}", sp,
+                                "table data are integers written as in CCL: `1200`, `-5`, "
+                                "`0xFF`, without leading zeros") from None
             if not ty.contains(v):
-                raise self.fail("E-OUT-OF-RANGE", f"{path}:{n}: value {v} is outside {ty}", sp)
+                raise self.fail("E-OUT-OF-RANGE", f"{where}: value {v} is outside {ty}", sp)
             values.append(v)
         return tuple(values)
 
@@ -546,7 +604,7 @@ class _Analyzer:
     def collect_signatures(self, by_type: dict[str, list[Any]]) -> None:
         for kind_name, kind in (("FnDecl", ir.ProcKind.FUNCTION), ("InstrDecl", ir.ProcKind.INSTR)):
             for d in by_type.get(kind_name, []):
-                if self.symbols.get(d.name, (None, None))[1] is not d:
+                if d.name not in self.symbols or self.symbols[d.name][1] is not d:
                     continue  # a duplicate, already reported
                 try:
                     params = tuple((p.name, self.type_of(p.type)) for p in d.params)
@@ -567,7 +625,7 @@ class _Analyzer:
         try:
             param_locals = []
             for pname, ptype, psp in params:
-                self.check_local_name(pname, psp)
+                self.check_local_name(pname, psp, "argument")
                 local = ir.Local(pname, len(state.locals), ptype, psp, is_param=True)
                 state.declare(local)
                 param_locals.append(local)
@@ -576,7 +634,7 @@ class _Analyzer:
             # A statement with an error is dropped from ``stmts``: if it was a `return`, the
             # missing return would only be a consequence of that error.
             if returns is not None and len(self.diags) == errors_before and \
-                    not _always_returns(stmts):
+                    not ir.always_returns(stmts):
                 self.err("E-MISSING-RETURN", f"`{name}` can reach its end without returning "
                          f"a value", self.span(d), "add a `return` on every path")
             self.call_graph[name] = state.calls
@@ -662,53 +720,70 @@ class _Analyzer:
         return ir.Rule(text, cond, proc, sp)
 
     def check_recursion(self) -> None:
-        """Report each cycle of calls among functions (and instructions) once."""
-        reported: set[frozenset[str]] = set()
-        for start in self.call_graph:
-            stack: list[tuple[str, Span | None]] = [(start, None)]
-            self._find_cycle(start, stack, set(), reported)
+        """Report cycles of calls among functions (and instructions), each once.
 
-    def _find_cycle(self, node: str, path: list[tuple[str, Span | None]], seen: set[str],
-                    reported: set[frozenset[str]]) -> None:
-        for callee, sp in self.call_graph.get(node, []):
-            names = [n for n, _ in path]
-            if callee in names:
-                cycle = names[names.index(callee):] + [callee]
-                key = frozenset(cycle)
-                if key not in reported:
-                    reported.add(key)
-                    self.err("E-RECURSION", "recursion: " + " -> ".join(cycle), sp,
-                             "CCL has no recursion (calls are inlined for verification); "
-                             "use a `for` loop")
+        One depth-first walk over the call graph (linear in its size): a call to a
+        procedure still on the walk's path closes a cycle."""
+        reported: set[frozenset[str]] = set()
+        done: set[str] = set()
+        for start in self.call_graph:
+            if start in done:
                 continue
-            if callee in seen or callee not in self.call_graph:
-                continue
-            seen.add(callee)
-            path.append((callee, sp))
-            self._find_cycle(callee, path, seen, reported)
-            path.pop()
+            path = [start]
+            on_path = {start: 0}
+            pending = [iter(self.call_graph[start])]
+            while pending:
+                step = next(pending[-1], None)
+                if step is None:
+                    pending.pop()
+                    finished = path.pop()
+                    del on_path[finished]
+                    done.add(finished)
+                    continue
+                callee, sp = step
+                if callee in on_path:
+                    cycle = path[on_path[callee]:] + [callee]
+                    key = frozenset(cycle)
+                    if key not in reported:
+                        reported.add(key)
+                        self.err("E-RECURSION", "recursion: " + " -> ".join(cycle), sp,
+                                 "CCL has no recursion (calls are inlined for verification); "
+                                 "use a `for` loop")
+                elif callee not in done and callee in self.call_graph:
+                    on_path[callee] = len(path)
+                    path.append(callee)
+                    pending.append(iter(self.call_graph[callee]))
 
     # ------------------------------------------------------------------ statements
 
-    def check_local_name(self, name: str, sp: Span) -> None:
+    def check_local_name(self, name: str, sp: Span, what: str) -> None:
+        """Reject a local name (``what``: "argument", "local", "loop counter") that is
+        reserved, already defined in this block, or would hide another name."""
         assert self.proc is not None
         if name in KEYWORDS or name in BUILTINS:
             raise self.fail("E-RESERVED", f"`{name}` is a reserved word of CCL", sp)
         existing = self.proc.lookup(name)
         if existing is not None:
-            raise self.fail("E-DUPLICATE", f"`{name}` is already defined in this scope", sp,
-                            f"the first definition is at {existing.span}")
+            first = ("argument" if existing.is_param else
+                     "loop counter" if existing.is_loop_counter else "local")
+            hint = f"the {first} `{name}` is defined at {existing.span}; choose another name"
+            if name in self.proc.scopes[-1]:
+                where = (f"an argument of `{self.proc.name}`" if existing.is_param
+                         else "defined in this block")
+                raise self.fail("E-DUPLICATE", f"`{name}` is already {where}", sp, hint)
+            raise self.fail("E-DUPLICATE", f"{what} `{name}` would hide the {first} `{name}` "
+                            "of an enclosing block", sp, hint)
         if name in self.declared_at:
-            raise self.fail("E-SHADOW", f"local `{name}` would hide the {self.symbols[name][0]} "
-                            f"`{name}`", sp, f"it is defined at {self.declared_at[name]}; "
-                            "choose another name")
+            raise self.fail("E-SHADOW", f"{what} `{name}` would hide the "
+                            f"{self.kind_word(name).split(' ', 1)[1]} `{name}`", sp,
+                            f"it is defined at {self.declared_at[name]}; choose another name")
 
     def block(self, block: Any) -> tuple[ir.Stmt, ...]:
         """Analyze a block in a new scope; statements with errors are skipped."""
         assert self.proc is not None
         self.proc.scopes.append({})
         try:
-            out = []
+            out: list[ir.Stmt] = []
             for s in block.stmts:
                 try:
                     result = getattr(self, "stmt_" + type(s).__name__)(s)
@@ -733,7 +808,7 @@ class _Analyzer:
             ty = ir.BOOL if isinstance(value.type, ir.BoolType) else ir.INT
             if value.type is None:
                 raise self.fail("E-TYPE", "this call returns no value", self.span(s.value))
-        self.check_local_name(s.name, sp)
+        self.check_local_name(s.name, sp, "local")
         local = ir.Local(s.name, len(self.proc.locals), ty, sp)
         self.proc.declare(local)
         return ir.Let(local, value, self.span(s))
@@ -741,28 +816,29 @@ class _Analyzer:
     def stmt_AssignStmt(self, s: Any) -> ir.Stmt:
         assert self.proc is not None
         sp = self.span(s)
-        name_sp = self.name_span(s, s.target)
+        target: str = s.target or s.element
+        name_sp = self.src.span(s._tx_position, s._tx_position + len(target))
         value = self.expr(s.value)
         current: ir.Expr
-        local = self.proc.lookup(s.target)
+        local = self.proc.lookup(target)
         if local is not None:
             if s.index is not None:
-                raise self.fail("E-TYPE", f"`{s.target}` is not an array", name_sp)
+                raise self.fail("E-TYPE", f"`{target}` is not an array", name_sp)
             if local.is_loop_counter:
-                raise self.fail("E-READONLY", f"loop counter `{s.target}` cannot be assigned",
+                raise self.fail("E-READONLY", f"loop counter `{target}` cannot be assigned",
                                 name_sp, "loops run a fixed number of times; use a `let`")
             if local.is_param:
-                raise self.fail("E-READONLY", f"argument `{s.target}` cannot be assigned",
-                                name_sp, f"copy it: `let {s.target}_ = {s.target};`")
+                raise self.fail("E-READONLY", f"argument `{target}` cannot be assigned",
+                                name_sp, f"copy it: `let {target}_ = {target};`")
             current = ir.LocalRef(local, local.type, name_sp)
             value = self.compound(s, current, value)
             self.check_assignable(local.type, value, self.span(s.value))
             return ir.AssignLocal(local, value, sp)
-        kind, payload = self.lookup_module(s.target, name_sp)
+        kind, payload = self.lookup_module(target, name_sp)
         if kind == "global":
             g: ir.Global = payload
             if s.index is not None:
-                raise self.fail("E-TYPE", f"`{s.target}` is not an array", name_sp)
+                raise self.fail("E-TYPE", f"`{target}` is not an array", name_sp)
             if not g.writable:
                 raise self.fail("E-READONLY", f"parameter `{g.name}` cannot be assigned on board",
                                 name_sp, "parameters change only through patches; use a `var` "
@@ -783,7 +859,8 @@ class _Analyzer:
             value = self.compound(s, ir.ArrayRef(a, index, a.type, name_sp), value)
             self.check_assignable(a.type, value, self.span(s.value))
             return ir.AssignElement(a, index, value, sp)
-        raise self.fail("E-NOT-ASSIGNABLE", f"`{s.target}` is a {kind}, not a variable", name_sp)
+        raise self.fail("E-NOT-ASSIGNABLE", f"`{target}` is {self.kind_word(target)}, "
+                        "not a variable", name_sp)
 
     def compound(self, s: Any, current: ir.Expr, value: ir.Expr) -> ir.Expr:
         if s.op == "=":
@@ -818,7 +895,7 @@ class _Analyzer:
         counter_type = ir.IntType(lo.type.lo, max(lo.type.lo, hi.type.hi - 1))
         self.proc.scopes.append({})
         try:
-            self.check_local_name(s.var, sp)
+            self.check_local_name(s.var, sp, "loop counter")
             counter = ir.Local(s.var, len(self.proc.locals), counter_type, sp,
                                is_loop_counter=True)
             self.proc.declare(counter)
@@ -839,8 +916,8 @@ class _Analyzer:
         sp = self.span(s)
         if s.value is None:
             if self.proc.returns is not None:
-                raise self.fail("E-RETURN", f"`{self.proc.name}` must return a "
-                                f"{_type_word(self.proc.returns)}", sp)
+                raise self.fail("E-RETURN", f"`{self.proc.name}` must return "
+                                f"{_type_word(self.proc.returns)}", sp, "write `return VALUE;`")
             return ir.Return(None, sp)
         if self.proc.returns is None:
             raise self.fail("E-RETURN", f"{self.proc.kind.value} `{self.proc.name}` returns no "
@@ -886,9 +963,9 @@ class _Analyzer:
         """Analyze a flat ``Expr`` node by precedence climbing."""
         operands = e.operands
         if len(operands) == 1:
-            return self.unary(operands[0])
+            return self.operand(operands[0])
         ops = e.ops
-        values = [self.unary(o) for o in operands]
+        values = [self.operand(o) for o in operands]
         starts = [o._tx_position for o in operands]
         ends = [o._tx_position_end for o in operands]
         pos = 0
@@ -908,10 +985,22 @@ class _Analyzer:
         result, _, _ = climb(1)
         return result
 
-    def unary(self, u: Any) -> ir.Expr:
-        value = self.atom(u.atom)
-        for op in reversed(u.ops):
-            sp = self.src.span(u._tx_position, u._tx_position_end)
+    def operand(self, o: Any) -> ir.Expr:
+        """An operand and its prefix operators (``o.ops``, e.g. ``"- !"``), innermost first."""
+        if not o.ops:
+            return self.atom(o, o._tx_position)
+        ops = [c for c in o.ops if c in "-!"]
+        if ops[-1] == "-" and o.value and _literal_or_none(o.value) == INT_MAX + 1:
+            # -2147483648 is INT_MIN: the one literal that fits only when negated.
+            minus = o._tx_position + o.ops.rindex("-")
+            value: ir.Expr = ir.Const(INT_MIN, ir.IntType(INT_MIN, INT_MIN),
+                                      self.src.span(minus, o._tx_position_end))
+            ops.pop()
+        else:
+            # The operators' text runs up to the atom (it takes the blanks after them).
+            value = self.atom(o, o._tx_position + len(o.ops))
+        sp = self.src.span(o._tx_position, o._tx_position_end)
+        for op in reversed(ops):
             value = self.unary_op(ir.UnOp.NEG if op == "-" else ir.UnOp.NOT, value, sp)
         return value
 
@@ -960,22 +1049,23 @@ class _Analyzer:
             raise self.fail("E-DIV-ZERO", "division by zero", sp)
         return ir.Binary(op, left, right, ty, sp)
 
-    def atom(self, a: Any) -> ir.Expr:
-        t = type(a).__name__
-        sp = self.span(a)
-        if t == "NumberLit":
-            value = _int(a.value)
-            if value > INT_MAX + 1:  # INT_MIN is written -2147483648: allow its magnitude
-                raise self.fail("E-LITERAL", f"{a.value} does not fit in 32 bits", sp)
-            if value == INT_MAX + 1:
-                raise self.fail("E-LITERAL", f"{a.value} does not fit in 32 bits", sp,
-                                f"the smallest integer is written ({INT_MIN + 1} - 1)")
-            return ir.Const(value, ir.IntType(value, value), sp)
-        if t == "BoolLit":
-            return ir.Const(int(a.value == "true"), ir.BOOL, sp)
-        if t == "Paren":
+    def atom(self, a: Any, start: int) -> ir.Expr:
+        """The operand ``a`` without its prefix operators; its text starts at ``start``."""
+        if a.name or a.call or a.element:
+            return self.ref(a, start)
+        if a.expr is not None:  # ( expr )
             return self.expr(a.expr)
-        return self.ref(a)
+        sp = self.src.span(start, a._tx_position_end)
+        if a.boolean:
+            return ir.Const(int(a.boolean == "true"), ir.BOOL, sp)
+        value = self.literal(a.value, sp)
+        if value > INT_MAX:
+            raise self.fail("E-LITERAL", f"{a.value} does not fit in 32 bits", sp,
+                            f"integers are 32-bit: {INT_MIN} .. {INT_MAX} ({INT_MAX + 1} "
+                            "is allowed only negated, as the smallest integer)"
+                            if value == INT_MAX + 1 else
+                            f"integers are 32-bit: {INT_MIN} .. {INT_MAX}")
+        return ir.Const(value, ir.IntType(value, value), sp)
 
     def lookup_module(self, name: str, sp: Span) -> tuple[str, Any]:
         if name in self.symbols:
@@ -989,10 +1079,11 @@ class _Analyzer:
         raise self.fail("E-UNKNOWN-NAME", f"unknown name `{name}`", sp,
                         did_you_mean(name, candidates))
 
-    def ref(self, a: Any) -> ir.Expr:
-        name: str = a.name
-        sp = self.span(a)
-        name_sp = self.src.span(a._tx_position, a._tx_position + len(name))
+    def ref(self, a: Any, start: int) -> ir.Expr:
+        """A name in an expression (plain, called or indexed), starting at ``start``."""
+        name: str = a.name or a.call or a.element
+        sp = self.src.span(start, a._tx_position_end)
+        name_sp = self.src.span(start, start + len(name))
         if a.call:
             return self.call(a, name, sp, name_sp)
         if "." in name:
@@ -1030,10 +1121,11 @@ class _Analyzer:
                 raise _Abort()
             # Not analyzed yet: we are in a data declaration before it, where only
             # constants may appear (bodies and rules are analyzed after all data).
-            raise self.fail("E-NOT-CONSTANT", f"`{name}` is a {kind}, not a constant",
-                            name_sp, "use literals, `const` names and operators; not "
+            raise self.fail("E-NOT-CONSTANT", f"`{name}` is {_KIND_WORDS[kind]}, not a "
+                            "constant", name_sp, "use literals, `const` names and operators; not "
                             "parameters or variables")
-        raise self.fail("E-TYPE", f"`{name}` is a {kind}, not a value", name_sp)
+        raise self.fail("E-TYPE", f"`{name}` is {_KIND_WORDS.get(kind, 'a ' + kind)}, not a "
+                        "value", name_sp)
 
     def index_expr(self, arr: ir.Array, e: Any) -> ir.Expr:
         index = self.int_expr(e, "an index")
@@ -1045,10 +1137,17 @@ class _Analyzer:
 
     def call(self, a: Any, name: str, sp: Span, name_sp: Span) -> ir.Expr:
         raw_args = list(a.args)
-        if name == "env":
-            return self.env_read(raw_args, sp, name_sp)
         if name in ("min", "max", "abs"):
             return self.builtin(name, raw_args, sp, name_sp)
+        if self.constant_what and (
+                name == "env" or "." in name or name in self.declared_kind
+                or name in self.instr_sigs or name in self.natives):
+            raise self.fail("E-NOT-CONSTANT", f"{self.constant_what} must be a constant "
+                            "expression, and a call is not", name_sp,
+                            "calls run on board; compute it from literals, `const` names, "
+                            "operators, `min`, `max` and `abs`")
+        if name == "env":
+            return self.env_read(raw_args, sp, name_sp)
         if "." in name:
             vmlet, instr = name.split(".", 1)
             sigs = [s for s in self.instr_sigs.get(instr, []) if s.vmlet == vmlet]
@@ -1078,7 +1177,7 @@ class _Analyzer:
         if name in self.mission.natives:
             raise self.fail(*self.hidden_native(name, name_sp))
         if name in self.symbols:
-            raise self.fail("E-TYPE", f"`{name}` is a {self.symbols[name][0]}, not a function",
+            raise self.fail("E-TYPE", f"`{name}` is {self.kind_word(name)}, not a function",
                             name_sp)
         callables = list(self.fn_sigs) + list(self.instr_sigs) + list(self.natives) + \
             ["min", "max", "abs", "env"]
@@ -1148,11 +1247,12 @@ class _Analyzer:
     def env_read(self, raw: list[Any], sp: Span, name_sp: Span) -> ir.Expr:
         assert self.mission is not None
         keys = self.mission.env
-        if len(raw) != 1 or len(raw[0].operands) != 1 or raw[0].operands[0].ops or \
-                type(raw[0].operands[0].atom).__name__ != "Ref":
+        key_operand = raw[0].operands[0] if len(raw) == 1 else None
+        if key_operand is None or len(raw[0].operands) != 1 or key_operand.ops or \
+                not key_operand.name:
             raise self.fail("E-ARITY", "`env` takes one environment key: `env(ccd)`", sp,
                             f"keys of mission `{self.mission.name}`: {', '.join(keys)}")
-        key = raw[0].operands[0].atom.name
+        key = key_operand.name
         if key not in keys:
             raise self.fail("E-UNKNOWN-NAME", f"mission `{self.mission.name}` has no "
                             f"environment key `{key}`", self.span(raw[0]),
@@ -1166,8 +1266,18 @@ class _Analyzer:
 _BINOPS = {op.value: op for op in ir.BinOp}
 
 
-def _int(text: str | int) -> int:
-    return int(str(text).replace("_", ""), 0)
+def _literal_or_none(text: str) -> int | None:
+    try:
+        return literal_value(text)
+    except ValueError:
+        return None
+
+
+# How the kinds of module-level declarations read in messages.
+_KIND_WORDS = {
+    "const": "a constant", "param": "a parameter", "var": "a state variable", "table": "a table",
+    "fn": "a function", "instr": "an instruction", "task": "a task",
+}
 
 
 def _type_word(t: ir.Type | None) -> str:
@@ -1183,16 +1293,6 @@ def _native_sig(mission: MissionProfile, name: str) -> ir.NativeSig | None:
     params = tuple((a.name, ir.IntType(a.lo, a.hi)) for a in n.args)
     result = ir.IntType(*n.result) if n.result is not None else None
     return ir.NativeSig(n.name, params, result, n.cost.text, n.capability)
-
-
-def _always_returns(stmts: Sequence[ir.Stmt]) -> bool:
-    for s in stmts:
-        if isinstance(s, ir.Return):
-            return True
-        if isinstance(s, ir.If) and s.otherwise and _always_returns(s.then) and \
-                _always_returns(s.otherwise):
-            return True
-    return False
 
 
 def _walk(e: ir.Expr) -> Iterator[ir.Expr]:

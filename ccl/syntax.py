@@ -1,7 +1,15 @@
-"""Syntax: CCL text to a textX syntax tree, or a syntax diagnostic.
+"""Syntax: CCL text to a syntax tree, or a syntax diagnostic.
 
-The grammar lives in ``grammar/ccl.tx``. Nothing here knows what a name means; that is
-``ccl.sema``'s job. The metamodel is built once per process.
+The grammar lives in ``grammar/ccl.tx``; textX turns it into a parser, once per process.
+Nothing here knows what a name means; that is ``ccl.sema``'s job.
+
+The tree is built here from the parser's parse tree, not by textX's model builder: ours
+does only what ``ccl.sema`` uses (one object per rule instance, attributes named as in
+the grammar, the rule name as the class name, character offsets ``_tx_position`` and
+``_tx_position_end``), and so takes a fifth of the time. textX's builder also resolves
+references, runs object processors and computes a line and column for every node; the
+grammar has no references or processors, and positions are converted only for the few
+nodes a diagnostic needs (``Source.span``).
 """
 
 from __future__ import annotations
@@ -11,7 +19,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from arpeggio import NoMatch, NonTerminal, Terminal
 from textx import TextXSyntaxError, metamodel_from_file
+from textx.const import MULT_ONEORMORE, MULT_ZEROORMORE, RULE_ABSTRACT, RULE_MATCH
 from textx.metamodel import TextXMetaModel
 
 from ccl.diagnostics import CclError, Diagnostic, Source
@@ -21,12 +31,24 @@ GRAMMAR = Path(__file__).parent / "grammar" / "ccl.tx"
 # How the grammar's token rules read in a message.
 _RULE_WORDS = {
     "Ident": "a name",
-    "QName": "a name",
+    "Name": "a name",
+    "CallName": "a name",
+    "ElementName": "a name",
+    "Target": "a name",
     "Number": "a number",
     "STRING": "a string",
     "AssignOp": "`=`",
     "BinOp": "an operator",
+    "BoolWord": "`true`, `false`",
 }
+
+# A comment, or a string (a `//` inside a string does not start a comment).
+_COMMENT_OR_STRING = re.compile(r'"[^"\\\n]*"|\'[^\'\\\n]*\'|//[^\n]*|/\*[\s\S]*?\*/')
+_NOT_LINE_BREAK = re.compile(r"[^\r\n]")
+# What the parser stopped at, for the message: a name, a number-like word, or one character.
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9][A-Za-z0-9_]*|\S")
+_HEX_DIGITS = re.compile(r"[0-9a-fA-F]+")
+_DECIMAL_DIGITS = re.compile(r"[0-9]+")
 
 
 @functools.cache
@@ -35,20 +57,102 @@ def metamodel() -> TextXMetaModel:
     return metamodel_from_file(str(GRAMMAR), autokwd=True, memoization=False)
 
 
+def blank_comments(text: str) -> str:
+    """``text`` with every comment replaced by spaces (line breaks kept), so that every
+    offset, line and column is that of the original text."""
+    def blank(m: re.Match[str]) -> str:
+        token = m.group(0)
+        return token if token[0] in "\"'" else _NOT_LINE_BREAK.sub(" ", token)
+
+    return _COMMENT_OR_STRING.sub(blank, text)
+
+
+class SyntaxNode:
+    """A node of the syntax tree: an instance of a grammar rule (its class is named after
+    the rule), with the rule's attributes (``None`` or ``[]`` when absent) and the offsets
+    of its first and past-its-last character in the source."""
+
+    __slots__ = ("_tx_position", "_tx_position_end")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}@{self._tx_position}"
+
+
 def parse(source: Source) -> Any:
-    """Parse ``source`` into a textX model; raise CclError with one diagnostic if it is not
-    well-formed CCL."""
+    """Parse ``source`` into a syntax tree (a ``SyntaxNode`` of rule ``File``); raise
+    CclError with one diagnostic if it is not well-formed CCL."""
+    parser = metamodel()._parser_blueprint.clone()
     try:
-        return metamodel().model_from_str(source.text, file_name=source.path)
+        tree = parser.parse(blank_comments(source.text), file_name=source.path)
     except TextXSyntaxError as exc:
         raise CclError([_syntax_diagnostic(source, exc)]) from None
+    return _builder()(tree[0])  # the File node (the root also holds the end of input)
+
+
+@functools.cache
+def _builder() -> Any:
+    """The function from a parse tree node to its syntax tree value (a SyntaxNode, or the
+    text of a token rule), with a node class per grammar rule made once."""
+    mm = metamodel()
+    unquote = mm._obj_processors["STRING"]
+    classes: dict[Any, tuple[type[SyntaxNode], tuple[tuple[str, bool], ...]]] = {}
+
+    def node_class(rule_class: Any) -> tuple[type[SyntaxNode], tuple[tuple[str, bool], ...]]:
+        attrs = tuple((a.name, a.mult in (MULT_ZEROORMORE, MULT_ONEORMORE))
+                      for a in rule_class._tx_attrs.values())
+        cls = type(rule_class.__name__, (SyntaxNode,),
+                   {"__slots__": tuple(name for name, _ in attrs)})
+        classes[rule_class] = (cls, attrs)
+        return cls, attrs
+
+    def build(node: Any) -> Any:
+        if type(node) is Terminal:  # a token: its text, or its pattern's one group (as
+            # textX's `use_regexp_group`), or a string without its quotes
+            if node.rule.rule_name == "STRING":
+                return unquote(node.value)
+            match = node.extra_info
+            return match.group(1) if match is not None and match.re.groups == 1 else node.value
+        rule_class = node.rule._tx_class
+        kind = rule_class._tx_type
+        if kind == RULE_MATCH:  # a token rule made of alternatives: `'int' | 'bool'`
+            return "".join(str(n) for n in node) if len(node) > 1 else build(node[0])
+        if kind == RULE_ABSTRACT:  # `Decl: A | B | ...`: the node of the alternative taken
+            return build(next(n for n in node if type(n) is NonTerminal))
+        cls, attrs = classes.get(rule_class) or node_class(rule_class)
+        obj = cls.__new__(cls)
+        for name, many in attrs:
+            setattr(obj, name, [] if many else None)
+        obj._tx_position = node.position
+        obj._tx_position_end = node.position_end
+        for child in node:
+            how = child.rule_name
+            if not how.startswith("__asgn"):
+                continue  # keywords and punctuation
+            name = child.rule._attr_name
+            if how == "__asgn_plain":  # `a=X`; a list if `a` is assigned more than once
+                value = build(child[0])
+                current = getattr(obj, name)
+                if type(current) is list:
+                    current.append(value)
+                else:
+                    setattr(obj, name, value)
+            else:  # `a*=X`, `a+=X` (with separators), or `a*=X[',']`
+                getattr(obj, name).extend(build(n) for n in child if n.rule_name != "sep")
+        return obj
+
+    return build
 
 
 def _syntax_diagnostic(source: Source, exc: TextXSyntaxError) -> Diagnostic:
-    line, col = exc.line or 1, exc.col or 1
-    offset = source.line_starts[line - 1] + col - 1 if line <= len(source.line_starts) else 0
+    cause = exc.__cause__
+    if isinstance(cause, NoMatch):
+        offset = cause.position
+    else:
+        line, col = exc.line or 1, exc.col or 1
+        offset = (source.line_starts[line - 1] + col - 1 if line <= len(source.line_starts)
+                  else 0)
     rest = source.text[offset:]
-    token_match = re.match(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\S", rest)
+    token_match = _TOKEN.match(rest)
     token = token_match.group(0) if token_match else ""
     expected = _expected(exc)
     span = source.span(offset, offset + max(1, len(token)))
@@ -60,6 +164,9 @@ def _syntax_diagnostic(source: Source, exc: TextXSyntaxError) -> Diagnostic:
         hint = "statements and declarations end with `;`"
     elif token == "=" and ("`==`" in expected or "an operator" in expected):
         hint = "comparison is `==`"
+    elif token[:1].isdigit():
+        hint = ("a number is decimal digits (`1200`) or `0x` and hexadecimal digits "
+                "(`0xFF`), with `_` allowed between digits; it cannot run into a name")
     message = f"syntax error: unexpected {found}"
     if expected:
         message += f"; expected {_or_list(expected)}"
@@ -71,8 +178,6 @@ def _expected(exc: TextXSyntaxError) -> list[str]:
     for rule in getattr(exc, "expected_rules", None) or []:
         to_match = getattr(rule, "to_match", None)
         name = getattr(rule, "rule_name", "") or ""
-        if isinstance(to_match, str) and to_match.startswith(("\\/\\/", "\\/\\*")):
-            continue  # the Comment rule: a comment is never what is missing
         if name in _RULE_WORDS:
             word = _RULE_WORDS[name]
         elif isinstance(to_match, str) and not getattr(rule, "regex", None):
@@ -97,3 +202,20 @@ def _or_list(words: list[str]) -> str:
     if len(words) > 6:
         words = words[:6] + ["..."]
     return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def literal_value(text: str) -> int:
+    """The value of an integer literal: decimal (``1200``) or hexadecimal (``0xFF``), with
+    ``_`` between digits. Raises ValueError, with the reason, for a decimal with a leading
+    zero (``010``: C would read it as octal 8, CCL refuses to guess) or a malformed literal.
+    """
+    digits = text.replace("_", "")
+    if digits[:2] in ("0x", "0X"):
+        if _HEX_DIGITS.fullmatch(digits, 2) is None:
+            raise ValueError(f"`{text}` is not a hexadecimal number")
+        return int(digits[2:], 16)
+    if _DECIMAL_DIGITS.fullmatch(digits) is None:
+        raise ValueError(f"`{text}` is not an integer")
+    if len(digits) > 1 and digits[0] == "0":
+        raise ValueError(f"`{text}` has a leading zero")
+    return int(digits, 10)

@@ -325,3 +325,40 @@ task t every 1 s {
     assert _ranges(by_name["pct"]) == []  # v / 2 is within 0..50
     assert _ranges(by_name["loose"]) == [(0, 10)]  # an unranged argument returned as ranged
     assert _ranges(by_name["t"]) == [(0, 100)]  # pct(p) only: p may be 1000; 7 is proven
+
+
+DEAD = """mission corot;
+config dead version 1;
+uses photometry;
+var sink : int[0..100];
+fn pick(v: int[0..100]) -> int[0..100] {
+    if v > 50 {
+        return 50;
+        sink = 1;                       // dead: after a return, in the same block
+    }
+    if v > 10 { return v; } else { return 10; }
+    sink = v;                           // dead: both branches above return
+    flag(v, 1);                         // dead
+}
+task t every 1 s {
+    sink = pick(7);
+    return;
+    sink = 3;                           // dead
+    for i in 0 .. 4 { flag(i, 2); }     // dead
+}
+"""
+
+
+def test_statements_after_a_return_emit_no_code(tmp_path: Path) -> None:
+    live = "\n".join(line for line in DEAD.splitlines() if "// dead" not in line)
+    with_dead = {u.name: u for u in compile_text(tmp_path, DEAD, "dead.ccl").image.functions}
+    without = {u.name: u for u in compile_text(tmp_path, live, "live.ccl").image.functions}
+    assert "sink = 1" not in live and "flag(v, 1)" not in live and "sink = 3" not in live
+    for name in ("pick", "t"):
+        assert with_dead[name].code == without[name].code, name
+    # No store to `sink` survives in `pick`, no native call in `t`, and each ends in a return.
+    pick_ops = [i.opcode for i in ops(with_dead["pick"])]
+    assert isa.STORE_G not in pick_ops and isa.CALLN not in pick_ops
+    task_ops = [i.opcode for i in ops(with_dead["t"])]
+    assert isa.CALLN not in task_ops and task_ops.count(isa.RET) == 1
+    assert task_ops[-1] == isa.RET and pick_ops[-1] == isa.RETV
