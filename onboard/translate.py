@@ -112,6 +112,7 @@ class _Context:
             self.namespace[f"A{i}"] = arr
         self.sources: list[str] = []
         self.out_of_line: dict[tuple[int, int], str] = {}  # (ext index, vmlet unit) -> name
+        self._vmlet_names: dict[int, list[str]] = {}
         self._temp = 0
 
     def bind_natives(self, prefix: str, natives: Sequence[NativeBinding]) -> list[str]:
@@ -125,6 +126,13 @@ class _Context:
     def temp(self) -> str:
         self._temp += 1
         return f"t{self._temp}"
+
+    def bind_vmlet_natives(self, vm: Bound) -> list[str]:
+        """Names of a VMlet's natives in the namespace (bound once per VMlet)."""
+        if id(vm) not in self._vmlet_names:
+            self._vmlet_names[id(vm)] = self.bind_natives(f"x{len(self._vmlet_names)}_",
+                                                          vm.natives)
+        return self._vmlet_names[id(vm)]
 
 
 @dataclass
@@ -152,6 +160,11 @@ class _UnitTranslator:
         self.index_of = {d.offset: i for i, d in enumerate(self.ins)}
         self.local_ranges = local_ranges
         self.stored: dict[int, Range] = {}  # ranges of values stored per slot, this pass
+        self.known: dict[int, Range] = {}  # ranges stored earlier in the current block
+        self.refund_extra = ""  # in a loop charged as a whole: what later iterations cost
+        self.unchecked = False  # the budget is known to cover this code: charge, never check
+        self.trap_unit: int | None = None  # inside an inlined callee: traps are its own
+        self._inline_calls: dict[int, list[isa.Decoded] | None] = {}
         self.lines: list[str] = []
         self.stack: list[_Entry] = []
         self.indent = 1
@@ -166,7 +179,8 @@ class _UnitTranslator:
     def trap(self, code: TrapCode, offset: int, refund: int) -> str:
         """A trap at ``offset``; ``refund``: cycles charged ahead for later instructions."""
         r = f" + {refund}" if refund else ""
-        return f"raise Trap(T_{code.name}, {self.spec.unit}, {offset}, budget{r})"
+        unit = self.spec.unit if self.trap_unit is None else self.trap_unit
+        return f"raise Trap(T_{code.name}, {unit}, {offset}, budget{r}{self.refund_extra})"
 
     def lrange(self, slot: int) -> Range:
         return self.local_ranges.get(slot, FULL)
@@ -222,7 +236,8 @@ class _UnitTranslator:
                 starts.add(i)  # a native whose cost depends on its arguments meters alone
                 if i + 1 < len(self.ins):
                     starts.add(i + 1)
-            if op == isa.CALL or (op >= isa.EXT_BASE and not self.inlinable(op)):
+            if (op == isa.CALL and self.inline_callee(d.operands[0]) is None) or \
+                    (op >= isa.EXT_BASE and not self.inlinable(op)):
                 starts.add(i)  # calls meter their own dispatch (the callee may suspend)
                 if i + 1 < len(self.ins):
                     starts.add(i + 1)
@@ -426,31 +441,135 @@ class _UnitTranslator:
     def emit_loop(self, loop: _Loop) -> None:
         s = loop.slot
         lim = s + 1
-        self.emit(f"if l{s} < l{lim}:")
-        self.indent += 1
-        self.emit(f"for l{s} in range(l{s}, l{lim}):")
-        self.indent += 1
-        self.reset_stack(0)
         # In the body the counter is below the limit (the verifier guarantees the body
         # writes neither), which removes most index and argument checks on it.
+        # The block that ends with FORPREP set the counter and the limit: their ranges there
+        # are sharper than the flow-insensitive ones (which include the initial zero).
         outer = self.local_ranges.get(s)
-        lo, hi = self.lrange(s)
-        self.local_ranges[s] = (lo, max(lo, min(hi, self.lrange(lim)[1] - 1)))
-        if loop.body:
-            self.region(loop.body, loop.latch)
+        start = self.known.get(s, self.lrange(s))
+        limit = self.known.get(lim, self.lrange(lim))
+        self.local_ranges[s] = (start[0], max(start[0], limit[1] - 1))
+        self.emit(f"if l{s} < l{lim}:")
+        self.indent += 1
+        per_iteration = self.fixed_body_cost(loop)
+        if per_iteration is not None and self.ctx.metered:
+            # A straight-line body of fixed cost: when the budget covers every iteration
+            # left, charge them all at once and run the body unmetered. A trap gives back
+            # what the iterations after it (and the rest of its own) would have cost.
+            forloop = self.b.op_cost[isa.FORLOOP]
+            self.emit(f"c = (l{lim} - l{s}) * {per_iteration}")
+            self.emit("if budget >= c:")
+            self.indent += 1
+            self.emit("budget -= c")
+            self.emit(f"for l{s} in range(l{s}, l{lim}):")
+            self.indent += 1
+            self.reset_stack(0)
+            self.ctx.metered = False
+            self.refund_extra = f" + {forloop} + (l{lim} - 1 - l{s}) * {per_iteration}"
+            try:
+                self.region(loop.body, loop.latch)
+            finally:
+                self.ctx.metered = True
+                self.refund_extra = ""
+            self.indent -= 1
+            self.emit(f"l{s} = l{lim}")
+            self.indent -= 1
+            self.emit("else:")
+            self.indent += 1
+        worst = None if per_iteration is not None else self.worst_iteration_cost(loop)
+        if worst is not None and self.ctx.metered and not self.unchecked:
+            self.emit_headroom_loop(loop, worst)
+        else:
+            self.emit(f"for l{s} in range(l{s}, l{lim}):")
+            self.indent += 1
+            self.reset_stack(0)
+            if loop.body:
+                self.region(loop.body, loop.latch)
+            self.meter_single(self.b.op_cost[isa.FORLOOP])
+            self.indent -= 1
+            self.emit(f"l{s} = l{lim}")
+        if per_iteration is not None and self.ctx.metered:
+            self.indent -= 1
+        self.indent -= 1
         if outer is None:
             del self.local_ranges[s]
         else:
             self.local_ranges[s] = outer
+
+    def emit_headroom_loop(self, loop: _Loop, worst: int) -> None:
+        """A loop with branches but no calls that can suspend: run as many iterations as
+        the budget covers even on their most expensive path without checking the budget
+        (charging exactly what runs), then one checked iteration, and again."""
+        s, lim = loop.slot, loop.slot + 1
+        self.emit(f"while l{s} < l{lim}:")
+        self.indent += 1
+        self.emit(f"k{s} = budget // {worst}")
+        self.emit(f"if k{s}:")
+        self.indent += 1
+        self.emit(f"e{s} = min(l{lim}, l{s} + k{s})")
+        self.emit(f"for l{s} in range(l{s}, e{s}):")
+        self.indent += 1
+        self.reset_stack(0)
+        self.unchecked = True
+        try:
+            self.region(loop.body, loop.latch)
+            self.meter_single(self.b.op_cost[isa.FORLOOP])
+        finally:
+            self.unchecked = False
+        self.indent -= 1
+        self.emit(f"l{s} = e{s}")
+        self.indent -= 1
+        self.emit("else:")
+        self.indent += 1
+        self.reset_stack(0)
+        self.region(loop.body, loop.latch)
         self.meter_single(self.b.op_cost[isa.FORLOOP])
+        self.emit(f"l{s} += 1")
         self.indent -= 1
-        self.emit(f"l{s} = l{lim}")
         self.indent -= 1
+
+    def worst_iteration_cost(self, loop: _Loop) -> int | None:
+        """An upper bound of one iteration's cycles (every block of the body once: jumps go
+        forward) if no instruction in it can suspend on its own; None otherwise."""
+        total = self.b.op_cost[isa.FORLOOP]
+        for item in loop.body:
+            if not isinstance(item, _Block):
+                return None
+            for i in range(item.start, item.end):
+                d = self.ins[i]
+                op = d.opcode
+                if (op >= isa.EXT_BASE and not self.inlinable(op)) or \
+                        (op == isa.CALL and self.inline_callee(d.operands[0]) is None) or \
+                        (op == isa.CALLN and
+                         self.b.natives[d.operands[0]].constant_cost is None):
+                    return None
+                total += self.cost(i)
+        return total
+
+    def fixed_body_cost(self, loop: _Loop) -> int | None:
+        """Cycles of one iteration (FORLOOP included) if the body is one straight-line block
+        of fixed cost that cannot suspend on its own; None otherwise."""
+        if len(loop.body) != 1 or not isinstance(loop.body[0], _Block):
+            return None
+        block = loop.body[0]
+        total = self.b.op_cost[isa.FORLOOP]
+        for i in range(block.start, block.end):
+            d = self.ins[i]
+            op = d.opcode
+            if op in (isa.JMP, isa.JZ, isa.JNZ, isa.RET, isa.RETV, isa.FORPREP,
+                      isa.FORLOOP) or (op >= isa.EXT_BASE and not self.inlinable(op)) or \
+                    (op == isa.CALL and self.inline_callee(d.operands[0]) is None) or \
+                    (op == isa.CALLN and self.b.natives[d.operands[0]].constant_cost is None):
+                return None
+            total += self.cost(i)
+        return total
 
     # ------------------------------------------------------------------ blocks
 
     def meter_single(self, cost: int) -> None:
-        if self.ctx.metered and cost:
+        if self.ctx.metered and cost and self.unchecked:
+            self.emit(f"budget -= {cost}")
+        elif self.ctx.metered and cost:
             self.emit(f"while budget < {cost}:")
             self.emit("    budget = yield budget")
             self.emit(f"budget -= {cost}")
@@ -458,18 +577,22 @@ class _UnitTranslator:
     def emit_block(self, block: _Block) -> str | None:
         """Emit one basic block (metered); returns the branch condition of a final
         JZ/JNZ (a Python expression that is true when the fall-through path runs)."""
+        self.known = {}
         instrs = range(block.start, block.end)
         costs = [self.cost(i) for i in instrs]
         first = self.ins[block.start]
         if first.opcode == isa.CALLN and self.b.natives[first.operands[0]].constant_cost is None:
             self.emit_dynamic_native(block.start)
             return None
-        if first.opcode == isa.CALL or (first.opcode >= isa.EXT_BASE
-                                        and not self.inlinable(first.opcode)):
+        if (first.opcode == isa.CALL and self.inline_callee(first.operands[0]) is None) or \
+                (first.opcode >= isa.EXT_BASE and not self.inlinable(first.opcode)):
             self.meter_single(costs[0])
             return self.translate_instr(block.start, 0)
         total = sum(costs)
         if not self.ctx.metered or total == 0:
+            return self.run_instrs(instrs, costs, fast=True)
+        if self.unchecked:
+            self.emit(f"budget -= {total}")
             return self.run_instrs(instrs, costs, fast=True)
         if len(instrs) == 1 or self.is_cheap_block(costs):
             self.meter_single(total) if len(instrs) == 1 else None
@@ -505,6 +628,10 @@ class _UnitTranslator:
         suffix = sum(costs)
         for i, c in zip(instrs, costs, strict=True):
             suffix -= c
+            d = self.ins[i]
+            if d.opcode == isa.CALL and self.inline_callee(d.operands[0]) is not None:
+                self.inline_call(i, suffix, fast, metered_each)
+                continue
             if not fast and metered_each and self.ctx.metered and c:
                 self.emit(f"while budget < {c}:")
                 self.emit("    budget = yield budget")
@@ -522,7 +649,35 @@ class _UnitTranslator:
             return c if c is not None else 0  # dynamic natives meter themselves
         if op >= isa.EXT_BASE:
             return self.b.op_cost[op] + (self.b.ext[op - isa.EXT_BASE].fixed_cost or 0)
+        if op == isa.CALL:
+            body = self.inline_callee(d.operands[0])
+            if body is not None:
+                return self.b.op_cost[op] + sum(self.body_costs(body))
         return self.b.op_cost[op]
+
+    def body_costs(self, body: list[isa.Decoded]) -> list[int]:
+        """Cycles of each instruction of an inlined callee (its return is not free)."""
+        return [self.b.natives[x.operands[0]].constant_cost or 0 if x.opcode == isa.CALLN
+                else self.b.op_cost[x.opcode] for x in body]
+
+    _INLINE_OPS = frozenset({isa.PUSH, isa.POP, isa.DUP, isa.LOAD_L, isa.STORE_L, isa.LOAD_G,
+                             isa.LOAD_A, isa.ADD, isa.SUB, isa.MUL, isa.DIV, isa.MOD, isa.NEG,
+                             isa.ABS, isa.MIN, isa.MAX, isa.EQ, isa.NE, isa.LT, isa.LE,
+                             isa.GT, isa.GE, isa.NOT, isa.RANGE, isa.ENV, isa.RETV})
+
+    def inline_callee(self, callee: int) -> list[isa.Decoded] | None:
+        """The body of a function worth inlining at its calls: short, straight-line, pure
+        (reads only), returning a value. None if it must be called."""
+        if self.trap_unit is not None or self.b is not self.spec.bound or self.spec.inline:
+            return None
+        if callee not in self._inline_calls:
+            cu = self.b.image.functions[callee]
+            body = list(isa.decode(cu.code))
+            ok = cu.returns and len(body) <= 48 and body[-1].opcode == isa.RETV and all(
+                x.opcode in self._INLINE_OPS for x in body) and \
+                sum(x.opcode == isa.RETV for x in body) == 1
+            self._inline_calls[callee] = body if ok else None
+        return self._inline_calls[callee]
 
     def inlinable(self, op: int) -> bool:
         """A VMlet instruction whose body is straight-line code of fixed cost: inlined."""
@@ -566,6 +721,7 @@ class _UnitTranslator:
             self.flush_local(slot)
             self.emit(f"l{slot} = {self.value(e)}")
             self.note_store(slot, e.rng)
+            self.known[slot] = e.rng
         elif op == isa.LOAD_G:
             g = d.operands[0]
             lo, hi = self.spec.memory.global_ranges[g]
@@ -639,8 +795,10 @@ class _UnitTranslator:
                 bb = self.materialize(bb)
                 bv = bb.expr
                 self.emit(f"if {bv} == 0: {self.trap(TrapCode.DIV_ZERO, off, refund)}")
+            # Python's // and % agree with truncating division for a >= 0 and b > 0
+            floor_ok = aa.rng[0] >= 0 and bb.rng[0] >= 0  # b == 0 has trapped above
             if op == isa.DIV:
-                self.emit(f"{t} = _tdiv({av}, {bv})")
+                self.emit(f"{t} = {av} // {bv}" if floor_ok else f"{t} = _tdiv({av}, {bv})")
                 if aa.rng[0] <= INT_MIN and bb.rng[0] <= -1 <= bb.rng[1]:
                     self.emit(f"if {t} > {INT_MAX}: {self.trap(TrapCode.OVERFLOW, off, refund)}")
                 m = max(abs(aa.rng[0]), abs(aa.rng[1]))
@@ -650,7 +808,7 @@ class _UnitTranslator:
                     # INT_MIN % -1 traps like INT_MIN / -1 does
                     self.emit(f"if {av} == {INT_MIN} and {bv} == -1: "
                               f"{self.trap(TrapCode.OVERFLOW, off, refund)}")
-                self.emit(f"{t} = _tmod({av}, {bv})")
+                self.emit(f"{t} = {av} % {bv}" if floor_ok else f"{t} = _tmod({av}, {bv})")
                 m = max(abs(bb.rng[0]), abs(bb.rng[1]))
                 lo = 0 if aa.rng[0] >= 0 else -(m - 1)
                 hi = 0 if aa.rng[1] <= 0 else m - 1
@@ -804,37 +962,82 @@ class _UnitTranslator:
         if cu.returns:
             s.append(_Entry(t, FULL))
 
+    def inline_call(self, i: int, refund: int, fast: bool, metered_each: bool) -> None:
+        """A call of a short straight-line function, translated in place. Exactly as if
+        called: each of its instructions is charged (and may suspend) in turn, and its
+        traps name it and its own offsets."""
+        d = self.ins[i]
+        callee = d.operands[0]
+        body = self.inline_callee(callee)
+        assert body is not None
+        costs = self.body_costs(body)
+        call_cost = self.b.op_cost[isa.CALL]
+        metered = not fast and metered_each and self.ctx.metered
+        if metered:
+            self.meter_single(call_cost)
+        cu = self.b.image.functions[callee]
+        s = self.stack
+        args = s[len(s) - cu.n_params:] if cu.n_params else []
+        del s[len(s) - cu.n_params:]
+        locals_ = self.inline_locals(args, cu.n_locals)
+        stack: list[_Entry] = []
+        suffix = sum(costs)
+        saved_ins, saved_stack = self.ins, self.stack
+        self.trap_unit = callee
+        try:
+            for x, c in zip(body, costs, strict=True):
+                suffix -= c
+                if metered:
+                    self.meter_single(c)
+                if self.inline_local(x, stack, locals_):
+                    continue
+                if x.opcode == isa.RETV:
+                    saved_stack.append(stack.pop())
+                    break
+                self.ins, self.stack = [x], stack
+                self.translate_instr(0, refund + suffix if fast else 0)
+        finally:
+            self.ins, self.stack = saved_ins, saved_stack
+            self.trap_unit = None
+
+    def inline_locals(self, args: list[_Entry], n_locals: int) -> list[_Entry]:
+        """The locals of an inlined body: its arguments, then zeros."""
+        locals_: list[_Entry] = []
+        for a in args:
+            # a read of an outer local stays as it is: the body cannot write it
+            if not (a.expr.isidentifier() or _is_literal(a.expr)) or a.is_bool:
+                a = self.materialize(a)
+            locals_.append(_Entry(a.expr, a.rng))
+        return locals_ + [_Entry("0", (0, 0))] * (n_locals - len(args))
+
+    def inline_local(self, x: isa.Decoded, stack: list[_Entry], locals_: list[_Entry]) -> bool:
+        """Translate a LOAD_L/STORE_L of an inlined body; False for other instructions."""
+        if x.opcode == isa.LOAD_L:
+            stack.append(locals_[x.operands[0]])
+            return True
+        if x.opcode == isa.STORE_L:
+            e = stack.pop()
+            t = self.ctx.temp()  # a new name per store: entries on the stack keep theirs
+            self.emit(f"{t} = {self.value(e)}")
+            locals_[x.operands[0]] = _Entry(t, e.rng)
+            return True
+        return False
+
     def inline_body(self, vm: Bound, function: int, args: list[_Entry], offset: int,
                     refund: int, at: int) -> None:
         """Translate a straight-line VMlet instruction body in place."""
-        self.inline_count += 1
-        prefix = f"i{self.inline_count}_"
         cu = vm.image.functions[function]
         body = list(isa.decode(cu.code))
-        names = self.ctx.bind_natives(f"x{id(vm) % 99991}_", vm.natives)
-        locals_: list[_Entry] = []
-        for slot in range(cu.n_locals):
-            if slot < len(args):
-                a = args[slot]
-                # a read of an outer local stays as it is: the body cannot write it
-                if not (a.expr.isidentifier() or _is_literal(a.expr)) or a.is_bool:
-                    a = self.materialize(a)
-                locals_.append(_Entry(a.expr, a.rng))
-            else:
-                locals_.append(_Entry("0", (0, 0)))
+        names = self.ctx.bind_vmlet_natives(vm)
+        locals_ = self.inline_locals(args, cu.n_locals)
         # The instruction is charged in full before its body runs: a trap inside the body
         # refunds only what follows the instruction in its block.
         r = refund
         stack: list[_Entry] = []
         for x in body:
             op = x.opcode
-            if op == isa.LOAD_L:
-                stack.append(locals_[x.operands[0]])
-            elif op == isa.STORE_L:
-                e = stack.pop()
-                t = f"{prefix}{x.operands[0]}"
-                self.emit(f"{t} = {self.value(e)}")
-                locals_[x.operands[0]] = _Entry(t, e.rng)
+            if self.inline_local(x, stack, locals_):
+                continue
             elif op == isa.RETV:
                 self.stack.append(stack.pop())
                 return

@@ -103,7 +103,7 @@ def test_the_cosmic_filter_suspends_at_the_same_instructions_in_tiny_slices() ->
 _compiler = Compiler()
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=400, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(configurations())
 def test_generated_programs_run_the_same_on_both_engines(text: str) -> None:
