@@ -233,6 +233,9 @@ def _fail_usage(message: str, hint: str) -> NoReturn:
 
 # Commands defined in their own modules, each next to what it drives. One import and one
 # add_command per command group; keep this block sorted.
+from ccl.verify.command import verify  # noqa: E402
+
+cli.add_command(verify)
 # (end of command registrations)
 
 

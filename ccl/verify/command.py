@@ -1,0 +1,119 @@
+"""The ``ccl verify`` command (registered in ``ccl.cli``).
+
+``ccl verify FILE... [--json] [--timeout SECONDS]``: compile each file, prove it, print the
+report (rich on a terminal, plain text when piped, JSON with ``--json``). Exit 0 when every
+file is proven, 1 when one is refuted or does not check (its front-end diagnostics are
+printed), 3 when the solver could not decide an obligation in time (named in the report).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ccl.diagnostics import CclError, Source, render
+from ccl.verify.program import DEFAULT_TIMEOUT_MS, verify_program
+from ccl.verify.report import (
+    VerifyReport,
+    budget_rows,
+    diagnostic,
+    group_lines,
+    render_text,
+    worst_case_line,
+)
+from onboard.mission import MissionError
+
+EXIT_OK, EXIT_REFUTED, EXIT_UNKNOWN = 0, 1, 3  # as in ccl/cli.py
+
+
+@click.command("verify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--timeout", type=click.FloatRange(min=0.001),
+              default=DEFAULT_TIMEOUT_MS / 1000, show_default=True,
+              help="Seconds the solver may spend on one obligation.")
+@click.pass_context
+def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: float) -> None:
+    """Prove CCL FILES safe and within budget: no overflow, division by zero, index or range
+    error, flight rules for every parameter set, worst-case cycles within the CPU share,
+    memory and uplink, with a counterexample for anything that fails."""
+    from ccl.cli import _compiler, _print_diagnostics  # the CLI renders diagnostics
+
+    compiler = _compiler(ctx)
+    out = Console(highlight=False, soft_wrap=True)
+    results: list[dict[str, Any]] = []
+    codes = []
+    for f in files:
+        try:
+            compiled = compiler.compile(Path(f))
+            report = verify_program(compiled, timeout_ms=max(1, round(timeout * 1000)))
+        except CclError as exc:
+            codes.append(EXIT_REFUTED)
+            results.append({"file": f, "status": "rejected",
+                            "diagnostics": [d.to_json() for d in exc.diagnostics]})
+            if not as_json:
+                _print_diagnostics(exc.diagnostics, compiler)
+            continue
+        except MissionError as exc:
+            codes.append(EXIT_REFUTED)
+            results.append({"file": f, "status": "rejected",
+                            "diagnostics": [{"message": exc.message, "hint": exc.hint}]})
+            if not as_json:
+                click.echo(f"{f}: error[E-MISSION]: {exc.message}", err=True)
+            continue
+        codes.append({"proven": EXIT_OK, "refuted": EXIT_REFUTED}.get(report.status,
+                                                                        EXIT_UNKNOWN))
+        results.append(report.to_json())
+        if as_json:
+            continue
+        if out.is_terminal:
+            _print_rich(out, report, compiler.sources)
+        else:
+            click.echo(render_text(report, compiler.sources))
+    if as_json:
+        statuses = [r["status"] for r in results]
+        click.echo(json.dumps({"ok": all(s == "proven" for s in statuses),
+                               "files": results}, indent=2))
+    code = EXIT_REFUTED if EXIT_REFUTED in codes else EXIT_UNKNOWN if EXIT_UNKNOWN in codes \
+        else EXIT_OK
+    sys.exit(code)
+
+
+_STATUS_STYLE = {"proven": "bold green", "refuted": "bold red", "unknown": "bold yellow"}
+
+
+def _print_rich(out: Console, report: VerifyReport, sources: dict[str, Source]) -> None:
+    head = Text(f"{report.file}: {report.kind} {report.name}: ")
+    head.append(report.status.upper(), style=_STATUS_STYLE[report.status])
+    head.append(f"  ({len(report.obligations)} obligations, {report.seconds:.2f} s)")
+    out.print(head)
+    proofs = Table(title="proofs", title_justify="left", show_header=False, box=None,
+                   padding=(0, 2))
+    for kind, verdict in group_lines(report):
+        style = "red" if "refuted" in verdict else "yellow" if "unknown" in verdict else ""
+        proofs.add_row(kind, Text(verdict, style=style))
+    out.print(proofs)
+    if report.budgets.worst_cases:
+        out.print(Text("worst cases", style="italic"))
+        for w in report.budgets.worst_cases:
+            out.print(f"  {worst_case_line(w)}")
+    table = Table(title="budgets", title_justify="left")
+    for column in ("budget", "used", "limit", "verdict"):
+        table.add_column(column)
+    for name, used, limit, verdict in budget_rows(report.budgets):
+        table.add_row(name, used, limit,
+                      Text(verdict, style="bold red" if "OVER" in verdict else "green"))
+    out.print(table)
+    for o in (*report.refuted, *report.unknown):
+        styled = Text(render(diagnostic(o), sources))
+        styled.highlight_regex(r"(error|warning)\[[A-Z0-9-]+\]", "bold red")
+        styled.highlight_regex(r"\^+", "bold red")
+        styled.highlight_regex(r"note:|hint:", "bold cyan")
+        out.print(styled)

@@ -1,0 +1,246 @@
+"""Verifying a whole program: every entry point, every rule, every budget.
+
+``verify_program`` is the verifier's one public operation (``ccl verify`` and ``ccl pack``
+call it). In order:
+
+1. the structural pass (``ccl.verify.structural``): code, data, operand stack, call depth;
+2. each flight rule, for every parameter set in the declared ranges;
+3. each task, ``on apply``, ``on load``, VMlet instruction and uncalled function, by symbolic
+   execution (``ccl.verify.symbolic``) with Z3: safety obligations, then the worst-case
+   cycles maximised exactly, and the inputs that reach them. Rules are assumed here: the
+   VVM re-checks them before it accepts new parameters, so no other parameter set is
+   reachable;
+4. the CPU share: the tasks' worst cycles per second plus the mission's patch reserve;
+5. the uplink: the patch's size and the passes it needs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import z3
+
+from ccl import ir
+from ccl.codegen import generate
+from ccl.driver import Compiled
+from ccl.ranges import ArithmeticError_, apply_binary, apply_unary
+from ccl.verify import structural
+from ccl.verify.cost import CycleTable, maximize
+from ccl.verify.inputs import Inputs
+from ccl.verify.irtext import text
+from ccl.verify.obligations import (
+    Counterexample,
+    Kind,
+    Method,
+    Obligation,
+    Status,
+    Value,
+)
+from ccl.verify.report import Budgets, VerifyReport, WorstCase
+from ccl.verify.solver import Checker
+from ccl.verify.symbolic import Executor
+from onboard import isa
+from onboard.image import Image
+from onboard.mission import MissionProfile, find_mission
+
+#: Default time limit of one solver query (one obligation, one step of a maximisation).
+DEFAULT_TIMEOUT_MS = 10_000
+
+
+def verify_program(target: Compiled | ir.Program, mission: MissionProfile | None = None, *,
+                   timeout_ms: int = DEFAULT_TIMEOUT_MS) -> VerifyReport:
+    """Prove (or refute, with counterexamples) everything ``ccl verify`` promises about a
+    checked configuration or VMlet, and measure its budgets against ``mission`` (by default
+    the program's own mission profile).
+
+    ``target`` is a ``ccl.driver.Compiled`` (preferred: its image is what goes up) or a
+    checked ``ir.Program`` (compiled here). ``timeout_ms`` bounds each solver query; an
+    obligation the solver cannot decide in time is ``unknown``, never proven.
+    """
+    start = time.perf_counter()
+    if isinstance(target, Compiled):
+        program, image = target.program, target.image
+        vmlet_images = tuple(v.image for v in target.vmlets)
+        mission = mission or target.mission
+    else:
+        program = target
+        images = {vm.name: generate(vm, {})[0] for vm in program.uses}
+        image, _ = generate(program, images)
+        vmlet_images = tuple(images.values())
+        mission = mission or find_mission(program.mission)
+    run = _Run(program, mission, CycleTable.of(mission), timeout_ms)
+    shape, obligations = structural.check(program, image, vmlet_images, mission)
+    rule_facts = run.rules(obligations)
+    worst: list[WorstCase] = []
+    entries: list[tuple[ir.Procedure, str, str, int | None, ir.Span]] = [
+        (t.proc, "task", t.name, t.period_ms, t.span) for t in program.tasks]
+    if program.on_apply is not None:
+        entries.append((program.on_apply, "on apply", "on apply", None, program.on_apply.span))
+    if program.on_load is not None:
+        entries.append((program.on_load, "on load", "on load", None, program.on_load.span))
+    entries += [(p, "instr", p.name, None, p.span) for p in program.instrs]
+    called = structural.called_functions(program)
+    entries += [(f, "fn", f.name, None, f.span) for f in program.functions
+                if f.name not in called]
+    for proc, kind, name, period, span in entries:
+        wc, obs = run.entry(proc, kind, name, period, span, rule_facts)
+        worst.append(wc)
+        obligations += obs
+    budgets = _budgets(mission, tuple(worst), shape, image)
+    obligations += _cpu_share(budgets, program)
+    return VerifyReport(program.name, program.kind.value, program.file, tuple(obligations),
+                        budgets, time.perf_counter() - start)
+
+
+@dataclass
+class _Run:
+    program: ir.Program
+    mission: MissionProfile
+    cycles: CycleTable
+    timeout_ms: int
+
+    def _executor(self, checker: Checker, inputs: Inputs) -> Executor:
+        return Executor(self.program, self.mission, self.cycles, inputs, checker)
+
+    def rules(self, obligations: list[Obligation]) -> list[z3.BoolRef]:
+        """Check every rule; return what the rules guarantee (assumed everywhere else)."""
+        facts = []
+        for k, rule in enumerate(self.program.rules, start=1):
+            inputs = Inputs(self.program)
+            checker = Checker(inputs, self.timeout_ms)
+            where = f"rule {k}"
+            value = self._executor(checker, inputs).rule(rule, where)
+            params = inputs.params
+
+            def detail(m: z3.ModelRef, rule: ir.Rule = rule,
+                       params: dict[str, object] = dict(params)) -> str:
+                values = {n: m.eval(v.term, model_completion=True).as_signed_long()
+                          for n, v in params.items()}  # type: ignore[attr-defined]
+                return _rule_detail(rule.cond, values)
+
+            checker.require(Kind.RULE, rule.span, where, (), value.cond,
+                            f"rule `{rule.text}` holds for every parameter set in the "
+                            "declared ranges", value.lo == 1, detail)
+            obligations += checker.results
+            facts.append(z3.And(*checker.assumed))
+        return facts
+
+    def entry(self, proc: ir.Procedure, kind: str, name: str, period: int | None,
+              span: ir.Span, rule_facts: list[z3.BoolRef]) -> tuple[WorstCase, list[Obligation]]:
+        """Verify one entry point and find its worst-case cycles."""
+        inputs = Inputs(self.program)
+        checker = Checker(inputs, self.timeout_ms, rule_facts)
+        ex = self._executor(checker, inputs)
+        where = f"{kind} {name}" if kind not in ("on apply", "on load") else kind
+        params = ex.standalone_args(proc)
+        entry_cost = {"instr": self.cycles[isa.EXT_BASE], "fn": self.cycles[isa.CALL]}.get(
+            kind, 0)
+        cost = ex.run(proc, where, params=params, entry_cost=entry_cost,
+                      free_returns=kind == "instr")
+        facts = [*inputs.facts, *ex.loop_facts, *rule_facts]
+        m = maximize(cost, facts, self.timeout_ms,
+                     prefer=lambda term: inputs.worst_preferences([term]))
+        witness = inputs.counterexample(m.model, [m.term]) \
+            if m.model is not None and m.term is not None else None
+        wc = WorstCase(name, kind, period, m.value, m.bound, m.exact, witness, span, m.seconds)
+        return wc, checker.results
+
+
+def _rule_detail(cond: ir.Expr, values: dict[str, int]) -> str:
+    """Why a rule fails for ``values``: its two sides, or that it traps."""
+    try:
+        if isinstance(cond, ir.Binary) and cond.op in ir.COMPARISONS:
+            left, right = _concrete(cond.left, values), _concrete(cond.right, values)
+            return f"{text(cond.left)} = {left}, which is not {cond.op.value} {right}"
+        return f"`{text(cond)}` is false"
+    except ArithmeticError_ as exc:
+        return f"evaluating the rule traps: {exc}"
+
+
+def _concrete(e: ir.Expr, values: dict[str, int]) -> int:
+    if isinstance(e, ir.Const):
+        return e.value
+    if isinstance(e, ir.GlobalRef):
+        return values[e.glob.name]
+    if isinstance(e, ir.Unary):
+        return apply_unary(e.op, _concrete(e.operand, values))
+    if isinstance(e, ir.Binary):
+        left = _concrete(e.left, values)
+        if e.op is ir.BinOp.AND and not left:
+            return 0
+        if e.op is ir.BinOp.OR and left:
+            return 1
+        return apply_binary(e.op, left, _concrete(e.right, values))
+    raise ValueError(f"a rule cannot contain {type(e).__name__}")
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+def _budgets(mission: MissionProfile, worst: tuple[WorstCase, ...], shape: structural.Shape,
+             image: Image) -> Budgets:
+    link = mission.raw.get("link", {})
+    bits_per_day = int(link.get("uplink_bits_per_day", 0))
+    passes_per_day = int(link.get("max_uplink_passes_per_day", 1)) or 1
+    patch_bytes, how = patch_size(image)
+    bits = patch_bytes * 8
+    per_pass = bits_per_day // passes_per_day
+    frames_per_s = 1000 / mission.frame_ms
+    return Budgets(
+        clock_hz=mission.clock_hz,
+        frame_ms=mission.frame_ms,
+        share_percent=mission.share_percent,
+        share_cycles_per_s=mission.clock_hz * mission.share_percent // 100,
+        reserve_cycles_per_s=round(mission.patch_reserve_cycles_per_frame * frames_per_s),
+        frame_budget=mission.share_cycles_per_frame - mission.patch_reserve_cycles_per_frame,
+        worst_cases=worst,
+        code_bytes=shape.code_bytes, code_limit=mission.code_bytes,
+        data_bytes=shape.data_bytes, data_limit=mission.data_bytes,
+        max_stack=shape.max_stack, stack_limit=mission.max_stack,
+        call_depth=shape.call_depth, call_depth_limit=mission.max_call_depth,
+        patch_bytes=patch_bytes, patch_estimate=how,
+        uplink_bits_per_day=bits_per_day, passes_per_day=passes_per_day,
+        passes_needed=math.ceil(bits / per_pass) if per_pass else 0,
+        days_needed=math.ceil(bits / bits_per_day) if bits_per_day else 0,
+    )
+
+
+def patch_size(image: Image) -> tuple[int, str]:
+    """Bytes of the patch that carries ``image``, and how that figure was obtained."""
+    return len(image.encode()), "full image"
+
+
+def _cpu_share(b: Budgets, program: ir.Program) -> list[Obligation]:
+    tasks = b.tasks
+    if not tasks:
+        return []
+    heaviest = max(tasks, key=lambda w: w.cycles_per_s)
+    share = b.share_cycles_per_s
+    message = (f"the tasks at their worst plus the patch reserve fit in the "
+               f"{b.share_percent} % CPU share ({share:,} cycles/s)")
+    where = "all tasks" if len(tasks) > 1 else f"task {heaviest.name}"
+    if b.load_cycles_per_s <= share:
+        return [Obligation(Kind.CPU_SHARE, Status.PROVEN, heaviest.span, message, where,
+                           Method.ARITHMETIC)]
+    reached = sum((w.cycles * 1000 / w.period_ms for w in tasks if w.period_ms), 0.0) + \
+        b.reserve_cycles_per_s
+    detail = (f"worst case {float(b.load_cycles_per_s):,.0f} cycles/s with the patch reserve "
+              f"of {b.reserve_cycles_per_s:,}: {b.share_used_percent:.1f} % of the share, "
+              f"{b.cpu_percent:.2f} % of the CPU; task {heaviest.name} needs "
+              f"{heaviest.cycles:,} cycles every {heaviest.period_ms} ms")
+    if reached <= share:
+        return [Obligation(Kind.CPU_SHARE, Status.UNKNOWN, heaviest.span, message, where,
+                           Method.Z3, reason="the worst case could not be computed exactly: "
+                           + detail)]
+    values: tuple[Value, ...] = ()
+    replay = None
+    if heaviest.witness is not None:
+        values = tuple(v for v in heaviest.witness.values if v.role == "param") or \
+            heaviest.witness.values
+        replay = heaviest.witness.replay
+    cex = Counterexample(values, replay, detail) if replay is not None else \
+        Counterexample(values, detail=detail)
+    return [Obligation(Kind.CPU_SHARE, Status.REFUTED, heaviest.span, message, where,
+                       Method.Z3, cex)]

@@ -1,0 +1,702 @@
+"""Symbolic execution of the typed IR: obligations where the VVM could trap, and cycle costs.
+
+One ``Executor`` runs one procedure (a task, ``on apply``, ``on load``, a rule, or a function
+or VMlet instruction on its own) over symbolic inputs (``ccl.verify.inputs``), with the VVM's
+semantics (``onboard/reference.py`` is the specification):
+
+* values are 32-bit; ``+ - * / % neg abs`` trap on overflow (``INT_MIN % -1`` included),
+  ``/`` and ``%`` on a zero divisor, array accesses out of bounds, stores outside the declared
+  range of a state variable or element, ``RANGE`` checks (ranged locals, arguments, results),
+  native arguments outside the mission's ranges. Each is an obligation, checked in
+  evaluation order, under the path condition that reaches it (``ccl.verify.solver``);
+* ``if`` forks the state and merges it with if-then-else terms; ``&&``/``||`` short-circuit;
+* calls of functions and VMlet instructions are inlined (there is no recursion);
+* a ``for`` body is executed once, for an arbitrary iteration: the counter is unknown between
+  the bounds, and what the body writes (locals, state, arrays) is unknown within its declared
+  range, both on entry to the body and after the loop. Sound because the VVM enforces the
+  ranges on every store: ranged types are the loop invariants.
+
+Alongside, every instruction ``ccl.codegen`` emits is charged its mission cycles, following
+codegen's choices exactly (short-circuit jumps, ``RANGE`` only where codegen emits one, the
+``JMP`` over an ``else``, the trailing ``RET``), giving the procedure's cost expression
+(``ccl.verify.cost``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+import z3
+
+from ccl import ir
+from ccl.ranges import binary_range, unary_range
+from ccl.verify.cost import ZERO, Bounds, CLoop, CNative, CSum, CycleTable, Encoder, choose
+from ccl.verify.inputs import Inputs, Role, array_default
+from ccl.verify.irtext import text
+from ccl.verify.irwalk import expressions, statements, subexpressions
+from ccl.verify.obligations import Kind
+from ccl.verify.solver import Checker, Detail
+from ccl.verify.terms import WIDTH, Val, bool_const, bv_const, fits, in_range, ite
+from onboard import isa
+from onboard.isa import INT_MAX, INT_MIN
+from onboard.mission import MissionProfile
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class Memory:
+    """The writable data a procedure sees: state variables and arrays (tables included,
+    though nothing writes them)."""
+
+    vars: dict[str, Val]
+    arrays: dict[str, z3.ArrayRef]
+
+    def copy(self) -> Memory:
+        return Memory(dict(self.vars), dict(self.arrays))
+
+
+@dataclass
+class State:
+    """One path (or a merge of paths) through a procedure.
+
+    ``conds`` is the path condition. Costs are kept relative: ``base`` is the cycles spent
+    up to the last fork, ``cost`` those since, so that the two sides of a fork share their
+    common prefix."""
+
+    locals: dict[int, Val]
+    mem: Memory
+    conds: tuple[z3.BoolRef, ...]
+    base: CSum = ZERO
+    cost: CSum = ZERO
+
+    def charge(self, cycles: int) -> None:
+        self.cost = self.cost.plus(cycles)
+
+    def absolute(self) -> CSum:
+        return self.base.then(self.cost)
+
+    def fork(self, cond: z3.BoolRef) -> State:
+        return State(dict(self.locals), self.mem.copy(), self.conds + (cond,),
+                     self.absolute(), ZERO)
+
+    def absorb(self, other: State) -> None:
+        self.locals, self.mem, self.conds = other.locals, other.mem, other.conds
+        self.base, self.cost = other.base, other.cost
+
+
+@dataclass(frozen=True)
+class Exit:
+    """A path that left the procedure (``return``), with what it left behind."""
+
+    cond: z3.BoolRef  # relative to the procedure's (or loop iteration's) entry
+    value: Val | None
+    mem: Memory
+    cost: CSum  # cycles since the procedure's (or loop iteration's) entry
+
+
+@dataclass
+class Frame:
+    """A procedure being executed (inlined calls get a frame of their own)."""
+
+    proc: ir.Procedure
+    program: ir.Program
+    where: str
+    cond_base: int
+    free_returns: bool = False  # a VMlet instruction's body: its RET/RETV cost nothing
+    exits: list[Exit] = field(default_factory=list)
+
+
+class _Jump(Enum):
+    UNLESS = "unless"  # codegen's jump_unless: falls through when the condition holds
+    IF = "if"  # codegen's jump_if: jumps when it holds
+
+
+def needs_range_check(target: ir.Type, value: ir.Type | None) -> bool:
+    """Whether ``ccl.codegen`` emits a ``RANGE`` check storing a ``value`` into ``target``."""
+    if not isinstance(target, ir.IntType) or target.is_full:
+        return False
+    return not (isinstance(value, ir.IntType) and target.includes(value))
+
+
+@dataclass(frozen=True)
+class Writes:
+    """What a piece of code may assign."""
+
+    locals: dict[int, ir.Local]
+    vars: frozenset[str]
+    arrays: frozenset[str]
+
+
+def _narrow(v: Val, ty: ir.IntType) -> Val:
+    """``v`` after a check that it lies in ``ty`` (the VVM traps otherwise)."""
+    return Val(v.term, max(v.lo, ty.lo), min(v.hi, ty.hi)) if v.lo < ty.lo or v.hi > ty.hi \
+        else v
+
+
+def _value_of(model: z3.ModelRef, term: z3.ExprRef) -> int:
+    v = model.eval(term, model_completion=True)
+    if z3.is_bool(v):
+        return int(z3.is_true(v))
+    assert isinstance(v, z3.BitVecNumRef)
+    return v.as_signed_long()
+
+
+# --------------------------------------------------------------------------- executor
+
+
+class Executor:
+    """Executes procedures of one program over the unknowns in ``inputs``."""
+
+    def __init__(self, program: ir.Program, mission: MissionProfile, cycles: CycleTable,
+                 inputs: Inputs, checker: Checker) -> None:
+        self.program = program
+        self.mission = mission
+        self.cyc = cycles
+        self.inputs = inputs
+        self.check = checker
+        #: Facts that hold wherever a loop body runs, as implications (for cost queries).
+        self.loop_facts: list[z3.BoolRef] = []
+        self.frame_budget = mission.share_cycles_per_frame - mission.patch_reserve_cycles_per_frame
+        self._writes: dict[tuple[str, str], Writes] = {}
+
+    # -- entry points
+
+    def run(self, proc: ir.Procedure, where: str, *, params: tuple[Val, ...] = (),
+            entry_cost: int = 0, free_returns: bool = False) -> CSum:
+        """Execute ``proc`` from a run's start; its cost in cycles (entry cost included)."""
+        locals_ = {p.id: v for p, v in zip(proc.params, params, strict=True)}
+        mem = Memory(dict(self.inputs.vars), dict(self.inputs.arrays))
+        st = State(locals_, mem, ())
+        st.charge(entry_cost)
+        frame = Frame(proc, self.program, where, 0, free_returns)
+        _value, _mem, cost = self._body(frame, st)
+        return cost
+
+    def standalone_args(self, proc: ir.Procedure) -> tuple[Val, ...]:
+        """Unknown arguments anywhere in their declared types (a procedure on its own)."""
+        return tuple(self.inputs.fresh(Role.ARG, p.name, p.type) for p in proc.params)
+
+    def rule(self, rule: ir.Rule, where: str) -> Val:
+        """The value of a rule's condition (its obligations are checked on the way)."""
+        st = State({}, Memory({}, {}), ())
+        frame = Frame(rule.proc, self.program, where, 0)
+        return self.value(rule.cond, st, frame)
+
+    # -- procedures and calls
+
+    def _body(self, frame: Frame, st: State) -> tuple[Val | None, Memory, CSum]:
+        end = self.block(frame.proc.body, st, frame)
+        if end is not None:
+            if not ir.always_returns(frame.proc.body) and not frame.free_returns:
+                end.charge(self.cyc[isa.RET])
+            frame.exits.append(Exit(z3.And(*end.conds[frame.cond_base:]), None, end.mem,
+                                    end.absolute()))
+        return _join(frame.exits)
+
+    def inline(self, proc: ir.Procedure, program: ir.Program, args: list[Val], st: State,
+               caller: Frame, free_returns: bool) -> Val | None:
+        callee = State({p.id: v for p, v in zip(proc.params, args, strict=True)},
+                       st.mem.copy(), st.conds)
+        frame = Frame(proc, program, f"{caller.where} > {proc.name}", len(st.conds),
+                      free_returns)
+        value, mem, cost = self._body(frame, callee)
+        st.mem = mem
+        st.cost = st.cost.then(cost)
+        return value
+
+    # -- statements
+
+    def block(self, stmts: tuple[ir.Stmt, ...], st: State, fr: Frame) -> State | None:
+        for s in stmts:
+            nxt = self.stmt(s, st, fr)
+            if nxt is None:
+                return None  # every path has returned: what follows never runs
+            st = nxt
+        return st
+
+    def stmt(self, s: ir.Stmt, st: State, fr: Frame) -> State | None:
+        c = self.cyc
+        if isinstance(s, (ir.Let, ir.AssignLocal)):
+            v = self.value(s.value, st, fr)
+            ty = s.local.type
+            if isinstance(ty, ir.IntType):
+                if needs_range_check(ty, s.value.type):
+                    st.charge(c[isa.RANGE])
+                v = self.store_check(Kind.RANGE, v, ty, s.value.span, st, fr,
+                                     f"the value stored in `{s.local.name}` is within {ty}")
+            st.charge(c[isa.STORE_L])
+            st.locals[s.local.id] = v
+        elif isinstance(s, ir.AssignGlobal):
+            v = self.value(s.value, st, fr)
+            st.charge(c[isa.STORE_G])
+            ty = s.glob.type
+            st.mem.vars[s.glob.name] = self.store_check(
+                Kind.RANGE, v, ty, s.value.span, st, fr,
+                f"the value stored in `{s.glob.name}` is within {ty}")
+        elif isinstance(s, ir.AssignElement):
+            index = self.value(s.index, st, fr)
+            v = self.value(s.value, st, fr)
+            st.charge(c[isa.STORE_A])
+            self.index_check(s.array, index, s.index.span, st, fr)
+            ty = s.array.type
+            v = self.store_check(Kind.RANGE, v, ty, s.value.span, st, fr,
+                                 f"the value stored in `{s.array.name}[...]` is within {ty}")
+            st.mem.arrays[s.array.name] = z3.Store(st.mem.arrays[s.array.name], index.bv, v.bv)
+        elif isinstance(s, ir.If):
+            return self.if_stmt(s, st, fr)
+        elif isinstance(s, ir.For):
+            return self.for_stmt(s, st, fr)
+        elif isinstance(s, ir.Return):
+            value = None
+            if s.value is not None:
+                value = self.value(s.value, st, fr)
+                ret = fr.proc.returns
+                if isinstance(ret, ir.IntType):
+                    if needs_range_check(ret, s.value.type):
+                        st.charge(c[isa.RANGE])
+                    value = self.store_check(Kind.RESULT, value, ret, s.value.span, st, fr,
+                                             f"the result of `{fr.proc.name}` is within {ret}")
+            if not fr.free_returns:
+                st.charge(c[isa.RETV] if s.value is not None else c[isa.RET])
+            fr.exits.append(Exit(z3.And(*st.conds[fr.cond_base:]), value, st.mem,
+                                 st.absolute()))
+            return None
+        elif isinstance(s, ir.ExprStmt):
+            self.value(s.expr, st, fr)
+            if s.expr.type is not None:
+                st.charge(c[isa.POP])
+        elif isinstance(s, ir.Hide):
+            st.charge(c[isa.HIDE])
+        else:  # pragma: no cover - the IR is closed
+            raise TypeError(s)
+        return st
+
+    def if_stmt(self, s: ir.If, st: State, fr: Frame) -> State | None:
+        cond = self.branch(s.cond, st, fr, _Jump.UNLESS)
+        then = self.block(s.then, st.fork(cond), fr)
+        if s.otherwise and then is not None and not ir.always_returns(s.then):
+            then.charge(self.cyc[isa.JMP])
+        other = self.block(s.otherwise, st.fork(z3.Not(cond)), fr)
+        return _merge(st, cond, then, other)
+
+    def for_stmt(self, s: ir.For, st: State, fr: Frame) -> State:
+        c = self.cyc
+        lo = self.value(s.lo, st, fr)
+        st.charge(c[isa.STORE_L])
+        hi = self.value(s.hi, st, fr)
+        st.charge(c[isa.STORE_L] + c[isa.FORPREP])
+        writes = self.writes(s.body, fr.program)
+        tag = f"{s.span.line}:{s.span.col}"
+        body = State(dict(st.locals), st.mem.copy(), st.conds)
+        assert isinstance(s.counter.type, ir.IntType)
+        once = ir.always_returns(s.body)
+        if once:
+            # Every iteration returns: only the first one ever runs, from this state.
+            counter = lo
+        else:
+            # An arbitrary iteration: what the body writes is anything in its type.
+            self._havoc(body, writes, tag)
+            counter = self.inputs.fresh(Role.COUNTER, s.counter.name, s.counter.type)
+            if ir.may_return(s.body):
+                self.inputs.guessed.add(counter.bv.decl().name())
+        body.locals[s.counter.id] = counter
+        entry = (lo.bv <= counter.bv, counter.bv < hi.bv)
+        body.conds = body.conds + entry
+        self.loop_facts.append(z3.Implies(lo.bv < hi.bv, z3.And(*entry)))
+        outer_exits, outer_base = fr.exits, fr.cond_base
+        fr.exits, fr.cond_base = [], len(st.conds)
+        end = self.block(s.body, body, fr)
+        if end is not None:
+            end.charge(c[isa.FORLOOP])
+            fr.exits.append(Exit(z3.And(*end.conds[fr.cond_base:]), None, end.mem,
+                                 end.absolute()))
+            loop_exits = fr.exits[:-1]
+        else:
+            loop_exits = fr.exits
+        _value, _mem, iteration = _join(fr.exits)
+        fr.exits, fr.cond_base = outer_exits, outer_base
+        st.cost = st.cost.add(CLoop(lo, hi, iteration))
+        # After the loop, whatever the body wrote is again anything in its type.
+        self._havoc(st, writes, tag)
+        if loop_exits:
+            # A `return` inside the body leaves at some iteration, or never.
+            took = self.inputs.fresh(Role.CHOICE, f"return from the loop at {tag}",
+                                     ir.BOOL).cond
+            ran = lo.bv < hi.bv
+            prefix = st.conds[fr.cond_base:]
+            total = st.absolute()
+            for e in loop_exits:
+                fr.exits.append(Exit(z3.And(*prefix, took, ran, e.cond), e.value, e.mem, total))
+            st.conds = st.conds + (z3.Not(z3.And(took, ran, z3.Or(*(e.cond for e in
+                                                                     loop_exits)))),)
+        if once:
+            # The code after the loop runs only if the loop never ran.
+            st.conds = st.conds + (z3.Not(lo.bv < hi.bv),)
+        return st
+
+    def _havoc(self, st: State, writes: Writes, tag: str) -> None:
+        for lid, local in writes.locals.items():
+            if lid in st.locals:
+                st.locals[lid] = self.inputs.fresh(Role.CARRIED, local.name, local.type)
+        globals_ = {g.name: g for g in self.program.globals}
+        for name in writes.vars:
+            g = globals_[name]
+            st.mem.vars[name] = self.inputs.fresh(Role.CARRIED, name, g.type, default=g.value)
+        arrays = {a.name: a for a in self.program.arrays}
+        for name in writes.arrays:
+            st.mem.arrays[name] = self.inputs.array(Role.CARRIED_ARRAY, name,
+                                                    default=array_default(arrays[name]))
+
+    # -- what code writes
+
+    def writes(self, stmts: tuple[ir.Stmt, ...], program: ir.Program) -> Writes:
+        locals_: dict[int, ir.Local] = {}
+        vars_: set[str] = set()
+        arrays: set[str] = set()
+
+        for st in statements(stmts):
+            if isinstance(st, ir.AssignLocal):
+                locals_[st.local.id] = st.local
+            elif isinstance(st, ir.AssignGlobal):
+                vars_.add(st.glob.name)
+            elif isinstance(st, ir.AssignElement):
+                arrays.add(st.array.name)
+            for e in expressions(st):
+                for x in subexpressions(e):
+                    if isinstance(x, ir.Call):
+                        w = self._function_writes(x.function, program)
+                        vars_.update(w.vars)
+                        arrays.update(w.arrays)
+        return Writes(locals_, frozenset(vars_), frozenset(arrays))
+
+    def _function_writes(self, name: str, program: ir.Program) -> Writes:
+        key = (program.name, name)
+        if key not in self._writes:
+            w = self.writes(program.function(name).body, program)
+            self._writes[key] = Writes({}, w.vars, w.arrays)
+        return self._writes[key]
+
+    # -- obligations
+
+    def require(self, kind: Kind, span: ir.Span, st: State, fr: Frame,
+                formula: Callable[[], z3.BoolRef], message: str, trivial: bool,
+                detail: Detail | None = None) -> None:
+        """Obligation ``formula`` (built only when the intervals do not already decide it)."""
+        if trivial:
+            self.check.proven_by_ranges(kind, span, fr.where, message)
+        else:
+            self.check.require(kind, span, fr.where, st.conds, formula(), message, False,
+                               detail)
+
+    def store_check(self, kind: Kind, v: Val, ty: ir.IntType, span: ir.Span, st: State,
+                    fr: Frame, message: str) -> Val:
+        """``v`` must lie in ``ty`` (a store, argument or result); returns it narrowed."""
+        if ty.is_full:
+            return v
+
+        def detail(m: z3.ModelRef) -> str:
+            return f"the value is {_value_of(m, v.term)}, outside {ty.lo} .. {ty.hi}"
+
+        self.require(kind, span, st, fr, lambda: in_range(v.bv, ty.lo, ty.hi), message,
+                     ty.lo <= v.lo and v.hi <= ty.hi, detail)
+        return _narrow(v, ty)
+
+    def index_check(self, array: ir.Array, index: Val, span: ir.Span, st: State,
+                    fr: Frame) -> None:
+        n = array.length
+
+        def detail(m: z3.ModelRef) -> str:
+            return (f"index {_value_of(m, index.term)} is out of bounds: `{array.name}` has "
+                    f"{n} entries")
+
+        self.require(Kind.INDEX, span, st, fr, lambda: in_range(index.bv, 0, n - 1),
+                     f"the index into `{array.name}` is within 0 .. {n - 1}",
+                     0 <= index.lo and index.hi < n, detail)
+
+    # -- expressions: values
+
+    def value(self, e: ir.Expr, st: State, fr: Frame) -> Val:
+        """Evaluate ``e`` as codegen's ``expr`` does (pushing its value)."""
+        c = self.cyc
+        if isinstance(e, ir.Const):
+            st.charge(c[isa.PUSH])
+            return bool_const(bool(e.value)) if isinstance(e.type, ir.BoolType) \
+                else bv_const(e.value)
+        if isinstance(e, ir.LocalRef):
+            st.charge(c[isa.LOAD_L])
+            return st.locals[e.local.id]
+        if isinstance(e, ir.GlobalRef):
+            st.charge(c[isa.LOAD_G])
+            g = e.glob
+            return st.mem.vars[g.name] if g.writable else self.inputs.params[g.name]
+        if isinstance(e, ir.ArrayRef):
+            index = self.value(e.index, st, fr)
+            st.charge(c[isa.LOAD_A])
+            self.index_check(e.array, index, e.index.span, st, fr)
+            return self.inputs.read(st.mem.arrays[e.array.name], index, e.array.type)
+        if isinstance(e, ir.Unary):
+            return self.unary(e, st, fr)
+        if isinstance(e, ir.Binary):
+            if e.op in ir.LOGICAL:  # codegen's materialize: jumps, then PUSH 1 or PUSH 0
+                cond = self.branch(e, st, fr, _Jump.UNLESS)
+                push, jmp = c[isa.PUSH], c[isa.JMP]
+                st.cost = st.cost.then(choose(cond, CSum(push + jmp), CSum(push)))
+                return Val(cond, 0, 1)
+            a = self.value(e.left, st, fr)
+            b = self.value(e.right, st, fr)
+            return self.binary(e, a, b, st, fr)
+        if isinstance(e, ir.Call):
+            callee = fr.program.function(e.function)
+            args = self.args(e.args, callee, st, fr)
+            st.charge(c[isa.CALL])
+            result = self.inline(callee, fr.program, args, st, fr, free_returns=False)
+            return result if result is not None else bv_const(0)
+        if isinstance(e, ir.InstrCall):
+            vmlet = next(p for p in (fr.program, *fr.program.uses) if p.name == e.vmlet)
+            instr = vmlet.instr(e.vmlet, e.instr)
+            args = self.args(e.args, instr, st, fr)
+            st.charge(c[isa.EXT_BASE])
+            result = self.inline(instr, vmlet, args, st, fr, free_returns=True)
+            assert result is not None  # instructions return a value
+            return result
+        if isinstance(e, ir.NativeCall):
+            return self.native(e, st, fr)
+        if isinstance(e, ir.EnvRead):
+            st.charge(c[isa.ENV])
+            return self.inputs.env_value(e.key, e.type)
+        raise TypeError(e)  # pragma: no cover - the IR is closed
+
+    def args(self, exprs: tuple[ir.Expr, ...], callee: ir.Procedure, st: State,
+             fr: Frame) -> list[Val]:
+        out = []
+        what = "instruction" if callee.kind is ir.ProcKind.INSTR else "function"
+        for a, p in zip(exprs, callee.params, strict=True):
+            v = self.value(a, st, fr)
+            if isinstance(p.type, ir.IntType):
+                if needs_range_check(p.type, a.type):
+                    st.charge(self.cyc[isa.RANGE])
+                v = self.store_check(Kind.ARGUMENT, v, p.type, a.span, st, fr,
+                                     f"argument `{p.name}` of {what} `{callee.name}` is "
+                                     f"within {p.type}")
+            out.append(v)
+        return out
+
+    def native(self, e: ir.NativeCall, st: State, fr: Frame) -> Val:
+        args = [self.value(a, st, fr) for a in e.args]
+        decl = self.mission.natives[e.native.name]
+        call = self.cyc[isa.CALLN]
+        checked = []
+        for v, a, (pname, ty) in zip(args, e.args, e.native.params, strict=True):
+            checked.append(self.store_check(
+                Kind.NATIVE_ARG, v, ty, a.span, st, fr,
+                f"argument `{pname}` of native `{e.native.name}` is within {ty.lo} .. {ty.hi}"))
+        own = CNative(decl.name, decl.cost, tuple(a.name for a in decl.args), tuple(checked))
+        st.cost = st.cost.plus(call).add(own)
+        self.frame_check(own, call, e, st, fr)
+        if e.type is None:
+            return bv_const(0)
+        return self.inputs.fresh(Role.NATIVE, e.native.name, e.type,
+                                 tuple(v.bv for v in checked))
+
+    def frame_check(self, own: CNative, call: int, e: ir.NativeCall, st: State,
+                    fr: Frame) -> None:
+        """One native call must fit in what a frame leaves the VVM after the patch reserve:
+        the VVM never splits an instruction across frames."""
+        bounds = Bounds()
+        cost = CSum(call, (own,))
+        _lo, hi = bounds.of(cost)
+        budget = self.frame_budget
+        message = (f"a call of `{e.native.name}` fits in one frame's share ({budget} cycles "
+                   "after the patch reserve)")
+        if hi <= budget:
+            self.check.proven_by_ranges(Kind.NATIVE_FRAME, e.span, fr.where, message)
+            return
+        term = Encoder(max(WIDTH + 2, bounds.max_abs.bit_length() + 2)).of(cost)
+
+        def detail(m: z3.ModelRef) -> str:
+            return f"this call costs {_value_of(m, term)} cycles"
+
+        self.require(Kind.NATIVE_FRAME, e.span, st, fr, lambda: term <= budget, message, False,
+                     detail)
+
+    def unary(self, e: ir.Unary, st: State, fr: Frame) -> Val:
+        v = self.value(e.operand, st, fr)
+        if e.op is ir.UnOp.NOT:
+            st.charge(self.cyc[isa.NOT])
+            return Val(z3.Not(v.cond), 1 - v.hi, 1 - v.lo)
+        st.charge(self.cyc[isa.NEG if e.op is ir.UnOp.NEG else isa.ABS])
+        word = "-" if e.op is ir.UnOp.NEG else "abs"
+
+        def detail(m: z3.ModelRef) -> str:
+            return f"{word}({_value_of(m, v.term)}) = {-_value_of(m, v.term)} overflows"
+
+        self.require(Kind.OVERFLOW, e.span, st, fr, lambda: v.bv != INT_MIN,
+                     f"`{text(e)}` stays within 32 bits", v.lo > INT_MIN, detail)
+        r = unary_range(e.op, ir.IntType(max(v.lo, INT_MIN + 1), max(v.hi, INT_MIN + 1)))
+        term = -v.bv if e.op is ir.UnOp.NEG else z3.If(v.bv < 0, -v.bv, v.bv)
+        return Val(term, r.lo, r.hi)
+
+    def binary(self, e: ir.Binary, a: Val, b: Val, st: State, fr: Frame) -> Val:
+        op = e.op
+        c = self.cyc
+        if op in ir.COMPARISONS:
+            st.charge(c[_OPS[op]])
+            return _compare(op, a, b)
+        st.charge(c[_OPS[op]])
+        x, y = a.bv, b.bv
+        ta, tb = ir.IntType(a.lo, a.hi), ir.IntType(b.lo, b.hi)
+        if op in (ir.BinOp.ADD, ir.BinOp.SUB, ir.BinOp.MUL):
+            self.require(Kind.OVERFLOW, e.span, st, fr, lambda: _no_overflow(op, x, y),
+                         f"`{text(e)}` stays within 32 bits", fits(*_exact(op, a, b)),
+                         _overflow_detail(op, a, b))
+            term = x + y if op is ir.BinOp.ADD else x - y if op is ir.BinOp.SUB else x * y
+            r = binary_range(op, ta, tb)
+            return Val(term, r.lo, r.hi)
+        if op in (ir.BinOp.DIV, ir.BinOp.MOD):
+            self.require(Kind.DIV_ZERO, e.right.span, st, fr, lambda: y != 0,
+                         f"the divisor `{text(e.right)}` is not 0", not b.lo <= 0 <= b.hi,
+                         lambda m: "the divisor is 0")
+            self.require(Kind.OVERFLOW, e.span, st, fr, lambda: z3.Or(x != INT_MIN, y != -1),
+                         f"`{text(e)}` stays within 32 bits",
+                         a.lo > INT_MIN or not b.lo <= -1 <= b.hi,
+                         lambda m: f"{INT_MIN} {op.value} -1 overflows")
+            r = binary_range(op, ta, tb)
+            term = x / y if op is ir.BinOp.DIV else z3.SRem(x, y)
+            return Val(term, r.lo, r.hi)
+        r = binary_range(op, ta, tb)  # MIN, MAX
+        if op is ir.BinOp.MIN:
+            return Val(z3.If(x <= y, x, y), r.lo, r.hi)
+        return Val(z3.If(x >= y, x, y), r.lo, r.hi)
+
+    # -- expressions: conditions
+
+    def branch(self, e: ir.Expr, st: State, fr: Frame, jump: _Jump) -> z3.BoolRef:
+        """Evaluate condition ``e`` as codegen's ``jump_unless``/``jump_if`` do."""
+        c = self.cyc
+        if isinstance(e, ir.Const):
+            if bool(e.value) == (jump is _Jump.IF):
+                st.charge(c[isa.JMP])  # an unconditional jump
+            return z3.BoolVal(bool(e.value))
+        if isinstance(e, ir.Binary) and e.op is ir.BinOp.AND:
+            left = self.branch(e.left, st, fr, _Jump.UNLESS)
+            holds = st.fork(left)
+            right = self.branch(e.right, holds, fr, jump)
+            st.absorb(_merge(st, left, holds, st.fork(z3.Not(left))) or st)
+            return z3.And(left, right)
+        if isinstance(e, ir.Binary) and e.op is ir.BinOp.OR:
+            left = self.branch(e.left, st, fr, _Jump.IF)
+            fails = st.fork(z3.Not(left))
+            right = self.branch(e.right, fails, fr, jump)
+            st.absorb(_merge(st, left, st.fork(left), fails) or st)
+            return z3.Or(left, right)
+        if isinstance(e, ir.Unary) and e.op is ir.UnOp.NOT:
+            flipped = _Jump.IF if jump is _Jump.UNLESS else _Jump.UNLESS
+            return z3.Not(self.branch(e.operand, st, fr, flipped))
+        v = self.value(e, st, fr)
+        st.charge(c[isa.JZ if jump is _Jump.UNLESS else isa.JNZ])
+        return v.cond
+
+
+# --------------------------------------------------------------------------- helpers
+
+_OPS = {
+    ir.BinOp.ADD: isa.ADD, ir.BinOp.SUB: isa.SUB, ir.BinOp.MUL: isa.MUL, ir.BinOp.DIV: isa.DIV,
+    ir.BinOp.MOD: isa.MOD, ir.BinOp.MIN: isa.MIN, ir.BinOp.MAX: isa.MAX,
+    ir.BinOp.EQ: isa.EQ, ir.BinOp.NE: isa.NE, ir.BinOp.LT: isa.LT, ir.BinOp.LE: isa.LE,
+    ir.BinOp.GT: isa.GT, ir.BinOp.GE: isa.GE,
+}
+
+
+def _exact(op: ir.BinOp, a: Val, b: Val) -> tuple[int, int]:
+    """The interval of ``a op b`` in unbounded integers (before any overflow trap)."""
+    if op is ir.BinOp.ADD:
+        return a.lo + b.lo, a.hi + b.hi
+    if op is ir.BinOp.SUB:
+        return a.lo - b.hi, a.hi - b.lo
+    p = (a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi)
+    return min(p), max(p)
+
+
+def _no_overflow(op: ir.BinOp, x: z3.BitVecRef, y: z3.BitVecRef) -> z3.BoolRef:
+    """``x op y`` fits in 32 signed bits (z3's exact predicates for + - *)."""
+    if op is ir.BinOp.ADD:
+        return z3.And(z3.BVAddNoOverflow(x, y, True), z3.BVAddNoUnderflow(x, y))
+    if op is ir.BinOp.SUB:
+        return z3.And(z3.BVSubNoOverflow(x, y), z3.BVSubNoUnderflow(x, y, True))
+    return z3.And(z3.BVMulNoOverflow(x, y, True), z3.BVMulNoUnderflow(x, y))
+
+
+def _overflow_detail(op: ir.BinOp, a: Val, b: Val) -> Detail:
+    def detail(m: z3.ModelRef) -> str:
+        x, y = _value_of(m, a.term), _value_of(m, b.term)
+        r = x + y if op is ir.BinOp.ADD else x - y if op is ir.BinOp.SUB else x * y
+        return f"{x} {op.value} {y} = {r}, outside {INT_MIN} .. {INT_MAX}"
+    return detail
+
+
+def _compare(op: ir.BinOp, a: Val, b: Val) -> Val:
+    if a.is_bool:
+        eq = a.cond == b.cond
+        term = eq if op is ir.BinOp.EQ else z3.Not(eq)
+        return Val(term, 0, 1)
+    x, y = a.bv, b.bv
+    terms: dict[ir.BinOp, Callable[[], z3.BoolRef]] = {
+        ir.BinOp.EQ: lambda: x == y, ir.BinOp.NE: lambda: x != y,
+        ir.BinOp.LT: lambda: x < y, ir.BinOp.LE: lambda: x <= y,
+        ir.BinOp.GT: lambda: x > y, ir.BinOp.GE: lambda: x >= y,
+    }
+    # Decided by the intervals alone? (keeps rules and conditions cheap)
+    always = {ir.BinOp.LT: a.hi < b.lo, ir.BinOp.LE: a.hi <= b.lo, ir.BinOp.GT: a.lo > b.hi,
+              ir.BinOp.GE: a.lo >= b.hi, ir.BinOp.EQ: a.lo == a.hi == b.lo == b.hi,
+              ir.BinOp.NE: a.hi < b.lo or b.hi < a.lo}[op]
+    never = {ir.BinOp.LT: a.lo >= b.hi, ir.BinOp.LE: a.lo > b.hi, ir.BinOp.GT: a.hi <= b.lo,
+             ir.BinOp.GE: a.hi < b.lo, ir.BinOp.EQ: a.hi < b.lo or b.hi < a.lo,
+             ir.BinOp.NE: a.lo == a.hi == b.lo == b.hi}[op]
+    lo, hi = (1, 1) if always else (0, 0) if never else (0, 1)
+    return Val(terms[op](), lo, hi)
+
+
+def _merge(parent: State, cond: z3.BoolRef, then: State | None,
+           other: State | None) -> State | None:
+    """Join the two sides of a fork on ``cond`` (either may have returned on every path)."""
+    if then is None and other is None:
+        return None
+    if then is None or other is None:
+        alive = then if then is not None else other
+        assert alive is not None
+        return State(alive.locals, alive.mem, alive.conds, parent.base,
+                     parent.cost.then(alive.cost))
+    locals_ = {k: ite(cond, v, other.locals[k]) for k, v in then.locals.items()
+               if k in other.locals}
+    mem = _merge_mem(cond, then.mem, other.mem)
+    n = len(parent.conds)
+    t_extra, o_extra = then.conds[n:], other.conds[n:]
+    conds = parent.conds
+    if len(t_extra) > 1 or len(o_extra) > 1:  # a side lost paths to a `return`
+        conds = conds + (z3.Or(z3.And(*t_extra), z3.And(*o_extra)),)
+    return State(locals_, mem, conds, parent.base,
+                 parent.cost.then(choose(cond, then.cost, other.cost)))
+
+
+def _merge_mem(cond: z3.BoolRef, a: Memory, b: Memory) -> Memory:
+    vars_ = {k: ite(cond, v, b.vars[k]) for k, v in a.vars.items()}
+    arrays = {k: v if v is b.arrays[k] else z3.If(cond, v, b.arrays[k])
+              for k, v in a.arrays.items()}
+    return Memory(vars_, arrays)
+
+
+def _join(exits: list[Exit]) -> tuple[Val | None, Memory, CSum]:
+    """The result, memory and cost of a procedure from the paths that left it."""
+    last = exits[-1]
+    value, mem, cost = last.value, last.mem, last.cost
+    for e in reversed(exits[:-1]):
+        if value is not None and e.value is not None:
+            value = ite(e.cond, e.value, value)
+        elif value is None:
+            value = e.value
+        mem = _merge_mem(e.cond, e.mem, mem)
+        cost = choose(e.cond, e.cost, cost)
+    return value, mem, cost
