@@ -233,8 +233,12 @@ def _fail_usage(message: str, hint: str) -> NoReturn:
 
 # Commands defined in their own modules, each next to what it drives. One import and one
 # add_command per command group; keep this block sorted.
+from ccl.pack_command import inspect_command, keygen_command, pack_command  # noqa: E402
 from ccl.verify.command import verify  # noqa: E402
 
+cli.add_command(inspect_command)
+cli.add_command(keygen_command)
+cli.add_command(pack_command)
 cli.add_command(verify)
 # (end of command registrations)
 

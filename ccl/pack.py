@@ -1,0 +1,407 @@
+"""Packing: image(new) + image(base) -> patch bytes, in the format of ``onboard.patch_format``.
+
+A delta carries only what differs between the base configuration (the one the ground
+believes is on board) and the new one: a new name, new or changed VMlet references, the
+VMlets the base does not hold, removed entries, new entries of every list (globals, arrays,
+imports, code units, tasks, rules), new values of kept parameters and changed rows of kept
+tables as runs, and the ``on apply`` entry if it moved. Lists are aligned with
+``difflib.SequenceMatcher`` on each entry's declaration, so a changed parameter value or a
+changed table row costs its bits, not its declaration. A full patch is the delta from the
+empty configuration. ``pack`` builds both when it has a base and keeps the smaller.
+
+Every section is stored raw, or DEFLATE- or LZMA2-compressed when that is smaller. Before
+returning, ``pack`` rebuilds the target with the onboard patcher's own code and checks its
+hash: what the ground sends is what the satellite will rebuild.
+
+Keys: a 256-bit key per mission, from ``--key FILE`` (hex) or ``$CCL_PATCH_KEY`` (hex);
+without either, the mission's development key (``onboard.patch_format.development_key``),
+which a flight profile refuses.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import secrets
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from onboard.image import Image, ImageKind
+from onboard.mission import MissionProfile
+from onboard.patch_format import (
+    HASH_BYTES,
+    NO_HASH,
+    TAG_BYTES,
+    Claims,
+    Codec,
+    Flag,
+    Header,
+    ListKind,
+    SectionType,
+    assemble,
+    build_body,
+    build_frame,
+    compress,
+    development_key,
+    hash_prefix,
+    make_chunk,
+    memory_bytes,
+    parse_frames,
+    parse_header,
+    width,
+)
+from onboard.patcher import rebuild
+from onboard.store import Configuration
+
+KEY_ENV = "CCL_PATCH_KEY"
+KEY_BYTES = 32
+
+T = TypeVar("T")
+
+
+class PackError(Exception):
+    """A patch that cannot be made: what and a hint."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+# --------------------------------------------------------------------------- keys
+
+
+@dataclass(frozen=True)
+class Key:
+    """A patch key and where it came from (for messages; never the key itself)."""
+
+    secret: bytes
+    source: str
+    development: bool = False
+
+
+def generate_key() -> bytes:
+    """A fresh random 256-bit patch key."""
+    return secrets.token_bytes(KEY_BYTES)
+
+
+def format_key(key: bytes, mission: str | None = None) -> str:
+    """The key file's text: a comment line and the key in hex."""
+    what = f" for mission {mission}" if mission else ""
+    return f"# CCL patch key{what} (HMAC-SHA256); keep it secret\n{key.hex()}\n"
+
+
+def parse_key(text: str, source: str) -> bytes:
+    """A key from its hex text (comment lines starting with # are ignored)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    try:
+        key = bytes.fromhex("".join(lines))
+    except ValueError:
+        raise PackError(f"{source}: not a hex key", "write one with `ccl keygen -o FILE`") \
+            from None
+    if len(key) < 16:
+        raise PackError(f"{source}: a key needs at least 16 bytes, this one has {len(key)}",
+                        "write one with `ccl keygen -o FILE`")
+    return key
+
+
+def load_key(profile: MissionProfile, path: Path | None,
+             environ: dict[str, str] | None = None) -> Key:
+    """The key to sign with: ``path``, else $CCL_PATCH_KEY, else the development key (which a
+    flight profile refuses)."""
+    env = os.environ if environ is None else environ
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not text"
+            raise PackError(f"cannot read key file {path}: {reason}", "check the path") \
+                from None
+        key = Key(parse_key(text, str(path)), str(path))
+    elif env.get(KEY_ENV):
+        key = Key(parse_key(env[KEY_ENV], f"${KEY_ENV}"), f"${KEY_ENV}")
+    else:
+        key = Key(development_key(profile.name), f"the development key of `{profile.name}`",
+                  development=True)
+    if profile.flight and key.secret == development_key(profile.name):
+        raise PackError(f"mission `{profile.name}` is a flight profile: it refuses the "
+                        f"development key",
+                        f"give the mission's key with --key FILE or ${KEY_ENV}")
+    return key
+
+
+# --------------------------------------------------------------------------- lists
+
+
+def diff_list(base: Sequence[T], target: Sequence[T],
+              key: Callable[[T], Hashable] = lambda e: e,
+              ) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """Align two lists on ``key``: (removed base indices, new target indices, kept pairs
+    (base index, target index)). Applying the removals and inserting the new entries at their
+    indices gives back ``target``'s keys (``onboard.patcher`` does exactly that)."""
+    matcher = difflib.SequenceMatcher(None, [key(e) for e in base], [key(e) for e in target],
+                                      autojunk=False)
+    removed: list[int] = []
+    new: list[int] = []
+    pairs: list[tuple[int, int]] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            pairs.extend(zip(range(i1, i2), range(j1, j2), strict=True))
+        else:
+            removed.extend(range(i1, i2))
+            new.extend(range(j1, j2))
+    return removed, new, pairs
+
+
+# --------------------------------------------------------------------------- tables
+
+
+#: Bits a chunk or run header costs, roughly: the break-even for starting a new one.
+_HEADER_BITS = 16
+
+
+def chunks(values: Sequence[int], lo: int, hi: int) -> list[dict[str, Any]]:
+    """Cover ``values`` with literal and repeat chunks: a run of equal values becomes a
+    repeat chunk when that is cheaper than packing them literally."""
+    w = width(lo, hi)
+    out: list[dict[str, Any]] = []
+    literal: list[int] = []
+    i = 0
+    while i < len(values):
+        j = i
+        while j < len(values) and values[j] == values[i]:
+            j += 1
+        run = j - i
+        if run * w > _HEADER_BITS + w or (run > 1 and w == 0):
+            if literal:
+                out.append(make_chunk(literal, False))
+                literal = []
+            out.append(make_chunk(values[i:j], True))
+        else:
+            literal.extend(values[i:j])
+        i = j
+    if literal:
+        out.append(make_chunk(literal, False))
+    return out
+
+
+def row_runs(base: Sequence[int], target: Sequence[int], lo: int, hi: int,
+             ) -> list[dict[str, Any]]:
+    """Changed rows of a table as runs (ROWS): changes closer than a run header's worth of
+    bits are merged into one run; each run is chunked like a table."""
+    w = max(width(lo, hi), 1)
+    changed = [i for i, (a, b) in enumerate(zip(base, target, strict=True)) if a != b]
+    regions: list[list[int]] = []
+    for i in changed:
+        if regions and (i - regions[-1][1]) * w <= _HEADER_BITS:
+            regions[-1][1] = i + 1
+        else:
+            regions.append([i, i + 1])
+    out: list[dict[str, Any]] = []
+    end = 0
+    for start, stop in regions:
+        for k, chunk in enumerate(chunks(target[start:stop], lo, hi)):
+            chunk["skip"] = start - end if k == 0 else 0
+            out.append(chunk)
+        end = stop
+    return out
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _entries(target: Sequence[T], new: Sequence[int], fields: Callable[[T], dict[str, Any]],
+             ) -> list[dict[str, Any]]:
+    return [{"index": j, **fields(target[j])} for j in new]
+
+
+def sections(target: Image, vmlets: Sequence[Image], base: Image, held: Sequence[Image],
+             ) -> list[tuple[SectionType, bytes]]:
+    """The section payloads (uncompressed) that turn ``base`` into ``target``. ``held`` are
+    the VMlet images the satellite holds (the base configuration's); ``vmlets`` those the
+    target uses, which are carried unless held."""
+    out: list[tuple[SectionType, bytes]] = []
+    removals: list[dict[str, Any]] = []
+
+    def add(section: SectionType, value: Any, **params: Any) -> None:
+        out.append((section, build_body(section, value, **params)))
+
+    def edit(kind: ListKind, b: Sequence[T], t: Sequence[T],
+             key: Callable[[T], Hashable] = lambda e: e,
+             ) -> tuple[list[int], list[tuple[int, int]]]:
+        removed, new, pairs = diff_list(b, t, key)
+        if removed:
+            removals.append({"list": int(kind), "indices": removed})
+        return new, pairs
+
+    if target.name != base.name:
+        add(SectionType.IDENTITY, {"name": target.name})
+    held_hashes = {v.content_hash for v in held}
+    carried = [v for v in vmlets if v.content_hash not in held_hashes]
+    new, _ = edit(ListKind.USES, base.uses, target.uses)
+    if new:
+        def ref(u: Any) -> dict[str, Any]:
+            source = next((v for v in [*carried, *held]
+                           if v.name == u.name and v.version == u.version), None)
+            implied = source is not None and source.content_hash == u.hash
+            return {"name": u.name, "version": u.version, "hash": b"" if implied else u.hash}
+        add(SectionType.USES, _entries(target.uses, new, ref))
+    for v in carried:
+        out.append((SectionType.VMLET, v.encode()))
+
+    new_g, pairs_g = edit(ListKind.GLOBALS, base.globals, target.globals,
+                          lambda g: (g.name, g.writable, g.lo, g.hi))
+    new_a, pairs_a = edit(ListKind.ARRAYS, base.arrays, target.arrays,
+                          lambda a: (a.name, a.writable, a.lo, a.hi, a.length))
+    new_n, _ = edit(ListKind.NATIVES, base.natives, target.natives)
+    new_e, _ = edit(ListKind.ENV, base.env, target.env)
+    new_x, _ = edit(ListKind.EXT, base.ext, target.ext)
+    new_f, _ = edit(ListKind.FUNCTIONS, base.functions, target.functions)
+    new_t, _ = edit(ListKind.TASKS, base.tasks, target.tasks)
+    new_r, _ = edit(ListKind.RULES, base.rules, target.rules)
+    if removals:
+        add(SectionType.REMOVALS, removals)
+    if new_g:
+        add(SectionType.GLOBALS, {
+            "entries": _entries(target.globals, new_g, lambda g: {
+                "name": g.name, "writable": g.writable, "lo": g.lo, "hi": g.hi}),
+            "packed": [target.globals[j].value for j in new_g]})
+    changed = [j for i, j in pairs_g if base.globals[i].value != target.globals[j].value]
+    if changed:
+        add(SectionType.PARAMS, {"indices": changed,
+                                 "packed": [target.globals[j].value for j in changed]},
+            global_ranges=[(g.lo, g.hi) for g in target.globals])
+    if new_a:
+        add(SectionType.ARRAYS, _entries(target.arrays, new_a, lambda a: {
+            "name": a.name, "writable": a.writable, "lo": a.lo, "hi": a.hi, "length": a.length,
+            "chunks": chunks(a.values, a.lo, a.hi)}))
+    rows = [{"index": j, "runs": row_runs(base.arrays[i].values, target.arrays[j].values,
+                                          target.arrays[j].lo, target.arrays[j].hi)}
+            for i, j in pairs_a if base.arrays[i].values != target.arrays[j].values]
+    if rows:
+        add(SectionType.ROWS, rows, array_ranges=[(a.lo, a.hi) for a in target.arrays])
+    if new_n or new_e or new_x:
+        add(SectionType.IMPORTS, {
+            "natives": _entries(target.natives, new_n, lambda n: {"name": n}),
+            "env": _entries(target.env, new_e, lambda n: {"name": n}),
+            "ext": _entries(target.ext, new_x, lambda e: {"vmlet": e.vmlet, "instr": e.instr})})
+    if new_f:
+        add(SectionType.CODE, _entries(target.functions, new_f, lambda u: {
+            "name": u.name, "n_params": u.n_params, "n_locals": u.n_locals,
+            "returns": u.returns, "max_stack": u.max_stack, "code": u.code}))
+    if new_t:
+        add(SectionType.TASKS, _entries(target.tasks, new_t, lambda t: {
+            "name": t.name, "period_ms": t.period_ms, "function": t.function}))
+    if new_r:
+        add(SectionType.RULES, _entries(target.rules, new_r, lambda r: {
+            "text": r.text, "function": r.function}))
+    if target.on_apply != base.on_apply:
+        add(SectionType.ENTRIES, {"on_apply": 0 if target.on_apply is None
+                                  else target.on_apply + 1})
+    return out
+
+
+def frame(section: SectionType, payload: bytes) -> bytes:
+    """The smallest frame for ``payload``: stored raw, or compressed when that pays."""
+    best = build_frame(section, payload)
+    for codec in (Codec.DEFLATE, Codec.LZMA):
+        candidate = build_frame(section, compress(payload, codec), codec)
+        if len(candidate) < len(best):
+            best = candidate
+    return best
+
+
+# --------------------------------------------------------------------------- patches
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A patch and what it is."""
+
+    data: bytes
+    header: Header
+    configuration: Configuration
+
+    @property
+    def full(self) -> bool:
+        return self.header.full
+
+
+def claims_for(config: Image, vmlets: Sequence[Image], profile: MissionProfile,
+               cycles_per_frame: int | None) -> Claims:
+    """Budget claims: exact code and data bytes; the verifier's cycles per frame, or (when
+    unknown) the whole share less the patch reserve."""
+    code, data = memory_bytes(config, vmlets)
+    limit = profile.share_cycles_per_frame - profile.patch_reserve_cycles_per_frame
+    cycles = limit if cycles_per_frame is None else cycles_per_frame
+    share_bp = -(-cycles * 10_000 // profile.frame_cycles) if profile.frame_cycles else 0
+    return Claims(cycles, share_bp, code, data)
+
+
+def pack(target: Image, vmlets: Sequence[Image], profile: MissionProfile, key: bytes, *,
+         seq: int, base: Image | None = None, full: bool | None = None,
+         unverified: bool = False, cycles_per_frame: int | None = None) -> Packed:
+    """A patch from ``base`` (None: the satellite's contents are unknown) to ``target``.
+
+    ``vmlets`` are the VMlet images ``target`` uses. ``full`` forces a full (True) or delta
+    (False) patch; by default the smaller is kept. Without a base the patch is full, carries
+    every VMlet and applies on any base. Raises ``PackError``.
+    """
+    if target.kind is not ImageKind.CONFIG:
+        raise PackError(f"`{target.name}` is a VMlet: VMlets travel inside the patch of a "
+                        f"configuration that uses them", "pack a configuration that uses it")
+    if base is not None and base.kind is not ImageKind.CONFIG:
+        raise PackError(f"the base `{base.name}` is a VMlet, not a configuration",
+                        "give the image of the configuration on board")
+    if base is not None and base.mission != target.mission:
+        raise PackError(f"the base is for mission `{base.mission}`, the configuration for "
+                        f"`{target.mission}`", "give the image of the configuration on board")
+    if full is False and base is None:
+        raise PackError("a delta needs a base", "give --base IMAGE")
+    if seq < 1:
+        raise PackError(f"sequence number {seq}: it must be at least 1",
+                        "sequence numbers start at 1 and increase with every patch")
+    refs = {u.content_hash for u in vmlets}
+    missing = [u for u in target.uses if not any(h[:len(u.hash)] == u.hash for h in refs)]
+    if missing:
+        raise PackError(f"VMlet `{missing[0].name}` v{missing[0].version} is not given",
+                        "compile the configuration with its VMlets")
+    by_ref = [next(v for v in vmlets if v.content_hash[:len(u.hash)] == u.hash)
+              for u in target.uses]
+    held = [v for v in by_ref if base is not None
+            and any(v.content_hash[:len(u.hash)] == u.hash for u in base.uses)]
+    claims = claims_for(target, by_ref, profile, cycles_per_frame)
+    flags = Flag.UNVERIFIED if unverified else Flag(0)
+    candidates = []
+    empty = Image(kind=ImageKind.CONFIG, name="", version=0, mission=target.mission)
+    if base is None or full is not False:
+        candidates.append((flags | Flag.FULL, empty))
+    if base is not None and full is not True:
+        candidates.append((flags, base))
+    best: Packed | None = None
+    for f, origin in candidates:
+        header = Header(flags=f, mission_id=profile.mission_id,
+                        spacecraft_id=profile.spacecraft_id, seq=seq, version=target.version,
+                        base_hash=hash_prefix(base) if base is not None else NO_HASH,
+                        target_hash=target.content_hash[:HASH_BYTES], claims=claims)
+        frames = [frame(s, p) for s, p in sections(target, by_ref, origin, held)]
+        data = assemble(header, frames, key)
+        if best is None or len(data) < len(best.data):
+            best = Packed(data, header, Configuration(target, tuple(by_ref)))
+    assert best is not None
+    _self_check(best, base, held, profile)
+    return best
+
+
+def _self_check(packed: Packed, base: Image | None, held: Sequence[Image],
+                profile: MissionProfile) -> None:
+    """Rebuild the target with the onboard code, as the satellite will."""
+    data = packed.data
+    parsed = parse_header(data)
+    frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+    on_board = Configuration(base, tuple(held)) if base is not None else None
+    rebuilt = rebuild(parsed.header, frames, on_board, profile)
+    if rebuilt.hash != packed.configuration.hash:  # pragma: no cover - a packer bug
+        raise AssertionError("the patch does not rebuild its target")

@@ -1,0 +1,823 @@
+"""The patch format: the bytes the ground uplinks to change the onboard configuration.
+
+Defined once, here, with construct, and used by both sides: ``ccl.pack`` builds patches with
+it, ``onboard.patcher`` parses and applies them, ``ccl inspect`` dumps them. Every byte is
+described in ``docs/patch-format.md``; in short::
+
+    patch   = header | section* | tag
+    header  = magic "VP" | format u8 | flags u8 | mission varint | spacecraft varint
+              | seq varint | target version varint | base hash (8) | target hash (8)
+              | claims: cycles/frame, share (basis points), code bytes, data bytes (varints)
+              | CRC-16 u16
+    section = kind u8 (codec << 5 | type) | length varint | payload | CRC-16 u16
+    tag     = HMAC-SHA256(key, header | sections), first 16 bytes
+
+A patch is a *delta* from a base configuration to a target configuration; a *full* patch is a
+delta from the empty configuration, so both kinds are applied by the same code. Integers are
+LEB128 varints (signed ones zigzag-encoded) of at most 10 bytes; parameter and table values
+are bit-packed at exactly the width their declared range needs (``int[0..2047]`` takes 11
+bits), most significant bit first, padded with zero bits to a byte boundary; a section's
+payload may be compressed (raw DEFLATE or raw LZMA2) when that makes it smaller. The CRC is
+CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no reflection, no final XOR),
+the CCSDS TC frame CRC; it tells transmission damage from forgery, which the tag catches.
+
+Parsing never trusts its input: every failure is a ``FormatError`` with a stable reason code,
+the field and the byte offset in the patch. Decoding is bounded: varints by 10 bytes, value
+runs by ``MAX_ARRAY_LENGTH``, decompressed payloads by a caller-given limit.
+
+Stdlib and construct only: the onboard side must stand alone.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import io
+import lzma
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag, StrEnum
+from typing import Any
+
+import construct as cs
+
+from onboard.image import MAX_ARRAY_LENGTH, Image
+from onboard.verifier import SLOT_BYTES
+
+MAGIC = b"VP"
+FORMAT_VERSION = 1
+HASH_BYTES = 8  # prefix of an image's SHA-256 content hash carried in the header
+TAG_BYTES = 16  # HMAC-SHA256 truncated to 128 bits
+NO_HASH = bytes(HASH_BYTES)  # base hash of a full patch that applies on any base
+CRC_BYTES = 2
+MAX_VARINT_BYTES = 10  # 64 bits
+#: A decompressed section payload never exceeds this, whatever the patch says.
+MAX_EXPANDED_BYTES = 1 << 20
+#: Dictionary of the raw LZMA2 codec: small, so that decoding on board needs little memory.
+LZMA_DICT_BYTES = 1 << 16
+
+
+class Reason(StrEnum):
+    """Why a patch is rejected: stable codes for telemetry, tests and the ground ledger.
+
+    Listed in the order the onboard patcher checks them.
+    """
+
+    OVERSIZE = "oversize"  # longer than the patcher accepts
+    TRUNCATED = "truncated"  # ends inside the header, a section or the tag
+    BAD_HEADER = "bad-header"  # a malformed header field (overlong varint, unknown flag)
+    BAD_MAGIC = "bad-magic"
+    BAD_VERSION = "bad-version"  # format version this patcher does not know
+    WRONG_MISSION = "wrong-mission"
+    WRONG_SPACECRAFT = "wrong-spacecraft"
+    HEADER_CRC = "header-crc"
+    SECTION_CRC = "section-crc"
+    BAD_TAG = "bad-tag"  # not authenticated by this mission's key
+    UNVERIFIED = "unverified"  # marked unverified, and this spacecraft refuses those
+    REPLAY = "replay"  # sequence number not above the last accepted one
+    BUSY = "busy"  # a patch is already staged or on probation
+    WRONG_BASE = "wrong-base"  # built on another configuration than the current one
+    OVER_BUDGET = "over-budget"  # claims beyond this spacecraft's limits
+    BAD_SECTION = "bad-section"  # unknown type, bad order or codec, malformed payload
+    BAD_DELTA = "bad-delta"  # does not fit the base (indices, lengths)
+    MISSING_VMLET = "missing-vmlet"  # uses a VMlet neither on board nor in the patch
+    BAD_IMAGE = "bad-image"  # a carried VMlet image is malformed or not a VMlet
+    CLAIM_MISMATCH = "claim-mismatch"  # code or data bytes differ from the claims
+    HASH_MISMATCH = "hash-mismatch"  # the rebuilt image is not the target
+    VERIFIER = "verifier"  # the bytecode verifier refuses the code
+
+
+#: One-byte number of each reason, for telemetry: declaration order from 1 (new reasons are
+#: only ever appended).
+REASON_NUMBERS: dict[Reason, int] = {r: i for i, r in enumerate(Reason, start=1)}
+
+
+class FormatError(Exception):
+    """Bytes that are not an acceptable patch: reason code, field, byte offset, message."""
+
+    def __init__(self, reason: Reason, message: str, field: str | None = None,
+                 offset: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.field = field
+        self.offset = offset
+
+    def __str__(self) -> str:
+        where = []
+        if self.field:
+            where.append(f"field `{self.field}`")
+        if self.offset is not None:
+            where.append(f"offset {self.offset}")
+        return f"{self.reason.value}: {self.message}" + (f" ({', '.join(where)})"
+                                                          if where else "")
+
+
+class Flag(IntFlag):
+    """Header flags."""
+
+    FULL = 1  # a delta from the empty configuration (else from the base)
+    UNVERIFIED = 2  # packed with --unverified: the ground could not prove it
+
+    @staticmethod
+    def known() -> int:
+        return int(Flag.FULL | Flag.UNVERIFIED)
+
+
+class SectionType(IntEnum):
+    """Section types, in the order they must appear (VMLET may repeat)."""
+
+    IDENTITY = 1  # the configuration's name
+    USES = 2  # new or changed VMlet references
+    VMLET = 3  # a whole VMlet image (canonical encoding)
+    REMOVALS = 4  # base entries dropped, per list
+    GLOBALS = 5  # new scalar globals: declarations and values
+    PARAMS = 6  # new values of kept globals
+    ARRAYS = 7  # new arrays: declarations and contents
+    ROWS = 8  # changed rows of kept arrays, as runs
+    IMPORTS = 9  # new entries of the native, environment and extension tables
+    CODE = 10  # new code units
+    TASKS = 11  # new tasks
+    RULES = 12  # new flight rules
+    ENTRIES = 13  # the `on apply` entry point
+
+
+class Codec(IntEnum):
+    """How a section's payload is stored."""
+
+    NONE = 0
+    DEFLATE = 1  # raw DEFLATE (zlib, wbits -15)
+    LZMA = 2  # raw LZMA2, 64 KiB dictionary
+
+
+class ListKind(IntEnum):
+    """The lists of an image that a delta edits (REMOVALS names them by these codes)."""
+
+    USES = 0
+    GLOBALS = 1
+    ARRAYS = 2
+    NATIVES = 3
+    ENV = 4
+    EXT = 5
+    FUNCTIONS = 6
+    TASKS = 7
+    RULES = 8
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+class _VarUInt(cs.Construct):  # type: ignore[misc]
+    """Unsigned LEB128 of at most 10 bytes (64 bits)."""
+
+    def _parse(self, stream: Any, context: Any, path: str) -> int:
+        value = 0
+        for i in range(MAX_VARINT_BYTES):
+            byte = cs.stream_read(stream, 1, path)[0]
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                if value >> 64:
+                    raise cs.ValidationError("varint exceeds 64 bits", path=path)
+                return value
+        raise cs.ValidationError(f"varint longer than {MAX_VARINT_BYTES} bytes", path=path)
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> int:
+        if not isinstance(obj, int) or not 0 <= obj < 1 << 64:
+            raise cs.IntegerError(f"{obj!r} is not an unsigned 64-bit integer", path=path)
+        out = bytearray()
+        value = obj
+        while True:
+            byte = value & 0x7F
+            value >>= 7
+            out.append(byte | (0x80 if value else 0))
+            if not value:
+                break
+        cs.stream_write(stream, bytes(out), len(out), path)
+        return obj
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        raise cs.SizeofError(path=path)
+
+
+VarUInt = _VarUInt()
+#: Signed integers: zigzag (0, -1, 1, -2 ...) over VarUInt.
+VarSInt = cs.ExprAdapter(VarUInt, lambda obj, ctx: (obj >> 1) ^ -(obj & 1),
+                         lambda obj, ctx: (obj << 1) ^ (obj >> 63))
+Name = cs.PascalString(VarUInt, "utf8")
+
+
+def width(lo: int, hi: int) -> int:
+    """Bits a value of ``int[lo..hi]`` takes packed: enough for ``hi - lo``."""
+    return (hi - lo).bit_length()
+
+
+def pack_values(values: Sequence[int], ranges: Sequence[tuple[int, int]]) -> bytes:
+    """Bit-pack ``values[i] - lo_i`` in ``width(lo_i, hi_i)`` bits each, MSB first, zero-padded
+    to a byte. Raises ``ValueError`` for a value outside its range."""
+    parts = []
+    for v, (lo, hi) in zip(values, ranges, strict=True):
+        if not lo <= v <= hi:
+            raise ValueError(f"value {v} outside int[{lo}..{hi}]")
+        w = width(lo, hi)
+        if w:
+            parts.append(format(v - lo, f"0{w}b"))
+    return _bits_to_bytes("".join(parts))
+
+
+def pack_uniform(values: Sequence[int], lo: int, hi: int) -> bytes:
+    """``pack_values`` for values that share one range (table contents)."""
+    w = width(lo, hi)
+    if not w:
+        if any(v != lo for v in values):
+            raise ValueError(f"value outside int[{lo}..{hi}]")
+        return b""
+    for v in values:
+        if not lo <= v <= hi:
+            raise ValueError(f"value {v} outside int[{lo}..{hi}]")
+    fmt = f"0{w}b"
+    return _bits_to_bytes("".join(format(v - lo, fmt) for v in values))
+
+
+def _bits_to_bytes(bits: str) -> bytes:
+    if not bits:
+        return b""
+    pad = -len(bits) % 8
+    return int(bits + "0" * pad, 2).to_bytes((len(bits) + pad) // 8, "big")
+
+
+def packed_size(total_bits: int) -> int:
+    return (total_bits + 7) // 8
+
+
+def _bits(data: bytes, total: int, path: str) -> str:
+    """The bit string of ``data``, checking that the padding after ``total`` bits is zero."""
+    if not data:
+        return ""
+    bits = format(int.from_bytes(data, "big"), f"0{len(data) * 8}b")
+    if "1" in bits[total:]:
+        raise cs.ValidationError("padding bits after the packed values are not zero",
+                                 path=path)
+    return bits
+
+
+def _check_range(lo: int, hi: int, path: str) -> None:
+    if hi < lo:
+        raise cs.ValidationError(f"empty range int[{lo}..{hi}]", path=path)
+
+
+def _unpack_uniform(data: bytes, count: int, lo: int, hi: int, path: str) -> list[int]:
+    w = width(lo, hi)
+    bits = _bits(data, count * w, path)
+    if not w:
+        return [lo] * count
+    span = hi - lo
+    out = [int(bits[i:i + w], 2) for i in range(0, count * w, w)]
+    for v in out:
+        if v > span:
+            raise cs.ValidationError(f"packed value {v + lo} outside int[{lo}..{hi}]",
+                                     path=path)
+    return [v + lo for v in out] if lo else out
+
+
+def _evaluate(value: Any, context: Any) -> Any:
+    return value(context) if callable(value) else value
+
+
+class RangedSeq(cs.Construct):  # type: ignore[misc]
+    """One value per range of ``ranges`` (a context function giving ``[(lo, hi), ...]``),
+    bit-packed together (``pack_values``)."""
+
+    def __init__(self, ranges: Callable[[Any], Sequence[tuple[int, int]]]) -> None:
+        super().__init__()
+        self.ranges = ranges
+
+    def _parse(self, stream: Any, context: Any, path: str) -> list[int]:
+        ranges = self.ranges(context)
+        for lo, hi in ranges:
+            _check_range(lo, hi, path)
+        widths = [width(lo, hi) for lo, hi in ranges]
+        total = sum(widths)
+        bits = _bits(cs.stream_read(stream, packed_size(total), path), total, path)
+        out, pos = [], 0
+        for (lo, hi), w in zip(ranges, widths, strict=True):
+            v = int(bits[pos:pos + w], 2) + lo if w else lo
+            if v > hi:
+                raise cs.ValidationError(f"packed value {v} outside int[{lo}..{hi}]", path=path)
+            out.append(v)
+            pos += w
+        return out
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        try:
+            data = pack_values(obj, self.ranges(context))
+        except ValueError as exc:
+            raise cs.RangeError(str(exc), path=path) from None
+        cs.stream_write(stream, data, len(data), path)
+        return obj
+
+
+class Chunks(cs.Construct):  # type: ignore[misc]
+    """A count-prefixed list of chunks of table values in ``int[lo..hi]`` (``lo``/``hi`` may
+    be context functions). Each chunk is ``[skip varint] | header varint | values``:
+    ``header = n << 1 | repeat``; a repeat chunk holds one value standing for ``n`` equal
+    values, a literal chunk ``n`` values, bit-packed. With ``skips`` (ROWS), each chunk first
+    says how many unchanged rows lie between the previous chunk's end and its start."""
+
+    def __init__(self, lo: Any, hi: Any, skips: bool = False) -> None:
+        super().__init__()
+        self.lo, self.hi, self.skips = lo, hi, skips
+
+    def _parse(self, stream: Any, context: Any, path: str) -> list[cs.Container]:
+        lo, hi = _evaluate(self.lo, context), _evaluate(self.hi, context)
+        _check_range(lo, hi, path)
+        count = VarUInt._parsereport(stream, context, path)
+        out = []
+        for _ in range(count):
+            skip = VarUInt._parsereport(stream, context, path) if self.skips else 0
+            header = VarUInt._parsereport(stream, context, path)
+            n = header >> 1
+            if n > MAX_ARRAY_LENGTH or skip > MAX_ARRAY_LENGTH:
+                raise cs.ValidationError(f"a run of {max(n, skip)} values exceeds "
+                                         f"{MAX_ARRAY_LENGTH}", path=path)
+            k = 1 if header & 1 else n
+            data = cs.stream_read(stream, packed_size(k * width(lo, hi)), path)
+            out.append(cs.Container(skip=skip, header=header,
+                                    packed=_unpack_uniform(data, k, lo, hi, path)))
+        return out
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        lo, hi = _evaluate(self.lo, context), _evaluate(self.hi, context)
+        VarUInt._build(len(obj), stream, context, path)
+        for chunk in obj:
+            if self.skips:
+                VarUInt._build(chunk["skip"], stream, context, path)
+            VarUInt._build(chunk["header"], stream, context, path)
+            try:
+                data = pack_uniform(chunk["packed"], lo, hi)
+            except ValueError as exc:
+                raise cs.RangeError(str(exc), path=path) from None
+            cs.stream_write(stream, data, len(data), path)
+        return obj
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        raise cs.SizeofError(path=path)
+
+
+def chunk_length(chunk: Any) -> int:
+    """How many table values a parsed chunk stands for."""
+    return int(chunk.header >> 1)
+
+
+def expand_chunk(chunk: Any) -> list[int]:
+    """The table values a parsed chunk stands for."""
+    n = chunk.header >> 1
+    return list(chunk.packed) * n if chunk.header & 1 else list(chunk.packed)
+
+
+def make_chunk(values: Sequence[int], repeat: bool, skip: int = 0) -> dict[str, Any]:
+    """A chunk (for building) of ``values``; with ``repeat`` they must all be equal."""
+    if repeat:
+        return {"skip": skip, "header": len(values) << 1 | 1, "packed": [values[0]]}
+    return {"skip": skip, "header": len(values) << 1, "packed": list(values)}
+
+
+def _declared(ctx: Any, table: str, i: int) -> tuple[int, int]:
+    """The range of entry ``i`` of parse parameter ``table`` (the target's declarations,
+    supplied by the patcher)."""
+    ranges = ctx._params[table]
+    if not 0 <= i < len(ranges):
+        raise cs.ValidationError(f"index {i} names none of the {len(ranges)} entries")
+    return ranges[i]  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- header
+
+
+HEADER = cs.Struct(
+    "magic" / cs.Bytes(2),
+    "format" / cs.Int8ub,
+    "flags" / cs.Int8ub,
+    "mission" / VarUInt,
+    "spacecraft" / VarUInt,
+    "seq" / VarUInt,
+    "version" / VarUInt,  # the target configuration's version
+    "base" / cs.Bytes(HASH_BYTES),
+    "target" / cs.Bytes(HASH_BYTES),
+    "cycles" / VarUInt,  # claimed cycles per frame (tasks' demand, averaged over periods)
+    "share" / VarUInt,  # claimed share of each frame, in basis points (1000 = 10 %)
+    "code" / VarUInt,  # claimed code bytes: the configuration's and its VMlets'
+    "data" / VarUInt,  # claimed data bytes: SLOT_BYTES per global and array element
+    "crc" / cs.Int16ub,  # CRC-16 of all the header bytes before it
+)
+HEADER_FIELDS = tuple(sc.name for sc in HEADER.subcons)
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The budget a patch claims; the patcher checks them against its own limits."""
+
+    cycles_per_frame: int
+    share_bp: int
+    code_bytes: int
+    data_bytes: int
+
+
+@dataclass(frozen=True)
+class Header:
+    """A patch header (the CRC is computed, not stored here)."""
+
+    flags: Flag
+    mission_id: int
+    spacecraft_id: int
+    seq: int
+    version: int
+    base_hash: bytes
+    target_hash: bytes
+    claims: Claims
+
+    @property
+    def full(self) -> bool:
+        return bool(self.flags & Flag.FULL)
+
+    @property
+    def unverified(self) -> bool:
+        return bool(self.flags & Flag.UNVERIFIED)
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE: polynomial 0x1021, init 0xFFFF, no reflection, no final XOR."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def build_header(h: Header) -> bytes:
+    raw = {
+        "magic": MAGIC, "format": FORMAT_VERSION, "flags": int(h.flags),
+        "mission": h.mission_id, "spacecraft": h.spacecraft_id, "seq": h.seq,
+        "version": h.version, "base": h.base_hash, "target": h.target_hash,
+        "cycles": h.claims.cycles_per_frame, "share": h.claims.share_bp,
+        "code": h.claims.code_bytes, "data": h.claims.data_bytes, "crc": 0,
+    }
+    body = HEADER.build(raw)[:-CRC_BYTES]
+    return body + crc16(body).to_bytes(CRC_BYTES, "big")
+
+
+@dataclass(frozen=True)
+class ParsedHeader:
+    """A decoded header, where each field starts, and the header's own CRC verdict."""
+
+    header: Header
+    offsets: dict[str, int]
+    size: int
+    crc_ok: bool
+
+
+def parse_header(data: bytes) -> ParsedHeader:
+    """Decode the header at the start of ``data``; check magic, format version and flags.
+
+    Raises ``FormatError`` (TRUNCATED, BAD_HEADER, BAD_MAGIC or BAD_VERSION). The CRC is
+    reported (``crc_ok``), not enforced: the patcher checks it after mission and spacecraft.
+    """
+    stream = io.BytesIO(data)
+    values: dict[str, Any] = {}
+    offsets: dict[str, int] = {}
+    for sc in HEADER.subcons:
+        offsets[sc.name] = stream.tell()
+        try:
+            values[sc.name] = sc.parse_stream(stream)
+        except cs.StreamError:
+            raise FormatError(Reason.TRUNCATED, "the patch ends inside its header", sc.name,
+                              stream.tell()) from None
+        except cs.ConstructError as exc:
+            raise FormatError(Reason.BAD_HEADER, _detail(exc), sc.name,
+                              offsets[sc.name]) from None
+        if sc.name == "magic" and values["magic"] != MAGIC:
+            raise FormatError(Reason.BAD_MAGIC, f"magic {values['magic']!r} is not {MAGIC!r}",
+                              "magic", 0)
+        if sc.name == "format" and values["format"] != FORMAT_VERSION:
+            raise FormatError(Reason.BAD_VERSION, f"format version {values['format']}, this "
+                              f"patcher reads version {FORMAT_VERSION}", "format", 2)
+        if sc.name == "flags" and values["flags"] & ~Flag.known():
+            raise FormatError(Reason.BAD_HEADER, f"unknown flag bits "
+                              f"{values['flags'] & ~Flag.known():#04x}", "flags", 3)
+    size = stream.tell()
+    header = Header(
+        flags=Flag(values["flags"]), mission_id=values["mission"],
+        spacecraft_id=values["spacecraft"], seq=values["seq"], version=values["version"],
+        base_hash=bytes(values["base"]), target_hash=bytes(values["target"]),
+        claims=Claims(values["cycles"], values["share"], values["code"], values["data"]),
+    )
+    crc_ok = crc16(data[:size - CRC_BYTES]) == values["crc"]
+    return ParsedHeader(header, offsets, size, crc_ok)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+FRAME = cs.Struct(
+    "kind" / cs.Int8ub,  # codec << 5 | section type; bit 7 must be 0
+    "payload" / cs.Prefixed(VarUInt, cs.GreedyBytes),
+    "crc" / cs.Int16ub,  # CRC-16 of the kind, length and payload bytes
+)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One section as stored: where it starts, its type and codec bits, its stored payload."""
+
+    offset: int  # of the kind byte, in the patch
+    payload_offset: int
+    kind: int
+    payload: bytes
+    size: int  # bytes of the whole frame, CRC included
+
+    @property
+    def type_code(self) -> int:
+        return self.kind & 0x1F
+
+    @property
+    def codec_code(self) -> int:
+        return self.kind >> 5
+
+
+def build_frame(section: SectionType, payload: bytes, codec: Codec = Codec.NONE) -> bytes:
+    """A section frame for ``payload`` (already compressed with ``codec`` if any)."""
+    raw = FRAME.build({"kind": int(codec) << 5 | int(section), "payload": payload, "crc": 0})
+    body = raw[:-CRC_BYTES]
+    return body + crc16(body).to_bytes(CRC_BYTES, "big")
+
+
+def parse_frames(data: bytes, start: int, end: int) -> list[Frame]:
+    """Split ``data[start:end]`` into section frames and check each one's CRC.
+
+    Raises ``FormatError``: TRUNCATED for a frame running past ``end``, BAD_SECTION for a
+    malformed length, SECTION_CRC for a CRC mismatch.
+    """
+    end = min(end, len(data))
+    frames = []
+    stream = io.BytesIO(data[:end])
+    stream.seek(start)
+    while stream.tell() < end:
+        at = stream.tell()
+        try:
+            kind = cs.Int8ub.parse_stream(stream)
+            length = VarUInt.parse_stream(stream)
+        except cs.StreamError:
+            raise FormatError(Reason.TRUNCATED, "the patch ends inside a section frame",
+                              "section.length", stream.tell()) from None
+        except cs.ConstructError as exc:
+            raise FormatError(Reason.BAD_SECTION, _detail(exc), "section.length",
+                              at + 1) from None
+        payload_at = stream.tell()
+        if payload_at + length + CRC_BYTES > end:
+            raise FormatError(Reason.TRUNCATED, f"section of {length} payload bytes at "
+                              f"offset {at} runs past the end of the patch", "section.length",
+                              at + 1)
+        payload = stream.read(length)
+        crc = int.from_bytes(stream.read(CRC_BYTES), "big")
+        if crc16(data[at:payload_at + length]) != crc:
+            raise FormatError(Reason.SECTION_CRC, f"CRC mismatch in the section at offset {at}",
+                              "section.crc", payload_at + length)
+        frames.append(Frame(at, payload_at, kind, payload, stream.tell() - at))
+    return frames
+
+
+def section_of(frame: Frame) -> tuple[SectionType, Codec]:
+    """The type and codec of a frame; BAD_SECTION if either is unknown."""
+    try:
+        section = SectionType(frame.type_code)
+    except ValueError:
+        raise FormatError(Reason.BAD_SECTION, f"unknown section type {frame.type_code}",
+                          "section.kind", frame.offset) from None
+    try:
+        codec = Codec(frame.codec_code)
+    except ValueError:
+        raise FormatError(Reason.BAD_SECTION, f"unknown codec {frame.codec_code} (kind byte "
+                          f"{frame.kind:#04x})", "section.kind", frame.offset) from None
+    return section, codec
+
+
+def check_order(frames: Sequence[Frame]) -> list[tuple[SectionType, Codec]]:
+    """Types and codecs of all frames, which must come in ascending type order, each once
+    (VMLET may repeat)."""
+    out: list[tuple[SectionType, Codec]] = []
+    for frame in frames:
+        section, codec = section_of(frame)
+        if out and (section < out[-1][0] or (section == out[-1][0]
+                                              and section is not SectionType.VMLET)):
+            raise FormatError(Reason.BAD_SECTION, f"section {section.name} after "
+                              f"{out[-1][0].name}: sections come once each, in type order",
+                              "section.kind", frame.offset)
+        out.append((section, codec))
+    return out
+
+
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": LZMA_DICT_BYTES}]
+
+
+def compress(payload: bytes, codec: Codec) -> bytes:
+    """``payload`` stored with ``codec`` (the ground's side)."""
+    if codec is Codec.DEFLATE:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+        return c.compress(payload) + c.flush()
+    if codec is Codec.LZMA:
+        filters = [{"id": lzma.FILTER_LZMA2, "dict_size": LZMA_DICT_BYTES,
+                    "preset": 9 | lzma.PRESET_EXTREME}]
+        return lzma.compress(payload, format=lzma.FORMAT_RAW, filters=filters)
+    return payload
+
+
+def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES) -> bytes:
+    """A frame's payload, decompressed; BAD_SECTION if it does not decompress to at most
+    ``limit`` bytes exactly."""
+    if codec is Codec.NONE:
+        return frame.payload
+    try:
+        if codec is Codec.DEFLATE:
+            d = zlib.decompressobj(-15)
+            out = d.decompress(frame.payload, limit + 1)
+            complete = d.eof and not d.unused_data
+        else:
+            ld = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+            out = ld.decompress(frame.payload, limit + 1)
+            complete = ld.eof and not ld.unused_data
+    except (zlib.error, lzma.LZMAError) as exc:
+        raise FormatError(Reason.BAD_SECTION, f"{codec.name.lower()} payload does not "
+                          f"decompress: {exc}", "section.payload", frame.payload_offset) \
+            from None
+    if len(out) > limit:
+        raise FormatError(Reason.BAD_SECTION, f"payload expands beyond {limit} bytes",
+                          "section.payload", frame.payload_offset)
+    if not complete:
+        raise FormatError(Reason.BAD_SECTION, f"{codec.name.lower()} payload is truncated or "
+                          f"has trailing bytes", "section.payload", frame.payload_offset)
+    return out
+
+
+def _entries(*fields: Any) -> cs.Construct:
+    """A count-prefixed list of entries, each naming its index in the target list first."""
+    return cs.PrefixedArray(VarUInt, cs.Struct("index" / VarUInt, *fields))
+
+
+#: Section payloads, by type. PARAMS and ROWS take parse parameters ``global_ranges`` and
+#: ``array_ranges``: the target's declared ranges, by index, known once the lists are merged.
+BODIES: dict[SectionType, cs.Construct] = {
+    SectionType.IDENTITY: cs.Struct("name" / Name),
+    SectionType.USES: _entries(
+        "name" / Name, "version" / VarUInt,
+        # empty: the hash of the VMlet of that name and version carried or held on board
+        "hash" / cs.Prefixed(VarUInt, cs.GreedyBytes)),
+    SectionType.VMLET: cs.GreedyBytes,  # a VMlet image's canonical encoding
+    SectionType.REMOVALS: cs.PrefixedArray(VarUInt, cs.Struct(
+        "list" / cs.Int8ub, "indices" / cs.PrefixedArray(VarUInt, VarUInt))),
+    SectionType.GLOBALS: cs.Struct(
+        "entries" / _entries("name" / Name, "writable" / cs.Flag, "lo" / VarSInt,
+                             "hi" / VarSInt),
+        "packed" / RangedSeq(lambda c: [(e.lo, e.hi) for e in c.entries]),
+    ),
+    SectionType.PARAMS: cs.Struct(
+        "indices" / cs.PrefixedArray(VarUInt, VarUInt),
+        "packed" / RangedSeq(lambda c: [_declared(c, "global_ranges", i) for i in c.indices]),
+    ),
+    SectionType.ARRAYS: _entries(
+        "name" / Name, "writable" / cs.Flag, "lo" / VarSInt, "hi" / VarSInt,
+        "length" / VarUInt,
+        "chunks" / Chunks(cs.this.lo, cs.this.hi),
+    ),
+    SectionType.ROWS: cs.PrefixedArray(VarUInt, cs.Struct(
+        "index" / VarUInt,
+        "runs" / Chunks(lambda c: _declared(c, "array_ranges", c.index)[0],
+                        lambda c: _declared(c, "array_ranges", c.index)[1], skips=True),
+    )),
+    SectionType.IMPORTS: cs.Struct(
+        "natives" / _entries("name" / Name),
+        "env" / _entries("name" / Name),
+        "ext" / _entries("vmlet" / Name, "instr" / Name),
+    ),
+    SectionType.CODE: _entries(
+        "name" / Name, "n_params" / VarUInt, "n_locals" / VarUInt, "returns" / cs.Flag,
+        "max_stack" / VarUInt, "code" / cs.Prefixed(VarUInt, cs.GreedyBytes)),
+    SectionType.TASKS: _entries("name" / Name, "period_ms" / VarUInt, "function" / VarUInt),
+    SectionType.RULES: _entries("text" / Name, "function" / VarUInt),
+    SectionType.ENTRIES: cs.Struct("on_apply" / VarUInt),  # 0: none, else code unit + 1
+}
+
+
+def build_body(section: SectionType, value: Any, **params: Any) -> bytes:
+    """Encode a section payload (uncompressed)."""
+    return bytes(BODIES[section].build(value, **params))
+
+
+def parse_body(section: SectionType, payload: bytes, frame: Frame, **params: Any) -> Any:
+    """Decode a section payload; BAD_SECTION with the field and offset on malformed input.
+
+    Offsets are in the patch for uncompressed payloads, else in the decompressed payload
+    (the message says which).
+    """
+    stream = io.BytesIO(payload)
+    try:
+        value = BODIES[section].parse_stream(stream, **params)
+        if stream.read(1):
+            raise FormatError(Reason.BAD_SECTION, f"trailing bytes after the {section.name} "
+                              f"payload", section.name.lower(),
+                              _payload_offset(frame, stream.tell() - 1))
+    except cs.ConstructError as exc:
+        raise FormatError(Reason.BAD_SECTION, f"{section.name}: {_detail(exc)}"
+                          + ("" if frame.codec_code == Codec.NONE
+                             else f" (at byte {stream.tell()} of the decompressed payload)"),
+                          _field(section, exc), _payload_offset(frame, stream.tell())) \
+            from None
+    return value
+
+
+def _payload_offset(frame: Frame, inner: int) -> int:
+    return frame.payload_offset + inner if frame.codec_code == Codec.NONE \
+        else frame.payload_offset
+
+
+def _field(section: SectionType, exc: cs.ConstructError) -> str:
+    parts = [p.strip() for p in str(getattr(exc, "path", "") or "").split("->")]
+    names = [p for p in parts[1:] if p and p != "items" and not p.startswith("(")]
+    return ".".join([section.name.lower(), *names])
+
+
+def _detail(exc: cs.ConstructError) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    detail = text.split(")", 1)[-1].strip() if text.startswith("Error in path") else text
+    if "stream read less than specified amount" in detail:
+        return "ends too early (truncated)"
+    return detail or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- whole patches
+
+
+def compute_tag(key: bytes, body: bytes) -> bytes:
+    """The authentication tag of ``body`` (header and sections): HMAC-SHA256, 128 bits."""
+    return hmac.new(key, body, hashlib.sha256).digest()[:TAG_BYTES]
+
+
+def tag_ok(key: bytes, data: bytes) -> bool:
+    """Whether the last TAG_BYTES of ``data`` authenticate the rest (constant-time compare)."""
+    return hmac.compare_digest(compute_tag(key, data[:-TAG_BYTES]), data[-TAG_BYTES:])
+
+
+def assemble(header: Header, frames: Iterable[bytes], key: bytes) -> bytes:
+    """Header, frames and the tag over both."""
+    body = build_header(header) + b"".join(frames)
+    return body + compute_tag(key, body)
+
+
+def retag(data: bytes, key: bytes) -> bytes:
+    """``data`` with its header CRC, every section CRC and the tag recomputed (tests and
+    fuzzing: a mutated patch re-signed reaches the decoders). Returns ``data`` unchanged if
+    it is not even framed."""
+    try:
+        parsed = parse_header(data)
+    except FormatError:
+        return data
+    size = parsed.size
+    out = bytearray(data)
+    out[size - CRC_BYTES:size] = crc16(bytes(out[:size - CRC_BYTES])).to_bytes(2, "big")
+    pos, end = size, len(out) - TAG_BYTES
+    while pos < end:
+        stream = io.BytesIO(bytes(out[:end]))
+        stream.seek(pos + 1)
+        try:
+            length = VarUInt.parse_stream(stream)
+        except cs.ConstructError:
+            break
+        crc_at = stream.tell() + length
+        if crc_at + CRC_BYTES > end:
+            break
+        out[crc_at:crc_at + CRC_BYTES] = crc16(bytes(out[pos:crc_at])).to_bytes(2, "big")
+        pos = crc_at + CRC_BYTES
+    if len(out) < TAG_BYTES:
+        return bytes(out)
+    body = bytes(out[:-TAG_BYTES])
+    return body + compute_tag(key, body)
+
+
+def hash_prefix(image: Image | None) -> bytes:
+    """What a header carries for ``image``: its content hash's first HASH_BYTES (the empty
+    configuration has NO_HASH)."""
+    return NO_HASH if image is None else image.content_hash[:HASH_BYTES]
+
+
+def memory_bytes(config: Image, vmlets: Sequence[Image]) -> tuple[int, int]:
+    """(code bytes, data bytes) a configuration takes on board, as claimed in headers: the
+    bytecode of the configuration and its VMlets, and SLOT_BYTES per global and element (as
+    the verifier counts data memory)."""
+    code = config.code_bytes() + sum(v.code_bytes() for v in vmlets)
+    data = SLOT_BYTES * (len(config.globals) + sum(a.length for a in config.arrays))
+    return code, data
+
+
+DEVELOPMENT_KEY_LABEL = b"CCL-VVM development patch key, never for flight: "
+
+
+def development_key(mission: str) -> bytes:
+    """The demo key of ``mission``: SHA-256 of a public label and the mission name. Anyone can
+    compute it, so a mission profile with ``flight = true`` refuses it."""
+    return hashlib.sha256(DEVELOPMENT_KEY_LABEL + mission.encode()).digest()

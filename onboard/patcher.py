@@ -1,0 +1,650 @@
+"""The onboard patcher: validates an uplinked patch, rebuilds the configuration it describes,
+stages it, and drives activation, probation, commit and rollback.
+
+``Patcher.check`` runs every test in this order, and rejects at the first failure with a
+stable ``Reason`` (see ``onboard.patch_format``), the field and the byte offset:
+
+ 1. size limit (OVERSIZE)                  8. sequence above the last accepted (REPLAY)
+ 2. header decode (TRUNCATED, BAD_HEADER)  9. nothing staged or on probation (BUSY)
+ 3. magic, format version                 10. base hash = the current configuration's
+ 4. mission id                                 (WRONG_BASE)
+ 5. spacecraft id                         11. budget claims within this spacecraft's limits
+ 6. header and section CRCs                    (OVER_BUDGET)
+ 7. tag, constant-time (BAD_TAG); an      12. decode the sections (BAD_SECTION, BAD_IMAGE)
+    unverified patch on a flight          13. rebuild the target from the base (BAD_DELTA,
+    spacecraft (UNVERIFIED)                    MISSING_VMLET, CLAIM_MISMATCH)
+                                          14. its content hash = the target hash
+                                               (HASH_MISMATCH), code and data bytes = the
+                                               claims (CLAIM_MISMATCH)
+                                          15. the bytecode verifier (VERIFIER)
+
+``check`` reads the store but writes nothing, so a rejected patch leaves the state directory
+byte for byte as it was. ``receive`` checks and then stages into the spare slot.
+
+The scheduler (``onboard.vvm``) drives the rest; the API it uses::
+
+    fate = patcher.receive(patch_bytes)     # -> Fate: REJECTED (reason) or STAGED
+    if patcher.store.phase is Phase.STAGED:  # at a frame boundary:
+        config = patcher.activate()         #   switch; the VVM loads it, runs `on apply`
+    patcher.end_frame(fault=trapped or overrun)  # every frame: during probation, a fault
+                                            #   rolls back; `probation_frames` clean
+                                            #   frames commit (each returns its Fate)
+    patcher.abort("load failed: ...")       # roll back now (the VVM could not load it)
+    patcher.boot()                          # after a reset: a configuration that was on
+                                            #   probation is rolled back
+    patcher.fates                           # every fate so far, for telemetry
+
+Stdlib and construct only: the onboard side must stand alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from onboard.image import (
+    Array,
+    CodeUnit,
+    ExtRef,
+    Global,
+    Image,
+    ImageError,
+    ImageKind,
+    Rule,
+    Task,
+    VmletRef,
+    decode_image,
+)
+from onboard.mission import MissionProfile
+from onboard.patch_format import (
+    HASH_BYTES,
+    NO_HASH,
+    REASON_NUMBERS,
+    TAG_BYTES,
+    Codec,
+    Flag,
+    FormatError,
+    Frame,
+    Header,
+    ListKind,
+    Reason,
+    SectionType,
+    check_order,
+    chunk_length,
+    development_key,
+    expand,
+    expand_chunk,
+    hash_prefix,
+    memory_bytes,
+    parse_body,
+    parse_frames,
+    parse_header,
+    tag_ok,
+)
+from onboard.store import Configuration, Phase, Store
+from onboard.verifier import SLOT_BYTES, Target, VerifyError, verify_image
+
+#: Largest patch accepted unless the patcher is told otherwise (bytes).
+DEFAULT_MAX_PATCH_BYTES = 64 * 1024
+#: Clean frames a new configuration must run before it is committed (60 s of 100 ms frames).
+DEFAULT_PROBATION_FRAMES = 600
+
+T = TypeVar("T")
+
+
+class PatchRejected(FormatError):
+    """A patch the patcher refuses; ``reason``, ``field``, ``offset`` and ``message`` say why."""
+
+
+class KeyRefused(Exception):
+    """The patcher was given a key its mission profile does not allow (the development key on
+    a flight profile)."""
+
+
+class FateStatus(StrEnum):
+    RECEIVED = "received"
+    REJECTED = "rejected"
+    STAGED = "staged"
+    ACTIVE = "active"  # switched to at a frame boundary; probation starts
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled-back"
+
+
+#: One-byte fate codes for telemetry (``onboard.receiver`` reports them): a rejection is
+#: ``REJECTED_BASE + REASON_NUMBERS[reason]``.
+FATE_CODES = {FateStatus.STAGED: 0, FateStatus.ACTIVE: 1, FateStatus.COMMITTED: 2,
+              FateStatus.ROLLED_BACK: 3, FateStatus.RECEIVED: 0x3F}
+REJECTED_BASE = 0x40
+
+
+@dataclass(frozen=True)
+class Fate:
+    """One step in the life of a patch, as telemetry reports it."""
+
+    status: FateStatus
+    seq: int | None = None
+    target: bytes | None = None  # hash prefix of the target configuration
+    reason: Reason | None = None
+    message: str = ""
+    field: str | None = None
+    offset: int | None = None
+
+    @property
+    def code(self) -> int:
+        """The one-byte fate code telemetry carries (0: accepted for staging)."""
+        if self.status is FateStatus.REJECTED and self.reason is not None:
+            return REJECTED_BASE + REASON_NUMBERS[self.reason]
+        return FATE_CODES[self.status]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status.value, "code": self.code, "seq": self.seq,
+                "target": self.target.hex() if self.target is not None else None,
+                "reason": self.reason.value if self.reason else None,
+                "message": self.message, "field": self.field, "offset": self.offset}
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A patch that passed every check, and the configuration it rebuilds."""
+
+    header: Header
+    configuration: Configuration
+
+
+# --------------------------------------------------------------------------- rebuilding
+
+
+def empty_config(mission: str) -> Image:
+    """The base of a full patch: a configuration with nothing in it."""
+    return Image(kind=ImageKind.CONFIG, name="", version=0, mission=mission)
+
+
+@dataclass
+class _Sections:
+    """Parsed section payloads of one patch, by type, with the frame each came from."""
+
+    bodies: dict[SectionType, tuple[Any, Frame]] = field(default_factory=dict)
+    vmlets: list[Image] = field(default_factory=list)
+
+    def get(self, section: SectionType) -> tuple[Any, Frame] | None:
+        return self.bodies.get(section)
+
+
+def _reject(reason: Reason, message: str, fld: str | None = None,
+            offset: int | None = None) -> PatchRejected:
+    return PatchRejected(reason, message, fld, offset)
+
+
+def _merge(kind: ListKind, base: Sequence[T], removed: Sequence[int],
+           new: Sequence[tuple[int, T]], frame: Frame | None) -> list[T]:
+    """The target list: ``base`` without the ``removed`` indices, with ``new`` elements at
+    their target indices (strictly increasing), the kept ones filling the rest in order."""
+    where = frame.offset if frame is not None else None
+    name = kind.name.lower()
+    last = -1
+    for i in removed:
+        if not last < i < len(base):
+            raise _reject(Reason.BAD_DELTA, f"removal of {name} entry {i}: indices must "
+                          f"increase and name one of the base's {len(base)}",
+                          "removals.indices", where)
+        last = i
+    gone = set(removed)
+    kept = [e for i, e in enumerate(base) if i not in gone]
+    total = len(kept) + len(new)
+    last = -1
+    for i, _ in new:
+        if not last < i < total:
+            raise _reject(Reason.BAD_DELTA, f"new {name} entry at index {i}: indices must "
+                          f"increase and stay below the target's {total} entries",
+                          f"{name}.index", where)
+        last = i
+    out: list[T] = []
+    k = iter(kept)
+    slots = dict(new)
+    for i in range(total):
+        out.append(slots[i] if i in slots else next(k))
+    return out
+
+
+def rebuild(header: Header, frames: Sequence[Frame], base: Configuration | None,
+            profile: MissionProfile) -> Configuration:
+    """The configuration a patch describes: its sections applied to the base (the empty
+    configuration for a full patch), with the VMlets it uses, carried or held on board.
+    Raises ``PatchRejected``.
+
+    ``base`` is the configuration on board: a delta applies to its image, and the VMlets it
+    holds may be used by the target without being carried. Memory is bounded by the
+    header's data claim before any table is expanded.
+    """
+    image, carried = rebuild_image(header, frames, base, profile)
+    available = [*carried, *(base.vmlets if base is not None else ())]
+    vmlets = []
+    for u in image.uses:
+        found = next((v for v in available if v.name == u.name and v.version == u.version
+                      and v.content_hash[:len(u.hash)] == u.hash), None)
+        if found is None:
+            raise _reject(Reason.MISSING_VMLET, f"the configuration uses `{u.name}` "
+                          f"v{u.version} ({u.hash.hex()[:16]}), which is neither in the patch "
+                          f"nor on board", "uses")
+        vmlets.append(found)
+    return Configuration(image, tuple(vmlets))
+
+
+def rebuild_image(header: Header, frames: Sequence[Frame], base: Configuration | None,
+                  profile: MissionProfile) -> tuple[Image, list[Image]]:
+    """The target image of a patch and the VMlet images it carries (see ``rebuild``); only
+    ``base``'s image is needed, not its VMlets."""
+    held_refs = list(base.config.uses) if base is not None else []
+    base_image = empty_config(profile.name) if header.full or base is None else base.config
+    sections = _parse_sections(frames, profile)
+    carried = sections.vmlets
+    removals = _removals(sections)
+
+    def merged(kind: ListKind, items: Sequence[T], section: SectionType,
+               make: Callable[[Any], T], attr: str | None = None) -> list[T]:
+        got = sections.get(section)
+        entries: list[Any] = []
+        frame = None
+        if got is not None:
+            body, frame = got
+            entries = list(getattr(body, attr) if attr else body)
+        removed, rframe = removals.get(kind, ((), None))
+        return _merge(kind, items, removed, [(e.index, make(e)) for e in entries],
+                      frame or rframe)
+
+    # VMlet references: an empty hash means the carried or held VMlet of that name/version
+    # (the configuration on board pins the VMlets it holds by its own references).
+    def ref(e: Any) -> VmletRef:
+        if e.hash:
+            return VmletRef(e.name, e.version, bytes(e.hash))
+        for v in carried:
+            if v.name == e.name and v.version == e.version:
+                return VmletRef(e.name, e.version, v.content_hash)
+        for u in held_refs:
+            if u.name == e.name and u.version == e.version:
+                return u
+        raise _reject(Reason.MISSING_VMLET, f"uses `{e.name}` v{e.version}, which is neither "
+                      f"in the patch nor on board", "uses.hash",
+                      _frame_at(sections, SectionType.USES))
+
+    uses = merged(ListKind.USES, base_image.uses, SectionType.USES, ref)
+    glob = sections.get(SectionType.GLOBALS)
+    new_globals = []
+    if glob is not None:
+        body, _ = glob
+        new_globals = [(e.index, Global(e.name, bool(e.writable), e.lo, e.hi, v))
+                       for e, v in zip(body.entries, body.packed, strict=True)]
+    removed, rframe = removals.get(ListKind.GLOBALS, ((), None))
+    globals_ = _merge(ListKind.GLOBALS, base_image.globals, removed, new_globals,
+                      glob[1] if glob else rframe)
+    globals_ = _apply_params(sections, globals_)
+
+    arrays = _arrays(sections, base_image, removals, len(globals_), header)
+    natives = merged(ListKind.NATIVES, base_image.natives, SectionType.IMPORTS,
+                     lambda e: str(e.name), "natives")
+    env = merged(ListKind.ENV, base_image.env, SectionType.IMPORTS, lambda e: str(e.name),
+                 "env")
+    ext = merged(ListKind.EXT, base_image.ext, SectionType.IMPORTS,
+                 lambda e: ExtRef(e.vmlet, e.instr), "ext")
+    functions = merged(ListKind.FUNCTIONS, base_image.functions, SectionType.CODE,
+                       lambda e: CodeUnit(e.name, e.n_params, e.n_locals, bool(e.returns),
+                                          e.max_stack, bytes(e.code)))
+    tasks = merged(ListKind.TASKS, base_image.tasks, SectionType.TASKS,
+                   lambda e: Task(e.name, e.period_ms, e.function))
+    rules = merged(ListKind.RULES, base_image.rules, SectionType.RULES,
+                   lambda e: Rule(e.text, e.function))
+    identity = sections.get(SectionType.IDENTITY)
+    entries = sections.get(SectionType.ENTRIES)
+    on_apply = base_image.on_apply
+    if entries is not None:
+        on_apply = entries[0].on_apply - 1 if entries[0].on_apply else None
+    image = Image(
+        kind=ImageKind.CONFIG,
+        name=identity[0].name if identity is not None else base_image.name,
+        version=header.version,
+        mission=profile.name,
+        uses=tuple(uses), globals=tuple(globals_), arrays=tuple(arrays),
+        natives=tuple(natives), env=tuple(env), ext=tuple(ext), functions=tuple(functions),
+        tasks=tuple(tasks), rules=tuple(rules), on_apply=on_apply,
+    )
+    return image, carried
+
+
+def _frame_at(sections: _Sections, section: SectionType) -> int | None:
+    got = sections.get(section)
+    return got[1].offset if got is not None else None
+
+
+def _parse_sections(frames: Sequence[Frame], profile: MissionProfile) -> _Sections:
+    """Decompress and decode every section that needs no declarations of the target
+    (PARAMS and ROWS are decoded once the target's globals and arrays are known)."""
+    out = _Sections()
+    for frame, (section, codec) in zip(frames, check_order(frames), strict=True):
+        payload = expand(frame, codec)
+        if section is SectionType.VMLET:
+            out.vmlets.append(_vmlet(payload, frame, codec, profile))
+            continue
+        if section in (SectionType.PARAMS, SectionType.ROWS):
+            out.bodies[section] = (payload, frame)
+            continue
+        out.bodies[section] = (parse_body(section, payload, frame), frame)
+    return out
+
+
+def _vmlet(payload: bytes, frame: Frame, codec: Codec, profile: MissionProfile) -> Image:
+    try:
+        image = decode_image(payload)
+    except ImageError as exc:
+        inner = exc.offset or 0
+        at = frame.payload_offset + (inner if codec is Codec.NONE else 0)
+        raise _reject(Reason.BAD_IMAGE, f"carried VMlet: {exc.message}", "vmlet", at) \
+            from None
+    if image.kind is not ImageKind.VMLET:
+        raise _reject(Reason.BAD_IMAGE, f"carried image `{image.name}` is not a VMlet",
+                      "vmlet.kind", frame.payload_offset)
+    if image.mission != profile.name:
+        raise _reject(Reason.BAD_IMAGE, f"carried VMlet `{image.name}` is for mission "
+                      f"`{image.mission}`", "vmlet.mission", frame.payload_offset)
+    return image
+
+
+def _removals(sections: _Sections) -> dict[ListKind, tuple[list[int], Frame]]:
+    got = sections.get(SectionType.REMOVALS)
+    if got is None:
+        return {}
+    body, frame = got
+    out: dict[ListKind, tuple[list[int], Frame]] = {}
+    for group in body:
+        try:
+            kind = ListKind(group.list)
+        except ValueError:
+            raise _reject(Reason.BAD_SECTION, f"REMOVALS: unknown list {group.list}",
+                          "removals.list", frame.offset) from None
+        if kind in out:
+            raise _reject(Reason.BAD_SECTION, f"REMOVALS: list {kind.name} twice",
+                          "removals.list", frame.offset)
+        out[kind] = (list(group.indices), frame)
+    return out
+
+
+def _increasing(indices: Sequence[int], what: str, frame: Frame) -> None:
+    last = -1
+    for i in indices:
+        if i <= last:
+            raise _reject(Reason.BAD_DELTA, f"{what}: indices must increase ({i} after "
+                          f"{last})", f"{what.lower()}.indices", frame.offset)
+        last = i
+
+
+def _declared(sections: _Sections, section: SectionType,
+              **ranges: list[tuple[int, int]]) -> tuple[Any, Frame] | None:
+    """Decode PARAMS or ROWS, now that the target's declared ranges are known; their
+    indices must increase."""
+    got = sections.get(section)
+    if got is None:
+        return None
+    payload, frame = got
+    body = parse_body(section, payload, frame, **ranges)
+    _increasing(body.indices if section is SectionType.PARAMS else [e.index for e in body],
+                section.name, frame)
+    return body, frame
+
+
+def _apply_params(sections: _Sections, globals_: list[Global]) -> list[Global]:
+    got = _declared(sections, SectionType.PARAMS,
+                    global_ranges=[(g.lo, g.hi) for g in globals_])
+    if got is None:
+        return globals_
+    out = list(globals_)
+    for i, v in zip(got[0].indices, got[0].packed, strict=True):
+        g = out[i]
+        out[i] = Global(g.name, g.writable, g.lo, g.hi, v)
+    return out
+
+
+def _arrays(sections: _Sections, base: Image, removals: dict[ListKind, tuple[list[int], Frame]],
+            n_globals: int, header: Header) -> list[Array]:
+    """The target's arrays: merged from the base's and the ARRAYS section, then ROWS."""
+    got = sections.get(SectionType.ARRAYS)
+    entries = list(got[0]) if got is not None else []
+    removed, rframe = removals.get(ListKind.ARRAYS, ([], None))
+    frame = got[1] if got is not None else rframe
+    # Bound memory before expanding anything: the data claim was checked against the
+    # spacecraft's limits, so a patch cannot make us allocate more than that.
+    gone = set(removed)
+    elements = n_globals + sum(a.length for i, a in enumerate(base.arrays) if i not in gone) \
+        + sum(e.length for e in entries)
+    if elements * SLOT_BYTES > header.claims.data_bytes:
+        raise _reject(Reason.CLAIM_MISMATCH, f"the data needs {elements * SLOT_BYTES} bytes, "
+                      f"the header claims {header.claims.data_bytes}", "data",
+                      frame.offset if frame is not None else None)
+    new = []
+    for e in entries:
+        assert frame is not None
+        held = sum(chunk_length(c) for c in e.chunks)
+        if held != e.length:
+            raise _reject(Reason.BAD_DELTA, f"array `{e.name}`: chunks hold {held} values, its "
+                          f"length is {e.length}", "arrays.chunks", frame.offset)
+        values: list[int] = []
+        for c in e.chunks:
+            values.extend(expand_chunk(c))
+        new.append((e.index, Array(e.name, bool(e.writable), e.lo, e.hi, tuple(values))))
+    return _apply_rows(sections, _merge(ListKind.ARRAYS, base.arrays, removed, new, frame))
+
+
+def _apply_rows(sections: _Sections, arrays: list[Array]) -> list[Array]:
+    got = _declared(sections, SectionType.ROWS, array_ranges=[(a.lo, a.hi) for a in arrays])
+    if got is None:
+        return arrays
+    body, frame = got
+    for e in body:
+        a = arrays[e.index]
+        values = list(a.values)
+        pos = 0
+        for run in e.runs:
+            start = pos + run.skip
+            end = start + chunk_length(run)
+            if end > len(values):
+                raise _reject(Reason.BAD_DELTA, f"ROWS: rows {start}..{end - 1} of `{a.name}`, "
+                              f"which has {len(values)}", "rows.runs", frame.offset)
+            values[start:end] = expand_chunk(run)
+            pos = end
+        arrays[e.index] = Array(a.name, a.writable, a.lo, a.hi, tuple(values))
+    return arrays
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def verify_configuration(configuration: Configuration, profile: MissionProfile) -> None:
+    """Run the load-time bytecode verifier over a configuration's VMlets and then the
+    configuration on them, as the loader will (but before their ``on load`` runs, which may
+    hide more natives at activation). Raises ``VerifyError``."""
+    target = Target.of(profile)
+    for v in configuration.vmlets:
+        verify_image(v, target)
+    verify_image(configuration.config, target, vmlets=configuration.vmlets)
+
+
+# --------------------------------------------------------------------------- the patcher
+
+
+class Patcher:
+    """Validates and applies patches for one spacecraft, over its ``Store``."""
+
+    def __init__(self, profile: MissionProfile, store: Store, key: bytes, *,
+                 probation_frames: int = DEFAULT_PROBATION_FRAMES,
+                 max_patch_bytes: int = DEFAULT_MAX_PATCH_BYTES,
+                 accept_unverified: bool | None = None) -> None:
+        """``accept_unverified`` defaults to ``not profile.flight``. Raises ``KeyRefused``
+        for the development key on a flight profile."""
+        if profile.flight and key == development_key(profile.name):
+            raise KeyRefused(f"mission `{profile.name}` is a flight profile: it refuses the "
+                             f"development key")
+        if len(key) < 16:
+            raise KeyRefused(f"a patch key needs at least 16 bytes, this one has {len(key)}")
+        self.profile = profile
+        self.store = store
+        self._key = key
+        self.probation_frames = probation_frames
+        self.max_patch_bytes = max_patch_bytes
+        self.accept_unverified = (not profile.flight) if accept_unverified is None \
+            else accept_unverified
+        self.fates: list[Fate] = []
+        self._clean_frames = 0
+
+    # ------------------------------------------------------------------ checking
+
+    def check(self, data: bytes) -> Accepted:
+        """Every check, in the documented order; returns the rebuilt configuration or raises
+        ``PatchRejected``. Reads the store, writes nothing."""
+        try:
+            return self._check(data)
+        except PatchRejected:
+            raise
+        except FormatError as exc:
+            raise PatchRejected(exc.reason, exc.message, exc.field, exc.offset) from None
+
+    def _check(self, data: bytes) -> Accepted:
+        profile, store = self.profile, self.store
+        if len(data) > self.max_patch_bytes:
+            raise _reject(Reason.OVERSIZE, f"{len(data)} bytes exceed the "
+                          f"{self.max_patch_bytes} this patcher accepts", None,
+                          self.max_patch_bytes)
+        parsed = parse_header(data)
+        header, at = parsed.header, parsed.offsets
+        if parsed.size + TAG_BYTES > len(data):
+            raise _reject(Reason.TRUNCATED, "the patch ends before its tag", "tag", len(data))
+        if header.mission_id != profile.mission_id:
+            raise _reject(Reason.WRONG_MISSION, f"mission id {header.mission_id}, this is "
+                          f"mission {profile.mission_id} ({profile.name})", "mission",
+                          at["mission"])
+        if header.spacecraft_id != profile.spacecraft_id:
+            raise _reject(Reason.WRONG_SPACECRAFT, f"spacecraft id {header.spacecraft_id}, "
+                          f"this is spacecraft {profile.spacecraft_id}", "spacecraft",
+                          at["spacecraft"])
+        if not parsed.crc_ok:
+            raise _reject(Reason.HEADER_CRC, "the header's CRC does not match", "crc", at["crc"])
+        frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+        if not tag_ok(self._key, data):
+            raise _reject(Reason.BAD_TAG, "the tag does not authenticate the patch with this "
+                          "mission's key", "tag", len(data) - TAG_BYTES)
+        if header.unverified and not self.accept_unverified:
+            raise _reject(Reason.UNVERIFIED, "the patch is marked unverified and this "
+                          "spacecraft accepts only verified configurations", "flags",
+                          at["flags"])
+        if header.seq <= store.last_seq:
+            raise _reject(Reason.REPLAY, f"sequence number {header.seq} is not above the last "
+                          f"accepted {store.last_seq}", "seq", at["seq"])
+        if store.phase is not Phase.IDLE:
+            raise _reject(Reason.BUSY, f"a configuration is {store.phase.value}; wait for its "
+                          f"commit or rollback", None, None)
+        current = store.current()
+        on_board = hash_prefix(current.config if current else None)
+        if not (header.full and header.base_hash == NO_HASH) and header.base_hash != on_board:
+            raise _reject(Reason.WRONG_BASE, f"built on configuration "
+                          f"{header.base_hash.hex()}, the current one is {on_board.hex()}",
+                          "base", at["base"])
+        self._check_claims(header, at)
+        configuration = rebuild(header, frames, current, profile)
+        got = configuration.hash[:HASH_BYTES]
+        if got != header.target_hash:
+            raise _reject(Reason.HASH_MISMATCH, f"the rebuilt configuration's hash is "
+                          f"{got.hex()}, the patch's target is {header.target_hash.hex()}",
+                          "target", at["target"])
+        code, data_bytes = memory_bytes(configuration.config, configuration.vmlets)
+        for name, claimed, actual in (("code", header.claims.code_bytes, code),
+                                      ("data", header.claims.data_bytes, data_bytes)):
+            if claimed != actual:
+                raise _reject(Reason.CLAIM_MISMATCH, f"the configuration takes {actual} "
+                              f"{name} bytes, the header claims {claimed}", name, at[name])
+        try:
+            verify_configuration(configuration, profile)
+        except VerifyError as exc:
+            raise _reject(Reason.VERIFIER, f"{exc.code}: {exc}", "code") from None
+        return Accepted(header, configuration)
+
+    def _check_claims(self, header: Header, at: dict[str, int]) -> None:
+        p, c = self.profile, header.claims
+        limits = (
+            ("cycles", c.cycles_per_frame,
+             p.share_cycles_per_frame - p.patch_reserve_cycles_per_frame,
+             "cycles per frame (the share less the patch reserve)"),
+            ("share", c.share_bp, p.share_percent * 100, "basis points of each frame"),
+            ("code", c.code_bytes, p.code_bytes, "bytes of code memory"),
+            ("data", c.data_bytes, p.data_bytes, "bytes of data memory"),
+        )
+        for name, claimed, limit, unit in limits:
+            if claimed > limit:
+                raise _reject(Reason.OVER_BUDGET, f"claims {claimed} {unit}, the limit is "
+                              f"{limit}", name, at[name])
+
+    # ------------------------------------------------------------------ applying
+
+    def receive(self, data: bytes) -> Fate:
+        """Check a patch and, if it passes, stage it. Returns (and logs) its fate."""
+        self._log(Fate(FateStatus.RECEIVED, message=f"{len(data)} bytes"))
+        try:
+            accepted = self.check(data)
+        except PatchRejected as exc:
+            seq = None
+            try:
+                seq = parse_header(data).header.seq
+            except FormatError:
+                pass
+            return self._log(Fate(FateStatus.REJECTED, seq, None, exc.reason, exc.message,
+                                  exc.field, exc.offset))
+        h = accepted.header
+        self.store.stage(accepted.configuration, h.seq)
+        return self._log(Fate(FateStatus.STAGED, h.seq, h.target_hash,
+                              message=f"{accepted.configuration.config.name} "
+                                      f"v{accepted.configuration.config.version}"
+                                      + (" (unverified)" if h.flags & Flag.UNVERIFIED else "")))
+
+    def activate(self) -> Configuration:
+        """Switch to the staged configuration (call at a frame boundary); probation starts.
+        The VVM then loads it and runs its ``on apply``."""
+        config = self.store.activate()
+        self._clean_frames = 0
+        self._log(Fate(FateStatus.ACTIVE, self.store.state().seq, config.hash[:HASH_BYTES],
+                       message=f"probation for {self.probation_frames} frames"))
+        return config
+
+    def end_frame(self, *, fault: bool = False) -> Fate | None:
+        """Count one frame of probation (a no-op otherwise): a fault (trap or overrun) rolls
+        back, ``probation_frames`` clean frames commit. Returns the fate if it changed."""
+        if self.store.phase is not Phase.PROBATION:
+            return None
+        if fault:
+            return self.abort("a trap or overrun during probation")
+        self._clean_frames += 1
+        if self._clean_frames < self.probation_frames:
+            return None
+        self.store.commit()
+        state = self.store.state()
+        return self._log(Fate(FateStatus.COMMITTED, state.seq, _prefix(state.current),
+                              message=f"after {self._clean_frames} clean frames"))
+
+    def abort(self, why: str) -> Fate:
+        """Roll back the staged or probationary configuration now."""
+        state = self.store.state()
+        dropped = state.staged if state.phase is Phase.STAGED else state.current
+        self.store.rollback()
+        return self._log(Fate(FateStatus.ROLLED_BACK, state.seq, _prefix(dropped),
+                              message=why))
+
+    def boot(self) -> Fate | None:
+        """After a reset: a configuration that was on probation is rolled back."""
+        if self.store.phase is Phase.PROBATION:
+            return self.abort("reset during probation")
+        return None
+
+    def _log(self, fate: Fate) -> Fate:
+        self.fates.append(fate)
+        return fate
+
+
+def _prefix(h: bytes | None) -> bytes | None:
+    return None if h is None else h[:HASH_BYTES]

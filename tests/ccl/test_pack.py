@@ -1,0 +1,275 @@
+"""Packing on the ground: deltas, table runs, keys, and the pack/inspect/keygen commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ccl.pack_command
+from ccl.cli import cli
+from ccl.driver import Compiled, Compiler
+from ccl.pack import (
+    KEY_ENV,
+    PackError,
+    chunks,
+    diff_list,
+    format_key,
+    load_key,
+    pack,
+    parse_key,
+    row_runs,
+)
+from ccl.pack_command import Verdict, describe
+from onboard.patch_format import Flag, development_key, expand_chunk, parse_header
+from onboard.patcher import FateStatus, Patcher
+from onboard.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+EXO = ROOT / "missions" / "corot" / "configs" / "exo_e1.ccl"
+KEY = bytes(range(32))
+FAST = settings(max_examples=200, deadline=None)
+
+
+@pytest.fixture(scope="module")
+def exo() -> Compiled:
+    return Compiler().compile(EXO)
+
+
+def vmlets(c: Compiled) -> list:  # type: ignore[type-arg]
+    return [v.image for v in c.vmlets]
+
+
+# --------------------------------------------------------------------------- diffs
+
+
+@FAST
+@given(st.lists(st.integers(0, 6), max_size=12), st.lists(st.integers(0, 6), max_size=12))
+def test_diff_list_rebuilds_the_target(base: list[int], target: list[int]) -> None:
+    removed, new, pairs = diff_list(base, target)
+    kept = iter(v for i, v in enumerate(base) if i not in set(removed))
+    rebuilt = [target[j] if j in set(new) else next(kept) for j in range(len(target))]
+    assert rebuilt == target
+    assert all(base[i] == target[j] for i, j in pairs)
+    assert sorted(removed) == removed and sorted(new) == new
+
+
+@FAST
+@given(st.integers(0, 12), st.data())
+def test_chunks_cover_the_values(bits: int, data: st.DataObject) -> None:
+    hi = (1 << bits) - 1
+    values = data.draw(st.lists(st.one_of(st.just(0), st.integers(0, hi)), max_size=300))
+    out = chunks(values, 0, hi)
+    assert [v for c in out for v in _expand(c)] == values
+
+
+@FAST
+@given(st.integers(1, 12), st.data())
+def test_row_runs_rebuild_the_changed_table(bits: int, data: st.DataObject) -> None:
+    hi = (1 << bits) - 1
+    base = data.draw(st.lists(st.integers(0, hi), min_size=1, max_size=200))
+    target = list(base)
+    for i in data.draw(st.lists(st.integers(0, len(base) - 1), max_size=30)):
+        target[i] = data.draw(st.integers(0, hi))
+    rebuilt, pos = list(base), 0
+    for run in row_runs(base, target, 0, hi):
+        start = pos + run["skip"]
+        values = _expand(run)
+        rebuilt[start:start + len(values)] = values
+        pos = start + len(values)
+    assert rebuilt == target
+
+
+def _expand(chunk: dict) -> list[int]:  # type: ignore[type-arg]
+    return expand_chunk(type("C", (), {"header": chunk["header"], "packed": chunk["packed"]}))
+
+
+def test_contiguous_changed_rows_cost_their_bits(exo: Compiled) -> None:
+    base = [0] * 6000
+    target = list(base)
+    target[1000:1200] = [(7 * i) % 2033 for i in range(200)]
+    runs = row_runs(base, target, 0, 2032)
+    assert len(runs) <= 3  # the zeros inside the block may be a repeat chunk
+    assert sum(len(r["packed"]) for r in runs) * 11 <= 200 * 11 + 8 * len(runs)
+
+
+# --------------------------------------------------------------------------- pack
+
+
+def one_param(exo: Compiled) -> object:
+    glob = list(exo.image.globals)
+    glob[2] = dataclasses.replace(glob[2], value=60)
+    return dataclasses.replace(exo.image, globals=tuple(glob), version=5)
+
+
+def test_a_one_parameter_delta_fits_in_64_bytes(exo: Compiled) -> None:
+    packed = pack(one_param(exo), vmlets(exo), exo.mission, KEY, seq=2,  # type: ignore[arg-type]
+                  base=exo.image)
+    assert not packed.full and len(packed.data) <= 64
+    full = pack(one_param(exo), vmlets(exo), exo.mission, KEY, seq=2,  # type: ignore[arg-type]
+                base=exo.image, full=True)
+    assert full.full and len(full.data) > len(packed.data)
+
+
+def test_pack_refuses_what_it_cannot_pack(exo: Compiled) -> None:
+    vm = vmlets(exo)[0]
+    cases = [
+        (lambda: pack(vm, [], exo.mission, KEY, seq=1), "VMlet"),
+        (lambda: pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1, full=False),
+         "needs a base"),
+        (lambda: pack(exo.image, vmlets(exo), exo.mission, KEY, seq=0), "at least 1"),
+        (lambda: pack(exo.image, [], exo.mission, KEY, seq=1), "not given"),
+        (lambda: pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1, base=vm), "VMlet"),
+    ]
+    for make, text in cases:
+        with pytest.raises(PackError, match=text):
+            make()
+
+
+def test_the_unverified_flag_and_claims(exo: Compiled) -> None:
+    packed = pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1, unverified=True,
+                  cycles_per_frame=4_000)
+    h = parse_header(packed.data).header
+    assert h.unverified and h.full
+    assert h.claims.cycles_per_frame == 4_000 and h.claims.share_bp == 20  # 4000 / 2e6
+    assert h.claims.code_bytes == exo.image.code_bytes() + vmlets(exo)[0].code_bytes()
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def test_keys_from_file_environment_or_development(tmp_path: Path, exo: Compiled) -> None:
+    path = tmp_path / "k"
+    path.write_text(format_key(KEY, "corot"))
+    assert load_key(exo.mission, path, {}).secret == KEY
+    assert load_key(exo.mission, None, {KEY_ENV: KEY.hex()}).secret == KEY
+    dev = load_key(exo.mission, None, {})
+    assert dev.development and dev.secret == development_key("corot")
+    flight = dataclasses.replace(exo.mission, flight=True)
+    with pytest.raises(PackError, match="flight"):
+        load_key(flight, None, {})
+    assert load_key(flight, path, {}).secret == KEY
+    for bad in ("zz", "00" * 8):
+        with pytest.raises(PackError):
+            parse_key(bad, "test")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@pytest.fixture
+def proven(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ccl.pack_command, "run_verifier",
+                        lambda compiled, compiler: Verdict("proven", 3_000, "proven"))
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_keygen_writes_a_private_key_once(tmp_path: Path) -> None:
+    path = tmp_path / "corot.key"
+    r = run("keygen", "-o", str(path), "--mission", "corot")
+    assert r.exit_code == 0  # type: ignore[attr-defined]
+    assert len(parse_key(path.read_text(), "k")) == 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = run("keygen", "-o", str(path))
+    assert again.exit_code == 2 and "exists" in again.output  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status, code", [("refuted", 1), ("unknown", 3), ("unavailable", 3)])
+def test_pack_refuses_an_unproven_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                status: str, code: int) -> None:
+    monkeypatch.setattr(ccl.pack_command, "run_verifier",
+                        lambda compiled, compiler: Verdict(status, None, "because"))
+    out = tmp_path / "p.vvmp"
+    r = run("pack", str(EXO), "-o", str(out))
+    assert r.exit_code == code and "--unverified" in r.output  # type: ignore[attr-defined]
+    assert not out.exists()
+    r = run("pack", str(EXO), "-o", str(out), "--unverified")
+    assert r.exit_code == 0  # type: ignore[attr-defined]
+    assert parse_header(out.read_bytes()).header.flags & Flag.UNVERIFIED
+
+
+def test_pack_inspect_apply_round_trip(tmp_path: Path, proven: None, exo: Compiled) -> None:
+    key = tmp_path / "k"
+    run("keygen", "-o", str(key))
+    base = tmp_path / "base.vvmi"
+    run("compile", str(EXO), "-o", str(base))
+    changed = tmp_path / "exo_e1.ccl"
+    changed.write_text(EXO.read_text().replace("version 4", "version 5")
+                       .replace("= 50;", "= 60;"))
+    full, delta = tmp_path / "full.vvmp", tmp_path / "delta.vvmp"
+    r = run("pack", str(EXO), "--key", str(key), "--seq", "1", "-o", str(full), "--json")
+    assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
+    summary = json.loads(r.stdout)  # type: ignore[attr-defined]
+    assert summary["kind"] == "full" and summary["verified"]
+    r = run("pack", str(changed), "--base", str(base), "--key", str(key), "--seq", "2",
+            "-o", str(delta), "--json")
+    assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
+    assert json.loads(r.stdout)["kind"] == "delta"  # type: ignore[attr-defined]
+    assert not parse_header(delta.read_bytes()).header.unverified
+
+    r = run("inspect", str(delta), "--base", str(base), "--key", str(key), "--json")
+    assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
+    report = json.loads(r.stdout)  # type: ignore[attr-defined]
+    assert report["tag"]["status"] == "valid"
+    assert [s["type"] for s in report["sections"]] == ["PARAMS"]
+    assert report["changes"]["globals"]["values"] == [{"name": "cr_k10", "from": 50, "to": 60}]
+    assert report["target"]["matches_header"]
+    assert {f["field"] for f in report["header"]} >= {"magic", "seq", "base", "target", "crc"}
+    text = run("inspect", str(full))
+    assert "cosmic_filter" in text.output and "unchecked" in text.output  # type: ignore[attr-defined]
+
+    secret = parse_key(key.read_text(), "k")
+    patcher = Patcher(exo.mission, Store.init(tmp_path / "state"), secret, probation_frames=1)
+    for data in (full.read_bytes(), delta.read_bytes()):
+        assert patcher.receive(data).status is FateStatus.STAGED
+        patcher.activate()
+        patcher.end_frame()
+    current = patcher.store.current()
+    assert current is not None
+    assert current.hash.hex() == report["target"]["hash"]
+    assert current.hash == Compiler().compile(changed).image.content_hash
+
+
+def test_inspect_reports_bad_input_with_the_offset(tmp_path: Path, exo: Compiled) -> None:
+    data = pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1).data
+    cut = tmp_path / "cut.vvmp"
+    cut.write_bytes(data[:30])
+    r = run("inspect", str(cut))
+    assert r.exit_code == 1  # type: ignore[attr-defined]
+    assert "offset" in r.output and "error[truncated]" in r.output  # type: ignore[attr-defined]
+    flipped = bytearray(data)
+    flipped[60] ^= 0x20
+    bad = tmp_path / "bad.vvmp"
+    bad.write_bytes(bytes(flipped))
+    r = run("inspect", str(bad))
+    assert r.exit_code == 1 and "error[section-crc]" in r.output  # type: ignore[attr-defined]
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text(format_key(bytes(32)))
+    good = tmp_path / "good.vvmp"
+    good.write_bytes(data)
+    r = run("inspect", str(good), "--key", str(wrong))
+    assert r.exit_code == 1 and "invalid" in r.output  # type: ignore[attr-defined]
+    delta = tmp_path / "delta.vvmp"
+    delta.write_bytes(pack(one_param(exo), vmlets(exo), exo.mission, KEY, seq=2,  # type: ignore[arg-type]
+                           base=exo.image).data)
+    other = tmp_path / "other.vvmi"
+    other.write_bytes(one_param(exo).encode())  # type: ignore[attr-defined]
+    r = run("inspect", str(delta), "--base", str(other))
+    assert r.exit_code == 1 and "error[wrong-base]" in r.output  # type: ignore[attr-defined]
+
+
+def test_describe_a_delta_without_its_base(exo: Compiled) -> None:
+    data = pack(one_param(exo), vmlets(exo), exo.mission, KEY, seq=2,  # type: ignore[arg-type]
+                base=exo.image).data
+    report = describe(data, None, KEY)
+    assert report["kind"] == "delta" and report["tag"]["status"] == "valid"
+    assert "--base" in report["changes"]["note"]
