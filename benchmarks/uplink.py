@@ -1,0 +1,118 @@
+"""Benchmark: the uplink of a 16 KiB patch over CoRoT's passes, against the information bound.
+
+For each frame loss rate (0, 0.05, 0.10, 0.20) and each of ``--seeds`` seeds, a random
+16 KiB patch is sent over the CoRoT uplink windows (TLE passes over Kiruna and Aussaguel,
+140 kbit/day over at most 4 passes a day) through the seeded channel to the onboard
+receiver, with telemetry at every next pass, until it is complete on board.
+
+``delivery_vs_bound``: the link budget consumed until complete on board -- every byte sent,
+TC frame and Space Packet headers, segment headers, erasure-code redundancy and
+retransmissions included, in days of capacity -- divided by the bound
+size / (daily capacity x (1 - loss)); the mean over the seeds (p90 and max as context).
+``first_pass_to_complete_h``: hours from the first frame of the patch to its completion on
+board (activation by the onboard patcher comes later and is not measured here).
+``passes_7d_seconds``: computing 7 days of CoRoT passes over both stations; the value is the
+first call in the process (skyfield import and builtin timescale included), the best of
+three warm calls is given as context.
+
+Prints one JSON line per figure::
+
+    {"benchmark": "uplink", "metric": "delivery_vs_bound", "value": ..., "unit": "ratio",
+     "loss": 0.1, ...}
+
+Usage: ``python benchmarks/uplink.py [--seeds N] [--share-bytes N] [--confidence Q]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from ground.channel import Channel  # noqa: E402
+from ground.link import LinkBudget, delivery_vs_bound, patch_buffer_bytes, uplink_windows  # noqa: E402
+from ground.planner import DEFAULT_CONFIDENCE, DEFAULT_SHARE_BYTES, UplinkPatch  # noqa: E402
+from ground.uplink import simulate  # noqa: E402
+from onboard.mission import find_mission  # noqa: E402
+
+PATCH_BYTES = 16 * 1024
+LOSSES = (0.0, 0.05, 0.10, 0.20)
+TARGET_RATIO = 1.15
+TARGET_PASSES_S = 1.0
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=40)
+    ap.add_argument("--share-bytes", type=int, default=DEFAULT_SHARE_BYTES)
+    ap.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
+    ap.add_argument("--days", type=float, default=10.0, help="simulated days at most")
+    args = ap.parse_args(argv)
+    profile = find_mission("corot")
+
+    from ground.passes import compute_passes
+
+    t = time.perf_counter()
+    compute_passes(profile, days=7)
+    cold = time.perf_counter() - t
+    warm = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        week = compute_passes(profile, days=7)
+        warm = min(warm, time.perf_counter() - t)
+    figures = [{"metric": "passes_7d_seconds", "value": round(cold, 4), "unit": "s",
+                "warm_s": round(warm, 4), "passes": len(week),
+                "stations": sorted({p.station for p in week}), "target": TARGET_PASSES_S}]
+
+    budget = LinkBudget.from_profile(profile)
+    windows = uplink_windows(compute_passes(profile, days=args.days), budget)
+    t = time.perf_counter()
+    for loss in LOSSES:
+        ratios, hours = [], []
+        incomplete = 0
+        for seed in range(args.seeds):
+            patch = UplinkPatch("p", random.Random(seed).randbytes(PATCH_BYTES))
+            result = simulate([patch], windows, Channel(loss=loss), seed,
+                              profile.spacecraft_id, patch_buffer_bytes(profile),
+                              share_bytes=args.share_bytes, confidence=args.confidence)
+            r = result.patch("p")
+            if r.status != "complete" or r.elapsed is None:
+                incomplete += 1
+                continue
+            ratios.append(delivery_vs_bound(r.bytes_sent, PATCH_BYTES, loss))
+            hours.append(r.elapsed.total_seconds() / 3600)
+        common = {"loss": loss, "seeds": args.seeds, "incomplete": incomplete,
+                  "patch_bytes": PATCH_BYTES, "share_bytes": args.share_bytes,
+                  "confidence": args.confidence, "bits_per_day": budget.bits_per_day}
+        figures.append({"metric": "delivery_vs_bound", "value": round(statistics.mean(ratios), 4),
+                        "unit": "ratio", "p90": round(_quantile(ratios, 0.9), 4),
+                        "max": round(max(ratios), 4), "min": round(min(ratios), 4),
+                        "target": TARGET_RATIO, **common})
+        figures.append({"metric": "first_pass_to_complete_h",
+                        "value": round(statistics.mean(hours), 2), "unit": "h",
+                        "p90": round(_quantile(hours, 0.9), 2), "max": round(max(hours), 2),
+                        **common})
+    sim_s = time.perf_counter() - t
+    for fig in figures:
+        print(json.dumps({"benchmark": "uplink", **fig}), flush=True)
+    print(json.dumps({"benchmark": "uplink", "metric": "simulations_per_s",
+                      "value": round(len(LOSSES) * args.seeds / sim_s, 1), "unit": "1/s",
+                      "seeds": args.seeds}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

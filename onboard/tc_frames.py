@@ -1,0 +1,238 @@
+"""Telecommand framing: the bytes of one uplinked patch segment, defined once for both sides.
+
+A patch goes up as *segments* (erasure-coded shares, see ``onboard/erasure.py``). Each
+segment travels in one CCSDS Space Packet, and each packet in one CCSDS TC Transfer Frame
+(CCSDS 232.0-B), sent in bypass mode (Type-B): there is no acknowledgement during a pass, so
+the frame sequence number is informative only and the receiver accepts frames in any order.
+
+    TC frame  = primary header (5 bytes) | Space Packet | FECF (CRC-16-CCITT, 2 bytes)
+    packet    = primary header (6 bytes) | segment header (11 bytes) | share bytes
+    segment   = transfer id u16 | share id u8 | k u8 | patch length u24 | patch CRC-32 u32
+
+The ground builds the Space Packet with the ``spacepackets`` library and the frame with this
+module; the onboard receiver parses all three layers here. ``tests/onboard/test_tc_frames.py``
+proves that both sides agree byte for byte.
+
+The frame's spacecraft identifier has 10 bits: it is the mission's ``spacecraft_id`` modulo
+1024 (``tc_spacecraft_id``). Errors are ``FrameError`` with the field and the byte offset.
+
+Stdlib and construct only: the onboard side must stand alone.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass
+
+import construct as cs
+
+#: Largest TC transfer frame (the 10-bit frame length field counts octets minus one).
+MAX_FRAME_BYTES = 1024
+FRAME_HEADER_BYTES = 5
+FECF_BYTES = 2
+PACKET_HEADER_BYTES = 6
+SEGMENT_HEADER_BYTES = 11
+#: Bytes of one frame that are not share bytes.
+FRAME_OVERHEAD_BYTES = FRAME_HEADER_BYTES + PACKET_HEADER_BYTES + SEGMENT_HEADER_BYTES + FECF_BYTES
+#: Largest share that fits one frame.
+MAX_SHARE_BYTES = MAX_FRAME_BYTES - FRAME_OVERHEAD_BYTES
+
+#: Virtual channel and application process that carry patch segments.
+PATCH_VCID = 1
+PATCH_APID = 0x150
+#: Space Packet sequence flags: the packet is not part of a packet-level segmentation.
+UNSEGMENTED = 0b11
+MAX_PATCH_BYTES = (1 << 24) - 1
+
+FRAME_HEADER = cs.BitStruct(
+    "version" / cs.Const(0, cs.BitsInteger(2)),
+    "bypass" / cs.Flag,
+    "control" / cs.Flag,
+    "spare" / cs.Const(0, cs.BitsInteger(2)),
+    "spacecraft_id" / cs.BitsInteger(10),
+    "vcid" / cs.BitsInteger(6),
+    "length_minus_one" / cs.BitsInteger(10),
+    "sequence" / cs.BitsInteger(8),
+)
+
+PACKET_HEADER = cs.BitStruct(
+    "version" / cs.Const(0, cs.BitsInteger(3)),
+    "telecommand" / cs.Flag,
+    "secondary_header" / cs.Flag,
+    "apid" / cs.BitsInteger(11),
+    "sequence_flags" / cs.BitsInteger(2),
+    "sequence_count" / cs.BitsInteger(14),
+    "data_length_minus_one" / cs.BitsInteger(16),
+)
+
+SEGMENT_HEADER = cs.Struct(
+    "transfer" / cs.Int16ub,
+    "share" / cs.Int8ub,
+    "k" / cs.Int8ub,
+    "patch_length" / cs.Int24ub,
+    "patch_crc" / cs.Int32ub,
+)
+
+
+class FrameError(Exception):
+    """Bytes that are not a well-formed patch segment frame; names the field and offset."""
+
+    def __init__(self, message: str, field: str, offset: int) -> None:
+        super().__init__(f"{field} at byte {offset}: {message}")
+        self.message = message
+        self.field = field
+        self.offset = offset
+
+
+def tc_spacecraft_id(spacecraft_id: int) -> int:
+    """The 10-bit spacecraft identifier of the TC frame header for a mission's id."""
+    return spacecraft_id % 1024
+
+
+def crc16_ccitt(data: bytes) -> int:
+    """CRC-16-CCITT as CCSDS uses it for the frame error control field (init 0xFFFF)."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def patch_crc(data: bytes) -> int:
+    """The end-to-end check of a reassembled patch carried in every segment header."""
+    return binascii.crc32(data) & 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One share of one patch transfer, as carried in a segment header plus its bytes."""
+
+    transfer: int
+    share: int
+    k: int
+    patch_length: int
+    patch_crc: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class TcFrame:
+    """A parsed TC transfer frame: header fields and the data field (FECF checked)."""
+
+    spacecraft_id: int
+    vcid: int
+    sequence: int
+    bypass: bool
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SpacePacket:
+    """A parsed Space Packet: header fields and the packet data field."""
+
+    apid: int
+    telecommand: bool
+    sequence_count: int
+    data: bytes
+
+
+# --------------------------------------------------------------------------- build
+
+
+def build_frame(data: bytes, spacecraft_id: int, vcid: int = PATCH_VCID,
+                sequence: int = 0) -> bytes:
+    """A Type-B (bypass) TC transfer frame around ``data``, with its FECF."""
+    total = FRAME_HEADER_BYTES + len(data) + FECF_BYTES
+    if total > MAX_FRAME_BYTES:
+        raise ValueError(f"frame of {total} bytes exceeds {MAX_FRAME_BYTES}")
+    head = FRAME_HEADER.build(dict(bypass=True, control=False,
+                                   spacecraft_id=tc_spacecraft_id(spacecraft_id), vcid=vcid,
+                                   length_minus_one=total - 1, sequence=sequence % 256))
+    body = head + data
+    return body + crc16_ccitt(body).to_bytes(2, "big")
+
+
+def build_segment_data(seg: Segment) -> bytes:
+    """The packet data field of a segment: segment header then share bytes."""
+    return SEGMENT_HEADER.build(dict(transfer=seg.transfer, share=seg.share, k=seg.k,
+                                     patch_length=seg.patch_length,
+                                     patch_crc=seg.patch_crc)) + seg.data
+
+
+def build_packet(data: bytes, sequence_count: int, apid: int = PATCH_APID) -> bytes:
+    """An unsegmented TC Space Packet without secondary header (the onboard reference
+    encoding; the ground builds the same bytes with ``spacepackets``)."""
+    if not data:
+        raise ValueError("a Space Packet carries at least one data octet")
+    return PACKET_HEADER.build(dict(telecommand=True, secondary_header=False, apid=apid,
+                                    sequence_flags=UNSEGMENTED,
+                                    sequence_count=sequence_count % (1 << 14),
+                                    data_length_minus_one=len(data) - 1)) + data
+
+
+# --------------------------------------------------------------------------- parse
+
+
+def parse_frame(raw: bytes, spacecraft_id: int) -> TcFrame:
+    """Check and split one TC transfer frame; raises ``FrameError``."""
+    if len(raw) < FRAME_HEADER_BYTES + FECF_BYTES:
+        raise FrameError(f"frame of {len(raw)} bytes is shorter than its header and FECF",
+                         "frame", 0)
+    body, fecf = raw[:-FECF_BYTES], int.from_bytes(raw[-FECF_BYTES:], "big")
+    if crc16_ccitt(body) != fecf:
+        raise FrameError("frame error control does not match (corrupted frame)", "FECF",
+                         len(raw) - FECF_BYTES)
+    try:
+        h = FRAME_HEADER.parse(raw[:FRAME_HEADER_BYTES])
+    except cs.ConstructError:
+        raise FrameError("transfer frame version or spare bits are not 0", "frame header",
+                         0) from None
+    if h.length_minus_one + 1 != len(raw):
+        raise FrameError(f"frame length field says {h.length_minus_one + 1} bytes, "
+                         f"the frame has {len(raw)}", "frame length", 2)
+    if h.spacecraft_id != tc_spacecraft_id(spacecraft_id):
+        raise FrameError(f"spacecraft id {h.spacecraft_id} is not ours "
+                         f"({tc_spacecraft_id(spacecraft_id)})", "spacecraft id", 0)
+    return TcFrame(h.spacecraft_id, h.vcid, h.sequence, h.bypass,
+                   bytes(raw[FRAME_HEADER_BYTES:-FECF_BYTES]))
+
+
+def parse_packet(raw: bytes, base: int = 0) -> SpacePacket:
+    """Split one Space Packet that fills ``raw`` exactly; ``base`` offsets error positions."""
+    if len(raw) < PACKET_HEADER_BYTES + 1:
+        raise FrameError(f"{len(raw)} bytes cannot hold a Space Packet", "space packet", base)
+    try:
+        h = PACKET_HEADER.parse(raw[:PACKET_HEADER_BYTES])
+    except cs.ConstructError:
+        raise FrameError("packet version is not 0", "packet header", base) from None
+    if h.data_length_minus_one + 1 != len(raw) - PACKET_HEADER_BYTES:
+        raise FrameError(f"packet data length field says {h.data_length_minus_one + 1} bytes, "
+                         f"the frame carries {len(raw) - PACKET_HEADER_BYTES}",
+                         "packet data length", base + 4)
+    return SpacePacket(h.apid, h.telecommand, h.sequence_count,
+                       bytes(raw[PACKET_HEADER_BYTES:]))
+
+
+def parse_segment(raw: bytes, base: int = 0) -> Segment:
+    """Split a packet data field into segment header and share bytes."""
+    if len(raw) <= SEGMENT_HEADER_BYTES:
+        raise FrameError(f"{len(raw)} bytes cannot hold a segment header and data",
+                         "segment header", base)
+    h = SEGMENT_HEADER.parse(raw[:SEGMENT_HEADER_BYTES])
+    if h.k == 0:
+        raise FrameError("k must be at least 1", "segment k", base + 3)
+    if h.patch_length == 0 or h.patch_length > h.k * (len(raw) - SEGMENT_HEADER_BYTES):
+        raise FrameError(f"patch length {h.patch_length} does not fit k = {h.k} shares of "
+                         f"{len(raw) - SEGMENT_HEADER_BYTES} bytes", "segment patch length",
+                         base + 4)
+    return Segment(h.transfer, h.share, h.k, h.patch_length, h.patch_crc,
+                   bytes(raw[SEGMENT_HEADER_BYTES:]))
+
+
+def read_segment(raw: bytes, spacecraft_id: int) -> Segment:
+    """Frame -> packet -> segment, with every check; raises ``FrameError``."""
+    frame = parse_frame(raw, spacecraft_id)
+    if frame.vcid != PATCH_VCID:
+        raise FrameError(f"virtual channel {frame.vcid} does not carry patches "
+                         f"(expected {PATCH_VCID})", "virtual channel id", 2)
+    packet = parse_packet(frame.data, FRAME_HEADER_BYTES)
+    if packet.apid != PATCH_APID or not packet.telecommand:
+        raise FrameError(f"APID {packet.apid:#x} is not the patch APID {PATCH_APID:#x}",
+                         "packet APID", FRAME_HEADER_BYTES)
+    return parse_segment(packet.data, FRAME_HEADER_BYTES + PACKET_HEADER_BYTES)

@@ -1,0 +1,41 @@
+"""Shared fixtures of the ground tests: the CoRoT profile, its passes and uplink windows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from ground.link import LinkBudget, UplinkWindow, uplink_windows
+from ground.passes import Pass, compute_passes
+from onboard.mission import MissionProfile, find_mission
+
+
+@pytest.fixture(scope="session")
+def corot() -> MissionProfile:
+    return find_mission("corot")
+
+
+@pytest.fixture(scope="session")
+def corot_passes(corot: MissionProfile) -> list[Pass]:
+    """Ten days of CoRoT passes over Kiruna and Aussaguel from the TLE epoch day."""
+    return compute_passes(corot, days=10)
+
+
+@pytest.fixture(scope="session")
+def corot_windows(corot: MissionProfile, corot_passes: list[Pass]) -> list[UplinkWindow]:
+    return uplink_windows(corot_passes, LinkBudget.from_profile(corot))
+
+
+@pytest.fixture(scope="session")
+def make_patch() -> Callable[..., bytes]:
+    """Bytes of a patch in the onboard patch format (header, no section, tag) plus filler."""
+    from onboard import patch_format as pf
+
+    def make(base: bytes, target: bytes, full: bool = False, code: int = 100,
+             data: int = 400) -> bytes:
+        header = pf.Header(pf.Flag.FULL if full else pf.Flag(0), 1, 29678, 5, 4, base, target,
+                           pf.Claims(1000, 100, code, data))
+        return pf.assemble(header, [], pf.development_key("corot")) + bytes(2000)
+
+    return make

@@ -1,0 +1,112 @@
+"""`ccl passes`, `ccl uplink plan|simulate` and `ccl status` as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ccl.cli import cli
+
+
+@pytest.fixture()
+def patch_files(tmp_path: Path) -> tuple[Path, Path]:
+    rnd = random.Random(3)
+    big, small = tmp_path / "big.vvmp", tmp_path / "small.vvmp"
+    big.write_bytes(rnd.randbytes(16_384))
+    small.write_bytes(rnd.randbytes(1_500))
+    return big, small
+
+
+def ccl(*args: object) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_clean(result: Result) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+
+
+def test_passes_table_and_json() -> None:
+    r = ccl("passes", "--mission", "corot", "--days", "3")
+    assert r.exit_code == 0, r.output
+    assert "corot:" in r.output and "Kiruna" in r.output and "Aussaguel" in r.output
+    r = ccl("passes", "--mission", "corot", "--days", "3", "--json")
+    data = json.loads(r.output)
+    assert data["bits_per_day"] == 140_000
+    uplink = [p for p in data["passes"] if p["uplink"]]
+    assert len(uplink) == 12
+    assert sum(p["budget_bytes"] for p in uplink) == 3 * 17_500
+    assert all(p["max_elevation_deg"] >= 10 for p in data["passes"])
+
+
+def test_plan_table_and_refusal(patch_files: tuple[Path, Path],
+                                make_patch: Callable[..., bytes]) -> None:
+    big, small = patch_files
+    r = ccl("uplink", "plan", big, f"{small},priority=3", "--loss", "0.1")
+    assert r.exit_code == 0, r.output
+    assert "small.vvmp: scheduled, k = 3 shares" in r.output
+    assert "big.vvmp: scheduled, k = 32 shares of 512 bytes" in r.output
+    header_patch = big.parent / "delta.vvmp"
+    header_patch.write_bytes(make_patch(bytes(8), bytes(range(8)), full=True))
+    r = ccl("uplink", "plan", header_patch, "--onboard", "ab" * 32)
+    assert r.exit_code == 0, r.output
+    assert "delta.vvmp: scheduled [seq 5, full to version 4 (0001020304050607)" in r.output
+    r = ccl("uplink", "plan", f"{big},deadline=3h", "--json")
+    assert r.exit_code == 1
+    data = json.loads(r.output)
+    assert data["patches"][0]["status"] == "refused"
+    assert "after its deadline" in data["patches"][0]["reason"]
+
+
+def test_simulate_plot_ledger_and_status(tmp_path: Path,
+                                         patch_files: tuple[Path, Path]) -> None:
+    big, small = patch_files
+    ledger, png = tmp_path / "ledger.sqlite", tmp_path / "timeline.png"
+    r = ccl("uplink", "simulate", big, f"{small},priority=2", "--loss", "0.1", "--seed", "1",
+            "--plot", png, "--ledger", ledger, "--report-loss", "0.2", "--cancel", "0.1")
+    assert r.exit_code == 0, r.output
+    assert "big.vvmp (16384 bytes): complete; k = 32 shares of 512 bytes" in r.output
+    assert "x the bound" in r.output and "timeline drawn" in r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = ccl("uplink", "simulate", big, f"{small},priority=2", "--loss", "0.1", "--seed",
+                "1", "--ledger", ledger, "--report-loss", "0.2", "--cancel", "0.1", "--json")
+    data = json.loads(again.output)
+    assert data["run"] == 2 and data["seed"] == 1
+    first = [line for line in r.output.splitlines() if line.startswith("big.vvmp")][0]
+    assert f"{data['patches'][0]['frames_sent']} frames sent" in first  # same seed, same run
+    assert data["patches"][0]["delivery_vs_bound"] < 1.4
+    s = ccl("status", "--ledger", ledger)
+    assert s.exit_code == 0, s.output
+    assert "2 runs, 2 patches" in s.output and "run 2 (simulation" in s.output
+    assert "complete" in s.output
+    s = ccl("status", "--ledger", ledger, "--run", "1", "--json")
+    info = json.loads(s.output)
+    assert info["run"] == 1 and {t["state"] for t in info["transfers"]} == {"complete"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["passes", "--mission", "nosuch"], "unknown mission `nosuch`"),
+    (["passes", "--start", "yesterday"], "is not an ISO date-time"),
+    (["uplink", "plan", "/nonexistent/p.vvmp"], "cannot read patch /nonexistent/p.vvmp"),
+    (["uplink", "plan", "{big},colour=red"], "unknown setting 'colour'"),
+    (["uplink", "plan", "{big},priority=high"], "priority 'high' is not an integer"),
+    (["uplink", "plan", "{big},deadline=soon"], "neither a duration nor a date-time"),
+    (["uplink", "plan", "{big},base=abcd"], "base has 2 bytes"),
+    (["uplink", "plan", "{big}", "{big}"], "two patches are named big.vvmp"),
+    (["uplink", "simulate", "{big}", "--loss", "1.5"], "--loss"),
+    (["status", "--ledger", "{tmp}/none.sqlite"], "no ledger at"),
+    (["uplink", "simulate", "{big}", "--days", "0.1"], "no uplink pass in the 0.1 days"),
+    (["passes", "--schedule", "fixed"], "mission corot has no [[link.schedule]]"),
+])
+def test_bad_input_gives_one_clear_message(tmp_path: Path, patch_files: tuple[Path, Path],
+                                           args: list[str], message: str) -> None:
+    big, _ = patch_files
+    r = ccl(*[a.format(big=big, tmp=tmp_path) for a in args])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert_clean(r)

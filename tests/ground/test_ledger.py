@@ -1,0 +1,67 @@
+"""The ledger: what was sent, what telemetry acknowledged, what is on board."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from ground.channel import Channel
+from ground.ledger import DEFAULT_LEDGER, LEDGER_ENV, Ledger, LedgerError, ledger_path
+from ground.link import UplinkWindow
+from ground.planner import UplinkPatch
+from ground.uplink import Faults, simulate
+
+H0, H1 = b"\x00" * 32, b"\x01" * 32
+
+
+def test_ledger_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(LEDGER_ENV, raising=False)
+    assert ledger_path(None) == Path(DEFAULT_LEDGER) == Path("ccl-ledger.sqlite")
+    monkeypatch.setenv(LEDGER_ENV, "/tmp/x.sqlite")
+    assert ledger_path(None) == Path("/tmp/x.sqlite")
+    assert ledger_path("given.sqlite") == Path("given.sqlite")
+
+
+def test_a_simulated_run_is_recorded(tmp_path: Path,
+                                     corot_windows: list[UplinkWindow]) -> None:
+    patch = UplinkPatch("p", random.Random(1).randbytes(9000), priority=2, base_hash=H0,
+                        target_hash=H1)
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        ledger.add_image(H1, "config", "exo_e1", 4, b"image bytes")
+        rec = ledger.start_run("simulation", "corot", 5, {"loss": 0.1})
+        result = simulate([patch], corot_windows, Channel(loss=0.1), 5, 29678, 131_072,
+                          faults=Faults(lost_reports=frozenset({2})), recorder=rec,
+                          initial_config=H0)
+    r = result.patch("p")
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        info = ledger.status()
+        assert (info["run"], info["seed"], info["params"]) == (1, 5, {"loss": 0.1})
+        assert info["images"] == 1 and info["patches"] == 1 and info["config_versions"] == 1
+        assert info["onboard_config"]["hash"] == H1.hex()
+        assert (info["onboard_config"]["name"], info["onboard_config"]["version"]) == (
+            "exo_e1", 4)
+        [t] = info["transfers"]
+        assert (t["patch"], t["state"], t["fate"], t["k"]) == ("p", "complete", 0, r.k)
+        assert (t["frames_sent"], t["bytes_sent"]) == (r.frames_sent, r.bytes_sent)
+        assert t["shares_held"] == r.k and 0 < t["shares_acked"] < r.k
+        assert info["passes"]["used"] == len(result.windows)
+        assert info["reports"] == sum(w.report_received for w in result.windows)
+        db = ledger.db
+        sent = db.execute("SELECT COUNT(*) FROM segments_sent").fetchone()[0]
+        assert sent == r.frames_sent
+        raw = db.execute("SELECT raw FROM reports ORDER BY pass_idx LIMIT 1").fetchone()[0]
+        assert raw.startswith(b"RXTM")
+        assert ledger.runs()[0]["mission"] == "corot"
+        with pytest.raises(LedgerError, match="no run 9"):
+            ledger.status(9)
+
+
+def test_an_empty_ledger_and_a_broken_file(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "empty.sqlite") as ledger:
+        assert ledger.status()["run"] is None
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(LedgerError, match="cannot open the ledger"):
+        Ledger(bad)
