@@ -46,6 +46,7 @@ from onboard.patch_format import (
     compress,
     development_key,
     hash_prefix,
+    key_from_text,
     make_chunk,
     memory_bytes,
     parse_frames,
@@ -95,16 +96,10 @@ def format_key(key: bytes, mission: str | None = None) -> str:
 
 def parse_key(text: str, source: str) -> bytes:
     """A key from its hex text (comment lines starting with # are ignored)."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     try:
-        key = bytes.fromhex("".join(lines))
-    except ValueError:
-        raise PackError(f"{source}: not a hex key", "write one with `ccl keygen -o FILE`") \
-            from None
-    if len(key) < 16:
-        raise PackError(f"{source}: a key needs at least 16 bytes, this one has {len(key)}",
-                        "write one with `ccl keygen -o FILE`")
-    return key
+        return key_from_text(text)
+    except ValueError as exc:
+        raise PackError(f"{source}: {exc}", "write one with `ccl keygen -o FILE`") from None
 
 
 def load_key(profile: MissionProfile, path: Path | None,

@@ -1,8 +1,9 @@
 """The ``vvm`` command: the onboard simulator's user interface.
 
-Stdlib only (argparse): the onboard side stands alone. ``vvm init/load/run/status`` drive
-a simulated VVM kept in a state directory (``onboard.simulator``); ``vvm inspect`` reads an
-image as the satellite would. Exit codes: 0 ok, 1 rejected input, 2 usage.
+Stdlib only (argparse): the onboard side stands alone. ``vvm init/load/apply/run/status``
+drive a simulated VVM kept in a state directory (``onboard.simulator``); ``vvm inspect``
+reads an image as the satellite would. Exit codes: 0 ok, 1 rejected input (a refused image
+or patch), 2 usage.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from onboard.image import ImageError, decode_image
 from onboard.listing import listing
 from onboard.loader import LoadError
 from onboard.mission import MissionError
+from onboard.patch_format import key_from_text
+from onboard.patcher import FateStatus
+from onboard.reconfiguration import PatchEvent
 from onboard.simulator import Simulator, StateError, parse_duration
 
 
@@ -32,7 +36,15 @@ def _missions(args: argparse.Namespace) -> tuple[Path, ...]:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    sim = Simulator.init(Path(args.state), args.mission, args.seed, _missions(args))
+    key = None
+    if args.key is not None:
+        try:
+            key = key_from_text(Path(args.key).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            return _fail(f"cannot read key file {args.key}: {exc}", "check the path", 2)
+        except ValueError as exc:
+            return _fail(f"{args.key}: {exc}", "write one with `ccl keygen -o FILE`")
+    sim = Simulator.init(Path(args.state), args.mission, args.seed, _missions(args), key)
     print(f"{args.state}: VVM for mission {sim.vvm.profile.name}, seed {args.seed}, "
           f"share {sim.vvm.profile.share_cycles_per_frame} cycles per "
           f"{sim.vvm.profile.frame_ms} ms frame")
@@ -60,20 +72,58 @@ def _cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fate_line(e: PatchEvent) -> str:
+    f = e.fate
+    text = f"  t = {e.time_ms / 1000:9.1f} s  patch {e.ticket}"
+    text += f" (seq {f.seq})" if f.seq is not None else ""
+    text += f"  {f.status.value}"
+    if f.reason is not None:
+        where = f" at {f.field}" if f.field else ""
+        where += f", byte {f.offset}" if f.offset is not None else ""
+        text += f" [{f.reason.value}{where}]"
+    return text + (f": {f.message}" if f.message else "")
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    try:
+        data = Path(args.patch).read_bytes()
+    except OSError as exc:
+        return _fail(f"cannot read {args.patch}: {exc.strerror}", "check the path", 2)
+    sim = Simulator.open(Path(args.state), _missions(args))
+    events = sim.apply(data)
+    last = events[-1].fate
+    if args.json:
+        print(json.dumps({"patch": args.patch, "fates": [e.to_json() for e in events],
+                          "store": sim.vvm.status().get("store")}, indent=1))
+    else:
+        print(f"{args.patch}: {len(data)} bytes")
+        print("\n".join(_fate_line(e) for e in events))
+    if last.status is FateStatus.REJECTED:
+        if not args.json:
+            print(f"  the state is unchanged; {_REJECTION_HINT}", file=sys.stderr)
+        return 1
+    return 0
+
+
+_REJECTION_HINT = ("re-pack it against the configuration on board (`vvm status` shows its "
+                   "hash) with a sequence number above the last accepted")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     try:
         ms = parse_duration(args.duration)
     except ValueError as exc:
         return _fail(str(exc), "durations look like 90s, 30m, 6h, 2d", 2)
     sim = Simulator.open(Path(args.state), _missions(args))
-    if sim.vvm.program is None:
-        return _fail("no configuration is loaded", f"`vvm load {args.state} IMAGE` first")
+    seen = len(sim.reconfiguration.events)
     start = sim.vvm.now_ms
     sim.run(ms)
     tel = sim.vvm.telemetry
     print(f"ran {(sim.vvm.now_ms - start) / 1000:.1f} s of simulated time: now "
           f"t = {sim.vvm.now_ms / 1000:.1f} s, {tel.fault_count} faults, worst frame "
           f"{100 * tel.worst_share():.1f} % of the share")
+    for e in sim.reconfiguration.events[seen:]:
+        print(_fate_line(e))
     return 0
 
 
@@ -100,6 +150,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for f in status["faults"][-10:]:
         print(f"    t={f['time_ms'] / 1000:.1f} s {f['task']}: {f['code']} in {f['unit']} "
               f"+{f['offset']}")
+    store = status["store"]
+    print(f"  store {store['phase']}, last sequence {store['last_seq']}, current "
+          f"{(store['current'] or '-')[:16]}, previous {(store['previous'] or '-')[:16]}")
+    for e in sim.reconfiguration.events[-10:]:
+        print(_fate_line(e))
     return 0
 
 
@@ -144,10 +199,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = stateful("init", "create a state directory for a mission")
     p.add_argument("--mission", required=True)
     p.add_argument("--seed", type=int, default=1, help="seed of the simulated spacecraft")
+    p.add_argument("--key", metavar="FILE", help="the patch key (from `ccl keygen`); default: "
+                   "the mission's development key, which a flight profile refuses")
     p.set_defaults(func=_cmd_init)
     p = stateful("load", "load VMlet and configuration images directly (no link)")
     p.add_argument("images", nargs="+")
     p.set_defaults(func=_cmd_load)
+    p = stateful("apply", "hand the VVM a patch and run until it is active or rejected")
+    p.add_argument("patch")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_apply)
     p = stateful("run", "advance the simulated clock, running the tasks")
     p.add_argument("--for", dest="duration", required=True, help="e.g. 90s, 30m, 6h, 2d")
     p.set_defaults(func=_cmd_run)

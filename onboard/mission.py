@@ -139,6 +139,20 @@ class EnvKey:
 
 
 @dataclass(frozen=True)
+class ReconfigCosts:
+    """What handling a patch costs on board, in cycles of the patch reserve, and how long a
+    new configuration stays on probation (``[reconfiguration]`` of the profile)."""
+
+    check_per_byte: int = 80          # CRCs, HMAC-SHA256, decoding and rebuilding
+    verify_per_code_byte: int = 120   # the load-time bytecode verifier
+    store_per_byte: int = 12          # writing a slot of the configuration store
+    journal: int = 2_000              # one journal record (every store operation)
+    bind_per_code_byte: int = 40      # binding and preparing code at the switch
+    probation_frames: int = 600       # clean frames before a new configuration is kept
+    max_pending: int = 4              # complete patches waiting for their turn
+
+
+@dataclass(frozen=True)
 class MissionProfile:
     """The shared facts about one spacecraft."""
 
@@ -159,6 +173,7 @@ class MissionProfile:
     natives: Mapping[str, Native]
     env: Mapping[str, EnvKey]
     raw: Mapping[str, Any]
+    reconfig: ReconfigCosts = ReconfigCosts()
 
     @property
     def frame_cycles(self) -> int:
@@ -239,7 +254,20 @@ def _profile(path: Path, data: Mapping[str, Any]) -> MissionProfile:
         natives=natives,
         env=env,
         raw=data,
+        reconfig=_reconfig(data.get("reconfiguration", {})),
     )
+
+
+def _reconfig(table: Mapping[str, Any]) -> ReconfigCosts:
+    known = ReconfigCosts.__dataclass_fields__
+    for key in table:
+        if key not in known:
+            raise ValueError(f"[reconfiguration] has an unknown key {key!r} "
+                             f"(known: {', '.join(known)})")
+    values = {k: int(v) for k, v in table.items()}
+    if any(v < 0 for v in values.values()) or values.get("max_pending", 1) < 1:
+        raise ValueError("[reconfiguration] values must be >= 0 (max_pending >= 1)")
+    return ReconfigCosts(**values)
 
 
 # --------------------------------------------------------------------------- lookup

@@ -817,6 +817,19 @@ def memory_bytes(config: Image, vmlets: Sequence[Image]) -> tuple[int, int]:
 DEVELOPMENT_KEY_LABEL = b"CCL-VVM development patch key, never for flight: "
 
 
+def key_from_text(text: str) -> bytes:
+    """A patch key from its file's text: hex, lines starting with ``#`` ignored (the file
+    ``ccl keygen`` writes). Raises ``ValueError`` saying what is wrong."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    try:
+        key = bytes.fromhex("".join(lines))
+    except ValueError:
+        raise ValueError("not a hex key") from None
+    if len(key) < 16:
+        raise ValueError(f"a key needs at least 16 bytes, this one has {len(key)}")
+    return key
+
+
 def development_key(mission: str) -> bytes:
     """The demo key of ``mission``: SHA-256 of a public label and the mission name. Anyone can
     compute it, so a mission profile with ``flight = true`` refuses it."""

@@ -21,15 +21,16 @@ stable ``Reason`` (see ``onboard.patch_format``), the field and the byte offset:
 ``check`` reads the store but writes nothing, so a rejected patch leaves the state directory
 byte for byte as it was. ``receive`` checks and then stages into the spare slot.
 
-The scheduler (``onboard.vvm``) drives the rest; the API it uses::
+``onboard.reconfiguration`` drives the rest on board, paced by the patch reserve; the API
+it uses (``receive`` and ``end_frame`` do the same steps at once, for direct use)::
 
-    fate = patcher.receive(patch_bytes)     # -> Fate: REJECTED (reason) or STAGED
-    if patcher.store.phase is Phase.STAGED:  # at a frame boundary:
-        config = patcher.activate()         #   switch; the VVM loads it, runs `on apply`
-    patcher.end_frame(fault=trapped or overrun)  # every frame: during probation, a fault
-                                            #   rolls back; `probation_frames` clean
-                                            #   frames commit (each returns its Fate)
-    patcher.abort("load failed: ...")       # roll back now (the VVM could not load it)
+    accepted = patcher.check(patch_bytes)   # raises PatchRejected; patcher.reject() logs it
+    fate = patcher.stage(accepted)          # -> STAGED: written into the spare slot
+    config = patcher.activate()             # at a frame boundary: the VVM loads it, runs
+                                            #   `on apply`; probation starts
+    if patcher.count_clean_frames(n):       # frames of probation without a trap or overrun
+        patcher.commit()                    #   enough of them: keep it
+    patcher.abort("load failed: ...")       # roll back now (a fault, or a failed load)
     patcher.boot()                          # after a reset: a configuration that was on
                                             #   probation is rolled back
     patcher.fates                           # every fate so far, for telemetry
@@ -88,8 +89,6 @@ from onboard.verifier import SLOT_BYTES, Target, VerifyError, verify_image
 
 #: Largest patch accepted unless the patcher is told otherwise (bytes).
 DEFAULT_MAX_PATCH_BYTES = 64 * 1024
-#: Clean frames a new configuration must run before it is committed (60 s of 100 ms frames).
-DEFAULT_PROBATION_FRAMES = 600
 
 T = TypeVar("T")
 
@@ -475,11 +474,12 @@ class Patcher:
     """Validates and applies patches for one spacecraft, over its ``Store``."""
 
     def __init__(self, profile: MissionProfile, store: Store, key: bytes, *,
-                 probation_frames: int = DEFAULT_PROBATION_FRAMES,
+                 probation_frames: int | None = None,
                  max_patch_bytes: int = DEFAULT_MAX_PATCH_BYTES,
                  accept_unverified: bool | None = None) -> None:
-        """``accept_unverified`` defaults to ``not profile.flight``. Raises ``KeyRefused``
-        for the development key on a flight profile."""
+        """``probation_frames`` defaults to the profile's, ``accept_unverified`` to ``not
+        profile.flight``. Raises ``KeyRefused`` for the development key on a flight
+        profile."""
         if profile.flight and key == development_key(profile.name):
             raise KeyRefused(f"mission `{profile.name}` is a flight profile: it refuses the "
                              f"development key")
@@ -488,7 +488,8 @@ class Patcher:
         self.profile = profile
         self.store = store
         self._key = key
-        self.probation_frames = probation_frames
+        self.probation_frames = profile.reconfig.probation_frames if probation_frames is None \
+            else probation_frames
         self.max_patch_bytes = max_patch_bytes
         self.accept_unverified = (not profile.flight) if accept_unverified is None \
             else accept_unverified
@@ -584,18 +585,27 @@ class Patcher:
     # ------------------------------------------------------------------ applying
 
     def receive(self, data: bytes) -> Fate:
-        """Check a patch and, if it passes, stage it. Returns (and logs) its fate."""
+        """Check a patch and, if it passes, stage it at once. Returns (and logs) its fate.
+        (On board, ``onboard.reconfiguration`` runs the same steps paced by the reserve.)"""
         self._log(Fate(FateStatus.RECEIVED, message=f"{len(data)} bytes"))
         try:
             accepted = self.check(data)
         except PatchRejected as exc:
-            seq = None
-            try:
-                seq = parse_header(data).header.seq
-            except FormatError:
-                pass
-            return self._log(Fate(FateStatus.REJECTED, seq, None, exc.reason, exc.message,
-                                  exc.field, exc.offset))
+            return self.reject(data, exc)
+        return self.stage(accepted)
+
+    def reject(self, data: bytes, exc: PatchRejected) -> Fate:
+        """Log the rejection of ``data`` (which ``check`` refused with ``exc``)."""
+        seq = None
+        try:
+            seq = parse_header(data).header.seq
+        except FormatError:
+            pass
+        return self._log(Fate(FateStatus.REJECTED, seq, None, exc.reason, exc.message,
+                              exc.field, exc.offset))
+
+    def stage(self, accepted: Accepted) -> Fate:
+        """Write a checked patch's configuration into the spare slot."""
         h = accepted.header
         self.store.stage(accepted.configuration, h.seq)
         return self._log(Fate(FateStatus.STAGED, h.seq, h.target_hash,
@@ -612,20 +622,33 @@ class Patcher:
                        message=f"probation for {self.probation_frames} frames"))
         return config
 
-    def end_frame(self, *, fault: bool = False) -> Fate | None:
-        """Count one frame of probation (a no-op otherwise): a fault (trap or overrun) rolls
-        back, ``probation_frames`` clean frames commit. Returns the fate if it changed."""
-        if self.store.phase is not Phase.PROBATION:
-            return None
-        if fault:
-            return self.abort("a trap or overrun during probation")
-        self._clean_frames += 1
-        if self._clean_frames < self.probation_frames:
-            return None
+    @property
+    def clean_frames(self) -> int:
+        """Frames of probation counted so far."""
+        return self._clean_frames
+
+    def count_clean_frames(self, frames: int) -> bool:
+        """Count ``frames`` frames of probation without a fault; True once there are
+        ``probation_frames`` of them (time to ``commit``)."""
+        self._clean_frames += frames
+        return self._clean_frames >= self.probation_frames
+
+    def commit(self) -> Fate:
+        """Keep the configuration on probation."""
         self.store.commit()
         state = self.store.state()
         return self._log(Fate(FateStatus.COMMITTED, state.seq, _prefix(state.current),
                               message=f"after {self._clean_frames} clean frames"))
+
+    def end_frame(self, *, fault: bool = False, frames: int = 1) -> Fate | None:
+        """Count ``frames`` frames of probation (a no-op otherwise): a fault (trap or
+        overrun) rolls back, ``probation_frames`` clean frames commit. Returns the fate if it
+        changed."""
+        if self.store.phase is not Phase.PROBATION:
+            return None
+        if fault:
+            return self.abort("a trap or overrun during probation")
+        return self.commit() if self.count_clean_frames(frames) else None
 
     def abort(self, why: str) -> Fate:
         """Roll back the staged or probationary configuration now."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from onboard.faults import Fault, Trap, TrapCode
 from onboard.host import Host
@@ -24,6 +24,16 @@ from onboard.telemetry import TaskStats, Telemetry
 
 #: Name under which the one-shot ``on apply`` job appears in telemetry.
 ON_APPLY = "on apply"
+
+
+class Background(Protocol):
+    """Work that runs first in every frame, in a reserve of its own (patch handling)."""
+
+    @property
+    def busy(self) -> bool: ...
+    def next_event_ms(self) -> int | None: ...
+    def step(self, t: int, budget: int) -> int: ...
+    def end_frame(self, t: int, faults: int) -> None: ...
 
 
 @dataclass
@@ -56,6 +66,9 @@ class Scheduler:
         self.jobs: list[Job] = []
         #: called after every frame that ran code, with (frame start, faults in it)
         self.on_frame: Callable[[int, int], None] | None = None
+        #: patch handling, run first in every frame within the reserve
+        self.background: Background | None = None
+        self.reserve_per_frame = 0
 
     # ------------------------------------------------------------------ program changes
 
@@ -73,6 +86,13 @@ class Scheduler:
             self.jobs.append(Job(ON_APPLY, program.image.on_apply, self.now_ms, self.now_ms,
                                  0, -1))
 
+    def uninstall(self) -> None:
+        """Run no program from the next frame on."""
+        self.program = None
+        self.tasks = ()
+        self.next_release = []
+        self.jobs = []
+
     @property
     def busy(self) -> bool:
         """Whether a job is released and not finished."""
@@ -82,22 +102,33 @@ class Scheduler:
 
     def run_until(self, end_ms: int, *, finish_jobs: bool = False) -> None:
         """Run frames until the clock reaches ``end_ms`` (and, with ``finish_jobs``, on until
-        no job is in flight, so the state can be saved between runs)."""
-        while self.now_ms < end_ms or (finish_jobs and self.jobs):
+        no job is in flight and patch handling waits for nothing but time, so the state can
+        be saved between runs)."""
+        bg = self.background
+        while self.now_ms < end_ms or (finish_jobs and (self.jobs or (bg is not None
+                                                                      and bg.busy))):
             t = self.now_ms
+            # Patch handling first, in its reserve; a switch of programs happens here, at
+            # the frame boundary, before the frame's releases.
+            reserved = bg.step(t, self.reserve_per_frame) if bg is not None else 0
             self._release(t)
-            if not self.jobs:
-                upcoming = min(self.next_release, default=end_ms)
+            if not self.jobs and not reserved and not (bg is not None and bg.busy):
                 if self.now_ms >= end_ms:
                     break
-                # jump over idle frames to the frame holding the next release
+                # jump over idle frames to the frame holding the next event
+                upcoming = min(self.next_release, default=end_ms)
+                event = bg.next_event_ms() if bg is not None else None
+                if event is not None:
+                    upcoming = min(upcoming, event)
                 target = min(max(upcoming, t + 1), end_ms)
                 self.now_ms = -(-target // self.frame_ms) * self.frame_ms
                 continue
             self.host.advance(t)
-            used, faults = self._run_frame(t)
-            self.telemetry.record_frame(t // self.frame_ms, used)
+            used, faults = self._run_frame(t) if self.jobs else (0, 0)
+            self.telemetry.record_frame(t // self.frame_ms, used + reserved)
             self.now_ms = t + self.frame_ms
+            if bg is not None:
+                bg.end_frame(t, faults)
             if self.on_frame is not None:
                 self.on_frame(t, faults)
 

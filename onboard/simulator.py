@@ -1,17 +1,24 @@
 """The onboard simulator's persistent state: one VVM kept in a directory between commands.
 
 ``vvm init`` creates the directory for a mission and a seed; ``vvm load`` adds VMlet and
-configuration images; ``vvm run`` advances the simulated clock; ``vvm status`` reads the
+configuration images directly (as on the bench); ``vvm apply`` hands the VVM a patch, as
+the receiver would; ``vvm run`` advances the simulated clock; ``vvm status`` reads the
 telemetry. The directory holds::
 
-    state.json       mission, seed, clock, loaded images (by hash), task releases, telemetry
-    images/HASH.vvmi every image loaded (content-addressed)
+    state.json       mission, seed, clock, VMlets loaded directly, task releases, telemetry,
+                     patch fates and probation
+    images/HASH.vvmi every image loaded directly (content-addressed)
+    store/           the configuration store (``onboard.store``): slots and journal, the
+                     satellite's persistent memory; a rejected patch leaves it byte-identical
+    patch.key        the key patches must be authenticated with (hex, as ``ccl keygen``)
     data.bin         the active configuration's data memory (globals, then arrays)
+    previous.bin     on probation: the data of the configuration a rollback returns to
     frames.bin       per busy frame: frame index and cycles (two int64 arrays)
 
-A run always stops with no job in flight (it finishes the jobs released before the
-requested end), so the saved state is complete and a resumed run continues exactly where a
-single long run would have been. Every file is replaced atomically (write, then rename).
+A run always stops with no job in flight and no patch work half done (it finishes what was
+started before the requested end), so the saved state is complete and a resumed run
+continues exactly where a single long run would have been. Every file is replaced
+atomically (write, then rename).
 
 The host is the mission's simulated spacecraft: ``missions/NAME/natives.py`` loaded by
 file path (the onboard side imports nothing of the ground's packages).
@@ -29,12 +36,19 @@ from typing import Any
 from onboard.faults import Fault, TrapCode
 from onboard.host import Host, NativeFn
 from onboard.image import Image, ImageError, ImageKind, decode_image
+from onboard.loader import Program
 from onboard.mission import MissionProfile, find_mission
+from onboard.patch_format import Reason, development_key, key_from_text
+from onboard.patcher import Fate, FateStatus, KeyRefused, Patcher
+from onboard.reconfiguration import PatchEvent, Reconfiguration
+from onboard.reference import Memory
+from onboard.store import Configuration, Phase, Store, StoreError
 from onboard.telemetry import TaskStats
 from onboard.vvm import VVM
 
 STATE_FILE = "state.json"
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+KEY_FILE = "patch.key"
 
 
 class StateError(Exception):
@@ -81,29 +95,66 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _memory_bytes(memory: Memory) -> bytes:
+    data = array("q", memory.globals)
+    for arr in memory.arrays:
+        data.extend(arr)
+    return data.tobytes()
+
+
+def _restore_memory(memory: Memory, raw_bytes: bytes) -> None:
+    raw = array("q")
+    raw.frombytes(raw_bytes)
+    n = len(memory.globals)
+    memory.globals[:] = raw[:n].tolist()
+    at = n
+    for arr in memory.arrays:  # in place: the translated code holds these lists
+        arr[:] = raw[at:at + len(arr)].tolist()
+        at += len(arr)
+
+
 class Simulator:
-    """A VVM bound to a state directory."""
+    """A VVM, its patcher and its store, bound to a state directory."""
 
     def __init__(self, directory: Path, vvm: VVM, seed: int, images: dict[str, str]) -> None:
         self.directory = directory
         self.vvm = vvm
         self.seed = seed
-        self.images = images  # content hash (hex) -> kind, of every image stored
+        self.images = images  # content hash (hex) -> kind, of every image loaded directly
+        self.tickets = 0  # patches handed to the VVM so far
+
+    @property
+    def reconfiguration(self) -> Reconfiguration:
+        assert self.vvm.reconfiguration is not None
+        return self.vvm.reconfiguration
 
     # ------------------------------------------------------------------ life cycle
 
     @staticmethod
     def init(directory: Path, mission: str, seed: int,
-             mission_dirs: tuple[Path, ...] = ()) -> Simulator:
-        """Create a new state directory (it must not hold a state already)."""
+             mission_dirs: tuple[Path, ...] = (), key: bytes | None = None) -> Simulator:
+        """Create a new state directory (it must not hold a state already). ``key``: the
+        patch key (default: the mission's development key, which a flight profile
+        refuses)."""
         if (directory / STATE_FILE).exists():
             raise StateError(f"{directory} already holds a VVM state",
                              "choose another directory, or delete this one")
         profile = find_mission(mission, mission_dirs)
+        key = development_key(profile.name) if key is None else key
         (directory / "images").mkdir(parents=True, exist_ok=True)
-        sim = Simulator(directory, VVM(profile, mission_host(profile, seed)), seed, {})
+        store = Store.init(directory / "store")
+        _write_atomic(directory / KEY_FILE, f"# patch key of this VVM\n{key.hex()}\n".encode())
+        sim = Simulator(directory, Simulator._vvm(profile, seed, store, key), seed, {})
         sim.save()
         return sim
+
+    @staticmethod
+    def _vvm(profile: MissionProfile, seed: int, store: Store, key: bytes) -> VVM:
+        try:
+            patcher = Patcher(profile, store, key)
+        except KeyRefused as exc:
+            raise StateError(str(exc), "give the mission's key with --key FILE") from None
+        return VVM(profile, mission_host(profile, seed), patcher)
 
     @staticmethod
     def open(directory: Path, mission_dirs: tuple[Path, ...] = ()) -> Simulator:
@@ -121,8 +172,14 @@ class Simulator:
             raise StateError(f"{path} has format {state.get('format')}, expected "
                              f"{STATE_FORMAT}", "init a new state directory")
         profile = find_mission(state["mission"], mission_dirs)
-        vvm = VVM(profile, mission_host(profile, state["seed"]))
-        sim = Simulator(directory, vvm, state["seed"], dict(state["images"]))
+        try:
+            key = key_from_text((directory / KEY_FILE).read_text())
+            store = Store.open(directory / "store")
+        except (OSError, ValueError, StoreError) as exc:
+            raise StateError(f"{directory}: the key or the store is unusable: {exc}",
+                             "the state directory is damaged; init anew") from None
+        sim = Simulator(directory, Simulator._vvm(profile, state["seed"], store, key),
+                        state["seed"], dict(state["images"]))
         sim._restore(state)
         return sim
 
@@ -134,25 +191,37 @@ class Simulator:
             raise StateError(f"stored image {path} is unusable: {exc}",
                              "the state directory is damaged; init anew") from None
 
+    def _program(self, config: Configuration) -> Program:
+        return self.vvm.prepare(config.config, config.vmlets)
+
     def _restore(self, state: dict[str, Any]) -> None:
         vvm = self.vvm
+        rc = self.reconfiguration
         for h in state["vmlets"]:
             vvm.load_vmlet(self._image(h))
         sched = vvm.scheduler
         sched.now_ms = state["now_ms"]
         tel = vvm.telemetry
-        if state["config"]:
-            program = vvm.prepare(self._image(state["config"]))
-            vvm.activate(program, run_on_apply=False)
+        store = rc.patcher.store
+        current = store.current()
+        if current is not None:
+            program = self._program(current)
+            vvm.activate(program, run_on_apply=False, carry_state=False)
             sched.next_release = list(state["next_release"])
-            raw = array("q")
-            raw.frombytes((self.directory / "data.bin").read_bytes())
-            n = len(program.memory.globals)
-            program.memory.globals[:] = raw[:n].tolist()
-            at = n
-            for arr in program.memory.arrays:
-                arr[:] = raw[at:at + len(arr)].tolist()
-                at += len(arr)
+            _restore_memory(program.memory, (self.directory / "data.bin").read_bytes())
+        probation = state["probation"]
+        if probation is not None:
+            previous = store.previous()
+            if previous is not None:
+                rc.previous = self._program(previous)
+                _restore_memory(rc.previous.memory,
+                                (self.directory / "previous.bin").read_bytes())
+            rc.probation_ticket = probation["ticket"]
+            rc.probation_end_ms = probation["end_ms"]
+            rc.counted_to_ms = probation["counted_to_ms"]
+            rc.patcher.count_clean_frames(probation["clean_frames"])
+        rc.events = [PatchEvent(e["time_ms"], e["ticket"], _fate(e)) for e in state["patches"]]
+        self.tickets = state["tickets"]
         frames = array("q")
         frames.frombytes((self.directory / "frames.bin").read_bytes())
         half = len(frames) // 2
@@ -166,14 +235,18 @@ class Simulator:
     def save(self) -> None:
         """Write the state (each file atomically; ``state.json`` last)."""
         vvm = self.vvm
-        assert not vvm.scheduler.busy, "saved only between jobs"
+        rc = self.reconfiguration
+        assert not vvm.scheduler.busy and not rc.busy, "saved only between jobs and steps"
         program = vvm.program
-        data = array("q")
-        if program is not None:
-            data.extend(program.memory.globals)
-            for arr in program.memory.arrays:
-                data.extend(arr)
-        _write_atomic(self.directory / "data.bin", data.tobytes())
+        _write_atomic(self.directory / "data.bin",
+                      _memory_bytes(program.memory) if program is not None else b"")
+        probation = None
+        if rc.probation_end_ms is not None:
+            probation = {"ticket": rc.probation_ticket, "end_ms": rc.probation_end_ms,
+                         "counted_to_ms": rc.counted_to_ms,
+                         "clean_frames": rc.patcher.clean_frames}
+            if rc.previous is not None:
+                _write_atomic(self.directory / "previous.bin", _memory_bytes(rc.previous.memory))
         tel = vvm.telemetry
         _write_atomic(self.directory / "frames.bin", (tel.frames + tel.cycles).tobytes())
         state = {
@@ -182,9 +255,11 @@ class Simulator:
             "seed": self.seed,
             "now_ms": vvm.now_ms,
             "images": self.images,
-            "vmlets": [v.image.content_hash.hex() for v in vvm.vmlets.values()],
-            "config": program.image.content_hash.hex() if program is not None else None,
+            "vmlets": [h for h, kind in self.images.items() if kind == "vmlet"],
             "next_release": vvm.scheduler.next_release,
+            "probation": probation,
+            "tickets": self.tickets,
+            "patches": [e.to_json() for e in rc.events],
             "tasks": [t.as_dict() for t in tel.tasks.values()],
             "fault_count": tel.fault_count,
             "faults": [{"time_ms": f.time_ms, "task": f.task, "code": f.code.name.lower(),
@@ -195,15 +270,21 @@ class Simulator:
     # ------------------------------------------------------------------ commands
 
     def load(self, image: Image) -> str:
-        """Load a VMlet or a configuration image (a configuration becomes active and its
-        ``on apply`` runs in the next frame); raise ``LoadError`` and change nothing on
-        failure. Returns what was done, in words."""
+        """Load a VMlet or a configuration image directly (a configuration becomes current
+        in the store and active, and its ``on apply`` runs in the next frame); raise
+        ``LoadError`` and change nothing on failure. Returns what was done, in words."""
         vvm = self.vvm
+        store = self.reconfiguration.patcher.store
         if image.kind is ImageKind.VMLET:
             vvm.load_vmlet(image)
             what = f"VMlet {image.name} v{image.version} loaded"
         else:
-            vvm.load(image)
+            if store.phase is not Phase.IDLE:
+                raise StateError(f"a patch is {store.phase.value}",
+                                 "let it commit or roll back first (`vvm run`)")
+            program = vvm.prepare(image)
+            store.install(Configuration(image, tuple(v.image for v in program.vmlets)))
+            vvm.activate(program)
             vvm.run_for(0, finish_jobs=True)  # on apply runs now, within the share
             what = f"configuration {image.name} v{image.version} active"
         h = image.content_hash.hex()
@@ -212,10 +293,28 @@ class Simulator:
         self.save()
         return what
 
+    def apply(self, data: bytes) -> list[PatchEvent]:
+        """Hand the VVM a complete patch, as the receiver does, and run the clock until it is
+        rejected or active (its ``on apply`` done); probation goes on with ``run``. Returns
+        the patch's fates so far."""
+        self.tickets += 1
+        ticket = self.tickets
+        self.vvm.receive_patch(data, ticket)
+        self.vvm.run_for(0, finish_jobs=True)
+        self.save()
+        return [e for e in self.reconfiguration.events if e.ticket == ticket]
+
     def run(self, ms: int) -> None:
         """Advance the clock by ``ms`` (then finish the jobs in flight) and save."""
         self.vvm.run_for(ms, finish_jobs=True)
         self.save()
+
+
+def _fate(e: dict[str, Any]) -> Fate:
+    return Fate(FateStatus(e["status"]), e["seq"],
+                bytes.fromhex(e["target"]) if e["target"] else None,
+                Reason(e["reason"]) if e["reason"] else None, e["message"], e["field"],
+                e["offset"])
 
 
 def parse_duration(text: str) -> int:

@@ -10,6 +10,7 @@ three slot files and a journal in one state directory::
 Operations and the phases they move between (``state()`` reports the phase)::
 
     IDLE --stage(cfg, seq)--> STAGED --activate()--> PROBATION --commit()--> IDLE
+    IDLE --install(cfg)--> IDLE (a direct load: current without a patch)
                   STAGED --rollback()--> IDLE (the staged configuration is dropped)
                PROBATION --rollback()--> IDLE (the previous configuration is current again)
 
@@ -327,14 +328,28 @@ class Store:
         j = self._require(Phase.IDLE)
         if seq <= j.last_seq:
             raise StoreError(f"sequence {seq} is not above the last accepted {j.last_seq}")
+        spare, slots = self._write_spare(j, config)
+        self._commit(replace(j, phase=Phase.STAGED, last_seq=seq, seq=seq, staged=spare,
+                             slots=slots))
+
+    def _write_spare(self, j: Journal,
+                     config: Configuration) -> tuple[int, tuple[SlotRecord, ...]]:
+        """Write ``config`` into the slot no journal record references; the slot and the
+        journal's slot records as they will be."""
         spare = min(set(range(SLOTS)) - {j.current, j.previous})
         data = config.encode()
         self._disk.write(self.directory / SLOT_FILES[spare], data)
         self._cache.pop(spare, None)
         record = SlotRecord(len(data), hashlib.sha256(data).digest(), config.hash)
-        slots = tuple(record if i == spare else s for i, s in enumerate(j.slots))
-        self._commit(replace(j, phase=Phase.STAGED, last_seq=seq, seq=seq, staged=spare,
-                             slots=slots))
+        return spare, tuple(record if i == spare else s for i, s in enumerate(j.slots))
+
+    def install(self, config: Configuration) -> None:
+        """Make ``config`` current without a patch (a load on the bench, before launch):
+        written into the spare slot, then one journal record; the last sequence number is
+        unchanged. Phase IDLE -> IDLE."""
+        j = self._require(Phase.IDLE)
+        spare, slots = self._write_spare(j, config)
+        self._commit(replace(j, current=spare, previous=j.current, slots=slots))
 
     def activate(self) -> Configuration:
         """Make the staged configuration current, keeping the current one as previous, and

@@ -24,6 +24,8 @@ from onboard.host import Host
 from onboard.image import Image
 from onboard.loader import LoadedVmlet, LoadError, Program, load_config, load_vmlet
 from onboard.mission import MissionProfile
+from onboard.patcher import Fate, Patcher
+from onboard.reconfiguration import Reconfiguration
 from onboard.scheduler import Scheduler
 from onboard.telemetry import Telemetry
 
@@ -44,16 +46,23 @@ class Outcome:
 class VVM:
     """One onboard VVM instance for one mission and host."""
 
-    def __init__(self, profile: MissionProfile, host: Host) -> None:
+    def __init__(self, profile: MissionProfile, host: Host,
+                 patcher: Patcher | None = None) -> None:
+        """``patcher``: how this VVM takes patches (``receive_patch``); without one it runs
+        only what is loaded directly."""
         self.profile = profile
         self.host = host
         self.vmlets: dict[str, LoadedVmlet] = {}
         self.program: Program | None = None
         share = profile.share_cycles_per_frame
+        reserve = profile.patch_reserve_cycles_per_frame
         self.telemetry = Telemetry(profile.frame_ms, share)
-        self.scheduler = Scheduler(profile.frame_ms,
-                                   share - profile.patch_reserve_cycles_per_frame, host,
-                                   self.telemetry)
+        self.scheduler = Scheduler(profile.frame_ms, share - reserve, host, self.telemetry)
+        self.reconfiguration: Reconfiguration | None = None
+        if patcher is not None:
+            self.reconfiguration = Reconfiguration(self, patcher)
+            self.scheduler.background = self.reconfiguration
+            self.scheduler.reserve_per_frame = reserve
 
     @property
     def now_ms(self) -> int:
@@ -75,16 +84,35 @@ class VVM:
             candidates[image.name] = load_vmlet(image, self.profile, self.host)
         return load_config(config, tuple(candidates.values()), self.profile, self.host)
 
-    def activate(self, program: Program, *, run_on_apply: bool = True) -> None:
-        """Switch to ``program`` at the next frame boundary; its ``on apply`` runs first."""
+    def activate(self, program: Program, *, run_on_apply: bool = True,
+                 carry_state: bool = True) -> None:
+        """Switch to ``program`` at the next frame boundary; its ``on apply`` runs first.
+        With ``carry_state``, its state variables and arrays of unchanged name and type take
+        the values they have in the program it replaces."""
         for v in program.vmlets:
             self.vmlets[v.image.name] = v
+        if carry_state and self.program is not None and self.program is not program:
+            carry(self.program, program)
         self.program = program
         img = program.image
         self.telemetry.config_hash = img.content_hash
         self.telemetry.config_name = img.name
         self.telemetry.config_version = img.version
         self.scheduler.install(program, run_on_apply=run_on_apply)
+
+    def deactivate(self) -> None:
+        """Run no configuration (a rollback of the first one ever applied)."""
+        self.program = None
+        self.telemetry.config_hash, self.telemetry.config_name = b"", ""
+        self.telemetry.config_version = 0
+        self.scheduler.uninstall()
+
+    def receive_patch(self, data: bytes, ticket: int = 0) -> Fate:
+        """A complete patch, for checking and applying inside the patch reserve (see
+        ``onboard.reconfiguration``); ``ticket`` names it in fates (the transfer id)."""
+        if self.reconfiguration is None:
+            raise LoadError("no-patcher", "this VVM was made without a patcher")
+        return self.reconfiguration.receive(data, ticket)
 
     def load(self, config: Image, vmlets: Sequence[Image] = ()) -> Program:
         """Load a configuration and switch to it (``prepare`` then ``activate``)."""
@@ -164,9 +192,36 @@ class VVM:
                          for v in self.vmlets.values()]
         out["share_cycles_per_frame"] = self.profile.share_cycles_per_frame
         out["task_budget_per_frame"] = self.scheduler.budget_per_frame
+        out["patch_reserve_per_frame"] = self.scheduler.reserve_per_frame
+        rc = self.reconfiguration
+        if rc is not None:
+            store = rc.patcher.store.state()
+            out["store"] = {"phase": store.phase.value, "last_seq": store.last_seq,
+                            "current": store.current.hex() if store.current else None,
+                            "previous": store.previous.hex() if store.previous else None,
+                            "staged": store.staged.hex() if store.staged else None}
+            out["patches"] = [e.to_json() for e in rc.events]
+            out["patches_waiting"] = len(rc.pending)
         return out
 
     def _active(self) -> Program:
         if self.program is None:
             raise LoadError("no-config", "no configuration is loaded")
         return self.program
+
+
+def carry(old: Program, new: Program) -> None:
+    """Give ``new``'s state variables and arrays the values of ``old``'s of the same name
+    and declared type (range, and length for arrays), in place (the translated code holds
+    the memory's lists)."""
+    globals_ = {g.name: (i, g) for i, g in enumerate(old.image.globals) if g.writable}
+    for i, g in enumerate(new.image.globals):
+        hit = globals_.get(g.name)
+        if g.writable and hit is not None and (hit[1].lo, hit[1].hi) == (g.lo, g.hi):
+            new.memory.globals[i] = old.memory.globals[hit[0]]
+    arrays = {a.name: (i, a) for i, a in enumerate(old.image.arrays) if a.writable}
+    for i, a in enumerate(new.image.arrays):
+        was = arrays.get(a.name)
+        if a.writable and was is not None and \
+                (was[1].lo, was[1].hi, was[1].length) == (a.lo, a.hi, a.length):
+            new.memory.arrays[i][:] = old.memory.arrays[was[0]]

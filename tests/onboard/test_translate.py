@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ccl_programs import configurations
 from hypothesis import HealthCheck, assume, given, note, settings
 
 from ccl.diagnostics import CclError
@@ -24,7 +25,6 @@ from missions.corot.natives import make_host
 from onboard.faults import Trap
 from onboard.loader import Program, load_config, load_vmlet
 from onboard.reference import run
-from ccl_programs import configurations
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "ccl" / "cases"

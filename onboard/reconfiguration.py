@@ -1,0 +1,286 @@
+"""Reconfiguration on board: each patch from receipt to commit or rollback, on the simulated
+clock, inside the patch reserve of every frame.
+
+``onboard.patcher`` decides *what* happens to a patch (its checks, staging, commit and
+rollback over the store); this module decides *when*, and charges every step to the cycles
+the scheduler reserves for patch handling in each frame (the mission's
+``patch_reserve_cycles_per_frame``), so reconfiguration never takes a cycle from the tasks'
+budget and the VVM never exceeds its share. The steps and what they cost (the mission's
+``[reconfiguration]`` costs)::
+
+    check    check_per_byte x patch bytes (+ verify_per_code_byte x code bytes once the
+             checks reach the bytecode verifier)          -> rejected, or:
+    stage    store_per_byte x slot bytes + journal         -> staged
+    prepare  bind_per_code_byte x code bytes + journal     -> switched at the first frame
+             boundary with no job in flight; its ``on apply`` runs first -> active
+    probation: ``probation_frames`` frames of simulated time; a trap or an overrun of the
+             new configuration in any of them ->
+    rollback journal (+ binding again if the previous program is not in memory) -> the
+             previous configuration runs again from the next boundary -> rolled back
+    commit   journal                                        -> committed
+
+A step's effect takes place when its last cycle has been paid (a check is computed when it
+starts, which is equivalent: nothing it reads changes while it runs). Complete patches wait
+in a bounded queue and are handled one at a time; the queue refuses (``busy``) beyond
+``max_pending``.
+
+State across a switch: the new configuration's state variables and arrays whose name and
+declared type (range and length) are unchanged keep their values; the others start from
+their declared values. On rollback the previous configuration resumes with its state as it
+was at the switch.
+
+Onboard behaviour never depends on host time. Stdlib and construct only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from onboard.loader import LoadError, Program
+from onboard.patch_format import Reason, memory_bytes, parse_header
+from onboard.patcher import Accepted, Fate, FateStatus, Patcher, PatchRejected
+from onboard.store import Phase
+
+if TYPE_CHECKING:
+    from onboard.vvm import VVM
+
+#: Called with (ticket, fate) whenever a patch's fate changes (the receiver reports it).
+FateListener = Callable[[int, Fate], None]
+
+
+@dataclass(frozen=True)
+class PatchEvent:
+    """One fate of one patch, when it happened (telemetry)."""
+
+    time_ms: int
+    ticket: int  # the transfer id the patch came in (or the caller's number for it)
+    fate: Fate
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time_ms": self.time_ms, "ticket": self.ticket, **self.fate.to_json()}
+
+
+class _Step(Enum):
+    CHECK = "check"
+    STAGE = "stage"
+    PREPARE = "prepare"
+    ROLLBACK = "rollback"
+    COMMIT = "commit"
+
+
+#: Steps whose effect switches programs: it waits for a frame boundary.
+_AT_BOUNDARY = frozenset({_Step.PREPARE, _Step.ROLLBACK})
+
+
+@dataclass
+class _Work:
+    step: _Step
+    ticket: int
+    cycles_left: int
+    accepted: Accepted | None = None
+    rejected: PatchRejected | None = None
+    program: Program | None = None
+    data: bytes = b""
+
+
+class Reconfiguration:
+    """Drives one VVM's patcher frame by frame; see the module docstring."""
+
+    def __init__(self, vvm: VVM, patcher: Patcher) -> None:
+        self.vvm = vvm
+        self.patcher = patcher
+        self.costs = vvm.profile.reconfig
+        self.frame_ms = vvm.profile.frame_ms
+        self.pending: deque[tuple[int, bytes]] = deque()
+        self.work: _Work | None = None
+        self.done: _Work | None = None  # paid for, its effect waits for a boundary
+        self.events: list[PatchEvent] = []
+        self.listeners: list[FateListener] = []
+        self.previous: Program | None = None  # what a rollback returns to
+        self.probation_ticket: int | None = None
+        self.probation_end_ms: int | None = None
+        self.counted_to_ms = 0  # probation frames counted up to this time
+
+    # ------------------------------------------------------------------ input
+
+    def receive(self, data: bytes, ticket: int) -> Fate:
+        """A complete patch (from the receiver). Queued for checking; refused ``busy`` when
+        the queue is full. Returns its fate so far."""
+        if len(self.pending) >= self.costs.max_pending:
+            return self._fate(ticket, Fate(FateStatus.REJECTED, None, None, Reason.BUSY,
+                                           f"{len(self.pending)} patches already wait"))
+        self.pending.append((ticket, data))
+        return self._fate(ticket, Fate(FateStatus.RECEIVED, message=f"{len(data)} bytes"))
+
+    @property
+    def busy(self) -> bool:
+        """Whether reconfiguration has work for the coming frame."""
+        return self.work is not None or self.done is not None or self._can_start()
+
+    def next_event_ms(self) -> int | None:
+        """When the scheduler must run a frame for reconfiguration (None: never)."""
+        if self.busy:
+            return self.vvm.now_ms
+        return self.probation_end_ms
+
+    # ------------------------------------------------------------------ frames
+
+    def step(self, t: int, budget: int) -> int:
+        """Frame boundary ``t``: switch programs if a paid step waits for it, then spend at
+        most ``budget`` cycles on the work at hand. Returns the cycles used."""
+        if self.probation_end_ms is not None and t >= self.probation_end_ms \
+                and self.work is None and self.done is None:
+            self._count_probation(t, fault=False)
+        if self.done is not None and self._boundary_ok(self.done):
+            paid, self.done = self.done, None
+            self._finish(paid)
+        used = 0
+        while budget > used:
+            if self.work is None:
+                if self.done is not None or not self._start():
+                    break
+            work = self.work
+            assert work is not None
+            pay = min(work.cycles_left, budget - used)
+            work.cycles_left -= pay
+            used += pay
+            if work.cycles_left:
+                break
+            self.work = None
+            if work.step in _AT_BOUNDARY:
+                self.done = work  # switched at the next boundary
+                break
+            self._finish(work)
+        return used
+
+    def end_frame(self, t: int, faults: int) -> None:
+        """After frame ``t`` ran (tasks included): count probation; a fault rolls back."""
+        if self.probation_end_ms is None or self.work is not None or self.done is not None:
+            return
+        self._count_probation(t + self.frame_ms, fault=faults > 0)
+
+    # ------------------------------------------------------------------ steps
+
+    def _can_start(self) -> bool:
+        return self.work is None and self.done is None and bool(self.pending) \
+            and self.patcher.store.phase is Phase.IDLE
+
+    def _start(self) -> bool:
+        """Begin checking the next queued patch, if the store is free for it."""
+        if not self._can_start():
+            return False
+        ticket, data = self.pending.popleft()
+        c = self.costs
+        cost = c.check_per_byte * len(data)
+        try:
+            accepted = self.patcher.check(data)
+        except PatchRejected as exc:
+            if exc.reason is Reason.VERIFIER:
+                cost += c.verify_per_code_byte * _code_bytes_claimed(data)
+            self.work = _Work(_Step.CHECK, ticket, cost, rejected=exc, data=data)
+            return True
+        code, _ = memory_bytes(accepted.configuration.config, accepted.configuration.vmlets)
+        self.work = _Work(_Step.CHECK, ticket, cost + c.verify_per_code_byte * code,
+                          accepted=accepted)
+        return True
+
+    def _finish(self, work: _Work) -> None:
+        """The effect of a step whose cycles are paid."""
+        c = self.costs
+        if work.step is _Step.CHECK:
+            if work.rejected is not None:
+                self._fate(work.ticket, self.patcher.reject(work.data, work.rejected))
+                return
+            assert work.accepted is not None
+            slot = len(work.accepted.configuration.encode())
+            self.work = _Work(_Step.STAGE, work.ticket, c.store_per_byte * slot + c.journal,
+                              accepted=work.accepted)
+        elif work.step is _Step.STAGE:
+            assert work.accepted is not None
+            self._fate(work.ticket, self.patcher.stage(work.accepted))
+            code, _ = memory_bytes(work.accepted.configuration.config,
+                                   work.accepted.configuration.vmlets)
+            self.work = _Work(_Step.PREPARE, work.ticket,
+                              c.bind_per_code_byte * code + c.journal)
+        elif work.step is _Step.PREPARE:
+            self._switch(work.ticket)
+        elif work.step is _Step.ROLLBACK:
+            self._roll_back(work.ticket, work.program)
+        elif work.step is _Step.COMMIT:
+            fate = self.patcher.commit()
+            self._fate(work.ticket, fate)
+
+    def _boundary_ok(self, work: _Work) -> bool:
+        # A switch waits until no job is in flight; a rollback does not wait.
+        return work.step is _Step.ROLLBACK or not self.vvm.scheduler.busy
+
+    def _switch(self, ticket: int) -> None:
+        staged = self.patcher.store.staged()
+        assert staged is not None
+        try:
+            program = self.vvm.prepare(staged.config, staged.vmlets)
+        except LoadError as exc:
+            self._fate(ticket, self.patcher.abort(f"load failed: {exc}"))
+            return
+        self.previous = self.vvm.program
+        config = self.patcher.activate()
+        assert config.hash == program.image.content_hash
+        self.vvm.activate(program)
+        self.probation_ticket = ticket
+        now = self.vvm.now_ms
+        self.probation_end_ms = now + self.patcher.probation_frames * self.frame_ms
+        self.counted_to_ms = now
+        self._fate(ticket, self.patcher.fates[-1])
+
+    def _count_probation(self, until_ms: int, *, fault: bool) -> None:
+        """Probation frames up to ``until_ms``; commit when enough, roll back on a fault."""
+        assert self.probation_end_ms is not None and self.probation_ticket is not None
+        frames = max(0, (min(until_ms, self.probation_end_ms) - self.counted_to_ms)
+                     // self.frame_ms)
+        self.counted_to_ms += frames * self.frame_ms
+        ticket = self.probation_ticket
+        if fault:
+            self._end_probation()
+            rebind = 0
+            previous = self.previous
+            if previous is None:
+                store_previous = self.patcher.store.previous()
+                if store_previous is not None:
+                    code, _ = memory_bytes(store_previous.config, store_previous.vmlets)
+                    rebind = self.costs.bind_per_code_byte * code
+            self.work = _Work(_Step.ROLLBACK, ticket, self.costs.journal + rebind,
+                              program=previous)
+        elif self.patcher.count_clean_frames(frames):
+            self._end_probation()
+            self.work = _Work(_Step.COMMIT, ticket, self.costs.journal)
+
+    def _end_probation(self) -> None:
+        self.probation_end_ms = None
+        self.probation_ticket = None
+
+    def _roll_back(self, ticket: int, previous: Program | None) -> None:
+        fate = self.patcher.abort("a trap or overrun during probation")
+        config = self.patcher.store.current()
+        if previous is None and config is not None:
+            previous = self.vvm.prepare(config.config, config.vmlets)
+        if previous is not None:
+            self.vvm.activate(previous, run_on_apply=False, carry_state=False)
+        else:
+            self.vvm.deactivate()
+        self.previous = None
+        self._fate(ticket, fate)
+
+    def _fate(self, ticket: int, fate: Fate) -> Fate:
+        self.events.append(PatchEvent(self.vvm.now_ms, ticket, fate))
+        for listener in self.listeners:
+            listener(ticket, fate)
+        return fate
+
+
+def _code_bytes_claimed(data: bytes) -> int:
+    """The code bytes a patch's header claims (what the verifier went through)."""
+    return parse_header(data).header.claims.code_bytes
