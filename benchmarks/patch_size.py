@@ -35,8 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ccl.driver import Compiled, Compiler  # noqa: E402
-from ccl.pack import pack  # noqa: E402
-from ccl.pack_command import run_verifier  # noqa: E402
+from ccl.pack import pack, run_verifier  # noqa: E402
 from onboard.patch_format import (  # noqa: E402
     TAG_BYTES,
     SectionType,

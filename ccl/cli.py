@@ -236,11 +236,13 @@ def _fail_usage(message: str, hint: str) -> NoReturn:
 from ccl.pack_command import inspect_command, keygen_command, pack_command  # noqa: E402
 from ccl.verify.command import verify  # noqa: E402
 from ground.commands import passes, status, uplink  # noqa: E402
+from ground.sim_command import sim  # noqa: E402
 
 cli.add_command(inspect_command)
 cli.add_command(keygen_command)
 cli.add_command(pack_command)
 cli.add_command(passes)
+cli.add_command(sim)
 cli.add_command(status)
 cli.add_command(uplink)
 cli.add_command(verify)

@@ -10,19 +10,16 @@ by name. ``keygen`` writes a fresh per-mission key.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from ccl.diagnostics import CclError
-from ccl.driver import Compiled, Compiler
+from ccl.driver import Compiler
 from ccl.pack import (
     KEY_ENV,
     PackError,
@@ -32,6 +29,7 @@ from ccl.pack import (
     load_key,
     pack,
     parse_key,
+    run_verifier,
 )
 from onboard.image import Image, ImageError, decode_image
 from onboard.mission import MissionError, MissionProfile, find_mission, mission_search_path
@@ -85,32 +83,6 @@ def _read_image(path: str, what: str) -> Image:
 
 
 # --------------------------------------------------------------------------- verification
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What ``ccl verify`` concluded: proven, refuted, unknown or unavailable."""
-
-    status: str
-    cycles_per_frame: int | None
-    detail: str
-
-
-def run_verifier(compiled: Compiled, compiler: Compiler) -> Verdict:
-    """Prove ``compiled`` with ``ccl.verify.verify_program``. The cycle claim is the tasks'
-    worst-case load per frame (each task's proven bound spread over its period)."""
-    try:
-        from ccl.verify import verify_program
-    except ImportError:  # pragma: no cover - the verifier ships with ccl
-        return Verdict("unavailable", None, "the verifier (ccl.verify) is not available")
-    report = verify_program(compiled)
-    budgets = report.budgets
-    per_second = sum((w.cycles_per_s for w in budgets.tasks), Fraction(0))
-    cycles = math.ceil(per_second * budgets.frame_ms / 1000)
-    failing = report.refuted or report.unknown
-    detail = (f"{failing[0].where}: {failing[0].status.value}: {failing[0].message}" if failing else
-              f"worst case {cycles} cycles per frame")
-    return Verdict(report.status, cycles, detail)
 
 
 # --------------------------------------------------------------------------- commands

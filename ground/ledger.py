@@ -104,6 +104,13 @@ class Ledger:
             self.db.execute("INSERT OR IGNORE INTO config_versions VALUES (?, ?, ?)",
                             (content_hash.hex(), name, version))
 
+    def image(self, content_hash: bytes) -> bytes | None:
+        """The bytes of the image with this content hash (or hash prefix), if recorded."""
+        h = content_hash.hex()
+        row = self.db.execute("SELECT bytes FROM images WHERE hash = ? OR substr(hash, 1, ?) "
+                              "= ?", (h, len(h), h)).fetchone()
+        return bytes(row[0]) if row else None
+
     def add_patch(self, patch: UplinkPatch) -> str:
         """Record a patch (idempotent); returns its SHA-256 (hex), its identity here."""
         sha = hashlib.sha256(patch.data).hexdigest()

@@ -24,9 +24,6 @@ from ground.errors import GroundError
 from ground.passes import Pass
 from onboard.mission import MissionProfile
 
-#: Onboard storage for received shares when the profile does not say
-#: (``[memory] patch_buffer_bytes``).
-DEFAULT_PATCH_BUFFER_BYTES = 131_072
 
 
 class LinkError(GroundError):
@@ -69,8 +66,7 @@ class LinkBudget:
 
 def patch_buffer_bytes(profile: MissionProfile) -> int:
     """Onboard storage for the shares of patches being received."""
-    return int(profile.raw.get("memory", {}).get("patch_buffer_bytes",
-                                                 DEFAULT_PATCH_BUFFER_BYTES))
+    return profile.patch_buffer_bytes
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from ground.erasure import ErasureError, share_size
 from ground.framing import frame_bytes
 from ground.link import UplinkWindow
 from onboard.patch_format import NO_HASH, FormatError, Header, parse_header
+from onboard.patcher import fate_code_text, fate_failed
 
 DEFAULT_SHARE_BYTES = 512
 DEFAULT_CONFIDENCE = 0.9
@@ -248,11 +249,11 @@ def plan(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], view: 
         for p in list(pending):
             tv = view.transfers.get(p.name)
             if tv is not None and tv.complete:
-                ok = tv.fate in (None, 0)
+                ok = tv.fate is None or not fate_failed(tv.fate)
                 result[p.name] = PatchPlan(
                     p.name, Status.COMPLETE if ok else Status.REFUSED,
-                    "" if ok else f"rejected on board (fate {tv.fate})",
-                    tv.k, tv.share_bytes)
+                    "" if ok or tv.fate is None else
+                    f"failed on board ({fate_code_text(tv.fate)})", tv.k, tv.share_bytes)
                 pending.remove(p)
                 progress = True
                 continue

@@ -50,6 +50,8 @@ from ground.planner import (
     same_config,
 )
 from onboard.erasure import MAX_SHARES
+from onboard.patch_format import REASON_NUMBERS, Reason
+from onboard.patcher import REJECTED_BASE, fate_code_text, fate_failed
 from onboard.receiver import (
     FATE_ACCEPTED,
     Handoff,
@@ -61,7 +63,20 @@ from onboard.receiver import (
     decode_report,
 )
 
-FATE_WRONG_BASE = 1
+#: The fate code of a patch refused for its base (what ``SimulatedPatcher`` answers).
+FATE_WRONG_BASE = REJECTED_BASE + REASON_NUMBERS[Reason.WRONG_BASE]
+
+
+class Onboard(Protocol):
+    """A simulated satellite behind the receiver (``ground.scenario`` wraps an
+    ``onboard.spacecraft.Spacecraft``): its clock follows the ground's."""
+
+    @property
+    def receiver(self) -> Receiver: ...
+    def advance(self, t: datetime) -> None:
+        """Run the satellite up to ground time ``t``."""
+    def report(self) -> bytes:
+        """The telemetry report it would downlink now."""
 
 
 class Recorder(Protocol):
@@ -237,7 +252,8 @@ class _Campaign:
 
     def __init__(self, patches: Sequence[UplinkPatch], channel: Channel, rng: random.Random,
                  spacecraft_id: int, receiver: Receiver, share_bytes: int,
-                 recorder: Recorder | None) -> None:
+                 recorder: Recorder | None, first_transfer: int = 1,
+                 onboard: Onboard | None = None) -> None:
         self.patches = list(patches)
         self.channel = channel
         self.rng = rng
@@ -250,6 +266,8 @@ class _Campaign:
         self.by_transfer: dict[int, str] = {}
         self.refused: dict[str, str] = {}
         self.counters = framing.Counters()
+        self.first_transfer = first_transfer
+        self.onboard = onboard
 
     def downlink(self, w: UplinkWindow, raw: bytes) -> bool:
         """Take a telemetry report; False if it cannot be read."""
@@ -277,7 +295,7 @@ class _Campaign:
         if snd is None or name not in self.view.transfers:  # new, or closed as corrupt
             p = next(x for x in self.patches if x.name == name)
             enc = erasure.encode(p.data, self.share_bytes)
-            tid = len(self.by_transfer) + 1
+            tid = len(self.by_transfer) + self.first_transfer
             if snd is None:
                 snd = self.sending[name] = _Sending(p, enc, tid)
             snd.transfer = tid
@@ -303,6 +321,8 @@ class _Campaign:
         completed = []
         for i in delivery.arrived:
             clock[0] = times[i]
+            if self.onboard is not None:
+                self.onboard.advance(times[i])
             name, f = out[i]
             if self.receiver.accept(f.raw).outcome is Outcome.COMPLETED:
                 self.sending[name].completed_at = times[i]
@@ -339,8 +359,8 @@ class _Campaign:
             return PatchResult(p.name, len(p.data), "refused" if refusal else "waiting", reason)
         v = self.view.transfers.get(p.name) or TransferView(snd.transfer, snd.encoded.k,
                                                             snd.encoded.share_bytes)
-        if v.complete and v.fate not in (None, FATE_ACCEPTED):
-            status, reason = "rejected", f"rejected on board (fate {v.fate})"
+        if v.complete and v.fate is not None and fate_failed(v.fate):
+            status, reason = "rejected", f"failed on board ({fate_code_text(v.fate)})"
         elif snd.completed_at is not None:
             status, reason = "complete", ""
         else:
@@ -356,13 +376,16 @@ def simulate(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], ch
              faults: Faults = Faults(), initial_config: bytes = bytes(32),
              handoff: Handoff | None = None, config_hash: Callable[[], bytes] | None = None,
              memory: tuple[int, int] | None = None, recorder: Recorder | None = None,
-             on_window: Callable[[WindowLog], None] | None = None) -> SimulationResult:
+             on_window: Callable[[WindowLog], None] | None = None,
+             onboard: Onboard | None = None, first_transfer: int = 1) -> SimulationResult:
     """Send ``patches`` over ``windows`` through ``channel`` to a simulated receiver.
 
     ``handoff`` receives every complete patch exactly once and ``config_hash`` says what
-    configuration is on board (default for both: a ``SimulatedPatcher``);
-    ``recorder`` (a ledger) records passes, segments sent and reports; ``on_window`` is called
-    after every window (progress display).
+    configuration is on board (default for both: a ``SimulatedPatcher``); or ``onboard`` is
+    a whole simulated satellite, with its own receiver, run up to every event. Transfers are
+    numbered from ``first_transfer`` (a later campaign to the same receiver goes on from
+    where the last one stopped). ``recorder`` (a ledger) records passes, segments sent and
+    reports; ``on_window`` is called after every window (progress display).
     """
     names = [p.name for p in patches]
     if len(set(names)) != len(names):
@@ -374,8 +397,10 @@ def simulate(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], ch
     if handoff is None or config_hash is None:
         handoff = handoff or patcher
         config_hash = config_hash or (lambda: patcher.config_hash)
-    receiver = Receiver(spacecraft_id, handoff, storage_bytes)
-    c = _Campaign(patches, channel, rng, spacecraft_id, receiver, share_bytes, recorder)
+    receiver = onboard.receiver if onboard is not None else \
+        Receiver(spacecraft_id, handoff, storage_bytes)
+    c = _Campaign(patches, channel, rng, spacecraft_id, receiver, share_bytes, recorder,
+                  first_transfer, onboard)
     logs: list[WindowLog] = []
     last_plan: Plan | None = None
 
@@ -389,7 +414,11 @@ def simulate(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], ch
             logs.append(WindowLog(w, cancelled=True))
         else:
             # 1. telemetry made on board at the start of the pass, downlinked now
-            raw = receiver.report(_ms(w.start), config_hash())
+            if onboard is not None:
+                onboard.advance(w.start)
+                raw = onboard.report()
+            else:
+                raw = receiver.report(_ms(w.start), config_hash())
             lost = w.index in faults.lost_reports or (
                 faults.report_loss_probability > 0
                 and rng.random() < faults.report_loss_probability)

@@ -138,6 +138,11 @@ class EnvKey:
     value: int
 
 
+#: The receiver's storage for patches in transit when a profile does not say
+#: (``[memory] patch_buffer_bytes``).
+DEFAULT_PATCH_BUFFER_BYTES = 131_072
+
+
 @dataclass(frozen=True)
 class ReconfigCosts:
     """What handling a patch costs on board, in cycles of the patch reserve, and how long a
@@ -167,6 +172,7 @@ class MissionProfile:
     patch_reserve_cycles_per_frame: int
     code_bytes: int
     data_bytes: int
+    patch_buffer_bytes: int  # the receiver's storage for the shares of patches in transit
     max_stack: int
     max_call_depth: int
     cycles: Mapping[CostClass, int]
@@ -248,6 +254,7 @@ def _profile(path: Path, data: Mapping[str, Any]) -> MissionProfile:
         patch_reserve_cycles_per_frame=int(cpu.get("patch_reserve_cycles_per_frame", 0)),
         code_bytes=int(mem["code_bytes"]),
         data_bytes=int(mem["data_bytes"]),
+        patch_buffer_bytes=int(mem.get("patch_buffer_bytes", DEFAULT_PATCH_BUFFER_BYTES)),
         max_stack=int(mem["max_stack"]),
         max_call_depth=int(mem["max_call_depth"]),
         cycles=cycles,

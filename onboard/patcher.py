@@ -118,6 +118,43 @@ FATE_CODES = {FateStatus.STAGED: 0, FateStatus.ACTIVE: 1, FateStatus.COMMITTED: 
 REJECTED_BASE = 0x40
 
 
+_STATUS_OF_CODE = {code: status for status, code in FATE_CODES.items()
+                   if status is not FateStatus.RECEIVED or code == 0x3F}
+_REASON_OF_NUMBER = {n: r for r, n in REASON_NUMBERS.items()}
+
+
+def read_fate_code(code: int) -> tuple[FateStatus, Reason | None]:
+    """What a one-byte fate code in telemetry says: the status and, for a rejection, the
+    reason. Raises ``ValueError`` for a code no patcher writes."""
+    if code >= REJECTED_BASE:
+        reason = _REASON_OF_NUMBER.get(code - REJECTED_BASE)
+        if reason is None:
+            raise ValueError(f"fate code {code:#04x}: no such rejection reason")
+        return FateStatus.REJECTED, reason
+    if code not in _STATUS_OF_CODE:
+        raise ValueError(f"fate code {code:#04x} is not one a patcher writes")
+    return _STATUS_OF_CODE[code], None
+
+
+def fate_failed(code: int) -> bool:
+    """Whether a fate code says the patch will not (or no longer) run: rejected or rolled
+    back. Unknown codes count as failed."""
+    try:
+        status, _ = read_fate_code(code)
+    except ValueError:
+        return True
+    return status in (FateStatus.REJECTED, FateStatus.ROLLED_BACK)
+
+
+def fate_code_text(code: int) -> str:
+    """A fate code in words (``staged``, ``rejected: wrong-base``...)."""
+    try:
+        status, reason = read_fate_code(code)
+    except ValueError as exc:
+        return str(exc)
+    return status.value + (f": {reason.value}" if reason else "")
+
+
 @dataclass(frozen=True)
 class Fate:
     """One step in the life of a patch, as telemetry reports it."""

@@ -26,7 +26,6 @@ file path (the onboard side imports nothing of the ground's packages).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from array import array
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from onboard.faults import Fault, TrapCode
-from onboard.host import Host, NativeFn
+from onboard.host import mission_host
 from onboard.image import Image, ImageError, ImageKind, decode_image
 from onboard.loader import Program
 from onboard.mission import MissionProfile, find_mission
@@ -58,32 +57,6 @@ class StateError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
-
-
-class _NoNatives:
-    """The host of a mission that simulates no spacecraft services."""
-
-    def native(self, name: str) -> NativeFn | None:
-        return None
-
-    def env(self, key: str) -> int:
-        return 0
-
-    def advance(self, now_ms: int) -> None:
-        return None
-
-
-def mission_host(profile: MissionProfile, seed: int) -> Host:
-    """The mission's simulated host: ``make_host(profile, seed)`` of its ``natives.py``."""
-    path = profile.directory / "natives.py"
-    if not path.exists():
-        return _NoNatives()
-    spec = importlib.util.spec_from_file_location(f"vvm_natives_{profile.name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    host: Host = module.make_host(profile, seed)
-    return host
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -18,6 +18,7 @@ from ccl.driver import Compiled, Compiler
 from ccl.pack import (
     KEY_ENV,
     PackError,
+    Verdict,
     chunks,
     diff_list,
     format_key,
@@ -26,7 +27,7 @@ from ccl.pack import (
     parse_key,
     row_runs,
 )
-from ccl.pack_command import Verdict, describe
+from ccl.pack_command import describe
 from onboard.patch_format import Flag, development_key, expand_chunk, parse_header
 from onboard.patcher import FateStatus, Patcher
 from onboard.store import Store

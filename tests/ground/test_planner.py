@@ -135,9 +135,16 @@ def test_the_view_of_a_transfer_in_progress_is_used(corot_windows: list[UplinkWi
     done = TransferView(1, 32, 512, complete=True, fate=0)
     r = plan([p], corot_windows, OnboardView(transfers={"a": done}), Channel(), STORE)
     assert r.patch("a").status is Status.COMPLETE and r.allocations == ()
-    rejected = TransferView(1, 32, 512, complete=True, fate=3)
-    r = plan([p], corot_windows, OnboardView(transfers={"a": rejected}), Channel(), STORE)
-    assert r.patch("a").status is Status.REFUSED and "fate 3" in r.patch("a").reason
+    rolled_back = TransferView(1, 32, 512, complete=True, fate=3)
+    r = plan([p], corot_windows, OnboardView(transfers={"a": rolled_back}), Channel(), STORE)
+    assert r.patch("a").status is Status.REFUSED and "rolled-back" in r.patch("a").reason
+    wrong_base = TransferView(1, 32, 512, complete=True, fate=0x40 + 14)
+    r = plan([p], corot_windows, OnboardView(transfers={"a": wrong_base}), Channel(), STORE)
+    assert r.patch("a").status is Status.REFUSED
+    assert r.patch("a").reason == "failed on board (rejected: wrong-base)"
+    active = TransferView(1, 32, 512, complete=True, fate=1)  # on probation: not a failure
+    r = plan([p], corot_windows, OnboardView(transfers={"a": active}), Channel(), STORE)
+    assert r.patch("a").status is Status.COMPLETE
 
 
 def test_more_loss_more_frames(corot_windows: list[UplinkWindow]) -> None:

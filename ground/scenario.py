@@ -1,0 +1,637 @@
+"""Scenarios: a mission's operations end to end, from CCL sources to telemetry (``ccl sim``).
+
+A scenario file says what is on board at the start and which configurations the ground
+sends, step by step. For every configuration of a step the ground:
+
+1. compiles and proves it (``ccl.driver``, ``ccl.verify``): one that does not check or is
+   not proven is never uplinked;
+2. packs it (``ccl.pack``) against the configuration it believes is on board (the last
+   telemetry report's hash, looked up in the ledger), with the next sequence number;
+3. uplinks the step's patches over the coming passes (``ground.uplink.simulate``) to a
+   simulated satellite (``onboard.spacecraft``: receiver, VVM, patcher, store), whose tasks
+   run under the 10 % share the whole time, patch handling included;
+4. reads the telemetry of the following passes until every patch's fate is final
+   (committed, rolled back or rejected); a patch rejected for its base is packed again
+   against the configuration the telemetry shows on board, and sent again.
+
+The ledger (``ground.ledger``) records the run: images, patches, passes, segments sent and
+acknowledged, every telemetry report. Everything random comes from the scenario's seed;
+the satellite's clock is the simulated one (its millisecond 0 is the scenario's start).
+
+File format (TOML)::
+
+    [scenario]
+    name = "a one-parameter change"
+    mission = "corot"
+    seed = 1
+    start = "2014-06-11T00:00:00Z"   # default: the TLE epoch's day
+    days = 3                         # how far ahead passes are computed
+    loss = 0.05                      # independent frame loss (also: duplicate, reorder)
+    probation_frames = 600           # default: the mission's
+
+    [onboard]                        # loaded before launch; without it nothing is on board
+    config = "../configs/exo_e1_v5.ccl"
+
+    [[step]]
+    title = "raise the cosmic-ray threshold"
+    faults = { cancelled = [0], lost_reports = [1] }   # passes of this step, 0 = its first
+
+    [[step.patch]]
+    config = "../configs/exo_e1_v6.ccl"
+    expect = "committed"             # committed | refused | rejected | rolled-back
+    expect_recovery = "committed"    # for a patch rejected for its base: the re-packed one
+    priority = 1
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ccl.diagnostics import CclError
+from ccl.driver import Compiled, Compiler
+from ccl.pack import PackError, pack, run_verifier
+from ground.channel import Channel
+from ground.errors import GroundError
+from ground.ledger import Ledger, RunRecorder
+from ground.link import LinkBudget, UplinkWindow, uplink_windows
+from ground.passes import compute_passes, default_start
+from ground.planner import UplinkPatch
+from ground.uplink import Faults, PatchResult, simulate
+from onboard.image import Image, decode_image
+from onboard.mission import MissionError, MissionProfile, find_mission
+from onboard.patch_format import Reason, development_key
+from onboard.patcher import FateStatus, KeyRefused, read_fate_code
+from onboard.receiver import Receiver, Report, ReportError, decode_report
+from onboard.spacecraft import Spacecraft
+from onboard.store import StoreError
+
+EXPECTATIONS = ("committed", "refused", "rejected", "rolled-back")
+FINAL = frozenset({FateStatus.COMMITTED, FateStatus.ROLLED_BACK, FateStatus.REJECTED})
+
+
+class ScenarioError(GroundError):
+    """A scenario file that cannot be run: what is wrong (file and key) and a hint."""
+
+
+# --------------------------------------------------------------------------- the file
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    config: Path
+    expect: str | None = None
+    expect_recovery: str | None = None
+    priority: int = 1
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    patches: tuple[PatchSpec, ...]
+    cancelled: frozenset[int] = frozenset()   # relative to the step's first pass
+    lost_reports: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: Path
+    name: str
+    mission: str
+    seed: int
+    start: datetime | None
+    days: float
+    channel: Channel
+    probation_frames: int | None
+    onboard_config: Path | None
+    steps: tuple[Step, ...]
+
+
+def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
+         default: Any = None, required: bool = False) -> Any:
+    if key not in table:
+        if required:
+            raise ScenarioError(f"{where}: `{key}` is missing", "see ground/scenario.py for "
+                                "the format")
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ScenarioError(f"{where}: `{key}` = {value!r} has the wrong type",
+                            "see ground/scenario.py for the format")
+    return value
+
+
+def _indices(table: dict[str, Any], key: str, where: str) -> frozenset[int]:
+    values = _get(table, key, list, where, [])
+    if not all(isinstance(v, int) and v >= 0 for v in values):
+        raise ScenarioError(f"{where}: `{key}` must list pass numbers >= 0",
+                            "0 is the step's first uplink pass")
+    return frozenset(values)
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and check a scenario file; raises ``ScenarioError`` naming the file and key."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}",
+                            "check the path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}", "fix the syntax") from None
+    where = f"{path} [scenario]"
+    head = _get(data, "scenario", dict, str(path), required=True)
+    base = path.parent
+    start_text = _get(head, "start", (str, datetime), where)
+    start = None
+    if isinstance(start_text, datetime):
+        start = start_text
+    elif start_text is not None:
+        try:
+            start = datetime.fromisoformat(start_text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ScenarioError(f"{where}: start {start_text!r} is not an ISO date-time",
+                                "write e.g. 2014-06-11T00:00:00Z") from None
+    if start is not None and start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    try:
+        channel = Channel(loss=float(_get(head, "loss", (int, float), where, 0.0)),
+                          duplicate=float(_get(head, "duplicate", (int, float), where, 0.0)),
+                          reorder=float(_get(head, "reorder", (int, float), where, 0.0)))
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: {exc}", "probabilities lie in [0, 1)") from None
+    days = float(_get(head, "days", (int, float), where, 3))
+    if days <= 0:
+        raise ScenarioError(f"{where}: days must be positive", "write days = 3")
+    onboard = _get(data, "onboard", dict, str(path), {})
+    config = _get(onboard, "config", str, f"{path} [onboard]")
+    steps = []
+    for i, raw in enumerate(_get(data, "step", list, str(path), required=True)):
+        sw = f"{path} [[step]] {i + 1}"
+        if not isinstance(raw, dict):
+            raise ScenarioError(f"{sw}: not a table", "write [[step]] sections")
+        faults = _get(raw, "faults", dict, sw, {})
+        patches = []
+        for j, p in enumerate(_get(raw, "patch", list, sw, required=True)):
+            pw = f"{sw} [[step.patch]] {j + 1}"
+            if not isinstance(p, dict):
+                raise ScenarioError(f"{pw}: not a table", "write [[step.patch]] sections")
+            expect = [_get(p, k, str, pw) for k in ("expect", "expect_recovery")]
+            for e in expect:
+                if e is not None and e not in EXPECTATIONS:
+                    raise ScenarioError(f"{pw}: unknown expectation {e!r}",
+                                        f"one of {', '.join(EXPECTATIONS)}")
+            patches.append(PatchSpec(base / _get(p, "config", str, pw, required=True),
+                                     expect[0], expect[1], _get(p, "priority", int, pw, 1)))
+        steps.append(Step(_get(raw, "title", str, sw, f"step {i + 1}"), tuple(patches),
+                          _indices(faults, "cancelled", sw), _indices(faults, "lost_reports",
+                                                                      sw)))
+    return Scenario(path, _get(head, "name", str, where, path.stem),
+                    _get(head, "mission", str, where, required=True),
+                    _get(head, "seed", int, where, 1), start, days, channel,
+                    _get(head, "probation_frames", int, where),
+                    base / config if config else None, tuple(steps))
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class FateRecord:
+    """A fate of a patch on board, when it happened (the satellite's truth)."""
+
+    time: datetime
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class PatchOutcome:
+    """What became of one configuration the scenario sends."""
+
+    step: int
+    source: str
+    name: str
+    verdict: str                       # proven, refuted, unknown, or "does not check"
+    detail: str = ""
+    kind: str = ""                     # full or delta
+    size: int = 0
+    seq: int | None = None
+    share_used_percent: float | None = None
+    uplink: PatchResult | None = None
+    fates: tuple[FateRecord, ...] = ()
+    final: str = ""                    # committed, refused, rejected: REASON, rolled-back...
+    expected: str | None = None
+    recovery_of: str | None = None     # the rejected patch this one re-packs
+
+    @property
+    def met(self) -> bool:
+        """Whether the outcome is the one the scenario expects (if it expects one)."""
+        return self.expected is None or self.final.split(":")[0] == self.expected
+
+    @property
+    def activated(self) -> datetime | None:
+        return next((f.time for f in self.fates if f.status == "active"), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "source": self.source, "name": self.name,
+                "verdict": self.verdict, "detail": self.detail, "kind": self.kind,
+                "bytes": self.size, "seq": self.seq,
+                "share_used_percent": self.share_used_percent,
+                "uplink": self.uplink.to_json() if self.uplink else None,
+                "fates": [{"time": f.time.isoformat(), "status": f.status,
+                           "detail": f.detail} for f in self.fates],
+                "final": self.final, "expected": self.expected, "met": self.met,
+                "recovery_of": self.recovery_of,
+                "activated": self.activated.isoformat() if self.activated else None}
+
+
+@dataclass(frozen=True)
+class ScenarioReport:
+    """A scenario's run: every patch's outcome, the link's totals, both sides' views."""
+
+    scenario: Scenario
+    run: int
+    outcomes: tuple[PatchOutcome, ...]
+    start: datetime
+    end: datetime
+    passes_used: int
+    frames_sent: int
+    bytes_sent: int
+    frames_lost: int
+    onboard: dict[str, Any]
+    ground_config: str | None          # the hash the ledger says is on board
+    bytes_per_day: int
+
+    @property
+    def onboard_config(self) -> str:
+        return str(self.onboard["config"]["hash"])
+
+    @property
+    def consistent(self) -> bool:
+        """Whether the ground's record agrees with what is really on board."""
+        return self.ground_config is not None and \
+            self.onboard_config.startswith(self.ground_config.rstrip("0")[:16])
+
+    @property
+    def ok(self) -> bool:
+        return all(o.met for o in self.outcomes) and self.consistent
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scenario": self.scenario.name, "file": str(self.scenario.path),
+                "mission": self.scenario.mission, "seed": self.scenario.seed,
+                "run": self.run, "start": self.start.isoformat(), "end": self.end.isoformat(),
+                "passes_used": self.passes_used, "frames_sent": self.frames_sent,
+                "bytes_sent": self.bytes_sent, "frames_lost": self.frames_lost,
+                "uplink_days": round(self.bytes_sent / self.bytes_per_day, 4),
+                "patches": [o.to_json() for o in self.outcomes],
+                "onboard": self.onboard, "ground_config": self.ground_config,
+                "consistent": self.consistent, "ok": self.ok}
+
+
+# --------------------------------------------------------------------------- running
+
+
+class _Recorder:
+    """The ledger's recorder, keeping the last telemetry report the ground received."""
+
+    def __init__(self, inner: RunRecorder) -> None:
+        self.inner = inner
+        self.last: Report | None = None
+        self.last_window: int | None = None
+
+    def window(self, window: UplinkWindow, cancelled: bool) -> None:
+        self.inner.window(window, cancelled)
+
+    def transfer(self, patch: UplinkPatch, transfer: int, k: int, share_bytes: int) -> None:
+        self.inner.transfer(patch, transfer, k, share_bytes)
+
+    def sent(self, window: UplinkWindow, patch: str, transfer: int, share: int, nbytes: int,
+             at: datetime) -> None:
+        self.inner.sent(window, patch, transfer, share, nbytes, at)
+
+    def report(self, window: UplinkWindow, raw: bytes, report: Report) -> None:
+        self.inner.report(window, raw, report)
+        self.last, self.last_window = report, window.index
+
+
+class _Link:
+    """The satellite as the uplink simulation sees it: its clock follows ground time."""
+
+    def __init__(self, spacecraft: Spacecraft, epoch: datetime) -> None:
+        self.spacecraft = spacecraft
+        self.epoch = epoch
+
+    @property
+    def receiver(self) -> Receiver:
+        return self.spacecraft.receiver
+
+    def ms(self, t: datetime) -> int:
+        return int((t - self.epoch) / timedelta(milliseconds=1))
+
+    def time(self, ms: int) -> datetime:
+        return self.epoch + timedelta(milliseconds=ms)
+
+    def advance(self, t: datetime) -> None:
+        self.spacecraft.run_until(self.ms(t))
+
+    def report(self) -> bytes:
+        return self.spacecraft.report()
+
+
+@dataclass
+class _Pending:
+    """A configuration compiled and proven, waiting to be packed and sent."""
+
+    spec: PatchSpec
+    step: int
+    compiled: Compiled
+    share: float | None
+    cycles_per_frame: int | None
+    recovery_of: str | None = None
+
+
+@dataclass
+class _Ground:
+    """What the ground holds during a run."""
+
+    scenario: Scenario
+    profile: MissionProfile
+    compiler: Compiler
+    ledger: Ledger
+    recorder: _Recorder
+    link: _Link
+    windows: list[UplinkWindow]
+    key: bytes
+    believed: Image | None = None      # the configuration the ground thinks is on board
+    seq: int = 0
+    next_transfer: int = 1
+    position: int = 0                  # next window to use
+    outcomes: list[PatchOutcome] = field(default_factory=list)
+    results: list[PatchResult] = field(default_factory=list)
+    on_event: Callable[[str], None] | None = None
+
+    def say(self, text: str) -> None:
+        if self.on_event:
+            self.on_event(text)
+
+    # -- ground side of one configuration
+
+    def prepare(self, spec: PatchSpec, step: int) -> _Pending | None:
+        """Compile and prove; None (and an outcome saying why) if it cannot go up."""
+        source = str(spec.config)
+        try:
+            compiled = self.compiler.compile(spec.config)
+        except CclError as exc:
+            d = exc.diagnostics[0]
+            where = f"{d.span.line}:{d.span.col}: " if d.span is not None else ""
+            self.outcomes.append(PatchOutcome(step, source, spec.config.stem,
+                                              "does not check", f"{where}[{d.code}] "
+                                              f"{d.message}", final="refused",
+                                              expected=spec.expect))
+            self.say(f"{spec.config.name}: does not check; never uplinked")
+            return None
+        img = compiled.image
+        name = f"{img.name} v{img.version}"
+        for v in (*compiled.vmlets, compiled):
+            self.ledger.add_image(v.image.content_hash, v.image.kind.name.lower(),
+                                  v.image.name, v.image.version, v.image.encode())
+        verdict = run_verifier(compiled, self.compiler)
+        if verdict.status != "proven":
+            self.outcomes.append(PatchOutcome(step, source, name, verdict.status,
+                                              verdict.detail, final="refused",
+                                              share_used_percent=verdict.share_used_percent,
+                                              expected=spec.expect))
+            self.say(f"{name}: {verdict.status} by ccl verify ({verdict.detail}); never "
+                     "uplinked")
+            return None
+        return _Pending(spec, step, compiled, verdict.share_used_percent,
+                        verdict.cycles_per_frame)
+
+    def packed(self, p: _Pending) -> tuple[UplinkPatch, str, int]:
+        """The patch of ``p`` against the configuration believed on board."""
+        c = p.compiled
+        self.seq += 1
+        base = self.believed
+        try:
+            result = pack(c.image, [v.image for v in c.vmlets], self.profile, self.key,
+                          seq=self.seq, base=base, cycles_per_frame=p.cycles_per_frame)
+        except PackError as exc:
+            raise ScenarioError(f"{p.spec.config}: cannot pack: {exc.message}",
+                                exc.hint) from None
+        name = f"{c.image.name} v{c.image.version} #{self.seq}"
+        patch = UplinkPatch.from_bytes(name, result.data, priority=p.spec.priority)
+        self.ledger.add_patch(patch)
+        kind = "full" if result.full else "delta"
+        self.say(f"{name}: proven; {kind} patch of {len(result.data)} bytes, seq {self.seq}"
+                 + (f", base {base.name} v{base.version}" if base is not None and not
+                    result.full else ""))
+        return patch, kind, self.seq
+
+    # -- one campaign: send, then watch the telemetry
+
+    def campaign(self, pending: Sequence[_Pending], step: Step) -> list[PatchOutcome]:
+        sends = [(p, *self.packed(p)) for p in pending]
+        patches = [s[1] for s in sends]
+        windows = self.windows[self.position:]
+        if not windows:
+            return [self._undelivered(p, patch, kind, seq) for p, patch, kind, seq in sends]
+        first = windows[0].index
+        faults = Faults(cancelled=frozenset(first + i for i in step.cancelled),
+                        lost_reports=frozenset(first + i for i in step.lost_reports))
+        try:
+            result = simulate(patches, windows, self.scenario.channel, self._seed(),
+                              self.profile.spacecraft_id, self.profile.patch_buffer_bytes,
+                              faults=faults, memory=(self.profile.code_bytes,
+                                                     self.profile.data_bytes),
+                              recorder=self.recorder, onboard=self.link,
+                              first_transfer=self.next_transfer)
+        except ValueError as exc:  # e.g. a patch too large to erasure-code
+            raise ScenarioError(f"{step.title}: {exc}", "split the change") from None
+        self.results.extend(result.patches)
+        if result.windows:
+            self.position = self.windows.index(result.windows[-1].window)
+        transfers = [r.transfer for r in result.patches if r.transfer is not None]
+        if transfers:
+            self.next_transfer = max(transfers) + 1
+        self._watch([r.transfer for r in result.patches if r.status == "complete"
+                     and r.transfer is not None], step, faults)
+        outcomes = []
+        for (p, patch, kind, seq), r in zip(sends, result.patches, strict=True):
+            outcomes.append(self._outcome(p, patch, kind, seq, r))
+        self._update_belief()
+        return outcomes
+
+    def _seed(self) -> int:
+        return self.scenario.seed * 1_000 + self.position
+
+    def _watch(self, transfers: list[int], step: Step, faults: Faults) -> None:
+        """Read the telemetry of the next passes until these transfers' fates are final."""
+        while transfers and not all(self._final(t) for t in transfers):
+            if self.position + 1 >= len(self.windows):
+                return
+            self.position += 1
+            w = self.windows[self.position]
+            cancelled = w.index in faults.cancelled
+            self.recorder.window(w, cancelled)
+            if cancelled or w.index in faults.lost_reports:
+                continue
+            self.link.advance(w.start)
+            raw = self.link.report()
+            try:
+                self.recorder.report(w, raw, decode_report(raw))
+            except ReportError:
+                continue
+            self.say(f"telemetry at {w.start:%Y-%m-%d %H:%M} ({w.pass_.station})")
+
+    def _final(self, transfer: int) -> bool:
+        """Whether the ground has seen this transfer's final fate in telemetry."""
+        last = self.recorder.last
+        entry = last.transfer(transfer) if last is not None else None
+        if entry is None or entry.fate is None:
+            return False
+        try:
+            status, _ = read_fate_code(entry.fate)
+        except ValueError:
+            return True
+        return status in FINAL
+
+    def _onboard_fates(self, transfer: int | None) -> tuple[FateRecord, ...]:
+        rc = self.link.spacecraft.vvm.reconfiguration
+        assert rc is not None
+        out = []
+        for e in rc.events:
+            if e.ticket != transfer:
+                continue
+            f = e.fate
+            detail = f.message
+            if f.reason is not None:
+                detail = f"{f.reason.value}: {f.message}"
+            out.append(FateRecord(self.link.time(e.time_ms), f.status.value, detail))
+        return tuple(out)
+
+    def _outcome(self, p: _Pending, patch: UplinkPatch, kind: str, seq: int,
+                 r: PatchResult) -> PatchOutcome:
+        fates = self._onboard_fates(r.transfer)
+        final = fates[-1].status if fates else ("undelivered" if r.status != "complete"
+                                                else "complete")
+        if final == "rejected":
+            final = f"rejected: {fates[-1].detail.split(':')[0]}"
+        c = p.compiled
+        expected = p.spec.expect_recovery if p.recovery_of else p.spec.expect
+        outcome = PatchOutcome(p.step, str(p.spec.config),
+                               f"{c.image.name} v{c.image.version}", "proven", "", kind,
+                               len(patch.data), seq, p.share, r, fates, final, expected,
+                               p.recovery_of)
+        when = outcome.activated
+        self.say(f"{patch.name}: {final}"
+                 + (f" (activated {when:%Y-%m-%d %H:%M:%S})" if when else ""))
+        return outcome
+
+    def _undelivered(self, p: _Pending, patch: UplinkPatch, kind: str,
+                     seq: int) -> PatchOutcome:
+        c = p.compiled
+        return PatchOutcome(p.step, str(p.spec.config), f"{c.image.name} v{c.image.version}",
+                            "proven", "no uplink pass left", kind, len(patch.data), seq,
+                            p.share, final="undelivered", expected=p.spec.expect,
+                            recovery_of=p.recovery_of)
+
+    def _update_belief(self) -> None:
+        """What is on board, as far as the ground can tell: the last telemetry's hash."""
+        last = self.recorder.last
+        if last is None:
+            return
+        if last.config_hash == bytes(len(last.config_hash)):
+            self.believed = None
+            return
+        raw = self.ledger.image(last.config_hash)
+        self.believed = decode_image(raw) if raw is not None else None
+
+    def closing_telemetry(self) -> None:
+        """Read the telemetry of the current pass, if not read yet: the ground's last word on
+        what is on board."""
+        w = self.windows[self.position]
+        if self.recorder.last_window == w.index:
+            return
+        self.link.advance(w.start)
+        raw = self.link.report()
+        self.recorder.window(w, False)
+        self.recorder.report(w, raw, decode_report(raw))
+        self.say(f"telemetry at {w.start:%Y-%m-%d %H:%M} ({w.pass_.station})")
+
+    # -- a whole step
+
+    def step(self, index: int, step: Step) -> None:
+        self.say(f"step {index + 1}: {step.title}")
+        ready = [p for p in (self.prepare(s, index) for s in step.patches) if p is not None]
+        if not ready:
+            return
+        outcomes = self.campaign(ready, step)
+        self.outcomes.extend(outcomes)
+        again = [replace(p, recovery_of=o.name)
+                 for p, o in zip(ready, outcomes, strict=True)
+                 if o.final == f"rejected: {Reason.WRONG_BASE.value}"]
+        if again:
+            self.say(f"telemetry shows {len(again)} patch(es) rejected for their base: "
+                     "packing again against the configuration on board")
+            self.outcomes.extend(self.campaign(again, Step(f"{step.title} (recovery)", ())))
+
+
+def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
+                 compiler: Compiler | None = None, key: bytes | None = None,
+                 on_event: Callable[[str], None] | None = None) -> ScenarioReport:
+    """Run ``scenario``: its satellite's store lives in ``workdir``; ``ledger`` records it.
+    ``key`` defaults to the mission's development key (a flight profile refuses it)."""
+    compiler = compiler or Compiler()
+    try:
+        profile = find_mission(scenario.mission, compiler.mission_dirs)
+    except MissionError as exc:
+        raise ScenarioError(f"{scenario.path}: {exc.message}", exc.hint) from None
+    start = scenario.start or default_start(profile)
+    key = key or development_key(profile.name)
+    budget = LinkBudget.from_profile(profile)
+    windows = uplink_windows(compute_passes(profile, start, scenario.days), budget)
+    if not windows:
+        raise ScenarioError(f"{scenario.path}: no uplink pass in {scenario.days:g} days",
+                            "give more days")
+    try:
+        spacecraft = Spacecraft.create(profile, workdir / "store", key, seed=scenario.seed,
+                                       probation_frames=scenario.probation_frames)
+    except StoreError as exc:
+        raise ScenarioError(f"{workdir}: {exc}", "give an empty work folder") from None
+    except KeyRefused as exc:
+        raise ScenarioError(f"{scenario.path}: {exc}", "run it with the mission's key") \
+            from None
+    recorder = _Recorder(ledger.start_run("scenario", profile.name, scenario.seed,
+                                          {"scenario": scenario.name,
+                                           "file": str(scenario.path),
+                                           "start": start.isoformat(),
+                                           "loss": scenario.channel.loss}))
+    ground = _Ground(scenario, profile, compiler, ledger, recorder, _Link(spacecraft, start),
+                     windows, key, on_event=on_event)
+    if scenario.onboard_config is not None:
+        try:
+            base = compiler.compile(scenario.onboard_config)
+        except CclError as exc:
+            raise ScenarioError(f"{scenario.path}: the configuration on board does not "
+                                f"check: {exc}", "fix it; `ccl check` shows why") from None
+        for v in (*base.vmlets, base):
+            ledger.add_image(v.image.content_hash, v.image.kind.name.lower(), v.image.name,
+                             v.image.version, v.image.encode())
+        spacecraft.install(base.image, [v.image for v in base.vmlets])
+        ground.believed = base.image  # loaded before launch: the ground knows it
+        ground.say(f"on board before launch: {base.image.name} v{base.image.version}")
+    for i, step in enumerate(scenario.steps):
+        ground.step(i, step)
+    ground.closing_telemetry()
+    end = windows[ground.position].start
+    spacecraft.run_until(ground.link.ms(end))
+    ground_view = ledger.status(recorder.inner.run).get("onboard_config")
+    return ScenarioReport(
+        scenario, recorder.inner.run, tuple(ground.outcomes), start, end, ground.position + 1,
+        sum(r.frames_sent for r in ground.results), sum(r.bytes_sent for r in ground.results),
+        sum(r.frames_lost for r in ground.results), spacecraft.vvm.status(),
+        ground_view["hash"] if ground_view else None, budget.bytes_per_day)
