@@ -1,5 +1,5 @@
-"""The CoRoT end-to-end demo (``make demo``): what exists of the pipeline, run as an operator
-would, with the real ``ccl`` commands.
+"""The CoRoT end-to-end demo (``make demo``): the whole pipeline, run as an operator would,
+with the real ``ccl`` commands, ending with the mission's scenarios (``ccl sim``).
 
 Each step prints the command, its output and whether the outcome is the expected one; the
 demo fails (exit 1) if any is not.
@@ -33,24 +33,30 @@ def run(args: list[str], expect_rc: int, keep: int | None = None) -> bool:
 
 
 def main() -> int:
-    print("CoRoT demo: the CCL front end on the language contract's programs")
+    print("CoRoT demo: reconfiguring the instrument software over a 140 kbit/day link, with "
+          "the real `ccl` commands")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         print("\n== 1. check every configuration (bad_syntax must be refused)")
-        for f in sorted(CONFIGS.glob("*.ccl")):
-            results.append(run(["check", f], 1 if f.stem == "bad_syntax" else 0))
-        print("\n== 2. compile the photometry VMlet and the exo_e1 configuration")
-        results.append(run(["compile", HERE / "vmlets" / "photometry.ccl",
-                            "-o", out / "photometry.vvmi"], 0))
-        results.append(run(["compile", CONFIGS / "exo_e1.ccl", "-o", out / "exo_e1.vvmi"], 0))
-        print("\n== 3. the image as the satellite decodes it, then the listing with source names")
-        results.append(run(["disasm", out / "exo_e1.vvmi"], 0, keep=22))
-        results.append(run(["disasm", CONFIGS / "exo_e1.ccl"], 0, keep=90))
+        results.append(run(["check", *sorted(p for p in CONFIGS.glob("*.ccl")
+                                            if p.stem != "bad_syntax")], 0))
+        results.append(run(["check", CONFIGS / "bad_syntax.ccl"], 1))
+        print("\n== 2. prove them: exo_e1 v5 is proven; bad_index and bad_budget are refuted "
+              "with counterexamples")
+        results.append(run(["verify", CONFIGS / "exo_e1_v5.ccl"], 0))
+        results.append(run(["verify", CONFIGS / "bad_index.ccl"], 1, keep=24))
+        results.append(run(["verify", CONFIGS / "bad_budget.ccl"], 1, keep=24))
+        print("\n== 3. the listing of the cosmic filter, as the VVM will run it")
+        results.append(run(["disasm", CONFIGS / "exo_e1_v5.ccl"], 0, keep=60))
+        print("\n== 4. the passes over Kiruna and Aussaguel (SGP4 from the TLE)")
+        results.append(run(["passes", "--days", "1"], 0))
+        print("\n== 5. the scenarios end to end: compile, verify, pack, uplink over the passes, "
+              "apply on board under the 10 % share, telemetry, ledger")
+        results.append(run(["sim", HERE / "scenarios", "--ledger", out / "ledger.sqlite"], 0))
+        results.append(run(["status", "--ledger", out / "ledger.sqlite"], 0))
     failed = results.count(False)
     print(f"\n{len(results) - failed} of {len(results)} steps as expected.")
-    print("Still to come: ccl verify (issue 4), the VVM (issue 3), patches (issue 5), "
-          "uplink and `ccl sim` (issue 6).")
     return 1 if failed else 0
 
 
