@@ -23,7 +23,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check ccl onboard ground missions tests benchmarks
-	$(BIN)/mypy ccl onboard
+	$(BIN)/mypy ccl onboard ground missions
 
 clean:
 	rm -rf $(VENV) build *.egg-info

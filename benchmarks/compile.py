@@ -257,7 +257,8 @@ class _Gen:
             elif kind == 7 and scope["stars"]:
                 s = r.choice(scope["stars"])
                 arr = r.choice(self.var_arrays)
-                value = self.int_atom(scope) if r.randrange(2) else f"{r.choice(self.var_arrays)}[{s}]"
+                value = self.int_atom(scope) if r.randrange(2) else \
+                    f"{r.choice(self.var_arrays)}[{s}]"
                 self.emit(f"{arr}[{s}] = {value};{tail}", indent)
                 used += 1
             elif kind == 8:

@@ -34,8 +34,8 @@ def main() -> None:
         _, host_py = load(compiled)
         cycles = run_unit(metered, kernel.task)
 
-        def vvm(p=metered) -> None:
-            run_unit(p, kernel.task)
+        def vvm(p=metered, name=kernel.task) -> None:
+            run_unit(p, name)
 
         def bare(p=unmetered, name=kernel.task) -> None:
             p.code.functions[p.unit(name)](0)

@@ -73,6 +73,8 @@ class SyntaxNode:
     of its first and past-its-last character in the source."""
 
     __slots__ = ("_tx_position", "_tx_position_end")
+    _tx_position: int
+    _tx_position_end: int
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}@{self._tx_position}"

@@ -25,7 +25,6 @@ from ground.passes import Pass
 from onboard.mission import MissionProfile
 
 
-
 class LinkError(GroundError):
     """A profile whose ``[link]`` section is missing or malformed."""
 

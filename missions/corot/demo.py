@@ -17,7 +17,7 @@ ROOT = HERE.parent.parent
 CONFIGS = HERE / "configs"
 
 
-def run(args: list[str], expect_rc: int, keep: int | None = None) -> bool:
+def run(args: list[object], expect_rc: int, keep: int | None = None) -> bool:
     shown = " ".join(str(a).replace(str(ROOT) + "/", "") for a in args)
     print(f"\n$ ccl {shown}")
     proc = subprocess.run([sys.executable, "-m", "ccl.cli", *map(str, args)],
@@ -39,8 +39,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         print("\n== 1. check every configuration (bad_syntax must be refused)")
-        results.append(run(["check", *sorted(p for p in CONFIGS.glob("*.ccl")
-                                            if p.stem != "bad_syntax")], 0))
+        configs = sorted(p for p in CONFIGS.glob("*.ccl") if p.stem != "bad_syntax")
+        results.append(run(["check", *configs], 0))
         results.append(run(["check", CONFIGS / "bad_syntax.ccl"], 1))
         print("\n== 2. prove them: exo_e1 v5 is proven; bad_index and bad_budget are refuted "
               "with counterexamples")
