@@ -104,6 +104,12 @@ class Reconfiguration:
         self.probation_ticket: int | None = None
         self.probation_end_ms: int | None = None
         self.counted_to_ms = 0  # probation frames counted up to this time
+        staged = patcher.store.staged() if patcher.store.phase is Phase.STAGED else None
+        if staged is not None:
+            # Staged before a reset: it passed every check, so switch to it as planned.
+            code, _ = memory_bytes(staged.config, staged.vmlets)
+            self.work = _Work(_Step.PREPARE, patcher.store.last_seq,
+                              self.costs.bind_per_code_byte * code + self.costs.journal)
 
     # ------------------------------------------------------------------ input
 

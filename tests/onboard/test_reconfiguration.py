@@ -14,7 +14,7 @@ from missions.corot.natives import make_host
 from onboard.image import Image
 from onboard.patch_format import Reason
 from onboard.patcher import FateStatus, Patcher
-from onboard.store import Phase, Store
+from onboard.store import FaultyDisk, Phase, PowerLoss, Store
 from onboard.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,3 +227,60 @@ def test_reconfiguration_never_takes_more_than_the_reserve_in_a_frame(
     vm.run_for(10_000)
     assert used and max(used) <= reserve
     assert sum(used) >= exo.mission.reconfig.check_per_byte * 400  # the check was charged
+
+
+def test_a_power_loss_at_any_write_ends_in_the_old_or_the_new_configuration(
+        tmp_path: Path) -> None:
+    """MCUboot-style: cut the power at every persistent write of a delta's application
+    (stage: slot and journal; switch: journal; commit: journal), restart a fresh VVM from
+    the store, and check that it runs the old configuration or, if the new one was staged
+    before the cut, switches to it; never a mix. A switch not yet committed is not trusted
+    after a reset. The ground's resend then completes the change; past the last write, the
+    new one is kept."""
+    v1 = compile_small(tmp_path, 1, gain=100)
+    v2 = compile_small(tmp_path, 2, gain=900)
+    full = pack(v1.image, vmlets(v1), v1.mission, KEY, seq=1).data
+    old, new = v1.image.content_hash, v2.image.content_hash
+    outcomes = set()
+    for fail_at in range(5):
+        directory = tmp_path / f"cut{fail_at}"
+        vm = new_vvm(directory, v1, probation_frames=5)
+        vm.receive_patch(full, 1)
+        vm.run_for(3_000)
+        assert vm.program is not None and vm.program.image.content_hash == old
+        rc = vm.reconfiguration
+        assert rc is not None
+        rc.patcher.store = Store.open(directory, FaultyDisk(fail_at))  # the cut to come
+        vm.receive_patch(pack(v2.image, vmlets(v2), v2.mission, KEY, seq=2,
+                              base=v1.image).data, 2)
+        if fail_at == 4:  # no fifth write: nothing is cut
+            vm.run_for(10_000)
+            assert rc.patcher.store.current().hash == new  # type: ignore[union-attr]
+            continue
+        with pytest.raises(PowerLoss):
+            vm.run_for(10_000)
+        # reboot: a new VVM over what the store holds
+        store = Store.open(directory)
+        assert store.check() == []
+        patcher = Patcher(v1.mission, store, KEY, probation_frames=5)
+        patcher.boot()  # on probation at the cut: not trusted, back to the old one
+        staged = store.phase is Phase.STAGED  # staged at the cut: switched to as planned
+        current = store.current()
+        assert current is not None and current.hash == old
+        rebooted = VVM(v1.mission, make_host(v1.mission, seed=3), patcher)
+        rebooted.activate(rebooted.prepare(current.config, current.vmlets))
+        rebooted.run_for(2_000)
+        assert rebooted.telemetry.config_hash == (new if staged else old)
+        assert rebooted.telemetry.tasks["scan"].runs >= 1
+        outcomes.add((fail_at, staged))
+        if not staged:  # the ground sees the old hash in telemetry and sends it again
+            seq = store.last_seq + 1
+            rebooted.receive_patch(pack(v2.image, vmlets(v2), v2.mission, KEY, seq=seq,
+                                        base=v1.image).data, 3)
+        rebooted.run_for(5_000)
+        assert rebooted.telemetry.config_hash == new
+        assert store.current().hash == new  # type: ignore[union-attr]
+        assert store.check() == []
+    # the slot and the staging record cut: nothing staged; the switch's record cut: still
+    # staged; the commit's record cut: rolled back at the reset
+    assert outcomes == {(0, False), (1, False), (2, True), (3, False)}
