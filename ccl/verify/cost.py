@@ -67,11 +67,24 @@ class CIte:
 
 @dataclass(frozen=True, eq=False)
 class CLoop:
-    """``max(0, hi - lo)`` iterations of ``body`` (bounds evaluated once, on entry)."""
+    """``max(0, hi - lo - skip)`` iterations of ``body`` (bounds evaluated once, on entry):
+    the iterations of a loop after the first ``skip``, which are counted on their own."""
 
     lo: Val
     hi: Val
     body: CSum
+    skip: int = 0
+
+    @property
+    def trips_range(self) -> tuple[int, int]:
+        """The fewest and the most iterations the bounds' intervals allow."""
+        return (max(0, self.hi.lo - self.lo.hi - self.skip),
+                max(0, self.hi.hi - self.lo.lo - self.skip))
+
+    def trips(self, width: int) -> z3.BitVecRef:
+        """The number of iterations as a ``width``-bit term (wide enough not to overflow)."""
+        span = widen(self.hi.bv, width) - widen(self.lo.bv, width) - self.skip
+        return z3.If(span > 0, span, z3.BitVecVal(0, width))
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,6 +113,36 @@ def choose(cond: z3.BoolRef, then: CSum, other: CSum) -> CSum:
     if then.constant and other.constant:
         return CSum(common, (CIte(cond, CSum(then.k - common), CSum(other.k - common)),))
     return CSum(common, (CIte(cond, then.plus(-common), other.plus(-common)),))
+
+
+def cost_terms(c: CSum | CostNode) -> list[z3.ExprRef]:
+    """The Z3 terms a cost depends on: conditions of its branches, bounds of its loops, and
+    the arguments its natives' cost formulas read."""
+    out: list[z3.ExprRef] = []
+    seen: set[int] = set()
+    stack: list[CSum | CostNode] = [c]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n, CSum):
+            stack.extend(n.parts)
+        elif isinstance(n, CIte):
+            out.append(n.cond)
+            stack.extend((n.then, n.other))
+        elif isinstance(n, CLoop):
+            out += (n.lo.term, n.hi.term)
+            stack.append(n.body)
+        else:
+            used = _formula_names(n.formula)
+            out += [a.term for name, a in zip(n.arg_names, n.args, strict=True) if name in used]
+    return out
+
+
+def _formula_names(formula: CostFormula) -> frozenset[str]:
+    return frozenset(x.id for x in ast.walk(formula.tree) if isinstance(x, ast.Name)
+                     and x.id not in ("min", "max"))
 
 
 # --------------------------------------------------------------------------- cycle table
@@ -147,7 +190,7 @@ class Bounds:
             a, b = self.of(c.then), self.of(c.other)
             lo, hi = min(a[0], b[0]), max(a[1], b[1])
         elif isinstance(c, CLoop):
-            trips = (max(0, c.hi.lo - c.lo.hi), max(0, c.hi.hi - c.lo.lo))
+            trips = c.trips_range
             body = self.of(c.body)
             lo, hi = _mul(trips, body)
             self._note(trips[1])
@@ -165,7 +208,7 @@ class Bounds:
 
     def _formula(self, node: ast.expr, env: dict[str, tuple[int, int]]) -> tuple[int, int]:
         if isinstance(node, ast.Constant):
-            r = (int(node.value), int(node.value))
+            r = (_constant(node), _constant(node))
         elif isinstance(node, ast.Name):
             r = env[node.id]
         elif isinstance(node, ast.UnaryOp):
@@ -188,6 +231,12 @@ class Bounds:
             r = (pick(x[0] for x in args), pick(x[1] for x in args))
         self._note(*r)
         return r
+
+
+def _constant(node: ast.Constant) -> int:
+    """An integer literal of a cost formula (the mission loader admits no other)."""
+    assert isinstance(node.value, int), node.value
+    return node.value
 
 
 def _mul(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
@@ -227,9 +276,7 @@ class Encoder:
         elif isinstance(c, CIte):
             out = z3.If(c.cond, self.of(c.then), self.of(c.other))
         elif isinstance(c, CLoop):
-            lo, hi = widen(c.lo.bv, w), widen(c.hi.bv, w)
-            trips = z3.If(hi > lo, hi - lo, z3.BitVecVal(0, w))
-            out = trips * self.of(c.body)
+            out = c.trips(w) * self.of(c.body)
         else:
             env = {n: widen(a.bv, w) for n, a in zip(c.arg_names, c.args, strict=True)}
             out = self._formula(c.formula.tree, env)
@@ -239,7 +286,7 @@ class Encoder:
     def _formula(self, node: ast.expr, env: dict[str, z3.BitVecRef]) -> z3.BitVecRef:
         w = self.width
         if isinstance(node, ast.Constant):
-            return z3.BitVecVal(int(node.value), w)
+            return z3.BitVecVal(_constant(node), w)
         if isinstance(node, ast.Name):
             return env[node.id]
         if isinstance(node, ast.UnaryOp):
@@ -391,7 +438,7 @@ class _Maximizer:
                     walk(n.body)  # the body's own parts keep their interval targets
                     out[id(n.body)] = body
                 else:
-                    trips = max(0, n.hi.hi - n.lo.lo)
+                    trips = n.trips_range[1]
                 v = trips * body
             else:
                 v = self.bounds.of(n)[1]
@@ -405,10 +452,7 @@ class _Maximizer:
         """The most trips of loop ``n`` and the most cycles of one iteration, each exact."""
         key = id(n)
         if key not in self._refined:
-            w = self.enc.width
-            lo, hi = widen(n.lo.bv, w), widen(n.hi.bv, w)
-            trips_term = z3.If(hi > lo, hi - lo, z3.BitVecVal(0, w))
-            trips = self._search(trips_term, max(0, n.hi.hi - n.lo.lo))[1]
+            trips = self._search(n.trips(self.enc.width), n.trips_range[1])[1]
             body = self.run(n.body)[1]
             self._refined[key] = (trips, body)
         return self._refined[key]
@@ -428,12 +472,10 @@ class _Maximizer:
         if isinstance(n, CLoop):
             if goal == 0:
                 return z3.BoolVal(True)
-            w = self.enc.width
-            lo, hi = widen(n.lo.bv, w), widen(n.hi.bv, w)
             body = targets[id(n.body)]
             reach = self._attain(n.body, targets) if body == self.bounds.of(n.body)[1] \
                 else self.enc.of(n.body) >= body
-            return z3.And(hi - lo == goal // body, reach)
+            return z3.And(n.trips(self.enc.width) == goal // body, reach)
         return self.enc.of(n) >= goal
 
     def polish(self, model: z3.ModelRef, reached: z3.BoolRef,

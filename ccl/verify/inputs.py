@@ -6,6 +6,9 @@ environment values, loop counters, and the state a loop carries into an arbitrar
 a Z3 constant with a *fact*: the range it is known to lie in. A model of the solver is turned
 back into a counterexample here: the values a person reads, and what a test needs to replay
 the run on the VVM.
+
+Everything an entry point does not touch stays uncreated: verification of one entry point
+costs what that entry point reads, not the size of the whole program.
 """
 
 from __future__ import annotations
@@ -55,26 +58,127 @@ class Input:
     default: int | None = None  # the value the configuration gives it (parameters, state)
 
 
-class Inputs:
-    """Creates the unknowns of one procedure and records the fact about each."""
+@dataclass(frozen=True)
+class ProgramIndex:
+    """A program's globals, arrays and functions by name (built once per verification:
+    looking them up in the program's tuples would cost the size of the program each time)."""
 
-    def __init__(self, program: ir.Program) -> None:
+    globals: dict[str, ir.Global]
+    arrays: dict[str, ir.Array]
+    functions: dict[str, ir.Procedure]
+
+    @staticmethod
+    def of(program: ir.Program) -> ProgramIndex:
+        return ProgramIndex({g.name: g for g in program.globals},
+                            {a.name: a for a in program.arrays},
+                            {f.name: f for f in program.functions})
+
+
+@dataclass(frozen=True)
+class RuleFacts:
+    """What the flight rules guarantee, grouped by the parameters they relate: a group is a
+    set of parameters connected through rules, with the facts of those rules. An entry point
+    that reads one parameter of a group assumes the group's facts (and sees all its
+    parameters), and no others: a rule about parameters it never reads cannot change what
+    it does, and assuming every rule everywhere would make verification quadratic in the
+    size of the program."""
+
+    groups: dict[str, tuple[tuple[str, ...], tuple[z3.BoolRef, ...]]]  # param: group
+
+    @staticmethod
+    def of(rules: Sequence[tuple[Sequence[str], z3.BoolRef]]) -> RuleFacts:
+        """From (parameters a rule reads, what it guarantees), one pair per rule. A rule that
+        reads no parameter constrains nothing an entry point can see."""
+        parent: dict[str, str] = {}
+
+        def find(x: str) -> str:
+            while parent.setdefault(x, x) != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for names, _fact in rules:
+            for n in names:
+                parent[find(n)] = find(names[0])
+        members: dict[str, list[str]] = {}
+        for n in list(parent):
+            members.setdefault(find(n), []).append(n)
+        facts: dict[str, list[z3.BoolRef]] = {}
+        for names, fact in rules:
+            if names:
+                facts.setdefault(find(names[0]), []).append(fact)
+        groups = {}
+        for root, group_names in members.items():
+            group = (tuple(sorted(group_names)), tuple(facts.get(root, ())))
+            for n in group_names:
+                groups[n] = group
+        return RuleFacts(groups)
+
+
+class Inputs:
+    """Creates the unknowns of one procedure and records the fact about each.
+
+    Parameters, state variables and arrays are created when the procedure first reads them:
+    an entry point of a large configuration touches few of its globals, and creating all of
+    them for every entry point would make verification quadratic in the program's size."""
+
+    def __init__(self, program: ir.Program, rules: RuleFacts | None = None,
+                 index: ProgramIndex | None = None) -> None:
         self.by_key: dict[str, Input] = {}
         self.facts: list[z3.BoolRef] = []
         self._fresh = 0
-        self.params = {g.name: self._int(Role.PARAM, g.name, g.type, f"param:{g.name}",
-                                         default=g.value)
-                       for g in program.globals if not g.writable}
-        self.vars = {g.name: self._int(Role.VAR, g.name, g.type, f"var:{g.name}",
-                                       default=g.value)
-                     for g in program.globals if g.writable}
-        self.arrays = {a.name: self.array(Role.ARRAY if a.writable else Role.TABLE, a.name,
-                                          f"array:{a.name}", array_default(a))
-                       for a in program.arrays}
+        self.index = index or ProgramIndex.of(program)
+        self._rules = rules or RuleFacts({})
+        self._params: dict[str, Val] = {}
+        self._vars: dict[str, Val] = {}
+        self._arrays: dict[str, z3.ArrayRef] = {}
         self.env: dict[str, Val] = {}
         # Unknowns whose values are reachable only if an abstraction's guess holds (a loop
         # counter at an iteration that an earlier `return` may never let come).
         self.guessed: set[str] = set()
+
+    # -- the program's globals at the start of the run
+
+    @property
+    def params(self) -> dict[str, Val]:
+        """The parameters created so far (those the procedure read, and their rule groups)."""
+        return self._params
+
+    def param(self, name: str) -> Val:
+        """Parameter ``name`` (and the rules that relate it to others, as facts)."""
+        v = self._params.get(name)
+        if v is None:
+            v = self._new_param(name)
+            names, facts = self._rules.groups.get(name, ((), ()))
+            for other in names:
+                if other not in self._params:
+                    self._new_param(other)
+            self.facts.extend(facts)
+        return v
+
+    def _new_param(self, name: str) -> Val:
+        g = self.index.globals[name]
+        v = self._params[name] = self._int(Role.PARAM, name, g.type, f"param:{name}",
+                                           default=g.value)
+        return v
+
+    def var(self, name: str) -> Val:
+        """State variable ``name`` at the start of the run."""
+        v = self._vars.get(name)
+        if v is None:
+            g = self.index.globals[name]
+            v = self._vars[name] = self._int(Role.VAR, name, g.type, f"var:{name}",
+                                             default=g.value)
+        return v
+
+    def initial_array(self, name: str) -> z3.ArrayRef:
+        """Array (table or state) ``name`` at the start of the run."""
+        arr = self._arrays.get(name)
+        if arr is None:
+            a = self.index.arrays[name]
+            arr = self._arrays[name] = self.array(Role.ARRAY if a.writable else Role.TABLE,
+                                                  name, f"array:{name}", array_default(a))
+        return arr
 
     # -- creating unknowns
 
@@ -134,20 +238,43 @@ class Inputs:
                 and isinstance(i.term, z3.BitVecRef)]
 
     def worst_preferences(self, formulas: Sequence[z3.ExprRef]) -> list[z3.BoolRef]:
-        """Values to try first for a worst case, so that a run from the start reproduces it:
-        parameters and native results at the top of their ranges, state (also the state a
-        loop carries) at its initial value."""
+        """Values to try first for a worst case, so that a run from the start reproduces it
+        (the VVM replays one value per native and the contents of each table), most
+        important first:
+
+        * parameters at the top of their ranges, state (also the state a loop carries) at
+          its initial value;
+        * every table uniform (an arbitrary iteration of a loop reads one element: with all
+          alike, every iteration reads what it did);
+        * a loop that may return does so wherever its arbitrary iteration would (so that an
+          iteration that does not return stands for all of them);
+        * every call of one native returning the same value, and that value the top of the
+          native's range.
+        """
         support = symbols_of(*formulas)
-        out = []
+        first: list[z3.BoolRef] = []
+        uniform: list[z3.BoolRef] = []
+        top: list[z3.BoolRef] = []
+        natives: dict[str, list[z3.ExprRef]] = {}
         for inp in sorted((self.by_key[k] for k in support if k in self.by_key),
                           key=lambda i: (_ORDER[i.role], i.key)):
-            if inp.role in (Role.PARAM, Role.NATIVE):
-                out.append(inp.term == inp.hi)
+            if inp.role is Role.PARAM:
+                first.append(inp.term == inp.hi)
+            elif inp.role is Role.NATIVE:
+                natives.setdefault(inp.name, []).append(inp.term)
+                top.append(inp.term == inp.hi)
             elif inp.default is not None and inp.role in (Role.VAR, Role.CARRIED):
-                out.append(inp.term == inp.default)
+                first.append(inp.term == inp.default)
             elif inp.default is not None and inp.role in (Role.ARRAY, Role.CARRIED_ARRAY):
-                out.append(inp.term == z3.K(_SORT, z3.BitVecVal(inp.default, WIDTH)))
-        return out
+                first.append(inp.term == z3.K(_SORT, z3.BitVecVal(inp.default, WIDTH)))
+            elif inp.role is Role.TABLE:
+                uniform.append(inp.term == z3.K(_SORT, z3.BitVec(f"uniform:{inp.key}", WIDTH)))
+            elif inp.role is Role.CHOICE and z3.is_bool(inp.term):
+                uniform.append(inp.term == z3.BoolVal(True))
+        for terms in natives.values():
+            if len(terms) > 1:
+                uniform.append(z3.And(*(t == terms[0] for t in terms[1:])))
+        return [*first, *uniform, *top]
 
     def counterexample(self, model: z3.ModelRef, formulas: Sequence[z3.ExprRef],
                        detail: str = "") -> Counterexample:
@@ -186,8 +313,14 @@ class Inputs:
         natives: dict[str, set[int]] = {}
         env = []
         exact = True
+        args = []
         for key, inp in self.by_key.items():
-            if inp.role in (Role.PARAM, Role.VAR):
+            if inp.role is Role.ARG:
+                # Created first, in the procedure's parameter order; any value in the
+                # declared type will do for one the run does not depend on.
+                args.append(_eval(model, inp.term) if key in support
+                            else min(max(0, inp.lo), inp.hi))
+            elif inp.role in (Role.PARAM, Role.VAR):
                 value = _eval(model, inp.term) if key in support or inp.default is None \
                     else inp.default
                 globals_.append((inp.name, value))
@@ -204,7 +337,7 @@ class Inputs:
             exact = False
         return Replay(tuple(globals_), tuple(arrays),
                       tuple((n, max(v)) for n, v in sorted(natives.items())),
-                      tuple(env), exact)
+                      tuple(env), exact, tuple(args))
 
 
 def array_default(a: ir.Array) -> int | None:

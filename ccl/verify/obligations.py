@@ -76,16 +76,17 @@ class Value:
 class Replay:
     """What it takes to reproduce a counterexample or a worst case on the VVM, from the start
     of the procedure: parameter and state values, array contents, native results (one value
-    per native) and environment values. ``exact`` is False when the values were found for an
-    arbitrary iteration of a loop (state carried from earlier iterations), or when one native
-    must return different values at different calls: then a run from the start may not
-    reproduce it."""
+    per native), environment values, and the arguments of a function or instruction verified
+    on its own. ``exact`` is False when the values were found for an arbitrary iteration of a
+    loop (state carried from earlier iterations), or when one native must return different
+    values at different calls: then a run from the start may not reproduce it."""
 
     globals: tuple[tuple[str, int], ...] = ()
     arrays: tuple[tuple[str, tuple[tuple[int, int], ...], int], ...] = ()  # name, entries, default
     natives: tuple[tuple[str, int], ...] = ()
     env: tuple[tuple[str, int], ...] = ()
     exact: bool = True
+    args: tuple[int, ...] = ()
 
     def global_values(self) -> dict[str, int]:
         return dict(self.globals)

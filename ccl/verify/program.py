@@ -7,9 +7,9 @@ call it). In order:
 2. each flight rule, for every parameter set in the declared ranges;
 3. each task, ``on apply``, ``on load``, VMlet instruction and uncalled function, by symbolic
    execution (``ccl.verify.symbolic``) with Z3: safety obligations, then the worst-case
-   cycles maximised exactly, and the inputs that reach them. Rules are assumed here: the
-   VVM re-checks them before it accepts new parameters, so no other parameter set is
-   reachable;
+   cycles maximised exactly, and the inputs that reach them. Rules are assumed here (those
+   relating the parameters an entry point reads, ``inputs.RuleFacts``): the VVM re-checks
+   them before it accepts new parameters, so no other parameter set is reachable;
 4. the CPU share: the tasks' worst cycles per second plus the mission's patch reserve;
 5. the uplink: the patch's size and the passes it needs.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import z3
 
@@ -28,7 +29,7 @@ from ccl.driver import Compiled
 from ccl.ranges import ArithmeticError_, apply_binary, apply_unary
 from ccl.verify import structural
 from ccl.verify.cost import CycleTable, maximize
-from ccl.verify.inputs import Inputs
+from ccl.verify.inputs import Inputs, ProgramIndex, RuleFacts
 from ccl.verify.irtext import text
 from ccl.verify.obligations import (
     Counterexample,
@@ -41,6 +42,7 @@ from ccl.verify.obligations import (
 from ccl.verify.report import Budgets, VerifyReport, WorstCase
 from ccl.verify.solver import Checker
 from ccl.verify.symbolic import Executor
+from ccl.verify.terms import Val
 from onboard import isa
 from onboard.image import Image
 from onboard.mission import MissionProfile, find_mission
@@ -70,7 +72,7 @@ def verify_program(target: Compiled | ir.Program, mission: MissionProfile | None
         image, _ = generate(program, images)
         vmlet_images = tuple(images.values())
         mission = mission or find_mission(program.mission)
-    run = _Run(program, mission, CycleTable.of(mission), timeout_ms)
+    run = _Run(program, mission, CycleTable.of(mission), timeout_ms, ProgramIndex.of(program))
     shape, obligations = structural.check(program, image, vmlet_images, mission)
     rule_facts = run.rules(obligations)
     worst: list[WorstCase] = []
@@ -100,38 +102,33 @@ class _Run:
     mission: MissionProfile
     cycles: CycleTable
     timeout_ms: int
+    index: ProgramIndex
 
     def _executor(self, checker: Checker, inputs: Inputs) -> Executor:
         return Executor(self.program, self.mission, self.cycles, inputs, checker)
 
-    def rules(self, obligations: list[Obligation]) -> list[z3.BoolRef]:
+    def rules(self, obligations: list[Obligation]) -> RuleFacts:
         """Check every rule; return what the rules guarantee (assumed everywhere else)."""
-        facts = []
+        facts: list[tuple[tuple[str, ...], z3.BoolRef]] = []
         for k, rule in enumerate(self.program.rules, start=1):
-            inputs = Inputs(self.program)
+            inputs = Inputs(self.program, index=self.index)
             checker = Checker(inputs, self.timeout_ms)
             where = f"rule {k}"
             value = self._executor(checker, inputs).rule(rule, where)
-            params = inputs.params
-
-            def detail(m: z3.ModelRef, rule: ir.Rule = rule,
-                       params: dict[str, object] = dict(params)) -> str:
-                values = {n: m.eval(v.term, model_completion=True).as_signed_long()
-                          for n, v in params.items()}  # type: ignore[attr-defined]
-                return _rule_detail(rule.cond, values)
-
+            params = dict(inputs.params)  # the ones the rule reads
             checker.require(Kind.RULE, rule.span, where, (), value.cond,
                             f"rule `{rule.text}` holds for every parameter set in the "
-                            "declared ranges", value.lo == 1, detail)
+                            "declared ranges", value.lo == 1,
+                            partial(_rule_model_detail, rule, params))
             obligations += checker.results
-            facts.append(z3.And(*checker.assumed))
-        return facts
+            facts.append((tuple(params), z3.And(*checker.assumed)))
+        return RuleFacts.of(facts)
 
     def entry(self, proc: ir.Procedure, kind: str, name: str, period: int | None,
-              span: ir.Span, rule_facts: list[z3.BoolRef]) -> tuple[WorstCase, list[Obligation]]:
+              span: ir.Span, rule_facts: RuleFacts) -> tuple[WorstCase, list[Obligation]]:
         """Verify one entry point and find its worst-case cycles."""
-        inputs = Inputs(self.program)
-        checker = Checker(inputs, self.timeout_ms, rule_facts)
+        inputs = Inputs(self.program, rule_facts, self.index)
+        checker = Checker(inputs, self.timeout_ms)
         ex = self._executor(checker, inputs)
         where = f"{kind} {name}" if kind not in ("on apply", "on load") else kind
         params = ex.standalone_args(proc)
@@ -139,13 +136,19 @@ class _Run:
             kind, 0)
         cost = ex.run(proc, where, params=params, entry_cost=entry_cost,
                       free_returns=kind == "instr")
-        facts = [*inputs.facts, *ex.loop_facts, *rule_facts]
+        facts = [*inputs.facts, *ex.loop_facts]  # the rules' facts are among the inputs'
         m = maximize(cost, facts, self.timeout_ms,
                      prefer=lambda term: inputs.worst_preferences([term]))
         witness = inputs.counterexample(m.model, [m.term]) \
             if m.model is not None and m.term is not None else None
         wc = WorstCase(name, kind, period, m.value, m.bound, m.exact, witness, span, m.seconds)
         return wc, checker.results
+
+
+def _rule_model_detail(rule: ir.Rule, params: dict[str, Val], m: z3.ModelRef) -> str:
+    values = {n: m.eval(v.term, model_completion=True).as_signed_long()  # type: ignore[attr-defined]
+              for n, v in params.items()}
+    return _rule_detail(rule.cond, values)
 
 
 def _rule_detail(cond: ir.Expr, values: dict[str, int]) -> str:

@@ -24,7 +24,11 @@ class WorstCase:
     instruction (its dispatch and inlined body).
 
     ``cycles`` is reached by the inputs in ``witness``; ``bound`` is proven (equal when
-    ``exact``)."""
+    ``exact``). In a loop, the witness holds the values of one arbitrary iteration (and of
+    the iterations executed one by one): every iteration is meant to be like it. Its
+    ``replay.exact`` is False when it rests on values an abstraction chose (state carried
+    into that iteration, a native returning different values at different calls): a run
+    from the start with those values may then fall short of ``cycles``."""
 
     name: str
     kind: str  # "task", "on apply", "on load", "instr", "fn"

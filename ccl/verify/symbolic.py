@@ -19,7 +19,15 @@ semantics (``onboard/reference.py`` is the specification):
 Alongside, every instruction ``ccl.codegen`` emits is charged its mission cycles, following
 codegen's choices exactly (short-circuit jumps, ``RANGE`` only where codegen emits one, the
 ``JMP`` over an ``else``, the trailing ``RET``), giving the procedure's cost expression
-(``ccl.verify.cost``).
+(``ccl.verify.cost``). A loop costs its trip count times the arbitrary iteration's cost,
+which is the exact worst case when an iteration's cost depends neither on its counter nor on
+what earlier iterations left. When it does (a window that widens with the counter, a branch
+on the first iteration, a flag set once), that product can be far above anything a run
+reaches, so the first iterations are executed again one by one, from the actual state with
+the actual counter, for their cost only: all of them when the loop has at most
+``UNROLL_TRIPS`` iterations (exact), the first ``PEEL_TRIPS`` otherwise, the arbitrary
+iteration standing for the rest. A loop that may ``return`` costs, on the path that
+returns, the iterations before the one that returns, then that one up to its ``return``.
 """
 
 from __future__ import annotations
@@ -32,16 +40,44 @@ import z3
 
 from ccl import ir
 from ccl.ranges import binary_range, unary_range
-from ccl.verify.cost import ZERO, Bounds, CLoop, CNative, CSum, CycleTable, Encoder, choose
+from ccl.verify.cost import (
+    ZERO,
+    Bounds,
+    CLoop,
+    CNative,
+    CSum,
+    CycleTable,
+    Encoder,
+    choose,
+    cost_terms,
+)
 from ccl.verify.inputs import Inputs, Role, array_default
 from ccl.verify.irtext import text
 from ccl.verify.irwalk import expressions, statements, subexpressions
 from ccl.verify.obligations import Kind
 from ccl.verify.solver import Checker, Detail
-from ccl.verify.terms import WIDTH, Val, bool_const, bv_const, fits, in_range, ite
+from ccl.verify.terms import (
+    WIDTH,
+    Val,
+    bool_const,
+    bv_const,
+    depends_on,
+    fits,
+    in_range,
+    ite,
+    widen,
+)
 from onboard import isa
 from onboard.isa import INT_MAX, INT_MIN
 from onboard.mission import MissionProfile
+
+#: Loops of at most this many iterations whose cost depends on the iteration are executed
+#: one iteration after the other, for an exact worst case.
+UNROLL_TRIPS = 16
+#: Longer ones: the first iterations executed on their own (the rest are arbitrary ones).
+PEEL_TRIPS = 1
+#: Iterations executed one by one per entry point at most (nested loops multiply).
+UNROLL_BUDGET = 256
 
 # --------------------------------------------------------------------------- state
 
@@ -49,13 +85,29 @@ from onboard.mission import MissionProfile
 @dataclass
 class Memory:
     """The writable data a procedure sees: state variables and arrays (tables included,
-    though nothing writes them)."""
+    though nothing writes them).
+
+    Only what the procedure touched is held here; anything else still has its value at the
+    start of the run, which ``initial`` creates when first asked."""
 
     vars: dict[str, Val]
     arrays: dict[str, z3.ArrayRef]
+    initial: Inputs
 
     def copy(self) -> Memory:
-        return Memory(dict(self.vars), dict(self.arrays))
+        return Memory(dict(self.vars), dict(self.arrays), self.initial)
+
+    def var(self, name: str) -> Val:
+        v = self.vars.get(name)
+        if v is None:
+            v = self.vars[name] = self.initial.var(name)
+        return v
+
+    def array(self, name: str) -> z3.ArrayRef:
+        a = self.arrays.get(name)
+        if a is None:
+            a = self.arrays[name] = self.initial.initial_array(name)
+        return a
 
 
 @dataclass
@@ -161,6 +213,20 @@ class Executor:
         self.loop_facts: list[z3.BoolRef] = []
         self.frame_budget = mission.share_cycles_per_frame - mission.patch_reserve_cycles_per_frame
         self._writes: dict[tuple[str, str], Writes] = {}
+        # Inside iterations executed one by one for their cost: obligations are not checked
+        # again (the arbitrary iteration's cover them).
+        self._cost_only = 0
+        # Iterations that may still be executed one by one (bounds the work per entry point).
+        self._unroll_left = UNROLL_BUDGET
+        self._functions: dict[str, dict[str, ir.Procedure]] = {
+            program.name: inputs.index.functions}
+
+    def _function(self, program: ir.Program, name: str) -> ir.Procedure:
+        """Function ``name`` of ``program`` (this one or a VMlet it uses)."""
+        by_name = self._functions.get(program.name)
+        if by_name is None:
+            by_name = self._functions[program.name] = {f.name: f for f in program.functions}
+        return by_name[name]
 
     # -- entry points
 
@@ -168,7 +234,7 @@ class Executor:
             entry_cost: int = 0, free_returns: bool = False) -> CSum:
         """Execute ``proc`` from a run's start; its cost in cycles (entry cost included)."""
         locals_ = {p.id: v for p, v in zip(proc.params, params, strict=True)}
-        mem = Memory(dict(self.inputs.vars), dict(self.inputs.arrays))
+        mem = Memory({}, {}, self.inputs)
         st = State(locals_, mem, ())
         st.charge(entry_cost)
         frame = Frame(proc, self.program, where, 0, free_returns)
@@ -181,7 +247,7 @@ class Executor:
 
     def rule(self, rule: ir.Rule, where: str) -> Val:
         """The value of a rule's condition (its obligations are checked on the way)."""
-        st = State({}, Memory({}, {}), ())
+        st = State({}, Memory({}, {}, self.inputs), ())
         frame = Frame(rule.proc, self.program, where, 0)
         return self.value(rule.cond, st, frame)
 
@@ -244,7 +310,7 @@ class Executor:
             ty = s.array.type
             v = self.store_check(Kind.RANGE, v, ty, s.value.span, st, fr,
                                  f"the value stored in `{s.array.name}[...]` is within {ty}")
-            st.mem.arrays[s.array.name] = z3.Store(st.mem.arrays[s.array.name], index.bv, v.bv)
+            st.mem.arrays[s.array.name] = z3.Store(st.mem.array(s.array.name), index.bv, v.bv)
         elif isinstance(s, ir.If):
             return self.if_stmt(s, st, fr)
         elif isinstance(s, ir.For):
@@ -293,12 +359,13 @@ class Executor:
         body = State(dict(st.locals), st.mem.copy(), st.conds)
         assert isinstance(s.counter.type, ir.IntType)
         once = ir.always_returns(s.body)
+        carried: set[str] = set()
         if once:
             # Every iteration returns: only the first one ever runs, from this state.
             counter = lo
         else:
             # An arbitrary iteration: what the body writes is anything in its type.
-            self._havoc(body, writes, tag)
+            carried = self._havoc(body, writes, tag)
             counter = self.inputs.fresh(Role.COUNTER, s.counter.name, s.counter.type)
             if ir.may_return(s.body):
                 self.inputs.guessed.add(counter.bv.decl().name())
@@ -309,46 +376,114 @@ class Executor:
         outer_exits, outer_base = fr.exits, fr.cond_base
         fr.exits, fr.cond_base = [], len(st.conds)
         end = self.block(s.body, body, fr)
+        iteration = ZERO  # the cycles of an iteration that does not return
         if end is not None:
             end.charge(c[isa.FORLOOP])
-            fr.exits.append(Exit(z3.And(*end.conds[fr.cond_base:]), None, end.mem,
-                                 end.absolute()))
-            loop_exits = fr.exits[:-1]
-        else:
-            loop_exits = fr.exits
-        _value, _mem, iteration = _join(fr.exits)
+            iteration = end.absolute()
+        loop_exits = fr.exits
         fr.exits, fr.cond_base = outer_exits, outer_base
-        st.cost = st.cost.add(CLoop(lo, hi, iteration))
-        # After the loop, whatever the body wrote is again anything in its type.
-        self._havoc(st, writes, tag)
+        before = st.absolute()
+        ran = lo.bv < hi.bv
+        prefix = st.conds[fr.cond_base:]
+        if once:
+            # The first iteration returns; the code after the loop runs only if it never ran.
+            for e in loop_exits:
+                fr.exits.append(Exit(z3.And(*prefix, ran, e.cond), e.value, e.mem,
+                                     before.then(e.cost)))
+            st.conds = st.conds + (z3.Not(ran),)
+            self._havoc(st, writes, tag)
+            return st
         if loop_exits:
-            # A `return` inside the body leaves at some iteration, or never.
+            # A `return` inside the body leaves at some iteration, or never. Leaving at the
+            # iteration of counter `i` costs the `i - lo` whole iterations before it, then
+            # that one up to its `return`.
             took = self.inputs.fresh(Role.CHOICE, f"return from the loop at {tag}",
                                      ir.BOOL).cond
-            ran = lo.bv < hi.bv
-            prefix = st.conds[fr.cond_base:]
-            total = st.absolute()
+            earlier = before.add(CLoop(lo, counter, iteration))
             for e in loop_exits:
-                fr.exits.append(Exit(z3.And(*prefix, took, ran, e.cond), e.value, e.mem, total))
+                fr.exits.append(Exit(z3.And(*prefix, took, ran, e.cond), e.value, e.mem,
+                                     earlier.then(e.cost)))
             st.conds = st.conds + (z3.Not(z3.And(took, ran, z3.Or(*(e.cond for e in
                                                                      loop_exits)))),)
-        if once:
-            # The code after the loop runs only if the loop never ran.
-            st.conds = st.conds + (z3.Not(lo.bv < hi.bv),)
+            st.cost = st.cost.add(CLoop(lo, hi, iteration))
+        else:
+            st.cost = st.cost.then(self._loop_cost(s, st, fr, lo, hi, counter, carried,
+                                                   iteration))
+        # After the loop, whatever the body wrote is again anything in its type.
+        self._havoc(st, writes, tag)
         return st
 
-    def _havoc(self, st: State, writes: Writes, tag: str) -> None:
+    def _loop_cost(self, s: ir.For, st: State, fr: Frame, lo: Val, hi: Val, counter: Val,
+                   carried: set[str], iteration: CSum) -> CSum:
+        """The cycles of a loop that never returns, from ``st`` (the state on entry).
+
+        Every iteration at the worst of an arbitrary one is exact when an iteration's cost
+        depends on neither its counter nor what earlier iterations left: then all can be the
+        worst at once. Otherwise it may be loose (a window that grows with the counter, a
+        branch taken at the first iteration only, a flag the first iteration sets), so the
+        first iterations are executed one by one, from the actual state, with the actual
+        counter: all of them when the loop is short (exact), the first one otherwise."""
+        trips = max(0, hi.hi - lo.lo)
+        key = counter.bv.decl().name()
+        if trips == 0 or not depends_on(cost_terms(iteration), carried | {key}, key):
+            return CSum(0, (CLoop(lo, hi, iteration),))
+        first = trips if trips <= UNROLL_TRIPS else PEEL_TRIPS
+        if first > self._unroll_left:
+            return CSum(0, (CLoop(lo, hi, iteration),))
+        self._unroll_left -= first
+        cost = self._unrolled(s, st, fr, lo, hi, first)
+        if first < trips:
+            # The arbitrary iteration stands for the ones after those.
+            w = WIDTH + 2
+            self.loop_facts.append(z3.Implies(
+                widen(hi.bv, w) - widen(lo.bv, w) > first,
+                widen(counter.bv, w) >= widen(lo.bv, w) + first))
+            cost = cost.add(CLoop(lo, hi, iteration, skip=first))
+        return cost
+
+    def _unrolled(self, s: ir.For, entry: State, fr: Frame, lo: Val, hi: Val,
+                  count: int) -> CSum:
+        """The cycles of the first ``count`` iterations of loop ``s``, one after the other
+        from state ``entry`` (for the cost only: the obligations are the arbitrary
+        iteration's)."""
+        w = WIDTH + 2
+        span = widen(hi.bv, w) - widen(lo.bv, w)
+        cur = State(dict(entry.locals), entry.mem.copy(), entry.conds)
+        self._cost_only += 1
+        try:
+            for j in range(count):
+                runs = span > j
+                it = cur.fork(runs)
+                it.locals[s.counter.id] = Val(lo.bv + j if j else lo.bv, lo.lo + j,
+                                              min(lo.hi + j, hi.hi - 1))
+                end = self.block(s.body, it, fr)
+                assert end is not None  # the body never returns
+                end.charge(self.cyc[isa.FORLOOP])
+                merged = _merge(cur, runs, end, cur.fork(z3.Not(runs)))
+                assert merged is not None
+                cur = merged
+        finally:
+            self._cost_only -= 1
+        return cur.absolute()
+
+    def _havoc(self, st: State, writes: Writes, tag: str) -> set[str]:
+        """Make everything ``writes`` names unknown in its type; the unknowns' keys."""
+        keys = set()
         for lid, local in writes.locals.items():
             if lid in st.locals:
-                st.locals[lid] = self.inputs.fresh(Role.CARRIED, local.name, local.type)
-        globals_ = {g.name: g for g in self.program.globals}
-        for name in writes.vars:
-            g = globals_[name]
-            st.mem.vars[name] = self.inputs.fresh(Role.CARRIED, name, g.type, default=g.value)
-        arrays = {a.name: a for a in self.program.arrays}
-        for name in writes.arrays:
-            st.mem.arrays[name] = self.inputs.array(Role.CARRIED_ARRAY, name,
-                                                    default=array_default(arrays[name]))
+                v = st.locals[lid] = self.inputs.fresh(Role.CARRIED, local.name, local.type)
+                keys.add(v.term.decl().name())
+        index = self.inputs.index
+        for name in sorted(writes.vars):  # sorted: the same unknowns on every run
+            g = index.globals[name]
+            v = st.mem.vars[name] = self.inputs.fresh(Role.CARRIED, name, g.type,
+                                                      default=g.value)
+            keys.add(v.term.decl().name())
+        for name in sorted(writes.arrays):
+            a = st.mem.arrays[name] = self.inputs.array(
+                Role.CARRIED_ARRAY, name, default=array_default(index.arrays[name]))
+            keys.add(a.decl().name())
+        return keys
 
     # -- what code writes
 
@@ -375,7 +510,7 @@ class Executor:
     def _function_writes(self, name: str, program: ir.Program) -> Writes:
         key = (program.name, name)
         if key not in self._writes:
-            w = self.writes(program.function(name).body, program)
+            w = self.writes(self._function(program, name).body, program)
             self._writes[key] = Writes({}, w.vars, w.arrays)
         return self._writes[key]
 
@@ -385,6 +520,8 @@ class Executor:
                 formula: Callable[[], z3.BoolRef], message: str, trivial: bool,
                 detail: Detail | None = None) -> None:
         """Obligation ``formula`` (built only when the intervals do not already decide it)."""
+        if self._cost_only:
+            return
         if trivial:
             self.check.proven_by_ranges(kind, span, fr.where, message)
         else:
@@ -431,12 +568,12 @@ class Executor:
         if isinstance(e, ir.GlobalRef):
             st.charge(c[isa.LOAD_G])
             g = e.glob
-            return st.mem.vars[g.name] if g.writable else self.inputs.params[g.name]
+            return st.mem.var(g.name) if g.writable else self.inputs.param(g.name)
         if isinstance(e, ir.ArrayRef):
             index = self.value(e.index, st, fr)
             st.charge(c[isa.LOAD_A])
             self.index_check(e.array, index, e.index.span, st, fr)
-            return self.inputs.read(st.mem.arrays[e.array.name], index, e.array.type)
+            return self.inputs.read(st.mem.array(e.array.name), index, e.array.type)
         if isinstance(e, ir.Unary):
             return self.unary(e, st, fr)
         if isinstance(e, ir.Binary):
@@ -449,7 +586,7 @@ class Executor:
             b = self.value(e.right, st, fr)
             return self.binary(e, a, b, st, fr)
         if isinstance(e, ir.Call):
-            callee = fr.program.function(e.function)
+            callee = self._function(fr.program, e.function)
             args = self.args(e.args, callee, st, fr)
             st.charge(c[isa.CALL])
             result = self.inline(callee, fr.program, args, st, fr, free_returns=False)
@@ -505,6 +642,8 @@ class Executor:
                     fr: Frame) -> None:
         """One native call must fit in what a frame leaves the VVM after the patch reserve:
         the VVM never splits an instruction across frames."""
+        if self._cost_only:
+            return
         bounds = Bounds()
         cost = CSum(call, (own,))
         _lo, hi = bounds.of(cost)
@@ -682,10 +821,13 @@ def _merge(parent: State, cond: z3.BoolRef, then: State | None,
 
 
 def _merge_mem(cond: z3.BoolRef, a: Memory, b: Memory) -> Memory:
-    vars_ = {k: ite(cond, v, b.vars[k]) for k, v in a.vars.items()}
-    arrays = {k: v if v is b.arrays[k] else z3.If(cond, v, b.arrays[k])
-              for k, v in a.arrays.items()}
-    return Memory(vars_, arrays)
+    # A name only one side holds was not touched on the other: it has its initial value.
+    vars_ = {k: ite(cond, a.var(k), b.var(k)) for k in dict.fromkeys((*a.vars, *b.vars))}
+    arrays = {}
+    for k in dict.fromkeys((*a.arrays, *b.arrays)):
+        x, y = a.array(k), b.array(k)
+        arrays[k] = x if x is y else z3.If(cond, x, y)
+    return Memory(vars_, arrays, a.initial)
 
 
 def _join(exits: list[Exit]) -> tuple[Val | None, Memory, CSum]:

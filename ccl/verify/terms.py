@@ -126,6 +126,50 @@ def symbols_of(*terms: z3.ExprRef) -> set[str]:
     return names
 
 
+def depends_on(terms: list[z3.ExprRef], names: set[str], index: str | None = None) -> bool:
+    """Whether an input named in ``names`` occurs in ``terms``. A read ``A[i]`` of an input
+    array ``A`` whose index is exactly the input ``index`` does not count as an occurrence
+    of ``index``: different iterations of a loop over ``i`` read different elements, each
+    free in its range, so such a read makes no iteration depend on another."""
+    if not terms:
+        return False
+    ctx = terms[0].ctx_ref()
+    seen: set[int] = set()
+    stack = [t.as_ast() for t in terms]
+
+    def constant(a: object) -> str | None:
+        if z3.Z3_get_ast_kind(ctx, a) != z3.Z3_APP_AST:
+            return None
+        app = z3.Z3_to_app(ctx, a)
+        decl = z3.Z3_get_app_decl(ctx, app)
+        if z3.Z3_get_app_num_args(ctx, app) or \
+                z3.Z3_get_decl_kind(ctx, decl) != z3.Z3_OP_UNINTERPRETED:
+            return None
+        return z3.Z3_get_symbol_string(ctx, z3.Z3_get_decl_name(ctx, decl))
+
+    while stack:
+        a = stack.pop()
+        key = z3.Z3_get_ast_id(ctx, a)
+        if key in seen:
+            continue
+        seen.add(key)
+        if z3.Z3_get_ast_kind(ctx, a) != z3.Z3_APP_AST:
+            continue
+        app = z3.Z3_to_app(ctx, a)
+        decl = z3.Z3_get_app_decl(ctx, app)
+        n = z3.Z3_get_app_num_args(ctx, app)
+        if n == 0:
+            if constant(a) in names:
+                return True
+            continue
+        args = [z3.Z3_get_app_arg(ctx, app, k) for k in range(n)]
+        if index is not None and z3.Z3_get_decl_kind(ctx, decl) == z3.Z3_OP_SELECT and \
+                constant(args[0]) is not None and constant(args[1]) == index:
+            args = args[:1]
+        stack.extend(args)
+    return False
+
+
 def selects_of(*terms: z3.ExprRef) -> list[tuple[str, z3.BitVecRef]]:
     """Reads ``A[i]`` of an input array ``A`` in ``terms``: (the array's name, the index)."""
     found: dict[str, tuple[str, z3.BitVecRef]] = {}
