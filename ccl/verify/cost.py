@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ast
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import z3
@@ -115,10 +115,8 @@ def choose(cond: z3.BoolRef, then: CSum, other: CSum) -> CSum:
     return CSum(common, (CIte(cond, then.plus(-common), other.plus(-common)),))
 
 
-def cost_terms(c: CSum | CostNode) -> list[z3.ExprRef]:
-    """The Z3 terms a cost depends on: conditions of its branches, bounds of its loops, and
-    the arguments its natives' cost formulas read."""
-    out: list[z3.ExprRef] = []
+def cost_nodes(c: CSum | CostNode) -> Iterator[CSum | CostNode]:
+    """Every node of a cost, once each (shared subtrees included once)."""
     seen: set[int] = set()
     stack: list[CSum | CostNode] = [c]
     while stack:
@@ -126,15 +124,25 @@ def cost_terms(c: CSum | CostNode) -> list[z3.ExprRef]:
         if id(n) in seen:
             continue
         seen.add(id(n))
+        yield n
         if isinstance(n, CSum):
             stack.extend(n.parts)
         elif isinstance(n, CIte):
-            out.append(n.cond)
             stack.extend((n.then, n.other))
         elif isinstance(n, CLoop):
-            out += (n.lo.term, n.hi.term)
             stack.append(n.body)
-        else:
+
+
+def cost_terms(c: CSum | CostNode) -> list[z3.ExprRef]:
+    """The Z3 terms a cost depends on: conditions of its branches, bounds of its loops, and
+    the arguments its natives' cost formulas read."""
+    out: list[z3.ExprRef] = []
+    for n in cost_nodes(c):
+        if isinstance(n, CIte):
+            out.append(n.cond)
+        elif isinstance(n, CLoop):
+            out += (n.lo.term, n.hi.term)
+        elif not isinstance(n, CSum):
             used = _formula_names(n.formula)
             out += [a.term for name, a in zip(n.arg_names, n.args, strict=True) if name in used]
     return out
@@ -500,19 +508,4 @@ class _Maximizer:
 
 
 def _loops(c: CSum | CostNode) -> list[CLoop]:
-    out: list[CLoop] = []
-    seen: set[int] = set()
-    stack: list[CSum | CostNode] = [c]
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        if isinstance(n, CSum):
-            stack.extend(n.parts)
-        elif isinstance(n, CIte):
-            stack.extend((n.then, n.other))
-        elif isinstance(n, CLoop):
-            out.append(n)
-            stack.append(n.body)
-    return out
+    return [n for n in cost_nodes(c) if isinstance(n, CLoop)]
