@@ -61,7 +61,7 @@ from ground.ledger import Ledger, RunRecorder
 from ground.link import LinkBudget, UplinkWindow, uplink_windows
 from ground.passes import compute_passes, default_start
 from ground.planner import UplinkPatch
-from ground.uplink import Faults, PatchResult, simulate
+from ground.uplink import Faults, PatchResult, SimulationResult, WindowLog, simulate
 from onboard.image import Image, decode_image
 from onboard.mission import MissionError, MissionProfile, find_mission
 from onboard.patch_format import Reason, development_key
@@ -265,6 +265,20 @@ class ScenarioReport:
     onboard: dict[str, Any]
     ground_config: str | None          # the hash the ledger says is on board
     bytes_per_day: int
+    campaigns: tuple[SimulationResult, ...] = ()
+
+    def timeline(self) -> tuple[SimulationResult, dict[str, datetime]]:
+        """Every campaign as one uplink record (for ``ground.timeline``), and when each
+        patch was activated on board, by its uplink name."""
+        windows: dict[int, WindowLog] = {}
+        for c in self.campaigns:
+            for log in c.windows:
+                windows[log.window.index] = log  # a campaign's last pass opens the next
+        patches = tuple(p for c in self.campaigns for p in c.patches)
+        active = {o.uplink.name: o.activated for o in self.outcomes
+                  if o.uplink is not None and o.activated is not None}
+        return (SimulationResult(patches, tuple(windows[i] for i in sorted(windows)),
+                                 self.scenario.seed), active)
 
     @property
     def onboard_config(self) -> str:
@@ -372,6 +386,7 @@ class _Ground:
     position: int = 0                  # next window to use
     outcomes: list[PatchOutcome] = field(default_factory=list)
     results: list[PatchResult] = field(default_factory=list)
+    campaigns: list[SimulationResult] = field(default_factory=list)
     on_event: Callable[[str], None] | None = None
 
     def say(self, text: str) -> None:
@@ -452,6 +467,7 @@ class _Ground:
         except ValueError as exc:  # e.g. a patch too large to erasure-code
             raise ScenarioError(f"{step.title}: {exc}", "split the change") from None
         self.results.extend(result.patches)
+        self.campaigns.append(result)
         if result.windows:
             self.position = self.windows.index(result.windows[-1].window)
         transfers = [r.transfer for r in result.patches if r.transfer is not None]
@@ -634,4 +650,5 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
         scenario, recorder.inner.run, tuple(ground.outcomes), start, end, ground.position + 1,
         sum(r.frames_sent for r in ground.results), sum(r.bytes_sent for r in ground.results),
         sum(r.frames_lost for r in ground.results), spacecraft.vvm.status(),
-        ground_view["hash"] if ground_view else None, budget.bytes_per_day)
+        ground_view["hash"] if ground_view else None, budget.bytes_per_day,
+        tuple(ground.campaigns))

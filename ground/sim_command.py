@@ -1,6 +1,6 @@
 """The ``ccl sim`` command: run mission scenarios end to end (registered in ``ccl/cli.py``).
 
-``ccl sim SCENARIO... [--ledger PATH] [--workdir DIR] [--json]``: each SCENARIO is a
+``ccl sim SCENARIO... [--ledger PATH] [--workdir DIR] [--plot DIR] [--json]``: each SCENARIO is a
 scenario file or a folder of them (``*.toml``, in name order). For each: compile, verify,
 pack, uplink over the passes, receive, apply and probation on board under the 10 % share,
 telemetry back, ledger updated (see ``ground/scenario.py``), then a report. Exit 0 when every
@@ -107,6 +107,24 @@ def _print(report: ScenarioReport) -> None:
     out.print(f"  result: {'OK' if report.ok else 'NOT AS EXPECTED'}")
 
 
+def _plot(report: ScenarioReport, path: Path, quiet: bool) -> None:
+    from ground.timeline import plot_timeline  # matplotlib, only when asked for
+
+    result, activations = report.timeline()
+    if not result.windows:
+        if not quiet:
+            out.print(f"  (no uplink pass to draw for {path.name})")
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plot_timeline(result, path, f"{report.scenario.name} (seed {report.scenario.seed})",
+                      activations)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot draw {path}: {exc}", "check the folder", 1)
+    if not quiet:
+        out.print(f"  timeline drawn to {path}")
+
+
 @click.command("sim")
 @click.argument("scenarios", metavar="SCENARIO...", nargs=-1, required=True)
 @click.option("--ledger", "ledger_opt", type=click.Path(dir_okay=False),
@@ -114,10 +132,12 @@ def _print(report: ScenarioReport) -> None:
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Where the simulated satellites keep their stores (default: a temporary "
                    "folder).")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
+              help="Draw each scenario's uplink timeline into this folder (SCENARIO.png).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
-        workdir: str | None, as_json: bool) -> None:
+        workdir: str | None, plot_dir: str | None, as_json: bool) -> None:
     """Run SCENARIOs end to end: compile, verify, pack, uplink, apply on board, telemetry."""
     files = _scenario_files(scenarios)
     compiler = Compiler(mission_dirs=[Path(p) for p in (ctx.obj or {}).get("missions", ())])
@@ -136,6 +156,8 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
                     reports.append(report)
                     if not as_json:
                         _print(report)
+                    if plot_dir:
+                        _plot(report, Path(plot_dir) / f"{f.stem}.png", as_json)
         except GroundError as exc:
             _fail(exc.message, exc.hint, 1)
     if as_json:
