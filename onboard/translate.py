@@ -165,6 +165,8 @@ class _UnitTranslator:
         self.unchecked = False  # the budget is known to cover this code: charge, never check
         self.trap_unit: int | None = None  # inside an inlined callee: traps are its own
         self._inline_calls: dict[int, list[isa.Decoded] | None] = {}
+        self._callee_worst: dict[int, int | None] = {}
+        self.precharged: frozenset[int] = frozenset()  # blocks charged per batch, not each
         self.lines: list[str] = []
         self.stack: list[_Entry] = []
         self.indent = 1
@@ -497,9 +499,11 @@ class _UnitTranslator:
             self.local_ranges[s] = outer
 
     def emit_headroom_loop(self, loop: _Loop, worst: int) -> None:
-        """A loop with branches but no calls that can suspend: run as many iterations as
+        """A loop whose iterations cannot suspend on their own: run as many iterations as
         the budget covers even on their most expensive path without checking the budget
-        (charging exactly what runs), then one checked iteration, and again."""
+        (charging exactly what runs), then one checked iteration, and again. What every
+        iteration runs (its top-level blocks and FORLOOP) is charged once per batch when
+        the body's structure allows; a trap gives back what the batch did not run."""
         s, lim = loop.slot, loop.slot + 1
         self.emit(f"while l{s} < l{lim}:")
         self.indent += 1
@@ -507,15 +511,29 @@ class _UnitTranslator:
         self.emit(f"if k{s}:")
         self.indent += 1
         self.emit(f"e{s} = min(l{lim}, l{s} + k{s})")
+        plan = self.hoisting(loop)
+        if plan is not None:
+            self.emit(f"budget -= (e{s} - l{s}) * {plan[1]}")
         self.emit(f"for l{s} in range(l{s}, e{s}):")
         self.indent += 1
         self.reset_stack(0)
         self.unchecked = True
+        outer_extra = self.refund_extra
         try:
-            self.region(loop.body, loop.latch)
-            self.meter_single(self.b.op_cost[isa.FORLOOP])
+            if plan is None:
+                self.region(loop.body, loop.latch)
+                self.meter_single(self.b.op_cost[isa.FORLOOP])
+            else:
+                tree, base, rest = plan
+                self.precharged = frozenset(loop.body[node[1]].start for node in tree)
+                for node, after in zip(tree, rest, strict=True):
+                    self.refund_extra = f" + {after} + (e{s} - 1 - l{s}) * {base}" \
+                        + outer_extra
+                    self.emit_tree([node], loop.body)
         finally:
             self.unchecked = False
+            self.precharged = frozenset()
+            self.refund_extra = outer_extra
         self.indent -= 1
         self.emit(f"l{s} = e{s}")
         self.indent -= 1
@@ -528,6 +546,27 @@ class _UnitTranslator:
         self.indent -= 1
         self.indent -= 1
 
+    def hoisting(self, loop: _Loop) -> tuple[list[tuple[Any, ...]], int, list[int]] | None:
+        """For a headroom loop: the if/else tree of its body, the cycles every iteration
+        spends (top-level blocks and FORLOOP), and for each top-level node the part of those
+        that follows it. None when the body may return or is not structured."""
+        body = loop.body
+        blocks = [it for it in body if isinstance(it, _Block)]
+        if len(blocks) != len(body) or any(self.ins[i].opcode in (isa.RET, isa.RETV)
+                                           for it in blocks for i in range(it.start, it.end)):
+            return None
+        starts = {it.start: k for k, it in enumerate(blocks)}
+        tree = self.structure(body, 0, len(body), loop.latch, starts)
+        if tree is None:
+            return None
+        costs = []
+        for node in tree:
+            block = blocks[node[1]]
+            costs.append(sum(self.cost(i) for i in range(block.start, block.end)))
+        forloop = self.b.op_cost[isa.FORLOOP]
+        rest = [sum(costs[j + 1:]) + forloop for j in range(len(costs))]
+        return tree, sum(costs) + forloop, rest
+
     def worst_iteration_cost(self, loop: _Loop) -> int | None:
         """An upper bound of one iteration's cycles (every block of the body once: jumps go
         forward) if no instruction in it can suspend on its own; None otherwise."""
@@ -538,12 +577,46 @@ class _UnitTranslator:
             for i in range(item.start, item.end):
                 d = self.ins[i]
                 op = d.opcode
+                if op == isa.CALL and self.inline_callee(d.operands[0]) is None:
+                    # called, metered by itself: it cannot suspend when the budget covers
+                    # its most expensive run
+                    callee = self.callee_worst(d.operands[0])
+                    if callee is None:
+                        return None
+                    total += self.cost(i) + callee
+                    continue
                 if (op >= isa.EXT_BASE and not self.inlinable(op)) or \
-                        (op == isa.CALL and self.inline_callee(d.operands[0]) is None) or \
                         (op == isa.CALLN and
                          self.b.natives[d.operands[0]].constant_cost is None):
                     return None
                 total += self.cost(i)
+        return total
+
+    def callee_worst(self, callee: int) -> int | None:
+        """The most cycles a run of function ``callee`` charges (every instruction once: it
+        has no loop), or None if that is not known statically."""
+        if callee in self._callee_worst:
+            return self._callee_worst[callee]
+        self._callee_worst[callee] = None  # no recursion: the verifier refused it
+        total: int | None = 0
+        for x in isa.decode(self.b.image.functions[callee].code):
+            op = x.opcode
+            if op in (isa.FORPREP, isa.FORLOOP):
+                total = None
+            elif op == isa.CALLN:
+                c = self.b.natives[x.operands[0]].constant_cost
+                total = None if c is None else total + c  # type: ignore[operator]
+            elif op == isa.CALL:
+                c = self.callee_worst(x.operands[0])
+                total = None if c is None else total + self.b.op_cost[op] + c  # type: ignore[operator]
+            elif op >= isa.EXT_BASE:
+                c = self.b.ext[op - isa.EXT_BASE].fixed_cost
+                total = None if c is None else total + self.b.op_cost[op] + c  # type: ignore[operator]
+            else:
+                total += self.b.op_cost[op]  # type: ignore[operator]
+            if total is None:
+                break
+        self._callee_worst[callee] = total
         return total
 
     def fixed_body_cost(self, loop: _Loop) -> int | None:
@@ -584,15 +657,18 @@ class _UnitTranslator:
         if first.opcode == isa.CALLN and self.b.natives[first.operands[0]].constant_cost is None:
             self.emit_dynamic_native(block.start)
             return None
+        precharged = self.unchecked and block.start in self.precharged
         if (first.opcode == isa.CALL and self.inline_callee(first.operands[0]) is None) or \
                 (first.opcode >= isa.EXT_BASE and not self.inlinable(first.opcode)):
-            self.meter_single(costs[0])
+            if not precharged:
+                self.meter_single(costs[0])
             return self.translate_instr(block.start, 0)
         total = sum(costs)
         if not self.ctx.metered or total == 0:
             return self.run_instrs(instrs, costs, fast=True)
         if self.unchecked:
-            self.emit(f"budget -= {total}")
+            if not precharged:
+                self.emit(f"budget -= {total}")
             return self.run_instrs(instrs, costs, fast=True)
         if len(instrs) == 1 or self.is_cheap_block(costs):
             self.meter_single(total) if len(instrs) == 1 else None
@@ -893,8 +969,17 @@ class _UnitTranslator:
                 s[k] = self.materialize(s[k])
             t = self.ctx.temp()
             call = f"{self.spec.callee_names(callee)}(budget{''.join(', ' + a for a in args)})"
-            self.emit(f"budget, {t} = yield from {call}" if self.ctx.metered
-                      else f"budget, {t} = {call}")
+            line = f"budget, {t} = yield from {call}" if self.ctx.metered \
+                else f"budget, {t} = {call}"
+            if self.refund_extra:
+                # charged ahead for later instructions: a trap in the callee gives it back
+                self.emit("try:")
+                self.emit(f"    {line}")
+                self.emit("except Trap as trap:")
+                self.emit(f"    trap.remaining += 0{self.refund_extra}")
+                self.emit("    raise")
+            else:
+                self.emit(line)
             if cu.returns:
                 s.append(_Entry(t, FULL))
         elif op >= isa.EXT_BASE:

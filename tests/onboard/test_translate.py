@@ -120,3 +120,56 @@ def test_generated_programs_run_the_same_on_both_engines(text: str) -> None:
         assert_same(ref, fast, ref.unit("t"), (), (10**9, 23))
     for args in ((0, 0), (5, -7), (2**31 - 1, 2)):
         assert_same(ref, fast, ref.unit("f"), args, (10**9, 17))
+
+
+_BATCHED = """\
+mission corot;
+config batched version 1;
+uses photometry;
+param n : int[0..60] = 40;
+param cut : int[0..60] = {cut};
+table t[60] : int[0..9] = [{rows}];
+var acc : int[-1000..1000];
+var out[60] : int[-100..100];
+fn f(x: int[0..59]) -> int[-100..100] {{
+    if x > 50 {{ return 0; }}
+    return 100 / (x - {pole});
+}}
+task scan every 1 s {{
+    for i in 0 .. n {{
+        if t[i] > 4 {{
+            acc = f(i);
+            flag(i, 1);
+        }} else {{
+            acc = min(acc + 1, 1000);
+        }}
+        out[i] = 100 / (i - cut);
+    }}
+}}
+"""
+
+
+@pytest.mark.parametrize("cut, pole, traps_in", [(60, 70, None), (23, 70, "scan"),
+                                                  (60, 17, "f"), (0, 70, "scan")])
+def test_a_batched_loop_gives_back_what_it_charged_ahead_when_it_traps(
+        tmp_path: Path, cut: int, pole: int, traps_in: str | None) -> None:
+    """A loop whose iterations are charged per batch (its top-level blocks at once) must
+    trap, suspend and finish exactly where the reference does: a trap in the loop's own
+    code (``out[i] = 100 / (i - cut)`` at i = cut), in a function it calls (``f`` divides by
+    zero at i = pole when t[i] > 4), or none."""
+    rows = ", ".join(str((7 * i) % 10) for i in range(60))
+    path = tmp_path / "batched.ccl"
+    path.write_text(_BATCHED.format(cut=cut, pole=pole, rows=rows))
+    ref, fast = two_programs(path, Compiler())
+    assert "budget -= (e" in fast.code.source  # the batched form is the one under test
+    unit = ref.unit("scan")
+    outcome = drive(fast.code.functions[unit](10**9), 10**9)
+    if traps_in is None:
+        assert outcome[0] == "ok"
+    else:
+        assert outcome[0] == "trap" and ref.image.functions[outcome[2]].name == traps_in
+    for program in (ref, fast):  # both start again from the same state
+        program.memory.globals[:] = [g.value for g in program.image.globals]
+        for arr, a in zip(program.memory.arrays, program.image.arrays, strict=True):
+            arr[:] = a.values
+    assert_same(ref, fast, unit, (), (10**9, 1000, 503, 37))
