@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from onboard.loader import LoadError, Program
 from onboard.patch_format import Reason, memory_bytes, parse_header
 from onboard.patcher import Accepted, Fate, FateStatus, Patcher, PatchRejected
-from onboard.store import Phase
+from onboard.store import Configuration, Phase
 
 if TYPE_CHECKING:
     from onboard.vvm import VVM
@@ -107,9 +107,9 @@ class Reconfiguration:
         staged = patcher.store.staged() if patcher.store.phase is Phase.STAGED else None
         if staged is not None:
             # Staged before a reset: it passed every check, so switch to it as planned.
-            code, _ = memory_bytes(staged.config, staged.vmlets)
             self.work = _Work(_Step.PREPARE, patcher.store.last_seq,
-                              self.costs.bind_per_code_byte * code + self.costs.journal)
+                              self.costs.bind_per_code_byte * _code_bytes(staged)
+                              + self.costs.journal)
 
     # ------------------------------------------------------------------ input
 
@@ -189,7 +189,7 @@ class Reconfiguration:
                 cost += c.verify_per_code_byte * _code_bytes_claimed(data)
             self.work = _Work(_Step.CHECK, ticket, cost, rejected=exc, data=data)
             return True
-        code, _ = memory_bytes(accepted.configuration.config, accepted.configuration.vmlets)
+        code = _code_bytes(accepted.configuration)
         self.work = _Work(_Step.CHECK, ticket, cost + c.verify_per_code_byte * code,
                           accepted=accepted)
         return True
@@ -208,10 +208,9 @@ class Reconfiguration:
         elif work.step is _Step.STAGE:
             assert work.accepted is not None
             self._fate(work.ticket, self.patcher.stage(work.accepted))
-            code, _ = memory_bytes(work.accepted.configuration.config,
-                                   work.accepted.configuration.vmlets)
             self.work = _Work(_Step.PREPARE, work.ticket,
-                              c.bind_per_code_byte * code + c.journal)
+                              c.bind_per_code_byte * _code_bytes(work.accepted.configuration)
+                              + c.journal)
         elif work.step is _Step.PREPARE:
             self._switch(work.ticket)
         elif work.step is _Step.ROLLBACK:
@@ -256,8 +255,7 @@ class Reconfiguration:
             if previous is None:
                 store_previous = self.patcher.store.previous()
                 if store_previous is not None:
-                    code, _ = memory_bytes(store_previous.config, store_previous.vmlets)
-                    rebind = self.costs.bind_per_code_byte * code
+                    rebind = self.costs.bind_per_code_byte * _code_bytes(store_previous)
             self.work = _Work(_Step.ROLLBACK, ticket, self.costs.journal + rebind,
                               program=previous)
         elif self.patcher.count_clean_frames(frames):
@@ -285,6 +283,11 @@ class Reconfiguration:
         for listener in self.listeners:
             listener(ticket, fate)
         return fate
+
+
+def _code_bytes(configuration: Configuration) -> int:
+    """Code bytes of a configuration and its VMlets (what binding and verifying go over)."""
+    return memory_bytes(configuration.config, configuration.vmlets)[0]
 
 
 def _code_bytes_claimed(data: bytes) -> int:
