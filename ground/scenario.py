@@ -30,7 +30,7 @@ File format (TOML)::
     probation_frames = 600           # default: the mission's
 
     [onboard]                        # loaded before launch; without it nothing is on board
-    config = "../configs/exo_e1_v5.ccl"
+    config = "../configs/exo_e1.ccl"
 
     [[step]]
     title = "raise the cosmic-ray threshold"

@@ -44,11 +44,11 @@ def main() -> int:
         results.append(run(["check", CONFIGS / "bad_syntax.ccl"], 1))
         print("\n== 2. prove them: exo_e1 v5 is proven; bad_index and bad_budget are refuted "
               "with counterexamples")
-        results.append(run(["verify", CONFIGS / "exo_e1_v5.ccl"], 0))
+        results.append(run(["verify", CONFIGS / "exo_e1.ccl"], 0))
         results.append(run(["verify", CONFIGS / "bad_index.ccl"], 1, keep=24))
         results.append(run(["verify", CONFIGS / "bad_budget.ccl"], 1, keep=24))
         print("\n== 3. the listing of the cosmic filter, as the VVM will run it")
-        results.append(run(["disasm", CONFIGS / "exo_e1_v5.ccl"], 0, keep=60))
+        results.append(run(["disasm", CONFIGS / "exo_e1.ccl"], 0, keep=60))
         print("\n== 4. the passes over Kiruna and Aussaguel (SGP4 from the TLE)")
         results.append(run(["passes", "--days", "1"], 0))
         print("\n== 5. the scenarios end to end: compile, verify, pack, uplink over the passes, "

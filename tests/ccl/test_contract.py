@@ -109,11 +109,11 @@ def test_photometry_vmlet_checks_and_compiles() -> None:
 def test_exo_e1_is_what_the_contract_describes() -> None:
     compiled = Compiler().compile(_copy("exo_e1"))
     program = compiled.program
-    assert (program.name, program.version, program.mission) == ("exo_e1", 4, "corot")
+    assert (program.name, program.version, program.mission) == ("exo_e1", 5, "corot")
     assert [u.name for u in program.uses] == ["photometry"]
     params = {g.name: (g.type.lo, g.type.hi, g.value) for g in program.globals
               if g.kind is ir.GlobalKind.PARAM}
-    assert params == {"exposure_s": (1, 64, 32), "coadd": (1, 16, 16),
+    assert params == {"exposure_s": (1, 64, 32), "coadd": (1, 8, 8),
                       "cr_k10": (20, 100, 50), "n_stars": (0, 6000, 5800)}
     arrays = {a.name: (a.kind, a.length, a.type.lo, a.type.hi) for a in program.arrays}
     assert arrays == {

@@ -39,7 +39,7 @@ def test_check_accepts_the_contract_configurations() -> None:
     proc = ccl("check", *files, VMLETS / "photometry.ccl")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("ok ") == 5
-    assert "config exo_e1 version 4" in proc.stdout
+    assert "config exo_e1 version 5" in proc.stdout
     assert_clean(proc)
 
 
@@ -62,7 +62,7 @@ def test_check_json_reports_each_file() -> None:
     data = json.loads(proc.stdout)
     assert data["ok"] is False
     good, bad = data["files"]
-    assert good["ok"] and good["name"] == "exo_e1" and good["version"] == 4
+    assert good["ok"] and good["name"] == "exo_e1" and good["version"] == 5
     diag = bad["diagnostics"][0]
     assert (diag["code"], diag["line"], diag["column"]) == ("E-OUT-OF-RANGE", 3, 24)
     assert diag["hint"]
