@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ccl import ir
+from ccl.ranges import OPCODES
 from onboard import isa
 from onboard.image import (
     Array,
@@ -27,12 +28,7 @@ from onboard.image import (
     VmletRef,
 )
 
-_ARITH_OPS = {
-    ir.BinOp.ADD: isa.ADD, ir.BinOp.SUB: isa.SUB, ir.BinOp.MUL: isa.MUL, ir.BinOp.DIV: isa.DIV,
-    ir.BinOp.MOD: isa.MOD, ir.BinOp.MIN: isa.MIN, ir.BinOp.MAX: isa.MAX,
-    ir.BinOp.EQ: isa.EQ, ir.BinOp.NE: isa.NE, ir.BinOp.LT: isa.LT, ir.BinOp.LE: isa.LE,
-    ir.BinOp.GT: isa.GT, ir.BinOp.GE: isa.GE,
-}
+
 @dataclass(frozen=True)
 class DebugInfo:
     """What a listing needs beyond the image: local names of each code unit, by slot."""
@@ -262,7 +258,7 @@ class _ProcGen:
             else:
                 self.expr(e.left)
                 self.expr(e.right)
-                self.emit(_ARITH_OPS[e.op])
+                self.emit(OPCODES[e.op])
         elif isinstance(e, ir.Call):
             callee = self.t.program.function(e.function)
             self.args(e.args, [p.type for p in callee.params])

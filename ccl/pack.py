@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from onboard.image import Image, ImageKind
+from onboard.machine import Limits
 from onboard.mission import MissionProfile
 from onboard.patch_format import (
     HASH_BYTES,
@@ -360,7 +361,7 @@ def claims_for(config: Image, vmlets: Sequence[Image], profile: MissionProfile,
     """Budget claims: exact code and data bytes; the verifier's cycles per frame, or (when
     unknown) the whole share less the patch reserve."""
     code, data = memory_bytes(config, vmlets)
-    limit = profile.share_cycles_per_frame - profile.patch_reserve_cycles_per_frame
+    limit = Limits.of(profile).frame_budget
     cycles = limit if cycles_per_frame is None else cycles_per_frame
     share_bp = -(-cycles * 10_000 // profile.frame_cycles) if profile.frame_cycles else 0
     return Claims(cycles, share_bp, code, data)

@@ -8,11 +8,10 @@ Both execution engines (``reference`` and ``translate``) run a ``Bound``.
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from onboard import isa
+from onboard import isa, machine
 from onboard.host import NativeFn
 from onboard.image import Image
 from onboard.mission import CostFormula, MissionProfile
@@ -40,11 +39,10 @@ class NativeBinding:
 
     @property
     def constant_cost(self) -> int | None:
-        """Total cycles of a call if they do not depend on the arguments."""
-        if any(isinstance(n, ast.Name) and n.id in self.arg_names
-               for n in ast.walk(self.formula.tree)):
-            return None
-        return self.call_cost + self.formula.evaluate({})
+        """Total cycles of a call if they do not depend on the arguments (the machine
+        model's ``CostModel.native_fixed``)."""
+        lo, hi = self.formula.bounds(dict(zip(self.arg_names, self.arg_ranges, strict=True)))
+        return self.call_cost + lo if lo == hi else None
 
     def cost(self, args: tuple[int, ...]) -> int:
         return self.call_cost + self.formula.evaluate(dict(zip(self.arg_names, args, strict=True)))
@@ -83,37 +81,17 @@ class Bound:
     op_cost: tuple[int, ...]  # cycles of each opcode (index = opcode); ext opcodes: dispatch
 
 
-def body_fixed_cost(vmlet: Bound, function: int) -> int | None:
-    """Cycles of a VMlet instruction body if it is straight-line and of fixed cost."""
-    total = 0
-    for ins in isa.decode(vmlet.image.functions[function].code):
-        op = ins.opcode
-        if op in (isa.JMP, isa.JZ, isa.JNZ, isa.FORPREP, isa.FORLOOP, isa.CALL, isa.HIDE) \
-                or op >= isa.EXT_BASE:
-            return None
-        if op == isa.CALLN:
-            c = vmlet.natives[ins.operands[0]].constant_cost
-            if c is None:
-                return None
-            total += c
-        elif op not in (isa.RET, isa.RETV):
-            total += vmlet.op_cost[op]
-    return total
-
-
-def opcode_costs(profile: MissionProfile) -> tuple[int, ...]:
-    """Cycles of every opcode (0..255) under ``profile``'s CPU model; 0 for invalid ones."""
-    costs = []
-    for code in range(256):
-        info = isa.op_info(code)
-        costs.append(profile.cycles[info.cost] if info is not None else 0)
-    return tuple(costs)
+def ext_fixed_cost(vmlet: Bound, function: int, profile: MissionProfile) -> int | None:
+    """Cycles of a VMlet instruction body if it is straight-line and of fixed cost (the
+    machine model's ``body_fixed_cost``)."""
+    return machine.CostModel.of(profile).body_fixed_cost(
+        isa.decode(vmlet.image.functions[function].code), vmlet.image.natives)
 
 
 def bind_natives(image: Image, profile: MissionProfile,
                  implementations: Mapping[str, NativeFn]) -> tuple[NativeBinding, ...]:
     """Bind the image's native imports (names must exist in the profile and the host)."""
-    call_cost = profile.cycles[isa.CostClass.NATIVE]
+    call_cost = machine.opcode_cycles(profile)[isa.CALLN]
     out = []
     for name in image.natives:
         decl = profile.natives[name]

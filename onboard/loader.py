@@ -15,17 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from onboard.binding import Bound, ExtBinding, bind_natives, body_fixed_cost, opcode_costs
+from onboard.binding import Bound, ExtBinding, bind_natives, ext_fixed_cost
 from onboard.faults import Trap
 from onboard.host import Host
 from onboard.image import Image, ImageKind
+from onboard.machine import Limits, opcode_cycles
 from onboard.mission import MissionProfile
 from onboard.reference import Memory, run
 from onboard.translate import Translated, translate
 from onboard.verifier import ImageFacts, Target, VerifyError, verify_image
-
-#: Cycles an ``on load`` may use; it runs once, at load, outside any task.
-ON_LOAD_BUDGET = 1_000_000
 
 
 class LoadError(Exception):
@@ -92,7 +90,7 @@ def _bind(image: Image, profile: MissionProfile, host: Host,
                                                  f"`{name}`")
         impls[name] = fn
     return Bound(image, bind_natives(image, profile, impls), _env_values(image, profile, host),
-                 ext, opcode_costs(profile))
+                 ext, opcode_cycles(profile))
 
 
 def _verify(image: Image, profile: MissionProfile,
@@ -116,18 +114,19 @@ def load_vmlet(image: Image, profile: MissionProfile, host: Host) -> LoadedVmlet
     cycles = 0
     if image.on_load is not None:
         memory = Memory([], (), [], ())
-        execution = run(bound, memory, image.on_load, (), ON_LOAD_BUDGET, on_hide=hidden.add)
+        budget = Limits.of(profile).on_load_cycles
+        execution = run(bound, memory, image.on_load, (), budget, on_hide=hidden.add)
         try:
             next(execution)
         except StopIteration as stop:
-            cycles = ON_LOAD_BUDGET - stop.value[0]
+            cycles = budget - stop.value[0]
         except Trap as trap:
             raise LoadError("on-load-trap", f"`{image.name}`'s on load trapped: "
                                             f"{trap.code.name.lower()} at +{trap.offset}") \
                 from None
         else:
             raise LoadError("on-load-budget", f"`{image.name}`'s on load needs more than "
-                                              f"{ON_LOAD_BUDGET} cycles")
+                                              f"{budget} cycles")
     visible = frozenset(image.exposes) - frozenset(image.hides) - hidden
     return LoadedVmlet(image, bound, visible, frozenset(hidden), cycles)
 
@@ -166,7 +165,7 @@ def load_config(image: Image, vmlets: Sequence[LoadedVmlet], profile: MissionPro
                                          f"which no VMlet it uses exposes (or one hides it)")
     ext = tuple(ExtBinding(by_name[e.vmlet].bound, e.function,
                            f"{e.vmlet}.{by_name[e.vmlet].image.functions[e.function].name}",
-                           body_fixed_cost(by_name[e.vmlet].bound, e.function))
+                           ext_fixed_cost(by_name[e.vmlet].bound, e.function, profile))
                 for e in facts.ext)
     bound = _bind(image, profile, host, ext)
     memory = Memory.of(bound)

@@ -77,6 +77,24 @@ class CostFormula:
         """Cycles for the given argument values."""
         return _eval(self.tree, args)
 
+    def bounds(self, args: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
+        """The fewest and most cycles for arguments anywhere in their intervals ``args``
+        (interval arithmetic: exact for the formulas missions declare, which use each
+        argument once, and a sound bound otherwise)."""
+        return _bounds(self.tree, args, [0])
+
+    def magnitude(self, args: Mapping[str, tuple[int, int]]) -> int:
+        """The largest magnitude any part of the formula takes for arguments in ``args``
+        (how wide an exact encoding of it must be)."""
+        most = [0]
+        _bounds(self.tree, args, most)
+        return most[0]
+
+
+def formula_floordiv(a: int, b: int) -> int:
+    """A cost formula's ``a // b``: floor division, 0 when ``b`` is 0 (formulas are total)."""
+    return a // b if b else 0
+
 
 def _eval(node: ast.expr, env: Mapping[str, int]) -> int:
     if isinstance(node, ast.Constant):
@@ -94,9 +112,46 @@ def _eval(node: ast.expr, env: Mapping[str, int]) -> int:
             return a - b
         if isinstance(node.op, ast.Mult):
             return a * b
-        return a // b if b else 0
+        return formula_floordiv(a, b)
     assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
     return int(_ALLOWED_CALLS[node.func.id](*(_eval(a, env) for a in node.args)))
+
+
+def _bounds(node: ast.expr, env: Mapping[str, tuple[int, int]],
+            most: list[int]) -> tuple[int, int]:
+    """Interval of ``node``; ``most[0]`` grows to the largest magnitude seen on the way."""
+    lo, hi = _interval(node, env, most)
+    most[0] = max(most[0], abs(lo), abs(hi))
+    return lo, hi
+
+
+def _interval(node: ast.expr, env: Mapping[str, tuple[int, int]],
+              most: list[int]) -> tuple[int, int]:
+    if isinstance(node, ast.Constant):
+        assert type(node.value) is int
+        return node.value, node.value
+    if isinstance(node, ast.Name):
+        return env[node.id]
+    if isinstance(node, ast.UnaryOp):
+        lo, hi = _bounds(node.operand, env, most)
+        return -hi, -lo
+    if isinstance(node, ast.BinOp):
+        (alo, ahi), (blo, bhi) = _bounds(node.left, env, most), _bounds(node.right, env, most)
+        if isinstance(node.op, ast.Add):
+            return alo + blo, ahi + bhi
+        if isinstance(node.op, ast.Sub):
+            return alo - bhi, ahi - blo
+        if isinstance(node.op, ast.Mult):
+            p = (alo * blo, alo * bhi, ahi * blo, ahi * bhi)
+            return min(p), max(p)
+        # floor division, 0 when dividing by 0: the quotients at the corners, and 0
+        q = [0] if blo <= 0 <= bhi else []
+        q += [a // b for a in (alo, ahi) for b in (blo, bhi, -1, 1) if b and blo <= b <= bhi]
+        return min(q), max(q)
+    assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    parts = [_bounds(a, env, most) for a in node.args]
+    fn = _ALLOWED_CALLS[node.func.id]
+    return int(fn(lo for lo, _ in parts)), int(fn(hi for _, hi in parts))
 
 
 # --------------------------------------------------------------------------- profile
@@ -155,6 +210,7 @@ class ReconfigCosts:
     bind_per_code_byte: int = 40      # binding and preparing code at the switch
     probation_frames: int = 600       # clean frames before a new configuration is kept
     max_pending: int = 4              # complete patches waiting for their turn
+    on_load_cycles: int = 1_000_000   # cycles a VMlet's `on load` may use
 
 
 @dataclass(frozen=True)

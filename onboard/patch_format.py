@@ -44,7 +44,7 @@ from typing import Any
 import construct as cs
 
 from onboard.image import MAX_ARRAY_LENGTH, Image
-from onboard.verifier import SLOT_BYTES
+from onboard.machine import globals_bytes
 
 MAGIC = b"VP"
 FORMAT_VERSION = 1
@@ -408,7 +408,7 @@ HEADER = cs.Struct(
     "cycles" / VarUInt,  # claimed cycles per frame (tasks' demand, averaged over periods)
     "share" / VarUInt,  # claimed share of each frame, in basis points (1000 = 10 %)
     "code" / VarUInt,  # claimed code bytes: the configuration's and its VMlets'
-    "data" / VarUInt,  # claimed data bytes: SLOT_BYTES per global and array element
+    "data" / VarUInt,  # claimed bytes of globals and arrays (onboard.machine.slot_bytes)
     "crc" / cs.Int16ub,  # CRC-16 of all the header bytes before it
 )
 HEADER_FIELDS = tuple(sc.name for sc in HEADER.subcons)
@@ -807,10 +807,11 @@ def hash_prefix(image: Image | None) -> bytes:
 
 def memory_bytes(config: Image, vmlets: Sequence[Image]) -> tuple[int, int]:
     """(code bytes, data bytes) a configuration takes on board, as claimed in headers: the
-    bytecode of the configuration and its VMlets, and SLOT_BYTES per global and element (as
-    the verifier counts data memory)."""
+    bytecode of the configuration and its VMlets, and its globals and arrays at their ranged
+    widths (the machine model's ``slot_bytes``; the verifier adds the call frames)."""
     code = config.code_bytes() + sum(v.code_bytes() for v in vmlets)
-    data = SLOT_BYTES * (len(config.globals) + sum(a.length for a in config.arrays))
+    data = globals_bytes([(g.lo, g.hi) for g in config.globals]) + globals_bytes(
+        [(a.lo, a.hi) for a in config.arrays], [a.length for a in config.arrays])
     return code, data
 
 

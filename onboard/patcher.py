@@ -58,6 +58,7 @@ from onboard.image import (
     VmletRef,
     decode_image,
 )
+from onboard.machine import Limits, slot_bytes
 from onboard.mission import MissionProfile
 from onboard.patch_format import (
     HASH_BYTES,
@@ -85,7 +86,7 @@ from onboard.patch_format import (
     tag_ok,
 )
 from onboard.store import Configuration, Phase, Store
-from onboard.verifier import SLOT_BYTES, Target, VerifyError, verify_image
+from onboard.verifier import Target, VerifyError, verify_image
 
 #: Largest patch accepted unless the patcher is told otherwise (bytes).
 DEFAULT_MAX_PATCH_BYTES = 64 * 1024
@@ -449,11 +450,13 @@ def _arrays(sections: _Sections, base: Image, removals: dict[ListKind, tuple[lis
     frame = got[1] if got is not None else rframe
     # Bound memory before expanding anything: the data claim was checked against the
     # spacecraft's limits, so a patch cannot make us allocate more than that.
+    # Every global takes at least one byte (the machine model's ``slot_bytes``).
     gone = set(removed)
-    elements = n_globals + sum(a.length for i, a in enumerate(base.arrays) if i not in gone) \
-        + sum(e.length for e in entries)
-    if elements * SLOT_BYTES > header.claims.data_bytes:
-        raise _reject(Reason.CLAIM_MISMATCH, f"the data needs {elements * SLOT_BYTES} bytes, "
+    needs = n_globals + sum(slot_bytes(a.lo, a.hi) * a.length
+                            for i, a in enumerate(base.arrays) if i not in gone) \
+        + sum(slot_bytes(e.lo, e.hi) * e.length for e in entries)
+    if needs > header.claims.data_bytes:
+        raise _reject(Reason.CLAIM_MISMATCH, f"the data needs at least {needs} bytes, "
                       f"the header claims {header.claims.data_bytes}", "data",
                       frame.offset if frame is not None else None)
     new = []
@@ -608,7 +611,7 @@ class Patcher:
         p, c = self.profile, header.claims
         limits = (
             ("cycles", c.cycles_per_frame,
-             p.share_cycles_per_frame - p.patch_reserve_cycles_per_frame,
+             Limits.of(p).frame_budget,
              "cycles per frame (the share less the patch reserve)"),
             ("share", c.share_bp, p.share_percent * 100, "basis points of each frame"),
             ("code", c.code_bytes, p.code_bytes, "bytes of code memory"),

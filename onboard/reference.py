@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
-from onboard import isa
+from onboard import isa, machine
 from onboard.binding import Bound
 from onboard.faults import Trap, TrapCode
-from onboard.isa import INT_MAX, INT_MIN
 
 #: What running a code unit is: yields remaining budgets, receives new ones, returns
 #: (remaining budget, result or None).
@@ -69,17 +68,6 @@ def _decode(bound: Bound, unit: int) -> dict[int, isa.Decoded]:
     return _decoded[key]
 
 
-def _checked(value: int, frame: _Frame, offset: int) -> int:
-    if value < INT_MIN or value > INT_MAX:
-        raise Trap(TrapCode.OVERFLOW, frame.unit, offset)
-    return value
-
-
-def _tdiv(a: int, b: int) -> int:
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b >= 0) else -q
-
-
 _EMPTY = Memory([], (), [], ())
 
 
@@ -107,7 +95,7 @@ def run(bound: Bound, memory: Memory, unit: int, args: tuple[int, ...], budget: 
             cost = f.bound.op_cost[op] + (fixed or 0)
         else:
             cost = f.bound.op_cost[op]
-        while budget < cost:
+        while not machine.admits(cost, budget):
             budget = yield budget
         budget -= cost
         try:
@@ -163,14 +151,18 @@ def _step(frames: list[_Frame], f: _Frame, ins: isa.Decoded,
             raise Trap(TrapCode.RANGE, f.unit, ins.offset)
         del s[-2:]
         arr[i] = value
-    elif isa.ADD <= op <= isa.MAX:
-        s[:] = s[:len(s) - (1 if op in (isa.NEG, isa.ABS) else 2)] + [
-            _arith(op, s, f, ins.offset)]
-    elif isa.EQ <= op <= isa.GE:
-        bb, aa = s.pop(), s.pop()
-        s.append(int(_compare(op, aa, bb)))
-    elif op == isa.NOT:
-        s[-1] = int(s[-1] == 0)
+    elif op in (isa.NEG, isa.ABS, isa.NOT):
+        try:
+            s[-1] = machine.unary(op, s[-1])
+        except machine.ArithmeticTrap as trap:
+            raise Trap(trap.code, f.unit, ins.offset) from None
+    elif isa.ADD <= op <= isa.GE:
+        try:
+            value = machine.binary(op, s[-2], s[-1])
+        except machine.ArithmeticTrap as trap:
+            raise Trap(trap.code, f.unit, ins.offset) from None
+        del s[-1]
+        s[-1] = value
     elif op == isa.RANGE:
         lo, hi = ins.operands
         if not lo <= s[-1] <= hi:
@@ -245,39 +237,3 @@ def _step(frames: list[_Frame], f: _Frame, ins: isa.Decoded,
         raise AssertionError(f"opcode 0x{op:02x}")
     f.pc = nxt
     return False, None
-
-
-def _compare(op: int, a: int, b: int) -> bool:
-    if op == isa.EQ:
-        return a == b
-    if op == isa.NE:
-        return a != b
-    if op == isa.LT:
-        return a < b
-    if op == isa.LE:
-        return a <= b
-    if op == isa.GT:
-        return a > b
-    return a >= b
-
-
-def _arith(op: int, s: list[int], f: _Frame, offset: int) -> int:
-    if op == isa.NEG:
-        return _checked(-s[-1], f, offset)
-    if op == isa.ABS:
-        return _checked(abs(s[-1]), f, offset)
-    a, b = s[-2], s[-1]
-    if op == isa.ADD:
-        return _checked(a + b, f, offset)
-    if op == isa.SUB:
-        return _checked(a - b, f, offset)
-    if op == isa.MUL:
-        return _checked(a * b, f, offset)
-    if op == isa.MIN:
-        return min(a, b)
-    if op == isa.MAX:
-        return max(a, b)
-    if b == 0:
-        raise Trap(TrapCode.DIV_ZERO, f.unit, offset)
-    q = _checked(_tdiv(a, b), f, offset)
-    return q if op == isa.DIV else a - q * b

@@ -27,10 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from onboard import isa
+from onboard import isa, machine
 from onboard.binding import Bound, NativeBinding
 from onboard.faults import Trap, TrapCode
 from onboard.isa import INT_MAX, INT_MIN
+from onboard.mission import formula_floordiv
 from onboard.reference import Memory, run
 
 Range = tuple[int, int]
@@ -78,19 +79,6 @@ def _fits(r: Range) -> bool:
     return INT_MIN <= r[0] and r[1] <= INT_MAX
 
 
-def _tdiv(a: int, b: int) -> int:
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b >= 0) else -q
-
-
-def _tmod(a: int, b: int) -> int:
-    return a - _tdiv(a, b) * b
-
-
-def _fdiv(a: int, b: int) -> int:  # cost formulas: floor division, 0 when dividing by 0
-    return a // b if b else 0
-
-
 _CMP = {isa.EQ: "==", isa.NE: "!=", isa.LT: "<", isa.LE: "<=", isa.GT: ">", isa.GE: ">="}
 _ARITH = {isa.ADD: "+", isa.SUB: "-", isa.MUL: "*"}
 
@@ -103,7 +91,7 @@ class _Context:
         self.memory = memory
         self.metered = metered
         self.namespace: dict[str, Any] = {
-            "Trap": Trap, "_tdiv": _tdiv, "_tmod": _tmod, "_fdiv": _fdiv,
+            "Trap": Trap, "_tdiv": machine.tdiv, "_tmod": machine.tmod, "_fdiv": formula_floordiv,
             "G": memory.globals, "min": min, "max": max, "abs": abs,
         }
         for code in TrapCode:

@@ -61,20 +61,25 @@ loops                      ``loop-structure``, ``loop-stack`` (operand stack not
 operand stack              ``stack-underflow``, ``stack-overflow``, ``stack-mismatch``,
                            ``bad-return``
 frame                      ``bad-frame`` (more parameters than locals, too many locals)
-image                      ``bad-section``, ``bad-data``, ``bad-entry``, ``bad-vmlet``,
+image                      ``bad-section``, ``bad-data``, ``bad-entry`` (also a task period
+                           that is not a whole number of frames), ``bad-vmlet``,
                            ``recursion``, ``call-depth``, ``code-too-large``,
-                           ``data-too-large``
+                           ``data-too-large`` (globals and arrays at their ranged widths
+                           plus the deepest chain of call frames, ``onboard.machine``)
+costs                      ``frame-charge`` (one instruction charged in one piece more
+                           than a frame leaves the tasks: it could never start)
 =========================  ================================================================
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NoReturn
 
 from onboard import isa
 from onboard.image import Array, CodeUnit, Global, Image, ImageKind
+from onboard.machine import CostModel, Limits, call_frame_bytes, globals_bytes
 from onboard.mission import MissionProfile
 
 REASONS = frozenset({
@@ -87,11 +92,8 @@ REASONS = frozenset({
     "stack-underflow", "stack-overflow", "stack-mismatch", "bad-return",
     "bad-frame",
     "bad-section", "bad-data", "bad-entry", "bad-vmlet", "recursion", "call-depth",
-    "code-too-large", "data-too-large",
+    "code-too-large", "data-too-large", "frame-charge",
 })
-
-SLOT_BYTES = 4  # a global, array element or local takes one 32-bit word
-
 
 class VerifyError(Exception):
     """Code the VVM refuses to load: a stable reason code, where, and one sentence why."""
@@ -130,27 +132,40 @@ class Target:
     max_stack: int  # operand stack entries per code unit
     max_call_depth: int  # nested calls (an extension opcode's body counts as one)
     code_bytes: int  # bytecode this image may take
-    data_bytes: int  # globals and arrays this image may take, SLOT_BYTES each
+    data_bytes: int  # globals, arrays and the deepest chain of call frames
     max_locals: int  # locals of one code unit
     natives: Mapping[str, NativeSig] = field(default_factory=dict)
     env: frozenset[str] = frozenset()
+    costs: CostModel | None = None  # with a frame budget: no fixed charge may exceed it
+    frame_budget: int = 0  # cycles a frame leaves the tasks (0: not checked)
+    frame_ms: int = 0  # task periods must be multiples of it (0: not checked)
 
     @staticmethod
     def of(profile: MissionProfile) -> Target:
-        """The target of ``profile``'s spacecraft, with all its memory free.
-
-        A frame's locals may take at most the data memory (no mission declares a tighter
-        bound), which keeps a hostile ``n_locals`` from exhausting the host."""
+        """The target of ``profile``'s spacecraft, with all its memory free: the machine
+        model's ``Limits``. A frame's locals may take at most the data memory, which keeps a
+        hostile ``n_locals`` from exhausting the host."""
+        limits = Limits.of(profile)
         return Target(
-            max_stack=profile.max_stack,
-            max_call_depth=profile.max_call_depth,
-            code_bytes=profile.code_bytes,
-            data_bytes=profile.data_bytes,
-            max_locals=profile.data_bytes // SLOT_BYTES,
+            max_stack=limits.max_stack,
+            max_call_depth=limits.max_call_depth,
+            code_bytes=limits.code_bytes,
+            data_bytes=limits.data_bytes,
+            max_locals=limits.max_locals,
             natives={name: NativeSig(len(n.args), n.result is not None)
                      for name, n in profile.natives.items()},
             env=frozenset(profile.env),
+            costs=CostModel.of(profile),
+            frame_budget=limits.frame_budget,
+            frame_ms=profile.frame_ms,
         )
+
+    def measuring(self) -> Target:
+        """This target with every memory and depth limit lifted, to measure an image rather
+        than to judge it (the ground compares the figures with the limits itself)."""
+        big = 1 << 62
+        return replace(self, code_bytes=big, data_bytes=big, max_call_depth=big,
+                       max_stack=big, max_locals=big, frame_budget=0)
 
 
 @dataclass(frozen=True)
@@ -185,11 +200,19 @@ class ImageFacts:
     ext: tuple[ExtTarget, ...]  # by extension index
     visible: frozenset[str]  # natives this image's code may call
     call_heights: tuple[int, ...]  # nested calls below each unit (0: it calls nothing)
+    frame_chains: tuple[int, ...] = ()  # bytes of the deepest chain of frames from each unit
+    static_data: int = 0  # bytes of globals and arrays at their ranged widths
+    largest_charge: int = 0  # the largest fixed charge of one instruction (0: not computed)
 
     @property
     def call_depth(self) -> int:
         """The longest chain of nested calls from any unit."""
         return max(self.call_heights, default=0)
+
+    @property
+    def data_bytes(self) -> int:
+        """The image's data memory: globals, arrays and its deepest chain of frames."""
+        return self.static_data + max(self.frame_chains, default=0)
 
 
 def _label(unit: CodeUnit, index: int) -> str | int:
@@ -606,26 +629,69 @@ def verify_image(
     learned. Raises ``VerifyError`` only. See the module docstring for the arguments."""
     hidden = hidden or {}
     _check_sections(image, target)
-    _check_data(image, target)
+    static = _check_data(image, target)
     total = sum(len(u.code) for u in image.functions)
     if total > target.code_bytes:
         raise _image_error(image, "code-too-large", f"{total} bytes of code exceed the "
                            f"{target.code_bytes} bytes of code memory")
     _check_entries(image)
     if image.kind == ImageKind.VMLET:
-        ext, ext_heights = _own_ext(image)
+        ext, ext_heights, ext_chains, ext_fixed, ext_charge = _own_ext(image, target)
         visible = frozenset(image.exposes) - frozenset(image.hides) \
             - frozenset(hidden.get(image.name, ()))
     else:
         used = _used_vmlets(image, target, vmlets)
-        ext, ext_heights = _foreign_ext(image, used)
+        ext, ext_heights, ext_chains, ext_fixed, ext_charge = _foreign_ext(image, used, target)
         visible = frozenset().union(*(
             frozenset(vm.exposes) - frozenset(vm.hides) - frozenset(hidden.get(vm.name, ()))
             for vm, _ in used.values()))
     ctx = _Context(image, target, ext, visible)
     units = tuple(_verify_unit(ctx, i) for i in range(len(image.functions)))
-    heights = _check_calls(image, units, ext, ext_heights, target.max_call_depth)
-    return ImageFacts(units, ext, visible, heights)
+    heights, chains = _check_calls(image, units, ext, ext_heights, ext_chains,
+                                   target.max_call_depth)
+    deepest = max(chains, default=0)
+    if static + deepest > target.data_bytes:
+        raise _image_error(image, "data-too-large",
+                           f"{static + deepest} bytes of data ({static} of globals and "
+                           f"arrays, {deepest} of call frames on the deepest chain) exceed "
+                           f"the {target.data_bytes} bytes of data memory")
+    _check_periods(image, target)
+    largest = max(_check_charges(image, target, ext_fixed), ext_charge)
+    return ImageFacts(units, ext, visible, heights, chains, static, largest)
+
+
+def _check_periods(image: Image, target: Target) -> None:
+    """Tasks are released at frame starts: a period is a whole number of frames."""
+    if target.frame_ms <= 0:
+        return
+    for task in image.tasks:
+        if task.period_ms % target.frame_ms:
+            raise _image_error(image, "bad-entry", f"task `{task.name}` has period "
+                               f"{task.period_ms} ms, not a multiple of the "
+                               f"{target.frame_ms} ms frame")
+
+
+def _check_charges(image: Image, target: Target, ext_fixed: Sequence[int | None]) -> int:
+    """The largest cycles one instruction is charged in one piece (the machine model's
+    ``CostModel.fixed_charge``); none may exceed what a frame leaves the tasks, or the job
+    could never get past it. Returns that charge (0 without a cost model)."""
+    costs = target.costs
+    if costs is None:
+        return 0
+    largest = 0
+    for index, unit in enumerate(image.functions):
+        for ins in isa.decode(unit.code):
+            charge = costs.fixed_charge(ins, image.natives, ext_fixed)
+            if charge is None:
+                continue
+            if target.frame_budget and charge > target.frame_budget:
+                what = _NAME[ins.opcode] if ins.opcode < isa.EXT_BASE else "a VMlet instruction"
+                raise VerifyError("frame-charge", _label(unit, index), ins.offset,
+                                  f"{what} is charged {charge} cycles in one piece, more than the "
+                                  f"{target.frame_budget} a frame leaves the tasks: it could "
+                                  "never start")
+            largest = max(largest, charge)
+    return largest
 
 
 def _check_sections(image: Image, target: Target) -> None:
@@ -657,9 +723,9 @@ def _check_sections(image: Image, target: Target) -> None:
                            f"has {isa.EXT_COUNT}")
 
 
-def _check_data(image: Image, target: Target) -> None:
-    """Declared ranges are 32-bit and hold the initial values: the engines rely on it."""
-    slots = len(image.globals)
+def _check_data(image: Image, target: Target) -> int:
+    """Declared ranges are 32-bit and hold the initial values: the engines rely on it.
+    Returns the bytes of the globals and arrays (the machine model's ``slot_bytes``)."""
     for what, name, lo, hi, values in (
             [("global", g.name, g.lo, g.hi, (g.value,)) for g in image.globals]
             + [("array", a.name, a.lo, a.hi, a.values) for a in image.arrays]):
@@ -670,10 +736,12 @@ def _check_data(image: Image, target: Target) -> None:
             bad = next(v for v in values if not lo <= v <= hi)
             raise _image_error(image, "bad-data",
                                f"{what} `{name}` holds {bad}, outside its range [{lo}, {hi}]")
-    slots += sum(len(a.values) for a in image.arrays)
-    if slots * SLOT_BYTES > target.data_bytes:
-        raise _image_error(image, "data-too-large", f"{slots * SLOT_BYTES} bytes of data "
+    static = globals_bytes([(g.lo, g.hi) for g in image.globals]) + \
+        globals_bytes([(a.lo, a.hi) for a in image.arrays], [a.length for a in image.arrays])
+    if static > target.data_bytes:
+        raise _image_error(image, "data-too-large", f"{static} bytes of globals and arrays "
                            f"exceed the {target.data_bytes} bytes of data memory")
+    return static
 
 
 def _check_entries(image: Image) -> None:
@@ -747,8 +815,23 @@ def _instr(vm: Image, name: str) -> int | None:
     return next((d.function for d in vm.instrs if d.name == name), None)
 
 
-def _own_ext(image: Image) -> tuple[tuple[ExtTarget, ...], tuple[int, ...]]:
-    """A VMlet's extension opcodes: its own instructions (call heights come later: -1)."""
+_ExtFacts = tuple[tuple[ExtTarget, ...], tuple[int, ...], tuple[int, ...],
+                  tuple[int | None, ...], int]
+
+
+def _body_fixed(vm: Image, function: int, target: Target) -> int | None:
+    costs = target.costs
+    if costs is None:
+        return None
+    try:
+        return costs.body_fixed_cost(isa.decode(vm.functions[function].code), vm.natives)
+    except (isa.DecodeError, IndexError):  # verified later (or already refused)
+        return None
+
+
+def _own_ext(image: Image, target: Target) -> _ExtFacts:
+    """A VMlet's extension opcodes: its own instructions (call heights and frame chains
+    come later: -1), their fixed body costs, and no largest charge of their own."""
     out = []
     for k, ref in enumerate(image.ext):
         f = _instr(image, ref.instr) if ref.vmlet == image.name else None
@@ -757,14 +840,17 @@ def _own_ext(image: Image) -> tuple[tuple[ExtTarget, ...], tuple[int, ...]]:
                                f"`{ref.vmlet}.{ref.instr}`, not an instruction of this VMlet")
         unit = image.functions[f]
         out.append(ExtTarget(image.name, f, unit.n_params, bool(unit.returns)))
-    return tuple(out), (-1,) * len(out)
+    fixed = tuple(_body_fixed(image, e.function, target) for e in out)
+    return tuple(out), (-1,) * len(out), (-1,) * len(out), fixed, 0
 
 
 def _foreign_ext(image: Image, used: Mapping[str, tuple[Image, ImageFacts]],
-                 ) -> tuple[tuple[ExtTarget, ...], tuple[int, ...]]:
+                 target: Target) -> _ExtFacts:
     """A configuration's extension opcodes: instructions of the VMlets it uses, with the
-    call height of each body."""
-    out, heights = [], []
+    call height and the frame chain of each body, its fixed cost, and the largest charge of
+    the VMlets whose instructions are charged as they run."""
+    out, heights, chains, fixed = [], [], [], []
+    charge = 0
     for k, ref in enumerate(image.ext):
         entry = used.get(ref.vmlet)
         f = _instr(entry[0], ref.instr) if entry is not None else None
@@ -776,17 +862,23 @@ def _foreign_ext(image: Image, used: Mapping[str, tuple[Image, ImageFacts]],
         unit = vm.functions[f]
         out.append(ExtTarget(vm.name, f, unit.n_params, bool(unit.returns)))
         heights.append(facts.call_heights[f])
-    return tuple(out), tuple(heights)
+        chains.append(facts.frame_chains[f])
+        fixed.append(_body_fixed(vm, f, target))
+        if fixed[-1] is None:
+            charge = max(charge, facts.largest_charge)
+    return tuple(out), tuple(heights), tuple(chains), tuple(fixed), charge
 
 
 def _check_calls(image: Image, units: Sequence[UnitFacts], ext: Sequence[ExtTarget],
-                 ext_heights: Sequence[int], max_call_depth: int) -> tuple[int, ...]:
+                 ext_heights: Sequence[int], ext_chains: Sequence[int],
+                 max_call_depth: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """No recursion, and no chain of more than ``max_call_depth`` nested calls; return the
-    call height of every unit.
+    call height of every unit and the bytes of its deepest chain of frames (its own frame
+    included: the machine model's ``call_frame_bytes``).
 
     Edges are CALLs and uses of this image's own instructions (a VMlet's); the body of
-    another VMlet's instruction adds its own height plus one. An iterative depth-first
-    search: linear in units plus edges.
+    another VMlet's instruction adds its own height plus one, and its own frame chain. An
+    iterative depth-first search: linear in units plus edges.
     """
     n = len(units)
     own = [e.function if h < 0 else -1 for e, h in zip(ext, ext_heights, strict=True)]
@@ -794,6 +886,9 @@ def _check_calls(image: Image, units: Sequence[UnitFacts], ext: Sequence[ExtTarg
         list(u.calls) + [own[k] for k in u.exts if own[k] >= 0] for u in units]
     base = [max((ext_heights[k] + 1 for k in u.exts if ext_heights[k] >= 0), default=0)
             for u in units]
+    chain_base = [max((ext_chains[k] for k in u.exts if ext_chains[k] >= 0), default=0)
+                  for u in units]
+    chain = [0] * n
     height = [-1] * n  # -1: not visited; -2: on the current path; >= 0: done
     below = [-1] * n  # the callee that realises height[u] (-1: none, or another VMlet)
 
@@ -825,6 +920,9 @@ def _check_calls(image: Image, units: Sequence[UnitFacts], ext: Sequence[ExtTarg
                 if height[v] + 1 > best:
                     best, via = height[v] + 1, v
             height[u], below[u] = best, via
+            f = image.functions[u]
+            chain[u] = call_frame_bytes(f.n_locals, f.max_stack) + max(
+                chain_base[u], max((chain[v] for v in edges[u]), default=0))
     for u in range(n):
         if height[u] > max_call_depth:
             chain = [u]
@@ -835,4 +933,4 @@ def _check_calls(image: Image, units: Sequence[UnitFacts], ext: Sequence[ExtTarg
                               f"makes {height[u]} nested calls ({names}"
                               f"{' -> a VMlet instruction' if base[chain[-1]] else ''}), the "
                               f"mission allows {max_call_depth}")
-    return tuple(height)
+    return tuple(height), tuple(chain)

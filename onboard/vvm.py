@@ -23,6 +23,7 @@ from onboard.faults import Fault, Trap
 from onboard.host import Host
 from onboard.image import Image
 from onboard.loader import LoadedVmlet, LoadError, Program, load_config, load_vmlet
+from onboard.machine import Limits
 from onboard.mission import MissionProfile
 from onboard.patcher import Fate, Patcher
 from onboard.reconfiguration import Reconfiguration
@@ -57,7 +58,8 @@ class VVM:
         share = profile.share_cycles_per_frame
         reserve = profile.patch_reserve_cycles_per_frame
         self.telemetry = Telemetry(profile.frame_ms, share)
-        self.scheduler = Scheduler(profile.frame_ms, share - reserve, host, self.telemetry)
+        self.scheduler = Scheduler(profile.frame_ms, Limits.of(profile).frame_budget, host,
+                                   self.telemetry)
         self.reconfiguration: Reconfiguration | None = None
         if patcher is not None:
             self.reconfiguration = Reconfiguration(self, patcher)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import z3
 
 from ccl.verify.terms import WIDTH, Val, widen
-from onboard import isa
+from onboard.machine import opcode_cycles
 from onboard.mission import CostFormula, MissionProfile
 
 # --------------------------------------------------------------------------- expressions
@@ -164,11 +164,8 @@ class CycleTable:
 
     @staticmethod
     def of(profile: MissionProfile) -> CycleTable:
-        table = []
-        for code in range(256):
-            info = isa.op_info(code)
-            table.append(profile.cycles[info.cost] if info is not None else 0)
-        return CycleTable(tuple(table))
+        """The board's table (``onboard.machine.opcode_cycles``)."""
+        return CycleTable(opcode_cycles(profile))
 
     def __getitem__(self, opcode: int) -> int:
         return self.cycles[opcode]
@@ -203,9 +200,9 @@ class Bounds:
             lo, hi = _mul(trips, body)
             self._note(trips[1])
         else:
-            lo, hi = self._formula(c.formula.tree, dict(zip(c.arg_names,
-                                                            ((a.lo, a.hi) for a in c.args),
-                                                            strict=True)))
+            args = dict(zip(c.arg_names, ((a.lo, a.hi) for a in c.args), strict=True))
+            lo, hi = c.formula.bounds(args)
+            self._note(c.formula.magnitude(args))
         self._note(lo, hi)
         self._memo[key] = (lo, hi)
         return lo, hi
@@ -213,32 +210,6 @@ class Bounds:
     def _note(self, *values: int) -> None:
         for v in values:
             self.max_abs = max(self.max_abs, abs(v))
-
-    def _formula(self, node: ast.expr, env: dict[str, tuple[int, int]]) -> tuple[int, int]:
-        if isinstance(node, ast.Constant):
-            r = (_constant(node), _constant(node))
-        elif isinstance(node, ast.Name):
-            r = env[node.id]
-        elif isinstance(node, ast.UnaryOp):
-            a = self._formula(node.operand, env)
-            r = (-a[1], -a[0])
-        elif isinstance(node, ast.BinOp):
-            a, b = self._formula(node.left, env), self._formula(node.right, env)
-            if isinstance(node.op, ast.Add):
-                r = (a[0] + b[0], a[1] + b[1])
-            elif isinstance(node.op, ast.Sub):
-                r = (a[0] - b[1], a[1] - b[0])
-            elif isinstance(node.op, ast.Mult):
-                r = _mul(a, b)
-            else:
-                r = _floordiv(a, b)
-        else:
-            assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            args = [self._formula(x, env) for x in node.args]
-            pick = min if node.func.id == "min" else max
-            r = (pick(x[0] for x in args), pick(x[1] for x in args))
-        self._note(*r)
-        return r
 
 
 def _constant(node: ast.Constant) -> int:
@@ -250,14 +221,6 @@ def _constant(node: ast.Constant) -> int:
 def _mul(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     p = (a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1])
     return min(p), max(p)
-
-
-def _floordiv(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-    divisors = [d for d in (b[0], b[1], -1, 1) if b[0] <= d <= b[1] and d != 0]
-    q = [n // d for n in a for d in divisors]
-    if b[0] <= 0 <= b[1]:
-        q.append(0)  # the formula's x // 0 is 0
-    return min(q), max(q)
 
 
 # --------------------------------------------------------------------------- Z3 encoding

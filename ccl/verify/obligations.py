@@ -31,6 +31,9 @@ class Kind(Enum):
     DATA_MEMORY = "data-memory"
     STACK = "stack"  # operand stack of a code unit deeper than the mission allows
     CALL_DEPTH = "call-depth"  # more nested calls than the mission allows
+    FRAME_CHARGE = "frame-charge"  # one instruction charged more than a frame leaves tasks
+    ON_LOAD = "on-load"  # a VMlet's `on load` needs more cycles than the VVM gives it
+    LOAD = "load"  # the VVM's load-time verifier refuses the image
 
     @property
     def code(self) -> str:
@@ -46,7 +49,7 @@ class Kind(Enum):
 SAFETY = frozenset({Kind.OVERFLOW, Kind.DIV_ZERO, Kind.INDEX, Kind.RANGE, Kind.ARGUMENT,
                     Kind.RESULT, Kind.NATIVE_ARG})
 BUDGET = frozenset({Kind.NATIVE_FRAME, Kind.CPU_SHARE, Kind.CODE_MEMORY, Kind.DATA_MEMORY,
-                    Kind.STACK, Kind.CALL_DEPTH})
+                    Kind.STACK, Kind.CALL_DEPTH, Kind.FRAME_CHARGE, Kind.ON_LOAD, Kind.LOAD})
 
 
 class Status(Enum):

@@ -10,14 +10,18 @@ call it). In order:
    cycles maximised exactly, and the inputs that reach them. Rules are assumed here (those
    relating the parameters an entry point reads, ``inputs.RuleFacts``): the VVM re-checks
    them before it accepts new parameters, so no other parameter set is reachable;
-4. the CPU share: the tasks' worst cycles per second plus the mission's patch reserve;
-5. the uplink: the patch's size and the passes it needs.
+4. ``on load`` within the cycles the VVM gives it (``onboard.machine.Limits``);
+5. the CPU share: the tasks at their worst, after ``on apply``, never overrun on the VVM's
+   scheduler (``onboard.machine.schedulability``: earliest deadline first in what each
+   frame leaves after the patch reserve, less the most a frame can lose at its end);
+6. the uplink: the patch's size and the passes it needs.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -43,8 +47,9 @@ from ccl.verify.report import Budgets, VerifyReport, WorstCase
 from ccl.verify.solver import Checker
 from ccl.verify.symbolic import Executor
 from ccl.verify.terms import Val
-from onboard import isa
+from onboard import isa, machine
 from onboard.image import Image
+from onboard.machine import Limits
 from onboard.mission import MissionProfile, find_mission
 
 #: Default time limit of one solver query (one obligation, one step of a maximisation).
@@ -91,7 +96,8 @@ def verify_program(target: Compiled | ir.Program, mission: MissionProfile | None
         worst.append(wc)
         obligations += obs
     budgets = _budgets(mission, tuple(worst), shape, image)
-    obligations += _cpu_share(budgets, program)
+    obligations += _on_load(budgets, Limits.of(mission).on_load_cycles)
+    obligations += _cpu_share(budgets, max(shape.largest_charge, run.largest_native))
     return VerifyReport(program.name, program.kind.value, program.file, tuple(obligations),
                         budgets, time.perf_counter() - start)
 
@@ -103,6 +109,7 @@ class _Run:
     cycles: CycleTable
     timeout_ms: int
     index: ProgramIndex
+    largest_native: int = 0  # the dearest native call any entry point makes, in cycles
 
     def _executor(self, checker: Checker, inputs: Inputs) -> Executor:
         return Executor(self.program, self.mission, self.cycles, inputs, checker)
@@ -136,6 +143,7 @@ class _Run:
             kind, 0)
         cost = ex.run(proc, where, params=params, entry_cost=entry_cost,
                       free_returns=kind == "instr")
+        self.largest_native = max(self.largest_native, ex.largest_native)
         facts = [*inputs.facts, *ex.loop_facts]  # the rules' facts are among the inputs'
         m = maximize(cost, facts, self.timeout_ms,
                      prefer=lambda term: inputs.worst_preferences([term]))
@@ -197,7 +205,7 @@ def _budgets(mission: MissionProfile, worst: tuple[WorstCase, ...], shape: struc
         share_percent=mission.share_percent,
         share_cycles_per_s=mission.clock_hz * mission.share_percent // 100,
         reserve_cycles_per_s=round(mission.patch_reserve_cycles_per_frame * frames_per_s),
-        frame_budget=mission.share_cycles_per_frame - mission.patch_reserve_cycles_per_frame,
+        frame_budget=Limits.of(mission).frame_budget,
         worst_cases=worst,
         code_bytes=shape.code_bytes, code_limit=mission.code_bytes,
         data_bytes=shape.data_bytes, data_limit=mission.data_bytes,
@@ -215,25 +223,54 @@ def patch_size(image: Image) -> tuple[int, str]:
     return len(image.encode()), "full image"
 
 
-def _cpu_share(b: Budgets, program: ir.Program) -> list[Obligation]:
+def _on_load(b: Budgets, limit: int) -> list[Obligation]:
+    """A VMlet's ``on load`` runs within the cycles the VVM gives it, or the load fails."""
+    w = next((w for w in b.worst_cases if w.kind == "on load"), None)
+    if w is None:
+        return []
+    message = f"`on load` needs at most the {limit:,} cycles the VVM gives it"
+    if w.bound <= limit:
+        return [Obligation(Kind.ON_LOAD, Status.PROVEN, w.span, message, "on load",
+                           Method.Z3)]
+    detail = f"its worst case is {w.bound:,} cycles"
+    if w.cycles <= limit:
+        return [Obligation(Kind.ON_LOAD, Status.UNKNOWN, w.span, message, "on load",
+                           Method.Z3, reason="the worst case could not be computed exactly: "
+                           + detail)]
+    values = w.witness.values if w.witness is not None else ()
+    return [Obligation(Kind.ON_LOAD, Status.REFUTED, w.span, message, "on load", Method.Z3,
+                       Counterexample(values, detail=f"its worst case is {w.cycles:,} cycles"))]
+
+
+def _cpu_share(b: Budgets, largest_charge: int) -> list[Obligation]:
+    """Every task job finishes before its next release on the VVM's scheduler, from the
+    switch on (``on apply`` first), for the tasks at their worst."""
     tasks = b.tasks
+    on_apply = next((w for w in b.worst_cases if w.kind == "on apply"), None)
     if not tasks:
         return []
     heaviest = max(tasks, key=lambda w: w.cycles_per_s)
     share = b.share_cycles_per_s
-    message = (f"the tasks at their worst plus the patch reserve fit in the "
-               f"{b.share_percent} % CPU share ({share:,} cycles/s)")
+    loss = machine.frame_loss(largest_charge)
+    message = (f"the tasks at their worst, after `on apply`, never overrun in the "
+               f"{b.share_percent} % CPU share ({share:,} cycles/s with the patch reserve; "
+               f"{b.frame_budget:,} cycles per frame for the tasks, of which up to {loss:,} "
+               "may be lost at a frame's end)")
     where = "all tasks" if len(tasks) > 1 else f"task {heaviest.name}"
-    if b.load_cycles_per_s <= share:
+
+    def verdict(cycles: Callable[[WorstCase], int]) -> machine.Schedulability:
+        return machine.schedulability(
+            [(w.period_ms or 0, cycles(w)) for w in tasks], frame_ms=b.frame_ms,
+            frame_budget=b.frame_budget, largest_charge=largest_charge,
+            burst=cycles(on_apply) if on_apply is not None else 0)
+
+    bound = verdict(lambda w: w.bound)
+    if bound.ok:
         return [Obligation(Kind.CPU_SHARE, Status.PROVEN, heaviest.span, message, where,
                            Method.ARITHMETIC)]
-    reached = sum((w.cycles * 1000 / w.period_ms for w in tasks if w.period_ms), 0.0) + \
-        b.reserve_cycles_per_s
-    detail = (f"worst case {float(b.load_cycles_per_s):,.0f} cycles/s with the patch reserve "
-              f"of {b.reserve_cycles_per_s:,}: {b.share_used_percent:.1f} % of the share, "
-              f"{b.cpu_percent:.2f} % of the CPU; task {heaviest.name} needs "
-              f"{heaviest.cycles:,} cycles every {heaviest.period_ms} ms")
-    if reached <= share:
+    reached = verdict(lambda w: w.cycles)
+    detail = _schedule_detail(b, reached if not reached.ok else bound, heaviest)
+    if reached.ok:
         return [Obligation(Kind.CPU_SHARE, Status.UNKNOWN, heaviest.span, message, where,
                            Method.Z3, reason="the worst case could not be computed exactly: "
                            + detail)]
@@ -247,3 +284,14 @@ def _cpu_share(b: Budgets, program: ir.Program) -> list[Obligation]:
         Counterexample(values, detail=detail)
     return [Obligation(Kind.CPU_SHARE, Status.REFUTED, heaviest.span, message, where,
                        Method.Z3, cex)]
+
+
+def _schedule_detail(b: Budgets, v: machine.Schedulability, heaviest: WorstCase) -> str:
+    load = (f"worst case {float(b.load_cycles_per_s):,.0f} cycles/s with the patch reserve "
+            f"of {b.reserve_cycles_per_s:,}: {b.share_used_percent:.1f} % of the share, "
+            f"{b.cpu_percent:.2f} % of the CPU; task {heaviest.name} needs "
+            f"{heaviest.cycles:,} cycles every {heaviest.period_ms} ms")
+    if v.at_ms:
+        load += (f"; by {v.at_ms:,} ms after a switch {v.demand:,} cycles are due but only "
+                 f"{v.supply:,} are supplied ({v.supply_per_frame:,} per frame)")
+    return load

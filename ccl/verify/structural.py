@@ -1,9 +1,15 @@
-"""The cheap structural pass: memory, operand stack and call depth, before any solving.
+"""The cheap structural pass: memory, operand stack, call depth and one-piece charges, before
+any solving, measured by the board's own load-time verifier.
 
-These budgets follow from the program's shape alone: the bytes of code ``ccl.codegen``
-emitted (with those of the VMlets the program runs on), the data at the widths the declared
-ranges need, the deepest operand stack of any code unit, and the longest chain of nested
-calls. Each is compared with the mission's limit and becomes an obligation.
+These budgets follow from the image's shape alone, so the ground does not compute them
+again: it runs ``onboard.verifier.verify_image`` (with every limit lifted, to measure) on
+the image ``ccl.codegen`` emitted and the VMlets it runs on, and compares the figures with
+the mission's limits (``onboard.machine.Limits``): code of the image and its VMlets, data
+(globals and arrays at their ranged widths, plus the deepest chain of call frames), the
+deepest declared operand stack, the longest chain of nested frames (VMlet instructions
+included), and the largest charge of one instruction against what a frame leaves the tasks.
+Last, the verifier runs with the real limits: an image the board would refuse is never
+proven, whatever the reason.
 """
 
 from __future__ import annotations
@@ -16,46 +22,10 @@ from ccl.diagnostics import Span
 from ccl.verify.irwalk import callees
 from ccl.verify.obligations import Counterexample, Kind, Method, Obligation, Status, Value
 from onboard.image import Image
+from onboard.machine import Limits, slot_bytes
 from onboard.mission import MissionProfile
-
-
-def width_bytes(ty: ir.IntType) -> int:
-    """Bytes one value of ``ty`` takes stored at its ranged width (as an offset from ``lo``)."""
-    return (ty.bits + 7) // 8
-
-
-def data_bytes(program: ir.Program) -> int:
-    """Parameters, state variables, tables and state arrays at their ranged widths."""
-    return sum(width_bytes(g.type) for g in program.globals) + \
-        sum(a.length * width_bytes(a.type) for a in program.arrays)
-
-
-def call_depth(program: ir.Program) -> tuple[int, tuple[str, ...]]:
-    """The longest chain of nested ``CALL``s (VMlet instructions are inlined, not called)."""
-    memo: dict[str, tuple[int, tuple[str, ...]]] = {}
-
-    def below(name: str) -> tuple[int, tuple[str, ...]]:
-        if name not in memo:
-            best: tuple[int, tuple[str, ...]] = (0, (name,))
-            for callee in sorted(callees(program.function(name).body)):
-                d, chain = below(callee)
-                if d + 1 > best[0]:
-                    best = (d + 1, (name, *chain))
-            memo[name] = best
-        return memo[name]
-
-    roots = [*(t.proc for t in program.tasks), *program.functions, *program.instrs]
-    if program.on_apply is not None:
-        roots.append(program.on_apply)
-    if program.on_load is not None:
-        roots.append(program.on_load)
-    best: tuple[int, tuple[str, ...]] = (0, ())
-    for proc in roots:
-        for callee in sorted(callees(proc.body)):
-            d, chain = below(callee)
-            if d + 1 > best[0]:
-                best = (d + 1, (proc.name, *chain))
-    return best
+from onboard.patch_format import memory_bytes
+from onboard.verifier import ImageFacts, Target, VerifyError, verify_image
 
 
 def called_functions(program: ir.Program) -> set[str]:
@@ -76,41 +46,91 @@ class Shape:
     data_bytes: int
     max_stack: int
     call_depth: int
+    largest_charge: int  # cycles of the dearest instruction charged in one piece
+
+
+def measure(image: Image, vmlet_images: tuple[Image, ...],
+            mission: MissionProfile) -> tuple[ImageFacts, VerifyError | None]:
+    """The board verifier's facts about ``image`` with every limit lifted, and its verdict
+    with the mission's real limits (None: it would load)."""
+    target = Target.of(mission)
+    facts = verify_image(image, target.measuring(), vmlets=vmlet_images)
+    try:
+        verify_image(image, target, vmlets=vmlet_images)
+    except VerifyError as exc:
+        return facts, exc
+    return facts, None
 
 
 def check(program: ir.Program, image: Image, vmlet_images: tuple[Image, ...],
           mission: MissionProfile) -> tuple[Shape, list[Obligation]]:
     """The structural figures and their obligations against ``mission``'s limits."""
+    limits = Limits.of(mission)
+    facts, refusal = measure(image, vmlet_images, mission)
+    code = memory_bytes(image, vmlet_images)[0]
+    data = facts.data_bytes
     units = [u for img in (image, *vmlet_images) for u in img.functions]
-    code = sum(len(u.code) for u in units)
-    data = data_bytes(program)
     deepest = max(units, key=lambda u: u.max_stack, default=None)
     stack = deepest.max_stack if deepest is not None else 0
-    depth, chain = call_depth(program)
+    depth = facts.call_depth
+    chain = _chain(image, facts)
     procs = {p.name: p for p in _procedures(program)}
     biggest = max(image.functions, key=lambda u: len(u.code), default=None)
-    largest_array = max(program.arrays, key=lambda a: a.length * width_bytes(a.type),
+    largest_array = max(program.arrays, key=lambda a: a.length * slot_bytes(a.type.lo, a.type.hi),
                         default=None)
     head = program.tasks[0].span if program.tasks else None
     obs = [
-        _limit(Kind.CODE_MEMORY, code, mission.code_bytes, "bytes of code",
+        _limit(Kind.CODE_MEMORY, code, limits.code_bytes, "bytes of code",
                _span(procs, biggest.name if biggest else None, head),
                f"the code ({code} bytes, with the VMlets it runs on) fits in the mission's "
-               f"{mission.code_bytes} bytes of code memory", program.name),
-        _limit(Kind.DATA_MEMORY, data, mission.data_bytes, "bytes of data",
+               f"{limits.code_bytes} bytes of code memory", program.name),
+        _limit(Kind.DATA_MEMORY, data, limits.data_bytes, "bytes of data",
                largest_array.span if largest_array else head,
-               f"the data ({data} bytes) fits in the mission's {mission.data_bytes} bytes of "
-               "data memory", program.name),
-        _limit(Kind.STACK, stack, mission.max_stack, "operand stack entries",
+               f"the data ({facts.static_data} bytes of globals and arrays, "
+               f"{data - facts.static_data} of call frames) fits in the mission's "
+               f"{limits.data_bytes} bytes of data memory", program.name),
+        _limit(Kind.STACK, stack, limits.max_stack, "operand stack entries",
                _span(procs, deepest.name if deepest else None, head),
                f"every code unit's operand stack ({stack} entries at most) fits in the "
-               f"mission's {mission.max_stack}", program.name),
-        _limit(Kind.CALL_DEPTH, depth, mission.max_call_depth, "nested calls",
+               f"mission's {limits.max_stack}", program.name),
+        _limit(Kind.CALL_DEPTH, depth, limits.max_call_depth, "nested calls",
                _span(procs, chain[0] if chain else None, head),
-               f"calls nest at most {mission.max_call_depth} deep (here {depth}"
-               + (f": {' > '.join(chain)}" if chain else "") + ")", program.name),
+               f"calls nest at most {limits.max_call_depth} deep, VMlet instructions "
+               f"included (here {depth}" + (f": {' > '.join(chain)}" if chain else "") + ")",
+               program.name),
+        _limit(Kind.FRAME_CHARGE, facts.largest_charge, limits.frame_budget, "cycles",
+               head, f"no instruction is charged more in one piece ({facts.largest_charge} "
+               f"cycles at most) than the {limits.frame_budget} a frame leaves the tasks",
+               program.name),
     ]
-    return Shape(code, data, stack, depth), obs
+    if all(o.status is Status.PROVEN for o in obs):
+        message = "the VVM's load-time verifier accepts the image"
+        if refusal is None:
+            obs.append(Obligation(Kind.LOAD, Status.PROVEN, head, message, program.name,
+                                  Method.ARITHMETIC))
+        else:
+            cex = Counterexample((), detail=f"{refusal.code}: {refusal}")
+            obs.append(Obligation(Kind.LOAD, Status.REFUTED, head, message, program.name,
+                                  Method.ARITHMETIC, cex))
+    shape = Shape(code, data, stack, depth, facts.largest_charge)
+    return shape, obs
+
+
+def _chain(image: Image, facts: ImageFacts) -> tuple[str, ...]:
+    """The names along the longest chain of nested calls (CALLs within the image)."""
+    if not facts.call_heights:
+        return ()
+    u = max(range(len(facts.call_heights)), key=lambda i: facts.call_heights[i])
+    names = [image.functions[u].name]
+    while facts.call_heights[u] > 0:
+        below = facts.call_heights[u] - 1
+        nxt = [v for v in facts.units[u].calls if facts.call_heights[v] == below]
+        if not nxt:
+            names.append("a VMlet instruction")
+            break
+        u = nxt[0]
+        names.append(image.functions[u].name)
+    return tuple(names)
 
 
 def _limit(kind: Kind, used: int, limit: int, unit: str, span: Span | None, message: str,

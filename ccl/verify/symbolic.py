@@ -39,7 +39,7 @@ from enum import Enum
 import z3
 
 from ccl import ir
-from ccl.ranges import binary_range, unary_range
+from ccl.ranges import OPCODES, binary_range, unary_range
 from ccl.verify.cost import (
     ZERO,
     Bounds,
@@ -69,6 +69,7 @@ from ccl.verify.terms import (
 )
 from onboard import isa
 from onboard.isa import INT_MAX, INT_MIN
+from onboard.machine import Limits
 from onboard.mission import MissionProfile
 
 #: Loops of at most this many iterations whose cost depends on the iteration are executed
@@ -211,7 +212,9 @@ class Executor:
         self.check = checker
         #: Facts that hold wherever a loop body runs, as implications (for cost queries).
         self.loop_facts: list[z3.BoolRef] = []
-        self.frame_budget = mission.share_cycles_per_frame - mission.patch_reserve_cycles_per_frame
+        self.frame_budget = Limits.of(mission).frame_budget
+        #: The dearest native call seen (an upper bound of its one-piece charge).
+        self.largest_native = 0
         self._writes: dict[tuple[str, str], Writes] = {}
         # Inside iterations executed one by one for their cost: obligations are not checked
         # again (the arbitrary iteration's cover them).
@@ -642,11 +645,12 @@ class Executor:
                     fr: Frame) -> None:
         """One native call must fit in what a frame leaves the VVM after the patch reserve:
         the VVM never splits an instruction across frames."""
-        if self._cost_only:
-            return
         bounds = Bounds()
         cost = CSum(call, (own,))
         _lo, hi = bounds.of(cost)
+        self.largest_native = max(self.largest_native, hi)
+        if self._cost_only:
+            return
         budget = self.frame_budget
         message = (f"a call of `{e.native.name}` fits in one frame's share ({budget} cycles "
                    "after the patch reserve)")
@@ -682,9 +686,9 @@ class Executor:
         op = e.op
         c = self.cyc
         if op in ir.COMPARISONS:
-            st.charge(c[_OPS[op]])
+            st.charge(c[OPCODES[op]])
             return _compare(op, a, b)
-        st.charge(c[_OPS[op]])
+        st.charge(c[OPCODES[op]])
         x, y = a.bv, b.bv
         ta, tb = ir.IntType(a.lo, a.hi), ir.IntType(b.lo, b.hi)
         if op in (ir.BinOp.ADD, ir.BinOp.SUB, ir.BinOp.MUL):
@@ -740,14 +744,6 @@ class Executor:
 
 
 # --------------------------------------------------------------------------- helpers
-
-_OPS = {
-    ir.BinOp.ADD: isa.ADD, ir.BinOp.SUB: isa.SUB, ir.BinOp.MUL: isa.MUL, ir.BinOp.DIV: isa.DIV,
-    ir.BinOp.MOD: isa.MOD, ir.BinOp.MIN: isa.MIN, ir.BinOp.MAX: isa.MAX,
-    ir.BinOp.EQ: isa.EQ, ir.BinOp.NE: isa.NE, ir.BinOp.LT: isa.LT, ir.BinOp.LE: isa.LE,
-    ir.BinOp.GT: isa.GT, ir.BinOp.GE: isa.GE,
-}
-
 
 def _exact(op: ir.BinOp, a: Val, b: Val) -> tuple[int, int]:
     """The interval of ``a op b`` in unbounded integers (before any overflow trap)."""

@@ -15,7 +15,7 @@ file is one image, written in assembly, whose header states the verdict::
 and then directives and code::
 
     .kind config|vmlet                     (default config)
-    .limits stack=N call_depth=N code_bytes=N data_bytes=N locals=N
+    .limits stack=N call_depth=N code_bytes=N data_bytes=N locals=N frame_budget=N
     .natives NAME ...    .env KEY ...      (import tables)
     .ext VMLET.INSTR ...                   (extension opcodes 0, 1, ...)
     .uses VMLET[@VERSION] ...              (`kit` is loaded; any other name is not)
@@ -58,7 +58,7 @@ from hypothesis import strategies as st
 
 from ccl.driver import Compiler
 from onboard import isa, reference
-from onboard.binding import Bound, ExtBinding, bind_natives, body_fixed_cost, opcode_costs
+from onboard.binding import Bound, ExtBinding, bind_natives, ext_fixed_cost
 from onboard.faults import Trap
 from onboard.image import (
     Array,
@@ -74,6 +74,7 @@ from onboard.image import (
     VmletRef,
     decode_image,
 )
+from onboard.machine import opcode_cycles
 from onboard.mission import MissionProfile, find_mission
 from onboard.verifier import REASONS, ImageFacts, Target, VerifyError, verify_image
 
@@ -160,7 +161,7 @@ class _Unit:
 _FACT_KINDS = ("max_stack", "depth", "block_starts", "loops")
 _LIMIT_FIELDS = {"stack": "max_stack", "call_depth": "max_call_depth",
                  "code_bytes": "code_bytes", "data_bytes": "data_bytes",
-                 "locals": "max_locals"}
+                 "locals": "max_locals", "frame_budget": "frame_budget"}
 
 
 def load_case(path: Path) -> Case:
@@ -475,7 +476,7 @@ def bind(image: Image, vmlets: Sequence[Image], facts: ImageFacts) -> Bound:
     _KEEP.append(image)
     by_name = {vm.name: vm for vm in vmlets}
     bound = Bound(image, bind_natives(image, PROFILE, NATIVES),
-                  tuple(PROFILE.env[k].value for k in image.env), (), opcode_costs(PROFILE))
+                  tuple(PROFILE.env[k].value for k in image.env), (), opcode_cycles(PROFILE))
     ext = []
     for e in facts.ext:
         if image.kind == ImageKind.VMLET:  # its own instruction
@@ -484,7 +485,7 @@ def bind(image: Image, vmlets: Sequence[Image], facts: ImageFacts) -> Bound:
             vm = by_name[e.vmlet]
             vm_bound = bind(vm, (), verify_image(vm, Target.of(PROFILE)))
         ext.append(ExtBinding(vm_bound, e.function, e.vmlet,
-                              body_fixed_cost(vm_bound, e.function)))
+                              ext_fixed_cost(vm_bound, e.function, PROFILE)))
     object.__setattr__(bound, "ext", tuple(ext))  # Bound is frozen; a VMlet binds to itself
     return bound
 
