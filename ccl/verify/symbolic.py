@@ -399,10 +399,14 @@ class Executor:
         if loop_exits:
             # A `return` inside the body leaves at some iteration, or never. Leaving at the
             # iteration of counter `i` costs the `i - lo` whole iterations before it, then
-            # that one up to its `return`.
+            # that one up to its `return`. The earlier ones did not return, and each may
+            # take its own dearest path: they are charged at an iteration of their own,
+            # over unknowns of its own, not at the returning one's (whose values made it
+            # return, and may make the rest of it cheap).
             took = self.inputs.fresh(Role.CHOICE, f"return from the loop at {tag}",
                                      ir.BOOL).cond
-            earlier = before.add(CLoop(lo, counter, iteration))
+            other = self._other_iteration(s, st, fr, lo, hi, writes, tag)
+            earlier = before.add(CLoop(lo, counter, other))
             for e in loop_exits:
                 fr.exits.append(Exit(z3.And(*prefix, took, ran, e.cond), e.value, e.mem,
                                      earlier.then(e.cost)))
@@ -415,6 +419,32 @@ class Executor:
         # After the loop, whatever the body wrote is again anything in its type.
         self._havoc(st, writes, tag)
         return st
+
+    def _other_iteration(self, s: ir.For, st: State, fr: Frame, lo: Val, hi: Val,
+                         writes: Writes, tag: str) -> CSum:
+        """The cycles of a whole iteration of loop ``s`` that does not return, executed
+        again over fresh unknowns (counter, carried state, native results) for its cost
+        only: any iteration's cost is at most this one's maximum."""
+        body = State(dict(st.locals), st.mem.copy(), st.conds)
+        self._havoc(body, writes, tag)
+        counter = self.inputs.fresh(Role.COUNTER, s.counter.name, s.counter.type)
+        self.inputs.guessed.add(counter.bv.decl().name())
+        body.locals[s.counter.id] = counter
+        entry = (lo.bv <= counter.bv, counter.bv < hi.bv)
+        body.conds = body.conds + entry
+        self.loop_facts.append(z3.Implies(lo.bv < hi.bv, z3.And(*entry)))
+        outer_exits, outer_base = fr.exits, fr.cond_base
+        fr.exits, fr.cond_base = [], len(st.conds)
+        self._cost_only += 1
+        try:
+            end = self.block(s.body, body, fr)
+        finally:
+            self._cost_only -= 1
+            fr.exits, fr.cond_base = outer_exits, outer_base
+        if end is None:
+            return ZERO
+        end.charge(self.cyc[isa.FORLOOP])
+        return end.absolute()
 
     def _loop_cost(self, s: ir.For, st: State, fr: Frame, lo: Val, hi: Val, counter: Val,
                    carried: set[str], iteration: CSum) -> CSum:

@@ -1,0 +1,193 @@
+"""Flight trials: a verified configuration packed, checked by the onboard patcher, loaded and
+run on the real VVM and scheduler at adversarial inputs, and compared with what was proven.
+
+``ccl verify`` promises that a proven configuration is accepted by the VVM and, on board,
+never traps, never runs a task past the cycles it reported, and never makes a task miss its
+frame. A trial tests that promise the way the board would break it: the patch goes through
+``onboard.patcher`` (the board's checks, bytecode verifier included), the configuration
+runs on the VVM's scheduler from its switch (``on apply`` first) for at least one
+hyperperiod, with parameters at their extremes, tables that change value part-way, and
+natives that return one value for some calls and then another. Every fault, overrun and
+task's worst cycles come from the VVM's telemetry.
+
+Used by the soundness campaign (``benchmarks/soundness.py``) and by the tests.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ccl.driver import Compiled
+from ccl.pack import pack
+from ccl.verify.report import VerifyReport
+from onboard.faults import Fault, TrapCode
+from onboard.host import NativeFn
+from onboard.image import Image
+from onboard.machine import Limits
+from onboard.mission import MissionProfile
+from onboard.patch_format import development_key
+from onboard.patcher import Patcher, PatchRejected
+from onboard.reference import Memory
+from onboard.store import Store
+from onboard.vvm import VVM
+
+
+@dataclass(frozen=True)
+class NativeScript:
+    """What a native returns: ``first`` for its first ``calls`` calls, then ``then``
+    (values are clamped into the native's declared result range)."""
+
+    first: int
+    calls: int = 0
+    then: int = 0
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """One adversarial setting: parameter values, table contents (and, after ``change_ms``
+    of flight, other contents), native scripts, and the values of ``env``."""
+
+    params: Mapping[str, int] = field(default_factory=dict)
+    tables: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    later_tables: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    change_ms: int = 0
+    natives: Mapping[str, NativeScript] = field(default_factory=dict)
+
+
+class TrialHost:
+    """A spacecraft whose natives follow ``NativeScript``s (default: the range's top)."""
+
+    def __init__(self, profile: MissionProfile, scripts: Mapping[str, NativeScript]) -> None:
+        self.profile = profile
+        self.scripts = dict(scripts)
+        self.calls: dict[str, int] = {}
+
+    def native(self, name: str) -> NativeFn | None:
+        decl = self.profile.natives.get(name)
+        if decl is None:
+            return None
+        script = self.scripts.get(name)
+        result = decl.result
+
+        def call(*_args: int) -> int | None:
+            if result is None:
+                return None
+            n = self.calls.get(name, 0)
+            self.calls[name] = n + 1
+            lo, hi = result
+            if script is None:
+                return hi
+            value = script.first if n < script.calls or not script.calls else script.then
+            return min(max(value, lo), hi)
+
+        return call
+
+    def env(self, key: str) -> int:
+        return self.profile.env[key].value
+
+    def advance(self, now_ms: int) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Flight:
+    """What the VVM reported about one trial."""
+
+    refused: str | None  # the patcher's reason, if the board refused the patch
+    faults: tuple[Fault, ...] = ()
+    overruns: int = 0
+    observed: Mapping[str, int] = field(default_factory=dict)  # task -> worst cycles seen
+    frames: int = 0
+
+    @property
+    def trapped(self) -> bool:
+        return any(f.code is not TrapCode.OVERRUN for f in self.faults)
+
+
+def hyperperiod_ms(image: Image, frame_ms: int) -> int:
+    """The least common multiple of the tasks' periods (one frame without tasks)."""
+    return math.lcm(frame_ms, *(t.period_ms for t in image.tasks))
+
+
+def fly(compiled: Compiled, inputs: Inputs, *, periods: int = 2,
+        max_ms: int = 3_600_000) -> Flight:
+    """Pack ``compiled`` (full, development key), check it with the onboard patcher, load it
+    on a fresh VVM, apply ``inputs`` and run it from the switch for ``periods``
+    hyperperiods (at most ``max_ms``) on the real scheduler."""
+    profile = compiled.mission
+    key = development_key(profile.name)
+    vmlets = tuple(v.image for v in compiled.vmlets)
+    with tempfile.TemporaryDirectory(prefix="ccl-trial-") as tmp:
+        store = Store.init(Path(tmp) / "store")
+        patcher = Patcher(profile, store, key, accept_unverified=True)
+        packed = pack(compiled.image, vmlets, profile, key, seq=1)
+        try:
+            accepted = patcher.check(packed.data)
+        except PatchRejected as exc:
+            return Flight(refused=f"{exc.reason.name.lower()}: {exc.message}")
+    host = TrialHost(profile, inputs.natives)
+    vm = VVM(profile, host)
+    config = accepted.configuration
+    program = vm.prepare(config.config, config.vmlets)
+    _set_inputs(program.memory, program.image, inputs.params, inputs.tables)
+    vm.activate(program)
+    span = min(max_ms, periods * hyperperiod_ms(program.image, profile.frame_ms))
+    if inputs.later_tables and 0 < inputs.change_ms < span:
+        vm.run_for(inputs.change_ms)
+        _set_inputs(program.memory, program.image, {}, inputs.later_tables)
+        vm.run_for(span - inputs.change_ms)
+    else:
+        vm.run_for(span)
+    tm = vm.telemetry
+    observed = {name: s.worst_cycles for name, s in tm.tasks.items()}
+    overruns = sum(s.overruns for s in tm.tasks.values())
+    return Flight(None, tuple(tm.faults), overruns, observed, span // profile.frame_ms)
+
+
+def _set_inputs(memory: Memory, image: Image, params: Mapping[str, int],
+                tables: Mapping[str, Sequence[int]]) -> None:
+    """Write parameter values and table contents (clamped into their declared ranges)
+    into a program's data memory, in place (the translated code holds its lists)."""
+    for i, g in enumerate(image.globals):
+        if g.name in params:
+            memory.globals[i] = min(max(params[g.name], g.lo), g.hi)
+    for i, a in enumerate(image.arrays):
+        if a.name in tables:
+            values = list(tables[a.name])[:a.length]
+            values += [a.lo] * (a.length - len(values))
+            memory.arrays[i][:] = [min(max(v, a.lo), a.hi) for v in values]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A trial of a proven configuration against its proof."""
+
+    refused: bool
+    trapped: bool
+    overran: bool
+    below: tuple[str, ...]  # tasks whose observed cycles exceed the proven bound
+    ratios: tuple[float, ...]  # bound / observed per task that ran
+
+    @property
+    def sound(self) -> bool:
+        return not (self.refused or self.trapped or self.overran or self.below)
+
+
+def judge(report: VerifyReport, flight: Flight) -> Judgement:
+    """Compare a flight with the proof: refusal, traps, overruns, bounds below observed."""
+    bounds = {w.name: w.bound for w in report.budgets.tasks}
+    below = tuple(sorted(n for n, seen in flight.observed.items()
+                         if n in bounds and seen > bounds[n]))
+    ratios = tuple(bounds[n] / seen for n, seen in flight.observed.items()
+                   if n in bounds and seen > 0)
+    return Judgement(flight.refused is not None, flight.trapped, flight.overruns > 0,
+                     below, ratios)
+
+
+def frame_budget(profile: MissionProfile) -> int:
+    """What a frame leaves the tasks (for generators that aim near it)."""
+    return Limits.of(profile).frame_budget
