@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import z3
@@ -43,6 +43,7 @@ from ccl.verify.obligations import (
     Status,
     Value,
 )
+from ccl.verify.replay import reaches
 from ccl.verify.report import Budgets, VerifyReport, WorstCase
 from ccl.verify.solver import Checker
 from ccl.verify.symbolic import Executor
@@ -67,6 +68,7 @@ def verify_program(target: Compiled | ir.Program, mission: MissionProfile | None
     obligation the solver cannot decide in time is ``unknown``, never proven.
     """
     start = time.perf_counter()
+    compiled = target if isinstance(target, Compiled) else None
     if isinstance(target, Compiled):
         program, image = target.program, target.image
         vmlet_images = tuple(v.image for v in target.vmlets)
@@ -77,7 +79,8 @@ def verify_program(target: Compiled | ir.Program, mission: MissionProfile | None
         image, _ = generate(program, images)
         vmlet_images = tuple(images.values())
         mission = mission or find_mission(program.mission)
-    run = _Run(program, mission, CycleTable.of(mission), timeout_ms, ProgramIndex.of(program))
+    run = _Run(program, mission, CycleTable.of(mission), timeout_ms, ProgramIndex.of(program),
+               compiled)
     shape, obligations = structural.check(program, image, vmlet_images, mission)
     rule_facts = run.rules(obligations)
     worst: list[WorstCase] = []
@@ -109,6 +112,7 @@ class _Run:
     cycles: CycleTable
     timeout_ms: int
     index: ProgramIndex
+    compiled: Compiled | None  # what the VVM runs, to replay worst cases on (None: nothing)
     largest_native: int = 0  # the dearest native call any entry point makes, in cycles
 
     def _executor(self, checker: Checker, inputs: Inputs) -> Executor:
@@ -150,6 +154,10 @@ class _Run:
         witness = inputs.counterexample(m.model, [m.term]) \
             if m.model is not None and m.term is not None else None
         wc = WorstCase(name, kind, period, m.value, m.bound, m.exact, witness, span, m.seconds)
+        if wc.exact:
+            # Exact only if the VVM, run from the witness, costs exactly the bound: the cost
+            # model may stand an arbitrary iteration for all of them.
+            wc = replace(wc, exact=self.compiled is not None and reaches(self.compiled, wc))
         return wc, checker.results
 
 

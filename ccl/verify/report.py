@@ -23,9 +23,11 @@ class WorstCase:
     """The worst-case cycles of one entry point: a task, ``on apply``, ``on load`` or a VMlet
     instruction (its dispatch and inlined body).
 
-    ``cycles`` is reached by the inputs in ``witness``; ``bound`` is proven (equal when
-    ``exact``). In a loop, the witness holds the values of one arbitrary iteration (and of
-    the iterations executed one by one): every iteration is meant to be like it. Its
+    ``bound`` is proven; ``cycles`` is what the cost model reaches with the inputs in
+    ``witness``; ``exact`` means the VVM, run from the witness, costs exactly ``bound``
+    (otherwise the bound may not be reached). In a loop, the witness holds the values of
+    one arbitrary iteration (and of the iterations executed one by one): every iteration
+    is meant to be like it. Its
     ``replay.exact`` is False when it rests on values an abstraction chose (state carried
     into that iteration, a native returning different values at different calls): a run
     from the start with those values may then fall short of ``cycles``."""
@@ -50,7 +52,9 @@ class WorstCase:
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"name": self.name, "kind": self.kind,
                                   "worst_cycles": self.cycles, "bound": self.bound,
-                                  "exact": self.exact}
+                                  "exact": self.exact,
+                                  "label": "exact" if self.exact
+                                  else "upper bound, may not be reached"}
         if self.period_ms:
             out["period_ms"] = self.period_ms
             out["cycles_per_s"] = float(self.cycles_per_s)
@@ -276,9 +280,13 @@ def group_lines(report: VerifyReport) -> list[tuple[str, str]]:
 def worst_case_line(w: WorstCase) -> str:
     what = f"task {w.name} every {_period(w.period_ms)}" if w.kind == "task" else \
         f"{w.kind} {w.name}" if w.kind in ("instr", "fn") else w.kind
-    text = f"{what}: {_n(w.cycles)} cycles"
-    if not w.exact:
-        text += f" reached, at most {_n(w.bound)} (the solver stopped before closing the gap)"
+    if w.exact:
+        text = f"{what}: {_n(w.cycles)} cycles"
+    elif w.cycles == w.bound:
+        text = f"{what}: at most {_n(w.bound)} cycles (upper bound, may not be reached)"
+    else:
+        text = (f"{what}: at most {_n(w.bound)} cycles (upper bound, may not be reached; "
+                f"{_n(w.cycles)} in the cost model)")
     if w.witness is not None and w.witness.values:
         params = [v for v in w.witness.values if v.role == "param"]
         shown = params or list(w.witness.values)[:4]

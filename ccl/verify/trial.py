@@ -23,9 +23,9 @@ from pathlib import Path
 
 from ccl.driver import Compiled
 from ccl.pack import pack
+from ccl.verify.replay import NativeScript, TrialHost
 from ccl.verify.report import VerifyReport
 from onboard.faults import Fault, TrapCode
-from onboard.host import NativeFn
 from onboard.image import Image
 from onboard.machine import Limits
 from onboard.mission import MissionProfile
@@ -34,16 +34,6 @@ from onboard.patcher import Patcher, PatchRejected
 from onboard.reference import Memory
 from onboard.store import Store
 from onboard.vvm import VVM
-
-
-@dataclass(frozen=True)
-class NativeScript:
-    """What a native returns: ``first`` for its first ``calls`` calls, then ``then``
-    (values are clamped into the native's declared result range)."""
-
-    first: int
-    calls: int = 0
-    then: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,41 +46,6 @@ class Inputs:
     later_tables: Mapping[str, Sequence[int]] = field(default_factory=dict)
     change_ms: int = 0
     natives: Mapping[str, NativeScript] = field(default_factory=dict)
-
-
-class TrialHost:
-    """A spacecraft whose natives follow ``NativeScript``s (default: the range's top)."""
-
-    def __init__(self, profile: MissionProfile, scripts: Mapping[str, NativeScript]) -> None:
-        self.profile = profile
-        self.scripts = dict(scripts)
-        self.calls: dict[str, int] = {}
-
-    def native(self, name: str) -> NativeFn | None:
-        decl = self.profile.natives.get(name)
-        if decl is None:
-            return None
-        script = self.scripts.get(name)
-        result = decl.result
-
-        def call(*_args: int) -> int | None:
-            if result is None:
-                return None
-            n = self.calls.get(name, 0)
-            self.calls[name] = n + 1
-            lo, hi = result
-            if script is None:
-                return hi
-            value = script.first if n < script.calls or not script.calls else script.then
-            return min(max(value, lo), hi)
-
-        return call
-
-    def env(self, key: str) -> int:
-        return self.profile.env[key].value
-
-    def advance(self, now_ms: int) -> None:
-        return None
 
 
 @dataclass(frozen=True)

@@ -23,35 +23,27 @@ is inlined at its opcode, so its ``RET`` costs nothing).
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
 import pytest
 from test_corpus import CASE_FILES, CASES, compile_case, verified
-from verify_replay import TRAP_OF, ScriptedHost, run, unit_of
+from verify_replay import TRAP_OF, run, unit_of
 
-from ccl import ir
 from ccl.diagnostics import CclError
 from ccl.driver import Compiled, Compiler
 from ccl.verify import Kind, Replay, VerifyReport, WorstCase, verify_program
-from ccl.verify.cost import CycleTable
-from onboard import isa
-from onboard.faults import Trap, TrapCode
-from onboard.image import ImageKind
+from ccl.verify.replay import TrialHost, observe
+from onboard.faults import TrapCode
 from onboard.loader import LoadError
-from onboard.reference import Memory
-from onboard.reference import run as reference_run
 from onboard.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = ROOT / "missions" / "corot" / "configs"
 PHOTOMETRY = ROOT / "missions" / "corot" / "vmlets" / "photometry.ccl"
 TIGHT = 0.95  # an exact worst case: the VVM reaches at least this share of the bound
-BUDGET = 1 << 40  # cycles for one run of a VMlet instruction on the reference engine
 
 #: Programs of this file's own (file name: text), for shapes the corpus does not have.
 EXTRA = {
@@ -142,7 +134,8 @@ task look every 5 s {
 
 #: The VVM's load-time refusal for each structural obligation the verifier refutes.
 LOAD_REFUSAL = {Kind.CODE_MEMORY: "code-too-large", Kind.DATA_MEMORY: "data-too-large",
-                Kind.STACK: "stack-overflow", Kind.CALL_DEPTH: "call-depth"}
+                Kind.STACK: "stack-overflow", Kind.CALL_DEPTH: "call-depth",
+                Kind.FRAME_CHARGE: "frame-charge"}
 
 
 # --------------------------------------------------------------------------- the programs
@@ -219,29 +212,6 @@ def _loads(report: VerifyReport) -> bool:
 # --------------------------------------------------------------------------- running
 
 
-@dataclass(frozen=True)
-class Observed:
-    """One run of an entry point on the VVM: its cycles as the verifier counts them (at a
-    call site, for functions and instructions) and the trap, if it trapped."""
-
-    cycles: int
-    trap: TrapCode | None
-
-
-def _unit_name(compiled: Compiled, kind: str, name: str) -> str:
-    """The code unit entry point ``name`` runs as."""
-    image = compiled.image
-    if kind == "on apply":
-        assert image.on_apply is not None
-        return image.functions[image.on_apply].name
-    if kind == "on load":
-        assert image.on_load is not None
-        return image.functions[image.on_load].name
-    if kind == "rule":
-        return image.functions[image.rules[int(name.removeprefix("rule ")) - 1].function].name
-    return name
-
-
 def _entry_kind(report: VerifyReport, where: str) -> tuple[str, str]:
     """(kind, name) of the entry point an obligation's procedure is checked in."""
     name = unit_of(where)
@@ -249,51 +219,6 @@ def _entry_kind(report: VerifyReport, where: str) -> tuple[str, str]:
         return "rule", name
     by_name = {w.name: w.kind for w in report.budgets.worst_cases}
     return by_name[name], name
-
-
-def _any_args(compiled: Compiled, kind: str, name: str) -> tuple[int, ...]:
-    program = compiled.program
-    proc = program.function(name) if kind == "fn" else program.instr(program.name, name)
-    return tuple(min(max(0, p.type.lo), p.type.hi) if isinstance(p.type, ir.IntType) else 0
-                 for p in proc.params)
-
-
-def observe(compiled: Compiled, kind: str, name: str, replay: Replay) -> Observed:
-    """Run entry point ``name`` (of ``kind``, as in ``WorstCase.kind``) of ``compiled`` on
-    the VVM from the values of ``replay``."""
-    cycles = CycleTable.of(compiled.mission)
-    if kind in ("fn", "instr") and not replay.args:
-        # No witness (the cost does not depend on the inputs): any arguments will do.
-        replay = replace(replay, args=_any_args(compiled, kind, name))
-    if compiled.image.kind is ImageKind.VMLET:
-        host = ScriptedHost(compiled.mission, replay.native_values(), replay.env_values())
-        vm = VVM(compiled.mission, host)
-        if kind == "on load":
-            try:
-                loaded = vm.load_vmlet(compiled.image)
-            except LoadError as exc:
-                trapped = re.search(r"on load trapped: (\w+) at", exc.message)
-                assert exc.code == "on-load-trap" and trapped is not None, exc
-                return Observed(0, TrapCode[trapped.group(1).upper()])
-            return Observed(loaded.on_load_cycles, None)
-        loaded = vm.load_vmlet(compiled.image)
-        unit = compiled.image.function_index(name)
-        execution = reference_run(loaded.bound, Memory([], (), [], ()), unit, replay.args,
-                                  BUDGET)
-        try:
-            next(execution)
-        except StopIteration as done:
-            left = done.value[0]
-        except Trap as trap:
-            return Observed(BUDGET - trap.remaining, trap.code)
-        else:  # pragma: no cover - an instruction is far cheaper than the budget
-            raise AssertionError(f"{name} ran out of {BUDGET} cycles")
-        # At a call site: the dispatch instead of the one return the unit ran on its own.
-        return Observed(BUDGET - left - cycles[isa.RETV] + cycles[isa.EXT_BASE], None)
-    out = run(compiled, _unit_name(compiled, kind, name), replay,
-              replay.args if kind == "fn" else ())
-    extra = cycles[isa.CALL] if kind == "fn" else 0  # the caller's CALL
-    return Observed(out.cycles + extra, out.fault.code if out.fault is not None else None)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -339,6 +264,10 @@ REFUSED = _refused()
 
 # --------------------------------------------------------------------------- tests
 
+#: Proven corpus cases whose bound is an upper bound the VVM does not reach (and say so): a
+#: flag set once is assumed, in an arbitrary iteration, to be either value.
+UPPER_BOUNDS = {("proven_bool_locals", "count_loud")}
+
 
 def test_the_cross_check_covers_what_it_must() -> None:
     """bad_index's refutation, exo_e1's filter and every proven corpus case are checked."""
@@ -348,7 +277,8 @@ def test_the_cross_check_covers_what_it_must() -> None:
         report = program(f"case:{path.stem}")[1]
         if report.status == "proven":
             for w in report.budgets.worst_cases:
-                assert w.exact, (path.stem, w.name)
+                # exact: the VVM run from the witness costs the bound
+                assert w.exact or (path.stem, w.name) in UPPER_BOUNDS, (path.stem, w.name)
                 assert (f"case:{path.stem}", w.name) in WORST
     kinds = {program(name)[1].refuted[k].kind for name, k in SAFETY}
     assert kinds == {Kind.OVERFLOW, Kind.DIV_ZERO, Kind.INDEX, Kind.RANGE, Kind.ARGUMENT,
@@ -411,7 +341,7 @@ def test_exo_e1_filter_takes_its_worst_path() -> None:
     assert w.exact and w.witness is not None
     replay = w.witness.replay
     assert replay.global_values()["n_stars"] == 6000
-    host = ScriptedHost(compiled.mission, replay.native_values(), replay.env_values())
+    host = TrialHost.of(compiled.mission, replay)
     vm = VVM(compiled.mission, host)
     for v in compiled.vmlets:
         vm.load_vmlet(v.image)
