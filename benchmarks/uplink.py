@@ -15,6 +15,15 @@ board (activation by the onboard patcher comes later and is not measured here).
 first call in the process (skyfield import and builtin timescale included), the best of
 three warm calls is given as context.
 
+The cost of authenticating the link (SDLS-style security header and MAC, 22 bytes a frame,
+``onboard/tc_frames.py``): ``frame_security_bytes`` per frame; ``security_bytes_per_pass``,
+the mean over the passes that carried frames in the 16 KiB runs (p90 and max as context);
+``security_share_of_daily_budget``, the security bytes of a day whose passes are filled with
+frames of ``--share-bytes`` shares, over the 140 kbit/day budget (mean over the simulated
+days); ``security_share_of_bytes_sent``, the same over every byte sent in the 16 KiB runs;
+``security_share_of_a_one_parameter_delta``, for the 59-byte patch of a parameter change
+(one frame).
+
 Prints one JSON line per figure::
 
     {"benchmark": "uplink", "metric": "delivery_vs_bound", "value": ..., "unit": "ratio",
@@ -38,15 +47,23 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ground.channel import Channel  # noqa: E402
+from ground.framing import frame_bytes  # noqa: E402
 from ground.link import LinkBudget, delivery_vs_bound, patch_buffer_bytes, uplink_windows  # noqa: E402
 from ground.planner import DEFAULT_CONFIDENCE, DEFAULT_SHARE_BYTES, UplinkPatch  # noqa: E402
 from ground.uplink import simulate  # noqa: E402
+from onboard.link_security import (  # noqa: E402
+    MAC_BYTES,
+    SecurityAssociation,
+    development_link_key,
+)
 from onboard.mission import find_mission  # noqa: E402
+from onboard.tc_frames import FRAME_OVERHEAD_BYTES, SECURITY_OVERHEAD_BYTES  # noqa: E402
 
 PATCH_BYTES = 16 * 1024
 LOSSES = (0.0, 0.05, 0.10, 0.20)
 TARGET_RATIO = 1.15
 TARGET_PASSES_S = 1.0
+ONE_PARAMETER_DELTA_BYTES = 59   # exo_e1 v5 -> v6, scenario 02
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -79,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
     budget = LinkBudget.from_profile(profile)
     windows = uplink_windows(compute_passes(profile, days=args.days), budget)
+    link = SecurityAssociation(profile.receiver.spi, development_link_key(profile.name))
+    pass_frames: list[int] = []
+    sent_bytes = sent_frames = 0
     t = time.perf_counter()
     for loss in LOSSES:
         ratios, hours = [], []
@@ -87,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             patch = UplinkPatch("p", random.Random(seed).randbytes(PATCH_BYTES))
             result = simulate([patch], windows, Channel(loss=loss), seed,
                               profile.spacecraft_id, patch_buffer_bytes(profile),
-                              share_bytes=args.share_bytes, confidence=args.confidence)
+                              share_bytes=args.share_bytes, confidence=args.confidence,
+                              link=link)
+            pass_frames += [w.frames_sent for w in result.windows if w.frames_sent]
+            sent_bytes += sum(w.bytes_sent for w in result.windows)
+            sent_frames += sum(w.frames_sent for w in result.windows)
             r = result.patch("p")
             if r.status != "complete" or r.elapsed is None:
                 incomplete += 1
@@ -106,12 +130,47 @@ def main(argv: list[str] | None = None) -> int:
                         "p90": round(_quantile(hours, 0.9), 2), "max": round(max(hours), 2),
                         **common})
     sim_s = time.perf_counter() - t
+    figures += _security(windows, budget.bytes_per_day, args.share_bytes, pass_frames,
+                         sent_bytes, sent_frames)
     for fig in figures:
         print(json.dumps({"benchmark": "uplink", **fig}), flush=True)
     print(json.dumps({"benchmark": "uplink", "metric": "simulations_per_s",
                       "value": round(len(LOSSES) * args.seeds / sim_s, 1), "unit": "1/s",
                       "seeds": args.seeds}), flush=True)
     return 0
+
+
+def _security(windows: list, bytes_per_day: int, share_bytes: int, pass_frames: list[int],
+              sent_bytes: int, sent_frames: int) -> list[dict]:
+    """The figures of the link's security overhead (see the module docstring)."""
+    per_pass = [n * SECURITY_OVERHEAD_BYTES for n in pass_frames]
+    fsize = frame_bytes(share_bytes)
+    days: dict = {}
+    for w in windows:   # a day of full passes: as many whole frames as each budget allows
+        days[w.start.date()] = days.get(w.start.date(), 0) + w.budget_bytes // fsize
+    daily = [n * SECURITY_OVERHEAD_BYTES for n in days.values()]
+    common = {"security_header_bytes": SECURITY_OVERHEAD_BYTES - MAC_BYTES,
+              "mac_bytes": MAC_BYTES, "frame_overhead_bytes": FRAME_OVERHEAD_BYTES,
+              "share_bytes": share_bytes}
+    delta_frame = ONE_PARAMETER_DELTA_BYTES + FRAME_OVERHEAD_BYTES
+    return [
+        {"metric": "frame_security_bytes", "value": SECURITY_OVERHEAD_BYTES, "unit": "B/frame",
+         **common},
+        {"metric": "security_bytes_per_pass", "value": round(statistics.mean(per_pass), 1),
+         "unit": "B/pass", "p90": _quantile([float(x) for x in per_pass], 0.9),
+         "max": max(per_pass), "passes": len(per_pass),
+         "frames_per_pass": round(statistics.mean(pass_frames), 2), **common},
+        {"metric": "security_share_of_daily_budget",
+         "value": round(statistics.mean(daily) / bytes_per_day, 4), "unit": "ratio",
+         "security_bytes_per_day": round(statistics.mean(daily), 1),
+         "bytes_per_day": bytes_per_day, "days": len(daily), **common},
+        {"metric": "security_share_of_bytes_sent",
+         "value": round(sent_frames * SECURITY_OVERHEAD_BYTES / sent_bytes, 4), "unit": "ratio",
+         "frames": sent_frames, "bytes": sent_bytes, **common},
+        {"metric": "security_share_of_a_one_parameter_delta",
+         "value": round(SECURITY_OVERHEAD_BYTES / delta_frame, 4), "unit": "ratio",
+         "patch_bytes": ONE_PARAMETER_DELTA_BYTES, "frame_bytes": delta_frame, **common},
+    ]
 
 
 if __name__ == "__main__":

@@ -94,10 +94,11 @@ def generate_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
 
 
-def format_key(key: bytes, mission: str | None = None) -> str:
-    """The key file's text: a comment line and the key in hex."""
+def format_key(key: bytes, mission: str | None = None, kind: str = "patch") -> str:
+    """The key file's text: a comment line and the key in hex. ``kind``: patch or (TC)
+    link key."""
     what = f" for mission {mission}" if mission else ""
-    return f"# CCL patch key{what} (HMAC-SHA256); keep it secret\n{key.hex()}\n"
+    return f"# CCL {kind} key{what} (HMAC-SHA256); keep it secret\n{key.hex()}\n"
 
 
 def parse_key(text: str, source: str) -> bytes:

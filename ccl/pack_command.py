@@ -31,7 +31,9 @@ from ccl.pack import (
     parse_key,
     run_verifier,
 )
+from ground.link_key import LINK_KEY_ENV
 from onboard.image import Image, ImageError, decode_image
+from onboard.key_file import write_key_file
 from onboard.mission import MissionError, MissionProfile, find_mission, mission_search_path
 from onboard.patch_format import (
     HEADER_FIELDS,
@@ -215,20 +217,23 @@ def inspect_command(ctx: click.Context, patch: str, base_path: str | None,
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Key file to write (mode 0600).")
 @click.option("--mission", help="Mission the key is for (a comment in the file).")
-@click.option("--force", is_flag=True, help="Overwrite an existing key file.")
-def keygen_command(output: str, mission: str | None, force: bool) -> None:
-    """Write a fresh random 256-bit patch key."""
+@click.option("--link", is_flag=True, help="A TC link key (frame authentication) rather "
+              "than a patch key.")
+@click.option("--force", is_flag=True, help="Replace an existing key file (never written "
+              "through: a symbolic link is replaced, not followed).")
+def keygen_command(output: str, mission: str | None, link: bool, force: bool) -> None:
+    """Write a fresh random 256-bit patch key (or link key), mode 0600."""
     path = Path(output)
-    if path.exists() and not force:
-        _fail(f"{path} exists", "give --force to replace it (the old key is lost)")
+    kind = "link" if link else "patch"
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(format_key(generate_key(), mission))
+        write_key_file(path, format_key(generate_key(), mission, kind), force=force)
+    except FileExistsError:
+        _fail(f"{path} exists", "give --force to replace it (the old key is lost)")
     except OSError as exc:
         _fail(f"cannot write {path}: {exc.strerror}", "check the path")
-    click.echo(f"wrote a new patch key to {path}; use it with --key {path} or "
-               f"export {KEY_ENV}=<the hex line>")
+    use = (f"--link-key {path} or export {LINK_KEY_ENV}=<the hex line>" if link else
+           f"--key {path} or export {KEY_ENV}=<the hex line>")
+    click.echo(f"wrote a new {kind} key to {path}; use it with {use}")
     sys.exit(EXIT_OK)
 
 

@@ -41,6 +41,7 @@ from ground.link import (
     patch_buffer_bytes,
     uplink_windows,
 )
+from ground.link_key import LINK_KEY_ENV, load_link_key
 from ground.passes import compute_passes, default_start
 from ground.planner import (
     DEFAULT_CONFIDENCE,
@@ -52,6 +53,7 @@ from ground.planner import (
 )
 from ground.uplink import Faults, SimulationResult, WindowLog, simulate
 from onboard.mission import MissionError, MissionProfile, find_mission
+from onboard.tc_frames import MAX_SHARE_BYTES
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2  # as in ccl/cli.py
 
@@ -253,7 +255,7 @@ _DAYS = click.option("--days", type=click.FloatRange(min=0, min_open=True), defa
                      show_default=True, help="Planning horizon.")
 _LOSS = click.option("--loss", type=click.FloatRange(0, 1, max_open=True), default=0.1,
                      show_default=True, help="Frame loss probability (independent).")
-_SHARE = click.option("--share-bytes", type=click.IntRange(16, 999),
+_SHARE = click.option("--share-bytes", type=click.IntRange(16, MAX_SHARE_BYTES),
                       default=DEFAULT_SHARE_BYTES, show_default=True,
                       help="Bytes of patch per frame.")
 _CONF = click.option("--confidence", type=click.FloatRange(0.5, 1, max_open=True),
@@ -350,17 +352,27 @@ def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, day
 @click.option("--reorder", type=click.FloatRange(0, 1, max_open=True), default=0.0,
               help="Probability that a frame arrives out of order.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw the timeline (PNG).")
+@click.option("--link-key", "link_key_path", type=click.Path(dir_okay=False),
+              help=f"The TC link key (from `ccl keygen --link`); default ${LINK_KEY_ENV}, else "
+                   "the mission's development link key, which a flight profile refuses.")
 @_LEDGER
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, days: float,
                  start: str | None, schedule: str, loss: float, seed: int, share_bytes: int,
                  confidence: float, cancel_p: float, report_loss: float, duplicate: float,
-                 reorder: float, plot: str | None, ledger_opt: str | None,
-                 as_json: bool) -> None:
+                 reorder: float, plot: str | None, link_key_path: str | None,
+                 ledger_opt: str | None, as_json: bool) -> None:
     """Send PATCHes over simulated passes with loss; telemetry at each next pass."""
     profile, budget, windows, patches = _setup(ctx, mission, start, days, schedule,
                                                patch_specs)
+    if link_key_path and not Path(link_key_path).is_file():
+        _fail(f"no link key file at {link_key_path}", "write one with `ccl keygen --link -o "
+              "FILE`")
+    try:
+        link = load_link_key(profile, Path(link_key_path) if link_key_path else None)
+    except GroundError as exc:
+        _fail(exc.message, exc.hint, EXIT_REJECTED)
     begin = _start(profile, start)
     channel = _channel(loss, duplicate, reorder)
     faults = Faults(cancel_probability=cancel_p, report_loss_probability=report_loss)
@@ -391,7 +403,8 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
                                   patch_buffer_bytes(profile), share_bytes=share_bytes,
                                   confidence=confidence, faults=faults,
                                   memory=(profile.code_bytes, profile.data_bytes),
-                                  recorder=recorder, on_window=tick)
+                                  recorder=recorder, on_window=tick,
+                                  link=link.association(profile))
             except ErasureError as exc:
                 _fail(str(exc), "split the change into smaller patches", EXIT_REJECTED)
     if plot:

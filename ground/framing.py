@@ -1,10 +1,14 @@
-"""Ground framing: patch shares into CCSDS Space Packets (``spacepackets``) inside TC
-transfer frames (``onboard/tc_frames.py``, the layout the satellite parses).
+"""Ground framing: patch shares into CCSDS Space Packets (``spacepackets``) inside
+authenticated TC transfer frames (``onboard/tc_frames.py``, the layout the satellite parses).
 
 One share per packet, one packet per frame, so that one lost frame loses exactly one share.
-The Space Packet sequence count (14 bits, per APID) and the frame sequence number (8 bits,
-per virtual channel) run on across transfers; ``Counters`` carries them from one call to the
-next, so framing stays a pure function.
+Every frame carries the SDLS-style security header and MAC of the link's security
+association (``onboard/link_security.py``): 22 bytes a frame, counted in ``frame_bytes`` and
+so in the planner's budget. The Space Packet sequence count (14 bits, per APID), the frame
+sequence number (8 bits, per virtual channel) and the security sequence number (32 bits,
+per security association, never reused: the satellite drops a number it has seen) run on
+across transfers and campaigns; ``Counters`` carries them from one call to the next, so
+framing stays a pure function.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from spacepackets.ccsds.spacepacket import PacketType, SequenceFlags, SpacePacket, SpacePacketHeader
 
 from ground.erasure import Encoded
+from onboard.link_security import SecurityAssociation
 from onboard.tc_frames import (
     FRAME_OVERHEAD_BYTES,
     PATCH_APID,
@@ -27,10 +32,12 @@ from onboard.tc_frames import (
 
 @dataclass(frozen=True)
 class Counters:
-    """Sequence counters of the patch virtual channel and APID."""
+    """Sequence counters of the patch virtual channel, APID and security association
+    (``security``: the last security sequence number used, 0 for none)."""
 
     frame: int = 0
     packet: int = 0
+    security: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,8 +63,10 @@ def space_packet(data: bytes, sequence_count: int) -> bytes:
 
 
 def frames(encoded: Encoded, transfer: int, share_ids: Iterable[int], spacecraft_id: int,
-           counters: Counters) -> tuple[list[Frame], Counters]:
-    """Frames for the given shares of one transfer, and the counters after them."""
+           counters: Counters, link: SecurityAssociation) -> tuple[list[Frame], Counters]:
+    """Frames for the given shares of one transfer, authenticated under ``link``, and the
+    counters after them. Raises ``ValueError`` when the security sequence numbers run out
+    (re-key: a new SPI)."""
     ids = list(share_ids)
     shares = encoded.shares(ids)
     out = []
@@ -65,6 +74,7 @@ def frames(encoded: Encoded, transfer: int, share_ids: Iterable[int], spacecraft
     for i in ids:
         seg = Segment(transfer, i, encoded.k, len(encoded.patch), encoded.crc, shares[i])
         packet = space_packet(build_segment_data(seg), c.packet)
-        out.append(Frame(transfer, i, build_frame(packet, spacecraft_id, PATCH_VCID, c.frame)))
-        c = Counters((c.frame + 1) % 256, (c.packet + 1) % (1 << 14))
+        out.append(Frame(transfer, i, build_frame(packet, spacecraft_id, link, c.security + 1,
+                                                  PATCH_VCID, c.frame)))
+        c = Counters((c.frame + 1) % 256, (c.packet + 1) % (1 << 14), c.security + 1)
     return out, c

@@ -18,11 +18,18 @@ The ledger (``ground.ledger``) records the run: images, patches, passes, segment
 acknowledged, every telemetry report. Everything random comes from the scenario's seed;
 the satellite's clock is the simulated one (its millisecond 0 is the scenario's start).
 
+Keys: a scenario under a flight profile (``mission = "corot:flight"``, as the CoRoT
+scenarios are) refuses the development keys, so unless keys are given, the run generates a
+patch key and a link key of its own, as an operator would with ``ccl keygen``: random,
+written to ``WORKDIR/keys/`` with mode 0600, and loaded from there. What a run reports does
+not depend on the key bytes (sizes, frames, losses and fates do not), so runs stay
+reproducible for a seed. Under a non-flight profile the development keys are used.
+
 File format (TOML)::
 
     [scenario]
     name = "a one-parameter change"
-    mission = "corot"
+    mission = "corot:flight"         # a profile, with its variant (see onboard/mission.py)
     seed = 1
     start = "2014-06-11T00:00:00Z"   # default: the TLE epoch's day
     days = 3                         # how far ahead passes are computed
@@ -54,7 +61,8 @@ from typing import Any
 
 from ccl.diagnostics import CclError
 from ccl.driver import Compiled, Compiler
-from ccl.pack import PackError, pack, run_verifier
+from ccl.pack import PackError, format_key, generate_key, pack, run_verifier
+from ground import framing
 from ground.channel import Channel
 from ground.errors import GroundError
 from ground.ledger import Ledger, RunRecorder
@@ -63,10 +71,12 @@ from ground.passes import compute_passes, default_start
 from ground.planner import UplinkPatch
 from ground.uplink import Faults, PatchResult, SimulationResult, WindowLog, simulate
 from onboard.image import Image, decode_image
+from onboard.key_file import write_key_file
+from onboard.link_security import LinkKeyRefused, SecurityAssociation, development_link_key
 from onboard.mission import MissionError, MissionProfile, find_mission
-from onboard.patch_format import Reason, development_key
+from onboard.patch_format import Reason, development_key, key_from_text
 from onboard.patcher import FateStatus, KeyRefused, read_fate_code
-from onboard.receiver import Receiver, Report, ReportError, decode_report
+from onboard.receiver import Receiver, Reception, Report, ReportError, decode_report
 from onboard.spacecraft import Spacecraft
 from onboard.store import StoreError
 
@@ -352,6 +362,9 @@ class _Link:
     def advance(self, t: datetime) -> None:
         self.spacecraft.run_until(self.ms(t))
 
+    def receive(self, frame: bytes) -> Reception:
+        return self.spacecraft.receive(frame)
+
     def report(self) -> bytes:
         return self.spacecraft.report()
 
@@ -380,6 +393,8 @@ class _Ground:
     link: _Link
     windows: list[UplinkWindow]
     key: bytes
+    association: SecurityAssociation  # of the TC link
+    counters: framing.Counters = framing.Counters()  # the link's, across campaigns
     believed: Image | None = None      # the configuration the ground thinks is on board
     seq: int = 0
     next_transfer: int = 1
@@ -463,11 +478,13 @@ class _Ground:
                               faults=faults, memory=(self.profile.code_bytes,
                                                      self.profile.data_bytes),
                               recorder=self.recorder, onboard=self.link,
-                              first_transfer=self.next_transfer)
+                              first_transfer=self.next_transfer, link=self.association,
+                              counters=self.counters)
         except ValueError as exc:  # e.g. a patch too large to erasure-code
             raise ScenarioError(f"{step.title}: {exc}", "split the change") from None
         self.results.extend(result.patches)
         self.campaigns.append(result)
+        self.counters = result.counters
         if result.windows:
             self.position = self.windows.index(result.windows[-1].window)
         transfers = [r.transfer for r in result.patches if r.transfer is not None]
@@ -596,30 +613,56 @@ class _Ground:
             self.outcomes.extend(self.campaign(again, Step(f"{step.title} (recovery)", ())))
 
 
+def _scenario_key(path: Path, profile: MissionProfile, kind: str) -> bytes:
+    """The scenario's own ``kind`` key at ``path``: generated and written 0600 the first
+    time (as ``ccl keygen`` does), read back after."""
+    if not path.exists():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_key_file(path, format_key(generate_key(), profile.name, kind))
+        except FileExistsError:
+            pass  # written meanwhile: read it
+        except OSError as exc:
+            raise ScenarioError(f"cannot write the scenario's {kind} key {path}: "
+                                f"{exc.strerror}", "give a writable work folder") from None
+    try:
+        return key_from_text(path.read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ScenarioError(f"the scenario's {kind} key {path} is unusable: {exc}",
+                            "delete it, or give an empty work folder") from None
+
+
 def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
                  compiler: Compiler | None = None, key: bytes | None = None,
-                 on_event: Callable[[str], None] | None = None) -> ScenarioReport:
+                 on_event: Callable[[str], None] | None = None,
+                 link_key: bytes | None = None) -> ScenarioReport:
     """Run ``scenario``: its satellite's store lives in ``workdir``; ``ledger`` records it.
-    ``key`` defaults to the mission's development key (a flight profile refuses it)."""
+    ``key`` (the patch key) and ``link_key`` default to the mission's development keys, or
+    under a flight profile to keys generated in ``workdir/keys`` (see the module doc)."""
     compiler = compiler or Compiler()
     try:
         profile = find_mission(scenario.mission, compiler.mission_dirs)
     except MissionError as exc:
         raise ScenarioError(f"{scenario.path}: {exc.message}", exc.hint) from None
     start = scenario.start or default_start(profile)
+    if profile.flight:
+        key = key or _scenario_key(workdir / "keys" / "patch.key", profile, "patch")
+        link_key = link_key or _scenario_key(workdir / "keys" / "link.key", profile, "link")
     key = key or development_key(profile.name)
+    link_key = link_key or development_link_key(profile.name)
     budget = LinkBudget.from_profile(profile)
     windows = uplink_windows(compute_passes(profile, start, scenario.days), budget)
     if not windows:
         raise ScenarioError(f"{scenario.path}: no uplink pass in {scenario.days:g} days",
                             "give more days")
     try:
-        spacecraft = Spacecraft.create(profile, workdir / "store", key, seed=scenario.seed,
+        spacecraft = Spacecraft.create(profile, workdir / "store", key, link_key,
+                                       seed=scenario.seed,
                                        probation_frames=scenario.probation_frames)
     except StoreError as exc:
         raise ScenarioError(f"{workdir}: {exc}", "give an empty work folder") from None
-    except KeyRefused as exc:
-        raise ScenarioError(f"{scenario.path}: {exc}", "run it with the mission's key") \
+    except (KeyRefused, LinkKeyRefused) as exc:
+        raise ScenarioError(f"{scenario.path}: {exc}", "run it with the mission's keys") \
             from None
     recorder = _Recorder(ledger.start_run("scenario", profile.name, scenario.seed,
                                           {"scenario": scenario.name,
@@ -627,7 +670,8 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
                                            "start": start.isoformat(),
                                            "loss": scenario.channel.loss}))
     ground = _Ground(scenario, profile, compiler, ledger, recorder, _Link(spacecraft, start),
-                     windows, key, on_event=on_event)
+                     windows, key, SecurityAssociation(profile.receiver.spi, link_key),
+                     on_event=on_event)
     if scenario.onboard_config is not None:
         try:
             base = compiler.compile(scenario.onboard_config)

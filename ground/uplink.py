@@ -13,11 +13,15 @@ At every uplink window, in order:
    says are missing (the deferred NAK). Frames go out back to back around the culmination;
    nothing is acknowledged during the pass.
 4. The channel loses, duplicates and reorders frames; the onboard ``Receiver`` takes what
-   arrives. It hands each complete patch to the patcher through its single ``Handoff``.
+   arrives. Every frame is authenticated under the link's security association (``link``),
+   with a security sequence number that runs on across campaigns (``counters``; a
+   duplicated frame is dropped on board as a replay). The receiver hands each complete
+   patch to the patcher through its single ``Handoff``.
 
 The loop stops when telemetry has confirmed every patch complete (or the patch was refused),
 or when the windows run out. Cancelled passes and lost reports only cost time: the reports
-are cumulative. Everything random comes from one ``random.Random(seed)``.
+are cumulative. A transfer telemetry reports corrupt or evicted is sent again under a new
+transfer id. Everything random comes from one ``random.Random(seed)``.
 
 The onboard side past the receiver is two callables: ``handoff`` (the patcher's entry:
 transfer id and patch bytes in, fate code out) and ``config_hash`` (the configuration on
@@ -50,6 +54,7 @@ from ground.planner import (
     same_config,
 )
 from onboard.erasure import MAX_SHARES
+from onboard.link_security import SecurityAssociation
 from onboard.patch_format import REASON_NUMBERS, Reason
 from onboard.patcher import REJECTED_BASE, fate_code_text, fate_failed
 from onboard.receiver import (
@@ -57,6 +62,7 @@ from onboard.receiver import (
     Handoff,
     Outcome,
     Receiver,
+    Reception,
     Report,
     ReportError,
     TransferState,
@@ -75,6 +81,8 @@ class Onboard(Protocol):
     def receiver(self) -> Receiver: ...
     def advance(self, t: datetime) -> None:
         """Run the satellite up to ground time ``t``."""
+    def receive(self, frame: bytes) -> Reception:
+        """A TC frame arrives now."""
     def report(self) -> bytes:
         """The telemetry report it would downlink now."""
 
@@ -182,6 +190,7 @@ class SimulationResult:
     patches: tuple[PatchResult, ...]
     windows: tuple[WindowLog, ...]
     seed: int
+    counters: framing.Counters = framing.Counters()  # after the last frame sent
 
     def patch(self, name: str) -> PatchResult:
         return next(p for p in self.patches if p.name == name)
@@ -238,10 +247,10 @@ def apply_report(view: OnboardView, report: Report, transfers: Mapping[int, str]
         elif entry.state is TransferState.COMPLETE:
             out[name] = replace(tv, received=frozenset(range(tv.k)), unconfirmed=frozenset(),
                                 complete=True, fate=entry.fate)
-        elif entry.state is TransferState.CORRUPT:
+        elif entry.state in (TransferState.CORRUPT, TransferState.EVICTED):
             # The receiver closed this transfer: the patch goes again under a new one.
             del out[name]
-        else:  # receiving, or no storage yet (holds nothing): resend what is missing
+        else:  # receiving: resend what is missing
             out[name] = replace(tv, received=entry.received, unconfirmed=frozenset())
     return OnboardView(report.config_hash, out)
 
@@ -252,7 +261,8 @@ class _Campaign:
 
     def __init__(self, patches: Sequence[UplinkPatch], channel: Channel, rng: random.Random,
                  spacecraft_id: int, receiver: Receiver, share_bytes: int,
-                 recorder: Recorder | None, first_transfer: int = 1,
+                 recorder: Recorder | None, link: SecurityAssociation,
+                 counters: framing.Counters, first_transfer: int = 1,
                  onboard: Onboard | None = None) -> None:
         self.patches = list(patches)
         self.channel = channel
@@ -265,7 +275,8 @@ class _Campaign:
         self.sending: dict[str, _Sending] = {}
         self.by_transfer: dict[int, str] = {}
         self.refused: dict[str, str] = {}
-        self.counters = framing.Counters()
+        self.link = link
+        self.counters = counters
         self.first_transfer = first_transfer
         self.onboard = onboard
 
@@ -306,7 +317,7 @@ class _Campaign:
         tv = self.view.transfers[name]
         ids = choose_shares(tv, n)
         frames, self.counters = framing.frames(snd.encoded, snd.transfer, ids,
-                                               self.spacecraft_id, self.counters)
+                                               self.spacecraft_id, self.counters, self.link)
         self._set(name, replace(tv, sent=tv.sent | set(ids), unconfirmed=tv.unconfirmed | set(ids)))
         return frames
 
@@ -321,10 +332,13 @@ class _Campaign:
         completed = []
         for i in delivery.arrived:
             clock[0] = times[i]
+            name, f = out[i]
             if self.onboard is not None:
                 self.onboard.advance(times[i])
-            name, f = out[i]
-            if self.receiver.accept(f.raw).outcome is Outcome.COMPLETED:
+                reception = self.onboard.receive(f.raw)
+            else:
+                reception = self.receiver.accept(f.raw, _ms(times[i]))
+            if reception.outcome is Outcome.COMPLETED:
                 self.sending[name].completed_at = times[i]
                 completed.append(name)
         per_patch: dict[str, list[int]] = {}
@@ -372,6 +386,7 @@ class _Campaign:
 
 def simulate(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], channel: Channel,
              seed: int, spacecraft_id: int, storage_bytes: int, *,
+             link: SecurityAssociation, counters: framing.Counters | None = None,
              share_bytes: int = DEFAULT_SHARE_BYTES, confidence: float = DEFAULT_CONFIDENCE,
              faults: Faults = Faults(), initial_config: bytes = bytes(32),
              handoff: Handoff | None = None, config_hash: Callable[[], bytes] | None = None,
@@ -382,10 +397,13 @@ def simulate(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], ch
 
     ``handoff`` receives every complete patch exactly once and ``config_hash`` says what
     configuration is on board (default for both: a ``SimulatedPatcher``); or ``onboard`` is
-    a whole simulated satellite, with its own receiver, run up to every event. Transfers are
-    numbered from ``first_transfer`` (a later campaign to the same receiver goes on from
-    where the last one stopped). ``recorder`` (a ledger) records passes, segments sent and
-    reports; ``on_window`` is called after every window (progress display).
+    a whole simulated satellite, with its own receiver, run up to every event. Frames are
+    authenticated under ``link`` (the simulated receiver, when there is no ``onboard``, uses
+    the same association). Transfers are numbered from ``first_transfer`` and sequence
+    counters start after ``counters`` (a later campaign to the same receiver goes on from
+    where the last one stopped: ``SimulationResult.counters``). ``recorder`` (a ledger)
+    records passes, segments sent and reports; ``on_window`` is called after every window
+    (progress display).
     """
     names = [p.name for p in patches]
     if len(set(names)) != len(names):
@@ -398,9 +416,9 @@ def simulate(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], ch
         handoff = handoff or patcher
         config_hash = config_hash or (lambda: patcher.config_hash)
     receiver = onboard.receiver if onboard is not None else \
-        Receiver(spacecraft_id, handoff, storage_bytes)
-    c = _Campaign(patches, channel, rng, spacecraft_id, receiver, share_bytes, recorder,
-                  first_transfer, onboard)
+        Receiver(spacecraft_id, handoff, storage_bytes, link)
+    c = _Campaign(patches, channel, rng, spacecraft_id, receiver, share_bytes, recorder, link,
+                  counters or framing.Counters(), first_transfer, onboard)
     logs: list[WindowLog] = []
     last_plan: Plan | None = None
 
@@ -440,7 +458,8 @@ def simulate(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], ch
             logs.append(replace(c.transmit(w, out, clock), report_received=report_ok))
         if on_window:
             on_window(logs[-1])
-    return SimulationResult(tuple(c.result(p, last_plan) for p in patches), tuple(logs), seed)
+    return SimulationResult(tuple(c.result(p, last_plan) for p in patches), tuple(logs), seed,
+                            c.counters)
 
 
 def _ms(t: datetime) -> int:

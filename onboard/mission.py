@@ -3,8 +3,13 @@
 A profile is a TOML file (``missions/NAME/mission.toml``). This module reads the parts both
 sides need: the CPU model (clock, frame, reconfiguration share, cycles per instruction cost
 class), memory limits, the host natives (signatures, ranges, cost formulas, capabilities)
-and the environment keys. Ground-only sections (link, stations, orbit) are kept raw for
-``ground/`` to interpret.
+the environment keys and the TC receiver's settings. Ground-only sections (link, stations,
+orbit) are kept raw for ``ground/`` to interpret.
+
+A profile may define *variants*: ``[variant.NAME.SECTION]`` tables whose keys replace the
+section's. ``find_mission("corot:flight")`` is CoRoT's profile with its ``flight`` variant
+applied (``flight = true``: the same spacecraft, flown). The variant does not change the
+mission's name, so configurations written for ``mission corot;`` apply to both.
 
 Stdlib only: the onboard side must stand alone.
 """
@@ -214,6 +219,18 @@ class ReconfigCosts:
 
 
 @dataclass(frozen=True)
+class ReceiverSettings:
+    """The TC receiver's settings (``[receiver]`` of the profile): the link's security
+    association and anti-replay window, and when a transfer in progress is given up."""
+
+    spi: int = 1                       # security parameter index of the patch channel
+    replay_window: int = 64            # frames below the highest sequence number accepted
+    max_transfers: int = 8             # transfers in progress at once
+    history: int = 64                  # finished transfers remembered for telemetry
+    transfer_timeout_s: int = 259_200  # a transfer without a new share for this long is evicted
+
+
+@dataclass(frozen=True)
 class MissionProfile:
     """The shared facts about one spacecraft."""
 
@@ -236,6 +253,8 @@ class MissionProfile:
     env: Mapping[str, EnvKey]
     raw: Mapping[str, Any]
     reconfig: ReconfigCosts = ReconfigCosts()
+    receiver: ReceiverSettings = ReceiverSettings()
+    variant: str = ""  # the variant applied ("" for the plain profile)
 
     @property
     def frame_cycles(self) -> int:
@@ -251,19 +270,38 @@ class MissionProfile:
         return self.path.parent
 
 
-def load_profile(path: Path) -> MissionProfile:
-    """Read and check a ``mission.toml``."""
+def load_profile(path: Path, variant: str = "") -> MissionProfile:
+    """Read and check a ``mission.toml``, with the variant ``variant`` applied if given."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise MissionError(f"cannot read mission profile {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise MissionError(f"{path}: not valid TOML: {exc}") from None
+    variants = data.get("variant", {})
+    if variant:
+        if not isinstance(variants, dict) or not isinstance(variants.get(variant), dict):
+            known = ", ".join(sorted(variants)) if isinstance(variants, dict) else ""
+            raise MissionError(f"{path}: no variant `{variant}`",
+                               f"known variants: {known}" if known else
+                               "this profile defines no [variant.NAME] tables")
+        data = _with_variant(data, variants[variant])
     try:
-        return _profile(path, data)
+        return _profile(path, data, variant)
     except (KeyError, TypeError, ValueError) as exc:
         raise MissionError(f"{path}: malformed profile: {exc!r}",
                            "compare with missions/corot/mission.toml") from None
+
+
+def _with_variant(data: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with each ``[variant.NAME.SECTION]`` key replacing the section's."""
+    out = dict(data)
+    for section, values in changes.items():
+        if not isinstance(values, dict) or not isinstance(out.get(section, {}), dict):
+            raise MissionError(f"variant table `{section}` must change a section's keys",
+                               "write [variant.NAME.SECTION] with key = value lines")
+        out[section] = {**out.get(section, {}), **values}
+    return out
 
 
 def _range(value: Any, what: str) -> tuple[int, int]:
@@ -273,7 +311,7 @@ def _range(value: Any, what: str) -> tuple[int, int]:
     return lo, hi
 
 
-def _profile(path: Path, data: Mapping[str, Any]) -> MissionProfile:
+def _profile(path: Path, data: Mapping[str, Any], variant: str) -> MissionProfile:
     m, cpu, mem = data["mission"], data["cpu"], data["memory"]
     cycles_raw = data["cycles"]
     cycles = {}
@@ -318,6 +356,8 @@ def _profile(path: Path, data: Mapping[str, Any]) -> MissionProfile:
         env=env,
         raw=data,
         reconfig=_reconfig(data.get("reconfiguration", {})),
+        receiver=_receiver(data.get("receiver", {})),
+        variant=variant,
     )
 
 
@@ -331,6 +371,17 @@ def _reconfig(table: Mapping[str, Any]) -> ReconfigCosts:
     if any(v < 0 for v in values.values()) or values.get("max_pending", 1) < 1:
         raise ValueError("[reconfiguration] values must be >= 0 (max_pending >= 1)")
     return ReconfigCosts(**values)
+
+
+def _receiver(table: Mapping[str, Any]) -> ReceiverSettings:
+    known = ReceiverSettings.__dataclass_fields__
+    for key in table:
+        if key not in known:
+            raise ValueError(f"[receiver] has an unknown key {key!r} (known: {', '.join(known)})")
+    values = {k: int(v) for k, v in table.items()}
+    if any(v < 1 for v in values.values()):
+        raise ValueError("[receiver] values must be >= 1")
+    return ReceiverSettings(**values)
 
 
 # --------------------------------------------------------------------------- lookup
@@ -353,12 +404,14 @@ def mission_search_path(extra: Iterable[Path] = ()) -> list[Path]:
 
 
 def find_mission(name: str, extra: Iterable[Path] = ()) -> MissionProfile:
-    """Load the profile of mission ``name`` from the search path."""
+    """Load the profile of mission ``name`` from the search path; ``NAME:VARIANT`` applies
+    one of its variants (e.g. ``corot:flight``)."""
     search = mission_search_path(extra)
+    name, _, variant = name.partition(":")
     for folder in search:
         candidate = folder / name / "mission.toml"
         if candidate.is_file():
-            return load_profile(candidate)
+            return load_profile(candidate, variant)
     known = sorted({p.parent.name for d in search if d.is_dir() for p in d.glob("*/mission.toml")})
     raise MissionError(
         f"unknown mission `{name}`",

@@ -1,23 +1,48 @@
-"""The onboard patch receiver: segments in, each complete patch out exactly once.
+"""The onboard patch receiver: authenticated frames in, each complete patch out exactly once.
 
 Frames arrive during passes, in any order, some lost, some duplicated, and nothing is
-acknowledged during a pass. The receiver keeps the shares of each transfer across passes,
-and as soon as it holds k distinct shares it rebuilds the patch (``onboard/erasure.py``),
-checks its CRC-32, and hands it to the patcher through one callback, ``Handoff``: called once
-per transfer, never again for the same transfer (later frames of it are counted as late and
-dropped). What the callback returns is the patch's *fate* code (0 = accepted for staging;
-the patcher defines the others and may update it later with ``set_fate``).
+acknowledged during a pass. Each frame is first checked and authenticated (CCSDS SDLS
+style, ``onboard/tc_frames.py`` and ``onboard/link_security.py``): a frame whose MAC does
+not verify under the link key, or whose sequence number was already accepted or has fallen
+out of the anti-replay window, is counted and dropped *before* anything else: it can
+neither open a transfer, nor take storage, nor evict one, nor move the window.
+
+The receiver keeps the shares of each transfer across passes, and as soon as it holds k
+distinct shares it rebuilds the patch (``onboard/erasure.py``), checks its CRC-32, and hands
+it to the patcher through one callback, ``Handoff``: called once per transfer (later frames
+of the same patch are counted as late and dropped). It gets a *ticket*: the transfer id, or
+for a transfer id the ground used again for another patch, the id plus 65,536 times the
+number of earlier uses remembered; ``set_fate`` takes the ticket, so the fate of an earlier
+use never lands on the later one. What the callback returns is the patch's *fate* code
+(0 = accepted for staging; the patcher defines the others and may update it later).
+
+Eviction, on the simulated clock only. A transfer in progress is *evicted* (its shares
+dropped, its storage freed, and telemetry reports it ``evicted`` so the ground sends the
+patch again under a new transfer id) when
+
+1. it has gained no share for ``timeout_ms`` of onboard time (checked at every
+   authenticated frame and every report);
+2. an authenticated frame opens a new transfer and there is no free slot
+   (``max_transfers``) or not enough free storage (``buffer_bytes``): transfers in progress
+   are evicted least recently progressed first (the one whose last new share came in the
+   frame with the lowest sequence number) until the new one fits. A patch larger than the
+   whole storage is refused ``no-storage`` and leaves no state;
+3. an authenticated frame of its transfer id declares another patch (k, length, CRC-32 or
+   share size differ) and is newer (a higher sequence number) than every frame of it seen:
+   the ground has reused the id, and the new patch starts afresh under it. An older such
+   frame (delayed in the channel) is dropped as ``stale``. A finished transfer's id is
+   reused the same way: its record is replaced, so telemetry never reports a patch complete
+   that was not, and the new patch is delivered.
 
 ``report()`` encodes the telemetry the ground reads at the next pass: the configuration hash
-(given by the caller), counters, and for every transfer in progress the bitmap of share ids
+(given by the caller), counters (frames stored, rejected, duplicated, unauthenticated,
+replayed; transfers evicted), and for every transfer in progress the bitmap of share ids
 held; for recently finished transfers their state and fate. The report is cumulative, so a
 lost report costs nothing but time: the next one says everything again.
 
-Everything is bounded: at most ``max_transfers`` transfers in progress, at most
-``buffer_bytes`` of shares held (a transfer reserves k x share size at its first segment, or
-is reported ``no-storage`` and retried at its next segment), at most ``history`` finished
-transfers remembered. Transfer ids are assigned by the ground in increasing order; a frame
-of a transfer older than every remembered one is stale and dropped.
+Everything is bounded: ``max_transfers`` transfers in progress, ``buffer_bytes`` of shares
+held (a transfer reserves k x share size at its first segment), ``history`` finished
+transfers remembered, a ``replay_window``-bit window.
 
 Onboard behaviour never depends on host time. Stdlib and construct only.
 """
@@ -32,13 +57,30 @@ from enum import Enum, IntEnum
 import construct as cs
 
 from onboard import erasure
-from onboard.tc_frames import FrameError, Segment, patch_crc, read_segment
+from onboard.link_security import (
+    DEFAULT_REPLAY_WINDOW,
+    ReplayWindow,
+    SecurityAssociation,
+    check_link_key,
+)
+from onboard.mission import MissionProfile
+from onboard.tc_frames import (
+    AuthenticationError,
+    FrameError,
+    Segment,
+    frame_segment,
+    parse_frame,
+    patch_crc,
+)
 
-#: The single hand-off to the patcher: (transfer id, patch bytes) -> fate code.
+#: The single hand-off to the patcher: (ticket, patch bytes) -> fate code.
 Handoff = Callable[[int, bytes], int]
 
 FATE_ACCEPTED = 0
-REPORT_MAGIC = b"RXTM"
+REPORT_MAGIC = b"RXT2"
+#: A ticket is the transfer id plus this times the number of earlier uses of the id.
+TICKET_USE = 1 << 16
+DEFAULT_TIMEOUT_MS = 259_200_000  # 3 days
 
 
 class TransferState(IntEnum):
@@ -46,8 +88,8 @@ class TransferState(IntEnum):
 
     RECEIVING = 1
     COMPLETE = 2       # rebuilt, CRC good, handed to the patcher (see the fate)
-    NO_STORAGE = 3     # no room to hold its shares yet; retried at its next segment
     CORRUPT = 4        # rebuilt but the CRC-32 failed: the ground must send it again
+    EVICTED = 5        # given up (idle, room for a newer one): the ground must send it again
 
 
 class Outcome(Enum):
@@ -56,12 +98,13 @@ class Outcome(Enum):
     STORED = "stored"            # a new share
     COMPLETED = "completed"      # the share that completed the patch (handed off)
     DUPLICATE = "duplicate"      # a share already held
-    LATE = "late"                # a share of a finished transfer
-    STALE = "stale"              # a transfer older than every one remembered
-    NO_STORAGE = "no-storage"    # no room for a new transfer
-    BUSY = "busy"                # too many transfers in progress
-    INCONSISTENT = "inconsistent"  # k, length, CRC or share size differ from the transfer's
+    LATE = "late"                # a share of a finished (or evicted) transfer of that patch
+    STALE = "stale"              # a segment of an earlier use of a reused transfer id
+    NO_STORAGE = "no-storage"    # the patch is larger than the whole receive storage
+    INCONSISTENT = "inconsistent"  # the rebuilt patch fails its CRC-32 (closed as corrupt)
     MALFORMED = "malformed"      # not a well-formed patch segment frame (see the error)
+    UNAUTHENTICATED = "unauthenticated"  # unknown SPI or a MAC that does not verify
+    REPLAYED = "replayed"        # a sequence number already accepted, or below the window
 
 
 @dataclass(frozen=True)
@@ -74,23 +117,38 @@ class Reception:
     error: FrameError | None = None
 
 
+#: What a segment header says of its patch: k, patch length, patch CRC-32, share size.
+Identity = tuple[int, int, int, int]
+
+
+def _identity(seg: Segment) -> Identity:
+    return seg.k, seg.patch_length, seg.patch_crc, len(seg.data)
+
+
 @dataclass
 class _Transfer:
-    k: int
-    length: int
-    crc: int
-    size: int
+    identity: Identity
+    uses: int             # earlier uses of this transfer id remembered
+    newest: int           # highest security sequence number of any frame of it
+    progressed: int       # sequence number of the frame that brought its last new share
+    progressed_ms: int    # onboard time of that frame
     shares: dict[int, bytes] = field(default_factory=dict)
-    state: TransferState = TransferState.RECEIVING
+
+    @property
+    def k(self) -> int:
+        return self.identity[0]
 
     def reserved(self) -> int:
-        return self.k * self.size if self.state is TransferState.RECEIVING else 0
+        return self.identity[0] * self.identity[3]
 
 
 @dataclass(frozen=True)
 class _Finished:
     state: TransferState
     fate: int
+    identity: Identity
+    newest: int
+    uses: int
 
 
 # --------------------------------------------------------------------------- telemetry
@@ -102,6 +160,9 @@ REPORT = cs.Struct(
     "frames_ok" / cs.Int32ub,
     "frames_rejected" / cs.Int32ub,
     "duplicates" / cs.Int32ub,
+    "frames_unauthenticated" / cs.Int32ub,
+    "frames_replayed" / cs.Int32ub,
+    "transfers_evicted" / cs.Int32ub,
     "transfers" / cs.PrefixedArray(cs.Int16ub, cs.Struct(
         "transfer" / cs.Int16ub,
         "state" / cs.Int8ub,
@@ -133,6 +194,9 @@ class Report:
     frames_rejected: int
     duplicates: int
     transfers: tuple[TransferReport, ...]
+    frames_unauthenticated: int = 0
+    frames_replayed: int = 0
+    transfers_evicted: int = 0
 
     def transfer(self, transfer: int) -> TransferReport | None:
         """The entry of ``transfer``, if the report has one."""
@@ -169,39 +233,75 @@ def decode_report(raw: bytes) -> Report:
     except ValueError as exc:
         raise ReportError(f"receiver report: {exc}") from None
     return Report(r.time_ms, bytes(r.config_hash), r.frames_ok, r.frames_rejected,
-                  r.duplicates, transfers)
+                  r.duplicates, transfers, r.frames_unauthenticated, r.frames_replayed,
+                  r.transfers_evicted)
 
 
 # --------------------------------------------------------------------------- receiver
 
 
 class Receiver:
-    """Reassembles patches from segment frames across passes; see the module docstring."""
+    """Reassembles patches from authenticated segment frames across passes; see the module
+    docstring for the security checks and the eviction rule."""
 
     def __init__(self, spacecraft_id: int, handoff: Handoff, buffer_bytes: int,
-                 max_transfers: int = 8, history: int = 64) -> None:
+                 link: SecurityAssociation, *, max_transfers: int = 8, history: int = 64,
+                 replay_window: int = DEFAULT_REPLAY_WINDOW,
+                 timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
         self.spacecraft_id = spacecraft_id
         self.handoff = handoff
         self.buffer_bytes = buffer_bytes
+        self.link = link
         self.max_transfers = max_transfers
         self.history = history
+        self.timeout_ms = timeout_ms
+        self.window = ReplayWindow(replay_window)
         self._open: dict[int, _Transfer] = {}
         self._done: OrderedDict[int, _Finished] = OrderedDict()
-        self._floor = -1  # transfers at or below this id are forgotten, hence stale
         self.frames_ok = 0
         self.frames_rejected = 0
         self.duplicates = 0
+        self.frames_unauthenticated = 0
+        self.frames_replayed = 0
+        self.transfers_evicted = 0
+
+    @staticmethod
+    def for_mission(profile: MissionProfile, handoff: Handoff, link_key: bytes) -> Receiver:
+        """The receiver of ``profile``'s spacecraft (its ``[receiver]`` settings and patch
+        buffer) with the mission's link key. Raises ``LinkKeyRefused`` for the development
+        link key on a flight profile or a key too short."""
+        check_link_key(profile, link_key)
+        r = profile.receiver
+        return Receiver(profile.spacecraft_id, handoff, profile.patch_buffer_bytes,
+                        SecurityAssociation(r.spi, link_key), max_transfers=r.max_transfers,
+                        history=r.history, replay_window=r.replay_window,
+                        timeout_ms=r.transfer_timeout_s * 1000)
 
     # ----------------------------------------------------------------- frames
 
-    def accept(self, raw: bytes) -> Reception:
-        """Take one received TC frame. Never raises on bad input: bad frames are counted."""
+    def accept(self, raw: bytes, now_ms: int) -> Reception:
+        """Take one TC frame received at onboard time ``now_ms``. Never raises on bad input:
+        bad frames are counted; unauthenticated and replayed ones touch nothing else."""
         try:
-            seg = read_segment(raw, self.spacecraft_id)
+            frame = parse_frame(raw, self.spacecraft_id, self.link)
+        except AuthenticationError as exc:
+            self.frames_unauthenticated += 1
+            return Reception(Outcome.UNAUTHENTICATED, error=exc)
         except FrameError as exc:
             self.frames_rejected += 1
             return Reception(Outcome.MALFORMED, error=exc)
-        result = self._segment(seg)
+        seq = frame.security_sequence
+        if not self.window.fresh(seq):
+            self.frames_replayed += 1
+            return Reception(Outcome.REPLAYED)
+        self.window.record(seq)
+        try:
+            seg = frame_segment(frame)
+        except FrameError as exc:
+            self.frames_rejected += 1
+            return Reception(Outcome.MALFORMED, error=exc)
+        self.expire(now_ms)
+        result = self._segment(seg, seq, now_ms)
         if result.outcome in (Outcome.STORED, Outcome.COMPLETED):
             self.frames_ok += 1
         elif result.outcome in (Outcome.DUPLICATE, Outcome.LATE):
@@ -210,53 +310,89 @@ class Receiver:
             self.frames_rejected += 1
         return result
 
-    def _segment(self, seg: Segment) -> Reception:
-        tid = seg.transfer
-        if tid in self._done:
-            return Reception(Outcome.LATE, tid, seg.share)
-        if tid <= self._floor and tid not in self._open:
-            return Reception(Outcome.STALE, tid, seg.share)
+    def _segment(self, seg: Segment, seq: int, now_ms: int) -> Reception:
+        tid, ident = seg.transfer, _identity(seg)
         t = self._open.get(tid)
+        done = self._done.get(tid)
+        uses = 0
+        if t is not None and t.identity != ident:
+            if seq < t.newest:
+                return Reception(Outcome.STALE, tid, seg.share)
+            self._evict(tid)  # rule 3: the ground reused the id for another patch
+            done = self._done.get(tid)
+            t = None
+        if t is None and done is not None:
+            if done.identity == ident:
+                self._done[tid] = _Finished(done.state, done.fate, done.identity,
+                                            max(done.newest, seq), done.uses)
+                return Reception(Outcome.LATE, tid, seg.share)
+            if seq < done.newest:
+                return Reception(Outcome.STALE, tid, seg.share)
+            uses = done.uses + 1  # rule 3 for a finished transfer: a new patch, same id
         if t is None:
-            if len(self._open) >= self.max_transfers:
-                return Reception(Outcome.BUSY, tid, seg.share)
-            t = self._open[tid] = _Transfer(seg.k, seg.patch_length, seg.patch_crc,
-                                            len(seg.data), state=TransferState.NO_STORAGE)
-        if (seg.k, seg.patch_length, seg.patch_crc, len(seg.data)) != (t.k, t.length, t.crc,
-                                                                         t.size):
-            return Reception(Outcome.INCONSISTENT, tid, seg.share)
-        if t.state is TransferState.NO_STORAGE:
-            if self.held_bytes() + t.k * t.size > self.buffer_bytes:
+            t = self._open_transfer(tid, ident, seq, now_ms, uses)
+            if t is None:
                 return Reception(Outcome.NO_STORAGE, tid, seg.share)
-            t.state = TransferState.RECEIVING
+        t.newest = max(t.newest, seq)
         if seg.share in t.shares:
             return Reception(Outcome.DUPLICATE, tid, seg.share)
         t.shares[seg.share] = seg.data
+        t.progressed, t.progressed_ms = seq, now_ms
         if len(t.shares) < t.k:
             return Reception(Outcome.STORED, tid, seg.share)
         return self._complete(tid, t, seg.share)
 
+    def _open_transfer(self, tid: int, ident: Identity, seq: int, now_ms: int,
+                       uses: int) -> _Transfer | None:
+        """A new transfer, room made by rule 2; None if it can never fit."""
+        t = _Transfer(ident, uses, seq, seq, now_ms)
+        if t.reserved() > self.buffer_bytes:
+            return None
+        while self._open and (len(self._open) >= self.max_transfers
+                              or self.held_bytes() + t.reserved() > self.buffer_bytes):
+            self._evict(min(self._open, key=lambda i: (self._open[i].progressed, i)))
+        self._done.pop(tid, None)
+        self._open[tid] = t
+        return t
+
     def _complete(self, tid: int, t: _Transfer, share: int) -> Reception:
-        patch = b"".join(erasure.decode(t.k, t.shares))[: t.length]
+        k, length, crc, _ = t.identity
+        patch = b"".join(erasure.decode(k, t.shares))[:length]
         del self._open[tid]
-        if patch_crc(patch) != t.crc:
-            self._finish(tid, _Finished(TransferState.CORRUPT, FATE_ACCEPTED))
+        if patch_crc(patch) != crc:
+            self._finish(tid, t, TransferState.CORRUPT)
             return Reception(Outcome.INCONSISTENT, tid, share)
         # Record first, then hand off: a patch is handed to the patcher at most once.
-        self._finish(tid, _Finished(TransferState.COMPLETE, FATE_ACCEPTED))
-        self._done[tid] = _Finished(TransferState.COMPLETE, self.handoff(tid, patch) & 0xFF)
+        self._finish(tid, t, TransferState.COMPLETE)
+        fate = self.handoff(tid + TICKET_USE * t.uses, patch) & 0xFF
+        self._done[tid] = _Finished(TransferState.COMPLETE, fate, t.identity, t.newest, t.uses)
         return Reception(Outcome.COMPLETED, tid, share)
 
-    def _finish(self, tid: int, record: _Finished) -> None:
-        self._done[tid] = record
-        while len(self._done) > self.history:
-            old, _ = self._done.popitem(last=False)
-            self._floor = max(self._floor, old)
+    def _evict(self, tid: int) -> None:
+        self.transfers_evicted += 1
+        self._finish(tid, self._open.pop(tid), TransferState.EVICTED)
 
-    def set_fate(self, transfer: int, fate: int) -> None:
-        """Update the fate the patcher reports for a finished transfer (e.g. committed)."""
-        if transfer in self._done:
-            self._done[transfer] = _Finished(self._done[transfer].state, fate & 0xFF)
+    def _finish(self, tid: int, t: _Transfer, state: TransferState) -> None:
+        self._done.pop(tid, None)
+        self._done[tid] = _Finished(state, FATE_ACCEPTED, t.identity, t.newest, t.uses)
+        while len(self._done) > self.history:
+            self._done.popitem(last=False)
+
+    def expire(self, now_ms: int) -> None:
+        """Evict the transfers that gained no share for ``timeout_ms`` (rule 1)."""
+        for tid in sorted(self._open):
+            if now_ms - self._open[tid].progressed_ms >= self.timeout_ms:
+                self._evict(tid)
+
+    def set_fate(self, ticket: int, fate: int) -> None:
+        """Update the fate the patcher reports for a finished transfer (e.g. committed);
+        ``ticket`` is what the hand-off got."""
+        tid = ticket % TICKET_USE
+        done = self._done.get(tid)
+        if done is not None and done.state is TransferState.COMPLETE \
+                and done.uses == ticket // TICKET_USE:
+            self._done[tid] = _Finished(done.state, fate & 0xFF, done.identity, done.newest,
+                                        done.uses)
 
     # ----------------------------------------------------------------- state
 
@@ -272,17 +408,20 @@ class Receiver:
     def state(self, transfer: int) -> TransferState | None:
         """The state of a transfer, None if it is unknown or forgotten."""
         if transfer in self._open:
-            return self._open[transfer].state
+            return TransferState.RECEIVING
         done = self._done.get(transfer)
         return done.state if done else None
 
     def report(self, time_ms: int, config_hash: bytes = bytes(32)) -> bytes:
-        """Encode the cumulative telemetry report (see ``decode_report``)."""
-        entries = [dict(transfer=tid, state=int(t.state), fate=0, k=t.k,
+        """Encode the cumulative telemetry report (see ``decode_report``), after evicting
+        what has timed out by ``time_ms``, so it never shows a transfer given up."""
+        self.expire(time_ms)
+        entries = [dict(transfer=tid, state=int(TransferState.RECEIVING), fate=0, k=t.k,
                         received=bitmap(t.shares)) for tid, t in sorted(self._open.items())]
         entries += [dict(transfer=tid, state=int(d.state), fate=d.fate, k=0, received=b"")
                     for tid, d in self._done.items()]
+        counters = {name: getattr(self, name) % (1 << 32) for name in (
+            "frames_ok", "frames_rejected", "duplicates", "frames_unauthenticated",
+            "frames_replayed", "transfers_evicted")}
         return REPORT.build(dict(time_ms=time_ms, config_hash=config_hash.ljust(32, b"\0")[:32],
-                                 frames_ok=self.frames_ok % (1 << 32),
-                                 frames_rejected=self.frames_rejected % (1 << 32),
-                                 duplicates=self.duplicates % (1 << 32), transfers=entries))
+                                 transfers=entries, **counters))

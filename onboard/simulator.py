@@ -35,6 +35,7 @@ from typing import Any
 from onboard.faults import Fault, TrapCode
 from onboard.host import mission_host
 from onboard.image import Image, ImageError, ImageKind, decode_image
+from onboard.key_file import write_key_file
 from onboard.loader import Program
 from onboard.mission import MissionProfile, find_mission
 from onboard.patch_format import Reason, development_key, key_from_text
@@ -116,7 +117,8 @@ class Simulator:
         key = development_key(profile.name) if key is None else key
         (directory / "images").mkdir(parents=True, exist_ok=True)
         store = Store.init(directory / "store")
-        _write_atomic(directory / KEY_FILE, f"# patch key of this VVM\n{key.hex()}\n".encode())
+        write_key_file(directory / KEY_FILE, f"# patch key of this VVM\n{key.hex()}\n",
+                       force=True)  # 0600, never through a symbolic link
         sim = Simulator(directory, Simulator._vvm(profile, seed, store, key), seed, {})
         sim.save()
         return sim

@@ -3,15 +3,18 @@ and configuration store, and the mission's simulated instrument, on one simulate
 
 This is what an end-to-end simulation drives from the ground side::
 
-    sc = Spacecraft.create(profile, directory, key, seed=1)
+    sc = Spacecraft.create(profile, directory, key, link_key, seed=1)
     sc.install(config_image, vmlet_images)      # what was loaded before launch (optional)
     sc.run_until(t_ms)                          # the tasks run, patches are handled
-    sc.receiver.accept(frame_bytes)             # a TC frame arrives during a pass
+    sc.receive(frame_bytes)                     # a TC frame arrives during a pass
     raw = sc.report()                           # telemetry for the next pass
 
-The receiver hands each complete patch to the VVM (``VVM.receive_patch``, ticket = the
-transfer id); every later fate of the patch (staged, active, committed, rejected, rolled
-back) is written back into the receiver, so the next telemetry report carries it.
+The receiver authenticates every frame with the mission's link key (``key`` is the patch
+key, ``link_key`` the link key; a flight profile refuses the development ones) and hands
+each complete patch to the VVM (``VVM.receive_patch``, ticket = the receiver's ticket: the
+transfer id on its first use); every later fate of the patch (staged, active, committed,
+rejected, rolled back) is written back into the receiver, so the next telemetry report
+carries it.
 Everything runs on the simulated clock: host time never enters.
 """
 
@@ -23,9 +26,10 @@ from pathlib import Path
 
 from onboard.host import mission_host
 from onboard.image import Image
+from onboard.link_security import check_link_key
 from onboard.mission import MissionProfile
 from onboard.patcher import Fate, Patcher
-from onboard.receiver import Receiver
+from onboard.receiver import Receiver, Reception
 from onboard.store import Configuration, Store
 from onboard.vvm import VVM
 
@@ -39,20 +43,23 @@ class Spacecraft:
     store: Store
 
     @staticmethod
-    def create(profile: MissionProfile, directory: Path, key: bytes, *, seed: int = 1,
-               probation_frames: int | None = None) -> Spacecraft:
-        """A spacecraft whose configuration store is a new one in ``directory``."""
+    def create(profile: MissionProfile, directory: Path, key: bytes, link_key: bytes, *,
+               seed: int = 1, probation_frames: int | None = None) -> Spacecraft:
+        """A spacecraft whose configuration store is a new one in ``directory``. Raises
+        ``KeyRefused`` (patch key) or ``LinkKeyRefused`` (link key) for a key the profile
+        refuses; the link key is checked before the store is created."""
+        check_link_key(profile, link_key)
         store = Store.init(directory)
         patcher = Patcher(profile, store, key, probation_frames=probation_frames)
         vvm = VVM(profile, mission_host(profile, seed), patcher)
 
-        def handoff(transfer: int, data: bytes) -> int:
-            return vvm.receive_patch(data, transfer).code
+        def handoff(ticket: int, data: bytes) -> int:
+            return vvm.receive_patch(data, ticket).code
 
-        receiver = Receiver(profile.spacecraft_id, handoff, profile.patch_buffer_bytes)
+        receiver = Receiver.for_mission(profile, handoff, link_key)
 
-        def fate_changed(transfer: int, fate: Fate) -> None:
-            receiver.set_fate(transfer, fate.code)
+        def fate_changed(ticket: int, fate: Fate) -> None:
+            receiver.set_fate(ticket, fate.code)
 
         assert vvm.reconfiguration is not None
         vvm.reconfiguration.listeners.append(fate_changed)
@@ -61,6 +68,10 @@ class Spacecraft:
     @property
     def now_ms(self) -> int:
         return self.vvm.now_ms
+
+    def receive(self, frame: bytes) -> Reception:
+        """A TC frame arrives now (on the simulated clock)."""
+        return self.receiver.accept(frame, self.vvm.now_ms)
 
     def install(self, config: Image, vmlets: Sequence[Image] = ()) -> None:
         """Load a configuration before launch (no patch): it is current in the store and

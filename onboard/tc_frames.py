@@ -4,17 +4,26 @@ A patch goes up as *segments* (erasure-coded shares, see ``onboard/erasure.py``)
 segment travels in one CCSDS Space Packet, and each packet in one CCSDS TC Transfer Frame
 (CCSDS 232.0-B), sent in bypass mode (Type-B): there is no acknowledgement during a pass, so
 the frame sequence number is informative only and the receiver accepts frames in any order.
+Every frame is authenticated in the manner of CCSDS SDLS (355.0-B, authentication only): a
+security header after the primary header and a security trailer before the FECF::
 
-    TC frame  = primary header (5 bytes) | Space Packet | FECF (CRC-16-CCITT, 2 bytes)
+    TC frame  = primary header (5) | security header (6) | Space Packet | MAC (16) | FECF (2)
+    security  = SPI u16 | sequence number u32              (header)
+    MAC       = HMAC-SHA256(link key, primary header | security header | Space Packet)[:16]
     packet    = primary header (6 bytes) | segment header (11 bytes) | share bytes
     segment   = transfer id u16 | share id u8 | k u8 | patch length u24 | patch CRC-32 u32
 
+The FECF (CRC-16-CCITT) covers everything before it, MAC included. The SPI names the
+security association (``onboard/link_security.py``: the key, the anti-replay window); the
+sequence number increases by one with every frame the ground sends on the association.
+
 The ground builds the Space Packet with the ``spacepackets`` library and the frame with this
-module; the onboard receiver parses all three layers here. ``tests/onboard/test_tc_frames.py``
+module; the onboard receiver parses all layers here. ``tests/onboard/test_tc_frames.py``
 proves that both sides agree byte for byte.
 
 The frame's spacecraft identifier has 10 bits: it is the mission's ``spacecraft_id`` modulo
-1024 (``tc_spacecraft_id``). Errors are ``FrameError`` with the field and the byte offset.
+1024 (``tc_spacecraft_id``). Errors are ``FrameError`` with the field and the byte offset;
+a frame that is well formed but not authenticated raises ``AuthenticationError``.
 
 Stdlib and construct only: the onboard side must stand alone.
 """
@@ -26,6 +35,16 @@ from dataclasses import dataclass
 
 import construct as cs
 
+from onboard.link_security import (
+    MAC_BYTES,
+    MAX_SEQUENCE,
+    SECURITY_HEADER_BYTES,
+    SECURITY_TRAILER_BYTES,
+    SecurityAssociation,
+    compute_mac,
+    mac_ok,
+)
+
 #: Largest TC transfer frame (the 10-bit frame length field counts octets minus one).
 MAX_FRAME_BYTES = 1024
 FRAME_HEADER_BYTES = 5
@@ -33,7 +52,10 @@ FECF_BYTES = 2
 PACKET_HEADER_BYTES = 6
 SEGMENT_HEADER_BYTES = 11
 #: Bytes of one frame that are not share bytes.
-FRAME_OVERHEAD_BYTES = FRAME_HEADER_BYTES + PACKET_HEADER_BYTES + SEGMENT_HEADER_BYTES + FECF_BYTES
+FRAME_OVERHEAD_BYTES = (FRAME_HEADER_BYTES + SECURITY_HEADER_BYTES + PACKET_HEADER_BYTES
+                        + SEGMENT_HEADER_BYTES + SECURITY_TRAILER_BYTES + FECF_BYTES)
+#: Of which the frame security (SDLS header and trailer): 22 bytes.
+SECURITY_OVERHEAD_BYTES = SECURITY_HEADER_BYTES + SECURITY_TRAILER_BYTES
 #: Largest share that fits one frame.
 MAX_SHARE_BYTES = MAX_FRAME_BYTES - FRAME_OVERHEAD_BYTES
 
@@ -65,6 +87,11 @@ PACKET_HEADER = cs.BitStruct(
     "data_length_minus_one" / cs.BitsInteger(16),
 )
 
+SECURITY_HEADER = cs.Struct(
+    "spi" / cs.Int16ub,
+    "sequence" / cs.Int32ub,
+)
+
 SEGMENT_HEADER = cs.Struct(
     "transfer" / cs.Int16ub,
     "share" / cs.Int8ub,
@@ -82,6 +109,11 @@ class FrameError(Exception):
         self.message = message
         self.field = field
         self.offset = offset
+
+
+class AuthenticationError(FrameError):
+    """A well-formed frame that is not authenticated by the security association (unknown
+    SPI, or a MAC that does not match: forged, or sent under another key)."""
 
 
 def tc_spacecraft_id(spacecraft_id: int) -> int:
@@ -113,12 +145,15 @@ class Segment:
 
 @dataclass(frozen=True)
 class TcFrame:
-    """A parsed TC transfer frame: header fields and the data field (FECF checked)."""
+    """A parsed, authenticated TC transfer frame: header fields, the security header's
+    sequence number, and the frame data field (the Space Packet)."""
 
     spacecraft_id: int
     vcid: int
     sequence: int
     bypass: bool
+    spi: int
+    security_sequence: int
     data: bytes
 
 
@@ -135,16 +170,22 @@ class SpacePacket:
 # --------------------------------------------------------------------------- build
 
 
-def build_frame(data: bytes, spacecraft_id: int, vcid: int = PATCH_VCID,
-                sequence: int = 0) -> bytes:
-    """A Type-B (bypass) TC transfer frame around ``data``, with its FECF."""
-    total = FRAME_HEADER_BYTES + len(data) + FECF_BYTES
+def build_frame(data: bytes, spacecraft_id: int, link: SecurityAssociation,
+                security_sequence: int, vcid: int = PATCH_VCID, sequence: int = 0) -> bytes:
+    """A Type-B (bypass) TC transfer frame around ``data``, authenticated under ``link``
+    with sequence number ``security_sequence`` (1 .. MAX_SEQUENCE), with its FECF."""
+    total = FRAME_HEADER_BYTES + SECURITY_OVERHEAD_BYTES + len(data) + FECF_BYTES
     if total > MAX_FRAME_BYTES:
         raise ValueError(f"frame of {total} bytes exceeds {MAX_FRAME_BYTES}")
+    if not 1 <= security_sequence <= MAX_SEQUENCE:
+        raise ValueError(f"security sequence number {security_sequence} is outside 1 .. "
+                         f"{MAX_SEQUENCE}: re-key the link (a new SPI)")
     head = FRAME_HEADER.build(dict(bypass=True, control=False,
                                    spacecraft_id=tc_spacecraft_id(spacecraft_id), vcid=vcid,
                                    length_minus_one=total - 1, sequence=sequence % 256))
-    body = head + data
+    authenticated = head + SECURITY_HEADER.build(dict(spi=link.spi,
+                                                      sequence=security_sequence)) + data
+    body = authenticated + compute_mac(link.key, authenticated)
     return body + crc16_ccitt(body).to_bytes(2, "big")
 
 
@@ -169,11 +210,14 @@ def build_packet(data: bytes, sequence_count: int, apid: int = PATCH_APID) -> by
 # --------------------------------------------------------------------------- parse
 
 
-def parse_frame(raw: bytes, spacecraft_id: int) -> TcFrame:
-    """Check and split one TC transfer frame; raises ``FrameError``."""
-    if len(raw) < FRAME_HEADER_BYTES + FECF_BYTES:
-        raise FrameError(f"frame of {len(raw)} bytes is shorter than its header and FECF",
-                         "frame", 0)
+def parse_frame(raw: bytes, spacecraft_id: int, link: SecurityAssociation) -> TcFrame:
+    """Check one TC transfer frame of the patch channel and authenticate it under ``link``;
+    raises ``FrameError`` (``AuthenticationError`` for a frame that is well formed but not
+    authenticated). Anti-replay is the receiver's: it holds the window."""
+    least = FRAME_HEADER_BYTES + SECURITY_OVERHEAD_BYTES + FECF_BYTES
+    if len(raw) < least:
+        raise FrameError(f"frame of {len(raw)} bytes is shorter than its headers, MAC and "
+                         "FECF", "frame", 0)
     body, fecf = raw[:-FECF_BYTES], int.from_bytes(raw[-FECF_BYTES:], "big")
     if crc16_ccitt(body) != fecf:
         raise FrameError("frame error control does not match (corrupted frame)", "FECF",
@@ -189,8 +233,21 @@ def parse_frame(raw: bytes, spacecraft_id: int) -> TcFrame:
     if h.spacecraft_id != tc_spacecraft_id(spacecraft_id):
         raise FrameError(f"spacecraft id {h.spacecraft_id} is not ours "
                          f"({tc_spacecraft_id(spacecraft_id)})", "spacecraft id", 0)
-    return TcFrame(h.spacecraft_id, h.vcid, h.sequence, h.bypass,
-                   bytes(raw[FRAME_HEADER_BYTES:-FECF_BYTES]))
+    if h.vcid != PATCH_VCID:
+        raise FrameError(f"virtual channel {h.vcid} does not carry patches "
+                         f"(expected {PATCH_VCID})", "virtual channel id", 2)
+    sec = SECURITY_HEADER.parse(raw[FRAME_HEADER_BYTES:FRAME_HEADER_BYTES
+                                    + SECURITY_HEADER_BYTES])
+    if sec.spi != link.spi:
+        raise AuthenticationError(f"SPI {sec.spi} names no security association of this "
+                                  f"channel (expected {link.spi})", "security header SPI",
+                                  FRAME_HEADER_BYTES)
+    mac_at = len(body) - MAC_BYTES
+    if not mac_ok(link.key, bytes(body[:mac_at]), bytes(body[mac_at:])):
+        raise AuthenticationError("the MAC does not authenticate the frame (forged, or sent "
+                                  "under another link key)", "security trailer MAC", mac_at)
+    return TcFrame(h.spacecraft_id, h.vcid, h.sequence, h.bypass, sec.spi, sec.sequence,
+                   bytes(raw[FRAME_HEADER_BYTES + SECURITY_HEADER_BYTES:mac_at]))
 
 
 def parse_packet(raw: bytes, base: int = 0) -> SpacePacket:
@@ -225,14 +282,17 @@ def parse_segment(raw: bytes, base: int = 0) -> Segment:
                    bytes(raw[SEGMENT_HEADER_BYTES:]))
 
 
-def read_segment(raw: bytes, spacecraft_id: int) -> Segment:
-    """Frame -> packet -> segment, with every check; raises ``FrameError``."""
-    frame = parse_frame(raw, spacecraft_id)
-    if frame.vcid != PATCH_VCID:
-        raise FrameError(f"virtual channel {frame.vcid} does not carry patches "
-                         f"(expected {PATCH_VCID})", "virtual channel id", 2)
-    packet = parse_packet(frame.data, FRAME_HEADER_BYTES)
+def frame_segment(frame: TcFrame) -> Segment:
+    """The patch segment an authenticated frame carries; raises ``FrameError``."""
+    base = FRAME_HEADER_BYTES + SECURITY_HEADER_BYTES
+    packet = parse_packet(frame.data, base)
     if packet.apid != PATCH_APID or not packet.telecommand:
         raise FrameError(f"APID {packet.apid:#x} is not the patch APID {PATCH_APID:#x}",
-                         "packet APID", FRAME_HEADER_BYTES)
-    return parse_segment(packet.data, FRAME_HEADER_BYTES + PACKET_HEADER_BYTES)
+                         "packet APID", base)
+    return parse_segment(packet.data, base + PACKET_HEADER_BYTES)
+
+
+def read_segment(raw: bytes, spacecraft_id: int, link: SecurityAssociation) -> Segment:
+    """Frame -> packet -> segment, with every check but anti-replay (which needs the
+    receiver's window); raises ``FrameError``."""
+    return frame_segment(parse_frame(raw, spacecraft_id, link))

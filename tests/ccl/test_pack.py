@@ -184,6 +184,26 @@ def test_keygen_writes_a_private_key_once(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "exists" in again.output  # type: ignore[attr-defined]
 
 
+def test_keygen_force_is_0600_and_never_follows_a_link(tmp_path: Path) -> None:
+    old = tmp_path / "old.key"
+    old.write_text("00" * 32)
+    old.chmod(0o644)
+    assert run("keygen", "-o", str(old), "--force").exit_code == 0  # type: ignore[attr-defined]
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600 and old.read_text() != "00" * 32
+    target = tmp_path / "target.key"
+    dangling = tmp_path / "dangling.key"
+    dangling.symlink_to(target)
+    r = run("keygen", "-o", str(dangling))
+    assert r.exit_code == 2 and "exists" in r.output  # type: ignore[attr-defined]
+    assert not target.exists()
+    r = run("keygen", "-o", str(dangling), "--force", "--link", "--mission", "corot")
+    assert r.exit_code == 0 and "link key" in r.output  # type: ignore[attr-defined]
+    assert not target.exists() and not dangling.is_symlink()
+    assert stat.S_IMODE(dangling.stat().st_mode) == 0o600
+    assert dangling.read_text().startswith("# CCL link key for mission corot")
+    assert len(parse_key(dangling.read_text(), "k")) == 32
+
+
 @pytest.mark.parametrize("status, code", [("refuted", 1), ("unknown", 3), ("unavailable", 3)])
 def test_pack_refuses_an_unproven_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 status: str, code: int) -> None:

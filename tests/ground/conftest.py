@@ -8,6 +8,7 @@ import pytest
 
 from ground.link import LinkBudget, UplinkWindow, uplink_windows
 from ground.passes import Pass, compute_passes
+from onboard.link_security import SecurityAssociation, development_link_key
 from onboard.mission import MissionProfile, find_mission
 
 
@@ -25,6 +26,12 @@ def corot_passes(corot: MissionProfile) -> list[Pass]:
 @pytest.fixture(scope="session")
 def corot_windows(corot: MissionProfile, corot_passes: list[Pass]) -> list[UplinkWindow]:
     return uplink_windows(corot_passes, LinkBudget.from_profile(corot))
+
+
+@pytest.fixture(scope="session")
+def corot_link(corot: MissionProfile) -> SecurityAssociation:
+    """The security association of CoRoT's TC link under its development link key."""
+    return SecurityAssociation(corot.receiver.spi, development_link_key("corot"))
 
 
 @pytest.fixture(scope="session")

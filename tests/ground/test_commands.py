@@ -102,6 +102,7 @@ def test_simulate_plot_ledger_and_status(tmp_path: Path,
     (["status", "--ledger", "{tmp}/none.sqlite"], "no ledger at"),
     (["uplink", "simulate", "{big}", "--days", "0.1"], "no uplink pass in the 0.1 days"),
     (["passes", "--schedule", "fixed"], "mission corot has no [[link.schedule]]"),
+    (["uplink", "simulate", "{big}", "--link-key", "{tmp}/none.key"], "no link key file at"),
 ])
 def test_bad_input_gives_one_clear_message(tmp_path: Path, patch_files: tuple[Path, Path],
                                            args: list[str], message: str) -> None:
@@ -109,4 +110,22 @@ def test_bad_input_gives_one_clear_message(tmp_path: Path, patch_files: tuple[Pa
     r = ccl(*[a.format(big=big, tmp=tmp_path) for a in args])
     assert r.exit_code == 2, r.output
     assert message in r.output
+    assert_clean(r)
+
+
+def test_a_flight_mission_refuses_the_development_link_key(tmp_path: Path,
+                                                          patch_files: tuple[Path, Path],
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.delenv("CCL_LINK_KEY", raising=False)
+    big, _ = patch_files
+    r = ccl("uplink", "simulate", big, "--mission", "corot:flight", "--ledger",
+            tmp_path / "l.sqlite")
+    assert r.exit_code == 1 and "refuses the development link key" in r.output
+    assert "--link-key" in r.output
+    assert_clean(r)
+    bad = tmp_path / "short.key"
+    bad.write_text("abcd\n")
+    r = ccl("uplink", "simulate", big, "--mission", "corot:flight", "--link-key", bad)
+    assert r.exit_code == 1 and "at least 16 bytes" in r.output
     assert_clean(r)

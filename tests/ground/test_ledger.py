@@ -12,6 +12,7 @@ from ground.ledger import DEFAULT_LEDGER, LEDGER_ENV, Ledger, LedgerError, ledge
 from ground.link import UplinkWindow
 from ground.planner import UplinkPatch
 from ground.uplink import Faults, simulate
+from onboard.link_security import SecurityAssociation
 
 H0, H1 = b"\x00" * 32, b"\x01" * 32
 
@@ -24,8 +25,8 @@ def test_ledger_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ledger_path("given.sqlite") == Path("given.sqlite")
 
 
-def test_a_simulated_run_is_recorded(tmp_path: Path,
-                                     corot_windows: list[UplinkWindow]) -> None:
+def test_a_simulated_run_is_recorded(tmp_path: Path, corot_windows: list[UplinkWindow],
+                                     corot_link: SecurityAssociation) -> None:
     patch = UplinkPatch("p", random.Random(1).randbytes(9000), priority=2, base_hash=H0,
                         target_hash=H1)
     with Ledger(tmp_path / "l.sqlite") as ledger:
@@ -33,7 +34,7 @@ def test_a_simulated_run_is_recorded(tmp_path: Path,
         rec = ledger.start_run("simulation", "corot", 5, {"loss": 0.1})
         result = simulate([patch], corot_windows, Channel(loss=0.1), 5, 29678, 131_072,
                           faults=Faults(lost_reports=frozenset({2})), recorder=rec,
-                          initial_config=H0)
+                          initial_config=H0, link=corot_link)
     r = result.patch("p")
     with Ledger(tmp_path / "l.sqlite") as ledger:
         info = ledger.status()
@@ -52,7 +53,7 @@ def test_a_simulated_run_is_recorded(tmp_path: Path,
         sent = db.execute("SELECT COUNT(*) FROM segments_sent").fetchone()[0]
         assert sent == r.frames_sent
         raw = db.execute("SELECT raw FROM reports ORDER BY pass_idx LIMIT 1").fetchone()[0]
-        assert raw.startswith(b"RXTM")
+        assert raw.startswith(b"RXT2")
         assert ledger.runs()[0]["mission"] == "corot"
         with pytest.raises(LedgerError, match="no run 9"):
             ledger.status(9)

@@ -22,6 +22,7 @@ from ground.planner import (
     frames_needed,
     plan,
 )
+from onboard.tc_frames import FRAME_OVERHEAD_BYTES, SECURITY_OVERHEAD_BYTES
 
 STORE = 131_072
 MakePatch = Callable[..., bytes]
@@ -58,6 +59,8 @@ def test_a_patch_fills_the_passes_and_completes(corot_windows: list[UplinkWindow
     assert a.frames == sum(x.frames for x in result.allocations)
     assert _p_at_least(32, a.frames, 0.9) >= 0.9
     assert a.first_window == 0 and a.complete_window == result.allocations[-1].window
+    # the byte accounting counts whole frames: headers, FECF and the link security
+    assert frame_bytes(512) == 512 + FRAME_OVERHEAD_BYTES == 512 + 24 + SECURITY_OVERHEAD_BYTES
     for x in result.allocations:
         w = corot_windows[x.window]
         assert x.bytes == x.frames * frame_bytes(512) <= w.budget_bytes

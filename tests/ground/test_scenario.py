@@ -5,6 +5,7 @@ knows, and that the VVM never left its share."""
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,9 @@ import pytest
 
 from ground.ledger import Ledger
 from ground.scenario import ScenarioError, ScenarioReport, load_scenario, run_scenario
+from onboard.link_security import development_link_key
+from onboard.patch_format import development_key, key_from_text
+from onboard.tc_frames import FRAME_OVERHEAD_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "missions" / "corot" / "scenarios"
@@ -133,6 +137,35 @@ def test_a_scenario_is_deterministic_for_its_seed(tmp_path: Path,
         return json.dumps(data, sort_keys=True, default=str)
 
     assert facts(again) == facts(r)
+
+
+def test_scenarios_fly_with_their_own_private_keys(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    r, ledger_file = report("02_one_parameter", tmp_path_factory)
+    assert r.scenario.mission == "corot:flight"
+    keys = ledger_file.parent / "keys"
+    patch_key, link_key = (key_from_text((keys / f).read_text()) for f in ("patch.key",
+                                                                         "link.key"))
+    for f in ("patch.key", "link.key"):
+        assert stat.S_IMODE((keys / f).stat().st_mode) == 0o600
+    assert len({patch_key, link_key, development_key("corot"),
+                development_link_key("corot")}) == 4
+    # every frame carries the security header and MAC, and the report counts them
+    (o,) = r.outcomes
+    assert o.uplink is not None and o.uplink.frames_sent >= 1
+    assert o.uplink.bytes_sent == o.uplink.frames_sent * (o.size + FRAME_OVERHEAD_BYTES)
+    assert r.bytes_sent == o.uplink.bytes_sent
+
+
+def test_a_flight_scenario_refuses_the_development_keys(tmp_path: Path) -> None:
+    scenario = load_scenario(SCENARIOS / "02_one_parameter.toml")
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        with pytest.raises(ScenarioError, match="refuses the development key"):
+            run_scenario(scenario, ledger, tmp_path / "a", key=development_key("corot"))
+        with pytest.raises(ScenarioError, match="refuses the development link key"):
+            run_scenario(scenario, ledger, tmp_path / "b",
+                         link_key=development_link_key("corot"))
+        assert ledger.runs() == []
 
 
 def test_lost_duplicated_and_reordered_frames_still_deliver_exactly(tmp_path: Path) -> None:

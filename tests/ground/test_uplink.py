@@ -1,20 +1,43 @@
 """The uplink end to end: exact delivery, each patch handed over once, whatever the faults:
-loss, cancelled passes, duplicated and reordered frames, lost telemetry reports."""
+loss, cancelled passes, duplicated and reordered frames, lost telemetry reports, transfers
+evicted on board; frames authenticated, the security overhead in the byte accounting."""
 
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 import pytest
 
+from ground import framing, uplink
 from ground.channel import Channel
+from ground.erasure import encode
 from ground.link import UplinkWindow, delivery_vs_bound
-from ground.planner import TransferView, UplinkPatch
-from ground.uplink import FATE_WRONG_BASE, Faults, SimulationResult, choose_shares, simulate
+from ground.planner import OnboardView, TransferView, UplinkPatch
+from ground.uplink import (
+    FATE_WRONG_BASE,
+    Faults,
+    SimulationResult,
+    apply_report,
+    choose_shares,
+    simulate,
+)
+from onboard.link_security import SecurityAssociation, development_link_key
+from onboard.receiver import (
+    Outcome,
+    Receiver,
+    Report,
+    TransferReport,
+    TransferState,
+    decode_report,
+)
+from onboard.tc_frames import FRAME_OVERHEAD_BYTES, SECURITY_OVERHEAD_BYTES
 
 SCID = 29678
 STORE = 131_072
 H = {n: bytes([n]) * 32 for n in range(4)}
+LINK = SecurityAssociation(1, development_link_key("corot"))
+HOUR_MS = 3_600_000
 
 
 class Patcher:
@@ -41,7 +64,7 @@ def run(windows: list[UplinkWindow], channel: Channel, seed: int = 1,
     faults = faults or Faults()
     patcher = Patcher()
     result = simulate(ps, windows, channel, seed, SCID, STORE, faults=faults, handoff=patcher,
-                      config_hash=lambda: bytes(32))
+                      config_hash=lambda: bytes(32), link=LINK)
     return result, patcher, ps
 
 
@@ -60,7 +83,10 @@ def test_lossless_uplink_sends_exactly_k_frames(corot_windows: list[UplinkWindow
     assert_exact_once(patcher, ps, result)
     big = result.patch("big")
     assert (big.k, big.frames_sent, big.frames_lost) == (32, 32, 0)
-    assert big.bytes_sent == 32 * 536
+    # every frame: 512 share bytes, 24 of CCSDS headers and FECF, 22 of security
+    assert FRAME_OVERHEAD_BYTES - SECURITY_OVERHEAD_BYTES == 24
+    assert big.bytes_sent == 32 * (512 + 24 + 22)
+    assert result.counters.security == sum(p.frames_sent for p in result.patches)
     assert result.patch("small").first_sent < big.first_sent  # type: ignore[operator]
 
 
@@ -127,7 +153,7 @@ def test_a_patch_waits_until_its_base_is_confirmed(corot_windows: list[UplinkWin
     v2 = UplinkPatch("v2", rnd.randbytes(3000), priority=5, base_hash=H[1], target_hash=H[2])
     orphan = UplinkPatch("orphan", rnd.randbytes(500), base_hash=H[3])
     result = simulate([v2, v1, orphan], corot_windows, Channel(loss=0.1), 1, SCID, STORE,
-                      initial_config=H[0])
+                      initial_config=H[0], link=LINK)
     r1, r2 = result.patch("v1"), result.patch("v2")
     assert r1.status == r2.status == "complete" and r1.fate == r2.fate == 0
     assert r1.confirmed_at is not None and r2.first_sent is not None
@@ -139,13 +165,14 @@ def test_a_patch_waits_until_its_base_is_confirmed(corot_windows: list[UplinkWin
 def test_a_patch_whose_base_is_not_on_board_is_never_sent(
         corot_windows: list[UplinkWindow]) -> None:
     p = UplinkPatch("p", bytes(700), base_hash=H[1], target_hash=H[2])
-    result = simulate([p], corot_windows, Channel(), 1, SCID, STORE, initial_config=H[0])
+    result = simulate([p], corot_windows, Channel(), 1, SCID, STORE, initial_config=H[0],
+                      link=LINK)
     r = result.patch("p")
     assert r.status == "refused" and r.frames_sent == 0   # the first report shows H[0]
     assert "not on board" in r.reason
     q = UplinkPatch("q", bytes(700), base_hash=H[0], target_hash=H[2])
     assert simulate([q], corot_windows, Channel(), 1, SCID, STORE,
-                    initial_config=H[0]).patch("q").status == "complete"
+                    initial_config=H[0], link=LINK).patch("q").status == "complete"
 
 
 def test_wrong_base_fate_is_reported(corot_windows: list[UplinkWindow]) -> None:
@@ -156,7 +183,7 @@ def test_wrong_base_fate_is_reported(corot_windows: list[UplinkWindow]) -> None:
         return FATE_WRONG_BASE
 
     result = simulate([UplinkPatch("p", bytes(700))], corot_windows, Channel(), 1, SCID, STORE,
-                      handoff=refuse, config_hash=lambda: H[0])
+                      handoff=refuse, config_hash=lambda: H[0], link=LINK)
     r = result.patch("p")
     assert seen == [1] and r.status == "rejected" and r.fate == FATE_WRONG_BASE
 
@@ -172,7 +199,6 @@ def test_choose_shares_prefers_fresh_then_missing() -> None:
 def test_a_transfer_closed_as_corrupt_starts_again(corot_windows: list[UplinkWindow],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import onboard.receiver
-    from ground.planner import OnboardView
 
     # The first reassembly on board fails its CRC (as if memory were hit); the next is clean.
     calls: list[int] = []
@@ -189,8 +215,6 @@ def test_a_transfer_closed_as_corrupt_starts_again(corot_windows: list[UplinkWin
     r = result.patch("p")
     assert r.status == "complete" and r.transfer == 2 and len(calls) == 2
 
-    from ground.uplink import apply_report
-    from onboard.receiver import Report, TransferReport, TransferState
 
     view = OnboardView(None, {"p": TransferView(1, 4, 10, sent=frozenset({0, 1, 2, 3}))})
     report = Report(0, H[0], 4, 0, 0, (TransferReport(1, TransferState.CORRUPT, 0, 0,
@@ -201,3 +225,34 @@ def test_a_transfer_closed_as_corrupt_starts_again(corot_windows: list[UplinkWin
                                                         frozenset({0, 2})),))
     after = apply_report(view, received, {1: "p"})
     assert after.transfers["p"].received == {0, 2} and after.transfers["p"].missing == 2
+
+
+def test_an_evicted_transfer_is_sent_again_under_a_new_id(
+        corot_windows: list[UplinkWindow], monkeypatch: pytest.MonkeyPatch) -> None:
+    view = OnboardView(None, {"p": TransferView(1, 4, 10, sent=frozenset({0, 1}))})
+    report = Report(0, H[0], 2, 0, 0, (TransferReport(1, TransferState.EVICTED, 0, 0,
+                                                      frozenset()),), transfers_evicted=1)
+    assert "p" not in apply_report(view, report, {1: "p"}).transfers
+    # End to end: the passes after the first are cancelled for longer than the satellite's
+    # timeout, so it gives the transfer up; the ground reads `evicted` and starts again.
+    real = uplink.Receiver
+    monkeypatch.setattr(uplink, "Receiver", lambda *a, **kw: real(*a, timeout_ms=30 * HOUR_MS,
+                                                                  **kw))
+    ps = [UplinkPatch("p", random.Random(11).randbytes(12_000))]
+    faults = Faults(cancelled=frozenset(range(1, 7)))
+    result, patcher, _ = run(corot_windows, Channel(), faults=faults, ps=ps)
+    r = result.patch("p")
+    assert r.status == "complete" and r.transfer == 2
+    assert [data for _, data in patcher.got] == [ps[0].data]
+    assert corot_windows[7].start - corot_windows[0].end > timedelta(hours=30)
+
+
+def test_frames_under_another_link_key_deliver_nothing(corot_windows: list[UplinkWindow]) -> None:
+    patcher = Patcher()
+    onboard = Receiver(SCID, patcher, STORE, SecurityAssociation(1, bytes(32)))
+    frames, _ = framing.frames(encode(bytes(700), 512), 1, [0, 1, 2], SCID, framing.Counters(),
+                               LINK)
+    for f in frames:
+        assert onboard.accept(f.raw, 0).outcome is Outcome.UNAUTHENTICATED
+    report = decode_report(onboard.report(0))
+    assert patcher.got == [] and report.transfers == () and report.frames_unauthenticated == 3
