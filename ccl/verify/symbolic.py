@@ -51,6 +51,7 @@ from ccl.verify.cost import (
     choose,
     cost_terms,
 )
+from ccl.verify.counter_sum import CounterSum
 from ccl.verify.inputs import Inputs, Role, array_default
 from ccl.verify.irtext import text
 from ccl.verify.irwalk import expressions, statements, subexpressions
@@ -71,6 +72,10 @@ from onboard import isa
 from onboard.isa import INT_MAX, INT_MIN
 from onboard.machine import Limits
 from onboard.mission import MissionProfile
+
+#: Unknowns an iteration of a loop makes for itself (the others are the same for all).
+_PER_ITERATION = frozenset({Role.COUNTER, Role.CARRIED, Role.CARRIED_ARRAY, Role.NATIVE,
+                            Role.CHOICE})
 
 #: Loops of at most this many iterations whose cost depends on the iteration are executed
 #: one iteration after the other, for an exact worst case.
@@ -221,6 +226,12 @@ class Executor:
         self._cost_only = 0
         # Iterations that may still be executed one by one (bounds the work per entry point).
         self._unroll_left = UNROLL_BUDGET
+        # While a loop body runs: the interval of every value assigned to a local (by id)
+        # or a state variable (by name), innermost loop last.
+        self._assigned: list[dict[int | str, tuple[int, int]]] = []
+        #: How comparisons and sums were built (term id -> operator and operands), so a
+        #: loop's cost can be summed over its counter (``counter_sum``).
+        self.shapes: dict[int, tuple[ir.BinOp, Val, Val]] = {}
         self._functions: dict[str, dict[str, ir.Procedure]] = {
             program.name: inputs.index.functions}
 
@@ -298,6 +309,8 @@ class Executor:
                                      f"the value stored in `{s.local.name}` is within {ty}")
             st.charge(c[isa.STORE_L])
             st.locals[s.local.id] = v
+            if isinstance(s, ir.AssignLocal):
+                self._note_assigned(s.local.id, v)
         elif isinstance(s, ir.AssignGlobal):
             v = self.value(s.value, st, fr)
             st.charge(c[isa.STORE_G])
@@ -305,6 +318,7 @@ class Executor:
             st.mem.vars[s.glob.name] = self.store_check(
                 Kind.RANGE, v, ty, s.value.span, st, fr,
                 f"the value stored in `{s.glob.name}` is within {ty}")
+            self._note_assigned(s.glob.name, st.mem.vars[s.glob.name])
         elif isinstance(s, ir.AssignElement):
             index = self.value(s.index, st, fr)
             v = self.value(s.value, st, fr)
@@ -362,6 +376,7 @@ class Executor:
         body = State(dict(st.locals), st.mem.copy(), st.conds)
         assert isinstance(s.counter.type, ir.IntType)
         once = ir.always_returns(s.body)
+        known = set(self.inputs.by_key)  # what an iteration makes beyond these is its own
         carried: set[str] = set()
         if once:
             # Every iteration returns: only the first one ever runs, from this state.
@@ -378,7 +393,13 @@ class Executor:
         self.loop_facts.append(z3.Implies(lo.bv < hi.bv, z3.And(*entry)))
         outer_exits, outer_base = fr.exits, fr.cond_base
         fr.exits, fr.cond_base = [], len(st.conds)
-        end = self.block(s.body, body, fr)
+        self._assigned.append({})
+        try:
+            end = self.block(s.body, body, fr)
+        finally:
+            assigned = self._assigned.pop()
+            for key, r in assigned.items():  # an inner loop's assignments are the outer's
+                self._note_range(key, r)
         iteration = ZERO  # the cycles of an iteration that does not return
         if end is not None:
             end.charge(c[isa.FORLOOP])
@@ -414,8 +435,10 @@ class Executor:
                                                                      loop_exits)))),)
             st.cost = st.cost.add(CLoop(lo, hi, iteration))
         else:
+            variant = {k for k in set(self.inputs.by_key) - known
+                       if self.inputs.by_key[k].role in _PER_ITERATION}
             st.cost = st.cost.then(self._loop_cost(s, st, fr, lo, hi, counter, carried,
-                                                   iteration))
+                                                   iteration, writes, assigned, tag, variant))
         # After the loop, whatever the body wrote is again anything in its type.
         self._havoc(st, writes, tag)
         return st
@@ -446,8 +469,20 @@ class Executor:
         end.charge(self.cyc[isa.FORLOOP])
         return end.absolute()
 
+    def _note_assigned(self, key: int | str, v: Val) -> None:
+        if self._assigned:
+            self._note_range(key, (v.lo, v.hi))
+
+    def _note_range(self, key: int | str, r: tuple[int, int]) -> None:
+        if self._assigned:
+            d = self._assigned[-1]
+            old = d.get(key)
+            d[key] = r if old is None else (min(old[0], r[0]), max(old[1], r[1]))
+
     def _loop_cost(self, s: ir.For, st: State, fr: Frame, lo: Val, hi: Val, counter: Val,
-                   carried: set[str], iteration: CSum) -> CSum:
+                   carried: set[str], iteration: CSum, writes: Writes,
+                   assigned: dict[int | str, tuple[int, int]], tag: str,
+                   variant: set[str]) -> CSum:
         """The cycles of a loop that never returns, from ``st`` (the state on entry).
 
         Every iteration at the worst of an arbitrary one is exact when an iteration's cost
@@ -460,63 +495,137 @@ class Executor:
         key = counter.bv.decl().name()
         if trips == 0 or not depends_on(cost_terms(iteration), carried | {key}, key):
             return CSum(0, (CLoop(lo, hi, iteration),))
+        if trips > UNROLL_TRIPS and not depends_on(cost_terms(iteration), carried, None):
+            # The cost depends on the counter alone: summed over it in closed form when it
+            # does so through guards (`if s < k`) and triangular inner loops (`0 .. i`).
+            summed = CounterSum(self.shapes, counter, variant | {key}).of(iteration, lo, hi)
+            if summed is not None:
+                return summed
         first = trips if trips <= UNROLL_TRIPS else PEEL_TRIPS
         if first > self._unroll_left:
             return CSum(0, (CLoop(lo, hi, iteration),))
         self._unroll_left -= first
-        cost = self._unrolled(s, st, fr, lo, hi, first)
+        cost, after = self._unrolled(s, st, fr, lo, hi, first)
         if first < trips:
-            # The arbitrary iteration stands for the ones after those.
-            w = WIDTH + 2
-            self.loop_facts.append(z3.Implies(
-                widen(hi.bv, w) - widen(lo.bv, w) > first,
-                widen(counter.bv, w) >= widen(lo.bv, w) + first))
-            cost = cost.add(CLoop(lo, hi, iteration, skip=first))
+            # The ones after those start from what the first left, or from a value the body
+            # assigns: an iteration over that narrower state stands for them (a flag set on
+            # the first iteration stays set), else the arbitrary iteration does.
+            rest = self._later_iteration(s, st, fr, lo, hi, first, writes, assigned, after, tag)
+            if rest is None:
+                rest = iteration
+                w = WIDTH + 2
+                self.loop_facts.append(z3.Implies(
+                    widen(hi.bv, w) - widen(lo.bv, w) > first,
+                    widen(counter.bv, w) >= widen(lo.bv, w) + first))
+            cost = cost.add(CLoop(lo, hi, rest, skip=first))
         return cost
 
+    def _later_iteration(self, s: ir.For, st: State, fr: Frame, lo: Val, hi: Val, first: int,
+                         writes: Writes, assigned: dict[int | str, tuple[int, int]],
+                         after: State, tag: str) -> CSum | None:
+        """The cost of an iteration after the first ``first``, executed again (for its
+        cost only) from a state where each carried local and state variable lies in the
+        hull of its value after those iterations and of every value the body assigns it
+        (sound: it holds either); None when that narrows nothing."""
+        narrowed: dict[int | str, tuple[int, int]] = {}
+        for lid in writes.locals:
+            r = assigned.get(lid)
+            v = after.locals.get(lid)
+            if r is None or v is None:
+                continue
+            narrowed[lid] = (min(r[0], v.lo), max(r[1], v.hi))
+        for name in writes.vars:
+            r = assigned.get(name)
+            if r is None:
+                continue
+            v = after.mem.var(name)
+            narrowed[name] = (min(r[0], v.lo), max(r[1], v.hi))
+        declared: dict[int | str, ir.Type] = {lid: loc.type for lid, loc in writes.locals.items()}
+        declared.update({n: self.inputs.index.globals[n].type for n in writes.vars})
+        if not any(_narrower(r, declared[k]) for k, r in narrowed.items()):
+            return None
+        body = State(dict(st.locals), st.mem.copy(), st.conds)
+        self._havoc(body, writes, tag, narrowed)
+        counter = self.inputs.fresh(Role.COUNTER, s.counter.name, s.counter.type)
+        self.inputs.guessed.add(counter.bv.decl().name())
+        body.locals[s.counter.id] = counter
+        w = WIDTH + 2
+        entry = (widen(counter.bv, w) >= widen(lo.bv, w) + first, counter.bv < hi.bv)
+        body.conds = body.conds + entry
+        self.loop_facts.append(z3.Implies(widen(hi.bv, w) - widen(lo.bv, w) > first,
+                                          z3.And(*entry)))
+        outer_exits, outer_base = fr.exits, fr.cond_base
+        fr.exits, fr.cond_base = [], len(st.conds)
+        self._cost_only += 1
+        try:
+            end = self.block(s.body, body, fr)
+        finally:
+            self._cost_only -= 1
+            fr.exits, fr.cond_base = outer_exits, outer_base
+        assert end is not None  # the body never returns
+        end.charge(self.cyc[isa.FORLOOP])
+        return end.absolute()
+
     def _unrolled(self, s: ir.For, entry: State, fr: Frame, lo: Val, hi: Val,
-                  count: int) -> CSum:
+                  count: int) -> tuple[CSum, State]:
         """The cycles of the first ``count`` iterations of loop ``s``, one after the other
         from state ``entry`` (for the cost only: the obligations are the arbitrary
-        iteration's)."""
+        iteration's), and the state after them on the path where they all ran: iteration
+        ``j`` runs only if every earlier one did, so each runs from the previous one's end
+        and costs its cycles where the loop has more than ``j`` iterations."""
         w = WIDTH + 2
         span = widen(hi.bv, w) - widen(lo.bv, w)
         cur = State(dict(entry.locals), entry.mem.copy(), entry.conds)
+        total = ZERO
         self._cost_only += 1
         try:
             for j in range(count):
                 runs = span > j
-                it = cur.fork(runs)
+                it = State(dict(cur.locals), cur.mem.copy(), cur.conds + (runs,))
                 it.locals[s.counter.id] = Val(lo.bv + j if j else lo.bv, lo.lo + j,
                                               min(lo.hi + j, hi.hi - 1))
                 end = self.block(s.body, it, fr)
                 assert end is not None  # the body never returns
                 end.charge(self.cyc[isa.FORLOOP])
-                merged = _merge(cur, runs, end, cur.fork(z3.Not(runs)))
-                assert merged is not None
-                cur = merged
+                total = total.then(choose(runs, end.absolute(), ZERO))
+                cur = end
         finally:
             self._cost_only -= 1
-        return cur.absolute()
+        return total, cur
 
-    def _havoc(self, st: State, writes: Writes, tag: str) -> set[str]:
-        """Make everything ``writes`` names unknown in its type; the unknowns' keys."""
+    def _havoc(self, st: State, writes: Writes, tag: str,
+               narrowed: dict[int | str, tuple[int, int]] | None = None) -> set[str]:
+        """Make everything ``writes`` names unknown in its type (or in the interval
+        ``narrowed`` gives it); the unknowns' keys."""
         keys = set()
+        narrowed = narrowed or {}
         for lid, local in writes.locals.items():
             if lid in st.locals:
-                v = st.locals[lid] = self.inputs.fresh(Role.CARRIED, local.name, local.type)
-                keys.add(v.term.decl().name())
+                v = st.locals[lid] = self._carried(local.name, local.type, narrowed.get(lid))
+                if z3.is_app_of(v.term, z3.Z3_OP_UNINTERPRETED):
+                    keys.add(v.term.decl().name())
         index = self.inputs.index
         for name in sorted(writes.vars):  # sorted: the same unknowns on every run
             g = index.globals[name]
-            v = st.mem.vars[name] = self.inputs.fresh(Role.CARRIED, name, g.type,
-                                                      default=g.value)
-            keys.add(v.term.decl().name())
+            v = st.mem.vars[name] = self._carried(name, g.type, narrowed.get(name), g.value)
+            if z3.is_app_of(v.term, z3.Z3_OP_UNINTERPRETED):
+                keys.add(v.term.decl().name())
         for name in sorted(writes.arrays):
             a = st.mem.arrays[name] = self.inputs.array(
                 Role.CARRIED_ARRAY, name, default=array_default(index.arrays[name]))
             keys.add(a.decl().name())
         return keys
+
+    def _carried(self, name: str, ty: ir.Type, r: tuple[int, int] | None,
+                 default: int | None = None) -> Val:
+        """A value carried into an iteration: unknown in ``ty``, or in ``r`` if narrower."""
+        if r is not None and _narrower(r, ty):
+            if r[0] == r[1]:
+                return bool_const(bool(r[0])) if isinstance(ty, ir.BoolType) \
+                    else bv_const(r[0])
+            if isinstance(ty, ir.IntType):
+                return self.inputs.fresh(Role.CARRIED, name, ir.IntType(*r), default=default)
+        return self.inputs.fresh(Role.CARRIED, name, ty, default=default)
 
     # -- what code writes
 
@@ -717,7 +826,10 @@ class Executor:
         c = self.cyc
         if op in ir.COMPARISONS:
             st.charge(c[OPCODES[op]])
-            return _compare(op, a, b)
+            out = _compare(op, a, b)
+            if not a.is_bool:
+                self.shapes[out.term.get_id()] = (op, a, b)
+            return out
         st.charge(c[OPCODES[op]])
         x, y = a.bv, b.bv
         ta, tb = ir.IntType(a.lo, a.hi), ir.IntType(b.lo, b.hi)
@@ -727,7 +839,10 @@ class Executor:
                          _overflow_detail(op, a, b))
             term = x + y if op is ir.BinOp.ADD else x - y if op is ir.BinOp.SUB else x * y
             r = binary_range(op, ta, tb)
-            return Val(term, r.lo, r.hi)
+            out = Val(term, r.lo, r.hi)
+            if op is not ir.BinOp.MUL:
+                self.shapes[term.get_id()] = (op, a, b)
+            return out
         if op in (ir.BinOp.DIV, ir.BinOp.MOD):
             self.require(Kind.DIV_ZERO, e.right.span, st, fr, lambda: y != 0,
                          f"the divisor `{text(e.right)}` is not 0", not b.lo <= 0 <= b.hi,
@@ -770,6 +885,8 @@ class Executor:
             return z3.Not(self.branch(e.operand, st, fr, flipped))
         v = self.value(e, st, fr)
         st.charge(c[isa.JZ if jump is _Jump.UNLESS else isa.JNZ])
+        if v.lo == v.hi:  # decided by the intervals: one side never runs
+            return z3.BoolVal(bool(v.lo))
         return v.cond
 
 
@@ -822,6 +939,13 @@ def _compare(op: ir.BinOp, a: Val, b: Val) -> Val:
              ir.BinOp.NE: a.lo == a.hi == b.lo == b.hi}[op]
     lo, hi = (1, 1) if always else (0, 0) if never else (0, 1)
     return Val(terms[op](), lo, hi)
+
+
+def _narrower(r: tuple[int, int], ty: ir.Type) -> bool:
+    """Whether interval ``r`` excludes some value of type ``ty``."""
+    lo, hi = (0, 1) if isinstance(ty, ir.BoolType) else \
+        (ty.lo, ty.hi) if isinstance(ty, ir.IntType) else (INT_MIN, INT_MAX)
+    return r[0] > lo or r[1] < hi
 
 
 def _merge(parent: State, cond: z3.BoolRef, then: State | None,

@@ -282,3 +282,63 @@ task scan every 1 s {
     for script in (NativeScript(0, 700, 5000), NativeScript(5000, 1300, 0)):
         flight = fly(compiled, Inputs(params={"n": 2000}, natives={"flux": script}))
         assert judge(report, flight).sound, flight
+
+
+# --------------------------------------------------------------------------- tight bounds
+
+TIGHT_SHAPES = {
+    # triangular: the inner loop runs 0, 1, 2 ... times (the product said 29,690,768)
+    "tri": ("""\
+mission corot;
+config tri version 1;
+uses photometry;
+param n : int[0..300] = 300;
+var acc : int[0..268431360];
+task tri every 10 s {
+    for i in 0 .. n {
+        for j in 0 .. i { acc = window_sum(j, 8, 8); }
+    }
+}
+""", {"n": 300}, 14_899_836),
+    # a guard on the counter: dear for the first n_bright stars only (said 25,194,036)
+    "guard": ("""\
+mission corot;
+config guard version 1;
+uses photometry;
+param n : int[0..6000] = 6000;
+param n_bright : int[0..200] = 200;
+var acc : int[0..268431360];
+task g every 10 s {
+    for s in 0 .. n {
+        if s < n_bright { acc = window_sum(s, 32, 32); } else { acc = flux(s); }
+    }
+}
+""", {"n": 6000, "n_bright": 200}, 1_414_036),
+    # a flag the first iteration clears: dear once, beyond 16 trips (said 99,342,044)
+    "flag": ("""\
+mission corot;
+config flag version 1;
+uses photometry;
+param n : int[0..6000] = 6000;
+var acc : int[0..268431360];
+task f every 10 s {
+    let first : int[0..1] = 1;
+    for s in 0 .. n {
+        if first == 1 { acc = window_sum(s, 64, 64); first = 0; }
+        acc = flux(s);
+    }
+}
+""", {"n": 6000}, 598_504),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIGHT_SHAPES))
+def test_shapes_the_vvm_runs_at_a_fraction_of_the_product_are_bound_exactly(
+        tmp_path: Path, name: str) -> None:
+    text, params, cycles = TIGHT_SHAPES[name]
+    compiled, report = build(tmp_path, name, text)
+    assert report.status == "proven"
+    worst = report.budgets.tasks[0]
+    assert worst.exact and worst.bound == cycles
+    flight = fly(compiled, Inputs(params=params))
+    assert judge(report, flight).sound and flight.observed[worst.name] == cycles
