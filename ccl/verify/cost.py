@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import z3
 
+from ccl.verify.solver import solver_for
 from ccl.verify.terms import WIDTH, Val, widen
 from onboard.machine import opcode_cycles
 from onboard.mission import CostFormula, MissionProfile
@@ -337,8 +338,7 @@ class _Maximizer:
         self.bounds = Bounds()
         self.bounds.of(cost)
         self.enc = Encoder(max(WIDTH + 2, self.bounds.max_abs.bit_length() + 2))
-        self.solver = z3.SolverFor("QF_AUFBV")
-        self.solver.set(timeout=timeout_ms)
+        self.solver = solver_for(timeout_ms)
         self.solver.add(*facts)
         self.reason = ""
         self._refined: dict[int, tuple[int, int]] = {}  # loop: (max trips, max body)
