@@ -12,7 +12,8 @@ budget and the VVM never exceeds its share. The steps and what they cost (the mi
              checks reach the bytecode verifier)          -> rejected, or:
     stage    store_per_byte x slot bytes + journal         -> staged
     prepare  bind_per_code_byte x code bytes + journal     -> switched at the first frame
-             boundary with no job in flight; its ``on apply`` runs first -> active; if
+             boundary with no job in flight (jobs overrunning at that boundary are
+             dropped as overruns); its ``on apply`` runs first -> active; if
              loading or starting it fails in any way, the previous configuration runs on
              -> rolled back, the failure in the fate
     probation: ``probation_frames`` frames of simulated time; a fault of the new
@@ -224,8 +225,9 @@ class Reconfiguration:
             self.report(work.ticket, fate)
 
     def _boundary_ok(self, work: _Work) -> bool:
-        # A switch waits until no job is in flight; a rollback does not wait.
-        return work.step is _Step.ROLLBACK or not self.vvm.scheduler.busy
+        # A switch waits until no job is in flight (but overrunning ones, dropped at this
+        # boundary anyway); a rollback does not wait.
+        return work.step is _Step.ROLLBACK or self.vvm.scheduler.quiescent(self.vvm.now_ms)
 
     def switch(self, ticket: int) -> Fate:
         """Switch to the staged configuration now (a frame boundary with no job in flight,

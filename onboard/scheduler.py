@@ -90,8 +90,13 @@ class Scheduler:
 
     def install(self, program: Program, *, run_on_apply: bool) -> None:
         """Make ``program`` the one that runs from the next frame on: jobs of the previous
-        one are dropped (a switch happens at a frame boundary), its tasks are first released
-        now, and its ``on apply`` code runs first if asked."""
+        one are dropped (a switch happens at a frame boundary; those due again by now are
+        counted as overruns, as they would have been), its tasks are first released now,
+        and its ``on apply`` code runs first if asked."""
+        for job in self.jobs:
+            if job.order >= 0 and self.next_release[job.order] <= self.now_ms:
+                self.telemetry.tasks[job.name].overruns += 1
+                self._fault(self.now_ms, job, TrapCode.OVERRUN, job.unit, -1)
         self.program = program
         self.tasks = program.image.tasks
         self.next_release = [self.now_ms] * len(self.tasks)
@@ -113,6 +118,12 @@ class Scheduler:
     def busy(self) -> bool:
         """Whether a job is released and not finished."""
         return bool(self.jobs)
+
+    def quiescent(self, t: int) -> bool:
+        """Whether programs may be switched at frame boundary ``t``: no job in flight but
+        ones dropped here anyway, as overruns (a task overrunning every period must not
+        keep a fix from ever being switched to)."""
+        return all(job.order >= 0 and self.next_release[job.order] <= t for job in self.jobs)
 
     # ------------------------------------------------------------------ running
 

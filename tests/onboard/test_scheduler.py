@@ -129,3 +129,29 @@ def test_vvm_run_and_apply_end_on_a_configuration_that_overruns_every_period(
     status = vvm("status", state)
     assert status.returncode == 0 and "two v2" in status.stdout
     assert vvm("run", state, "--for", "1m").returncode == 0
+
+
+def test_a_fix_is_switched_to_although_a_task_overruns_every_period(tmp_path: Path) -> None:
+    """Without finishing (the spacecraft model runs on), a switch used to wait for a
+    boundary with no job in flight, which a task overrunning every period never leaves: the
+    fix stayed staged and every later patch was refused ``busy``. The jobs due again at a
+    boundary are dropped there as overruns anyway: the switch happens there."""
+    from onboard.spacecraft import Spacecraft
+
+    key = development_key("corot")
+    over = compile_text(tmp_path, "over", OVERRUNNING)
+    fix = compile_text(tmp_path, "two", TWO_TASKS.format(version=2, n=10, slow=1000))
+    sc = Spacecraft.create(over.mission, tmp_path / "store", key, probation_frames=10)
+    sc.install(over.image, [v.image for v in over.vmlets])  # loaded before launch
+    sc.run_until(5_000)
+    overruns = sc.vvm.telemetry.tasks["spin"].overruns
+    assert overruns >= 40 and sc.vvm.scheduler.busy
+    sc.vvm.receive_patch(pack(fix.image, [v.image for v in fix.vmlets], fix.mission, key,
+                              seq=1, base=over.image).data, 1)
+    sc.run_until(10_000)
+    assert sc.vvm.reconfiguration is not None
+    assert [e.fate.status.value for e in sc.vvm.reconfiguration.events] == [
+        "received", "staged", "active", "committed"]
+    assert sc.vvm.telemetry.config_name == "two"
+    # the job in flight at the switch was overrunning: counted, not lost
+    assert sc.vvm.telemetry.tasks["spin"].overruns > overruns
