@@ -37,7 +37,6 @@ from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from onboard.image import Image
 from onboard.loader import LoadError, Program
 from onboard.reference import Memory
 from onboard.store import Phase, Store
@@ -169,8 +168,7 @@ def _resume(vvm: VVM, snapshot: Snapshot) -> None:
     program = _load(vvm, store, snapshot.running)
     if program is not None:
         vvm.activate(program, run_on_apply=False, carry_state=False)
-        if len(snapshot.next_release) == len(vvm.scheduler.next_release):
-            vvm.scheduler.next_release = list(snapshot.next_release)
+        _restore_releases(vvm, snapshot)
     probation = snapshot.probation
     if probation is not None:
         if probation.previous is not None:
@@ -189,31 +187,23 @@ def _reboot(vvm: VVM, snapshot: Snapshot | None, unseen_ticket: int | None) -> N
     unseen = store.state().seq if unseen_ticket is None else unseen_ticket
     # 1. the store: a configuration on probation is not trusted after a reset
     known = snapshot.probation if snapshot is not None else None
-    on_probation = snapshot.running if known is not None and snapshot is not None else None
-    fate = patcher.boot(on_probation.config if on_probation is not None else None)
+    tried = snapshot.running if snapshot is not None and known is not None else None
+    fate = patcher.boot(tried.config if tried is not None else None)
     if fate is not None:
         rc.report(known.ticket if known is not None else unseen, fate)
     # 2. the current configuration, with what the snapshot kept of its state
+    running = snapshot.running if snapshot is not None else None
     saved = _saved_for(snapshot, store)
     program = _load(vvm, store, saved)
     if program is not None:
-        running = snapshot.running if snapshot is not None else None
-        same = saved is not None and saved.data is not None \
-            and running is not None and running.config == saved.config
-        switched = False
-        if saved is None and running is not None and running.data is not None:
-            # The snapshot ran another configuration: the switch it did not see happens now.
-            switched = True
-            image = _image(store, running.config)
-            if image is not None:
-                memory = Memory([g.value for g in image.globals], (),
-                                [list(a.values) for a in image.arrays], ())
-                if restore_memory(memory, running.data):
-                    carry_from(image, memory, program)
+        # The snapshot ran another configuration: the switch it never saw happens now.
+        switched = saved is None and running is not None and running.data is not None
+        if switched:
+            assert running is not None
+            _carry_saved(store, running, program)
         vvm.activate(program, run_on_apply=switched, carry_state=False)
-        if same and snapshot is not None \
-                and len(snapshot.next_release) == len(vvm.scheduler.next_release):
-            vvm.scheduler.next_release = list(snapshot.next_release)
+        if snapshot is not None and saved is not None and saved is running:
+            _restore_releases(vvm, snapshot)  # the same configuration goes on
     # 3. a configuration staged at the reset: switched to as planned, or rolled back
     if store.phase is Phase.STAGED:
         rc.switch(unseen)
@@ -230,12 +220,23 @@ def _saved_for(snapshot: Snapshot | None, store: Store) -> SavedData | None:
     return next((c for c in candidates if c is not None and c.config == current), None)
 
 
-def _image(store: Store, config: bytes) -> Image | None:
-    """The image of configuration ``config`` if the store still holds it."""
-    for held in (store.current(), store.previous()):
-        if held is not None and held.hash == config:
-            return held.config
-    return None
+def _restore_releases(vvm: VVM, snapshot: Snapshot) -> None:
+    """The task releases as saved (for the configuration the snapshot ran)."""
+    if len(snapshot.next_release) == len(vvm.scheduler.next_release):
+        vvm.scheduler.next_release = list(snapshot.next_release)
+
+
+def _carry_saved(store: Store, saved: SavedData, program: Program) -> None:
+    """Carry into ``program`` the state ``saved`` holds of another configuration, if the
+    store still holds that configuration's image (which says what the bytes are)."""
+    image = next((c.config for c in (store.current(), store.previous())
+                  if c is not None and c.hash == saved.config), None)
+    if image is None or saved.data is None:
+        return
+    memory = Memory([g.value for g in image.globals], (),
+                    [list(a.values) for a in image.arrays], ())
+    if restore_memory(memory, saved.data):
+        carry_from(image, memory, program)
 
 
 def _load(vvm: VVM, store: Store, saved: SavedData | None) -> Program | None:

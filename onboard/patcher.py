@@ -658,9 +658,7 @@ class Patcher:
         """Switch to the staged configuration (call at a frame boundary); probation starts.
         The VVM then loads it and runs its ``on apply``."""
         config = self.store.activate()
-        self._clean_frames = 0
-        self._log(Fate(FateStatus.ACTIVE, self.store.state().seq, config.hash[:HASH_BYTES],
-                       message=f"probation for {self.probation_frames} frames"))
+        self._started(config)
         return config
 
     def switch(self, start: Callable[[Configuration], None]) -> Fate:
@@ -675,6 +673,10 @@ class Patcher:
         except Exception as exc:  # whatever went wrong, the previous configuration runs on
             why = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
             return self.abort(f"the switch failed: {why}")
+        return self._started(config)
+
+    def _started(self, config: Configuration) -> Fate:
+        """Probation of ``config`` starts: count from zero, log it active."""
         self._clean_frames = 0
         return self._log(Fate(FateStatus.ACTIVE, self.store.state().seq,
                               config.hash[:HASH_BYTES],

@@ -94,6 +94,7 @@ class _Work:
     rejected: PatchRejected | None = None
     program: Program | None = None
     data: bytes = b""
+    why: str = ""  # of a rollback
 
 
 class Reconfiguration:
@@ -111,7 +112,6 @@ class Reconfiguration:
         self.listeners: list[FateListener] = []
         self.previous: Program | None = None  # what a rollback returns to
         self.probation_ticket: int | None = None
-        self.rollback_reason = ""  # why the rollback under way happens
         self.probation_end_ms: int | None = None
         self.counted_to_ms = 0  # probation frames counted up to this time
         # A configuration staged before a reset is switched to by ``onboard.boot``.
@@ -219,7 +219,7 @@ class Reconfiguration:
         elif work.step is _Step.PREPARE:
             self.switch(work.ticket)
         elif work.step is _Step.ROLLBACK:
-            self._roll_back(work.ticket, work.program)
+            self._roll_back(work.ticket, work.program, work.why)
         elif work.step is _Step.COMMIT:
             fate = self.patcher.commit()
             self.report(work.ticket, fate)
@@ -259,8 +259,7 @@ class Reconfiguration:
         if fault:
             self._end_probation()
             faults = self.vvm.telemetry.faults
-            self.rollback_reason = "a fault during probation" + (
-                f" ({faults[-1]})" if faults else "")
+            why = "a fault during probation" + (f" ({faults[-1]})" if faults else "")
             rebind = 0
             previous = self.previous
             if previous is None:
@@ -268,7 +267,7 @@ class Reconfiguration:
                 if store_previous is not None:
                     rebind = self.costs.bind_per_code_byte * _code_bytes(store_previous)
             self.work = _Work(_Step.ROLLBACK, ticket, self.costs.journal + rebind,
-                              program=previous)
+                              program=previous, why=why)
         elif self.patcher.count_clean_frames(frames):
             self._end_probation()
             self.work = _Work(_Step.COMMIT, ticket, self.costs.journal)
@@ -277,8 +276,8 @@ class Reconfiguration:
         self.probation_end_ms = None
         self.probation_ticket = None
 
-    def _roll_back(self, ticket: int, previous: Program | None) -> None:
-        fate = self.patcher.abort(self.rollback_reason)
+    def _roll_back(self, ticket: int, previous: Program | None, why: str) -> None:
+        fate = self.patcher.abort(why)
         config = self.patcher.store.current()
         if previous is None and config is not None:
             try:
