@@ -533,10 +533,14 @@ def _patches(tmp_path: Path, configs: Configs) -> tuple[Path, Path]:
     return v2, v3
 
 
-def _status(state: Path) -> dict[str, Any]:
+def _idle_on(state: Path, configs: Configs, name: str) -> dict[str, Any]:
+    """``vvm status --json``, checked: exit 0, the store idle, configuration ``name``."""
     shown = vvm("status", state, "--json")
     assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
-    return json.loads(shown.stdout)  # type: ignore[no-any-return]
+    status: dict[str, Any] = json.loads(shown.stdout)
+    assert status["store"]["phase"] == "idle"
+    assert status["config"]["hash"] == configs.image(name).content_hash.hex()
+    return status
 
 
 def test_cli_an_activation_failure_rolls_back_with_the_reason(tmp_path: Path,
@@ -547,9 +551,7 @@ def test_cli_an_activation_failure_rolls_back_with_the_reason(tmp_path: Path,
     assert "Traceback" not in applied.stderr, applied.stderr
     assert applied.returncode == 1 and "rolled-back" in applied.stdout
     assert "IndentationError" in applied.stdout
-    shown = _status(state)
-    assert shown["store"]["phase"] == "idle"
-    assert shown["config"]["hash"] == configs.image("v1").content_hash.hex()
+    _idle_on(state, configs, "v1")
     assert vvm("apply", state, v3).returncode == 0
 
 
@@ -561,9 +563,7 @@ def test_cli_a_staged_configuration_failing_after_a_reset_is_rolled_back_once(
     for _ in range(2):  # the first reboot rolls it back; the second does not try it again
         ran = vvm_where("translating v2 fails", "run", state, "--for", "10s")
         assert ran.returncode == 0 and "Traceback" not in ran.stderr, ran.stderr
-    shown = _status(state)
-    assert shown["store"]["phase"] == "idle"
-    assert shown["config"]["hash"] == configs.image("v1").content_hash.hex()
+    shown = _idle_on(state, configs, "v1")
     fates = [p for p in shown["patches"] if p["seq"] == 2]
     assert [p["status"] for p in fates] == ["rolled-back"]
     assert "IndentationError" in fates[0]["message"]
@@ -576,7 +576,7 @@ def test_cli_a_cut_after_the_probation_record_does_not_leave_probation_forever(
     v2, v3 = _patches(tmp_path, configs)
     assert vvm_where("after the store, before the state", "apply", state, v2).returncode == 75
     assert vvm("run", state, "--for", "2m").returncode == 0
-    assert _status(state)["store"]["phase"] == "idle"
+    _idle_on(state, configs, "v1")
     applied = vvm("apply", state, v3)  # before: refused `busy`, forever
     assert applied.returncode == 0 and "busy" not in applied.stdout, applied.stdout
     assert "committed" in vvm("run", state, "--for", "2m").stdout
@@ -592,6 +592,4 @@ def test_cli_a_cut_after_the_commit_record_reboots_cleanly(tmp_path: Path,
     for _ in range(2):  # before: every later command raised (a stale probation)
         ran = vvm("run", state, "--for", "2m")
         assert ran.returncode == 0 and "Traceback" not in ran.stderr, ran.stderr
-    shown = _status(state)
-    assert shown["store"]["phase"] == "idle"
-    assert shown["config"]["hash"] == configs.image("v2").content_hash.hex()
+    _idle_on(state, configs, "v2")
