@@ -2,8 +2,9 @@
 
 Stdlib only (argparse): the onboard side stands alone. ``vvm init/load/apply/run/status``
 drive a simulated VVM kept in a state directory (``onboard.simulator``); ``vvm inspect``
-reads an image as the satellite would. Exit codes: 0 ok, 1 rejected input (a refused image
-or patch), 2 usage.
+reads an image as the satellite would. Exit codes: 0 ok, 1 rejected input (a refused image,
+a patch rejected or rolled back at its switch), 2 usage. Opening a state directory whose
+last run was cut short reboots its VVM (``onboard.boot``), with a note on stderr.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ def _missions(args: argparse.Namespace) -> tuple[Path, ...]:
     return tuple(Path(d) for d in args.missions)
 
 
+def _open(args: argparse.Namespace) -> Simulator:
+    """Open the state directory; say so if its VVM had to reboot (its last run was cut
+    short, e.g. by a power loss)."""
+    sim = Simulator.open(Path(args.state), _missions(args))
+    if sim.rebooted:
+        store = sim.vvm.status().get("store") or {}
+        print(f"vvm: note: {args.state}: the last run did not finish (power loss?): the VVM "
+              f"rebooted from its store (now {store.get('phase')}, current "
+              f"{(store.get('current') or '-')[:16]})", file=sys.stderr)
+    return sim
+
+
 def _cmd_init(args: argparse.Namespace) -> int:
     key = None
     if args.key is not None:
@@ -52,7 +65,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
-    sim = Simulator.open(Path(args.state), _missions(args))
+    sim = _open(args)
     for name in args.images:
         try:
             data = Path(name).read_bytes()
@@ -89,7 +102,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         data = Path(args.patch).read_bytes()
     except OSError as exc:
         return _fail(f"cannot read {args.patch}: {exc.strerror}", "check the path", 2)
-    sim = Simulator.open(Path(args.state), _missions(args))
+    sim = _open(args)
     events = sim.apply(data)
     last = events[-1].fate
     if args.json:
@@ -102,6 +115,10 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"  the state is unchanged; {_REJECTION_HINT}", file=sys.stderr)
         return 1
+    if last.status is FateStatus.ROLLED_BACK:
+        if not args.json:
+            print(f"  {_ROLLBACK_HINT}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -109,12 +126,16 @@ _REJECTION_HINT = ("re-pack it against the configuration on board (`vvm status` 
                    "hash) with a sequence number above the last accepted")
 
 
+_ROLLBACK_HINT = ("the switch to it failed and was rolled back: the previous configuration "
+                  "runs on; its sequence number is used up, re-pack the fix with a higher one")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     try:
         ms = parse_duration(args.duration)
     except ValueError as exc:
         return _fail(str(exc), "durations look like 90s, 30m, 6h, 2d", 2)
-    sim = Simulator.open(Path(args.state), _missions(args))
+    sim = _open(args)
     seen = len(sim.reconfiguration.events)
     start = sim.vvm.now_ms
     sim.run(ms)
@@ -128,7 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    sim = Simulator.open(Path(args.state), _missions(args))
+    sim = _open(args)
     status = sim.vvm.status()
     if args.json:
         print(json.dumps(status, indent=1))

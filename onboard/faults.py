@@ -19,6 +19,7 @@ class TrapCode(IntEnum):
     NATIVE_ARG = 5  # native argument outside its declared range
     NATIVE_RESULT = 6  # native returned a value outside its declared range (host fault)
     OVERRUN = 7  # task not finished by its next release (raised by the scheduler)
+    INTERNAL = 8  # the engine itself failed running the job (a VVM bug): stopped as a trap
 
 
 class Trap(Exception):

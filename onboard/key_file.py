@@ -22,19 +22,27 @@ from pathlib import Path
 KEY_FILE_MODE = 0o600
 
 
+def open_secret(path: Path) -> int:
+    """A new file at ``path`` for writing a secret: owner-only whatever the umask, created
+    afresh (what an interrupted write left there is unlinked first; unlink never follows a
+    link) and never through a symbolic link. Returns its descriptor."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, KEY_FILE_MODE)
+    os.fchmod(fd, KEY_FILE_MODE)  # the umask may have taken bits off; never more
+    return fd
+
+
 def write_key_file(path: Path, text: str, *, force: bool = False) -> None:
     """Write ``text`` to the key file ``path`` (see the module docstring). Raises
     ``FileExistsError`` if something is at ``path`` and ``force`` is false, ``OSError`` for
     any other failure (the path is then unchanged)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        os.unlink(tmp)  # left by an interrupted write; unlink never follows a link
-    except FileNotFoundError:
-        pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, KEY_FILE_MODE)
+    fd = open_secret(tmp)
     try:
         try:
-            os.fchmod(fd, KEY_FILE_MODE)  # the umask may have taken bits off; never more
             data = memoryview(text.encode("ascii"))
             while data:
                 data = data[os.write(fd, data):]

@@ -28,11 +28,14 @@ it uses (``receive`` and ``end_frame`` do the same steps at once, for direct use
     fate = patcher.stage(accepted)          # -> STAGED: written into the spare slot
     config = patcher.activate()             # at a frame boundary: the VVM loads it, runs
                                             #   `on apply`; probation starts
+    fate = patcher.switch(start)            # the same, with the loading: recorded on
+                                            #   probation first, rolled back if start raises
     if patcher.count_clean_frames(n):       # frames of probation without a trap or overrun
         patcher.commit()                    #   enough of them: keep it
     patcher.abort("load failed: ...")       # roll back now (a fault, or a failed load)
     patcher.boot()                          # after a reset: a configuration that was on
-                                            #   probation is rolled back
+                                            #   probation is rolled back (``onboard.boot``
+                                            #   then switches to a staged one)
     patcher.fates                           # every fate so far, for telemetry
 
 Stdlib and construct only: the onboard side must stand alone.
@@ -58,6 +61,7 @@ from onboard.image import (
     VmletRef,
     decode_image,
 )
+from onboard.loader import LoadError
 from onboard.machine import Limits, slot_bytes
 from onboard.mission import MissionProfile
 from onboard.patch_format import (
@@ -657,10 +661,29 @@ class Patcher:
         """Switch to the staged configuration (call at a frame boundary); probation starts.
         The VVM then loads it and runs its ``on apply``."""
         config = self.store.activate()
-        self._clean_frames = 0
-        self._log(Fate(FateStatus.ACTIVE, self.store.state().seq, config.hash[:HASH_BYTES],
-                       message=f"probation for {self.probation_frames} frames"))
+        self._started(config)
         return config
+
+    def switch(self, start: Callable[[Configuration], None]) -> Fate:
+        """Switch to the staged configuration (at a frame boundary, or at boot): the journal
+        records it on probation first, so a reset from here on rolls it back (a switch that
+        crashes the VVM is never retried); then ``start`` loads and starts it. If ``start``
+        raises any exception, the switch is rolled back at once, the reason in the fate, and
+        the VVM must still run what it ran before. Returns the fate: active or rolled back."""
+        config = self.store.activate()
+        try:
+            start(config)
+        except Exception as exc:  # whatever went wrong, the previous configuration runs on
+            why = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
+            return self.abort(f"the switch failed: {why}")
+        return self._started(config)
+
+    def _started(self, config: Configuration) -> Fate:
+        """Probation of ``config`` starts: count from zero, log it active."""
+        self._clean_frames = 0
+        return self._log(Fate(FateStatus.ACTIVE, self.store.state().seq,
+                              config.hash[:HASH_BYTES],
+                              message=f"probation for {self.probation_frames} frames"))
 
     @property
     def clean_frames(self) -> int:
@@ -698,11 +721,24 @@ class Patcher:
         return self._log(Fate(FateStatus.ROLLED_BACK, state.seq, _prefix(dropped),
                               message=why))
 
-    def boot(self) -> Fate | None:
-        """After a reset: a configuration that was on probation is rolled back."""
-        if self.store.phase is Phase.PROBATION:
+    def boot(self, probation: bytes | None = None) -> Fate | None:
+        """After a reset: a configuration that was on probation is rolled back (it was not
+        confirmed, or its switch crashed). A staged one is left for the caller to ``switch``
+        to once the current configuration runs (``onboard.boot``). ``probation``: the hash
+        of the configuration the VVM last knew on probation (from its saved state), if any;
+        if the store has ended that probation since, its fate is told again (the reset lost
+        it). Returns the fate, if any."""
+        state = self.store.state()
+        if state.phase is Phase.PROBATION:
             return self.abort("reset during probation")
-        return None
+        if probation is None:
+            return None
+        seq = state.seq if state.phase is Phase.IDLE else None
+        if state.current == probation:
+            return self._log(Fate(FateStatus.COMMITTED, seq, _prefix(probation),
+                                  message="committed before the reset"))
+        return self._log(Fate(FateStatus.ROLLED_BACK, seq, _prefix(probation),
+                              message="rolled back before the reset"))
 
     def _log(self, fate: Fate) -> Fate:
         self.fates.append(fate)

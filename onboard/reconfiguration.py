@@ -12,12 +12,21 @@ budget and the VVM never exceeds its share. The steps and what they cost (the mi
              checks reach the bytecode verifier)          -> rejected, or:
     stage    store_per_byte x slot bytes + journal         -> staged
     prepare  bind_per_code_byte x code bytes + journal     -> switched at the first frame
-             boundary with no job in flight; its ``on apply`` runs first -> active
-    probation: ``probation_frames`` frames of simulated time; a trap or an overrun of the
-             new configuration in any of them ->
+             boundary with no job in flight (jobs overrunning at that boundary are
+             dropped as overruns); its ``on apply`` runs first -> active; if
+             loading or starting it fails in any way, the previous configuration runs on
+             -> rolled back, the failure in the fate
+    probation: ``probation_frames`` frames of simulated time; a fault of the new
+             configuration in any of them (a trap, an overrun, or its code failing in the
+             engine, ``on apply`` included) ->
     rollback journal (+ binding again if the previous program is not in memory) -> the
              previous configuration runs again from the next boundary -> rolled back
     commit   journal                                        -> committed
+
+The switch records the configuration on probation in the store *before* loading it
+(``Patcher.switch``), so that a reset at any point of a switch, even one that crashes the
+VVM, rolls it back at boot (``onboard.boot``): a failing configuration is tried once, never
+again after every reset.
 
 A step's effect takes place when its last cycle has been paid (a check is computed when it
 starts, which is equivalent: nothing it reads changes while it runs). Complete patches wait
@@ -85,6 +94,7 @@ class _Work:
     rejected: PatchRejected | None = None
     program: Program | None = None
     data: bytes = b""
+    why: str = ""  # of a rollback
 
 
 class Reconfiguration:
@@ -104,12 +114,7 @@ class Reconfiguration:
         self.probation_ticket: int | None = None
         self.probation_end_ms: int | None = None
         self.counted_to_ms = 0  # probation frames counted up to this time
-        staged = patcher.store.staged() if patcher.store.phase is Phase.STAGED else None
-        if staged is not None:
-            # Staged before a reset: it passed every check, so switch to it as planned.
-            self.work = _Work(_Step.PREPARE, patcher.store.last_seq,
-                              self.costs.bind_per_code_byte * _code_bytes(staged)
-                              + self.costs.journal)
+        # A configuration staged before a reset is switched to by ``onboard.boot``.
 
     # ------------------------------------------------------------------ input
 
@@ -117,10 +122,10 @@ class Reconfiguration:
         """A complete patch (from the receiver). Queued for checking; refused ``busy`` when
         the queue is full. Returns its fate so far."""
         if len(self.pending) >= self.costs.max_pending:
-            return self._fate(ticket, Fate(FateStatus.REJECTED, None, None, Reason.BUSY,
+            return self.report(ticket, Fate(FateStatus.REJECTED, None, None, Reason.BUSY,
                                            f"{len(self.pending)} patches already wait"))
         self.pending.append((ticket, data))
-        return self._fate(ticket, Fate(FateStatus.RECEIVED, message=f"{len(data)} bytes"))
+        return self.report(ticket, Fate(FateStatus.RECEIVED, message=f"{len(data)} bytes"))
 
     @property
     def busy(self) -> bool:
@@ -199,7 +204,7 @@ class Reconfiguration:
         c = self.costs
         if work.step is _Step.CHECK:
             if work.rejected is not None:
-                self._fate(work.ticket, self.patcher.reject(work.data, work.rejected))
+                self.report(work.ticket, self.patcher.reject(work.data, work.rejected))
                 return
             assert work.accepted is not None
             slot = len(work.accepted.configuration.encode())
@@ -207,39 +212,42 @@ class Reconfiguration:
                               accepted=work.accepted)
         elif work.step is _Step.STAGE:
             assert work.accepted is not None
-            self._fate(work.ticket, self.patcher.stage(work.accepted))
+            self.report(work.ticket, self.patcher.stage(work.accepted))
             self.work = _Work(_Step.PREPARE, work.ticket,
                               c.bind_per_code_byte * _code_bytes(work.accepted.configuration)
                               + c.journal)
         elif work.step is _Step.PREPARE:
-            self._switch(work.ticket)
+            self.switch(work.ticket)
         elif work.step is _Step.ROLLBACK:
-            self._roll_back(work.ticket, work.program)
+            self._roll_back(work.ticket, work.program, work.why)
         elif work.step is _Step.COMMIT:
             fate = self.patcher.commit()
-            self._fate(work.ticket, fate)
+            self.report(work.ticket, fate)
 
     def _boundary_ok(self, work: _Work) -> bool:
-        # A switch waits until no job is in flight; a rollback does not wait.
-        return work.step is _Step.ROLLBACK or not self.vvm.scheduler.busy
+        # A switch waits until no job is in flight (but overrunning ones, dropped at this
+        # boundary anyway); a rollback does not wait.
+        return work.step is _Step.ROLLBACK or self.vvm.scheduler.quiescent(self.vvm.now_ms)
 
-    def _switch(self, ticket: int) -> None:
-        staged = self.patcher.store.staged()
-        assert staged is not None
-        try:
-            program = self.vvm.prepare(staged.config, staged.vmlets)
-        except LoadError as exc:
-            self._fate(ticket, self.patcher.abort(f"load failed: {exc}"))
-            return
-        self.previous = self.vvm.program
-        config = self.patcher.activate()
-        assert config.hash == program.image.content_hash
-        self.vvm.activate(program)
-        self.probation_ticket = ticket
-        now = self.vvm.now_ms
-        self.probation_end_ms = now + self.patcher.probation_frames * self.frame_ms
-        self.counted_to_ms = now
-        self._fate(ticket, self.patcher.fates[-1])
+    def switch(self, ticket: int) -> Fate:
+        """Switch to the staged configuration now (a frame boundary with no job in flight,
+        or boot): load it and start it on probation, its ``on apply`` first; if anything
+        fails, it is rolled back and the program running goes on. Never raises (but a power
+        loss)."""
+        vvm = self.vvm
+        previous = vvm.program
+
+        def start(config: Configuration) -> None:
+            vvm.activate(vvm.prepare(config.config, config.vmlets))
+
+        fate = self.patcher.switch(start)
+        if fate.status is FateStatus.ACTIVE:
+            self.previous = previous
+            self.probation_ticket = ticket
+            now = vvm.now_ms
+            self.probation_end_ms = now + self.patcher.probation_frames * self.frame_ms
+            self.counted_to_ms = now
+        return self.report(ticket, fate)
 
     def _count_probation(self, until_ms: int, *, fault: bool) -> None:
         """Probation frames up to ``until_ms``; commit when enough, roll back on a fault."""
@@ -250,6 +258,8 @@ class Reconfiguration:
         ticket = self.probation_ticket
         if fault:
             self._end_probation()
+            faults = self.vvm.telemetry.faults
+            why = "a fault during probation" + (f" ({faults[-1]})" if faults else "")
             rebind = 0
             previous = self.previous
             if previous is None:
@@ -257,7 +267,7 @@ class Reconfiguration:
                 if store_previous is not None:
                     rebind = self.costs.bind_per_code_byte * _code_bytes(store_previous)
             self.work = _Work(_Step.ROLLBACK, ticket, self.costs.journal + rebind,
-                              program=previous)
+                              program=previous, why=why)
         elif self.patcher.count_clean_frames(frames):
             self._end_probation()
             self.work = _Work(_Step.COMMIT, ticket, self.costs.journal)
@@ -266,19 +276,23 @@ class Reconfiguration:
         self.probation_end_ms = None
         self.probation_ticket = None
 
-    def _roll_back(self, ticket: int, previous: Program | None) -> None:
-        fate = self.patcher.abort("a trap or overrun during probation")
+    def _roll_back(self, ticket: int, previous: Program | None, why: str) -> None:
+        fate = self.patcher.abort(why)
         config = self.patcher.store.current()
         if previous is None and config is not None:
-            previous = self.vvm.prepare(config.config, config.vmlets)
+            try:
+                previous = self.vvm.prepare(config.config, config.vmlets)
+            except LoadError:
+                previous = None  # run nothing rather than crash: a patch can still come
         if previous is not None:
             self.vvm.activate(previous, run_on_apply=False, carry_state=False)
         else:
             self.vvm.deactivate()
         self.previous = None
-        self._fate(ticket, fate)
+        self.report(ticket, fate)
 
-    def _fate(self, ticket: int, fate: Fate) -> Fate:
+    def report(self, ticket: int, fate: Fate) -> Fate:
+        """Record a fate of patch ``ticket`` in telemetry and tell the listeners."""
         self.events.append(PatchEvent(self.vvm.now_ms, ticket, fate))
         for listener in self.listeners:
             listener(ticket, fate)

@@ -8,6 +8,22 @@ fit and resuming in the next frame. A job still unfinished at its task's next re
 overrun fault: it is dropped and the new job starts. When nothing is ready, the clock jumps
 to the next release: idle time costs nothing to simulate. Host time never enters: a run is
 a function of the program, the host's seed and the simulated clock.
+
+A job whose code fails in the engine itself (any exception but a trap: a VVM bug) is
+stopped as a trap would stop it, with the fault code ``internal``, and charged the rest of
+the frame; a fault, like a trap or an overrun, is what rolls a configuration on probation
+back.
+
+Finishing (``run_until(end, finish_jobs=True)``, so that a state can be saved with no job
+in flight): past ``end`` frames go on as usual, tasks released on their periods (a resumed
+run then goes on exactly as one long run would), until no job is in flight and patch
+handling waits for nothing but time. A task that overruns ends this: at the first release
+boundary past ``end`` where a job is still in flight, that job is dropped as an overrun (as
+always) and nothing more is released in this run; the jobs still in flight finish or are
+dropped at their own next release, so the run ends at the latest one task period after the
+overrun. The releases held back are made, late, by the next run. Without an overrun,
+finishing ends at the latest at the end of the task set's hyperperiod (every job released
+before it has met its deadline by then).
 """
 
 from __future__ import annotations
@@ -74,8 +90,13 @@ class Scheduler:
 
     def install(self, program: Program, *, run_on_apply: bool) -> None:
         """Make ``program`` the one that runs from the next frame on: jobs of the previous
-        one are dropped (a switch happens at a frame boundary), its tasks are first released
-        now, and its ``on apply`` code runs first if asked."""
+        one are dropped (a switch happens at a frame boundary; those due again by now are
+        counted as overruns, as they would have been), its tasks are first released now,
+        and its ``on apply`` code runs first if asked."""
+        for job in self.jobs:
+            if job.order >= 0 and self.next_release[job.order] <= self.now_ms:
+                self.telemetry.tasks[job.name].overruns += 1
+                self._fault(self.now_ms, job, TrapCode.OVERRUN, job.unit, -1)
         self.program = program
         self.tasks = program.image.tasks
         self.next_release = [self.now_ms] * len(self.tasks)
@@ -98,6 +119,12 @@ class Scheduler:
         """Whether a job is released and not finished."""
         return bool(self.jobs)
 
+    def quiescent(self, t: int) -> bool:
+        """Whether programs may be switched at frame boundary ``t``: no job in flight but
+        ones dropped here anyway, as overruns (a task overrunning every period must not
+        keep a fix from ever being switched to)."""
+        return all(job.order >= 0 and self.next_release[job.order] <= t for job in self.jobs)
+
     # ------------------------------------------------------------------ running
 
     def run_until(self, end_ms: int, *, finish_jobs: bool = False) -> None:
@@ -105,14 +132,18 @@ class Scheduler:
         no job is in flight and patch handling waits for nothing but time, so the state can
         be saved between runs)."""
         bg = self.background
+        holding = False  # finishing after an overrun: nothing more is released
         while self.now_ms < end_ms or (finish_jobs and (self.jobs or (bg is not None
                                                                       and bg.busy))):
             t = self.now_ms
             # Patch handling first, in its reserve; a switch of programs happens here, at
             # the frame boundary, before the frame's releases.
             reserved = bg.step(t, self.reserve_per_frame) if bg is not None else 0
-            self._release(t)
-            if not self.jobs and not reserved and not (bg is not None and bg.busy):
+            if t >= end_ms and not holding and self._overrunning(t):
+                holding = True  # see "Finishing" in the module docstring
+            overruns = self._release(t, hold=holding)
+            if not self.jobs and not reserved and not overruns \
+                    and not (bg is not None and bg.busy):
                 if self.now_ms >= end_ms:
                     break
                 # jump over idle frames to the frame holding the next event
@@ -125,6 +156,7 @@ class Scheduler:
                 continue
             self.host.advance(t)
             used, faults = self._run_frame(t) if self.jobs else (0, 0)
+            faults += overruns
             self.telemetry.record_frame(t // self.frame_ms, used + reserved)
             self.now_ms = t + self.frame_ms
             if bg is not None:
@@ -132,7 +164,15 @@ class Scheduler:
             if self.on_frame is not None:
                 self.on_frame(t, faults)
 
-    def _release(self, t: int) -> None:
+    def _overrunning(self, t: int) -> bool:
+        """Whether a job in flight is still unfinished at its task's next release, due by
+        ``t``."""
+        return any(job.order >= 0 and self.next_release[job.order] <= t for job in self.jobs)
+
+    def _release(self, t: int, *, hold: bool = False) -> int:
+        """Release the jobs due by ``t``, dropping as overruns the unfinished jobs of their
+        tasks; with ``hold``, only drop (the releases wait). Returns the overruns."""
+        overruns = 0
         for i, task in enumerate(self.tasks):
             while self.next_release[i] <= t:
                 release = self.next_release[i]
@@ -142,10 +182,14 @@ class Scheduler:
                         stats = self.telemetry.tasks[task.name]
                         stats.overruns += 1
                         self._fault(t, job, TrapCode.OVERRUN, job.unit, -1)
+                        overruns += 1
                         break
+                if hold:
+                    break
                 self.jobs.append(Job(task.name, task.function, release,
                                      release + task.period_ms, task.period_ms, i))
                 self.next_release[i] = release + task.period_ms
+        return overruns
 
     def _run_frame(self, t: int) -> tuple[int, int]:
         """Run jobs earliest deadline first within one frame's budget; return the cycles
@@ -173,6 +217,14 @@ class Scheduler:
                 self.jobs.remove(job)
                 self._count(job, completed=False)
                 self._fault(t, job, trap.code, trap.unit, trap.offset)
+                faults += 1
+                continue
+            except Exception:  # the engine failed, not the program: stopped as by a trap
+                job.cycles += budget  # what it used is unknown: the rest of the frame
+                budget = 0
+                self.jobs.remove(job)
+                self._count(job, completed=False)
+                self._fault(t, job, TrapCode.INTERNAL, job.unit, -1)
                 faults += 1
                 continue
             # suspended: its next instruction does not fit in what is left of the frame

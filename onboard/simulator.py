@@ -5,20 +5,44 @@ configuration images directly (as on the bench); ``vvm apply`` hands the VVM a p
 the receiver would; ``vvm run`` advances the simulated clock; ``vvm status`` reads the
 telemetry. The directory holds::
 
-    state.json       mission, seed, clock, VMlets loaded directly, task releases, telemetry,
-                     patch fates and probation
-    images/HASH.vvmi every image loaded directly (content-addressed)
     store/           the configuration store (``onboard.store``): slots and journal, the
-                     satellite's persistent memory; a rejected patch leaves it byte-identical
-    patch.key        the key patches must be authenticated with (hex, as ``ccl keygen``)
-    data.bin         the active configuration's data memory (globals, then arrays)
+                     satellite's persistent memory and the one truth about which
+                     configuration is current; a rejected patch leaves it byte-identical
+    state.json       the VVM's snapshot (``onboard.boot.Snapshot``): mission, seed, clock,
+                     the store epoch it was taken against, task releases, probation,
+                     VMlets loaded directly, telemetry and patch fates, and the SHA-256 of
+                     each file below as it belongs to this snapshot
+    data.bin         the data memory of the configuration running (globals, then arrays)
     previous.bin     on probation: the data of the configuration a rollback returns to
     frames.bin       per busy frame: frame index and cycles (two int64 arrays)
+    images/HASH.vvmi every image loaded directly (content-addressed)
+    patch.key        the key patches must be authenticated with (hex, as ``ccl keygen``)
 
 A run always stops with no job in flight and no patch work half done (it finishes what was
-started before the requested end), so the saved state is complete and a resumed run
-continues exactly where a single long run would have been. Every file is replaced
-atomically (write, then rename).
+started before the requested end, see ``onboard.scheduler``), so the saved state is
+complete and a resumed run continues where a single long run would have been.
+
+Write order, and why any prefix of it recovers to the old state or the new one. Every write
+goes through one ``onboard.disk.Disk``, each synced before the next:
+
+1. during a command, the store writes its slots and journal as the VVM applies patches;
+   each journal record is the commit point of one store operation;
+2. an image loaded directly is written to ``images/`` (atomically) before anything refers
+   to it;
+3. ``save`` writes each of ``data.bin``, ``previous.bin`` and ``frames.bin`` whose content
+   changed as ``NAME.new`` (in place; a torn one is told by its hash), then replaces
+   ``state.json`` atomically -- the commit point of the snapshot -- and only then renames
+   each ``NAME.new`` over ``NAME``.
+
+Opening reads ``state.json`` and takes each file from ``NAME`` or, if the last save was cut
+after its commit point, from ``NAME.new`` (renamed into place then), whichever has the hash
+``state.json`` names; then ``onboard.boot.start`` resumes the snapshot if it was taken
+against the journal record the store holds now, or else reboots: the store wins, a
+configuration on probation is rolled back, a staged one is switched to, and the state the
+snapshot holds is used only where it belongs to the configuration that now runs. After a
+reboot the recovered state is saved at once. So a power cut anywhere -- in the store, in the
+snapshot's files, or in the writes of a reboot itself -- ends, at the next command, in the
+old configuration or the new one, running, with new patches accepted.
 
 The host is the mission's simulated spacecraft: ``missions/NAME/natives.py`` loaded by
 file path (the onboard side imports nothing of the ground's packages).
@@ -26,29 +50,33 @@ file path (the onboard side imports nothing of the ground's packages).
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from array import array
 from pathlib import Path
 from typing import Any
 
+from onboard import boot
+from onboard.disk import Disk
 from onboard.faults import Fault, TrapCode
 from onboard.host import mission_host
 from onboard.image import Image, ImageError, ImageKind, decode_image
-from onboard.key_file import write_key_file
-from onboard.loader import Program
+from onboard.loader import LoadError
 from onboard.mission import MissionProfile, find_mission
 from onboard.patch_format import Reason, development_key, key_from_text
 from onboard.patcher import Fate, FateStatus, KeyRefused, Patcher
 from onboard.reconfiguration import PatchEvent, Reconfiguration
-from onboard.reference import Memory
 from onboard.store import Configuration, Phase, Store, StoreError
 from onboard.telemetry import TaskStats
 from onboard.vvm import VVM
 
 STATE_FILE = "state.json"
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 KEY_FILE = "patch.key"
+DATA_FILE = "data.bin"
+PREVIOUS_FILE = "previous.bin"
+FRAMES_FILE = "frames.bin"
+PENDING = ".new"  # suffix of a file written by a save whose state.json is not yet in place
 
 
 class StateError(Exception):
@@ -60,42 +88,23 @@ class StateError(Exception):
         self.hint = hint
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _memory_bytes(memory: Memory) -> bytes:
-    data = array("q", memory.globals)
-    for arr in memory.arrays:
-        data.extend(arr)
-    return data.tobytes()
-
-
-def _restore_memory(memory: Memory, raw_bytes: bytes) -> None:
-    raw = array("q")
-    raw.frombytes(raw_bytes)
-    n = len(memory.globals)
-    memory.globals[:] = raw[:n].tolist()
-    at = n
-    for arr in memory.arrays:  # in place: the translated code holds these lists
-        arr[:] = raw[at:at + len(arr)].tolist()
-        at += len(arr)
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class Simulator:
     """A VVM, its patcher and its store, bound to a state directory."""
 
-    def __init__(self, directory: Path, vvm: VVM, seed: int, images: dict[str, str]) -> None:
+    def __init__(self, directory: Path, vvm: VVM, seed: int, images: dict[str, str],
+                 disk: Disk) -> None:
         self.directory = directory
         self.vvm = vvm
         self.seed = seed
         self.images = images  # content hash (hex) -> kind, of every image loaded directly
         self.tickets = 0  # patches handed to the VVM so far
+        self.disk = disk
+        self.rebooted = False  # opening found a reset to recover from
+        self._files: dict[str, str] = {}  # file -> hash, as saved and in place
 
     @property
     def reconfiguration(self) -> Reconfiguration:
@@ -106,22 +115,45 @@ class Simulator:
 
     @staticmethod
     def init(directory: Path, mission: str, seed: int,
-             mission_dirs: tuple[Path, ...] = (), key: bytes | None = None) -> Simulator:
-        """Create a new state directory (it must not hold a state already). ``key``: the
-        patch key (default: the mission's development key, which a flight profile
-        refuses)."""
+             mission_dirs: tuple[Path, ...] = (), key: bytes | None = None,
+             disk: Disk | None = None) -> Simulator:
+        """Create a new state directory (it must not hold a state already; what an init cut
+        short by a power loss left is taken over). ``key``: the patch key (default: the
+        mission's development key, which a flight profile refuses)."""
+        disk = disk or Disk()
         if (directory / STATE_FILE).exists():
             raise StateError(f"{directory} already holds a VVM state",
                              "choose another directory, or delete this one")
         profile = find_mission(mission, mission_dirs)
         key = development_key(profile.name) if key is None else key
-        (directory / "images").mkdir(parents=True, exist_ok=True)
-        store = Store.init(directory / "store")
-        write_key_file(directory / KEY_FILE, f"# patch key of this VVM\n{key.hex()}\n",
-                       force=True)  # 0600, never through a symbolic link
-        sim = Simulator(directory, Simulator._vvm(profile, seed, store, key), seed, {})
+        store = Simulator._unfinished_store(directory / "store", disk)
+        disk.mkdir(directory / "images")
+        if store is None:
+            try:
+                store = Store.init(directory / "store", disk)
+            except StoreError as exc:  # a store that does not open: not ours to overwrite
+                raise StateError(f"{exc}; it does not open",
+                                 "choose another directory, or delete this one") from None
+        # 0600, never through a symbolic link
+        disk.replace(directory / KEY_FILE, f"# patch key of this VVM\n{key.hex()}\n".encode(),
+                     secret=True)
+        sim = Simulator(directory, Simulator._vvm(profile, seed, store, key), seed, {}, disk)
         sim.save()
         return sim
+
+    @staticmethod
+    def _unfinished_store(directory: Path, disk: Disk) -> Store | None:
+        """The empty store an ``init`` cut short left in ``directory``, to be taken over;
+        None if there is no usable one. Raises ``StateError`` if it holds configurations."""
+        try:
+            store = Store.open(directory, disk)
+        except StoreError:
+            return None
+        state = store.state()
+        if state.phase is not Phase.IDLE or state.current is not None or state.last_seq:
+            raise StateError(f"{directory.parent} holds a configuration store but no VVM "
+                             f"state", "choose another directory, or delete this one")
+        return store
 
     @staticmethod
     def _vvm(profile: MissionProfile, seed: int, store: Store, key: bytes) -> VVM:
@@ -132,8 +164,11 @@ class Simulator:
         return VVM(profile, mission_host(profile, seed), patcher)
 
     @staticmethod
-    def open(directory: Path, mission_dirs: tuple[Path, ...] = ()) -> Simulator:
-        """Open an existing state directory."""
+    def open(directory: Path, mission_dirs: tuple[Path, ...] = (),
+             disk: Disk | None = None) -> Simulator:
+        """Open an existing state directory: resume its VVM, or reboot it if its last run
+        was cut short (see the module docstring; the recovered state is saved at once)."""
+        disk = disk or Disk()
         path = directory / STATE_FILE
         try:
             state = json.loads(path.read_text())
@@ -149,12 +184,12 @@ class Simulator:
         profile = find_mission(state["mission"], mission_dirs)
         try:
             key = key_from_text((directory / KEY_FILE).read_text())
-            store = Store.open(directory / "store")
+            store = Store.open(directory / "store", disk)
         except (OSError, ValueError, StoreError) as exc:
             raise StateError(f"{directory}: the key or the store is unusable: {exc}",
                              "the state directory is damaged; init anew") from None
         sim = Simulator(directory, Simulator._vvm(profile, state["seed"], store, key),
-                        state["seed"], dict(state["images"]))
+                        state["seed"], dict(state["images"]), disk)
         sim._restore(state)
         return sim
 
@@ -166,39 +201,39 @@ class Simulator:
             raise StateError(f"stored image {path} is unusable: {exc}",
                              "the state directory is damaged; init anew") from None
 
-    def _program(self, config: Configuration) -> Program:
-        return self.vvm.prepare(config.config, config.vmlets)
+    def _file(self, name: str, digest: str | None) -> bytes | None:
+        """The contents of ``name`` as the snapshot has it (hash ``digest``), from ``name``
+        or from the ``name.new`` of a save cut short after its commit point (renamed into
+        place now); None if neither holds it (lost, or no such file in this snapshot)."""
+        if digest is None:
+            return None
+        for candidate in (name, name + PENDING):
+            try:
+                data = (self.directory / candidate).read_bytes()
+            except OSError:
+                continue
+            if _sha(data) == digest:
+                if candidate != name:  # finish the save the power cut interrupted
+                    self.disk.rename(self.directory / candidate, self.directory / name)
+                self._files[name] = digest
+                return data
+        return None
 
     def _restore(self, state: dict[str, Any]) -> None:
         vvm = self.vvm
         rc = self.reconfiguration
         for h in state["vmlets"]:
-            vvm.load_vmlet(self._image(h))
-        sched = vvm.scheduler
-        sched.now_ms = state["now_ms"]
+            try:
+                vvm.load_vmlet(self._image(h))
+            except LoadError as exc:
+                raise StateError(f"stored VMlet {h[:16]} no longer loads: {exc.message}",
+                                 "the state directory is damaged; init anew") from None
+        files = state["files"]
         tel = vvm.telemetry
-        store = rc.patcher.store
-        current = store.current()
-        if current is not None:
-            program = self._program(current)
-            vvm.activate(program, run_on_apply=False, carry_state=False)
-            sched.next_release = list(state["next_release"])
-            _restore_memory(program.memory, (self.directory / "data.bin").read_bytes())
-        probation = state["probation"]
-        if probation is not None:
-            previous = store.previous()
-            if previous is not None:
-                rc.previous = self._program(previous)
-                _restore_memory(rc.previous.memory,
-                                (self.directory / "previous.bin").read_bytes())
-            rc.probation_ticket = probation["ticket"]
-            rc.probation_end_ms = probation["end_ms"]
-            rc.counted_to_ms = probation["counted_to_ms"]
-            rc.patcher.count_clean_frames(probation["clean_frames"])
-        rc.events = [PatchEvent(e["time_ms"], e["ticket"], _fate(e)) for e in state["patches"]]
-        self.tickets = state["tickets"]
         frames = array("q")
-        frames.frombytes((self.directory / "frames.bin").read_bytes())
+        raw = self._file(FRAMES_FILE, files.get(FRAMES_FILE))
+        if raw is not None and len(raw) % (2 * frames.itemsize) == 0:
+            frames.frombytes(raw)  # else lost: the frame record starts again
         half = len(frames) // 2
         tel.frames = frames[:half]
         tel.cycles = frames[half:]
@@ -206,33 +241,66 @@ class Simulator:
         tel.fault_count = state["fault_count"]
         tel.faults = [Fault(f["time_ms"], f["task"], TrapCode[f["code"].upper()], f["unit"],
                             f["offset"]) for f in state["faults"]]
+        rc.events = [PatchEvent(e["time_ms"], e["ticket"], _fate(e)) for e in state["patches"]]
+        self.tickets = state["tickets"]
+        running = None
+        if state["running"] is not None:
+            running = boot.SavedData(bytes.fromhex(state["running"]),
+                                     self._file(DATA_FILE, files.get(DATA_FILE)))
+        probation = None
+        p = state["probation"]
+        if p is not None:
+            previous = None
+            if p["previous"] is not None:
+                previous = boot.SavedData(bytes.fromhex(p["previous"]),
+                                          self._file(PREVIOUS_FILE, files.get(PREVIOUS_FILE)))
+            probation = boot.SavedProbation(p["ticket"], p["end_ms"], p["counted_to_ms"],
+                                            p["clean_frames"], previous)
+        snapshot = boot.Snapshot(state["store_epoch"], state["now_ms"], running,
+                                 tuple(state["next_release"]), probation)
+        # A patch the snapshot never saw was handed over by the command the power cut
+        # short, under the next ticket.
+        self.rebooted = boot.start(vvm, snapshot, unseen_ticket=self.tickets + 1)
+        self.tickets = max([self.tickets, *(e.ticket for e in rc.events)])
+        if self.rebooted:
+            vvm.run_for(0, finish_jobs=True)  # the on apply of a switch at boot runs now
+            self.save()
 
     def save(self) -> None:
-        """Write the state (each file atomically; ``state.json`` last)."""
+        """Write the state in the documented order: changed files as ``NAME.new``, then
+        ``state.json`` (the commit point), then the renames into place."""
         vvm = self.vvm
         rc = self.reconfiguration
         assert not vvm.scheduler.busy and not rc.busy, "saved only between jobs and steps"
-        program = vvm.program
-        _write_atomic(self.directory / "data.bin",
-                      _memory_bytes(program.memory) if program is not None else b"")
-        probation = None
-        if rc.probation_end_ms is not None:
-            probation = {"ticket": rc.probation_ticket, "end_ms": rc.probation_end_ms,
-                         "counted_to_ms": rc.counted_to_ms,
-                         "clean_frames": rc.patcher.clean_frames}
-            if rc.previous is not None:
-                _write_atomic(self.directory / "previous.bin", _memory_bytes(rc.previous.memory))
+        snapshot = boot.take(vvm)
         tel = vvm.telemetry
-        _write_atomic(self.directory / "frames.bin", (tel.frames + tel.cycles).tobytes())
+        running = snapshot.running
+        contents = {DATA_FILE: (running.data or b"") if running is not None else b"",
+                    FRAMES_FILE: (tel.frames + tel.cycles).tobytes()}
+        probation = None
+        p = snapshot.probation
+        if p is not None:
+            probation = {"ticket": p.ticket, "end_ms": p.end_ms,
+                         "counted_to_ms": p.counted_to_ms, "clean_frames": p.clean_frames,
+                         "previous": p.previous.config.hex() if p.previous else None}
+            if p.previous is not None:
+                contents[PREVIOUS_FILE] = p.previous.data or b""
+        files = {name: _sha(data) for name, data in contents.items()}
+        written = [name for name in contents if self._files.get(name) != files[name]]
+        for name in written:
+            self.disk.write(self.directory / (name + PENDING), contents[name])
         state = {
             "format": STATE_FORMAT,
             "mission": vvm.profile.name,
             "seed": self.seed,
-            "now_ms": vvm.now_ms,
+            "store_epoch": snapshot.store_epoch,
+            "now_ms": snapshot.now_ms,
+            "running": snapshot.running.config.hex() if snapshot.running else None,
+            "next_release": list(snapshot.next_release),
+            "probation": probation,
+            "files": files,
             "images": self.images,
             "vmlets": [h for h, kind in self.images.items() if kind == "vmlet"],
-            "next_release": vvm.scheduler.next_release,
-            "probation": probation,
             "tickets": self.tickets,
             "patches": [e.to_json() for e in rc.events],
             "tasks": [t.as_dict() for t in tel.tasks.values()],
@@ -240,7 +308,10 @@ class Simulator:
             "faults": [{"time_ms": f.time_ms, "task": f.task, "code": f.code.name.lower(),
                         "unit": f.unit, "offset": f.offset} for f in tel.faults],
         }
-        _write_atomic(self.directory / STATE_FILE, json.dumps(state, indent=1).encode())
+        self.disk.replace(self.directory / STATE_FILE, json.dumps(state, indent=1).encode())
+        for name in written:
+            self.disk.rename(self.directory / (name + PENDING), self.directory / name)
+        self._files = files
 
     # ------------------------------------------------------------------ commands
 
@@ -250,20 +321,21 @@ class Simulator:
         ``LoadError`` and change nothing on failure. Returns what was done, in words."""
         vvm = self.vvm
         store = self.reconfiguration.patcher.store
+        h = image.content_hash.hex()
         if image.kind is ImageKind.VMLET:
             vvm.load_vmlet(image)
+            self.disk.replace(self.directory / "images" / f"{h}.vvmi", image.encode())
             what = f"VMlet {image.name} v{image.version} loaded"
         else:
             if store.phase is not Phase.IDLE:
                 raise StateError(f"a patch is {store.phase.value}",
                                  "let it commit or roll back first (`vvm run`)")
             program = vvm.prepare(image)
+            self.disk.replace(self.directory / "images" / f"{h}.vvmi", image.encode())
             store.install(Configuration(image, tuple(v.image for v in program.vmlets)))
             vvm.activate(program)
             vvm.run_for(0, finish_jobs=True)  # on apply runs now, within the share
             what = f"configuration {image.name} v{image.version} active"
-        h = image.content_hash.hex()
-        _write_atomic(self.directory / "images" / f"{h}.vvmi", image.encode())
         self.images[h] = image.kind.name.lower()
         self.save()
         return what

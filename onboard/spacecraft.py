@@ -8,6 +8,7 @@ This is what an end-to-end simulation drives from the ground side::
     sc.run_until(t_ms)                          # the tasks run, patches are handled
     sc.receive(frame_bytes)                     # a TC frame arrives during a pass
     raw = sc.report()                           # telemetry for the next pass
+    sc.reboot()                                 # a reset: only the store survives
 
 The receiver authenticates every frame with the mission's link key (``key`` is the patch
 key, ``link_key`` the link key; a flight profile refuses the development ones) and hands
@@ -16,6 +17,12 @@ transfer id on its first use); every later fate of the patch (staged, active, co
 rejected, rolled back) is written back into the receiver, so the next telemetry report
 carries it.
 Everything runs on the simulated clock: host time never enters.
+
+A reset (``reboot``) loses everything but the configuration store -- the VVM's memory, the
+receiver's transfers -- while the clock and the instrument go on; the onboard software
+starts again through ``onboard.boot.start``, the path the ``vvm`` simulator takes too (with
+no snapshot: a configuration on probation is rolled back, a staged one switched to, the
+current one starts from its declared values).
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from onboard.host import mission_host
+from onboard.boot import start
+from onboard.host import Host, mission_host
 from onboard.image import Image
 from onboard.link_security import check_link_key
 from onboard.mission import MissionProfile
@@ -41,6 +49,8 @@ class Spacecraft:
     vvm: VVM
     receiver: Receiver
     store: Store
+    key: bytes
+    link_key: bytes
 
     @staticmethod
     def create(profile: MissionProfile, directory: Path, key: bytes, link_key: bytes, *,
@@ -49,9 +59,25 @@ class Spacecraft:
         ``KeyRefused`` (patch key) or ``LinkKeyRefused`` (link key) for a key the profile
         refuses; the link key is checked before the store is created."""
         check_link_key(profile, link_key)
-        store = Store.init(directory)
+        return Spacecraft._assemble(profile, Store.init(directory), key, link_key,
+                                    mission_host(profile, seed), probation_frames)
+
+    def reboot(self) -> None:
+        """A reset now: the onboard software starts again from the store (see the module
+        docstring); the clock and the instrument go on."""
+        patcher = self.vvm.reconfiguration.patcher if self.vvm.reconfiguration else None
+        fresh = Spacecraft._assemble(self.vvm.profile, Store.open(self.store.directory),
+                                     self.key, self.link_key, self.vvm.host,
+                                     patcher.probation_frames if patcher else None)
+        fresh.vvm.scheduler.now_ms = self.vvm.now_ms
+        start(fresh.vvm, None)
+        self.vvm, self.receiver, self.store = fresh.vvm, fresh.receiver, fresh.store
+
+    @staticmethod
+    def _assemble(profile: MissionProfile, store: Store, key: bytes, link_key: bytes,
+                  host: Host, probation_frames: int | None) -> Spacecraft:
         patcher = Patcher(profile, store, key, probation_frames=probation_frames)
-        vvm = VVM(profile, mission_host(profile, seed), patcher)
+        vvm = VVM(profile, host, patcher)
 
         def handoff(ticket: int, data: bytes) -> int:
             return vvm.receive_patch(data, ticket).code
@@ -63,7 +89,7 @@ class Spacecraft:
 
         assert vvm.reconfiguration is not None
         vvm.reconfiguration.listeners.append(fate_changed)
-        return Spacecraft(vvm, receiver, store)
+        return Spacecraft(vvm, receiver, store, key, link_key)
 
     @property
     def now_ms(self) -> int:

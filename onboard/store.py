@@ -14,8 +14,8 @@ Operations and the phases they move between (``state()`` reports the phase)::
                   STAGED --rollback()--> IDLE (the staged configuration is dropped)
                PROBATION --rollback()--> IDLE (the previous configuration is current again)
 
-Crash safety: every persistent write goes through ``Disk.write`` (tests replace it with
-``FaultyDisk`` to cut the power at any write, leaving a torn file). ``stage`` first writes
+Crash safety: every persistent write goes through a ``Disk`` (``onboard.disk``; tests give
+a ``FaultyDisk`` to cut the power at any write, leaving a torn file). ``stage`` first writes
 the configuration into the *spare* slot, which no journal record references, then writes
 the journal; every other operation writes only the journal. A journal record carries an
 epoch and a CRC-32 and goes to the copy the newest valid record is *not* in, so a torn
@@ -34,7 +34,6 @@ Stdlib and construct only: the onboard side must stand alone.
 from __future__ import annotations
 
 import hashlib
-import os
 import zlib
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -42,7 +41,13 @@ from pathlib import Path
 
 import construct as cs
 
+from onboard.disk import Disk, FaultyDisk, PowerLoss
 from onboard.image import Image, ImageError, ImageKind, decode_image
+
+#: ``Disk``, ``FaultyDisk`` and ``PowerLoss`` live in ``onboard.disk``; they are named here
+#: too because the store is where most callers meet them.
+__all__ = ["Configuration", "Disk", "FaultyDisk", "Phase", "PowerLoss", "SlotRecord",
+           "Store", "StoreError", "StoreState"]
 
 SLOTS = 3
 NONE = 0xFF  # "no slot" in a journal record
@@ -52,52 +57,6 @@ SLOT_FILES = tuple(f"slot.{i}" for i in range(SLOTS))
 
 class StoreError(Exception):
     """A state directory that is not a usable store, or an operation in the wrong phase."""
-
-
-class PowerLoss(Exception):
-    """Raised by ``FaultyDisk`` at the write where the power is cut (simulation only)."""
-
-
-class Disk:
-    """The one place where the store writes persistently: whole files, synced."""
-
-    def write(self, path: Path, data: bytes) -> None:
-        """Replace the contents of ``path`` with ``data`` and sync it to stable storage."""
-        new = not path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:  # the directory entry must survive the power loss too
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
-
-class FaultyDisk(Disk):
-    """A disk whose power fails at write number ``fail_at`` (0-based): that write leaves the
-    first half of its data when ``torn`` (else nothing), then ``PowerLoss`` is raised."""
-
-    def __init__(self, fail_at: int | None = None, *, torn: bool = True) -> None:
-        self.fail_at = fail_at
-        self.torn = torn
-        self.writes = 0
-
-    def write(self, path: Path, data: bytes) -> None:
-        index = self.writes
-        self.writes += 1
-        if index == self.fail_at:
-            if self.torn:
-                with open(path, "wb") as f:
-                    f.write(data[:len(data) // 2])
-            raise PowerLoss(f"power lost during write {index} ({path.name})")
-        super().write(path, data)
 
 
 class Phase(StrEnum):
@@ -244,11 +203,12 @@ class Store:
     @classmethod
     def init(cls, directory: Path, disk: Disk | None = None) -> Store:
         """Make ``directory`` an empty store (no configuration yet)."""
-        directory.mkdir(parents=True, exist_ok=True)
+        disk = disk or Disk()
         if _newest_journal(directory) is not None:
             raise StoreError(f"{directory} already holds a store")
+        disk.mkdir(directory)
         journal = Journal(1, Phase.IDLE, 0, 0, None, None, None, (SlotRecord(),) * SLOTS)
-        store = cls(directory, journal, disk or Disk())
+        store = cls(directory, journal, disk)
         store._disk.write(directory / JOURNAL_FILES[1], _encode_journal(journal))
         return store
 

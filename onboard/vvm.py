@@ -15,7 +15,8 @@ cross-checks); ``run_for`` runs the periodic tasks frame by frame.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from onboard.machine import Limits
 from onboard.mission import MissionProfile
 from onboard.patcher import Fate, Patcher
 from onboard.reconfiguration import Reconfiguration
+from onboard.reference import Memory
 from onboard.scheduler import Scheduler
 from onboard.telemetry import Telemetry
 
@@ -74,33 +76,37 @@ class VVM:
 
     def load_vmlet(self, image: Image) -> LoadedVmlet:
         """Load (or replace) a VMlet; raise ``LoadError`` and change nothing on failure."""
-        loaded = load_vmlet(image, self.profile, self.host)
+        with _loading(image):
+            loaded = load_vmlet(image, self.profile, self.host)
         self.vmlets[image.name] = loaded
         return loaded
 
     def prepare(self, config: Image, vmlets: Sequence[Image] = ()) -> Program:
         """Verify, bind and translate ``config`` (with ``vmlets`` loaded on top of the ones
-        already here) without switching to it; raise ``LoadError``."""
-        candidates = dict(self.vmlets)
-        for image in vmlets:
-            candidates[image.name] = load_vmlet(image, self.profile, self.host)
-        return load_config(config, tuple(candidates.values()), self.profile, self.host)
+        already here) without switching to it; raise ``LoadError``, also when the engine
+        itself fails on it (a translator bug must refuse a configuration, never crash)."""
+        with _loading(config):
+            candidates = dict(self.vmlets)
+            for image in vmlets:
+                candidates[image.name] = load_vmlet(image, self.profile, self.host)
+            return load_config(config, tuple(candidates.values()), self.profile, self.host)
 
     def activate(self, program: Program, *, run_on_apply: bool = True,
                  carry_state: bool = True) -> None:
         """Switch to ``program`` at the next frame boundary; its ``on apply`` runs first.
         With ``carry_state``, its state variables and arrays of unchanged name and type take
-        the values they have in the program it replaces."""
+        the values they have in the program it replaces. All or nothing: if it raises, the
+        VVM runs what it ran before, untouched."""
+        if carry_state and self.program is not None and self.program is not program:
+            carry(self.program, program)  # writes only the new program's memory
+        self.scheduler.install(program, run_on_apply=run_on_apply)
         for v in program.vmlets:
             self.vmlets[v.image.name] = v
-        if carry_state and self.program is not None and self.program is not program:
-            carry(self.program, program)
         self.program = program
         img = program.image
         self.telemetry.config_hash = img.content_hash
         self.telemetry.config_name = img.name
         self.telemetry.config_version = img.version
-        self.scheduler.install(program, run_on_apply=run_on_apply)
 
     def deactivate(self) -> None:
         """Run no configuration (a rollback of the first one ever applied)."""
@@ -216,14 +222,34 @@ def carry(old: Program, new: Program) -> None:
     """Give ``new``'s state variables and arrays the values of ``old``'s of the same name
     and declared type (range, and length for arrays), in place (the translated code holds
     the memory's lists)."""
-    globals_ = {g.name: (i, g) for i, g in enumerate(old.image.globals) if g.writable}
+    carry_from(old.image, old.memory, new)
+
+
+def carry_from(image: Image, memory: Memory, new: Program) -> None:
+    """``carry`` from the data ``memory`` of a configuration ``image`` that need not be
+    loaded (a saved state, after a reset)."""
+    globals_ = {g.name: (i, g) for i, g in enumerate(image.globals) if g.writable}
     for i, g in enumerate(new.image.globals):
         hit = globals_.get(g.name)
         if g.writable and hit is not None and (hit[1].lo, hit[1].hi) == (g.lo, g.hi):
-            new.memory.globals[i] = old.memory.globals[hit[0]]
-    arrays = {a.name: (i, a) for i, a in enumerate(old.image.arrays) if a.writable}
+            new.memory.globals[i] = memory.globals[hit[0]]
+    arrays = {a.name: (i, a) for i, a in enumerate(image.arrays) if a.writable}
     for i, a in enumerate(new.image.arrays):
         was = arrays.get(a.name)
         if a.writable and was is not None and \
                 (was[1].lo, was[1].hi, was[1].length) == (a.lo, a.hi, a.length):
-            new.memory.arrays[i][:] = old.memory.arrays[was[0]]
+            new.memory.arrays[i][:] = memory.arrays[was[0]]
+
+
+@contextmanager
+def _loading(image: Image) -> Iterator[None]:
+    """Turn any failure while loading ``image`` into a ``LoadError``: whatever an image does
+    to the engine, the VVM refuses it and runs on."""
+    try:
+        yield
+    except LoadError:
+        raise
+    except Exception as exc:  # a bug of the engine, met by this image
+        raise LoadError("internal", f"`{image.name}` v{image.version} cannot be loaded: the "
+                                    f"VVM failed on it ({type(exc).__name__}: {exc})") \
+            from None
