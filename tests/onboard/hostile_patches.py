@@ -414,11 +414,58 @@ def _random_instruction(rng: random.Random) -> bytes:
     return bytes(out)
 
 
+_SAME_SHAPE = (
+    (isa.ADD, isa.SUB, isa.MUL, isa.DIV, isa.MOD, isa.MIN, isa.MAX, isa.EQ, isa.NE, isa.LT,
+     isa.LE, isa.GT, isa.GE),
+    (isa.NEG, isa.ABS, isa.NOT),
+    (isa.JZ, isa.JNZ),
+    (isa.LOAD_L, isa.LOAD_G),
+    (isa.STORE_L, isa.STORE_G),
+)
+
+
+def _encode(opcode: int, operands: list[int]) -> bytes | None:
+    info = isa.op_info(opcode)
+    assert info is not None
+    out = bytearray([opcode])
+    try:
+        for kind, value in zip(info.operands, operands, strict=True):
+            if kind is isa.Operand.IMM:
+                isa.encode_svarint(value, out)
+            else:
+                isa.encode_uvarint(value, out)
+    except ValueError:
+        return None
+    return bytes(out)
+
+
+def _retouched(ins: bytes, rng: random.Random) -> bytes:
+    """One instruction with its opcode swapped for one of the same shape, or one operand
+    changed (immediates to extremes, indices and offsets by a little)."""
+    (d,) = isa.decode(ins)
+    operands = list(d.operands)
+    group = next((g for g in _SAME_SHAPE if d.opcode in g), None)
+    if group is not None and (not operands or rng.random() < 0.5):
+        return _encode(rng.choice(group), operands) or ins
+    if not operands:
+        return ins
+    k = rng.randrange(len(operands))
+    kind = d.info.operands[k]
+    if kind is isa.Operand.IMM:
+        operands[k] = rng.choice((0, 1, -1, 2, isa.INT_MAX, isa.INT_MIN, isa.INT_MAX // 2,
+                                  operands[k] + 1, -operands[k]))
+    else:
+        operands[k] = max(0, operands[k] + rng.choice((-2, -1, 1, 2)))
+    return _encode(d.opcode, operands) or ins
+
+
 def mutate_code(code: bytes, rng: random.Random) -> tuple[bytes, str]:
-    """Bytecode with one edit: an instruction inserted, dropped, duplicated, swapped or
-    replaced, or (when it does not decode) a byte flipped."""
+    """Bytecode with one edit: an instruction retouched (same-shape opcode, an operand),
+    inserted, dropped, duplicated, swapped or replaced, or (when it does not decode) a byte
+    flipped."""
     ins = _instructions(code)
-    op = rng.choice(("insert", "drop", "dup", "swap", "replace", "byte", "cut"))
+    op = rng.choice(("retouch", "retouch", "retouch", "insert", "drop", "dup", "swap",
+                     "replace", "byte", "cut"))
     if not ins or op == "byte":
         if not code:
             return _random_instruction(rng), "random instruction"
@@ -426,7 +473,9 @@ def mutate_code(code: bytes, rng: random.Random) -> tuple[bytes, str]:
         return code[:i] + bytes([code[i] ^ (1 << rng.randrange(8))]) + code[i + 1:], \
             f"flip byte {i}"
     i = rng.randrange(len(ins))
-    if op == "insert":
+    if op == "retouch":
+        ins[i] = _retouched(ins[i], rng)
+    elif op == "insert":
         ins.insert(i, _random_instruction(rng))
     elif op == "drop":
         del ins[i]
@@ -439,6 +488,44 @@ def mutate_code(code: bytes, rng: random.Random) -> tuple[bytes, str]:
     elif op == "cut":
         del ins[i:]
     return b"".join(ins), f"{op} instruction {i}"
+
+
+def mutate_unit(s: Structure, rng: random.Random, corpus: Corpus) -> str:
+    """A code unit's bytecode (``mutate_code``), or its frame: in the CODE section; a delta
+    without one gets one that replaces a unit of the base (a removal and a new entry)."""
+    code = next((sec for sec in s.sections if sec[0] is SectionType.CODE), None)
+    if code is None or not code[2]:
+        if s.header.full:
+            raise Skip
+        units = corpus.base.config.functions
+        i = rng.randrange(len(units))
+        u = units[i]
+        removals = next((sec for sec in s.sections if sec[0] is SectionType.REMOVALS), None)
+        if removals is None:
+            removals = [SectionType.REMOVALS, Codec.NONE, []]
+            s.sections.append(removals)
+        group = next((g for g in removals[2] if g["list"] == 6), None)
+        if group is None:
+            group = {"list": 6, "indices": []}
+            removals[2].append(group)
+            removals[2].sort(key=lambda g: g["list"])
+        if i in group["indices"]:
+            raise Skip
+        group["indices"] = sorted([*group["indices"], i])
+        code = [SectionType.CODE, Codec.NONE, [{
+            "index": i, "name": u.name, "n_params": u.n_params, "n_locals": u.n_locals,
+            "returns": u.returns, "max_stack": u.max_stack, "code": u.code}]]
+        s.sections = [sec for sec in s.sections if sec[0] is not SectionType.CODE]
+        s.sections.append(code)
+        s.sections.sort(key=lambda sec: int(sec[0]))
+    entry = rng.choice(code[2])
+    if rng.random() < 0.15:
+        what = rng.choice(("n_locals", "max_stack", "n_params", "returns"))
+        entry[what] = (not entry[what]) if what == "returns" else max(
+            0, entry[what] + rng.choice((-1, 1, 2, 64)))
+        return f"CODE unit {entry['index']}: {what} = {entry[what]}"
+    entry["code"], how = mutate_code(entry["code"], rng)
+    return f"CODE unit {entry['index']} ({entry['name']}): {how}"
 
 
 def mutate_vmlet(s: Structure, rng: random.Random, corpus: Corpus) -> str:
@@ -563,8 +650,8 @@ def mutate_header(s: Structure, rng: random.Random) -> str:
 
 
 MUTATIONS: tuple[tuple[str, int], ...] = (
-    ("int", 6), ("list", 4), ("bytes", 4), ("name", 1), ("vmlet", 2), ("section", 2),
-    ("header", 1))
+    ("int", 6), ("list", 4), ("bytes", 2), ("code", 6), ("name", 1), ("vmlet", 3),
+    ("section", 2), ("header", 1))
 
 
 def _apply(s: Structure, name: str, rng: random.Random, corpus: Corpus) -> str:
@@ -574,6 +661,8 @@ def _apply(s: Structure, name: str, rng: random.Random, corpus: Corpus) -> str:
         return mutate_list(s, rng)
     if name == "bytes":
         return mutate_bytes(s, rng)
+    if name == "code":
+        return mutate_unit(s, rng, corpus)
     if name == "name":
         return mutate_name(s, rng)
     if name == "vmlet":
