@@ -18,6 +18,13 @@ stable ``Reason`` (see ``onboard.patch_format``), the field and the byte offset:
                                                claims (CLAIM_MISMATCH)
                                           15. the bytecode verifier (VERIFIER)
 
+Steps 12 and 13 decode under a budget fixed from the claims that passed step 11
+(``onboard.patch_format.decoding_budget``): every count, length and expansion is bounded
+before anything is allocated on it, so checking a patch allocates at most a documented
+multiple of its size plus the spacecraft's memory (docs/patch-format.md, *Bounded
+decoding*). Anything unexpected inside ``check`` (a bug, not the patch's fault) is an
+INTERNAL rejection, never an exception escaping to the onboard software.
+
 ``check`` reads the store but writes nothing, so a rejected patch leaves the state directory
 byte for byte as it was. ``receive`` checks and then stages into the spare slot.
 
