@@ -12,8 +12,9 @@ past ``hash-mismatch`` and ``claim-mismatch`` and reach the bytecode verifier an
 patcher accepts them, the loader, the translator and a running VVM.
 
 The invariant (``judge``): every patch is either rejected with a reason (never the internal
-one) and the store is byte for byte unchanged, or accepted, and then the VVM loads it and
-runs it for a few frames without a host exception (traps are the program's own, and fine).
+one) and the store is byte for byte unchanged, or accepted, and then the VVM loads it, runs
+it for a few frames and calls each of its code units directly, without a host exception
+(traps are the program's own, and fine).
 
 Everything is deterministic: case ``i`` is a function of ``i`` alone (``random.Random(i)``).
 Used by ``tests/onboard/test_hostile_patches.py`` (a fixed slice) and
@@ -78,8 +79,10 @@ KEY = bytes(range(1, 33))
 PER_PATCH_BYTE = 512
 PER_MEMORY_BYTE = 64
 
-#: Frames an accepted patch runs for on the VVM.
+#: Frames an accepted patch runs for on the VVM, and the cycles each of its units gets when
+#: called directly afterwards.
 RUN_FRAMES = 3
+CALL_BUDGET = 1_000_000
 
 
 def allocation_bound(patch_bytes: int, profile: MissionProfile) -> int:
@@ -834,8 +837,15 @@ def run(corpus: Corpus, configuration: Configuration, verdict: Verdict) -> None:
     try:
         vm.activate(program)
         vm.run_for(RUN_FRAMES * profile.frame_ms)
+        verdict.traps = vm.telemetry.fault_count
+        # Every unit once more, called directly (rules and helpers too), with two arguments.
+        for unit in program.image.functions:
+            for arg in (0, 7):
+                try:
+                    outcome = vm.call(unit.name, [arg] * unit.n_params, budget=CALL_BUDGET)
+                except LoadError:  # needs more cycles than the budget: not a fault
+                    continue
+                verdict.traps += outcome.fault is not None
     except Exception as exc:  # noqa: BLE001 - the verdict reports it
         verdict.host_exception = f"run: {type(exc).__name__}: {exc}"[:300]
         verdict.where = _where(exc)
-        return
-    verdict.traps = vm.telemetry.fault_count
