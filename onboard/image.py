@@ -27,6 +27,7 @@ import construct as cs
 from onboard import isa
 from onboard.bounded_decoding import (
     Budget,
+    BudgetError,
     Counted,
     Record,
     StrictFlag,
@@ -232,8 +233,11 @@ class _Values(cs.Construct):  # type: ignore[misc]
                 raise cs.ValidationError("two adjacent runs of the same value", path=path)
             runs.append((count, value))
             total += count
-        budget: Budget = param(context, "budget")
-        budget.take("elements", total, "the array")
+        budget: Budget = param(context, "budget")  # decode_image gives one per image
+        try:
+            budget.take("elements", total, "the arrays")
+        except BudgetError as exc:
+            raise BudgetError(exc.resource, str(exc), path=path) from None
         values: list[int] = []
         for count, value in runs:
             values.extend(itertools.repeat(value, count))
