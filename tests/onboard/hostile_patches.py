@@ -748,6 +748,7 @@ class Verdict:
     where: str | None = None  # module of the innermost frame of a host exception
     peak: int | None = None  # tracemalloc peak of Patcher.check, when measured
     traps: int = 0
+    located: bool = True  # a rejection names the field or the offset
 
 
 @dataclass
@@ -797,7 +798,8 @@ def judge(board: Board, case: Case, *, measure: bool = False) -> Verdict:
     try:
         accepted = board.patcher.check(case.data)
     except PatchRejected as exc:
-        verdict = Verdict(f"rejected:{exc.reason.value}")
+        verdict = Verdict(f"rejected:{exc.reason.value}",
+                          located=exc.field is not None or exc.offset is not None)
         if exc.reason is Reason.INTERNAL:
             cause = exc.__cause__ or exc
             verdict.host_exception = f"{_where(cause)}: {exc.message}"

@@ -50,17 +50,21 @@ def test_signed_hostile_patches_are_rejected_with_a_reason_or_run(corpus: Corpus
                                                                   board: Board) -> None:
     outcomes: collections.Counter[str] = collections.Counter()
     broken: list[str] = []  # host exceptions outside the translator: bugs to fix here
+    unlocated: list[str] = []  # rejections that name neither a field nor an offset
     translator: list[str] = []  # inside it: recorded, being fixed in translate.py
     for number in SLICE:
         case = hostile_case(corpus, number)
         verdict: Verdict = judge(board, case)
         outcomes[verdict.outcome.rsplit(":", 1)[0] if "load-refused" in verdict.outcome
                  else verdict.outcome] += 1
+        if not verdict.located:
+            unlocated.append(f"{case.describe()}: {verdict.outcome}")
         if verdict.host_exception is None:
             continue
         line = f"{case.describe()}\n    -> {verdict.host_exception}"
         (translator if verdict.where == TRANSLATOR else broken).append(line)
     assert not broken, "\n".join(broken)
+    assert not unlocated, "\n".join(unlocated)
     assert outcomes["rejected:internal-error"] == 0
     # The slice reaches every stage: decoding, rebuilding, the hash and claims, the bytecode
     # verifier, and patches accepted and run.

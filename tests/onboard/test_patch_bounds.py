@@ -27,6 +27,7 @@ import pytest
 from hostile_patches import KEY, Board, Corpus, allocation_bound, make_corpus
 
 from ccl.pack import pack
+from missions.corot.natives import make_host
 from onboard.bounded_decoding import VarUInt
 from onboard.image import Array, CodeUnit, Global, Image, ImageKind
 from onboard.patch_format import (
@@ -43,7 +44,9 @@ from onboard.patch_format import (
     compress,
     crc16,
 )
-from onboard.patcher import PatchRejected
+from onboard.patcher import Patcher, PatchRejected
+from onboard.store import Store
+from onboard.vvm import VVM
 
 MEGA = 1 << 20
 
@@ -146,6 +149,23 @@ def test_the_1_6_kb_patch_is_rejected_not_a_memory_error(corpus: Corpus, board: 
     assert_bounded_rejection(board, data, Reason.BAD_DELTA)
     fate = board.patcher.receive(data)  # as the reconfiguration sees it: a fate
     assert fate.reason is Reason.BAD_DELTA and fate.code == 0x40 + 17
+
+
+def test_the_1_6_kb_patch_is_a_rejected_fate_of_the_running_reconfiguration(
+        corpus: Corpus, tmp_path: Path) -> None:
+    """The reviewer saw MemoryError escape the reconfiguration: now the VVM reports a
+    rejection in telemetry, keeps running, and the store is unchanged."""
+    patcher = Patcher(corpus.profile, Store.init(tmp_path), KEY)
+    vm = VVM(corpus.profile, make_host(corpus.profile, seed=3), patcher)
+    vm.load(corpus.base.config, corpus.base.vmlets)
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
+    vm.receive_patch(signed(corpus, [frame(SectionType.ARRAYS, one_value_array(400))]), 9)
+    vm.run_for(5_000)
+    assert vm.reconfiguration is not None
+    fates = [(e.ticket, e.fate.status.value, e.fate.reason) for e in vm.reconfiguration.events]
+    assert fates == [(9, "received", None), (9, "rejected", Reason.BAD_DELTA)]
+    assert {f.name: f.read_bytes() for f in tmp_path.iterdir()} == before
+    assert vm.telemetry.tasks["cosmic_filter"].runs >= 1  # the configuration kept running
 
 
 def test_a_declared_length_beyond_the_claim_is_refused_before_any_chunk(
