@@ -11,7 +11,7 @@
   without a host exception. ``Patcher.check``'s tracemalloc peak is measured against the
   documented bound (512 x N + 64 x the profile's memory).
 
-    python benchmarks/patch_fuzz.py                                # 2,000 + 3,000
+    python benchmarks/patch_fuzz.py                                # 10,000 + 1,000
     python benchmarks/patch_fuzz.py --examples 0 --hostile 100000  # the long run
     python benchmarks/patch_fuzz.py --hostile 5000 --start 100000 --failures bad.jsonl
 
@@ -149,9 +149,9 @@ def signed_hostile(count: int, start: int, measure_every: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=2_000,
+    parser.add_argument("--examples", type=int, default=10_000,
                         help="byte-level examples (0: none)")
-    parser.add_argument("--hostile", type=int, default=3_000,
+    parser.add_argument("--hostile", type=int, default=1_000,
                         help="signed hostile cases (0: none)")
     parser.add_argument("--start", type=int, default=0, help="first hostile case number")
     parser.add_argument("--measure-every", type=int, default=1,
