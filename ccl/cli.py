@@ -6,6 +6,7 @@ refuted proof), 2 usage, 3 unknown (a solver gave up). Bad input never produces 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -210,16 +211,16 @@ def _image_json(image: Image, local_names: Sequence[Sequence[str]] | None) -> di
         "hash": image.content_hash.hex(), "bytes": len(image.encode()),
         "uses": [{"name": u.name, "version": u.version, "hash": u.hash.hex()}
                  for u in image.uses],
-        "globals": [vars(g) for g in image.globals],
+        "globals": [dataclasses.asdict(g) for g in image.globals],
         "arrays": [{"name": a.name, "writable": a.writable, "lo": a.lo, "hi": a.hi,
                     "length": a.length} for a in image.arrays],
         "natives": list(image.natives), "env": list(image.env),
         "ext": [{"opcode": isa.EXT_BASE + k, "vmlet": e.vmlet, "instr": e.instr}
                 for k, e in enumerate(image.ext)],
-        "tasks": [vars(t) for t in image.tasks],
-        "rules": [vars(r) for r in image.rules],
+        "tasks": [dataclasses.asdict(t) for t in image.tasks],
+        "rules": [dataclasses.asdict(r) for r in image.rules],
         "on_apply": image.on_apply, "on_load": image.on_load,
-        "instrs": [vars(d) for d in image.instrs],
+        "instrs": [dataclasses.asdict(d) for d in image.instrs],
         "exposes": list(image.exposes), "hides": list(image.hides),
         "functions": units,
     }

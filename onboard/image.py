@@ -17,15 +17,29 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import construct as cs
 
 from onboard import isa
+from onboard.bounded_decoding import (
+    Budget,
+    BudgetError,
+    Counted,
+    Record,
+    StrictFlag,
+    VarSInt,
+    VarUInt,
+    param,
+    remaining,
+)
 
 IMAGE_MAGIC = b"VVMI"
 IMAGE_FORMAT = 1
+CONTENT_HASH_BYTES = 32  # SHA-256: what a VMlet reference pins
 
 
 class ImageKind(IntEnum):
@@ -42,7 +56,7 @@ class ImageError(Exception):
         self.offset = offset
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Global:
     """A scalar global: a parameter (read-only, set by patches) or a state variable."""
 
@@ -53,7 +67,7 @@ class Global:
     value: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Array:
     """An array: a table (read-only, uploaded data) or a state array."""
 
@@ -68,7 +82,7 @@ class Array:
         return len(self.values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CodeUnit:
     """One function's bytecode and frame shape. Locals ``0 .. n_params-1`` are the arguments."""
 
@@ -80,7 +94,7 @@ class CodeUnit:
     code: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     """A periodic task: released every ``period_ms``, runs code unit ``function``."""
 
@@ -89,7 +103,7 @@ class Task:
     function: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rule:
     """A flight rule, compiled to a code unit returning 1 when it holds."""
 
@@ -97,7 +111,7 @@ class Rule:
     function: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VmletRef:
     """A VMlet a configuration runs on, pinned by version and content hash."""
 
@@ -106,7 +120,7 @@ class VmletRef:
     hash: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExtRef:
     """Binding of extension opcode ``EXT_BASE + index``: instruction ``instr`` of ``vmlet``."""
 
@@ -114,7 +128,7 @@ class ExtRef:
     instr: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InstrDef:
     """An instruction a VMlet defines: its name and the code unit of its body."""
 
@@ -187,104 +201,134 @@ class Image:
 
 # --------------------------------------------------------------------------- encoding
 
-_Name = cs.PascalString(cs.VarInt, "utf8")
-_Int = cs.ZigZag
-_OptIndex = cs.VarInt  # 0 = none, else index + 1
+#: Array elements one image may hold, all arrays together, unless the decoder is given a
+#: tighter bound (the patcher passes what the patch's data claim allows). No mission has
+#: memory for more.
+MAX_IMAGE_ELEMENTS = 1 << 20
 
-_RUN = cs.Struct("count" / cs.VarInt, "value" / _Int)  # arrays are stored as runs
+_Name = cs.PascalString(VarUInt, "utf8")
+_OptIndex = VarUInt  # 0 = none, else index + 1
 
+
+class _Values(cs.Construct):  # type: ignore[misc]
+    """An array's values, stored as runs: a ``VarUInt`` count of runs, then per run its
+    length (``VarUInt``, at least 1) and value (``VarSInt``); adjacent runs differ in value,
+    so every array has one encoding. Parsing draws the elements from the decoding's
+    ``budget`` (resource ``elements``) before it expands any run."""
+
+    def _parse(self, stream: Any, context: Any, path: str) -> tuple[int, ...]:
+        n_runs = VarUInt._parsereport(stream, context, path)
+        left = remaining(stream)
+        if 2 * n_runs > left:
+            raise cs.ValidationError(f"{n_runs} runs need at least {2 * n_runs} bytes, "
+                                     f"{left} remain", path=path)
+        runs: list[tuple[int, int]] = []
+        total = 0
+        for _ in range(n_runs):
+            count = VarUInt._parsereport(stream, context, path)
+            value = VarSInt._parsereport(stream, context, path)
+            if not count:
+                raise cs.ValidationError("a run of no elements", path=path)
+            if runs and runs[-1][1] == value:
+                raise cs.ValidationError("two adjacent runs of the same value", path=path)
+            runs.append((count, value))
+            total += count
+        budget: Budget = param(context, "budget")  # decode_image gives one per image
+        try:
+            budget.take("elements", total, "the arrays")
+        except BudgetError as exc:
+            raise BudgetError(exc.resource, str(exc), path=path) from None
+        values: list[int] = []
+        for count, value in runs:
+            values.extend(itertools.repeat(value, count))
+        return tuple(values)
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        out = bytearray(VarUInt.build(sum(1 for _ in itertools.groupby(obj))))
+        for value, group in itertools.groupby(obj):
+            out += VarUInt.build(sum(1 for _ in group))
+            out += VarSInt.build(value)
+        cs.stream_write(stream, bytes(out), len(out), path)
+        return obj
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        raise cs.SizeofError(path=path)
+
+
+# Each list's count is bounded by the bytes left before any entry is decoded: the second
+# argument of Counted is the fewest bytes one entry takes.
 _IMAGE = cs.Struct(
     "magic" / cs.Const(IMAGE_MAGIC),
     "format" / cs.Const(IMAGE_FORMAT, cs.Int8ub),
     "kind" / cs.Int8ub,
     "name" / _Name,
-    "version" / cs.VarInt,
+    "version" / VarUInt,
     "mission" / _Name,
-    "uses" / cs.PrefixedArray(cs.VarInt, cs.Struct(
-        "name" / _Name, "version" / cs.VarInt, "hash" / cs.Bytes(32))),
-    "globals" / cs.PrefixedArray(cs.VarInt, cs.Struct(
-        "name" / _Name, "writable" / cs.Flag, "lo" / _Int, "hi" / _Int, "value" / _Int)),
-    "arrays" / cs.PrefixedArray(cs.VarInt, cs.Struct(
-        "name" / _Name, "writable" / cs.Flag, "lo" / _Int, "hi" / _Int,
-        "runs" / cs.PrefixedArray(cs.VarInt, _RUN))),
-    "natives" / cs.PrefixedArray(cs.VarInt, _Name),
-    "env" / cs.PrefixedArray(cs.VarInt, _Name),
-    "ext" / cs.PrefixedArray(cs.VarInt, cs.Struct("vmlet" / _Name, "instr" / _Name)),
-    "functions" / cs.PrefixedArray(cs.VarInt, cs.Struct(
-        "name" / _Name, "n_params" / cs.VarInt, "n_locals" / cs.VarInt, "returns" / cs.Flag,
-        "max_stack" / cs.VarInt, "code" / cs.Prefixed(cs.VarInt, cs.GreedyBytes))),
-    "tasks" / cs.PrefixedArray(cs.VarInt, cs.Struct(
-        "name" / _Name, "period_ms" / cs.VarInt, "function" / cs.VarInt)),
-    "rules" / cs.PrefixedArray(cs.VarInt, cs.Struct("text" / _Name, "function" / cs.VarInt)),
+    "uses" / Counted(Record(
+        "name" / _Name, "version" / VarUInt, "hash" / cs.Bytes(CONTENT_HASH_BYTES)), 34),
+    "globals" / Counted(Record(
+        "name" / _Name, "writable" / StrictFlag, "lo" / VarSInt, "hi" / VarSInt,
+        "value" / VarSInt), 5),
+    "arrays" / Counted(Record(
+        "name" / _Name, "writable" / StrictFlag, "lo" / VarSInt, "hi" / VarSInt,
+        "values" / _Values()), 5),
+    "natives" / Counted(_Name, 1),
+    "env" / Counted(_Name, 1),
+    "ext" / Counted(Record("vmlet" / _Name, "instr" / _Name), 2),
+    "functions" / Counted(Record(
+        "name" / _Name, "n_params" / VarUInt, "n_locals" / VarUInt, "returns" / StrictFlag,
+        "max_stack" / VarUInt, "code" / cs.Prefixed(VarUInt, cs.GreedyBytes)), 6),
+    "tasks" / Counted(Record(
+        "name" / _Name, "period_ms" / VarUInt, "function" / VarUInt), 3),
+    "rules" / Counted(Record("text" / _Name, "function" / VarUInt), 2),
     "on_apply" / _OptIndex,
-    "instrs" / cs.PrefixedArray(cs.VarInt, cs.Struct("name" / _Name, "function" / cs.VarInt)),
-    "exposes" / cs.PrefixedArray(cs.VarInt, _Name),
-    "hides" / cs.PrefixedArray(cs.VarInt, _Name),
+    "instrs" / Counted(Record("name" / _Name, "function" / VarUInt), 2),
+    "exposes" / Counted(_Name, 1),
+    "hides" / Counted(_Name, 1),
     "on_load" / _OptIndex,
     cs.Terminated,
 )
 
 
-def _runs(values: tuple[int, ...]) -> list[dict[str, int]]:
-    runs: list[dict[str, int]] = []
-    for v in values:
-        if runs and runs[-1]["value"] == v:
-            runs[-1]["count"] += 1
-        else:
-            runs.append({"count": 1, "value": v})
-    return runs
-
-
 def _to_raw(img: Image) -> dict[str, object]:
+    # Entries (globals, code units...) are built from the dataclasses themselves (Record).
     return {
         "kind": int(img.kind),
         "name": img.name,
         "version": img.version,
         "mission": img.mission,
-        "uses": [{"name": u.name, "version": u.version, "hash": u.hash} for u in img.uses],
-        "globals": [vars(g) for g in img.globals],
-        "arrays": [
-            {"name": a.name, "writable": a.writable, "lo": a.lo, "hi": a.hi,
-             "runs": _runs(a.values)}
-            for a in img.arrays
-        ],
-        "natives": list(img.natives),
-        "env": list(img.env),
-        "ext": [{"vmlet": e.vmlet, "instr": e.instr} for e in img.ext],
-        "functions": [vars(u) for u in img.functions],
-        "tasks": [vars(t) for t in img.tasks],
-        "rules": [vars(r) for r in img.rules],
+        "uses": img.uses,
+        "globals": img.globals,
+        "arrays": img.arrays,
+        "natives": img.natives,
+        "env": img.env,
+        "ext": img.ext,
+        "functions": img.functions,
+        "tasks": img.tasks,
+        "rules": img.rules,
         "on_apply": 0 if img.on_apply is None else img.on_apply + 1,
-        "instrs": [vars(d) for d in img.instrs],
-        "exposes": list(img.exposes),
-        "hides": list(img.hides),
+        "instrs": img.instrs,
+        "exposes": img.exposes,
+        "hides": img.hides,
         "on_load": 0 if img.on_load is None else img.on_load + 1,
     }
 
 
-MAX_ARRAY_LENGTH = 1 << 20  # no mission has memory for more; bounds decoding of runs
+def decode_image(data: bytes, *, max_elements: int = MAX_IMAGE_ELEMENTS) -> Image:
+    """Parse an image file. Raises ImageError naming the field on malformed input.
 
-
-def decode_image(data: bytes) -> Image:
-    """Parse an image file. Raises ImageError naming the field on malformed input."""
+    Decoding is bounded before it allocates: every list's count by the bytes left, varints
+    by 10 bytes, and the array elements of all arrays together by ``max_elements``, checked
+    before any run is expanded."""
     stream = io.BytesIO(data)
     try:
-        raw = _IMAGE.parse_stream(stream)
+        raw = _IMAGE.parse_stream(stream, budget=Budget(elements=max_elements))
     except cs.ConstructError as exc:
         raise ImageError(_construct_reason(exc), stream.tell()) from None
     try:
         kind = ImageKind(raw.kind)
     except ValueError:
         raise ImageError(f"field `kind`: unknown image kind {raw.kind}", 5) from None
-    arrays = []
-    for a in raw.arrays:
-        total = sum(r.count for r in a.runs)
-        if total > MAX_ARRAY_LENGTH:
-            raise ImageError(f"array `{a.name}`: {total} elements exceed {MAX_ARRAY_LENGTH}")
-        values: list[int] = []
-        for r in a.runs:
-            values.extend([r.value] * r.count)
-        arrays.append(Array(a.name, a.writable, a.lo, a.hi, tuple(values)))
     return Image(
         kind=kind,
         name=raw.name,
@@ -292,7 +336,7 @@ def decode_image(data: bytes) -> Image:
         mission=raw.mission,
         uses=tuple(VmletRef(u.name, u.version, bytes(u.hash)) for u in raw.uses),
         globals=tuple(Global(g.name, g.writable, g.lo, g.hi, g.value) for g in raw.globals),
-        arrays=tuple(arrays),
+        arrays=tuple(Array(a.name, a.writable, a.lo, a.hi, a.values) for a in raw.arrays),
         natives=tuple(raw.natives),
         env=tuple(raw.env),
         ext=tuple(ExtRef(e.vmlet, e.instr) for e in raw.ext),

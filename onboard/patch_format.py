@@ -21,9 +21,12 @@ payload may be compressed (raw DEFLATE or raw LZMA2) when that makes it smaller.
 CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no reflection, no final XOR),
 the CCSDS TC frame CRC; it tells transmission damage from forgery, which the tag catches.
 
-Parsing never trusts its input: every failure is a ``FormatError`` with a stable reason code,
-the field and the byte offset in the patch. Decoding is bounded: varints by 10 bytes, value
-runs by ``MAX_ARRAY_LENGTH``, decompressed payloads by a caller-given limit.
+Parsing never trusts its input, signed or not: every failure is a ``FormatError`` with a
+stable reason code, the field and the byte offset in the patch. Decoding is bounded before it
+allocates (``onboard.bounded_decoding``): varints by 10 bytes, every list's count by the bytes
+left and by what the target can hold, and table values, code bytes and decompressed bytes by a
+``Budget`` fixed from the header's claims before any section is decoded
+(``decoding_budget``).
 
 Stdlib and construct only: the onboard side must stand alone.
 """
@@ -39,11 +42,25 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag, StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import construct as cs
 
-from onboard.image import MAX_ARRAY_LENGTH, Image
+from onboard.bounded_decoding import (
+    Budget,
+    BudgetError,
+    Counted,
+    LimitError,
+    OrderError,
+    Record,
+    StrictFlag,
+    VarSInt,
+    VarUInt,
+    field_of,
+    param,
+    remaining,
+)
+from onboard.image import MAX_IMAGE_ELEMENTS, Image
 from onboard.machine import globals_bytes
 
 MAGIC = b"VP"
@@ -52,9 +69,11 @@ HASH_BYTES = 8  # prefix of an image's SHA-256 content hash carried in the heade
 TAG_BYTES = 16  # HMAC-SHA256 truncated to 128 bits
 NO_HASH = bytes(HASH_BYTES)  # base hash of a full patch that applies on any base
 CRC_BYTES = 2
-MAX_VARINT_BYTES = 10  # 64 bits
 #: A decompressed section payload never exceeds this, whatever the patch says.
 MAX_EXPANDED_BYTES = 1 << 20
+#: The decompressed payloads of all of a patch's sections together take at most this many
+#: times the sections' bytes, plus its code claim and its data claim (``decoding_budget``).
+EXPANSION_RATIO = 8
 #: Dictionary of the raw LZMA2 codec: small, so that decoding on board needs little memory.
 LZMA_DICT_BYTES = 1 << 16
 
@@ -87,6 +106,7 @@ class Reason(StrEnum):
     CLAIM_MISMATCH = "claim-mismatch"  # code or data bytes differ from the claims
     HASH_MISMATCH = "hash-mismatch"  # the rebuilt image is not the target
     VERIFIER = "verifier"  # the bytecode verifier refuses the code
+    INTERNAL = "internal-error"  # a bug of the patcher: reported, never raised on board
 
 
 #: One-byte number of each reason, for telemetry: declaration order from 1 (new reasons are
@@ -169,42 +189,6 @@ class ListKind(IntEnum):
 # --------------------------------------------------------------------------- primitives
 
 
-class _VarUInt(cs.Construct):  # type: ignore[misc]
-    """Unsigned LEB128 of at most 10 bytes (64 bits)."""
-
-    def _parse(self, stream: Any, context: Any, path: str) -> int:
-        value = 0
-        for i in range(MAX_VARINT_BYTES):
-            byte = cs.stream_read(stream, 1, path)[0]
-            value |= (byte & 0x7F) << (7 * i)
-            if not byte & 0x80:
-                if value >> 64:
-                    raise cs.ValidationError("varint exceeds 64 bits", path=path)
-                return value
-        raise cs.ValidationError(f"varint longer than {MAX_VARINT_BYTES} bytes", path=path)
-
-    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> int:
-        if not isinstance(obj, int) or not 0 <= obj < 1 << 64:
-            raise cs.IntegerError(f"{obj!r} is not an unsigned 64-bit integer", path=path)
-        out = bytearray()
-        value = obj
-        while True:
-            byte = value & 0x7F
-            value >>= 7
-            out.append(byte | (0x80 if value else 0))
-            if not value:
-                break
-        cs.stream_write(stream, bytes(out), len(out), path)
-        return obj
-
-    def _sizeof(self, context: Any, path: str) -> int:
-        raise cs.SizeofError(path=path)
-
-
-VarUInt = _VarUInt()
-#: Signed integers: zigzag (0, -1, 1, -2 ...) over VarUInt.
-VarSInt = cs.ExprAdapter(VarUInt, lambda obj, ctx: (obj >> 1) ^ -(obj & 1),
-                         lambda obj, ctx: (obj << 1) ^ (obj >> 63))
 Name = cs.PascalString(VarUInt, "utf8")
 
 
@@ -318,33 +302,99 @@ class RangedSeq(cs.Construct):  # type: ignore[misc]
         return obj
 
 
+class SectionRefused(cs.ValidationError):  # type: ignore[misc]
+    """Raised while decoding a section body for a reason other than a malformed payload
+    (``parse_body`` reports it with this reason)."""
+
+    def __init__(self, reason: Reason, message: str, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.reason = reason
+
+
+def _budget(context: Any) -> Budget:
+    """The decoding's budget (parse parameter ``budget``); a decoding without one gets the
+    format's own limits, once, for all its sections and entries."""
+    budget = param(context, "budget")
+    if budget is None:
+        budget = format_budget()
+        context._params["budget"] = budget
+    return budget  # type: ignore[no-any-return]
+
+
+class _Drawn(cs.Subconstruct):  # type: ignore[misc]
+    """An unsigned count or length that is drawn from the decoding's budget (``resource``)
+    as soon as it is decoded, before anything is allocated on it."""
+
+    def __init__(self, subcon: Any, resource: str, what: str) -> None:
+        super().__init__(subcon)
+        self.resource, self.what = resource, what
+
+    def _parse(self, stream: Any, context: Any, path: str) -> int:
+        value = int(self.subcon._parsereport(stream, context, path))
+        try:
+            _budget(context).take(self.resource, value, self.what)
+        except BudgetError as exc:
+            raise BudgetError(exc.resource, str(exc), path=path) from None
+        return value
+
+
+class Chunk(NamedTuple):
+    """A decoded chunk of table values (see ``Chunks``)."""
+
+    skip: int  # unchanged rows before it (ROWS), else 0
+    header: int  # n << 1 | repeat
+    packed: list[int]  # the one repeated value, or the n literal values
+
+
 class Chunks(cs.Construct):  # type: ignore[misc]
-    """A count-prefixed list of chunks of table values in ``int[lo..hi]`` (``lo``/``hi`` may
-    be context functions). Each chunk is ``[skip varint] | header varint | values``:
-    ``header = n << 1 | repeat``; a repeat chunk holds one value standing for ``n`` equal
-    values, a literal chunk ``n`` values, bit-packed. With ``skips`` (ROWS), each chunk first
-    says how many unchanged rows lie between the previous chunk's end and its start."""
+    """A count-prefixed list of chunks of table values in ``int[lo..hi]`` (``lo``, ``hi`` and
+    ``length`` may be context functions). Each chunk is ``[skip varint] | header varint |
+    values``: ``header = n << 1 | repeat``; a repeat chunk holds one value standing for ``n``
+    equal values, a literal chunk ``n`` values, bit-packed. With ``skips`` (ROWS), each chunk
+    first says how many unchanged rows lie between the previous chunk's end and its start.
 
-    def __init__(self, lo: Any, hi: Any, skips: bool = False) -> None:
+    Bounded before anything is unpacked: every chunk stands for at least one value, and the
+    chunks may not reach past ``length`` (the array's declared length for ARRAYS, which has
+    been drawn from the decoding's budget; the target array's length for ROWS). Without
+    ``skips`` they must cover exactly ``length`` values. A repeat chunk is never expanded
+    here."""
+
+    def __init__(self, lo: Any, hi: Any, length: Any, skips: bool = False) -> None:
         super().__init__()
-        self.lo, self.hi, self.skips = lo, hi, skips
+        self.lo, self.hi, self.length, self.skips = lo, hi, length, skips
 
-    def _parse(self, stream: Any, context: Any, path: str) -> list[cs.Container]:
+    def _parse(self, stream: Any, context: Any, path: str) -> list[Chunk]:
         lo, hi = _evaluate(self.lo, context), _evaluate(self.hi, context)
+        length = _evaluate(self.length, context)
         _check_range(lo, hi, path)
+        w = width(lo, hi)
         count = VarUInt._parsereport(stream, context, path)
+        least = 2 if self.skips else 1
+        if count * least > remaining(stream):
+            raise cs.ValidationError(f"{count} chunks need at least {count * least} bytes, "
+                                     f"{remaining(stream)} remain", path=path)
+        if count > length:
+            raise SectionRefused(Reason.BAD_DELTA, f"{count} chunks for {length} values",
+                                 path=path)
         out = []
+        end = 0  # of the previous chunk, in values (rows)
         for _ in range(count):
             skip = VarUInt._parsereport(stream, context, path) if self.skips else 0
             header = VarUInt._parsereport(stream, context, path)
             n = header >> 1
-            if n > MAX_ARRAY_LENGTH or skip > MAX_ARRAY_LENGTH:
-                raise cs.ValidationError(f"a run of {max(n, skip)} values exceeds "
-                                         f"{MAX_ARRAY_LENGTH}", path=path)
+            if not n:
+                raise cs.ValidationError("a chunk of no values", path=path)
+            start = end + skip
+            if start + n > length:
+                raise SectionRefused(Reason.BAD_DELTA, f"values {start}..{start + n - 1} "
+                                     f"reach past the array's {length}", path=path)
             k = 1 if header & 1 else n
-            data = cs.stream_read(stream, packed_size(k * width(lo, hi)), path)
-            out.append(cs.Container(skip=skip, header=header,
-                                    packed=_unpack_uniform(data, k, lo, hi, path)))
+            data = cs.stream_read(stream, packed_size(k * w), path)
+            out.append(Chunk(skip, header, _unpack_uniform(data, k, lo, hi, path)))
+            end = start + n
+        if not self.skips and end != length:
+            raise SectionRefused(Reason.BAD_DELTA, f"chunks hold {end} values, the array's "
+                                 f"length is {length}", path=path)
         return out
 
     def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
@@ -386,10 +436,33 @@ def make_chunk(values: Sequence[int], repeat: bool, skip: int = 0) -> dict[str, 
 def _declared(ctx: Any, table: str, i: int) -> tuple[int, int]:
     """The range of entry ``i`` of parse parameter ``table`` (the target's declarations,
     supplied by the patcher)."""
-    ranges = ctx._params[table]
+    ranges = param(ctx, table, ())
     if not 0 <= i < len(ranges):
         raise cs.ValidationError(f"index {i} names none of the {len(ranges)} entries")
     return ranges[i]  # type: ignore[no-any-return]
+
+
+def _declared_count(table: str) -> Callable[[Any], int]:
+    """How many entries parse parameter ``table`` has (a limit for ``Counted``)."""
+    return lambda ctx: len(param(ctx, table, ()))
+
+
+def _row_length(ctx: Any) -> int:
+    """The length of the target array a ROWS entry changes (parse parameter
+    ``array_lengths``; without it, the format's limit)."""
+    lengths = param(ctx, "array_lengths")
+    return MAX_IMAGE_ELEMENTS if lengths is None else int(lengths[ctx.index])
+
+
+def _base_length(ctx: Any) -> int:
+    """How many entries the base has in the list a REMOVALS group names (parse parameter
+    ``base_lengths``, by list code; without it, the format's limit)."""
+    try:
+        kind = ListKind(ctx.list)
+    except ValueError:
+        raise cs.ValidationError(f"unknown list {ctx.list}") from None
+    lengths = param(ctx, "base_lengths")
+    return MAX_IMAGE_ELEMENTS if lengths is None else int(lengths[kind])
 
 
 # --------------------------------------------------------------------------- header
@@ -628,11 +701,15 @@ def compress(payload: bytes, codec: Codec) -> bytes:
     return payload
 
 
-def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES) -> bytes:
+def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES,
+           budget: Budget | None = None) -> bytes:
     """A frame's payload, decompressed; BAD_SECTION if it does not decompress to at most
-    ``limit`` bytes exactly."""
+    ``limit`` bytes exactly, or to more than ``budget`` has left of ``expanded`` (which it
+    then draws: the decompressed bytes of all sections together are bounded)."""
     if codec is Codec.NONE:
         return frame.payload
+    if budget is not None:
+        limit = min(limit, budget.left("expanded"))
     try:
         if codec is Codec.DEFLATE:
             d = zlib.decompressobj(-15)
@@ -647,61 +724,108 @@ def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES) -> bytes
                           f"decompress: {exc}", "section.payload", frame.payload_offset) \
             from None
     if len(out) > limit:
-        raise FormatError(Reason.BAD_SECTION, f"payload expands beyond {limit} bytes",
+        why = " (what is left of the patch's decompression budget)" \
+            if budget is not None and limit == budget.left("expanded") else ""
+        raise FormatError(Reason.BAD_SECTION, f"payload expands beyond {limit} bytes{why}",
                           "section.payload", frame.payload_offset)
     if not complete:
         raise FormatError(Reason.BAD_SECTION, f"{codec.name.lower()} payload is truncated or "
                           f"has trailing bytes", "section.payload", frame.payload_offset)
+    if budget is not None:
+        budget.take("expanded", len(out), "the decompressed payload")
     return out
 
 
-def _entries(*fields: Any) -> cs.Construct:
-    """A count-prefixed list of entries, each naming its index in the target list first."""
-    return cs.PrefixedArray(VarUInt, cs.Struct("index" / VarUInt, *fields))
+def _entries(min_bytes: int, *fields: Any, count: Any = None) -> cs.Construct:
+    """A count-prefixed list of new entries of a target list, each naming its index first;
+    the indices must increase. ``min_bytes``: the fewest bytes one entry takes (the count is
+    bounded by the bytes left before any entry is decoded)."""
+    return Counted(Record("index" / VarUInt, *fields), min_bytes, increasing="index",
+                   count=count)
 
 
-#: Section payloads, by type. PARAMS and ROWS take parse parameters ``global_ranges`` and
-#: ``array_ranges``: the target's declared ranges, by index, known once the lists are merged.
+#: Section payloads, by type. Parse parameters: ``budget`` (``decoding_budget``; the format's
+#: limits without it); PARAMS and ROWS take ``global_ranges`` and ``array_ranges``, the target's
+#: declared ranges by index, and ROWS ``array_lengths``, known once the lists are merged;
+#: REMOVALS takes ``base_lengths``, the base's list lengths by ``ListKind``. Every count is
+#: bounded before the list is built: by the bytes left (``Counted``'s second argument is the
+#: fewest bytes one entry takes), by those parameters, or by the budget.
 BODIES: dict[SectionType, cs.Construct] = {
     SectionType.IDENTITY: cs.Struct("name" / Name),
     SectionType.USES: _entries(
-        "name" / Name, "version" / VarUInt,
+        4, "name" / Name, "version" / VarUInt,
         # empty: the hash of the VMlet of that name and version carried or held on board
         "hash" / cs.Prefixed(VarUInt, cs.GreedyBytes)),
     SectionType.VMLET: cs.GreedyBytes,  # a VMlet image's canonical encoding
-    SectionType.REMOVALS: cs.PrefixedArray(VarUInt, cs.Struct(
-        "list" / cs.Int8ub, "indices" / cs.PrefixedArray(VarUInt, VarUInt))),
+    SectionType.REMOVALS: Counted(Record(
+        "list" / cs.Int8ub,
+        "indices" / Counted(VarUInt, 1, limit=lambda c: _base_length(c), increasing=".")),
+        2, limit=lambda c: len(ListKind), increasing="list"),
     SectionType.GLOBALS: cs.Struct(
-        "entries" / _entries("name" / Name, "writable" / cs.Flag, "lo" / VarSInt,
-                             "hi" / VarSInt),
-        "packed" / RangedSeq(lambda c: [(e.lo, e.hi) for e in c.entries]),
+        "entries" / _entries(5, "name" / Name, "writable" / StrictFlag, "lo" / VarSInt,
+                             "hi" / VarSInt,
+                             count=_Drawn(VarUInt, "values", "new globals")),
+        "packed" / RangedSeq(lambda c: [(field_of(e, "lo"), field_of(e, "hi"))
+                                        for e in c.entries]),
     ),
     SectionType.PARAMS: cs.Struct(
-        "indices" / cs.PrefixedArray(VarUInt, VarUInt),
+        "indices" / Counted(VarUInt, 1, limit=_declared_count("global_ranges"),
+                            increasing="."),
         "packed" / RangedSeq(lambda c: [_declared(c, "global_ranges", i) for i in c.indices]),
     ),
     SectionType.ARRAYS: _entries(
-        "name" / Name, "writable" / cs.Flag, "lo" / VarSInt, "hi" / VarSInt,
-        "length" / VarUInt,
-        "chunks" / Chunks(cs.this.lo, cs.this.hi),
+        7, "name" / Name, "writable" / StrictFlag, "lo" / VarSInt, "hi" / VarSInt,
+        "length" / _Drawn(VarUInt, "values", "the array"),
+        "chunks" / Chunks(cs.this.lo, cs.this.hi, cs.this.length),
     ),
-    SectionType.ROWS: cs.PrefixedArray(VarUInt, cs.Struct(
+    SectionType.ROWS: Counted(Record(
         "index" / VarUInt,
         "runs" / Chunks(lambda c: _declared(c, "array_ranges", c.index)[0],
-                        lambda c: _declared(c, "array_ranges", c.index)[1], skips=True),
-    )),
+                        lambda c: _declared(c, "array_ranges", c.index)[1],
+                        _row_length, skips=True),
+    ), 2, limit=_declared_count("array_ranges"), increasing="index"),
     SectionType.IMPORTS: cs.Struct(
-        "natives" / _entries("name" / Name),
-        "env" / _entries("name" / Name),
-        "ext" / _entries("vmlet" / Name, "instr" / Name),
+        "natives" / _entries(2, "name" / Name),
+        "env" / _entries(2, "name" / Name),
+        "ext" / _entries(3, "vmlet" / Name, "instr" / Name),
     ),
     SectionType.CODE: _entries(
-        "name" / Name, "n_params" / VarUInt, "n_locals" / VarUInt, "returns" / cs.Flag,
-        "max_stack" / VarUInt, "code" / cs.Prefixed(VarUInt, cs.GreedyBytes)),
-    SectionType.TASKS: _entries("name" / Name, "period_ms" / VarUInt, "function" / VarUInt),
-    SectionType.RULES: _entries("text" / Name, "function" / VarUInt),
+        7, "name" / Name, "n_params" / VarUInt, "n_locals" / VarUInt, "returns" / StrictFlag,
+        "max_stack" / VarUInt,
+        "code" / cs.Prefixed(_Drawn(VarUInt, "code", "the code unit"), cs.GreedyBytes)),
+    SectionType.TASKS: _entries(4, "name" / Name, "period_ms" / VarUInt,
+                                "function" / VarUInt),
+    SectionType.RULES: _entries(3, "text" / Name, "function" / VarUInt),
     SectionType.ENTRIES: cs.Struct("on_apply" / VarUInt),  # 0: none, else code unit + 1
 }
+
+
+def format_budget() -> Budget:
+    """The format's own limits, for decoding without a header's claims (``ccl inspect``):
+    ``MAX_IMAGE_ELEMENTS`` values, ``MAX_EXPANDED_BYTES`` of code, and 16 payloads' worth of
+    decompressed bytes."""
+    return Budget(values=MAX_IMAGE_ELEMENTS, code=MAX_EXPANDED_BYTES,
+                  expanded=16 * MAX_EXPANDED_BYTES)
+
+
+def decoding_budget(claims: Claims, section_bytes: int) -> Budget:
+    """What decoding a patch's sections (``section_bytes`` of frames) may take, fixed from
+    its header's claims (checked against the spacecraft's limits first) before any section
+    is decoded:
+
+    * ``values``: new globals and array elements (ARRAYS lengths, counted as soon as they are
+      read, before any chunk; a carried VMlet's elements), ``claims.data_bytes``: every value
+      takes at least one byte (``onboard.machine.slot_bytes``), so this is at least what
+      the target holds and a patch within its claim never runs out;
+    * ``code``: bytes of new code units and of carried VMlets' code, ``claims.code_bytes``;
+    * ``expanded``: decompressed payload bytes of all sections together, ``EXPANSION_RATIO``
+      x the sections' bytes + the code claim + the data claim (bit-packed values take at
+      most their data bytes; names and framing compress less than EXPANSION_RATIO).
+
+    Running out is CLAIM_MISMATCH (values, code) or BAD_SECTION (expanded)."""
+    return Budget(values=claims.data_bytes, code=claims.code_bytes,
+                  expanded=EXPANSION_RATIO * section_bytes + claims.code_bytes
+                  + claims.data_bytes)
 
 
 def build_body(section: SectionType, value: Any, **params: Any) -> bytes:
@@ -709,13 +833,32 @@ def build_body(section: SectionType, value: Any, **params: Any) -> bytes:
     return bytes(BODIES[section].build(value, **params))
 
 
+#: Budget resources whose exhaustion is a claim the patch does not keep.
+_CLAIMED = {"values": "data", "code": "code"}
+
+
+def _reason(exc: cs.ConstructError) -> Reason:
+    """The rejection reason of a construct error raised while decoding a section body."""
+    if isinstance(exc, SectionRefused):
+        return exc.reason
+    if isinstance(exc, OrderError | LimitError):
+        return Reason.BAD_DELTA  # indices out of order, or more than the target can hold
+    if isinstance(exc, BudgetError) and exc.resource in _CLAIMED:
+        return Reason.CLAIM_MISMATCH
+    return Reason.BAD_SECTION
+
+
 def parse_body(section: SectionType, payload: bytes, frame: Frame, **params: Any) -> Any:
-    """Decode a section payload; BAD_SECTION with the field and offset on malformed input.
+    """Decode a section payload. Raises ``FormatError`` with the field and offset:
+    BAD_SECTION on malformed input, BAD_DELTA for indices out of order or beyond what the
+    target holds, CLAIM_MISMATCH when the ``budget`` parameter (the header's claims) runs
+    out.
 
     Offsets are in the patch for uncompressed payloads, else in the decompressed payload
     (the message says which).
     """
     stream = io.BytesIO(payload)
+    params.setdefault("budget", format_budget())
     try:
         value = BODIES[section].parse_stream(stream, **params)
         if stream.read(1):
@@ -723,7 +866,9 @@ def parse_body(section: SectionType, payload: bytes, frame: Frame, **params: Any
                               f"payload", section.name.lower(),
                               _payload_offset(frame, stream.tell() - 1))
     except cs.ConstructError as exc:
-        raise FormatError(Reason.BAD_SECTION, f"{section.name}: {_detail(exc)}"
+        claim = _CLAIMED.get(getattr(exc, "resource", ""))
+        raise FormatError(_reason(exc), f"{section.name}: {_detail(exc)}"
+                          + (f" (the header's {claim} claim)" if claim else "")
                           + ("" if frame.codec_code == Codec.NONE
                              else f" (at byte {stream.tell()} of the decompressed payload)"),
                           _field(section, exc), _payload_offset(frame, stream.tell())) \
@@ -743,8 +888,10 @@ def _field(section: SectionType, exc: cs.ConstructError) -> str:
 
 
 def _detail(exc: cs.ConstructError) -> str:
-    text = str(exc).strip().replace("\n", " ")
-    detail = text.split(")", 1)[-1].strip() if text.startswith("Error in path") else text
+    text = str(exc).strip()
+    if text.startswith("Error in path"):  # "Error in path PATH\nmessage": the field is reported
+        text = text.partition("\n")[2] or text.split(")", 1)[-1]
+    detail = text.strip().replace("\n", " ")
     if "stream read less than specified amount" in detail:
         return "ends too early (truncated)"
     return detail or type(exc).__name__

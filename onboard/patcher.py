@@ -18,6 +18,13 @@ stable ``Reason`` (see ``onboard.patch_format``), the field and the byte offset:
                                                claims (CLAIM_MISMATCH)
                                           15. the bytecode verifier (VERIFIER)
 
+Steps 12 and 13 decode under a budget fixed from the claims that passed step 11
+(``onboard.patch_format.decoding_budget``): every count, length and expansion is bounded
+before anything is allocated on it, so checking a patch allocates at most a documented
+multiple of its size plus the spacecraft's memory (docs/patch-format.md, *Bounded
+decoding*). Anything unexpected inside ``check`` (a bug, not the patch's fault) is an
+INTERNAL rejection, never an exception escaping to the onboard software.
+
 ``check`` reads the store but writes nothing, so a rejected patch leaves the state directory
 byte for byte as it was. ``receive`` checks and then stages into the spare slot.
 
@@ -48,7 +55,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from onboard.bounded_decoding import Budget, BudgetError
 from onboard.image import (
+    CONTENT_HASH_BYTES,
     Array,
     CodeUnit,
     ExtRef,
@@ -79,6 +88,7 @@ from onboard.patch_format import (
     SectionType,
     check_order,
     chunk_length,
+    decoding_budget,
     development_key,
     expand,
     expand_chunk,
@@ -212,6 +222,10 @@ class _Sections:
     def get(self, section: SectionType) -> tuple[Any, Frame] | None:
         return self.bodies.get(section)
 
+    def take(self, section: SectionType) -> tuple[Any, Frame] | None:
+        """The section, no longer kept here."""
+        return self.bodies.pop(section, None)
+
 
 def _reject(reason: Reason, message: str, fld: str | None = None,
             offset: int | None = None) -> PatchRejected:
@@ -219,9 +233,10 @@ def _reject(reason: Reason, message: str, fld: str | None = None,
 
 
 def _merge(kind: ListKind, base: Sequence[T], removed: Sequence[int],
-           new: Sequence[tuple[int, T]], frame: Frame | None) -> list[T]:
-    """The target list: ``base`` without the ``removed`` indices, with ``new`` elements at
-    their target indices (strictly increasing), the kept ones filling the rest in order."""
+           indices: Sequence[int], new: Sequence[T], frame: Frame | None) -> list[T]:
+    """The target list: ``base`` without the ``removed`` indices, with the ``new`` elements
+    at their target ``indices`` (strictly increasing), the kept ones filling the rest in
+    order."""
     where = frame.offset if frame is not None else None
     name = kind.name.lower()
     last = -1
@@ -231,21 +246,22 @@ def _merge(kind: ListKind, base: Sequence[T], removed: Sequence[int],
                           f"increase and name one of the base's {len(base)}",
                           "removals.indices", where)
         last = i
-    gone = set(removed)
-    kept = [e for i, e in enumerate(base) if i not in gone]
-    total = len(kept) + len(new)
+    total = len(base) - len(removed) + len(new)
     last = -1
-    for i, _ in new:
+    for i in indices:
         if not last < i < total:
             raise _reject(Reason.BAD_DELTA, f"new {name} entry at index {i}: indices must "
                           f"increase and stay below the target's {total} entries",
                           f"{name}.index", where)
         last = i
+    gone = set(removed)
+    kept = (e for i, e in enumerate(base) if i not in gone)
     out: list[T] = []
-    k = iter(kept)
-    slots = dict(new)
-    for i in range(total):
-        out.append(slots[i] if i in slots else next(k))
+    for i, e in zip(indices, new, strict=True):
+        while len(out) < i:
+            out.append(next(kept))
+        out.append(e)
+    out.extend(kept)
     return out
 
 
@@ -256,8 +272,8 @@ def rebuild(header: Header, frames: Sequence[Frame], base: Configuration | None,
     Raises ``PatchRejected``.
 
     ``base`` is the configuration on board: a delta applies to its image, and the VMlets it
-    holds may be used by the target without being carried. Memory is bounded by the
-    header's data claim before any table is expanded.
+    holds may be used by the target without being carried. What decoding may allocate is
+    bounded by the header's claims (``decoding_budget``) before any section is decoded.
     """
     image, carried = rebuild_image(header, frames, base, profile)
     available = [*carried, *(base.vmlets if base is not None else ())]
@@ -279,26 +295,32 @@ def rebuild_image(header: Header, frames: Sequence[Frame], base: Configuration |
     ``base``'s image is needed, not its VMlets."""
     held_refs = list(base.config.uses) if base is not None else []
     base_image = empty_config(profile.name) if header.full or base is None else base.config
-    sections = _parse_sections(frames, profile)
+    budget = decoding_budget(header.claims, sum(f.size for f in frames))
+    sections = _parse_sections(frames, profile, budget, base_image)
     carried = sections.vmlets
     removals = _removals(sections)
 
-    def merged(kind: ListKind, items: Sequence[T], section: SectionType,
+    def merged(kind: ListKind, items: Sequence[T], got: tuple[Any, Frame] | None,
                make: Callable[[Any], T], attr: str | None = None) -> list[T]:
-        got = sections.get(section)
-        entries: list[Any] = []
+        entries: Sequence[Any] = ()
         frame = None
         if got is not None:
             body, frame = got
-            entries = list(getattr(body, attr) if attr else body)
+            entries = getattr(body, attr) if attr else body
         removed, rframe = removals.get(kind, ((), None))
-        return _merge(kind, items, removed, [(e.index, make(e)) for e in entries],
-                      frame or rframe)
+        return _merge(kind, items, removed, [e.index for e in entries],
+                      [make(e) for e in entries], frame or rframe)
 
     # VMlet references: an empty hash means the carried or held VMlet of that name/version
     # (the configuration on board pins the VMlets it holds by its own references).
+    uses_at = _frame_at(sections, SectionType.USES)
+
     def ref(e: Any) -> VmletRef:
         if e.hash:
+            if len(e.hash) != CONTENT_HASH_BYTES:
+                raise _reject(Reason.BAD_SECTION, f"USES: the hash of `{e.name}` has "
+                              f"{len(e.hash)} bytes; a VMlet's content hash has "
+                              f"{CONTENT_HASH_BYTES} (or none: empty)", "uses.hash", uses_at)
             return VmletRef(e.name, e.version, bytes(e.hash))
         for v in carried:
             if v.name == e.name and v.version == e.version:
@@ -307,34 +329,40 @@ def rebuild_image(header: Header, frames: Sequence[Frame], base: Configuration |
             if u.name == e.name and u.version == e.version:
                 return u
         raise _reject(Reason.MISSING_VMLET, f"uses `{e.name}` v{e.version}, which is neither "
-                      f"in the patch nor on board", "uses.hash",
-                      _frame_at(sections, SectionType.USES))
+                      f"in the patch nor on board", "uses.hash", uses_at)
 
-    uses = merged(ListKind.USES, base_image.uses, SectionType.USES, ref)
-    glob = sections.get(SectionType.GLOBALS)
-    new_globals = []
+    # Each decoded body is dropped once merged (``take``), so that a long list is never
+    # held twice over, as entries and as the image's objects.
+    uses = merged(ListKind.USES, base_image.uses, sections.take(SectionType.USES), ref)
+    glob = sections.take(SectionType.GLOBALS)
+    new_globals: list[Global] = []
+    indices: list[int] = []
     if glob is not None:
         body, _ = glob
-        new_globals = [(e.index, Global(e.name, bool(e.writable), e.lo, e.hi, v))
+        indices = [e.index for e in body.entries]
+        new_globals = [Global(e.name, bool(e.writable), e.lo, e.hi, v)
                        for e, v in zip(body.entries, body.packed, strict=True)]
     removed, rframe = removals.get(ListKind.GLOBALS, ((), None))
-    globals_ = _merge(ListKind.GLOBALS, base_image.globals, removed, new_globals,
+    globals_ = _merge(ListKind.GLOBALS, base_image.globals, removed, indices, new_globals,
                       glob[1] if glob else rframe)
-    globals_ = _apply_params(sections, globals_)
+    del glob, new_globals, indices
+    globals_ = _apply_params(sections, globals_, budget)
 
-    arrays = _arrays(sections, base_image, removals, len(globals_), header)
-    natives = merged(ListKind.NATIVES, base_image.natives, SectionType.IMPORTS,
-                     lambda e: str(e.name), "natives")
-    env = merged(ListKind.ENV, base_image.env, SectionType.IMPORTS, lambda e: str(e.name),
-                 "env")
-    ext = merged(ListKind.EXT, base_image.ext, SectionType.IMPORTS,
-                 lambda e: ExtRef(e.vmlet, e.instr), "ext")
-    functions = merged(ListKind.FUNCTIONS, base_image.functions, SectionType.CODE,
+    arrays = _arrays(sections, base_image, removals, len(globals_), header, budget)
+    imports = sections.take(SectionType.IMPORTS)
+    natives = merged(ListKind.NATIVES, base_image.natives, imports, lambda e: str(e.name),
+                     "natives")
+    env = merged(ListKind.ENV, base_image.env, imports, lambda e: str(e.name), "env")
+    ext = merged(ListKind.EXT, base_image.ext, imports, lambda e: ExtRef(e.vmlet, e.instr),
+                 "ext")
+    del imports
+    functions = merged(ListKind.FUNCTIONS, base_image.functions,
+                       sections.take(SectionType.CODE),
                        lambda e: CodeUnit(e.name, e.n_params, e.n_locals, bool(e.returns),
                                           e.max_stack, bytes(e.code)))
-    tasks = merged(ListKind.TASKS, base_image.tasks, SectionType.TASKS,
+    tasks = merged(ListKind.TASKS, base_image.tasks, sections.take(SectionType.TASKS),
                    lambda e: Task(e.name, e.period_ms, e.function))
-    rules = merged(ListKind.RULES, base_image.rules, SectionType.RULES,
+    rules = merged(ListKind.RULES, base_image.rules, sections.take(SectionType.RULES),
                    lambda e: Rule(e.text, e.function))
     identity = sections.get(SectionType.IDENTITY)
     entries = sections.get(SectionType.ENTRIES)
@@ -358,25 +386,34 @@ def _frame_at(sections: _Sections, section: SectionType) -> int | None:
     return got[1].offset if got is not None else None
 
 
-def _parse_sections(frames: Sequence[Frame], profile: MissionProfile) -> _Sections:
+def _parse_sections(frames: Sequence[Frame], profile: MissionProfile, budget: Budget,
+                    base: Image) -> _Sections:
     """Decompress and decode every section that needs no declarations of the target
-    (PARAMS and ROWS are decoded once the target's globals and arrays are known)."""
+    (PARAMS and ROWS are decoded once the target's globals and arrays are known), drawing
+    on ``budget``; REMOVALS is bounded by the ``base``'s list lengths."""
     out = _Sections()
+    base_lengths = {ListKind.USES: len(base.uses), ListKind.GLOBALS: len(base.globals),
+                    ListKind.ARRAYS: len(base.arrays), ListKind.NATIVES: len(base.natives),
+                    ListKind.ENV: len(base.env), ListKind.EXT: len(base.ext),
+                    ListKind.FUNCTIONS: len(base.functions), ListKind.TASKS: len(base.tasks),
+                    ListKind.RULES: len(base.rules)}
     for frame, (section, codec) in zip(frames, check_order(frames), strict=True):
-        payload = expand(frame, codec)
+        payload = expand(frame, codec, budget=budget)
         if section is SectionType.VMLET:
-            out.vmlets.append(_vmlet(payload, frame, codec, profile))
+            out.vmlets.append(_vmlet(payload, frame, codec, profile, budget))
             continue
         if section in (SectionType.PARAMS, SectionType.ROWS):
             out.bodies[section] = (payload, frame)
             continue
-        out.bodies[section] = (parse_body(section, payload, frame), frame)
+        out.bodies[section] = (parse_body(section, payload, frame, budget=budget,
+                                          base_lengths=base_lengths), frame)
     return out
 
 
-def _vmlet(payload: bytes, frame: Frame, codec: Codec, profile: MissionProfile) -> Image:
+def _vmlet(payload: bytes, frame: Frame, codec: Codec, profile: MissionProfile,
+           budget: Budget) -> Image:
     try:
-        image = decode_image(payload)
+        image = decode_image(payload, max_elements=budget.left("values"))
     except ImageError as exc:
         inner = exc.offset or 0
         at = frame.payload_offset + (inner if codec is Codec.NONE else 0)
@@ -388,6 +425,13 @@ def _vmlet(payload: bytes, frame: Frame, codec: Codec, profile: MissionProfile) 
     if image.mission != profile.name:
         raise _reject(Reason.BAD_IMAGE, f"carried VMlet `{image.name}` is for mission "
                       f"`{image.mission}`", "vmlet.mission", frame.payload_offset)
+    try:
+        budget.take("values", sum(a.length for a in image.arrays), "the carried VMlet")
+        budget.take("code", image.code_bytes(), f"carried VMlet `{image.name}`")
+    except BudgetError as exc:
+        claim = "data" if exc.resource == "values" else "code"
+        raise _reject(Reason.CLAIM_MISMATCH, f"{exc} (the header's {claim} claim)",
+                      "vmlet", frame.payload_offset) from None
     return image
 
 
@@ -410,31 +454,20 @@ def _removals(sections: _Sections) -> dict[ListKind, tuple[list[int], Frame]]:
     return out
 
 
-def _increasing(indices: Sequence[int], what: str, frame: Frame) -> None:
-    last = -1
-    for i in indices:
-        if i <= last:
-            raise _reject(Reason.BAD_DELTA, f"{what}: indices must increase ({i} after "
-                          f"{last})", f"{what.lower()}.indices", frame.offset)
-        last = i
-
-
-def _declared(sections: _Sections, section: SectionType,
-              **ranges: list[tuple[int, int]]) -> tuple[Any, Frame] | None:
-    """Decode PARAMS or ROWS, now that the target's declared ranges are known; their
-    indices must increase."""
-    got = sections.get(section)
+def _declared(sections: _Sections, section: SectionType, **params: Any,
+              ) -> tuple[Any, Frame] | None:
+    """Decode PARAMS or ROWS, now that the target's declarations are known (they bound the
+    indices and the rows)."""
+    got = sections.take(section)
     if got is None:
         return None
     payload, frame = got
-    body = parse_body(section, payload, frame, **ranges)
-    _increasing(body.indices if section is SectionType.PARAMS else [e.index for e in body],
-                section.name, frame)
-    return body, frame
+    return parse_body(section, payload, frame, **params), frame
 
 
-def _apply_params(sections: _Sections, globals_: list[Global]) -> list[Global]:
-    got = _declared(sections, SectionType.PARAMS,
+def _apply_params(sections: _Sections, globals_: list[Global], budget: Budget,
+                  ) -> list[Global]:
+    got = _declared(sections, SectionType.PARAMS, budget=budget,
                     global_ranges=[(g.lo, g.hi) for g in globals_])
     if got is None:
         return globals_
@@ -446,15 +479,16 @@ def _apply_params(sections: _Sections, globals_: list[Global]) -> list[Global]:
 
 
 def _arrays(sections: _Sections, base: Image, removals: dict[ListKind, tuple[list[int], Frame]],
-            n_globals: int, header: Header) -> list[Array]:
+            n_globals: int, header: Header, budget: Budget) -> list[Array]:
     """The target's arrays: merged from the base's and the ARRAYS section, then ROWS."""
-    got = sections.get(SectionType.ARRAYS)
-    entries = list(got[0]) if got is not None else []
+    got = sections.take(SectionType.ARRAYS)
+    entries = got[0] if got is not None else []
     removed, rframe = removals.get(ListKind.ARRAYS, ([], None))
     frame = got[1] if got is not None else rframe
-    # Bound memory before expanding anything: the data claim was checked against the
-    # spacecraft's limits, so a patch cannot make us allocate more than that.
-    # Every global takes at least one byte (the machine model's ``slot_bytes``).
+    # Bound memory before expanding repeat chunks: the data claim was checked against the
+    # spacecraft's limits, so a patch cannot make us allocate more than that. (Decoding
+    # ARRAYS already bounded the new arrays' lengths and their chunks.) Every global and
+    # element takes at least one byte (the machine model's ``slot_bytes``).
     gone = set(removed)
     needs = n_globals + sum(slot_bytes(a.lo, a.hi) * a.length
                             for i, a in enumerate(base.arrays) if i not in gone) \
@@ -465,20 +499,20 @@ def _arrays(sections: _Sections, base: Image, removals: dict[ListKind, tuple[lis
                       frame.offset if frame is not None else None)
     new = []
     for e in entries:
-        assert frame is not None
-        held = sum(chunk_length(c) for c in e.chunks)
-        if held != e.length:
-            raise _reject(Reason.BAD_DELTA, f"array `{e.name}`: chunks hold {held} values, its "
-                          f"length is {e.length}", "arrays.chunks", frame.offset)
         values: list[int] = []
         for c in e.chunks:
             values.extend(expand_chunk(c))
-        new.append((e.index, Array(e.name, bool(e.writable), e.lo, e.hi, tuple(values))))
-    return _apply_rows(sections, _merge(ListKind.ARRAYS, base.arrays, removed, new, frame))
+        new.append(Array(e.name, bool(e.writable), e.lo, e.hi, tuple(values)))
+    merged = _merge(ListKind.ARRAYS, base.arrays, removed, [e.index for e in entries], new,
+                    frame)
+    del entries, got, new
+    return _apply_rows(sections, merged, budget)
 
 
-def _apply_rows(sections: _Sections, arrays: list[Array]) -> list[Array]:
-    got = _declared(sections, SectionType.ROWS, array_ranges=[(a.lo, a.hi) for a in arrays])
+def _apply_rows(sections: _Sections, arrays: list[Array], budget: Budget) -> list[Array]:
+    got = _declared(sections, SectionType.ROWS, budget=budget,
+                    array_ranges=[(a.lo, a.hi) for a in arrays],
+                    array_lengths=[a.length for a in arrays])
     if got is None:
         return arrays
     body, frame = got
@@ -486,12 +520,9 @@ def _apply_rows(sections: _Sections, arrays: list[Array]) -> list[Array]:
         a = arrays[e.index]
         values = list(a.values)
         pos = 0
-        for run in e.runs:
+        for run in e.runs:  # decoding kept every run inside the array
             start = pos + run.skip
             end = start + chunk_length(run)
-            if end > len(values):
-                raise _reject(Reason.BAD_DELTA, f"ROWS: rows {start}..{end - 1} of `{a.name}`, "
-                              f"which has {len(values)}", "rows.runs", frame.offset)
             values[start:end] = expand_chunk(run)
             pos = end
         arrays[e.index] = Array(a.name, a.writable, a.lo, a.hi, tuple(values))
@@ -544,13 +575,20 @@ class Patcher:
 
     def check(self, data: bytes) -> Accepted:
         """Every check, in the documented order; returns the rebuilt configuration or raises
-        ``PatchRejected``. Reads the store, writes nothing."""
+        ``PatchRejected``, and nothing else. Reads the store, writes nothing.
+
+        An unexpected exception inside (a bug of the patcher, not of the patch) is reported
+        as an INTERNAL rejection rather than crashing the onboard software; the exception is
+        kept as the rejection's ``__cause__``, and the fuzz tests require that none occur."""
         try:
             return self._check(data)
         except PatchRejected:
             raise
         except FormatError as exc:
             raise PatchRejected(exc.reason, exc.message, exc.field, exc.offset) from None
+        except Exception as exc:  # noqa: BLE001 - the board must outlive a patcher bug
+            raise PatchRejected(Reason.INTERNAL, f"internal error while checking: "
+                                f"{type(exc).__name__}: {exc}"[:200]) from exc
 
     def _check(self, data: bytes) -> Accepted:
         profile, store = self.profile, self.store

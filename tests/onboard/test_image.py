@@ -238,3 +238,57 @@ def test_huge_array_run_is_an_image_error() -> None:
     huge = encoded[:at] + bytes([1, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0]) + encoded[at + 3:]
     with pytest.raises(ImageError, match="exceed"):
         decode_image(huge)
+
+
+# --------------------------------------------------------------------------- bounded decoding
+
+
+def _runs_at(encoded: bytes) -> int:
+    """Where the sample-like one-array image's run table starts (after lo and hi)."""
+    return encoded.rindex(bytes([1, 5, 0]))
+
+
+def test_all_arrays_together_are_bounded_before_expansion() -> None:
+    """Each array within the limit, all of them together beyond it: refused before any run
+    is expanded (each would be cheap alone)."""
+    arrays = tuple(Array(f"a{i}", True, 0, 0, (0,) * 300_000) for i in range(4))
+    image = Image(kind=ImageKind.CONFIG, name="a", version=1, mission="m", arrays=arrays)
+    with pytest.raises(ImageError, match="exceed"):
+        decode_image(image.encode())
+    assert len(decode_image(image.encode(), max_elements=1_200_000).arrays) == 4
+    with pytest.raises(ImageError, match="exceed"):
+        decode_image(image.encode(), max_elements=1_199_999)
+
+
+@pytest.mark.parametrize("runs, what", [
+    (bytes([2, 5, 0, 0, 0]), "no elements"),  # a run of 0 elements
+    (bytes([2, 2, 0, 3, 0]), "same value"),  # two adjacent runs of value 0
+    (bytes([1, 0x85, 0x00, 0]), "overlong"),  # the count 5 in two bytes
+])
+def test_non_canonical_runs_are_refused(runs: bytes, what: str) -> None:
+    image = Image(kind=ImageKind.CONFIG, name="a", version=1, mission="m",
+                  arrays=(Array("x", True, 0, 0, (0,) * 5),))
+    encoded = image.encode()
+    at = _runs_at(encoded)
+    with pytest.raises(ImageError, match=what):
+        decode_image(encoded[:at] + runs + encoded[at + 3:])
+
+
+def test_a_flag_byte_other_than_0_or_1_is_refused() -> None:
+    image = Image(kind=ImageKind.CONFIG, name="a", version=1, mission="m",
+                  globals=(Global("g", True, 0, 1, 0),))
+    encoded = bytearray(image.encode())
+    at = encoded.index(b"\x01g") + 2  # the writable flag follows the name
+    assert encoded[at] == 1
+    encoded[at] = 2
+    with pytest.raises(ImageError, match="neither 0 nor 1"):
+        decode_image(bytes(encoded))
+
+
+def test_a_list_count_beyond_the_bytes_left_is_refused_at_once() -> None:
+    encoded = Image(kind=ImageKind.CONFIG, name="a", version=1, mission="m").encode()
+    # the `uses` count comes right after the mission name
+    at = encoded.index(b"\x01m") + 2
+    huge = encoded[:at] + bytes([0xFF] * 8 + [0x7F]) + encoded[at + 1:]
+    with pytest.raises(ImageError, match="need at least"):
+        decode_image(huge)

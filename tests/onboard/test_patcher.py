@@ -542,6 +542,7 @@ def fuzz_one(patcher: Patcher, seeds: list[bytes], target: bytes, seed: int,
         accepted = patcher.check(data)
     except PatchRejected as exc:
         assert isinstance(exc.reason, Reason) and exc.message
+        assert exc.reason is not Reason.INTERNAL, (exc, exc.__cause__)
         return exc.reason.value
     assert isinstance(accepted, Accepted)
     assert accepted.configuration.hash == target, "a mutated patch changed the configuration"
