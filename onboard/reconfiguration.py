@@ -11,7 +11,8 @@ budget and the VVM never exceeds its share. The steps and what they cost (the mi
     check    check_per_byte x patch bytes (+ verify_per_code_byte x code bytes once the
              checks reach the bytecode verifier)          -> rejected, or:
     stage    store_per_byte x slot bytes + journal         -> staged
-    prepare  bind_per_code_byte x code bytes + journal     -> switched at the first frame
+    prepare  bind_per_code_byte x code bytes + journal + the cycles of the VMlets' ``on
+             load`` (run again when the switch loads them)  -> switched at the first frame
              boundary with no job in flight (jobs overrunning at that boundary are
              dropped as overruns); its ``on apply`` runs first -> active; if
              loading or starting it fails in any way, the previous configuration runs on
@@ -49,7 +50,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from onboard.loader import LoadError, Program
+from onboard.loader import LoadError, Program, load_vmlet
+from onboard.machine import Limits
 from onboard.patch_format import Reason, memory_bytes, parse_header
 from onboard.patcher import Accepted, Fate, FateStatus, Patcher, PatchRejected
 from onboard.store import Configuration, Phase
@@ -213,9 +215,10 @@ class Reconfiguration:
         elif work.step is _Step.STAGE:
             assert work.accepted is not None
             self.report(work.ticket, self.patcher.stage(work.accepted))
+            config = work.accepted.configuration
             self.work = _Work(_Step.PREPARE, work.ticket,
-                              c.bind_per_code_byte * _code_bytes(work.accepted.configuration)
-                              + c.journal)
+                              c.bind_per_code_byte * _code_bytes(config) + c.journal
+                              + self._on_load_cycles(config))
         elif work.step is _Step.PREPARE:
             self.switch(work.ticket)
         elif work.step is _Step.ROLLBACK:
@@ -223,6 +226,18 @@ class Reconfiguration:
         elif work.step is _Step.COMMIT:
             fate = self.patcher.commit()
             self.report(work.ticket, fate)
+
+    def _on_load_cycles(self, config: Configuration) -> int:
+        """The cycles the ``on load`` of the configuration's VMlets takes when the switch
+        loads them: paid from the reserve before the switch, like binding (a load that
+        fails is charged the whole budget it was given)."""
+        total = 0
+        for image in config.vmlets:
+            try:
+                total += load_vmlet(image, self.vvm.profile, self.vvm.host).on_load_cycles
+            except LoadError:
+                total += Limits.of(self.vvm.profile).on_load_cycles
+        return total
 
     def _boundary_ok(self, work: _Work) -> bool:
         # A switch waits until no job is in flight (but overrunning ones, dropped at this

@@ -559,3 +559,53 @@ def test_an_overrun_on_probation_rolls_back(tmp_path: Path) -> None:
     assert vm.telemetry.tasks["scan"].overruns >= 1
     assert "overrun" in vm.reconfiguration.events[-1].fate.message  # type: ignore[union-attr]
     assert vm.telemetry.config_hash == v1.image.content_hash
+
+
+HEAVY_VMLET = """\
+vmlet heavy version 1;
+mission corot;
+expose flux, window_sum;
+instr twice(a: int[0..1000]) -> int {{ return a * 2; }}
+on load {{
+    for k in 0 .. {n} {{ let w = window_sum(k, 64, 64); }}
+}}
+"""
+HEAVY_USER = """\
+mission corot;
+config user version 1;
+uses heavy;
+var r : int[0..2000];
+task t every 1 s {{ r = twice({arg}); }}
+"""
+
+
+def _switch_time(tmp_path: Path, n: int) -> tuple[int, int, int]:
+    """(time of the switch, the VMlet's on load cycles, the dearest frame) for a patch that
+    carries a VMlet whose `on load` makes ``n`` dear calls."""
+    folder = tmp_path / f"on_load_{n}"
+    folder.mkdir()
+    (folder / "heavy.ccl").write_text(HEAVY_VMLET.format(n=n))
+    (folder / "user.ccl").write_text(HEAVY_USER.format(arg=7))
+    c = Compiler().compile(folder / "user.ccl")
+    vm = new_vvm(folder / "store", c)
+    vm.receive_patch(pack(c.image, vmlets(c), c.mission, KEY, seq=1).data, 1)
+    vm.run_for(20_000)
+    assert vm.reconfiguration is not None
+    active = next(e for e in vm.reconfiguration.events if e.fate.status is FateStatus.ACTIVE)
+    cycles = loader.load_vmlet(c.vmlets[0].image, c.mission, vm.host).on_load_cycles
+    return active.time_ms, cycles, max(vm.telemetry.cycles)
+
+
+def test_a_vmlets_on_load_is_paid_from_the_patch_reserve_before_the_switch(
+        tmp_path: Path) -> None:
+    """The reviewer's finding: an `on load` of about a million cycles ran at the switch while
+    the dearest frame showed 10,020. It runs when the switch loads the VMlet; its cycles are
+    paid from the reserve first, so the switch comes that many reserve frames later and no
+    frame exceeds the share."""
+    light_at, light, _ = _switch_time(tmp_path, 1)
+    heavy_at, heavy, worst = _switch_time(tmp_path, 55)
+    reserve = 10_000
+    assert heavy > 900_000 > light
+    frames_later = (heavy_at - light_at) // 100
+    assert frames_later >= (heavy - light) // reserve
+    assert worst <= 200_000  # the share of one frame
