@@ -448,14 +448,24 @@ class Executor:
         """The cycles of a whole iteration of loop ``s`` that does not return, executed
         again over fresh unknowns (counter, carried state, native results) for its cost
         only: any iteration's cost is at most this one's maximum."""
+        return self._iteration_cost(s, st, fr, lo, hi, 0, writes, tag, {})
+
+    def _iteration_cost(self, s: ir.For, st: State, fr: Frame, lo: Val, hi: Val, skip: int,
+                        writes: Writes, tag: str,
+                        narrowed: dict[int | str, tuple[int, int]]) -> CSum:
+        """The cycles of an iteration of loop ``s`` after its first ``skip``, that does not
+        return, executed again (for its cost only) over fresh unknowns: the counter, the
+        carried state (in ``narrowed`` intervals where given), native results."""
         body = State(dict(st.locals), st.mem.copy(), st.conds)
-        self._havoc(body, writes, tag)
+        self._havoc(body, writes, tag, narrowed)
         counter = self.inputs.fresh(Role.COUNTER, s.counter.name, s.counter.type)
         self.inputs.guessed.add(counter.bv.decl().name())
         body.locals[s.counter.id] = counter
-        entry = (lo.bv <= counter.bv, counter.bv < hi.bv)
+        w = WIDTH + 2
+        entry = (widen(counter.bv, w) >= widen(lo.bv, w) + skip, counter.bv < hi.bv)
         body.conds = body.conds + entry
-        self.loop_facts.append(z3.Implies(lo.bv < hi.bv, z3.And(*entry)))
+        self.loop_facts.append(z3.Implies(widen(hi.bv, w) - widen(lo.bv, w) > skip,
+                                          z3.And(*entry)))
         outer_exits, outer_base = fr.exits, fr.cond_base
         fr.exits, fr.cond_base = [], len(st.conds)
         self._cost_only += 1
@@ -464,7 +474,7 @@ class Executor:
         finally:
             self._cost_only -= 1
             fr.exits, fr.cond_base = outer_exits, outer_base
-        if end is None:
+        if end is None:  # every path returns
             return ZERO
         end.charge(self.cyc[isa.FORLOOP])
         return end.absolute()
@@ -544,27 +554,7 @@ class Executor:
         declared.update({n: self.inputs.index.globals[n].type for n in writes.vars})
         if not any(_narrower(r, declared[k]) for k, r in narrowed.items()):
             return None
-        body = State(dict(st.locals), st.mem.copy(), st.conds)
-        self._havoc(body, writes, tag, narrowed)
-        counter = self.inputs.fresh(Role.COUNTER, s.counter.name, s.counter.type)
-        self.inputs.guessed.add(counter.bv.decl().name())
-        body.locals[s.counter.id] = counter
-        w = WIDTH + 2
-        entry = (widen(counter.bv, w) >= widen(lo.bv, w) + first, counter.bv < hi.bv)
-        body.conds = body.conds + entry
-        self.loop_facts.append(z3.Implies(widen(hi.bv, w) - widen(lo.bv, w) > first,
-                                          z3.And(*entry)))
-        outer_exits, outer_base = fr.exits, fr.cond_base
-        fr.exits, fr.cond_base = [], len(st.conds)
-        self._cost_only += 1
-        try:
-            end = self.block(s.body, body, fr)
-        finally:
-            self._cost_only -= 1
-            fr.exits, fr.cond_base = outer_exits, outer_base
-        assert end is not None  # the body never returns
-        end.charge(self.cyc[isa.FORLOOP])
-        return end.absolute()
+        return self._iteration_cost(s, st, fr, lo, hi, first, writes, tag, narrowed)
 
     def _unrolled(self, s: ir.For, entry: State, fr: Frame, lo: Val, hi: Val,
                   count: int) -> tuple[CSum, State]:
