@@ -42,6 +42,11 @@ def apply_binary(op: BinOp, a: int, b: int) -> int:
     elif op in (BinOp.DIV, BinOp.MOD):
         if b == 0:
             raise ArithmeticError_("division by zero")
+        # The VVM computes the quotient for `%` too, so -2147483648 % -1 traps as
+        # -2147483648 / -1 does (the quotient 2147483648 overflows), though the remainder is 0.
+        if not fits(tdiv(a, b)):
+            raise ArithmeticError_(f"{a} {op.value} {b} overflows 32 bits (the quotient "
+                                   f"{tdiv(a, b)} does not fit)")
         r = tdiv(a, b) if op is BinOp.DIV else tmod(a, b)
     elif op is BinOp.MIN:
         r = min(a, b)
