@@ -806,8 +806,6 @@ class _Analyzer:
             self.check_assignable(ty, value, self.span(s.value))
         else:
             ty = ir.BOOL if isinstance(value.type, ir.BoolType) else ir.INT
-            if value.type is None:
-                raise self.fail("E-TYPE", "this call returns no value", self.span(s.value))
         self.check_local_name(s.name, sp, "local")
         local = ir.Local(s.name, len(self.proc.locals), ty, sp)
         self.proc.declare(local)
@@ -941,7 +939,7 @@ class _Analyzer:
         return tuple(out)
 
     def stmt_ExprStmt(self, s: Any) -> ir.Stmt:
-        e = self.expr(s.expr)
+        e = self.expr(s.expr, void_ok=True)
         if not isinstance(e, (ir.Call, ir.NativeCall, ir.InstrCall)):
             hint = ""
             if isinstance(e, ir.Binary) and e.op is ir.BinOp.EQ:
@@ -959,11 +957,15 @@ class _Analyzer:
                             f"{_type_word(value.type)}", self.span(e))
         return value
 
-    def expr(self, e: Any) -> ir.Expr:
-        """Analyze a flat ``Expr`` node by precedence climbing."""
+    def expr(self, e: Any, *, void_ok: bool = False) -> ir.Expr:
+        """Analyze a flat ``Expr`` node by precedence climbing. Its value is used unless
+        ``void_ok`` (an expression statement): then it may be a call that returns nothing."""
         operands = e.operands
         if len(operands) == 1:
-            return self.operand(operands[0])
+            value = self.operand(operands[0])
+            if value.type is None and not void_ok:
+                raise self.no_value(value)
+            return value
         ops = e.ops
         values = [self.operand(o) for o in operands]
         starts = [o._tx_position for o in operands]
@@ -1004,7 +1006,23 @@ class _Analyzer:
             value = self.unary_op(ir.UnOp.NEG if op == "-" else ir.UnOp.NOT, value, sp)
         return value
 
+    def no_value(self, call: ir.Expr) -> _Abort:
+        """E-TYPE for a call that returns nothing, used where a value is needed."""
+        if isinstance(call, ir.NativeCall):
+            name = call.native.name
+            hint = f"native `{name}` has no result: call it as a statement, `{name}(...);`"
+        else:
+            assert isinstance(call, (ir.Call, ir.InstrCall))
+            name, keyword = ((call.function, "fn") if isinstance(call, ir.Call)
+                             else (call.instr, "instr"))
+            hint = (f"call it as a statement, `{name}(...);`, or declare a result: "
+                    f"`{keyword} {name}(...) -> int`")
+        return self.fail("E-TYPE", f"`{name}` returns no value, so its call cannot be used "
+                         "as a value", call.span, hint)
+
     def unary_op(self, op: ir.UnOp, value: ir.Expr, sp: Span) -> ir.Expr:
+        if value.type is None:
+            raise self.no_value(value)
         if op is ir.UnOp.NOT:
             if not isinstance(value.type, ir.BoolType):
                 raise self.fail("E-TYPE", "`!` applies to a boolean", sp, "use `x == 0`")
@@ -1022,9 +1040,10 @@ class _Analyzer:
         return ir.Unary(op, value, ty, sp)
 
     def binary(self, op: ir.BinOp, left: ir.Expr, right: ir.Expr, sp: Span) -> ir.Expr:
+        for side in (left, right):
+            if side.type is None:
+                raise self.no_value(side)
         lb, rb = isinstance(left.type, ir.BoolType), isinstance(right.type, ir.BoolType)
-        if left.type is None or right.type is None:
-            raise self.fail("E-TYPE", "a call that returns no value cannot be an operand", sp)
         ty: ir.Type
         if op in ir.LOGICAL:
             if not (lb and rb):
@@ -1211,8 +1230,6 @@ class _Analyzer:
         out = []
         for (pname, ptype), r in zip(params, raw, strict=True):
             value = self.expr(r)
-            if value.type is None:
-                raise self.fail("E-TYPE", "this call returns no value", self.span(r))
             self.check_assignable(ptype, value, self.span(r), f"argument `{pname}`")
             out.append(value)
         return tuple(out)
