@@ -19,9 +19,10 @@ from typing import Any
 
 from ccl import ir
 from ccl.diagnostics import CclError, Diagnostic, Source, Span, did_you_mean
+from ccl.limits import MAX_NESTING, recursion_headroom
 from ccl.ranges import ArithmeticError_, apply_binary, apply_unary, binary_range, unary_range
 from ccl.syntax import literal_value, parse
-from onboard.isa import INT_MAX, INT_MIN
+from onboard.isa import EXT_COUNT, INT_MAX, INT_MIN
 from onboard.mission import MissionProfile
 
 BUILTINS = ("min", "max", "abs", "env")
@@ -97,7 +98,8 @@ def analyze(
 ) -> ir.Program:
     """Check a parsed source and build its IR."""
     model = parse(source)
-    return _Analyzer(source, model, mission_loader, vmlets).run()
+    with recursion_headroom():  # the analysis recurses as deep as the program nests
+        return _Analyzer(source, model, mission_loader, vmlets).run()
 
 
 class _Analyzer:
@@ -131,6 +133,9 @@ class _Analyzer:
         self.constant_what = ""  # what the constant expression being analyzed is, if any
         self.declared_kind: dict[str, str] = {}  # module names: their declaration's kind
         self.failed: set[str] = set()  # declarations whose analysis stopped at an error
+        # VMlet instructions called, each with its first call in the text: each takes one
+        # of the image's EXT_COUNT extension opcodes.
+        self.instr_uses: dict[tuple[str, str], Span] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -248,6 +253,9 @@ class _Analyzer:
         on_apply = handlers.get(ir.ProcKind.ON_APPLY)
         on_load = handlers.get(ir.ProcKind.ON_LOAD)
         self.check_recursion()
+        self.check_instr_count()
+        if not self.diags:  # depths through calls are defined once there is no recursion
+            self.check_nesting(functions, instrs, [*(t.proc for t in tasks), *handlers.values()])
         if self.diags:
             raise CclError(self.diags)
         head = by_type.get("ConfigDecl") or by_type.get("VmletDecl")
@@ -696,7 +704,7 @@ class _Analyzer:
         sp = self.span(d.cond)
         if not isinstance(cond.type, ir.BoolType):
             raise self.fail("E-TYPE", "a rule must be a condition (a boolean)", sp)
-        for node in _walk(cond):
+        for node, _ in ir.nested((cond,)):
             if isinstance(node, ir.GlobalRef) and node.glob.kind is not ir.GlobalKind.PARAM:
                 raise self.fail("E-RULE", f"a rule may only read parameters; `{node.glob.name}` "
                                 "is a state variable", node.span,
@@ -705,6 +713,10 @@ class _Analyzer:
                                  ir.EnvRead)):
                 raise self.fail("E-RULE", "a rule may only use parameters, constants and "
                                 "operators", node.span)
+        proc = ir.Procedure(f"rule {len(self.call_graph)}", ir.ProcKind.RULE, (), (), ir.BOOL,
+                            (ir.Return(cond, sp),), sp)
+        if self.nesting_depth(self.own_name, proc, {}, report=True) > MAX_NESTING:
+            raise _Abort()  # (reported) before the evaluation below walks it
         values = {g.name: g.value for g in self.globals}
         held = _evaluate(cond, values)
         if held is None:  # it traps (division by zero, overflow): it does not hold either
@@ -715,8 +727,6 @@ class _Analyzer:
             raise self.fail("E-RULE-VIOLATED", f"rule `{text}` does not hold for this "
                             "configuration's values", sp,
                             "change the parameter values, or the rule")
-        proc = ir.Procedure(f"rule {len(self.call_graph)}", ir.ProcKind.RULE, (), (), ir.BOOL,
-                            (ir.Return(cond, sp),), sp)
         return ir.Rule(text, cond, proc, sp)
 
     def check_recursion(self) -> None:
@@ -753,6 +763,77 @@ class _Analyzer:
                     on_path[callee] = len(path)
                     path.append(callee)
                     pending.append(iter(self.call_graph[callee]))
+
+    def check_instr_count(self) -> None:
+        """E-TOO-MANY-INSTRS at the first call of the first VMlet instruction beyond the
+        EXT_COUNT an image can bind (in the order of the text)."""
+        if len(self.instr_uses) <= EXT_COUNT:
+            return
+        firsts = sorted(self.instr_uses.items(), key=lambda item: (item[1].line, item[1].col))
+        (vmlet, instr), sp = firsts[EXT_COUNT]
+        what = "configuration" if self.kind is ir.ProgramKind.CONFIG else "VMlet"
+        self.err("E-TOO-MANY-INSTRS", f"`{vmlet}.{instr}` is the {EXT_COUNT + 1}th VMlet "
+                 f"instruction this {what} calls; an image can call at most {EXT_COUNT}", sp,
+                 f"it calls {len(firsts)} different ones; each takes one of the "
+                 f"{EXT_COUNT} extension opcodes of the image; write some as functions (`fn`) "
+                 "of this file instead")
+
+    def check_nesting(self, functions: Sequence[ir.Procedure], instrs: Sequence[ir.Procedure],
+                      others: Sequence[ir.Procedure]) -> None:
+        """E-TOO-DEEP where code nests deeper than MAX_NESTING, counting through calls:
+        the verifier inlines every call, so a call nests its callee's body where it is.
+        Callees are measured before their callers, with a loop and its own stack (call
+        chains may be long); each procedure reports its first point too deep, once."""
+        index: dict[_ProcKey, ir.Procedure] = {}
+        for program, fns, ins in ((self.own_name, functions, instrs),
+                                  *((u.name, u.functions, u.instrs) for u in self.uses)):
+            index.update({(program, "fn", f.name): f for f in fns})
+            index.update({(program, "instr", i.name): i for i in ins})
+        depths: dict[_ProcKey, int] = {}
+        for key in index:
+            pending = [key]
+            while pending:
+                k = pending[-1]
+                if k in depths:
+                    pending.pop()
+                    continue
+                missing = [c for c in _callees(k[0], index[k]) if c in index and c not in depths]
+                if missing and len(pending) <= len(index):  # (no cycles: recursion is refused)
+                    pending.extend(missing)
+                    continue
+                pending.pop()
+                depths[k] = self.nesting_depth(k[0], index[k], depths,
+                                               report=k[0] == self.own_name)
+        for proc in others:
+            self.nesting_depth(self.own_name, proc, depths, report=True)
+
+    def nesting_depth(self, program: str, proc: ir.Procedure, depths: dict[_ProcKey, int],
+                      report: bool) -> int:
+        """How deep ``proc`` (of ``program``) nests, through calls: the depths of its
+        callees are in ``depths``. If ``report``, E-TOO-DEEP where it first nests too deep."""
+        deepest = 0
+        for node, depth in ir.nested(proc.body):
+            key = _callee_key(program, node)
+            inner = depths.get(key, 0) if key is not None else 0
+            # (A callee too deep has reported it: its callers do not repeat it.)
+            if report and depth + inner > MAX_NESTING >= max(deepest, inner):
+                self.too_deep(node, depth, inner)
+            deepest = max(deepest, depth + inner)
+        return deepest
+
+    def too_deep(self, node: ir.Stmt | ir.Expr, depth: int, inner: int) -> None:
+        limit = (f"code may nest at most {MAX_NESTING} levels: each enclosing statement, "
+                 "operator, call and index counts one, and a call counts the levels of the "
+                 "body it calls too")
+        if isinstance(node, (ir.Call, ir.InstrCall)) and depth <= MAX_NESTING:
+            name = node.function if isinstance(node, ir.Call) else node.instr
+            self.err("E-TOO-DEEP", f"this call nests {depth + inner} levels deep: `{name}` "
+                     f"nests {inner} levels itself (calls are inlined for verification)",
+                     node.span, limit)
+        else:
+            self.err("E-TOO-DEEP", f"this nests more than {MAX_NESTING} levels deep",
+                     node.span, limit + "; split a long expression with `let` locals "
+                     "(`a + b + c` nests one level per operator)")
 
     # ------------------------------------------------------------------ statements
 
@@ -867,14 +948,18 @@ class _Analyzer:
         return self.binary(op, current, value, self.span(s))
 
     def stmt_IfStmt(self, s: Any) -> ir.Stmt:
-        cond = self.condition(s.cond)
-        then = self.block(s.then)
-        otherwise: tuple[ir.Stmt, ...] = ()
-        if s.chain is not None:  # else if ...
-            otherwise = (self.stmt_IfStmt(s.chain),)
-        elif s.otherwise is not None:
-            otherwise = self.block(s.otherwise)
-        return ir.If(cond, then, otherwise, self.span(s))
+        # `if a {..} else if b {..} else {..}` is `if a {..} else { if b {..} else {..} }`:
+        # analyzed in the order written, nested from the last `else if` outwards (a loop,
+        # not a recursion: chains may be long).
+        arms = [(self.condition(s.cond), self.block(s.then), s._tx_position)]
+        for elif_ in s.elifs:
+            arms.append((self.condition(elif_.cond), self.block(elif_.then),
+                         self.word_offset(elif_, "if")))
+        otherwise = self.block(s.otherwise) if s.otherwise is not None else ()
+        for cond, then, start in reversed(arms):
+            otherwise = (ir.If(cond, then, otherwise,
+                               self.src.span(start, s._tx_position_end)),)
+        return otherwise[0]
 
     def condition(self, e: Any) -> ir.Expr:
         cond = self.expr(e)
@@ -1243,6 +1328,9 @@ class _Analyzer:
         args = self.args(sig.name, sig.params, raw, sp, name_sp)
         if self.proc is not None and sig.vmlet == self.own_name:
             self.proc.calls.append((sig.name, name_sp))
+        first = self.instr_uses.setdefault((sig.vmlet, sig.name), name_sp)
+        if (name_sp.line, name_sp.col) < (first.line, first.col):
+            self.instr_uses[(sig.vmlet, sig.name)] = name_sp
         return ir.InstrCall(sig.vmlet, sig.name, args, sig.returns, sp)
 
     def builtin(self, name: str, raw: list[Any], sp: Span, name_sp: Span) -> ir.Expr:
@@ -1280,6 +1368,24 @@ class _Analyzer:
 
 # --------------------------------------------------------------------------- helpers
 
+#: A procedure that can be called: (program, "fn" or "instr", name).
+_ProcKey = tuple[str, str, str]
+
+
+def _callee_key(program: str, node: ir.Stmt | ir.Expr) -> _ProcKey | None:
+    """The procedure ``node`` (in code of ``program``) calls, if it is a call of one."""
+    if isinstance(node, ir.Call):
+        return (program, "fn", node.function)
+    if isinstance(node, ir.InstrCall):
+        return (node.vmlet, "instr", node.instr)
+    return None
+
+
+def _callees(program: str, proc: ir.Procedure) -> list[_ProcKey]:
+    return [k for node, _ in ir.nested(proc.body)
+            if (k := _callee_key(program, node)) is not None]
+
+
 _BINOPS = {op.value: op for op in ir.BinOp}
 
 
@@ -1310,20 +1416,6 @@ def _native_sig(mission: MissionProfile, name: str) -> ir.NativeSig | None:
     params = tuple((a.name, ir.IntType(a.lo, a.hi)) for a in n.args)
     result = ir.IntType(*n.result) if n.result is not None else None
     return ir.NativeSig(n.name, params, result, n.cost.text, n.capability)
-
-
-def _walk(e: ir.Expr) -> Iterator[ir.Expr]:
-    yield e
-    if isinstance(e, ir.Unary):
-        yield from _walk(e.operand)
-    elif isinstance(e, ir.Binary):
-        yield from _walk(e.left)
-        yield from _walk(e.right)
-    elif isinstance(e, ir.ArrayRef):
-        yield from _walk(e.index)
-    elif isinstance(e, (ir.Call, ir.NativeCall, ir.InstrCall)):
-        for a in e.args:
-            yield from _walk(a)
 
 
 def _evaluate(e: ir.Expr, params: dict[str, int]) -> int | None:

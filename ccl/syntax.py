@@ -25,6 +25,7 @@ from textx.const import MULT_ONEORMORE, MULT_ZEROORMORE, RULE_ABSTRACT, RULE_MAT
 from textx.metamodel import TextXMetaModel
 
 from ccl.diagnostics import CclError, Diagnostic, Source
+from ccl.limits import MAX_BRACKETS, recursion_headroom
 
 GRAMMAR = Path(__file__).parent / "grammar" / "ccl.tx"
 
@@ -47,6 +48,8 @@ _COMMENT_OR_STRING = re.compile(r'"[^"\\\n]*"|\'[^\'\\\n]*\'|//[^\n]*|/\*[\s\S]*
 _NOT_LINE_BREAK = re.compile(r"[^\r\n]")
 # What the parser stopped at, for the message: a name, a number-like word, or one character.
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9][A-Za-z0-9_]*|\S")
+# A bracket, or a string (brackets inside a string do not nest).
+_BRACKET_OR_STRING = re.compile(r'[(\[{]|[)\]}]|"[^"\\\n]*"|\'[^\'\\\n]*\'')
 _HEX_DIGITS = re.compile(r"[0-9a-fA-F]+")
 _DECIMAL_DIGITS = re.compile(r"[0-9]+")
 
@@ -83,12 +86,34 @@ class SyntaxNode:
 def parse(source: Source) -> Any:
     """Parse ``source`` into a syntax tree (a ``SyntaxNode`` of rule ``File``); raise
     CclError with one diagnostic if it is not well-formed CCL."""
+    text = blank_comments(source.text)
+    _check_brackets(source, text)
     parser = metamodel()._parser_blueprint.clone()
-    try:
-        tree = parser.parse(blank_comments(source.text), file_name=source.path)
-    except TextXSyntaxError as exc:
-        raise CclError([_syntax_diagnostic(source, exc)]) from None
-    return _builder()(tree[0])  # the File node (the root also holds the end of input)
+    with recursion_headroom():  # the parser and the builder recurse per bracket level
+        try:
+            tree = parser.parse(text, file_name=source.path)
+        except TextXSyntaxError as exc:
+            raise CclError([_syntax_diagnostic(source, exc)]) from None
+        return _builder()(tree[0])  # the File node (the root also holds the end of input)
+
+
+def _check_brackets(source: Source, text: str) -> None:
+    """Refuse brackets nested deeper than ``MAX_BRACKETS`` (E-TOO-DEEP at the first one too
+    deep), before the parser, which recurses per level, meets them. ``text`` is the
+    source with comments blanked out. Unbalanced brackets are left to the parser."""
+    depth = 0
+    for m in _BRACKET_OR_STRING.finditer(text):
+        c = m.group(0)
+        if c in "([{":
+            depth += 1
+            if depth > MAX_BRACKETS:
+                raise CclError([Diagnostic(
+                    "E-TOO-DEEP", f"brackets nest more than {MAX_BRACKETS} deep here",
+                    source.span(m.start()),
+                    "brackets `(`, `[` and `{` may nest at most "
+                    f"{MAX_BRACKETS} deep: use `let` locals or a function for the inner part")])
+        elif c in ")]}":
+            depth = max(0, depth - 1)
 
 
 @functools.cache
