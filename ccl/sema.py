@@ -79,20 +79,6 @@ class _ProcState:
         self.locals.append(local)
 
 
-def analyze_file(
-    path: Path, mission_loader: Callable[[str, Span], MissionProfile], vmlets: VmletLoader
-) -> tuple[ir.Program, Source]:
-    """Read, parse and check one CCL file. Raises CclError with all diagnostics found."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise CclError([Diagnostic("E-READ", f"cannot read {path}: {reason}", None,
-                                   "check the path")]) from None
-    source = Source.of(path, text)
-    return analyze(source, mission_loader, vmlets), source
-
-
 def analyze(
     source: Source, mission_loader: Callable[[str, Span], MissionProfile], vmlets: VmletLoader
 ) -> ir.Program:
@@ -913,6 +899,10 @@ class _Analyzer:
             value = self.compound(s, current, value)
             self.check_assignable(local.type, value, self.span(s.value))
             return ir.AssignLocal(local, value, sp)
+        if target in self.natives or target in self.instr_sigs:
+            what = "a native" if target in self.natives else "a VMlet instruction"
+            raise self.fail("E-NOT-ASSIGNABLE", f"`{target}` is {what}, not a variable",
+                            name_sp)
         kind, payload = self.lookup_module(target, name_sp)
         if kind == "global":
             g: ir.Global = payload
@@ -1003,8 +993,11 @@ class _Analyzer:
                                 f"{_type_word(self.proc.returns)}", sp, "write `return VALUE;`")
             return ir.Return(None, sp)
         if self.proc.returns is None:
-            raise self.fail("E-RETURN", f"{self.proc.kind.value} `{self.proc.name}` returns no "
-                            "value", sp, "write `return;`, or declare a result type `-> int`")
+            what = (f"`{self.proc.name}`" if self.proc.name == self.proc.kind.value
+                    else f"{self.proc.kind.value} `{self.proc.name}`")  # `on apply` or task `t`
+            raise self.fail("E-RETURN", f"{what} returns no value", sp,
+                            "write `return;`" if self.proc.kind is not ir.ProcKind.FUNCTION
+                            else "write `return;`, or declare a result type `-> int`")
         value = self.expr(s.value)
         self.check_assignable(self.proc.returns, value, self.span(s.value), "returned value")
         return ir.Return(value, sp)

@@ -94,7 +94,10 @@ def parse(source: Source) -> Any:
             tree = parser.parse(text, file_name=source.path)
         except TextXSyntaxError as exc:
             raise CclError([_syntax_diagnostic(source, exc)]) from None
-        return _builder()(tree[0])  # the File node (the root also holds the end of input)
+        root = tree[0]  # the File node (the root also holds the end of input) ...
+        if type(root) is not NonTerminal:  # ... unless the file is empty: then only EOF
+            return _empty_node(metamodel()["File"], root.position)
+        return _builder()(root)
 
 
 def _check_brackets(source: Source, text: str) -> None:
@@ -117,6 +120,26 @@ def _check_brackets(source: Source, text: str) -> None:
 
 
 @functools.cache
+def _node_class(rule_class: Any) -> tuple[type[SyntaxNode], tuple[tuple[str, bool], ...]]:
+    """The syntax tree class of a grammar rule (named after it), and its attributes, each
+    with whether it is a list."""
+    attrs = tuple((a.name, a.mult in (MULT_ZEROORMORE, MULT_ONEORMORE))
+                  for a in rule_class._tx_attrs.values())
+    cls = type(rule_class.__name__, (SyntaxNode,), {"__slots__": tuple(name for name, _ in attrs)})
+    return cls, attrs
+
+
+def _empty_node(rule_class: Any, position: int) -> SyntaxNode:
+    """A node of ``rule_class`` with no attribute set (``None``, or ``[]`` for a list)."""
+    cls, attrs = _node_class(rule_class)
+    obj = cls.__new__(cls)
+    for name, many in attrs:
+        setattr(obj, name, [] if many else None)
+    obj._tx_position = obj._tx_position_end = position
+    return obj
+
+
+@functools.cache
 def _builder() -> Any:
     """The function from a parse tree node to its syntax tree value (a SyntaxNode, or the
     text of a token rule), with a node class per grammar rule made once."""
@@ -125,12 +148,8 @@ def _builder() -> Any:
     classes: dict[Any, tuple[type[SyntaxNode], tuple[tuple[str, bool], ...]]] = {}
 
     def node_class(rule_class: Any) -> tuple[type[SyntaxNode], tuple[tuple[str, bool], ...]]:
-        attrs = tuple((a.name, a.mult in (MULT_ZEROORMORE, MULT_ONEORMORE))
-                      for a in rule_class._tx_attrs.values())
-        cls = type(rule_class.__name__, (SyntaxNode,),
-                   {"__slots__": tuple(name for name, _ in attrs)})
-        classes[rule_class] = (cls, attrs)
-        return cls, attrs
+        classes[rule_class] = _node_class(rule_class)
+        return classes[rule_class]
 
     def build(node: Any) -> Any:
         if type(node) is Terminal:  # a token: its text, or its pattern's one group (as
@@ -187,11 +206,13 @@ def _syntax_diagnostic(source: Source, exc: TextXSyntaxError) -> Diagnostic:
     hint = ""
     if token in ("while", "loop", "do"):
         hint = "CCL has no unbounded loops: use `for i in a .. b { ... }`"
+    elif token == "else":
+        hint = "`else` follows the `}` of an `if` block: `if c { ... } else { ... }`"
     elif expected == ["`;`"] or "`;`" in expected[:2]:
         hint = "statements and declarations end with `;`"
     elif token == "=" and ("`==`" in expected or "an operator" in expected):
         hint = "comparison is `==`"
-    elif token[:1].isdigit():
+    elif token[:1].isdigit() and not token.isdigit():  # `12ab`, `0x_`
         hint = ("a number is decimal digits (`1200`) or `0x` and hexadecimal digits "
                 "(`0xFF`), with `_` allowed between digits; it cannot run into a name")
     message = f"syntax error: unexpected {found}"
