@@ -878,7 +878,7 @@ class _Analyzer:
         self.proc.declare(local)
         return ir.Let(local, value, self.span(s))
 
-    def stmt_AssignStmt(self, s: Any) -> ir.Stmt:
+    def stmt_AssignStmt(self, s: Any) -> ir.Stmt | tuple[ir.Stmt, ...]:
         assert self.proc is not None
         sp = self.span(s)
         target: str = s.target or s.element
@@ -925,9 +925,20 @@ class _Analyzer:
                                 name_sp, "tables change only through patches; use a `var` array "
                                 "for state")
             index = self.index_expr(a, s.index)
+            first: tuple[ir.Stmt, ...] = ()
+            if s.op != "=" and any(isinstance(n, (ir.Call, ir.NativeCall, ir.InstrCall))
+                                   for n, _ in ir.nested((index,))):
+                # `a[f()] += e` reads and writes the element `f()` names: `f` runs once (its
+                # result in a local no name can reach), not once per use of the index.
+                assert isinstance(index.type, ir.IntType)
+                held = ir.Local(f"{a.name}[...]", len(self.proc.locals), index.type,
+                                index.span)
+                self.proc.locals.append(held)
+                first = (ir.Let(held, index, index.span),)
+                index = ir.LocalRef(held, held.type, index.span)
             value = self.compound(s, ir.ArrayRef(a, index, a.type, name_sp), value)
             self.check_assignable(a.type, value, self.span(s.value))
-            return ir.AssignElement(a, index, value, sp)
+            return (*first, ir.AssignElement(a, index, value, sp))
         raise self.fail("E-NOT-ASSIGNABLE", f"`{target}` is {self.kind_word(target)}, "
                         "not a variable", name_sp)
 
