@@ -38,6 +38,7 @@ PRECEDENCE = {
     "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
 }
 MAX_TABLE_LENGTH = 1 << 20
+MAX_ERRORS = 100  # the checker stops at this many errors in one file
 
 #: Loads the checked IR of a VMlet by name, for ``uses`` (provided by ``ccl.driver``).
 VmletLoader = Callable[[str, Span], ir.Program]
@@ -105,6 +106,7 @@ class _Analyzer:
         self.consts: dict[str, ir.NamedConst] = {}
         self.const_decls: dict[str, Any] = {}
         self.const_busy: set[str] = set()
+        self.const_failed: set[str] = set()  # reported: uses of them say nothing more
         self.globals: list[ir.Global] = []
         self.arrays: list[ir.Array] = []
         self.fn_sigs: dict[str, _FnSig] = {}
@@ -173,6 +175,10 @@ class _Analyzer:
 
     def err(self, code: str, message: str, span: Span | None, hint: str = "",
             notes: Sequence[str] = ()) -> None:
+        if len(self.diags) + 1 >= MAX_ERRORS:  # enough to work on; the rest could take long
+            notes = (*notes, f"stopped after {MAX_ERRORS} errors")
+            self.diags.append(Diagnostic(code, message, span, hint, notes=tuple(notes)))
+            raise CclError(self.diags)
         self.diags.append(Diagnostic(code, message, span, hint, notes=tuple(notes)))
 
     def fail(self, code: str, message: str, span: Span | None, hint: str = "") -> _Abort:
@@ -209,13 +215,11 @@ class _Analyzer:
             # take the name of a native it exposes (E-SHADOW, as in a configuration).
             self.vmlet_exposure(by_type)
         self.declare_names(decls)
-        for const in by_type.get("ConstDecl", []):
-            if const.name not in self.const_decls or self.const_decls[const.name] is not const:
-                continue  # a duplicate, reserved or shadowing name: already reported
+        for name in self.const_order():
             try:
-                self.const_value(const.name)
+                self.const_value(name)
             except _Abort:
-                pass
+                self.const_failed.add(name)
         list(self.guarded(by_type.get("ParamDecl", []), self.param))
         list(self.guarded(by_type.get("VarDecl", []), self.var))
         list(self.guarded(by_type.get("TableDecl", []), self.table))
@@ -409,9 +413,47 @@ class _Analyzer:
             if kind == "const":
                 self.const_decls[name] = d
 
+    def const_order(self) -> list[str]:
+        """The constants, each after the constants its value and type use, so that
+        evaluating them in this order never recurses through another (a walk with its own
+        stack: chains of constants may be long). A cycle is E-CONST-CYCLE at the constant
+        the walk meets again; its constants are left out (as failed)."""
+        uses = {name: [n for n in _names_in(d.value, d.type) if n in self.const_decls]
+                for name, d in self.const_decls.items()}
+        on_path: set[str] = set()
+        done: set[str] = set()
+        order: list[str] = []
+        for start in uses:  # in the order of the text
+            if start in done:
+                continue
+            path, pending = [start], [iter(uses[start])]
+            on_path.add(start)
+            while pending:
+                used = next(pending[-1], None)
+                if used is None:
+                    pending.pop()
+                    finished = path.pop()
+                    on_path.discard(finished)
+                    done.add(finished)
+                    order.append(finished)
+                elif used in on_path:
+                    cycle = path[path.index(used):]
+                    if not self.const_failed.intersection(cycle):
+                        self.err("E-CONST-CYCLE", f"constant `{used}` is defined in terms of "
+                                 "itself", self.name_span(self.const_decls[used], used),
+                                 "constants must be computable from literals")
+                    self.const_failed.update(cycle)
+                elif used not in done:
+                    on_path.add(used)
+                    path.append(used)
+                    pending.append(iter(uses[used]))
+        return [name for name in order if name not in self.const_failed]
+
     def const_value(self, name: str) -> ir.NamedConst:
         if name in self.consts:
             return self.consts[name]
+        if name in self.const_failed:
+            raise _Abort()  # its error is reported
         d = self.const_decls[name]
         sp = self.name_span(d, name)
         if name in self.const_busy:
@@ -1398,6 +1440,25 @@ def _literal_or_none(text: str) -> int | None:
         return literal_value(text)
     except ValueError:
         return None
+
+
+def _names_in(*nodes: Any) -> Iterator[str]:
+    """The names that syntax tree nodes (expressions, types, or None) mention: plain,
+    called or indexed. A loop with its own stack, as expressions may be long."""
+    stack = [n for n in reversed(nodes) if n is not None]
+    while stack:
+        node = stack.pop()
+        kind = type(node).__name__
+        if kind == "Expr":
+            stack.extend(reversed(node.operands))
+        elif kind == "Type":
+            stack.extend(n for n in (node.hi, node.lo) if n is not None)
+        elif kind == "Operand":
+            name = node.name or node.call or node.element
+            if name:
+                yield name
+            stack.extend(reversed(node.args))
+            stack.extend(n for n in (node.index, node.expr) if n is not None)
 
 
 # How the kinds of module-level declarations read in messages.

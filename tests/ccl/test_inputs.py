@@ -10,6 +10,7 @@ import pytest
 
 from ccl.diagnostics import CclError, Diagnostic
 from ccl.driver import Compiler
+from ccl.sema import MAX_ERRORS
 
 
 def _first(path: Path) -> Diagnostic:
@@ -44,3 +45,17 @@ def test_configurations_that_use_each_other_are_not_vmlets(tmp_path: Path) -> No
     assert first.code == "E-UNKNOWN-VMLET"
     assert "configuration being compiled" in first.message
     assert first.span is not None and Path(first.span.file).name == "b.ccl"
+
+
+def test_the_checker_stops_after_max_errors(tmp_path: Path) -> None:
+    # Thousands of errors would take minutes (each unknown name looks for a close one).
+    path = tmp_path / "errors.ccl"
+    path.write_text("mission corot;\nconfig errors version 1;\n"
+                    + "".join(f"var v{i} : int;\n" for i in range(500))
+                    + "task t every 1 s {\n" + "".join(f"x{i} = 1;\n" for i in range(500)) + "}\n")
+    with pytest.raises(CclError) as info:
+        Compiler().check(path)
+    diags = info.value.diagnostics
+    assert len(diags) == MAX_ERRORS
+    assert all(d.code == "E-UNKNOWN-NAME" for d in diags)
+    assert diags[-1].notes == (f"stopped after {MAX_ERRORS} errors",)
