@@ -994,6 +994,14 @@ class _Analyzer:
         # `if a {..} else if b {..} else {..}` is `if a {..} else { if b {..} else {..} }`:
         # analyzed in the order written, nested from the last `else if` outwards (a loop,
         # not a recursion: chains may be long).
+        if len(s.elifs) >= MAX_NESTING:  # refused before anything walks the nested `if`s
+            extra = s.elifs[MAX_NESTING - 1]
+            raise self.fail("E-TOO-DEEP", f"this `else if` chain nests more than {MAX_NESTING} "
+                            "levels deep", self.src.span(extra._tx_position,
+                                                         extra.then._tx_position),
+                            f"each `else if` is nested in the `else` before it, and code may "
+                            f"nest at most {MAX_NESTING} levels: split the chain, or look the "
+                            "value up in a table")
         arms = [(self.condition(s.cond), self.block(s.then), s._tx_position)]
         for elif_ in s.elifs:
             arms.append((self.condition(elif_.cond), self.block(elif_.then),
