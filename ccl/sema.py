@@ -68,6 +68,10 @@ class _ProcState:
     locals: list[ir.Local] = field(default_factory=list)
     scopes: list[dict[str, ir.Local]] = field(default_factory=lambda: [{}])
     calls: list[tuple[str, Span]] = field(default_factory=list)
+    # How deep the statements being analyzed nest in the IR (`ir.nested`): each `if`,
+    # `else if` and `for` body is one deeper. Kept within MAX_NESTING as the IR is built,
+    # since walks of statements (the missing-return check) come before `check_nesting`.
+    depth: int = 0
 
     def lookup(self, name: str) -> ir.Local | None:
         for scope in reversed(self.scopes):
@@ -993,20 +997,26 @@ class _Analyzer:
     def stmt_IfStmt(self, s: Any) -> ir.Stmt:
         # `if a {..} else if b {..} else {..}` is `if a {..} else { if b {..} else {..} }`:
         # analyzed in the order written, nested from the last `else if` outwards (a loop,
-        # not a recursion: chains may be long).
-        if len(s.elifs) >= MAX_NESTING:  # refused before anything walks the nested `if`s
-            extra = s.elifs[MAX_NESTING - 1]
-            raise self.fail("E-TOO-DEEP", f"this `else if` chain nests more than {MAX_NESTING} "
-                            "levels deep", self.src.span(extra._tx_position,
-                                                         extra.then._tx_position),
-                            f"each `else if` is nested in the `else` before it, and code may "
-                            f"nest at most {MAX_NESTING} levels: split the chain, or look the "
-                            "value up in a table")
-        arms = [(self.condition(s.cond), self.block(s.then), s._tx_position)]
-        for elif_ in s.elifs:
-            arms.append((self.condition(elif_.cond), self.block(elif_.then),
-                         self.word_offset(elif_, "if")))
-        otherwise = self.block(s.otherwise) if s.otherwise is not None else ()
+        # not a recursion: chains may be long). The k-th `else if` is k levels deeper.
+        assert self.proc is not None
+        base = self.proc.depth
+        arms = []
+        try:
+            for k, arm in enumerate((s, *s.elifs)):
+                if base + k + 1 > MAX_NESTING:
+                    raise self.fail("E-TOO-DEEP", f"this `{'if' if arm is s else 'else if'}` "
+                                    f"nests more than {MAX_NESTING} levels deep", self.src.span(arm._tx_position,
+                                                                  arm.then._tx_position),
+                                    "each `else if` is nested in the `else` before it, and code "
+                                    f"may nest at most {MAX_NESTING} levels: split the chain, or "
+                                    "look the value up in a table")
+                self.proc.depth = base + k + 1
+                arms.append((self.condition(arm.cond), self.block(arm.then),
+                             s._tx_position if arm is s else self.word_offset(arm, "if")))
+            self.proc.depth = base + len(arms)
+            otherwise = self.block(s.otherwise) if s.otherwise is not None else ()
+        finally:
+            self.proc.depth = base
         for cond, then, start in reversed(arms):
             otherwise = (ir.If(cond, then, otherwise,
                                self.src.span(start, s._tx_position_end)),)
@@ -1033,7 +1043,11 @@ class _Analyzer:
             counter = ir.Local(s.var, len(self.proc.locals), counter_type, sp,
                                is_loop_counter=True)
             self.proc.declare(counter)
-            body = self.block(s.body)
+            self.proc.depth += 1
+            try:
+                body = self.block(s.body)
+            finally:
+                self.proc.depth -= 1
         finally:
             self.proc.scopes.pop()
         return ir.For(counter, lo, hi, body, max_trips, self.span(s))
