@@ -747,7 +747,7 @@ class _Analyzer:
                                 "operators", node.span)
         proc = ir.Procedure(f"rule {len(self.call_graph)}", ir.ProcKind.RULE, (), (), ir.BOOL,
                             (ir.Return(cond, sp),), sp)
-        if self.nesting_depth(self.own_name, proc, {}, report=True) > MAX_NESTING:
+        if self.nesting_depth("", proc, {}, report=True) > MAX_NESTING:
             raise _Abort()  # (reported) before the evaluation below walks it
         values = {g.name: g.value for g in self.globals}
         held = _evaluate(cond, values)
@@ -816,11 +816,15 @@ class _Analyzer:
         the verifier inlines every call, so a call nests its callee's body where it is.
         Callees are measured before their callers, with a loop and its own stack (call
         chains may be long); each procedure reports its first point too deep, once."""
+        # This file's functions are ("", "fn", name), as its calls name them; a VMlet's
+        # instructions are (vmlet, "instr", name) wherever they are called from.
         index: dict[_ProcKey, ir.Procedure] = {}
-        for program, fns, ins in ((self.own_name, functions, instrs),
+        for program, fns, ins in (("", functions, ()), (self.own_name, (), instrs),
                                   *((u.name, u.functions, u.instrs) for u in self.uses)):
             index.update({(program, "fn", f.name): f for f in fns})
             index.update({(program, "instr", i.name): i for i in ins})
+        own = {("", "fn", f.name) for f in functions} | \
+            {(self.own_name, "instr", i.name) for i in instrs}
         depths: dict[_ProcKey, int] = {}
         for key in index:
             pending = [key]
@@ -829,20 +833,22 @@ class _Analyzer:
                 if k in depths:
                     pending.pop()
                     continue
-                missing = [c for c in _callees(k[0], index[k]) if c in index and c not in depths]
+                program = "" if k in own else k[0]  # whose functions its calls name
+                missing = [c for c in _callees(program, index[k])
+                           if c in index and c not in depths]
                 if missing and len(pending) <= len(index):  # (no cycles: recursion is refused)
                     pending.extend(missing)
                     continue
                 pending.pop()
-                depths[k] = self.nesting_depth(k[0], index[k], depths,
-                                               report=k[0] == self.own_name)
+                depths[k] = self.nesting_depth(program, index[k], depths, report=k in own)
         for proc in others:
-            self.nesting_depth(self.own_name, proc, depths, report=True)
+            self.nesting_depth("", proc, depths, report=True)
 
     def nesting_depth(self, program: str, proc: ir.Procedure, depths: dict[_ProcKey, int],
                       report: bool) -> int:
-        """How deep ``proc`` (of ``program``) nests, through calls: the depths of its
-        callees are in ``depths``. If ``report``, E-TOO-DEEP where it first nests too deep."""
+        """How deep ``proc`` nests, through calls: the depths of its callees are in
+        ``depths``; its calls of functions are of ``program``'s ("" for this file's). If
+        ``report``, E-TOO-DEEP where it first nests too deep."""
         deepest = 0
         for node, depth in ir.nested(proc.body):
             key = _callee_key(program, node)
@@ -1004,9 +1010,10 @@ class _Analyzer:
         try:
             for k, arm in enumerate((s, *s.elifs)):
                 if base + k + 1 > MAX_NESTING:
-                    raise self.fail("E-TOO-DEEP", f"this `{'if' if arm is s else 'else if'}` "
-                                    f"nests more than {MAX_NESTING} levels deep", self.src.span(arm._tx_position,
-                                                                  arm.then._tx_position),
+                    word = "if" if arm is s else "else if"
+                    raise self.fail("E-TOO-DEEP", f"this `{word}` nests more than {MAX_NESTING} "
+                                    "levels deep",
+                                    self.src.span(arm._tx_position, arm.then._tx_position),
                                     "each `else if` is nested in the `else` before it, and code "
                                     f"may nest at most {MAX_NESTING} levels: split the chain, or "
                                     "look the value up in a table")
