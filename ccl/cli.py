@@ -20,6 +20,7 @@ from rich.text import Text
 
 from ccl.diagnostics import CclError, Diagnostic, render
 from ccl.driver import Compiled, Compiler
+from ccl.limits import recursion_headroom
 from onboard.image import IMAGE_MAGIC, Image, ImageError, ImageKind, decode_image
 from onboard.listing import listing
 
@@ -252,7 +253,8 @@ cli.add_command(verify)
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``ccl`` console script."""
-    _run(cli, argv, "ccl")
+    with recursion_headroom():  # the verifier walks programs as deep as they nest, too
+        _run(cli, argv, "ccl")
 
 
 def _run(command: click.Command, argv: Sequence[str] | None, prog: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ccl import ir
+from ccl.limits import recursion_headroom
 from ccl.ranges import OPCODES
 from onboard import isa
 from onboard.image import (
@@ -299,6 +300,11 @@ class _ProcGen:
 def generate(program: ir.Program, vmlet_images: dict[str, Image]) -> tuple[Image, DebugInfo]:
     """Compile a checked program into its image. ``vmlet_images`` holds the image of every
     VMlet the program uses (their hashes pin the configuration to them)."""
+    with recursion_headroom():  # generation recurses as deep as the program nests
+        return _generate(program, vmlet_images)
+
+
+def _generate(program: ir.Program, vmlet_images: dict[str, Image]) -> tuple[Image, DebugInfo]:
     tables = _Tables(program)
     procs: list[ir.Procedure] = list(program.functions)
     procs += list(program.instrs)

@@ -107,6 +107,9 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     return f"did you mean `{close[0]}`?" if close else ""
 
 
+_LINE_SHOWN = 120  # characters of a source line a rendered diagnostic shows at most
+
+
 def render(diag: Diagnostic, sources: dict[str, Source]) -> str:
     """Plain-text rendering: location, message, the source line with a caret, the hint."""
     lines = []
@@ -115,11 +118,19 @@ def render(diag: Diagnostic, sources: dict[str, Source]) -> str:
     src = sources.get(diag.span.file) if diag.span else None
     if diag.span is not None and src is not None:
         text = src.line(diag.span.line).expandtabs(1)
+        col = diag.span.col
+        width = (diag.span.end_col - col if diag.span.end_line == diag.span.line
+                 else len(text) - col + 1)
+        if len(text) > _LINE_SHOWN:  # a long line: the part around the span, marked `...`
+            start = max(0, min(col - 1 - _LINE_SHOWN // 3, len(text) - _LINE_SHOWN))
+            shown = text[start:start + _LINE_SHOWN]
+            text = ("..." if start else "") + shown + \
+                ("..." if start + _LINE_SHOWN < len(text) else "")
+            col = col - start + (3 if start else 0)
+            width = min(width, len(shown) - (col - 1 - (3 if start else 0)))
         gutter = f"{diag.span.line:>4} | "
         lines.append(gutter + text)
-        width = (diag.span.end_col - diag.span.col if diag.span.end_line == diag.span.line
-                 else len(text) - diag.span.col + 1)
-        lines.append(" " * (len(gutter) + diag.span.col - 1) + "^" * max(1, width))
+        lines.append(" " * (len(gutter) + col - 1) + "^" * max(1, width))
     lines.extend(f"  note: {n}" for n in diag.notes)
     if diag.hint:
         lines.append(f"  hint: {diag.hint}")

@@ -38,6 +38,16 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> Diagnostic:
+    """E-READ at the first byte of ``path`` that is not UTF-8."""
+    before = exc.object[:exc.start].decode("utf-8", errors="replace")
+    line = before.count("\n") + 1
+    col = len(before) - (before.rfind("\n") + 1) + 1
+    return Diagnostic("E-READ", f"cannot read {path}: not UTF-8 text (byte "
+                      f"0x{exc.object[exc.start]:02x})", Span(str(path), line, col, line, col + 1),
+                      "CCL sources are UTF-8 text")
+
+
 @dataclass(frozen=True)
 class Compiled:
     """A compiled configuration or VMlet, with the VMlets it runs on."""
@@ -58,6 +68,7 @@ class Compiler:
     _missions: dict[str, MissionProfile] = field(default_factory=dict)
     _vmlets: dict[Path, Compiled] = field(default_factory=dict)  # by resolved path
     _current_dir: Path = field(default=Path("."))
+    _compiling: set[Path] = field(default_factory=set)  # files being analyzed (resolved)
 
     # -- public
 
@@ -91,9 +102,10 @@ class Compiler:
         except FileNotFoundError:
             raise CclError([Diagnostic("E-READ", f"no such file: {path}", None,
                                        "check the path")]) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise CclError([Diagnostic("E-READ", f"cannot read {path}: {reason}", None,
+        except UnicodeDecodeError as exc:
+            raise CclError([_not_utf8(path, exc)]) from None
+        except OSError as exc:
+            raise CclError([Diagnostic("E-READ", f"cannot read {path}: {exc.strerror}", None,
                                        "")]) from None
         source = Source.of(path, text)
         self.sources[source.path] = source
@@ -102,10 +114,12 @@ class Compiler:
     def _analyze(self, path: Path) -> ir.Program:
         source = self._read(path)
         saved, self._current_dir = self._current_dir, path.parent
+        self._compiling.add(path.resolve())
         try:
             return analyze(source, self.mission, self._load_vmlet)
         finally:
             self._current_dir = saved
+            self._compiling.discard(path.resolve())
 
     def _load_vmlet(self, name: str, span: Span) -> ir.Program:
         """Find, check and compile VMlet ``name`` for the configuration being analyzed."""
@@ -121,6 +135,11 @@ class Compiler:
         key = path.resolve()
         if key in self._vmlets:
             return self._vmlets[key].program
+        if key in self._compiling:  # only a configuration uses others: it is not a VMlet
+            raise CclError([Diagnostic("E-UNKNOWN-VMLET", f"{path} does not define VMlet "
+                                       f"`{name}`: it is a configuration being compiled, which "
+                                       "uses it", span, "a configuration cannot use itself; "
+                                       f"a VMlet file starts with `vmlet {name} version N;`")])
         compiled = self.compile(path)
         if compiled.program.kind is not ir.ProgramKind.VMLET or compiled.program.name != name:
             raise CclError([Diagnostic("E-UNKNOWN-VMLET", f"{path} does not define VMlet "

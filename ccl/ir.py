@@ -11,6 +11,7 @@ range. ``BOOL`` is the type of conditions (0 or 1 at run time).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -327,6 +328,51 @@ class Hide:
 
 
 Stmt = Let | AssignLocal | AssignGlobal | AssignElement | If | For | Return | ExprStmt | Hide
+
+
+def operands(e: Expr) -> tuple[Expr, ...]:
+    """The direct sub-expressions of ``e``."""
+    if isinstance(e, Unary):
+        return (e.operand,)
+    if isinstance(e, Binary):
+        return (e.left, e.right)
+    if isinstance(e, ArrayRef):
+        return (e.index,)
+    if isinstance(e, (Call, NativeCall, InstrCall)):
+        return e.args
+    return ()
+
+
+def nested(body: Sequence[Stmt | Expr]) -> Iterator[tuple[Stmt | Expr, int]]:
+    """Every statement and expression of ``body`` with its nesting depth, in the order of
+    the source: an item of ``body`` is at depth 0, the expressions it evaluates start
+    one deeper, an operand is one deeper than its operator, and the statements of an
+    ``if`` or ``for`` body are one deeper than the ``if`` or ``for``.
+
+    A loop with its own stack, not a recursion: it is what checks the depth of programs
+    (``ccl.sema``), so it must not depend on that depth itself."""
+    stack: list[tuple[Stmt | Expr, int]] = [(s, 0) for s in reversed(body)]
+    while stack:
+        node, depth = stack.pop()
+        yield node, depth
+        inner: tuple[Stmt | Expr, ...]
+        if isinstance(node, (Let, AssignLocal, AssignGlobal)):
+            inner = (node.value,)
+        elif isinstance(node, AssignElement):
+            inner = (node.index, node.value)
+        elif isinstance(node, If):
+            inner = (node.cond, *node.then, *node.otherwise)
+        elif isinstance(node, For):
+            inner = (node.lo, node.hi, *node.body)
+        elif isinstance(node, Return):
+            inner = (node.value,) if node.value is not None else ()
+        elif isinstance(node, ExprStmt):
+            inner = (node.expr,)
+        elif isinstance(node, Hide):
+            inner = ()
+        else:
+            inner = operands(node)
+        stack.extend((n, depth + 1) for n in reversed(inner))
 
 
 def always_returns(body: tuple[Stmt, ...]) -> bool:

@@ -19,9 +19,10 @@ from typing import Any
 
 from ccl import ir
 from ccl.diagnostics import CclError, Diagnostic, Source, Span, did_you_mean
+from ccl.limits import MAX_NESTING, recursion_headroom
 from ccl.ranges import ArithmeticError_, apply_binary, apply_unary, binary_range, unary_range
 from ccl.syntax import literal_value, parse
-from onboard.isa import INT_MAX, INT_MIN
+from onboard.isa import EXT_COUNT, INT_MAX, INT_MIN
 from onboard.mission import MissionProfile
 
 BUILTINS = ("min", "max", "abs", "env")
@@ -37,6 +38,7 @@ PRECEDENCE = {
     "+": 5, "-": 5, "*": 6, "/": 6, "%": 6,
 }
 MAX_TABLE_LENGTH = 1 << 20
+MAX_ERRORS = 100  # the checker stops at this many errors in one file
 
 #: Loads the checked IR of a VMlet by name, for ``uses`` (provided by ``ccl.driver``).
 VmletLoader = Callable[[str, Span], ir.Program]
@@ -66,6 +68,10 @@ class _ProcState:
     locals: list[ir.Local] = field(default_factory=list)
     scopes: list[dict[str, ir.Local]] = field(default_factory=lambda: [{}])
     calls: list[tuple[str, Span]] = field(default_factory=list)
+    # How deep the statements being analyzed nest in the IR (`ir.nested`): each `if`,
+    # `else if` and `for` body is one deeper. Kept within MAX_NESTING as the IR is built,
+    # since walks of statements (the missing-return check) come before `check_nesting`.
+    depth: int = 0
 
     def lookup(self, name: str) -> ir.Local | None:
         for scope in reversed(self.scopes):
@@ -78,26 +84,13 @@ class _ProcState:
         self.locals.append(local)
 
 
-def analyze_file(
-    path: Path, mission_loader: Callable[[str, Span], MissionProfile], vmlets: VmletLoader
-) -> tuple[ir.Program, Source]:
-    """Read, parse and check one CCL file. Raises CclError with all diagnostics found."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise CclError([Diagnostic("E-READ", f"cannot read {path}: {reason}", None,
-                                   "check the path")]) from None
-    source = Source.of(path, text)
-    return analyze(source, mission_loader, vmlets), source
-
-
 def analyze(
     source: Source, mission_loader: Callable[[str, Span], MissionProfile], vmlets: VmletLoader
 ) -> ir.Program:
     """Check a parsed source and build its IR."""
     model = parse(source)
-    return _Analyzer(source, model, mission_loader, vmlets).run()
+    with recursion_headroom():  # the analysis recurses as deep as the program nests
+        return _Analyzer(source, model, mission_loader, vmlets).run()
 
 
 class _Analyzer:
@@ -117,6 +110,7 @@ class _Analyzer:
         self.consts: dict[str, ir.NamedConst] = {}
         self.const_decls: dict[str, Any] = {}
         self.const_busy: set[str] = set()
+        self.const_failed: set[str] = set()  # reported: uses of them say nothing more
         self.globals: list[ir.Global] = []
         self.arrays: list[ir.Array] = []
         self.fn_sigs: dict[str, _FnSig] = {}
@@ -131,6 +125,9 @@ class _Analyzer:
         self.constant_what = ""  # what the constant expression being analyzed is, if any
         self.declared_kind: dict[str, str] = {}  # module names: their declaration's kind
         self.failed: set[str] = set()  # declarations whose analysis stopped at an error
+        # VMlet instructions called, each with its first call in the text: each takes one
+        # of the image's EXT_COUNT extension opcodes.
+        self.instr_uses: dict[tuple[str, str], Span] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -182,6 +179,10 @@ class _Analyzer:
 
     def err(self, code: str, message: str, span: Span | None, hint: str = "",
             notes: Sequence[str] = ()) -> None:
+        if len(self.diags) + 1 >= MAX_ERRORS:  # enough to work on; the rest could take long
+            notes = (*notes, f"stopped after {MAX_ERRORS} errors")
+            self.diags.append(Diagnostic(code, message, span, hint, notes=tuple(notes)))
+            raise CclError(self.diags)
         self.diags.append(Diagnostic(code, message, span, hint, notes=tuple(notes)))
 
     def fail(self, code: str, message: str, span: Span | None, hint: str = "") -> _Abort:
@@ -218,13 +219,11 @@ class _Analyzer:
             # take the name of a native it exposes (E-SHADOW, as in a configuration).
             self.vmlet_exposure(by_type)
         self.declare_names(decls)
-        for const in by_type.get("ConstDecl", []):
-            if const.name not in self.const_decls or self.const_decls[const.name] is not const:
-                continue  # a duplicate, reserved or shadowing name: already reported
+        for name in self.const_order():
             try:
-                self.const_value(const.name)
+                self.const_value(name)
             except _Abort:
-                pass
+                self.const_failed.add(name)
         list(self.guarded(by_type.get("ParamDecl", []), self.param))
         list(self.guarded(by_type.get("VarDecl", []), self.var))
         list(self.guarded(by_type.get("TableDecl", []), self.table))
@@ -248,6 +247,9 @@ class _Analyzer:
         on_apply = handlers.get(ir.ProcKind.ON_APPLY)
         on_load = handlers.get(ir.ProcKind.ON_LOAD)
         self.check_recursion()
+        self.check_instr_count()
+        if not self.diags:  # depths through calls are defined once there is no recursion
+            self.check_nesting(functions, instrs, [*(t.proc for t in tasks), *handlers.values()])
         if self.diags:
             raise CclError(self.diags)
         head = by_type.get("ConfigDecl") or by_type.get("VmletDecl")
@@ -415,9 +417,47 @@ class _Analyzer:
             if kind == "const":
                 self.const_decls[name] = d
 
+    def const_order(self) -> list[str]:
+        """The constants, each after the constants its value and type use, so that
+        evaluating them in this order never recurses through another (a walk with its own
+        stack: chains of constants may be long). A cycle is E-CONST-CYCLE at the constant
+        the walk meets again; its constants are left out (as failed)."""
+        uses = {name: [n for n in _names_in(d.value, d.type) if n in self.const_decls]
+                for name, d in self.const_decls.items()}
+        on_path: set[str] = set()
+        done: set[str] = set()
+        order: list[str] = []
+        for start in uses:  # in the order of the text
+            if start in done:
+                continue
+            path, pending = [start], [iter(uses[start])]
+            on_path.add(start)
+            while pending:
+                used = next(pending[-1], None)
+                if used is None:
+                    pending.pop()
+                    finished = path.pop()
+                    on_path.discard(finished)
+                    done.add(finished)
+                    order.append(finished)
+                elif used in on_path:
+                    cycle = path[path.index(used):]
+                    if not self.const_failed.intersection(cycle):
+                        self.err("E-CONST-CYCLE", f"constant `{used}` is defined in terms of "
+                                 "itself", self.name_span(self.const_decls[used], used),
+                                 "constants must be computable from literals")
+                    self.const_failed.update(cycle)
+                elif used not in done:
+                    on_path.add(used)
+                    path.append(used)
+                    pending.append(iter(uses[used]))
+        return [name for name in order if name not in self.const_failed]
+
     def const_value(self, name: str) -> ir.NamedConst:
         if name in self.consts:
             return self.consts[name]
+        if name in self.const_failed:
+            raise _Abort()  # its error is reported
         d = self.const_decls[name]
         sp = self.name_span(d, name)
         if name in self.const_busy:
@@ -696,7 +736,7 @@ class _Analyzer:
         sp = self.span(d.cond)
         if not isinstance(cond.type, ir.BoolType):
             raise self.fail("E-TYPE", "a rule must be a condition (a boolean)", sp)
-        for node in _walk(cond):
+        for node, _ in ir.nested((cond,)):
             if isinstance(node, ir.GlobalRef) and node.glob.kind is not ir.GlobalKind.PARAM:
                 raise self.fail("E-RULE", f"a rule may only read parameters; `{node.glob.name}` "
                                 "is a state variable", node.span,
@@ -705,6 +745,10 @@ class _Analyzer:
                                  ir.EnvRead)):
                 raise self.fail("E-RULE", "a rule may only use parameters, constants and "
                                 "operators", node.span)
+        proc = ir.Procedure(f"rule {len(self.call_graph)}", ir.ProcKind.RULE, (), (), ir.BOOL,
+                            (ir.Return(cond, sp),), sp)
+        if self.nesting_depth("", proc, {}, report=True) > MAX_NESTING:
+            raise _Abort()  # (reported) before the evaluation below walks it
         values = {g.name: g.value for g in self.globals}
         held = _evaluate(cond, values)
         if held is None:  # it traps (division by zero, overflow): it does not hold either
@@ -715,8 +759,6 @@ class _Analyzer:
             raise self.fail("E-RULE-VIOLATED", f"rule `{text}` does not hold for this "
                             "configuration's values", sp,
                             "change the parameter values, or the rule")
-        proc = ir.Procedure(f"rule {len(self.call_graph)}", ir.ProcKind.RULE, (), (), ir.BOOL,
-                            (ir.Return(cond, sp),), sp)
         return ir.Rule(text, cond, proc, sp)
 
     def check_recursion(self) -> None:
@@ -753,6 +795,83 @@ class _Analyzer:
                     on_path[callee] = len(path)
                     path.append(callee)
                     pending.append(iter(self.call_graph[callee]))
+
+    def check_instr_count(self) -> None:
+        """E-TOO-MANY-INSTRS at the first call of the first VMlet instruction beyond the
+        EXT_COUNT an image can bind (in the order of the text)."""
+        if len(self.instr_uses) <= EXT_COUNT:
+            return
+        firsts = sorted(self.instr_uses.items(), key=lambda item: (item[1].line, item[1].col))
+        (vmlet, instr), sp = firsts[EXT_COUNT]
+        what = "configuration" if self.kind is ir.ProgramKind.CONFIG else "VMlet"
+        self.err("E-TOO-MANY-INSTRS", f"`{vmlet}.{instr}` is the {EXT_COUNT + 1}th VMlet "
+                 f"instruction this {what} calls; an image can call at most {EXT_COUNT}", sp,
+                 f"it calls {len(firsts)} different ones; each takes one of the "
+                 f"{EXT_COUNT} extension opcodes of the image; write some as functions (`fn`) "
+                 "of this file instead")
+
+    def check_nesting(self, functions: Sequence[ir.Procedure], instrs: Sequence[ir.Procedure],
+                      others: Sequence[ir.Procedure]) -> None:
+        """E-TOO-DEEP where code nests deeper than MAX_NESTING, counting through calls:
+        the verifier inlines every call, so a call nests its callee's body where it is.
+        Callees are measured before their callers, with a loop and its own stack (call
+        chains may be long); each procedure reports its first point too deep, once."""
+        # This file's functions are ("", "fn", name), as its calls name them; a VMlet's
+        # instructions are (vmlet, "instr", name) wherever they are called from.
+        index: dict[_ProcKey, ir.Procedure] = {}
+        for program, fns, ins in (("", functions, ()), (self.own_name, (), instrs),
+                                  *((u.name, u.functions, u.instrs) for u in self.uses)):
+            index.update({(program, "fn", f.name): f for f in fns})
+            index.update({(program, "instr", i.name): i for i in ins})
+        own = {("", "fn", f.name) for f in functions} | \
+            {(self.own_name, "instr", i.name) for i in instrs}
+        depths: dict[_ProcKey, int] = {}
+        for key in index:
+            pending = [key]
+            while pending:
+                k = pending[-1]
+                if k in depths:
+                    pending.pop()
+                    continue
+                program = "" if k in own else k[0]  # whose functions its calls name
+                missing = [c for c in _callees(program, index[k])
+                           if c in index and c not in depths]
+                if missing and len(pending) <= len(index):  # (no cycles: recursion is refused)
+                    pending.extend(missing)
+                    continue
+                pending.pop()
+                depths[k] = self.nesting_depth(program, index[k], depths, report=k in own)
+        for proc in others:
+            self.nesting_depth("", proc, depths, report=True)
+
+    def nesting_depth(self, program: str, proc: ir.Procedure, depths: dict[_ProcKey, int],
+                      report: bool) -> int:
+        """How deep ``proc`` nests, through calls: the depths of its callees are in
+        ``depths``; its calls of functions are of ``program``'s ("" for this file's). If
+        ``report``, E-TOO-DEEP where it first nests too deep."""
+        deepest = 0
+        for node, depth in ir.nested(proc.body):
+            key = _callee_key(program, node)
+            inner = depths.get(key, 0) if key is not None else 0
+            # (A callee too deep has reported it: its callers do not repeat it.)
+            if report and depth + inner > MAX_NESTING >= max(deepest, inner):
+                self.too_deep(node, depth, inner)
+            deepest = max(deepest, depth + inner)
+        return deepest
+
+    def too_deep(self, node: ir.Stmt | ir.Expr, depth: int, inner: int) -> None:
+        limit = (f"code may nest at most {MAX_NESTING} levels: each enclosing statement, "
+                 "operator, call and index counts one, and a call counts the levels of the "
+                 "body it calls too")
+        if isinstance(node, (ir.Call, ir.InstrCall)) and depth <= MAX_NESTING:
+            name = node.function if isinstance(node, ir.Call) else node.instr
+            self.err("E-TOO-DEEP", f"this call nests {depth + inner} levels deep: `{name}` "
+                     f"nests {inner} levels itself (calls are inlined for verification)",
+                     node.span, limit)
+        else:
+            self.err("E-TOO-DEEP", f"this nests more than {MAX_NESTING} levels deep",
+                     node.span, limit + "; split a long expression with `let` locals "
+                     "(`a + b + c` nests one level per operator)")
 
     # ------------------------------------------------------------------ statements
 
@@ -806,14 +925,12 @@ class _Analyzer:
             self.check_assignable(ty, value, self.span(s.value))
         else:
             ty = ir.BOOL if isinstance(value.type, ir.BoolType) else ir.INT
-            if value.type is None:
-                raise self.fail("E-TYPE", "this call returns no value", self.span(s.value))
         self.check_local_name(s.name, sp, "local")
         local = ir.Local(s.name, len(self.proc.locals), ty, sp)
         self.proc.declare(local)
         return ir.Let(local, value, self.span(s))
 
-    def stmt_AssignStmt(self, s: Any) -> ir.Stmt:
+    def stmt_AssignStmt(self, s: Any) -> ir.Stmt | tuple[ir.Stmt, ...]:
         assert self.proc is not None
         sp = self.span(s)
         target: str = s.target or s.element
@@ -834,6 +951,10 @@ class _Analyzer:
             value = self.compound(s, current, value)
             self.check_assignable(local.type, value, self.span(s.value))
             return ir.AssignLocal(local, value, sp)
+        if target in self.natives or target in self.instr_sigs:
+            what = "a native" if target in self.natives else "a VMlet instruction"
+            raise self.fail("E-NOT-ASSIGNABLE", f"`{target}` is {what}, not a variable",
+                            name_sp)
         kind, payload = self.lookup_module(target, name_sp)
         if kind == "global":
             g: ir.Global = payload
@@ -856,9 +977,20 @@ class _Analyzer:
                                 name_sp, "tables change only through patches; use a `var` array "
                                 "for state")
             index = self.index_expr(a, s.index)
+            first: tuple[ir.Stmt, ...] = ()
+            if s.op != "=" and any(isinstance(n, (ir.Call, ir.NativeCall, ir.InstrCall))
+                                   for n, _ in ir.nested((index,))):
+                # `a[f()] += e` reads and writes the element `f()` names: `f` runs once (its
+                # result in a local no name can reach), not once per use of the index.
+                assert isinstance(index.type, ir.IntType)
+                held = ir.Local(f"{a.name}[...]", len(self.proc.locals), index.type,
+                                index.span)
+                self.proc.locals.append(held)
+                first = (ir.Let(held, index, index.span),)
+                index = ir.LocalRef(held, held.type, index.span)
             value = self.compound(s, ir.ArrayRef(a, index, a.type, name_sp), value)
             self.check_assignable(a.type, value, self.span(s.value))
-            return ir.AssignElement(a, index, value, sp)
+            return (*first, ir.AssignElement(a, index, value, sp))
         raise self.fail("E-NOT-ASSIGNABLE", f"`{target}` is {self.kind_word(target)}, "
                         "not a variable", name_sp)
 
@@ -869,14 +1001,33 @@ class _Analyzer:
         return self.binary(op, current, value, self.span(s))
 
     def stmt_IfStmt(self, s: Any) -> ir.Stmt:
-        cond = self.condition(s.cond)
-        then = self.block(s.then)
-        otherwise: tuple[ir.Stmt, ...] = ()
-        if s.chain is not None:  # else if ...
-            otherwise = (self.stmt_IfStmt(s.chain),)
-        elif s.otherwise is not None:
-            otherwise = self.block(s.otherwise)
-        return ir.If(cond, then, otherwise, self.span(s))
+        # `if a {..} else if b {..} else {..}` is `if a {..} else { if b {..} else {..} }`:
+        # analyzed in the order written, nested from the last `else if` outwards (a loop,
+        # not a recursion: chains may be long). The k-th `else if` is k levels deeper.
+        assert self.proc is not None
+        base = self.proc.depth
+        arms = []
+        try:
+            for k, arm in enumerate((s, *s.elifs)):
+                if base + k + 1 > MAX_NESTING:
+                    word = "if" if arm is s else "else if"
+                    raise self.fail("E-TOO-DEEP", f"this `{word}` nests more than {MAX_NESTING} "
+                                    "levels deep",
+                                    self.src.span(arm._tx_position, arm.then._tx_position),
+                                    "each `else if` is nested in the `else` before it, and code "
+                                    f"may nest at most {MAX_NESTING} levels: split the chain, or "
+                                    "look the value up in a table")
+                self.proc.depth = base + k + 1
+                arms.append((self.condition(arm.cond), self.block(arm.then),
+                             s._tx_position if arm is s else self.word_offset(arm, "if")))
+            self.proc.depth = base + len(arms)
+            otherwise = self.block(s.otherwise) if s.otherwise is not None else ()
+        finally:
+            self.proc.depth = base
+        for cond, then, start in reversed(arms):
+            otherwise = (ir.If(cond, then, otherwise,
+                               self.src.span(start, s._tx_position_end)),)
+        return otherwise[0]
 
     def condition(self, e: Any) -> ir.Expr:
         cond = self.expr(e)
@@ -899,7 +1050,11 @@ class _Analyzer:
             counter = ir.Local(s.var, len(self.proc.locals), counter_type, sp,
                                is_loop_counter=True)
             self.proc.declare(counter)
-            body = self.block(s.body)
+            self.proc.depth += 1
+            try:
+                body = self.block(s.body)
+            finally:
+                self.proc.depth -= 1
         finally:
             self.proc.scopes.pop()
         return ir.For(counter, lo, hi, body, max_trips, self.span(s))
@@ -920,8 +1075,11 @@ class _Analyzer:
                                 f"{_type_word(self.proc.returns)}", sp, "write `return VALUE;`")
             return ir.Return(None, sp)
         if self.proc.returns is None:
-            raise self.fail("E-RETURN", f"{self.proc.kind.value} `{self.proc.name}` returns no "
-                            "value", sp, "write `return;`, or declare a result type `-> int`")
+            what = (f"`{self.proc.name}`" if self.proc.name == self.proc.kind.value
+                    else f"{self.proc.kind.value} `{self.proc.name}`")  # `on apply` or task `t`
+            raise self.fail("E-RETURN", f"{what} returns no value", sp,
+                            "write `return;`" if self.proc.kind is not ir.ProcKind.FUNCTION
+                            else "write `return;`, or declare a result type `-> int`")
         value = self.expr(s.value)
         self.check_assignable(self.proc.returns, value, self.span(s.value), "returned value")
         return ir.Return(value, sp)
@@ -941,7 +1099,7 @@ class _Analyzer:
         return tuple(out)
 
     def stmt_ExprStmt(self, s: Any) -> ir.Stmt:
-        e = self.expr(s.expr)
+        e = self.expr(s.expr, void_ok=True)
         if not isinstance(e, (ir.Call, ir.NativeCall, ir.InstrCall)):
             hint = ""
             if isinstance(e, ir.Binary) and e.op is ir.BinOp.EQ:
@@ -959,11 +1117,15 @@ class _Analyzer:
                             f"{_type_word(value.type)}", self.span(e))
         return value
 
-    def expr(self, e: Any) -> ir.Expr:
-        """Analyze a flat ``Expr`` node by precedence climbing."""
+    def expr(self, e: Any, *, void_ok: bool = False) -> ir.Expr:
+        """Analyze a flat ``Expr`` node by precedence climbing. Its value is used unless
+        ``void_ok`` (an expression statement): then it may be a call that returns nothing."""
         operands = e.operands
         if len(operands) == 1:
-            return self.operand(operands[0])
+            value = self.operand(operands[0])
+            if value.type is None and not void_ok:
+                raise self.no_value(value)
+            return value
         ops = e.ops
         values = [self.operand(o) for o in operands]
         starts = [o._tx_position for o in operands]
@@ -1004,7 +1166,23 @@ class _Analyzer:
             value = self.unary_op(ir.UnOp.NEG if op == "-" else ir.UnOp.NOT, value, sp)
         return value
 
+    def no_value(self, call: ir.Expr) -> _Abort:
+        """E-TYPE for a call that returns nothing, used where a value is needed."""
+        if isinstance(call, ir.NativeCall):
+            name = call.native.name
+            hint = f"native `{name}` has no result: call it as a statement, `{name}(...);`"
+        else:
+            assert isinstance(call, (ir.Call, ir.InstrCall))
+            name, keyword = ((call.function, "fn") if isinstance(call, ir.Call)
+                             else (call.instr, "instr"))
+            hint = (f"call it as a statement, `{name}(...);`, or declare a result: "
+                    f"`{keyword} {name}(...) -> int`")
+        return self.fail("E-TYPE", f"`{name}` returns no value, so its call cannot be used "
+                         "as a value", call.span, hint)
+
     def unary_op(self, op: ir.UnOp, value: ir.Expr, sp: Span) -> ir.Expr:
+        if value.type is None:
+            raise self.no_value(value)
         if op is ir.UnOp.NOT:
             if not isinstance(value.type, ir.BoolType):
                 raise self.fail("E-TYPE", "`!` applies to a boolean", sp, "use `x == 0`")
@@ -1022,9 +1200,10 @@ class _Analyzer:
         return ir.Unary(op, value, ty, sp)
 
     def binary(self, op: ir.BinOp, left: ir.Expr, right: ir.Expr, sp: Span) -> ir.Expr:
+        for side in (left, right):
+            if side.type is None:
+                raise self.no_value(side)
         lb, rb = isinstance(left.type, ir.BoolType), isinstance(right.type, ir.BoolType)
-        if left.type is None or right.type is None:
-            raise self.fail("E-TYPE", "a call that returns no value cannot be an operand", sp)
         ty: ir.Type
         if op in ir.LOGICAL:
             if not (lb and rb):
@@ -1211,8 +1390,6 @@ class _Analyzer:
         out = []
         for (pname, ptype), r in zip(params, raw, strict=True):
             value = self.expr(r)
-            if value.type is None:
-                raise self.fail("E-TYPE", "this call returns no value", self.span(r))
             self.check_assignable(ptype, value, self.span(r), f"argument `{pname}`")
             out.append(value)
         return tuple(out)
@@ -1226,6 +1403,9 @@ class _Analyzer:
         args = self.args(sig.name, sig.params, raw, sp, name_sp)
         if self.proc is not None and sig.vmlet == self.own_name:
             self.proc.calls.append((sig.name, name_sp))
+        first = self.instr_uses.setdefault((sig.vmlet, sig.name), name_sp)
+        if (name_sp.line, name_sp.col) < (first.line, first.col):
+            self.instr_uses[(sig.vmlet, sig.name)] = name_sp
         return ir.InstrCall(sig.vmlet, sig.name, args, sig.returns, sp)
 
     def builtin(self, name: str, raw: list[Any], sp: Span, name_sp: Span) -> ir.Expr:
@@ -1263,6 +1443,24 @@ class _Analyzer:
 
 # --------------------------------------------------------------------------- helpers
 
+#: A procedure that can be called: (program, "fn" or "instr", name).
+_ProcKey = tuple[str, str, str]
+
+
+def _callee_key(program: str, node: ir.Stmt | ir.Expr) -> _ProcKey | None:
+    """The procedure ``node`` (in code of ``program``) calls, if it is a call of one."""
+    if isinstance(node, ir.Call):
+        return (program, "fn", node.function)
+    if isinstance(node, ir.InstrCall):
+        return (node.vmlet, "instr", node.instr)
+    return None
+
+
+def _callees(program: str, proc: ir.Procedure) -> list[_ProcKey]:
+    return [k for node, _ in ir.nested(proc.body)
+            if (k := _callee_key(program, node)) is not None]
+
+
 _BINOPS = {op.value: op for op in ir.BinOp}
 
 
@@ -1271,6 +1469,25 @@ def _literal_or_none(text: str) -> int | None:
         return literal_value(text)
     except ValueError:
         return None
+
+
+def _names_in(*nodes: Any) -> Iterator[str]:
+    """The names that syntax tree nodes (expressions, types, or None) mention: plain,
+    called or indexed. A loop with its own stack, as expressions may be long."""
+    stack = [n for n in reversed(nodes) if n is not None]
+    while stack:
+        node = stack.pop()
+        kind = type(node).__name__
+        if kind == "Expr":
+            stack.extend(reversed(node.operands))
+        elif kind == "Type":
+            stack.extend(n for n in (node.hi, node.lo) if n is not None)
+        elif kind == "Operand":
+            name = node.name or node.call or node.element
+            if name:
+                yield name
+            stack.extend(reversed(node.args))
+            stack.extend(n for n in (node.index, node.expr) if n is not None)
 
 
 # How the kinds of module-level declarations read in messages.
@@ -1293,20 +1510,6 @@ def _native_sig(mission: MissionProfile, name: str) -> ir.NativeSig | None:
     params = tuple((a.name, ir.IntType(a.lo, a.hi)) for a in n.args)
     result = ir.IntType(*n.result) if n.result is not None else None
     return ir.NativeSig(n.name, params, result, n.cost.text, n.capability)
-
-
-def _walk(e: ir.Expr) -> Iterator[ir.Expr]:
-    yield e
-    if isinstance(e, ir.Unary):
-        yield from _walk(e.operand)
-    elif isinstance(e, ir.Binary):
-        yield from _walk(e.left)
-        yield from _walk(e.right)
-    elif isinstance(e, ir.ArrayRef):
-        yield from _walk(e.index)
-    elif isinstance(e, (ir.Call, ir.NativeCall, ir.InstrCall)):
-        for a in e.args:
-            yield from _walk(a)
 
 
 def _evaluate(e: ir.Expr, params: dict[str, int]) -> int | None:

@@ -25,6 +25,7 @@ from textx.const import MULT_ONEORMORE, MULT_ZEROORMORE, RULE_ABSTRACT, RULE_MAT
 from textx.metamodel import TextXMetaModel
 
 from ccl.diagnostics import CclError, Diagnostic, Source
+from ccl.limits import MAX_BRACKETS, recursion_headroom
 
 GRAMMAR = Path(__file__).parent / "grammar" / "ccl.tx"
 
@@ -47,6 +48,8 @@ _COMMENT_OR_STRING = re.compile(r'"[^"\\\n]*"|\'[^\'\\\n]*\'|//[^\n]*|/\*[\s\S]*
 _NOT_LINE_BREAK = re.compile(r"[^\r\n]")
 # What the parser stopped at, for the message: a name, a number-like word, or one character.
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9][A-Za-z0-9_]*|\S")
+# A bracket, or a string (brackets inside a string do not nest).
+_BRACKET_OR_STRING = re.compile(r'[(\[{]|[)\]}]|"[^"\\\n]*"|\'[^\'\\\n]*\'')
 _HEX_DIGITS = re.compile(r"[0-9a-fA-F]+")
 _DECIMAL_DIGITS = re.compile(r"[0-9]+")
 
@@ -83,12 +86,57 @@ class SyntaxNode:
 def parse(source: Source) -> Any:
     """Parse ``source`` into a syntax tree (a ``SyntaxNode`` of rule ``File``); raise
     CclError with one diagnostic if it is not well-formed CCL."""
+    text = blank_comments(source.text)
+    _check_brackets(source, text)
     parser = metamodel()._parser_blueprint.clone()
-    try:
-        tree = parser.parse(blank_comments(source.text), file_name=source.path)
-    except TextXSyntaxError as exc:
-        raise CclError([_syntax_diagnostic(source, exc)]) from None
-    return _builder()(tree[0])  # the File node (the root also holds the end of input)
+    with recursion_headroom():  # the parser and the builder recurse per bracket level
+        try:
+            tree = parser.parse(text, file_name=source.path)
+        except TextXSyntaxError as exc:
+            raise CclError([_syntax_diagnostic(source, exc)]) from None
+        root = tree[0]  # the File node (the root also holds the end of input) ...
+        if type(root) is not NonTerminal:  # ... unless the file is empty: then only EOF
+            return _empty_node(metamodel()["File"], root.position)
+        return _builder()(root)
+
+
+def _check_brackets(source: Source, text: str) -> None:
+    """Refuse brackets nested deeper than ``MAX_BRACKETS`` (E-TOO-DEEP at the first one too
+    deep), before the parser, which recurses per level, meets them. ``text`` is the
+    source with comments blanked out. Unbalanced brackets are left to the parser."""
+    depth = 0
+    for m in _BRACKET_OR_STRING.finditer(text):
+        c = m.group(0)
+        if c in "([{":
+            depth += 1
+            if depth > MAX_BRACKETS:
+                raise CclError([Diagnostic(
+                    "E-TOO-DEEP", f"brackets nest more than {MAX_BRACKETS} deep here",
+                    source.span(m.start()),
+                    "brackets `(`, `[` and `{` may nest at most "
+                    f"{MAX_BRACKETS} deep: use `let` locals or a function for the inner part")])
+        elif c in ")]}":
+            depth = max(0, depth - 1)
+
+
+@functools.cache
+def _node_class(rule_class: Any) -> tuple[type[SyntaxNode], tuple[tuple[str, bool], ...]]:
+    """The syntax tree class of a grammar rule (named after it), and its attributes, each
+    with whether it is a list."""
+    attrs = tuple((a.name, a.mult in (MULT_ZEROORMORE, MULT_ONEORMORE))
+                  for a in rule_class._tx_attrs.values())
+    cls = type(rule_class.__name__, (SyntaxNode,), {"__slots__": tuple(name for name, _ in attrs)})
+    return cls, attrs
+
+
+def _empty_node(rule_class: Any, position: int) -> SyntaxNode:
+    """A node of ``rule_class`` with no attribute set (``None``, or ``[]`` for a list)."""
+    cls, attrs = _node_class(rule_class)
+    obj = cls.__new__(cls)
+    for name, many in attrs:
+        setattr(obj, name, [] if many else None)
+    obj._tx_position = obj._tx_position_end = position
+    return obj
 
 
 @functools.cache
@@ -100,12 +148,8 @@ def _builder() -> Any:
     classes: dict[Any, tuple[type[SyntaxNode], tuple[tuple[str, bool], ...]]] = {}
 
     def node_class(rule_class: Any) -> tuple[type[SyntaxNode], tuple[tuple[str, bool], ...]]:
-        attrs = tuple((a.name, a.mult in (MULT_ZEROORMORE, MULT_ONEORMORE))
-                      for a in rule_class._tx_attrs.values())
-        cls = type(rule_class.__name__, (SyntaxNode,),
-                   {"__slots__": tuple(name for name, _ in attrs)})
-        classes[rule_class] = (cls, attrs)
-        return cls, attrs
+        classes[rule_class] = _node_class(rule_class)
+        return classes[rule_class]
 
     def build(node: Any) -> Any:
         if type(node) is Terminal:  # a token: its text, or its pattern's one group (as
@@ -162,11 +206,13 @@ def _syntax_diagnostic(source: Source, exc: TextXSyntaxError) -> Diagnostic:
     hint = ""
     if token in ("while", "loop", "do"):
         hint = "CCL has no unbounded loops: use `for i in a .. b { ... }`"
+    elif token == "else":
+        hint = "`else` follows the `}` of an `if` block: `if c { ... } else { ... }`"
     elif expected == ["`;`"] or "`;`" in expected[:2]:
         hint = "statements and declarations end with `;`"
     elif token == "=" and ("`==`" in expected or "an operator" in expected):
         hint = "comparison is `==`"
-    elif token[:1].isdigit():
+    elif token[:1].isdigit() and not token.isdigit():  # `12ab`, `0x_`
         hint = ("a number is decimal digits (`1200`) or `0x` and hexadecimal digits "
                 "(`0xFF`), with `_` allowed between digits; it cannot run into a name")
     message = f"syntax error: unexpected {found}"

@@ -93,7 +93,10 @@ def binary(op: int, a: int, b: int) -> int:
         if b == 0:
             raise ArithmeticTrap(TrapCode.DIV_ZERO, f"{a} {sym} 0 divides by zero")
         # INT_MIN % -1 traps too: the quotient it needs does not fit
-        q = _checked(tdiv(a, b), f"{a} {sym} {b}")
+        q = tdiv(a, b)
+        if not fits(q):
+            raise ArithmeticTrap(TrapCode.OVERFLOW, f"{a} {sym} {b} overflows 32 bits (the "
+                                 f"quotient {q} does not fit)")
         return q if op == isa.DIV else a - q * b
     if op == isa.MIN:
         return a if a < b else b

@@ -30,6 +30,7 @@ import z3
 from ccl import ir
 from ccl.codegen import generate
 from ccl.driver import Compiled
+from ccl.limits import recursion_headroom
 from ccl.ranges import ArithmeticError_, apply_binary, apply_unary
 from ccl.verify import structural
 from ccl.verify.cost import CycleTable, maximize
@@ -67,6 +68,12 @@ def verify_program(target: Compiled | ir.Program, mission: MissionProfile | None
     checked ``ir.Program`` (compiled here). ``timeout_ms`` bounds each solver query; an
     obligation the solver cannot decide in time is ``unknown``, never proven.
     """
+    with recursion_headroom():  # the IR nests as deep as ccl.limits allows
+        return _verify(target, mission, timeout_ms)
+
+
+def _verify(target: Compiled | ir.Program, mission: MissionProfile | None,
+            timeout_ms: int) -> VerifyReport:
     start = time.perf_counter()
     compiled = target if isinstance(target, Compiled) else None
     if isinstance(target, Compiled):

@@ -362,3 +362,16 @@ def test_statements_after_a_return_emit_no_code(tmp_path: Path) -> None:
     task_ops = [i.opcode for i in ops(with_dead["t"])]
     assert isa.CALLN not in task_ops and task_ops.count(isa.RET) == 1
     assert task_ops[-1] == isa.RET and pick_ops[-1] == isa.RETV
+
+
+def test_a_compound_assignment_calls_its_index_once(tmp_path: Path) -> None:
+    # `a[next()] += 1` reads and writes the element `next()` names: with the index computed
+    # twice, a call with a side effect would run twice and read one element, write another.
+    compiled = compile_text(tmp_path, "mission corot;\nconfig once version 1;\n"
+                            "var n : int[0..7];\nvar a[8] : int[0..100];\n"
+                            "fn next() -> int[0..7] { n = (n + 1) % 8; return n; }\n"
+                            "task t every 1 s { a[next()] += 1; a[n] *= 2; }\n")
+    task = compiled.image.functions[compiled.image.tasks[0].function]
+    code = [i.info.name for i in ops(task)]
+    assert code.count("CALL") == 1
+    assert code.count("LOAD_G") == 2  # a plain index is simply read twice
