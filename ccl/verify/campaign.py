@@ -91,7 +91,7 @@ class _Writer:
         self.n_fresh = 0
         self.fns: list[str] = []  # function definitions
         # the shape of the module, drawn once
-        self.n_hi = rng.choice([3, 8, 20, 60, 150])
+        self.n_hi = rng.choice([3, 8, 20, 60, 150, rng.randint(1, 200)])
         self.nb_hi = rng.randint(0, self.n_hi)
         self.k_lo, self.k_hi = rng.choice([(-10, 10), (0, 1000), (1, 50), (-100000, 100000)])
         self.t_len = rng.choice([8, 32, 256, 1000])
@@ -101,13 +101,13 @@ class _Writer:
             self.big = rng.choice([(100_000, 255), (300_000, 255), (200_000, 65535),
                                    (140_000, 65535), (600_000, 255)])
             self.features.add("large_table")
-        # the VMlet: a straight-line instruction of D statements of 10 divisions each
-        # (fixed cost, 448 cycles a statement: 425 are more than a frame leaves the
-        # tasks), an instruction charged as it runs, a loop instruction with an early
-        # return, and maybe an `on load`. Long bodies are rare: the VVM translates an
-        # instruction's body at every call site, and that is most of a flight's time.
-        self.crunch_len = rng.choices([1, 4, 15, 40, 100, 200, 420, 430],
-                                      [50, 50, 40, 25, 10, 5, 1, 1])[0]
+        # the VMlet: a straight-line instruction of D heater_set calls (fixed cost, 128
+        # cycles a call: about 1,480 are more than a frame leaves the tasks), an
+        # instruction charged as it runs, a loop instruction with an early return, and
+        # maybe an `on load`. Long bodies are rare: the VVM translates an instruction's
+        # body at every call site, and that is most of a program's time in the campaign.
+        self.crunch_len = rng.choices([1, 10, 40, 100, 350, 700, 1483, 1490],
+                                      [30, 30, 25, 7, 4, 2, 1, 1])[0]
         self.chain: int | None = None  # depth of the call chain, if any
 
     # -- names and small pieces
@@ -128,7 +128,8 @@ class _Writer:
 
     def side(self) -> str:
         """A window side for ``window_sum``: 1 .. 64, at the edges often."""
-        return self.rng.choice(["1", "8", "16", "32", "64", "64", "w"])
+        return self.rng.choice(["1", "8", "16", "32", "64", "64", "w",
+                                str(self.rng.randint(1, 64))])
 
     def t_index(self, counter: str) -> str:
         """An index of ``t0`` from a loop counter (0 .. n - 1), mostly within bounds."""
@@ -150,12 +151,15 @@ class _Writer:
         if r < 0.6:
             return f"acc = pick({self.star(counter)}, {self.side()});"
         if r < 0.75:
-            self.features.add("fixed_cost_instr")
-            return f"last = crunch(min(max(k, 0), 1000), {self.rng.randint(1, 10)});"
+            return self.dear_crunch()
         if r < 0.88:
             return f"last = {self.chain_call(counter)};"
         self.features.add("native_edges")
         return f"flag({self.star(counter)}, 255);"
+
+    def dear_crunch(self) -> str:
+        self.features.add("fixed_cost_instr")
+        return f"last = crunch(min(max(k, 0), 1000), {self.rng.randint(1, 10)});"
 
     def chain_call(self, counter: str | None) -> str:
         if self.chain is None:
@@ -186,8 +190,9 @@ class _Writer:
 
     def block(self, ind: str, in_fn: bool = False) -> list[str]:
         kinds = ["plain", "early_return", "triangular", "counter_guard", "flag",
-                 "native_edges", "nested", "env"]
-        weights = [2, 3, 2, 2, 2, 2, 1, 1]
+                 "native_edges", "nested", "env", "nested_return", "state", "data_loop",
+                 "else_if"]
+        weights = [2, 3, 2, 2, 2, 2, 1, 1, 2, 1, 1, 1]
         kind = self.rng.choices(kinds, weights)[0]
         i = self.fresh("i")
         j = self.fresh("j")
@@ -238,8 +243,33 @@ class _Writer:
             return [f"{ind}if {test} {{ {self.dear()} }} else {{ {self.cheap()} }}",
                     f"{ind}{self.rng.choice(['flag(5999, 255);', 'flag(0, 0);'])}"]
         if kind == "nested":
+            lo = self.rng.choice(["0", "0", "nb", "min(nb, 3)"])
             return [f"{ind}for {i} in 0 .. {self.rng.randint(1, 4)} {{",
-                    f"{ind}    for {j} in 0 .. {hi} {{ {self.stmt(j)} }}", f"{ind}}}"]
+                    f"{ind}    for {j} in {lo} .. {hi} {{ {self.stmt(j)} }}", f"{ind}}}"]
+        if kind == "nested_return":  # an early return from an inner (triangular) loop
+            self.features.update({"early_return", "triangular"})
+            inner = self.rng.choice([f"0 .. {i}", f"{i} .. {hi}", f"0 .. {i} + 1"])
+            return [f"{ind}for {i} in 0 .. {hi} {{",
+                    f"{ind}    for {j} in {inner} {{",
+                    f"{ind}        if t0[{self.t_index(j)}] == {self.table_value()} "
+                    f"{{ {self.dear(j)} return; }}",
+                    f"{ind}        {self.stmt(j)}", f"{ind}    }}",
+                    f"{ind}    {self.cheap(i)}", f"{ind}}}"]
+        if kind == "state":  # cost that depends on state the previous jobs left
+            test = self.rng.choice(["cnt % 2 == 0", "cnt > 999990", "last == 1000",
+                                    "hist[0] > hist[1]", "acc < 100"])
+            return [f"{ind}if {test} {{ {self.dear()} }} else {{ {self.cheap()} }}",
+                    f"{ind}cnt = min(cnt + 1, 1000000);"]
+        if kind == "data_loop":  # trips read from a table or a native
+            bound = self.rng.choice([f"min(t0[0], {self.n_hi})", "min(noise(7), 12)",
+                                     f"min(t0[{self.t_len - 1}], 5)", "min(last, 9)"])
+            return [f"{ind}for {i} in 0 .. {bound} {{ {self.stmt(i)} }}"]
+        if kind == "else_if":  # a chain on data and natives
+            return [f"{ind}if t0[0] == {self.table_value()} {{ {self.dear()} }}",
+                    f"{ind}else if noise(1) > {self.rng.choice([0, 65534, 30000])} "
+                    f"{{ {self.stmt()} }}",
+                    f"{ind}else if k > {self.k_lo} {{ {self.dear()} }}",
+                    f"{ind}else {{ {self.cheap()} }}"]
         self.features.add("env")
         key, top = self.rng.choice([("ccd", 3), ("channel", 1)])
         return [f"{ind}if env({key}) == {self.rng.randint(0, top)} {{ {self.dear()} }}"]
@@ -248,6 +278,12 @@ class _Writer:
         # Small bodies: a task's worst case is maximised over all its paths at once, and
         # that query grows fast with the loops it holds; features vary across programs.
         body = [line for _ in range(self.rng.choice([1, 1, 2])) for line in self.block("    ")]
+        if self.rng.random() < 0.5:
+            # Ballast: window sums that fill some share of the task's frames, so that task
+            # sets land near the schedulability limit (about 11 of 64 x 64 a frame).
+            trips = self.rng.randint(0, 12 * period // 100)
+            r = self.fresh("r")
+            body.insert(0, f"    for {r} in 0 .. {trips} {{ acc = window_sum({r}, 64, 64); }}")
         return [f"task {name} every {period} ms {{", *body, "}"]
 
     def scan_fn(self) -> list[str]:
@@ -298,9 +334,14 @@ class _Writer:
             body = ["    cnt = 0;", f"    for q in 0 .. {m} {{ {self.dear('q')} }}"]
             on_apply = ["on apply {", *body, "}"]
         hard: list[str] = []
-        if rng.random() < 0.02:  # the solver must factor: unknown at a modest timeout
-            hard = ["    if fa * fb == 2146654199 { last = 100 / fz; }"]
+        if rng.random() < 0.02:  # remainders of a product: unknown at a modest timeout
+            hard = ["    if (fa * fb) % 1000003 == 17 && (fa * fb) % 999983 == 5 "
+                    "{ last = 100 / fz; }"]
             tasks[1:1] = hard
+        if self.crunch_len >= 350 and "crunch(" not in "\n".join(tasks):
+            # a large fixed-cost instruction is what the program is about: call it
+            self.features.add("fixed_cost_instr")
+            tasks[1:1] = [f"    {self.dear_crunch()}"]
         if self.chain is not None:
             self.fns += self.chain_fns()
         head = [f"mission {MISSION};", f"config {CONFIG} version 1;", f"uses {VMLET};",
@@ -323,7 +364,8 @@ class _Writer:
 
     def vmlet(self) -> str:
         rng = self.rng
-        crunch = [f"    let x{i} = a{' / b' * 10};" for i in range(self.crunch_len - 1)]
+        crunch = [f"    heater_set({self.rng.choice([0, 7])}, {self.rng.choice([250000, 320000])});"
+                  for _ in range(self.crunch_len)]
         on_load: list[str] = []
         if rng.random() < 0.3:
             self.features.add("on_load")
@@ -335,7 +377,7 @@ class _Writer:
             on_load = ["on load {", f"    {body}", "}"]
         return "\n".join([
             f"vmlet {VMLET} version 1;", f"mission {MISSION};",
-            "expose flux, noise, flag, window_sum;", "hide heater_set;",
+            "expose flux, noise, flag, window_sum, heater_set;",
             "instr crunch(a: int[0..1000], b: int[1..10]) -> int[0..1000] {", *crunch,
             "    return a / b;", "}",
             "instr pick(s: int[0..5999], q: int[1..64]) -> int[0..268431360] {",
@@ -350,11 +392,7 @@ def generate(seed: int) -> Generated:
     w = _Writer(random.Random(seed))
     vmlet = w.vmlet()
     config = w.config()
-    if w.crunch_len >= 100:  # 45,000 cycles and more: a quarter of a frame
-        w.features.discard("fixed_cost_instr")  # small: not what the feature is about
-        if "crunch(" in config:
-            w.features.add("fixed_cost_instr")
-    elif "fixed_cost_instr" in w.features:
+    if w.crunch_len < 350:  # below 45,000 cycles, a quarter of a frame: not large
         w.features.discard("fixed_cost_instr")
     return Generated(seed, config, vmlet, frozenset(w.features))
 
@@ -433,6 +471,34 @@ def _verify_and_fly(g: Generated, compiled: Compiled, timeout_ms: int, periods: 
     if verdict != "proven":
         return Outcome(g.seed, verdict, g.features, seconds=time.perf_counter() - start,
                        verify_seconds=verify_seconds)
+    e = examine(compiled, report, vmlet_reports, periods=periods)
+    return Outcome(g.seed, verdict, g.features, e.flights, e.refused, e.trapped, e.overran,
+                   e.below, e.ratios, e.problems, g.text() if e.problems else "",
+                   time.perf_counter() - start, verify_seconds)
+
+
+@dataclass(frozen=True)
+class Examination:
+    """A configuration flown at all its trial inputs and judged against its reports."""
+
+    flights: int
+    refused: bool
+    trapped: bool
+    overran: bool
+    below: bool  # some entry point took more cycles than its bound in some flight
+    ratios: tuple[float, ...]  # per task that ran: bound / most cycles in any flight
+    problems: tuple[str, ...]
+
+    @property
+    def sound(self) -> bool:
+        return not (self.refused or self.trapped or self.overran or self.below)
+
+
+def examine(compiled: Compiled, report: VerifyReport, vmlet_reports: list[VerifyReport],
+            *, periods: int = 2) -> Examination:
+    """Fly ``compiled`` at every input of ``flight_inputs`` and judge each flight against
+    the reports, as if they proved it (the campaign calls this for proven programs only;
+    the tests also give it wrong proofs, to see it fail)."""
     on_load_bounds = {r.name: w.bound for r in vmlet_reports for w in r.budgets.worst_cases
                       if w.kind == "on load"}
     worst: dict[str, int] = {}
@@ -472,9 +538,8 @@ def _verify_and_fly(g: Generated, compiled: Compiled, timeout_ms: int, periods: 
     bounds = {w.name: w.bound for w in report.budgets.tasks}
     ratios = tuple(bounds[n] / seen for n, seen in sorted(worst.items())
                    if n in bounds and seen > 0)
-    return Outcome(g.seed, verdict, g.features, flights, flags["refused"], flags["trapped"],
-                   flags["overran"], flags["below"], ratios, tuple(problems),
-                   g.text() if problems else "", time.perf_counter() - start, verify_seconds)
+    return Examination(flights, flags["refused"], flags["trapped"], flags["overran"],
+                       flags["below"], ratios, tuple(problems))
 
 
 def _seen(flight: Flight, name: str) -> int | None:
@@ -520,8 +585,8 @@ def flight_inputs(compiled: Compiled, report: VerifyReport,
                                 witness_inputs(compiled, w.witness.replay))
     image = compiled.image
     profile = compiled.mission
-    params = [g for g in image.globals if not g.writable]
-    tables = [a for a in image.arrays if not a.writable]
+    params = list(image.globals)  # parameters and state variables alike
+    tables = list(image.arrays)  # tables and state arrays
     natives = {name: n.result for name, n in profile.natives.items() if n.result is not None}
     hyper = hyperperiod_ms(image, profile.frame_ms)
     change = max(profile.frame_ms, hyper // 2 // profile.frame_ms * profile.frame_ms)
