@@ -6,7 +6,8 @@ campaign tries that promise on random programs aimed at the features where the g
 model of the machine and the machine have disagreed (issue 10): loops with early returns,
 multi-rate tasks, VMlet instructions of large fixed cost, ``on apply`` and ``on load``,
 large tables, deep call chains, natives at the edges of their ranges, guards on loop
-counters, triangular loops and flags cleared on the first iteration.
+counters, triangular loops, flags cleared on the first iteration, and state one task
+writes and reads again after a loop while other tasks write it too.
 
 ``generate(seed)`` writes one configuration and the VMlet it runs on (``random.Random``
 seeded per program, so that programs can be made and run in any order, in parallel).
@@ -41,7 +42,7 @@ from ccl.verify.trial import Flight, Inputs, Rig, hyperperiod_ms, judge
 #: The features the generator aims at; ``Generated.features`` says which a program has.
 FEATURES = ("early_return", "multi_rate", "fixed_cost_instr", "on_apply", "on_load",
             "large_table", "deep_calls", "native_edges", "counter_guard", "triangular",
-            "flag", "env")
+            "flag", "env", "shared_state")
 
 #: Solver time limit per query: modest, so that a program verifies in a fraction of a
 #: second; a query that needs longer is unknown (never proven).
@@ -107,7 +108,7 @@ class _Writer:
         # maybe an `on load`. Long bodies are rare: the VVM translates an instruction's
         # body at every call site, and that is most of a program's time in the campaign.
         self.crunch_len = rng.choices([1, 10, 40, 100, 350, 700, 1483, 1490],
-                                      [30, 30, 25, 7, 4, 2, 1, 1])[0]
+                                      [30, 30, 25, 7, 6, 3, 1, 1])[0]
         self.chain: int | None = None  # depth of the call chain, if any
 
     # -- names and small pieces
@@ -191,8 +192,8 @@ class _Writer:
     def block(self, ind: str, in_fn: bool = False) -> list[str]:
         kinds = ["plain", "early_return", "triangular", "counter_guard", "flag",
                  "native_edges", "nested", "env", "nested_return", "state", "data_loop",
-                 "else_if"]
-        weights = [2, 3, 2, 2, 2, 2, 1, 1, 2, 1, 1, 1]
+                 "else_if", "shared"]
+        weights = [2, 3, 2, 2, 2, 2, 1, 1, 2, 1, 1, 1, 2]
         kind = self.rng.choices(kinds, weights)[0]
         i = self.fresh("i")
         j = self.fresh("j")
@@ -255,6 +256,14 @@ class _Writer:
                     f"{{ {self.dear(j)} return; }}",
                     f"{ind}        {self.stmt(j)}", f"{ind}    }}",
                     f"{ind}    {self.cheap(i)}", f"{ind}}}"]
+        if kind == "shared":  # state written, then read after a loop that may span frames
+            self.features.add("shared_state")
+            var, value, test = self.rng.choice([
+                ("cnt", "0", "cnt > 0"), ("last", "1", "last != 1"),
+                ("acc", "0", "acc > 100000"), ("last", "0", "last == 1000")])
+            return [f"{ind}{var} = {value};",
+                    f"{ind}for {i} in 0 .. {hi} {{ {self.stmt(i)} }}",
+                    f"{ind}if {test} {{ {self.dear()} }}"]
         if kind == "state":  # cost that depends on state the previous jobs left
             test = self.rng.choice(["cnt % 2 == 0", "cnt > 999990", "last == 1000",
                                     "hist[0] > hist[1]", "acc < 100"])
@@ -278,7 +287,7 @@ class _Writer:
         # Small bodies: a task's worst case is maximised over all its paths at once, and
         # that query grows fast with the loops it holds; features vary across programs.
         body = [line for _ in range(self.rng.choice([1, 1, 2])) for line in self.block("    ")]
-        if self.rng.random() < 0.5:
+        if self.rng.random() < 0.5 and self.crunch_len < 350:
             # Ballast: window sums that fill some share of the task's frames, so that task
             # sets land near the schedulability limit (about 11 of 64 x 64 a frame).
             trips = self.rng.randint(0, 12 * period // 100)
@@ -334,7 +343,7 @@ class _Writer:
             body = ["    cnt = 0;", f"    for q in 0 .. {m} {{ {self.dear('q')} }}"]
             on_apply = ["on apply {", *body, "}"]
         hard: list[str] = []
-        if rng.random() < 0.02:  # remainders of a product: unknown at a modest timeout
+        if rng.random() < 0.04:  # remainders of a product: unknown at a modest timeout
             hard = ["    if (fa * fb) % 1000003 == 17 && (fa * fb) % 999983 == 5 "
                     "{ last = 100 / fz; }"]
             tasks[1:1] = hard
