@@ -90,7 +90,7 @@ def _bind(image: Image, profile: MissionProfile, host: Host,
                                                  f"`{name}`")
         impls[name] = fn
     return Bound(image, bind_natives(image, profile, impls), _env_values(image, profile, host),
-                 ext, opcode_cycles(profile))
+                 ext, opcode_cycles(profile), profile.frame_slot_cycles)
 
 
 def _verify(image: Image, profile: MissionProfile,

@@ -91,8 +91,9 @@ def run(bound: Bound, memory: Memory, unit: int, args: tuple[int, ...], budget: 
             n = native.n_args
             cost = native.cost(tuple(f.stack[len(f.stack) - n:]) if n else ())
         elif op >= isa.EXT_BASE:
-            fixed = f.bound.ext[op - isa.EXT_BASE].fixed_cost
-            cost = f.bound.op_cost[op] + (fixed or 0)
+            cost = f.bound.ext_cost[op - isa.EXT_BASE]
+        elif op == isa.CALL:
+            cost = f.bound.call_cost[ins.operands[0]]
         else:
             cost = f.bound.op_cost[op]
         while not machine.admits(cost, budget):

@@ -596,10 +596,10 @@ class _UnitTranslator:
                 total = None if c is None else total + c  # type: ignore[operator]
             elif op == isa.CALL:
                 c = self.callee_worst(x.operands[0])
-                total = None if c is None else total + self.b.op_cost[op] + c  # type: ignore[operator]
+                total = None if c is None else total + self.b.call_cost[x.operands[0]] + c  # type: ignore[operator]
             elif op >= isa.EXT_BASE:
-                c = self.b.ext[op - isa.EXT_BASE].fixed_cost
-                total = None if c is None else total + self.b.op_cost[op] + c  # type: ignore[operator]
+                fixed = self.b.ext[op - isa.EXT_BASE].fixed_cost
+                total = None if fixed is None else total + self.b.ext_cost[op - isa.EXT_BASE]  # type: ignore[operator]
             else:
                 total += self.b.op_cost[op]  # type: ignore[operator]
             if total is None:
@@ -712,11 +712,11 @@ class _UnitTranslator:
             c = self.b.natives[d.operands[0]].constant_cost
             return c if c is not None else 0  # dynamic natives meter themselves
         if op >= isa.EXT_BASE:
-            return self.b.op_cost[op] + (self.b.ext[op - isa.EXT_BASE].fixed_cost or 0)
+            return self.b.ext_cost[op - isa.EXT_BASE]
         if op == isa.CALL:
             body = self.inline_callee(d.operands[0])
-            if body is not None:
-                return self.b.op_cost[op] + sum(self.body_costs(body))
+            call = self.b.call_cost[d.operands[0]]
+            return call + sum(self.body_costs(body)) if body is not None else call
         return self.b.op_cost[op]
 
     def body_costs(self, body: list[isa.Decoded]) -> list[int]:
@@ -1044,7 +1044,7 @@ class _UnitTranslator:
         body = self.inline_callee(callee)
         assert body is not None
         costs = self.body_costs(body)
-        call_cost = self.b.op_cost[isa.CALL]
+        call_cost = self.b.call_cost[callee]
         metered = not fast and metered_each and self.ctx.metered
         if metered:
             self.meter_single(call_cost)
