@@ -27,6 +27,7 @@ from ccl.verify.replay import NativeScript, TrialHost
 from ccl.verify.report import VerifyReport
 from onboard.faults import Fault, TrapCode
 from onboard.image import Image
+from onboard.loader import LoadError
 from onboard.machine import Limits
 from onboard.mission import MissionProfile
 from onboard.patch_format import development_key
@@ -87,7 +88,10 @@ def fly(compiled: Compiled, inputs: Inputs, *, periods: int = 2,
     host = TrialHost(profile, inputs.natives)
     vm = VVM(profile, host)
     config = accepted.configuration
-    program = vm.prepare(config.config, config.vmlets)
+    try:  # the switch: a VMlet's on load may hide what the patcher saw (the board rolls back)
+        program = vm.prepare(config.config, config.vmlets)
+    except LoadError as exc:
+        return Flight(refused=f"{exc.code}: {exc.message}")
     _set_inputs(program.memory, program.image, inputs.params, inputs.tables)
     vm.activate(program)
     span = min(max_ms, periods * hyperperiod_ms(program.image, profile.frame_ms))

@@ -382,3 +382,41 @@ def test_shapes_the_vvm_runs_at_a_fraction_of_the_product_are_bound_exactly(
     assert worst.exact and worst.bound == cycles
     flight = fly(compiled, Inputs(params=params))
     assert judge(report, flight).sound and flight.observed[worst.name] == cycles
+
+
+# --------------------------------------------------------------------------- hidden by on load
+
+HIDING_VMLET = """\
+vmlet shy version 1;
+mission corot;
+instr id(a: int) -> int { return a; }
+expose flux, noise;
+on load {
+    if env(ccd) >= 0 { hide flux; }
+}
+"""
+
+USES_HIDDEN = """\
+mission corot;
+config needy version 1;
+uses shy;
+var v : int[0..16777215] = 0;
+task t every 1 s { v = {native}(3); }
+"""
+
+
+@pytest.mark.parametrize("native, loads", [("flux", False), ("noise", True)])
+def test_a_native_hidden_by_on_load_is_refuted_as_the_board_refuses_it(
+        tmp_path: Path, native: str, loads: bool) -> None:
+    """A VMlet's ``on load`` hides ``flux`` in every environment: a configuration calling
+    it was proven, then refused by the board (hidden-native). The ground now loads the
+    image as the board does, VMlets' ``on load`` included."""
+    compiled, report = build(tmp_path, "needy", USES_HIDDEN.replace("{native}", native),
+                             {"shy": HIDING_VMLET})
+    assert (report.status == "proven") == loads
+    assert (Kind.LOAD in refuted_kinds(report)) == (not loads)
+    flight = fly(compiled, Inputs())
+    assert (flight.refused is None) == loads, flight.refused
+    if not loads:
+        load = next(o for o in report.refuted if o.kind is Kind.LOAD)
+        assert load.counterexample is not None and "hidden-native" in load.counterexample.detail
