@@ -271,7 +271,7 @@ class _UnitTranslator:
         self.region(self.items(0, len(self.ins), starts), len(self.ins))
         if self.ctx.metered:
             self.emit("yield budget  # never reached: makes this a generator")
-        return "\n".join([head, *self.lines])
+        return "\n".join([head, *_fill_empty_suites(self.lines)])
 
     def region(self, items: list[_Block | _Loop], end: int) -> None:
         """Emit a sequence of items; forward jumps target items of the same sequence or
@@ -385,13 +385,18 @@ class _UnitTranslator:
                 self.indent += 1
                 self.emit_tree(then_tree, items) if then_tree else self.emit("pass")
                 self.indent -= 1
+                # Where the branches join, the stack holds what the jump carried; with an
+                # else, what the then branch's final jump carries. (A then branch that
+                # ends in a return leaves a stack that says nothing about the join.)
+                join = depth
                 if else_tree:
+                    join = len(self.stack)
                     self.reset_stack(depth)
                     self.emit("else:")
                     self.indent += 1
                     self.emit_tree(else_tree, items)
                     self.indent -= 1
-                self.reset_stack(len(self.stack))
+                self.reset_stack(join)
 
     def emit_chain(self, items: list[_Block | _Loop], end: int, starts: dict[int, int]) -> None:
         """General forward jumps: run item k when the chain variable says k."""
@@ -658,9 +663,13 @@ class _UnitTranslator:
             if not precharged:
                 self.emit(f"budget -= {total}")
             return self.run_instrs(instrs, costs, fast=True)
-        if len(instrs) == 1 or self.is_cheap_block(costs):
-            self.meter_single(total) if len(instrs) == 1 else None
-            if len(instrs) == 1:
+        # one instruction is metered as one charge, unless it is a call inlined here: its
+        # callee's instructions are charged (and may suspend) one by one
+        single = len(instrs) == 1 and not (
+            first.opcode == isa.CALL and self.inline_callee(first.operands[0]) is not None)
+        if single or self.is_cheap_block(costs):
+            self.meter_single(total) if single else None
+            if single:
                 return self.run_instrs(instrs, costs, fast=False, metered_each=False)
         saved_stack = list(self.stack)
         saved_temp = self.ctx._temp
@@ -1142,6 +1151,25 @@ class _UnitTranslator:
             self.ins = saved_ins
 
 
+def _indent_of(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _fill_empty_suites(lines: list[str]) -> list[str]:
+    """``lines`` with ``pass`` in every compound statement that got no body: code whose
+    instructions all vanish in translation (an empty loop body whose FORLOOP is charged per
+    batch, a branch that only jumps on) leaves a bare ``for``/``if``/``else``, which Python
+    refuses (IndentationError)."""
+    out: list[str] = []
+    for k, line in enumerate(lines):
+        out.append(line)
+        if line.endswith(":") and not line.lstrip().startswith("#"):
+            nxt = lines[k + 1] if k + 1 < len(lines) else ""
+            if _indent_of(nxt) <= _indent_of(line) or not nxt.strip():
+                out.append(" " * (_indent_of(line) + 4) + "pass")
+    return out
+
+
 def _is_literal(expr: str) -> bool:
     return expr.lstrip("-").isdigit()
 
@@ -1208,6 +1236,8 @@ def translate(bound: Bound, memory: Memory, *, metered: bool = True,
     for spec in specs:
         ranges: dict[int, Range] = {}
         cu = spec.bound.image.functions[spec.unit]
+        for slot in range(cu.n_params):
+            ranges[slot] = FULL  # arguments: any value (a store must not narrow them)
         for slot in range(cu.n_params, cu.n_locals):
             ranges[slot] = (0, 0)  # locals start at zero
         for _ in range(max_passes):

@@ -161,6 +161,16 @@ def _where(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{at}"
 
 
+def _difference(fast: Outcome, ref: Outcome) -> str:
+    """How two outcomes differ, in one line."""
+    if fast[:-1] != ref[:-1]:
+        return f"translated {fast[:-1]}, reference {ref[:-1]}"
+    a, b = fast[-1], ref[-1]
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return (f"suspensions differ from the {i + 1}th on: translated {a[i:i + 6]} "
+            f"({len(a)} in all), reference {b[i:i + 6]} ({len(b)})")
+
+
 def _reset(memory: Memory, globals_: list[int], arrays: list[list[int]]) -> None:
     memory.globals[:] = globals_
     for arr, init in zip(memory.arrays, arrays, strict=True):
@@ -217,9 +227,7 @@ def check(case: Case, seed: int = 0) -> Verdict:
                 return verdict
             fast_log = HOST.log
             if fast != ref:
-                verdict.mismatches.append(f"{where}: translated {fast[:-1]} suspended at "
-                                          f"{fast[-1][:8]}, reference {ref[:-1]} at "
-                                          f"{ref[-1][:8]}")
+                verdict.mismatches.append(f"{where}: {_difference(fast, ref)}")
                 return verdict
             if fast_log != ref_log:
                 verdict.mismatches.append(f"{where}: natives called {fast_log[:6]} by the "

@@ -16,15 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bytecode_programs import Case
 from ccl_programs import configurations
+from engine_oracle import check, load
 from hypothesis import HealthCheck, assume, given, note, settings
 
 from ccl.diagnostics import CclError
 from ccl.driver import Compiler
 from missions.corot.natives import make_host
-from onboard.faults import Trap
+from onboard import isa
+from onboard.faults import Trap, TrapCode
+from onboard.image import CodeUnit, Global, Image, ImageKind
 from onboard.loader import Program, load_config, load_vmlet
-from onboard.reference import run
+from onboard.reference import Memory, run
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "ccl" / "cases"
@@ -46,6 +50,22 @@ def drive(execution: Generator[int, int, Any], slice_: int) -> tuple[Any, ...]:
     except Trap as trap:
         return ("trap", trap.code, trap.unit, trap.offset, given_ - trap.remaining,
                 tuple(yields))
+
+
+def assemble(lines: list[str]) -> bytes:
+    """Assemble lines of ``MNEMONIC operand, ...`` and ``label:``."""
+    asm = isa.Assembler()
+    labels: dict[str, isa.Label] = {}
+    for line in lines:
+        if line.endswith(":"):
+            asm.place(labels.setdefault(line[:-1], isa.Label(line[:-1])))
+            continue
+        name, _, rest = line.partition(" ")
+        operands = [int(x) if x.lstrip("-").isdigit() else
+                    labels.setdefault(x, isa.Label(x))
+                    for x in (p.strip() for p in rest.split(",")) if x]
+        asm.emit(isa.BY_NAME[name].code, *operands)
+    return asm.assemble()
 
 
 def two_programs(path: Path, compiler: Compiler, seed: int = 1) -> tuple[Program, Program]:
@@ -173,3 +193,75 @@ def test_a_batched_loop_gives_back_what_it_charged_ahead_when_it_traps(
         for arr, a in zip(program.memory.arrays, program.image.arrays, strict=True):
             arr[:] = a.values
     assert_same(ref, fast, unit, (), (10**9, 1000, 503, 37))
+
+
+# --------------------------------------------------------------------------- bytecode found
+# by the engine fuzzer (tests/onboard/test_engine_fuzz.py), minimal: each crashed the
+# translated engine or made it disagree with the reference before its fix.
+
+
+def _case(*units: tuple[str, int, bool, list[str]],
+          entries: tuple[tuple[int, tuple[int, ...]], ...] = ((0, ()),)) -> Case:
+    """A configuration of assembled units ``(name, params, returns, code lines)``, with a
+    writable global ``g`` (0..100) and 4 locals per unit beyond its parameters."""
+    functions = tuple(
+        CodeUnit(name, params, params + 4, returns, 8, assemble(lines))
+        for name, params, returns, lines in units)
+    image = Image(kind=ImageKind.CONFIG, name="regress", version=1, mission="corot",
+                  globals=(Global("g", True, 0, 100, 0),), functions=functions)
+    return Case(image, (), entries)
+
+
+def _agree(case: Case) -> None:
+    verdict = check(case)
+    assert verdict.accepted
+    assert verdict.ok, verdict.host_exceptions + verdict.mismatches
+
+
+def test_a_loop_with_an_empty_body_translates() -> None:
+    """``for i in 0 .. 3 { }``: the body is only FORLOOP, charged per batch, so the
+    translated ``for`` had no statement (IndentationError at load)."""
+    case = _case(("f", 0, False, ["PUSH 0", "STORE_L 0", "PUSH 3", "STORE_L 1",
+                                  "FORPREP 0, out", "body:", "FORLOOP 0, body", "out:",
+                                  "PUSH 1", "STORE_G 0", "RET"]))
+    load(case)  # raised IndentationError
+    _agree(case)
+
+
+def test_a_value_carried_by_a_jump_past_a_branch_that_returns_is_kept() -> None:
+    """``JNZ`` carries a value; its fall-through pops it and returns. At the target the
+    value is there (the verifier says depth 1), but the translator took the depth the
+    returning branch left (0), so the call after it got no argument."""
+    case = _case(("f", 1, True, ["PUSH 7", "LOAD_L 0", "JNZ on", "POP", "PUSH 0", "RETV",
+                                 "on:", "CALL 1", "RETV"]),
+                 ("g", 1, True, ["LOAD_L 0", "PUSH 2", "MUL", "STORE_G 0", "PUSH 3",
+                                 "RETV"]),
+                 entries=((0, (0,)), (0, (1,))))
+    _agree(case)
+
+
+def test_a_store_into_a_parameter_does_not_narrow_its_range() -> None:
+    """A parameter holds any argument; the range analysis took only what the unit stores
+    into it (5), so ``1 / x`` lost its zero check: ZeroDivisionError instead of a trap."""
+    case = _case(("f", 1, False, ["PUSH 1", "LOAD_L 0", "DIV", "POP", "PUSH 5", "STORE_L 0",
+                                  "RET"]),
+                 entries=((0, (0,)), (0, (3,))))
+    _agree(case)
+    program = load(case)
+    with pytest.raises(Trap) as info:
+        next(program.code.functions[0](1000, 0))
+    assert info.value.code is TrapCode.DIV_ZERO
+
+
+def test_an_inlined_call_alone_in_its_block_charges_its_instructions_one_by_one() -> None:
+    """``CALL f1`` of a one-line function, inlined, alone in its block (the next call
+    starts a block): charged 34 cycles at once, where the reference charges CALL 20, PUSH 4
+    and RETV 10 and may suspend between them (in slices of 5 they differ)."""
+    case = _case(("f", 0, False, ["CALL 1", "CALL 2", "RET"]),
+                 ("one", 0, True, ["PUSH 264", "RETV"]),
+                 ("sink", 1, False, ["RET"]))
+    _agree(case)
+    program = load(case)
+    ref = drive(run(program.bound, Memory.of(program.bound), 0, (), 5), 5)
+    fast = drive(program.code.functions[0](5), 5)
+    assert fast == ref
