@@ -57,15 +57,17 @@ class _Frame:
     trap_at: tuple[int, int] | None = None  # (unit, offset) of the extension opcode
 
 
-# Decoded code, by image content hash and unit: content-addressed, so never stale.
-_decoded: dict[tuple[bytes, int], dict[int, isa.Decoded]] = {}
+# Decoded code, by the code's bytes: content-addressed, so never stale (and cheaper than
+# the image's content hash, which encodes the whole image).
+_decoded: dict[bytes, dict[int, isa.Decoded]] = {}
 
 
 def _decode(bound: Bound, unit: int) -> dict[int, isa.Decoded]:
-    key = (bound.image.content_hash, unit)
-    if key not in _decoded:
-        _decoded[key] = {d.offset: d for d in isa.decode(bound.image.functions[unit].code)}
-    return _decoded[key]
+    code = bound.image.functions[unit].code
+    decoded = _decoded.get(code)
+    if decoded is None:
+        decoded = _decoded[code] = {d.offset: d for d in isa.decode(code)}
+    return decoded
 
 
 _EMPTY = Memory([], (), [], ())

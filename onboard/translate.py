@@ -47,6 +47,11 @@ class _Entry:
     rng: Range
     is_bool: bool = False  # evaluates to a Python bool (convert before storing)
     local: int | None = None  # a direct read of this local slot (flush before it changes)
+    reads: frozenset[int] = frozenset()  # local slots a lazy expression reads (flush too)
+
+    def slots(self) -> frozenset[int]:
+        """Every local slot whose current value this expression reads."""
+        return self.reads if self.local is None else self.reads | {self.local}
 
 
 @dataclass
@@ -193,7 +198,7 @@ class _UnitTranslator:
     def flush_local(self, slot: int) -> None:
         """Stack entries that read ``slot`` are evaluated before it changes."""
         for i, e in enumerate(self.stack):
-            if e.local == slot:
+            if e.local == slot or slot in e.reads:
                 self.stack[i] = self.materialize(e)
 
     def spill(self) -> None:
@@ -271,7 +276,7 @@ class _UnitTranslator:
         self.region(self.items(0, len(self.ins), starts), len(self.ins))
         if self.ctx.metered:
             self.emit("yield budget  # never reached: makes this a generator")
-        return "\n".join([head, *_fill_empty_suites(self.lines)])
+        return "\n".join([head, *self.lines])
 
     def region(self, items: list[_Block | _Loop], end: int) -> None:
         """Emit a sequence of items; forward jumps target items of the same sequence or
@@ -922,11 +927,12 @@ class _UnitTranslator:
             s.append(_Entry(t, r))
         elif op in _CMP:
             bb, aa = s.pop(), s.pop()
+            # evaluated where it is used: a later store into a local it reads flushes it
             s.append(_Entry(f"({self.value(aa)} {_CMP[op]} {self.value(bb)})", BOOL,
-                            is_bool=True))
+                            is_bool=True, reads=aa.slots() | bb.slots()))
         elif op == isa.NOT:
             aa = s.pop()
-            s.append(_Entry(f"(not {aa.expr})", BOOL, is_bool=True))
+            s.append(_Entry(f"(not {aa.expr})", BOOL, is_bool=True, reads=aa.slots()))
         elif op == isa.RANGE:
             lo, hi = d.operands
             e = s[-1]
@@ -934,7 +940,8 @@ class _UnitTranslator:
                 e = self.materialize(e)
                 self.emit(f"if not {lo} <= {e.expr} <= {hi}: "
                           f"{self.trap(TrapCode.RANGE, off, refund)}")
-            s[-1] = _Entry(e.expr, (max(lo, e.rng[0]), min(hi, e.rng[1])), e.is_bool, e.local)
+            s[-1] = _Entry(e.expr, (max(lo, e.rng[0]), min(hi, e.rng[1])), e.is_bool, e.local,
+                           e.reads)
         elif op == isa.JMP:
             return None
         elif op in (isa.JZ, isa.JNZ):
@@ -1086,10 +1093,11 @@ class _UnitTranslator:
         """The locals of an inlined body: its arguments, then zeros."""
         locals_: list[_Entry] = []
         for a in args:
-            # a read of an outer local stays as it is: the body cannot write it
+            # a read of an outer local stays as it is: the body cannot write it (but what the
+            # body returns may be that read, flushed if the caller then writes the local)
             if not (a.expr.isidentifier() or _is_literal(a.expr)) or a.is_bool:
                 a = self.materialize(a)
-            locals_.append(_Entry(a.expr, a.rng))
+            locals_.append(_Entry(a.expr, a.rng, local=a.local))
         return locals_ + [_Entry("0", (0, 0))] * (n_locals - len(args))
 
     def inline_local(self, x: isa.Decoded, stack: list[_Entry], locals_: list[_Entry]) -> bool:
@@ -1254,7 +1262,7 @@ def translate(bound: Bound, memory: Memory, *, metered: bool = True,
             ranges = {slot: FULL for slot in ranges}
             ut = _UnitTranslator(ctx, spec, ranges)
             src = ut.translate()
-        sources.append(src)
+        sources.append("\n".join(_fill_empty_suites(src.split("\n"))))
     source = "\n\n".join(sources)
     code = compile(source, f"<vvm {bound.image.name} v{bound.image.version}>", "exec")
     exec(code, ctx.namespace)

@@ -408,7 +408,7 @@ def _style(rng: random.Random, *, dead_p: float) -> Style:
         return Style(straight=True, pure=True, steps=12)
     if r < 0.3:
         return Style(straight=True, steps=16)
-    return Style(dead=rng.random() < dead_p, steps=rng.choice((8, 16, 30, 45)))
+    return Style(dead=rng.random() < dead_p, steps=rng.choice((6, 12, 20, 32)))
 
 
 def _unit(rng: random.Random, shape: Shape, name: str, n_params: int, returns: bool,
@@ -425,16 +425,16 @@ def generate_vmlet(rng: random.Random, name: str) -> Image:
     loops, calls of its helpers and natives) and helpers, exposing some natives."""
     exposes = tuple(sorted(rng.sample(sorted(NATIVES), rng.randint(1, len(NATIVES)))))
     natives = tuple(n for n in exposes if rng.random() < 0.8)
-    n_instrs = rng.randint(2, 4)
-    n_units = n_instrs + rng.randint(0, 2)
+    n_instrs = rng.randint(2, 3)
+    n_units = n_instrs + rng.randint(0, 1)
     sigs = [Signature(rng.randint(0, 3), True) for _ in range(n_units)]
     functions = []
     for u in range(n_units):
         shape = Shape(natives=tuple(Signature(*NATIVES[n]) for n in natives),
                       n_env=len(ENV_KEYS) if rng.random() < 0.5 else 0,
                       callees={v: sigs[v] for v in range(u + 1, n_units)})
-        style = Style(straight=True, steps=14) if rng.random() < 0.5 else \
-            Style(steps=rng.choice((10, 25)))
+        style = Style(straight=True, steps=10) if rng.random() < 0.5 else \
+            Style(steps=rng.choice((8, 16)))
         functions.append(_unit(rng, shape, f"i{u}", sigs[u].n_params, True, style))
     instrs = tuple(InstrDef(f"i{u}", u) for u in range(n_instrs))
     return Image(kind=ImageKind.VMLET, name=name, version=1, mission=PROFILE.name,
@@ -492,8 +492,10 @@ def generate(rng: random.Random) -> Case:
     for a in range(rng.randint(0, 3)):
         lo, hi = _range(rng)
         n = rng.choice((1, 2, 3, 5, 8, 300))
-        values = tuple(rng.choice((lo, hi, rng.randint(lo, hi))) for _ in range(n))
-        arrays.append(Array(f"a{a}", rng.random() < 0.7, lo, hi, values))
+        values = [rng.randint(lo, hi)] * n
+        for _ in range(min(n, 4)):
+            values[rng.randrange(n)] = rng.choice((lo, hi, rng.randint(lo, hi)))
+        arrays.append(Array(f"a{a}", rng.random() < 0.7, lo, hi, tuple(values)))
     natives: tuple[str, ...] = ()
     ext: tuple[ExtRef, ...] = ()
     ext_sigs: tuple[Signature, ...] = ()
@@ -502,7 +504,7 @@ def generate(rng: random.Random) -> Case:
         picks = [d for d in vm.instrs if rng.random() < 0.7]
         ext = tuple(ExtRef(vm.name, d.name) for d in picks)
         ext_sigs = tuple(Signature(vm.functions[d.function].n_params, True) for d in picks)
-    n_units = rng.randint(1, 5)
+    n_units = rng.randint(1, 4)
     sigs = [Signature(rng.choice((0, 0, 1, 2, 3)), rng.random() < 0.5) for _ in range(n_units)]
     dead_p = 0.15
     functions = []

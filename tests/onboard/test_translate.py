@@ -265,3 +265,24 @@ def test_an_inlined_call_alone_in_its_block_charges_its_instructions_one_by_one(
     ref = drive(run(program.bound, Memory.of(program.bound), 0, (), 5), 5)
     fast = drive(program.code.functions[0](5), 5)
     assert fast == ref
+
+
+def test_a_comparison_is_evaluated_before_a_local_it_reads_is_overwritten() -> None:
+    """``l1 <= (5 == ccd)`` stays a lazy Python expression on the symbolic stack; a store
+    into ``l1`` before it is used must evaluate it first (it returned 0, the reference 1:
+    only direct reads of a local were flushed)."""
+    case = _case(("f", 1, True, ["LOAD_L 1", "PUSH 5", "PUSH 1", "EQ", "LE", "PUSH 1",
+                                 "STORE_L 1", "RETV"]),
+                 entries=((0, (5,)),))
+    _agree(case)
+    assert drive(load(case).code.functions[0](100, 5), 100)[:2] == ("ok", 1)
+
+
+def test_what_an_inlined_call_returns_is_evaluated_before_its_argument_changes() -> None:
+    """``id(x)`` is inlined and returns the caller's ``l0`` itself; a store into ``l0``
+    before the result is used must not change the result."""
+    case = _case(("f", 1, True, ["LOAD_L 0", "CALL 1", "PUSH 1", "STORE_L 0", "RETV"]),
+                 ("id", 1, True, ["LOAD_L 0", "RETV"]),
+                 entries=((0, (7,)),))
+    _agree(case)
+    assert drive(load(case).code.functions[0](100, 7), 100)[:2] == ("ok", 7)
