@@ -1210,17 +1210,51 @@ def _on_reference(bound: Bound, memory: Memory, unit: int) -> Callable[..., Any]
 
 @dataclass
 class Translated:
-    """An image's code units as Python callables (generator functions when metered)."""
+    """An image's code units as Python callables (generator functions when metered).
+
+    ``fallbacks``: units the translator could not translate (a translator bug met by
+    verified code), which run on the reference interpreter instead, with why."""
 
     functions: list[Callable[..., Any]]
     source: str
+    fallbacks: dict[int, str] = field(default_factory=dict)
+
+
+def _translate_unit(ctx: _Context, spec: _UnitSpec, max_passes: int) -> str:
+    """The source of one unit, its local ranges iterated to a fixpoint."""
+    ranges: dict[int, Range] = {}
+    cu = spec.bound.image.functions[spec.unit]
+    for slot in range(cu.n_params):
+        ranges[slot] = FULL  # arguments: any value (a store must not narrow them)
+    for slot in range(cu.n_params, cu.n_locals):
+        ranges[slot] = (0, 0)  # locals start at zero
+    for _ in range(max_passes):
+        ut = _UnitTranslator(ctx, spec, ranges)
+        src = ut.translate()
+        new = dict(ranges)
+        for slot, r in ut.stored.items():
+            new[slot] = _hull(new.get(slot, r), r)
+        if new == ranges:
+            break
+        ranges = new
+    else:
+        # not settled: everything assigned in the unit may be any 32-bit value
+        ranges = {slot: FULL for slot in ranges}
+        ut = _UnitTranslator(ctx, spec, ranges)
+        src = ut.translate()
+    return "\n".join(_fill_empty_suites(src.split("\n")))
 
 
 def translate(bound: Bound, memory: Memory, *, metered: bool = True,
               reference_units: frozenset[int] = frozenset(),
               max_passes: int = 4) -> Translated:
     """Translate every code unit of ``bound`` (whose code the verifier has accepted), but
-    those in ``reference_units``, which run on the reference interpreter."""
+    those in ``reference_units``, which run on the reference interpreter.
+
+    Never fails on verified code: a unit whose translation raises or does not compile (a
+    translator bug) runs on the reference interpreter, and so does every unit that uses a
+    VMlet instruction whose out-of-line translation failed; ``Translated.fallbacks`` says
+    which and why."""
     ctx = _Context(bound, memory, metered)
     natives = ctx.bind_natives("", bound.natives)
     n_units = len(bound.image.functions)
@@ -1238,32 +1272,44 @@ def translate(bound: Bound, memory: Memory, *, metered: bool = True,
             ctx.out_of_line[(k, ext.function)] = vm_units[ext.function]
     specs = [_UnitSpec(bound, i, names[i], natives, False, memory, names.__getitem__)
              for i in range(n_units) if i not in reference_units] + extra
-    for i in reference_units:
-        ctx.namespace[names[i]] = _on_reference(bound, memory, i)
-    sources = []
+    failed: dict[str, str] = {}  # function name -> why it could not be translated
+    sources: dict[str, str] = {}
     for spec in specs:
-        ranges: dict[int, Range] = {}
-        cu = spec.bound.image.functions[spec.unit]
-        for slot in range(cu.n_params):
-            ranges[slot] = FULL  # arguments: any value (a store must not narrow them)
-        for slot in range(cu.n_params, cu.n_locals):
-            ranges[slot] = (0, 0)  # locals start at zero
-        for _ in range(max_passes):
-            ut = _UnitTranslator(ctx, spec, ranges)
-            src = ut.translate()
-            new = dict(ranges)
-            for slot, r in ut.stored.items():
-                new[slot] = _hull(new.get(slot, r), r)
-            if new == ranges:
-                break
-            ranges = new
-        else:
-            # not settled: everything assigned in the unit may be any 32-bit value
-            ranges = {slot: FULL for slot in ranges}
-            ut = _UnitTranslator(ctx, spec, ranges)
-            src = ut.translate()
-        sources.append("\n".join(_fill_empty_suites(src.split("\n"))))
-    source = "\n\n".join(sources)
-    code = compile(source, f"<vvm {bound.image.name} v{bound.image.version}>", "exec")
-    exec(code, ctx.namespace)
-    return Translated([ctx.namespace[n] for n in names], source)
+        try:
+            sources[spec.fn_name] = _translate_unit(ctx, spec, max_passes)
+        except Exception as exc:  # noqa: BLE001 - a translator bug: the reference runs it
+            failed[spec.fn_name] = f"{type(exc).__name__}: {exc}"
+    filename = f"<vvm {bound.image.name} v{bound.image.version}>"
+    source = "\n\n".join(sources.values())
+    try:
+        exec(compile(source, filename, "exec"), ctx.namespace)
+    except Exception:  # noqa: BLE001 - find the units that do not compile, one by one
+        for name, src in sources.items():
+            try:
+                exec(compile(src, filename, "exec"), ctx.namespace)
+            except Exception as exc:  # noqa: BLE001
+                failed[name] = f"{type(exc).__name__}: {exc}"
+    fallbacks = _fallbacks(bound, failed, names)
+    for i in (*reference_units, *fallbacks):
+        ctx.namespace[names[i]] = _on_reference(bound, memory, i)
+    return Translated([ctx.namespace[n] for n in names], source, fallbacks)
+
+
+def _fallbacks(bound: Bound, failed: dict[str, str], names: list[str]) -> dict[int, str]:
+    """The units of ``bound`` that run on the reference interpreter because their own
+    translation failed or that of a VMlet instruction they use (``v{k}_...``) did."""
+    out = {i: why for i, name in enumerate(names) if (why := failed.get(name)) is not None}
+    broken: dict[int, str] = {}
+    for name, why in failed.items():
+        if name.startswith("v"):
+            broken.setdefault(int(name[1:name.index("_")]), why)
+    if broken:
+        for i, unit in enumerate(bound.image.functions):
+            if i in out:
+                continue
+            used = {d.opcode - isa.EXT_BASE for d in isa.decode(unit.code)
+                    if d.opcode >= isa.EXT_BASE}
+            hit = sorted(used & broken.keys())
+            if hit:
+                out[i] = f"VMlet instruction {hit[0]}: {broken[hit[0]]}"
+    return out

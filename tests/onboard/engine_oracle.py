@@ -28,7 +28,7 @@ from typing import Any
 
 from bytecode_programs import PROFILE, Case
 
-from onboard.faults import Trap, TrapCode
+from onboard.faults import Trap
 from onboard.loader import LoadedVmlet, LoadError, Program, load_config, load_vmlet
 from onboard.reference import Memory, run
 from onboard.verifier import REASONS
@@ -148,10 +148,11 @@ class Verdict:
     accepted: bool = False
     host_exceptions: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)  # units the translator gave up on
 
     @property
     def ok(self) -> bool:
-        return not self.host_exceptions and not self.mismatches
+        return not self.host_exceptions and not self.mismatches and not self.fallbacks
 
 
 def _where(exc: BaseException) -> str:
@@ -166,7 +167,8 @@ def _difference(fast: Outcome, ref: Outcome) -> str:
     if fast[:-1] != ref[:-1]:
         return f"translated {fast[:-1]}, reference {ref[:-1]}"
     a, b = fast[-1], ref[-1]
-    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    i = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+             min(len(a), len(b)))
     return (f"suspensions differ from the {i + 1}th on: translated {a[i:i + 6]} "
             f"({len(a)} in all), reference {b[i:i + 6]} ({len(b)})")
 
@@ -198,6 +200,7 @@ def check(case: Case, seed: int = 0) -> Verdict:
         verdict.host_exceptions.append(f"load: {_where(exc)}")
         return verdict
     verdict.accepted = True
+    verdict.fallbacks += [f"unit {i}: {why}" for i, why in program.code.fallbacks.items()]
     fast_memory = program.memory
     ref_memory = Memory.of(program.bound)
     init_globals = list(fast_memory.globals)

@@ -9,6 +9,7 @@ the memory afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import tempfile
 from collections.abc import Generator
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bytecode_programs import Case
+from bytecode_programs import Case, vmlet_pool
 from ccl_programs import configurations
 from engine_oracle import check, load
 from hypothesis import HealthCheck, assume, given, note, settings
@@ -25,8 +26,10 @@ from ccl.diagnostics import CclError
 from ccl.driver import Compiler
 from missions.corot.natives import make_host
 from onboard import isa
+from onboard import translate as translate_module
 from onboard.faults import Trap, TrapCode
-from onboard.image import CodeUnit, Global, Image, ImageKind
+from onboard.image import CodeUnit, ExtRef, Global, Image, ImageKind, VmletRef
+from onboard.isa import INT_MAX, INT_MIN
 from onboard.loader import Program, load_config, load_vmlet
 from onboard.reference import Memory, run
 
@@ -64,7 +67,8 @@ def assemble(lines: list[str]) -> bytes:
         operands = [int(x) if x.lstrip("-").isdigit() else
                     labels.setdefault(x, isa.Label(x))
                     for x in (p.strip() for p in rest.split(",")) if x]
-        asm.emit(isa.BY_NAME[name].code, *operands)
+        code = isa.EXT_BASE + int(name[3:]) if name.startswith("EXT") else isa.BY_NAME[name].code
+        asm.emit(code, *operands)
     return asm.assemble()
 
 
@@ -212,6 +216,10 @@ def _case(*units: tuple[str, int, bool, list[str]],
     return Case(image, (), entries)
 
 
+_EMPTY_LOOP = ["PUSH 0", "STORE_L 0", "PUSH 3", "STORE_L 1", "FORPREP 0, out", "body:",
+               "FORLOOP 0, body", "out:", "PUSH 1", "STORE_G 0", "RET"]
+
+
 def _agree(case: Case) -> None:
     verdict = check(case)
     assert verdict.accepted
@@ -221,9 +229,7 @@ def _agree(case: Case) -> None:
 def test_a_loop_with_an_empty_body_translates() -> None:
     """``for i in 0 .. 3 { }``: the body is only FORLOOP, charged per batch, so the
     translated ``for`` had no statement (IndentationError at load)."""
-    case = _case(("f", 0, False, ["PUSH 0", "STORE_L 0", "PUSH 3", "STORE_L 1",
-                                  "FORPREP 0, out", "body:", "FORLOOP 0, body", "out:",
-                                  "PUSH 1", "STORE_G 0", "RET"]))
+    case = _case(("f", 0, False, _EMPTY_LOOP))
     load(case)  # raised IndentationError
     _agree(case)
 
@@ -286,3 +292,50 @@ def test_what_an_inlined_call_returns_is_evaluated_before_its_argument_changes()
                  entries=((0, (7,)),))
     _agree(case)
     assert drive(load(case).code.functions[0](100, 7), 100)[:2] == ("ok", 7)
+
+
+# --------------------------------------------------------------------------- the safety net
+
+
+def test_a_unit_the_translator_cannot_compile_runs_on_the_reference_engine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A translator bug that yields code Python refuses (here: the empty loop body, with
+    the fix taken out) costs that unit its speed, not the board: it runs on the reference
+    interpreter, the other units stay translated, and ``fallbacks`` says why."""
+    monkeypatch.setattr(translate_module, "_fill_empty_suites", lambda lines: lines)
+    case = _case(("f", 0, False, _EMPTY_LOOP), ("g", 0, False, ["PUSH 2", "STORE_G 0", "RET"]))
+    program = load(case)
+    assert list(program.code.fallbacks) == [0]
+    assert "IndentationError" in program.code.fallbacks[0]
+    assert "def u1(" in program.code.source
+    verdict = check(case)
+    assert not verdict.host_exceptions and not verdict.mismatches
+    assert verdict.fallbacks == [f"unit 0: {program.code.fallbacks[0]}"]
+
+
+def test_units_using_a_vmlet_instruction_that_cannot_be_translated_run_on_the_reference(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The out-of-line translation of a VMlet instruction body raises: the units that use
+    the instruction fall back to the reference interpreter, the others do not."""
+    real = translate_module._UnitTranslator.translate
+
+    def failing(self: Any) -> str:
+        if self.spec.fn_name.startswith("v"):
+            raise IndexError("pop from empty list")
+        return real(self)
+
+    monkeypatch.setattr(translate_module._UnitTranslator, "translate", failing)
+    kit = next(vm for vm in vmlet_pool() if vm.name == "kit1")
+    case = _case(("f", 0, False, ["EXT0", "STORE_G 0", "RET"]),
+                 ("g", 0, False, ["PUSH 2", "STORE_G 0", "RET"]))
+    image = dataclasses.replace(
+        case.image, uses=(VmletRef(kit.name, kit.version, kit.content_hash),),
+        ext=(ExtRef(kit.name, "i0"),),
+        globals=(Global("g", True, INT_MIN, INT_MAX, 0),))
+    case = Case(image, (kit,), ((0, ()), (1, ())))
+    program = load(case)
+    assert program.bound.ext[0].fixed_cost is None  # translated out of line
+    assert list(program.code.fallbacks) == [0]
+    assert "VMlet instruction 0: IndexError" in program.code.fallbacks[0]
+    verdict = check(case)
+    assert not verdict.host_exceptions and not verdict.mismatches
