@@ -58,14 +58,18 @@ class _Frame:
 
 
 # Decoded code, by the code's bytes: content-addressed, so never stale (and cheaper than
-# the image's content hash, which encodes the whole image).
+# the image's content hash, which encodes the whole image). Bounded: a VVM that loads
+# configuration after configuration must not keep every one it ever ran.
 _decoded: dict[bytes, dict[int, isa.Decoded]] = {}
+_DECODED_MAX = 4096
 
 
 def _decode(bound: Bound, unit: int) -> dict[int, isa.Decoded]:
     code = bound.image.functions[unit].code
     decoded = _decoded.get(code)
     if decoded is None:
+        if len(_decoded) >= _DECODED_MAX:
+            _decoded.clear()
         decoded = _decoded[code] = {d.offset: d for d in isa.decode(code)}
     return decoded
 

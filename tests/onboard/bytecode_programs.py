@@ -521,13 +521,14 @@ def generate(rng: random.Random) -> Case:
             style = Style(straight=True, steps=12)
         functions.append(_unit(rng, shape, f"f{u}", sigs[u].n_params, sigs[u].returns,
                                style))
-    tasks = tuple(Task(f.name, 100 * rng.randint(1, 3), u) for u, f in enumerate(functions)
-                  if f.n_params == 0 and not f.returns)
+    entry_points = [u for u, f in enumerate(functions) if f.n_params == 0 and not f.returns]
+    tasks = tuple(Task(functions[u].name, 100 * rng.randint(1, 3), u) for u in entry_points)
+    on_apply = rng.choice(entry_points) if entry_points and rng.random() < 0.3 else None
     image = Image(
         kind=ImageKind.CONFIG, name="fuzz", version=1, mission=PROFILE.name,
         uses=(VmletRef(vm.name, vm.version, vm.content_hash),) if vm is not None else (),
         globals=tuple(globals_), arrays=tuple(arrays), natives=natives, env=ENV_KEYS,
-        ext=ext, functions=tuple(functions), tasks=tasks)
+        ext=ext, functions=tuple(functions), tasks=tasks, on_apply=on_apply)
     entries = [(0, _args(rng, functions[0].n_params))]
     for _ in range(rng.randint(0, 3)):
         u = rng.randrange(n_units)

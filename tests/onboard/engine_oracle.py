@@ -28,10 +28,11 @@ from typing import Any
 
 from bytecode_programs import PROFILE, Case
 
-from onboard.faults import Trap
+from onboard.faults import Trap, TrapCode
 from onboard.loader import LoadedVmlet, LoadError, Program, load_config, load_vmlet
 from onboard.reference import Memory, run
 from onboard.verifier import REASONS
+from onboard.vvm import VVM
 
 BIG = 1 << 40
 MAX_RESUMES = 400
@@ -243,3 +244,56 @@ def check(case: Case, seed: int = 0) -> Verdict:
             if plan[0] == "big":
                 exact[e] = -1 if ref[0] == "cut" else ref[-2]
     return verdict
+
+
+# --------------------------------------------------------------------------- the whole VVM
+
+#: Simulated time a case's tasks run for on the VVM.
+VVM_MS = 700
+
+
+def _reference_engine(program: Program) -> None:
+    """Make every unit of ``program`` run on the reference interpreter (over its own
+    memory), in place of the translated code."""
+    def unit_fn(unit: int) -> Callable[..., Any]:
+        return lambda budget, *args: run(program.bound, program.memory, unit, args, budget)
+    program.code.functions[:] = [unit_fn(u) for u in range(len(program.image.functions))]
+
+
+def check_vvm(case: Case) -> list[str]:
+    """The whole VVM path, twice: load the VMlets and the configuration into a VVM and
+    activate it (``on apply`` first), run its tasks for ``VVM_MS``, once on the translated
+    engine and once with every unit on the reference interpreter. Nothing may raise, no
+    fault may be ``internal``, and both must report the same telemetry and data memory.
+    Returns the findings (empty: none)."""
+    runs = []
+    for engine in ("translated", "reference"):
+        vm = VVM(PROFILE, HOST)
+        try:
+            for image in case.vmlets:
+                vm.load_vmlet(image)
+            program = vm.prepare(case.image)
+            if engine == "reference":
+                _reference_engine(program)
+            vm.activate(program)
+            vm.run_for(VVM_MS)
+        except LoadError as exc:
+            if exc.code in REASONS:
+                return []  # refused by the verifier: nothing to run
+            return [f"VVM, {engine}: load refused: {exc}"]
+        except Exception as exc:  # noqa: BLE001 - nothing may come out of the VVM
+            return [f"VVM, {engine}: {_where(exc)}"]
+        tm = vm.telemetry
+        internal = [str(f) for f in tm.faults if f.code is TrapCode.INTERNAL]
+        if internal:
+            return [f"VVM, {engine}: internal faults {internal[:3]}"]
+        runs.append(({n: s.as_dict() for n, s in tm.tasks.items()}, [str(f) for f in tm.faults],
+                     list(tm.frames), list(tm.cycles), program.memory.globals,
+                     program.memory.arrays))
+    if runs[0] != runs[1]:
+        what = ("task statistics", "faults", "busy frames", "frame cycles", "globals",
+                "arrays")
+        k = next(i for i, (a, b) in enumerate(zip(*runs, strict=True)) if a != b)
+        return [f"VVM: {what[k]} differ: translated {str(runs[0][k])[:200]}, reference "
+                f"{str(runs[1][k])[:200]}"]
+    return []
