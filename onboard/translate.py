@@ -1159,22 +1159,19 @@ class _UnitTranslator:
             self.ins = saved_ins
 
 
-def _indent_of(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
-
-
 def _fill_empty_suites(lines: list[str]) -> list[str]:
     """``lines`` with ``pass`` in every compound statement that got no body: code whose
     instructions all vanish in translation (an empty loop body whose FORLOOP is charged per
     batch, a branch that only jumps on) leaves a bare ``for``/``if``/``else``, which Python
     refuses (IndentationError)."""
     out: list[str] = []
+    last = len(lines) - 1
     for k, line in enumerate(lines):
         out.append(line)
-        if line.endswith(":") and not line.lstrip().startswith("#"):
-            nxt = lines[k + 1] if k + 1 < len(lines) else ""
-            if _indent_of(nxt) <= _indent_of(line) or not nxt.strip():
-                out.append(" " * (_indent_of(line) + 4) + "pass")
+        if line.endswith(":"):
+            body = " " * (len(line) - len(line.lstrip(" ")) + 4)
+            if k == last or not lines[k + 1].startswith(body):
+                out.append(body + "pass")
     return out
 
 

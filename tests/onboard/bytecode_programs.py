@@ -408,7 +408,7 @@ def _style(rng: random.Random, *, dead_p: float) -> Style:
         return Style(straight=True, pure=True, steps=12)
     if r < 0.3:
         return Style(straight=True, steps=16)
-    return Style(dead=rng.random() < dead_p, steps=rng.choice((6, 12, 20, 32)))
+    return Style(dead=rng.random() < dead_p, steps=rng.choice((5, 10, 16, 26)))
 
 
 def _unit(rng: random.Random, shape: Shape, name: str, n_params: int, returns: bool,
@@ -504,7 +504,7 @@ def generate(rng: random.Random) -> Case:
         picks = [d for d in vm.instrs if rng.random() < 0.7]
         ext = tuple(ExtRef(vm.name, d.name) for d in picks)
         ext_sigs = tuple(Signature(vm.functions[d.function].n_params, True) for d in picks)
-    n_units = rng.randint(1, 4)
+    n_units = rng.choice((1, 2, 2, 3, 3, 4))
     sigs = [Signature(rng.choice((0, 0, 1, 2, 3)), rng.random() < 0.5) for _ in range(n_units)]
     dead_p = 0.15
     functions = []
