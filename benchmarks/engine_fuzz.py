@@ -8,7 +8,7 @@ its seed alone (``python benchmarks/engine_fuzz.py --programs 1 --start SEED``).
     python benchmarks/engine_fuzz.py --programs 20000 --workers 2
     python benchmarks/engine_fuzz.py --programs 5000 --start 7000000 --failures bad.jsonl
 
-One in ``--vvm-every`` programs (default 10) also runs through the whole VVM: loaded,
+One in ``--vvm-every`` programs (default 20) also runs through the whole VVM: loaded,
 activated (``on apply`` first) and its tasks run for 700 ms on both engines, telemetry and
 memory compared. Prints JSON lines (``programs``, ``accepted`` by the verifier,
 ``host_exceptions``, ``mismatches``, ``fallbacks`` (units the translator gave up on),
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--programs", type=int, default=1_000_000)
     parser.add_argument("--start", type=int, default=0, help="seed of the first program")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--vvm-every", type=int, default=10,
+    parser.add_argument("--vvm-every", type=int, default=20,
                         help="one program in N also runs on the whole VVM (0: none)")
     parser.add_argument("--failures", type=Path, help="write every finding here (JSON lines)")
     args = parser.parse_args(argv)

@@ -229,6 +229,8 @@ class UnitGen:
             if d >= 1:
                 options += ["if", "if"]
             options += ["jump_over"]
+            if here:
+                options += ["join"]
             if here or not self.loops or st.dead:
                 options += ["return"]
             if len(self.loops) < MAX_LOOPS:
@@ -283,6 +285,15 @@ class UnitGen:
             label = isa.Label()
             self.emit(rng.choice((isa.JZ, isa.JNZ)), label)
             self.labels.append((label, self.depth, len(self.loops)))
+        elif what == "join":  # one more jump to a target already open: several jumps in
+            label, depth, _ = rng.choice(here)
+            if rng.random() < 0.6:
+                self.settle(depth + 1)
+                self.emit(rng.choice((isa.JZ, isa.JNZ)), label)
+            else:
+                self.settle(depth)
+                self.emit(isa.JMP, label)
+                self.live = False
         elif what == "jump_over":
             label = isa.Label()
             self.labels.append((label, self.depth, len(self.loops)))
@@ -443,7 +454,7 @@ def generate_vmlet(rng: random.Random, name: str) -> Image:
 
 
 #: VMlets configurations run on: generated once, from a fixed seed.
-POOL_SIZE = 12
+POOL_SIZE = 48
 
 
 @functools.cache

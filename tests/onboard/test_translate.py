@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bytecode_programs import Case, vmlet_pool
+from bytecode_programs import PROFILE, Case, vmlet_pool
 from ccl_programs import configurations
-from engine_oracle import check, load
+from engine_oracle import HOST, check, load
 from hypothesis import HealthCheck, assume, given, note, settings
 
 from ccl.diagnostics import CclError
@@ -28,10 +28,11 @@ from missions.corot.natives import make_host
 from onboard import isa
 from onboard import translate as translate_module
 from onboard.faults import Trap, TrapCode
-from onboard.image import CodeUnit, ExtRef, Global, Image, ImageKind, VmletRef
+from onboard.image import CodeUnit, ExtRef, Global, Image, ImageKind, Task, VmletRef
 from onboard.isa import INT_MAX, INT_MIN
 from onboard.loader import Program, load_config, load_vmlet
 from onboard.reference import Memory, run
+from onboard.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "ccl" / "cases"
@@ -339,3 +340,19 @@ def test_units_using_a_vmlet_instruction_that_cannot_be_translated_run_on_the_re
     assert "VMlet instruction 0: IndexError" in program.code.fallbacks[0]
     verdict = check(case)
     assert not verdict.host_exceptions and not verdict.mismatches
+
+
+def test_a_vvm_runs_a_configuration_the_translator_fails_on_and_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the whole VVM: the configuration loads and activates, its task runs (on the
+    reference engine) and telemetry names the unit and why."""
+    monkeypatch.setattr(translate_module, "_fill_empty_suites", lambda lines: lines)
+    case = _case(("tick", 0, False, _EMPTY_LOOP))
+    image = dataclasses.replace(case.image, tasks=(Task("tick", 100, 0),))
+    vm = VVM(PROFILE, HOST)
+    vm.load(image)
+    vm.run_for(300)
+    status = vm.status()
+    assert "IndentationError" in status["engine_fallbacks"]["tick"]
+    assert status["tasks"][0]["runs"] == 3 and status["fault_count"] == 0
+    assert vm.global_value("g") == 1
