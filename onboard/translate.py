@@ -104,7 +104,8 @@ class _Context:
         for i, arr in enumerate(memory.arrays):
             self.namespace[f"A{i}"] = arr
         self.sources: list[str] = []
-        self.out_of_line: dict[tuple[int, int], str] = {}  # (ext index, vmlet unit) -> name
+        # (id of the VMlet's Bound, unit of an instruction body) -> its out-of-line function
+        self.out_of_line: dict[tuple[int, int], str] = {}
         self._vmlet_names: dict[int, list[str]] = {}
         self._temp = 0
 
@@ -1038,8 +1039,7 @@ class _UnitTranslator:
             return
         for j in range(len(s)):
             s[j] = self.materialize(s[j])
-        name = self.ctx.out_of_line[(k, ext.function)] if (k, ext.function) in \
-            self.ctx.out_of_line else ""
+        name = self.ctx.out_of_line[(id(ext.vmlet), ext.function)]
         t = self.ctx.temp()
         call = f"{name}(budget{''.join(', ' + self.value(a) for a in args)})"
         self.emit("try:")
@@ -1256,17 +1256,7 @@ def translate(bound: Bound, memory: Memory, *, metered: bool = True,
     natives = ctx.bind_natives("", bound.natives)
     n_units = len(bound.image.functions)
     names = [f"u{i}" for i in range(n_units)]
-    empty = Memory([], (), [], ())
-    # VMlet instructions that cannot be inlined are translated out of line, once each.
-    extra: list[_UnitSpec] = []
-    for k, ext in enumerate(bound.ext):
-        if ext.fixed_cost is None:
-            vm_names = ctx.bind_natives(f"v{k}_", ext.vmlet.natives)
-            vm_units = [f"v{k}_u{j}" for j in range(len(ext.vmlet.image.functions))]
-            for j in range(len(ext.vmlet.image.functions)):
-                extra.append(_UnitSpec(ext.vmlet, j, vm_units[j], vm_names, j == ext.function,
-                                       empty, vm_units.__getitem__))
-            ctx.out_of_line[(k, ext.function)] = vm_units[ext.function]
+    extra, vmlet_of = _out_of_line(ctx, bound)
     specs = [_UnitSpec(bound, i, names[i], natives, False, memory, names.__getitem__)
              for i in range(n_units) if i not in reference_units] + extra
     failed: dict[str, str] = {}  # function name -> why it could not be translated
@@ -1286,20 +1276,63 @@ def translate(bound: Bound, memory: Memory, *, metered: bool = True,
                 exec(compile(src, filename, "exec"), ctx.namespace)
             except Exception as exc:  # noqa: BLE001
                 failed[name] = f"{type(exc).__name__}: {exc}"
-    fallbacks = _fallbacks(bound, failed, names)
+    fallbacks = _fallbacks(bound, failed, names, vmlet_of)
     for i in (*reference_units, *fallbacks):
         ctx.namespace[names[i]] = _on_reference(bound, memory, i)
     return Translated([ctx.namespace[n] for n in names], source, fallbacks)
 
 
-def _fallbacks(bound: Bound, failed: dict[str, str], names: list[str]) -> dict[int, str]:
+def _out_of_line(ctx: _Context, bound: Bound) -> tuple[list[_UnitSpec], dict[int, int]]:
+    """The VMlet code translated out of line: for each VMlet (number ``m``) with an
+    instruction that cannot be inlined (used by the configuration, or by the VMlet's own
+    code), every unit as a function its code may call (``v{m}_u{j}``) and each such
+    instruction's body, whose returns are free (``v{m}_i{j}``), once each. Returns the
+    specs and, for each extension opcode of ``bound`` translated out of line, its VMlet."""
+    empty = Memory([], (), [], ())
+    extra: list[_UnitSpec] = []
+    numbers: dict[int, int] = {}  # id of a VMlet's Bound -> m
+
+    def body(vm: Bound, function: int) -> None:
+        key = (id(vm), function)
+        if key in ctx.out_of_line:
+            return
+        if id(vm) not in numbers:
+            m = numbers[id(vm)] = len(numbers)
+            natives = ctx.bind_natives(f"v{m}_", vm.natives)
+            plain = [f"v{m}_u{j}" for j in range(len(vm.image.functions))]
+            for j in range(len(vm.image.functions)):
+                extra.append(_UnitSpec(vm, j, plain[j], natives, False, empty,
+                                       plain.__getitem__))
+            ctx.out_of_line[key] = name = f"v{m}_i{function}"
+            for e in vm.ext:  # its own instructions, used by its own code
+                if e.fixed_cost is None:
+                    body(vm, e.function)
+        else:
+            m = numbers[id(vm)]
+            ctx.out_of_line[key] = name = f"v{m}_i{function}"
+        first = next(s for s in extra if s.bound is vm)
+        extra.append(_UnitSpec(vm, function, name, first.native_names, True, empty,
+                               first.callee_names))
+
+    vmlet_of: dict[int, int] = {}
+    for k, ext in enumerate(bound.ext):
+        if ext.fixed_cost is None:
+            body(ext.vmlet, ext.function)
+            vmlet_of[k] = numbers[id(ext.vmlet)]
+    return extra, vmlet_of
+
+
+def _fallbacks(bound: Bound, failed: dict[str, str], names: list[str],
+               vmlet_of: dict[int, int]) -> dict[int, str]:
     """The units of ``bound`` that run on the reference interpreter because their own
-    translation failed or that of a VMlet instruction they use (``v{k}_...``) did."""
+    translation failed or that of the VMlet code an instruction they use runs
+    (``v{m}_...``: ``vmlet_of`` maps extension opcodes to ``m``) did."""
     out = {i: why for i, name in enumerate(names) if (why := failed.get(name)) is not None}
-    broken: dict[int, str] = {}
+    broken_vmlets: dict[int, str] = {}
     for name, why in failed.items():
         if name.startswith("v"):
-            broken.setdefault(int(name[1:name.index("_")]), why)
+            broken_vmlets.setdefault(int(name[1:name.index("_")]), why)
+    broken = {k: broken_vmlets[m] for k, m in vmlet_of.items() if m in broken_vmlets}
     if broken:
         for i, unit in enumerate(bound.image.functions):
             if i in out:

@@ -18,8 +18,8 @@ What a generated configuration holds:
   (division and remainder by 0, ``INT_MIN / -1``, overflowing ``+ - * neg abs``), ``RANGE``
   checks, comparisons, ``DUP``/``POP``, ``ENV``, natives (with fixed and argument-dependent
   costs; arguments may leave their declared ranges), VMlet instructions (straight-line bodies
-  of fixed cost, inlined, and bodies with branches, loops, calls and natives, charged as
-  they run);
+  of fixed cost, inlined, and bodies with branches, loops, calls, natives and the VMlet's
+  own instructions, charged as they run);
 * control flow: conditional and unconditional forward jumps whose targets are placed in any
   order (nested, crossing, several jumps to one target), so jumps carry values on the
   operand stack; early returns; counted loops (nested, with empty bodies, bounded by small
@@ -96,7 +96,7 @@ class Shape:
     arrays: tuple[tuple[int, int, int, bool], ...] = ()  # length, lo, hi, writable
     natives: tuple[Signature, ...] = ()
     n_env: int = 0
-    ext: tuple[Signature, ...] = ()
+    ext: dict[int, Signature] = field(default_factory=dict)  # extension index -> signature
     callees: dict[int, Signature] = field(default_factory=dict)
 
 
@@ -221,7 +221,7 @@ class UnitGen:
                 options += ["store_a"]
         if any(d >= n.n_params for n in shape.natives):
             options += ["native"]
-        if any(d >= e.n_params for e in shape.ext):
+        if any(d >= e.n_params for e in shape.ext.values()):
             options += ["ext", "ext"]
         if not st.straight:
             if any(d >= c.n_params for c in shape.callees.values()):
@@ -272,7 +272,7 @@ class UnitGen:
                 return
             self.emit(isa.CALLN, k, pops=n.n_params, pushes=int(n.returns))
         elif what == "ext":
-            ok = [i for i, e in enumerate(shape.ext) if d >= e.n_params]
+            ok = [i for i, e in shape.ext.items() if d >= e.n_params]
             k = rng.choice(ok)
             e = shape.ext[k]
             self.emit(isa.EXT_BASE + k, pops=e.n_params, pushes=int(e.returns))
@@ -425,15 +425,16 @@ def _style(rng: random.Random, *, dead_p: float) -> Style:
 def _unit(rng: random.Random, shape: Shape, name: str, n_params: int, returns: bool,
           style: Style) -> CodeUnit:
     if style.pure:
-        shape = Shape(shape.globals, shape.arrays, (), shape.n_env, (), {})
+        shape = Shape(shape.globals, shape.arrays, (), shape.n_env, {}, {})
     unit = UnitGen(rng, shape, n_params, returns, style).generate()
     return CodeUnit(name, unit.n_params, unit.n_locals, unit.returns, unit.max_stack,
                     unit.code)
 
 
 def generate_vmlet(rng: random.Random, name: str) -> Image:
-    """A VMlet: 2-4 instructions (some straight-line of fixed cost, some with branches,
-    loops, calls of its helpers and natives) and helpers, exposing some natives."""
+    """A VMlet: 2-3 instructions (some straight-line of fixed cost, some with branches,
+    loops, calls of its helpers, natives and its own later instructions) and a helper,
+    exposing some natives."""
     exposes = tuple(sorted(rng.sample(sorted(NATIVES), rng.randint(1, len(NATIVES)))))
     natives = tuple(n for n in exposes if rng.random() < 0.8)
     n_instrs = rng.randint(2, 3)
@@ -441,8 +442,10 @@ def generate_vmlet(rng: random.Random, name: str) -> Image:
     sigs = [Signature(rng.randint(0, 3), True) for _ in range(n_units)]
     functions = []
     for u in range(n_units):
+        # extension opcode k is its instruction k (unit k); a unit uses only later ones
+        own = {k: sigs[k] for k in range(u + 1, n_instrs)} if rng.random() < 0.4 else {}
         shape = Shape(natives=tuple(Signature(*NATIVES[n]) for n in natives),
-                      n_env=len(ENV_KEYS) if rng.random() < 0.5 else 0,
+                      n_env=len(ENV_KEYS) if rng.random() < 0.5 else 0, ext=own,
                       callees={v: sigs[v] for v in range(u + 1, n_units)})
         style = Style(straight=True, steps=10) if rng.random() < 0.5 else \
             Style(steps=rng.choice((8, 16)))
@@ -450,7 +453,7 @@ def generate_vmlet(rng: random.Random, name: str) -> Image:
     instrs = tuple(InstrDef(f"i{u}", u) for u in range(n_instrs))
     return Image(kind=ImageKind.VMLET, name=name, version=1, mission=PROFILE.name,
                  natives=natives, env=ENV_KEYS, functions=tuple(functions), instrs=instrs,
-                 exposes=exposes)
+                 exposes=exposes, ext=tuple(ExtRef(name, d.name) for d in instrs))
 
 
 #: VMlets configurations run on: generated once, from a fixed seed.
@@ -509,12 +512,13 @@ def generate(rng: random.Random) -> Case:
         arrays.append(Array(f"a{a}", rng.random() < 0.7, lo, hi, tuple(values)))
     natives: tuple[str, ...] = ()
     ext: tuple[ExtRef, ...] = ()
-    ext_sigs: tuple[Signature, ...] = ()
+    ext_sigs: dict[int, Signature] = {}
     if vm is not None:
         natives = tuple(n for n in vm.exposes if rng.random() < 0.7)
         picks = [d for d in vm.instrs if rng.random() < 0.7]
         ext = tuple(ExtRef(vm.name, d.name) for d in picks)
-        ext_sigs = tuple(Signature(vm.functions[d.function].n_params, True) for d in picks)
+        ext_sigs = {k: Signature(vm.functions[d.function].n_params, True)
+                    for k, d in enumerate(picks)}
     n_units = rng.choice((1, 2, 2, 3, 3, 4))
     sigs = [Signature(rng.choice((0, 0, 1, 2, 3)), rng.random() < 0.5) for _ in range(n_units)]
     dead_p = 0.15

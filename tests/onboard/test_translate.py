@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bytecode_programs import PROFILE, Case, vmlet_pool
+from bytecode_programs import PROFILE, Case
 from ccl_programs import configurations
 from engine_oracle import HOST, check, load
 from hypothesis import HealthCheck, assume, given, note, settings
@@ -28,7 +28,16 @@ from missions.corot.natives import make_host
 from onboard import isa
 from onboard import translate as translate_module
 from onboard.faults import Trap, TrapCode
-from onboard.image import CodeUnit, ExtRef, Global, Image, ImageKind, Task, VmletRef
+from onboard.image import (
+    CodeUnit,
+    ExtRef,
+    Global,
+    Image,
+    ImageKind,
+    InstrDef,
+    Task,
+    VmletRef,
+)
 from onboard.isa import INT_MAX, INT_MIN
 from onboard.loader import Program, load_config, load_vmlet
 from onboard.reference import Memory, run
@@ -326,13 +335,12 @@ def test_units_using_a_vmlet_instruction_that_cannot_be_translated_run_on_the_re
         return real(self)
 
     monkeypatch.setattr(translate_module._UnitTranslator, "translate", failing)
-    kit = next(vm for vm in vmlet_pool() if vm.name == "kit1")
-    case = _case(("f", 0, False, ["EXT0", "STORE_G 0", "RET"]),
+    kit = _selfy(["LOAD_L 0", "PUSH 0", "JZ e", "e:", "RETV"])  # a branch: out of line
+    case = _case(("f", 0, False, ["PUSH 3", "EXT0", "STORE_G 0", "RET"]),
                  ("g", 0, False, ["PUSH 2", "STORE_G 0", "RET"]))
     image = dataclasses.replace(
         case.image, uses=(VmletRef(kit.name, kit.version, kit.content_hash),),
-        ext=(ExtRef(kit.name, "i0"),),
-        globals=(Global("g", True, INT_MIN, INT_MAX, 0),))
+        ext=(ExtRef(kit.name, "twice_inc"),))
     case = Case(image, (kit,), ((0, ()), (1, ())))
     program = load(case)
     assert program.bound.ext[0].fixed_cost is None  # translated out of line
@@ -356,3 +364,46 @@ def test_a_vvm_runs_a_configuration_the_translator_fails_on_and_says_so(
     assert "IndentationError" in status["engine_fallbacks"]["tick"]
     assert status["tasks"][0]["runs"] == 3 and status["fault_count"] == 0
     assert vm.global_value("g") == 1
+
+
+def _selfy(twice: list[str], on_load: bool = False) -> Image:
+    """A VMlet whose instruction ``twice_inc`` uses its own instruction ``inc`` (as the
+    verifier allows); with ``on_load``, its ``on load`` code uses ``inc`` too."""
+    functions = [CodeUnit("twice_inc", 1, 1, True, 2, assemble(twice)),
+                 CodeUnit("inc", 1, 1, True, 2, assemble(["LOAD_L 0", "PUSH 1", "ADD",
+                                                          "RETV"]))]
+    if on_load:
+        functions.append(CodeUnit("boot", 0, 0, False, 1,
+                                  assemble(["PUSH 1", "EXT0", "POP", "RET"])))
+    return Image(kind=ImageKind.VMLET, name="selfy", version=1, mission="corot",
+                 ext=(ExtRef("selfy", "inc"),), functions=tuple(functions),
+                 instrs=(InstrDef("twice_inc", 0), InstrDef("inc", 1)),
+                 on_load=2 if on_load else None)
+
+
+def test_a_vmlet_instruction_may_use_the_vmlets_own_instructions() -> None:
+    """The loader bound a VMlet's own extension opcodes to nothing, so a body using one
+    crashed both engines (IndexError); the translator named out-of-line bodies by the
+    configuration's opcode, not the VMlet's. Bodies charged as they run (a branch) and a
+    trap inside the inner instruction (``inc`` of INT_MAX) are reported at the outer one."""
+    vm = _selfy(["LOAD_L 0", "EXT0", "EXT0", "PUSH 0", "JZ e", "e:", "RETV"])
+    image = Image(kind=ImageKind.CONFIG, name="c", version=1, mission="corot",
+                  uses=(VmletRef("selfy", 1, vm.content_hash),),
+                  ext=(ExtRef("selfy", "twice_inc"), ExtRef("selfy", "inc")),
+                  globals=(Global("g", True, INT_MIN, INT_MAX, 0),),
+                  functions=(CodeUnit("f", 1, 1, False, 1,
+                                      assemble(["LOAD_L 0", "EXT0", "EXT1", "STORE_G 0",
+                                                "RET"])),))
+    case = Case(image, (vm,), ((0, (5,)), (0, (INT_MAX - 2,)), (0, (INT_MAX,))))
+    _agree(case)
+    program = load(case)
+    assert drive(program.code.functions[0](10**6, 5), 10**6)[0] == "ok"
+    assert program.memory.globals[0] == 8
+    trap = drive(program.code.functions[0](10**6, INT_MAX), 10**6)
+    assert trap[:4] == ("trap", TrapCode.OVERFLOW, 0, 2)  # at f's EXT0, offset 2
+
+
+def test_a_vmlets_on_load_may_use_its_own_instructions() -> None:
+    vm = _selfy(["LOAD_L 0", "EXT0", "EXT0", "RETV"], on_load=True)
+    loaded = load_vmlet(vm, PROFILE, HOST)  # raised IndexError
+    assert loaded.on_load_cycles > 0
