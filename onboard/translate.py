@@ -18,6 +18,12 @@ Checks that cannot fail are left out: a flow-insensitive range analysis (declare
 globals, arrays, native results and environment values, constants, and the ranges of what is
 stored in each local, iterated to a fixpoint) proves most overflow, bounds and range checks
 unnecessary. It relies only on invariants the VVM itself enforces.
+
+Verified code never makes loading fail: a unit the translator cannot translate (it raises,
+or emits code Python refuses: a translator bug) runs on the reference interpreter instead,
+as units with dead code do; ``Translated.fallbacks`` and the VVM's status name such units.
+``tests/onboard/test_engine_fuzz.py`` (and ``benchmarks/engine_fuzz.py`` at length) runs
+random verifier-accepted bytecode on both engines and counts every fallback as a failure.
 """
 
 from __future__ import annotations

@@ -130,13 +130,15 @@ def schedule(plan: tuple[str, int], exact: int) -> Schedule:
     if kind == "slices":
         return p, lambda left: left + p
     r = random.Random(p)  # "frames": absolute budgets, as the scheduler gives them
-    return r.randint(0, 80), lambda left: r.randint(0, 80)
+    top = r.choice((80, 80, 600))  # mostly tiny; sometimes a few iterations of a loop
+    return r.randint(0, top), lambda left: r.randint(0, top)
 
 
 def plans(rng: random.Random) -> list[tuple[str, int]]:
     """The slicings of one case: the huge budget first (it measures ``exact``)."""
     return [("big", 0), ("exact", 0), ("one short", 0),
-            ("slices", rng.choice((1, 3, 5, 11, 37))), ("frames", rng.randrange(1 << 30))]
+            ("slices", rng.choice((1, 3, 5, 11, 37, 101, 499))),
+            ("frames", rng.randrange(1 << 30))]
 
 
 # --------------------------------------------------------------------------- the oracle
