@@ -38,6 +38,7 @@ Stdlib only: the onboard side stands alone.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -194,11 +195,15 @@ def unary_interval(op: int, a: Interval) -> Interval:
 def opcode_cycles(profile: MissionProfile) -> tuple[int, ...]:
     """Cycles of every opcode 0 .. 255 under ``profile``'s CPU model (0 for invalid ones;
     an extension opcode: its dispatch, the body is added)."""
-    table = []
-    for code in range(256):
-        info = isa.op_info(code)
-        table.append(profile.cycles[info.cost] if info is not None else 0)
-    return tuple(table)
+    return _opcode_cycles(tuple(profile.cycles.items()))
+
+
+@functools.lru_cache(maxsize=16)
+def _opcode_cycles(cycles: tuple[tuple[CostClass, int], ...]) -> tuple[int, ...]:
+    # every load needs the table several times (binding, verifying, VMlet bodies): ~1 ms each
+    by_class = dict(cycles)
+    return tuple(by_class[info.cost] if (info := isa.op_info(code)) is not None else 0
+                 for code in range(256))
 
 
 def native_charge_bounds(profile: MissionProfile, name: str,
