@@ -1029,7 +1029,9 @@ class _UnitTranslator:
         lo, hi = n.result
         self.emit(f"{t} = {call}")
         # the host is checked, not trusted: ranges downstream rely on the declared result
-        self.emit(f"if not {lo} <= {t} <= {hi}: {self.trap(TrapCode.NATIVE_RESULT, off, refund)}")
+        # (and a host that returns no integer at all traps as on the reference engine)
+        self.emit(f"if not isinstance({t}, int) or not {lo} <= {t} <= {hi}: "
+                  f"{self.trap(TrapCode.NATIVE_RESULT, off, refund)}")
         s.append(_Entry(t, (lo, hi)))
 
     def ext(self, i: int, refund: int) -> None:

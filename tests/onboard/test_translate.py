@@ -448,3 +448,40 @@ def test_a_vmlets_on_load_may_use_its_own_instructions() -> None:
     vm = _selfy(["LOAD_L 0", "EXT0", "EXT0", "RETV"], on_load=True)
     loaded = load_vmlet(vm, PROFILE, HOST)  # raised IndexError
     assert loaded.on_load_cycles > 0
+
+
+class _BrokenHost:
+    """A host whose ``flux`` breaks its contract: it returns no integer at all."""
+
+    def __init__(self, profile: Any) -> None:
+        self.inner = make_host(profile, 1)
+
+    def native(self, name: str) -> Any:
+        return (lambda *_: None) if name == "flux" else self.inner.native(name)
+
+    def env(self, key: str) -> int:
+        return self.inner.env(key)
+
+    def advance(self, now_ms: int) -> None:
+        self.inner.advance(now_ms)
+
+
+def test_a_native_that_returns_no_integer_traps_alike_on_both_engines(tmp_path: Path) -> None:
+    """The reference traps ``native-result``; the translated engine raised TypeError (a
+    host fault the scheduler could only call internal)."""
+    path = tmp_path / "broken.ccl"
+    path.write_text("mission corot;\nconfig broken version 1;\nuses photometry;\n"
+                    "var v : int[0..16777215] = 0;\ntask t every 1 s { v = flux(3); }\n")
+    (tmp_path / "photometry.ccl").write_text(
+        (ROOT / "missions/corot/vmlets/photometry.ccl").read_text())
+    compiled = Compiler().compile(path)
+    host = _BrokenHost(compiled.mission)
+    programs = []
+    for _ in range(2):
+        vmlets = [load_vmlet(v.image, compiled.mission, host) for v in compiled.vmlets]
+        programs.append(load_config(compiled.image, vmlets, compiled.mission, host))
+    ref, fast = programs
+    unit = ref.unit("t")
+    assert_same(ref, fast, unit, (), (10**9, 37))
+    outcome = drive(fast.code.functions[unit](10**9), 10**9)
+    assert outcome[0] == "trap" and outcome[1].name == "NATIVE_RESULT"
