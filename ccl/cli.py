@@ -92,6 +92,7 @@ def cli(ctx: click.Context, missions: tuple[str, ...]) -> None:
 def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     """Parse and check CCL FILES: names, types, ranges, loops, recursion."""
     compiler = _compiler(ctx)
+    require_inputs(files)
     results = []
     failed = False
     for f in files:
@@ -128,6 +129,7 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
 @click.pass_context
 def compile(ctx: click.Context, file: str, output: str | None, as_json: bool) -> None:  # noqa: A001
     """Compile a CCL FILE to a VVM image."""
+    require_inputs([file])
     compiler = _compiler(ctx)
     try:
         compiled = compiler.compile(Path(file))
@@ -164,6 +166,7 @@ def _load_image(path: Path) -> Image:
 @click.pass_context
 def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
     """List an image (or compile a CCL file and list it): data, tables, code."""
+    require_inputs([target])
     path = Path(target)
     compiler = _compiler(ctx)
     local_names = None
@@ -231,6 +234,17 @@ def _fail_usage(message: str, hint: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     click.echo(f"  hint: {hint}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def require_inputs(files: Sequence[str]) -> None:
+    """A missing input file is a usage error (exit 2), reported as the compiler would, before
+    any work: nothing is checked, compiled or written."""
+    missing = [f for f in files if not Path(f).exists()]
+    for f in missing:
+        click.echo(f"error[E-READ]: no such file: {f}", err=True)
+        click.echo("  hint: check the path", err=True)
+    if missing:
+        sys.exit(EXIT_USAGE)
 
 
 # Commands defined in their own modules, each next to what it drives. One import and one

@@ -110,8 +110,9 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
                  key_path: str | None, unverified: bool, full: bool | None,
                  output: str | None, as_json: bool) -> None:
     """Compile, verify and pack a configuration FILE into a patch."""
-    from ccl.cli import _print_diagnostics
+    from ccl.cli import _print_diagnostics, require_inputs
 
+    require_inputs([file])
     compiler = _compiler(ctx)
     try:
         compiled = compiler.compile(Path(file))

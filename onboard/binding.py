@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from onboard import isa, machine
 from onboard.host import NativeFn
@@ -79,6 +80,25 @@ class Bound:
     env: tuple[int, ...]
     ext: tuple[ExtBinding, ...]
     op_cost: tuple[int, ...]  # cycles of each opcode (index = opcode); ext opcodes: dispatch
+    frame_slot: int  # cycles per local of a frame a CALL or an extension opcode pushes
+
+    @cached_property
+    def call_cost(self) -> tuple[int, ...]:
+        """What a ``CALL`` of each code unit is charged: dispatch and the callee's frame
+        (the machine model's ``call_cycles``)."""
+        return tuple(machine.call_cycles(self.op_cost, self.frame_slot, isa.CALL, f.n_locals)
+                     for f in self.image.functions)
+
+    @cached_property
+    def ext_cost(self) -> tuple[int, ...]:
+        """What each extension opcode is charged before its body runs: dispatch and the
+        body's frame, plus the whole body when that is of fixed cost."""
+        out = []
+        for k, e in enumerate(self.ext):
+            n_locals = e.vmlet.image.functions[e.function].n_locals
+            out.append(machine.call_cycles(self.op_cost, self.frame_slot, isa.EXT_BASE + k,
+                                           n_locals) + (e.fixed_cost or 0))
+        return tuple(out)
 
 
 def ext_fixed_cost(vmlet: Bound, function: int, profile: MissionProfile) -> int | None:

@@ -90,7 +90,7 @@ def _bind(image: Image, profile: MissionProfile, host: Host,
                                                  f"`{name}`")
         impls[name] = fn
     return Bound(image, bind_natives(image, profile, impls), _env_values(image, profile, host),
-                 ext, opcode_cycles(profile))
+                 ext, opcode_cycles(profile), profile.frame_slot_cycles)
 
 
 def _verify(image: Image, profile: MissionProfile,
@@ -108,8 +108,13 @@ def load_vmlet(image: Image, profile: MissionProfile, host: Host) -> LoadedVmlet
     if image.kind is not ImageKind.VMLET:
         raise LoadError("not-a-vmlet", f"`{image.name}` is a configuration, not a VMlet")
     _check_mission(image, profile)
-    _verify(image, profile)
+    facts = _verify(image, profile)
     bound = _bind(image, profile, host, ())
+    if facts.ext:  # its own instructions, used by its own code: bound to itself
+        own = tuple(ExtBinding(bound, e.function,
+                               f"{image.name}.{image.functions[e.function].name}",
+                               ext_fixed_cost(bound, e.function, profile)) for e in facts.ext)
+        object.__setattr__(bound, "ext", own)  # Bound is frozen; the binding refers to it
     hidden: set[str] = set()
     cycles = 0
     if image.on_load is not None:

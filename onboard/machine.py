@@ -15,8 +15,11 @@ The model, in five parts (docs/language.md section 18 lists every limit with its
   zero, ``%`` takes the dividend's sign, both trap on a zero divisor and on ``INT_MIN / -1``
   and ``INT_MIN % -1`` (the quotient overflows; C leaves it undefined, the VVM traps).
 * **Costs.** Each instruction costs its mission cost class's cycles; ``CALLN`` adds the
-  native's cost formula on its arguments; an extension opcode adds its VMlet body, all at
-  once when the body is straight-line code of fixed cost.
+  native's cost formula on its arguments; ``CALL`` and an extension opcode add the set-up
+  of the frame they push (``frame_slot`` cycles per local of the callee: a frame of 100,000
+  locals is not set up for the price of one of 2); an extension opcode adds its VMlet body,
+  all at once when the body is straight-line code of fixed cost. The frame of an entry
+  point (a task, a rule, ``on apply``) is set up by the scheduler, outside the job.
 * **Memory.** A global or array element takes the bytes its declared range needs (1, 2 or
   4, the value stored as an offset from the range's low end); a call frame takes a word per
   local and per operand stack entry; the data memory of an image is its globals, its arrays
@@ -35,6 +38,7 @@ Stdlib only: the onboard side stands alone.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -191,11 +195,15 @@ def unary_interval(op: int, a: Interval) -> Interval:
 def opcode_cycles(profile: MissionProfile) -> tuple[int, ...]:
     """Cycles of every opcode 0 .. 255 under ``profile``'s CPU model (0 for invalid ones;
     an extension opcode: its dispatch, the body is added)."""
-    table = []
-    for code in range(256):
-        info = isa.op_info(code)
-        table.append(profile.cycles[info.cost] if info is not None else 0)
-    return tuple(table)
+    return _opcode_cycles(tuple(profile.cycles.items()))
+
+
+@functools.lru_cache(maxsize=16)
+def _opcode_cycles(cycles: tuple[tuple[CostClass, int], ...]) -> tuple[int, ...]:
+    # every load needs the table several times (binding, verifying, VMlet bodies): ~1 ms each
+    by_class = dict(cycles)
+    return tuple(by_class[info.cost] if (info := isa.op_info(code)) is not None else 0
+                 for code in range(256))
 
 
 def native_charge_bounds(profile: MissionProfile, name: str,
@@ -209,6 +217,18 @@ def native_charge_bounds(profile: MissionProfile, name: str,
     return call + lo, call + hi
 
 
+def frame_setup_cycles(frame_slot: int, n_locals: int) -> int:
+    """Cycles of setting up a call frame of ``n_locals`` locals (each cleared, or copied from
+    an argument), charged with the ``CALL`` or extension opcode that pushes it."""
+    return frame_slot * n_locals
+
+
+def call_cycles(cycles: Sequence[int], frame_slot: int, op: int, n_locals: int) -> int:
+    """What ``CALL`` (or extension opcode ``op``) is charged for its dispatch and the frame
+    of its callee (``n_locals`` locals); an extension's fixed body comes on top."""
+    return cycles[op] + frame_setup_cycles(frame_slot, n_locals)
+
+
 @dataclass(frozen=True)
 class CostModel:
     """What each instruction is charged under one mission profile, where that is known
@@ -216,6 +236,7 @@ class CostModel:
 
     cycles: tuple[int, ...]  # by opcode (``opcode_cycles``)
     native_fixed: Mapping[str, int | None]  # a CALLN's whole charge, None if it varies
+    frame_slot: int = 1  # cycles per local of a frame a CALL or extension opcode pushes
 
     @staticmethod
     def of(profile: MissionProfile) -> CostModel:
@@ -223,7 +244,12 @@ class CostModel:
         for name in profile.natives:
             lo, hi = native_charge_bounds(profile, name)
             fixed[name] = lo if lo == hi else None
-        return CostModel(opcode_cycles(profile), fixed)
+        return CostModel(opcode_cycles(profile), fixed, profile.frame_slot_cycles)
+
+    def call(self, op: int, n_locals: int) -> int:
+        """``call_cycles`` under this model: ``CALL`` or extension opcode ``op`` pushing a
+        frame of ``n_locals`` locals."""
+        return call_cycles(self.cycles, self.frame_slot, op, n_locals)
 
     def body_fixed_cost(self, body: Iterable[isa.Decoded],
                         natives: Sequence[str]) -> int | None:
@@ -247,16 +273,22 @@ class CostModel:
         return total
 
     def fixed_charge(self, ins: isa.Decoded, natives: Sequence[str],
-                     ext_fixed: Sequence[int | None]) -> int | None:
+                     ext_fixed: Sequence[int | None], unit_locals: Sequence[int],
+                     ext_locals: Sequence[int]) -> int | None:
         """The cycles ``ins`` is charged in one piece, or None when that depends on its
         arguments (a native whose cost formula reads them: ``ccl verify`` bounds it).
         ``ext_fixed``: the fixed body cost of each extension opcode's instruction (None:
-        the body is charged as it runs, after the dispatch)."""
+        the body is charged as it runs, after the dispatch); ``unit_locals``: the locals of
+        each code unit of the image (a ``CALL``'s frame); ``ext_locals``: those of each
+        extension opcode's body."""
         op = ins.opcode
         if op == isa.CALLN:
             return self.native_fixed.get(natives[ins.operands[0]])
+        if op == isa.CALL:
+            return self.call(op, unit_locals[ins.operands[0]])
         if op >= isa.EXT_BASE:
-            return self.cycles[op] + (ext_fixed[op - isa.EXT_BASE] or 0)
+            k = op - isa.EXT_BASE
+            return self.call(op, ext_locals[k]) + (ext_fixed[k] or 0)
         return self.cycles[op]
 
 

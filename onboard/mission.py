@@ -255,6 +255,7 @@ class MissionProfile:
     reconfig: ReconfigCosts = ReconfigCosts()
     receiver: ReceiverSettings = ReceiverSettings()
     variant: str = ""  # the variant applied ("" for the plain profile)
+    frame_slot_cycles: int = 1  # a call frame's set-up, per local (``[cycles] frame_slot``)
 
     @property
     def frame_cycles(self) -> int:
@@ -319,6 +320,9 @@ def _profile(path: Path, data: Mapping[str, Any], variant: str) -> MissionProfil
         if cls.value not in cycles_raw:
             raise ValueError(f"[cycles] lacks the cost class {cls.value!r}")
         cycles[cls] = int(cycles_raw[cls.value])
+    frame_slot = int(cycles_raw.get("frame_slot", 1))
+    if frame_slot < 0:
+        raise ValueError("[cycles] frame_slot must not be negative")
     natives = {}
     for entry in data.get("native", []):
         args = tuple(
@@ -358,6 +362,7 @@ def _profile(path: Path, data: Mapping[str, Any], variant: str) -> MissionProfil
         reconfig=_reconfig(data.get("reconfiguration", {})),
         receiver=_receiver(data.get("receiver", {})),
         variant=variant,
+        frame_slot_cycles=frame_slot,
     )
 
 

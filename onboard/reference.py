@@ -57,15 +57,21 @@ class _Frame:
     trap_at: tuple[int, int] | None = None  # (unit, offset) of the extension opcode
 
 
-# Decoded code, by image content hash and unit: content-addressed, so never stale.
-_decoded: dict[tuple[bytes, int], dict[int, isa.Decoded]] = {}
+# Decoded code, by the code's bytes: content-addressed, so never stale (and cheaper than
+# the image's content hash, which encodes the whole image). Bounded: a VVM that loads
+# configuration after configuration must not keep every one it ever ran.
+_decoded: dict[bytes, dict[int, isa.Decoded]] = {}
+_DECODED_MAX = 4096
 
 
 def _decode(bound: Bound, unit: int) -> dict[int, isa.Decoded]:
-    key = (bound.image.content_hash, unit)
-    if key not in _decoded:
-        _decoded[key] = {d.offset: d for d in isa.decode(bound.image.functions[unit].code)}
-    return _decoded[key]
+    code = bound.image.functions[unit].code
+    decoded = _decoded.get(code)
+    if decoded is None:
+        if len(_decoded) >= _DECODED_MAX:
+            _decoded.clear()
+        decoded = _decoded[code] = {d.offset: d for d in isa.decode(code)}
+    return decoded
 
 
 _EMPTY = Memory([], (), [], ())
@@ -91,8 +97,9 @@ def run(bound: Bound, memory: Memory, unit: int, args: tuple[int, ...], budget: 
             n = native.n_args
             cost = native.cost(tuple(f.stack[len(f.stack) - n:]) if n else ())
         elif op >= isa.EXT_BASE:
-            fixed = f.bound.ext[op - isa.EXT_BASE].fixed_cost
-            cost = f.bound.op_cost[op] + (fixed or 0)
+            cost = f.bound.ext_cost[op - isa.EXT_BASE]
+        elif op == isa.CALL:
+            cost = f.bound.call_cost[ins.operands[0]]
         else:
             cost = f.bound.op_cost[op]
         while not machine.admits(cost, budget):

@@ -18,6 +18,12 @@ Checks that cannot fail are left out: a flow-insensitive range analysis (declare
 globals, arrays, native results and environment values, constants, and the ranges of what is
 stored in each local, iterated to a fixpoint) proves most overflow, bounds and range checks
 unnecessary. It relies only on invariants the VVM itself enforces.
+
+Verified code never makes loading fail: a unit the translator cannot translate (it raises,
+or emits code Python refuses: a translator bug) runs on the reference interpreter instead,
+as units with dead code do; ``Translated.fallbacks`` and the VVM's status name such units.
+``tests/onboard/test_engine_fuzz.py`` (and ``benchmarks/engine_fuzz.py`` at length) runs
+random verifier-accepted bytecode on both engines and counts every fallback as a failure.
 """
 
 from __future__ import annotations
@@ -47,6 +53,11 @@ class _Entry:
     rng: Range
     is_bool: bool = False  # evaluates to a Python bool (convert before storing)
     local: int | None = None  # a direct read of this local slot (flush before it changes)
+    reads: frozenset[int] = frozenset()  # local slots a lazy expression reads (flush too)
+
+    def slots(self) -> frozenset[int]:
+        """Every local slot whose current value this expression reads."""
+        return self.reads if self.local is None else self.reads | {self.local}
 
 
 @dataclass
@@ -99,7 +110,8 @@ class _Context:
         for i, arr in enumerate(memory.arrays):
             self.namespace[f"A{i}"] = arr
         self.sources: list[str] = []
-        self.out_of_line: dict[tuple[int, int], str] = {}  # (ext index, vmlet unit) -> name
+        # (id of the VMlet's Bound, unit of an instruction body) -> its out-of-line function
+        self.out_of_line: dict[tuple[int, int], str] = {}
         self._vmlet_names: dict[int, list[str]] = {}
         self._temp = 0
 
@@ -193,7 +205,7 @@ class _UnitTranslator:
     def flush_local(self, slot: int) -> None:
         """Stack entries that read ``slot`` are evaluated before it changes."""
         for i, e in enumerate(self.stack):
-            if e.local == slot:
+            if e.local == slot or slot in e.reads:
                 self.stack[i] = self.materialize(e)
 
     def spill(self) -> None:
@@ -385,13 +397,18 @@ class _UnitTranslator:
                 self.indent += 1
                 self.emit_tree(then_tree, items) if then_tree else self.emit("pass")
                 self.indent -= 1
+                # Where the branches join, the stack holds what the jump carried; with an
+                # else, what the then branch's final jump carries. (A then branch that
+                # ends in a return leaves a stack that says nothing about the join.)
+                join = depth
                 if else_tree:
+                    join = len(self.stack)
                     self.reset_stack(depth)
                     self.emit("else:")
                     self.indent += 1
                     self.emit_tree(else_tree, items)
                     self.indent -= 1
-                self.reset_stack(len(self.stack))
+                self.reset_stack(join)
 
     def emit_chain(self, items: list[_Block | _Loop], end: int, starts: dict[int, int]) -> None:
         """General forward jumps: run item k when the chain variable says k."""
@@ -596,10 +613,10 @@ class _UnitTranslator:
                 total = None if c is None else total + c  # type: ignore[operator]
             elif op == isa.CALL:
                 c = self.callee_worst(x.operands[0])
-                total = None if c is None else total + self.b.op_cost[op] + c  # type: ignore[operator]
+                total = None if c is None else total + self.b.call_cost[x.operands[0]] + c  # type: ignore[operator]
             elif op >= isa.EXT_BASE:
-                c = self.b.ext[op - isa.EXT_BASE].fixed_cost
-                total = None if c is None else total + self.b.op_cost[op] + c  # type: ignore[operator]
+                fixed = self.b.ext[op - isa.EXT_BASE].fixed_cost
+                total = None if fixed is None else total + self.b.ext_cost[op - isa.EXT_BASE]  # type: ignore[operator]
             else:
                 total += self.b.op_cost[op]  # type: ignore[operator]
             if total is None:
@@ -658,9 +675,13 @@ class _UnitTranslator:
             if not precharged:
                 self.emit(f"budget -= {total}")
             return self.run_instrs(instrs, costs, fast=True)
-        if len(instrs) == 1 or self.is_cheap_block(costs):
-            self.meter_single(total) if len(instrs) == 1 else None
-            if len(instrs) == 1:
+        # one instruction is metered as one charge, unless it is a call inlined here: its
+        # callee's instructions are charged (and may suspend) one by one
+        single = len(instrs) == 1 and not (
+            first.opcode == isa.CALL and self.inline_callee(first.operands[0]) is not None)
+        if single or self.is_cheap_block(costs):
+            self.meter_single(total) if single else None
+            if single:
                 return self.run_instrs(instrs, costs, fast=False, metered_each=False)
         saved_stack = list(self.stack)
         saved_temp = self.ctx._temp
@@ -712,11 +733,11 @@ class _UnitTranslator:
             c = self.b.natives[d.operands[0]].constant_cost
             return c if c is not None else 0  # dynamic natives meter themselves
         if op >= isa.EXT_BASE:
-            return self.b.op_cost[op] + (self.b.ext[op - isa.EXT_BASE].fixed_cost or 0)
+            return self.b.ext_cost[op - isa.EXT_BASE]
         if op == isa.CALL:
             body = self.inline_callee(d.operands[0])
-            if body is not None:
-                return self.b.op_cost[op] + sum(self.body_costs(body))
+            call = self.b.call_cost[d.operands[0]]
+            return call + sum(self.body_costs(body)) if body is not None else call
         return self.b.op_cost[op]
 
     def body_costs(self, body: list[isa.Decoded]) -> list[int]:
@@ -913,11 +934,12 @@ class _UnitTranslator:
             s.append(_Entry(t, r))
         elif op in _CMP:
             bb, aa = s.pop(), s.pop()
+            # evaluated where it is used: a later store into a local it reads flushes it
             s.append(_Entry(f"({self.value(aa)} {_CMP[op]} {self.value(bb)})", BOOL,
-                            is_bool=True))
+                            is_bool=True, reads=aa.slots() | bb.slots()))
         elif op == isa.NOT:
             aa = s.pop()
-            s.append(_Entry(f"(not {aa.expr})", BOOL, is_bool=True))
+            s.append(_Entry(f"(not {aa.expr})", BOOL, is_bool=True, reads=aa.slots()))
         elif op == isa.RANGE:
             lo, hi = d.operands
             e = s[-1]
@@ -925,7 +947,8 @@ class _UnitTranslator:
                 e = self.materialize(e)
                 self.emit(f"if not {lo} <= {e.expr} <= {hi}: "
                           f"{self.trap(TrapCode.RANGE, off, refund)}")
-            s[-1] = _Entry(e.expr, (max(lo, e.rng[0]), min(hi, e.rng[1])), e.is_bool, e.local)
+            s[-1] = _Entry(e.expr, (max(lo, e.rng[0]), min(hi, e.rng[1])), e.is_bool, e.local,
+                           e.reads)
         elif op == isa.JMP:
             return None
         elif op in (isa.JZ, isa.JNZ):
@@ -1006,7 +1029,9 @@ class _UnitTranslator:
         lo, hi = n.result
         self.emit(f"{t} = {call}")
         # the host is checked, not trusted: ranges downstream rely on the declared result
-        self.emit(f"if not {lo} <= {t} <= {hi}: {self.trap(TrapCode.NATIVE_RESULT, off, refund)}")
+        # (and a host that returns no integer at all traps as on the reference engine)
+        self.emit(f"if not isinstance({t}, int) or not {lo} <= {t} <= {hi}: "
+                  f"{self.trap(TrapCode.NATIVE_RESULT, off, refund)}")
         s.append(_Entry(t, (lo, hi)))
 
     def ext(self, i: int, refund: int) -> None:
@@ -1022,8 +1047,7 @@ class _UnitTranslator:
             return
         for j in range(len(s)):
             s[j] = self.materialize(s[j])
-        name = self.ctx.out_of_line[(k, ext.function)] if (k, ext.function) in \
-            self.ctx.out_of_line else ""
+        name = self.ctx.out_of_line[(id(ext.vmlet), ext.function)]
         t = self.ctx.temp()
         call = f"{name}(budget{''.join(', ' + self.value(a) for a in args)})"
         self.emit("try:")
@@ -1044,7 +1068,7 @@ class _UnitTranslator:
         body = self.inline_callee(callee)
         assert body is not None
         costs = self.body_costs(body)
-        call_cost = self.b.op_cost[isa.CALL]
+        call_cost = self.b.call_cost[callee]
         metered = not fast and metered_each and self.ctx.metered
         if metered:
             self.meter_single(call_cost)
@@ -1077,10 +1101,11 @@ class _UnitTranslator:
         """The locals of an inlined body: its arguments, then zeros."""
         locals_: list[_Entry] = []
         for a in args:
-            # a read of an outer local stays as it is: the body cannot write it
+            # a read of an outer local stays as it is: the body cannot write it (but what the
+            # body returns may be that read, flushed if the caller then writes the local)
             if not (a.expr.isidentifier() or _is_literal(a.expr)) or a.is_bool:
                 a = self.materialize(a)
-            locals_.append(_Entry(a.expr, a.rng))
+            locals_.append(_Entry(a.expr, a.rng, local=a.local))
         return locals_ + [_Entry("0", (0, 0))] * (n_locals - len(args))
 
     def inline_local(self, x: isa.Decoded, stack: list[_Entry], locals_: list[_Entry]) -> bool:
@@ -1142,6 +1167,22 @@ class _UnitTranslator:
             self.ins = saved_ins
 
 
+def _fill_empty_suites(lines: list[str]) -> list[str]:
+    """``lines`` with ``pass`` in every compound statement that got no body: code whose
+    instructions all vanish in translation (an empty loop body whose FORLOOP is charged per
+    batch, a branch that only jumps on) leaves a bare ``for``/``if``/``else``, which Python
+    refuses (IndentationError)."""
+    out: list[str] = []
+    last = len(lines) - 1
+    for k, line in enumerate(lines):
+        out.append(line)
+        if line.endswith(":"):
+            body = " " * (len(line) - len(line.lstrip(" ")) + 4)
+            if k == last or not lines[k + 1].startswith(body):
+                out.append(body + "pass")
+    return out
+
+
 def _is_literal(expr: str) -> bool:
     return expr.lstrip("-").isdigit()
 
@@ -1174,58 +1215,139 @@ def _on_reference(bound: Bound, memory: Memory, unit: int) -> Callable[..., Any]
 
 @dataclass
 class Translated:
-    """An image's code units as Python callables (generator functions when metered)."""
+    """An image's code units as Python callables (generator functions when metered).
+
+    ``fallbacks``: units the translator could not translate (a translator bug met by
+    verified code), which run on the reference interpreter instead, with why."""
 
     functions: list[Callable[..., Any]]
     source: str
+    fallbacks: dict[int, str] = field(default_factory=dict)
+
+
+def _translate_unit(ctx: _Context, spec: _UnitSpec, max_passes: int) -> str:
+    """The source of one unit, its local ranges iterated to a fixpoint."""
+    ranges: dict[int, Range] = {}
+    cu = spec.bound.image.functions[spec.unit]
+    for slot in range(cu.n_params):
+        ranges[slot] = FULL  # arguments: any value (a store must not narrow them)
+    for slot in range(cu.n_params, cu.n_locals):
+        ranges[slot] = (0, 0)  # locals start at zero
+    for _ in range(max_passes):
+        ut = _UnitTranslator(ctx, spec, ranges)
+        src = ut.translate()
+        new = dict(ranges)
+        for slot, r in ut.stored.items():
+            new[slot] = _hull(new.get(slot, r), r)
+        if new == ranges:
+            break
+        ranges = new
+    else:
+        # not settled: everything assigned in the unit may be any 32-bit value
+        ranges = {slot: FULL for slot in ranges}
+        ut = _UnitTranslator(ctx, spec, ranges)
+        src = ut.translate()
+    return "\n".join(_fill_empty_suites(src.split("\n")))
 
 
 def translate(bound: Bound, memory: Memory, *, metered: bool = True,
               reference_units: frozenset[int] = frozenset(),
               max_passes: int = 4) -> Translated:
     """Translate every code unit of ``bound`` (whose code the verifier has accepted), but
-    those in ``reference_units``, which run on the reference interpreter."""
+    those in ``reference_units``, which run on the reference interpreter.
+
+    Never fails on verified code: a unit whose translation raises or does not compile (a
+    translator bug) runs on the reference interpreter, and so does every unit that uses a
+    VMlet instruction whose out-of-line translation failed; ``Translated.fallbacks`` says
+    which and why."""
     ctx = _Context(bound, memory, metered)
     natives = ctx.bind_natives("", bound.natives)
     n_units = len(bound.image.functions)
     names = [f"u{i}" for i in range(n_units)]
-    empty = Memory([], (), [], ())
-    # VMlet instructions that cannot be inlined are translated out of line, once each.
-    extra: list[_UnitSpec] = []
-    for k, ext in enumerate(bound.ext):
-        if ext.fixed_cost is None:
-            vm_names = ctx.bind_natives(f"v{k}_", ext.vmlet.natives)
-            vm_units = [f"v{k}_u{j}" for j in range(len(ext.vmlet.image.functions))]
-            for j in range(len(ext.vmlet.image.functions)):
-                extra.append(_UnitSpec(ext.vmlet, j, vm_units[j], vm_names, j == ext.function,
-                                       empty, vm_units.__getitem__))
-            ctx.out_of_line[(k, ext.function)] = vm_units[ext.function]
+    extra, vmlet_of = _out_of_line(ctx, bound)
     specs = [_UnitSpec(bound, i, names[i], natives, False, memory, names.__getitem__)
              for i in range(n_units) if i not in reference_units] + extra
-    for i in reference_units:
-        ctx.namespace[names[i]] = _on_reference(bound, memory, i)
-    sources = []
+    failed: dict[str, str] = {}  # function name -> why it could not be translated
+    sources: dict[str, str] = {}
     for spec in specs:
-        ranges: dict[int, Range] = {}
-        cu = spec.bound.image.functions[spec.unit]
-        for slot in range(cu.n_params, cu.n_locals):
-            ranges[slot] = (0, 0)  # locals start at zero
-        for _ in range(max_passes):
-            ut = _UnitTranslator(ctx, spec, ranges)
-            src = ut.translate()
-            new = dict(ranges)
-            for slot, r in ut.stored.items():
-                new[slot] = _hull(new.get(slot, r), r)
-            if new == ranges:
-                break
-            ranges = new
+        try:
+            sources[spec.fn_name] = _translate_unit(ctx, spec, max_passes)
+        except Exception as exc:  # noqa: BLE001 - a translator bug: the reference runs it
+            failed[spec.fn_name] = f"{type(exc).__name__}: {exc}"
+    filename = f"<vvm {bound.image.name} v{bound.image.version}>"
+    source = "\n\n".join(sources.values())
+    try:
+        exec(compile(source, filename, "exec"), ctx.namespace)
+    except Exception:  # noqa: BLE001 - find the units that do not compile, one by one
+        for name, src in sources.items():
+            try:
+                exec(compile(src, filename, "exec"), ctx.namespace)
+            except Exception as exc:  # noqa: BLE001
+                failed[name] = f"{type(exc).__name__}: {exc}"
+    fallbacks = _fallbacks(bound, failed, names, vmlet_of)
+    for i in (*reference_units, *fallbacks):
+        ctx.namespace[names[i]] = _on_reference(bound, memory, i)
+    return Translated([ctx.namespace[n] for n in names], source, fallbacks)
+
+
+def _out_of_line(ctx: _Context, bound: Bound) -> tuple[list[_UnitSpec], dict[int, int]]:
+    """The VMlet code translated out of line: for each VMlet (number ``m``) with an
+    instruction that cannot be inlined (used by the configuration, or by the VMlet's own
+    code), every unit as a function its code may call (``v{m}_u{j}``) and each such
+    instruction's body, whose returns are free (``v{m}_i{j}``), once each. Returns the
+    specs and, for each extension opcode of ``bound`` translated out of line, its VMlet."""
+    empty = Memory([], (), [], ())
+    extra: list[_UnitSpec] = []
+    numbers: dict[int, int] = {}  # id of a VMlet's Bound -> m
+
+    def body(vm: Bound, function: int) -> None:
+        key = (id(vm), function)
+        if key in ctx.out_of_line:
+            return
+        if id(vm) not in numbers:
+            m = numbers[id(vm)] = len(numbers)
+            natives = ctx.bind_natives(f"v{m}_", vm.natives)
+            plain = [f"v{m}_u{j}" for j in range(len(vm.image.functions))]
+            for j in range(len(vm.image.functions)):
+                extra.append(_UnitSpec(vm, j, plain[j], natives, False, empty,
+                                       plain.__getitem__))
+            ctx.out_of_line[key] = name = f"v{m}_i{function}"
+            for e in vm.ext:  # its own instructions, used by its own code
+                if e.fixed_cost is None:
+                    body(vm, e.function)
         else:
-            # not settled: everything assigned in the unit may be any 32-bit value
-            ranges = {slot: FULL for slot in ranges}
-            ut = _UnitTranslator(ctx, spec, ranges)
-            src = ut.translate()
-        sources.append(src)
-    source = "\n\n".join(sources)
-    code = compile(source, f"<vvm {bound.image.name} v{bound.image.version}>", "exec")
-    exec(code, ctx.namespace)
-    return Translated([ctx.namespace[n] for n in names], source)
+            m = numbers[id(vm)]
+            ctx.out_of_line[key] = name = f"v{m}_i{function}"
+        first = next(s for s in extra if s.bound is vm)
+        extra.append(_UnitSpec(vm, function, name, first.native_names, True, empty,
+                               first.callee_names))
+
+    vmlet_of: dict[int, int] = {}
+    for k, ext in enumerate(bound.ext):
+        if ext.fixed_cost is None:
+            body(ext.vmlet, ext.function)
+            vmlet_of[k] = numbers[id(ext.vmlet)]
+    return extra, vmlet_of
+
+
+def _fallbacks(bound: Bound, failed: dict[str, str], names: list[str],
+               vmlet_of: dict[int, int]) -> dict[int, str]:
+    """The units of ``bound`` that run on the reference interpreter because their own
+    translation failed or that of the VMlet code an instruction they use runs
+    (``v{m}_...``: ``vmlet_of`` maps extension opcodes to ``m``) did."""
+    out = {i: why for i, name in enumerate(names) if (why := failed.get(name)) is not None}
+    broken_vmlets: dict[int, str] = {}
+    for name, why in failed.items():
+        if name.startswith("v"):
+            broken_vmlets.setdefault(int(name[1:name.index("_")]), why)
+    broken = {k: broken_vmlets[m] for k, m in vmlet_of.items() if m in broken_vmlets}
+    if broken:
+        for i, unit in enumerate(bound.image.functions):
+            if i in out:
+                continue
+            used = {d.opcode - isa.EXT_BASE for d in isa.decode(unit.code)
+                    if d.opcode >= isa.EXT_BASE}
+            hit = sorted(used & broken.keys())
+            if hit:
+                out[i] = f"VMlet instruction {hit[0]}: {broken[hit[0]]}"
+    return out

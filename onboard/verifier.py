@@ -177,6 +177,7 @@ class ExtTarget:
     function: int
     n_params: int
     returns: bool
+    n_locals: int  # its frame: what the dispatch sets up
 
 
 @dataclass(frozen=True)
@@ -656,7 +657,7 @@ def verify_image(
                            f"arrays, {deepest} of call frames on the deepest chain) exceed "
                            f"the {target.data_bytes} bytes of data memory")
     _check_periods(image, target)
-    largest = max(_check_charges(image, target, ext_fixed), ext_charge)
+    largest = max(_check_charges(image, target, ext, ext_fixed), ext_charge)
     return ImageFacts(units, ext, visible, heights, chains, static, largest)
 
 
@@ -671,7 +672,8 @@ def _check_periods(image: Image, target: Target) -> None:
                                f"{target.frame_ms} ms frame")
 
 
-def _check_charges(image: Image, target: Target, ext_fixed: Sequence[int | None]) -> int:
+def _check_charges(image: Image, target: Target, ext: Sequence[ExtTarget],
+                   ext_fixed: Sequence[int | None]) -> int:
     """The largest cycles one instruction is charged in one piece (the machine model's
     ``CostModel.fixed_charge``); none may exceed what a frame leaves the tasks, or the job
     could never get past it. Returns that charge (0 without a cost model)."""
@@ -679,9 +681,11 @@ def _check_charges(image: Image, target: Target, ext_fixed: Sequence[int | None]
     if costs is None:
         return 0
     largest = 0
+    unit_locals = [u.n_locals for u in image.functions]
+    ext_locals = [e.n_locals for e in ext]
     for index, unit in enumerate(image.functions):
         for ins in isa.decode(unit.code):
-            charge = costs.fixed_charge(ins, image.natives, ext_fixed)
+            charge = costs.fixed_charge(ins, image.natives, ext_fixed, unit_locals, ext_locals)
             if charge is None:
                 continue
             if target.frame_budget and charge > target.frame_budget:
@@ -839,7 +843,8 @@ def _own_ext(image: Image, target: Target) -> _ExtFacts:
             raise _image_error(image, "bad-ext", f"extension opcode {k} names "
                                f"`{ref.vmlet}.{ref.instr}`, not an instruction of this VMlet")
         unit = image.functions[f]
-        out.append(ExtTarget(image.name, f, unit.n_params, bool(unit.returns)))
+        out.append(ExtTarget(image.name, f, unit.n_params, bool(unit.returns),
+                             unit.n_locals))
     fixed = tuple(_body_fixed(image, e.function, target) for e in out)
     return tuple(out), (-1,) * len(out), (-1,) * len(out), fixed, 0
 
@@ -860,7 +865,7 @@ def _foreign_ext(image: Image, used: Mapping[str, tuple[Image, ImageFacts]],
                                "it uses")
         vm, facts = entry
         unit = vm.functions[f]
-        out.append(ExtTarget(vm.name, f, unit.n_params, bool(unit.returns)))
+        out.append(ExtTarget(vm.name, f, unit.n_params, bool(unit.returns), unit.n_locals))
         heights.append(facts.call_heights[f])
         chains.append(facts.frame_chains[f])
         fixed.append(_body_fixed(vm, f, target))

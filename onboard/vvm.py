@@ -201,6 +201,11 @@ class VVM:
         out["share_cycles_per_frame"] = self.profile.share_cycles_per_frame
         out["task_budget_per_frame"] = self.scheduler.budget_per_frame
         out["patch_reserve_per_frame"] = self.scheduler.reserve_per_frame
+        if self.program is not None and self.program.code.fallbacks:
+            # units the translator could not translate, running on the reference engine
+            functions = self.program.image.functions
+            out["engine_fallbacks"] = {functions[i].name: why
+                                       for i, why in self.program.code.fallbacks.items()}
         rc = self.reconfiguration
         if rc is not None:
             store = rc.patcher.store.state()

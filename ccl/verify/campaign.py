@@ -121,7 +121,7 @@ class _Writer:
         """An expression in 0 .. 5999 (a native's star argument)."""
         r = self.rng.random()
         if counter is not None and r < 0.6:
-            return counter  # counters run below n's top, 150 at most
+            return counter  # counters run below n's top, 200 at most
         if r < 0.8:
             self.features.add("native_edges")
             return self.rng.choice(["0", str(_STAR_MAX)])
@@ -189,7 +189,7 @@ class _Writer:
 
     # -- blocks of a task body
 
-    def block(self, ind: str, in_fn: bool = False) -> list[str]:
+    def block(self, ind: str) -> list[str]:
         kinds = ["plain", "early_return", "triangular", "counter_guard", "flag",
                  "native_edges", "nested", "env", "nested_return", "state", "data_loop",
                  "else_if", "shared"]

@@ -44,8 +44,9 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
     """Prove CCL FILES safe and within budget: no overflow, division by zero, index or range
     error, flight rules for every parameter set, worst-case cycles within the CPU share,
     memory and uplink, with a counterexample for anything that fails."""
-    from ccl.cli import _compiler, _print_diagnostics  # the CLI renders diagnostics
+    from ccl.cli import _compiler, _print_diagnostics, require_inputs  # the CLI renders
 
+    require_inputs(files)
     compiler = _compiler(ctx)
     out = Console(highlight=False, soft_wrap=True)
     results: list[dict[str, Any]] = []

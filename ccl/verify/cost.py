@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import ast
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import z3
 
 from ccl.verify.solver import solver_for
 from ccl.verify.terms import WIDTH, Val, widen
-from onboard.machine import opcode_cycles
+from onboard.image import Image
+from onboard.machine import call_cycles, opcode_cycles
 from onboard.mission import CostFormula, MissionProfile
 
 # --------------------------------------------------------------------------- expressions
@@ -159,17 +160,28 @@ def _formula_names(formula: CostFormula) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class CycleTable:
-    """Cycles of each opcode under a mission's CPU model."""
+    """Cycles of each opcode under a mission's CPU model, and of each call by the frame
+    its callee needs."""
 
     cycles: tuple[int, ...]  # by opcode; extension opcodes: the dispatch
+    frame_slot: int = 0  # cycles per local of a frame a call pushes
+    frames: Mapping[tuple[str, str], int] = field(default_factory=dict)  # locals by
+    # (image, code unit): what the compiler gave each function and instruction
 
     @staticmethod
-    def of(profile: MissionProfile) -> CycleTable:
-        """The board's table (``onboard.machine.opcode_cycles``)."""
-        return CycleTable(opcode_cycles(profile))
+    def of(profile: MissionProfile, images: Iterable[Image] = ()) -> CycleTable:
+        """The board's table (``onboard.machine.opcode_cycles``), with the frames of the
+        code units of ``images`` (the configuration's and its VMlets')."""
+        frames = {(im.name, f.name): f.n_locals for im in images for f in im.functions}
+        return CycleTable(opcode_cycles(profile), profile.frame_slot_cycles, frames)
 
     def __getitem__(self, opcode: int) -> int:
         return self.cycles[opcode]
+
+    def call(self, opcode: int, image: str, unit: str) -> int:
+        """What a ``CALL`` (or extension ``opcode``) of code unit ``unit`` of ``image``
+        is charged: the machine model's ``call_cycles`` on that unit's frame."""
+        return call_cycles(self.cycles, self.frame_slot, opcode, self.frames[(image, unit)])
 
 
 # --------------------------------------------------------------------------- intervals

@@ -86,8 +86,8 @@ def _verify(target: Compiled | ir.Program, mission: MissionProfile | None,
         image, _ = generate(program, images)
         vmlet_images = tuple(images.values())
         mission = mission or find_mission(program.mission)
-    run = _Run(program, mission, CycleTable.of(mission), timeout_ms, ProgramIndex.of(program),
-               compiled)
+    cycles = CycleTable.of(mission, (image, *vmlet_images))
+    run = _Run(program, mission, cycles, timeout_ms, ProgramIndex.of(program), compiled)
     shape, obligations = structural.check(program, image, vmlet_images, mission)
     rule_facts = run.rules(obligations)
     worst: list[WorstCase] = []
@@ -152,8 +152,9 @@ class _Run:
             ex.interleave([t.proc for t in self.program.tasks if t.name != name])
         where = f"{kind} {name}" if kind not in ("on apply", "on load") else kind
         params = ex.standalone_args(proc)
-        entry_cost = {"instr": self.cycles[isa.EXT_BASE], "fn": self.cycles[isa.CALL]}.get(
-            kind, 0)
+        # a function or instruction is measured at a call site: its call and frame included
+        op = {"instr": isa.EXT_BASE, "fn": isa.CALL}.get(kind)
+        entry_cost = 0 if op is None else self.cycles.call(op, self.program.name, proc.name)
         cost = ex.run(proc, where, params=params, entry_cost=entry_cost,
                       free_returns=kind == "instr")
         self.largest_native = max(self.largest_native, ex.largest_native)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from ccl import ir
 from ccl.driver import Compiled
+from ccl.verify.cost import CycleTable
 from ccl.verify.obligations import Replay
 from ccl.verify.report import WorstCase
 from onboard import isa
@@ -23,7 +24,6 @@ from onboard.faults import Trap, TrapCode
 from onboard.host import NativeFn
 from onboard.image import Image, ImageKind
 from onboard.loader import LoadError
-from onboard.machine import opcode_cycles
 from onboard.mission import MissionProfile
 from onboard.reference import Memory
 from onboard.reference import run as reference_run
@@ -139,7 +139,7 @@ def run_entry(compiled: Compiled, unit: str, replay: Replay,
 def observe(compiled: Compiled, kind: str, name: str, replay: Replay) -> Observed:
     """Run entry point ``name`` (of ``kind``, as in ``WorstCase.kind``) of ``compiled`` on
     the VVM from the values of ``replay``. Raises ``LoadError`` if the VVM refuses it."""
-    cycles = opcode_cycles(compiled.mission)
+    cycles = CycleTable.of(compiled.mission, (compiled.image,))
     if kind in ("fn", "instr") and not replay.args:
         # No witness (the cost does not depend on the inputs): any arguments will do.
         replay = replace(replay, args=_any_args(compiled, kind, name))
@@ -167,10 +167,12 @@ def observe(compiled: Compiled, kind: str, name: str, replay: Replay) -> Observe
         else:  # pragma: no cover - an instruction is far cheaper than the budget
             raise AssertionError(f"{name} ran out of {_BUDGET} cycles")
         # At a call site: the dispatch instead of the one return the unit ran on its own.
-        return Observed(_BUDGET - left - cycles[isa.RETV] + cycles[isa.EXT_BASE], None)
+        return Observed(_BUDGET - left - cycles[isa.RETV]
+                        + cycles.call(isa.EXT_BASE, compiled.image.name, name), None)
     out = run_entry(compiled, _unit_name(compiled.image, kind, name), replay,
                     replay.args if kind == "fn" else ())
-    extra = cycles[isa.CALL] if kind == "fn" else 0  # the caller's CALL
+    # the caller's CALL, and the callee's frame
+    extra = cycles.call(isa.CALL, compiled.image.name, name) if kind == "fn" else 0
     return Observed(out.cycles + extra, out.fault.code if out.fault is not None else None)
 
 

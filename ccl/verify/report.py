@@ -222,6 +222,11 @@ _HINTS = {
     Kind.DATA_MEMORY: "shorten the tables or narrow the element ranges",
     Kind.STACK: "split the expression into `let` steps",
     Kind.CALL_DEPTH: "flatten the chain of calls",
+    Kind.FRAME_CHARGE: "split the work: a native call with smaller arguments, a VMlet "
+                       "instruction with a shorter body, or a function with fewer locals",
+    Kind.ON_LOAD: "do less in the VMlet's `on load`",
+    Kind.LOAD: "the board would refuse this image for the reason shown; a native hidden by "
+               "a VMlet's `on load` in this mission's environment cannot be called",
 }
 
 

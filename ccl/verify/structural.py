@@ -8,8 +8,9 @@ the mission's limits (``onboard.machine.Limits``): code of the image and its VMl
 (globals and arrays at their ranged widths, plus the deepest chain of call frames), the
 deepest declared operand stack, the longest chain of nested frames (VMlet instructions
 included), and the largest charge of one instruction against what a frame leaves the tasks.
-Last, the verifier runs with the real limits: an image the board would refuse is never
-proven, whatever the reason.
+Last, the image is loaded as the board loads it (the verifier with the real limits, then
+the VMlets' ``on load`` in the mission's environment, binding and translation): an image
+the board would refuse is never proven, whatever the reason.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from ccl import ir
 from ccl.diagnostics import Span
 from ccl.verify.irwalk import callees
 from ccl.verify.obligations import Counterexample, Kind, Method, Obligation, Status, Value
-from onboard.image import Image
+from ccl.verify.replay import TrialHost
+from onboard.image import Image, ImageKind
+from onboard.loader import LoadError
 from onboard.machine import Limits, slot_bytes
 from onboard.mission import MissionProfile
 from onboard.patch_format import memory_bytes
 from onboard.verifier import ImageFacts, Target, VerifyError, verify_image
+from onboard.vvm import VVM
 
 
 def called_functions(program: ir.Program) -> set[str]:
@@ -50,16 +54,34 @@ class Shape:
 
 
 def measure(image: Image, vmlet_images: tuple[Image, ...],
-            mission: MissionProfile) -> tuple[ImageFacts, VerifyError | None]:
-    """The board verifier's facts about ``image`` with every limit lifted, and its verdict
-    with the mission's real limits (None: it would load)."""
-    target = Target.of(mission)
-    facts = verify_image(image, target.measuring(), vmlets=vmlet_images)
+            mission: MissionProfile) -> tuple[ImageFacts, str | None]:
+    """The board verifier's facts about ``image`` with every limit lifted, and why the
+    board would refuse it (None: it would load; ``board_refusal``)."""
+    facts = verify_image(image, Target.of(mission).measuring(), vmlets=vmlet_images)
+    return facts, board_refusal(image, vmlet_images, mission)
+
+
+def board_refusal(image: Image, vmlet_images: tuple[Image, ...],
+                  mission: MissionProfile) -> str | None:
+    """Why the VVM would refuse to load ``image`` on ``vmlet_images``, or None: its
+    load-time verifier with the mission's real limits, then the load itself on a VVM of
+    the mission, in the profile's environment, where each VMlet's ``on load`` runs and
+    may hide natives the configuration imports."""
     try:
-        verify_image(image, target, vmlets=vmlet_images)
+        verify_image(image, Target.of(mission), vmlets=vmlet_images)
     except VerifyError as exc:
-        return facts, exc
-    return facts, None
+        return f"{exc.code}: {exc}"
+    vm = VVM(mission, TrialHost(mission, {}))
+    try:
+        if image.kind is ImageKind.VMLET:
+            vm.load_vmlet(image)
+        else:
+            for v in vmlet_images:
+                vm.load_vmlet(v)
+            vm.prepare(image)
+    except LoadError as exc:
+        return f"{exc.code}: {exc.message}"
+    return None
 
 
 def check(program: ir.Program, image: Image, vmlet_images: tuple[Image, ...],
@@ -104,12 +126,12 @@ def check(program: ir.Program, image: Image, vmlet_images: tuple[Image, ...],
                program.name),
     ]
     if all(o.status is Status.PROVEN for o in obs):
-        message = "the VVM's load-time verifier accepts the image"
+        message = "the VVM loads the image (its verifier, the VMlets' `on load`, the binding)"
         if refusal is None:
             obs.append(Obligation(Kind.LOAD, Status.PROVEN, head, message, program.name,
                                   Method.ARITHMETIC))
         else:
-            cex = Counterexample((), detail=f"{refusal.code}: {refusal}")
+            cex = Counterexample((), detail=refusal)
             obs.append(Obligation(Kind.LOAD, Status.REFUTED, head, message, program.name,
                                   Method.ARITHMETIC, cex))
     shape = Shape(code, data, stack, depth, facts.largest_charge)

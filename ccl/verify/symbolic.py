@@ -744,14 +744,14 @@ class Executor:
         if isinstance(e, ir.Call):
             callee = self._function(fr.program, e.function)
             args = self.args(e.args, callee, st, fr)
-            st.charge(c[isa.CALL])
+            st.charge(c.call(isa.CALL, fr.program.name, callee.name))
             result = self.inline(callee, fr.program, args, st, fr, free_returns=False)
             return result if result is not None else bv_const(0)
         if isinstance(e, ir.InstrCall):
             vmlet = next(p for p in (fr.program, *fr.program.uses) if p.name == e.vmlet)
             instr = vmlet.instr(e.vmlet, e.instr)
             args = self.args(e.args, instr, st, fr)
-            st.charge(c[isa.EXT_BASE])
+            st.charge(c.call(isa.EXT_BASE, vmlet.name, instr.name))
             result = self.inline(instr, vmlet, args, st, fr, free_returns=True)
             assert result is not None  # instructions return a value
             return result

@@ -110,10 +110,11 @@ class Rig:
         if key not in self._loaded:
             host = TrialHost(self.profile, {}, env)
             config = self.accepted.configuration
-            try:
+            try:  # the switch: a VMlet's on load may hide what the patcher saw (the board
+                # rolls back)
                 program = VVM(self.profile, host).prepare(config.config, config.vmlets)
-            except LoadError as exc:  # what the patcher let through, the loader refused
-                self._loaded[key] = f"load: {exc.code}: {exc.message}"
+            except LoadError as exc:
+                self._loaded[key] = f"{exc.code}: {exc.message}"
             else:
                 memory = program.memory
                 self._loaded[key] = _Loaded(host, program, list(memory.globals),

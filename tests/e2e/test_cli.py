@@ -127,10 +127,12 @@ def test_usage_errors_exit_2() -> None:
     assert vvm().returncode == 2
 
 
-def test_missing_file_is_one_clear_error() -> None:
-    proc = ccl("check", "no/such/file.ccl")
-    assert proc.returncode == 1
-    assert proc.stderr.startswith("error[E-READ]: no such file: no/such/file.ccl")
+@pytest.mark.parametrize("command", ["check", "compile", "verify", "pack", "disasm"])
+def test_a_missing_input_file_is_one_clear_usage_error(command: str) -> None:
+    proc = ccl(command, "no/such/file.ccl")
+    assert proc.returncode == 2  # a usage error, as in vvm
+    assert "no such file: no/such/file.ccl" in proc.stderr
+    assert "hint: check the path" in proc.stderr
     assert_clean(proc)
 
 

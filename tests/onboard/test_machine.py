@@ -184,7 +184,8 @@ def test_on_apply_delays_the_first_jobs() -> None:
 #: Names the machine model defines; no other module of the product may define them again.
 MODEL_NAMES = {"tdiv", "tmod", "binary_interval", "unary_interval", "opcode_cycles",
                "opcode_costs", "slot_bytes", "width_bytes", "call_frame_bytes", "globals_bytes",
-               "admits", "frame_loss", "schedulability", "body_fixed_cost"}
+               "admits", "frame_loss", "schedulability", "body_fixed_cost",
+               "frame_setup_cycles", "call_cycles"}
 #: Text that restates the model: (pattern, what it restates).
 MODEL_TEXT = [
     (r"abs\(\w+\)\s*//\s*abs\(", "truncating division"),
@@ -193,6 +194,7 @@ MODEL_TEXT = [
     (r"\b(SLOT|WORD)_BYTES\s*=", "the size of a data slot (use machine.slot_bytes)"),
     (r"-\s*\(?\s*2\s*\*\*\s*31|2\s*\*\*\s*31\s*-\s*1", "the 32-bit bounds (use isa.INT_MIN)"),
     (r"ON_LOAD_BUDGET\s*=", "the on load budget (use machine.Limits)"),
+    (r"frame_slot\w*\s*\*|\*\s*\w*frame_slot", "a frame's set-up (use machine.call_cycles)"),
 ]
 #: Where each definition lives.
 HOME = {"onboard/machine.py", "onboard/isa.py", "onboard/mission.py"}

@@ -476,7 +476,8 @@ def bind(image: Image, vmlets: Sequence[Image], facts: ImageFacts) -> Bound:
     _KEEP.append(image)
     by_name = {vm.name: vm for vm in vmlets}
     bound = Bound(image, bind_natives(image, PROFILE, NATIVES),
-                  tuple(PROFILE.env[k].value for k in image.env), (), opcode_cycles(PROFILE))
+                  tuple(PROFILE.env[k].value for k in image.env), (), opcode_cycles(PROFILE),
+                  PROFILE.frame_slot_cycles)
     ext = []
     for e in facts.ext:
         if image.kind == ImageKind.VMLET:  # its own instruction

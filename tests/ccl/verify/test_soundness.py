@@ -75,11 +75,12 @@ def test_a_loop_that_returns_charges_earlier_iterations_at_their_own_worst(
     compiled, report = build(tmp_path, "early", EARLY_RETURN)
     assert report.status == "proven"
     # The dearest run: 99 iterations take the dear branch, the last one returns after the
-    # dearest call. Charging the earlier ones like the returning one (cheap) said 71,076.
+    # dearest call. Charging the earlier ones like the returning one (cheap) said 71,076
+    # (86,874 against 71,076 before call frames were charged by size: 10 more now).
     flight = fly(compiled, Inputs(params={"n": 100}, tables={"t": [0] * 99 + [7]}))
     verdict = judge(report, flight)
     assert verdict.sound, (flight, verdict)
-    assert flight.observed["s"] == task_bound(report, "s") == 86_874
+    assert flight.observed["s"] == task_bound(report, "s") == 86_884
 
 
 # --------------------------------------------------------------------------- end of frame
@@ -261,6 +262,45 @@ def test_call_depth_counts_vmlet_instructions_on_both_sides(tmp_path: Path, dept
     assert (flight.refused is None) == fits, flight.refused
 
 
+# --------------------------------------------------------------------------- call frames
+
+FRAMES = """\
+mission corot;
+config frames version 1;
+var out : int[0..10] = 0;
+fn small(x : int[0..10]) -> int[0..10] {{
+    if x > 100 {{ return 0; }}
+    return x;
+}}
+fn big(x : int[0..10]) -> int[0..10] {{
+    if x > 100 {{
+{lets}
+        return 0;
+    }}
+    return x;
+}}
+task t_small every 1 s {{ out = small(1); }}
+task t_big every 1 s {{ out = big(1); }}
+"""
+
+
+def test_a_call_is_charged_its_callees_frame_on_both_sides(tmp_path: Path) -> None:
+    """``big`` runs what ``small`` runs but has 80 more locals: the proof charges the
+    frame as the VVM does (frame_slot cycles per local), exactly, and the flight agrees."""
+    lets = "\n".join(f"        let a{i} : int[0..10] = x;" for i in range(80))
+    compiled, report = build(tmp_path, "frames", FRAMES.format(lets=lets))
+    assert report.status == "proven"
+    flight = fly(compiled, Inputs())
+    assert judge(report, flight).sound
+    for task in ("t_small", "t_big"):
+        assert flight.observed[task] == task_bound(report, task)
+    functions = {f.name: f for f in compiled.image.functions}
+    extra = functions["big"].n_locals - functions["small"].n_locals
+    assert extra >= 80
+    assert task_bound(report, "t_big") - task_bound(report, "t_small") == \
+        compiled.mission.frame_slot_cycles * extra
+
+
 # --------------------------------------------------------------------------- a native's script
 
 
@@ -342,6 +382,44 @@ def test_shapes_the_vvm_runs_at_a_fraction_of_the_product_are_bound_exactly(
     assert worst.exact and worst.bound == cycles
     flight = fly(compiled, Inputs(params=params))
     assert judge(report, flight).sound and flight.observed[worst.name] == cycles
+
+
+# --------------------------------------------------------------------------- hidden by on load
+
+HIDING_VMLET = """\
+vmlet shy version 1;
+mission corot;
+instr id(a: int) -> int { return a; }
+expose flux, noise;
+on load {
+    if env(ccd) >= 0 { hide flux; }
+}
+"""
+
+USES_HIDDEN = """\
+mission corot;
+config needy version 1;
+uses shy;
+var v : int[0..16777215] = 0;
+task t every 1 s { v = {native}(3); }
+"""
+
+
+@pytest.mark.parametrize("native, loads", [("flux", False), ("noise", True)])
+def test_a_native_hidden_by_on_load_is_refuted_as_the_board_refuses_it(
+        tmp_path: Path, native: str, loads: bool) -> None:
+    """A VMlet's ``on load`` hides ``flux`` in every environment: a configuration calling
+    it was proven, then refused by the board (hidden-native). The ground now loads the
+    image as the board does, VMlets' ``on load`` included."""
+    compiled, report = build(tmp_path, "needy", USES_HIDDEN.replace("{native}", native),
+                             {"shy": HIDING_VMLET})
+    assert (report.status == "proven") == loads
+    assert (Kind.LOAD in refuted_kinds(report)) == (not loads)
+    flight = fly(compiled, Inputs())
+    assert (flight.refused is None) == loads, flight.refused
+    if not loads:
+        load = next(o for o in report.refuted if o.kind is Kind.LOAD)
+        assert load.counterexample is not None and "hidden-native" in load.counterexample.detail
 
 
 # --------------------------------------------------------------------------- interleaved jobs
