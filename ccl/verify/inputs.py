@@ -35,7 +35,9 @@ class Role(Enum):
     NATIVE = "native"  # the result of one native call
     ENV = "env"
     COUNTER = "counter"  # a loop counter, at an arbitrary iteration
-    CARRIED = "carried"  # a local or state variable at an arbitrary iteration of a loop
+    # a local or state variable at an arbitrary iteration of a loop, or a state variable
+    # another task may have written while the job was suspended
+    CARRIED = "carried"
     CARRIED_ARRAY = "carried array"
     CHOICE = "choice"  # which way an abstraction goes (e.g. whether a loop returned early)
 

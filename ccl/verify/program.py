@@ -148,6 +148,8 @@ class _Run:
         inputs = Inputs(self.program, rule_facts, self.index)
         checker = Checker(inputs, self.timeout_ms)
         ex = self._executor(checker, inputs)
+        if kind == "task":  # `on apply` runs before any task, to its end
+            ex.interleave([t.proc for t in self.program.tasks if t.name != name])
         where = f"{kind} {name}" if kind not in ("on apply", "on load") else kind
         params = ex.standalone_args(proc)
         # a function or instruction is measured at a call site: its call and frame included

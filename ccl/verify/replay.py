@@ -61,10 +61,10 @@ class TrialHost:
         decl = self.profile.natives.get(name)
         if decl is None:
             return None
-        script = self.scripts.get(name)
         result = decl.result
 
         def call(*_args: int) -> int | None:
+            script = self.scripts.get(name)  # looked up at each call: scripts may change
             n = self.calls.get(name, 0)
             self.calls[name] = n + 1
             if result is None:

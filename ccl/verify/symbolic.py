@@ -32,7 +32,7 @@ returns, the iterations before the one that returns, then that one up to its ``r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -234,6 +234,22 @@ class Executor:
         self.shapes: dict[int, tuple[ir.BinOp, Val, Val]] = {}
         self._functions: dict[str, dict[str, ir.Procedure]] = {
             program.name: inputs.index.functions}
+        #: State that other tasks may write while a job of this entry point is suspended
+        #: (``interleave``): every read of it may see any value of its type.
+        self.interleaved = Writes({}, frozenset(), frozenset())
+
+    def interleave(self, others: Sequence[ir.Procedure]) -> None:
+        """Let the state variables and arrays that ``others`` (the other tasks) write change
+        between any two instructions: a job is suspended when its next instruction does
+        not fit in what is left of a frame, and the next frame runs the jobs of earlier
+        deadlines first, whatever state they write."""
+        vars_: set[str] = set()
+        arrays: set[str] = set()
+        for proc in others:
+            w = self.writes(proc.body, self.program)
+            vars_.update(w.vars)
+            arrays.update(w.arrays)
+        self.interleaved = Writes({}, frozenset(vars_), frozenset(arrays))
 
     def _function(self, program: ir.Program, name: str) -> ir.Procedure:
         """Function ``name`` of ``program`` (this one or a VMlet it uses)."""
@@ -700,12 +716,20 @@ class Executor:
         if isinstance(e, ir.GlobalRef):
             st.charge(c[isa.LOAD_G])
             g = e.glob
-            return st.mem.var(g.name) if g.writable else self.inputs.param(g.name)
+            if not g.writable:
+                return self.inputs.param(g.name)
+            if g.name in self.interleaved.vars:  # another task may have written it since
+                return self.inputs.fresh(Role.CARRIED, g.name, g.type, default=g.value)
+            return st.mem.var(g.name)
         if isinstance(e, ir.ArrayRef):
             index = self.value(e.index, st, fr)
             st.charge(c[isa.LOAD_A])
             self.index_check(e.array, index, e.index.span, st, fr)
-            return self.inputs.read(st.mem.array(e.array.name), index, e.array.type)
+            name = e.array.name
+            array = st.mem.array(name) if name not in self.interleaved.arrays else \
+                self.inputs.array(Role.CARRIED_ARRAY, name,
+                                  default=array_default(self.inputs.index.arrays[name]))
+            return self.inputs.read(array, index, e.array.type)
         if isinstance(e, ir.Unary):
             return self.unary(e, st, fr)
         if isinstance(e, ir.Binary):

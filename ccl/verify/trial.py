@@ -27,12 +27,13 @@ from ccl.verify.replay import NativeScript, TrialHost
 from ccl.verify.report import VerifyReport
 from onboard.faults import Fault, TrapCode
 from onboard.image import Image
-from onboard.loader import LoadError
+from onboard.loader import LoadError, Program
 from onboard.machine import Limits
 from onboard.mission import MissionProfile
 from onboard.patch_format import development_key
 from onboard.patcher import Patcher, PatchRejected
 from onboard.reference import Memory
+from onboard.scheduler import ON_APPLY
 from onboard.store import Store
 from onboard.vvm import VVM
 
@@ -47,6 +48,7 @@ class Inputs:
     later_tables: Mapping[str, Sequence[int]] = field(default_factory=dict)
     change_ms: int = 0
     natives: Mapping[str, NativeScript] = field(default_factory=dict)
+    env: Mapping[str, int] = field(default_factory=dict)  # default: the profile's values
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class Flight:
     overruns: int = 0
     observed: Mapping[str, int] = field(default_factory=dict)  # task -> worst cycles seen
     frames: int = 0
+    on_apply: int | None = None  # cycles `on apply` took, if it ran to its end
+    on_load: Mapping[str, int] = field(default_factory=dict)  # VMlet -> its `on load` cycles
 
     @property
     def trapped(self) -> bool:
@@ -74,37 +78,102 @@ def fly(compiled: Compiled, inputs: Inputs, *, periods: int = 2,
     """Pack ``compiled`` (full, development key), check it with the onboard patcher, load it
     on a fresh VVM, apply ``inputs`` and run it from the switch for ``periods``
     hyperperiods (at most ``max_ms``) on the real scheduler."""
-    profile = compiled.mission
-    key = development_key(profile.name)
-    vmlets = tuple(v.image for v in compiled.vmlets)
-    with tempfile.TemporaryDirectory(prefix="ccl-trial-") as tmp:
-        store = Store.init(Path(tmp) / "store")
-        patcher = Patcher(profile, store, key, accept_unverified=True)
-        packed = pack(compiled.image, vmlets, profile, key, seq=1)
-        try:
-            accepted = patcher.check(packed.data)
-        except PatchRejected as exc:
-            return Flight(refused=f"{exc.reason.name.lower()}: {exc.message}")
-    host = TrialHost(profile, inputs.natives)
-    vm = VVM(profile, host)
-    config = accepted.configuration
-    try:  # the switch: a VMlet's on load may hide what the patcher saw (the board rolls back)
-        program = vm.prepare(config.config, config.vmlets)
-    except LoadError as exc:
-        return Flight(refused=f"{exc.code}: {exc.message}")
-    _set_inputs(program.memory, program.image, inputs.params, inputs.tables)
-    vm.activate(program)
-    span = min(max_ms, periods * hyperperiod_ms(program.image, profile.frame_ms))
-    if inputs.later_tables and 0 < inputs.change_ms < span:
-        vm.run_for(inputs.change_ms)
-        _set_inputs(program.memory, program.image, {}, inputs.later_tables)
-        vm.run_for(span - inputs.change_ms)
-    else:
-        vm.run_for(span)
-    tm = vm.telemetry
-    observed = {name: s.worst_cycles for name, s in tm.tasks.items()}
-    overruns = sum(s.overruns for s in tm.tasks.values())
-    return Flight(None, tuple(tm.faults), overruns, observed, span // profile.frame_ms)
+    return Rig(compiled).fly(inputs, periods=periods, max_ms=max_ms)
+
+
+class Rig:
+    """One configuration, checked by the onboard patcher once, then flown at many inputs.
+
+    Flights are independent, as if each ran on a fresh VVM: the patch is packed and checked
+    once (a refusal is every flight's answer), the configuration is loaded (verified, bound
+    and translated) once per environment its inputs give (``env`` is bound at load, and
+    the VMlets' ``on load`` runs then), and before each flight its data memory is put back
+    as loaded and its natives' scripts start again."""
+
+    def __init__(self, compiled: Compiled) -> None:
+        self.profile = compiled.mission
+        key = development_key(self.profile.name)
+        vmlets = tuple(v.image for v in compiled.vmlets)
+        self.refused: str | None = None
+        self._loaded: dict[tuple[tuple[str, int], ...], _Loaded | str] = {}
+        with tempfile.TemporaryDirectory(prefix="ccl-trial-") as tmp:
+            store = Store.init(Path(tmp) / "store")
+            patcher = Patcher(self.profile, store, key, accept_unverified=True)
+            packed = pack(compiled.image, vmlets, self.profile, key, seq=1)
+            try:
+                self.accepted = patcher.check(packed.data)
+            except PatchRejected as exc:
+                self.refused = f"{exc.reason.name.lower()}: {exc.message}"
+
+    def _load(self, env: Mapping[str, int]) -> _Loaded | str:
+        key = tuple(sorted(env.items()))
+        if key not in self._loaded:
+            host = TrialHost(self.profile, {}, env)
+            config = self.accepted.configuration
+            try:  # the switch: a VMlet's on load may hide what the patcher saw (the board
+                # rolls back)
+                program = VVM(self.profile, host).prepare(config.config, config.vmlets)
+            except LoadError as exc:
+                self._loaded[key] = f"{exc.code}: {exc.message}"
+            else:
+                memory = program.memory
+                self._loaded[key] = _Loaded(host, program, list(memory.globals),
+                                            [list(a) for a in memory.arrays])
+        return self._loaded[key]
+
+    def fly(self, inputs: Inputs, *, periods: int = 2, max_ms: int = 3_600_000) -> Flight:
+        """Apply ``inputs`` and run the configuration from the switch for ``periods``
+        hyperperiods (at most ``max_ms``) on the real scheduler of a fresh VVM."""
+        if self.refused is not None:
+            return Flight(refused=self.refused)
+        loaded = self._load(inputs.env)
+        if isinstance(loaded, str):
+            return Flight(refused=loaded)
+        profile = self.profile
+        program = loaded.restart(inputs.natives)
+        vm = VVM(profile, loaded.host)
+        _set_inputs(program.memory, program.image, inputs.params, inputs.tables)
+        vm.activate(program)
+        # The one-shot `on apply` job is not in the task telemetry: keep hold of it to read
+        # its cycles after the flight.
+        on_apply_job = next((j for j in vm.scheduler.jobs if j.name == ON_APPLY), None)
+        span = min(max_ms, periods * hyperperiod_ms(program.image, profile.frame_ms))
+        if inputs.later_tables and 0 < inputs.change_ms < span:
+            vm.run_for(inputs.change_ms)
+            _set_inputs(program.memory, program.image, {}, inputs.later_tables)
+            vm.run_for(span - inputs.change_ms)
+        else:
+            vm.run_for(span)
+        tm = vm.telemetry
+        observed = {name: s.worst_cycles for name, s in tm.tasks.items()}
+        overruns = sum(s.overruns for s in tm.tasks.values())
+        applied = on_apply_job.cycles if on_apply_job is not None \
+            and on_apply_job not in vm.scheduler.jobs and not any(
+                f.task == ON_APPLY for f in tm.faults) else None
+        loads = {v.image.name: v.on_load_cycles for v in program.vmlets}
+        return Flight(None, tuple(tm.faults), overruns, observed, span // profile.frame_ms,
+                      applied, loads)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A configuration loaded once for one environment, and its memory as loaded."""
+
+    host: TrialHost
+    program: Program
+    globals: list[int]
+    arrays: list[list[int]]
+
+    def restart(self, natives: Mapping[str, NativeScript]) -> Program:
+        """The program with its memory as loaded (in place: the translated code holds its
+        lists) and natives that follow ``natives`` from their first call."""
+        memory = self.program.memory
+        memory.globals[:] = self.globals
+        for live, saved in zip(memory.arrays, self.arrays, strict=True):
+            live[:] = saved
+        self.host.scripts = dict(natives)
+        self.host.calls = {}
+        return self.program
 
 
 def _set_inputs(memory: Memory, image: Image, params: Mapping[str, int],
@@ -137,14 +206,20 @@ class Judgement:
 
 
 def judge(report: VerifyReport, flight: Flight) -> Judgement:
-    """Compare a flight with the proof: refusal, traps, overruns, bounds below observed."""
+    """Compare a flight with the proof: refusal, traps, overruns, bounds below observed
+    (the tasks', and ``on apply``'s when it ran to its end)."""
     bounds = {w.name: w.bound for w in report.budgets.tasks}
-    below = tuple(sorted(n for n, seen in flight.observed.items()
-                         if n in bounds and seen > bounds[n]))
+    below = sorted(n for n, seen in flight.observed.items()
+                   if n in bounds and seen > bounds[n])
+    apply_bound = next((w.bound for w in report.budgets.worst_cases if w.kind == "on apply"),
+                       None)
+    if flight.on_apply is not None and apply_bound is not None \
+            and flight.on_apply > apply_bound:
+        below.append(ON_APPLY)
     ratios = tuple(bounds[n] / seen for n, seen in flight.observed.items()
                    if n in bounds and seen > 0)
     return Judgement(flight.refused is not None, flight.trapped, flight.overruns > 0,
-                     below, ratios)
+                     tuple(below), ratios)
 
 
 def frame_budget(profile: MissionProfile) -> int:

@@ -420,3 +420,45 @@ def test_a_native_hidden_by_on_load_is_refuted_as_the_board_refuses_it(
     if not loads:
         load = next(o for o in report.refuted if o.kind is Kind.LOAD)
         assert load.counterexample is not None and "hidden-native" in load.counterexample.detail
+
+
+# --------------------------------------------------------------------------- interleaved jobs
+
+SHARED_STATE = """\
+mission corot;
+config shared version 1;
+uses photometry;
+table small[1] : int[0..9];
+var slot : int[0..100];
+var acc : int[0..268431360];
+var out : int[0..9];
+task long every 1 s {
+    slot = 0;
+    for k in 0 .. 20 { acc = window_sum(k, 64, 64); }
+    USE
+}
+task tick every 100 ms { slot = 100; }
+"""
+
+
+def test_state_another_task_writes_may_change_while_a_job_is_suspended(
+        tmp_path: Path) -> None:
+    # `long` needs 329,000 cycles: it is suspended at the end of its first frame, and
+    # `tick` (earlier deadline) runs first in the next one and sets `slot` to 100. So
+    # `slot` is not the 0 `long` stored: found by the soundness campaign (seed 10293),
+    # where the verifier proved this index and the VVM trapped on it.
+    compiled, report = build(tmp_path, "shared", SHARED_STATE.replace(
+        "USE", "out = small[slot];"))
+    assert Kind.INDEX in refuted_kinds(report)
+    flight = fly(compiled, Inputs())
+    assert flight.trapped  # the refutation is real
+
+
+def test_costs_that_depend_on_shared_state_are_bound_for_any_value(tmp_path: Path) -> None:
+    compiled, report = build(tmp_path, "shared", SHARED_STATE.replace(
+        "USE", "if slot == 100 { acc = window_sum(0, 64, 64); }"))
+    assert report.status == "proven"
+    flight = fly(compiled, Inputs())
+    verdict = judge(report, flight)
+    assert verdict.sound, (flight, verdict)  # the bound said 329,265; the VVM took 345,717
+    assert flight.observed["long"] == task_bound(report, "long")
