@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ccl.driver import Compiled, Compiler
 from missions.corot.natives import CorotHost, make_host
-from onboard.loader import Program, load_config, load_vmlet
+from onboard.vm.loader import Program, load_config, load_vmlet
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 4096

@@ -17,7 +17,7 @@
 
 ``make test`` runs 2,500 byte-level examples and hostile cases 0..399. Prints JSON lines:
 patches, rate, rejections by reason, accepted (ran, load refused, trapped), host exceptions
-(those inside onboard/translate.py counted apart), and peak_alloc_ratio (the largest peak
+(those inside onboard/vm/translate.py counted apart), and peak_alloc_ratio (the largest peak
 over its bound; at most 1). Exits 1 if the invariant breaks outside the translator.
 """
 
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests" / "onboard"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(TESTS))
-TRANSLATOR = "onboard/translate.py"
+TRANSLATOR = "onboard/vm/translate.py"
 
 
 def _load_tests() -> Any:

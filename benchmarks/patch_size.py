@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 from ccl.driver import Compiled, Compiler  # noqa: E402
 from ccl.pack import pack, run_verifier  # noqa: E402
-from onboard.patch_format import (  # noqa: E402
+from onboard.patching.patch_format import (  # noqa: E402
     TAG_BYTES,
     SectionType,
     check_order,

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ccl.driver import Compiler  # noqa: E402
 from missions.corot.natives import make_host  # noqa: E402
-from onboard.vvm import VVM  # noqa: E402
+from onboard.vm.vvm import VVM  # noqa: E402
 
 DAY_MS = 86_400_000
 

@@ -16,7 +16,7 @@ first call in the process (skyfield import and builtin timescale included), the 
 three warm calls is given as context.
 
 The cost of authenticating the link (SDLS-style security header and MAC, 22 bytes a frame,
-``onboard/tc_frames.py``): ``frame_security_bytes`` per frame; ``security_bytes_per_pass``,
+``onboard/link/tc_frames.py``): ``frame_security_bytes`` per frame; ``security_bytes_per_pass``,
 the mean over the passes that carried frames in the 16 KiB runs (p90 and max as context);
 ``security_share_of_daily_budget``, the security bytes of a day whose passes are filled with
 frames of ``--share-bytes`` shares, over the 140 kbit/day budget (mean over the simulated
@@ -51,13 +51,13 @@ from ground.framing import frame_bytes  # noqa: E402
 from ground.link import LinkBudget, delivery_vs_bound, patch_buffer_bytes, uplink_windows  # noqa: E402
 from ground.planner import DEFAULT_CONFIDENCE, DEFAULT_SHARE_BYTES, UplinkPatch  # noqa: E402
 from ground.uplink import simulate  # noqa: E402
-from onboard.link_security import (  # noqa: E402
+from onboard.link.link_security import (  # noqa: E402
     MAC_BYTES,
     SecurityAssociation,
     development_link_key,
 )
+from onboard.link.tc_frames import FRAME_OVERHEAD_BYTES, SECURITY_OVERHEAD_BYTES  # noqa: E402
 from onboard.mission import find_mission  # noqa: E402
-from onboard.tc_frames import FRAME_OVERHEAD_BYTES, SECURITY_OVERHEAD_BYTES  # noqa: E402
 
 PATCH_BYTES = 16 * 1024
 LOSSES = (0.0, 0.05, 0.10, 0.20)

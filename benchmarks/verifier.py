@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from onboard import isa  # noqa: E402
-from onboard.image import (  # noqa: E402
+from onboard.mission import find_mission  # noqa: E402
+from onboard.vm import isa  # noqa: E402
+from onboard.vm.image import (  # noqa: E402
     Array,
     CodeUnit,
     ExtRef,
@@ -45,8 +46,7 @@ from onboard.image import (  # noqa: E402
     InstrDef,
     VmletRef,
 )
-from onboard.mission import find_mission  # noqa: E402
-from onboard.verifier import Target, verify_image  # noqa: E402
+from onboard.vm.verifier import Target, verify_image  # noqa: E402
 
 SEED = 20_061_227
 SIZES = (64 * 1024, 1024 * 1024)

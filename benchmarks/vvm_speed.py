@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _kernels import KERNELS, best_of, compile_text, load, run_unit  # noqa: E402
 
-from onboard.reference import run  # noqa: E402
+from onboard.vm.reference import run  # noqa: E402
 
 
 def _emit(metric: str, value: float, unit: str, **context: object) -> None:

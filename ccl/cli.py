@@ -21,8 +21,8 @@ from rich.text import Text
 from ccl.diagnostics import CclError, Diagnostic, render
 from ccl.driver import Compiled, Compiler
 from ccl.limits import recursion_headroom
-from onboard.image import IMAGE_MAGIC, Image, ImageError, ImageKind, decode_image
-from onboard.listing import listing
+from onboard.vm.image import IMAGE_MAGIC, Image, ImageError, ImageKind, decode_image
+from onboard.vm.listing import listing
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 EXIT_INTERNAL = 70
@@ -198,7 +198,7 @@ def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
 
 
 def _image_json(image: Image, local_names: Sequence[Sequence[str]] | None) -> dict[str, Any]:
-    from onboard import isa
+    from onboard.vm import isa
 
     units = []
     for i, u in enumerate(image.functions):

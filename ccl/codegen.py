@@ -1,4 +1,4 @@
-"""Code generation: typed IR to VVM bytecode (``onboard.isa``) and an image (``onboard.image``).
+"""Code generation: typed IR to VVM bytecode (``onboard.vm.isa``) and an image (``onboard.vm.image``).
 
 One code unit per procedure. Conditions compile to jumps (short-circuit ``&&``/``||``
 without materialising booleans); ``for`` compiles to ``FORPREP``/``FORLOOP`` with the
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from ccl import ir
 from ccl.limits import recursion_headroom
 from ccl.ranges import OPCODES
-from onboard import isa
-from onboard.image import (
+from onboard.vm import isa
+from onboard.vm.image import (
     Array,
     CodeUnit,
     ExtRef,

@@ -17,8 +17,8 @@ from ccl import ir
 from ccl.codegen import DebugInfo, generate
 from ccl.diagnostics import CclError, Diagnostic, Source, Span
 from ccl.sema import analyze
-from onboard.image import Image
 from onboard.mission import MissionError, MissionProfile, find_mission
+from onboard.vm.image import Image
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ccl.diagnostics import Span
-from onboard.isa import INT_MAX, INT_MIN
+from onboard.vm.isa import INT_MAX, INT_MIN
 
 # --------------------------------------------------------------------------- types
 

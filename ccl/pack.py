@@ -1,4 +1,4 @@
-"""Packing: image(new) + image(base) -> patch bytes, in the format of ``onboard.patch_format``.
+"""Packing: image(new) + image(base) -> patch bytes, in the format of ``onboard.patching.patch_format``.
 
 A delta carries only what differs between the base configuration (the one the ground
 believes is on board) and the new one: a new name, new or changed VMlet references, the
@@ -14,7 +14,7 @@ returning, ``pack`` rebuilds the target with the onboard patcher's own code and 
 hash: what the ground sends is what the satellite will rebuild.
 
 Keys: a 256-bit key per mission, from ``--key FILE`` (hex) or ``$CCL_PATCH_KEY`` (hex);
-without either, the mission's development key (``onboard.patch_format.development_key``),
+without either, the mission's development key (``onboard.patching.patch_format.development_key``),
 which a flight profile refuses.
 """
 
@@ -30,10 +30,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from onboard.image import Image, ImageKind
-from onboard.machine import Limits
 from onboard.mission import MissionProfile
-from onboard.patch_format import (
+from onboard.patching.patch_format import (
     HASH_BYTES,
     NO_HASH,
     TAG_BYTES,
@@ -56,8 +54,10 @@ from onboard.patch_format import (
     parse_header,
     width,
 )
-from onboard.patcher import rebuild
-from onboard.store import Configuration
+from onboard.patching.patcher import rebuild
+from onboard.patching.store import Configuration
+from onboard.vm.image import Image, ImageKind
+from onboard.vm.machine import Limits
 
 if TYPE_CHECKING:
     from ccl.driver import Compiled, Compiler
@@ -142,7 +142,7 @@ def diff_list(base: Sequence[T], target: Sequence[T],
               ) -> tuple[list[int], list[int], list[tuple[int, int]]]:
     """Align two lists on ``key``: (removed base indices, new target indices, kept pairs
     (base index, target index)). Applying the removals and inserting the new entries at their
-    indices gives back ``target``'s keys (``onboard.patcher`` does exactly that)."""
+    indices gives back ``target``'s keys (``onboard.patching.patcher`` does exactly that)."""
     matcher = difflib.SequenceMatcher(None, [key(e) for e in base], [key(e) for e in target],
                                       autojunk=False)
     removed: list[int] = []

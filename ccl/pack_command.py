@@ -32,10 +32,9 @@ from ccl.pack import (
     run_verifier,
 )
 from ground.link_key import LINK_KEY_ENV
-from onboard.image import Image, ImageError, decode_image
-from onboard.key_file import write_key_file
 from onboard.mission import MissionError, MissionProfile, find_mission, mission_search_path
-from onboard.patch_format import (
+from onboard.patching.key_file import write_key_file
+from onboard.patching.patch_format import (
     HEADER_FIELDS,
     NO_HASH,
     TAG_BYTES,
@@ -54,8 +53,9 @@ from onboard.patch_format import (
     parse_header,
     tag_ok,
 )
-from onboard.patcher import rebuild_image
-from onboard.store import Configuration
+from onboard.patching.patcher import rebuild_image
+from onboard.patching.store import Configuration
+from onboard.vm.image import Image, ImageError, decode_image
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3  # as in ccl/cli.py
 

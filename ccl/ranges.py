@@ -3,14 +3,14 @@ results, for checking and cost analysis.
 
 Nothing here defines arithmetic: each IR operator is the VVM instruction ``OPCODES`` names,
 and its result, its traps and the interval of its results come from the machine model
-(``onboard.machine``), the definition the VVM itself runs. ``&&`` and ``||`` are not
+(``onboard.vm.machine``), the definition the VVM itself runs. ``&&`` and ``||`` are not
 instructions (codegen turns them into jumps) and are folded here.
 """
 
 from __future__ import annotations
 
 from ccl.ir import BinOp, IntType, UnOp
-from onboard import isa, machine
+from onboard.vm import isa, machine
 
 #: The VVM instruction that computes each IR operator (``&&``/``||`` compile to jumps).
 OPCODES: dict[BinOp, int] = {

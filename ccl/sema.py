@@ -22,8 +22,8 @@ from ccl.diagnostics import CclError, Diagnostic, Source, Span, did_you_mean
 from ccl.limits import MAX_NESTING, recursion_headroom
 from ccl.ranges import ArithmeticError_, apply_binary, apply_unary, binary_range, unary_range
 from ccl.syntax import literal_value, parse
-from onboard.isa import EXT_COUNT, INT_MAX, INT_MIN
 from onboard.mission import MissionProfile
+from onboard.vm.isa import EXT_COUNT, INT_MAX, INT_MIN
 
 BUILTINS = ("min", "max", "abs", "env")
 KEYWORDS = frozenset({

@@ -11,7 +11,7 @@ A PATCH argument is a file, optionally followed by comma-separated settings::
 ``deadline`` is an ISO date-time (UTC if no zone) or a duration after the first uplink pass
 (``90m``, ``36h``, ``2d``); ``base``/``target`` are configuration hashes (hex, 32 bytes) and
 override what the patch header says. A patch is opaque bytes to the uplink; when it is a
-patch in the ``onboard.patch_format`` format, its header gives the base and target
+patch in the ``onboard.patching.patch_format`` format, its header gives the base and target
 configurations (and its memory claims, checked against the mission) and is shown.
 """
 
@@ -52,8 +52,8 @@ from ground.planner import (
     plan,
 )
 from ground.uplink import Faults, SimulationResult, WindowLog, simulate
+from onboard.link.tc_frames import MAX_SHARE_BYTES
 from onboard.mission import MissionError, MissionProfile, find_mission
-from onboard.tc_frames import MAX_SHARE_BYTES
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2  # as in ccl/cli.py
 

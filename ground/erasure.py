@@ -4,7 +4,7 @@ Why zfec: it is small, maintained (Tahoe-LAFS), installs as a wheel, is fast (C)
 code is *systematic* and *rateless in practice*: shares 0 .. k-1 are the patch itself, and
 share i >= k depends only on k and i, so after a lossy pass the ground sends fresh shares
 (any k distinct shares rebuild the patch) without re-planning what was already sent. The
-decoder on board (``onboard/erasure.py``) is a stdlib reimplementation of the same code;
+decoder on board (``onboard/link/erasure.py``) is a stdlib reimplementation of the same code;
 a test proves they agree share for share. (reedsolo was the other candidate: it corrects
 errors inside a codeword, which CRC-checked frames never need, and would have needed a
 column-interleaving layer of our own to act as an erasure code over frames.)
@@ -21,8 +21,8 @@ from functools import lru_cache
 
 import zfec
 
-from onboard.erasure import MAX_SHARES
-from onboard.tc_frames import MAX_PATCH_BYTES, MAX_SHARE_BYTES, patch_crc
+from onboard.link.erasure import MAX_SHARES
+from onboard.link.tc_frames import MAX_PATCH_BYTES, MAX_SHARE_BYTES, patch_crc
 
 MAX_K = MAX_SHARES - 1
 

@@ -1,9 +1,9 @@
 """Ground framing: patch shares into CCSDS Space Packets (``spacepackets``) inside
-authenticated TC transfer frames (``onboard/tc_frames.py``, the layout the satellite parses).
+authenticated TC transfer frames (``onboard/link/tc_frames.py``, the layout the satellite parses).
 
 One share per packet, one packet per frame, so that one lost frame loses exactly one share.
 Every frame carries the SDLS-style security header and MAC of the link's security
-association (``onboard/link_security.py``): 22 bytes a frame, counted in ``frame_bytes`` and
+association (``onboard/link/link_security.py``): 22 bytes a frame, counted in ``frame_bytes`` and
 so in the planner's budget. The Space Packet sequence count (14 bits, per APID), the frame
 sequence number (8 bits, per virtual channel) and the security sequence number (32 bits,
 per security association, never reused: the satellite drops a number it has seen) run on
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from spacepackets.ccsds.spacepacket import PacketType, SequenceFlags, SpacePacket, SpacePacketHeader
 
 from ground.erasure import Encoded
-from onboard.link_security import SecurityAssociation
-from onboard.tc_frames import (
+from onboard.link.link_security import SecurityAssociation
+from onboard.link.tc_frames import (
     FRAME_OVERHEAD_BYTES,
     PATCH_APID,
     PATCH_VCID,

@@ -24,7 +24,7 @@ from typing import Any
 from ground.errors import GroundError
 from ground.link import UplinkWindow
 from ground.planner import UplinkPatch
-from onboard.receiver import Report, TransferState
+from onboard.link.receiver import Report, TransferState
 
 DEFAULT_LEDGER = "ccl-ledger.sqlite"
 LEDGER_ENV = "CCL_LEDGER"

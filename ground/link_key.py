@@ -1,7 +1,7 @@
 """The TC link key on the ground: which key the frames of the uplink are authenticated with.
 
 Each mission has two keys: the patch key (``ccl.pack``: it signs patches, end to end) and
-the link key (here: it authenticates every TC frame, ``onboard/link_security.py``). Both are
+the link key (here: it authenticates every TC frame, ``onboard/link/link_security.py``). Both are
 32 random bytes written as hex by ``ccl keygen`` (mode 0600). The link key comes from
 ``--link-key FILE``, else ``$CCL_LINK_KEY`` (hex), else the mission's *development* link
 key, which anyone can compute: a flight profile refuses it here and on board.
@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ground.errors import GroundError
-from onboard.link_security import (
+from onboard.link.link_security import (
     LinkKeyRefused,
     SecurityAssociation,
     check_link_key,
     development_link_key,
 )
 from onboard.mission import MissionProfile
-from onboard.patch_format import key_from_text
+from onboard.patching.patch_format import key_from_text
 
 LINK_KEY_ENV = "CCL_LINK_KEY"
 

@@ -38,8 +38,8 @@ from ground.channel import Channel
 from ground.erasure import ErasureError, share_size
 from ground.framing import frame_bytes
 from ground.link import UplinkWindow
-from onboard.patch_format import NO_HASH, FormatError, Header, parse_header
-from onboard.patcher import fate_code_text, fate_failed
+from onboard.patching.patch_format import NO_HASH, FormatError, Header, parse_header
+from onboard.patching.patcher import fate_code_text, fate_failed
 
 DEFAULT_SHARE_BYTES = 512
 DEFAULT_CONFIDENCE = 0.9
@@ -51,7 +51,7 @@ class UplinkPatch:
 
     ``base_hash``/``target_hash`` are configuration hashes or prefixes of them (a patch
     header carries 8-byte prefixes): see ``same_config``. ``header`` is the decoded patch
-    header when the bytes are a patch in the ``onboard.patch_format`` format (for display and
+    header when the bytes are a patch in the ``onboard.patching.patch_format`` format (for display and
     for the memory claims).
     """
 

@@ -8,7 +8,7 @@ sends, step by step. For every configuration of a step the ground:
 2. packs it (``ccl.pack``) against the configuration it believes is on board (the last
    telemetry report's hash, looked up in the ledger), with the next sequence number;
 3. uplinks the step's patches over the coming passes (``ground.uplink.simulate``) to a
-   simulated satellite (``onboard.spacecraft``: receiver, VVM, patcher, store), whose tasks
+   simulated satellite (``onboard.sim.spacecraft``: receiver, VVM, patcher, store), whose tasks
    run under the 10 % share the whole time, patch handling included;
 4. reads the telemetry of the following passes until every patch's fate is final
    (committed, rolled back or rejected); a patch rejected for its base is packed again
@@ -70,15 +70,15 @@ from ground.link import LinkBudget, UplinkWindow, uplink_windows
 from ground.passes import compute_passes, default_start
 from ground.planner import UplinkPatch
 from ground.uplink import Faults, PatchResult, SimulationResult, WindowLog, simulate
-from onboard.image import Image, decode_image
-from onboard.key_file import write_key_file
-from onboard.link_security import LinkKeyRefused, SecurityAssociation, development_link_key
+from onboard.link.link_security import LinkKeyRefused, SecurityAssociation, development_link_key
+from onboard.link.receiver import Receiver, Reception, Report, ReportError, decode_report
 from onboard.mission import MissionError, MissionProfile, find_mission
-from onboard.patch_format import Reason, development_key, key_from_text
-from onboard.patcher import FateStatus, KeyRefused, read_fate_code
-from onboard.receiver import Receiver, Reception, Report, ReportError, decode_report
-from onboard.spacecraft import Spacecraft
-from onboard.store import StoreError
+from onboard.patching.key_file import write_key_file
+from onboard.patching.patch_format import Reason, development_key, key_from_text
+from onboard.patching.patcher import FateStatus, KeyRefused, read_fate_code
+from onboard.patching.store import StoreError
+from onboard.sim.spacecraft import Spacecraft
+from onboard.vm.image import Image, decode_image
 
 EXPECTATIONS = ("committed", "refused", "rejected", "rolled-back")
 FINAL = frozenset({FateStatus.COMMITTED, FateStatus.ROLLED_BACK, FateStatus.REJECTED})
@@ -533,8 +533,7 @@ class _Ground:
         return status in FINAL
 
     def _onboard_fates(self, transfer: int | None) -> tuple[FateRecord, ...]:
-        rc = self.link.spacecraft.vvm.reconfiguration
-        assert rc is not None
+        rc = self.link.spacecraft.reconfiguration
         out = []
         for e in rc.events:
             if e.ticket != transfer:

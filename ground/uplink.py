@@ -53,11 +53,9 @@ from ground.planner import (
     plan,
     same_config,
 )
-from onboard.erasure import MAX_SHARES
-from onboard.link_security import SecurityAssociation
-from onboard.patch_format import REASON_NUMBERS, Reason
-from onboard.patcher import REJECTED_BASE, fate_code_text, fate_failed
-from onboard.receiver import (
+from onboard.link.erasure import MAX_SHARES
+from onboard.link.link_security import SecurityAssociation
+from onboard.link.receiver import (
     FATE_ACCEPTED,
     Handoff,
     Outcome,
@@ -68,6 +66,8 @@ from onboard.receiver import (
     TransferState,
     decode_report,
 )
+from onboard.patching.patch_format import REASON_NUMBERS, Reason
+from onboard.patching.patcher import REJECTED_BASE, fate_code_text, fate_failed
 
 #: The fate code of a patch refused for its base (what ``SimulatedPatcher`` answers).
 FATE_WRONG_BASE = REJECTED_BASE + REASON_NUMBERS[Reason.WRONG_BASE]
@@ -75,7 +75,7 @@ FATE_WRONG_BASE = REJECTED_BASE + REASON_NUMBERS[Reason.WRONG_BASE]
 
 class Onboard(Protocol):
     """A simulated satellite behind the receiver (``ground.scenario`` wraps an
-    ``onboard.spacecraft.Spacecraft``): its clock follows the ground's."""
+    ``onboard.sim.spacecraft.Spacecraft``): its clock follows the ground's."""
 
     @property
     def receiver(self) -> Receiver: ...

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from onboard.isa import INT_MAX, INT_MIN, CostClass
+from onboard.vm.isa import INT_MAX, INT_MIN, CostClass
 
 
 class MissionError(Exception):

@@ -27,9 +27,9 @@ import z3
 
 from ccl.verify.solver import solver_for
 from ccl.verify.terms import WIDTH, Val, widen
-from onboard.image import Image
-from onboard.machine import call_cycles, opcode_cycles
 from onboard.mission import CostFormula, MissionProfile
+from onboard.vm.image import Image
+from onboard.vm.machine import call_cycles, opcode_cycles
 
 # --------------------------------------------------------------------------- expressions
 
@@ -170,7 +170,7 @@ class CycleTable:
 
     @staticmethod
     def of(profile: MissionProfile, images: Iterable[Image] = ()) -> CycleTable:
-        """The board's table (``onboard.machine.opcode_cycles``), with the frames of the
+        """The board's table (``onboard.vm.machine.opcode_cycles``), with the frames of the
         code units of ``images`` (the configuration's and its VMlets')."""
         frames = {(im.name, f.name): f.n_locals for im in images for f in im.functions}
         return CycleTable(opcode_cycles(profile), profile.frame_slot_cycles, frames)

@@ -27,7 +27,7 @@ import z3
 from ccl import ir
 from ccl.verify.cost import CIte, CLoop, CostNode, CSum, cost_terms
 from ccl.verify.terms import Val, bv_const, depends_on
-from onboard.isa import INT_MAX, INT_MIN
+from onboard.vm.isa import INT_MAX, INT_MIN
 
 Shapes = dict[int, tuple[ir.BinOp, Val, Val]]
 

@@ -10,9 +10,9 @@ call it). In order:
    cycles maximised exactly, and the inputs that reach them. Rules are assumed here (those
    relating the parameters an entry point reads, ``inputs.RuleFacts``): the VVM re-checks
    them before it accepts new parameters, so no other parameter set is reachable;
-4. ``on load`` within the cycles the VVM gives it (``onboard.machine.Limits``);
+4. ``on load`` within the cycles the VVM gives it (``onboard.vm.machine.Limits``);
 5. the CPU share: the tasks at their worst, after ``on apply``, never overrun on the VVM's
-   scheduler (``onboard.machine.schedulability``: earliest deadline first in what each
+   scheduler (``onboard.vm.machine.schedulability``: earliest deadline first in what each
    frame leaves after the patch reserve, less the most a frame can lose at its end);
 6. the uplink: the patch's size and the passes it needs.
 """
@@ -49,10 +49,10 @@ from ccl.verify.report import Budgets, VerifyReport, WorstCase
 from ccl.verify.solver import Checker
 from ccl.verify.symbolic import Executor
 from ccl.verify.terms import Val
-from onboard import isa, machine
-from onboard.image import Image
-from onboard.machine import Limits
 from onboard.mission import MissionProfile, find_mission
+from onboard.vm import isa, machine
+from onboard.vm.image import Image
+from onboard.vm.machine import Limits
 
 #: Default time limit of one solver query (one obligation, one step of a maximisation).
 DEFAULT_TIMEOUT_MS = 10_000

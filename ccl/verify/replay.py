@@ -19,15 +19,15 @@ from ccl.driver import Compiled
 from ccl.verify.cost import CycleTable
 from ccl.verify.obligations import Replay
 from ccl.verify.report import WorstCase
-from onboard import isa
-from onboard.faults import Trap, TrapCode
-from onboard.host import NativeFn
-from onboard.image import Image, ImageKind
-from onboard.loader import LoadError
 from onboard.mission import MissionProfile
-from onboard.reference import Memory
-from onboard.reference import run as reference_run
-from onboard.vvm import VVM, Outcome
+from onboard.vm import isa
+from onboard.vm.faults import Trap, TrapCode
+from onboard.vm.host import NativeFn
+from onboard.vm.image import Image, ImageKind
+from onboard.vm.loader import LoadError
+from onboard.vm.reference import Memory
+from onboard.vm.reference import run as reference_run
+from onboard.vm.vvm import VVM, Outcome
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 any solving, measured by the board's own load-time verifier.
 
 These budgets follow from the image's shape alone, so the ground does not compute them
-again: it runs ``onboard.verifier.verify_image`` (with every limit lifted, to measure) on
+again: it runs ``onboard.vm.verifier.verify_image`` (with every limit lifted, to measure) on
 the image ``ccl.codegen`` emitted and the VMlets it runs on, and compares the figures with
-the mission's limits (``onboard.machine.Limits``): code of the image and its VMlets, data
+the mission's limits (``onboard.vm.machine.Limits``): code of the image and its VMlets, data
 (globals and arrays at their ranged widths, plus the deepest chain of call frames), the
 deepest declared operand stack, the longest chain of nested frames (VMlet instructions
 included), and the largest charge of one instruction against what a frame leaves the tasks.
@@ -23,13 +23,13 @@ from ccl.diagnostics import Span
 from ccl.verify.irwalk import callees
 from ccl.verify.obligations import Counterexample, Kind, Method, Obligation, Status, Value
 from ccl.verify.replay import TrialHost
-from onboard.image import Image, ImageKind
-from onboard.loader import LoadError
-from onboard.machine import Limits, slot_bytes
 from onboard.mission import MissionProfile
-from onboard.patch_format import memory_bytes
-from onboard.verifier import ImageFacts, Target, VerifyError, verify_image
-from onboard.vvm import VVM
+from onboard.patching.patch_format import memory_bytes
+from onboard.vm.image import Image, ImageKind
+from onboard.vm.loader import LoadError
+from onboard.vm.machine import Limits, slot_bytes
+from onboard.vm.verifier import ImageFacts, Target, VerifyError, verify_image
+from onboard.vm.vvm import VVM
 
 
 def called_functions(program: ir.Program) -> set[str]:

@@ -2,7 +2,7 @@
 
 One ``Executor`` runs one procedure (a task, ``on apply``, ``on load``, a rule, or a function
 or VMlet instruction on its own) over symbolic inputs (``ccl.verify.inputs``), with the VVM's
-semantics (``onboard/reference.py`` is the specification):
+semantics (``onboard/vm/reference.py`` is the specification):
 
 * values are 32-bit; ``+ - * / % neg abs`` trap on overflow (``INT_MIN % -1`` included),
   ``/`` and ``%`` on a zero divisor, array accesses out of bounds, stores outside the declared
@@ -68,10 +68,10 @@ from ccl.verify.terms import (
     ite,
     widen,
 )
-from onboard import isa
-from onboard.isa import INT_MAX, INT_MIN
-from onboard.machine import Limits
 from onboard.mission import MissionProfile
+from onboard.vm import isa
+from onboard.vm.isa import INT_MAX, INT_MIN
+from onboard.vm.machine import Limits
 
 #: Unknowns an iteration of a loop makes for itself (the others are the same for all).
 _PER_ITERATION = frozenset({Role.COUNTER, Role.CARRIED, Role.CARRIED_ARRAY, Role.NATIVE,

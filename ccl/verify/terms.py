@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import z3
 
-from onboard.isa import INT_MAX, INT_MIN
+from onboard.vm.isa import INT_MAX, INT_MIN
 
 WIDTH = 32
 

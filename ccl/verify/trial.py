@@ -4,7 +4,7 @@ run on the real VVM and scheduler at adversarial inputs, and compared with what 
 ``ccl verify`` promises that a proven configuration is accepted by the VVM and, on board,
 never traps, never runs a task past the cycles it reported, and never makes a task miss its
 frame. A trial tests that promise the way the board would break it: the patch goes through
-``onboard.patcher`` (the board's checks, bytecode verifier included), the configuration
+``onboard.patching.patcher`` (the board's checks, bytecode verifier included), the configuration
 runs on the VVM's scheduler from its switch (``on apply`` first) for at least one
 hyperperiod, with parameters at their extremes, tables that change value part-way, and
 natives that return one value for some calls and then another. Every fault, overrun and
@@ -25,17 +25,17 @@ from ccl.driver import Compiled
 from ccl.pack import pack
 from ccl.verify.replay import NativeScript, TrialHost
 from ccl.verify.report import VerifyReport
-from onboard.faults import Fault, TrapCode
-from onboard.image import Image
-from onboard.loader import LoadError, Program
-from onboard.machine import Limits
 from onboard.mission import MissionProfile
-from onboard.patch_format import development_key
-from onboard.patcher import Patcher, PatchRejected
-from onboard.reference import Memory
-from onboard.scheduler import ON_APPLY
-from onboard.store import Store
-from onboard.vvm import VVM
+from onboard.patching.patch_format import development_key
+from onboard.patching.patcher import Patcher, PatchRejected
+from onboard.patching.store import Store
+from onboard.vm.faults import Fault, TrapCode
+from onboard.vm.image import Image
+from onboard.vm.loader import LoadError, Program
+from onboard.vm.machine import Limits
+from onboard.vm.reference import Memory
+from onboard.vm.scheduler import ON_APPLY
+from onboard.vm.vvm import VVM
 
 
 @dataclass(frozen=True)

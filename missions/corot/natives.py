@@ -59,8 +59,8 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
-from onboard.host import NativeFn
 from onboard.mission import MissionError, MissionProfile
+from onboard.vm.host import NativeFn
 
 #: Defaults of the ``[sim]`` keys.
 SIM_DEFAULTS: dict[str, float] = {
@@ -79,7 +79,7 @@ NOISE_BOUND_SIGMA = 2
 
 
 class CorotHost:
-    """The CoRoT instrument for one simulation run (implements ``onboard.host.Host``)."""
+    """The CoRoT instrument for one simulation run (implements ``onboard.vm.host.Host``)."""
 
     def __init__(self, profile: MissionProfile, seed: int) -> None:
         self.profile = profile

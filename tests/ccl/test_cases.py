@@ -25,7 +25,7 @@ import pytest
 
 from ccl.diagnostics import CclError
 from ccl.driver import Compiler
-from onboard.image import decode_image
+from onboard.vm.image import decode_image
 
 CASES = Path(__file__).parent / "cases"
 CASE_FILES = sorted(CASES.glob("*.ccl"))

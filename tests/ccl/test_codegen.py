@@ -3,7 +3,7 @@ range checks.
 
 Stack bounds are checked against an independent simulator written here: it walks every path
 of a code unit's control flow (jumps only go forward, ``FORLOOP`` is the only backward edge)
-with the stack effects from ``onboard.isa`` (and, for calls, from the callee's signature) and
+with the stack effects from ``onboard.vm.isa`` (and, for calls, from the callee's signature) and
 returns the deepest operand stack any path reaches.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from ccl.driver import Compiled, Compiler
-from onboard import isa
-from onboard.image import CodeUnit, Image, decode_image
 from onboard.mission import MissionProfile
+from onboard.vm import isa
+from onboard.vm.image import CodeUnit, Image, decode_image
 
 REPO = Path(__file__).resolve().parents[2]
 EXO_E1 = REPO / "missions" / "corot" / "configs" / "exo_e1.ccl"

@@ -18,8 +18,8 @@ import pytest
 from ccl import ir
 from ccl.diagnostics import CclError
 from ccl.driver import Compiler
-from onboard.image import ImageKind, decode_image
 from onboard.mission import find_mission
+from onboard.vm.image import ImageKind, decode_image
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "missions" / "corot" / "configs"

@@ -28,9 +28,9 @@ from ccl.pack import (
     row_runs,
 )
 from ccl.pack_command import describe
-from onboard.patch_format import Flag, development_key, expand_chunk, parse_header
-from onboard.patcher import FateStatus, Patcher
-from onboard.store import Store
+from onboard.patching.patch_format import Flag, development_key, expand_chunk, parse_header
+from onboard.patching.patcher import FateStatus, Patcher
+from onboard.patching.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 EXO = ROOT / "missions" / "corot" / "configs" / "exo_e1.ccl"

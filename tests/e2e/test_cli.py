@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from onboard.image import decode_image
+from onboard.vm.image import decode_image
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "missions" / "corot" / "configs"
@@ -25,7 +25,7 @@ def ccl(*args: object, env: dict[str, str] | None = None,
 
 
 def vvm(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "onboard.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "onboard.sim.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT)
 
 

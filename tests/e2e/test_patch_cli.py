@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from onboard.image import decode_image
+from onboard.vm.image import decode_image
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ on apply {{ noisy = 0; }}
 
 
 def run(tool: str, *args: object) -> subprocess.CompletedProcess[str]:
-    module = "ccl.cli" if tool == "ccl" else "onboard.cli"
+    module = "ccl.cli" if tool == "ccl" else "onboard.sim.cli"
     return subprocess.run([sys.executable, "-m", module, *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT)
 

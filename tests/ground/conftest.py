@@ -8,7 +8,7 @@ import pytest
 
 from ground.link import LinkBudget, UplinkWindow, uplink_windows
 from ground.passes import Pass, compute_passes
-from onboard.link_security import SecurityAssociation, development_link_key
+from onboard.link.link_security import SecurityAssociation, development_link_key
 from onboard.mission import MissionProfile, find_mission
 
 
@@ -37,7 +37,7 @@ def corot_link(corot: MissionProfile) -> SecurityAssociation:
 @pytest.fixture(scope="session")
 def make_patch() -> Callable[..., bytes]:
     """Bytes of a patch in the onboard patch format (header, no section, tag) plus filler."""
-    from onboard import patch_format as pf
+    from onboard.patching import patch_format as pf
 
     def make(base: bytes, target: bytes, full: bool = False, code: int = 100,
              data: int = 400) -> bytes:

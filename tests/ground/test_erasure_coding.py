@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ground.erasure import ErasureError, encode, share_size
-from onboard import erasure as onboard_erasure
-from onboard.tc_frames import MAX_SHARE_BYTES, patch_crc
+from onboard.link import erasure as onboard_erasure
+from onboard.link.tc_frames import MAX_SHARE_BYTES, patch_crc
 
 
 def test_share_size_rules() -> None:

@@ -12,7 +12,7 @@ from ground.ledger import DEFAULT_LEDGER, LEDGER_ENV, Ledger, LedgerError, ledge
 from ground.link import UplinkWindow
 from ground.planner import UplinkPatch
 from ground.uplink import Faults, simulate
-from onboard.link_security import SecurityAssociation
+from onboard.link.link_security import SecurityAssociation
 
 H0, H1 = b"\x00" * 32, b"\x01" * 32
 

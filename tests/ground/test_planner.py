@@ -22,7 +22,7 @@ from ground.planner import (
     frames_needed,
     plan,
 )
-from onboard.tc_frames import FRAME_OVERHEAD_BYTES, SECURITY_OVERHEAD_BYTES
+from onboard.link.tc_frames import FRAME_OVERHEAD_BYTES, SECURITY_OVERHEAD_BYTES
 
 STORE = 131_072
 MakePatch = Callable[..., bytes]

@@ -14,9 +14,9 @@ import pytest
 
 from ground.ledger import Ledger
 from ground.scenario import ScenarioError, ScenarioReport, load_scenario, run_scenario
-from onboard.link_security import development_link_key
-from onboard.patch_format import development_key, key_from_text
-from onboard.tc_frames import FRAME_OVERHEAD_BYTES
+from onboard.link.link_security import development_link_key
+from onboard.link.tc_frames import FRAME_OVERHEAD_BYTES
+from onboard.patching.patch_format import development_key, key_from_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "missions" / "corot" / "scenarios"

@@ -22,8 +22,8 @@ from ground.uplink import (
     choose_shares,
     simulate,
 )
-from onboard.link_security import SecurityAssociation, development_link_key
-from onboard.receiver import (
+from onboard.link.link_security import SecurityAssociation, development_link_key
+from onboard.link.receiver import (
     Outcome,
     Receiver,
     Report,
@@ -31,7 +31,7 @@ from onboard.receiver import (
     TransferState,
     decode_report,
 )
-from onboard.tc_frames import FRAME_OVERHEAD_BYTES, SECURITY_OVERHEAD_BYTES
+from onboard.link.tc_frames import FRAME_OVERHEAD_BYTES, SECURITY_OVERHEAD_BYTES
 
 SCID = 29678
 STORE = 131_072
@@ -198,17 +198,17 @@ def test_choose_shares_prefers_fresh_then_missing() -> None:
 
 def test_a_transfer_closed_as_corrupt_starts_again(corot_windows: list[UplinkWindow],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import onboard.receiver
+    import onboard.link.receiver
 
     # The first reassembly on board fails its CRC (as if memory were hit); the next is clean.
     calls: list[int] = []
-    real = onboard.receiver.patch_crc
+    real = onboard.link.receiver.patch_crc
 
     def flaky(data: bytes) -> int:
         calls.append(1)
         return real(data) ^ (1 if len(calls) == 1 else 0)
 
-    monkeypatch.setattr(onboard.receiver, "patch_crc", flaky)
+    monkeypatch.setattr(onboard.link.receiver, "patch_crc", flaky)
     ps = [UplinkPatch("p", random.Random(9).randbytes(3000))]
     result, patcher, _ = run(corot_windows, Channel(loss=0.1), ps=ps)
     assert [t for t, _ in patcher.got] == [2] and patcher.got[0][1] == ps[0].data

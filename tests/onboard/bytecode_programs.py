@@ -39,8 +39,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from onboard import isa
-from onboard.image import (
+from onboard.mission import MissionProfile, find_mission
+from onboard.vm import isa
+from onboard.vm.image import (
     Array,
     CodeUnit,
     ExtRef,
@@ -51,8 +52,7 @@ from onboard.image import (
     Task,
     VmletRef,
 )
-from onboard.isa import INT_MAX, INT_MIN
-from onboard.mission import MissionProfile, find_mission
+from onboard.vm.isa import INT_MAX, INT_MIN
 
 PROFILE: MissionProfile = find_mission("corot")
 
@@ -463,7 +463,7 @@ POOL_SIZE = 48
 @functools.cache
 def vmlet_pool() -> tuple[Image, ...]:
     """The fixed pool of generated VMlets (each passes the verifier)."""
-    from onboard.verifier import Target, VerifyError, verify_image  # the pool is checked
+    from onboard.vm.verifier import Target, VerifyError, verify_image  # the pool is checked
 
     pool = []
     rng = random.Random(0x7A11)

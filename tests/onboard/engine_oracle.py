@@ -3,7 +3,7 @@
 its entry points run on the translated engine (the one that flies) and on the reference
 interpreter, each on its own copy of data memory, under several budget slicings.
 
-The contract (``onboard.reference``, ``onboard.translate``): the engines agree cycle for
+The contract (``onboard.vm.reference``, ``onboard.vm.translate``): the engines agree cycle for
 cycle, so for every slicing they must give the same result or the same trap (code, unit,
 offset), charge the same cycles, suspend with the same budget left at every suspension,
 make the same native calls with the same arguments, and leave the same data memory. A
@@ -28,11 +28,11 @@ from typing import Any
 
 from bytecode_programs import PROFILE, Case
 
-from onboard.faults import Trap, TrapCode
-from onboard.loader import LoadedVmlet, LoadError, Program, load_config, load_vmlet
-from onboard.reference import Memory, run
-from onboard.verifier import REASONS
-from onboard.vvm import VVM
+from onboard.vm.faults import Trap, TrapCode
+from onboard.vm.loader import LoadedVmlet, LoadError, Program, load_config, load_vmlet
+from onboard.vm.reference import Memory, run
+from onboard.vm.verifier import REASONS
+from onboard.vm.vvm import VVM
 
 BIG = 1 << 40
 MAX_RESUMES = 400

@@ -39,11 +39,8 @@ import construct as cs
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
 from missions.corot.natives import make_host
-from onboard import isa
-from onboard.image import Array, Image, decode_image
-from onboard.loader import LoadError
 from onboard.mission import MissionProfile
-from onboard.patch_format import (
+from onboard.patching.patch_format import (
     HASH_BYTES,
     TAG_BYTES,
     Codec,
@@ -63,9 +60,12 @@ from onboard.patch_format import (
     parse_frames,
     parse_header,
 )
-from onboard.patcher import Patcher, PatchRejected, rebuild
-from onboard.store import Configuration, Phase, Store
-from onboard.vvm import VVM
+from onboard.patching.patcher import Patcher, PatchRejected, rebuild
+from onboard.patching.store import Configuration, Phase, Store
+from onboard.vm import isa
+from onboard.vm.image import Array, Image, decode_image
+from onboard.vm.loader import LoadError
+from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "missions" / "corot" / "configs"
@@ -814,7 +814,7 @@ def judge(board: Board, case: Case, *, measure: bool = False) -> Verdict:
         verdict.peak = verdict_peak
     if board.snapshot() != before or board.patcher.store.state() != state:
         verdict.host_exception = (verdict.host_exception or "") + " the store changed"
-        verdict.where = verdict.where or "onboard/patcher.py"
+        verdict.where = verdict.where or "onboard/patching/patcher.py"
     if verdict.outcome.startswith("rejected"):
         return verdict
     run(board.corpus, accepted.configuration, verdict)

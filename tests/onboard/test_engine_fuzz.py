@@ -52,7 +52,7 @@ def test_generated_programs_reach_what_the_translator_handles_specially() -> Non
     """Over the first 300 seeds the generator makes the shapes the translator treats apart:
     loops (empty bodies too), jumps carrying values, dead code, VMlet instructions inlined
     and out of line, natives of argument-dependent cost, calls, early returns."""
-    from onboard import isa
+    from onboard.vm import isa
 
     seen: set[str] = set()
     for seed in range(300):

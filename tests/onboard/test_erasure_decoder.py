@@ -10,7 +10,7 @@ import zfec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onboard import erasure
+from onboard.link import erasure
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

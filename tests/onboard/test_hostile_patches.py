@@ -7,7 +7,7 @@ long one.
 The invariant: each patch is rejected with a reason (never ``internal-error``) and the store
 is byte for byte unchanged, or it is accepted and then loads and runs for a few frames
 without a host exception (traps are the program's own). A host exception inside
-``onboard/translate.py`` (being fixed in parallel) is collected and reported as an expected
+``onboard/vm/translate.py`` (being fixed in parallel) is collected and reported as an expected
 failure naming the case; anywhere else it fails the test.
 """
 
@@ -18,11 +18,11 @@ import collections
 import pytest
 from hostile_patches import Board, Corpus, Verdict, hostile_case, judge, make_corpus
 
-from onboard.patch_format import parse_header, tag_ok
+from onboard.patching.patch_format import parse_header, tag_ok
 
 #: The slice `make test` runs (about 40 s on an idle machine).
 SLICE = range(0, 400)
-TRANSLATOR = "onboard/translate.py"
+TRANSLATOR = "onboard/vm/translate.py"
 
 
 @pytest.fixture(scope="module")
@@ -74,5 +74,5 @@ def test_signed_hostile_patches_are_rejected_with_a_reason_or_run(corpus: Corpus
         assert outcomes[stage] > 0, (stage, outcomes)
     assert outcomes["rejected:verifier"] >= 40 and outcomes["accepted:ran"] >= 80, outcomes
     if translator:
-        pytest.xfail("translator crashes on accepted patches (onboard/translate.py is being "
+        pytest.xfail("translator crashes on accepted patches (onboard/vm/translate.py is being "
                      "fixed in parallel):\n" + "\n".join(translator))

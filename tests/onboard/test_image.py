@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onboard.image import (
+from onboard.vm.image import (
     IMAGE_MAGIC,
     Array,
     CodeUnit,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onboard import isa
-from onboard.isa import Operand
+from onboard.vm import isa
+from onboard.vm.isa import Operand
 
 U32 = st.integers(min_value=0, max_value=2**32 - 1)
 I32 = st.integers(min_value=isa.INT_MIN, max_value=isa.INT_MAX)

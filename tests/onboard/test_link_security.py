@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onboard.link_security import (
+from onboard.link.link_security import (
     MAC_BYTES,
     LinkKeyRefused,
     ReplayWindow,
@@ -21,7 +21,7 @@ from onboard.link_security import (
     mac_ok,
 )
 from onboard.mission import find_mission
-from onboard.patch_format import development_key
+from onboard.patching.patch_format import development_key
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,4 +1,4 @@
-"""The machine model (``onboard.machine``): its semantics, its bounds, its schedulability
+"""The machine model (``onboard.vm.machine``): its semantics, its bounds, its schedulability
 test, and that it is the only definition of them in the product."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onboard import isa, machine
-from onboard.faults import TrapCode
-from onboard.isa import INT_MAX, INT_MIN
 from onboard.mission import find_mission
+from onboard.vm import isa, machine
+from onboard.vm.faults import TrapCode
+from onboard.vm.isa import INT_MAX, INT_MIN
 
 ROOT = Path(__file__).resolve().parents[2]
 COROT = find_mission("corot")
@@ -197,7 +197,7 @@ MODEL_TEXT = [
     (r"frame_slot\w*\s*\*|\*\s*\w*frame_slot", "a frame's set-up (use machine.call_cycles)"),
 ]
 #: Where each definition lives.
-HOME = {"onboard/machine.py", "onboard/isa.py", "onboard/mission.py"}
+HOME = {"onboard/vm/machine.py", "onboard/vm/isa.py", "onboard/mission.py"}
 
 
 def _sources() -> list[Path]:

@@ -29,8 +29,7 @@ from hostile_patches import KEY, Board, Corpus, allocation_bound, make_corpus
 from ccl.pack import pack
 from missions.corot.natives import make_host
 from onboard.bounded_decoding import VarUInt
-from onboard.image import Array, CodeUnit, Global, Image, ImageKind
-from onboard.patch_format import (
+from onboard.patching.patch_format import (
     NO_HASH,
     Claims,
     Codec,
@@ -44,9 +43,11 @@ from onboard.patch_format import (
     compress,
     crc16,
 )
-from onboard.patcher import Patcher, PatchRejected
-from onboard.store import Store
-from onboard.vvm import VVM
+from onboard.patching.patcher import Patcher, PatchRejected
+from onboard.patching.reconfiguration import Reconfiguration
+from onboard.patching.store import Store
+from onboard.vm.image import Array, CodeUnit, Global, Image, ImageKind
+from onboard.vm.vvm import VVM
 
 MEGA = 1 << 20
 
@@ -156,7 +157,8 @@ def test_the_1_6_kb_patch_is_a_rejected_fate_of_the_running_reconfiguration(
     """The reviewer saw MemoryError escape the reconfiguration: now the VVM reports a
     rejection in telemetry, keeps running, and the store is unchanged."""
     patcher = Patcher(corpus.profile, Store.init(tmp_path), KEY)
-    vm = VVM(corpus.profile, make_host(corpus.profile, seed=3), patcher)
+    vm = VVM(corpus.profile, make_host(corpus.profile, seed=3))
+    Reconfiguration(vm, patcher)
     vm.load(corpus.base.config, corpus.base.vmlets)
     before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
     vm.receive_patch(signed(corpus, [frame(SectionType.ARRAYS, one_value_array(400))]), 9)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onboard.patch_format import (
+from onboard.patching.patch_format import (
     BODIES,
     CRC_BYTES,
     HASH_BYTES,

@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack, sections
-from onboard.image import CodeUnit, Image, ImageKind
 from onboard.mission import MissionProfile
-from onboard.patch_format import (
+from onboard.patching.patch_format import (
     NO_HASH,
     TAG_BYTES,
     Flag,
@@ -34,14 +33,15 @@ from onboard.patch_format import (
     parse_header,
     retag,
 )
-from onboard.patcher import (
+from onboard.patching.patcher import (
     Accepted,
     FateStatus,
     KeyRefused,
     Patcher,
     PatchRejected,
 )
-from onboard.store import FaultyDisk, Phase, PowerLoss, Store
+from onboard.patching.store import FaultyDisk, Phase, PowerLoss, Store
+from onboard.vm.image import CodeUnit, Image, ImageKind
 
 ROOT = Path(__file__).resolve().parents[2]
 EXO = ROOT / "missions" / "corot" / "configs" / "exo_e1.ccl"
@@ -590,12 +590,12 @@ def test_power_loss_while_receiving_or_switching(tmp_path: Path, exo: Compiled) 
 
 
 def test_fate_codes_are_distinct_bytes() -> None:
-    from onboard.patch_format import REASON_NUMBERS
-    from onboard.patcher import Fate
+    from onboard.patching.patch_format import REASON_NUMBERS
+    from onboard.patching.patcher import Fate
 
     codes = [Fate(FateStatus.REJECTED, reason=r).code for r in Reason]
     codes += [Fate(s).code for s in FateStatus if s is not FateStatus.REJECTED]
     assert len(set(codes)) == len(codes) and all(0 <= c <= 0xFF for c in codes)
-    assert Fate(FateStatus.STAGED).code == 0  # what onboard.receiver calls accepted
+    assert Fate(FateStatus.STAGED).code == 0  # what onboard.link.receiver calls accepted
     assert Fate(FateStatus.REJECTED, reason=Reason.REPLAY).code == 0x40 + REASON_NUMBERS[
         Reason.REPLAY]

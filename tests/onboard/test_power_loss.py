@@ -1,7 +1,7 @@
 """Power cuts at every write of every file the VVM keeps -- the store's slots and journal and
 the simulator's own files alike -- and again during the writes of the reboot that follows,
 each time rebooting through the real path: ``Simulator.open``, exactly as ``vvm`` opens a
-state directory (``onboard.boot.start`` under it). After every final reboot:
+state directory (``onboard.patching.boot.start`` under it). After every final reboot:
 
 * never a crash: opening, running and reading the state raise nothing;
 * never a mix: the store is consistent, its current configuration is the old or the new one,
@@ -9,7 +9,7 @@ state directory (``onboard.boot.start`` under it). After every final reboot:
 * never stuck: probation resolves, the state then reopens cleanly, and a new patch is
   accepted (and, at the first level of cuts, applied and committed).
 
-The cut is ``onboard.disk.FaultyDisk``: every persistent write of the VVM goes through one
+The cut is ``onboard.patching.disk.FaultyDisk``: every persistent write of the VVM goes through one
 ``Disk``, which raises ``PowerLoss`` at the chosen primitive and leaves a torn file.
 ``benchmarks/power_loss.py`` runs the same sweep over more operations and deeper chains of
 cuts. A few cases also drive the real ``vvm`` command in separate processes.
@@ -30,12 +30,12 @@ import pytest
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
-from onboard.disk import Disk, FaultyDisk, PowerLoss
-from onboard.image import Image
-from onboard.patch_format import development_key
-from onboard.patcher import FateStatus, PatchRejected
-from onboard.simulator import Simulator, StateError
-from onboard.store import Phase
+from onboard.patching.disk import Disk, FaultyDisk, PowerLoss
+from onboard.patching.patch_format import development_key
+from onboard.patching.patcher import FateStatus, PatchRejected
+from onboard.patching.store import Phase
+from onboard.sim.simulator import Simulator, StateError
+from onboard.vm.image import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = development_key("corot")
@@ -425,8 +425,8 @@ def test_a_cut_between_the_state_and_its_files_takes_the_new_files(
 
 def test_the_spacecraft_model_reboots_through_the_same_path(tmp_path: Path,
                                                            configs: Configs) -> None:
-    from onboard.link_security import development_link_key
-    from onboard.spacecraft import Spacecraft
+    from onboard.link.link_security import development_link_key
+    from onboard.sim.spacecraft import Spacecraft
 
     v1 = configs.by_name["v1"]
     sc = Spacecraft.create(v1.mission, tmp_path / "store", KEY,
@@ -454,17 +454,17 @@ def test_the_spacecraft_model_reboots_through_the_same_path(tmp_path: Path,
 
 LAUNCHER = """
 import sys
-from onboard import simulator
-from onboard.disk import FaultyDisk
+from onboard.sim import simulator
+from onboard.patching.disk import FaultyDisk
 disk = FaultyDisk(int(sys.argv[1]))
 simulator.Disk = lambda: disk  # every write of this `vvm` process goes through it
-from onboard.cli import main
+from onboard.sim.cli import main
 main(sys.argv[2:])
 """
 
 
 def vvm(*args: object, cut: int | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "onboard.cli"] if cut is None else \
+    command = [sys.executable, "-m", "onboard.sim.cli"] if cut is None else \
         [sys.executable, "-c", LAUNCHER, str(cut)]
     return subprocess.run([*command, *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
@@ -503,7 +503,9 @@ def test_the_vvm_command_recovers_from_cuts_in_apply_and_in_its_own_reboot(
 
 CRASHING = """
 import os, sys
-from onboard import loader, simulator, store
+from onboard.vm import loader
+from onboard.sim import simulator
+from onboard.patching import store
 where = sys.argv[1]
 def crash(*args, **kwargs):
     os._exit(75)  # the power goes: no cleanup, no later write
@@ -518,7 +520,7 @@ elif where == "translating v2 fails":
             raise IndentationError("expected an indented block")
         return translate(bound, *args, **kwargs)
     loader.translate = failing
-from onboard.cli import main
+from onboard.sim.cli import main
 main(sys.argv[2:])
 """
 

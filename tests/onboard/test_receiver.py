@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from ground import framing
 from ground.erasure import encode
-from onboard.link_security import SecurityAssociation
-from onboard.receiver import (
+from onboard.link.link_security import SecurityAssociation
+from onboard.link.receiver import (
     TICKET_USE,
     Outcome,
     Receiver,
@@ -22,7 +22,7 @@ from onboard.receiver import (
     bitmap_ids,
     decode_report,
 )
-from onboard.tc_frames import Segment, build_frame, build_segment_data
+from onboard.link.tc_frames import Segment, build_frame, build_segment_data
 
 SCID = 29678
 LINK = SecurityAssociation(1, bytes(range(32)))

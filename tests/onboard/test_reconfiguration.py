@@ -13,16 +13,18 @@ import pytest
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
 from missions.corot.natives import make_host
-from onboard import loader
-from onboard import vvm as vvm_module
-from onboard.boot import start
-from onboard.faults import TrapCode
-from onboard.image import Image
-from onboard.loader import Program
-from onboard.patch_format import Reason
-from onboard.patcher import FateStatus, Patcher
-from onboard.store import FaultyDisk, Phase, PowerLoss, Store
-from onboard.vvm import VVM
+from onboard.mission import MissionProfile
+from onboard.patching.boot import start
+from onboard.patching.patch_format import Reason
+from onboard.patching.patcher import FateStatus, Patcher
+from onboard.patching.reconfiguration import Reconfiguration
+from onboard.patching.store import FaultyDisk, Phase, PowerLoss, Store
+from onboard.vm import loader
+from onboard.vm import vvm as vvm_module
+from onboard.vm.faults import TrapCode
+from onboard.vm.image import Image
+from onboard.vm.loader import Program
+from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
 EXO = ROOT / "missions" / "corot" / "configs" / "exo_e1.ccl"
@@ -59,9 +61,16 @@ def vmlets(c: Compiled) -> list[Image]:
     return [v.image for v in c.vmlets]
 
 
+def reconfigurable(profile: MissionProfile, patcher: Patcher) -> VVM:
+    """A VVM that takes patches through ``patcher``."""
+    vm = VVM(profile, make_host(profile, seed=3))
+    Reconfiguration(vm, patcher)
+    return vm
+
+
 def new_vvm(directory: Path, c: Compiled, probation_frames: int = 50) -> VVM:
     patcher = Patcher(c.mission, Store.init(directory), KEY, probation_frames=probation_frames)
-    return VVM(c.mission, make_host(c.mission, seed=3), patcher)
+    return reconfigurable(c.mission, patcher)
 
 
 def running(directory: Path, c: Compiled, probation_frames: int = 5,
@@ -250,7 +259,7 @@ def test_a_power_loss_at_any_write_ends_in_the_old_or_the_new_configuration(
         tmp_path: Path) -> None:
     """MCUboot-style: cut the power at every persistent write of a delta's application
     (stage: slot and journal; switch: journal; commit: journal), reboot a fresh VVM from
-    the store through ``onboard.boot.start``, and check that it runs the old configuration
+    the store through ``onboard.patching.boot.start``, and check that it runs the old configuration
     or, if the new one was staged before the cut, switches to it at boot; never a mix. A
     switch not yet committed is not trusted after a reset. The ground's resend then
     completes the change; past the last write, the new one is kept."""
@@ -276,13 +285,13 @@ def test_a_power_loss_at_any_write_ends_in_the_old_or_the_new_configuration(
             continue
         with pytest.raises(PowerLoss):
             vm.run_for(10_000)
-        # reboot through the one path (onboard.boot): a new VVM over what the store holds
+        # reboot through the one path (onboard.patching.boot): a new VVM over what the store holds
         store = Store.open(directory)
         assert store.check() == []
         staged = store.phase is Phase.STAGED  # staged at the cut: switched to as planned
         patcher = Patcher(v1.mission, store, KEY, probation_frames=5)
-        rebooted = VVM(v1.mission, make_host(v1.mission, seed=3), patcher)
-        assert start(rebooted, None)  # nothing saved but the store: a reboot
+        rebooted = reconfigurable(v1.mission, patcher)
+        assert start(rebooted.reconfiguration, None)  # nothing saved but the store: a reboot
         assert store.phase is (Phase.PROBATION if staged else Phase.IDLE)
         assert rebooted.telemetry.config_hash == (new if staged else old)
         rebooted.run_for(2_000)
@@ -483,8 +492,8 @@ def test_a_staged_configuration_that_fails_after_a_reset_is_rolled_back_not_retr
 
     def reboot() -> VVM:
         patcher = Patcher(v1.mission, Store.open(directory), KEY, probation_frames=5)
-        rebooted = VVM(v1.mission, make_host(v1.mission, seed=3), patcher)
-        assert start(rebooted, None)
+        rebooted = reconfigurable(v1.mission, patcher)
+        assert start(rebooted.reconfiguration, None)
         return rebooted
 
     with monkeypatch.context() as m:
@@ -517,9 +526,8 @@ def test_a_switch_that_crashes_the_vvm_is_rolled_back_at_the_next_boot(
             vm.run_for(3_000)
     store = Store.open(directory)
     assert store.phase is Phase.PROBATION
-    rebooted = VVM(v1.mission, make_host(v1.mission, seed=3),
-                   Patcher(v1.mission, store, KEY, probation_frames=5))
-    assert start(rebooted, None)
+    rebooted = reconfigurable(v1.mission, Patcher(v1.mission, store, KEY, probation_frames=5))
+    assert start(rebooted.reconfiguration, None)
     assert statuses(rebooted) == ["rolled-back"]
     assert store.phase is Phase.IDLE
     assert rebooted.telemetry.config_hash == v1.image.content_hash

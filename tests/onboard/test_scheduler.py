@@ -13,8 +13,8 @@ import pytest
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
 from missions.corot.natives import make_host
-from onboard.patch_format import development_key
-from onboard.vvm import VVM
+from onboard.patching.patch_format import development_key
+from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,7 +101,7 @@ def test_a_split_run_is_one_long_run_when_nothing_overruns(tmp_path: Path,
 
 
 def vvm(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "onboard.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "onboard.sim.cli", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 
@@ -136,8 +136,8 @@ def test_a_fix_is_switched_to_although_a_task_overruns_every_period(tmp_path: Pa
     boundary with no job in flight, which a task overrunning every period never leaves: the
     fix stayed staged and every later patch was refused ``busy``. The jobs due again at a
     boundary are dropped there as overruns anyway: the switch happens there."""
-    from onboard.link_security import development_link_key
-    from onboard.spacecraft import Spacecraft
+    from onboard.link.link_security import development_link_key
+    from onboard.sim.spacecraft import Spacecraft
 
     key = development_key("corot")
     over = compile_text(tmp_path, "over", OVERRUNNING)

@@ -12,12 +12,12 @@ from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
 from ground import framing
 from ground.erasure import encode
-from onboard.link_security import LinkKeyRefused, SecurityAssociation, development_link_key
+from onboard.link.link_security import LinkKeyRefused, SecurityAssociation, development_link_key
+from onboard.link.receiver import Outcome, decode_report
 from onboard.mission import MissionProfile, find_mission
-from onboard.patch_format import Reason, development_key
-from onboard.patcher import FateStatus, KeyRefused, read_fate_code
-from onboard.receiver import Outcome, decode_report
-from onboard.spacecraft import Spacecraft
+from onboard.patching.patch_format import Reason, development_key
+from onboard.patching.patcher import FateStatus, KeyRefused, read_fate_code
+from onboard.sim.spacecraft import Spacecraft
 
 ROOT = Path(__file__).resolve().parents[2]
 EXO = ROOT / "missions" / "corot" / "configs" / "exo_e1.ccl"

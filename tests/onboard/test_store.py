@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from onboard.image import Global, Image, ImageKind, VmletRef
-from onboard.store import (
+from onboard.patching.store import (
     JOURNAL_FILES,
     Configuration,
     FaultyDisk,
@@ -19,6 +18,7 @@ from onboard.store import (
     Store,
     StoreError,
 )
+from onboard.vm.image import Global, Image, ImageKind, VmletRef
 
 
 def config(version: int, *, vmlet: Image | None = None) -> Configuration:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from ground import framing
 from ground.erasure import encode
-from onboard.link_security import SecurityAssociation
-from onboard.tc_frames import (
+from onboard.link.link_security import SecurityAssociation
+from onboard.link.tc_frames import (
     FRAME_OVERHEAD_BYTES,
     MAX_FRAME_BYTES,
     MAX_SHARE_BYTES,

@@ -1,4 +1,4 @@
-"""The fast engine (``onboard.translate``) against the reference interpreter, cycle for cycle.
+"""The fast engine (``onboard.vm.translate``) against the reference interpreter, cycle for cycle.
 
 Both engines run the same code on the same inputs, each on its own copy of memory and its own
 host with the same seed, under several budget slicings (one huge budget, frames of 1000
@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, assume, given, note, settings
 from ccl.diagnostics import CclError
 from ccl.driver import Compiler
 from missions.corot.natives import make_host
-from onboard import isa
-from onboard import translate as translate_module
-from onboard.faults import Trap, TrapCode
-from onboard.image import (
+from onboard.vm import isa
+from onboard.vm import translate as translate_module
+from onboard.vm.faults import Trap, TrapCode
+from onboard.vm.image import (
     CodeUnit,
     ExtRef,
     Global,
@@ -38,10 +38,10 @@ from onboard.image import (
     Task,
     VmletRef,
 )
-from onboard.isa import INT_MAX, INT_MIN
-from onboard.loader import Program, load_config, load_vmlet
-from onboard.reference import Memory, run
-from onboard.vvm import VVM
+from onboard.vm.isa import INT_MAX, INT_MIN
+from onboard.vm.loader import Program, load_config, load_vmlet
+from onboard.vm.reference import Memory, run
+from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "ccl" / "cases"

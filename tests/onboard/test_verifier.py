@@ -57,10 +57,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ccl.driver import Compiler
-from onboard import isa, reference
-from onboard.binding import Bound, ExtBinding, bind_natives, ext_fixed_cost
-from onboard.faults import Trap
-from onboard.image import (
+from onboard.mission import MissionProfile, find_mission
+from onboard.vm import isa, reference
+from onboard.vm.binding import Bound, ExtBinding, bind_natives, ext_fixed_cost
+from onboard.vm.faults import Trap
+from onboard.vm.image import (
     Array,
     CodeUnit,
     ExtRef,
@@ -74,9 +75,8 @@ from onboard.image import (
     VmletRef,
     decode_image,
 )
-from onboard.machine import opcode_cycles
-from onboard.mission import MissionProfile, find_mission
-from onboard.verifier import REASONS, ImageFacts, Target, VerifyError, verify_image
+from onboard.vm.machine import opcode_cycles
+from onboard.vm.verifier import REASONS, ImageFacts, Target, VerifyError, verify_image
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = Path(__file__).parent / "verifier_cases"

@@ -10,10 +10,10 @@ import pytest
 
 from ccl.driver import Compiled, Compiler
 from missions.corot.natives import CorotHost, make_host
-from onboard.faults import TrapCode
-from onboard.image import Image
-from onboard.loader import LoadError
-from onboard.vvm import VVM
+from onboard.vm.faults import TrapCode
+from onboard.vm.image import Image
+from onboard.vm.loader import LoadError
+from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
 EXO_E1 = ROOT / "missions/corot/configs/exo_e1.ccl"

@@ -36,9 +36,9 @@ from ccl.diagnostics import CclError
 from ccl.driver import Compiled, Compiler
 from ccl.verify import Kind, Replay, VerifyReport, WorstCase, verify_program
 from ccl.verify.replay import TrialHost, observe
-from onboard.faults import TrapCode
-from onboard.loader import LoadError
-from onboard.vvm import VVM
+from onboard.vm.faults import TrapCode
+from onboard.vm.loader import LoadError
+from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = ROOT / "missions" / "corot" / "configs"

@@ -16,9 +16,9 @@ import pytest
 from ccl.driver import Compiled, Compiler
 from ccl.verify import Kind, VerifyReport, verify_program
 from ccl.verify.trial import Inputs, NativeScript, TrialHost, fly, judge
-from onboard.loader import LoadError
-from onboard.machine import Limits
-from onboard.vvm import VVM
+from onboard.vm.loader import LoadError
+from onboard.vm.machine import Limits
+from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[3]
 VMLETS = ROOT / "missions" / "corot" / "vmlets"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from ccl.driver import Compiled
 from ccl.verify import Kind, Replay
 from ccl.verify.replay import run_entry
-from onboard.faults import TrapCode
-from onboard.vvm import Outcome
+from onboard.vm.faults import TrapCode
+from onboard.vm.vvm import Outcome
 
 #: The trap the VVM raises when an obligation of this kind fails.
 TRAP_OF = {

@@ -1,7 +1,7 @@
 """The patch format: the bytes the ground uplinks to change the onboard configuration.
 
 Defined once, here, with construct, and used by both sides: ``ccl.pack`` builds patches with
-it, ``onboard.patcher`` parses and applies them, ``ccl inspect`` dumps them. Every byte is
+it, ``onboard.patching.patcher`` parses and applies them, ``ccl inspect`` dumps them. Every byte is
 described in ``docs/patch-format.md``; in short::
 
     patch   = header | section* | tag
@@ -60,8 +60,8 @@ from onboard.bounded_decoding import (
     param,
     remaining,
 )
-from onboard.image import MAX_IMAGE_ELEMENTS, Image
-from onboard.machine import globals_bytes
+from onboard.vm.image import MAX_IMAGE_ELEMENTS, Image
+from onboard.vm.machine import globals_bytes
 
 MAGIC = b"VP"
 FORMAT_VERSION = 1
@@ -481,7 +481,7 @@ HEADER = cs.Struct(
     "cycles" / VarUInt,  # claimed cycles per frame (tasks' demand, averaged over periods)
     "share" / VarUInt,  # claimed share of each frame, in basis points (1000 = 10 %)
     "code" / VarUInt,  # claimed code bytes: the configuration's and its VMlets'
-    "data" / VarUInt,  # claimed bytes of globals and arrays (onboard.machine.slot_bytes)
+    "data" / VarUInt,  # claimed bytes of globals and arrays (onboard.vm.machine.slot_bytes)
     "crc" / cs.Int16ub,  # CRC-16 of all the header bytes before it
 )
 HEADER_FIELDS = tuple(sc.name for sc in HEADER.subcons)
@@ -815,7 +815,7 @@ def decoding_budget(claims: Claims, section_bytes: int) -> Budget:
 
     * ``values``: new globals and array elements (ARRAYS lengths, counted as soon as they are
       read, before any chunk; a carried VMlet's elements), ``claims.data_bytes``: every value
-      takes at least one byte (``onboard.machine.slot_bytes``), so this is at least what
+      takes at least one byte (``onboard.vm.machine.slot_bytes``), so this is at least what
       the target holds and a patch within its claim never runs out;
     * ``code``: bytes of new code units and of carried VMlets' code, ``claims.code_bytes``;
     * ``expanded``: decompressed payload bytes of all sections together, ``EXPANSION_RATIO``

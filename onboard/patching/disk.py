@@ -1,7 +1,7 @@
 """The one place where the VVM writes persistently, and the simulated power cut.
 
 Everything the onboard side keeps across resets -- the configuration store's slots and
-journal (``onboard.store``) and the simulator's own files (``onboard.simulator``) -- is
+journal (``onboard.patching.store``) and the simulator's own files (``onboard.sim.simulator``) -- is
 written through one ``Disk``. Its primitives are each synced to stable storage before they
 return, in the order they are called::
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from onboard.key_file import open_secret
+from onboard.patching.key_file import open_secret
 
 
 class PowerLoss(BaseException):

@@ -1,10 +1,10 @@
 """The ``vvm`` command: the onboard simulator's user interface.
 
 Stdlib only (argparse): the onboard side stands alone. ``vvm init/load/apply/run/status``
-drive a simulated VVM kept in a state directory (``onboard.simulator``); ``vvm inspect``
+drive a simulated VVM kept in a state directory (``onboard.sim.simulator``); ``vvm inspect``
 reads an image as the satellite would. Exit codes: 0 ok, 1 rejected input (a refused image,
 a patch rejected or rolled back at its switch), 2 usage. Opening a state directory whose
-last run was cut short reboots its VVM (``onboard.boot``), with a note on stderr.
+last run was cut short reboots its VVM (``onboard.patching.boot``), with a note on stderr.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from onboard.image import ImageError, decode_image
-from onboard.listing import listing
-from onboard.loader import LoadError
 from onboard.mission import MissionError
-from onboard.patch_format import key_from_text
-from onboard.patcher import FateStatus
-from onboard.reconfiguration import PatchEvent
-from onboard.simulator import Simulator, StateError, parse_duration
+from onboard.patching.patch_format import key_from_text
+from onboard.patching.patcher import FateStatus
+from onboard.patching.reconfiguration import PatchEvent
+from onboard.sim.simulator import Simulator, StateError, parse_duration
+from onboard.vm.image import ImageError, decode_image
+from onboard.vm.listing import listing
+from onboard.vm.loader import LoadError
 
 
 def _fail(message: str, hint: str, code: int = 1) -> int:

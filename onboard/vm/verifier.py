@@ -65,7 +65,7 @@ image                      ``bad-section``, ``bad-data``, ``bad-entry`` (also a 
                            that is not a whole number of frames), ``bad-vmlet``,
                            ``recursion``, ``call-depth``, ``code-too-large``,
                            ``data-too-large`` (globals and arrays at their ranged widths
-                           plus the deepest chain of call frames, ``onboard.machine``)
+                           plus the deepest chain of call frames, ``onboard.vm.machine``)
 costs                      ``frame-charge`` (one instruction charged in one piece more
                            than a frame leaves the tasks: it could never start)
 =========================  ================================================================
@@ -77,10 +77,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NoReturn
 
-from onboard import isa
-from onboard.image import Array, CodeUnit, Global, Image, ImageKind
-from onboard.machine import CostModel, Limits, call_frame_bytes, globals_bytes
 from onboard.mission import MissionProfile
+from onboard.vm import isa
+from onboard.vm.image import Array, CodeUnit, Global, Image, ImageKind
+from onboard.vm.machine import CostModel, Limits, call_frame_bytes, globals_bytes
 
 REASONS = frozenset({
     "bad-opcode", "truncated", "overlong-varint", "varint-overflow",

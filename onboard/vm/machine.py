@@ -43,10 +43,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from onboard import isa
-from onboard.faults import TrapCode
-from onboard.isa import INT_MAX, INT_MIN, CostClass
 from onboard.mission import MissionProfile
+from onboard.vm import isa
+from onboard.vm.faults import TrapCode
+from onboard.vm.isa import INT_MAX, INT_MIN, CostClass
 
 Interval = tuple[int, int]
 

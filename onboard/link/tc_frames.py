@@ -1,6 +1,6 @@
 """Telecommand framing: the bytes of one uplinked patch segment, defined once for both sides.
 
-A patch goes up as *segments* (erasure-coded shares, see ``onboard/erasure.py``). Each
+A patch goes up as *segments* (erasure-coded shares, see ``onboard/link/erasure.py``). Each
 segment travels in one CCSDS Space Packet, and each packet in one CCSDS TC Transfer Frame
 (CCSDS 232.0-B), sent in bypass mode (Type-B): there is no acknowledgement during a pass, so
 the frame sequence number is informative only and the receiver accepts frames in any order.
@@ -14,7 +14,7 @@ security header after the primary header and a security trailer before the FECF:
     segment   = transfer id u16 | share id u8 | k u8 | patch length u24 | patch CRC-32 u32
 
 The FECF (CRC-16-CCITT) covers everything before it, MAC included. The SPI names the
-security association (``onboard/link_security.py``: the key, the anti-replay window); the
+security association (``onboard/link/link_security.py``: the key, the anti-replay window); the
 sequence number increases by one with every frame the ground sends on the association.
 
 The ground builds the Space Packet with the ``spacepackets`` library and the frame with this
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import construct as cs
 
-from onboard.link_security import (
+from onboard.link.link_security import (
     MAC_BYTES,
     MAX_SEQUENCE,
     SECURITY_HEADER_BYTES,

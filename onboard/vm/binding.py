@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from onboard import isa, machine
-from onboard.host import NativeFn
-from onboard.image import Image
 from onboard.mission import CostFormula, MissionProfile
+from onboard.vm import isa, machine
+from onboard.vm.host import NativeFn
+from onboard.vm.image import Image
 
 
 @dataclass(frozen=True)

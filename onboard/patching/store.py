@@ -14,7 +14,7 @@ Operations and the phases they move between (``state()`` reports the phase)::
                   STAGED --rollback()--> IDLE (the staged configuration is dropped)
                PROBATION --rollback()--> IDLE (the previous configuration is current again)
 
-Crash safety: every persistent write goes through a ``Disk`` (``onboard.disk``; tests give
+Crash safety: every persistent write goes through a ``Disk`` (``onboard.patching.disk``; tests give
 a ``FaultyDisk`` to cut the power at any write, leaving a torn file). ``stage`` first writes
 the configuration into the *spare* slot, which no journal record references, then writes
 the journal; every other operation writes only the journal. A journal record carries an
@@ -41,10 +41,10 @@ from pathlib import Path
 
 import construct as cs
 
-from onboard.disk import Disk, FaultyDisk, PowerLoss
-from onboard.image import Image, ImageError, ImageKind, decode_image
+from onboard.patching.disk import Disk, FaultyDisk, PowerLoss
+from onboard.vm.image import Image, ImageError, ImageKind, decode_image
 
-#: ``Disk``, ``FaultyDisk`` and ``PowerLoss`` live in ``onboard.disk``; they are named here
+#: ``Disk``, ``FaultyDisk`` and ``PowerLoss`` live in ``onboard.patching.disk``; they are named here
 #: too because the store is where most callers meet them.
 __all__ = ["Configuration", "Disk", "FaultyDisk", "Phase", "PowerLoss", "SlotRecord",
            "Store", "StoreError", "StoreState"]

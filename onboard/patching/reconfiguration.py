@@ -1,7 +1,7 @@
 """Reconfiguration on board: each patch from receipt to commit or rollback, on the simulated
 clock, inside the patch reserve of every frame.
 
-``onboard.patcher`` decides *what* happens to a patch (its checks, staging, commit and
+``onboard.patching.patcher`` decides *what* happens to a patch (its checks, staging, commit and
 rollback over the store); this module decides *when*, and charges every step to the cycles
 the scheduler reserves for patch handling in each frame (the mission's
 ``patch_reserve_cycles_per_frame``), so reconfiguration never takes a cycle from the tasks'
@@ -26,7 +26,7 @@ budget and the VVM never exceeds its share. The steps and what they cost (the mi
 
 The switch records the configuration on probation in the store *before* loading it
 (``Patcher.switch``), so that a reset at any point of a switch, even one that crashes the
-VVM, rolls it back at boot (``onboard.boot``): a failing configuration is tried once, never
+VVM, rolls it back at boot (``onboard.patching.boot``): a failing configuration is tried once, never
 again after every reset.
 
 A step's effect takes place when its last cycle has been paid (a check is computed when it
@@ -48,16 +48,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from onboard.loader import LoadError, Program, load_vmlet
-from onboard.machine import Limits
-from onboard.patch_format import Reason, memory_bytes, parse_header
-from onboard.patcher import Accepted, Fate, FateStatus, Patcher, PatchRejected
-from onboard.store import Configuration, Phase
-
-if TYPE_CHECKING:
-    from onboard.vvm import VVM
+from onboard.patching.patch_format import Reason, memory_bytes, parse_header
+from onboard.patching.patcher import Accepted, Fate, FateStatus, Patcher, PatchRejected
+from onboard.patching.store import Configuration, Phase
+from onboard.vm.loader import LoadError, Program, load_vmlet
+from onboard.vm.machine import Limits
+from onboard.vm.vvm import VVM
 
 #: Called with (ticket, fate) whenever a patch's fate changes (the receiver reports it).
 FateListener = Callable[[int, Fate], None]
@@ -116,7 +114,8 @@ class Reconfiguration:
         self.probation_ticket: int | None = None
         self.probation_end_ms: int | None = None
         self.counted_to_ms = 0  # probation frames counted up to this time
-        # A configuration staged before a reset is switched to by ``onboard.boot``.
+        # A configuration staged before a reset is switched to by ``onboard.patching.boot``.
+        vvm.attach(self)
 
     # ------------------------------------------------------------------ input
 
@@ -305,6 +304,16 @@ class Reconfiguration:
             self.vvm.deactivate()
         self.previous = None
         self.report(ticket, fate)
+
+    def status(self) -> dict[str, Any]:
+        """The store, the fates so far and the queue, for ``VVM.status``."""
+        store = self.patcher.store.state()
+        return {"store": {"phase": store.phase.value, "last_seq": store.last_seq,
+                          "current": store.current.hex() if store.current else None,
+                          "previous": store.previous.hex() if store.previous else None,
+                          "staged": store.staged.hex() if store.staged else None},
+                "patches": [e.to_json() for e in self.events],
+                "patches_waiting": len(self.pending)}
 
     def report(self, ticket: int, fate: Fate) -> Fate:
         """Record a fate of patch ``ticket`` in telemetry and tell the listeners."""

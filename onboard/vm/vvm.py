@@ -18,19 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from onboard.faults import Fault, Trap
-from onboard.host import Host
-from onboard.image import Image
-from onboard.loader import LoadedVmlet, LoadError, Program, load_config, load_vmlet
-from onboard.machine import Limits
 from onboard.mission import MissionProfile
-from onboard.patcher import Fate, Patcher
-from onboard.reconfiguration import Reconfiguration
-from onboard.reference import Memory
-from onboard.scheduler import Scheduler
-from onboard.telemetry import Telemetry
+from onboard.vm.faults import Fault, Trap
+from onboard.vm.host import Host
+from onboard.vm.image import Image
+from onboard.vm.loader import LoadedVmlet, LoadError, Program, load_config, load_vmlet
+from onboard.vm.machine import Limits
+from onboard.vm.reference import Memory
+from onboard.vm.scheduler import Background, Scheduler
+from onboard.vm.telemetry import Telemetry
 
 #: Budget of ``call`` when none is given: effectively unlimited, but finite.
 UNLIMITED = 1 << 62
@@ -46,27 +44,36 @@ class Outcome:
     fault: Fault | None
 
 
+class Reconfigurer(Background, Protocol):
+    """What drives a VVM's reconfiguration (``onboard.patching.reconfiguration``), as the
+    VVM sees it: work run first in every frame, in the patch reserve, a door for complete
+    patches, and a telemetry summary. The VVM knows nothing else of patches."""
+
+    def receive(self, data: bytes, ticket: int) -> object: ...
+    def status(self) -> dict[str, Any]: ...
+
+
 class VVM:
     """One onboard VVM instance for one mission and host."""
 
-    def __init__(self, profile: MissionProfile, host: Host,
-                 patcher: Patcher | None = None) -> None:
-        """``patcher``: how this VVM takes patches (``receive_patch``); without one it runs
-        only what is loaded directly."""
+    def __init__(self, profile: MissionProfile, host: Host) -> None:
+        """A VVM runs only what is loaded directly until a ``Reconfigurer`` attaches to it
+        (``attach``) to take patches."""
         self.profile = profile
         self.host = host
         self.vmlets: dict[str, LoadedVmlet] = {}
         self.program: Program | None = None
-        share = profile.share_cycles_per_frame
-        reserve = profile.patch_reserve_cycles_per_frame
-        self.telemetry = Telemetry(profile.frame_ms, share)
+        self.telemetry = Telemetry(profile.frame_ms, profile.share_cycles_per_frame)
         self.scheduler = Scheduler(profile.frame_ms, Limits.of(profile).frame_budget, host,
                                    self.telemetry)
-        self.reconfiguration: Reconfiguration | None = None
-        if patcher is not None:
-            self.reconfiguration = Reconfiguration(self, patcher)
-            self.scheduler.background = self.reconfiguration
-            self.scheduler.reserve_per_frame = reserve
+        self.reconfiguration: Reconfigurer | None = None
+
+    def attach(self, reconfigurer: Reconfigurer) -> None:
+        """Let ``reconfigurer`` take patches (``receive_patch``) and run first in every
+        frame, in the mission's patch reserve."""
+        self.reconfiguration = reconfigurer
+        self.scheduler.background = reconfigurer
+        self.scheduler.reserve_per_frame = self.profile.patch_reserve_cycles_per_frame
 
     @property
     def now_ms(self) -> int:
@@ -115,11 +122,12 @@ class VVM:
         self.telemetry.config_version = 0
         self.scheduler.uninstall()
 
-    def receive_patch(self, data: bytes, ticket: int = 0) -> Fate:
-        """A complete patch, for checking and applying inside the patch reserve (see
-        ``onboard.reconfiguration``); ``ticket`` names it in fates (the transfer id)."""
+    def receive_patch(self, data: bytes, ticket: int = 0) -> object:
+        """A complete patch, for checking and applying inside the patch reserve by the
+        attached reconfigurer; ``ticket`` names it in fates (the transfer id). Returns the
+        reconfigurer's answer (``onboard.patching.patcher.Fate``)."""
         if self.reconfiguration is None:
-            raise LoadError("no-patcher", "this VVM was made without a patcher")
+            raise LoadError("no-patcher", "no reconfiguration is attached to this VVM")
         return self.reconfiguration.receive(data, ticket)
 
     def load(self, config: Image, vmlets: Sequence[Image] = ()) -> Program:
@@ -206,15 +214,8 @@ class VVM:
             functions = self.program.image.functions
             out["engine_fallbacks"] = {functions[i].name: why
                                        for i, why in self.program.code.fallbacks.items()}
-        rc = self.reconfiguration
-        if rc is not None:
-            store = rc.patcher.store.state()
-            out["store"] = {"phase": store.phase.value, "last_seq": store.last_seq,
-                            "current": store.current.hex() if store.current else None,
-                            "previous": store.previous.hex() if store.previous else None,
-                            "staged": store.staged.hex() if store.staged else None}
-            out["patches"] = [e.to_json() for e in rc.events]
-            out["patches_waiting"] = len(rc.pending)
+        if self.reconfiguration is not None:
+            out.update(self.reconfiguration.status())
         return out
 
     def _active(self) -> Program:

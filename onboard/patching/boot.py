@@ -1,6 +1,6 @@
 """Starting a VVM over what its persistent memory holds: a resume, or a reboot after a reset.
 
-The configuration store (``onboard.store``) is the one source of truth for which
+The configuration store (``onboard.patching.store``) is the one source of truth for which
 configuration runs. Everything else the VVM keeps between runs -- the clock, the task
 releases, the data memory of the configuration running and, on probation, of the one a
 rollback returns to, the probation count -- is a *snapshot* (``Snapshot``), a cache that is
@@ -35,15 +35,12 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from onboard.loader import LoadError, Program
-from onboard.reference import Memory
-from onboard.store import Phase, Store
-from onboard.vvm import carry_from
-
-if TYPE_CHECKING:
-    from onboard.vvm import VVM
+from onboard.patching.reconfiguration import Reconfiguration
+from onboard.patching.store import Phase, Store
+from onboard.vm.loader import LoadError, Program
+from onboard.vm.reference import Memory
+from onboard.vm.vvm import VVM, carry_from
 
 
 @dataclass(frozen=True)
@@ -102,10 +99,10 @@ def restore_memory(memory: Memory, raw_bytes: bytes) -> bool:
     return True
 
 
-def take(vvm: VVM) -> Snapshot:
-    """The snapshot of ``vvm`` now (call it between jobs, with no patch work under way)."""
-    rc = vvm.reconfiguration
-    assert rc is not None
+def take(rc: Reconfiguration) -> Snapshot:
+    """The snapshot of ``rc``'s VVM now (call it between jobs, with no patch work under
+    way)."""
+    vvm = rc.vvm
     running = vvm.program
     probation = None
     if rc.probation_end_ms is not None:
@@ -144,26 +141,26 @@ def matches(snapshot: Snapshot, store: Store) -> bool:
     return True
 
 
-def start(vvm: VVM, snapshot: Snapshot | None, *, unseen_ticket: int | None = None) -> bool:
-    """Start ``vvm`` (freshly made over its store, nothing running yet) from ``snapshot``:
+def start(rc: Reconfiguration, snapshot: Snapshot | None, *,
+          unseen_ticket: int | None = None) -> bool:
+    """Start ``rc``'s VVM (freshly made over its store, nothing running yet) from ``snapshot``:
     resume if it matches the store, else reboot (see the module docstring). Returns True
     for a reboot. ``unseen_ticket``: the ticket under which to report the fates of a patch
     the snapshot never saw (the one being handled when the power went; default: its
     sequence number). Raises nothing but a power loss; writes only through the store."""
-    rc = vvm.reconfiguration
-    assert rc is not None and vvm.program is None
+    vvm = rc.vvm
+    assert vvm.program is None
     if snapshot is not None:
         vvm.scheduler.now_ms = snapshot.now_ms
     if snapshot is not None and matches(snapshot, rc.patcher.store):
-        _resume(vvm, snapshot)
+        _resume(rc, snapshot)
         return False
-    _reboot(vvm, snapshot, unseen_ticket)
+    _reboot(rc, snapshot, unseen_ticket)
     return True
 
 
-def _resume(vvm: VVM, snapshot: Snapshot) -> None:
-    rc = vvm.reconfiguration
-    assert rc is not None
+def _resume(rc: Reconfiguration, snapshot: Snapshot) -> None:
+    vvm = rc.vvm
     store = rc.patcher.store
     program = _load(vvm, store, snapshot.running)
     if program is not None:
@@ -179,9 +176,8 @@ def _resume(vvm: VVM, snapshot: Snapshot) -> None:
         rc.patcher.count_clean_frames(probation.clean_frames)
 
 
-def _reboot(vvm: VVM, snapshot: Snapshot | None, unseen_ticket: int | None) -> None:
-    rc = vvm.reconfiguration
-    assert rc is not None
+def _reboot(rc: Reconfiguration, snapshot: Snapshot | None, unseen_ticket: int | None) -> None:
+    vvm = rc.vvm
     patcher = rc.patcher
     store = patcher.store
     unseen = store.state().seq if unseen_ticket is None else unseen_ticket

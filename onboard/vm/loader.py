@@ -15,15 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from onboard.binding import Bound, ExtBinding, bind_natives, ext_fixed_cost
-from onboard.faults import Trap
-from onboard.host import Host
-from onboard.image import Image, ImageKind
-from onboard.machine import Limits, opcode_cycles
 from onboard.mission import MissionProfile
-from onboard.reference import Memory, run
-from onboard.translate import Translated, translate
-from onboard.verifier import ImageFacts, Target, VerifyError, verify_image
+from onboard.vm.binding import Bound, ExtBinding, bind_natives, ext_fixed_cost
+from onboard.vm.faults import Trap
+from onboard.vm.host import Host
+from onboard.vm.image import Image, ImageKind
+from onboard.vm.machine import Limits, opcode_cycles
+from onboard.vm.reference import Memory, run
+from onboard.vm.translate import Translated, translate
+from onboard.vm.verifier import ImageFacts, Target, VerifyError, verify_image
 
 
 class LoadError(Exception):

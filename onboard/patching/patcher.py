@@ -2,7 +2,7 @@
 stages it, and drives activation, probation, commit and rollback.
 
 ``Patcher.check`` runs every test in this order, and rejects at the first failure with a
-stable ``Reason`` (see ``onboard.patch_format``), the field and the byte offset:
+stable ``Reason`` (see ``onboard.patching.patch_format``), the field and the byte offset:
 
  1. size limit (OVERSIZE)                  8. sequence above the last accepted (REPLAY)
  2. header decode (TRUNCATED, BAD_HEADER)  9. nothing staged or on probation (BUSY)
@@ -19,7 +19,7 @@ stable ``Reason`` (see ``onboard.patch_format``), the field and the byte offset:
                                           15. the bytecode verifier (VERIFIER)
 
 Steps 12 and 13 decode under a budget fixed from the claims that passed step 11
-(``onboard.patch_format.decoding_budget``): every count, length and expansion is bounded
+(``onboard.patching.patch_format.decoding_budget``): every count, length and expansion is bounded
 before anything is allocated on it, so checking a patch allocates at most a documented
 multiple of its size plus the spacecraft's memory (docs/patch-format.md, *Bounded
 decoding*). Anything unexpected inside ``check`` (a bug, not the patch's fault) is an
@@ -28,7 +28,7 @@ INTERNAL rejection, never an exception escaping to the onboard software.
 ``check`` reads the store but writes nothing, so a rejected patch leaves the state directory
 byte for byte as it was. ``receive`` checks and then stages into the spare slot.
 
-``onboard.reconfiguration`` drives the rest on board, paced by the patch reserve; the API
+``onboard.patching.reconfiguration`` drives the rest on board, paced by the patch reserve; the API
 it uses (``receive`` and ``end_frame`` do the same steps at once, for direct use)::
 
     accepted = patcher.check(patch_bytes)   # raises PatchRejected; patcher.reject() logs it
@@ -41,7 +41,7 @@ it uses (``receive`` and ``end_frame`` do the same steps at once, for direct use
         patcher.commit()                    #   enough of them: keep it
     patcher.abort("load failed: ...")       # roll back now (a fault, or a failed load)
     patcher.boot()                          # after a reset: a configuration that was on
-                                            #   probation is rolled back (``onboard.boot``
+                                            #   probation is rolled back (``onboard.patching.boot``
                                             #   then switches to a staged one)
     patcher.fates                           # every fate so far, for telemetry
 
@@ -56,24 +56,8 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from onboard.bounded_decoding import Budget, BudgetError
-from onboard.image import (
-    CONTENT_HASH_BYTES,
-    Array,
-    CodeUnit,
-    ExtRef,
-    Global,
-    Image,
-    ImageError,
-    ImageKind,
-    Rule,
-    Task,
-    VmletRef,
-    decode_image,
-)
-from onboard.loader import LoadError
-from onboard.machine import Limits, slot_bytes
 from onboard.mission import MissionProfile
-from onboard.patch_format import (
+from onboard.patching.patch_format import (
     HASH_BYTES,
     NO_HASH,
     REASON_NUMBERS,
@@ -99,8 +83,24 @@ from onboard.patch_format import (
     parse_header,
     tag_ok,
 )
-from onboard.store import Configuration, Phase, Store
-from onboard.verifier import Target, VerifyError, verify_image
+from onboard.patching.store import Configuration, Phase, Store
+from onboard.vm.image import (
+    CONTENT_HASH_BYTES,
+    Array,
+    CodeUnit,
+    ExtRef,
+    Global,
+    Image,
+    ImageError,
+    ImageKind,
+    Rule,
+    Task,
+    VmletRef,
+    decode_image,
+)
+from onboard.vm.loader import LoadError
+from onboard.vm.machine import Limits, slot_bytes
+from onboard.vm.verifier import Target, VerifyError, verify_image
 
 #: Largest patch accepted unless the patcher is told otherwise (bytes).
 DEFAULT_MAX_PATCH_BYTES = 64 * 1024
@@ -126,7 +126,7 @@ class FateStatus(StrEnum):
     ROLLED_BACK = "rolled-back"
 
 
-#: One-byte fate codes for telemetry (``onboard.receiver`` reports them): a rejection is
+#: One-byte fate codes for telemetry (``onboard.link.receiver`` reports them): a rejection is
 #: ``REJECTED_BASE + REASON_NUMBERS[reason]``.
 FATE_CODES = {FateStatus.STAGED: 0, FateStatus.ACTIVE: 1, FateStatus.COMMITTED: 2,
               FateStatus.ROLLED_BACK: 3, FateStatus.RECEIVED: 0x3F}
@@ -668,7 +668,7 @@ class Patcher:
 
     def receive(self, data: bytes) -> Fate:
         """Check a patch and, if it passes, stage it at once. Returns (and logs) its fate.
-        (On board, ``onboard.reconfiguration`` runs the same steps paced by the reserve.)"""
+        (On board, ``onboard.patching.reconfiguration`` runs the same steps paced by the reserve.)"""
         self._log(Fate(FateStatus.RECEIVED, message=f"{len(data)} bytes"))
         try:
             accepted = self.check(data)
@@ -762,7 +762,7 @@ class Patcher:
     def boot(self, probation: bytes | None = None) -> Fate | None:
         """After a reset: a configuration that was on probation is rolled back (it was not
         confirmed, or its switch crashed). A staged one is left for the caller to ``switch``
-        to once the current configuration runs (``onboard.boot``). ``probation``: the hash
+        to once the current configuration runs (``onboard.patching.boot``). ``probation``: the hash
         of the configuration the VVM last knew on probation (from its saved state), if any;
         if the store has ended that probation since, its fate is told again (the reset lost
         it). Returns the fate, if any."""

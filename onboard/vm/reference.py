@@ -1,6 +1,6 @@
 """The reference interpreter: the VVM's semantics, one instruction at a time.
 
-It is the executable specification that the fast engine (``onboard.translate``) must match
+It is the executable specification that the fast engine (``onboard.vm.translate``) must match
 cycle for cycle: tests run both on the same programs and compare results, state, traps and
 the budget left at every suspension. It is deliberately plain; nothing here is tuned.
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
-from onboard import isa, machine
-from onboard.binding import Bound
-from onboard.faults import Trap, TrapCode
+from onboard.vm import isa, machine
+from onboard.vm.binding import Bound
+from onboard.vm.faults import Trap, TrapCode
 
 #: What running a code unit is: yields remaining budgets, receives new ones, returns
 #: (remaining budget, result or None).

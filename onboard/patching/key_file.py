@@ -1,7 +1,7 @@
 """Key files: written owner-only (mode 0600), atomically, never through a symbolic link.
 
 A patch key or a link key is a secret. Its file (the hex text ``ccl keygen`` writes, read
-by ``onboard.patch_format.key_from_text``) is first written whole to a temporary file in
+by ``onboard.patching.patch_format.key_from_text``) is first written whole to a temporary file in
 the same folder, created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` and mode 0600 (and set to
 0600 whatever the umask), flushed to disk, then put in place in one step:
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from onboard import isa
-from onboard.image import Image, ImageKind
+from onboard.vm import isa
+from onboard.vm.image import Image, ImageKind
 
 
 def _range(lo: int, hi: int) -> str:

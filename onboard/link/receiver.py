@@ -2,13 +2,13 @@
 
 Frames arrive during passes, in any order, some lost, some duplicated, and nothing is
 acknowledged during a pass. Each frame is first checked and authenticated (CCSDS SDLS
-style, ``onboard/tc_frames.py`` and ``onboard/link_security.py``): a frame whose MAC does
+style, ``onboard/link/tc_frames.py`` and ``onboard/link/link_security.py``): a frame whose MAC does
 not verify under the link key, or whose sequence number was already accepted or has fallen
 out of the anti-replay window, is counted and dropped *before* anything else: it can
 neither open a transfer, nor take storage, nor evict one, nor move the window.
 
 The receiver keeps the shares of each transfer across passes, and as soon as it holds k
-distinct shares it rebuilds the patch (``onboard/erasure.py``), checks its CRC-32, and hands
+distinct shares it rebuilds the patch (``onboard/link/erasure.py``), checks its CRC-32, and hands
 it to the patcher through one callback, ``Handoff``: called once per transfer (later frames
 of the same patch are counted as late and dropped). It gets a *ticket*: the transfer id, or
 for a transfer id the ground used again for another patch, the id plus 65,536 times the
@@ -56,15 +56,14 @@ from enum import Enum, IntEnum
 
 import construct as cs
 
-from onboard import erasure
-from onboard.link_security import (
+from onboard.link import erasure
+from onboard.link.link_security import (
     DEFAULT_REPLAY_WINDOW,
     ReplayWindow,
     SecurityAssociation,
     check_link_key,
 )
-from onboard.mission import MissionProfile
-from onboard.tc_frames import (
+from onboard.link.tc_frames import (
     AuthenticationError,
     FrameError,
     Segment,
@@ -72,6 +71,7 @@ from onboard.tc_frames import (
     parse_frame,
     patch_crc,
 )
+from onboard.mission import MissionProfile
 
 #: The single hand-off to the patcher: (ticket, patch bytes) -> fate code.
 Handoff = Callable[[int, bytes], int]

@@ -2,7 +2,7 @@
 
 Every TC frame of the patch virtual channel is authenticated under one *security
 association* (SA): a security parameter index (SPI) and a 256-bit link key, distinct from
-the patch key. The frame layout (security header and trailer) is in ``onboard/tc_frames.py``;
+the patch key. The frame layout (security header and trailer) is in ``onboard/link/tc_frames.py``;
 this module holds what both sides need besides the bytes:
 
 - the MAC: HMAC-SHA256 with the link key, truncated to ``MAC_BYTES`` = 16 bytes (128 bits,

@@ -12,7 +12,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from onboard.faults import Fault
+from onboard.vm.faults import Fault
 
 #: Faults kept in full; beyond this only their number grows (telemetry is bounded).
 MAX_FAULTS = 256

@@ -24,7 +24,6 @@ from typing import Any
 
 import construct as cs
 
-from onboard import isa
 from onboard.bounded_decoding import (
     Budget,
     BudgetError,
@@ -36,6 +35,7 @@ from onboard.bounded_decoding import (
     param,
     remaining,
 )
+from onboard.vm import isa
 
 IMAGE_MAGIC = b"VVMI"
 IMAGE_FORMAT = 1

@@ -10,7 +10,7 @@ costs what a built-in one would: one level of interpretation.
 Metering is exact and cheap. Every basic block knows its static cost; when the budget
 covers the whole block it is charged at once (fast path), otherwise the block runs
 instruction by instruction and yields the remaining budget exactly before the first
-instruction that does not fit (slow path): the same behaviour as ``onboard.reference``,
+instruction that does not fit (slow path): the same behaviour as ``onboard.vm.reference``,
 cycle for cycle. A trap in the fast path gives back the cost of the block's instructions
 after the trapping one, so charges stay exact.
 
@@ -33,12 +33,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from onboard import isa, machine
-from onboard.binding import Bound, NativeBinding
-from onboard.faults import Trap, TrapCode
-from onboard.isa import INT_MAX, INT_MIN
 from onboard.mission import formula_floordiv
-from onboard.reference import Memory, run
+from onboard.vm import isa, machine
+from onboard.vm.binding import Bound, NativeBinding
+from onboard.vm.faults import Trap, TrapCode
+from onboard.vm.isa import INT_MAX, INT_MIN
+from onboard.vm.reference import Memory, run
 
 Range = tuple[int, int]
 FULL: Range = (INT_MIN, INT_MAX)

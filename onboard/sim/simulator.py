@@ -5,10 +5,10 @@ configuration images directly (as on the bench); ``vvm apply`` hands the VVM a p
 the receiver would; ``vvm run`` advances the simulated clock; ``vvm status`` reads the
 telemetry. The directory holds::
 
-    store/           the configuration store (``onboard.store``): slots and journal, the
+    store/           the configuration store (``onboard.patching.store``): slots and journal, the
                      satellite's persistent memory and the one truth about which
                      configuration is current; a rejected patch leaves it byte-identical
-    state.json       the VVM's snapshot (``onboard.boot.Snapshot``): mission, seed, clock,
+    state.json       the VVM's snapshot (``onboard.patching.boot.Snapshot``): mission, seed, clock,
                      the store epoch it was taken against, task releases, probation,
                      VMlets loaded directly, telemetry and patch fates, and the SHA-256 of
                      each file below as it belongs to this snapshot
@@ -19,11 +19,11 @@ telemetry. The directory holds::
     patch.key        the key patches must be authenticated with (hex, as ``ccl keygen``)
 
 A run always stops with no job in flight and no patch work half done (it finishes what was
-started before the requested end, see ``onboard.scheduler``), so the saved state is
+started before the requested end, see ``onboard.vm.scheduler``), so the saved state is
 complete and a resumed run continues where a single long run would have been.
 
 Write order, and why any prefix of it recovers to the old state or the new one. Every write
-goes through one ``onboard.disk.Disk``, each synced before the next:
+goes through one ``onboard.patching.disk.Disk``, each synced before the next:
 
 1. during a command, the store writes its slots and journal as the VVM applies patches;
    each journal record is the commit point of one store operation;
@@ -36,7 +36,7 @@ goes through one ``onboard.disk.Disk``, each synced before the next:
 
 Opening reads ``state.json`` and takes each file from ``NAME`` or, if the last save was cut
 after its commit point, from ``NAME.new`` (renamed into place then), whichever has the hash
-``state.json`` names; then ``onboard.boot.start`` resumes the snapshot if it was taken
+``state.json`` names; then ``onboard.patching.boot.start`` resumes the snapshot if it was taken
 against the journal record the store holds now, or else reboots: the store wins, a
 configuration on probation is rolled back, a staged one is switched to, and the state the
 snapshot holds is used only where it belongs to the configuration that now runs. After a
@@ -56,19 +56,19 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from onboard import boot
-from onboard.disk import Disk
-from onboard.faults import Fault, TrapCode
-from onboard.host import mission_host
-from onboard.image import Image, ImageError, ImageKind, decode_image
-from onboard.loader import LoadError
 from onboard.mission import MissionProfile, find_mission
-from onboard.patch_format import Reason, development_key, key_from_text
-from onboard.patcher import Fate, FateStatus, KeyRefused, Patcher
-from onboard.reconfiguration import PatchEvent, Reconfiguration
-from onboard.store import Configuration, Phase, Store, StoreError
-from onboard.telemetry import TaskStats
-from onboard.vvm import VVM
+from onboard.patching import boot
+from onboard.patching.disk import Disk
+from onboard.patching.patch_format import Reason, development_key, key_from_text
+from onboard.patching.patcher import Fate, FateStatus, KeyRefused, Patcher
+from onboard.patching.reconfiguration import PatchEvent, Reconfiguration
+from onboard.patching.store import Configuration, Phase, Store, StoreError
+from onboard.vm.faults import Fault, TrapCode
+from onboard.vm.host import mission_host
+from onboard.vm.image import Image, ImageError, ImageKind, decode_image
+from onboard.vm.loader import LoadError
+from onboard.vm.telemetry import TaskStats
+from onboard.vm.vvm import VVM
 
 STATE_FILE = "state.json"
 STATE_FORMAT = 3
@@ -108,8 +108,9 @@ class Simulator:
 
     @property
     def reconfiguration(self) -> Reconfiguration:
-        assert self.vvm.reconfiguration is not None
-        return self.vvm.reconfiguration
+        rc = self.vvm.reconfiguration
+        assert isinstance(rc, Reconfiguration)
+        return rc
 
     # ------------------------------------------------------------------ life cycle
 
@@ -161,7 +162,9 @@ class Simulator:
             patcher = Patcher(profile, store, key)
         except KeyRefused as exc:
             raise StateError(str(exc), "give the mission's key with --key FILE") from None
-        return VVM(profile, mission_host(profile, seed), patcher)
+        vvm = VVM(profile, mission_host(profile, seed))
+        Reconfiguration(vvm, patcher)
+        return vvm
 
     @staticmethod
     def open(directory: Path, mission_dirs: tuple[Path, ...] = (),
@@ -260,7 +263,7 @@ class Simulator:
                                  tuple(state["next_release"]), probation)
         # A patch the snapshot never saw was handed over by the command the power cut
         # short, under the next ticket.
-        self.rebooted = boot.start(vvm, snapshot, unseen_ticket=self.tickets + 1)
+        self.rebooted = boot.start(rc, snapshot, unseen_ticket=self.tickets + 1)
         self.tickets = max([self.tickets, *(e.ticket for e in rc.events)])
         if self.rebooted:
             vvm.run_for(0, finish_jobs=True)  # the on apply of a switch at boot runs now
@@ -272,7 +275,7 @@ class Simulator:
         vvm = self.vvm
         rc = self.reconfiguration
         assert not vvm.scheduler.busy and not rc.busy, "saved only between jobs and steps"
-        snapshot = boot.take(vvm)
+        snapshot = boot.take(rc)
         tel = vvm.telemetry
         running = snapshot.running
         contents = {DATA_FILE: (running.data or b"") if running is not None else b"",

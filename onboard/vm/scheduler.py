@@ -32,11 +32,11 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from onboard.faults import Fault, Trap, TrapCode
-from onboard.host import Host
-from onboard.image import Task
-from onboard.loader import Program
-from onboard.telemetry import TaskStats, Telemetry
+from onboard.vm.faults import Fault, Trap, TrapCode
+from onboard.vm.host import Host
+from onboard.vm.image import Task
+from onboard.vm.loader import Program
+from onboard.vm.telemetry import TaskStats, Telemetry
 
 #: Name under which the one-shot ``on apply`` job appears in telemetry.
 ON_APPLY = "on apply"

@@ -20,7 +20,7 @@ Everything runs on the simulated clock: host time never enters.
 
 A reset (``reboot``) loses everything but the configuration store -- the VVM's memory, the
 receiver's transfers -- while the clock and the instrument go on; the onboard software
-starts again through ``onboard.boot.start``, the path the ``vvm`` simulator takes too (with
+starts again through ``onboard.patching.boot.start``, the path the ``vvm`` simulator takes too (with
 no snapshot: a configuration on probation is rolled back, a staged one switched to, the
 current one starts from its declared values).
 """
@@ -31,15 +31,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from onboard.boot import start
-from onboard.host import Host, mission_host
-from onboard.image import Image
-from onboard.link_security import check_link_key
+from onboard.link.link_security import check_link_key
+from onboard.link.receiver import Receiver, Reception
 from onboard.mission import MissionProfile
-from onboard.patcher import Fate, Patcher
-from onboard.receiver import Receiver, Reception
-from onboard.store import Configuration, Store
-from onboard.vvm import VVM
+from onboard.patching.boot import start
+from onboard.patching.patcher import Fate, Patcher
+from onboard.patching.reconfiguration import Reconfiguration
+from onboard.patching.store import Configuration, Store
+from onboard.vm.host import Host, mission_host
+from onboard.vm.image import Image
+from onboard.vm.vvm import VVM
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Spacecraft:
     """A receiver feeding a VVM that applies patches; see the module docstring."""
 
     vvm: VVM
+    reconfiguration: Reconfiguration
     receiver: Receiver
     store: Store
     key: bytes
@@ -65,31 +67,32 @@ class Spacecraft:
     def reboot(self) -> None:
         """A reset now: the onboard software starts again from the store (see the module
         docstring); the clock and the instrument go on."""
-        patcher = self.vvm.reconfiguration.patcher if self.vvm.reconfiguration else None
+        patcher = self.reconfiguration.patcher
         fresh = Spacecraft._assemble(self.vvm.profile, Store.open(self.store.directory),
                                      self.key, self.link_key, self.vvm.host,
-                                     patcher.probation_frames if patcher else None)
+                                     patcher.probation_frames)
         fresh.vvm.scheduler.now_ms = self.vvm.now_ms
-        start(fresh.vvm, None)
+        start(fresh.reconfiguration, None)
         self.vvm, self.receiver, self.store = fresh.vvm, fresh.receiver, fresh.store
+        self.reconfiguration = fresh.reconfiguration
 
     @staticmethod
     def _assemble(profile: MissionProfile, store: Store, key: bytes, link_key: bytes,
                   host: Host, probation_frames: int | None) -> Spacecraft:
         patcher = Patcher(profile, store, key, probation_frames=probation_frames)
-        vvm = VVM(profile, host, patcher)
+        vvm = VVM(profile, host)
+        reconfiguration = Reconfiguration(vvm, patcher)
 
         def handoff(ticket: int, data: bytes) -> int:
-            return vvm.receive_patch(data, ticket).code
+            return reconfiguration.receive(data, ticket).code
 
         receiver = Receiver.for_mission(profile, handoff, link_key)
 
         def fate_changed(ticket: int, fate: Fate) -> None:
             receiver.set_fate(ticket, fate.code)
 
-        assert vvm.reconfiguration is not None
-        vvm.reconfiguration.listeners.append(fate_changed)
-        return Spacecraft(vvm, receiver, store, key, link_key)
+        reconfiguration.listeners.append(fate_changed)
+        return Spacecraft(vvm, reconfiguration, receiver, store, key, link_key)
 
     @property
     def now_ms(self) -> int:
