@@ -22,8 +22,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check ccl onboard ground missions tests benchmarks
-	$(BIN)/mypy ccl onboard ground missions
+	$(BIN)/ruff check ccl onboard ground missions cli tests benchmarks
+	$(BIN)/mypy ccl onboard ground missions cli
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ccl.driver import Compiled, Compiler  # noqa: E402
-from ccl.pack import pack, run_verifier  # noqa: E402
+from ccl.pack import pack  # noqa: E402
+from ccl.verify.verdict import run_verifier  # noqa: E402
 from onboard.patching.patch_format import (  # noqa: E402
     TAG_BYTES,
     SectionType,
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     profile = exo.mission
     key = development_key(profile.name)
     vmlets = [v.image for v in exo.vmlets]
-    cycles = run_verifier(exo, compiler).cycles_per_frame
+    cycles = run_verifier(exo).cycles_per_frame
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

@@ -1,4 +1,4 @@
-"""Benchmark: the soundness campaign (``ccl.verify.campaign``) over many random programs.
+"""Benchmark: the soundness campaign (``ccl.soundness.campaign``) over many random programs.
 
 Each program (a CoRoT configuration and the VMlet it uses, generated from its seed) is
 compiled and verified; every proven one is flown on the real scheduler at the verifier's
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ccl.verify.campaign import FEATURES, TIMEOUT_MS, Outcome, generate, run_one  # noqa: E402
+from ccl.soundness.campaign import FEATURES, TIMEOUT_MS, Outcome, generate, run_one  # noqa: E402
 
 NAME = "soundness"
 

@@ -1,4 +1,5 @@
-"""Code generation: typed IR to VVM bytecode (``onboard.vm.isa``) and an image (``onboard.vm.image``).
+"""Code generation: typed IR to VVM bytecode (``onboard.vm.isa``) and an image
+(``onboard.vm.image``).
 
 One code unit per procedure. Conditions compile to jumps (short-circuit ``&&``/``||``
 without materialising booleans); ``for`` compiles to ``FORPREP``/``FORLOOP`` with the

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ccl import ir
-from ccl.codegen import DebugInfo, generate
+from ccl.codegen import generate
+from ccl.compiled import Compiled
 from ccl.diagnostics import CclError, Diagnostic, Source, Span
 from ccl.sema import analyze
 from onboard.mission import MissionError, MissionProfile, find_mission
-from onboard.vm.image import Image
 
 
 @contextlib.contextmanager
@@ -46,17 +46,6 @@ def _not_utf8(path: Path, exc: UnicodeDecodeError) -> Diagnostic:
     return Diagnostic("E-READ", f"cannot read {path}: not UTF-8 text (byte "
                       f"0x{exc.object[exc.start]:02x})", Span(str(path), line, col, line, col + 1),
                       "CCL sources are UTF-8 text")
-
-
-@dataclass(frozen=True)
-class Compiled:
-    """A compiled configuration or VMlet, with the VMlets it runs on."""
-
-    program: ir.Program
-    image: Image
-    debug: DebugInfo
-    mission: MissionProfile
-    vmlets: tuple[Compiled, ...] = ()
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Packing: image(new) + image(base) -> patch bytes, in the format of ``onboard.patching.patch_format``.
+"""Packing: image(new) + image(base) -> patch bytes, in the format of
+``onboard.patching.patch_format``.
 
 A delta carries only what differs between the base configuration (the one the ground
 believes is on board) and the new one: a new name, new or changed VMlet references, the
@@ -21,14 +22,12 @@ which a flight profile refuses.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import secrets
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from onboard.mission import MissionProfile
 from onboard.patching.patch_format import (
@@ -58,9 +57,6 @@ from onboard.patching.patcher import rebuild
 from onboard.patching.store import Configuration
 from onboard.vm.image import Image, ImageKind
 from onboard.vm.machine import Limits
-
-if TYPE_CHECKING:
-    from ccl.driver import Compiled, Compiler
 
 KEY_ENV = "CCL_PATCH_KEY"
 KEY_BYTES = 32
@@ -329,32 +325,6 @@ class Packed:
     @property
     def full(self) -> bool:
         return self.header.full
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What ``ccl verify`` concluded: proven, refuted, unknown or unavailable."""
-
-    status: str
-    cycles_per_frame: int | None
-    detail: str
-    share_used_percent: float | None = None  # the proven worst load, % of the CPU share
-
-
-def run_verifier(compiled: Compiled, compiler: Compiler | None = None) -> Verdict:
-    """Prove ``compiled`` with ``ccl.verify.verify_program``, before packing it. The cycle
-    claim is the tasks' worst-case load per frame (each task's proven bound spread over its
-    period)."""
-    from ccl.verify import verify_program  # the prover, loaded only when packing needs it
-
-    report = verify_program(compiled)
-    budgets = report.budgets
-    per_second = sum((w.cycles_per_s for w in budgets.tasks), Fraction(0))
-    cycles = math.ceil(per_second * budgets.frame_ms / 1000)
-    failing = report.refuted or report.unknown
-    detail = (f"{failing[0].where}: {failing[0].status.value}: {failing[0].message}"
-              if failing else f"worst case {cycles} cycles per frame")
-    return Verdict(report.status, cycles, detail, budgets.share_used_percent)
 
 
 def claims_for(config: Image, vmlets: Sequence[Image], profile: MissionProfile,

@@ -1,7 +1,7 @@
 """The ground tools' error type: one message saying what is wrong, and a hint.
 
 Each ground module raises its own subclass (``PassError``, ``LinkError``, ``LedgerError``);
-the CLI (``ground/commands.py``) renders any of them the same way.
+the CLI (``cli/ground_commands.py``) renders any of them the same way.
 """
 
 from __future__ import annotations

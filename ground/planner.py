@@ -51,8 +51,8 @@ class UplinkPatch:
 
     ``base_hash``/``target_hash`` are configuration hashes or prefixes of them (a patch
     header carries 8-byte prefixes): see ``same_config``. ``header`` is the decoded patch
-    header when the bytes are a patch in the ``onboard.patching.patch_format`` format (for display and
-    for the memory claims).
+    header when the bytes are a patch in the ``onboard.patching.patch_format`` format (for display
+    and for the memory claims).
     """
 
     name: str

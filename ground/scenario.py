@@ -61,7 +61,8 @@ from typing import Any
 
 from ccl.diagnostics import CclError
 from ccl.driver import Compiled, Compiler
-from ccl.pack import PackError, format_key, generate_key, pack, run_verifier
+from ccl.pack import PackError, format_key, generate_key, pack
+from ccl.verify.verdict import run_verifier
 from ground import framing
 from ground.channel import Channel
 from ground.errors import GroundError
@@ -429,7 +430,7 @@ class _Ground:
         for v in (*compiled.vmlets, compiled):
             self.ledger.add_image(v.image.content_hash, v.image.kind.name.lower(),
                                   v.image.name, v.image.version, v.image.encode())
-        verdict = run_verifier(compiled, self.compiler)
+        verdict = run_verifier(compiled)
         if verdict.status != "proven":
             self.outcomes.append(PatchOutcome(step, source, name, verdict.status,
                                               verdict.detail, final="refused",

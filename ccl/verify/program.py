@@ -29,7 +29,7 @@ import z3
 
 from ccl import ir
 from ccl.codegen import generate
-from ccl.driver import Compiled
+from ccl.compiled import Compiled
 from ccl.limits import recursion_headroom
 from ccl.ranges import ArithmeticError_, apply_binary, apply_unary
 from ccl.verify import structural

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from ccl import ir
-from ccl.driver import Compiled
+from ccl.compiled import Compiled
 from ccl.verify.cost import CycleTable
 from ccl.verify.obligations import Replay
 from ccl.verify.report import WorstCase

@@ -20,7 +20,7 @@ CONFIGS = HERE / "configs"
 def run(args: list[object], expect_rc: int, keep: int | None = None) -> bool:
     shown = " ".join(str(a).replace(str(ROOT) + "/", "") for a in args)
     print(f"\n$ ccl {shown}")
-    proc = subprocess.run([sys.executable, "-m", "ccl.cli", *map(str, args)],
+    proc = subprocess.run([sys.executable, "-m", "cli.ccl", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT)
     text = (proc.stdout + proc.stderr).rstrip()
     lines = text.splitlines()

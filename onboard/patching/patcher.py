@@ -668,7 +668,8 @@ class Patcher:
 
     def receive(self, data: bytes) -> Fate:
         """Check a patch and, if it passes, stage it at once. Returns (and logs) its fate.
-        (On board, ``onboard.patching.reconfiguration`` runs the same steps paced by the reserve.)"""
+        (On board, ``onboard.patching.reconfiguration`` runs the same steps paced by the
+        reserve.)"""
         self._log(Fate(FateStatus.RECEIVED, message=f"{len(data)} bytes"))
         try:
             accepted = self.check(data)

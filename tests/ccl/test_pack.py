@@ -12,13 +12,10 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import ccl.pack_command
-from ccl.cli import cli
 from ccl.driver import Compiled, Compiler
 from ccl.pack import (
     KEY_ENV,
     PackError,
-    Verdict,
     chunks,
     diff_list,
     format_key,
@@ -27,7 +24,10 @@ from ccl.pack import (
     parse_key,
     row_runs,
 )
-from ccl.pack_command import describe
+from ccl.verify.verdict import Verdict
+from cli import pack_commands
+from cli.ccl import ccl as cli
+from cli.pack_commands import describe
 from onboard.patching.patch_format import Flag, development_key, expand_chunk, parse_header
 from onboard.patching.patcher import FateStatus, Patcher
 from onboard.patching.store import Store
@@ -166,8 +166,8 @@ def test_keys_from_file_environment_or_development(tmp_path: Path, exo: Compiled
 
 @pytest.fixture
 def proven(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ccl.pack_command, "run_verifier",
-                        lambda compiled, compiler: Verdict("proven", 3_000, "proven"))
+    monkeypatch.setattr(pack_commands, "run_verifier",
+                        lambda compiled: Verdict("proven", 3_000, "proven"))
 
 
 def run(*args: str) -> object:
@@ -207,8 +207,8 @@ def test_keygen_force_is_0600_and_never_follows_a_link(tmp_path: Path) -> None:
 @pytest.mark.parametrize("status, code", [("refuted", 1), ("unknown", 3), ("unavailable", 3)])
 def test_pack_refuses_an_unproven_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 status: str, code: int) -> None:
-    monkeypatch.setattr(ccl.pack_command, "run_verifier",
-                        lambda compiled, compiler: Verdict(status, None, "because"))
+    monkeypatch.setattr(pack_commands, "run_verifier",
+                        lambda compiled: Verdict(status, None, "because"))
     out = tmp_path / "p.vvmp"
     r = run("pack", str(EXO), "-o", str(out))
     assert r.exit_code == code and "--unverified" in r.output  # type: ignore[attr-defined]

@@ -20,12 +20,12 @@ VMLETS = ROOT / "missions" / "corot" / "vmlets"
 
 def ccl(*args: object, env: dict[str, str] | None = None,
         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ccl.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "cli.ccl", *map(str, args)],
                           capture_output=True, text=True, env=env, cwd=cwd or ROOT)
 
 
 def vvm(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "onboard.sim.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "cli.vvm", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT)
 
 

@@ -33,7 +33,7 @@ on apply {{ noisy = 0; }}
 
 
 def run(tool: str, *args: object) -> subprocess.CompletedProcess[str]:
-    module = "ccl.cli" if tool == "ccl" else "onboard.sim.cli"
+    module = "cli.ccl" if tool == "ccl" else "cli.vvm"
     return subprocess.run([sys.executable, "-m", module, *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT)
 

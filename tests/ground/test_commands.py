@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from ccl.cli import cli
+from cli.ccl import ccl as cli
 
 
 @pytest.fixture()

@@ -198,7 +198,7 @@ def test_a_bad_scenario_file_says_what_and_where(tmp_path: Path) -> None:
 
 def test_ccl_sim_exit_codes_and_messages(tmp_path: Path) -> None:
     def sim(*args: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ccl.cli", "sim", *map(str, args),
+        return subprocess.run([sys.executable, "-m", "cli.ccl", "sim", *map(str, args),
                                "--ledger", tmp_path / "l.sqlite"], capture_output=True,
                               text=True, cwd=ROOT)
 

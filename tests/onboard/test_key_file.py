@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from cli.vvm import main as vvm
 from onboard.patching.key_file import write_key_file
 from onboard.patching.patch_format import key_from_text
-from onboard.sim.cli import main as vvm
 from onboard.sim.simulator import KEY_FILE, Simulator
 
 TEXT = "# a key\n" + "ab" * 32 + "\n"

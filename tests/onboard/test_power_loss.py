@@ -458,13 +458,13 @@ from onboard.sim import simulator
 from onboard.patching.disk import FaultyDisk
 disk = FaultyDisk(int(sys.argv[1]))
 simulator.Disk = lambda: disk  # every write of this `vvm` process goes through it
-from onboard.sim.cli import main
+from cli.vvm import main
 main(sys.argv[2:])
 """
 
 
 def vvm(*args: object, cut: int | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "onboard.sim.cli"] if cut is None else \
+    command = [sys.executable, "-m", "cli.vvm"] if cut is None else \
         [sys.executable, "-c", LAUNCHER, str(cut)]
     return subprocess.run([*command, *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
@@ -520,7 +520,7 @@ elif where == "translating v2 fails":
             raise IndentationError("expected an indented block")
         return translate(bound, *args, **kwargs)
     loader.translate = failing
-from onboard.sim.cli import main
+from cli.vvm import main
 main(sys.argv[2:])
 """
 

@@ -101,7 +101,7 @@ def test_a_split_run_is_one_long_run_when_nothing_overruns(tmp_path: Path,
 
 
 def vvm(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "onboard.sim.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "cli.vvm", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 

@@ -1,4 +1,4 @@
-"""The soundness campaign's deterministic slice (``ccl.verify.campaign``;
+"""The soundness campaign's deterministic slice (``ccl.soundness.campaign``;
 ``benchmarks/soundness.py`` runs 10,000 programs).
 
 A fixed range of seeds: every program is generated, verified and, if proven, flown on the
@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from ccl.driver import Compiled, Compiler
-from ccl.verify import Kind, VerifyReport, verify_program
-from ccl.verify.campaign import (
+from ccl.soundness.campaign import (
     FEATURES,
     TIMEOUT_MS,
     Outcome,
@@ -30,7 +29,8 @@ from ccl.verify.campaign import (
     generate,
     run_one,
 )
-from ccl.verify.trial import Rig, fly
+from ccl.soundness.trial import Rig, fly
+from ccl.verify import Kind, VerifyReport, verify_program
 
 #: The slice: about a minute on one core.
 SEEDS = range(1, 181)

@@ -1,6 +1,6 @@
 """Proven means safe on board: one regression per class of disagreement between what
 ``ccl verify`` proved and what the VVM did, each flown on the real scheduler at the inputs
-that broke it (``ccl.verify.trial``).
+that broke it (``ccl.soundness.trial``).
 
 Each case is a configuration that today's verifier either proves (and then the flight at
 adversarial inputs must be clean: accepted, no trap, no overrun, every task within its
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from ccl.driver import Compiled, Compiler
+from ccl.soundness.trial import Inputs, NativeScript, TrialHost, fly, judge
 from ccl.verify import Kind, VerifyReport, verify_program
-from ccl.verify.trial import Inputs, NativeScript, TrialHost, fly, judge
 from onboard.vm.loader import LoadError
 from onboard.vm.machine import Limits
 from onboard.vm.vvm import VVM

@@ -1,4 +1,4 @@
-"""The ``ccl sim`` command: run mission scenarios end to end (registered in ``ccl/cli.py``).
+"""The ``ccl sim`` command: run mission scenarios end to end.
 
 ``ccl sim SCENARIO... [--ledger PATH] [--workdir DIR] [--plot DIR] [--json]``: each SCENARIO is a
 scenario file or a folder of them (``*.toml``, in name order). For each: compile, verify,
@@ -15,25 +15,18 @@ import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
 
 import click
 from rich.console import Console
 
 from ccl.driver import Compiler
+from cli.console import EXIT_REJECTED, EXIT_USAGE, fail
 from ground.errors import GroundError
 from ground.ledger import Ledger, ledger_path
 from ground.scenario import PatchOutcome, ScenarioReport, load_scenario, run_scenario
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
-
-
-def _fail(message: str, hint: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    if hint:
-        click.echo(f"  hint: {hint}", err=True)
-    sys.exit(code)
 
 
 def _scenario_files(args: tuple[str, ...]) -> list[Path]:
@@ -43,12 +36,12 @@ def _scenario_files(args: tuple[str, ...]) -> list[Path]:
         if p.is_dir():
             found = sorted(p.glob("*.toml"))
             if not found:
-                _fail(f"{p} holds no scenario (*.toml)", "give a scenario file", 2)
+                fail(f"{p} holds no scenario (*.toml)", "give a scenario file", EXIT_USAGE)
             files += found
         elif p.is_file():
             files.append(p)
         else:
-            _fail(f"no scenario at {p}", "give a scenario file or a folder of them", 2)
+            fail(f"no scenario at {p}", "give a scenario file or a folder of them", EXIT_USAGE)
     return files
 
 
@@ -120,7 +113,7 @@ def _plot(report: ScenarioReport, path: Path, quiet: bool) -> None:
         plot_timeline(result, path, f"{report.scenario.name} (seed {report.scenario.seed})",
                       activations)
     except (OSError, ValueError) as exc:
-        _fail(f"cannot draw {path}: {exc}", "check the folder", 1)
+        fail(f"cannot draw {path}: {exc}", "check the folder", EXIT_REJECTED)
     if not quiet:
         out.print(f"  timeline drawn to {path}")
 
@@ -159,7 +152,7 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
                     if plot_dir:
                         _plot(report, Path(plot_dir) / f"{f.stem}.png", as_json)
         except GroundError as exc:
-            _fail(exc.message, exc.hint, 1)
+            fail(exc.message, exc.hint, EXIT_REJECTED)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in reports], indent=2, default=str))
     elif len(reports) > 1:

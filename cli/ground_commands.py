@@ -1,8 +1,8 @@
 """The ground's ``ccl`` commands: ``ccl passes``, ``ccl uplink plan|simulate``, ``ccl status``.
 
-Registered in ``ccl/cli.py``. Bad input (unknown mission, unreadable patch, malformed patch
+Bad input (unknown mission, unreadable patch, malformed patch
 spec, broken ledger) gives one message and a hint, never a traceback; exit codes are those
-of ``ccl/cli.py``: 0 ok, 1 a patch refused or undelivered, 2 usage.
+of ``cli.console``: 0 ok, 1 a patch refused or undelivered, 2 usage.
 
 A PATCH argument is a file, optionally followed by comma-separated settings::
 
@@ -23,13 +23,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from cli.console import EXIT_OK, EXIT_REJECTED, fail
 from ground.channel import Channel
 from ground.erasure import ErasureError
 from ground.errors import GroundError
@@ -55,17 +56,8 @@ from ground.uplink import Faults, SimulationResult, WindowLog, simulate
 from onboard.link.tc_frames import MAX_SHARE_BYTES
 from onboard.mission import MissionError, MissionProfile, find_mission
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2  # as in ccl/cli.py
-
 out = Console(highlight=False, soft_wrap=True, markup=False)  # names may hold brackets
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, hint: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    if hint:
-        click.echo(f"  hint: {hint}", err=True)
-    sys.exit(code)
 
 
 def _mission(ctx: click.Context, name: str) -> MissionProfile:
@@ -73,7 +65,7 @@ def _mission(ctx: click.Context, name: str) -> MissionProfile:
     try:
         return find_mission(name, extra)
     except MissionError as exc:
-        _fail(exc.message, exc.hint)
+        fail(exc.message, exc.hint)
 
 
 def _start(profile: MissionProfile, text: str | None) -> datetime:
@@ -82,7 +74,7 @@ def _start(profile: MissionProfile, text: str | None) -> datetime:
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        _fail(f"--start {text!r} is not an ISO date-time", "write e.g. 2014-06-11T00:00Z")
+        fail(f"--start {text!r} is not an ISO date-time", "write e.g. 2014-06-11T00:00Z")
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
@@ -96,10 +88,10 @@ def _setup(ctx: click.Context, mission: str, start: str | None, days: float, sch
         budget = LinkBudget.from_profile(profile)
         passes = compute_passes(profile, begin, days, schedule)  # type: ignore[arg-type]
     except GroundError as exc:
-        _fail(exc.message, exc.hint)
+        fail(exc.message, exc.hint)
     windows = uplink_windows(passes, budget)
     if not windows:
-        _fail(f"no uplink pass in the {days:g} days from {begin.isoformat()}",
+        fail(f"no uplink pass in the {days:g} days from {begin.isoformat()}",
               "give more --days, or another --start")
     return profile, budget, windows, _patches(specs, windows[0].start)
 
@@ -123,9 +115,9 @@ def parse_patch_spec(spec: str, start: datetime) -> UplinkPatch:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        _fail(f"cannot read patch {path}: {exc.strerror}", "check the path")
+        fail(f"cannot read patch {path}: {exc.strerror}", "check the path")
     if not data:
-        _fail(f"patch {path} is empty", "give a patch written by `ccl pack`")
+        fail(f"patch {path} is empty", "give a patch written by `ccl pack`")
     patch = UplinkPatch.from_bytes(Path(path).name, data)
     fields: dict[str, Any] = {}
     for item in settings:
@@ -135,7 +127,7 @@ def parse_patch_spec(spec: str, start: datetime) -> UplinkPatch:
             try:
                 fields["priority"] = int(value)
             except ValueError:
-                _fail(f"{spec}: priority {value!r} is not an integer", "write priority=2")
+                fail(f"{spec}: priority {value!r} is not an integer", "write priority=2")
         elif key == "deadline":
             rel = _duration(value)
             if rel is not None:
@@ -144,22 +136,22 @@ def parse_patch_spec(spec: str, start: datetime) -> UplinkPatch:
             try:
                 t = datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
-                _fail(f"{spec}: deadline {value!r} is neither a duration nor a date-time",
+                fail(f"{spec}: deadline {value!r} is neither a duration nor a date-time",
                       "write deadline=36h or deadline=2014-06-12T12:00Z")
             fields["deadline"] = t if t.tzinfo else t.replace(tzinfo=UTC)
         elif key in ("base", "target"):
             try:
                 h = bytes.fromhex(value)
             except ValueError:
-                _fail(f"{spec}: {key} {value!r} is not hexadecimal", "give the 64-hex-digit hash")
+                fail(f"{spec}: {key} {value!r} is not hexadecimal", "give the 64-hex-digit hash")
             if len(h) != 32:
-                _fail(f"{spec}: {key} has {len(h)} bytes, a configuration hash has 32",
+                fail(f"{spec}: {key} has {len(h)} bytes, a configuration hash has 32",
                       "give the full hash as `ccl compile --json` prints it")
             fields[f"{key}_hash"] = h
         elif key == "name":
             fields["name"] = value
         else:
-            _fail(f"{spec}: unknown setting {key!r}",
+            fail(f"{spec}: unknown setting {key!r}",
                   "settings are priority=, deadline=, base=, target=, name=")
     return replace(patch, **fields)
 
@@ -169,7 +161,7 @@ def _patches(specs: Sequence[str], start: datetime) -> list[UplinkPatch]:
     names = [p.name for p in patches]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
-        _fail(f"two patches are named {dup}", "add name=OTHER to one of them")
+        fail(f"two patches are named {dup}", "add name=OTHER to one of them")
     return patches
 
 
@@ -177,7 +169,7 @@ def _channel(loss: float, duplicate: float = 0.0, reorder: float = 0.0) -> Chann
     try:
         return Channel(loss=loss, duplicate=duplicate, reorder=reorder)
     except ValueError as exc:
-        _fail(str(exc), "probabilities lie in [0, 1)")
+        fail(str(exc), "probabilities lie in [0, 1)")
 
 
 def _t(t: datetime | None) -> str:
@@ -218,7 +210,7 @@ def passes(ctx: click.Context, mission: str, days: float, start: str | None, sch
         all_passes = compute_passes(profile, begin, days, schedule)  # type: ignore[arg-type]
         budget = LinkBudget.from_profile(profile)
     except GroundError as exc:
-        _fail(exc.message, exc.hint)
+        fail(exc.message, exc.hint)
     windows = {(w.pass_.station, w.pass_.rise): w for w in uplink_windows(all_passes, budget)}
     rows = []
     for p in all_passes:
@@ -270,7 +262,7 @@ def _ledger_view(path: Path) -> OnboardView:
         with Ledger(path) as ledger:
             cfg = ledger.status().get("onboard_config")
     except GroundError as exc:
-        _fail(exc.message, exc.hint)
+        fail(exc.message, exc.hint)
     return OnboardView(bytes.fromhex(cfg["hash"]) if cfg else None)
 
 
@@ -300,7 +292,7 @@ def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, day
         try:
             view = OnboardView(bytes.fromhex(onboard_hash))
         except ValueError:
-            _fail(f"--onboard {onboard_hash!r} is not hexadecimal", "give the full hash")
+            fail(f"--onboard {onboard_hash!r} is not hexadecimal", "give the full hash")
     result = plan(patches, windows, view, _channel(loss), patch_buffer_bytes(profile),
                   share_bytes, confidence, (profile.code_bytes, profile.data_bytes))
     refused = any(p.status is Status.REFUSED for p in result.patches)
@@ -367,19 +359,19 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
     profile, budget, windows, patches = _setup(ctx, mission, start, days, schedule,
                                                patch_specs)
     if link_key_path and not Path(link_key_path).is_file():
-        _fail(f"no link key file at {link_key_path}", "write one with `ccl keygen --link -o "
+        fail(f"no link key file at {link_key_path}", "write one with `ccl keygen --link -o "
               "FILE`")
     try:
         link = load_link_key(profile, Path(link_key_path) if link_key_path else None)
     except GroundError as exc:
-        _fail(exc.message, exc.hint, EXIT_REJECTED)
+        fail(exc.message, exc.hint, EXIT_REJECTED)
     begin = _start(profile, start)
     channel = _channel(loss, duplicate, reorder)
     faults = Faults(cancel_probability=cancel_p, report_loss_probability=report_loss)
     try:
         ledger = Ledger(ledger_path(ledger_opt))
     except GroundError as exc:
-        _fail(exc.message, exc.hint)
+        fail(exc.message, exc.hint)
     params = {"loss": loss, "days": days, "start": begin.isoformat(), "share_bytes": share_bytes,
               "confidence": confidence, "cancel": cancel_p, "report_loss": report_loss,
               "duplicate": duplicate, "reorder": reorder,
@@ -406,7 +398,7 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
                                   recorder=recorder, on_window=tick,
                                   link=link.association(profile))
             except ErasureError as exc:
-                _fail(str(exc), "split the change into smaller patches", EXIT_REJECTED)
+                fail(str(exc), "split the change into smaller patches", EXIT_REJECTED)
     if plot:
         from ground.timeline import plot_timeline
 
@@ -414,7 +406,7 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
             plot_timeline(result, Path(plot), f"{profile.name}: uplink of "
                           f"{', '.join(p.name for p in patches)}, loss {loss:g}, seed {seed}")
         except (OSError, ValueError) as exc:
-            _fail(f"cannot draw {plot}: {exc}", "check the path and the simulated days")
+            fail(f"cannot draw {plot}: {exc}", "check the path and the simulated days")
     failed = any(p.status != "complete" for p in result.patches)
     if as_json:
         _emit_json(_summary_json(result, budget, loss, recorder.run))
@@ -473,13 +465,13 @@ def status(ledger_opt: str | None, run: int | None, as_json: bool) -> None:
     """What the ground knows is on board: the ledger's configuration, transfers and passes."""
     path = ledger_path(ledger_opt)
     if not path.exists():
-        _fail(f"no ledger at {path}",
+        fail(f"no ledger at {path}",
               "run `ccl uplink simulate` first, or give --ledger PATH / $CCL_LEDGER")
     try:
         with Ledger(path) as ledger:
             info = ledger.status(run)
     except GroundError as exc:
-        _fail(exc.message, exc.hint)
+        fail(exc.message, exc.hint)
     if as_json:
         _emit_json(info)
         return

@@ -1,55 +1,44 @@
-"""The ``ccl`` command: the ground toolchain's user interface.
+"""The compiler's commands: ``ccl check``, ``ccl compile`` and ``ccl disasm``.
 
-Diagnostics are rendered here and nowhere else. Exit codes: 0 ok, 1 rejected input (or a
-refuted proof), 2 usage, 3 unknown (a solver gave up). Bad input never produces a traceback.
+Diagnostics and failures are shown through ``cli.console``; exit codes are its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.text import Text
 
 from ccl.diagnostics import CclError, Diagnostic, render
 from ccl.driver import Compiled, Compiler
-from ccl.limits import recursion_headroom
+from cli.console import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    emit_json,
+    fail,
+    out_console,
+    print_rendered,
+    require_inputs,
+)
+from onboard.vm import isa
 from onboard.vm.image import IMAGE_MAGIC, Image, ImageError, ImageKind, decode_image
 from onboard.vm.listing import listing
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
-EXIT_INTERNAL = 70
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = out_console()
 
 
-def _print_diagnostics(diags: Sequence[Diagnostic], compiler: Compiler) -> None:
-    for d in diags:
-        text = render(d, compiler.sources)
-        if err.is_terminal:
-            styled = Text(text)
-            styled.highlight_regex(r"error\[[A-Z0-9-]+\]", "bold red")
-            styled.highlight_regex(r"\^+", "bold red")
-            styled.highlight_regex(r"hint:", "bold cyan")
-            err.print(styled)
-        else:
-            click.echo(text, err=True)
+def print_diagnostics(diags: Sequence[Diagnostic], compiler: Compiler) -> None:
+    """CCL diagnostics, each with its source line and caret, on stderr."""
+    print_rendered(render(d, compiler.sources) for d in diags)
 
 
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
-
-
-def _compiler(ctx: click.Context) -> Compiler:
-    return Compiler(mission_dirs=[Path(p) for p in ctx.obj.get("missions", ())])
+def compiler_of(ctx: click.Context) -> Compiler:
+    """The compiler for this invocation: the mission folders of ``ccl --missions``."""
+    return Compiler(mission_dirs=[Path(p) for p in (ctx.obj or {}).get("missions", ())])
 
 
 def _summary(c: Compiled) -> dict[str, Any]:
@@ -74,24 +63,13 @@ def _summary(c: Compiled) -> dict[str, Any]:
     }
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--missions", "missions", multiple=True, type=click.Path(file_okay=False),
-              help="Extra folder of mission profiles (repeatable; also $CCL_MISSIONS).")
-@click.version_option(package_name="ccl-vvm", prog_name="ccl")
-@click.pass_context
-def cli(ctx: click.Context, missions: tuple[str, ...]) -> None:
-    """CCL: check, compile and inspect configurations for the onboard VVM."""
-    ctx.ensure_object(dict)
-    ctx.obj["missions"] = missions
-
-
-@cli.command()
+@click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     """Parse and check CCL FILES: names, types, ranges, loops, recursion."""
-    compiler = _compiler(ctx)
+    compiler = compiler_of(ctx)
     require_inputs(files)
     results = []
     failed = False
@@ -103,7 +81,7 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
             results.append({"file": f, "ok": False,
                             "diagnostics": [d.to_json() for d in exc.diagnostics]})
             if not as_json:
-                _print_diagnostics(exc.diagnostics, compiler)
+                print_diagnostics(exc.diagnostics, compiler)
             continue
         results.append({"file": f, "ok": True, "kind": program.kind.value,
                         "name": program.name, "version": program.version, "diagnostics": []})
@@ -117,11 +95,11 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
             out.print(f"[green]ok[/green] {f}: {what} ({detail})" if out.is_terminal
                       else f"ok {f}: {what} ({detail})")
     if as_json:
-        _emit_json({"ok": not failed, "files": results})
+        emit_json({"ok": not failed, "files": results})
     sys.exit(EXIT_REJECTED if failed else EXIT_OK)
 
 
-@cli.command()
+@click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Image file to write (default: FILE with suffix .vvmi).")
@@ -130,24 +108,24 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
 def compile(ctx: click.Context, file: str, output: str | None, as_json: bool) -> None:  # noqa: A001
     """Compile a CCL FILE to a VVM image."""
     require_inputs([file])
-    compiler = _compiler(ctx)
+    compiler = compiler_of(ctx)
     try:
         compiled = compiler.compile(Path(file))
     except CclError as exc:
         if as_json:
-            _emit_json({"ok": False, "file": file,
+            emit_json({"ok": False, "file": file,
                         "diagnostics": [d.to_json() for d in exc.diagnostics]})
         else:
-            _print_diagnostics(exc.diagnostics, compiler)
+            print_diagnostics(exc.diagnostics, compiler)
         sys.exit(EXIT_REJECTED)
     target = Path(output) if output else Path(file).with_suffix(".vvmi")
     try:
         target.write_bytes(compiled.image.encode())
     except OSError as exc:
-        _fail_usage(f"cannot write {target}: {exc.strerror}", "check the output path")
+        fail(f"cannot write {target}: {exc.strerror}", "check the output path")
     summary = _summary(compiled) | {"file": file, "output": str(target), "ok": True}
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
     else:
         s = summary
         out.print(f"{s['kind']} {s['name']} version {s['version']} -> {target}: "
@@ -160,7 +138,7 @@ def _load_image(path: Path) -> Image:
     return decode_image(data)
 
 
-@cli.command()
+@click.command()
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -168,38 +146,35 @@ def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
     """List an image (or compile a CCL file and list it): data, tables, code."""
     require_inputs([target])
     path = Path(target)
-    compiler = _compiler(ctx)
+    compiler = compiler_of(ctx)
     local_names = None
     try:
         head = path.read_bytes()[:4]
     except OSError as exc:
-        _fail_usage(f"cannot read {target}: {exc.strerror}", "check the path")
+        fail(f"cannot read {target}: {exc.strerror}", "check the path")
     if head == IMAGE_MAGIC:
         try:
             image = _load_image(path)
         except ImageError as exc:
             where = f" at offset {exc.offset}" if exc.offset is not None else ""
-            click.echo(f"{target}{where}: error[E-IMAGE]: {exc.message}", err=True)
-            click.echo("  hint: is this an image written by `ccl compile`?", err=True)
-            sys.exit(EXIT_REJECTED)
+            fail(f"not an image: {exc.message}", "is this an image written by `ccl compile`?",
+                 EXIT_REJECTED, f"{target}{where}")
     else:
         try:
             compiled = compiler.compile(path)
         except CclError as exc:
-            _print_diagnostics(exc.diagnostics, compiler)
+            print_diagnostics(exc.diagnostics, compiler)
             sys.exit(EXIT_REJECTED)
         image = compiled.image
         local_names = compiled.debug.local_names
     if as_json:
-        _emit_json(_image_json(image, local_names))
+        emit_json(_image_json(image, local_names))
     else:
         click.echo("\n".join(listing(image, local_names)))
     sys.exit(EXIT_OK)
 
 
 def _image_json(image: Image, local_names: Sequence[Sequence[str]] | None) -> dict[str, Any]:
-    from onboard.vm import isa
-
     units = []
     for i, u in enumerate(image.functions):
         names = tuple(local_names[i]) if local_names else ()
@@ -228,65 +203,3 @@ def _image_json(image: Image, local_names: Sequence[Sequence[str]] | None) -> di
         "exposes": list(image.exposes), "hides": list(image.hides),
         "functions": units,
     }
-
-
-def _fail_usage(message: str, hint: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    click.echo(f"  hint: {hint}", err=True)
-    sys.exit(EXIT_USAGE)
-
-
-def require_inputs(files: Sequence[str]) -> None:
-    """A missing input file is a usage error (exit 2), reported as the compiler would, before
-    any work: nothing is checked, compiled or written."""
-    missing = [f for f in files if not Path(f).exists()]
-    for f in missing:
-        click.echo(f"error[E-READ]: no such file: {f}", err=True)
-        click.echo("  hint: check the path", err=True)
-    if missing:
-        sys.exit(EXIT_USAGE)
-
-
-# Commands defined in their own modules, each next to what it drives. One import and one
-# add_command per command group; keep this block sorted.
-from ccl.pack_command import inspect_command, keygen_command, pack_command  # noqa: E402
-from ccl.verify.command import verify  # noqa: E402
-from ground.commands import passes, status, uplink  # noqa: E402
-from ground.sim_command import sim  # noqa: E402
-
-cli.add_command(inspect_command)
-cli.add_command(keygen_command)
-cli.add_command(pack_command)
-cli.add_command(passes)
-cli.add_command(sim)
-cli.add_command(status)
-cli.add_command(uplink)
-cli.add_command(verify)
-# (end of command registrations)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``ccl`` console script."""
-    with recursion_headroom():  # the verifier walks programs as deep as they nest, too
-        _run(cli, argv, "ccl")
-
-
-def _run(command: click.Command, argv: Sequence[str] | None, prog: str) -> None:
-    try:
-        command.main(args=list(argv) if argv is not None else None, prog_name=prog,
-                     standalone_mode=True)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # a bug, not bad input: say so in one line
-        if os.environ.get("CCL_DEBUG"):
-            raise
-        click.echo(f"{prog}: internal error: {type(exc).__name__}: {exc}", err=True)
-        click.echo("  hint: this is a bug; rerun with CCL_DEBUG=1 for the traceback", err=True)
-        sys.exit(EXIT_INTERNAL)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,4 +1,4 @@
-"""The ``ccl pack``, ``ccl inspect`` and ``ccl keygen`` commands (registered in ``ccl.cli``).
+"""The ``ccl pack``, ``ccl inspect`` and ``ccl keygen`` commands.
 
 ``pack`` compiles a configuration, proves it with ``ccl verify`` (refusing a refuted or
 unknown one unless ``--unverified``, which marks the patch), and packs it against the base
@@ -14,12 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from ccl.diagnostics import CclError
-from ccl.driver import Compiler
 from ccl.pack import (
     KEY_ENV,
     PackError,
@@ -29,8 +28,10 @@ from ccl.pack import (
     load_key,
     pack,
     parse_key,
-    run_verifier,
 )
+from ccl.verify.verdict import run_verifier
+from cli.compile_commands import compiler_of, print_diagnostics
+from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_UNKNOWN, fail, require_inputs
 from ground.link_key import LINK_KEY_ENV
 from onboard.mission import MissionError, MissionProfile, find_mission, mission_search_path
 from onboard.patching.key_file import write_key_file
@@ -57,30 +58,17 @@ from onboard.patching.patcher import rebuild_image
 from onboard.patching.store import Configuration
 from onboard.vm.image import Image, ImageError, decode_image
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3  # as in ccl/cli.py
-
-
-def _fail(message: str, hint: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    if hint:
-        click.echo(f"  hint: {hint}", err=True)
-    sys.exit(code)
-
-
-def _compiler(ctx: click.Context) -> Compiler:
-    return Compiler(mission_dirs=[Path(p) for p in (ctx.obj or {}).get("missions", ())])
-
 
 def _read_image(path: str, what: str) -> Image:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        _fail(f"cannot read {what} {path}: {exc.strerror}", "check the path")
+        fail(f"cannot read {what} {path}: {exc.strerror}", "check the path")
     try:
         return decode_image(data)
     except ImageError as exc:
         where = f" at offset {exc.offset}" if exc.offset is not None else ""
-        _fail(f"{path}{where}: not an image: {exc.message}",
+        fail(f"{path}{where}: not an image: {exc.message}",
               f"the {what} is an image written by `ccl compile`", EXIT_REJECTED)
 
 
@@ -110,28 +98,27 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
                  key_path: str | None, unverified: bool, full: bool | None,
                  output: str | None, as_json: bool) -> None:
     """Compile, verify and pack a configuration FILE into a patch."""
-    from ccl.cli import _print_diagnostics, require_inputs
 
     require_inputs([file])
-    compiler = _compiler(ctx)
+    compiler = compiler_of(ctx)
     try:
         compiled = compiler.compile(Path(file))
     except CclError as exc:
-        _print_diagnostics(exc.diagnostics, compiler)
+        print_diagnostics(exc.diagnostics, compiler)
         sys.exit(EXIT_REJECTED)
     base = _read_image(base_path, "base") if base_path else None
     profile = compiled.mission
     try:
         key = load_key(profile, Path(key_path) if key_path else None)
     except PackError as exc:
-        _fail(exc.message, exc.hint)
-    verdict = run_verifier(compiled, compiler)
+        fail(exc.message, exc.hint)
+    verdict = run_verifier(compiled)
     if verdict.status != "proven" and not unverified:
         code = EXIT_REJECTED if verdict.status == "refuted" else EXIT_UNKNOWN
         what = "cannot be verified" if verdict.status == "unavailable" \
             else f"is {verdict.status}"
         first = verdict.detail.splitlines()[0] if verdict.detail else ""
-        _fail(f"{file}: not packed: the configuration {what}" + (f" ({first})" if first else ""),
+        fail(f"{file}: not packed: the configuration {what}" + (f" ({first})" if first else ""),
               "fix it (see `ccl verify`), or pack with --unverified to mark the patch", code)
     try:
         packed = pack(compiled.image, [v.image for v in compiled.vmlets], profile,
@@ -139,12 +126,12 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
                       base=base, full=full, unverified=verdict.status != "proven",
                       cycles_per_frame=verdict.cycles_per_frame)
     except PackError as exc:
-        _fail(exc.message, exc.hint, EXIT_REJECTED)
+        fail(exc.message, exc.hint, EXIT_REJECTED)
     target = Path(output) if output else Path(file).with_suffix(".vvmp")
     try:
         target.write_bytes(packed.data)
     except OSError as exc:
-        _fail(f"cannot write {target}: {exc.strerror}", "check the output path")
+        fail(f"cannot write {target}: {exc.strerror}", "check the output path")
     h = packed.header
     summary = {
         "ok": True, "file": file, "output": str(target), "bytes": len(packed.data),
@@ -181,7 +168,7 @@ def inspect_command(ctx: click.Context, patch: str, base_path: str | None,
     try:
         data = Path(patch).read_bytes()
     except OSError as exc:
-        _fail(f"cannot read {patch}: {exc.strerror}", "check the path")
+        fail(f"cannot read {patch}: {exc.strerror}", "check the path")
     base = _read_image(base_path, "base") if base_path else None
     key = None
     if key_path or os.environ.get(KEY_ENV):
@@ -189,9 +176,9 @@ def inspect_command(ctx: click.Context, patch: str, base_path: str | None,
             key = parse_key(Path(key_path).read_text() if key_path else os.environ[KEY_ENV],
                             key_path or f"${KEY_ENV}")
         except (OSError, UnicodeDecodeError) as exc:
-            _fail(f"cannot read key file {key_path}: {exc}", "check the path")
+            fail(f"cannot read key file {key_path}: {exc}", "check the path")
         except PackError as exc:
-            _fail(exc.message, exc.hint)
+            fail(exc.message, exc.hint)
     extra = [Path(p) for p in (ctx.obj or {}).get("missions", ())]
     try:
         report = describe(data, base, key, extra)
@@ -229,9 +216,9 @@ def keygen_command(output: str, mission: str | None, link: bool, force: bool) ->
     try:
         write_key_file(path, format_key(generate_key(), mission, kind), force=force)
     except FileExistsError:
-        _fail(f"{path} exists", "give --force to replace it (the old key is lost)")
+        fail(f"{path} exists", "give --force to replace it (the old key is lost)")
     except OSError as exc:
-        _fail(f"cannot write {path}: {exc.strerror}", "check the path")
+        fail(f"cannot write {path}: {exc.strerror}", "check the path")
     use = (f"--link-key {path} or export {LINK_KEY_ENV}=<the hex line>" if link else
            f"--key {path} or export {KEY_ENV}=<the hex line>")
     click.echo(f"wrote a new {kind} key to {path}; use it with {use}")

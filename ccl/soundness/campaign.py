@@ -12,7 +12,7 @@ writes and reads again after a loop while other tasks write it too.
 ``generate(seed)`` writes one configuration and the VMlet it runs on (``random.Random``
 seeded per program, so that programs can be made and run in any order, in parallel).
 ``run_one(seed)`` compiles, verifies (the configuration and its VMlet) and, if proven,
-flies it on the real scheduler (``ccl.verify.trial.fly``) at the witness of every worst
+flies it on the real scheduler (``ccl.soundness.trial.fly``) at the witness of every worst
 case the verifier reported and at adversarial inputs (parameter extremes, tables at their
 extremes that change part-way, natives that return one value for some calls and then
 another), and judges every flight against the proof. Nothing here knows what anything
@@ -33,11 +33,11 @@ from pathlib import Path
 
 from ccl.diagnostics import CclError
 from ccl.driver import Compiled, Compiler
+from ccl.soundness.trial import Flight, Inputs, Rig, hyperperiod_ms, judge
 from ccl.verify.obligations import Replay
 from ccl.verify.program import verify_program
 from ccl.verify.replay import NativeScript
 from ccl.verify.report import VerifyReport
-from ccl.verify.trial import Flight, Inputs, Rig, hyperperiod_ms, judge
 
 #: The features the generator aims at; ``Generated.features`` says which a program has.
 FEATURES = ("early_return", "multi_rate", "fixed_cost_instr", "on_apply", "on_load",

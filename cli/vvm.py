@@ -1,6 +1,7 @@
 """The ``vvm`` command: the onboard simulator's user interface.
 
-Stdlib only (argparse): the onboard side stands alone. ``vvm init/load/apply/run/status``
+It imports nothing of the ground toolchain (``ccl``, ``ground``): the onboard side stands
+alone, and so does its simulator. ``vvm init/load/apply/run/status``
 drive a simulated VVM kept in a state directory (``onboard.sim.simulator``); ``vvm inspect``
 reads an image as the satellite would. Exit codes: 0 ok, 1 rejected input (a refused image,
 a patch rejected or rolled back at its switch), 2 usage. Opening a state directory whose
@@ -15,20 +16,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Failure, run_guarded, show
 from onboard.mission import MissionError
 from onboard.patching.patch_format import key_from_text
 from onboard.patching.patcher import FateStatus
 from onboard.patching.reconfiguration import PatchEvent
 from onboard.sim.simulator import Simulator, StateError, parse_duration
-from onboard.vm.image import ImageError, decode_image
+from onboard.vm.image import Image, ImageError, decode_image
 from onboard.vm.listing import listing
 from onboard.vm.loader import LoadError
 
 
-def _fail(message: str, hint: str, code: int = 1) -> int:
-    print(f"vvm: {message}", file=sys.stderr)
-    if hint:
-        print(f"  hint: {hint}", file=sys.stderr)
+def _fail(message: str, hint: str, code: int = EXIT_REJECTED) -> int:
+    show(Failure(message, hint, code), "vvm")
     return code
 
 
@@ -54,35 +54,26 @@ def _cmd_init(args: argparse.Namespace) -> int:
         try:
             key = key_from_text(Path(args.key).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
-            return _fail(f"cannot read key file {args.key}: {exc}", "check the path", 2)
+            return _fail(f"cannot read key file {args.key}: {exc}", "check the path", EXIT_USAGE)
         except ValueError as exc:
             return _fail(f"{args.key}: {exc}", "write one with `ccl keygen -o FILE`")
     sim = Simulator.init(Path(args.state), args.mission, args.seed, _missions(args), key)
     print(f"{args.state}: VVM for mission {sim.vvm.profile.name}, seed {args.seed}, "
           f"share {sim.vvm.profile.share_cycles_per_frame} cycles per "
           f"{sim.vvm.profile.frame_ms} ms frame")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
     sim = _open(args)
     for name in args.images:
-        try:
-            data = Path(name).read_bytes()
-        except OSError as exc:
-            return _fail(f"cannot read {name}: {exc.strerror}", "check the path", 2)
-        try:
-            image = decode_image(data)
-        except ImageError as exc:
-            where = f" at offset {exc.offset}" if exc.offset is not None else ""
-            return _fail(f"{name}{where}: not an image: {exc.message}",
-                         "images are written by `ccl compile`")
+        image, _ = _read_image(name)
         try:
             print(sim.load(image))
         except LoadError as exc:
             return _fail(f"{name}: refused ({exc.code}): {exc.message}",
                          "nothing was loaded; load the VMlets a configuration uses first")
-    return 0
+    return EXIT_OK
 
 
 def _fate_line(e: PatchEvent) -> str:
@@ -101,7 +92,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     try:
         data = Path(args.patch).read_bytes()
     except OSError as exc:
-        return _fail(f"cannot read {args.patch}: {exc.strerror}", "check the path", 2)
+        return _fail(f"cannot read {args.patch}: {exc.strerror}", "check the path", EXIT_USAGE)
     sim = _open(args)
     events = sim.apply(data)
     last = events[-1].fate
@@ -114,12 +105,12 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if last.status is FateStatus.REJECTED:
         if not args.json:
             print(f"  the state is unchanged; {_REJECTION_HINT}", file=sys.stderr)
-        return 1
+        return EXIT_REJECTED
     if last.status is FateStatus.ROLLED_BACK:
         if not args.json:
             print(f"  {_ROLLBACK_HINT}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_REJECTED
+    return EXIT_OK
 
 
 _REJECTION_HINT = ("re-pack it against the configuration on board (`vvm status` shows its "
@@ -134,7 +125,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         ms = parse_duration(args.duration)
     except ValueError as exc:
-        return _fail(str(exc), "durations look like 90s, 30m, 6h, 2d", 2)
+        return _fail(str(exc), "durations look like 90s, 30m, 6h, 2d", EXIT_USAGE)
     sim = _open(args)
     seen = len(sim.reconfiguration.events)
     start = sim.vvm.now_ms
@@ -145,7 +136,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
           f"{100 * tel.worst_share():.1f} % of the share")
     for e in sim.reconfiguration.events[seen:]:
         print(_fate_line(e))
-    return 0
+    return EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -153,7 +144,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     status = sim.vvm.status()
     if args.json:
         print(json.dumps(status, indent=1))
-        return 0
+        return EXIT_OK
     cfg = status["config"]
     print(f"mission {status['mission']}  t = {status['time_ms'] / 1000:.1f} s  "
           f"config {cfg['name'] or '-'} v{cfg['version']} {cfg['hash'][:16]}")
@@ -176,29 +167,34 @@ def _cmd_status(args: argparse.Namespace) -> int:
           f"{(store['current'] or '-')[:16]}, previous {(store['previous'] or '-')[:16]}")
     for e in sim.reconfiguration.events[-10:]:
         print(_fate_line(e))
-    return 0
+    return EXIT_OK
+
+
+def _read_image(name: str) -> tuple[Image, bytes]:
+    """The image in file ``name`` and its bytes; a ``Failure`` if it cannot be read or is
+    not an image."""
+    try:
+        data = Path(name).read_bytes()
+    except OSError as exc:
+        raise Failure(f"cannot read {name}: {exc.strerror}", "check the path",
+                      EXIT_USAGE) from None
+    try:
+        return decode_image(data), data
+    except ImageError as exc:
+        where = f" at offset {exc.offset}" if exc.offset is not None else ""
+        raise Failure(f"not an image: {exc.message}", "images are written by `ccl compile`",
+                      EXIT_REJECTED, f"{name}{where}") from None
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    try:
-        data = Path(args.image).read_bytes()
-    except OSError as exc:
-        print(f"vvm: cannot read {args.image}: {exc.strerror}", file=sys.stderr)
-        return 2
-    try:
-        image = decode_image(data)
-    except ImageError as exc:
-        where = f" at offset {exc.offset}" if exc.offset is not None else ""
-        print(f"{args.image}{where}: rejected: {exc.message}", file=sys.stderr)
-        print("  hint: images are written by `ccl compile`", file=sys.stderr)
-        return 1
+    image, data = _read_image(args.image)
     if args.json:
         print(json.dumps({"name": image.name, "version": image.version,
                           "mission": image.mission, "hash": image.content_hash.hex(),
                           "bytes": len(data)}))
     else:
         print("\n".join(listing(image)))
-    return 0
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -237,13 +233,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_status)
     args = parser.parse_args(argv)
-    try:
-        code = args.func(args)
-    except StateError as exc:
-        code = _fail(exc.message, exc.hint)
-    except MissionError as exc:
-        code = _fail(exc.message, exc.hint)
-    sys.exit(code)
+
+    def run() -> None:
+        try:
+            code = args.func(args)
+        except (StateError, MissionError) as exc:
+            raise Failure(exc.message, exc.hint, EXIT_REJECTED) from None
+        sys.exit(code)
+
+    run_guarded(run, "vvm")
 
 
 if __name__ == "__main__":  # pragma: no cover

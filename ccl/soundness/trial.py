@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ccl.driver import Compiled
+from ccl.compiled import Compiled
 from ccl.pack import pack
 from ccl.verify.replay import NativeScript, TrialHost
 from ccl.verify.report import VerifyReport

@@ -1,4 +1,4 @@
-"""The ``ccl verify`` command (registered in ``ccl.cli``).
+"""The ``ccl verify`` command.
 
 ``ccl verify FILE... [--json] [--timeout SECONDS]``: compile each file, prove it, print the
 report (rich on a terminal, plain text when piped, JSON with ``--json``). Exit 0 when every
@@ -28,9 +28,10 @@ from ccl.verify.report import (
     render_text,
     worst_case_line,
 )
+from cli.compile_commands import compiler_of, print_diagnostics
+from cli.console import EXIT_OK, EXIT_UNKNOWN, require_inputs
+from cli.console import EXIT_REJECTED as EXIT_REFUTED
 from onboard.mission import MissionError
-
-EXIT_OK, EXIT_REFUTED, EXIT_UNKNOWN = 0, 1, 3  # as in ccl/cli.py
 
 
 @click.command("verify")
@@ -44,10 +45,8 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
     """Prove CCL FILES safe and within budget: no overflow, division by zero, index or range
     error, flight rules for every parameter set, worst-case cycles within the CPU share,
     memory and uplink, with a counterexample for anything that fails."""
-    from ccl.cli import _compiler, _print_diagnostics, require_inputs  # the CLI renders
-
     require_inputs(files)
-    compiler = _compiler(ctx)
+    compiler = compiler_of(ctx)
     out = Console(highlight=False, soft_wrap=True)
     results: list[dict[str, Any]] = []
     codes = []
@@ -60,7 +59,7 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
             results.append({"file": f, "status": "rejected",
                             "diagnostics": [d.to_json() for d in exc.diagnostics]})
             if not as_json:
-                _print_diagnostics(exc.diagnostics, compiler)
+                print_diagnostics(exc.diagnostics, compiler)
             continue
         except MissionError as exc:
             codes.append(EXIT_REFUTED)
