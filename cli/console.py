@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from rich.console import Console
 from rich.text import Text
@@ -63,6 +63,19 @@ def fail(message: str, hint: str = "", code: int = EXIT_USAGE, where: str = "") 
     """Print the failure and exit with ``code`` (usage by default)."""
     show(Failure(message, hint, code, where))
     sys.exit(code)
+
+
+class Refusal(Protocol):
+    """An error of a layer below, in the one shape: a message, a hint, and where (the
+    onboard side's ``OnboardError``, the ground's ``GroundError``, ``ccl.pack.PackError``)."""
+
+    message: str
+    hint: str
+
+
+def refuse(error: Refusal, code: int = EXIT_REJECTED) -> NoReturn:
+    """Show a lower layer's error as a failure and exit with ``code``."""
+    fail(error.message, error.hint, code, str(getattr(error, "where", "") or ""))
 
 
 def emit_json(data: Any) -> None:

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from cli.console import EXIT_OK, EXIT_REJECTED, fail
+from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, fail, refuse
 from ground.channel import Channel
 from ground.erasure import ErasureError
 from ground.errors import GroundError
@@ -65,7 +65,7 @@ def _mission(ctx: click.Context, name: str) -> MissionProfile:
     try:
         return find_mission(name, extra)
     except MissionError as exc:
-        fail(exc.message, exc.hint)
+        refuse(exc, EXIT_USAGE)
 
 
 def _start(profile: MissionProfile, text: str | None) -> datetime:
@@ -88,7 +88,7 @@ def _setup(ctx: click.Context, mission: str, start: str | None, days: float, sch
         budget = LinkBudget.from_profile(profile)
         passes = compute_passes(profile, begin, days, schedule)  # type: ignore[arg-type]
     except GroundError as exc:
-        fail(exc.message, exc.hint)
+        refuse(exc, EXIT_USAGE)
     windows = uplink_windows(passes, budget)
     if not windows:
         fail(f"no uplink pass in the {days:g} days from {begin.isoformat()}",
@@ -210,7 +210,7 @@ def passes(ctx: click.Context, mission: str, days: float, start: str | None, sch
         all_passes = compute_passes(profile, begin, days, schedule)  # type: ignore[arg-type]
         budget = LinkBudget.from_profile(profile)
     except GroundError as exc:
-        fail(exc.message, exc.hint)
+        refuse(exc, EXIT_USAGE)
     windows = {(w.pass_.station, w.pass_.rise): w for w in uplink_windows(all_passes, budget)}
     rows = []
     for p in all_passes:
@@ -262,7 +262,7 @@ def _ledger_view(path: Path) -> OnboardView:
         with Ledger(path) as ledger:
             cfg = ledger.status().get("onboard_config")
     except GroundError as exc:
-        fail(exc.message, exc.hint)
+        refuse(exc, EXIT_USAGE)
     return OnboardView(bytes.fromhex(cfg["hash"]) if cfg else None)
 
 
@@ -364,14 +364,14 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
     try:
         link = load_link_key(profile, Path(link_key_path) if link_key_path else None)
     except GroundError as exc:
-        fail(exc.message, exc.hint, EXIT_REJECTED)
+        refuse(exc, EXIT_REJECTED)
     begin = _start(profile, start)
     channel = _channel(loss, duplicate, reorder)
     faults = Faults(cancel_probability=cancel_p, report_loss_probability=report_loss)
     try:
         ledger = Ledger(ledger_path(ledger_opt))
     except GroundError as exc:
-        fail(exc.message, exc.hint)
+        refuse(exc, EXIT_USAGE)
     params = {"loss": loss, "days": days, "start": begin.isoformat(), "share_bytes": share_bytes,
               "confidence": confidence, "cancel": cancel_p, "report_loss": report_loss,
               "duplicate": duplicate, "reorder": reorder,
@@ -471,7 +471,7 @@ def status(ledger_opt: str | None, run: int | None, as_json: bool) -> None:
         with Ledger(path) as ledger:
             info = ledger.status(run)
     except GroundError as exc:
-        fail(exc.message, exc.hint)
+        refuse(exc, EXIT_USAGE)
     if as_json:
         _emit_json(info)
         return

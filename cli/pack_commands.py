@@ -31,7 +31,15 @@ from ccl.pack import (
 )
 from ccl.verify.verdict import run_verifier
 from cli.compile_commands import compiler_of, print_diagnostics
-from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_UNKNOWN, fail, require_inputs
+from cli.console import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_UNKNOWN,
+    EXIT_USAGE,
+    fail,
+    refuse,
+    require_inputs,
+)
 from ground.link_key import LINK_KEY_ENV
 from onboard.mission import MissionError, MissionProfile, find_mission, mission_search_path
 from onboard.patching.key_file import write_key_file
@@ -111,7 +119,7 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
     try:
         key = load_key(profile, Path(key_path) if key_path else None)
     except PackError as exc:
-        fail(exc.message, exc.hint)
+        refuse(exc, EXIT_USAGE)
     verdict = run_verifier(compiled)
     if verdict.status != "proven" and not unverified:
         code = EXIT_REJECTED if verdict.status == "refuted" else EXIT_UNKNOWN
@@ -126,7 +134,7 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
                       base=base, full=full, unverified=verdict.status != "proven",
                       cycles_per_frame=verdict.cycles_per_frame)
     except PackError as exc:
-        fail(exc.message, exc.hint, EXIT_REJECTED)
+        refuse(exc, EXIT_REJECTED)
     target = Path(output) if output else Path(file).with_suffix(".vvmp")
     try:
         target.write_bytes(packed.data)
@@ -178,7 +186,7 @@ def inspect_command(ctx: click.Context, patch: str, base_path: str | None,
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"cannot read key file {key_path}: {exc}", "check the path")
         except PackError as exc:
-            fail(exc.message, exc.hint)
+            refuse(exc, EXIT_USAGE)
     extra = [Path(p) for p in (ctx.obj or {}).get("missions", ())]
     try:
         report = describe(data, base, key, extra)

@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 
 from ccl.driver import Compiler
-from cli.console import EXIT_REJECTED, EXIT_USAGE, fail
+from cli.console import EXIT_REJECTED, EXIT_USAGE, fail, refuse
 from ground.errors import GroundError
 from ground.ledger import Ledger, ledger_path
 from ground.scenario import PatchOutcome, ScenarioReport, load_scenario, run_scenario
@@ -152,7 +152,7 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
                     if plot_dir:
                         _plot(report, Path(plot_dir) / f"{f.stem}.png", as_json)
         except GroundError as exc:
-            fail(exc.message, exc.hint, EXIT_REJECTED)
+            refuse(exc, EXIT_REJECTED)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in reports], indent=2, default=str))
     elif len(reports) > 1:

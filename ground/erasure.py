@@ -21,13 +21,14 @@ from functools import lru_cache
 
 import zfec
 
+from ground.errors import GroundError
 from onboard.link.erasure import MAX_SHARES
 from onboard.link.tc_frames import MAX_PATCH_BYTES, MAX_SHARE_BYTES, patch_crc
 
 MAX_K = MAX_SHARES - 1
 
 
-class ErasureError(Exception):
+class ErasureError(GroundError):
     """A patch that cannot be coded (empty, or too large for 255 shares of a frame)."""
 
 

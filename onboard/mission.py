@@ -24,16 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onboard.errors import OnboardError
 from onboard.vm.isa import INT_MAX, INT_MIN, CostClass
 
 
-class MissionError(Exception):
+class MissionError(OnboardError):
     """A mission that cannot be found or a profile that is malformed."""
 
     def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__("mission", message, hint=hint)
 
 
 # --------------------------------------------------------------------------- cost formulas

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 
+from onboard.errors import OnboardError
 from onboard.mission import MissionProfile
 
 SPI_BYTES = 2
@@ -58,8 +59,11 @@ class SecurityAssociation:
                              f"has {len(self.key)}")
 
 
-class LinkKeyRefused(Exception):
+class LinkKeyRefused(OnboardError):
     """A link key this mission profile does not accept (the development key in flight)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("link-key-refused", message, hint="give the mission's own link key")
 
 
 def development_link_key(mission: str) -> bytes:

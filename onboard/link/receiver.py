@@ -56,6 +56,7 @@ from enum import Enum, IntEnum
 
 import construct as cs
 
+from onboard.errors import OnboardError
 from onboard.link import erasure
 from onboard.link.link_security import (
     DEFAULT_REPLAY_WINDOW,
@@ -217,8 +218,11 @@ def bitmap_ids(raw: bytes) -> frozenset[int]:
     return frozenset(8 * n + b for n, byte in enumerate(raw) for b in range(8) if byte >> b & 1)
 
 
-class ReportError(Exception):
+class ReportError(OnboardError):
     """Telemetry bytes that are not a receiver report."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("bad-report", message)
 
 
 def decode_report(raw: bytes) -> Report:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import construct as cs
 
+from onboard.errors import OnboardError
 from onboard.link.link_security import (
     MAC_BYTES,
     MAX_SEQUENCE,
@@ -101,14 +102,14 @@ SEGMENT_HEADER = cs.Struct(
 )
 
 
-class FrameError(Exception):
+class FrameError(OnboardError):
     """Bytes that are not a well-formed patch segment frame; names the field and offset."""
 
     def __init__(self, message: str, field: str, offset: int) -> None:
-        super().__init__(f"{field} at byte {offset}: {message}")
-        self.message = message
-        self.field = field
-        self.offset = offset
+        super().__init__("bad-frame", message, field=field, offset=offset)
+
+    def __str__(self) -> str:
+        return f"{self.field} at byte {self.offset}: {self.message}"
 
 
 class AuthenticationError(FrameError):

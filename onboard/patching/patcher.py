@@ -56,6 +56,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from onboard.bounded_decoding import Budget, BudgetError
+from onboard.errors import OnboardError
 from onboard.mission import MissionProfile
 from onboard.patching.patch_format import (
     HASH_BYTES,
@@ -112,9 +113,12 @@ class PatchRejected(FormatError):
     """A patch the patcher refuses; ``reason``, ``field``, ``offset`` and ``message`` say why."""
 
 
-class KeyRefused(Exception):
+class KeyRefused(OnboardError):
     """The patcher was given a key its mission profile does not allow (the development key on
     a flight profile)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("key-refused", message, hint="give the mission's own key")
 
 
 class FateStatus(StrEnum):

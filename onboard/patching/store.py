@@ -41,6 +41,7 @@ from pathlib import Path
 
 import construct as cs
 
+from onboard.errors import OnboardError
 from onboard.patching.disk import Disk, FaultyDisk, PowerLoss
 from onboard.vm.image import Image, ImageError, ImageKind, decode_image
 
@@ -55,8 +56,11 @@ JOURNAL_FILES = ("journal.0", "journal.1")
 SLOT_FILES = tuple(f"slot.{i}" for i in range(SLOTS))
 
 
-class StoreError(Exception):
+class StoreError(OnboardError):
     """A state directory that is not a usable store, or an operation in the wrong phase."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("store", message)
 
 
 class Phase(StrEnum):

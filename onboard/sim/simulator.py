@@ -56,6 +56,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+from onboard.errors import OnboardError
 from onboard.mission import MissionProfile, find_mission
 from onboard.patching import boot
 from onboard.patching.disk import Disk
@@ -79,13 +80,11 @@ FRAMES_FILE = "frames.bin"
 PENDING = ".new"  # suffix of a file written by a save whose state.json is not yet in place
 
 
-class StateError(Exception):
+class StateError(OnboardError):
     """A state directory that cannot be used: what is wrong and a hint."""
 
     def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__("state", message, hint=hint)
 
 
 def _sha(data: bytes) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from onboard.errors import OnboardError
 from onboard.mission import MissionProfile
 from onboard.vm.binding import Bound, ExtBinding, bind_natives, ext_fixed_cost
 from onboard.vm.faults import Trap
@@ -26,13 +27,14 @@ from onboard.vm.translate import Translated, translate
 from onboard.vm.verifier import ImageFacts, Target, VerifyError, verify_image
 
 
-class LoadError(Exception):
+class LoadError(OnboardError):
     """An image the VVM refuses to load: a stable reason code and one sentence why."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 @dataclass(frozen=True)
