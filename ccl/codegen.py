@@ -197,47 +197,33 @@ class _ProcGen:
 
     def jump_unless(self, cond: ir.Expr, target: isa.Label) -> None:
         """Fall through when ``cond`` holds, jump to ``target`` when it does not."""
-        if isinstance(cond, ir.Const):
-            if not cond.value:
-                self.emit(isa.JMP, target)
-            return
-        if isinstance(cond, ir.Binary) and cond.op is ir.BinOp.AND:
-            self.jump_unless(cond.left, target)
-            self.jump_unless(cond.right, target)
-            return
-        if isinstance(cond, ir.Binary) and cond.op is ir.BinOp.OR:
-            holds = isa.Label("or")
-            self.jump_if(cond.left, holds)
-            self.jump_unless(cond.right, target)
-            self.place(holds, self.depth)
-            return
-        if isinstance(cond, ir.Unary) and cond.op is ir.UnOp.NOT:
-            self.jump_if(cond.operand, target)
-            return
-        self.expr(cond)
-        self.emit(isa.JZ, target)
+        self.jump_when(cond, False, target)
 
-    def jump_if(self, cond: ir.Expr, target: isa.Label) -> None:
-        """Jump to ``target`` when ``cond`` holds, fall through when it does not."""
+    def jump_when(self, cond: ir.Expr, sense: bool, target: isa.Label) -> None:
+        """Jump to ``target`` when ``cond`` is ``sense``, fall through otherwise; ``and`` and
+        ``or`` short-circuit (De Morgan: jumping when ``a or b`` is false is jumping when
+        ``a`` is false or ``b`` is false, and the dual)."""
         if isinstance(cond, ir.Const):
-            if cond.value:
+            if bool(cond.value) is sense:
                 self.emit(isa.JMP, target)
             return
-        if isinstance(cond, ir.Binary) and cond.op is ir.BinOp.OR:
-            self.jump_if(cond.left, target)
-            self.jump_if(cond.right, target)
-            return
-        if isinstance(cond, ir.Binary) and cond.op is ir.BinOp.AND:
-            fails = isa.Label("and")
-            self.jump_unless(cond.left, fails)
-            self.jump_if(cond.right, target)
-            self.place(fails, self.depth)
-            return
         if isinstance(cond, ir.Unary) and cond.op is ir.UnOp.NOT:
-            self.jump_unless(cond.operand, target)
+            self.jump_when(cond.operand, not sense, target)
+            return
+        if isinstance(cond, ir.Binary) and cond.op in (ir.BinOp.AND, ir.BinOp.OR):
+            # the operator that decides at its left operand when that operand is `sense`
+            decides_early = (cond.op is ir.BinOp.OR) is sense
+            if decides_early:
+                self.jump_when(cond.left, sense, target)
+                self.jump_when(cond.right, sense, target)
+            else:
+                done = isa.Label("and" if cond.op is ir.BinOp.AND else "or")
+                self.jump_when(cond.left, not sense, done)
+                self.jump_when(cond.right, sense, target)
+                self.place(done, self.depth)
             return
         self.expr(cond)
-        self.emit(isa.JNZ, target)
+        self.emit(isa.JNZ if sense else isa.JZ, target)
 
     # -- expressions
 
