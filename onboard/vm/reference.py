@@ -1,8 +1,8 @@
 """The reference interpreter: the VVM's semantics, one instruction at a time.
 
-It is the executable specification that the fast engine (``onboard.vm.translate``) must match
-cycle for cycle: tests run both on the same programs and compare results, state, traps and
-the budget left at every suspension. It is deliberately plain; nothing here is tuned.
+It is the executable specification that the fast engine (``onboard.vm.translator``) must
+match cycle for cycle: tests run both on the same programs and compare results, state, traps
+and the budget left at every suspension. It is deliberately plain; nothing here is tuned.
 
 Execution is a generator: it starts with a cycle budget, and when the next instruction's
 whole cost does not fit in what is left, it yields the remaining budget and waits for a new
