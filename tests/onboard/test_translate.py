@@ -485,3 +485,27 @@ def test_a_native_that_returns_no_integer_traps_alike_on_both_engines(tmp_path: 
     assert_same(ref, fast, unit, (), (10**9, 37))
     outcome = drive(fast.code.functions[unit](10**9), 10**9)
     assert outcome[0] == "trap" and outcome[1].name == "NATIVE_RESULT"
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def test_every_opcode_has_one_emitter_and_one_reference_step() -> None:
+    """Both engines look an instruction up by its opcode: every opcode of the ISA has its
+    translation and its step, every extension opcode is a VMlet instruction, and an opcode
+    the ISA does not define has neither (it is refused, never silently skipped)."""
+    from onboard.vm import reference
+    from onboard.vm.translator.instructions import calls, emitter_for
+
+    for op in isa.BY_CODE:
+        assert callable(emitter_for(op))
+        assert reference._STEP[op] is not reference._invalid, isa.BY_CODE[op].name
+    for op in range(isa.EXT_BASE, 256):
+        assert emitter_for(op) is calls.vmlet_instruction
+        assert reference._STEP[op] is reference._ext
+    undefined = [op for op in range(isa.EXT_BASE) if op not in isa.BY_CODE]
+    assert 0x00 in undefined and 0x29 in undefined
+    for op in undefined:
+        assert reference._STEP[op] is reference._invalid
+        with pytest.raises(ValueError, match="no translation"):
+            emitter_for(op)
