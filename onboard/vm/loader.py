@@ -23,7 +23,7 @@ from onboard.vm.host import Host
 from onboard.vm.image import Image, ImageKind
 from onboard.vm.machine import Limits, opcode_cycles
 from onboard.vm.reference import Memory, run
-from onboard.vm.translate import Translated, translate
+from onboard.vm.translator import Translated, translate
 from onboard.vm.verifier import ImageFacts, Target, VerifyError, verify_image
 
 

@@ -3,7 +3,7 @@
 its entry points run on the translated engine (the one that flies) and on the reference
 interpreter, each on its own copy of data memory, under several budget slicings.
 
-The contract (``onboard.vm.reference``, ``onboard.vm.translate``): the engines agree cycle for
+The contract (``onboard.vm.reference``, ``onboard.vm.translator``): the engines agree cycle for
 cycle, so for every slicing they must give the same result or the same trap (code, unit,
 offset), charge the same cycles, suspend with the same budget left at every suspension,
 make the same native calls with the same arguments, and leave the same data memory. A

@@ -1,4 +1,4 @@
-"""The fast engine (``onboard.vm.translate``) against the reference interpreter, cycle for cycle.
+"""The fast engine (``onboard.vm.translator``) against the reference interpreter, cycle for cycle.
 
 Both engines run the same code on the same inputs, each on its own copy of memory and its own
 host with the same seed, under several budget slicings (one huge budget, frames of 1000
@@ -26,7 +26,6 @@ from ccl.diagnostics import CclError
 from ccl.driver import Compiler
 from missions.corot.natives import make_host
 from onboard.vm import isa
-from onboard.vm import translate as translate_module
 from onboard.vm.faults import Trap, TrapCode
 from onboard.vm.image import (
     CodeUnit,
@@ -41,6 +40,7 @@ from onboard.vm.image import (
 from onboard.vm.isa import INT_MAX, INT_MIN
 from onboard.vm.loader import Program, load_config, load_vmlet
 from onboard.vm.reference import Memory, run
+from onboard.vm.translator import unit as translator_unit
 from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -353,7 +353,7 @@ def test_a_unit_the_translator_cannot_compile_runs_on_the_reference_engine(
     """A translator bug that yields code Python refuses (here: the empty loop body, with
     the fix taken out) costs that unit its speed, not the board: it runs on the reference
     interpreter, the other units stay translated, and ``fallbacks`` says why."""
-    monkeypatch.setattr(translate_module, "_fill_empty_suites", lambda lines: lines)
+    monkeypatch.setattr(translator_unit, "fill_empty_suites", lambda lines: lines)
     case = _case(("f", 0, False, _EMPTY_LOOP), ("g", 0, False, ["PUSH 2", "STORE_G 0", "RET"]))
     program = load(case)
     assert list(program.code.fallbacks) == [0]
@@ -368,14 +368,14 @@ def test_units_using_a_vmlet_instruction_that_cannot_be_translated_run_on_the_re
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The out-of-line translation of a VMlet instruction body raises: the units that use
     the instruction fall back to the reference interpreter, the others do not."""
-    real = translate_module._UnitTranslator.translate
+    real = translator_unit.UnitTranslator.translate
 
     def failing(self: Any) -> str:
-        if self.spec.fn_name.startswith("v"):
+        if self.state.spec.fn_name.startswith("v"):
             raise IndexError("pop from empty list")
         return real(self)
 
-    monkeypatch.setattr(translate_module._UnitTranslator, "translate", failing)
+    monkeypatch.setattr(translator_unit.UnitTranslator, "translate", failing)
     kit = _selfy(["LOAD_L 0", "PUSH 0", "JZ e", "e:", "RETV"])  # a branch: out of line
     case = _case(("f", 0, False, ["PUSH 3", "EXT0", "STORE_G 0", "RET"]),
                  ("g", 0, False, ["PUSH 2", "STORE_G 0", "RET"]))
@@ -395,7 +395,7 @@ def test_a_vvm_runs_a_configuration_the_translator_fails_on_and_says_so(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Through the whole VVM: the configuration loads and activates, its task runs (on the
     reference engine) and telemetry names the unit and why."""
-    monkeypatch.setattr(translate_module, "_fill_empty_suites", lambda lines: lines)
+    monkeypatch.setattr(translator_unit, "fill_empty_suites", lambda lines: lines)
     case = _case(("tick", 0, False, _EMPTY_LOOP))
     image = dataclasses.replace(case.image, tasks=(Task("tick", 100, 0),))
     vm = VVM(PROFILE, HOST)
@@ -485,3 +485,27 @@ def test_a_native_that_returns_no_integer_traps_alike_on_both_engines(tmp_path: 
     assert_same(ref, fast, unit, (), (10**9, 37))
     outcome = drive(fast.code.functions[unit](10**9), 10**9)
     assert outcome[0] == "trap" and outcome[1].name == "NATIVE_RESULT"
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def test_every_opcode_has_one_emitter_and_one_reference_step() -> None:
+    """Both engines look an instruction up by its opcode: every opcode of the ISA has its
+    translation and its step, every extension opcode is a VMlet instruction, and an opcode
+    the ISA does not define has neither (it is refused, never silently skipped)."""
+    from onboard.vm import reference
+    from onboard.vm.translator.instructions import calls, emitter_for
+
+    for op in isa.BY_CODE:
+        assert callable(emitter_for(op))
+        assert reference._STEP[op] is not reference._invalid, isa.BY_CODE[op].name
+    for op in range(isa.EXT_BASE, 256):
+        assert emitter_for(op) is calls.vmlet_instruction
+        assert reference._STEP[op] is reference._ext
+    undefined = [op for op in range(isa.EXT_BASE) if op not in isa.BY_CODE]
+    assert 0x00 in undefined and 0x29 in undefined
+    for op in undefined:
+        assert reference._STEP[op] is reference._invalid
+        with pytest.raises(ValueError, match="no translation"):
+            emitter_for(op)
