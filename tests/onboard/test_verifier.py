@@ -9,8 +9,6 @@ file is one image, written in assembly, whose header states the verdict::
     # at: UNIT [+OFFSET]                   (rejections: where; an image-level rule: `test`)
     # max_stack: UNIT N                    (ok cases, optional: facts the verifier returns)
     # depth: UNIT D D - D ...              (stack depth before each instruction; - dead)
-    # block_starts: UNIT OFFSET ...
-    # loops: UNIT PREP:FORLOOP:SLOT ...
 
 and then directives and code::
 
@@ -158,7 +156,7 @@ class _Unit:
     raw: bytearray = field(default_factory=bytearray)
 
 
-_FACT_KINDS = ("max_stack", "depth", "block_starts", "loops")
+_FACT_KINDS = ("max_stack", "depth")
 _LIMIT_FIELDS = {"stack": "max_stack", "call_depth": "max_call_depth",
                  "code_bytes": "code_bytes", "data_bytes": "data_bytes",
                  "locals": "max_locals", "frame_budget": "frame_budget"}
@@ -291,11 +289,7 @@ def _facts_text(facts: ImageFacts, image: Image, kind: str, unit: str) -> str:
     f = facts.units[image.function_index(unit)]
     if kind == "max_stack":
         return str(f.max_stack)
-    if kind == "depth":
-        return " ".join(str(d) if d >= 0 else "-" for d in f.depth)
-    if kind == "block_starts":
-        return " ".join(map(str, f.block_starts))
-    return " ".join(f"{p}:{e}:{s}" for p, e, s in f.loops)
+    return " ".join(str(d) if d >= 0 else "-" for d in f.depth)
 
 
 # --------------------------------------------------------------------------- the corpus
@@ -437,8 +431,12 @@ def test_exo_e1_facts() -> None:
     facts = verify_image(image, Target.of(PROFILE), vmlets=vmlets)
     assert [f.max_stack for f in facts.units] == [u.max_stack for u in image.functions]
     assert facts.visible == {"flux", "noise", "flag", "window_sum"}
-    filter_unit = facts.units[image.tasks[0].function]
-    assert len(filter_unit.loops) == 1 and -1 not in filter_unit.depth
+    task = image.tasks[0].function
+    filter_unit, code = facts.units[task], image.functions[task].code
+    assert -1 not in filter_unit.depth
+    # its one loop: opened and closed on an empty stack (the loop-stack rule)
+    assert [d for o, d in zip(filter_unit.offsets, filter_unit.depth, strict=True)
+            if code[o] in (isa.FORPREP, isa.FORLOOP)] == [0, 0]
     assert [(e.vmlet, e.n_params, e.returns) for e in facts.ext] == [("photometry", 3, True)]
     assert facts.call_depth == 1  # cosmic_filter -> clamp
 
