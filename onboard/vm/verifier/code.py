@@ -96,8 +96,8 @@ class _UnitPass:
     """
 
     __slots__ = ("ctx", "unit", "label", "is_on_load", "code", "n_locals", "limit",
-                 "offsets", "depths", "calls", "exts", "pending", "loops", "outgoing",
-                 "protected", "innermost", "depth", "deepest", "live")
+                 "offsets", "depths", "calls", "exts", "call_sites", "pending", "loops",
+                 "outgoing", "protected", "innermost", "depth", "deepest", "live")
 
     def __init__(self, ctx: CodeContext, index: int, label: str | int) -> None:
         self.ctx = ctx
@@ -111,6 +111,7 @@ class _UnitPass:
         self.depths: list[int] = []
         self.calls: set[int] = set()
         self.exts: set[int] = set()
+        self.call_sites: dict[tuple[int, int], int] = {}  # (CALL/CALLN, operand) -> first
         self.pending: dict[int, _Edge] = {}  # forward jump target -> the jumps into it
         self.loops = [_Loop(-1, -1, -1, -1, 0, True)]  # loops[0]: outside any loop
         self.outgoing = [0]  # per loop: pending jumps made from inside it
@@ -196,7 +197,17 @@ class _UnitPass:
             self.fail("bad-jump", None, "a jump target was never reached")
         return UnitFacts(max_stack=self.deepest, offsets=tuple(self.offsets),
                          depth=tuple(self.depths), calls=tuple(sorted(self.calls)),
-                         exts=tuple(sorted(self.exts)))
+                         exts=tuple(sorted(self.exts)), charge_sites=self.charge_sites())
+
+    def charge_sites(self) -> tuple[int, ...]:
+        """The first instruction of each opcode, except that CALL and CALLN count once
+        per callee and per native: what an instruction is charged depends on no more."""
+        offsets = self.offsets[::-1]
+        # the reversed order lets the first occurrence of each opcode overwrite the later
+        first = dict(zip(map(self.code.__getitem__, offsets), offsets, strict=True))
+        first.pop(isa.CALL, None)
+        first.pop(isa.CALLN, None)
+        return tuple(sorted([*first.values(), *self.call_sites.values()]))
 
     # ------------------------------------------------------------------- edges
 
@@ -320,6 +331,7 @@ class _UnitPass:
                       "may run")
         callee = functions[a]
         self.calls.add(a)
+        self.call_sites.setdefault((opcode, a), start)
         self.effect(opcode, start, callee.n_params, 1 if callee.returns else 0)
 
     def native(self, opcode: int, a: int, b: int, start: int, end: int) -> None:
@@ -338,6 +350,7 @@ class _UnitPass:
                       f"{_NAME[opcode]}: the native `{name}` is not visible to this program")
         if opcode == isa.CALLN:
             sig = self.ctx.target.natives[name]  # every import is a mission native (checked)
+            self.call_sites.setdefault((opcode, a), start)
             self.effect(opcode, start, sig.n_args, 1 if sig.returns else 0)
         else:
             self.effect(opcode, start, _POPS[opcode], _PUSHES[opcode])

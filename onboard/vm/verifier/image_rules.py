@@ -17,6 +17,7 @@ from onboard.vm.verifier.interface import (
     ExtTarget,
     ImageFacts,
     Target,
+    UnitFacts,
     VerifyError,
     image_error,
     unit_label,
@@ -38,7 +39,7 @@ def verify_image(
     total = sum(len(u.code) for u in image.functions)
     if total > target.code_bytes:
         raise image_error(image, "code-too-large", f"{total} bytes of code exceed the "
-                           f"{target.code_bytes} bytes of code memory")
+                          f"{target.code_bytes} bytes of code memory")
     _check_entries(image)
     if image.kind == ImageKind.VMLET:
         ext, ext_heights, ext_chains, ext_fixed, ext_charge = _own_ext(image, target)
@@ -57,11 +58,11 @@ def verify_image(
     deepest = max(chains, default=0)
     if static + deepest > target.data_bytes:
         raise image_error(image, "data-too-large",
-                           f"{static + deepest} bytes of data ({static} of globals and "
-                           f"arrays, {deepest} of call frames on the deepest chain) exceed "
-                           f"the {target.data_bytes} bytes of data memory")
+                          f"{static + deepest} bytes of data ({static} of globals and "
+                          f"arrays, {deepest} of call frames on the deepest chain) exceed "
+                          f"the {target.data_bytes} bytes of data memory")
     _check_periods(image, target)
-    largest = max(_check_charges(image, target, ext, ext_fixed), ext_charge)
+    largest = max(_check_charges(image, target, units, ext, ext_fixed), ext_charge)
     return ImageFacts(units, ext, visible, heights, chains, static, largest)
 
 
@@ -72,35 +73,43 @@ def _check_periods(image: Image, target: Target) -> None:
     for task in image.tasks:
         if task.period_ms % target.frame_ms:
             raise image_error(image, "bad-entry", f"task `{task.name}` has period "
-                               f"{task.period_ms} ms, not a multiple of the "
-                               f"{target.frame_ms} ms frame")
+                              f"{task.period_ms} ms, not a multiple of the "
+                              f"{target.frame_ms} ms frame")
 
 
-def _check_charges(image: Image, target: Target, ext: Sequence[ExtTarget],
-                   ext_fixed: Sequence[int | None]) -> int:
+def _check_charges(image: Image, target: Target, units: Sequence[UnitFacts],
+                   ext: Sequence[ExtTarget], ext_fixed: Sequence[int | None]) -> int:
     """The largest cycles one instruction is charged in one piece (the machine model's
     ``CostModel.fixed_charge``); none may exceed what a frame leaves the tasks, or the job
-    could never get past it. Returns that charge (0 without a cost model)."""
+    could never get past it. Returns that charge (0 without a cost model).
+
+    A charge depends only on the opcode and, for CALL and CALLN, on the callee or native,
+    so only the first instruction of each (``UnitFacts.charge_sites``) is charged here: the
+    first of them over the budget is the first such instruction of the unit."""
     costs = target.costs
     if costs is None:
         return 0
     largest = 0
     unit_locals = [u.n_locals for u in image.functions]
     ext_locals = [e.n_locals for e in ext]
-    for index, unit in enumerate(image.functions):
-        for ins in isa.decode(unit.code):
+    for index, (unit, facts) in enumerate(zip(image.functions, units, strict=True)):
+        for offset in facts.charge_sites:
+            ins = next(isa.decode(unit.code[offset:offset + _LONGEST_INSTRUCTION]))
             charge = costs.fixed_charge(ins, image.natives, ext_fixed, unit_locals, ext_locals)
             if charge is None:
                 continue
             if target.frame_budget and charge > target.frame_budget:
                 what = OPCODE_NAMES[ins.opcode] if ins.opcode < isa.EXT_BASE \
                     else "a VMlet instruction"
-                raise VerifyError("frame-charge", unit_label(unit, index), ins.offset,
-                                  f"{what} is charged {charge} cycles in one piece, more than the "
-                                  f"{target.frame_budget} a frame leaves the tasks: it could "
-                                  "never start")
+                raise VerifyError("frame-charge", unit_label(unit, index), offset,
+                                  f"{what} is charged {charge} cycles in one piece, more than "
+                                  f"the {target.frame_budget} a frame leaves the tasks: it "
+                                  "could never start")
             largest = max(largest, charge)
     return largest
+
+
+_LONGEST_INSTRUCTION = 1 + 2 * isa.MAX_VARINT_BYTES  # an opcode and two operands
 
 
 def _check_sections(image: Image, target: Target) -> None:
@@ -122,14 +131,14 @@ def _check_sections(image: Image, target: Target) -> None:
         for name in names:
             if name not in target.natives:
                 raise image_error(image, "bad-native",
-                                   f"{what}: the mission has no native `{name}`")
+                                  f"{what}: the mission has no native `{name}`")
     for key in image.env:
         if key not in target.env:
             raise image_error(image, "bad-env",
-                               f"imports: the mission has no environment value `{key}`")
+                              f"imports: the mission has no environment value `{key}`")
     if len(image.ext) > isa.EXT_COUNT:
         raise image_error(image, "bad-ext", f"{len(image.ext)} extension opcodes, the ISA "
-                           f"has {isa.EXT_COUNT}")
+                          f"has {isa.EXT_COUNT}")
 
 
 def _check_data(image: Image, target: Target) -> int:
@@ -140,16 +149,16 @@ def _check_data(image: Image, target: Target) -> int:
             + [("array", a.name, a.lo, a.hi, a.values) for a in image.arrays]):
         if not isa.INT_MIN <= lo <= hi <= isa.INT_MAX:
             raise image_error(image, "bad-data",
-                               f"{what} `{name}`: [{lo}, {hi}] is not a 32-bit range")
+                              f"{what} `{name}`: [{lo}, {hi}] is not a 32-bit range")
         if values and not lo <= min(values) <= max(values) <= hi:
             bad = next(v for v in values if not lo <= v <= hi)
             raise image_error(image, "bad-data",
-                               f"{what} `{name}` holds {bad}, outside its range [{lo}, {hi}]")
+                              f"{what} `{name}` holds {bad}, outside its range [{lo}, {hi}]")
     static = globals_bytes([(g.lo, g.hi) for g in image.globals]) + \
         globals_bytes([(a.lo, a.hi) for a in image.arrays], [a.length for a in image.arrays])
     if static > target.data_bytes:
         raise image_error(image, "data-too-large", f"{static} bytes of globals and arrays "
-                           f"exceed the {target.data_bytes} bytes of data memory")
+                          f"exceed the {target.data_bytes} bytes of data memory")
     return static
 
 
@@ -162,7 +171,7 @@ def _check_entries(image: Image) -> None:
             return
         if not 0 <= index < len(functions):
             raise image_error(image, "bad-entry", f"{what} names code unit {index}, which "
-                               f"does not exist (the image has {len(functions)})")
+                              f"does not exist (the image has {len(functions)})")
         unit = functions[index]
         label = unit_label(unit, index)
         if not params and unit.n_params != 0:
@@ -185,10 +194,10 @@ def _check_entries(image: Image) -> None:
         entry(f"instruction `{instr.name}`", instr.function, params=True, returns=True)
         if instr.function == image.on_load:
             raise image_error(image, "bad-entry",
-                               f"instruction `{instr.name}` is the `on load` code")
+                              f"instruction `{instr.name}` is the `on load` code")
         if instr.name in names:
             raise image_error(image, "bad-entry", f"instruction `{instr.name}` is defined "
-                               "twice")
+                              "twice")
         names.add(instr.name)
 
 
@@ -205,17 +214,17 @@ def _used_vmlets(image: Image, target: Target,
             raise image_error(image, "bad-vmlet", f"uses VMlet `{ref.name}` twice")
         if vm is None or vm.kind != ImageKind.VMLET:
             raise image_error(image, "bad-vmlet", f"uses VMlet `{ref.name}`, which is not "
-                               "loaded")
+                              "loaded")
         if vm.version != ref.version or vm.content_hash != ref.hash:
             raise image_error(image, "bad-vmlet",
-                               f"uses VMlet `{ref.name}` version {ref.version} "
-                               f"{ref.hash.hex()[:16]}, but version {vm.version} "
-                               f"{vm.short_hash} is loaded")
+                              f"uses VMlet `{ref.name}` version {ref.version} "
+                              f"{ref.hash.hex()[:16]}, but version {vm.version} "
+                              f"{vm.short_hash} is loaded")
         try:
             facts = verify_image(vm, target)
         except VerifyError as exc:
             raise image_error(image, "bad-vmlet", f"uses VMlet `{ref.name}`, which fails "
-                               f"verification: {exc} ({exc.code})") from None
+                              f"verification: {exc} ({exc.code})") from None
         used[ref.name] = (vm, facts)
     return used
 
@@ -246,7 +255,7 @@ def _own_ext(image: Image, target: Target) -> _ExtFacts:
         f = _instr(image, ref.instr) if ref.vmlet == image.name else None
         if f is None:
             raise image_error(image, "bad-ext", f"extension opcode {k} names "
-                               f"`{ref.vmlet}.{ref.instr}`, not an instruction of this VMlet")
+                              f"`{ref.vmlet}.{ref.instr}`, not an instruction of this VMlet")
         unit = image.functions[f]
         out.append(ExtTarget(image.name, f, unit.n_params, bool(unit.returns),
                              unit.n_locals))
@@ -266,8 +275,8 @@ def _foreign_ext(image: Image, used: Mapping[str, tuple[Image, ImageFacts]],
         f = _instr(entry[0], ref.instr) if entry is not None else None
         if entry is None or f is None:
             raise image_error(image, "bad-ext", f"extension opcode {k} names "
-                               f"`{ref.vmlet}.{ref.instr}`, not an instruction of a VMlet "
-                               "it uses")
+                              f"`{ref.vmlet}.{ref.instr}`, not an instruction of a VMlet "
+                              "it uses")
         vm, facts = entry
         unit = vm.functions[f]
         out.append(ExtTarget(vm.name, f, unit.n_params, bool(unit.returns), unit.n_locals))

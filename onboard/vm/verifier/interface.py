@@ -118,6 +118,9 @@ class UnitFacts:
     depth: tuple[int, ...]  # stack depth before each instruction; -1: dead code
     calls: tuple[int, ...]  # code units of this image called with CALL (sorted, each once)
     exts: tuple[int, ...]  # extension indices used (opcode - EXT_BASE; sorted, each once)
+    # offsets of the first instruction of each distinct one-piece charge (per opcode, and
+    # per callee of CALL and native of CALLN), ascending: all the frame-charge rule reads
+    charge_sites: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
