@@ -122,6 +122,7 @@ class _UnitPass:
         self.live = True  # control reaches the current instruction
 
     def fail(self, code: str, offset: int | None, message: str) -> NoReturn:
+        """Refuse the unit: reason ``code`` at ``offset`` (None: the unit as a whole)."""
         raise VerifyError(code, self.label, offset, message)
 
     # ------------------------------------------------------------------- the loop
@@ -165,7 +166,7 @@ class _UnitPass:
         """The rare multi-byte or malformed varint at ``pos`` (an operand of the
         instruction at ``start``): (value, position after it)."""
         code = self.code
-        op_name = _NAME[code[start]]
+        op_name = OPCODE_NAMES[code[start]]
         try:
             value, at = isa.decode_uvarint(code, pos)
         except isa.DecodeError as exc:
@@ -275,13 +276,13 @@ class _UnitPass:
         depth = self.depth
         if depth < pops:
             self.fail("stack-underflow", start,
-                      f"{_NAME[opcode]} needs {pops} values, the stack holds {depth}")
+                      f"{OPCODE_NAMES[opcode]} needs {pops} values, the stack holds {depth}")
         depth += pushes - pops
         self.depth = depth
         if depth > self.deepest:
             self.deepest = depth
             if depth > self.limit:
-                self.fail("stack-overflow", start, f"{_NAME[opcode]} grows the stack to "
+                self.fail("stack-overflow", start, f"{OPCODE_NAMES[opcode]} grows the stack to "
                           f"{depth} entries, over the unit's declared {self.limit}")
 
     def plain(self, opcode: int, a: int, b: int, start: int, end: int) -> None:
@@ -289,6 +290,7 @@ class _UnitPass:
         self.effect(opcode, start, _POPS[opcode], _PUSHES[opcode])
 
     def bad_opcode(self, opcode: int, a: int, b: int, start: int, end: int) -> None:
+        """No instruction has this opcode."""
         self.fail("bad-opcode", start, f"unknown opcode 0x{opcode:02x}")
 
     # ------------------------------------------------------------------- locals and data
@@ -297,7 +299,7 @@ class _UnitPass:
         """LOAD_L, STORE_L: a local of the frame; no store into an open loop's slots."""
         if a >= self.n_locals:
             self.fail("bad-local", start,
-                      f"{_NAME[opcode]} l{a}: the unit has {self.n_locals} locals")
+                      f"{OPCODE_NAMES[opcode]} l{a}: the unit has {self.n_locals} locals")
         if opcode == isa.STORE_L and a in self.protected:
             self.fail("loop-counter-written", start,
                       f"STORE_L l{a} writes the counter or limit of an open loop")
@@ -310,11 +312,11 @@ class _UnitPass:
         space: Sequence[Global | Array] = image.globals if is_global else image.arrays
         what = "global" if is_global else "array"
         if a >= len(space):
-            self.fail(f"bad-{what}", start, f"{_NAME[opcode]}: there is no {what} {a} (the "
+            self.fail(f"bad-{what}", start, f"{OPCODE_NAMES[opcode]}: there is no {what} {a} (the "
                       f"image has {len(space)})")
         if opcode in (isa.STORE_G, isa.STORE_A) and not space[a].writable:
             self.fail(f"readonly-{what}", start,
-                      f"{_NAME[opcode]} writes the read-only {what} `{space[a].name}`")
+                      f"{OPCODE_NAMES[opcode]} writes the read-only {what} `{space[a].name}`")
         self.effect(opcode, start, _POPS[opcode], _PUSHES[opcode])
 
     # ------------------------------------------------------------------- calls
@@ -339,7 +341,7 @@ class _UnitPass:
         image = self.ctx.image
         natives = image.natives
         if a >= len(natives):
-            self.fail("bad-native", start, f"{_NAME[opcode]}: there is no native import {a} "
+            self.fail("bad-native", start, f"{OPCODE_NAMES[opcode]}: there is no native import {a} "
                       f"(the image has {len(natives)})")
         name = natives[a]
         if opcode == isa.HIDE and not self.is_on_load:
@@ -347,7 +349,7 @@ class _UnitPass:
                       f"HIDE `{name}` outside a VMlet's `on load` code")
         if name not in self.ctx.visible:
             self.fail("hidden-native", start,
-                      f"{_NAME[opcode]}: the native `{name}` is not visible to this program")
+                      f"{OPCODE_NAMES[opcode]}: the native `{name}` is not visible to this program")
         if opcode == isa.CALLN:
             sig = self.ctx.target.natives[name]  # every import is a mission native (checked)
             self.call_sites.setdefault((opcode, a), start)
@@ -404,8 +406,8 @@ class _UnitPass:
     def loop_slots(self, opcode: int, a: int, start: int) -> None:
         """FORPREP and FORLOOP use slot ``a`` (the counter) and ``a + 1`` (the limit)."""
         if a + 1 >= self.n_locals:
-            self.fail("bad-local", start, f"{_NAME[opcode]} l{a} needs slots {a} and {a + 1}:"
-                      f" the unit has {self.n_locals} locals")
+            self.fail("bad-local", start, f"{OPCODE_NAMES[opcode]} l{a} needs slots {a} and "
+                      f"{a + 1}: the unit has {self.n_locals} locals")
 
     # Neither loop instruction moves the stack, so neither has a stack effect to check.
 
@@ -502,6 +504,6 @@ def _tables() -> tuple[tuple[_Checker, ...], tuple[int, ...], tuple[int, ...],
 
 
 _CHECKERS, _N_OPERANDS, _POPS, _PUSHES = _tables()
+# The mnemonic of each opcode byte, for messages ("?" where the ISA has none).
 OPCODE_NAMES = tuple((isa.op_info(c).name if isa.op_info(c) else "?")  # type: ignore[union-attr]
                      for c in range(256))
-_NAME = OPCODE_NAMES  # the name the messages above read
