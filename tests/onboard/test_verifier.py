@@ -9,8 +9,6 @@ file is one image, written in assembly, whose header states the verdict::
     # at: UNIT [+OFFSET]                   (rejections: where; an image-level rule: `test`)
     # max_stack: UNIT N                    (ok cases, optional: facts the verifier returns)
     # depth: UNIT D D - D ...              (stack depth before each instruction; - dead)
-    # block_starts: UNIT OFFSET ...
-    # loops: UNIT PREP:FORLOOP:SLOT ...
 
 and then directives and code::
 
@@ -158,7 +156,7 @@ class _Unit:
     raw: bytearray = field(default_factory=bytearray)
 
 
-_FACT_KINDS = ("max_stack", "depth", "block_starts", "loops")
+_FACT_KINDS = ("max_stack", "depth")
 _LIMIT_FIELDS = {"stack": "max_stack", "call_depth": "max_call_depth",
                  "code_bytes": "code_bytes", "data_bytes": "data_bytes",
                  "locals": "max_locals", "frame_budget": "frame_budget"}
@@ -291,11 +289,7 @@ def _facts_text(facts: ImageFacts, image: Image, kind: str, unit: str) -> str:
     f = facts.units[image.function_index(unit)]
     if kind == "max_stack":
         return str(f.max_stack)
-    if kind == "depth":
-        return " ".join(str(d) if d >= 0 else "-" for d in f.depth)
-    if kind == "block_starts":
-        return " ".join(map(str, f.block_starts))
-    return " ".join(f"{p}:{e}:{s}" for p, e, s in f.loops)
+    return " ".join(str(d) if d >= 0 else "-" for d in f.depth)
 
 
 # --------------------------------------------------------------------------- the corpus
@@ -437,10 +431,64 @@ def test_exo_e1_facts() -> None:
     facts = verify_image(image, Target.of(PROFILE), vmlets=vmlets)
     assert [f.max_stack for f in facts.units] == [u.max_stack for u in image.functions]
     assert facts.visible == {"flux", "noise", "flag", "window_sum"}
-    filter_unit = facts.units[image.tasks[0].function]
-    assert len(filter_unit.loops) == 1 and -1 not in filter_unit.depth
+    task = image.tasks[0].function
+    filter_unit, code = facts.units[task], image.functions[task].code
+    assert -1 not in filter_unit.depth
+    # its one loop: opened and closed on an empty stack (the loop-stack rule)
+    assert [d for o, d in zip(filter_unit.offsets, filter_unit.depth, strict=True)
+            if code[o] in (isa.FORPREP, isa.FORLOOP)] == [0, 0]
     assert [(e.vmlet, e.n_params, e.returns) for e in facts.ext] == [("photometry", 3, True)]
     assert facts.call_depth == 1  # cosmic_filter -> clamp
+
+
+def _charges_by_decoding(image: Image, facts: ImageFacts, target: Target,
+                         vmlets: Sequence[Image]) -> list[tuple[int, int, int]]:
+    """(unit, offset, charge) of every instruction with a one-piece charge, found the slow
+    way: decoding all the code and charging each instruction (the oracle)."""
+    costs = target.costs
+    assert costs is not None
+    by_name = {vm.name: vm for vm in vmlets}
+    ext_fixed = [costs.body_fixed_cost(isa.decode(by_name.get(e.vmlet, image)
+                                                  .functions[e.function].code),
+                                       by_name.get(e.vmlet, image).natives)
+                 for e in facts.ext]
+    unit_locals = [u.n_locals for u in image.functions]
+    out = []
+    for index, unit in enumerate(image.functions):
+        for ins in isa.decode(unit.code):
+            charge = costs.fixed_charge(ins, image.natives, ext_fixed, unit_locals,
+                                        [e.n_locals for e in facts.ext])
+            if charge is not None:
+                out.append((index, ins.offset, charge))
+    return out
+
+
+@pytest.mark.parametrize("path", COMPILED_SOURCES[:8], ids=lambda p: p.name)
+def test_frame_charge_rule_matches_charging_every_instruction(path: Path) -> None:
+    """The rule charges only the first instruction of each distinct charge
+    (``UnitFacts.charge_sites``): the same largest charge and the same first refusal as
+    charging every instruction."""
+    image, vmlets = compiled(path)
+    target = Target.of(PROFILE)
+    facts = verify_image(image, target, vmlets=vmlets)
+    charges = _charges_by_decoding(image, facts, target, vmlets)
+    own = max((c for _, _, c in charges), default=0)
+    assert facts.largest_charge >= own and (facts.largest_charge == own or facts.ext)
+    for unit, f in zip(image.functions, facts.units, strict=True):
+        first: dict[tuple[int, int], int] = {}  # (opcode, callee or native) -> first offset
+        for ins in isa.decode(unit.code):
+            calls = ins.opcode in (isa.CALL, isa.CALLN)
+            first.setdefault((ins.opcode, ins.operands[0] if calls else -1), ins.offset)
+        assert f.charge_sites == tuple(sorted(first.values())), unit.name
+    for budget in sorted({c for _, _, c in charges})[:-1]:  # each charge refused in turn
+        unit, offset, _ = next(x for x in charges if x[2] > budget)
+        with pytest.raises(VerifyError) as info:
+            verify_image(image, dataclasses.replace(target, frame_budget=budget),
+                         vmlets=vmlets)
+        if info.value.code == "bad-vmlet":  # the VMlet's own code is refused first
+            continue
+        assert (info.value.code, info.value.unit, info.value.offset) == \
+            ("frame-charge", image.functions[unit].name or unit, offset)
 
 
 @pytest.mark.parametrize("name", sorted(DEAD_CODE_PROGRAMS))
