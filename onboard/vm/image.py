@@ -35,6 +35,7 @@ from onboard.bounded_decoding import (
     param,
     remaining,
 )
+from onboard.errors import OnboardError
 from onboard.vm import isa
 
 IMAGE_MAGIC = b"VVMI"
@@ -47,13 +48,11 @@ class ImageKind(IntEnum):
     VMLET = 2
 
 
-class ImageError(Exception):
+class ImageError(OnboardError):
     """Bytes that are not a well-formed image; says which field and at what offset."""
 
     def __init__(self, message: str, offset: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.offset = offset
+        super().__init__("bad-image", message, offset=offset)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from onboard.errors import OnboardError
 from onboard.mission import MissionProfile
 from onboard.vm.image import CodeUnit, Image
 from onboard.vm.machine import CostModel, Limits
@@ -24,19 +25,20 @@ REASONS = frozenset({
     "code-too-large", "data-too-large", "frame-charge",
 })
 
-class VerifyError(Exception):
+class VerifyError(OnboardError):
     """Code the VVM refuses to load: a stable reason code, where, and one sentence why."""
 
     def __init__(self, code: str, unit: str | int, offset: int | None, message: str) -> None:
-        self.code = code
+        super().__init__(code, message, field=str(unit), offset=offset)
         self.unit = unit
-        self.offset = offset
-        self.message = message
-        super().__init__(str(self))
+
+    @property
+    def where(self) -> str:
+        """``unit`` or ``unit +offset`` (a code offset, not a byte of the image)."""
+        return f"{self.unit}" if self.offset is None else f"{self.unit} +{self.offset}"
 
     def __str__(self) -> str:
-        where = f"{self.unit}" if self.offset is None else f"{self.unit} +{self.offset}"
-        return f"{where}: {self.message}"
+        return f"{self.where}: {self.message}"
 
     def __repr__(self) -> str:
         return f"VerifyError({self.code!r}, {self.unit!r}, {self.offset!r}, {self.message!r})"
