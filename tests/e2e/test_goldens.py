@@ -210,6 +210,13 @@ def check_goldens(name: str, outputs: dict[str, str], update: bool) -> None:
     """Compare each output with ``golden/<name>.<kind>.txt`` (or rewrite it), failing with
     a unified diff of every mismatch."""
     problems = []
+    kept = {GOLDEN / f"{name}.{kind}.txt" for kind in outputs}
+    stale = sorted(p for p in GOLDEN.glob(f"{name}.*.txt") if p not in kept)
+    if update:
+        for path in stale:  # a command this configuration no longer gets this far in
+            path.unlink()
+    else:
+        problems += [f"{p.name}: a golden of an output no longer made" for p in stale]
     for kind, text in outputs.items():
         path = GOLDEN / f"{name}.{kind}.txt"
         if update:
