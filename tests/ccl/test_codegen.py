@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import compile_text
 
 from ccl.driver import Compiled, Compiler
 from onboard.mission import MissionProfile
@@ -24,12 +25,6 @@ PHOTOMETRY = REPO / "missions" / "corot" / "vmlets" / "photometry.ccl"
 CASES = Path(__file__).parent / "cases"
 OK_CASES = sorted(p for p in CASES.glob("*.ccl")
                   if p.read_text(encoding="utf-8-sig").startswith("// expect: ok"))
-
-
-def compile_text(tmp_path: Path, text: str, name: str = "prog.ccl") -> Compiled:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return Compiler().compile(path)
 
 
 def ops(unit: CodeUnit) -> list[isa.Decoded]:
@@ -124,12 +119,12 @@ def test_content_hash_is_stable_across_compilations() -> None:
 
 def test_content_hash_changes_with_a_parameter_value(tmp_path: Path) -> None:
     text = EXO_E1.read_text(encoding="utf-8")
-    original = compile_text(tmp_path, text, "exo_e1.ccl").image
+    original = compile_text(tmp_path, text, "exo_e1").image
     assert original.content_hash == Compiler().compile(EXO_E1).image.content_hash  # no paths
     changed_text = text.replace("param cr_k10     : int[20..100]        = 50;",
                                 "param cr_k10     : int[20..100]        = 51;")
     assert changed_text != text
-    changed = compile_text(tmp_path, changed_text, "exo_e1.ccl").image
+    changed = compile_text(tmp_path, changed_text, "exo_e1").image
     assert changed.content_hash != original.content_hash
     cr = {g.name: g.value for g in changed.globals}["cr_k10"]
     assert cr == 51
@@ -351,8 +346,8 @@ task t every 1 s {
 
 def test_statements_after_a_return_emit_no_code(tmp_path: Path) -> None:
     live = "\n".join(line for line in DEAD.splitlines() if "// dead" not in line)
-    with_dead = {u.name: u for u in compile_text(tmp_path, DEAD, "dead.ccl").image.functions}
-    without = {u.name: u for u in compile_text(tmp_path, live, "live.ccl").image.functions}
+    with_dead = {u.name: u for u in compile_text(tmp_path, DEAD, "dead").image.functions}
+    without = {u.name: u for u in compile_text(tmp_path, live, "live").image.functions}
     assert "sink = 1" not in live and "flag(v, 1)" not in live and "sink = 3" not in live
     for name in ("pick", "t"):
         assert with_dead[name].code == without[name].code, name

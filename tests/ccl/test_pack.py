@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import TEST_KEY
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import (
@@ -34,7 +35,6 @@ from onboard.patching.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 EXO = ROOT / "missions" / "corot" / "configs" / "exo_e1.ccl"
-KEY = bytes(range(32))
 FAST = settings(max_examples=200, deadline=None)
 
 
@@ -110,10 +110,10 @@ def one_param(exo: Compiled) -> object:
 
 
 def test_a_one_parameter_delta_fits_in_64_bytes(exo: Compiled) -> None:
-    packed = pack(one_param(exo), vmlets(exo), exo.mission, KEY, seq=2,  # type: ignore[arg-type]
+    packed = pack(one_param(exo), vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
                   base=exo.image)
     assert not packed.full and len(packed.data) <= 64
-    full = pack(one_param(exo), vmlets(exo), exo.mission, KEY, seq=2,  # type: ignore[arg-type]
+    full = pack(one_param(exo), vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
                 base=exo.image, full=True)
     assert full.full and len(full.data) > len(packed.data)
 
@@ -121,12 +121,12 @@ def test_a_one_parameter_delta_fits_in_64_bytes(exo: Compiled) -> None:
 def test_pack_refuses_what_it_cannot_pack(exo: Compiled) -> None:
     vm = vmlets(exo)[0]
     cases = [
-        (lambda: pack(vm, [], exo.mission, KEY, seq=1), "VMlet"),
-        (lambda: pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1, full=False),
+        (lambda: pack(vm, [], exo.mission, TEST_KEY, seq=1), "VMlet"),
+        (lambda: pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1, full=False),
          "needs a base"),
-        (lambda: pack(exo.image, vmlets(exo), exo.mission, KEY, seq=0), "at least 1"),
-        (lambda: pack(exo.image, [], exo.mission, KEY, seq=1), "not given"),
-        (lambda: pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1, base=vm), "VMlet"),
+        (lambda: pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=0), "at least 1"),
+        (lambda: pack(exo.image, [], exo.mission, TEST_KEY, seq=1), "not given"),
+        (lambda: pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1, base=vm), "VMlet"),
     ]
     for make, text in cases:
         with pytest.raises(PackError, match=text):
@@ -134,7 +134,7 @@ def test_pack_refuses_what_it_cannot_pack(exo: Compiled) -> None:
 
 
 def test_the_unverified_flag_and_claims(exo: Compiled) -> None:
-    packed = pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1, unverified=True,
+    packed = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1, unverified=True,
                   cycles_per_frame=4_000)
     h = parse_header(packed.data).header
     assert h.unverified and h.full
@@ -147,15 +147,15 @@ def test_the_unverified_flag_and_claims(exo: Compiled) -> None:
 
 def test_keys_from_file_environment_or_development(tmp_path: Path, exo: Compiled) -> None:
     path = tmp_path / "k"
-    path.write_text(format_key(KEY, "corot"))
-    assert load_key(exo.mission, path, {}).secret == KEY
-    assert load_key(exo.mission, None, {KEY_ENV: KEY.hex()}).secret == KEY
+    path.write_text(format_key(TEST_KEY, "corot"))
+    assert load_key(exo.mission, path, {}).secret == TEST_KEY
+    assert load_key(exo.mission, None, {KEY_ENV: TEST_KEY.hex()}).secret == TEST_KEY
     dev = load_key(exo.mission, None, {})
     assert dev.development and dev.secret == development_key("corot")
     flight = dataclasses.replace(exo.mission, flight=True)
     with pytest.raises(PackError, match="flight"):
         load_key(flight, None, {})
-    assert load_key(flight, path, {}).secret == KEY
+    assert load_key(flight, path, {}).secret == TEST_KEY
     for bad in ("zz", "00" * 8):
         with pytest.raises(PackError):
             parse_key(bad, "test")
@@ -261,7 +261,7 @@ def test_pack_inspect_apply_round_trip(tmp_path: Path, proven: None, exo: Compil
 
 
 def test_inspect_reports_bad_input_with_the_offset(tmp_path: Path, exo: Compiled) -> None:
-    data = pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1).data
+    data = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1).data
     cut = tmp_path / "cut.vvmp"
     cut.write_bytes(data[:30])
     r = run("inspect", str(cut))
@@ -280,7 +280,7 @@ def test_inspect_reports_bad_input_with_the_offset(tmp_path: Path, exo: Compiled
     r = run("inspect", str(good), "--key", str(wrong))
     assert r.exit_code == 1 and "invalid" in r.output  # type: ignore[attr-defined]
     delta = tmp_path / "delta.vvmp"
-    delta.write_bytes(pack(one_param(exo), vmlets(exo), exo.mission, KEY, seq=2,  # type: ignore[arg-type]
+    delta.write_bytes(pack(one_param(exo), vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
                            base=exo.image).data)
     other = tmp_path / "other.vvmi"
     other.write_bytes(one_param(exo).encode())  # type: ignore[attr-defined]
@@ -289,8 +289,8 @@ def test_inspect_reports_bad_input_with_the_offset(tmp_path: Path, exo: Compiled
 
 
 def test_describe_a_delta_without_its_base(exo: Compiled) -> None:
-    data = pack(one_param(exo), vmlets(exo), exo.mission, KEY, seq=2,  # type: ignore[arg-type]
+    data = pack(one_param(exo), vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
                 base=exo.image).data
-    report = describe(data, None, KEY)
+    report = describe(data, None, TEST_KEY)
     assert report["kind"] == "delta" and report["tag"]["status"] == "valid"
     assert "--base" in report["changes"]["note"]

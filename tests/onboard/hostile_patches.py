@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import construct as cs
+from support import TEST_KEY
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
@@ -69,7 +70,6 @@ from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "missions" / "corot" / "configs"
-KEY = bytes(range(1, 33))
 
 #: The documented allocation bound of ``Patcher.check`` (docs/patch-format.md): the
 #: tracemalloc peak while checking a patch of N bytes is at most PER_PATCH_BYTE x N +
@@ -146,7 +146,7 @@ def make_corpus() -> Corpus:
         on_apply=len(base.functions))
 
     def seed(name: str, target: Image, vmlets: list[Image], seq: int, full: bool) -> Seed:
-        patch = pack(target, vmlets, profile, KEY, seq=seq, base=base, full=full)
+        patch = pack(target, vmlets, profile, TEST_KEY, seq=seq, base=base, full=full)
         return Seed(name, patch.data, target)
 
     seeds = (
@@ -155,11 +155,11 @@ def make_corpus() -> Corpus:
         seed("v9-full", v9.image, photometry, 4, True),
         seed("rows-delta", moved, photometry, 5, False),
         seed("grown-delta", grown, photometry, 6, False),
-        Seed("v7-full-carries-both", pack(v7.image, with_deglitch, profile, KEY,
+        Seed("v7-full-carries-both", pack(v7.image, with_deglitch, profile, TEST_KEY,
                                           seq=7).data, v7.image),
     )
     return Corpus(profile, Configuration(base, tuple(photometry)),
-                  pack(base, photometry, profile, KEY, seq=1).data, seeds,
+                  pack(base, photometry, profile, TEST_KEY, seq=1).data, seeds,
                   tuple(with_deglitch))
 
 
@@ -249,7 +249,7 @@ def frames_of(s: Structure) -> list[bytes]:
 
 def sign(s: Structure) -> bytes:
     """The structure as a patch signed with the test key."""
-    return assemble(s.header, frames_of(s), KEY)
+    return assemble(s.header, frames_of(s), TEST_KEY)
 
 
 # --------------------------------------------------------------------------- mutations
@@ -762,7 +762,7 @@ class Board:
 
     def __post_init__(self) -> None:
         store = Store.init(self.directory)
-        self.patcher = Patcher(self.corpus.profile, store, KEY, probation_frames=1)
+        self.patcher = Patcher(self.corpus.profile, store, TEST_KEY, probation_frames=1)
         if not self.corpus.base_patch:
             return
         fate = self.patcher.receive(self.corpus.base_patch)

@@ -36,11 +36,11 @@ def board(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Board:
 
 
 def test_cases_are_signed_deterministic_and_hostile(corpus: Corpus) -> None:
-    from hostile_patches import KEY
+    from support import TEST_KEY
 
     cases = [hostile_case(corpus, i) for i in range(40)]
     assert [c.data for c in cases] == [hostile_case(corpus, i).data for i in range(40)]
-    assert all(tag_ok(KEY, c.data) and parse_header(c.data).crc_ok for c in cases)
+    assert all(tag_ok(TEST_KEY, c.data) and parse_header(c.data).crc_ok for c in cases)
     seeds = {s.data for s in corpus.seeds}
     assert sum(c.data not in seeds for c in cases) >= 38  # mutated, not replayed seeds
     assert sum(c.fixed_up for c in cases) >= 15  # target hash and claims match the sections

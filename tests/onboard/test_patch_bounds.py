@@ -24,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hostile_patches import KEY, Board, Corpus, allocation_bound, make_corpus
+from hostile_patches import Board, Corpus, allocation_bound, make_corpus
+from support import TEST_KEY
 
 from ccl.pack import pack
 from missions.corot.natives import make_host
@@ -84,7 +85,7 @@ def header(corpus: Corpus, *, full: bool = True) -> Header:
 
 
 def signed(corpus: Corpus, frames: list[bytes], full: bool = True) -> bytes:
-    return assemble(header(corpus, full=full), frames, KEY)
+    return assemble(header(corpus, full=full), frames, TEST_KEY)
 
 
 def frame(section: SectionType, body: bytes, codec: Codec = Codec.NONE) -> bytes:
@@ -156,7 +157,7 @@ def test_the_1_6_kb_patch_is_a_rejected_fate_of_the_running_reconfiguration(
         corpus: Corpus, tmp_path: Path) -> None:
     """The reviewer saw MemoryError escape the reconfiguration: now the VVM reports a
     rejection in telemetry, keeps running, and the store is unchanged."""
-    patcher = Patcher(corpus.profile, Store.init(tmp_path), KEY)
+    patcher = Patcher(corpus.profile, Store.init(tmp_path), TEST_KEY)
     vm = VVM(corpus.profile, make_host(corpus.profile, seed=3))
     Reconfiguration(vm, patcher)
     vm.load(corpus.base.config, corpus.base.vmlets)
@@ -344,10 +345,10 @@ def test_a_full_memory_and_deltas_against_it_stay_within_the_bound(
     profile = small.corpus.profile
     slots = profile.data_bytes // 4 - 1
     base = full_config(slots)
-    corpus = dataclasses.replace(small.corpus, base_patch=pack(base, [], profile, KEY,
+    corpus = dataclasses.replace(small.corpus, base_patch=pack(base, [], profile, TEST_KEY,
                                                                seq=1).data)
     b = Board(corpus, tmp_path)
-    full = pack(full_config(slots, version=2), [], profile, KEY, seq=2).data
+    full = pack(full_config(slots, version=2), [], profile, TEST_KEY, seq=2).data
     rejected, peak = measured_check(b, full)
     assert rejected is None
     assert peak <= allocation_bound(len(full), profile), peak
@@ -358,7 +359,7 @@ def test_a_full_memory_and_deltas_against_it_stay_within_the_bound(
     again = build_body(SectionType.ROWS, [{"index": 0, "runs": [
         {"skip": 5, "header": 1 << 1 | 1, "packed": [1]}]}] * 2000, array_ranges=[(0, 1)])
     for body, reason in ((everything, Reason.HASH_MISMATCH), (again, Reason.BAD_DELTA)):
-        data = assemble(h, [frame(SectionType.ROWS, body, Codec.DEFLATE)], KEY)
+        data = assemble(h, [frame(SectionType.ROWS, body, Codec.DEFLATE)], TEST_KEY)
         error, peak = measured_check(b, data)
         assert error is not None and error.reason is reason, error
         assert peak <= allocation_bound(len(data), profile), peak

@@ -8,6 +8,7 @@ import construct as cs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import TEST_KEY
 
 from onboard.patching.patch_format import (
     BODIES,
@@ -46,7 +47,6 @@ from onboard.patching.patch_format import (
 )
 
 FAST = settings(max_examples=150, deadline=None)
-KEY = bytes(range(32))
 U64 = st.integers(min_value=0, max_value=2**64 - 1)
 
 
@@ -293,23 +293,23 @@ def test_a_deflate_bomb_stops_at_the_limit() -> None:
 
 
 def test_tag_authenticates_every_byte() -> None:
-    patch = assemble(header(), [build_frame(SectionType.ENTRIES, b"\x00")], KEY)
-    assert tag_ok(KEY, patch)
-    assert patch[-TAG_BYTES:] == compute_tag(KEY, patch[:-TAG_BYTES])
+    patch = assemble(header(), [build_frame(SectionType.ENTRIES, b"\x00")], TEST_KEY)
+    assert tag_ok(TEST_KEY, patch)
+    assert patch[-TAG_BYTES:] == compute_tag(TEST_KEY, patch[:-TAG_BYTES])
     assert not tag_ok(bytes(32), patch)
     for i in range(len(patch)):
         flipped = bytearray(patch)
         flipped[i] ^= 0x01
-        assert not tag_ok(KEY, bytes(flipped))
+        assert not tag_ok(TEST_KEY, bytes(flipped))
 
 
 def test_retag_repairs_crcs_and_tag_of_a_mutated_patch() -> None:
-    patch = bytearray(assemble(header(), [build_frame(SectionType.ENTRIES, b"\x00")], KEY))
+    patch = bytearray(assemble(header(), [build_frame(SectionType.ENTRIES, b"\x00")], TEST_KEY))
     size = parse_header(bytes(patch)).size
     patch[9] = 5  # version
     patch[size + 2] = 4  # on_apply
-    fixed = retag(bytes(patch), KEY)
-    assert tag_ok(KEY, fixed) and parse_header(fixed).crc_ok
+    fixed = retag(bytes(patch), TEST_KEY)
+    assert tag_ok(TEST_KEY, fixed) and parse_header(fixed).crc_ok
     frame = parse_frames(fixed, size, len(fixed) - TAG_BYTES)[0]
     assert parse_body(SectionType.ENTRIES, frame.payload, frame).on_apply == 4
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import TEST_KEY, compile_text
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack, sections
@@ -45,7 +46,6 @@ from onboard.vm.image import CodeUnit, Image, ImageKind
 
 ROOT = Path(__file__).resolve().parents[2]
 EXO = ROOT / "missions" / "corot" / "configs" / "exo_e1.ccl"
-KEY = bytes(range(1, 33))
 
 SMALL = """\
 mission corot;
@@ -69,16 +69,10 @@ on apply {{ hits = 0; }}
 """
 
 
-def compile_source(directory: Path, name: str, text: str) -> Compiled:
-    path = directory / f"{name}.ccl"
-    path.write_text(text)
-    return Compiler().compile(path)
-
-
 def small(directory: Path, version: int = 1, gain: int = 100, bump: int = 0) -> Compiled:
     rows = ", ".join(str((7 * i + (bump if i == 5 else 0)) % 2033) for i in range(40))
-    return compile_source(directory, f"small_v{version}_{gain}_{bump}",
-                          SMALL.format(version=version, gain=gain, rows=rows))
+    return compile_text(directory, SMALL.format(version=version, gain=gain, rows=rows),
+                        f"small_v{version}_{gain}_{bump}")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +96,7 @@ def snapshot(directory: Path) -> dict[str, str]:
 
 
 def new_patcher(directory: Path, profile: MissionProfile, **kw: object) -> Patcher:
-    return Patcher(profile, Store.init(directory), KEY, probation_frames=3, **kw)  # type: ignore[arg-type]
+    return Patcher(profile, Store.init(directory), TEST_KEY, probation_frames=3, **kw)  # type: ignore[arg-type]
 
 
 def install(patcher: Patcher, data: bytes) -> None:
@@ -132,7 +126,7 @@ def assert_rejected(patcher: Patcher, data: bytes, reason: Reason) -> PatchRejec
 
 def test_full_then_delta_round_trip(tmp_path: Path, exo: Compiled) -> None:
     p = new_patcher(tmp_path, exo.mission)
-    full = pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1)
+    full = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1)
     assert full.full and parse_header(full.data).header.base_hash == NO_HASH
     fate = p.receive(full.data)
     assert fate.status is FateStatus.STAGED
@@ -147,7 +141,7 @@ def test_full_then_delta_round_trip(tmp_path: Path, exo: Compiled) -> None:
     glob = list(exo.image.globals)
     glob[2] = dataclasses.replace(glob[2], value=60)
     new = dataclasses.replace(exo.image, globals=tuple(glob), version=5)
-    delta = pack(new, vmlets(exo), exo.mission, KEY, seq=2, base=exo.image)
+    delta = pack(new, vmlets(exo), exo.mission, TEST_KEY, seq=2, base=exo.image)
     assert not delta.full and len(delta.data) <= 64
     install(p, delta.data)
     current = p.store.current()
@@ -161,7 +155,7 @@ def test_delta_with_new_functions_rows_and_removals(tmp_path: Path,
                                                     smalls: tuple[Compiled, Compiled]) -> None:
     a, b = smalls
     p = new_patcher(tmp_path, a.mission)
-    install(p, pack(a.image, vmlets(a), a.mission, KEY, seq=1).data)
+    install(p, pack(a.image, vmlets(a), a.mission, TEST_KEY, seq=1).data)
     # A third version: drop the task and the table, rename the configuration.
     c = dataclasses.replace(b.image, name="smaller", tasks=(), arrays=b.image.arrays[:0],
                             functions=b.image.functions[:1] + b.image.functions[2:])
@@ -169,7 +163,7 @@ def test_delta_with_new_functions_rows_and_removals(tmp_path: Path,
     for target, seq in ((b.image, 2), (c, 3)):
         base = p.store.current()
         assert base is not None
-        patch = pack(target, vmlets(b), a.mission, KEY, seq=seq, base=base.config, full=False)
+        patch = pack(target, vmlets(b), a.mission, TEST_KEY, seq=seq, base=base.config, full=False)
         install(p, patch.data)
         current = p.store.current()
         assert current is not None and current.hash == target.content_hash
@@ -181,8 +175,8 @@ def test_a_new_vmlet_travels_with_the_configuration(tmp_path: Path, exo: Compile
     uses = (dataclasses.replace(exo.image.uses[0], version=2, hash=vm2.content_hash),)
     new = dataclasses.replace(exo.image, uses=uses, version=5)
     p = new_patcher(tmp_path, exo.mission)
-    install(p, pack(exo.image, [vm], exo.mission, KEY, seq=1).data)
-    patch = pack(new, [vm2], exo.mission, KEY, seq=2, base=exo.image)
+    install(p, pack(exo.image, [vm], exo.mission, TEST_KEY, seq=1).data)
+    patch = pack(new, [vm2], exo.mission, TEST_KEY, seq=2, base=exo.image)
     install(p, patch.data)
     current = p.store.current()
     assert current is not None and current.vmlets == (vm2,)
@@ -190,11 +184,11 @@ def test_a_new_vmlet_travels_with_the_configuration(tmp_path: Path, exo: Compile
 
 def test_full_patch_reuses_the_vmlets_on_board(tmp_path: Path, exo: Compiled) -> None:
     p = new_patcher(tmp_path, exo.mission)
-    install(p, pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1).data)
-    again = pack(dataclasses.replace(exo.image, version=9), vmlets(exo), exo.mission, KEY,
+    install(p, pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1).data)
+    again = pack(dataclasses.replace(exo.image, version=9), vmlets(exo), exo.mission, TEST_KEY,
                  seq=2, base=exo.image, full=True)
     assert again.full and b"photometry" in again.data  # the reference, not the image
-    assert len(again.data) < len(pack(exo.image, vmlets(exo), exo.mission, KEY, seq=3).data)
+    assert len(again.data) < len(pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=3).data)
     install(p, again.data)
 
 
@@ -205,7 +199,7 @@ def test_full_patch_reuses_the_vmlets_on_board(tmp_path: Path, exo: Compiled) ->
 def ready(tmp_path: Path, exo: Compiled) -> Patcher:
     """A patcher with exo_e1 committed (seq 1)."""
     p = new_patcher(tmp_path, exo.mission)
-    install(p, pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1).data)
+    install(p, pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1).data)
     return p
 
 
@@ -216,7 +210,7 @@ def bumped(exo: Compiled, version: int = 5) -> Image:
 
 
 def delta(exo: Compiled, seq: int = 2, **kw: object) -> bytes:
-    return pack(bumped(exo), vmlets(exo), exo.mission, KEY, seq=seq, base=exo.image,
+    return pack(bumped(exo), vmlets(exo), exo.mission, TEST_KEY, seq=seq, base=exo.image,
                 **kw).data  # type: ignore[arg-type]
 
 
@@ -227,7 +221,7 @@ def field_offset(data: bytes, name: str) -> int:
 def edited(data: bytes, name: str, value: bytes, *, resign: bool = True) -> bytes:
     at = field_offset(data, name)
     out = data[:at] + value + data[at + len(value):]
-    return retag(out, KEY) if resign else out
+    return retag(out, TEST_KEY) if resign else out
 
 
 def test_oversize(ready: Patcher, exo: Compiled) -> None:
@@ -276,7 +270,7 @@ def test_forged_tag(ready: Patcher, exo: Compiled) -> None:
 
 
 def test_replay_and_reordered_sequence(ready: Patcher, exo: Compiled) -> None:
-    assert_rejected(ready, pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1).data,
+    assert_rejected(ready, pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1).data,
                     Reason.REPLAY)
     later = delta(exo, seq=5)
     assert ready.receive(later).status is FateStatus.STAGED
@@ -294,7 +288,7 @@ def test_busy_while_staged_or_on_probation(ready: Patcher, exo: Compiled) -> Non
 
 def test_wrong_base(ready: Patcher, exo: Compiled) -> None:
     other = bumped(exo, version=7)
-    data = pack(exo.image, vmlets(exo), exo.mission, KEY, seq=2, base=other).data
+    data = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=2, base=other).data
     assert assert_rejected(ready, data, Reason.WRONG_BASE).field == "base"
 
 
@@ -307,7 +301,7 @@ def test_claims_over_the_limits(ready: Patcher, exo: Compiled, field: str, value
         {"cycles": "cycles_per_frame", "share": "share_bp", "code": "code_bytes",
          "data": "data_bytes"}[field]: value})
     frames = [data[parse_header(data).size:-TAG_BYTES]]
-    bad = assemble(dataclasses.replace(header, claims=claims), frames, KEY)
+    bad = assemble(dataclasses.replace(header, claims=claims), frames, TEST_KEY)
     assert assert_rejected(ready, bad, Reason.OVER_BUDGET).field == field
 
 
@@ -317,7 +311,7 @@ def test_claims_that_do_not_match_the_image(ready: Patcher, exo: Compiled) -> No
     claims = dataclasses.replace(parsed.header.claims,
                                  code_bytes=parsed.header.claims.code_bytes + 1)
     bad = assemble(dataclasses.replace(parsed.header, claims=claims),
-                   [data[parsed.size:-TAG_BYTES]], KEY)
+                   [data[parsed.size:-TAG_BYTES]], TEST_KEY)
     assert assert_rejected(ready, bad, Reason.CLAIM_MISMATCH).field == "code"
 
 
@@ -330,7 +324,7 @@ def test_target_hash_mismatch(ready: Patcher, exo: Compiled) -> None:
 def _patch(exo: Compiled, frames: list[bytes], *, full: bool = False, seq: int = 2) -> bytes:
     header = parse_header(delta(exo)).header
     flags = Flag.FULL if full else Flag(0)
-    return assemble(dataclasses.replace(header, flags=flags, seq=seq), frames, KEY)
+    return assemble(dataclasses.replace(header, flags=flags, seq=seq), frames, TEST_KEY)
 
 
 def test_sections_out_of_order(ready: Patcher, exo: Compiled) -> None:
@@ -373,7 +367,7 @@ def test_the_bytecode_verifier_runs_last(ready: Patcher, exo: Compiled) -> None:
     units[0] = CodeUnit(units[0].name, units[0].n_params, units[0].n_locals, True, 2,
                         b"\x00")
     broken = dataclasses.replace(exo.image, functions=tuple(units), version=5)
-    data = pack(broken, vmlets(exo), exo.mission, KEY, seq=2, base=exo.image).data
+    data = pack(broken, vmlets(exo), exo.mission, TEST_KEY, seq=2, base=exo.image).data
     error = assert_rejected(ready, data, Reason.VERIFIER)
     assert "bad-opcode" in error.message
 
@@ -383,8 +377,8 @@ def test_flight_profile_refuses_the_development_key_and_unverified_patches(
     flight = dataclasses.replace(exo.mission, flight=True)
     with pytest.raises(KeyRefused):
         Patcher(flight, Store.init(tmp_path / "a"), development_key("corot"))
-    p = Patcher(flight, Store.init(tmp_path / "b"), KEY)
-    data = pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1, unverified=True).data
+    p = Patcher(flight, Store.init(tmp_path / "b"), TEST_KEY)
+    data = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1, unverified=True).data
     assert_rejected(p, data, Reason.UNVERIFIED)
     dev = new_patcher(tmp_path / "c", exo.mission)  # a demo profile takes it
     assert dev.receive(data).status is FateStatus.STAGED
@@ -407,7 +401,7 @@ def test_a_fault_during_probation_rolls_back(ready: Patcher, exo: Compiled) -> N
 def test_a_reset_during_probation_rolls_back(ready: Patcher, exo: Compiled) -> None:
     ready.receive(delta(exo))
     ready.activate()
-    rebooted = Patcher(exo.mission, Store.open(ready.store.directory), KEY)
+    rebooted = Patcher(exo.mission, Store.open(ready.store.directory), TEST_KEY)
     fate = rebooted.boot()
     assert fate is not None and fate.status is FateStatus.ROLLED_BACK
     assert "reset" in fate.message and rebooted.store.phase is Phase.IDLE
@@ -432,9 +426,9 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory,
                                                                      bytes]]:
     a, b = smalls
     p = new_patcher(tmp_path_factory.mktemp("fuzz"), a.mission)
-    install(p, pack(a.image, vmlets(a), a.mission, KEY, seq=1).data)
-    seeds = [pack(b.image, vmlets(b), a.mission, KEY, seq=2, base=a.image, full=False).data,
-             pack(b.image, vmlets(b), a.mission, KEY, seq=3).data]
+    install(p, pack(a.image, vmlets(a), a.mission, TEST_KEY, seq=1).data)
+    seeds = [pack(b.image, vmlets(b), a.mission, TEST_KEY, seq=2, base=a.image, full=False).data,
+             pack(b.image, vmlets(b), a.mission, TEST_KEY, seq=3).data]
     yield p, seeds, b.image.content_hash
 
 
@@ -537,7 +531,7 @@ def fuzz_one(patcher: Patcher, seeds: list[bytes], target: bytes, seed: int,
     original = seeds[seed % len(seeds)]
     data = mutate(original, seeds[(seed + 1) % len(seeds)], ops)
     if resign:
-        data = retag(data, KEY)
+        data = retag(data, TEST_KEY)
     try:
         accepted = patcher.check(data)
     except PatchRejected as exc:
@@ -566,15 +560,15 @@ def test_mutated_patches_are_rejected_with_a_reason_or_unchanged(
 def test_power_loss_while_receiving_or_switching(tmp_path: Path, exo: Compiled) -> None:
     """Through the patcher: a power cut at each write ends in the old or the new
     configuration, and resending the patch afterwards completes the change."""
-    full = pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1).data
+    full = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1).data
     for fail_at in range(4):  # stage: slot + journal; activate: journal; commit: journal
         directory = tmp_path / f"run{fail_at}"
         Store.init(directory)
-        p = Patcher(exo.mission, Store.open(directory, FaultyDisk(fail_at)), KEY,
+        p = Patcher(exo.mission, Store.open(directory, FaultyDisk(fail_at)), TEST_KEY,
                     probation_frames=1)
         with pytest.raises(PowerLoss):
             install(p, full)
-        after = Patcher(exo.mission, Store.open(directory), KEY, probation_frames=1)
+        after = Patcher(exo.mission, Store.open(directory), TEST_KEY, probation_frames=1)
         assert after.store.check() == []
         after.boot()
         current = after.store.current()
@@ -584,7 +578,7 @@ def test_power_loss_while_receiving_or_switching(tmp_path: Path, exo: Compiled) 
             after.end_frame()
         elif current is None:  # not staged, or rolled back at boot: the ground resends
             seq = after.store.last_seq + 1
-            install(after, pack(exo.image, vmlets(exo), exo.mission, KEY, seq=seq).data)
+            install(after, pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=seq).data)
         current = after.store.current()
         assert current is not None and current.hash == exo.image.content_hash
 

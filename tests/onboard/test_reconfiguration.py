@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import TEST_KEY
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
@@ -28,7 +29,6 @@ from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
 EXO = ROOT / "missions" / "corot" / "configs" / "exo_e1.ccl"
-KEY = bytes(range(1, 33))
 
 SMALL = """\
 mission corot;
@@ -69,7 +69,7 @@ def reconfigurable(profile: MissionProfile, patcher: Patcher) -> VVM:
 
 
 def new_vvm(directory: Path, c: Compiled, probation_frames: int = 50) -> VVM:
-    patcher = Patcher(c.mission, Store.init(directory), KEY, probation_frames=probation_frames)
+    patcher = Patcher(c.mission, Store.init(directory), TEST_KEY, probation_frames=probation_frames)
     return reconfigurable(c.mission, patcher)
 
 
@@ -78,7 +78,7 @@ def running(directory: Path, c: Compiled, probation_frames: int = 5,
     """A VVM over a new store in ``directory`` that received ``c`` as a full patch (seq 1)
     and ran ``ms`` (its probation over, for the default numbers)."""
     vm = new_vvm(directory, c, probation_frames)
-    vm.receive_patch(pack(c.image, vmlets(c), c.mission, KEY, seq=1).data, 1)
+    vm.receive_patch(pack(c.image, vmlets(c), c.mission, TEST_KEY, seq=1).data, 1)
     vm.run_for(ms)
     return vm
 
@@ -106,7 +106,7 @@ def exo() -> Compiled:
 def test_a_full_patch_goes_from_receipt_to_commit_inside_the_reserve(tmp_path: Path,
                                                                      exo: Compiled) -> None:
     vm = new_vvm(tmp_path / "store", exo)
-    data = pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1).data
+    data = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1).data
     assert vm.receive_patch(data, ticket=7).status is FateStatus.RECEIVED
     vm.run_for(60_000)
     rc = vm.reconfiguration
@@ -130,12 +130,12 @@ def test_a_one_parameter_delta_keeps_the_state_and_runs_on_apply(tmp_path: Path)
     v1 = compile_small(tmp_path, 1, gain=100)
     v2 = compile_small(tmp_path, 2, gain=900)
     vm = new_vvm(tmp_path / "store", v1, probation_frames=10)
-    vm.receive_patch(pack(v1.image, vmlets(v1), v1.mission, KEY, seq=1).data, 1)
+    vm.receive_patch(pack(v1.image, vmlets(v1), v1.mission, TEST_KEY, seq=1).data, 1)
     vm.run_for(5_000)
     assert vm.global_value("hits") > 0 and vm.global_value("level") == 1
     vm.set_global("level", 7)
     hits, seen = vm.global_value("hits"), vm.array_values("seen")
-    delta = pack(v2.image, vmlets(v2), v2.mission, KEY, seq=2, base=v1.image)
+    delta = pack(v2.image, vmlets(v2), v2.mission, TEST_KEY, seq=2, base=v1.image)
     assert not delta.full and len(delta.data) <= 64
     vm.receive_patch(delta.data, 2)
     vm.run_for(1_000)  # checked, staged and switched within a few frames
@@ -153,10 +153,10 @@ def test_a_state_variable_whose_type_changed_starts_afresh(tmp_path: Path) -> No
     v1 = compile_small(tmp_path, 1, level_hi=10, on_apply="hits = hits;")
     v2 = compile_small(tmp_path, 2, level_hi=20, on_apply="hits = hits;")
     vm = new_vvm(tmp_path / "store", v1, probation_frames=1)
-    vm.receive_patch(pack(v1.image, vmlets(v1), v1.mission, KEY, seq=1).data, 1)
+    vm.receive_patch(pack(v1.image, vmlets(v1), v1.mission, TEST_KEY, seq=1).data, 1)
     vm.run_for(3_000)
     vm.set_global("level", 9)
-    vm.receive_patch(pack(v2.image, vmlets(v2), v2.mission, KEY, seq=2, base=v1.image).data, 2)
+    vm.receive_patch(pack(v2.image, vmlets(v2), v2.mission, TEST_KEY, seq=2, base=v1.image).data, 2)
     vm.run_for(3_000)
     assert vm.global_value("level") == 0  # int[0..10] -> int[0..20]: not the same variable
     assert vm.global_value("hits") > 0  # unchanged type: kept
@@ -168,12 +168,12 @@ def test_a_trap_on_probation_rolls_back_to_the_previous_program_and_state(
     # on apply divides by `level`, which the carried state makes 0: a trap on probation
     bad = compile_small(tmp_path, 2, on_apply="level = 10 / level;")
     vm = new_vvm(tmp_path / "store", v1, probation_frames=20)
-    vm.receive_patch(pack(v1.image, vmlets(v1), v1.mission, KEY, seq=1).data, 1)
+    vm.receive_patch(pack(v1.image, vmlets(v1), v1.mission, TEST_KEY, seq=1).data, 1)
     vm.run_for(3_000)
     old = vm.program
     vm.set_global("level", 0)
     hits = vm.global_value("hits")
-    vm.receive_patch(pack(bad.image, vmlets(bad), bad.mission, KEY, seq=2,
+    vm.receive_patch(pack(bad.image, vmlets(bad), bad.mission, TEST_KEY, seq=2,
                           base=v1.image).data, 2)
     vm.run_for(3_000)
     assert statuses(vm)[-4:] == ["received", "staged", "active", "rolled-back"]
@@ -192,11 +192,11 @@ def test_a_trap_on_probation_rolls_back_to_the_previous_program_and_state(
 def test_a_rejected_patch_leaves_the_store_byte_identical_and_says_why(
         tmp_path: Path, exo: Compiled) -> None:
     vm = new_vvm(tmp_path / "store", exo, probation_frames=1)
-    vm.receive_patch(pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1).data, 1)
+    vm.receive_patch(pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1).data, 1)
     vm.run_for(5_000)
     assert statuses(vm)[-1] == "committed"
     before = snapshot(tmp_path / "store")
-    forged = bytearray(pack(exo.image, vmlets(exo), exo.mission, KEY, seq=2,
+    forged = bytearray(pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=2,
                             base=exo.image, full=False).data)
     forged[-1] ^= 1
     vm.receive_patch(bytes(forged), 2)
@@ -215,10 +215,10 @@ def test_patches_wait_their_turn_and_a_full_queue_refuses(tmp_path: Path) -> Non
     vm = new_vvm(tmp_path / "store", v1, probation_frames=5)
     assert v1.mission.reconfig.max_pending == 4
     versions = [compile_small(tmp_path, v, gain=100 + v) for v in range(2, 6)]
-    fates = [vm.receive_patch(pack(v1.image, vmlets(v1), v1.mission, KEY, seq=1).data, 1)]
+    fates = [vm.receive_patch(pack(v1.image, vmlets(v1), v1.mission, TEST_KEY, seq=1).data, 1)]
     base = v1.image
     for seq, c in enumerate(versions, start=2):
-        fates.append(vm.receive_patch(pack(c.image, vmlets(c), c.mission, KEY, seq=seq,
+        fates.append(vm.receive_patch(pack(c.image, vmlets(c), c.mission, TEST_KEY, seq=seq,
                                            base=base).data, seq))
         base = c.image
     # four wait: the fifth is refused, and its state says so at once
@@ -236,7 +236,7 @@ def test_patches_wait_their_turn_and_a_full_queue_refuses(tmp_path: Path) -> Non
 def test_reconfiguration_never_takes_more_than_the_reserve_in_a_frame(
         tmp_path: Path, exo: Compiled) -> None:
     vm = new_vvm(tmp_path / "store", exo, probation_frames=5)
-    vm.receive_patch(pack(exo.image, vmlets(exo), exo.mission, KEY, seq=1).data, 1)
+    vm.receive_patch(pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1).data, 1)
     reserve = exo.mission.patch_reserve_cycles_per_frame
     rc = vm.reconfiguration
     assert rc is not None
@@ -265,7 +265,7 @@ def test_a_power_loss_at_any_write_ends_in_the_old_or_the_new_configuration(
     completes the change; past the last write, the new one is kept."""
     v1 = compile_small(tmp_path, 1, gain=100)
     v2 = compile_small(tmp_path, 2, gain=900)
-    full = pack(v1.image, vmlets(v1), v1.mission, KEY, seq=1).data
+    full = pack(v1.image, vmlets(v1), v1.mission, TEST_KEY, seq=1).data
     old, new = v1.image.content_hash, v2.image.content_hash
     outcomes = set()
     for fail_at in range(5):
@@ -277,7 +277,7 @@ def test_a_power_loss_at_any_write_ends_in_the_old_or_the_new_configuration(
         rc = vm.reconfiguration
         assert rc is not None
         rc.patcher.store = Store.open(directory, FaultyDisk(fail_at))  # the cut to come
-        vm.receive_patch(pack(v2.image, vmlets(v2), v2.mission, KEY, seq=2,
+        vm.receive_patch(pack(v2.image, vmlets(v2), v2.mission, TEST_KEY, seq=2,
                               base=v1.image).data, 2)
         if fail_at == 4:  # no fifth write: nothing is cut
             vm.run_for(10_000)
@@ -289,7 +289,7 @@ def test_a_power_loss_at_any_write_ends_in_the_old_or_the_new_configuration(
         store = Store.open(directory)
         assert store.check() == []
         staged = store.phase is Phase.STAGED  # staged at the cut: switched to as planned
-        patcher = Patcher(v1.mission, store, KEY, probation_frames=5)
+        patcher = Patcher(v1.mission, store, TEST_KEY, probation_frames=5)
         rebooted = reconfigurable(v1.mission, patcher)
         assert start(rebooted.reconfiguration, None)  # nothing saved but the store: a reboot
         assert store.phase is (Phase.PROBATION if staged else Phase.IDLE)
@@ -299,7 +299,7 @@ def test_a_power_loss_at_any_write_ends_in_the_old_or_the_new_configuration(
         outcomes.add((fail_at, staged))
         if not staged:  # the ground sees the old hash in telemetry and sends it again
             seq = store.last_seq + 1
-            rebooted.receive_patch(pack(v2.image, vmlets(v2), v2.mission, KEY, seq=seq,
+            rebooted.receive_patch(pack(v2.image, vmlets(v2), v2.mission, TEST_KEY, seq=seq,
                                         base=v1.image).data, 3)
         rebooted.run_for(5_000)
         assert rebooted.telemetry.config_hash == new
@@ -380,7 +380,7 @@ def test_a_switch_that_fails_anywhere_rolls_back_with_the_reason(
     assert old is not None and statuses(vm)[-1] == "committed"
     with monkeypatch.context() as m:
         _inject(m, where, v2.image.content_hash)
-        vm.receive_patch(pack(v2.image, vmlets(v2), v2.mission, KEY, seq=2,
+        vm.receive_patch(pack(v2.image, vmlets(v2), v2.mission, TEST_KEY, seq=2,
                               base=v1.image).data, 2)
         vm.run_for(3_000)  # never raises
     rc = vm.reconfiguration
@@ -406,7 +406,7 @@ def test_a_switch_that_fails_anywhere_rolls_back_with_the_reason(
     vm.run_for(2_000)
     assert vm.telemetry.tasks["scan"].runs > runs
     # not stuck: the fix, with the next sequence number, goes through
-    vm.receive_patch(pack(v3.image, vmlets(v3), v3.mission, KEY, seq=3,
+    vm.receive_patch(pack(v3.image, vmlets(v3), v3.mission, TEST_KEY, seq=3,
                           base=v1.image).data, 3)
     vm.run_for(3_000)
     assert statuses(vm)[-1] == "committed"
@@ -442,7 +442,7 @@ def test_a_real_configuration_refused_at_its_switch_rolls_back(tmp_path: Path) -
     v1 = compile_small(tmp_path, 1)
     vm = running(tmp_path / "store", v1)
     old = vm.program
-    vm.receive_patch(pack(marker.image, vmlets(marker), marker.mission, KEY, seq=2).data, 2)
+    vm.receive_patch(pack(marker.image, vmlets(marker), marker.mission, TEST_KEY, seq=2).data, 2)
     vm.run_for(3_000)
     assert statuses(vm)[-3:] == ["received", "staged", "rolled-back"]
     rc = vm.reconfiguration
@@ -466,7 +466,7 @@ def test_the_empty_loop_body_of_the_report_never_crashes_the_vvm(tmp_path: Path)
     empty = Compiler().compile(path)
     v1 = compile_small(tmp_path, 1)
     vm = running(tmp_path / "store", v1)
-    vm.receive_patch(pack(empty.image, vmlets(empty), empty.mission, KEY, seq=2,
+    vm.receive_patch(pack(empty.image, vmlets(empty), empty.mission, TEST_KEY, seq=2,
                           base=v1.image).data, 2)
     vm.run_for(3_000)
     fates = [e.fate.status.value for e in vm.reconfiguration.events  # type: ignore[union-attr]
@@ -486,12 +486,12 @@ def test_a_staged_configuration_that_fails_after_a_reset_is_rolled_back_not_retr
     rc = vm.reconfiguration
     assert rc is not None
     # v2 is staged, then the power goes before the switch
-    rc.patcher.stage(rc.patcher.check(pack(v2.image, vmlets(v2), v2.mission, KEY, seq=2,
+    rc.patcher.stage(rc.patcher.check(pack(v2.image, vmlets(v2), v2.mission, TEST_KEY, seq=2,
                                            base=v1.image).data))
     assert rc.patcher.store.phase is Phase.STAGED
 
     def reboot() -> VVM:
-        patcher = Patcher(v1.mission, Store.open(directory), KEY, probation_frames=5)
+        patcher = Patcher(v1.mission, Store.open(directory), TEST_KEY, probation_frames=5)
         rebooted = reconfigurable(v1.mission, patcher)
         assert start(rebooted.reconfiguration, None)
         return rebooted
@@ -520,13 +520,13 @@ def test_a_switch_that_crashes_the_vvm_is_rolled_back_at_the_next_boot(
     vm = running(directory, v1)
     with monkeypatch.context() as m:
         m.setattr(loader, "translate", _failing(PowerLoss("crash inside the translator")))
-        vm.receive_patch(pack(v2.image, vmlets(v2), v2.mission, KEY, seq=2,
+        vm.receive_patch(pack(v2.image, vmlets(v2), v2.mission, TEST_KEY, seq=2,
                               base=v1.image).data, 2)
         with pytest.raises(PowerLoss):
             vm.run_for(3_000)
     store = Store.open(directory)
     assert store.phase is Phase.PROBATION
-    rebooted = reconfigurable(v1.mission, Patcher(v1.mission, store, KEY, probation_frames=5))
+    rebooted = reconfigurable(v1.mission, Patcher(v1.mission, store, TEST_KEY, probation_frames=5))
     assert start(rebooted.reconfiguration, None)
     assert statuses(rebooted) == ["rolled-back"]
     assert store.phase is Phase.IDLE
@@ -560,7 +560,7 @@ def test_an_overrun_on_probation_rolls_back(tmp_path: Path) -> None:
     slow.write_text(SLOW)
     overrunning = Compiler().compile(slow)
     vm = running(tmp_path / "store", v1, probation_frames=50, ms=10_000)
-    vm.receive_patch(pack(overrunning.image, vmlets(overrunning), overrunning.mission, KEY,
+    vm.receive_patch(pack(overrunning.image, vmlets(overrunning), overrunning.mission, TEST_KEY,
                           seq=2, base=v1.image).data, 2)
     vm.run_for(5_000)
     assert statuses(vm)[-4:] == ["received", "staged", "active", "rolled-back"]
@@ -596,7 +596,7 @@ def _switch_time(tmp_path: Path, n: int) -> tuple[int, int, int]:
     (folder / "user.ccl").write_text(HEAVY_USER.format(arg=7))
     c = Compiler().compile(folder / "user.ccl")
     vm = new_vvm(folder / "store", c)
-    vm.receive_patch(pack(c.image, vmlets(c), c.mission, KEY, seq=1).data, 1)
+    vm.receive_patch(pack(c.image, vmlets(c), c.mission, TEST_KEY, seq=1).data, 1)
     vm.run_for(20_000)
     assert vm.reconfiguration is not None
     active = next(e for e in vm.reconfiguration.events if e.fate.status is FateStatus.ACTIVE)

@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import compile_text, start_vvm
 
-from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
-from missions.corot.natives import make_host
 from onboard.patching.patch_format import development_key
-from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,22 +43,8 @@ task quick every 300 ms {{ sum = (sum + 1) % 1000; }}
 """
 
 
-def compile_text(directory: Path, name: str, text: str) -> Compiled:
-    path = directory / f"{name}.ccl"
-    path.write_text(text)
-    return Compiler().compile(path)
-
-
-def start(c: Compiled, seed: int = 1) -> VVM:
-    vm = VVM(c.mission, make_host(c.mission, seed))
-    for v in c.vmlets:
-        vm.load_vmlet(v.image)
-    vm.load(c.image)
-    return vm
-
-
 def test_finishing_ends_at_the_first_overrun_past_the_end(tmp_path: Path) -> None:
-    vm = start(compile_text(tmp_path, "over", OVERRUNNING))
+    vm = start_vvm(compile_text(tmp_path, OVERRUNNING, "over"))
     vm.run_for(1_000, finish_jobs=True)  # before: never returned
     assert vm.now_ms <= 1_100  # one period past the end, at most
     assert not vm.scheduler.busy  # a state that can be saved
@@ -73,8 +57,8 @@ def test_finishing_ends_at_the_first_overrun_past_the_end(tmp_path: Path) -> Non
 
 
 def test_finishing_with_two_tasks_one_overrunning_ends(tmp_path: Path) -> None:
-    c = compile_text(tmp_path, "two", TWO_TASKS.format(version=1, n=40, slow=100))
-    vm = start(c)
+    c = compile_text(tmp_path, TWO_TASKS.format(version=1, n=40, slow=100), "two")
+    vm = start_vvm(c)
     for _ in range(5):
         vm.run_for(700, finish_jobs=True)
         assert not vm.scheduler.busy
@@ -85,11 +69,11 @@ def test_finishing_with_two_tasks_one_overrunning_ends(tmp_path: Path) -> None:
 @pytest.mark.parametrize("cut_ms", [100, 1_100, 2_350])
 def test_a_split_run_is_one_long_run_when_nothing_overruns(tmp_path: Path,
                                                            cut_ms: int) -> None:
-    c = compile_text(tmp_path, "two", TWO_TASKS.format(version=1, n=40, slow=1000))
-    long = start(c)
+    c = compile_text(tmp_path, TWO_TASKS.format(version=1, n=40, slow=1000), "two")
+    long = start_vvm(c)
     long.run_for(6_000)
     assert long.telemetry.tasks["slow"].worst_cycles > long.scheduler.budget_per_frame
-    split = start(c)
+    split = start_vvm(c)
     split.run_for(cut_ms, finish_jobs=True)  # a slow job in flight at 100 and 1,100 ms
     assert not split.scheduler.busy
     split.run_for(6_000 - split.now_ms)
@@ -108,7 +92,7 @@ def vvm(*args: object) -> subprocess.CompletedProcess[str]:
 def test_vvm_run_and_apply_end_on_a_configuration_that_overruns_every_period(
         tmp_path: Path) -> None:
     """Through the command, with a timeout: before, `vvm run` never returned."""
-    c = compile_text(tmp_path, "over", OVERRUNNING)
+    c = compile_text(tmp_path, OVERRUNNING, "over")
     (tmp_path / "photometry.vvmi").write_bytes(c.vmlets[0].image.encode())
     (tmp_path / "over.vvmi").write_bytes(c.image.encode())
     state = tmp_path / "state"
@@ -119,7 +103,7 @@ def test_vvm_run_and_apply_end_on_a_configuration_that_overruns_every_period(
     assert ran.returncode == 0, ran.stderr
     assert "faults" in ran.stdout and " 0 faults" not in ran.stdout
     # a patch that replaces it is switched to although `spin` is always in flight
-    fix = compile_text(tmp_path, "two", TWO_TASKS.format(version=2, n=10, slow=1000))
+    fix = compile_text(tmp_path, TWO_TASKS.format(version=2, n=10, slow=1000), "two")
     patch = tmp_path / "fix.vvmp"
     patch.write_bytes(pack(fix.image, [v.image for v in fix.vmlets], fix.mission,
                            development_key("corot"), seq=1, base=c.image).data)
@@ -140,8 +124,8 @@ def test_a_fix_is_switched_to_although_a_task_overruns_every_period(tmp_path: Pa
     from onboard.sim.spacecraft import Spacecraft
 
     key = development_key("corot")
-    over = compile_text(tmp_path, "over", OVERRUNNING)
-    fix = compile_text(tmp_path, "two", TWO_TASKS.format(version=2, n=10, slow=1000))
+    over = compile_text(tmp_path, OVERRUNNING, "over")
+    fix = compile_text(tmp_path, TWO_TASKS.format(version=2, n=10, slow=1000), "two")
     sc = Spacecraft.create(over.mission, tmp_path / "store", key,
                            development_link_key(over.mission.name), probation_frames=10)
     sc.install(over.image, [v.image for v in over.vmlets])  # loaded before launch

@@ -21,6 +21,7 @@ from bytecode_programs import PROFILE, Case
 from ccl_programs import configurations
 from engine_oracle import HOST, check, load
 from hypothesis import HealthCheck, assume, given, note, settings
+from support import frames_program
 
 from ccl.diagnostics import CclError
 from ccl.driver import Compiler
@@ -209,23 +210,6 @@ def test_a_batched_loop_gives_back_what_it_charged_ahead_when_it_traps(
     assert_same(ref, fast, unit, (), (10**9, 1000, 503, 37))
 
 
-_FRAMES = """mission corot;
-config frames version 1;
-var out : int[0..10] = 0;
-fn small(x : int[0..10]) -> int[0..10] {{
-    if x > 100 {{ return 0; }}
-    return x;
-}}
-fn big(x : int[0..10]) -> int[0..10] {{
-    if x > 100 {{
-{lets}
-        return 0;
-    }}
-    return x;
-}}
-task t_small every 1 s {{ out = small(1); }}
-task t_big every 1 s {{ out = big(1); }}
-"""
 
 
 def test_a_call_is_charged_the_frame_it_pushes_on_both_engines(tmp_path: Path) -> None:
@@ -233,9 +217,8 @@ def test_a_call_is_charged_the_frame_it_pushes_on_both_engines(tmp_path: Path) -
     used on this path). A CALL charges ``frame_slot`` cycles per local of its callee, so the
     task calling ``big`` costs exactly that much more, on both engines and in any slicing
     (a flat call cost let a frame of 131,072 locals go for 20 cycles)."""
-    lets = "\n".join(f"        let a{i} : int[0..10] = x;" for i in range(60))
     path = tmp_path / "frames.ccl"
-    path.write_text(_FRAMES.format(lets=lets))
+    path.write_text(frames_program(60))
     ref, fast = two_programs(path, Compiler())
     extra = ref.image.functions[ref.unit("big")].n_locals \
         - ref.image.functions[ref.unit("small")].n_locals

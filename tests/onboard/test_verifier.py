@@ -57,6 +57,7 @@ from hypothesis import strategies as st
 from ccl.driver import Compiler
 from onboard.mission import MissionProfile, find_mission
 from onboard.vm import isa, reference
+from onboard.vm.assembler import assemble
 from onboard.vm.binding import Bound, ExtBinding, bind_natives, ext_fixed_cost
 from onboard.vm.faults import Trap
 from onboard.vm.image import (
@@ -89,28 +90,6 @@ PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --------------------------------------------------------------------------- assembling cases
-
-
-def assemble(lines: Sequence[str]) -> bytes:
-    """Assemble instruction lines (labels, mnemonics, ``EXTk``) with ``isa.Assembler``."""
-    asm = isa.Assembler()
-    labels: dict[str, isa.Label] = {}
-
-    def label(name: str) -> isa.Label:
-        return labels.setdefault(name, isa.Label(name))
-
-    for line in lines:
-        if line.endswith(":"):
-            asm.place(label(line[:-1]))
-            continue
-        mnemonic, _, rest = line.partition(" ")
-        operands: list[int | isa.Label] = [
-            int(x) if re.fullmatch(r"-?\d+", x) else label(x)
-            for x in (p.strip() for p in rest.split(",")) if x]
-        ext = re.fullmatch(r"EXT(\d+)", mnemonic)
-        asm.emit(isa.EXT_BASE + int(ext.group(1)) if ext else isa.BY_NAME[mnemonic].code,
-                 *operands)
-    return asm.assemble()
 
 
 def _kit() -> Image:

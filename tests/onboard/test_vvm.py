@@ -3,10 +3,10 @@ faults, telemetry, determinism, and the CoRoT cosmic-ray filter over a simulated
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
+from support import compile_text, start_vvm
 
 from ccl.driver import Compiled, Compiler
 from missions.corot.natives import CorotHost, make_host
@@ -20,22 +20,6 @@ EXO_E1 = ROOT / "missions/corot/configs/exo_e1.ccl"
 DAY_MS = 86_400_000
 
 
-def compile_text(text: str) -> Compiled:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "c.ccl"
-        path.write_text(text)
-        return Compiler().compile(path)
-
-
-def start(compiled: Compiled, seed: int = 1, host: CorotHost | None = None) -> VVM:
-    host = host or make_host(compiled.mission, seed)
-    vm = VVM(compiled.mission, host)
-    for v in compiled.vmlets:
-        vm.load_vmlet(v.image)
-    vm.load(compiled.image)
-    return vm
-
-
 @pytest.fixture(scope="module")
 def exo_e1() -> Compiled:
     return Compiler().compile(EXO_E1)
@@ -44,7 +28,7 @@ def exo_e1() -> Compiled:
 @pytest.fixture(scope="module")
 def exo_e1_day(exo_e1: Compiled) -> tuple[VVM, CorotHost]:
     host = make_host(exo_e1.mission, 7)
-    vm = start(exo_e1, host=host)
+    vm = start_vvm(exo_e1, host=host)
     vm.run_for(DAY_MS)
     return vm, host
 
@@ -81,7 +65,7 @@ def test_no_frame_of_the_day_uses_more_than_the_share(
 def test_the_same_seed_gives_the_same_telemetry(exo_e1: Compiled) -> None:
     runs = []
     for seed in (5, 5, 6):
-        vm = start(exo_e1, seed)
+        vm = start_vvm(exo_e1, seed)
         vm.run_for(2 * 3_600_000)
         host = vm.host
         assert isinstance(host, CorotHost)
@@ -90,8 +74,8 @@ def test_the_same_seed_gives_the_same_telemetry(exo_e1: Compiled) -> None:
     assert runs[0][2] != runs[2][2]
 
 
-def test_a_trap_stops_the_task_records_the_fault_and_leaks_no_partial_store() -> None:
-    compiled = compile_text("""
+def test_a_trap_stops_the_task_records_the_fault_and_leaks_no_partial_store(tmp_path: Path) -> None:
+    compiled = compile_text(tmp_path, """
         mission corot; config t version 1;
         param d : int[0..10] = 0;
         var x : int[0..100];
@@ -101,7 +85,7 @@ def test_a_trap_stops_the_task_records_the_fault_and_leaks_no_partial_store() ->
             x = 100 / d;
         }
     """)
-    vm = start(compiled)
+    vm = start_vvm(compiled)
     vm.run_for(3_000)
     tel = vm.telemetry
     assert tel.fault_count == 3
@@ -112,8 +96,8 @@ def test_a_trap_stops_the_task_records_the_fault_and_leaks_no_partial_store() ->
     assert tel.tasks["work"].traps == 3 and tel.tasks["work"].runs == 0
 
 
-def test_a_task_not_finished_by_its_next_release_overruns() -> None:
-    compiled = compile_text("""
+def test_a_task_not_finished_by_its_next_release_overruns(tmp_path: Path) -> None:
+    compiled = compile_text(tmp_path, """
         mission corot; config t version 1;
         var acc : int;
         var fast_runs : int[0..1000000];
@@ -122,7 +106,7 @@ def test_a_task_not_finished_by_its_next_release_overruns() -> None:
         }
         task fast every 100 ms { fast_runs = fast_runs + 1; }
     """)
-    vm = start(compiled)
+    vm = start_vvm(compiled)
     vm.run_for(2_000)
     tel = vm.telemetry
     assert tel.tasks["slow"].overruns >= 9 and tel.tasks["slow"].runs == 0
@@ -132,34 +116,34 @@ def test_a_task_not_finished_by_its_next_release_overruns() -> None:
     assert all(c <= vm.profile.share_cycles_per_frame for c in tel.cycles)
 
 
-def test_idle_time_is_skipped_and_costs_no_frames() -> None:
-    compiled = compile_text("""
+def test_idle_time_is_skipped_and_costs_no_frames(tmp_path: Path) -> None:
+    compiled = compile_text(tmp_path, """
         mission corot; config t version 1;
         var n : int[0..1000000];
         task tick every 60 s { n = n + 1; }
     """)
-    vm = start(compiled)
+    vm = start_vvm(compiled)
     vm.run_for(DAY_MS)
     assert vm.global_value("n") == 1440
     assert len(vm.telemetry.frames) == 1440
     assert vm.now_ms == DAY_MS
 
 
-def test_on_apply_runs_once_at_activation_before_any_task() -> None:
-    compiled = compile_text("""
+def test_on_apply_runs_once_at_activation_before_any_task(tmp_path: Path) -> None:
+    compiled = compile_text(tmp_path, """
         mission corot; config t version 1;
         var applied : int[0..100];
         var seen : int[0..100];
         task copy every 1 s { seen = applied; }
         on apply { applied = applied + 1; }
     """)
-    vm = start(compiled)
+    vm = start_vvm(compiled)
     vm.run_for(5_000)
     assert vm.global_value("applied") == 1 and vm.global_value("seen") == 1
 
 
 def test_call_runs_a_unit_and_reports_cycles_and_faults(exo_e1: Compiled) -> None:
-    vm = start(exo_e1)
+    vm = start_vvm(exo_e1)
     out = vm.call("clamp", (500, 0, 100))
     assert out.result == 100 and out.fault is None and out.cycles > 0
     assert vm.rules_hold() == []

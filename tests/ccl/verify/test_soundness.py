@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import frames_program
 
 from ccl.driver import Compiled, Compiler
 from ccl.soundness.trial import Inputs, NativeScript, TrialHost, fly, judge
@@ -264,31 +265,11 @@ def test_call_depth_counts_vmlet_instructions_on_both_sides(tmp_path: Path, dept
 
 # --------------------------------------------------------------------------- call frames
 
-FRAMES = """\
-mission corot;
-config frames version 1;
-var out : int[0..10] = 0;
-fn small(x : int[0..10]) -> int[0..10] {{
-    if x > 100 {{ return 0; }}
-    return x;
-}}
-fn big(x : int[0..10]) -> int[0..10] {{
-    if x > 100 {{
-{lets}
-        return 0;
-    }}
-    return x;
-}}
-task t_small every 1 s {{ out = small(1); }}
-task t_big every 1 s {{ out = big(1); }}
-"""
-
 
 def test_a_call_is_charged_its_callees_frame_on_both_sides(tmp_path: Path) -> None:
     """``big`` runs what ``small`` runs but has 80 more locals: the proof charges the
     frame as the VVM does (frame_slot cycles per local), exactly, and the flight agrees."""
-    lets = "\n".join(f"        let a{i} : int[0..10] = x;" for i in range(80))
-    compiled, report = build(tmp_path, "frames", FRAMES.format(lets=lets))
+    compiled, report = build(tmp_path, "frames", frames_program(80))
     assert report.status == "proven"
     flight = fly(compiled, Inputs())
     assert judge(report, flight).sound

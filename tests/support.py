@@ -1,0 +1,64 @@
+"""What the tests of several packages share: compiling the CCL a test writes, starting a
+VVM on it, the patch key of the tests, and the CCL programs more than one package checks.
+
+Importable from every test module as ``support`` (``tests/`` is on the path because
+``tests/conftest.py`` is there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ccl.driver import Compiled, Compiler
+from missions.corot.natives import CorotHost, make_host
+from onboard.vm.vvm import VVM
+
+#: The patch key of tests that sign patches themselves (not a mission's development key).
+TEST_KEY = bytes(range(1, 33))
+
+
+def compile_text(directory: Path, text: str, name: str = "prog") -> Compiled:
+    """Compile CCL ``text``, written to ``directory/name.ccl`` (where its diagnostics
+    point), with the missions of the repository."""
+    path = directory / f"{name}.ccl"
+    path.write_text(text, encoding="utf-8")
+    return Compiler().compile(path)
+
+
+def start_vvm(compiled: Compiled, seed: int = 1, host: CorotHost | None = None) -> VVM:
+    """A VVM of ``compiled``'s mission on the simulated CoRoT instrument (``seed``), with
+    ``compiled``'s VMlets and configuration loaded."""
+    vm = VVM(compiled.mission, host or make_host(compiled.mission, seed))
+    for v in compiled.vmlets:
+        vm.load_vmlet(v.image)
+    vm.load(compiled.image)
+    return vm
+
+
+#: ``small`` and ``big`` run the same instructions, but ``big`` has ``{lets}`` more locals
+#: (on a path never taken): a call must be charged the frame it pushes, on both engines
+#: and in the proofs (``frames_program``).
+FRAMES = """\
+mission corot;
+config frames version 1;
+var out : int[0..10] = 0;
+fn small(x : int[0..10]) -> int[0..10] {{
+    if x > 100 {{ return 0; }}
+    return x;
+}}
+fn big(x : int[0..10]) -> int[0..10] {{
+    if x > 100 {{
+{lets}
+        return 0;
+    }}
+    return x;
+}}
+task t_small every 1 s {{ out = small(1); }}
+task t_big every 1 s {{ out = big(1); }}
+"""
+
+
+def frames_program(extra_locals: int) -> str:
+    """``FRAMES`` with ``big`` given ``extra_locals`` more locals than ``small``."""
+    lets = "\n".join(f"        let a{i} : int[0..10] = x;" for i in range(extra_locals))
+    return FRAMES.format(lets=lets)
