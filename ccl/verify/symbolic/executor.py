@@ -24,7 +24,6 @@ from ccl.verify.symbolic.state import (
     Writes,
     join,
     merge,
-    needs_range_check,
 )
 from ccl.verify.symbolic.values import Values
 from ccl.verify.terms import Val
@@ -147,10 +146,8 @@ class Executor(Loops, Values):
             v = self.value(s.value, st, fr)
             ty = s.local.type
             if isinstance(ty, ir.IntType):
-                if needs_range_check(ty, s.value.type):
-                    st.charge(c[isa.RANGE])
-                v = self.store_check(Kind.RANGE, v, ty, s.value.span, st, fr,
-                                     f"the value stored in `{s.local.name}` is within {ty}")
+                v = self.range_checked(Kind.RANGE, v, ty, s.value, st, fr,
+                                       f"the value stored in `{s.local.name}` is within {ty}")
             st.charge(c[isa.STORE_L])
             st.locals[s.local.id] = v
             if isinstance(s, ir.AssignLocal):
@@ -182,10 +179,9 @@ class Executor(Loops, Values):
                 value = self.value(s.value, st, fr)
                 ret = fr.proc.returns
                 if isinstance(ret, ir.IntType):
-                    if needs_range_check(ret, s.value.type):
-                        st.charge(c[isa.RANGE])
-                    value = self.store_check(Kind.RESULT, value, ret, s.value.span, st, fr,
-                                             f"the result of `{fr.proc.name}` is within {ret}")
+                    value = self.range_checked(Kind.RESULT, value, ret, s.value, st, fr,
+                                               f"the result of `{fr.proc.name}` is within "
+                                               f"{ret}")
             if not fr.free_returns:
                 st.charge(c[isa.RETV] if s.value is not None else c[isa.RET])
             fr.exits.append(Exit(z3.And(*st.conds[fr.cond_base:]), value, st.mem,

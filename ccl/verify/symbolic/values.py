@@ -78,6 +78,15 @@ class Values:
                      ty.lo <= v.lo and v.hi <= ty.hi, detail)
         return narrow(v, ty)
 
+    def range_checked(self, kind: Kind, v: Val, ty: ir.IntType, e: ir.Expr, st: State,
+                      fr: Frame, message: str) -> Val:
+        """``v``, the value of ``e``, stored where ``ty`` is declared (a ranged local, an
+        argument, a result): the ``RANGE`` codegen emits there, if it emits one, and the
+        obligation; returns it narrowed."""
+        if needs_range_check(ty, e.type):
+            st.charge(self.cyc[isa.RANGE])
+        return self.store_check(kind, v, ty, e.span, st, fr, message)
+
     def index_check(self, array: ir.Array, index: Val, span: ir.Span, st: State,
                     fr: Frame) -> None:
         n = array.length
@@ -158,11 +167,9 @@ class Values:
         for a, p in zip(exprs, callee.params, strict=True):
             v = self.value(a, st, fr)
             if isinstance(p.type, ir.IntType):
-                if needs_range_check(p.type, a.type):
-                    st.charge(self.cyc[isa.RANGE])
-                v = self.store_check(Kind.ARGUMENT, v, p.type, a.span, st, fr,
-                                     f"argument `{p.name}` of {what} `{callee.name}` is "
-                                     f"within {p.type}")
+                v = self.range_checked(Kind.ARGUMENT, v, p.type, a, st, fr,
+                                       f"argument `{p.name}` of {what} `{callee.name}` is "
+                                       f"within {p.type}")
             out.append(v)
         return out
 
