@@ -33,7 +33,7 @@ class Bodies:
                   body: Any) -> ir.Procedure:
         """The procedure ``name`` declared by ``d``, with its arguments and ``body``."""
         state = ProcScope(name, kind, returns)
-        self.exprs.proc = state
+        self.exprs.proc = self.statements.proc = state
         try:
             param_locals = []
             for pname, ptype, psp in params:

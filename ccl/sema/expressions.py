@@ -268,8 +268,9 @@ class ExpressionChecker:
     def lookup_module(self, name: str, sp: Span) -> Symbol | ir.NamedConst:
         """The module-level symbol ``name`` (a constant's value for a constant);
         E-UNKNOWN-NAME if there is none."""
-        symbol = self.module.symbols.get(name)
-        if symbol is not None:
+        symbols = self.module.symbols
+        if name in symbols:
+            symbol = symbols[name]
             if isinstance(symbol, ConstSymbol):
                 return self.constants.value(name)
             return symbol
@@ -301,11 +302,7 @@ class ExpressionChecker:
         if name in module.natives or name in module.instr_sigs or name in module.fn_sigs:
             raise self.rep.fail("E-TYPE", f"`{name}` is a function; call it: `{name}(...)`",
                                 name_sp)
-        return self.module_ref(a, name, self.lookup_module(name, name_sp), sp, name_sp)
-
-    def module_ref(self, a: Any, name: str, symbol: Symbol | ir.NamedConst, sp: Span,
-                   name_sp: Span) -> ir.Expr:
-        """The value of module-level ``symbol`` that operand ``a`` reads."""
+        symbol = self.lookup_module(name, name_sp)
         if isinstance(symbol, ir.NamedConst):
             if a.index is not None:
                 raise self.rep.fail("E-TYPE", f"`{name}` is a constant, not an array", name_sp)

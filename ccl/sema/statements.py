@@ -22,13 +22,10 @@ class Statements:
         self.exprs = exprs
         self.rep = exprs.rep
         self.module = exprs.module
+        #: The procedure whose body is being analyzed (set by ``Bodies.procedure``, with
+        #: ``exprs.proc``: an attribute, not a property, as every statement reads it).
+        self.proc = ProcScope("", ir.ProcKind.FUNCTION, None)
 
-    @property
-    def proc(self) -> ProcScope:
-        """The procedure whose body is being analyzed."""
-        proc = self.exprs.proc
-        assert proc is not None
-        return proc
 
     def check_local_name(self, name: str, sp: Span, what: str) -> None:
         """Reject a local name (``what``: "argument", "local", "loop counter") that is
