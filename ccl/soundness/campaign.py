@@ -191,96 +191,128 @@ class _Writer:
 
     # -- blocks of a task body
 
+    # One method per kind of block; each draws from the generator in the same order.
+    _BLOCK_KINDS = ("plain", "early_return", "triangular", "counter_guard", "flag",
+                    "native_edges", "nested", "env", "nested_return", "state", "data_loop",
+                    "else_if", "shared")
+    _BLOCK_WEIGHTS = (2, 3, 2, 2, 2, 2, 1, 1, 2, 1, 1, 1, 2)
+
     def block(self, ind: str) -> list[str]:
-        kinds = ["plain", "early_return", "triangular", "counter_guard", "flag",
-                 "native_edges", "nested", "env", "nested_return", "state", "data_loop",
-                 "else_if", "shared"]
-        weights = [2, 3, 2, 2, 2, 2, 1, 1, 2, 1, 1, 1, 2]
-        kind = self.rng.choices(kinds, weights)[0]
+        """A block of a task body, indented by ``ind``, of a kind drawn at random."""
+        kind = self.rng.choices(self._BLOCK_KINDS, self._BLOCK_WEIGHTS)[0]
         i = self.fresh("i")
         j = self.fresh("j")
         hi = self.rng.choice(["n", "n", "nb", str(self.n_hi)])
-        if kind == "plain":
-            return [f"{ind}{self.stmt()}" for _ in range(self.rng.randint(1, 3))]
-        if kind == "early_return":
-            self.features.add("early_return")
-            c1, c2 = self.table_value(), self.table_value()
-            lines = [f"{ind}for {i} in 0 .. {hi} {{"]
-            if self.rng.random() < 0.6:
-                lines += [f"{ind}    if t0[{self.t_index(i)}] > {c1} {{ {self.dear(i)} }}"]
-            if self.rng.random() < 0.3:
-                self.features.add("native_edges")
-                test = f"flux({i}) >= {self.rng.choice([1, 16777215, 1000])}"
-            else:
-                test = f"t0[{self.t_index(i)}] == {c2}"
-            lines += [f"{ind}    if {test} {{ {self.dear(i)} return; }}",
-                      f"{ind}    {self.cheap(i)}", f"{ind}}}"]
-            return lines
-        if kind == "triangular":
-            self.features.add("triangular")
-            inner = self.rng.choice([f"0 .. {i}", f"{i} .. {hi}", f"0 .. {i} + 1"])
-            return [f"{ind}for {i} in 0 .. {hi} {{",
-                    f"{ind}    for {j} in {inner} {{ {self.stmt(j)} }}", f"{ind}}}"]
-        if kind == "counter_guard":
-            self.features.add("counter_guard")
-            guard = self.rng.choice([f"{i} < nb", f"{i} >= nb", f"{i} < {self.rng.randint(0, 20)}",
-                                     f"{i} < nb && t0[{self.t_index(i)}] > {self.table_value()}"])
-            return [f"{ind}for {i} in 0 .. {hi} {{",
-                    f"{ind}    if {guard} {{ {self.dear(i)} }} else {{ {self.cheap(i)} }}",
-                    f"{ind}}}"]
-        if kind == "flag":
-            self.features.add("flag")
-            first = self.fresh("first")
-            lines = [f"{ind}let {first} : int[0..1] = 1;", f"{ind}for {i} in 0 .. {hi} {{",
-                     f"{ind}    if {first} == 1 {{ {self.dear(i)} {first} = 0; }}",
-                     f"{ind}    {self.cheap(i)}"]
-            if self.rng.random() < 0.2:  # set again by the data: dear more than once
-                lines.append(f"{ind}    if t0[{self.t_index(i)}] == {self.table_value()} "
-                             f"{{ {first} = 1; }}")
-            return [*lines, f"{ind}}}"]
-        if kind == "native_edges":
+        method: Callable[[str, str, str, str], list[str]] = getattr(self, f"block_{kind}")
+        return method(ind, i, j, hi)
+
+    def block_plain(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """One to three statements."""
+        return [f"{ind}{self.stmt()}" for _ in range(self.rng.randint(1, 3))]
+
+    def block_early_return(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """A loop that may return early."""
+        self.features.add("early_return")
+        c1, c2 = self.table_value(), self.table_value()
+        lines = [f"{ind}for {i} in 0 .. {hi} {{"]
+        if self.rng.random() < 0.6:
+            lines += [f"{ind}    if t0[{self.t_index(i)}] > {c1} {{ {self.dear(i)} }}"]
+        if self.rng.random() < 0.3:
             self.features.add("native_edges")
-            test = self.rng.choice(["noise(0) == 65535", "flux(5999) == 0",
-                                    "noise(min(max(k, 0), 5999)) > 65534",
-                                    "flux(0) > 16777214"])
-            return [f"{ind}if {test} {{ {self.dear()} }} else {{ {self.cheap()} }}",
-                    f"{ind}{self.rng.choice(['flag(5999, 255);', 'flag(0, 0);'])}"]
-        if kind == "nested":
-            lo = self.rng.choice(["0", "0", "nb", "min(nb, 3)"])
-            return [f"{ind}for {i} in 0 .. {self.rng.randint(1, 4)} {{",
-                    f"{ind}    for {j} in {lo} .. {hi} {{ {self.stmt(j)} }}", f"{ind}}}"]
-        if kind == "nested_return":  # an early return from an inner (triangular) loop
-            self.features.update({"early_return", "triangular"})
-            inner = self.rng.choice([f"0 .. {i}", f"{i} .. {hi}", f"0 .. {i} + 1"])
-            return [f"{ind}for {i} in 0 .. {hi} {{",
-                    f"{ind}    for {j} in {inner} {{",
-                    f"{ind}        if t0[{self.t_index(j)}] == {self.table_value()} "
-                    f"{{ {self.dear(j)} return; }}",
-                    f"{ind}        {self.stmt(j)}", f"{ind}    }}",
-                    f"{ind}    {self.cheap(i)}", f"{ind}}}"]
-        if kind == "shared":  # state written, then read after a loop that may span frames
-            self.features.add("shared_state")
-            var, value, test = self.rng.choice([
-                ("cnt", "0", "cnt > 0"), ("last", "1", "last != 1"),
-                ("acc", "0", "acc > 100000"), ("last", "0", "last == 1000")])
-            return [f"{ind}{var} = {value};",
-                    f"{ind}for {i} in 0 .. {hi} {{ {self.stmt(i)} }}",
-                    f"{ind}if {test} {{ {self.dear()} }}"]
-        if kind == "state":  # cost that depends on state the previous jobs left
-            test = self.rng.choice(["cnt % 2 == 0", "cnt > 999990", "last == 1000",
-                                    "hist[0] > hist[1]", "acc < 100"])
-            return [f"{ind}if {test} {{ {self.dear()} }} else {{ {self.cheap()} }}",
-                    f"{ind}cnt = min(cnt + 1, 1000000);"]
-        if kind == "data_loop":  # trips read from a table or a native
-            bound = self.rng.choice([f"min(t0[0], {self.n_hi})", "min(noise(7), 12)",
-                                     f"min(t0[{self.t_len - 1}], 5)", "min(last, 9)"])
-            return [f"{ind}for {i} in 0 .. {bound} {{ {self.stmt(i)} }}"]
-        if kind == "else_if":  # a chain on data and natives
-            return [f"{ind}if t0[0] == {self.table_value()} {{ {self.dear()} }}",
-                    f"{ind}else if noise(1) > {self.rng.choice([0, 65534, 30000])} "
-                    f"{{ {self.stmt()} }}",
-                    f"{ind}else if k > {self.k_lo} {{ {self.dear()} }}",
-                    f"{ind}else {{ {self.cheap()} }}"]
+            test = f"flux({i}) >= {self.rng.choice([1, 16777215, 1000])}"
+        else:
+            test = f"t0[{self.t_index(i)}] == {c2}"
+        lines += [f"{ind}    if {test} {{ {self.dear(i)} return; }}",
+                  f"{ind}    {self.cheap(i)}", f"{ind}}}"]
+        return lines
+
+    def block_triangular(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """A loop nest whose inner bounds depend on the outer counter."""
+        self.features.add("triangular")
+        inner = self.rng.choice([f"0 .. {i}", f"{i} .. {hi}", f"0 .. {i} + 1"])
+        return [f"{ind}for {i} in 0 .. {hi} {{",
+                f"{ind}    for {j} in {inner} {{ {self.stmt(j)} }}", f"{ind}}}"]
+
+    def block_counter_guard(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """A loop whose dear branch depends on the counter."""
+        self.features.add("counter_guard")
+        guard = self.rng.choice([f"{i} < nb", f"{i} >= nb", f"{i} < {self.rng.randint(0, 20)}",
+                                 f"{i} < nb && t0[{self.t_index(i)}] > {self.table_value()}"])
+        return [f"{ind}for {i} in 0 .. {hi} {{",
+                f"{ind}    if {guard} {{ {self.dear(i)} }} else {{ {self.cheap(i)} }}",
+                f"{ind}}}"]
+
+    def block_flag(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """A loop whose dear branch runs once (or again when the data set the flag)."""
+        self.features.add("flag")
+        first = self.fresh("first")
+        lines = [f"{ind}let {first} : int[0..1] = 1;", f"{ind}for {i} in 0 .. {hi} {{",
+                 f"{ind}    if {first} == 1 {{ {self.dear(i)} {first} = 0; }}",
+                 f"{ind}    {self.cheap(i)}"]
+        if self.rng.random() < 0.2:  # set again by the data: dear more than once
+            lines.append(f"{ind}    if t0[{self.t_index(i)}] == {self.table_value()} "
+                         f"{{ {first} = 1; }}")
+        return [*lines, f"{ind}}}"]
+
+    def block_native_edges(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """Branches on natives at the edges of their ranges."""
+        self.features.add("native_edges")
+        test = self.rng.choice(["noise(0) == 65535", "flux(5999) == 0",
+                                "noise(min(max(k, 0), 5999)) > 65534",
+                                "flux(0) > 16777214"])
+        return [f"{ind}if {test} {{ {self.dear()} }} else {{ {self.cheap()} }}",
+                f"{ind}{self.rng.choice(['flag(5999, 255);', 'flag(0, 0);'])}"]
+
+    def block_nested(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """A loop nest with a short outer loop."""
+        lo = self.rng.choice(["0", "0", "nb", "min(nb, 3)"])
+        return [f"{ind}for {i} in 0 .. {self.rng.randint(1, 4)} {{",
+                f"{ind}    for {j} in {lo} .. {hi} {{ {self.stmt(j)} }}", f"{ind}}}"]
+
+    def block_nested_return(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """An early return from an inner (triangular) loop."""
+        self.features.update({"early_return", "triangular"})
+        inner = self.rng.choice([f"0 .. {i}", f"{i} .. {hi}", f"0 .. {i} + 1"])
+        return [f"{ind}for {i} in 0 .. {hi} {{",
+                f"{ind}    for {j} in {inner} {{",
+                f"{ind}        if t0[{self.t_index(j)}] == {self.table_value()} "
+                f"{{ {self.dear(j)} return; }}",
+                f"{ind}        {self.stmt(j)}", f"{ind}    }}",
+                f"{ind}    {self.cheap(i)}", f"{ind}}}"]
+
+    def block_shared(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """State written, then read after a loop that may span frames."""
+        self.features.add("shared_state")
+        var, value, test = self.rng.choice([
+            ("cnt", "0", "cnt > 0"), ("last", "1", "last != 1"),
+            ("acc", "0", "acc > 100000"), ("last", "0", "last == 1000")])
+        return [f"{ind}{var} = {value};",
+                f"{ind}for {i} in 0 .. {hi} {{ {self.stmt(i)} }}",
+                f"{ind}if {test} {{ {self.dear()} }}"]
+
+    def block_state(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """Cost that depends on state the previous jobs left."""
+        test = self.rng.choice(["cnt % 2 == 0", "cnt > 999990", "last == 1000",
+                                "hist[0] > hist[1]", "acc < 100"])
+        return [f"{ind}if {test} {{ {self.dear()} }} else {{ {self.cheap()} }}",
+                f"{ind}cnt = min(cnt + 1, 1000000);"]
+
+    def block_data_loop(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """Trips read from a table or a native."""
+        bound = self.rng.choice([f"min(t0[0], {self.n_hi})", "min(noise(7), 12)",
+                                 f"min(t0[{self.t_len - 1}], 5)", "min(last, 9)"])
+        return [f"{ind}for {i} in 0 .. {bound} {{ {self.stmt(i)} }}"]
+
+    def block_else_if(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """A chain on data and natives."""
+        return [f"{ind}if t0[0] == {self.table_value()} {{ {self.dear()} }}",
+                f"{ind}else if noise(1) > {self.rng.choice([0, 65534, 30000])} "
+                f"{{ {self.stmt()} }}",
+                f"{ind}else if k > {self.k_lo} {{ {self.dear()} }}",
+                f"{ind}else {{ {self.cheap()} }}"]
+
+    def block_env(self, ind: str, i: str, j: str, hi: str) -> list[str]:
+        """A branch on an environment key."""
         self.features.add("env")
         key, top = self.rng.choice([("ccd", 3), ("channel", 1)])
         return [f"{ind}if env({key}) == {self.rng.randint(0, top)} {{ {self.dear()} }}"]

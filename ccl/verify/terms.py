@@ -56,14 +56,6 @@ def bool_const(value: bool) -> Val:
     return Val(z3.BoolVal(value), int(value), int(value))
 
 
-def int_symbol(name: str, lo: int = INT_MIN, hi: int = INT_MAX) -> Val:
-    return Val(z3.BitVec(name, WIDTH), lo, hi)
-
-
-def bool_symbol(name: str) -> Val:
-    return Val(z3.Bool(name), 0, 1)
-
-
 def in_range(term: z3.BitVecRef, lo: int, hi: int) -> z3.BoolRef:
     """``lo <= term <= hi`` (signed); True when the bounds are the full 32-bit range."""
     parts = []

@@ -11,6 +11,7 @@ refutes for its CPU share, flown as if proven, are caught.
 
 from __future__ import annotations
 
+import random
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from ccl.soundness.campaign import (
     FEATURES,
     TIMEOUT_MS,
     Outcome,
+    _Writer,
     examine,
     flight_inputs,
     generate,
@@ -118,3 +120,17 @@ def test_a_rig_flies_as_a_fresh_vvm_does(outcomes: list[Outcome], folder: Path) 
         rig = Rig(compiled)
         for _label, inputs in flight_inputs(compiled, report, vmlet_reports):
             assert rig.fly(inputs) == fly(compiled, inputs)
+
+
+def test_every_kind_of_block_is_drawn_and_written() -> None:
+    """Each kind ``_Writer.block`` draws has its method, and each writes lines that open
+    and close as many braces (a kind without its method would only fail when drawn)."""
+    kinds = _Writer._BLOCK_KINDS
+    assert len(kinds) == len(set(kinds)) == len(_Writer._BLOCK_WEIGHTS)
+    for seed, kind in enumerate(kinds):
+        writer = _Writer(random.Random(seed))
+        method = getattr(writer, f"block_{kind}")
+        lines = method("    ", "i1", "j1", "n")
+        assert lines and all(line.startswith("    ") for line in lines)
+        text = "\n".join(lines)
+        assert text.count("{") == text.count("}"), (kind, text)

@@ -1,0 +1,173 @@
+"""Calls in expressions: builtins (`min`, `max`, `abs`, `env`), this file's functions, VMlet
+instructions (qualified or not) and the natives the VMlets in use expose."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ccl import ir
+from ccl.diagnostics import Span, did_you_mean
+from ccl.sema.reporter import Abort
+from ccl.sema.symbols import Signature
+
+if TYPE_CHECKING:
+    from ccl.sema.expressions import ExpressionChecker
+
+
+class Calls:
+    """Resolves and checks the calls of one file's expressions."""
+
+    def __init__(self, exprs: ExpressionChecker) -> None:
+        self.exprs = exprs
+        self.rep = exprs.rep
+        self.module = exprs.module
+
+    def call(self, a: Any, name: str, sp: Span, name_sp: Span) -> ir.Expr:
+        """The call operand ``a`` of ``name`` (at ``name_sp``; all of it at ``sp``)."""
+        raw_args = list(a.args)
+        module = self.module
+        if name in ("min", "max", "abs"):
+            return self.builtin(name, raw_args, sp)
+        if self.exprs.constant_what and (
+                name == "env" or "." in name or name in module.symbols
+                or name in module.instr_sigs or name in module.natives):
+            raise self.rep.fail("E-NOT-CONSTANT", f"{self.exprs.constant_what} must be a "
+                                "constant expression, and a call is not", name_sp,
+                                "calls run on board; compute it from literals, `const` names, "
+                                "operators, `min`, `max` and `abs`")
+        if name == "env":
+            return self.env_read(raw_args, sp)
+        if "." in name:
+            return self.qualified_instr(name, raw_args, sp, name_sp)
+        proc = self.exprs.proc
+        if proc is not None and proc.lookup(name) is not None:
+            raise self.rep.fail("E-TYPE", f"`{name}` is a local variable, not a function",
+                                name_sp)
+        if name in module.fn_sigs:
+            sig = module.fn_sigs[name]
+            args = self.args(name, sig.params, raw_args, sp)
+            if proc is not None:
+                proc.calls.append((name, name_sp))
+            return ir.Call(name, args, sig.returns, sp)
+        if name in module.instr_sigs:
+            sigs = module.instr_sigs[name]
+            if len(sigs) > 1:
+                which = ", ".join(f"`{s.vmlet}.{name}`" for s in sigs)
+                raise self.rep.fail("E-AMBIGUOUS", f"`{name}` is defined by several VMlets in "
+                                    "use", name_sp, f"qualify it: {which}")
+            return self.call_instr(sigs[0], raw_args, sp, name_sp)
+        if name in module.natives:
+            return self.call_native(module.natives[name], raw_args, sp)
+        raise self.not_callable(name, name_sp)
+
+    def qualified_instr(self, name: str, raw: list[Any], sp: Span, name_sp: Span) -> ir.Expr:
+        """A call of ``vmlet.instr``."""
+        vmlet, instr = name.split(".", 1)
+        sigs = [s for s in self.module.instr_sigs.get(instr, []) if s.vmlet == vmlet]
+        if not sigs:
+            known = [f"{s.vmlet}.{s.name}" for ss in self.module.instr_sigs.values() for s in ss]
+            raise self.rep.fail("E-UNKNOWN-NAME", f"no VMlet in use defines `{name}`", name_sp,
+                                did_you_mean(name, known))
+        return self.call_instr(sigs[0], raw, sp, name_sp)
+
+    def not_callable(self, name: str, name_sp: Span) -> Abort:
+        """The error for a call of ``name``, which is nothing callable here."""
+        module = self.module
+        assert module.mission is not None
+        if name in module.mission.natives:
+            return self.rep.fail(*self.hidden_native(name, name_sp))
+        if name in module.symbols:
+            return self.rep.fail("E-TYPE", f"`{name}` is {module.kind_word(name)}, not a "
+                                 "function", name_sp)
+        callables = list(module.fn_sigs) + list(module.instr_sigs) + list(module.natives) + \
+            ["min", "max", "abs", "env"]
+        return self.rep.fail("E-UNKNOWN-NAME", f"unknown function `{name}`", name_sp,
+                             did_you_mean(name, callables))
+
+    def hidden_native(self, name: str, sp: Span) -> tuple[str, str, Span, str]:
+        """Why native ``name`` of the mission is not visible here, as an error."""
+        module = self.module
+        assert module.mission is not None
+        native = module.mission.natives[name]
+        if module.kind is ir.ProgramKind.VMLET:
+            return ("E-NATIVE-HIDDEN", f"native `{name}` is not exposed by this VMlet", sp,
+                    f"add `expose {name};` if programs on this VMlet may use it")
+        used = ", ".join(u.name for u in module.uses)
+        if name in module.hidden_by:
+            why = f"VMlet `{module.hidden_by[name]}` hides it"
+        elif not used:
+            why = "this configuration uses no VMlet (`uses NAME;`)"
+        else:
+            why = f"it is not exposed by {used}"
+        return ("E-NATIVE-HIDDEN", f"native `{name}` is not visible here: {why}", sp,
+                f"`{name}` needs the `{native.capability}` capability; use a VMlet that "
+                "exposes it")
+
+    def args(self, name: str, params: Sequence[tuple[str, ir.Type]], raw: list[Any],
+             sp: Span) -> tuple[ir.Expr, ...]:
+        """The arguments ``raw`` of a call of ``name``, checked against ``params``."""
+        if len(raw) != len(params):
+            sig = ", ".join(f"{p}: {t}" for p, t in params)
+            raise self.rep.fail("E-ARITY", f"`{name}` takes {len(params)} argument"
+                                f"{'s' if len(params) != 1 else ''}, {len(raw)} given", sp,
+                                f"`{name}({sig})`")
+        out = []
+        for (pname, ptype), r in zip(params, raw, strict=True):
+            value = self.exprs.expr(r)
+            self.exprs.check_assignable(ptype, value, self.rep.span(r), f"argument `{pname}`")
+            out.append(value)
+        return tuple(out)
+
+    def call_native(self, native: ir.NativeSig, raw: list[Any], sp: Span) -> ir.Expr:
+        """A call of a visible native."""
+        args = self.args(native.name, native.params, raw, sp)
+        return ir.NativeCall(native, args, native.result, sp)
+
+    def call_instr(self, sig: Signature, raw: list[Any], sp: Span, name_sp: Span) -> ir.Expr:
+        """A call of a VMlet instruction (recorded for the instruction count)."""
+        args = self.args(sig.name, sig.params, raw, sp)
+        proc = self.exprs.proc
+        if proc is not None and sig.vmlet == self.module.own_name:
+            proc.calls.append((sig.name, name_sp))
+        instr_uses = self.module.instr_uses
+        first = instr_uses.setdefault((sig.vmlet, sig.name), name_sp)
+        if (name_sp.line, name_sp.col) < (first.line, first.col):
+            instr_uses[(sig.vmlet, sig.name)] = name_sp
+        return ir.InstrCall(sig.vmlet, sig.name, args, sig.returns, sp)
+
+    def builtin(self, name: str, raw: list[Any], sp: Span) -> ir.Expr:
+        """`min`, `max` (two or more integers) or `abs` (one)."""
+        exprs = self.exprs
+        if name == "abs":
+            if len(raw) != 1:
+                raise self.rep.fail("E-ARITY", f"`abs` takes 1 argument, {len(raw)} given", sp)
+            return exprs.unary_op(ir.UnOp.ABS, exprs.int_expr(raw[0], "the argument of `abs`"),
+                                  sp)
+        if len(raw) < 2:
+            raise self.rep.fail("E-ARITY", f"`{name}` takes 2 or more arguments, {len(raw)} "
+                                "given", sp)
+        op = ir.BinOp.MIN if name == "min" else ir.BinOp.MAX
+        values = [exprs.int_expr(r, f"an argument of `{name}`") for r in raw]
+        result = values[0]
+        for v in values[1:]:
+            result = exprs.binary(op, result, v, sp)
+        return result
+
+    def env_read(self, raw: list[Any], sp: Span) -> ir.Expr:
+        """`env(key)`: the mission's environment key, with its range."""
+        mission = self.module.mission
+        assert mission is not None
+        keys = mission.env
+        key_operand = raw[0].operands[0] if len(raw) == 1 else None
+        if key_operand is None or len(raw[0].operands) != 1 or key_operand.ops or \
+                not key_operand.name:
+            raise self.rep.fail("E-ARITY", "`env` takes one environment key: `env(ccd)`", sp,
+                                f"keys of mission `{mission.name}`: {', '.join(keys)}")
+        key = key_operand.name
+        if key not in keys:
+            raise self.rep.fail("E-UNKNOWN-NAME", f"mission `{mission.name}` has no "
+                                f"environment key `{key}`", self.rep.span(raw[0]),
+                                did_you_mean(key, keys) or f"keys: {', '.join(keys)}")
+        k = keys[key]
+        return ir.EnvRead(key, ir.IntType(k.lo, k.hi), sp)

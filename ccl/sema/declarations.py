@@ -1,0 +1,325 @@
+"""Declarations: the file's header (mission, `config`/`vmlet`, version), where each
+declaration may stand, the VMlets a configuration `uses` and what a VMlet exposes, the
+module-level names, and the data a configuration declares (parameters, state, tables)
+and the signatures of its procedures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ccl import ir
+from ccl.diagnostics import CclError, Span, did_you_mean
+from ccl.sema.expressions import ExpressionChecker
+from ccl.sema.reporter import Abort
+from ccl.sema.symbols import (
+    BUILTINS,
+    KEYWORDS,
+    ArraySymbol,
+    ConstSymbol,
+    DataSymbol,
+    GlobalSymbol,
+    ProcSymbol,
+    Signature,
+    Symbol,
+)
+from ccl.sema.table_files import read_table_file
+from onboard.mission import MissionProfile
+from onboard.vm.isa import INT_MAX
+
+MAX_TABLE_LENGTH = 1 << 20
+
+#: Loads a mission's profile by name (provided by ``ccl.driver``).
+MissionLoader = Callable[[str, Span], MissionProfile]
+#: Loads the checked IR of a VMlet by name, for ``uses`` (provided by ``ccl.driver``).
+VmletLoader = Callable[[str, Span], ir.Program]
+
+#: Syntax nodes by class name, in the order of the text.
+ByType = dict[str, list[Any]]
+
+_CONFIG_ONLY = {"ParamDecl": "param", "RuleDecl": "rule", "TableDecl": "table",
+                "VarDecl": "var", "TaskDecl": "task", "UsesDecl": "uses"}
+_VMLET_ONLY = {"InstrDecl": "instr", "ExposeDecl": "expose", "HideDecl": "hide"}
+_NAMED = {"ConstDecl": "const", "ParamDecl": "param", "TableDecl": "table",
+          "VarDecl": "var", "FnDecl": "fn", "InstrDecl": "instr", "TaskDecl": "task"}
+
+
+class Declarations:
+    """Analyzes one file's declarations into its ``ModuleScope`` and data."""
+
+    def __init__(self, exprs: ExpressionChecker, mission_loader: MissionLoader,
+                 vmlet_loader: VmletLoader) -> None:
+        self.exprs = exprs
+        self.mission_loader = mission_loader
+        self.vmlet_loader = vmlet_loader
+        self.rep = exprs.rep
+        self.module = exprs.module
+        self.version = 0
+        self.globals: list[ir.Global] = []
+        self.arrays: list[ir.Array] = []
+
+    # ------------------------------------------------------------------ header
+
+    def header(self, by_type: ByType) -> None:
+        """The mission and the `config`/`vmlet` head (its kind, name and version)."""
+        rep = self.rep
+        missions = by_type.get("MissionDecl", [])
+        start = rep.src.span(0)
+        if not missions:
+            rep.err("E-NO-MISSION", "missing `mission NAME;`", start,
+                    "every CCL file names its mission first, e.g. `mission corot;`")
+        for extra in missions[1:]:
+            rep.err("E-DUPLICATE", "`mission` is declared twice", rep.span(extra),
+                    f"the first is at {rep.span(missions[0])}")
+        self.head(by_type.get("ConfigDecl", []), by_type.get("VmletDecl", []))
+        if missions:
+            try:
+                self.module.mission = self.mission_loader(
+                    missions[0].name, rep.name_span(missions[0], missions[0].name))
+            except CclError as exc:
+                rep.diags.extend(exc.diagnostics)
+
+    def head(self, configs: list[Any], vmlets: list[Any]) -> None:
+        """The one `config` or `vmlet` declaration."""
+        rep = self.rep
+        start = rep.src.span(0)
+        heads = configs + vmlets
+        if not heads:
+            rep.err("E-NO-HEADER", "missing `config NAME version N;` or `vmlet NAME version N;`",
+                    start, "a file is either a configuration or a VMlet")
+        for extra in heads[1:]:
+            rep.err("E-DUPLICATE", "a file holds one `config` or `vmlet` declaration",
+                    rep.span(extra), f"the first is at {rep.span(heads[0])}")
+        if not heads:
+            return
+        self.module.kind = ir.ProgramKind.CONFIG if configs else ir.ProgramKind.VMLET
+        self.module.own_name = heads[0].name
+        try:
+            self.version = rep.literal(heads[0].version,
+                                       rep.name_span(heads[0], heads[0].version))
+        except Abort:
+            return
+        if not 0 < self.version <= INT_MAX:
+            rep.err("E-VERSION", f"version {self.version} is out of range", rep.span(heads[0]),
+                    "versions are positive integers that increase with every change")
+
+    def check_placement(self, decls: list[Any]) -> None:
+        """E-PLACEMENT for declarations of a configuration in a VMlet and vice versa."""
+        kind = self.module.kind
+        for d in decls:
+            t = type(d).__name__
+            if kind is ir.ProgramKind.VMLET and t in _CONFIG_ONLY:
+                self.rep.err("E-PLACEMENT", f"`{_CONFIG_ONLY[t]}` belongs in a configuration, "
+                             "not in a VMlet", self.rep.span(d),
+                             "a VMlet defines instructions, exposes natives and has `on load`")
+            elif kind is ir.ProgramKind.CONFIG and t in _VMLET_ONLY:
+                self.rep.err("E-PLACEMENT", f"`{_VMLET_ONLY[t]}` belongs in a VMlet, "
+                             "not in a configuration", self.rep.span(d),
+                             "put it in a `vmlet` file and `uses` that VMlet")
+
+    # ------------------------------------------------------------------ what is visible
+
+    def uses(self, by_type: ByType) -> None:
+        """The VMlets a configuration `uses`, in the order of the text."""
+        for u in by_type.get("UsesDecl", []):
+            for k, name in enumerate(u.names):
+                self.use_vmlet(name, self.rep.name_span(u, name, u.names[:k].count(name)))
+
+    def use_vmlet(self, name: str, span: Span) -> None:
+        """`uses name`: the VMlet's exposed natives and its instructions become visible."""
+        module = self.module
+        assert module.mission is not None
+        if any(u.name == name for u in module.uses):
+            self.rep.err("E-DUPLICATE", f"VMlet `{name}` is used twice", span)
+            return
+        try:
+            vm = self.vmlet_loader(name, span)
+        except CclError as exc:
+            self.rep.diags.extend(exc.diagnostics)
+            return
+        if vm.mission != module.mission.name:
+            self.rep.err("E-MISSION-MISMATCH", f"VMlet `{name}` is for mission "
+                         f"`{vm.mission}`, not `{module.mission.name}`", span)
+            return
+        module.uses.append(vm)
+        for native in vm.hides:
+            module.hidden_by.setdefault(native, name)
+        for native in vm.exposes:
+            if native not in vm.hides:
+                native_sig = _native_sig(module.mission, native)
+                if native_sig is not None:
+                    module.natives[native] = native_sig
+        for proc in vm.instrs:
+            sig = Signature(proc.name, ir.ProcKind.INSTR,
+                            tuple((p.name, p.type) for p in proc.params), proc.returns, None,
+                            name)
+            module.instr_sigs.setdefault(proc.name, []).append(sig)
+
+    def vmlet_exposure(self, by_type: ByType) -> None:
+        """Check `expose`/`hide` of a VMlet; its own code sees what it exposes."""
+        mission = self.module.mission
+        assert mission is not None
+        exposed: dict[str, Span] = {}
+        for kind in ("ExposeDecl", "HideDecl"):
+            for d in by_type.get(kind, []):
+                for k, name in enumerate(d.names):
+                    sp = self.rep.name_span(d, name, d.names[:k].count(name))
+                    if name not in mission.natives:
+                        self.rep.err("E-UNKNOWN-NATIVE",
+                                     f"mission `{mission.name}` has no native `{name}`", sp,
+                                     did_you_mean(name, mission.natives)
+                                     or f"natives: {', '.join(mission.natives)}")
+                    elif kind == "ExposeDecl":
+                        if name in exposed:
+                            self.rep.err("E-DUPLICATE", f"`{name}` is exposed twice", sp)
+                        exposed[name] = sp
+                    elif name in exposed:
+                        self.rep.err("E-EXPOSE-HIDE", f"`{name}` is both exposed and hidden",
+                                     sp, f"it is exposed at {exposed[name]}")
+        for name in exposed:
+            sig = _native_sig(mission, name)
+            if sig is not None:
+                self.module.natives[name] = sig
+
+    # ------------------------------------------------------------------ module names
+
+    def declare_names(self, decls: list[Any]) -> None:
+        """Give every named declaration its symbol: E-DUPLICATE, E-RESERVED, E-SHADOW."""
+        module = self.module
+        for d in decls:
+            kind = _NAMED.get(type(d).__name__)
+            if kind is None:
+                continue
+            name = d.name
+            sp = self.rep.name_span(d, name)
+            if name in module.declared_at:
+                self.rep.err("E-DUPLICATE", f"`{name}` is already defined",
+                             sp, f"the first definition is at {module.declared_at[name]}")
+                continue
+            if name in BUILTINS or name in KEYWORDS:
+                self.rep.err("E-RESERVED", f"`{name}` is a reserved word of CCL", sp,
+                             "choose another name")
+                continue
+            if name in module.natives or name in module.instr_sigs:
+                what = "a native" if name in module.natives else "a VMlet instruction"
+                where = ("this VMlet exposes it" if module.kind is ir.ProgramKind.VMLET
+                         else "a VMlet in use provides it")
+                self.rep.err("E-SHADOW", f"`{name}` is already {what} visible here", sp,
+                             f"{where}; choose another name")
+                continue
+            module.declared_at[name] = sp
+            symbol: Symbol
+            if kind == "const":
+                symbol = ConstSymbol(d)
+                self.exprs.constants.declare(name, d)
+            elif kind in ("param", "var", "table"):
+                symbol = DataSymbol(kind, d)
+            else:
+                symbol = ProcSymbol(kind, d)
+            module.symbols[name] = symbol
+
+    # ------------------------------------------------------------------ data
+
+    def param(self, d: Any) -> None:
+        """`param name : int[..] = value;`"""
+        exprs = self.exprs
+        ty = exprs.int_type(d.type, "a parameter")
+        sp = self.rep.name_span(d, d.name)
+        if d.value is None:
+            raise self.rep.fail("E-PARAM-VALUE", f"parameter `{d.name}` has no value", sp,
+                                f"give it one: `param {d.name} : {ty} = {ty.lo};`")
+        value = exprs.constant(d.value, "a parameter's value")
+        exprs.check_assignable(ty, value, self.rep.span(d.value), "initial value")
+        g = ir.Global(d.name, ir.GlobalKind.PARAM, ty, value.value, len(self.globals), sp)
+        self.globals.append(g)
+        self.module.symbols[d.name] = GlobalSymbol(g)
+
+    def var(self, d: Any) -> None:
+        """`var name : int[..] = value;` or a state array `var name[N] : ...`."""
+        exprs = self.exprs
+        ty = exprs.int_type(d.type, "a state variable")
+        sp = self.rep.name_span(d, d.name)
+        init = 0
+        if d.value is not None:
+            c = exprs.constant(d.value, "a state variable's initial value")
+            exprs.check_assignable(ty, c, self.rep.span(d.value), "initial value")
+            init = c.value
+        elif not ty.contains(0):
+            raise self.rep.fail("E-OUT-OF-RANGE", f"`{d.name}` starts at 0, which is outside "
+                                f"{ty}", sp, f"give an initial value: `= {ty.lo}`")
+        if d.size is None:
+            g = ir.Global(d.name, ir.GlobalKind.VAR, ty, init, len(self.globals), sp)
+            self.globals.append(g)
+            self.module.symbols[d.name] = GlobalSymbol(g)
+            return
+        length = self.array_length(d)
+        a = ir.Array(d.name, ir.ArrayKind.VAR, ty, length, (init,) * length, len(self.arrays), sp)
+        self.arrays.append(a)
+        self.module.symbols[d.name] = ArraySymbol(a)
+
+    def array_length(self, d: Any) -> int:
+        """The size of array ``d``, within 1 .. MAX_TABLE_LENGTH."""
+        length = self.exprs.constant_int(d.size, "an array size")
+        if not 0 < length <= MAX_TABLE_LENGTH:
+            raise self.rep.fail("E-SIZE", f"array size {length} must be in 1 .. "
+                                f"{MAX_TABLE_LENGTH}", self.rep.span(d.size))
+        return length
+
+    def table(self, d: Any) -> None:
+        """`table name[N] : int[..]` zero-filled, `= [ ... ]` or `= from "file.csv"`."""
+        exprs = self.exprs
+        ty = exprs.int_type(d.type, "a table")
+        sp = self.rep.name_span(d, d.name)
+        length = self.array_length(d)
+        init = d.init
+        if init is None:
+            if not ty.contains(0):
+                raise self.rep.fail("E-OUT-OF-RANGE",
+                                    f"table `{d.name}` is zero-filled, but 0 is outside {ty}",
+                                    sp, "give its contents: `= [ ... ]` or `from \"file.csv\"`")
+            values: tuple[int, ...] = (0,) * length
+        elif type(init).__name__ == "ListInit":
+            items = [exprs.constant(v, "a table value") for v in init.values]
+            if len(items) != length:
+                raise self.rep.fail("E-SIZE", f"table `{d.name}` has {length} entries but "
+                                    f"{len(items)} values are given", self.rep.span(init),
+                                    "give exactly one value per entry")
+            for item in items:
+                exprs.check_assignable(ty, item, item.span, "table value")
+            values = tuple(i.value for i in items)
+        else:
+            values = read_table_file(self.rep, d, init, ty, length)
+        a = ir.Array(d.name, ir.ArrayKind.TABLE, ty, length, values, len(self.arrays), sp)
+        self.arrays.append(a)
+        self.module.symbols[d.name] = ArraySymbol(a)
+
+    # ------------------------------------------------------------------ signatures
+
+    def collect_signatures(self, by_type: ByType) -> None:
+        """The signatures of this file's functions and instructions (before any body is
+        analyzed: bodies call procedures declared after them)."""
+        module = self.module
+        for kind_name, kind in (("FnDecl", ir.ProcKind.FUNCTION), ("InstrDecl", ir.ProcKind.INSTR)):
+            for d in by_type.get(kind_name, []):
+                symbol = module.symbols.get(d.name)
+                if not (isinstance(symbol, ProcSymbol) and symbol.decl is d):
+                    continue  # a duplicate, already reported
+                try:
+                    params = tuple((p.name, self.exprs.type_of(p.type)) for p in d.params)
+                    returns = self.exprs.type_of(d.ret) if d.ret is not None else None
+                except Abort:
+                    continue
+                sig = Signature(d.name, kind, params, returns, d, module.own_name)
+                if kind is ir.ProcKind.FUNCTION:
+                    module.fn_sigs[d.name] = sig
+                else:
+                    module.instr_sigs.setdefault(d.name, []).append(sig)
+
+
+def _native_sig(mission: MissionProfile, name: str) -> ir.NativeSig | None:
+    n = mission.natives.get(name)
+    if n is None:
+        return None
+    params = tuple((a.name, ir.IntType(a.lo, a.hi)) for a in n.args)
+    result = ir.IntType(*n.result) if n.result is not None else None
+    return ir.NativeSig(n.name, params, result, n.cost.text, n.capability)
