@@ -34,6 +34,7 @@ from cli.compile_commands import compiler_of, print_diagnostics
 from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_UNKNOWN, fail, require_inputs
 from ground.link_key import LINK_KEY_ENV
 from onboard.mission import MissionError, MissionProfile, find_mission, mission_search_path
+from onboard.patching.delta import apply_sections, empty_config
 from onboard.patching.key_file import write_key_file
 from onboard.patching.patch_format import (
     HEADER_FIELDS,
@@ -54,8 +55,6 @@ from onboard.patching.patch_format import (
     parse_header,
     tag_ok,
 )
-from onboard.patching.patcher import rebuild_image
-from onboard.patching.store import Configuration
 from onboard.vm.image import Image, ImageError, decode_image
 
 
@@ -340,8 +339,7 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
                           f"{h.base_hash.hex()}, the base given is {hash_prefix(base).hex()}",
                           "base", parsed.offsets["base"])
     start = base if base is not None and not h.full else None
-    on_board = Configuration(base, ()) if base is not None else None
-    target, _ = rebuild_image(h, frames, on_board, profile)
+    target, _ = apply_sections(h, frames, base, profile)
     report["target"] = {"name": target.name, "version": target.version,
                         "hash": target.content_hash.hex(),
                         "matches_header": target.content_hash.startswith(h.target_hash),
@@ -353,8 +351,7 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
 def _changes(base: Image | None, target: Image, frames: Sequence[Frame],
              types: Sequence[tuple[SectionType, Codec]]) -> dict[str, Any]:
     """What the patch changes, by name."""
-    empty = Image(kind=target.kind, name="", version=0, mission=target.mission)
-    b = base or empty
+    b = base or empty_config(target.mission)
     out: dict[str, Any] = {"config": {"name": target.name, "from_version": b.version,
                                       "to_version": target.version}}
     lists: dict[str, tuple[Sequence[Any], Sequence[Any], Any, Any]] = {

@@ -53,14 +53,22 @@ from onboard.bounded_decoding import (
     LimitError,
     OrderError,
     Record,
-    StrictFlag,
-    VarSInt,
     VarUInt,
     field_of,
     param,
     remaining,
 )
-from onboard.vm.image import MAX_IMAGE_ELEMENTS, Image
+from onboard.vm.image import (
+    CODE_UNIT_SHAPE,
+    DECLARATION,
+    EXT_FIELDS,
+    MAX_IMAGE_ELEMENTS,
+    RULE_FIELDS,
+    TASK_FIELDS,
+    VMLET_REF_NAME,
+    Image,
+    Name,
+)
 from onboard.vm.machine import globals_bytes
 
 MAGIC = b"VP"
@@ -187,9 +195,6 @@ class ListKind(IntEnum):
 
 
 # --------------------------------------------------------------------------- primitives
-
-
-Name = cs.PascalString(VarUInt, "utf8")
 
 
 def width(lo: int, hi: int) -> int:
@@ -753,18 +758,15 @@ def _entries(min_bytes: int, *fields: Any, count: Any = None) -> cs.Construct:
 BODIES: dict[SectionType, cs.Construct] = {
     SectionType.IDENTITY: cs.Struct("name" / Name),
     SectionType.USES: _entries(
-        4, "name" / Name, "version" / VarUInt,
-        # empty: the hash of the VMlet of that name and version carried or held on board
-        "hash" / cs.Prefixed(VarUInt, cs.GreedyBytes)),
+        # empty hash: that of the VMlet of that name and version carried or held on board
+        4, *VMLET_REF_NAME, "hash" / cs.Prefixed(VarUInt, cs.GreedyBytes)),
     SectionType.VMLET: cs.GreedyBytes,  # a VMlet image's canonical encoding
     SectionType.REMOVALS: Counted(Record(
         "list" / cs.Int8ub,
         "indices" / Counted(VarUInt, 1, limit=lambda c: _base_length(c), increasing=".")),
         2, limit=lambda c: len(ListKind), increasing="list"),
     SectionType.GLOBALS: cs.Struct(
-        "entries" / _entries(5, "name" / Name, "writable" / StrictFlag, "lo" / VarSInt,
-                             "hi" / VarSInt,
-                             count=_Drawn(VarUInt, "values", "new globals")),
+        "entries" / _entries(5, *DECLARATION, count=_Drawn(VarUInt, "values", "new globals")),
         "packed" / RangedSeq(lambda c: [(field_of(e, "lo"), field_of(e, "hi"))
                                         for e in c.entries]),
     ),
@@ -774,8 +776,7 @@ BODIES: dict[SectionType, cs.Construct] = {
         "packed" / RangedSeq(lambda c: [_declared(c, "global_ranges", i) for i in c.indices]),
     ),
     SectionType.ARRAYS: _entries(
-        7, "name" / Name, "writable" / StrictFlag, "lo" / VarSInt, "hi" / VarSInt,
-        "length" / _Drawn(VarUInt, "values", "the array"),
+        7, *DECLARATION, "length" / _Drawn(VarUInt, "values", "the array"),
         "chunks" / Chunks(cs.this.lo, cs.this.hi, cs.this.length),
     ),
     SectionType.ROWS: Counted(Record(
@@ -787,15 +788,13 @@ BODIES: dict[SectionType, cs.Construct] = {
     SectionType.IMPORTS: cs.Struct(
         "natives" / _entries(2, "name" / Name),
         "env" / _entries(2, "name" / Name),
-        "ext" / _entries(3, "vmlet" / Name, "instr" / Name),
+        "ext" / _entries(3, *EXT_FIELDS),
     ),
     SectionType.CODE: _entries(
-        7, "name" / Name, "n_params" / VarUInt, "n_locals" / VarUInt, "returns" / StrictFlag,
-        "max_stack" / VarUInt,
+        7, *CODE_UNIT_SHAPE,
         "code" / cs.Prefixed(_Drawn(VarUInt, "code", "the code unit"), cs.GreedyBytes)),
-    SectionType.TASKS: _entries(4, "name" / Name, "period_ms" / VarUInt,
-                                "function" / VarUInt),
-    SectionType.RULES: _entries(3, "text" / Name, "function" / VarUInt),
+    SectionType.TASKS: _entries(4, *TASK_FIELDS),
+    SectionType.RULES: _entries(3, *RULE_FIELDS),
     SectionType.ENTRIES: cs.Struct("on_apply" / VarUInt),  # 0: none, else code unit + 1
 }
 

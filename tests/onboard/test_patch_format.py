@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from onboard.bounded_decoding import VarSInt
 from onboard.patching.patch_format import (
     BODIES,
     CRC_BYTES,
@@ -22,7 +23,6 @@ from onboard.patching.patch_format import (
     Header,
     Reason,
     SectionType,
-    VarSInt,
     VarUInt,
     assemble,
     build_body,
