@@ -33,7 +33,6 @@ Stdlib and construct only: the onboard side must stand alone.
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 import io
@@ -54,6 +53,7 @@ from onboard.bounded_decoding import (
     OrderError,
     Record,
     VarUInt,
+    crc16,
     field_of,
     param,
     remaining,
@@ -522,11 +522,6 @@ class Header:
     @property
     def unverified(self) -> bool:
         return bool(self.flags & Flag.UNVERIFIED)
-
-
-def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE: polynomial 0x1021, init 0xFFFF, no reflection, no final XOR."""
-    return binascii.crc_hqx(data, 0xFFFF)
 
 
 def build_header(h: Header) -> bytes:
