@@ -23,7 +23,7 @@ Stdlib and construct only: the onboard side must stand alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -397,23 +397,37 @@ def merge(kind: ListKind, base: Sequence[T], removed: Sequence[int],
     return out
 
 
-def _parse_sections(frames: Sequence[Frame], profile: MissionProfile, budget: Budget,
-                    base: Image) -> _Sections:
-    """Decompress and decode every section that needs no declarations of the target
-    (PARAMS and ROWS are decoded once the target's globals and arrays are known), drawing
-    on ``budget``; REMOVALS is bounded by the ``base``'s list lengths."""
-    out = _Sections()
-    base_lengths = {lst.kind: len(getattr(base, lst.attr)) for lst in LISTS}
+def read_sections(frames: Sequence[Frame], budget: Budget | None = None,
+                  base_lengths: Mapping[ListKind, int] | None = None,
+                  ) -> Iterator[tuple[Frame, SectionType, Codec, bytes, Any]]:
+    """Each section in order: its frame, type, codec, decompressed payload and decoded body.
+    The body is None for VMLET (an image) and for PARAMS and ROWS, which are decoded once
+    the target's declarations are known. Decompression and decoding draw on ``budget``
+    (without one, the format's own limits); REMOVALS is bounded by ``base_lengths``, the
+    base's list lengths (without them, by the format's limit). Raises ``FormatError``."""
+    params: dict[str, Any] = {} if budget is None else {"budget": budget}
+    if base_lengths is not None:
+        params["base_lengths"] = base_lengths
     for frame, (section, codec) in zip(frames, check_order(frames), strict=True):
         payload = expand(frame, codec, budget=budget)
+        body = None
+        if section not in (SectionType.VMLET, SectionType.PARAMS, SectionType.ROWS):
+            body = parse_body(section, payload, frame, **params)
+        yield frame, section, codec, payload, body
+
+
+def _parse_sections(frames: Sequence[Frame], profile: MissionProfile, budget: Budget,
+                    base: Image) -> _Sections:
+    """Decompress and decode every section that needs no declarations of the target,
+    drawing on ``budget``, and check the carried VMlets; PARAMS and ROWS are kept as
+    payloads."""
+    out = _Sections()
+    base_lengths = {lst.kind: len(getattr(base, lst.attr)) for lst in LISTS}
+    for frame, section, codec, payload, body in read_sections(frames, budget, base_lengths):
         if section is SectionType.VMLET:
             out.vmlets.append(_vmlet(payload, frame, codec, profile, budget))
-            continue
-        if section in (SectionType.PARAMS, SectionType.ROWS):
-            out.bodies[section] = (payload, frame)
-            continue
-        out.bodies[section] = (parse_body(section, payload, frame, budget=budget,
-                                          base_lengths=base_lengths), frame)
+        else:
+            out.bodies[section] = (payload if body is None else body, frame)
     return out
 
 
