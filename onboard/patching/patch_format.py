@@ -1,8 +1,10 @@
 """The patch format: the bytes the ground uplinks to change the onboard configuration.
 
-Defined once, here, with construct, and used by both sides: ``ccl.pack`` builds patches with
-it, ``onboard.patching.patcher`` parses and applies them, ``ccl inspect`` dumps them. Every byte is
-described in ``docs/patch-format.md``; in short::
+Defined once, here, with construct; what the sections mean for an image is
+``onboard.patching.delta`` (both directions), whose record fields are the image format's own.
+Both sides use them: ``ccl.pack`` builds patches, ``onboard.patching.patcher`` parses and
+applies them, ``ccl inspect`` dumps them. Every byte is described in ``docs/patch-format.md``;
+in short::
 
     patch   = header | section* | tag
     header  = magic "VP" | format u8 | flags u8 | mission varint | spacecraft varint

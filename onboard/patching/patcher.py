@@ -18,7 +18,8 @@ stable ``Reason`` (see ``onboard.patching.patch_format``), the field and the byt
                                                claims (CLAIM_MISMATCH)
                                           15. the bytecode verifier (VERIFIER)
 
-Steps 12 and 13 decode under a budget fixed from the claims that passed step 11
+Steps 12 and 13 are the delta codec's (``onboard.patching.delta.apply_sections``); they decode
+under a budget fixed from the claims that passed step 11
 (``onboard.patching.patch_format.decoding_budget``): every count, length and expansion is bounded
 before anything is allocated on it, so checking a patch allocates at most a documented
 multiple of its size plus the spacecraft's memory (docs/patch-format.md, *Bounded
