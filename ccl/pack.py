@@ -137,7 +137,7 @@ def diff_list(base: Sequence[T], target: Sequence[T],
               ) -> tuple[list[int], list[int], list[tuple[int, int]]]:
     """Align two lists on ``key``: (removed base indices, new target indices, kept pairs
     (base index, target index)). Applying the removals and inserting the new entries at their
-    indices gives back ``target``'s keys (``onboard.patching.patcher`` does exactly that)."""
+    indices gives back ``target``'s keys (``onboard.patching.delta`` does exactly that)."""
     matcher = difflib.SequenceMatcher(None, [key(e) for e in base], [key(e) for e in target],
                                       autojunk=False)
     removed: list[int] = []
