@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from onboard.mission import MissionProfile
+from onboard.patching.delta import Choices, empty_config, encode_sections
 from onboard.patching.patch_format import (
     HASH_BYTES,
     NO_HASH,
@@ -38,10 +39,8 @@ from onboard.patching.patch_format import (
     Codec,
     Flag,
     Header,
-    ListKind,
     SectionType,
     assemble,
-    build_body,
     build_frame,
     compress,
     development_key,
@@ -138,7 +137,7 @@ def diff_list(base: Sequence[T], target: Sequence[T],
               ) -> tuple[list[int], list[int], list[tuple[int, int]]]:
     """Align two lists on ``key``: (removed base indices, new target indices, kept pairs
     (base index, target index)). Applying the removals and inserting the new entries at their
-    indices gives back ``target``'s keys (``onboard.patching.patcher`` does exactly that)."""
+    indices gives back ``target``'s keys (``onboard.patching.delta`` does exactly that)."""
     matcher = difflib.SequenceMatcher(None, [key(e) for e in base], [key(e) for e in target],
                                       autojunk=False)
     removed: list[int] = []
@@ -210,95 +209,18 @@ def row_runs(base: Sequence[int], target: Sequence[int], lo: int, hi: int,
 # --------------------------------------------------------------------------- sections
 
 
-def _entries(target: Sequence[T], new: Sequence[int], fields: Callable[[T], dict[str, Any]],
-             ) -> list[dict[str, Any]]:
-    return [{"index": j, **fields(target[j])} for j in new]
+#: The ground's choices in the delta codec: lists aligned with ``difflib``, table values
+#: chunked so that runs of equal values cost one value.
+GROUND_CHOICES = Choices(align=diff_list, table=chunks, rows=row_runs)
 
 
 def sections(target: Image, vmlets: Sequence[Image], base: Image, held: Sequence[Image],
              ) -> list[tuple[SectionType, bytes]]:
-    """The section payloads (uncompressed) that turn ``base`` into ``target``. ``held`` are
-    the VMlet images the satellite holds (the base configuration's); ``vmlets`` those the
-    target uses, which are carried unless held."""
-    out: list[tuple[SectionType, bytes]] = []
-    removals: list[dict[str, Any]] = []
-
-    def add(section: SectionType, value: Any, **params: Any) -> None:
-        out.append((section, build_body(section, value, **params)))
-
-    def edit(kind: ListKind, b: Sequence[T], t: Sequence[T],
-             key: Callable[[T], Hashable] = lambda e: e,
-             ) -> tuple[list[int], list[tuple[int, int]]]:
-        removed, new, pairs = diff_list(b, t, key)
-        if removed:
-            removals.append({"list": int(kind), "indices": removed})
-        return new, pairs
-
-    if target.name != base.name:
-        add(SectionType.IDENTITY, {"name": target.name})
-    held_hashes = {v.content_hash for v in held}
-    carried = [v for v in vmlets if v.content_hash not in held_hashes]
-    new, _ = edit(ListKind.USES, base.uses, target.uses)
-    if new:
-        def ref(u: Any) -> dict[str, Any]:
-            source = next((v for v in [*carried, *held]
-                           if v.name == u.name and v.version == u.version), None)
-            implied = source is not None and source.content_hash == u.hash
-            return {"name": u.name, "version": u.version, "hash": b"" if implied else u.hash}
-        add(SectionType.USES, _entries(target.uses, new, ref))
-    for v in carried:
-        out.append((SectionType.VMLET, v.encode()))
-
-    new_g, pairs_g = edit(ListKind.GLOBALS, base.globals, target.globals,
-                          lambda g: (g.name, g.writable, g.lo, g.hi))
-    new_a, pairs_a = edit(ListKind.ARRAYS, base.arrays, target.arrays,
-                          lambda a: (a.name, a.writable, a.lo, a.hi, a.length))
-    new_n, _ = edit(ListKind.NATIVES, base.natives, target.natives)
-    new_e, _ = edit(ListKind.ENV, base.env, target.env)
-    new_x, _ = edit(ListKind.EXT, base.ext, target.ext)
-    new_f, _ = edit(ListKind.FUNCTIONS, base.functions, target.functions)
-    new_t, _ = edit(ListKind.TASKS, base.tasks, target.tasks)
-    new_r, _ = edit(ListKind.RULES, base.rules, target.rules)
-    if removals:
-        add(SectionType.REMOVALS, removals)
-    if new_g:
-        add(SectionType.GLOBALS, {
-            "entries": _entries(target.globals, new_g, lambda g: {
-                "name": g.name, "writable": g.writable, "lo": g.lo, "hi": g.hi}),
-            "packed": [target.globals[j].value for j in new_g]})
-    changed = [j for i, j in pairs_g if base.globals[i].value != target.globals[j].value]
-    if changed:
-        add(SectionType.PARAMS, {"indices": changed,
-                                 "packed": [target.globals[j].value for j in changed]},
-            global_ranges=[(g.lo, g.hi) for g in target.globals])
-    if new_a:
-        add(SectionType.ARRAYS, _entries(target.arrays, new_a, lambda a: {
-            "name": a.name, "writable": a.writable, "lo": a.lo, "hi": a.hi, "length": a.length,
-            "chunks": chunks(a.values, a.lo, a.hi)}))
-    rows = [{"index": j, "runs": row_runs(base.arrays[i].values, target.arrays[j].values,
-                                          target.arrays[j].lo, target.arrays[j].hi)}
-            for i, j in pairs_a if base.arrays[i].values != target.arrays[j].values]
-    if rows:
-        add(SectionType.ROWS, rows, array_ranges=[(a.lo, a.hi) for a in target.arrays])
-    if new_n or new_e or new_x:
-        add(SectionType.IMPORTS, {
-            "natives": _entries(target.natives, new_n, lambda n: {"name": n}),
-            "env": _entries(target.env, new_e, lambda n: {"name": n}),
-            "ext": _entries(target.ext, new_x, lambda e: {"vmlet": e.vmlet, "instr": e.instr})})
-    if new_f:
-        add(SectionType.CODE, _entries(target.functions, new_f, lambda u: {
-            "name": u.name, "n_params": u.n_params, "n_locals": u.n_locals,
-            "returns": u.returns, "max_stack": u.max_stack, "code": u.code}))
-    if new_t:
-        add(SectionType.TASKS, _entries(target.tasks, new_t, lambda t: {
-            "name": t.name, "period_ms": t.period_ms, "function": t.function}))
-    if new_r:
-        add(SectionType.RULES, _entries(target.rules, new_r, lambda r: {
-            "text": r.text, "function": r.function}))
-    if target.on_apply != base.on_apply:
-        add(SectionType.ENTRIES, {"on_apply": 0 if target.on_apply is None
-                                  else target.on_apply + 1})
-    return out
+    """The section payloads (uncompressed) that turn ``base`` into ``target``, with the
+    ground's choices (``onboard.patching.delta.encode_sections``). ``held`` are the VMlet
+    images the satellite holds (the base configuration's); ``vmlets`` those the target uses,
+    which are carried unless held."""
+    return encode_sections(target, vmlets, base, held, GROUND_CHOICES)
 
 
 def frame(section: SectionType, payload: bytes) -> bytes:
@@ -373,7 +295,7 @@ def pack(target: Image, vmlets: Sequence[Image], profile: MissionProfile, key: b
     claims = claims_for(target, by_ref, profile, cycles_per_frame)
     flags = Flag.UNVERIFIED if unverified else Flag(0)
     candidates = []
-    empty = Image(kind=ImageKind.CONFIG, name="", version=0, mission=target.mission)
+    empty = empty_config(target.mission)
     if base is None or full is not False:
         candidates.append((flags | Flag.FULL, empty))
     if base is not None and full is not True:

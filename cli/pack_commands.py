@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from cli.console import (
 )
 from ground.link_key import LINK_KEY_ENV
 from onboard.mission import MissionError, MissionProfile, find_mission, mission_search_path
+from onboard.patching.delta import LISTS, apply_sections, empty_config, read_sections
 from onboard.patching.key_file import write_key_file
 from onboard.patching.patch_format import (
     HEADER_FIELDS,
@@ -55,15 +56,11 @@ from onboard.patching.patch_format import (
     Reason,
     SectionType,
     check_order,
-    expand,
     hash_prefix,
-    parse_body,
     parse_frames,
     parse_header,
     tag_ok,
 )
-from onboard.patching.patcher import rebuild_image
-from onboard.patching.store import Configuration
 from onboard.vm.image import Image, ImageError, decode_image
 
 
@@ -320,8 +317,7 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
                 "status": "unchecked" if key is None
                 else ("valid" if tag_ok(key, data) else "invalid")},
     }
-    for frame, (section, codec) in zip(frames, types, strict=True):
-        payload = expand(frame, codec)
+    for frame, section, codec, payload, body in read_sections(frames):
         entry: dict[str, Any] = {"type": section.name, "codec": codec.name.lower(),
                                  "offset": frame.offset, "bytes": frame.size,
                                  "payload_bytes": len(payload), "crc": "ok"}
@@ -333,8 +329,8 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
             except ImageError as exc:
                 raise FormatError(Reason.BAD_IMAGE, f"carried VMlet: {exc.message}", "vmlet",
                                   frame.payload_offset) from None
-        elif section not in (SectionType.PARAMS, SectionType.ROWS):
-            entry.update(_section_summary(section, parse_body(section, payload, frame)))
+        elif body is not None:
+            entry.update(_section_summary(section, body))
         report["sections"].append(entry)
     profile = _mission_by_id(h.mission_id, mission_dirs)
     if profile is None:
@@ -348,8 +344,7 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
                           f"{h.base_hash.hex()}, the base given is {hash_prefix(base).hex()}",
                           "base", parsed.offsets["base"])
     start = base if base is not None and not h.full else None
-    on_board = Configuration(base, ()) if base is not None else None
-    target, _ = rebuild_image(h, frames, on_board, profile)
+    target, _ = apply_sections(h, frames, base, profile)
     report["target"] = {"name": target.name, "version": target.version,
                         "hash": target.content_hash.hex(),
                         "matches_header": target.content_hash.startswith(h.target_hash),
@@ -358,26 +353,24 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
     return report
 
 
+#: How ``ccl inspect`` names the entries of the lists it reports, in its order.
+_LABELS: dict[str, Callable[[Any], str]] = {
+    "globals": lambda g: g.name, "arrays": lambda a: a.name, "functions": lambda u: u.name,
+    "tasks": lambda t: t.name, "rules": lambda r: r.text, "natives": lambda n: n,
+    "uses": lambda u: f"{u.name} v{u.version}",
+}
+
+
 def _changes(base: Image | None, target: Image, frames: Sequence[Frame],
              types: Sequence[tuple[SectionType, Codec]]) -> dict[str, Any]:
-    """What the patch changes, by name."""
-    empty = Image(kind=target.kind, name="", version=0, mission=target.mission)
-    b = base or empty
+    """What the patch changes, by name: the lists aligned on what a delta keeps of an
+    entry (``onboard.patching.delta.LISTS``)."""
+    b = base or empty_config(target.mission)
     out: dict[str, Any] = {"config": {"name": target.name, "from_version": b.version,
                                       "to_version": target.version}}
-    lists: dict[str, tuple[Sequence[Any], Sequence[Any], Any, Any]] = {
-        "globals": (b.globals, target.globals, lambda g: (g.name, g.writable, g.lo, g.hi),
-                    lambda g: g.name),
-        "arrays": (b.arrays, target.arrays, lambda a: (a.name, a.writable, a.lo, a.hi,
-                                                       a.length), lambda a: a.name),
-        "functions": (b.functions, target.functions, lambda u: u, lambda u: u.name),
-        "tasks": (b.tasks, target.tasks, lambda t: t, lambda t: t.name),
-        "rules": (b.rules, target.rules, lambda r: r, lambda r: r.text),
-        "natives": (b.natives, target.natives, lambda n: n, lambda n: n),
-        "uses": (b.uses, target.uses, lambda u: u, lambda u: f"{u.name} v{u.version}"),
-    }
-    for name, (old, new, key, label) in lists.items():
-        entry = _list_changes(name, old, new, key, label)
+    keys = {lst.attr: lst.key for lst in LISTS}
+    for name, label in _LABELS.items():
+        entry = _list_changes(name, getattr(b, name), getattr(target, name), keys[name], label)
         if entry:
             out[name] = entry
     sizes: dict[str, int] = {}

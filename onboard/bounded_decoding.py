@@ -13,7 +13,12 @@ on a length or count it has not bounded first:
   against a limit the context gives; optionally the elements' indices must strictly increase;
 * ``Record``: a struct decoded into a named tuple, a quarter of a ``Container``'s memory;
 * ``Budget``: what one decoding may still take of each resource (table values, code bytes,
-  decompressed bytes...), fixed before decoding starts and drawn down as it goes.
+  decompressed bytes...), fixed before decoding starts and drawn down as it goes;
+* ``crc16``: the one CRC-16 of the onboard formats (patch headers and sections, TC frames).
+
+``VarUInt`` is the one varint of the data formats (images, patches, the store's slots); the
+bytecode's operands have their own 32-bit varints (``onboard.vm.isa``), part of the
+instruction set.
 
 The errors are construct errors, so that construct reports the path of the field:
 ``BudgetError`` (a budget is exhausted), ``OrderError`` (indices not strictly increasing),
@@ -24,6 +29,7 @@ Stdlib and construct only: the onboard side must stand alone.
 
 from __future__ import annotations
 
+import binascii
 import collections
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,6 +37,12 @@ from typing import Any
 import construct as cs
 
 MAX_VARINT_BYTES = 10  # 64 bits
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE: polynomial 0x1021, init 0xFFFF, no reflection, no final XOR; the
+    CCSDS TC frame error control field, and the CRC of a patch's header and sections."""
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 class BudgetError(cs.ValidationError):  # type: ignore[misc]

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import construct as cs
 
+from onboard.bounded_decoding import crc16
 from onboard.errors import OnboardError
 from onboard.link.link_security import (
     MAC_BYTES,
@@ -122,11 +123,6 @@ def tc_spacecraft_id(spacecraft_id: int) -> int:
     return spacecraft_id % 1024
 
 
-def crc16_ccitt(data: bytes) -> int:
-    """CRC-16-CCITT as CCSDS uses it for the frame error control field (init 0xFFFF)."""
-    return binascii.crc_hqx(data, 0xFFFF)
-
-
 def patch_crc(data: bytes) -> int:
     """The end-to-end check of a reassembled patch carried in every segment header."""
     return binascii.crc32(data) & 0xFFFFFFFF
@@ -187,7 +183,7 @@ def build_frame(data: bytes, spacecraft_id: int, link: SecurityAssociation,
     authenticated = head + SECURITY_HEADER.build(dict(spi=link.spi,
                                                       sequence=security_sequence)) + data
     body = authenticated + compute_mac(link.key, authenticated)
-    return body + crc16_ccitt(body).to_bytes(2, "big")
+    return body + crc16(body).to_bytes(2, "big")
 
 
 def build_segment_data(seg: Segment) -> bytes:
@@ -220,7 +216,7 @@ def parse_frame(raw: bytes, spacecraft_id: int, link: SecurityAssociation) -> Tc
         raise FrameError(f"frame of {len(raw)} bytes is shorter than its headers, MAC and "
                          "FECF", "frame", 0)
     body, fecf = raw[:-FECF_BYTES], int.from_bytes(raw[-FECF_BYTES:], "big")
-    if crc16_ccitt(body) != fecf:
+    if crc16(body) != fecf:
         raise FrameError("frame error control does not match (corrupted frame)", "FECF",
                          len(raw) - FECF_BYTES)
     try:

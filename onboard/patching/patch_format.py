@@ -1,8 +1,10 @@
 """The patch format: the bytes the ground uplinks to change the onboard configuration.
 
-Defined once, here, with construct, and used by both sides: ``ccl.pack`` builds patches with
-it, ``onboard.patching.patcher`` parses and applies them, ``ccl inspect`` dumps them. Every byte is
-described in ``docs/patch-format.md``; in short::
+Defined once, here, with construct; what the sections mean for an image is
+``onboard.patching.delta`` (both directions), whose record fields are the image format's own.
+Both sides use them: ``ccl.pack`` builds patches, ``onboard.patching.patcher`` parses and
+applies them, ``ccl inspect`` dumps them. Every byte is described in ``docs/patch-format.md``;
+in short::
 
     patch   = header | section* | tag
     header  = magic "VP" | format u8 | flags u8 | mission varint | spacecraft varint
@@ -33,7 +35,6 @@ Stdlib and construct only: the onboard side must stand alone.
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 import io
@@ -53,14 +54,23 @@ from onboard.bounded_decoding import (
     LimitError,
     OrderError,
     Record,
-    StrictFlag,
-    VarSInt,
     VarUInt,
+    crc16,
     field_of,
     param,
     remaining,
 )
-from onboard.vm.image import MAX_IMAGE_ELEMENTS, Image
+from onboard.vm.image import (
+    CODE_UNIT_SHAPE,
+    DECLARATION,
+    EXT_FIELDS,
+    MAX_IMAGE_ELEMENTS,
+    RULE_FIELDS,
+    TASK_FIELDS,
+    VMLET_REF_NAME,
+    Image,
+    Name,
+)
 from onboard.vm.machine import globals_bytes
 
 MAGIC = b"VP"
@@ -187,9 +197,6 @@ class ListKind(IntEnum):
 
 
 # --------------------------------------------------------------------------- primitives
-
-
-Name = cs.PascalString(VarUInt, "utf8")
 
 
 def width(lo: int, hi: int) -> int:
@@ -519,11 +526,6 @@ class Header:
         return bool(self.flags & Flag.UNVERIFIED)
 
 
-def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE: polynomial 0x1021, init 0xFFFF, no reflection, no final XOR."""
-    return binascii.crc_hqx(data, 0xFFFF)
-
-
 def build_header(h: Header) -> bytes:
     raw = {
         "magic": MAGIC, "format": FORMAT_VERSION, "flags": int(h.flags),
@@ -753,18 +755,15 @@ def _entries(min_bytes: int, *fields: Any, count: Any = None) -> cs.Construct:
 BODIES: dict[SectionType, cs.Construct] = {
     SectionType.IDENTITY: cs.Struct("name" / Name),
     SectionType.USES: _entries(
-        4, "name" / Name, "version" / VarUInt,
-        # empty: the hash of the VMlet of that name and version carried or held on board
-        "hash" / cs.Prefixed(VarUInt, cs.GreedyBytes)),
+        # empty hash: that of the VMlet of that name and version carried or held on board
+        4, *VMLET_REF_NAME, "hash" / cs.Prefixed(VarUInt, cs.GreedyBytes)),
     SectionType.VMLET: cs.GreedyBytes,  # a VMlet image's canonical encoding
     SectionType.REMOVALS: Counted(Record(
         "list" / cs.Int8ub,
         "indices" / Counted(VarUInt, 1, limit=lambda c: _base_length(c), increasing=".")),
         2, limit=lambda c: len(ListKind), increasing="list"),
     SectionType.GLOBALS: cs.Struct(
-        "entries" / _entries(5, "name" / Name, "writable" / StrictFlag, "lo" / VarSInt,
-                             "hi" / VarSInt,
-                             count=_Drawn(VarUInt, "values", "new globals")),
+        "entries" / _entries(5, *DECLARATION, count=_Drawn(VarUInt, "values", "new globals")),
         "packed" / RangedSeq(lambda c: [(field_of(e, "lo"), field_of(e, "hi"))
                                         for e in c.entries]),
     ),
@@ -774,8 +773,7 @@ BODIES: dict[SectionType, cs.Construct] = {
         "packed" / RangedSeq(lambda c: [_declared(c, "global_ranges", i) for i in c.indices]),
     ),
     SectionType.ARRAYS: _entries(
-        7, "name" / Name, "writable" / StrictFlag, "lo" / VarSInt, "hi" / VarSInt,
-        "length" / _Drawn(VarUInt, "values", "the array"),
+        7, *DECLARATION, "length" / _Drawn(VarUInt, "values", "the array"),
         "chunks" / Chunks(cs.this.lo, cs.this.hi, cs.this.length),
     ),
     SectionType.ROWS: Counted(Record(
@@ -787,15 +785,13 @@ BODIES: dict[SectionType, cs.Construct] = {
     SectionType.IMPORTS: cs.Struct(
         "natives" / _entries(2, "name" / Name),
         "env" / _entries(2, "name" / Name),
-        "ext" / _entries(3, "vmlet" / Name, "instr" / Name),
+        "ext" / _entries(3, *EXT_FIELDS),
     ),
     SectionType.CODE: _entries(
-        7, "name" / Name, "n_params" / VarUInt, "n_locals" / VarUInt, "returns" / StrictFlag,
-        "max_stack" / VarUInt,
+        7, *CODE_UNIT_SHAPE,
         "code" / cs.Prefixed(_Drawn(VarUInt, "code", "the code unit"), cs.GreedyBytes)),
-    SectionType.TASKS: _entries(4, "name" / Name, "period_ms" / VarUInt,
-                                "function" / VarUInt),
-    SectionType.RULES: _entries(3, "text" / Name, "function" / VarUInt),
+    SectionType.TASKS: _entries(4, *TASK_FIELDS),
+    SectionType.RULES: _entries(3, *RULE_FIELDS),
     SectionType.ENTRIES: cs.Struct("on_apply" / VarUInt),  # 0: none, else code unit + 1
 }
 

@@ -18,7 +18,8 @@ stable ``Reason`` (see ``onboard.patching.patch_format``), the field and the byt
                                                claims (CLAIM_MISMATCH)
                                           15. the bytecode verifier (VERIFIER)
 
-Steps 12 and 13 decode under a budget fixed from the claims that passed step 11
+Steps 12 and 13 are the delta codec's (``onboard.patching.delta.apply_sections``); they decode
+under a budget fixed from the claims that passed step 11
 (``onboard.patching.patch_format.decoding_budget``): every count, length and expansion is bounded
 before anything is allocated on it, so checking a patch allocates at most a documented
 multiple of its size plus the spacecraft's memory (docs/patch-format.md, *Bounded
@@ -51,62 +52,38 @@ Stdlib and construct only: the onboard side must stand alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
-from onboard.bounded_decoding import Budget, BudgetError
 from onboard.errors import OnboardError
 from onboard.mission import MissionProfile
+from onboard.patching.delta import apply_sections
 from onboard.patching.patch_format import (
     HASH_BYTES,
     NO_HASH,
     REASON_NUMBERS,
     TAG_BYTES,
-    Codec,
     Flag,
     FormatError,
     Frame,
     Header,
-    ListKind,
     Reason,
-    SectionType,
-    check_order,
-    chunk_length,
-    decoding_budget,
     development_key,
-    expand,
-    expand_chunk,
     hash_prefix,
     memory_bytes,
-    parse_body,
     parse_frames,
     parse_header,
     tag_ok,
 )
 from onboard.patching.store import Configuration, Phase, Store
-from onboard.vm.image import (
-    CONTENT_HASH_BYTES,
-    Array,
-    CodeUnit,
-    ExtRef,
-    Global,
-    Image,
-    ImageError,
-    ImageKind,
-    Rule,
-    Task,
-    VmletRef,
-    decode_image,
-)
 from onboard.vm.loader import LoadError
-from onboard.vm.machine import Limits, slot_bytes
+from onboard.vm.machine import Limits
 from onboard.vm.verifier import Target, VerifyError, verify_image
 
 #: Largest patch accepted unless the patcher is told otherwise (bytes).
 DEFAULT_MAX_PATCH_BYTES = 64 * 1024
 
-T = TypeVar("T")
 
 
 class PatchRejected(FormatError):
@@ -211,75 +188,23 @@ class Accepted:
 # --------------------------------------------------------------------------- rebuilding
 
 
-def empty_config(mission: str) -> Image:
-    """The base of a full patch: a configuration with nothing in it."""
-    return Image(kind=ImageKind.CONFIG, name="", version=0, mission=mission)
-
-
-@dataclass
-class _Sections:
-    """Parsed section payloads of one patch, by type, with the frame each came from."""
-
-    bodies: dict[SectionType, tuple[Any, Frame]] = field(default_factory=dict)
-    vmlets: list[Image] = field(default_factory=list)
-
-    def get(self, section: SectionType) -> tuple[Any, Frame] | None:
-        return self.bodies.get(section)
-
-    def take(self, section: SectionType) -> tuple[Any, Frame] | None:
-        """The section, no longer kept here."""
-        return self.bodies.pop(section, None)
-
-
 def _reject(reason: Reason, message: str, fld: str | None = None,
             offset: int | None = None) -> PatchRejected:
     return PatchRejected(reason, message, fld, offset)
 
 
-def _merge(kind: ListKind, base: Sequence[T], removed: Sequence[int],
-           indices: Sequence[int], new: Sequence[T], frame: Frame | None) -> list[T]:
-    """The target list: ``base`` without the ``removed`` indices, with the ``new`` elements
-    at their target ``indices`` (strictly increasing), the kept ones filling the rest in
-    order."""
-    where = frame.offset if frame is not None else None
-    name = kind.name.lower()
-    last = -1
-    for i in removed:
-        if not last < i < len(base):
-            raise _reject(Reason.BAD_DELTA, f"removal of {name} entry {i}: indices must "
-                          f"increase and name one of the base's {len(base)}",
-                          "removals.indices", where)
-        last = i
-    total = len(base) - len(removed) + len(new)
-    last = -1
-    for i in indices:
-        if not last < i < total:
-            raise _reject(Reason.BAD_DELTA, f"new {name} entry at index {i}: indices must "
-                          f"increase and stay below the target's {total} entries",
-                          f"{name}.index", where)
-        last = i
-    gone = set(removed)
-    kept = (e for i, e in enumerate(base) if i not in gone)
-    out: list[T] = []
-    for i, e in zip(indices, new, strict=True):
-        while len(out) < i:
-            out.append(next(kept))
-        out.append(e)
-    out.extend(kept)
-    return out
-
-
 def rebuild(header: Header, frames: Sequence[Frame], base: Configuration | None,
             profile: MissionProfile) -> Configuration:
     """The configuration a patch describes: its sections applied to the base (the empty
-    configuration for a full patch), with the VMlets it uses, carried or held on board.
-    Raises ``PatchRejected``.
+    configuration for a full patch; ``onboard.patching.delta``), with the VMlets it uses,
+    carried or held on board. Raises ``FormatError``.
 
     ``base`` is the configuration on board: a delta applies to its image, and the VMlets it
     holds may be used by the target without being carried. What decoding may allocate is
     bounded by the header's claims (``decoding_budget``) before any section is decoded.
     """
-    image, carried = rebuild_image(header, frames, base, profile)
+    image, carried = apply_sections(header, frames, base.config if base is not None else None,
+                                    profile)
     available = [*carried, *(base.vmlets if base is not None else ())]
     vmlets = []
     for u in image.uses:
@@ -291,246 +216,6 @@ def rebuild(header: Header, frames: Sequence[Frame], base: Configuration | None,
                           f"nor on board", "uses")
         vmlets.append(found)
     return Configuration(image, tuple(vmlets))
-
-
-def rebuild_image(header: Header, frames: Sequence[Frame], base: Configuration | None,
-                  profile: MissionProfile) -> tuple[Image, list[Image]]:
-    """The target image of a patch and the VMlet images it carries (see ``rebuild``); only
-    ``base``'s image is needed, not its VMlets."""
-    held_refs = list(base.config.uses) if base is not None else []
-    base_image = empty_config(profile.name) if header.full or base is None else base.config
-    budget = decoding_budget(header.claims, sum(f.size for f in frames))
-    sections = _parse_sections(frames, profile, budget, base_image)
-    carried = sections.vmlets
-    removals = _removals(sections)
-
-    def merged(kind: ListKind, items: Sequence[T], got: tuple[Any, Frame] | None,
-               make: Callable[[Any], T], attr: str | None = None) -> list[T]:
-        entries: Sequence[Any] = ()
-        frame = None
-        if got is not None:
-            body, frame = got
-            entries = getattr(body, attr) if attr else body
-        removed, rframe = removals.get(kind, ((), None))
-        return _merge(kind, items, removed, [e.index for e in entries],
-                      [make(e) for e in entries], frame or rframe)
-
-    # VMlet references: an empty hash means the carried or held VMlet of that name/version
-    # (the configuration on board pins the VMlets it holds by its own references).
-    uses_at = _frame_at(sections, SectionType.USES)
-
-    def ref(e: Any) -> VmletRef:
-        if e.hash:
-            if len(e.hash) != CONTENT_HASH_BYTES:
-                raise _reject(Reason.BAD_SECTION, f"USES: the hash of `{e.name}` has "
-                              f"{len(e.hash)} bytes; a VMlet's content hash has "
-                              f"{CONTENT_HASH_BYTES} (or none: empty)", "uses.hash", uses_at)
-            return VmletRef(e.name, e.version, bytes(e.hash))
-        for v in carried:
-            if v.name == e.name and v.version == e.version:
-                return VmletRef(e.name, e.version, v.content_hash)
-        for u in held_refs:
-            if u.name == e.name and u.version == e.version:
-                return u
-        raise _reject(Reason.MISSING_VMLET, f"uses `{e.name}` v{e.version}, which is neither "
-                      f"in the patch nor on board", "uses.hash", uses_at)
-
-    # Each decoded body is dropped once merged (``take``), so that a long list is never
-    # held twice over, as entries and as the image's objects.
-    uses = merged(ListKind.USES, base_image.uses, sections.take(SectionType.USES), ref)
-    glob = sections.take(SectionType.GLOBALS)
-    new_globals: list[Global] = []
-    indices: list[int] = []
-    if glob is not None:
-        body, _ = glob
-        indices = [e.index for e in body.entries]
-        new_globals = [Global(e.name, bool(e.writable), e.lo, e.hi, v)
-                       for e, v in zip(body.entries, body.packed, strict=True)]
-    removed, rframe = removals.get(ListKind.GLOBALS, ((), None))
-    globals_ = _merge(ListKind.GLOBALS, base_image.globals, removed, indices, new_globals,
-                      glob[1] if glob else rframe)
-    del glob, new_globals, indices
-    globals_ = _apply_params(sections, globals_, budget)
-
-    arrays = _arrays(sections, base_image, removals, len(globals_), header, budget)
-    imports = sections.take(SectionType.IMPORTS)
-    natives = merged(ListKind.NATIVES, base_image.natives, imports, lambda e: str(e.name),
-                     "natives")
-    env = merged(ListKind.ENV, base_image.env, imports, lambda e: str(e.name), "env")
-    ext = merged(ListKind.EXT, base_image.ext, imports, lambda e: ExtRef(e.vmlet, e.instr),
-                 "ext")
-    del imports
-    functions = merged(ListKind.FUNCTIONS, base_image.functions,
-                       sections.take(SectionType.CODE),
-                       lambda e: CodeUnit(e.name, e.n_params, e.n_locals, bool(e.returns),
-                                          e.max_stack, bytes(e.code)))
-    tasks = merged(ListKind.TASKS, base_image.tasks, sections.take(SectionType.TASKS),
-                   lambda e: Task(e.name, e.period_ms, e.function))
-    rules = merged(ListKind.RULES, base_image.rules, sections.take(SectionType.RULES),
-                   lambda e: Rule(e.text, e.function))
-    identity = sections.get(SectionType.IDENTITY)
-    entries = sections.get(SectionType.ENTRIES)
-    on_apply = base_image.on_apply
-    if entries is not None:
-        on_apply = entries[0].on_apply - 1 if entries[0].on_apply else None
-    image = Image(
-        kind=ImageKind.CONFIG,
-        name=identity[0].name if identity is not None else base_image.name,
-        version=header.version,
-        mission=profile.name,
-        uses=tuple(uses), globals=tuple(globals_), arrays=tuple(arrays),
-        natives=tuple(natives), env=tuple(env), ext=tuple(ext), functions=tuple(functions),
-        tasks=tuple(tasks), rules=tuple(rules), on_apply=on_apply,
-    )
-    return image, carried
-
-
-def _frame_at(sections: _Sections, section: SectionType) -> int | None:
-    got = sections.get(section)
-    return got[1].offset if got is not None else None
-
-
-def _parse_sections(frames: Sequence[Frame], profile: MissionProfile, budget: Budget,
-                    base: Image) -> _Sections:
-    """Decompress and decode every section that needs no declarations of the target
-    (PARAMS and ROWS are decoded once the target's globals and arrays are known), drawing
-    on ``budget``; REMOVALS is bounded by the ``base``'s list lengths."""
-    out = _Sections()
-    base_lengths = {ListKind.USES: len(base.uses), ListKind.GLOBALS: len(base.globals),
-                    ListKind.ARRAYS: len(base.arrays), ListKind.NATIVES: len(base.natives),
-                    ListKind.ENV: len(base.env), ListKind.EXT: len(base.ext),
-                    ListKind.FUNCTIONS: len(base.functions), ListKind.TASKS: len(base.tasks),
-                    ListKind.RULES: len(base.rules)}
-    for frame, (section, codec) in zip(frames, check_order(frames), strict=True):
-        payload = expand(frame, codec, budget=budget)
-        if section is SectionType.VMLET:
-            out.vmlets.append(_vmlet(payload, frame, codec, profile, budget))
-            continue
-        if section in (SectionType.PARAMS, SectionType.ROWS):
-            out.bodies[section] = (payload, frame)
-            continue
-        out.bodies[section] = (parse_body(section, payload, frame, budget=budget,
-                                          base_lengths=base_lengths), frame)
-    return out
-
-
-def _vmlet(payload: bytes, frame: Frame, codec: Codec, profile: MissionProfile,
-           budget: Budget) -> Image:
-    try:
-        image = decode_image(payload, max_elements=budget.left("values"))
-    except ImageError as exc:
-        inner = exc.offset or 0
-        at = frame.payload_offset + (inner if codec is Codec.NONE else 0)
-        raise _reject(Reason.BAD_IMAGE, f"carried VMlet: {exc.message}", "vmlet", at) \
-            from None
-    if image.kind is not ImageKind.VMLET:
-        raise _reject(Reason.BAD_IMAGE, f"carried image `{image.name}` is not a VMlet",
-                      "vmlet.kind", frame.payload_offset)
-    if image.mission != profile.name:
-        raise _reject(Reason.BAD_IMAGE, f"carried VMlet `{image.name}` is for mission "
-                      f"`{image.mission}`", "vmlet.mission", frame.payload_offset)
-    try:
-        budget.take("values", sum(a.length for a in image.arrays), "the carried VMlet")
-        budget.take("code", image.code_bytes(), f"carried VMlet `{image.name}`")
-    except BudgetError as exc:
-        claim = "data" if exc.resource == "values" else "code"
-        raise _reject(Reason.CLAIM_MISMATCH, f"{exc} (the header's {claim} claim)",
-                      "vmlet", frame.payload_offset) from None
-    return image
-
-
-def _removals(sections: _Sections) -> dict[ListKind, tuple[list[int], Frame]]:
-    got = sections.get(SectionType.REMOVALS)
-    if got is None:
-        return {}
-    body, frame = got
-    out: dict[ListKind, tuple[list[int], Frame]] = {}
-    for group in body:
-        try:
-            kind = ListKind(group.list)
-        except ValueError:
-            raise _reject(Reason.BAD_SECTION, f"REMOVALS: unknown list {group.list}",
-                          "removals.list", frame.offset) from None
-        if kind in out:
-            raise _reject(Reason.BAD_SECTION, f"REMOVALS: list {kind.name} twice",
-                          "removals.list", frame.offset)
-        out[kind] = (list(group.indices), frame)
-    return out
-
-
-def _declared(sections: _Sections, section: SectionType, **params: Any,
-              ) -> tuple[Any, Frame] | None:
-    """Decode PARAMS or ROWS, now that the target's declarations are known (they bound the
-    indices and the rows)."""
-    got = sections.take(section)
-    if got is None:
-        return None
-    payload, frame = got
-    return parse_body(section, payload, frame, **params), frame
-
-
-def _apply_params(sections: _Sections, globals_: list[Global], budget: Budget,
-                  ) -> list[Global]:
-    got = _declared(sections, SectionType.PARAMS, budget=budget,
-                    global_ranges=[(g.lo, g.hi) for g in globals_])
-    if got is None:
-        return globals_
-    out = list(globals_)
-    for i, v in zip(got[0].indices, got[0].packed, strict=True):
-        g = out[i]
-        out[i] = Global(g.name, g.writable, g.lo, g.hi, v)
-    return out
-
-
-def _arrays(sections: _Sections, base: Image, removals: dict[ListKind, tuple[list[int], Frame]],
-            n_globals: int, header: Header, budget: Budget) -> list[Array]:
-    """The target's arrays: merged from the base's and the ARRAYS section, then ROWS."""
-    got = sections.take(SectionType.ARRAYS)
-    entries = got[0] if got is not None else []
-    removed, rframe = removals.get(ListKind.ARRAYS, ([], None))
-    frame = got[1] if got is not None else rframe
-    # Bound memory before expanding repeat chunks: the data claim was checked against the
-    # spacecraft's limits, so a patch cannot make us allocate more than that. (Decoding
-    # ARRAYS already bounded the new arrays' lengths and their chunks.) Every global and
-    # element takes at least one byte (the machine model's ``slot_bytes``).
-    gone = set(removed)
-    needs = n_globals + sum(slot_bytes(a.lo, a.hi) * a.length
-                            for i, a in enumerate(base.arrays) if i not in gone) \
-        + sum(slot_bytes(e.lo, e.hi) * e.length for e in entries)
-    if needs > header.claims.data_bytes:
-        raise _reject(Reason.CLAIM_MISMATCH, f"the data needs at least {needs} bytes, "
-                      f"the header claims {header.claims.data_bytes}", "data",
-                      frame.offset if frame is not None else None)
-    new = []
-    for e in entries:
-        values: list[int] = []
-        for c in e.chunks:
-            values.extend(expand_chunk(c))
-        new.append(Array(e.name, bool(e.writable), e.lo, e.hi, tuple(values)))
-    merged = _merge(ListKind.ARRAYS, base.arrays, removed, [e.index for e in entries], new,
-                    frame)
-    del entries, got, new
-    return _apply_rows(sections, merged, budget)
-
-
-def _apply_rows(sections: _Sections, arrays: list[Array], budget: Budget) -> list[Array]:
-    got = _declared(sections, SectionType.ROWS, budget=budget,
-                    array_ranges=[(a.lo, a.hi) for a in arrays],
-                    array_lengths=[a.length for a in arrays])
-    if got is None:
-        return arrays
-    body, frame = got
-    for e in body:
-        a = arrays[e.index]
-        values = list(a.values)
-        pos = 0
-        for run in e.runs:  # decoding kept every run inside the array
-            start = pos + run.skip
-            end = start + chunk_length(run)
-            values[start:end] = expand_chunk(run)
-            pos = end
-        arrays[e.index] = Array(a.name, a.writable, a.lo, a.hi, tuple(values))
-    return arrays
 
 
 # --------------------------------------------------------------------------- verification

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import construct as cs
 
+from onboard.bounded_decoding import VarUInt
 from onboard.errors import OnboardError
 from onboard.patching.disk import Disk, FaultyDisk, PowerLoss
 from onboard.vm.image import Image, ImageError, ImageKind, decode_image
@@ -103,8 +104,8 @@ class Configuration:
 _SLOT = cs.Struct(
     "magic" / cs.Const(b"VVMS"),
     "format" / cs.Const(1, cs.Int8ub),
-    "config" / cs.Prefixed(cs.VarInt, cs.GreedyBytes),
-    "vmlets" / cs.PrefixedArray(cs.VarInt, cs.Prefixed(cs.VarInt, cs.GreedyBytes)),
+    "config" / cs.Prefixed(VarUInt, cs.GreedyBytes),
+    "vmlets" / cs.PrefixedArray(VarUInt, cs.Prefixed(VarUInt, cs.GreedyBytes)),
 )
 
 

@@ -205,7 +205,21 @@ class Image:
 #: memory for more.
 MAX_IMAGE_ELEMENTS = 1 << 20
 
-_Name = cs.PascalString(VarUInt, "utf8")
+#: A name: a UTF-8 string prefixed with its length in bytes.
+Name = cs.PascalString(VarUInt, "utf8")
+
+# The fields of each list's entries, in the order of the dataclasses above. The patch
+# format's section records (``onboard.patching.patch_format``) carry the same fields, with
+# the entry's index in front; globals and arrays travel there as a declaration with their
+# values apart (bit-packed), and a VMlet reference's hash may be left implied.
+VMLET_REF_NAME = ("name" / Name, "version" / VarUInt)
+DECLARATION = ("name" / Name, "writable" / StrictFlag, "lo" / VarSInt, "hi" / VarSInt)
+EXT_FIELDS = ("vmlet" / Name, "instr" / Name)
+CODE_UNIT_SHAPE = ("name" / Name, "n_params" / VarUInt, "n_locals" / VarUInt,
+                   "returns" / StrictFlag, "max_stack" / VarUInt)
+TASK_FIELDS = ("name" / Name, "period_ms" / VarUInt, "function" / VarUInt)
+RULE_FIELDS = ("text" / Name, "function" / VarUInt)
+
 _OptIndex = VarUInt  # 0 = none, else index + 1
 
 
@@ -260,30 +274,23 @@ _IMAGE = cs.Struct(
     "magic" / cs.Const(IMAGE_MAGIC),
     "format" / cs.Const(IMAGE_FORMAT, cs.Int8ub),
     "kind" / cs.Int8ub,
-    "name" / _Name,
+    "name" / Name,
     "version" / VarUInt,
-    "mission" / _Name,
-    "uses" / Counted(Record(
-        "name" / _Name, "version" / VarUInt, "hash" / cs.Bytes(CONTENT_HASH_BYTES)), 34),
-    "globals" / Counted(Record(
-        "name" / _Name, "writable" / StrictFlag, "lo" / VarSInt, "hi" / VarSInt,
-        "value" / VarSInt), 5),
-    "arrays" / Counted(Record(
-        "name" / _Name, "writable" / StrictFlag, "lo" / VarSInt, "hi" / VarSInt,
-        "values" / _Values()), 5),
-    "natives" / Counted(_Name, 1),
-    "env" / Counted(_Name, 1),
-    "ext" / Counted(Record("vmlet" / _Name, "instr" / _Name), 2),
+    "mission" / Name,
+    "uses" / Counted(Record(*VMLET_REF_NAME, "hash" / cs.Bytes(CONTENT_HASH_BYTES)), 34),
+    "globals" / Counted(Record(*DECLARATION, "value" / VarSInt), 5),
+    "arrays" / Counted(Record(*DECLARATION, "values" / _Values()), 5),
+    "natives" / Counted(Name, 1),
+    "env" / Counted(Name, 1),
+    "ext" / Counted(Record(*EXT_FIELDS), 2),
     "functions" / Counted(Record(
-        "name" / _Name, "n_params" / VarUInt, "n_locals" / VarUInt, "returns" / StrictFlag,
-        "max_stack" / VarUInt, "code" / cs.Prefixed(VarUInt, cs.GreedyBytes)), 6),
-    "tasks" / Counted(Record(
-        "name" / _Name, "period_ms" / VarUInt, "function" / VarUInt), 3),
-    "rules" / Counted(Record("text" / _Name, "function" / VarUInt), 2),
+        *CODE_UNIT_SHAPE, "code" / cs.Prefixed(VarUInt, cs.GreedyBytes)), 6),
+    "tasks" / Counted(Record(*TASK_FIELDS), 3),
+    "rules" / Counted(Record(*RULE_FIELDS), 2),
     "on_apply" / _OptIndex,
-    "instrs" / Counted(Record("name" / _Name, "function" / VarUInt), 2),
-    "exposes" / Counted(_Name, 1),
-    "hides" / Counted(_Name, 1),
+    "instrs" / Counted(Record("name" / Name, "function" / VarUInt), 2),
+    "exposes" / Counted(Name, 1),
+    "hides" / Counted(Name, 1),
     "on_load" / _OptIndex,
     cs.Terminated,
 )

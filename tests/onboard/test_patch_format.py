@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import TEST_KEY
 
+from onboard.bounded_decoding import VarSInt
 from onboard.patching.patch_format import (
     BODIES,
     CRC_BYTES,
@@ -23,7 +24,6 @@ from onboard.patching.patch_format import (
     Header,
     Reason,
     SectionType,
-    VarSInt,
     VarUInt,
     assemble,
     build_body,

@@ -175,3 +175,16 @@ def test_power_loss_at_every_write_leaves_old_or_new(tmp_path: Path, cycle: str,
         assert reopened.state().roles() == states[-1]
         assert Store.open(directory).check() == []
         shutil.rmtree(directory)
+
+
+def test_a_slot_file_reads_its_lengths_with_the_one_bounded_varint() -> None:
+    """Slot lengths are the formats' ``VarUInt``: an overlong encoding of the same length,
+    which construct's unbounded ``VarInt`` used to accept, is a malformed slot."""
+    c = config(3)
+    data = c.encode()
+    assert Configuration.decode(data) == c
+    length = len(c.config.encode())
+    assert length < 0x80 and data[5] == length  # one byte after magic and format
+    overlong = data[:5] + bytes([length | 0x80, 0x00]) + data[6:]
+    with pytest.raises(StoreError, match="malformed slot"):
+        Configuration.decode(overlong)
