@@ -14,6 +14,12 @@ sends, step by step. For every configuration of a step the ground:
    (committed, rolled back or rejected); a patch rejected for its base is packed again
    against the configuration the telemetry shows on board, and sent again.
 
+The ground judges every outcome from what the spacecraft downlinks (``ground.telemetry``:
+the receiver's report and the patch event log, each fate with its onboard time) and from
+the ledger, never from the satellite's internals. Only the closing check, whether the
+ledger's record agrees with what is really on board (``ScenarioReport.consistent``), looks at
+the simulated satellite itself: that is the simulator refereeing the ground.
+
 The ledger (``ground.ledger``) records the run: images, patches, passes, segments sent and
 acknowledged, every telemetry report. Everything random comes from the scenario's seed;
 the satellite's clock is the simulated one (its millisecond 0 is the scenario's start).
@@ -233,7 +239,7 @@ class PatchOutcome:
     seq: int | None = None
     share_used_percent: float | None = None
     uplink: PatchResult | None = None
-    fates: tuple[FateRecord, ...] = ()
+    fates: tuple[FateRecord, ...] = ()  # as the downlinked event log told them
     final: str = ""                    # committed, refused, rejected: REASON, rolled-back...
     expected: str | None = None
     recovery_of: str | None = None     # the rejected patch this one re-packs
@@ -273,7 +279,7 @@ class ScenarioReport:
     frames_sent: int
     bytes_sent: int
     frames_lost: int
-    onboard: dict[str, Any]
+    onboard: dict[str, Any]            # the satellite's own status at the end (the referee's)
     ground_config: str | None          # the hash the ledger says is on board
     bytes_per_day: int
     campaigns: tuple[SimulationResult, ...] = ()
@@ -297,7 +303,8 @@ class ScenarioReport:
 
     @property
     def consistent(self) -> bool:
-        """Whether the ground's record agrees with what is really on board."""
+        """Whether the ground's record agrees with what is really on board (the simulator
+        checking the ground; the ground itself never sees ``onboard``)."""
         return self.ground_config is not None and \
             self.onboard_config.startswith(self.ground_config.rstrip("0")[:16])
 

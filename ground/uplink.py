@@ -367,15 +367,17 @@ class _CampaignState:
     def logs(self, logs: list[WindowLog]) -> tuple[WindowLog, ...]:
         """The windows with what telemetry later told of them: the patches completed on
         board during each, and the shares held after it (from the next report read)."""
+        completed: dict[int, list[str]] = {}
+        for name, snd in self.sending.items():
+            during = [pos for pos, log in enumerate(logs) if snd.completed_at is not None
+                      and log.window.start <= snd.completed_at]
+            if during:
+                completed.setdefault(during[-1], []).append(name)
         out = []
         for pos, log in enumerate(logs):
-            w = log.window
-            completed = tuple(name for name, snd in self.sending.items()
-                              if snd.completed_at is not None
-                              and w.start <= snd.completed_at <= w.end)
             nxt = next((self.held_after[x.window.index] for x in logs[pos + 1:]
                         if x.window.index in self.held_after), ())
-            out.append(replace(log, completed=completed, held=nxt))
+            out.append(replace(log, completed=tuple(completed.get(pos, ())), held=nxt))
         return tuple(out)
 
     def result(self, p: UplinkPatch, last_plan: Plan | None) -> PatchResult:
