@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from ccl.pack import KEY_ENV, PackError, load_key
 from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, fail, refuse
 from ground.channel import Channel
 from ground.erasure import ErasureError
@@ -52,9 +54,12 @@ from ground.planner import (
     UplinkPatch,
     plan,
 )
-from ground.uplink import Faults, SimulationResult, WindowLog, simulate
+from ground.satellite import SimulatedSatellite
+from ground.uplink import Campaign, Faults, SimulationResult, WindowLog, simulate
 from onboard.link.tc_frames import MAX_SHARE_BYTES
 from onboard.mission import MissionError, MissionProfile, find_mission
+from onboard.patching.patcher import KeyRefused
+from onboard.sim.spacecraft import Spacecraft
 
 out = Console(highlight=False, soft_wrap=True, markup=False)  # names may hold brackets
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -347,6 +352,9 @@ def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, day
 @click.option("--link-key", "link_key_path", type=click.Path(dir_okay=False),
               help=f"The TC link key (from `ccl keygen --link`); default ${LINK_KEY_ENV}, else "
                    "the mission's development link key, which a flight profile refuses.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False),
+              help=f"The patch key of the simulated spacecraft; default ${KEY_ENV}, else the "
+                   "mission's development key, which a flight profile refuses.")
 @_LEDGER
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -354,8 +362,10 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
                  start: str | None, schedule: str, loss: float, seed: int, share_bytes: int,
                  confidence: float, cancel_p: float, report_loss: float, duplicate: float,
                  reorder: float, plot: str | None, link_key_path: str | None,
-                 ledger_opt: str | None, as_json: bool) -> None:
-    """Send PATCHes over simulated passes with loss; telemetry at each next pass."""
+                 key_path: str | None, ledger_opt: str | None, as_json: bool) -> None:
+    """Send PATCHes over simulated passes with loss to a simulated spacecraft (receiver,
+    VVM, patcher, store, nothing on board at first); what became of them is read from its
+    telemetry at each next pass."""
     profile, budget, windows, patches = _setup(ctx, mission, start, days, schedule,
                                                patch_specs)
     if link_key_path and not Path(link_key_path).is_file():
@@ -363,11 +373,14 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
               "FILE`")
     try:
         link = load_link_key(profile, Path(link_key_path) if link_key_path else None)
-    except GroundError as exc:
+        key = load_key(profile, Path(key_path) if key_path else None)
+    except (GroundError, PackError) as exc:
         refuse(exc, EXIT_REJECTED)
     begin = _start(profile, start)
-    channel = _channel(loss, duplicate, reorder)
-    faults = Faults(cancel_probability=cancel_p, report_loss_probability=report_loss)
+    settings = Campaign.for_mission(
+        profile, link.association(profile), channel=_channel(loss, duplicate, reorder),
+        seed=seed, share_bytes=share_bytes, confidence=confidence,
+        faults=Faults(cancel_probability=cancel_p, report_loss_probability=report_loss))
     try:
         ledger = Ledger(ledger_path(ledger_opt))
     except GroundError as exc:
@@ -376,7 +389,14 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
               "confidence": confidence, "cancel": cancel_p, "report_loss": report_loss,
               "duplicate": duplicate, "reorder": reorder,
               "patches": [p.name for p in patches]}
-    with ledger:
+    with ledger, tempfile.TemporaryDirectory(prefix="ccl-uplink-") as store:
+        try:
+            spacecraft = Spacecraft.create(profile, Path(store) / "store", key.secret,
+                                           link.secret, seed=seed)
+        except KeyRefused as exc:
+            fail(str(exc), f"give the mission's patch key with --key FILE or ${KEY_ENV}",
+                 EXIT_REJECTED)
+        satellite = SimulatedSatellite(spacecraft, windows[0].start)
         recorder = ledger.start_run("simulation", profile.name, seed, params)
         progress = Progress(TextColumn("[bold]uplink[/bold] {task.description}"), BarColumn(),
                             MofNCompleteColumn(), console=err, transient=True,
@@ -391,12 +411,8 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
                                 description=f"{_t(p.rise)} {p.station}: {what}")
 
             try:
-                result = simulate(patches, windows, channel, seed, profile.spacecraft_id,
-                                  patch_buffer_bytes(profile), share_bytes=share_bytes,
-                                  confidence=confidence, faults=faults,
-                                  memory=(profile.code_bytes, profile.data_bytes),
-                                  recorder=recorder, on_window=tick,
-                                  link=link.association(profile))
+                result = simulate(patches, windows, satellite, settings, recorder=recorder,
+                                  on_window=tick)
             except ErasureError as exc:
                 fail(str(exc), "split the change into smaller patches", EXIT_REJECTED)
     if plot:
@@ -422,7 +438,7 @@ def _summary_json(result: SimulationResult, budget: LinkBudget, loss: float,
     for p, j in zip(result.patches, data["patches"], strict=True):
         j["budget_days"] = round(p.bytes_sent / budget.bytes_per_day, 4)
         j["delivery_vs_bound"] = (round(delivery_vs_bound(p.bytes_sent, p.size, loss), 4)
-                                  if p.status == "complete" else None)
+                                  if p.completed_at is not None else None)
     return data
 
 
@@ -444,12 +460,16 @@ def _print_summary(result: SimulationResult, budget: LinkBudget, loss: float, ru
             line += (f"; k = {p.k} shares of {p.share_bytes} bytes, {p.frames_sent} frames "
                      f"sent, {p.frames_lost} lost, {p.bytes_sent / budget.bytes_per_day:.3f} "
                      "days of uplink budget")
-        if p.status == "complete":
+        if p.completed_at is not None:  # delivered, whatever the patcher made of it
             line += (f" = {delivery_vs_bound(p.bytes_sent, p.size, loss):.3f} x the bound; "
                      f"first frame {_t(p.first_sent)}, complete on board {_t(p.completed_at)}"
                      f" ({p.elapsed.total_seconds() / 3600 if p.elapsed else 0:.1f} h), "
                      f"confirmed by telemetry {_t(p.confirmed_at)}")
         out.print(line)
+        if p.fates:
+            out.print("  on board, as telemetry tells: " + ", ".join(
+                f"{f.status} {_t(f.time)}" for f in p.fates)
+                + (f" ({p.fates[-1].detail})" if p.fates[-1].detail else ""))
     if plot:
         out.print(f"timeline drawn to {plot}")
 

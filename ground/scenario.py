@@ -14,6 +14,12 @@ sends, step by step. For every configuration of a step the ground:
    (committed, rolled back or rejected); a patch rejected for its base is packed again
    against the configuration the telemetry shows on board, and sent again.
 
+The ground judges every outcome from what the spacecraft downlinks (``ground.telemetry``:
+the receiver's report and the patch event log, each fate with its onboard time) and from
+the ledger, never from the satellite's internals. Only the closing check, whether the
+ledger's record agrees with what is really on board (``ScenarioReport.consistent``), looks at
+the simulated satellite itself: that is the simulator refereeing the ground.
+
 The ledger (``ground.ledger``) records the run: images, patches, passes, segments sent and
 acknowledged, every telemetry report. Everything random comes from the scenario's seed;
 the satellite's clock is the simulated one (its millisecond 0 is the scenario's start).
@@ -55,7 +61,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,19 +76,28 @@ from ground.ledger import Ledger, RunRecorder
 from ground.link import LinkBudget, UplinkWindow, uplink_windows
 from ground.passes import compute_passes, default_start
 from ground.planner import UplinkPatch
-from ground.uplink import Faults, PatchResult, SimulationResult, WindowLog, simulate
+from ground.satellite import SimulatedSatellite
+from ground.telemetry import FateLog, FateRecord
+from ground.uplink import (
+    Campaign,
+    Faults,
+    PatchResult,
+    SimulationResult,
+    WindowLog,
+    simulate,
+)
+from onboard.link.downlink import DownlinkError, decode_downlink
 from onboard.link.link_security import LinkKeyRefused, SecurityAssociation, development_link_key
-from onboard.link.receiver import Receiver, Reception, Report, ReportError, decode_report
+from onboard.link.receiver import Report, ReportError, decode_report
 from onboard.mission import MissionError, MissionProfile, find_mission
 from onboard.patching.key_file import write_key_file
 from onboard.patching.patch_format import Reason, development_key, key_from_text
-from onboard.patching.patcher import FateStatus, KeyRefused, read_fate_code
+from onboard.patching.patcher import KeyRefused
 from onboard.patching.store import StoreError
 from onboard.sim.spacecraft import Spacecraft
 from onboard.vm.image import Image, decode_image
 
 EXPECTATIONS = ("committed", "refused", "rejected", "rolled-back")
-FINAL = frozenset({FateStatus.COMMITTED, FateStatus.ROLLED_BACK, FateStatus.REJECTED})
 
 
 class ScenarioError(GroundError):
@@ -211,15 +226,6 @@ def load_scenario(path: Path) -> Scenario:
 
 
 @dataclass(frozen=True)
-class FateRecord:
-    """A fate of a patch on board, when it happened (the satellite's truth)."""
-
-    time: datetime
-    status: str
-    detail: str
-
-
-@dataclass(frozen=True)
 class PatchOutcome:
     """What became of one configuration the scenario sends."""
 
@@ -233,7 +239,7 @@ class PatchOutcome:
     seq: int | None = None
     share_used_percent: float | None = None
     uplink: PatchResult | None = None
-    fates: tuple[FateRecord, ...] = ()
+    fates: tuple[FateRecord, ...] = ()  # as the downlinked event log told them
     final: str = ""                    # committed, refused, rejected: REASON, rolled-back...
     expected: str | None = None
     recovery_of: str | None = None     # the rejected patch this one re-packs
@@ -273,7 +279,7 @@ class ScenarioReport:
     frames_sent: int
     bytes_sent: int
     frames_lost: int
-    onboard: dict[str, Any]
+    onboard: dict[str, Any]            # the satellite's own status at the end (the referee's)
     ground_config: str | None          # the hash the ledger says is on board
     bytes_per_day: int
     campaigns: tuple[SimulationResult, ...] = ()
@@ -297,7 +303,8 @@ class ScenarioReport:
 
     @property
     def consistent(self) -> bool:
-        """Whether the ground's record agrees with what is really on board."""
+        """Whether the ground's record agrees with what is really on board (the simulator
+        checking the ground; the ground itself never sees ``onboard``)."""
         return self.ground_config is not None and \
             self.onboard_config.startswith(self.ground_config.rstrip("0")[:16])
 
@@ -321,12 +328,14 @@ class ScenarioReport:
 
 
 class _Recorder:
-    """The ledger's recorder, keeping the last telemetry report the ground received."""
+    """The ledger's recorder, keeping the last telemetry report the ground received and
+    every patch event downlinked."""
 
-    def __init__(self, inner: RunRecorder) -> None:
+    def __init__(self, inner: RunRecorder, epoch: datetime) -> None:
         self.inner = inner
         self.last: Report | None = None
         self.last_window: int | None = None
+        self.fates = FateLog(epoch)
 
     def window(self, window: UplinkWindow, cancelled: bool) -> None:
         self.inner.window(window, cancelled)
@@ -339,35 +348,19 @@ class _Recorder:
         self.inner.sent(window, patch, transfer, share, nbytes, at)
 
     def report(self, window: UplinkWindow, raw: bytes, report: Report) -> None:
+        """A downlink ``raw`` read at ``window`` (``report``: its receiver report)."""
         self.inner.report(window, raw, report)
+        self.fates.learn(decode_downlink(raw))
         self.last, self.last_window = report, window.index
 
-
-class _Link:
-    """The satellite as the uplink simulation sees it: its clock follows ground time."""
-
-    def __init__(self, spacecraft: Spacecraft, epoch: datetime) -> None:
-        self.spacecraft = spacecraft
-        self.epoch = epoch
-
-    @property
-    def receiver(self) -> Receiver:
-        return self.spacecraft.receiver
-
-    def ms(self, t: datetime) -> int:
-        return int((t - self.epoch) / timedelta(milliseconds=1))
-
-    def time(self, ms: int) -> datetime:
-        return self.epoch + timedelta(milliseconds=ms)
-
-    def advance(self, t: datetime) -> None:
-        self.spacecraft.run_until(self.ms(t))
-
-    def receive(self, frame: bytes) -> Reception:
-        return self.spacecraft.receive(frame)
-
-    def report(self) -> bytes:
-        return self.spacecraft.report()
+    def downlinked(self, window: UplinkWindow, raw: bytes) -> bool:
+        """Read and record a downlink packet; False if it cannot be read."""
+        try:
+            report = decode_report(decode_downlink(raw).report)
+        except (DownlinkError, ReportError):
+            return False
+        self.report(window, raw, report)
+        return True
 
 
 @dataclass
@@ -391,7 +384,7 @@ class _Ground:
     compiler: Compiler
     ledger: Ledger
     recorder: _Recorder
-    link: _Link
+    link: SimulatedSatellite
     windows: list[UplinkWindow]
     key: bytes
     association: SecurityAssociation  # of the TC link
@@ -473,14 +466,12 @@ class _Ground:
         first = windows[0].index
         faults = Faults(cancelled=frozenset(first + i for i in step.cancelled),
                         lost_reports=frozenset(first + i for i in step.lost_reports))
+        settings = Campaign.for_mission(self.profile, self.association,
+                                        channel=self.scenario.channel, seed=self._seed(),
+                                        faults=faults, first_transfer=self.next_transfer,
+                                        counters=self.counters)
         try:
-            result = simulate(patches, windows, self.scenario.channel, self._seed(),
-                              self.profile.spacecraft_id, self.profile.patch_buffer_bytes,
-                              faults=faults, memory=(self.profile.code_bytes,
-                                                     self.profile.data_bytes),
-                              recorder=self.recorder, onboard=self.link,
-                              first_transfer=self.next_transfer, link=self.association,
-                              counters=self.counters)
+            result = simulate(patches, windows, self.link, settings, recorder=self.recorder)
         except ValueError as exc:  # e.g. a patch too large to erasure-code
             raise ScenarioError(f"{step.title}: {exc}", "split the change") from None
         self.results.extend(result.patches)
@@ -514,41 +505,17 @@ class _Ground:
             if cancelled or w.index in faults.lost_reports:
                 continue
             self.link.advance(w.start)
-            raw = self.link.report()
-            try:
-                self.recorder.report(w, raw, decode_report(raw))
-            except ReportError:
-                continue
-            self.say(f"telemetry at {w.start:%Y-%m-%d %H:%M} ({w.pass_.station})")
+            if self.recorder.downlinked(w, self.link.downlink()):
+                self.say(f"telemetry at {w.start:%Y-%m-%d %H:%M} ({w.pass_.station})")
 
     def _final(self, transfer: int) -> bool:
         """Whether the ground has seen this transfer's final fate in telemetry."""
-        last = self.recorder.last
-        entry = last.transfer(transfer) if last is not None else None
-        if entry is None or entry.fate is None:
-            return False
-        try:
-            status, _ = read_fate_code(entry.fate)
-        except ValueError:
-            return True
-        return status in FINAL
-
-    def _onboard_fates(self, transfer: int | None) -> tuple[FateRecord, ...]:
-        rc = self.link.spacecraft.reconfiguration
-        out = []
-        for e in rc.events:
-            if e.ticket != transfer:
-                continue
-            f = e.fate
-            detail = f.message
-            if f.reason is not None:
-                detail = f"{f.reason.value}: {f.message}"
-            out.append(FateRecord(self.link.time(e.time_ms), f.status.value, detail))
-        return tuple(out)
+        fates = self.recorder.fates.fates(transfer)
+        return bool(fates) and fates[-1].final
 
     def _outcome(self, p: _Pending, patch: UplinkPatch, kind: str, seq: int,
                  r: PatchResult) -> PatchOutcome:
-        fates = self._onboard_fates(r.transfer)
+        fates = self.recorder.fates.fates(r.transfer)
         final = fates[-1].status if fates else ("undelivered" if r.status != "complete"
                                                 else "complete")
         if final == "rejected":
@@ -590,10 +557,9 @@ class _Ground:
         if self.recorder.last_window == w.index:
             return
         self.link.advance(w.start)
-        raw = self.link.report()
         self.recorder.window(w, False)
-        self.recorder.report(w, raw, decode_report(raw))
-        self.say(f"telemetry at {w.start:%Y-%m-%d %H:%M} ({w.pass_.station})")
+        if self.recorder.downlinked(w, self.link.downlink()):
+            self.say(f"telemetry at {w.start:%Y-%m-%d %H:%M} ({w.pass_.station})")
 
     # -- a whole step
 
@@ -668,8 +634,9 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
                                           {"scenario": scenario.name,
                                            "file": str(scenario.path),
                                            "start": start.isoformat(),
-                                           "loss": scenario.channel.loss}))
-    ground = _Ground(scenario, profile, compiler, ledger, recorder, _Link(spacecraft, start),
+                                           "loss": scenario.channel.loss}), start)
+    ground = _Ground(scenario, profile, compiler, ledger, recorder,
+                     SimulatedSatellite(spacecraft, start),
                      windows, key, SecurityAssociation(profile.receiver.spi, link_key),
                      on_event=on_event)
     if scenario.onboard_config is not None:

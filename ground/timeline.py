@@ -2,8 +2,9 @@
 
 Top: every uplink window at its time -- bytes sent per patch (stacked bars), frames lost
 (red), cancelled passes (grey band) and lost telemetry reports (x). Bottom: the fraction of
-each patch's k shares held on board after each window, with its completion on board (solid
-line) and its confirmation on the ground by the next telemetry (dashed line). Activation is
+each patch's k shares held on board after each window, as the next telemetry report told,
+with its completion on board (solid line, dated by the downlinked event log) and its
+confirmation on the ground by the next telemetry (dashed line). Activation is
 drawn when the caller knows it (the onboard patcher's time of activation, per patch).
 """
 

@@ -2,9 +2,10 @@
 
 At every uplink window, in order:
 
-1. The satellite's telemetry report is downlinked (unless the pass is cancelled or the
-   report is lost): for each transfer, the bitmap of shares held, or that it is complete and
-   the patcher's fate, and the configuration hash on board. The ground updates its view.
+1. The satellite's telemetry is downlinked (unless the pass is cancelled or the report is
+   lost): for each transfer, the bitmap of shares held, or that it is complete and the
+   patcher's fate, the configuration hash on board, and the patch event log. The ground
+   updates its view.
 2. The planner (``ground/planner.py``) re-plans with that view; the ground executes the plan
    of this window only.
 3. For each patch given frames, the ground picks the share ids to send: shares never sent
@@ -16,26 +17,29 @@ At every uplink window, in order:
    arrives. Every frame is authenticated under the link's security association (``link``),
    with a security sequence number that runs on across campaigns (``counters``; a
    duplicated frame is dropped on board as a replay). The receiver hands each complete
-   patch to the patcher through its single ``Handoff``.
+   patch to the patcher once; the ground hears of it at the next downlink.
 
 The loop stops when telemetry has confirmed every patch complete (or the patch was refused),
 or when the windows run out. Cancelled passes and lost reports only cost time: the reports
 are cumulative. A transfer telemetry reports corrupt or evicted is sent again under a new
-transfer id. Everything random comes from one ``random.Random(seed)``.
+transfer id. Everything random on the ground comes from one ``random.Random(seed)``.
 
-The onboard side past the receiver is two callables: ``handoff`` (the patcher's entry:
-transfer id and patch bytes in, fate code out) and ``config_hash`` (the configuration on
-board, for telemetry). When they are not given, ``SimulatedPatcher`` stands in: it accepts a
-patch whose base (when known) is the configuration on board, and then holds the patch's
-target configuration.
+The satellite is the one onboard stack (``ground.satellite``: receiver, VVM, patcher and
+store, ``onboard.sim.spacecraft``), driven up to every event. The ground learns what became
+of each patch only from the downlink (``onboard.link.downlink``): the receiver's report
+(shares held, transfers complete, the latest fate code) and the patch event log (every fate,
+received to committed, rolled back or rejected with its reason, with its onboard time). A
+patch is *complete* once telemetry shows it complete on board and its fate not failed; a
+patch the patcher refuses (bytes that are not a valid patch for this spacecraft, a wrong
+base...) is *rejected*, with the reason telemetry gives. When on board it was completed is
+the time of its first event (the receiver hands it over with the frame that completes it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -51,40 +55,34 @@ from ground.planner import (
     TransferView,
     UplinkPatch,
     plan,
-    same_config,
 )
+from ground.telemetry import FateLog, FateRecord
+from onboard.link.downlink import DownlinkError, decode_downlink
 from onboard.link.erasure import MAX_SHARES
 from onboard.link.link_security import SecurityAssociation
 from onboard.link.receiver import (
-    FATE_ACCEPTED,
-    Handoff,
-    Outcome,
-    Receiver,
-    Reception,
     Report,
     ReportError,
     TransferState,
     decode_report,
 )
-from onboard.patching.patch_format import REASON_NUMBERS, Reason
-from onboard.patching.patcher import REJECTED_BASE, fate_code_text, fate_failed
-
-#: The fate code of a patch refused for its base (what ``SimulatedPatcher`` answers).
-FATE_WRONG_BASE = REJECTED_BASE + REASON_NUMBERS[Reason.WRONG_BASE]
+from onboard.mission import MissionProfile
+from onboard.patching.patcher import fate_code_text, fate_failed
 
 
 class Onboard(Protocol):
-    """A simulated satellite behind the receiver (``ground.scenario`` wraps an
-    ``onboard.sim.spacecraft.Spacecraft``): its clock follows the ground's."""
+    """A simulated satellite as the ground meets it (``ground.satellite.SimulatedSatellite``):
+    frames up, a downlink packet at a pass, nothing else; its clock follows the ground's."""
 
     @property
-    def receiver(self) -> Receiver: ...
+    def epoch(self) -> datetime:
+        """The ground time of onboard millisecond 0 (the ground's time correlation)."""
     def advance(self, t: datetime) -> None:
         """Run the satellite up to ground time ``t``."""
-    def receive(self, frame: bytes) -> Reception:
+    def receive(self, frame: bytes) -> None:
         """A TC frame arrives now."""
-    def report(self) -> bytes:
-        """The telemetry report it would downlink now."""
+    def downlink(self) -> bytes:
+        """The telemetry it downlinks now (``onboard.link.downlink``)."""
 
 
 class Recorder(Protocol):
@@ -107,24 +105,36 @@ class Faults:
     report_loss_probability: float = 0.0
 
 
-@dataclass
-class SimulatedPatcher:
-    """The stand-in onboard patcher: accepts a patch if its base is on board (when known)."""
+@dataclass(frozen=True)
+class Campaign:
+    """The settings of one simulated uplink campaign.
 
-    patches: Mapping[bytes, UplinkPatch]      # by SHA-256 of the bytes
-    config_hash: bytes = bytes(32)
-    clock: Callable[[], datetime] | None = None
-    delivered: list[tuple[int, bytes, datetime | None]] = field(default_factory=list)
+    ``spacecraft_id``, ``storage_bytes`` (the receiver's share storage) and ``memory`` (code
+    and data bytes) are what the ground plans with (``Campaign.for_mission`` takes them from
+    the mission profile); frames are authenticated under ``link``, the ground's end of the
+    TC link. Transfers are numbered from ``first_transfer`` and security sequence numbers
+    go on after ``counters`` (a later campaign to the same satellite goes on from where the
+    last stopped: ``SimulationResult.counters``).
+    """
 
-    def __call__(self, transfer: int, data: bytes) -> int:
-        self.delivered.append((transfer, data, self.clock() if self.clock else None))
-        p = self.patches.get(hashlib.sha256(data).digest())
-        if p is not None and p.base_hash is not None and not same_config(p.base_hash,
-                                                                          self.config_hash):
-            return FATE_WRONG_BASE
-        if p is not None and p.target_hash is not None:
-            self.config_hash = p.target_hash
-        return FATE_ACCEPTED
+    spacecraft_id: int
+    storage_bytes: int
+    link: SecurityAssociation
+    channel: Channel = Channel()
+    seed: int = 1
+    share_bytes: int = DEFAULT_SHARE_BYTES
+    confidence: float = DEFAULT_CONFIDENCE
+    faults: Faults = Faults()
+    memory: tuple[int, int] | None = None
+    first_transfer: int = 1
+    counters: framing.Counters = framing.Counters()
+
+    @staticmethod
+    def for_mission(profile: MissionProfile, link: SecurityAssociation,
+                    **settings: Any) -> Campaign:
+        """A campaign to ``profile``'s spacecraft: its id, receive storage and memory."""
+        return Campaign(profile.spacecraft_id, profile.patch_buffer_bytes, link,
+                        memory=(profile.code_bytes, profile.data_bytes), **settings)
 
 
 @dataclass(frozen=True)
@@ -133,7 +143,7 @@ class PatchResult:
 
     name: str
     size: int
-    status: str                        # complete, refused, waiting, incomplete
+    status: str                        # complete, rejected, refused, waiting, incomplete
     reason: str = ""
     transfer: int | None = None
     k: int = 0
@@ -144,7 +154,8 @@ class PatchResult:
     first_sent: datetime | None = None
     completed_at: datetime | None = None   # on board: the frame that completed it
     confirmed_at: datetime | None = None   # on the ground: the telemetry that said so
-    fate: int | None = None
+    fate: int | None = None                # the latest fate code telemetry gave
+    fates: tuple[FateRecord, ...] = ()     # every fate on board, as telemetry told them
 
     @property
     def elapsed(self) -> timedelta | None:
@@ -162,6 +173,8 @@ class PatchResult:
                 "bytes_sent": self.bytes_sent, "frames_lost": self.frames_lost,
                 "first_sent": iso(self.first_sent), "completed_at": iso(self.completed_at),
                 "confirmed_at": iso(self.confirmed_at), "fate": self.fate,
+                "fates": [{"time": iso(f.time), "status": f.status, "detail": f.detail}
+                          for f in self.fates],
                 "elapsed_h": round(self.elapsed.total_seconds() / 3600, 3)
                 if self.elapsed else None}
 
@@ -255,42 +268,43 @@ def apply_report(view: OnboardView, report: Report, transfers: Mapping[int, str]
     return OnboardView(report.config_hash, out)
 
 
-class _Campaign:
-    """The state of one simulated campaign: the ground's view and counters, the channel's
-    random stream, and the onboard receiver."""
+class _CampaignState:
+    """The state of one simulated campaign: the ground's view, what it learnt from
+    telemetry, its counters, and the channel's random stream."""
 
-    def __init__(self, patches: Sequence[UplinkPatch], channel: Channel, rng: random.Random,
-                 spacecraft_id: int, receiver: Receiver, share_bytes: int,
-                 recorder: Recorder | None, link: SecurityAssociation,
-                 counters: framing.Counters, first_transfer: int = 1,
-                 onboard: Onboard | None = None) -> None:
+    def __init__(self, patches: Sequence[UplinkPatch], settings: Campaign, onboard: Onboard,
+                 recorder: Recorder | None) -> None:
         self.patches = list(patches)
-        self.channel = channel
-        self.rng = rng
-        self.spacecraft_id = spacecraft_id
-        self.receiver = receiver
-        self.share_bytes = share_bytes
+        self.settings = settings
+        self.onboard = onboard
         self.recorder = recorder
+        self.rng = random.Random(settings.seed)
         self.view = OnboardView()
+        self.fates = FateLog(onboard.epoch)
         self.sending: dict[str, _Sending] = {}
         self.by_transfer: dict[int, str] = {}
         self.refused: dict[str, str] = {}
-        self.link = link
-        self.counters = counters
-        self.first_transfer = first_transfer
-        self.onboard = onboard
+        self.counters = settings.counters
+        self.held_after: dict[int, tuple[tuple[str, int, int], ...]] = {}
 
     def downlink(self, w: UplinkWindow, raw: bytes) -> bool:
-        """Take a telemetry report; False if it cannot be read."""
+        """Take a downlink packet; False if it cannot be read."""
         try:
-            report = decode_report(raw)
-        except ReportError:
+            packet = decode_downlink(raw)
+            report = decode_report(packet.report)
+        except (DownlinkError, ReportError):
             return False
+        self.fates.learn(packet)
         self.view = apply_report(self.view, report, self.by_transfer)
         for name, snd in self.sending.items():
             tv = self.view.transfers.get(name)
             if tv is not None and tv.complete and snd.confirmed_at is None:
                 snd.confirmed_at = w.start
+                fates = self.fates.fates(snd.transfer)
+                snd.completed_at = fates[0].time if fates else None
+        self.held_after[w.index] = tuple(
+            (name, tv.k if tv.complete else len(tv.received), tv.k)
+            for name, tv in self.view.transfers.items() if name in self.sending)
         if self.recorder:
             self.recorder.report(w, raw, report)
         return True
@@ -303,10 +317,11 @@ class _Campaign:
     def frames_for(self, name: str, n: int) -> list[framing.Frame]:
         """``n`` frames of patch ``name``, starting its transfer if needed."""
         snd = self.sending.get(name)
+        s = self.settings
         if snd is None or name not in self.view.transfers:  # new, or closed as corrupt
             p = next(x for x in self.patches if x.name == name)
-            enc = erasure.encode(p.data, self.share_bytes)
-            tid = len(self.by_transfer) + self.first_transfer
+            enc = erasure.encode(p.data, s.share_bytes)
+            tid = len(self.by_transfer) + s.first_transfer
             if snd is None:
                 snd = self.sending[name] = _Sending(p, enc, tid)
             snd.transfer = tid
@@ -317,30 +332,21 @@ class _Campaign:
         tv = self.view.transfers[name]
         ids = choose_shares(tv, n)
         frames, self.counters = framing.frames(snd.encoded, snd.transfer, ids,
-                                               self.spacecraft_id, self.counters, self.link)
+                                               s.spacecraft_id, self.counters, s.link)
         self._set(name, replace(tv, sent=tv.sent | set(ids), unconfirmed=tv.unconfirmed | set(ids)))
         return frames
 
     def _set(self, name: str, tv: TransferView) -> None:
         self.view = OnboardView(self.view.config_hash, {**self.view.transfers, name: tv})
 
-    def transmit(self, w: UplinkWindow, out: list[tuple[str, framing.Frame]],
-                 clock: list[datetime]) -> WindowLog:
-        """Send the frames of one window through the channel to the receiver."""
+    def transmit(self, w: UplinkWindow, out: list[tuple[str, framing.Frame]]) -> WindowLog:
+        """Send the frames of one window through the channel to the satellite."""
         times = w.send_times([len(f.raw) for _, f in out])
-        delivery = transmit(self.channel, [w.pass_.elevation_at(t) for t in times], self.rng)
-        completed = []
+        delivery = transmit(self.settings.channel, [w.pass_.elevation_at(t) for t in times],
+                            self.rng)
         for i in delivery.arrived:
-            clock[0] = times[i]
-            name, f = out[i]
-            if self.onboard is not None:
-                self.onboard.advance(times[i])
-                reception = self.onboard.receive(f.raw)
-            else:
-                reception = self.receiver.accept(f.raw, _ms(times[i]))
-            if reception.outcome is Outcome.COMPLETED:
-                self.sending[name].completed_at = times[i]
-                completed.append(name)
+            self.onboard.advance(times[i])
+            self.onboard.receive(out[i][1].raw)
         per_patch: dict[str, list[int]] = {}
         for i, (name, f) in enumerate(out):
             snd = self.sending[name]
@@ -354,16 +360,28 @@ class _Campaign:
                 self.recorder.sent(w, name, f.transfer, f.share, len(f.raw), times[i])
         for i in delivery.lost:
             self.sending[out[i][0]].frames_lost += 1
-        held = tuple((name, snd.encoded.k if snd.completed_at else
-                      len(self.receiver.received(snd.transfer)), snd.encoded.k)
-                     for name, snd in self.sending.items())
         return WindowLog(w, False, True, len(out), sum(len(f.raw) for _, f in out),
                          len(delivery.lost), delivery.burst_lost, len(delivery.arrived),
-                         tuple(completed), tuple((n, c[0], c[1]) for n, c in per_patch.items()),
-                         held)
+                         per_patch=tuple((n, c[0], c[1]) for n, c in per_patch.items()))
+
+    def logs(self, logs: list[WindowLog]) -> tuple[WindowLog, ...]:
+        """The windows with what telemetry later told of them: the patches completed on
+        board during each, and the shares held after it (from the next report read)."""
+        completed: dict[int, list[str]] = {}
+        for name, snd in self.sending.items():
+            during = [pos for pos, log in enumerate(logs) if snd.completed_at is not None
+                      and log.window.start <= snd.completed_at]
+            if during:
+                completed.setdefault(during[-1], []).append(name)
+        out = []
+        for pos, log in enumerate(logs):
+            nxt = next((self.held_after[x.window.index] for x in logs[pos + 1:]
+                        if x.window.index in self.held_after), ())
+            out.append(replace(log, completed=tuple(completed.get(pos, ())), held=nxt))
+        return tuple(out)
 
     def result(self, p: UplinkPatch, last_plan: Plan | None) -> PatchResult:
-        """What became of patch ``p``."""
+        """What became of patch ``p``, as far as telemetry told."""
         snd, refusal = self.sending.get(p.name), self.refused.get(p.name)
         if snd is None:
             reason = refusal or ""
@@ -374,72 +392,49 @@ class _Campaign:
         v = self.view.transfers.get(p.name) or TransferView(snd.transfer, snd.encoded.k,
                                                             snd.encoded.share_bytes)
         if v.complete and v.fate is not None and fate_failed(v.fate):
-            status, reason = "rejected", f"failed on board ({fate_code_text(v.fate)})"
-        elif snd.completed_at is not None:
+            status = "rejected"
+            reason = "on board: " + fate_code_text(v.fate).removeprefix("rejected: ")
+        elif v.complete:
             status, reason = "complete", ""
         else:
             status, reason = "incomplete", refusal or "the windows ran out"
         return PatchResult(p.name, len(p.data), status, reason, snd.transfer, v.k,
                            v.share_bytes, snd.frames_sent, snd.bytes_sent, snd.frames_lost,
-                           snd.first_sent, snd.completed_at, snd.confirmed_at, v.fate)
+                           snd.first_sent, snd.completed_at, snd.confirmed_at, v.fate,
+                           self.fates.fates(snd.transfer))
 
 
-def simulate(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], channel: Channel,
-             seed: int, spacecraft_id: int, storage_bytes: int, *,
-             link: SecurityAssociation, counters: framing.Counters | None = None,
-             share_bytes: int = DEFAULT_SHARE_BYTES, confidence: float = DEFAULT_CONFIDENCE,
-             faults: Faults = Faults(), initial_config: bytes = bytes(32),
-             handoff: Handoff | None = None, config_hash: Callable[[], bytes] | None = None,
-             memory: tuple[int, int] | None = None, recorder: Recorder | None = None,
-             on_window: Callable[[WindowLog], None] | None = None,
-             onboard: Onboard | None = None, first_transfer: int = 1) -> SimulationResult:
-    """Send ``patches`` over ``windows`` through ``channel`` to a simulated receiver.
+def simulate(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], onboard: Onboard,
+             settings: Campaign, *, recorder: Recorder | None = None,
+             on_window: Callable[[WindowLog], None] | None = None) -> SimulationResult:
+    """Send ``patches`` over ``windows`` to the simulated satellite ``onboard`` under the
+    campaign ``settings``, reading its downlink at every pass (see the module docstring).
 
-    ``handoff`` receives every complete patch exactly once and ``config_hash`` says what
-    configuration is on board (default for both: a ``SimulatedPatcher``); or ``onboard`` is
-    a whole simulated satellite, with its own receiver, run up to every event. Frames are
-    authenticated under ``link`` (the simulated receiver, when there is no ``onboard``, uses
-    the same association). Transfers are numbered from ``first_transfer`` and sequence
-    counters start after ``counters`` (a later campaign to the same receiver goes on from
-    where the last one stopped: ``SimulationResult.counters``). ``recorder`` (a ledger)
-    records passes, segments sent and reports; ``on_window`` is called after every window
-    (progress display).
+    ``recorder`` (a ledger) records passes, segments sent and reports; ``on_window`` is
+    called after every window (progress display).
     """
     names = [p.name for p in patches]
     if len(set(names)) != len(names):
         raise ValueError("patch names must be distinct")
-    rng = random.Random(seed)
-    clock: list[datetime] = [windows[0].start if windows else datetime.min]
-    patcher = SimulatedPatcher({hashlib.sha256(p.data).digest(): p for p in patches},
-                               initial_config, clock=lambda: clock[0])
-    if handoff is None or config_hash is None:
-        handoff = handoff or patcher
-        config_hash = config_hash or (lambda: patcher.config_hash)
-    receiver = onboard.receiver if onboard is not None else \
-        Receiver(spacecraft_id, handoff, storage_bytes, link)
-    c = _Campaign(patches, channel, rng, spacecraft_id, receiver, share_bytes, recorder, link,
-                  counters or framing.Counters(), first_transfer, onboard)
+    c = _CampaignState(patches, settings, onboard, recorder)
+    faults = settings.faults
     logs: list[WindowLog] = []
     last_plan: Plan | None = None
 
     for pos, w in enumerate(windows):
-        clock[0] = w.start
         cancelled = w.index in faults.cancelled or (
-            faults.cancel_probability > 0 and rng.random() < faults.cancel_probability)
+            faults.cancel_probability > 0 and c.rng.random() < faults.cancel_probability)
         if recorder:
             recorder.window(w, cancelled)
         if cancelled:
             logs.append(WindowLog(w, cancelled=True))
         else:
             # 1. telemetry made on board at the start of the pass, downlinked now
-            if onboard is not None:
-                onboard.advance(w.start)
-                raw = onboard.report()
-            else:
-                raw = receiver.report(_ms(w.start), config_hash())
+            onboard.advance(w.start)
+            raw = onboard.downlink()
             lost = w.index in faults.lost_reports or (
                 faults.report_loss_probability > 0
-                and rng.random() < faults.report_loss_probability)
+                and c.rng.random() < faults.report_loss_probability)
             report_ok = not lost and c.downlink(w, raw)
             active = c.active()
             if not active:
@@ -448,19 +443,16 @@ def simulate(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], ch
                     on_window(logs[-1])
                 break
             # 2. re-plan with the latest view; execute this window only
-            last_plan = plan(active, windows[pos:], c.view, channel, storage_bytes,
-                             share_bytes, confidence, memory)
+            last_plan = plan(active, windows[pos:], c.view, settings.channel,
+                             settings.storage_bytes, settings.share_bytes, settings.confidence,
+                             settings.memory)
             c.refused.update((pp.name, pp.reason) for pp in last_plan.patches
                              if pp.status is Status.REFUSED)
             out = [(a.patch, f) for a in last_plan.for_window(w.index)
                    for f in c.frames_for(a.patch, a.frames)]
             # 3. transmit around the culmination; the channel decides what arrives
-            logs.append(replace(c.transmit(w, out, clock), report_received=report_ok))
+            logs.append(replace(c.transmit(w, out), report_received=report_ok))
         if on_window:
             on_window(logs[-1])
-    return SimulationResult(tuple(c.result(p, last_plan) for p in patches), tuple(logs), seed,
-                            c.counters)
-
-
-def _ms(t: datetime) -> int:
-    return int(t.timestamp() * 1000)
+    return SimulationResult(tuple(c.result(p, last_plan) for p in patches), c.logs(logs),
+                            settings.seed, c.counters)

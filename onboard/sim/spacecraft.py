@@ -7,7 +7,7 @@ This is what an end-to-end simulation drives from the ground side::
     sc.install(config_image, vmlet_images)      # what was loaded before launch (optional)
     sc.run_until(t_ms)                          # the tasks run, patches are handled
     sc.receive(frame_bytes)                     # a TC frame arrives during a pass
-    raw = sc.report()                           # telemetry for the next pass
+    raw = sc.downlink()                         # telemetry for the next pass
     sc.reboot()                                 # a reset: only the store survives
 
 The receiver authenticates every frame with the mission's link key (``key`` is the patch
@@ -15,7 +15,9 @@ key, ``link_key`` the link key; a flight profile refuses the development ones) a
 each complete patch to the VVM (``VVM.receive_patch``, ticket = the receiver's ticket: the
 transfer id on its first use); every later fate of the patch (staged, active, committed,
 rejected, rolled back) is written back into the receiver, so the next telemetry report
-carries it.
+carries it, and logged with its onboard time in the patch event log. ``downlink`` is what
+the ground receives at a pass (``onboard.link.downlink``): the receiver's report and that
+log -- all it ever learns of the spacecraft.
 Everything runs on the simulated clock: host time never enters.
 
 A reset (``reboot``) loses everything but the configuration store -- the VVM's memory, the
@@ -31,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from onboard.link.downlink import EventLog, encode_downlink
 from onboard.link.link_security import check_link_key
 from onboard.link.receiver import Receiver, Reception
 from onboard.mission import MissionProfile
@@ -53,6 +56,7 @@ class Spacecraft:
     store: Store
     key: bytes
     link_key: bytes
+    events: EventLog  # downlinked; kept across resets (as in mass memory)
 
     @staticmethod
     def create(profile: MissionProfile, directory: Path, key: bytes, link_key: bytes, *,
@@ -62,7 +66,7 @@ class Spacecraft:
         refuses; the link key is checked before the store is created."""
         check_link_key(profile, link_key)
         return Spacecraft._assemble(profile, Store.init(directory), key, link_key,
-                                    mission_host(profile, seed), probation_frames)
+                                    mission_host(profile, seed), probation_frames, EventLog())
 
     def reboot(self) -> None:
         """A reset now: the onboard software starts again from the store (see the module
@@ -70,7 +74,7 @@ class Spacecraft:
         patcher = self.reconfiguration.patcher
         fresh = Spacecraft._assemble(self.vvm.profile, Store.open(self.store.directory),
                                      self.key, self.link_key, self.vvm.host,
-                                     patcher.probation_frames)
+                                     patcher.probation_frames, self.events)
         fresh.vvm.scheduler.now_ms = self.vvm.now_ms
         start(fresh.reconfiguration, None)
         self.vvm, self.receiver, self.store = fresh.vvm, fresh.receiver, fresh.store
@@ -78,7 +82,7 @@ class Spacecraft:
 
     @staticmethod
     def _assemble(profile: MissionProfile, store: Store, key: bytes, link_key: bytes,
-                  host: Host, probation_frames: int | None) -> Spacecraft:
+                  host: Host, probation_frames: int | None, events: EventLog) -> Spacecraft:
         patcher = Patcher(profile, store, key, probation_frames=probation_frames)
         vvm = VVM(profile, host)
         reconfiguration = Reconfiguration(vvm, patcher)
@@ -90,9 +94,10 @@ class Spacecraft:
 
         def fate_changed(ticket: int, fate: Fate) -> None:
             receiver.set_fate(ticket, fate.code)
+            events.log(vvm.now_ms, ticket, fate.code, fate.message)
 
         reconfiguration.listeners.append(fate_changed)
-        return Spacecraft(vvm, reconfiguration, receiver, store, key, link_key)
+        return Spacecraft(vvm, reconfiguration, receiver, store, key, link_key, events)
 
     @property
     def now_ms(self) -> int:
@@ -120,5 +125,10 @@ class Spacecraft:
         return program.image.content_hash if program is not None else bytes(32)
 
     def report(self) -> bytes:
-        """The telemetry report for the next pass (receiver state and patch fates)."""
+        """The receiver's telemetry report now (receiver state and latest patch fates)."""
         return self.receiver.report(self.vvm.now_ms, self.config_hash())
+
+    def downlink(self) -> bytes:
+        """The telemetry downlinked at a pass now: the receiver's report and the patch event
+        log (``onboard.link.downlink``)."""
+        return encode_downlink(self.report(), self.events)

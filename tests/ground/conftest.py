@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,22 @@ def make_patch() -> Callable[..., bytes]:
         return pf.assemble(header, [], pf.development_key("corot")) + bytes(2000)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def exo_patches(corot: MissionProfile) -> dict[str, bytes]:
+    """Real CoRoT patches under the development key: ``v5`` the full exo_e1 (nothing on board
+    before it), ``v6`` the delta of its one-parameter change against v5; ``v5_hash`` the
+    content hash of exo_e1 v5 (what telemetry shows once it runs)."""
+    from ccl.driver import Compiler
+    from ccl.pack import pack
+    from onboard.patching.patch_format import development_key
+
+    configs = Path(__file__).resolve().parents[2] / "missions" / "corot" / "configs"
+    compiler = Compiler()
+    v5, v6 = (compiler.compile(configs / name) for name in ("exo_e1.ccl", "exo_e1_v6.ccl"))
+    key = development_key("corot")
+    return {"v5": pack(v5.image, [v.image for v in v5.vmlets], corot, key, seq=5).data,
+            "v6": pack(v6.image, [v.image for v in v6.vmlets], corot, key, seq=6,
+                       base=v5.image).data,
+            "v5_hash": v5.image.content_hash}

@@ -69,9 +69,12 @@ def test_simulate_plot_ledger_and_status(tmp_path: Path,
     ledger, png = tmp_path / "ledger.sqlite", tmp_path / "timeline.png"
     r = ccl("uplink", "simulate", big, f"{small},priority=2", "--loss", "0.1", "--seed", "1",
             "--plot", png, "--ledger", ledger, "--report-loss", "0.2", "--cancel", "0.1")
-    assert r.exit_code == 0, r.output
-    assert "big.vvmp (16384 bytes): complete; k = 32 shares of 512 bytes" in r.output
+    # opaque bytes reach the spacecraft whole, and its patcher rejects them: exit 1
+    assert r.exit_code == 1, r.output
+    assert "big.vvmp (16384 bytes): rejected (on board: bad-magic); k = 32 shares of 512 " \
+        "bytes" in r.output
     assert "x the bound" in r.output and "timeline drawn" in r.output
+    assert "on board, as telemetry tells: received 2014-06-" in r.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = ccl("uplink", "simulate", big, f"{small},priority=2", "--loss", "0.1", "--seed",
                 "1", "--ledger", ledger, "--report-loss", "0.2", "--cancel", "0.1", "--json")
@@ -80,6 +83,7 @@ def test_simulate_plot_ledger_and_status(tmp_path: Path,
     first = [line for line in r.output.splitlines() if line.startswith("big.vvmp")][0]
     assert f"{data['patches'][0]['frames_sent']} frames sent" in first  # same seed, same run
     assert data["patches"][0]["delivery_vs_bound"] < 1.4
+    assert [f["status"] for f in data["patches"][0]["fates"]] == ["received", "rejected"]
     s = ccl("status", "--ledger", ledger)
     assert s.exit_code == 0, s.output
     assert "2 runs, 2 patches" in s.output and "run 2 (simulation" in s.output
@@ -87,6 +91,20 @@ def test_simulate_plot_ledger_and_status(tmp_path: Path,
     s = ccl("status", "--ledger", ledger, "--run", "1", "--json")
     info = json.loads(s.output)
     assert info["run"] == 1 and {t["state"] for t in info["transfers"]} == {"complete"}
+
+
+def test_simulate_a_real_patch_to_commit(tmp_path: Path, exo_patches: dict[str, bytes]) -> None:
+    patch = tmp_path / "exo_e1.vvmp"
+    patch.write_bytes(exo_patches["v5"])
+    r = ccl("uplink", "simulate", patch, "--loss", "0.1", "--ledger", tmp_path / "l.sqlite")
+    assert r.exit_code == 0, r.output
+    assert "exo_e1.vvmp (637 bytes): complete" in r.output
+    fates = next(line for line in r.output.splitlines() if "as telemetry tells" in line)
+    assert [w for w in fates.split() if w in ("received", "staged", "active", "committed")] \
+        == ["received", "staged", "active", "committed"]
+    assert "(after 600 clean frames)" in fates  # the message the patcher downlinked
+    s = ccl("status", "--ledger", tmp_path / "l.sqlite", "--json")
+    assert json.loads(s.output)["onboard_config"]["hash"] == exo_patches["v5_hash"].hex()
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -11,10 +11,12 @@ from ground.channel import Channel
 from ground.ledger import DEFAULT_LEDGER, LEDGER_ENV, Ledger, LedgerError, ledger_path
 from ground.link import UplinkWindow
 from ground.planner import UplinkPatch
-from ground.uplink import Faults, simulate
-from onboard.link.link_security import SecurityAssociation
-
-H0, H1 = b"\x00" * 32, b"\x01" * 32
+from ground.satellite import SimulatedSatellite
+from ground.uplink import Campaign, Faults, simulate
+from onboard.link.link_security import SecurityAssociation, development_link_key
+from onboard.mission import MissionProfile
+from onboard.patching.patch_format import development_key
+from onboard.sim.spacecraft import Spacecraft
 
 
 def test_ledger_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,35 +27,43 @@ def test_ledger_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ledger_path("given.sqlite") == Path("given.sqlite")
 
 
-def test_a_simulated_run_is_recorded(tmp_path: Path, corot_windows: list[UplinkWindow],
-                                     corot_link: SecurityAssociation) -> None:
-    patch = UplinkPatch("p", random.Random(1).randbytes(9000), priority=2, base_hash=H0,
-                        target_hash=H1)
+def test_a_simulated_run_is_recorded(tmp_path: Path, corot: MissionProfile,
+                                     corot_windows: list[UplinkWindow],
+                                     corot_link: SecurityAssociation,
+                                     exo_patches: dict[str, bytes]) -> None:
+    opaque = UplinkPatch("p", random.Random(1).randbytes(9000), priority=2)
+    exo = UplinkPatch.from_bytes("exo", exo_patches["v5"])
+    v5 = exo_patches["v5_hash"]
+    sc = Spacecraft.create(corot, tmp_path / "store", development_key("corot"),
+                           development_link_key("corot"))
+    settings = Campaign.for_mission(corot, corot_link, channel=Channel(loss=0.1), seed=5,
+                                    faults=Faults(lost_reports=frozenset({2})))
     with Ledger(tmp_path / "l.sqlite") as ledger:
-        ledger.add_image(H1, "config", "exo_e1", 4, b"image bytes")
+        ledger.add_image(v5, "config", "exo_e1", 5, b"image bytes")
         rec = ledger.start_run("simulation", "corot", 5, {"loss": 0.1})
-        result = simulate([patch], corot_windows, Channel(loss=0.1), 5, 29678, 131_072,
-                          faults=Faults(lost_reports=frozenset({2})), recorder=rec,
-                          initial_config=H0, link=corot_link)
-    r = result.patch("p")
+        result = simulate([opaque, exo], corot_windows,
+                          SimulatedSatellite(sc, corot_windows[0].start), settings, recorder=rec)
+    r, e = result.patch("p"), result.patch("exo")
+    assert (r.status, e.status) == ("rejected", "complete")
     with Ledger(tmp_path / "l.sqlite") as ledger:
         info = ledger.status()
         assert (info["run"], info["seed"], info["params"]) == (1, 5, {"loss": 0.1})
-        assert info["images"] == 1 and info["patches"] == 1 and info["config_versions"] == 1
-        assert info["onboard_config"]["hash"] == H1.hex()
+        assert info["images"] == 1 and info["patches"] == 2 and info["config_versions"] == 1
+        assert info["onboard_config"]["hash"] == v5.hex()   # as the last telemetry said
         assert (info["onboard_config"]["name"], info["onboard_config"]["version"]) == (
-            "exo_e1", 4)
-        [t] = info["transfers"]
-        assert (t["patch"], t["state"], t["fate"], t["k"]) == ("p", "complete", 0, r.k)
+            "exo_e1", 5)
+        t = next(t for t in info["transfers"] if t["patch"] == "p")
+        assert (t["state"], t["fate"], t["k"]) == ("complete", r.fate, r.k)
         assert (t["frames_sent"], t["bytes_sent"]) == (r.frames_sent, r.bytes_sent)
         assert t["shares_held"] == r.k and 0 < t["shares_acked"] < r.k
+        assert next(t for t in info["transfers"] if t["patch"] == "exo")["fate"] == e.fate == 2
         assert info["passes"]["used"] == len(result.windows)
         assert info["reports"] == sum(w.report_received for w in result.windows)
         db = ledger.db
         sent = db.execute("SELECT COUNT(*) FROM segments_sent").fetchone()[0]
-        assert sent == r.frames_sent
+        assert sent == r.frames_sent + e.frames_sent
         raw = db.execute("SELECT raw FROM reports ORDER BY pass_idx LIMIT 1").fetchone()[0]
-        assert raw.startswith(b"RXT2")
+        assert raw.startswith(b"TMD1")  # the downlink packet, as received
         assert ledger.runs()[0]["mission"] == "corot"
         with pytest.raises(LedgerError, match="no run 9"):
             ledger.status(9)

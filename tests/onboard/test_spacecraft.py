@@ -12,6 +12,7 @@ from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
 from ground import framing
 from ground.erasure import encode
+from onboard.link.downlink import decode_downlink
 from onboard.link.link_security import LinkKeyRefused, SecurityAssociation, development_link_key
 from onboard.link.receiver import Outcome, decode_report
 from onboard.mission import MissionProfile, find_mission
@@ -92,3 +93,24 @@ def test_the_demo_profile_takes_the_development_keys_and_unverified_patches(
                 unverified=True).data
     uplink(sc, demo, link_key, data, 1, framing.Counters())
     assert fate(sc, 1)[0] in (FateStatus.ACTIVE, FateStatus.COMMITTED)
+
+
+def test_the_downlink_carries_every_fate_and_keeps_them_across_a_reset(
+        tmp_path: Path, exo: Compiled) -> None:
+    demo = find_mission("corot")
+    key, link_key = development_key("corot"), development_link_key("corot")
+    sc = Spacecraft.create(demo, tmp_path / "store", key, link_key)
+    data = pack(exo.image, [v.image for v in exo.vmlets], demo, key, seq=1).data
+    uplink(sc, demo, link_key, data, 1, framing.Counters())
+    sc.run_until(sc.now_ms + 120_000)   # past the probation
+    packet = decode_downlink(sc.downlink())
+    assert decode_report(packet.report).transfer(1) is not None
+    statuses = [read_fate_code(e.code)[0] for e in packet.events if e.ticket == 1]
+    assert statuses == [FateStatus.RECEIVED, FateStatus.STAGED, FateStatus.ACTIVE,
+                        FateStatus.COMMITTED]
+    times = [e.time_ms for e in packet.events]
+    assert times == sorted(times) and times[-1] - times[2] == 60_000  # 600 frames of 100 ms
+    sc.reboot()   # the receiver forgets its transfers; the event log is kept
+    after = decode_downlink(sc.downlink())
+    assert decode_report(after.report).transfer(1) is None
+    assert after.events[:4] == packet.events

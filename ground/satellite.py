@@ -1,0 +1,39 @@
+"""A simulated spacecraft as the ground meets it: a radio and a clock.
+
+The ground sends TC frames up at its own times and receives a downlink packet at a pass;
+nothing else crosses. ``SimulatedSatellite`` wraps an ``onboard.sim.spacecraft.Spacecraft``
+(receiver, VVM, patcher and store: the one onboard stack) so that its simulated clock
+follows ground time: onboard millisecond 0 is ``epoch``, and the spacecraft runs up to every
+moment the ground talks to it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from onboard.sim.spacecraft import Spacecraft
+
+
+class SimulatedSatellite:
+    """A ``Spacecraft`` whose clock follows the ground's (implements ``ground.uplink.Onboard``)."""
+
+    def __init__(self, spacecraft: Spacecraft, epoch: datetime) -> None:
+        self.spacecraft = spacecraft
+        self.epoch = epoch
+
+    def ms(self, t: datetime) -> int:
+        """Onboard time at ground time ``t``, to the millisecond at or after it (a frame is
+        never received before it is sent)."""
+        return -(-(t - self.epoch) // timedelta(milliseconds=1))
+
+    def advance(self, t: datetime) -> None:
+        """Run the spacecraft up to ground time ``t``."""
+        self.spacecraft.run_until(self.ms(t))
+
+    def receive(self, frame: bytes) -> None:
+        """A TC frame arrives now; the ground hears nothing back until the next downlink."""
+        self.spacecraft.receive(frame)
+
+    def downlink(self) -> bytes:
+        """The telemetry downlinked now (``onboard.link.downlink``)."""
+        return self.spacecraft.downlink()
