@@ -9,6 +9,7 @@ instructions (codegen turns them into jumps) and are folded here.
 
 from __future__ import annotations
 
+from ccl import ir
 from ccl.ir import BinOp, IntType, UnOp
 from onboard.vm import isa, machine
 
@@ -44,6 +45,25 @@ def apply_unary(op: UnOp, a: int) -> int:
         return machine.unary(UNARY_OPCODES[op], a)
     except machine.ArithmeticTrap as trap:
         raise ArithmeticError_(str(trap)) from None
+
+
+def evaluate(e: ir.Expr, values: dict[str, int]) -> int:
+    """The value of a rule's condition (constants, globals, operators) for the globals'
+    ``values``, as the VVM computes it; raises ArithmeticError_ where it would trap."""
+    if isinstance(e, ir.Const):
+        return e.value
+    if isinstance(e, ir.GlobalRef):
+        return values[e.glob.name]
+    if isinstance(e, ir.Unary):
+        return apply_unary(e.op, evaluate(e.operand, values))
+    if isinstance(e, ir.Binary):
+        left = evaluate(e.left, values)
+        if e.op is BinOp.AND and not left:
+            return 0
+        if e.op is BinOp.OR and left:
+            return 1
+        return apply_binary(e.op, left, evaluate(e.right, values))
+    raise ValueError(f"a rule cannot contain {type(e).__name__}")
 
 
 def clip(lo: int, hi: int) -> IntType:

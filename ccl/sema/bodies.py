@@ -10,7 +10,7 @@ from typing import Any
 from ccl import ir
 from ccl.diagnostics import Span
 from ccl.limits import MAX_NESTING
-from ccl.ranges import ArithmeticError_, apply_binary, apply_unary
+from ccl.ranges import ArithmeticError_, evaluate
 from ccl.sema.checks import CallGraph, nesting_depth
 from ccl.sema.expressions import ExpressionChecker
 from ccl.sema.reporter import Abort
@@ -144,23 +144,6 @@ class Bodies:
 def _evaluate(e: ir.Expr, params: dict[str, int]) -> int | None:
     """Value of a rule's condition for given parameter values (None if it would trap)."""
     try:
-        return _eval(e, params)
+        return evaluate(e, params)
     except ArithmeticError_:
         return None
-
-
-def _eval(e: ir.Expr, params: dict[str, int]) -> int:
-    if isinstance(e, ir.Const):
-        return e.value
-    if isinstance(e, ir.GlobalRef):
-        return params[e.glob.name]
-    if isinstance(e, ir.Unary):
-        return apply_unary(e.op, _eval(e.operand, params))
-    if isinstance(e, ir.Binary):
-        left = _eval(e.left, params)
-        if e.op is ir.BinOp.AND and not left:
-            return 0
-        if e.op is ir.BinOp.OR and left:
-            return 1
-        return apply_binary(e.op, left, _eval(e.right, params))
-    raise ValueError(f"cannot evaluate {type(e).__name__} in a rule")

@@ -23,7 +23,10 @@ from ccl import ir
 from ccl.verify.obligations import Counterexample, Replay, Value
 from ccl.verify.terms import WIDTH, Val, in_range, selects_of, symbols_of
 
-_SORT = z3.BitVecSort(WIDTH)
+
+def _sort() -> z3.BitVecSortRef:
+    """The sort of a machine word, in the current solver context (made per program)."""
+    return z3.BitVecSort(WIDTH)
 
 
 class Role(Enum):
@@ -210,7 +213,7 @@ class Inputs:
               default: int | None = None) -> z3.ArrayRef:
         """A new unknown array (its elements' ranges are facts of each read)."""
         key = key or self._key(f"{role.value}:{name}")
-        term = z3.Array(key, _SORT, _SORT)
+        term = z3.Array(key, _sort(), _sort())
         self.by_key[key] = Input(key, role, name, term, 0, 0, default=default)
         return term
 
@@ -268,9 +271,9 @@ class Inputs:
             elif inp.default is not None and inp.role in (Role.VAR, Role.CARRIED):
                 first.append(inp.term == inp.default)
             elif inp.default is not None and inp.role in (Role.ARRAY, Role.CARRIED_ARRAY):
-                first.append(inp.term == z3.K(_SORT, z3.BitVecVal(inp.default, WIDTH)))
+                first.append(inp.term == z3.K(_sort(), z3.BitVecVal(inp.default, WIDTH)))
             elif inp.role is Role.TABLE:
-                uniform.append(inp.term == z3.K(_SORT, z3.BitVec(f"uniform:{inp.key}", WIDTH)))
+                uniform.append(inp.term == z3.K(_sort(), z3.BitVec(f"uniform:{inp.key}", WIDTH)))
             elif inp.role is Role.CHOICE and z3.is_bool(inp.term):
                 uniform.append(inp.term == z3.BoolVal(True))
         for terms in natives.values():

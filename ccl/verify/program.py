@@ -31,7 +31,7 @@ from ccl import ir
 from ccl.codegen import generate
 from ccl.compiled import Compiled
 from ccl.limits import recursion_headroom
-from ccl.ranges import ArithmeticError_, apply_binary, apply_unary
+from ccl.ranges import ArithmeticError_, evaluate
 from ccl.verify import structural
 from ccl.verify.cost import CycleTable, maximize
 from ccl.verify.inputs import Inputs, ProgramIndex, RuleFacts
@@ -69,7 +69,16 @@ def verify_program(target: Compiled | ir.Program, mission: MissionProfile | None
     obligation the solver cannot decide in time is ``unknown``, never proven.
     """
     with recursion_headroom():  # the IR nests as deep as ccl.limits allows
+        fresh_solver_context()
         return _verify(target, mission, timeout_ms)
+
+
+def fresh_solver_context() -> None:
+    """Give Z3 a new default context, so that which model (which counterexample, which
+    worst-case input) it returns depends on this program alone, not on what the process
+    proved before or on when Python freed earlier terms (Z3 reuses the ids of freed terms).
+    Terms of earlier programs keep their own context; no term outlives its program."""
+    z3.z3._main_ctx = None  # main_ctx() makes a new one on next use
 
 
 def _verify(target: Compiled | ir.Program, mission: MissionProfile | None,
@@ -181,28 +190,11 @@ def _rule_detail(cond: ir.Expr, values: dict[str, int]) -> str:
     """Why a rule fails for ``values``: its two sides, or that it traps."""
     try:
         if isinstance(cond, ir.Binary) and cond.op in ir.COMPARISONS:
-            left, right = _concrete(cond.left, values), _concrete(cond.right, values)
+            left, right = evaluate(cond.left, values), evaluate(cond.right, values)
             return f"{text(cond.left)} = {left}, which is not {cond.op.value} {right}"
         return f"`{text(cond)}` is false"
     except ArithmeticError_ as exc:
         return f"evaluating the rule traps: {exc}"
-
-
-def _concrete(e: ir.Expr, values: dict[str, int]) -> int:
-    if isinstance(e, ir.Const):
-        return e.value
-    if isinstance(e, ir.GlobalRef):
-        return values[e.glob.name]
-    if isinstance(e, ir.Unary):
-        return apply_unary(e.op, _concrete(e.operand, values))
-    if isinstance(e, ir.Binary):
-        left = _concrete(e.left, values)
-        if e.op is ir.BinOp.AND and not left:
-            return 0
-        if e.op is ir.BinOp.OR and left:
-            return 1
-        return apply_binary(e.op, left, _concrete(e.right, values))
-    raise ValueError(f"a rule cannot contain {type(e).__name__}")
 
 
 # --------------------------------------------------------------------------- budgets

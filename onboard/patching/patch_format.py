@@ -60,6 +60,7 @@ from onboard.bounded_decoding import (
     param,
     remaining,
 )
+from onboard.errors import OnboardError
 from onboard.vm.image import (
     CODE_UNIT_SHAPE,
     DECLARATION,
@@ -124,16 +125,13 @@ class Reason(StrEnum):
 REASON_NUMBERS: dict[Reason, int] = {r: i for i, r in enumerate(Reason, start=1)}
 
 
-class FormatError(Exception):
+class FormatError(OnboardError):
     """Bytes that are not an acceptable patch: reason code, field, byte offset, message."""
 
     def __init__(self, reason: Reason, message: str, field: str | None = None,
                  offset: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(reason.value, message, field=field, offset=offset)
         self.reason = reason
-        self.message = message
-        self.field = field
-        self.offset = offset
 
     def __str__(self) -> str:
         where = []
