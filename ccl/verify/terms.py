@@ -11,7 +11,7 @@ exactly the VVM's ``LT``, ``DIV`` and ``MOD`` once the traps are ruled out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import z3
@@ -86,9 +86,12 @@ def widen(term: z3.BitVecRef, width: int) -> z3.BitVecRef:
     return z3.SignExt(width - WIDTH, term) if width > WIDTH else term
 
 
-def _apps(terms: tuple[z3.ExprRef, ...]) -> Iterator[tuple[z3.ContextObj, object, object]]:
+def _apps(terms: tuple[z3.ExprRef, ...] | list[z3.ExprRef],
+          follow: Callable[[z3.ContextObj, object, object, list[object]], list[object]]
+          | None = None) -> Iterator[tuple[z3.ContextObj, object, object]]:
     """Every application node of ``terms`` once (context, app, declaration), through the C
-    API: building Python wrappers for every node would cost ten times more."""
+    API: building Python wrappers for every node would cost ten times more. ``follow``
+    chooses which of a node's arguments to walk into (default: all)."""
     if not terms:
         return
     ctx = terms[0].ctx_ref()
@@ -103,19 +106,28 @@ def _apps(terms: tuple[z3.ExprRef, ...]) -> Iterator[tuple[z3.ContextObj, object
         if z3.Z3_get_ast_kind(ctx, a) != z3.Z3_APP_AST:
             continue
         app = z3.Z3_to_app(ctx, a)
-        yield ctx, app, z3.Z3_get_app_decl(ctx, app)
-        for k in range(z3.Z3_get_app_num_args(ctx, app)):
-            stack.append(z3.Z3_get_app_arg(ctx, app, k))
+        decl = z3.Z3_get_app_decl(ctx, app)
+        yield ctx, app, decl
+        args = [z3.Z3_get_app_arg(ctx, app, k) for k in range(z3.Z3_get_app_num_args(ctx, app))]
+        stack.extend(args if follow is None else follow(ctx, app, decl, args))
 
 
 def symbols_of(*terms: z3.ExprRef) -> set[str]:
     """Names of the uninterpreted constants (inputs) occurring in ``terms``."""
     names: set[str] = set()
     for ctx, app, decl in _apps(terms):
-        if z3.Z3_get_app_num_args(ctx, app) == 0 and \
-                z3.Z3_get_decl_kind(ctx, decl) == z3.Z3_OP_UNINTERPRETED:
-            names.add(z3.Z3_get_symbol_string(ctx, z3.Z3_get_decl_name(ctx, decl)))
+        name = _input_name(ctx, app, decl)
+        if name is not None:
+            names.add(name)
     return names
+
+
+def _input_name(ctx: z3.ContextObj, app: object, decl: object) -> str | None:
+    """The name of an application node that is an input (an uninterpreted constant)."""
+    if z3.Z3_get_app_num_args(ctx, app) or \
+            z3.Z3_get_decl_kind(ctx, decl) != z3.Z3_OP_UNINTERPRETED:
+        return None
+    return z3.Z3_get_symbol_string(ctx, z3.Z3_get_decl_name(ctx, decl))
 
 
 def depends_on(terms: list[z3.ExprRef], names: set[str], index: str | None = None) -> bool:
@@ -123,44 +135,19 @@ def depends_on(terms: list[z3.ExprRef], names: set[str], index: str | None = Non
     array ``A`` whose index is exactly the input ``index`` does not count as an occurrence
     of ``index``: different iterations of a loop over ``i`` read different elements, each
     free in its range, so such a read makes no iteration depend on another."""
-    if not terms:
-        return False
-    ctx = terms[0].ctx_ref()
-    seen: set[int] = set()
-    stack = [t.as_ast() for t in terms]
-
-    def constant(a: object) -> str | None:
+    def constant(ctx: z3.ContextObj, a: object) -> str | None:
         if z3.Z3_get_ast_kind(ctx, a) != z3.Z3_APP_AST:
             return None
         app = z3.Z3_to_app(ctx, a)
-        decl = z3.Z3_get_app_decl(ctx, app)
-        if z3.Z3_get_app_num_args(ctx, app) or \
-                z3.Z3_get_decl_kind(ctx, decl) != z3.Z3_OP_UNINTERPRETED:
-            return None
-        return z3.Z3_get_symbol_string(ctx, z3.Z3_get_decl_name(ctx, decl))
+        return _input_name(ctx, app, z3.Z3_get_app_decl(ctx, app))
 
-    while stack:
-        a = stack.pop()
-        key = z3.Z3_get_ast_id(ctx, a)
-        if key in seen:
-            continue
-        seen.add(key)
-        if z3.Z3_get_ast_kind(ctx, a) != z3.Z3_APP_AST:
-            continue
-        app = z3.Z3_to_app(ctx, a)
-        decl = z3.Z3_get_app_decl(ctx, app)
-        n = z3.Z3_get_app_num_args(ctx, app)
-        if n == 0:
-            if constant(a) in names:
-                return True
-            continue
-        args = [z3.Z3_get_app_arg(ctx, app, k) for k in range(n)]
+    def follow(ctx: z3.ContextObj, app: object, decl: object, args: list[object]) -> list[object]:
         if index is not None and z3.Z3_get_decl_kind(ctx, decl) == z3.Z3_OP_SELECT and \
-                constant(args[0]) is not None and constant(args[1]) == index:
-            args = args[:1]
-        stack.extend(args)
-    return False
+                constant(ctx, args[0]) is not None and constant(ctx, args[1]) == index:
+            return args[:1]
+        return args
 
+    return any(_input_name(ctx, app, decl) in names for ctx, app, decl in _apps(terms, follow))
 
 def selects_of(*terms: z3.ExprRef) -> list[tuple[str, z3.BitVecRef]]:
     """Reads ``A[i]`` of an input array ``A`` in ``terms``: (the array's name, the index)."""
