@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests" / "onboard"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support.py, the shared test helpers
 TRANSLATOR = "onboard/vm/translator/"
 
 
@@ -66,7 +67,7 @@ def byte_level(examples: int) -> None:
         a = t.small(d)
         b = t.small(d, version=2, gain=300, bump=11)
         patcher = t.new_patcher(d / "state", a.mission)
-        key = t.KEY
+        key = t.TEST_KEY
         images = [v.image for v in b.vmlets]
         t.install(patcher, pack(a.image, images, a.mission, key, seq=1).data)
         seeds = [pack(b.image, images, a.mission, key, seq=2, base=a.image, full=False).data,
