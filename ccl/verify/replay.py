@@ -24,7 +24,7 @@ from onboard.vm import isa
 from onboard.vm.faults import Trap, TrapCode
 from onboard.vm.host import NativeFn
 from onboard.vm.image import Image, ImageKind
-from onboard.vm.loader import LoadError
+from onboard.vm.loader import LoadError, Program
 from onboard.vm.reference import Memory
 from onboard.vm.reference import run as reference_run
 from onboard.vm.vvm import VVM, Outcome
@@ -118,19 +118,47 @@ def _any_args(compiled: Compiled, kind: str, name: str) -> tuple[int, ...]:
                  for p in proc.params)
 
 
-def run_entry(compiled: Compiled, unit: str, replay: Replay,
-              args: tuple[int, ...] = ()) -> Outcome:
-    """Load ``compiled`` on a fresh VVM, set the replay's state and run code unit ``unit``
-    once, outside the scheduler."""
-    vm = VVM(compiled.mission, TrialHost.of(compiled.mission, replay))
+#: Loaded programs kept for the next replays of the same image (a ``ccl verify`` replays
+#: every exact worst case and counterexample): loading translates every unit, which cost
+#: far more than the runs. Keyed by the compiled object (kept alive here, so its id is not
+#: reused) and the environment values, which binding turns into constants.
+_LOADED: dict[tuple[int, tuple[tuple[str, int], ...]],
+              tuple[Compiled, VVM, TrialHost, Program]] = {}
+_LOADED_MAX = 8
+
+
+def _loaded(compiled: Compiled, replay: Replay) -> tuple[VVM, TrialHost, Program]:
+    """A VVM running ``compiled`` on a host whose environment is the replay's; its natives
+    and data are set by the caller before each run."""
+    env = tuple(sorted(replay.env_values().items()))
+    key = (id(compiled), env)
+    hit = _LOADED.get(key)
+    if hit is not None and hit[0] is compiled:
+        return hit[1], hit[2], hit[3]
+    host = TrialHost(compiled.mission, {}, dict(env))
+    vm = VVM(compiled.mission, host)
     for v in compiled.vmlets:
         vm.load_vmlet(v.image)
     program = vm.prepare(compiled.image)
     vm.activate(program, run_on_apply=False)
+    if len(_LOADED) >= _LOADED_MAX:
+        _LOADED.pop(next(iter(_LOADED)))
+    _LOADED[key] = (compiled, vm, host, program)
+    return vm, host, program
+
+
+def run_entry(compiled: Compiled, unit: str, replay: Replay,
+              args: tuple[int, ...] = ()) -> Outcome:
+    """Run code unit ``unit`` of ``compiled`` once, outside the scheduler, from the
+    replay's natives, environment and data (on a VVM that loaded it; loaded once for all
+    the replays of one image and environment: every run starts from the same state)."""
+    vm, host, program = _loaded(compiled, replay)
+    host.scripts = {n: NativeScript(v) for n, v in replay.native_values().items()}
+    host.calls.clear()
     values = replay.global_values()
     for i, g in enumerate(compiled.image.globals):
-        if g.name in values:
-            program.memory.globals[i] = min(max(values[g.name], g.lo), g.hi)
+        value = values.get(g.name, g.value)
+        program.memory.globals[i] = min(max(value, g.lo), g.hi)
     for i, a in enumerate(compiled.image.arrays):
         program.memory.arrays[i][:] = replay.array_values(a.name, a.length, a.lo, a.hi)
     return vm.call(unit, args)
