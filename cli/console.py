@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from rich.console import Console
@@ -106,8 +107,6 @@ def print_rendered(texts: Iterable[str]) -> None:
 def require_inputs(files: Sequence[str]) -> None:
     """A missing input file is a usage error (exit 2), reported before any work: nothing is
     checked, compiled or written."""
-    from pathlib import Path
-
     missing = [f for f in files if not Path(f).exists()]
     for f in missing:
         print(f"error[E-READ]: no such file: {f}", file=sys.stderr)

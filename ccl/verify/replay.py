@@ -129,7 +129,9 @@ _LOADED_MAX = 8
 
 def _loaded(compiled: Compiled, replay: Replay) -> tuple[VVM, TrialHost, Program]:
     """A VVM running ``compiled`` on a host whose environment is the replay's; its natives
-    and data are set by the caller before each run."""
+    and data are set by the caller before each run. The VMlets' ``on load`` runs once, at
+    this load, with every native at the top of its result range, as in the load obligation
+    (``structural``): a witness's native values are those of the entry point's calls."""
     env = tuple(sorted(replay.env_values().items()))
     key = (id(compiled), env)
     hit = _LOADED.get(key)

@@ -348,7 +348,7 @@ class Simulator:
         the patch's fates so far."""
         self.tickets += 1
         ticket = self.tickets
-        self.vvm.receive_patch(data, ticket)
+        self.reconfiguration.receive(data, ticket)
         self.vvm.run_for(0, finish_jobs=True)
         self.save()
         return [e for e in self.reconfiguration.events if e.ticket == ticket]

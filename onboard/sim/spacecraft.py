@@ -12,12 +12,12 @@ This is what an end-to-end simulation drives from the ground side::
 
 The receiver authenticates every frame with the mission's link key (``key`` is the patch
 key, ``link_key`` the link key; a flight profile refuses the development ones) and hands
-each complete patch to the VVM (``VVM.receive_patch``, ticket = the receiver's ticket: the
-transfer id on its first use); every later fate of the patch (staged, active, committed,
-rejected, rolled back) is written back into the receiver, so the next telemetry report
-carries it, and logged with its onboard time in the patch event log. ``downlink`` is what
-the ground receives at a pass (``onboard.link.downlink``): the receiver's report and that
-log -- all it ever learns of the spacecraft.
+each complete patch to the VVM's reconfiguration (``Reconfiguration.receive``, ticket =
+the receiver's ticket: the transfer id on its first use); every later fate of the patch
+(staged, active, committed, rejected, rolled back) is written back into the receiver, so
+the next telemetry report carries it, and logged with its onboard time in the patch event
+log. ``downlink`` is what the ground receives at a pass (``onboard.link.downlink``): the
+receiver's report and that log -- all it ever learns of the spacecraft.
 Everything runs on the simulated clock: host time never enters.
 
 A reset (``reboot``) loses everything but the configuration store -- the VVM's memory, the
