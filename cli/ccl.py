@@ -13,17 +13,16 @@ import click
 
 from ccl.limits import recursion_headroom
 from cli.compile_commands import check, compile, disasm
-from cli.console import run_guarded
+from cli.console import run_click
 from cli.ground_commands import passes, status, uplink
+from cli.options import global_options
 from cli.pack_commands import inspect_command, keygen_command, pack_command
 from cli.sim_command import sim
 from cli.verify_command import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--missions", "missions", multiple=True, type=click.Path(file_okay=False),
-              help="Extra folder of mission profiles (repeatable; also $CCL_MISSIONS).")
-@click.version_option(package_name="ccl-vvm", prog_name="ccl")
+@global_options("ccl")
 @click.pass_context
 def ccl(ctx: click.Context, missions: tuple[str, ...]) -> None:
     """CCL: check, compile, verify and pack configurations for the onboard VVM, and plan and
@@ -41,8 +40,7 @@ for command in (check, compile, disasm, verify, pack_command, inspect_command, k
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``ccl`` console script."""
     with recursion_headroom():  # the verifier walks programs as deep as they nest, too
-        run_guarded(lambda: ccl.main(args=list(argv) if argv is not None else None,
-                                     prog_name="ccl", standalone_mode=True), "ccl")
+        run_click(ccl, argv, "ccl")
 
 
 if __name__ == "__main__":  # pragma: no cover

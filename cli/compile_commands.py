@@ -24,6 +24,7 @@ from cli.console import (
     print_rendered,
     require_inputs,
 )
+from cli.options import output_options
 from onboard.vm import isa
 from onboard.vm.image import IMAGE_MAGIC, Image, ImageError, ImageKind, decode_image
 from onboard.vm.listing import listing
@@ -65,7 +66,7 @@ def _summary(c: Compiled) -> dict[str, Any]:
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_options
 @click.pass_context
 def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     """Parse and check CCL FILES: names, types, ranges, loops, recursion."""
@@ -103,7 +104,7 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Image file to write (default: FILE with suffix .vvmi).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_options
 @click.pass_context
 def compile(ctx: click.Context, file: str, output: str | None, as_json: bool) -> None:  # noqa: A001
     """Compile a CCL FILE to a VVM image."""
@@ -140,7 +141,7 @@ def _load_image(path: Path) -> Image:
 
 @click.command()
 @click.argument("target", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_options
 @click.pass_context
 def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
     """List an image (or compile a CCL file and list it): data, tables, code."""

@@ -7,6 +7,11 @@ no bad input may reach it). A failure is one message: what is wrong, where (a fi
 ``file:line:column`` with the source line and a caret for CCL, or a field and byte offset
 for binary input) and a hint; never a traceback.
 
+With ``--json`` a failure is a JSON object on stdout (``{"ok": false, "error": {...}}``)
+instead of text on stderr; with ``--quiet`` or ``--json``, or when stderr is not a terminal,
+no progress is drawn. Ctrl-C exits 130 without a traceback; a closed stdout (``| head``)
+exits 141 quietly, as a program killed by SIGPIPE would.
+
 Stdlib, click and rich only, and nothing of ``ccl``/``ground``: the ``vvm`` command, which
 must stand without the ground toolchain, uses it too.
 """
@@ -14,14 +19,25 @@ must stand without the ground toolchain, uses it too.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
+import click
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 EXIT_OK = 0
@@ -29,7 +45,28 @@ EXIT_REJECTED = 1  # rejected input, a refuted proof, a patch refused or undeliv
 EXIT_USAGE = 2  # bad usage, a missing input file
 EXIT_UNKNOWN = 3  # a solver gave up
 EXIT_INTERNAL = 70  # a bug: no bad input may reach it
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C: stopped cleanly, what was done is kept
+EXIT_CLOSED_PIPE = 141  # stdout's reader went away (``| head``): 128 + SIGPIPE
+
+
+@dataclass
+class Mode:
+    """How this invocation talks: ``--json`` (results and failures as JSON on stdout) and
+    ``--quiet`` (no progress, no notes). Set once, from the command line, before any work."""
+
+    json: bool = False
+    quiet: bool = False
+
+
+MODE = Mode()
+
+
+def set_mode(*, json_output: bool | None = None, quiet: bool | None = None) -> None:
+    """Switch JSON output or quiet mode on (an option given anywhere on the command line)."""
+    if json_output:
+        MODE.json = True
+    if quiet:
+        MODE.quiet = True
 
 
 @dataclass(frozen=True)
@@ -54,10 +91,27 @@ class Failure(Exception):
         return out
 
 
+def failure_json(failure: Failure) -> dict[str, Any]:
+    """A failure as the JSON object ``--json`` prints on stdout."""
+    return {"ok": False, "error": {"message": failure.message, "where": failure.where,
+                                   "hint": failure.hint, "exit_code": failure.code}}
+
+
 def show(failure: Failure, prog: str = "") -> None:
-    """Print ``failure`` on stderr."""
+    """Print ``failure``: on stderr, or as JSON on stdout with ``--json``."""
+    if MODE.json:
+        emit_json(failure_json(failure))
+        return
     for line in failure.lines(prog):
         print(line, file=sys.stderr)
+
+
+def note(text: str, prog: str = "") -> None:
+    """A remark on stderr that is not the result (a warning, what a long run will take);
+    silent with ``--quiet``. With ``--json`` it stays on stderr, so stdout stays JSON."""
+    if not MODE.quiet:
+        head = f"{prog}: " if prog else ""
+        print(f"{head}{text}", file=sys.stderr)
 
 
 def fail(message: str, hint: str = "", code: int = EXIT_USAGE, where: str = "") -> NoReturn:
@@ -108,6 +162,11 @@ def require_inputs(files: Sequence[str]) -> None:
     """A missing input file is a usage error (exit 2), reported before any work: nothing is
     checked, compiled or written."""
     missing = [f for f in files if not Path(f).exists()]
+    if missing and MODE.json:
+        emit_json({"ok": False, "error": {
+            "message": "no such file: " + ", ".join(missing), "where": missing[0],
+            "hint": "check the path", "exit_code": EXIT_USAGE}})
+        sys.exit(EXIT_USAGE)
     for f in missing:
         print(f"error[E-READ]: no such file: {f}", file=sys.stderr)
         print("  hint: check the path", file=sys.stderr)
@@ -115,15 +174,91 @@ def require_inputs(files: Sequence[str]) -> None:
         sys.exit(EXIT_USAGE)
 
 
+class Ticker(Protocol):
+    """What a long piece of work reports its progress to."""
+
+    def advance(self, amount: float = 1) -> None: ...
+
+    def update(self, completed: float) -> None: ...
+
+
+class _Silent:
+    def advance(self, amount: float = 1) -> None:
+        pass
+
+    def update(self, completed: float) -> None:
+        pass
+
+
+class _Bar:
+    def __init__(self, progress: Progress, task: Any) -> None:
+        self._progress, self._task = progress, task
+
+    def advance(self, amount: float = 1) -> None:
+        self._progress.advance(self._task, amount)
+
+    def update(self, completed: float) -> None:
+        self._progress.update(self._task, completed=completed)
+
+
+def progress_shown() -> bool:
+    """Whether progress is drawn: on a terminal (stderr), unless ``--json`` or ``--quiet``."""
+    return not (MODE.json or MODE.quiet) and sys.stderr.isatty()
+
+
+@contextmanager
+def progress(description: str, total: float | None = None, unit: str = "") -> Iterator[Ticker]:
+    """Show the progress of work that may take more than about two seconds, on stderr; a
+    ticker that draws nothing when progress is not shown. The bar is removed at the end, so
+    the result is what stays on the screen."""
+    if not progress_shown():
+        yield _Silent()
+        return
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
+    columns += [TaskProgressColumn(), TimeRemainingColumn()] if total else []
+    columns += [TextColumn(unit)] if unit else []
+    columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        yield _Bar(bar, bar.add_task(description, total=total))
+
+
+def finite(value: float, name: str) -> float:
+    """``value`` if it is a finite number; a usage failure naming option ``name`` if it is
+    NaN or infinite."""
+    if math.isnan(value) or math.isinf(value):
+        raise Failure(f"{name} must be a finite number, not {value}", f"give {name} a number",
+                      EXIT_USAGE, name)
+    return value
+
+
+def _closed_pipe() -> NoReturn:
+    """Stdout's reader went away: say nothing more (stdout now goes nowhere, so Python's
+    final flush cannot fail again) and exit as SIGPIPE would."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    os._exit(EXIT_CLOSED_PIPE)
+
+
 def run_guarded(entry: Callable[[], object], prog: str) -> None:
-    """Run a command's ``entry``: a ``Failure`` is shown and exits with its code; any other
-    exception is a bug, shown in one line (exit 70; ``CCL_DEBUG=1`` for the traceback)."""
+    """Run a command's ``entry``: a ``Failure`` is shown and exits with its code; Ctrl-C
+    exits 130 and a closed stdout 141, both without a traceback; any other exception is a
+    bug, shown in one line (exit 70; ``CCL_DEBUG=1`` for the traceback)."""
     try:
         entry()
+        sys.stdout.flush()
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        _closed_pipe()
     except SystemExit:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _closed_pipe()
         raise
     except Failure as failure:
         show(failure, prog)
@@ -135,3 +270,29 @@ def run_guarded(entry: Callable[[], object], prog: str) -> None:
                      "this is a bug; rerun with CCL_DEBUG=1 for the traceback", EXIT_INTERNAL),
              prog)
         sys.exit(EXIT_INTERNAL)
+
+
+def run_click(group: click.Command, argv: Sequence[str] | None, prog: str) -> None:
+    """Run a click command line the way every ``ccl`` and ``vvm`` command runs: ``--json``
+    and ``--quiet`` anywhere on the line set the mode before parsing (so a usage error is
+    JSON too), usage errors exit 2 in the one failure shape with a hint to ``--help``, and
+    everything goes through ``run_guarded``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    MODE.json, MODE.quiet = "--json" in args, "--quiet" in args or "-q" in args
+
+    def entry() -> None:
+        try:
+            group.main(args=args, prog_name=prog, standalone_mode=False)
+        except click.exceptions.Exit as done:
+            sys.exit(done.exit_code)
+        except click.Abort:
+            raise KeyboardInterrupt from None
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else prog
+            raise Failure(exc.format_message(), f"see `{command} --help`",
+                          EXIT_USAGE) from None
+        except click.ClickException as exc:
+            raise Failure(exc.format_message(), "", exc.exit_code) from None
+        sys.exit(EXIT_OK)
+
+    run_guarded(entry, prog)

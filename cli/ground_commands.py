@@ -33,6 +33,7 @@ from rich.table import Table
 
 from ccl.pack import KEY_ENV, PackError, load_key
 from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, fail, refuse
+from cli.options import output_options
 from ground.channel import Channel
 from ground.erasure import ErasureError
 from ground.errors import GroundError
@@ -204,7 +205,7 @@ _MISSION = click.option("--mission", default="corot", show_default=True,
               show_default=True)
 @_START
 @_SCHEDULE
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_options
 @click.pass_context
 def passes(ctx: click.Context, mission: str, days: float, start: str | None, schedule: str,
            as_json: bool) -> None:
@@ -283,7 +284,7 @@ def _ledger_view(path: Path) -> OnboardView:
 @click.option("--onboard", "onboard_hash", help="Configuration hash on board "
               "(default: the ledger's last telemetry).")
 @_LEDGER
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_options
 @click.pass_context
 def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, days: float,
              start: str | None, schedule: str, loss: float, share_bytes: int,
@@ -356,7 +357,7 @@ def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, day
               help=f"The patch key of the simulated spacecraft; default ${KEY_ENV}, else the "
                    "mission's development key, which a flight profile refuses.")
 @_LEDGER
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_options
 @click.pass_context
 def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, days: float,
                  start: str | None, schedule: str, loss: float, seed: int, share_bytes: int,
@@ -480,7 +481,7 @@ def _print_summary(result: SimulationResult, budget: LinkBudget, loss: float, ru
 @click.command()
 @_LEDGER
 @click.option("--run", type=int, help="Run to show (default: the latest).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_options
 def status(ledger_opt: str | None, run: int | None, as_json: bool) -> None:
     """What the ground knows is on board: the ledger's configuration, transfers and passes."""
     path = ledger_path(ledger_opt)

@@ -40,6 +40,7 @@ from cli.console import (
     refuse,
     require_inputs,
 )
+from cli.options import output_options
 from ground.link_key import LINK_KEY_ENV
 from onboard.mission import MissionError, MissionProfile, find_mission, mission_search_path
 from onboard.patching.delta import LISTS, apply_sections, empty_config, read_sections
@@ -97,7 +98,7 @@ def _read_image(path: str, what: str) -> Image:
               help="Force a full or a delta patch (default: the smaller).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Patch file to write (default: FILE with suffix .vvmp).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_options
 @click.pass_context
 def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int | None,
                  key_path: str | None, unverified: bool, full: bool | None,
@@ -165,7 +166,7 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
               help="Image of the base configuration: name what a delta changes.")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False),
               help=f"Key file to check the tag with (default ${KEY_ENV}).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_options
 @click.pass_context
 def inspect_command(ctx: click.Context, patch: str, base_path: str | None,
                     key_path: str | None, as_json: bool) -> None:

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from ccl.driver import Compiler
 from cli.console import EXIT_REJECTED, EXIT_USAGE, fail, refuse
+from cli.options import output_options
 from ground.errors import GroundError
 from ground.ledger import Ledger, ledger_path
 from ground.scenario import PatchOutcome, ScenarioReport, load_scenario, run_scenario
@@ -127,7 +128,7 @@ def _plot(report: ScenarioReport, path: Path, quiet: bool) -> None:
                    "folder).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
               help="Draw each scenario's uplink timeline into this folder (SCENARIO.png).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_options
 @click.pass_context
 def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
         workdir: str | None, plot_dir: str | None, as_json: bool) -> None:

@@ -31,12 +31,13 @@ from ccl.verify.report import (
 from cli.compile_commands import compiler_of, print_diagnostics
 from cli.console import EXIT_OK, EXIT_UNKNOWN, require_inputs
 from cli.console import EXIT_REJECTED as EXIT_REFUTED
+from cli.options import output_options
 from onboard.mission import MissionError
 
 
 @click.command("verify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@output_options
 @click.option("--timeout", type=click.FloatRange(min=0.001),
               default=DEFAULT_TIMEOUT_MS / 1000, show_default=True,
               help="Seconds the solver may spend on one obligation.")
