@@ -18,6 +18,7 @@ configurations (and its memory claims, checked against the mission) and is shown
 from __future__ import annotations
 
 import json
+import math
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -28,16 +29,15 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from ccl.pack import KEY_ENV, PackError, load_key
-from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, fail, refuse
-from cli.options import output_options
+from ccl.pack import KEY_ENV, Key, PackError, load_key
+from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, fail, note, progress, refuse
+from cli.options import FiniteFloat, output_options
 from ground.channel import Channel
 from ground.erasure import ErasureError
 from ground.errors import GroundError
-from ground.ledger import Ledger, ledger_path
+from ground.ledger import Ledger, OnboardRecord, ledger_path
 from ground.link import (
     LinkBudget,
     UplinkWindow,
@@ -55,15 +55,42 @@ from ground.planner import (
     UplinkPatch,
     plan,
 )
+from ground.preflight import PreflightError, check_patch
 from ground.satellite import SimulatedSatellite
 from ground.uplink import Campaign, Faults, SimulationResult, WindowLog, simulate
 from onboard.link.tc_frames import MAX_SHARE_BYTES
 from onboard.mission import MissionError, MissionProfile, find_mission
+from onboard.patching.patch_format import HASH_BYTES
 from onboard.patching.patcher import KeyRefused
 from onboard.sim.spacecraft import Spacecraft
 
 out = Console(highlight=False, soft_wrap=True, markup=False)  # names may hold brackets
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+#: The longest planning or simulation horizon: passes come from a TLE, which says little
+#: about the orbit months after its epoch, and computing them takes about 36 ms a day.
+MAX_DAYS = 366.0
+#: Days of passes beyond which computing them takes long enough to say so first.
+SLOW_DAYS = 30.0
+PASS_SECONDS_PER_DAY = 0.036
+
+
+def existing_parent(path: Path, option: str) -> Path:
+    """``path``, if the folder it goes into exists; else a usage failure: an output option
+    never creates folders."""
+    folder = path.parent
+    if not folder.is_dir():
+        fail(f"{option} {path}: no folder {folder}", "create the folder first, or give "
+             "another path")
+    return path
+
+
+def plot_path(text: str) -> Path:
+    """The file ``--plot TEXT`` writes: TEXT, with ``.png`` added when it has no suffix (so
+    the name the command reports is the file's real name), in a folder that exists."""
+    path = Path(text)
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    return existing_parent(path, "--plot")
 
 
 def _mission(ctx: click.Context, name: str) -> MissionProfile:
@@ -90,6 +117,9 @@ def _setup(ctx: click.Context, mission: str, start: str | None, days: float, sch
     """The profile, its link budget, the uplink windows and the patches of a command."""
     profile = _mission(ctx, mission)
     begin = _start(profile, start)
+    if days > SLOW_DAYS:
+        note(f"computing {days:g} days of passes takes about "
+             f"{days * PASS_SECONDS_PER_DAY:.0f} s", "ccl")
     try:
         budget = LinkBudget.from_profile(profile)
         passes = compute_passes(profile, begin, days, schedule)  # type: ignore[arg-type]
@@ -118,12 +148,13 @@ def _duration(text: str) -> timedelta | None:
 def parse_patch_spec(spec: str, start: datetime) -> UplinkPatch:
     """A PATCH argument (see the module docstring) read into an ``UplinkPatch``."""
     path, *settings = spec.split(",")
+    if Path(path).is_dir():
+        fail(f"patch {path} is a folder", "give a patch file written by `ccl pack`")
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         fail(f"cannot read patch {path}: {exc.strerror}", "check the path")
-    if not data:
-        fail(f"patch {path} is empty", "give a patch written by `ccl pack`")
+    # An empty file is read and refused by the checks before uplink, as any non-patch is.
     patch = UplinkPatch.from_bytes(Path(path).name, data)
     fields: dict[str, Any] = {}
     for item in settings:
@@ -171,6 +202,61 @@ def _patches(specs: Sequence[str], start: datetime) -> list[UplinkPatch]:
     return patches
 
 
+def _cleared(patches: Sequence[UplinkPatch], profile: MissionProfile, key: bytes,
+             onboard: OnboardRecord | None) -> list[str]:
+    """Check every patch before uplink (``ground.preflight``); the first refused one stops
+    the command (exit 1). Returns one note per patch on what could be checked."""
+    notes = []
+    for p in patches:
+        try:
+            cleared = check_patch(p.name, p.data, profile, key, onboard)
+        except PreflightError as exc:
+            refuse(exc, EXIT_REJECTED)
+        notes.append(f"{p.name}: a {profile.name} patch, tag valid"
+                     + (f", seq {cleared.header.seq} and base checked against ledger run "
+                        f"{onboard.run}" if cleared.against_ledger and onboard else
+                        ", sequence number and base unchecked: the ledger has no telemetry"))
+    return notes
+
+
+def _onboard_record(path: Path | None) -> OnboardRecord | None:
+    """What the ledger at ``path`` (if any, and if it exists) knows is on board."""
+    if path is None or not path.exists():
+        return None
+    try:
+        with Ledger(path) as ledger:
+            return ledger.onboard()
+    except GroundError as exc:
+        refuse(exc, EXIT_USAGE)
+
+
+def _patch_key(profile: MissionProfile, key_path: str | None) -> Key:
+    if key_path and not Path(key_path).is_file():
+        fail(f"no key file at {key_path}", "write one with `ccl keygen -o FILE`")
+    try:
+        return load_key(profile, Path(key_path) if key_path else None)
+    except PackError as exc:
+        refuse(exc, EXIT_USAGE)
+
+
+def _unreachable(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow], loss: float,
+                 share_bytes: int) -> None:
+    """Refuse a loss rate at which no patch can complete within the horizon: planning it
+    would take hours only to say so. Every frame carries at least ``share_bytes`` of the
+    window's budget, and k shares need about k / (1 - loss) frames."""
+    capacity = sum(w.budget_bytes for w in windows) // share_bytes
+    for p in patches:
+        k = max(1, math.ceil(len(p.data) / share_bytes))
+        needed = k / (1.0 - loss)
+        if needed > capacity:
+            days = needed / max(capacity, 1) * (windows[-1].end - windows[0].start).days
+            fail(f"at --loss {loss:g}, {p.name} ({k} shares) needs about {needed:,.0f} "
+                 f"frames; the {len(windows)} uplink passes of the horizon carry at most "
+                 f"{capacity:,}" + (f" (about {days:,.0f} days of passes would)" if days
+                                    else ""),
+                 "give a lower --loss (the planner's estimate alone would take hours)")
+
+
 def _channel(loss: float, duplicate: float = 0.0, reorder: float = 0.0) -> Channel:
     try:
         return Channel(loss=loss, duplicate=duplicate, reorder=reorder)
@@ -195,6 +281,14 @@ _SCHEDULE = click.option("--schedule", type=click.Choice(["auto", "orbit", "fixe
 _START = click.option("--start", help="First instant (ISO, UTC); default: the TLE epoch day.")
 _LEDGER = click.option("--ledger", "ledger_opt", type=click.Path(dir_okay=False),
                        help="Ledger file (default $CCL_LEDGER or ./ccl-ledger.sqlite).")
+_SIM_LEDGER = click.option("--ledger", "ledger_opt", type=click.Path(dir_okay=False),
+                           help="Record the simulation in this ledger file (default: a "
+                                "ledger of its own, in memory; never the operational one "
+                                "unless given here).")
+_KEY = click.option("--key", "key_path", type=click.Path(dir_okay=False),
+                    help=f"The mission's patch key, to check the patches' tags (and the "
+                         f"simulated spacecraft's); default ${KEY_ENV}, else the mission's "
+                         "development key, which a flight profile refuses.")
 _MISSION = click.option("--mission", default="corot", show_default=True,
                         help="Mission profile name.")
 
@@ -249,27 +343,16 @@ def uplink() -> None:
 
 
 _PATCHES = click.argument("patch_specs", metavar="PATCH...", nargs=-1, required=True)
-_DAYS = click.option("--days", type=click.FloatRange(min=0, min_open=True), default=7.0,
-                     show_default=True, help="Planning horizon.")
-_LOSS = click.option("--loss", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+_DAYS = click.option("--days", type=FiniteFloat(min=0, min_open=True, max=MAX_DAYS),
+                     default=7.0, show_default=True, help="Planning horizon (at most a year).")
+_LOSS = click.option("--loss", type=FiniteFloat(0, 1, max_open=True), default=0.1,
                      show_default=True, help="Frame loss probability (independent).")
 _SHARE = click.option("--share-bytes", type=click.IntRange(16, MAX_SHARE_BYTES),
                       default=DEFAULT_SHARE_BYTES, show_default=True,
                       help="Bytes of patch per frame.")
-_CONF = click.option("--confidence", type=click.FloatRange(0.5, 1, max_open=True),
+_CONF = click.option("--confidence", type=FiniteFloat(0.5, 1, max_open=True),
                      default=DEFAULT_CONFIDENCE, show_default=True,
                      help="Probability that a pass's frames complete what they must.")
-
-
-def _ledger_view(path: Path) -> OnboardView:
-    if not path.exists():
-        return OnboardView()
-    try:
-        with Ledger(path) as ledger:
-            cfg = ledger.status().get("onboard_config")
-    except GroundError as exc:
-        refuse(exc, EXIT_USAGE)
-    return OnboardView(bytes.fromhex(cfg["hash"]) if cfg else None)
 
 
 @uplink.command("plan")
@@ -283,22 +366,37 @@ def _ledger_view(path: Path) -> OnboardView:
 @_CONF
 @click.option("--onboard", "onboard_hash", help="Configuration hash on board "
               "(default: the ledger's last telemetry).")
+@_KEY
 @_LEDGER
 @output_options
 @click.pass_context
 def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, days: float,
              start: str | None, schedule: str, loss: float, share_bytes: int,
-             confidence: float, onboard_hash: str | None, ledger_opt: str | None,
-             as_json: bool) -> None:
-    """Pack PATCHes into the coming uplink passes: a plan table, or refusals with reasons."""
+             confidence: float, onboard_hash: str | None, key_path: str | None,
+             ledger_opt: str | None, as_json: bool) -> None:
+    """Pack PATCHes into the coming uplink passes: a plan table, or refusals with reasons.
+    Each PATCH is checked first (format, tag, and sequence number and base against what
+    the ledger knows is on board); one that fails is refused (exit 1)."""
     profile, _budget, windows, patches = _setup(ctx, mission, start, days, schedule,
                                                 patch_specs)
-    view = _ledger_view(ledger_path(ledger_opt))
+    key = _patch_key(profile, key_path)
+    onboard = _onboard_record(ledger_path(ledger_opt))
     if onboard_hash:
         try:
-            view = OnboardView(bytes.fromhex(onboard_hash))
+            given = bytes.fromhex(onboard_hash)
         except ValueError:
             fail(f"--onboard {onboard_hash!r} is not hexadecimal", "give the full hash")
+        if len(given) < HASH_BYTES:
+            fail(f"--onboard has {len(given)} bytes, at least {HASH_BYTES} name a "
+                 "configuration", "give the full hash as `ccl status` shows it")
+        onboard = OnboardRecord(onboard.run if onboard else 0, given, "--onboard", None,
+                                onboard.last_seq if onboard else None)
+    checked = _cleared(patches, profile, key.secret, onboard)
+    _unreachable(patches, windows, loss, share_bytes)
+    view = OnboardView(onboard.config_hash if onboard else None)
+    if not as_json:
+        for line in checked:
+            note(line, "ccl")
     result = plan(patches, windows, view, _channel(loss), patch_buffer_bytes(profile),
                   share_bytes, confidence, (profile.code_bytes, profile.data_bytes))
     refused = any(p.status is Status.REFUSED for p in result.patches)
@@ -333,30 +431,28 @@ def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, day
 @uplink.command("simulate")
 @_PATCHES
 @_MISSION
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=14.0,
-              show_default=True, help="Simulated days at most.")
+@click.option("--days", type=FiniteFloat(min=0, min_open=True, max=MAX_DAYS), default=14.0,
+              show_default=True, help="Simulated days at most (at most a year).")
 @_START
 @_SCHEDULE
 @_LOSS
 @click.option("--seed", type=int, default=1, show_default=True)
 @_SHARE
 @_CONF
-@click.option("--cancel", "cancel_p", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+@click.option("--cancel", "cancel_p", type=FiniteFloat(0, 1, max_open=True), default=0.0,
               help="Probability that a pass is cancelled.")
-@click.option("--report-loss", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+@click.option("--report-loss", type=FiniteFloat(0, 1, max_open=True), default=0.0,
               help="Probability that a telemetry report is lost.")
-@click.option("--duplicate", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+@click.option("--duplicate", type=FiniteFloat(0, 1, max_open=True), default=0.0,
               help="Probability that a frame arrives twice.")
-@click.option("--reorder", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+@click.option("--reorder", type=FiniteFloat(0, 1, max_open=True), default=0.0,
               help="Probability that a frame arrives out of order.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw the timeline (PNG).")
 @click.option("--link-key", "link_key_path", type=click.Path(dir_okay=False),
               help=f"The TC link key (from `ccl keygen --link`); default ${LINK_KEY_ENV}, else "
                    "the mission's development link key, which a flight profile refuses.")
-@click.option("--key", "key_path", type=click.Path(dir_okay=False),
-              help=f"The patch key of the simulated spacecraft; default ${KEY_ENV}, else the "
-                   "mission's development key, which a flight profile refuses.")
-@_LEDGER
+@_KEY
+@_SIM_LEDGER
 @output_options
 @click.pass_context
 def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, days: float,
@@ -374,16 +470,22 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
               "FILE`")
     try:
         link = load_link_key(profile, Path(link_key_path) if link_key_path else None)
-        key = load_key(profile, Path(key_path) if key_path else None)
-    except (GroundError, PackError) as exc:
+    except GroundError as exc:
         refuse(exc, EXIT_REJECTED)
+    key = _patch_key(profile, key_path)
+    # The simulation's own ledger unless one is named: simulated outcomes never reach the
+    # operational ledger by default (``ccl status`` reads that one).
+    path = existing_parent(Path(ledger_opt), "--ledger") if ledger_opt else None
+    figure = plot_path(plot) if plot else None
+    _cleared(patches, profile, key.secret, _onboard_record(path))
+    _unreachable(patches, windows, loss, share_bytes)
     begin = _start(profile, start)
     settings = Campaign.for_mission(
         profile, link.association(profile), channel=_channel(loss, duplicate, reorder),
         seed=seed, share_bytes=share_bytes, confidence=confidence,
         faults=Faults(cancel_probability=cancel_p, report_loss_probability=report_loss))
     try:
-        ledger = Ledger(ledger_path(ledger_opt))
+        ledger = Ledger(path if path else ":memory:")
     except GroundError as exc:
         refuse(exc, EXIT_USAGE)
     params = {"loss": loss, "days": days, "start": begin.isoformat(), "share_bytes": share_bytes,
@@ -399,36 +501,34 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
                  EXIT_REJECTED)
         satellite = SimulatedSatellite(spacecraft, windows[0].start)
         recorder = ledger.start_run("simulation", profile.name, seed, params)
-        progress = Progress(TextColumn("[bold]uplink[/bold] {task.description}"), BarColumn(),
-                            MofNCompleteColumn(), console=err, transient=True,
-                            disable=not err.is_terminal)
-        with progress:
-            task = progress.add_task("passes", total=len(windows))
+        with progress("uplink passes", total=len(windows), unit="passes") as ticker:
 
             def tick(log: WindowLog) -> None:
-                p = log.window.pass_
-                what = "cancelled" if log.cancelled else f"{log.bytes_sent} B"
-                progress.update(task, advance=1,
-                                description=f"{_t(p.rise)} {p.station}: {what}")
+                ticker.advance()
 
             try:
                 result = simulate(patches, windows, satellite, settings, recorder=recorder,
                                   on_window=tick)
             except ErasureError as exc:
                 fail(str(exc), "split the change into smaller patches", EXIT_REJECTED)
-    if plot:
+    if figure:
         from ground.timeline import plot_timeline
 
         try:
-            plot_timeline(result, Path(plot), f"{profile.name}: uplink of "
+            plot_timeline(result, figure, f"{profile.name}: uplink of "
                           f"{', '.join(p.name for p in patches)}, loss {loss:g}, seed {seed}")
         except (OSError, ValueError) as exc:
-            fail(f"cannot draw {plot}: {exc}", "check the path and the simulated days")
+            fail(f"cannot draw {figure}: {exc}", "check the path and the simulated days")
     failed = any(p.status != "complete" for p in result.patches)
+    ledger_name = str(path) if path else "in memory"
     if as_json:
-        _emit_json(_summary_json(result, budget, loss, recorder.run))
+        _emit_json(_summary_json(result, budget, loss, recorder.run)
+                   | {"ledger": str(path) if path else None,
+                      "plot": str(figure) if figure else None})
     else:
-        _print_summary(result, budget, loss, recorder.run, plot,
+        _print_summary(result, budget, loss, f"run {recorder.run} of the ledger {ledger_name}"
+                       + ("" if path else " (give --ledger FILE to keep it)"),
+                       str(figure) if figure else None,
                        {p.name: p.describe() for p in patches})
     sys.exit(EXIT_REJECTED if failed else EXIT_OK)
 
@@ -443,7 +543,7 @@ def _summary_json(result: SimulationResult, budget: LinkBudget, loss: float,
     return data
 
 
-def _print_summary(result: SimulationResult, budget: LinkBudget, loss: float, run: int,
+def _print_summary(result: SimulationResult, budget: LinkBudget, loss: float, run: str,
                    plot: str | None, headers: dict[str, str]) -> None:
     used = [w for w in result.windows if not w.cancelled]
     out.print(f"simulated {len(result.windows)} uplink passes "
@@ -451,8 +551,8 @@ def _print_summary(result: SimulationResult, budget: LinkBudget, loss: float, ru
               f"{sum(not w.report_received for w in used)} telemetry reports lost), "
               f"{sum(w.frames_sent for w in used)} frames, "
               f"{sum(w.bytes_sent for w in used)} bytes sent, "
-              f"{sum(w.frames_lost for w in used)} frames lost; seed {result.seed}, "
-              f"ledger run {run}")
+              f"{sum(w.frames_lost for w in used)} frames lost; seed {result.seed}; "
+              f"recorded as {run}")
     for p in result.patches:
         line = f"{p.name} ({p.size} bytes): {p.status}" + (f" ({p.reason})" if p.reason else "")
         if headers.get(p.name):
@@ -493,6 +593,9 @@ def status(ledger_opt: str | None, run: int | None, as_json: bool) -> None:
             info = ledger.status(run)
     except GroundError as exc:
         refuse(exc, EXIT_USAGE)
+    cfg = info.get("onboard_config")
+    if cfg:
+        cfg["age"] = _age(cfg["reported_at"])
     if as_json:
         _emit_json(info)
         return
@@ -500,21 +603,51 @@ def status(ledger_opt: str | None, run: int | None, as_json: bool) -> None:
               f"{info['images']} images, {info['config_versions']} configuration versions")
     if info["run"] is None:
         return
-    cfg = info["onboard_config"]
-    where = (f"{cfg['hash'][:16]}" + (f" ({cfg['name']} version {cfg['version']})"
-                                       if cfg["name"] else "")
-             + f", reported at pass {cfg['reported_at_pass']}") if cfg else "unknown (no report)"
     ps = info["passes"]
     out.print(f"run {info['run']} ({info['kind']}, mission {info['mission']}, seed "
               f"{info['seed']}): {ps['used']} passes ({ps['cancelled']} cancelled) from "
               f"{ps['first']} to {ps['last']}, {info['reports']} telemetry reports")
-    out.print(f"on board: {where}")
+    out.print(f"on board: {_onboard_line(cfg)}")
     table = Table()
     for col in ("id", "patch", "state", "fate", "on board", "frames", "bytes"):
         table.add_column(col, no_wrap=col != "patch")
     for t in info["transfers"]:
-        table.add_row(str(t["transfer"]), t["patch"], t["state"],
-                      "-" if t["fate"] is None else str(t["fate"]),
+        table.add_row(str(t["transfer"]), t["patch"], t["state"], t["fate_name"] or "-",
                       f"{t['shares_held']}/{t['k']} shares", str(t["frames_sent"]),
                       str(t["bytes_sent"]))
     out.print(table)
+
+
+def _age(reported_at: str | None) -> dict[str, Any] | None:
+    """How old the last telemetry is: when it was read (the pass's time) and how long ago."""
+    if reported_at is None:
+        return None
+    when = datetime.fromisoformat(reported_at)
+    seconds = (datetime.now(UTC) - when).total_seconds()
+    return {"read_at": reported_at, "seconds": round(seconds)}
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 0:
+        return "in the future"
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:,.1f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def _onboard_line(cfg: dict[str, Any] | None) -> str:
+    """What is on board, as the last telemetry said, with the full hash and its age."""
+    if not cfg:
+        return "unknown (no telemetry read in this run)"
+    if cfg["empty"]:
+        what = "nothing (telemetry reports no configuration)"
+    else:
+        what = (f"hash prefix {cfg['hash']} (only 8 bytes known)" if cfg["hash_is_prefix"]
+                else cfg["hash"])
+        if cfg["name"]:
+            what += f" ({cfg['name']} version {cfg['version']})"
+    age = cfg["age"]
+    when = (f"telemetry of pass {cfg['reported_at_pass']}"
+            + (f" read {age['read_at']}, {_ago(age['seconds'])}" if age else ""))
+    return f"{what}; {when}"

@@ -37,11 +37,15 @@ from cli.console import (
     EXIT_UNKNOWN,
     EXIT_USAGE,
     fail,
+    note,
     refuse,
     require_inputs,
 )
-from cli.options import output_options
+from cli.options import SEQUENCE_NUMBER, output_options
+from ground.errors import GroundError
+from ground.ledger import LEDGER_ENV, Ledger, ledger_path
 from ground.link_key import LINK_KEY_ENV
+from ground.planner import UplinkPatch
 from onboard.mission import MissionError, MissionProfile, find_mission, mission_search_path
 from onboard.patching.delta import LISTS, apply_sections, empty_config, read_sections
 from onboard.patching.key_file import write_key_file
@@ -78,7 +82,45 @@ def _read_image(path: str, what: str) -> Image:
               f"the {what} is an image written by `ccl compile`", EXIT_REJECTED)
 
 
-# --------------------------------------------------------------------------- verification
+# --------------------------------------------------------------------------- sequence numbers
+
+
+def _sequence_number(given: int | None, ledger_opt: str | None,
+                     version: int) -> tuple[int, str, Path | None]:
+    """The patch's sequence number, where it comes from (for the operator) and the ledger
+    to record the patch in: ``--seq`` if given; else one above the highest the ledger has
+    used (packed or sent) when there is a ledger; else the configuration's version."""
+    path = ledger_path(ledger_opt)
+    if ledger_opt and not path.is_file():
+        fail(f"no ledger at {path}", f"give an existing ledger, or leave out --ledger "
+             f"(default ${LEDGER_ENV} or ./ccl-ledger.sqlite)")
+    last = None
+    if path.is_file():
+        try:
+            with Ledger(path) as ledger:
+                last = ledger.last_seq_used()
+        except GroundError as exc:
+            refuse(exc, EXIT_USAGE)
+    if given is not None:
+        if last is not None and given <= last:
+            note(f"warning: --seq {given} is not above {last}, the last sequence number the "
+                 f"ledger {path} has used: the board rejects it as a replay if {last} was "
+                 "taken", "ccl")
+        return given, "given with --seq", path if path.is_file() else None
+    if last is not None:
+        return last + 1, f"the next after {last} in the ledger {path}", path
+    if path.is_file():
+        return version, f"the configuration's version: the ledger {path} holds no patch", path
+    return version, f"the configuration's version: no ledger at {path}", None
+
+
+def _record(ledger: Path, name: str, data: bytes) -> None:
+    """Record a packed patch in the ledger, so its sequence number counts as used."""
+    try:
+        with Ledger(ledger) as book:
+            book.add_patch(UplinkPatch.from_bytes(name, data))
+    except GroundError as exc:
+        refuse(exc, EXIT_USAGE)
 
 
 # --------------------------------------------------------------------------- commands
@@ -88,8 +130,12 @@ def _read_image(path: str, what: str) -> Image:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--base", "base_path", type=click.Path(dir_okay=False),
               help="Image of the configuration on board: pack a delta from it.")
-@click.option("--seq", type=click.IntRange(min=1),
-              help="Sequence number (default: the configuration's version).")
+@click.option("--seq", type=SEQUENCE_NUMBER,
+              help="Sequence number (default: one above the last the ledger has used, "
+                   "else the configuration's version).")
+@click.option("--ledger", "ledger_opt", type=click.Path(dir_okay=False),
+              help=f"Ledger to take the sequence number from and record the patch in "
+                   f"(default ${LEDGER_ENV}, else ./ccl-ledger.sqlite if it exists).")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False),
               help=f"Key file (hex); default ${KEY_ENV}, else the development key.")
 @click.option("--unverified", is_flag=True,
@@ -101,8 +147,8 @@ def _read_image(path: str, what: str) -> Image:
 @output_options
 @click.pass_context
 def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int | None,
-                 key_path: str | None, unverified: bool, full: bool | None,
-                 output: str | None, as_json: bool) -> None:
+                 ledger_opt: str | None, key_path: str | None, unverified: bool,
+                 full: bool | None, output: str | None, as_json: bool) -> None:
     """Compile, verify and pack a configuration FILE into a patch."""
 
     require_inputs([file])
@@ -126,9 +172,10 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
         first = verdict.detail.splitlines()[0] if verdict.detail else ""
         fail(f"{file}: not packed: the configuration {what}" + (f" ({first})" if first else ""),
               "fix it (see `ccl verify`), or pack with --unverified to mark the patch", code)
+    seq, seq_from, ledger = _sequence_number(seq, ledger_opt, compiled.image.version)
     try:
         packed = pack(compiled.image, [v.image for v in compiled.vmlets], profile,
-                      key.secret, seq=seq if seq is not None else compiled.image.version,
+                      key.secret, seq=seq,
                       base=base, full=full, unverified=verdict.status != "proven",
                       cycles_per_frame=verdict.cycles_per_frame)
     except PackError as exc:
@@ -138,10 +185,13 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
         target.write_bytes(packed.data)
     except OSError as exc:
         fail(f"cannot write {target}: {exc.strerror}", "check the output path")
+    if ledger is not None:
+        _record(ledger, target.name, packed.data)
     h = packed.header
     summary = {
         "ok": True, "file": file, "output": str(target), "bytes": len(packed.data),
-        "kind": "full" if h.full else "delta", "seq": h.seq, "verified": not h.unverified,
+        "kind": "full" if h.full else "delta", "seq": h.seq, "seq_from": seq_from,
+        "verified": not h.unverified,
         "verifier": verdict.status, "key": key.source, "development_key": key.development,
         "name": compiled.image.name, "version": h.version,
         "base": h.base_hash.hex(), "target": h.target_hash.hex(),
@@ -152,7 +202,7 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
     else:
         click.echo(f"{summary['name']} v{h.version} -> {target}: {summary['kind']} patch, "
                    f"{len(packed.data)} bytes (image {summary['image_bytes']} bytes), seq "
-                   f"{h.seq}, base {h.base_hash.hex()}, target {h.target_hash.hex()}"
+                   f"{h.seq} ({seq_from}), base {h.base_hash.hex()}, target {h.target_hash.hex()}"
                    + ("" if not h.unverified else ", UNVERIFIED"))
         if key.development:
             click.echo(f"note: signed with {key.source}; give --key FILE or ${KEY_ENV} "

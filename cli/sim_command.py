@@ -1,11 +1,14 @@
 """The ``ccl sim`` command: run mission scenarios end to end.
 
 ``ccl sim SCENARIO... [--ledger PATH] [--workdir DIR] [--plot DIR] [--json]``: each SCENARIO is a
-scenario file or a folder of them (``*.toml``, in name order). For each: compile, verify,
-pack, uplink over the passes, receive, apply and probation on board under the 10 % share,
-telemetry back, ledger updated (see ``ground/scenario.py``), then a report. Exit 0 when every
-scenario met its expectations and the ground's record agrees with what is on board, 1
-otherwise (or for a scenario file that cannot be run), 2 for usage errors.
+scenario file or a folder of them (``*.toml``, in name order). Every file is read and checked
+first; then for each: compile, verify, pack, uplink over the passes, receive, apply and
+probation on board under the 10 % share, telemetry back, ledger updated (see
+``ground/scenario.py``), then a report. The ledger is the simulation's own, in memory,
+unless ``--ledger FILE`` names one: simulated outcomes never reach the operational ledger by
+default. Exit 0 when every scenario met its expectations and the ground's record agrees with
+what is on board, 1 otherwise (or for a scenario file that cannot be run: empty, binary, not
+a scenario), 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -20,11 +23,18 @@ import click
 from rich.console import Console
 
 from ccl.driver import Compiler
-from cli.console import EXIT_REJECTED, EXIT_USAGE, fail, refuse
+from cli.console import EXIT_REJECTED, EXIT_USAGE, fail, note, progress, refuse
+from cli.ground_commands import existing_parent
 from cli.options import output_options
 from ground.errors import GroundError
-from ground.ledger import Ledger, ledger_path
-from ground.scenario import PatchOutcome, ScenarioReport, load_scenario, run_scenario
+from ground.ledger import Ledger
+from ground.scenario import (
+    PatchOutcome,
+    Scenario,
+    ScenarioReport,
+    load_scenario,
+    run_scenario,
+)
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -35,15 +45,28 @@ def _scenario_files(args: tuple[str, ...]) -> list[Path]:
     for a in args:
         p = Path(a)
         if p.is_dir():
-            found = sorted(p.glob("*.toml"))
+            found = sorted(f for f in p.glob("*.toml") if f.is_file())
             if not found:
-                fail(f"{p} holds no scenario (*.toml)", "give a scenario file", EXIT_USAGE)
+                fail(f"{p} holds no scenario (*.toml)", "give a scenario file or a folder of "
+                     "them", EXIT_REJECTED)
             files += found
         elif p.is_file():
             files.append(p)
         else:
             fail(f"no scenario at {p}", "give a scenario file or a folder of them", EXIT_USAGE)
     return files
+
+
+def _load(files: list[Path]) -> list[Scenario]:
+    """Every scenario, read and checked before any is run: a file that is not one (empty,
+    binary, not TOML, keys missing) stops the command at once (exit 1)."""
+    scenarios = []
+    for f in files:
+        try:
+            scenarios.append(load_scenario(f))
+        except GroundError as exc:
+            refuse(exc, EXIT_REJECTED)
+    return scenarios
 
 
 def _t(t: datetime | None) -> str:
@@ -110,7 +133,6 @@ def _plot(report: ScenarioReport, path: Path, quiet: bool) -> None:
             out.print(f"  (no uplink pass to draw for {path.name})")
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         plot_timeline(result, path, f"{report.scenario.name} (seed {report.scenario.seed})",
                       activations)
     except (OSError, ValueError) as exc:
@@ -122,7 +144,9 @@ def _plot(report: ScenarioReport, path: Path, quiet: bool) -> None:
 @click.command("sim")
 @click.argument("scenarios", metavar="SCENARIO...", nargs=-1, required=True)
 @click.option("--ledger", "ledger_opt", type=click.Path(dir_okay=False),
-              help="Ledger file (default $CCL_LEDGER or ./ccl-ledger.sqlite).")
+              help="Record the runs in this ledger file (default: a ledger of the "
+                   "simulation's own, in memory; never the operational one unless given "
+                   "here).")
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Where the simulated satellites keep their stores (default: a temporary "
                    "folder).")
@@ -134,14 +158,18 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
         workdir: str | None, plot_dir: str | None, as_json: bool) -> None:
     """Run SCENARIOs end to end: compile, verify, pack, uplink, apply on board, telemetry."""
     files = _scenario_files(scenarios)
+    if plot_dir and not Path(plot_dir).is_dir():
+        fail(f"--plot {plot_dir}: no such folder", "create the folder first, or give another")
+    ledger_file = existing_parent(Path(ledger_opt), "--ledger") if ledger_opt else None
+    loaded = _load(files)
     compiler = Compiler(mission_dirs=[Path(p) for p in (ctx.obj or {}).get("missions", ())])
     reports: list[ScenarioReport] = []
-    with tempfile.TemporaryDirectory(prefix="ccl-sim-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ccl-sim-") as tmp, \
+            progress("scenarios", total=len(loaded), unit="scenarios") as ticker:
         root = Path(workdir) if workdir else Path(tmp)
         try:
-            with Ledger(ledger_path(ledger_opt)) as ledger:
-                for i, f in enumerate(files):
-                    scenario = load_scenario(f)
+            with Ledger(ledger_file or ":memory:") as ledger:
+                for i, (f, scenario) in enumerate(zip(files, loaded, strict=True)):
                     if not as_json:
                         out.print(f"== {scenario.name} ({f})")
                     say = None if as_json else (lambda text: out.print(f"  {text}"))
@@ -152,8 +180,12 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
                         _print(report)
                     if plot_dir:
                         _plot(report, Path(plot_dir) / f"{f.stem}.png", as_json)
+                    ticker.advance()
         except GroundError as exc:
             refuse(exc, EXIT_REJECTED)
+    if ledger_file is None and not as_json:
+        note("the runs were recorded in a ledger of the simulation's own, now gone; give "
+             "--ledger FILE to keep them")
     if as_json:
         click.echo(json.dumps([r.to_json() for r in reports], indent=2, default=str))
     elif len(reports) > 1:

@@ -17,6 +17,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from ground.errors import GroundError
 from ground.link import UplinkWindow
 from ground.planner import UplinkPatch
 from onboard.link.receiver import Report, TransferState
+from onboard.patching.patch_format import FormatError, parse_header
+from onboard.patching.patcher import FATE_CODES, REJECTED_BASE, FateStatus, fate_code_text
 
 DEFAULT_LEDGER = "ccl-ledger.sqlite"
 LEDGER_ENV = "CCL_LEDGER"
@@ -64,6 +67,23 @@ CREATE TABLE IF NOT EXISTS reports (
 
 class LedgerError(GroundError):
     """A ledger file that cannot be opened or is not a ledger."""
+
+
+@dataclass(frozen=True)
+class OnboardRecord:
+    """What one run of the ledger knows is on board, from its last telemetry report."""
+
+    run: int
+    config_hash: bytes | None     # the full content hash telemetry reported (32 zero bytes:
+                                  # nothing on board); None: no telemetry read yet
+    reported_at: str | None       # when that telemetry was read (the pass's rise, ISO UTC)
+    reported_at_pass: int | None
+    last_seq: int | None          # highest sequence number telemetry shows taken on board
+
+    @property
+    def known(self) -> bool:
+        """Whether the ground has read telemetry in this run, so knows what is on board."""
+        return self.config_hash is not None
 
 
 def ledger_path(option: str | None) -> Path:
@@ -133,6 +153,32 @@ class Ledger:
 
     # ----------------------------------------------------------------- queries
 
+    def last_seq_used(self) -> int | None:
+        """The highest sequence number of any patch the ledger holds (packed or sent), or
+        None if it holds none: the next patch takes this plus one."""
+        seqs = [_seq(bytes(row[0])) for row in self.db.execute("SELECT bytes FROM patches")]
+        return max((s for s in seqs if s is not None), default=None)
+
+    def onboard(self, run: int | None = None) -> OnboardRecord | None:
+        """What run ``run`` (default: the latest) knows is on board; None without runs."""
+        q = self.db.execute
+        if run is None:
+            run = q("SELECT MAX(id) FROM runs").fetchone()[0]
+            if run is None:
+                return None
+        last = q("SELECT r.pass_idx, r.config_hash, p.rise FROM reports r LEFT JOIN passes p "
+                 "ON p.run = r.run AND p.idx = r.pass_idx WHERE r.run = ? "
+                 "ORDER BY r.pass_idx DESC LIMIT 1", (run,)).fetchone()
+        # A transfer's fate is the patcher's first answer: anything but a rejection (or
+        # "received", not yet judged) means the patch was staged, so its number is taken.
+        taken = [_seq(bytes(row[0])) for row in q(
+            "SELECT p.bytes FROM transfers t JOIN patches p ON p.sha256 = t.patch "
+            "WHERE t.run = ? AND t.fate IS NOT NULL AND t.fate < ? AND t.fate != ?",
+            (run, REJECTED_BASE, FATE_CODES[FateStatus.RECEIVED]))]
+        return OnboardRecord(run, bytes.fromhex(last[1]) if last else None,
+                             last[2] if last else None, last[0] if last else None,
+                             max((s for s in taken if s is not None), default=None))
+
     def runs(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT id, kind, mission, seed, params FROM runs ORDER BY id")
         return [{"run": r[0], "kind": r[1], "mission": r[2], "seed": r[3],
@@ -153,16 +199,22 @@ class Ledger:
         meta = q("SELECT kind, mission, seed, params FROM runs WHERE id = ?", (run,)).fetchone()
         if meta is None:
             raise LedgerError(f"the ledger has no run {run}", "see `ccl status` for the runs")
-        last = q("SELECT pass_idx, time_ms, config_hash FROM reports WHERE run = ? "
-                 "ORDER BY pass_idx DESC LIMIT 1", (run,)).fetchone()
+        last = q("SELECT r.pass_idx, r.time_ms, r.config_hash, p.rise FROM reports r "
+                 "LEFT JOIN passes p ON p.run = r.run AND p.idx = r.pass_idx WHERE r.run = ? "
+                 "ORDER BY r.pass_idx DESC LIMIT 1", (run,)).fetchone()
         config = None
         if last is not None:
-            # A patcher may report only a hash prefix (patch headers carry 8 bytes), padded.
-            prefix = last[2].rstrip("0")[:16] or last[2]
-            name = q("SELECT name, version FROM config_versions WHERE hash = ? OR "
-                     "substr(hash, 1, ?) = ?", (last[2], len(prefix), prefix)).fetchone()
-            config = {"hash": last[2], "name": name[0] if name else None,
-                      "version": name[1] if name else None, "reported_at_pass": last[0]}
+            name = q("SELECT name, version FROM config_versions WHERE hash = ?",
+                     (last[2],)).fetchone()
+            # Telemetry carries the full SHA-256 content hash (32 zero bytes: nothing on
+            # board); a hash with only its first 8 bytes set is a patch header's prefix,
+            # said so rather than shown as a full hash.
+            empty = int(last[2], 16) == 0
+            prefix = not empty and last[2][16:].strip("0") == ""
+            config = {"hash": last[2][:16] if prefix else last[2], "hash_is_prefix": prefix,
+                      "empty": empty, "name": name[0] if name else None,
+                      "version": name[1] if name else None, "reported_at_pass": last[0],
+                      "reported_at": last[3]}
         transfers = []
         for t in q("SELECT transfer, name, k, share_bytes, state, fate, priority, deadline "
                    "FROM transfers WHERE run = ? ORDER BY transfer", (run,)):
@@ -171,7 +223,9 @@ class Ledger:
             acked = q("SELECT COUNT(*) FROM segments_acked WHERE run = ? AND transfer = ?",
                       (run, t[0])).fetchone()[0]
             transfers.append({"transfer": t[0], "patch": t[1], "k": t[2], "share_bytes": t[3],
-                              "state": t[4], "fate": t[5], "priority": t[6], "deadline": t[7],
+                              "state": t[4], "fate": t[5],
+                              "fate_name": None if t[5] is None else fate_code_text(t[5]),
+                              "priority": t[6], "deadline": t[7],
                               "frames_sent": sent[0], "bytes_sent": sent[1],
                               "distinct_shares_sent": sent[2], "shares_acked": acked,
                               "shares_held": t[2] if t[4] == "complete" else min(acked, t[2])})
@@ -235,6 +289,14 @@ class RunRecorder:
                            (t.state.name.lower().replace("_", "-"),
                             t.fate if t.state is TransferState.COMPLETE else None,
                             self.run, t.transfer))
+
+
+def _seq(data: bytes) -> int | None:
+    """The sequence number in a patch's header; None for bytes that are not a patch."""
+    try:
+        return parse_header(data).header.seq
+    except FormatError:
+        return None
 
 
 def _hex(h: bytes | None) -> str | None:

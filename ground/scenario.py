@@ -6,7 +6,9 @@ sends, step by step. For every configuration of a step the ground:
 1. compiles and proves it (``ccl.driver``, ``ccl.verify``): one that does not check or is
    not proven is never uplinked;
 2. packs it (``ccl.pack``) against the configuration it believes is on board (the last
-   telemetry report's hash, looked up in the ledger), with the next sequence number;
+   telemetry report's hash, looked up in the ledger), with the next sequence number, and
+   checks the patch as before any uplink (``ground.preflight``: format, tag, sequence number
+   and base against the ledger);
 3. uplinks the step's patches over the coming passes (``ground.uplink.simulate``) to a
    simulated satellite (``onboard.sim.spacecraft``: receiver, VVM, patcher, store), whose tasks
    run under the 10 % share the whole time, patch handling included;
@@ -76,6 +78,7 @@ from ground.ledger import Ledger, RunRecorder
 from ground.link import LinkBudget, UplinkWindow, uplink_windows
 from ground.passes import compute_passes, default_start
 from ground.planner import UplinkPatch
+from ground.preflight import PreflightError, check_patch
 from ground.satellite import SimulatedSatellite
 from ground.telemetry import FateLog, FateRecord
 from ground.uplink import (
@@ -166,9 +169,16 @@ def load_scenario(path: Path) -> Scenario:
     except OSError as exc:
         raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}",
                             "check the path") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not a scenario: byte {exc.start} is not UTF-8 text "
+                            "(a binary file?)", "give a scenario file (TOML text)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}", "fix the syntax") from None
     where = f"{path} [scenario]"
+    if not data:
+        raise ScenarioError(f"{path}: not a scenario: the file is empty",
+                            "a scenario has a [scenario] table and [[step]]s; see "
+                            "missions/corot/scenarios/")
     head = _get(data, "scenario", dict, str(path), required=True)
     base = path.parent
     start_text = _get(head, "start", (str, datetime), where)
@@ -447,6 +457,12 @@ class _Ground:
             raise ScenarioError(f"{p.spec.config}: cannot pack: {exc.message}",
                                 exc.hint) from None
         name = f"{c.image.name} v{c.image.version} #{self.seq}"
+        try:  # what the ground checks before any uplink, on what the ledger knows
+            check_patch(name, result.data, self.profile, self.key,
+                        self.ledger.onboard(self.recorder.inner.run))
+        except PreflightError as exc:
+            raise ScenarioError(f"{p.spec.config}: {exc.where}: {exc.message}",
+                                exc.hint) from None
         patch = UplinkPatch.from_bytes(name, result.data, priority=p.spec.priority)
         self.ledger.add_patch(patch)
         kind = "full" if result.full else "delta"

@@ -66,3 +66,24 @@ def exo_patches(corot: MissionProfile) -> dict[str, bytes]:
             "v6": pack(v6.image, [v.image for v in v6.vmlets], corot, key, seq=6,
                        base=v5.image).data,
             "v5_hash": v5.image.content_hash}
+
+
+@pytest.fixture(scope="session")
+def framed_patch() -> Callable[..., bytes]:
+    """A patch of ``size`` bytes that passes the ground's checks before uplink (a header of
+    mission corot, one VMLET section of filler, its CRCs and its tag under the development
+    key) but that the board rejects when it decodes the carried VMlet."""
+    from onboard.patching import patch_format as pf
+
+    def make(size: int, seq: int = 5, base: bytes = bytes(8), target: bytes = bytes(range(8)),
+             full: bool = True, key: bytes | None = None) -> bytes:
+        header = pf.Header(pf.Flag.FULL if full else pf.Flag(0), 1, 29678, seq, 4, base,
+                           target, pf.Claims(1000, 100, 100, 400))
+        filler = 0
+        for _ in range(4):  # the section's length varint grows with the filler: settle it
+            data = pf.assemble(header, [pf.build_frame(pf.SectionType.VMLET, bytes(filler))],
+                               key or pf.development_key("corot"))
+            filler = max(0, filler + size - len(data))
+        return data
+
+    return make

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,11 +13,11 @@ from cli.ccl import ccl as cli
 
 
 @pytest.fixture()
-def patch_files(tmp_path: Path) -> tuple[Path, Path]:
-    rnd = random.Random(3)
+def patch_files(tmp_path: Path, framed_patch: Callable[..., bytes]) -> tuple[Path, Path]:
+    """Two patches the ground clears for uplink (and the board rejects: bad-image)."""
     big, small = tmp_path / "big.vvmp", tmp_path / "small.vvmp"
-    big.write_bytes(rnd.randbytes(16_384))
-    small.write_bytes(rnd.randbytes(1_500))
+    big.write_bytes(framed_patch(16_384))
+    small.write_bytes(framed_patch(1_500, seq=6))
     return big, small
 
 
@@ -45,14 +44,16 @@ def test_passes_table_and_json() -> None:
 
 
 def test_plan_table_and_refusal(patch_files: tuple[Path, Path],
-                                make_patch: Callable[..., bytes]) -> None:
+                                framed_patch: Callable[..., bytes]) -> None:
     big, small = patch_files
     r = ccl("uplink", "plan", big, f"{small},priority=3", "--loss", "0.1")
     assert r.exit_code == 0, r.output
-    assert "small.vvmp: scheduled, k = 3 shares" in r.output
-    assert "big.vvmp: scheduled, k = 32 shares of 512 bytes" in r.output
+    lines = {line.split(":")[0]: line for line in r.output.splitlines()}
+    assert lines["small.vvmp"].startswith("small.vvmp: scheduled [seq 6, full")
+    assert "], k = 3 shares" in lines["small.vvmp"]
+    assert "], k = 32 shares of 512 bytes" in lines["big.vvmp"]
     header_patch = big.parent / "delta.vvmp"
-    header_patch.write_bytes(make_patch(bytes(8), bytes(range(8)), full=True))
+    header_patch.write_bytes(framed_patch(2_000))
     r = ccl("uplink", "plan", header_patch, "--onboard", "ab" * 32)
     assert r.exit_code == 0, r.output
     assert "delta.vvmp: scheduled [seq 5, full to version 4 (0001020304050607)" in r.output
@@ -69,13 +70,16 @@ def test_simulate_plot_ledger_and_status(tmp_path: Path,
     ledger, png = tmp_path / "ledger.sqlite", tmp_path / "timeline.png"
     r = ccl("uplink", "simulate", big, f"{small},priority=2", "--loss", "0.1", "--seed", "1",
             "--plot", png, "--ledger", ledger, "--report-loss", "0.2", "--cancel", "0.1")
-    # opaque bytes reach the spacecraft whole, and its patcher rejects them: exit 1
+    # well-framed and signed, they pass the ground's checks; the board's patcher rejects
+    # the VMlet they carry: exit 1
     assert r.exit_code == 1, r.output
-    assert "big.vvmp (16384 bytes): rejected (on board: bad-magic); k = 32 shares of 512 " \
-        "bytes" in r.output
+    big_line = next(line for line in r.output.splitlines() if line.startswith("big.vvmp"))
+    assert big_line.startswith("big.vvmp (16384 bytes): rejected (on board: bad-image) [seq 5")
+    assert "]; k = 32 shares of 512 bytes" in big_line
     assert "x the bound" in r.output and "timeline drawn" in r.output
     assert "on board, as telemetry tells: received 2014-06-" in r.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # rejected on board, so their sequence numbers are not taken: they may go again
     again = ccl("uplink", "simulate", big, f"{small},priority=2", "--loss", "0.1", "--seed",
                 "1", "--ledger", ledger, "--report-loss", "0.2", "--cancel", "0.1", "--json")
     data = json.loads(again.output)
