@@ -206,6 +206,9 @@ def test_ccl_sim_exit_codes_and_messages(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "never uplinked" in proc.stdout and "result: OK" in proc.stdout
     proc = sim(SCENARIOS / "01_first_upload.toml", "--plot", tmp_path / "plots")
+    assert proc.returncode == 2 and "no such folder" in proc.stderr  # never created silently
+    (tmp_path / "plots").mkdir()
+    proc = sim(SCENARIOS / "01_first_upload.toml", "--plot", tmp_path / "plots")
     assert proc.returncode == 0, proc.stderr
     png = tmp_path / "plots" / "01_first_upload.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "timeline drawn" in proc.stdout
