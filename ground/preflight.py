@@ -2,7 +2,7 @@
 
 A file handed to ``ccl uplink plan``/``simulate``, or a patch a scenario packs, goes up only
 if it is a patch the spacecraft can take. The checks are the onboard patcher's own first
-steps (``onboard.patching.patcher``), on the one definition of the format
+steps (``onboard.patching.patcher.read_envelope``), on the one definition of the format
 (``onboard.patching.patch_format``), so the ground refuses what the board would reject
 before a byte of link budget is spent on it:
 
@@ -34,10 +34,9 @@ from onboard.patching.patch_format import (
     Header,
     Reason,
     check_order,
-    parse_frames,
-    parse_header,
     tag_ok,
 )
+from onboard.patching.patcher import read_envelope
 
 _HINTS = {
     Reason.BAD_TAG: "sign it with the mission's key (`ccl pack --key FILE`), or give the key "
@@ -81,23 +80,9 @@ def check_patch(name: str, data: bytes, profile: MissionProfile, key: bytes,
     if not data:
         raise PreflightError(name, Reason.TRUNCATED, "the file is empty", None, 0)
     try:
-        parsed = parse_header(data)
+        parsed, frames = read_envelope(data, profile)
         header, at = parsed.header, parsed.offsets
-        if parsed.size + TAG_BYTES > len(data):
-            raise FormatError(Reason.TRUNCATED, f"the patch ends before its tag ({len(data)} "
-                              "bytes)", "tag", len(data))
-        if header.mission_id != profile.mission_id:
-            raise FormatError(Reason.WRONG_MISSION, f"mission id {header.mission_id}, "
-                              f"mission {profile.name} is {profile.mission_id}", "mission",
-                              at["mission"])
-        if header.spacecraft_id != profile.spacecraft_id:
-            raise FormatError(Reason.WRONG_SPACECRAFT, f"spacecraft id "
-                              f"{header.spacecraft_id}, mission {profile.name} flies "
-                              f"{profile.spacecraft_id}", "spacecraft", at["spacecraft"])
-        if not parsed.crc_ok:
-            raise FormatError(Reason.HEADER_CRC, "the header's CRC does not match", "crc",
-                              at["crc"])
-        check_order(parse_frames(data, parsed.size, len(data) - TAG_BYTES))
+        check_order(frames)
     except FormatError as exc:
         raise PreflightError(name, exc.reason, exc.message, exc.field, exc.offset) from None
     if not tag_ok(key, data):

@@ -68,6 +68,7 @@ from onboard.patching.patch_format import (
     FormatError,
     Frame,
     Header,
+    ParsedHeader,
     Reason,
     development_key,
     hash_prefix,
@@ -193,6 +194,28 @@ def _reject(reason: Reason, message: str, fld: str | None = None,
     return PatchRejected(reason, message, fld, offset)
 
 
+def read_envelope(data: bytes, profile: MissionProfile) -> tuple[ParsedHeader, list[Frame]]:
+    """The header and section frames of the patch ``data`` for ``profile``'s spacecraft,
+    checked as ``Patcher.check`` does before the tag (steps 2 to 6: decoding, magic and
+    format version, mission and spacecraft ids, header and section CRCs). The ground runs
+    the same steps before uplink (``ground.preflight``). Raises ``FormatError``."""
+    parsed = parse_header(data)
+    header, at = parsed.header, parsed.offsets
+    if parsed.size + TAG_BYTES > len(data):
+        raise _reject(Reason.TRUNCATED, "the patch ends before its tag", "tag", len(data))
+    if header.mission_id != profile.mission_id:
+        raise _reject(Reason.WRONG_MISSION, f"mission id {header.mission_id}, this is "
+                      f"mission {profile.mission_id} ({profile.name})", "mission",
+                      at["mission"])
+    if header.spacecraft_id != profile.spacecraft_id:
+        raise _reject(Reason.WRONG_SPACECRAFT, f"spacecraft id {header.spacecraft_id}, "
+                      f"this is spacecraft {profile.spacecraft_id}", "spacecraft",
+                      at["spacecraft"])
+    if not parsed.crc_ok:
+        raise _reject(Reason.HEADER_CRC, "the header's CRC does not match", "crc", at["crc"])
+    return parsed, parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+
+
 def rebuild(header: Header, frames: Sequence[Frame], base: Configuration | None,
             profile: MissionProfile) -> Configuration:
     """The configuration a patch describes: its sections applied to the base (the empty
@@ -285,21 +308,8 @@ class Patcher:
             raise _reject(Reason.OVERSIZE, f"{len(data)} bytes exceed the "
                           f"{self.max_patch_bytes} this patcher accepts", None,
                           self.max_patch_bytes)
-        parsed = parse_header(data)
+        parsed, frames = read_envelope(data, profile)
         header, at = parsed.header, parsed.offsets
-        if parsed.size + TAG_BYTES > len(data):
-            raise _reject(Reason.TRUNCATED, "the patch ends before its tag", "tag", len(data))
-        if header.mission_id != profile.mission_id:
-            raise _reject(Reason.WRONG_MISSION, f"mission id {header.mission_id}, this is "
-                          f"mission {profile.mission_id} ({profile.name})", "mission",
-                          at["mission"])
-        if header.spacecraft_id != profile.spacecraft_id:
-            raise _reject(Reason.WRONG_SPACECRAFT, f"spacecraft id {header.spacecraft_id}, "
-                          f"this is spacecraft {profile.spacecraft_id}", "spacecraft",
-                          at["spacecraft"])
-        if not parsed.crc_ok:
-            raise _reject(Reason.HEADER_CRC, "the header's CRC does not match", "crc", at["crc"])
-        frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
         if not tag_ok(self._key, data):
             raise _reject(Reason.BAD_TAG, "the tag does not authenticate the patch with this "
                           "mission's key", "tag", len(data) - TAG_BYTES)
