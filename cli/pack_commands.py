@@ -190,8 +190,7 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
     h = packed.header
     summary = {
         "ok": True, "file": file, "output": str(target), "bytes": len(packed.data),
-        "kind": "full" if h.full else "delta", "seq": h.seq, "seq_from": seq_from,
-        "verified": not h.unverified,
+        "kind": "full" if h.full else "delta", "seq": h.seq, "verified": not h.unverified,
         "verifier": verdict.status, "key": key.source, "development_key": key.development,
         "name": compiled.image.name, "version": h.version,
         "base": h.base_hash.hex(), "target": h.target_hash.hex(),
