@@ -37,7 +37,7 @@ from cli.options import FiniteFloat, output_options
 from ground.channel import Channel
 from ground.erasure import ErasureError
 from ground.errors import GroundError
-from ground.ledger import Ledger, OnboardRecord, ledger_path
+from ground.ledger import MAX_SEED, Ledger, OnboardRecord, ledger_path
 from ground.link import (
     LinkBudget,
     UplinkWindow,
@@ -436,7 +436,8 @@ def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, day
 @_START
 @_SCHEDULE
 @_LOSS
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=1, show_default=True,
+              help="Seed of everything random in the simulation.")
 @_SHARE
 @_CONF
 @click.option("--cancel", "cancel_p", type=FiniteFloat(0, 1, max_open=True), default=0.0,

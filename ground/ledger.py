@@ -31,6 +31,9 @@ from onboard.patching.patcher import FATE_CODES, REJECTED_BASE, FateStatus, fate
 
 DEFAULT_LEDGER = "ccl-ledger.sqlite"
 LEDGER_ENV = "CCL_LEDGER"
+#: The largest seed of a run: the ledger records it as a SQLite integer (64 bits), with room
+#: for the seeds derived from it (a scenario's campaigns use seed * 1000 + pass).
+MAX_SEED = (1 << 32) - 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS config_versions (

@@ -74,7 +74,7 @@ from ccl.verify.verdict import run_verifier
 from ground import framing
 from ground.channel import Channel
 from ground.errors import GroundError
-from ground.ledger import Ledger, RunRecorder
+from ground.ledger import MAX_SEED, Ledger, RunRecorder
 from ground.link import LinkBudget, UplinkWindow, uplink_windows
 from ground.passes import compute_passes, default_start
 from ground.planner import UplinkPatch
@@ -101,6 +101,8 @@ from onboard.sim.spacecraft import Spacecraft
 from onboard.vm.image import Image, decode_image
 
 EXPECTATIONS = ("committed", "refused", "rejected", "rolled-back")
+#: The longest a scenario may look ahead for passes (days).
+MAX_DAYS = 366.0
 
 
 class ScenarioError(GroundError):
@@ -162,6 +164,20 @@ def _indices(table: dict[str, Any], key: str, where: str) -> frozenset[int]:
     return frozenset(values)
 
 
+def _seed(seed: int, where: str) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise ScenarioError(f"{where}: seed = {seed}: it must lie in [0, {MAX_SEED}]",
+                            "write seed = 1")
+    return seed
+
+
+def _probation(frames: int | None, where: str) -> int | None:
+    if frames is not None and frames < 1:
+        raise ScenarioError(f"{where}: probation_frames = {frames}: it must be at least 1",
+                            "leave it out for the mission's")
+    return frames
+
+
 def load_scenario(path: Path) -> Scenario:
     """Read and check a scenario file; raises ``ScenarioError`` naming the file and key."""
     try:
@@ -200,8 +216,11 @@ def load_scenario(path: Path) -> Scenario:
     except ValueError as exc:
         raise ScenarioError(f"{where}: {exc}", "probabilities lie in [0, 1)") from None
     days = float(_get(head, "days", (int, float), where, 3))
-    if days <= 0:
-        raise ScenarioError(f"{where}: days must be positive", "write days = 3")
+    if not 0 < days <= MAX_DAYS:  # NaN too: TOML has nan and inf
+        raise ScenarioError(f"{where}: days = {days:g}: it must be positive and at most "
+                            f"{MAX_DAYS:g} (passes take about 36 ms a day to compute, and a "
+                            "TLE says little about the orbit months after its epoch)",
+                            "write days = 3")
     onboard = _get(data, "onboard", dict, str(path), {})
     config = _get(onboard, "config", str, f"{path} [onboard]")
     steps = []
@@ -227,8 +246,8 @@ def load_scenario(path: Path) -> Scenario:
                                                                       sw)))
     return Scenario(path, _get(head, "name", str, where, path.stem),
                     _get(head, "mission", str, where, required=True),
-                    _get(head, "seed", int, where, 1), start, days, channel,
-                    _get(head, "probation_frames", int, where),
+                    _seed(_get(head, "seed", int, where, 1), where), start, days, channel,
+                    _probation(_get(head, "probation_frames", int, where), where),
                     base / config if config else None, tuple(steps))
 
 

@@ -267,3 +267,26 @@ def test_sim_outputs_into_a_missing_folder_are_refused(tmp_path: Path) -> None:
     proc = ccl(tmp_path, "sim", scenario, "--ledger", "nowhere/l.sqlite")
     assert proc.returncode == 2 and "--ledger nowhere/l.sqlite: no folder" in proc.stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("days = inf", "days = inf: it must be positive and at most 366"),
+    ("days = nan", "days = nan: it must be positive and at most 366"),
+    ("days = 1e9", "days = 1e+09: it must be positive and at most 366"),
+    ("loss = nan", "loss must lie in [0, 1), not nan"),
+    ("seed = 99999999999999999999", "seed = 99999999999999999999: it must lie in"),
+    ("probation_frames = -1", "probation_frames = -1: it must be at least 1"),
+])
+def test_sim_refuses_scenario_values_it_cannot_run(tmp_path: Path, line: str,
+                                                   message: str) -> None:
+    (tmp_path / "s.toml").write_text(f'[scenario]\nmission = "corot"\n{line}\n[[step]]\n'
+                                     '[[step.patch]]\nconfig = "x.ccl"\n')
+    proc = ccl(tmp_path, "sim", "s.toml")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"error: s.toml [scenario]: {message}" in proc.stderr
+
+
+def test_simulate_refuses_a_seed_the_ledger_cannot_record(tmp_path: Path,
+                                                          patches: dict[str, Path]) -> None:
+    proc = ccl(tmp_path, "uplink", "simulate", patches["v5"], "--seed", str(1 << 64))
+    assert proc.returncode == 2 and "--seed" in proc.stderr
