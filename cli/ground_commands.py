@@ -87,9 +87,15 @@ def existing_parent(path: Path, option: str) -> Path:
 def plot_path(text: str) -> Path:
     """The file ``--plot TEXT`` writes: TEXT, with ``.png`` added when it has no suffix (so
     the name the command reports is the file's real name), in a folder that exists."""
+    from ground.timeline import image_formats  # matplotlib, only when asked for
+
     path = Path(text)
     if not path.suffix:
         path = path.with_name(path.name + ".png")
+    formats = image_formats()
+    if path.suffix[1:].lower() not in formats:
+        fail(f"--plot {path}: no image format has the suffix {path.suffix}",
+             f"end the name with .png (or .{', .'.join(sorted(formats - {'png'}))})")
     return existing_parent(path, "--plot")
 
 
@@ -140,7 +146,9 @@ def _duration(text: str) -> timedelta | None:
     if len(text) > 1 and text[-1] in units:
         try:
             return timedelta(seconds=float(text[:-1]) * units[text[-1]])
-        except ValueError:
+        except OverflowError:  # a duration, longer than any date: refused as too long
+            return timedelta.max
+        except ValueError:  # not a number, or NaN
             return None
     return None
 
@@ -168,6 +176,9 @@ def parse_patch_spec(spec: str, start: datetime) -> UplinkPatch:
         elif key == "deadline":
             rel = _duration(value)
             if rel is not None:
+                if rel > timedelta(days=MAX_DAYS) or rel < timedelta(0):
+                    fail(f"{spec}: deadline {value!r} is not within {MAX_DAYS:g} days after "
+                         "the first uplink pass", "write e.g. deadline=36h")
                 fields["deadline"] = start + rel
                 continue
             try:
@@ -186,6 +197,8 @@ def parse_patch_spec(spec: str, start: datetime) -> UplinkPatch:
                       "give the full hash as `ccl compile --json` prints it")
             fields[f"{key}_hash"] = h
         elif key == "name":
+            if not value:
+                fail(f"{spec}: name= is empty", "write name=SOMETHING")
             fields["name"] = value
         else:
             fail(f"{spec}: unknown setting {key!r}",
@@ -224,7 +237,7 @@ def _onboard_record(path: Path | None) -> OnboardRecord | None:
     if path is None or not path.exists():
         return None
     try:
-        with Ledger(path) as ledger:
+        with Ledger(path, read_only=True) as ledger:
             return ledger.onboard()
     except GroundError as exc:
         refuse(exc, EXIT_USAGE)
@@ -590,7 +603,7 @@ def status(ledger_opt: str | None, run: int | None, as_json: bool) -> None:
         fail(f"no ledger at {path}",
               "run `ccl uplink simulate` first, or give --ledger PATH / $CCL_LEDGER")
     try:
-        with Ledger(path) as ledger:
+        with Ledger(path, read_only=True) as ledger:
             info = ledger.status(run)
     except GroundError as exc:
         refuse(exc, EXIT_USAGE)

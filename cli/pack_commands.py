@@ -97,7 +97,7 @@ def _sequence_number(given: int | None, ledger_opt: str | None,
     last = None
     if path.is_file():
         try:
-            with Ledger(path) as ledger:
+            with Ledger(path, read_only=True) as ledger:
                 last = ledger.last_seq_used()
         except GroundError as exc:
             refuse(exc, EXIT_USAGE)

@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS reports (
     duplicates INTEGER NOT NULL, raw BLOB NOT NULL, PRIMARY KEY (run, pass_idx));
 """
 
+_TABLES = frozenset(line.split()[5] for line in SCHEMA.splitlines()
+                    if line.startswith("CREATE TABLE"))
+
 
 class LedgerError(GroundError):
     """A ledger file that cannot be opened or is not a ledger."""
@@ -97,11 +100,23 @@ def ledger_path(option: str | None) -> Path:
 class Ledger:
     """An open ledger file."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, read_only: bool = False) -> None:
+        """Open (and create, unless ``read_only``) the ledger at ``path``; ``":memory:"`` is
+        a ledger of this process only. A ledger opened ``read_only`` is never written: what
+        only reads it (``ccl status``, the checks before uplink) leaves the file as it was."""
         self.path = Path(path)
         try:
-            self.db = sqlite3.connect(str(path))
-            self.db.executescript(SCHEMA)
+            if read_only:
+                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+                missing = _TABLES - {row[0] for row in self.db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if missing:
+                    raise LedgerError(f"{path} is not a ccl ledger: it has no table "
+                                      f"{', '.join(sorted(missing))}",
+                                      f"give a ledger file with --ledger or ${LEDGER_ENV}")
+            else:
+                self.db = sqlite3.connect(str(path))
+                self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"cannot open the ledger {path}: {exc}",
                               f"give another file with --ledger or ${LEDGER_ENV}") from None

@@ -17,6 +17,13 @@ from pathlib import Path
 from ground.uplink import SimulationResult
 
 
+def image_formats() -> frozenset[str]:
+    """The file suffixes (without the dot) ``plot_timeline`` can write."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return frozenset(FigureCanvasBase.get_supported_filetypes())
+
+
 def plot_timeline(result: SimulationResult, path: Path, title: str,
                   activations: Mapping[str, datetime] | None = None) -> None:
     """Draw ``result`` to ``path`` (PNG, or any format matplotlib knows by the suffix)."""

@@ -238,10 +238,47 @@ def test_plot_says_the_file_it_wrote(tmp_path: Path, patches: dict[str, Path]) -
 @pytest.mark.parametrize("option", ["--plot", "--ledger"])
 def test_outputs_into_a_missing_folder_are_refused(tmp_path: Path, patches: dict[str, Path],
                                                    option: str) -> None:
-    proc = ccl(tmp_path, "uplink", "simulate", patches["v5"], option, "nowhere/out.x")
+    proc = ccl(tmp_path, "uplink", "simulate", patches["v5"], option, "nowhere/out.png")
     assert proc.returncode == 2
-    assert f"error: {option} nowhere/out.x: no folder nowhere" in proc.stderr
+    assert f"error: {option} nowhere/out.png: no folder nowhere" in proc.stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_plot_refuses_a_suffix_no_image_format_has_before_any_work(
+        tmp_path: Path, patches: dict[str, Path]) -> None:
+    proc = ccl(tmp_path, "uplink", "simulate", patches["v5"], "--plot", "out.xyz")
+    assert proc.returncode == 2
+    assert "--plot out.xyz: no image format has the suffix .xyz" in proc.stderr
+    assert "simulated" not in proc.stdout
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("deadline=1e20d", "deadline '1e20d' is not within 366 days"),
+    ("deadline=-3h", "deadline '-3h' is not within 366 days"),
+    ("deadline=nanh", "deadline 'nanh' is neither a duration nor a date-time"),
+    ("name=", "name= is empty"),
+])
+def test_patch_settings_a_plan_cannot_use_are_usage_errors(tmp_path: Path,
+                                                           patches: dict[str, Path],
+                                                           setting: str, message: str) -> None:
+    proc = ccl(tmp_path, "uplink", "plan", f"{patches['v5']},{setting}")
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_status_and_plan_read_the_ledger_and_never_write_it(
+        tmp_path: Path, patches: dict[str, Path], ledger: Path) -> None:
+    before = ledger.read_bytes()
+    assert ccl(tmp_path, "status", "--ledger", ledger).returncode == 0
+    plan = ccl(tmp_path, "uplink", "plan", "--ledger", ledger, patches["v6"])
+    assert plan.returncode == 0 and "checked against ledger run 1" in plan.stderr
+    assert ledger.read_bytes() == before
+    other = tmp_path / "other.sqlite"
+    other.write_bytes(b"")
+    proc = ccl(tmp_path, "status", "--ledger", other)
+    assert proc.returncode == 2
+    assert "other.sqlite is not a ccl ledger: it has no table" in proc.stderr
+    assert other.read_bytes() == b""
 
 
 # --------------------------------------------------------------------------- ccl sim
