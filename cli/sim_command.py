@@ -165,7 +165,8 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
     compiler = Compiler(mission_dirs=[Path(p) for p in (ctx.obj or {}).get("missions", ())])
     reports: list[ScenarioReport] = []
     with tempfile.TemporaryDirectory(prefix="ccl-sim-") as tmp, \
-            progress("scenarios", total=len(loaded), unit="scenarios") as ticker:
+            progress("scenario steps", total=sum(len(s.steps) for s in loaded),
+                     unit="steps") as ticker:
         root = Path(workdir) if workdir else Path(tmp)
         try:
             with Ledger(ledger_file or ":memory:") as ledger:
@@ -174,13 +175,12 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
                         out.print(f"== {scenario.name} ({f})")
                     say = None if as_json else (lambda text: out.print(f"  {text}"))
                     report = run_scenario(scenario, ledger, root / f"{i:02d}_{f.stem}",
-                                          compiler, on_event=say)
+                                          compiler, on_event=say, on_step=ticker.advance)
                     reports.append(report)
                     if not as_json:
                         _print(report)
                     if plot_dir:
                         _plot(report, Path(plot_dir) / f"{f.stem}.png", as_json)
-                    ticker.advance()
         except GroundError as exc:
             refuse(exc, EXIT_REJECTED)
     if ledger_file is None and not as_json:

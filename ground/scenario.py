@@ -334,8 +334,12 @@ class ScenarioReport:
     def consistent(self) -> bool:
         """Whether the ground's record agrees with what is really on board (the simulator
         checking the ground; the ground itself never sees ``onboard``)."""
-        return self.ground_config is not None and \
-            self.onboard_config.startswith(self.ground_config.rstrip("0")[:16])
+        ground = self.ground_config
+        if ground is None:
+            return False
+        if not ground.strip("0"):  # telemetry said nothing is on board
+            return not self.onboard_config.strip("0")
+        return self.onboard_config.startswith(ground)  # the full hash (or a prefix, if so)
 
     @property
     def ok(self) -> bool:
@@ -636,10 +640,12 @@ def _scenario_key(path: Path, profile: MissionProfile, kind: str) -> bytes:
 def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
                  compiler: Compiler | None = None, key: bytes | None = None,
                  on_event: Callable[[str], None] | None = None,
-                 link_key: bytes | None = None) -> ScenarioReport:
+                 link_key: bytes | None = None,
+                 on_step: Callable[[], None] | None = None) -> ScenarioReport:
     """Run ``scenario``: its satellite's store lives in ``workdir``; ``ledger`` records it.
     ``key`` (the patch key) and ``link_key`` default to the mission's development keys, or
-    under a flight profile to keys generated in ``workdir/keys`` (see the module doc)."""
+    under a flight profile to keys generated in ``workdir/keys`` (see the module doc).
+    ``on_event`` hears what the ground does, ``on_step`` when a step is over (progress)."""
     compiler = compiler or Compiler()
     try:
         profile = find_mission(scenario.mission, compiler.mission_dirs)
@@ -688,6 +694,8 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
         ground.say(f"on board before launch: {base.image.name} v{base.image.version}")
     for i, step in enumerate(scenario.steps):
         ground.step(i, step)
+        if on_step:
+            on_step()
     ground.closing_telemetry()
     end = windows[ground.position].start
     spacecraft.run_until(ground.link.ms(end))
