@@ -131,6 +131,9 @@ def _setup(ctx: click.Context, mission: str, start: str | None, days: float, sch
         passes = compute_passes(profile, begin, days, schedule)  # type: ignore[arg-type]
     except GroundError as exc:
         refuse(exc, EXIT_USAGE)
+    except OverflowError:  # a start so late that the horizon runs past the last date
+        fail(f"--start {begin:%Y-%m-%d} with --days {days:g} runs past the last date "
+             "Python knows", "give an earlier --start")
     windows = uplink_windows(passes, budget)
     if not windows:
         fail(f"no uplink pass in the {days:g} days from {begin.isoformat()}",
@@ -414,7 +417,7 @@ def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, day
                   share_bytes, confidence, (profile.code_bytes, profile.data_bytes))
     refused = any(p.status is Status.REFUSED for p in result.patches)
     if as_json:
-        _emit_json(result.to_json())
+        _emit_json(result.to_json() | {"checked": checked})
         sys.exit(EXIT_REJECTED if refused else EXIT_OK)
     table = Table(title=f"uplink plan: {len(patches)} patches over {len(windows)} passes "
                         f"(loss {loss:g}, confidence {confidence:g})")
@@ -601,7 +604,8 @@ def status(ledger_opt: str | None, run: int | None, as_json: bool) -> None:
     path = ledger_path(ledger_opt)
     if not path.exists():
         fail(f"no ledger at {path}",
-              "run `ccl uplink simulate` first, or give --ledger PATH / $CCL_LEDGER")
+              "give --ledger PATH or $CCL_LEDGER (simulations keep a ledger only when given "
+              "--ledger)")
     try:
         with Ledger(path, read_only=True) as ledger:
             info = ledger.status(run)

@@ -327,3 +327,18 @@ def test_simulate_refuses_a_seed_the_ledger_cannot_record(tmp_path: Path,
                                                           patches: dict[str, Path]) -> None:
     proc = ccl(tmp_path, "uplink", "simulate", patches["v5"], "--seed", str(1 << 64))
     assert proc.returncode == 2 and "--seed" in proc.stderr
+
+
+def test_a_start_past_the_last_date_is_a_usage_error(tmp_path: Path,
+                                                     patches: dict[str, Path]) -> None:
+    proc = ccl(tmp_path, "uplink", "plan", patches["v5"], "--start", "9999-12-31")
+    assert proc.returncode == 2
+    assert "--start 9999-12-31 with --days 7 runs past the last date" in proc.stderr
+
+
+def test_plan_json_says_what_was_checked(tmp_path: Path, patches: dict[str, Path]) -> None:
+    proc = ccl(tmp_path, "uplink", "plan", patches["v5"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["checked"] == [
+        "v5.vvmp: a corot patch, tag valid, sequence number and base unchecked: the ledger "
+        "has no telemetry"]
