@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -342,3 +345,42 @@ def test_plan_json_says_what_was_checked(tmp_path: Path, patches: dict[str, Path
     assert json.loads(proc.stdout)["checked"] == [
         "v5.vvmp: a corot patch, tag valid, sequence number and base unchecked: the ledger "
         "has no telemetry"]
+
+
+def test_ctrl_c_stops_a_simulation_cleanly_and_keeps_what_was_done(
+        tmp_path: Path, patches: dict[str, Path]) -> None:
+    ledger = tmp_path / "sim.sqlite"
+    environ = {k: v for k, v in os.environ.items() if k not in _ENVIRONMENT}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.ccl", "uplink", "simulate",
+                             patches["v5"], "--loss", "0.999", "--days", "366", "--ledger",
+                             ledger], cwd=tmp_path, env=environ | {"PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if _passes_recorded(ledger):
+                break
+        assert proc.poll() is None, "the simulation ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    status = ccl(tmp_path, "status", "--ledger", ledger, "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["passes"]["used"] >= 1  # what was done is kept
+
+
+def _passes_recorded(ledger: Path) -> bool:
+    """Whether the simulation has recorded a pass in ``ledger`` yet."""
+    try:
+        db = sqlite3.connect(f"{ledger.as_uri()}?mode=ro", uri=True)
+        try:
+            return bool(db.execute("SELECT COUNT(*) FROM passes").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
