@@ -270,7 +270,8 @@ def _unreachable(patches: Sequence[UplinkPatch], windows: Sequence[UplinkWindow]
                  f"frames; the {len(windows)} uplink passes of the horizon carry at most "
                  f"{capacity:,}" + (f" (about {days:,.0f} days of passes would)" if days
                                     else ""),
-                 "give a lower --loss (the planner's estimate alone would take hours)")
+                 "give a lower --loss or more --days (planning a patch that cannot arrive "
+                 "could take hours at a high loss)")
 
 
 def _channel(loss: float, duplicate: float = 0.0, reorder: float = 0.0) -> Channel:

@@ -6,9 +6,9 @@ steps (``onboard.patching.patcher.read_envelope``), on the one definition of the
 (``onboard.patching.patch_format``), so the ground refuses what the board would reject
 before a byte of link budget is spent on it:
 
-1. not empty, and decodable: header (magic, format version, flags), mission and spacecraft
-   ids of this mission, header CRC, the section frames with their CRCs, in order, and the
-   tag present;
+1. not empty, no larger than the patcher accepts, and decodable: header (magic, format
+   version, flags), mission and spacecraft ids of this mission, header CRC, the section
+   frames with their CRCs, in order, and the tag present;
 2. the tag authenticates the patch with the mission's key;
 3. when the ledger knows what is on board (telemetry has been read): the sequence number is
    above the last one telemetry shows taken on board (else the board rejects it as a
@@ -36,7 +36,7 @@ from onboard.patching.patch_format import (
     check_order,
     tag_ok,
 )
-from onboard.patching.patcher import read_envelope
+from onboard.patching.patcher import DEFAULT_MAX_PATCH_BYTES, read_envelope
 
 _HINTS = {
     Reason.BAD_TAG: "sign it with the mission's key (`ccl pack --key FILE`), or give the key "
@@ -79,6 +79,10 @@ def check_patch(name: str, data: bytes, profile: MissionProfile, key: bytes,
     Raises ``PreflightError``."""
     if not data:
         raise PreflightError(name, Reason.TRUNCATED, "the file is empty", None, 0)
+    if len(data) > DEFAULT_MAX_PATCH_BYTES:
+        raise PreflightError(name, Reason.OVERSIZE, f"{len(data):,} bytes, the patcher on "
+                             f"board accepts at most {DEFAULT_MAX_PATCH_BYTES:,}", None,
+                             DEFAULT_MAX_PATCH_BYTES, "split the change into smaller patches")
     try:
         parsed, frames = read_envelope(data, profile)
         header, at = parsed.header, parsed.offsets

@@ -227,7 +227,7 @@ def test_a_loss_no_patch_survives_is_refused_at_once(tmp_path: Path, patches: di
     proc = ccl(tmp_path, "uplink", command, patches["v5"], "--loss", "0.999999")
     assert proc.returncode == 2
     assert "at --loss 0.999999, v5.vvmp (2 shares) needs about 2,000,000 frames" in proc.stderr
-    assert "hint: give a lower --loss" in proc.stderr
+    assert "hint: give a lower --loss or more --days" in proc.stderr
 
 
 def test_plot_says_the_file_it_wrote(tmp_path: Path, patches: dict[str, Path]) -> None:
@@ -384,3 +384,13 @@ def _passes_recorded(ledger: Path) -> bool:
             db.close()
     except sqlite3.Error:
         return False
+
+
+def test_a_patch_larger_than_the_patcher_takes_is_never_uplinked(tmp_path: Path) -> None:
+    big = tmp_path / "big.vvmp"
+    big.write_bytes(b"VP" + bytes(100_000))
+    proc = ccl(tmp_path, "uplink", "plan", big)
+    assert proc.returncode == 1
+    assert "error: big.vvmp at byte 65536: not uplinked: 100,002 bytes, the patcher on board " \
+        "accepts at most 65,536 (oversize)" in proc.stderr
+    assert "hint: split the change into smaller patches" in proc.stderr
