@@ -161,6 +161,8 @@ def parse_patch_spec(spec: str, start: datetime) -> UplinkPatch:
     path, *settings = spec.split(",")
     if Path(path).is_dir():
         fail(f"patch {path} is a folder", "give a patch file written by `ccl pack`")
+    if Path(path).exists() and not Path(path).is_file():  # a device or a pipe: never ends
+        fail(f"patch {path} is not a regular file", "give a patch file written by `ccl pack`")
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -237,8 +239,8 @@ def _cleared(patches: Sequence[UplinkPatch], profile: MissionProfile, key: bytes
 
 def _onboard_record(path: Path | None) -> OnboardRecord | None:
     """What the ledger at ``path`` (if any, and if it exists) knows is on board."""
-    if path is None or not path.exists():
-        return None
+    if path is None or not path.exists() or path.is_file() and not path.stat().st_size:
+        return None  # no ledger yet (a simulation given an empty file makes it one)
     try:
         with Ledger(path, read_only=True) as ledger:
             return ledger.onboard()

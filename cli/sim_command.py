@@ -52,6 +52,9 @@ def _scenario_files(args: tuple[str, ...]) -> list[Path]:
             files += found
         elif p.is_file():
             files.append(p)
+        elif p.exists():  # a device or a pipe: reading it may never end
+            fail(f"{p} is not a regular file", "give a scenario file or a folder of them",
+                 EXIT_USAGE)
         else:
             fail(f"no scenario at {p}", "give a scenario file or a folder of them", EXIT_USAGE)
     return files
@@ -164,23 +167,26 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
     loaded = _load(files)
     compiler = Compiler(mission_dirs=[Path(p) for p in (ctx.obj or {}).get("missions", ())])
     reports: list[ScenarioReport] = []
-    with tempfile.TemporaryDirectory(prefix="ccl-sim-") as tmp, \
+    try:
+        ledger = Ledger(ledger_file or ":memory:")
+    except GroundError as exc:
+        refuse(exc, EXIT_USAGE)
+    with ledger, tempfile.TemporaryDirectory(prefix="ccl-sim-") as tmp, \
             progress("scenario steps", total=sum(len(s.steps) for s in loaded),
                      unit="steps") as ticker:
         root = Path(workdir) if workdir else Path(tmp)
         try:
-            with Ledger(ledger_file or ":memory:") as ledger:
-                for i, (f, scenario) in enumerate(zip(files, loaded, strict=True)):
-                    if not as_json:
-                        out.print(f"== {scenario.name} ({f})")
-                    say = None if as_json else (lambda text: out.print(f"  {text}"))
-                    report = run_scenario(scenario, ledger, root / f"{i:02d}_{f.stem}",
-                                          compiler, on_event=say, on_step=ticker.advance)
-                    reports.append(report)
-                    if not as_json:
-                        _print(report)
-                    if plot_dir:
-                        _plot(report, Path(plot_dir) / f"{f.stem}.png", as_json)
+            for i, (f, scenario) in enumerate(zip(files, loaded, strict=True)):
+                if not as_json:
+                    out.print(f"== {scenario.name} ({f})")
+                say = None if as_json else (lambda text: out.print(f"  {text}"))
+                report = run_scenario(scenario, ledger, root / f"{i:02d}_{f.stem}",
+                                      compiler, on_event=say, on_step=ticker.advance)
+                reports.append(report)
+                if not as_json:
+                    _print(report)
+                if plot_dir:
+                    _plot(report, Path(plot_dir) / f"{f.stem}.png", as_json)
         except GroundError as exc:
             refuse(exc, EXIT_REJECTED)
     if ledger_file is None and not as_json:

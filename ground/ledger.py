@@ -105,6 +105,9 @@ class Ledger:
         a ledger of this process only. A ledger opened ``read_only`` is never written: what
         only reads it (``ccl status``, the checks before uplink) leaves the file as it was."""
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():  # a folder, a device, a pipe
+            raise LedgerError(f"the ledger {path} is not a regular file",
+                              f"give a ledger file with --ledger or ${LEDGER_ENV}")
         try:
             if read_only:
                 self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)

@@ -394,3 +394,23 @@ def test_a_patch_larger_than_the_patcher_takes_is_never_uplinked(tmp_path: Path)
     assert "error: big.vvmp at byte 65536: not uplinked: 100,002 bytes, the patcher on board " \
         "accepts at most 65,536 (oversize)" in proc.stderr
     assert "hint: split the change into smaller patches" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["uplink", "plan", "{fifo}"],
+    ["uplink", "plan", "/dev/zero"],
+    ["sim", "{fifo}"],
+    ["status", "--ledger", "{fifo}"],
+    ["uplink", "simulate", "{v5}", "--ledger", "/dev/null"],
+    ["sim", "{scenario}", "--ledger", "{fifo}"],
+    ["sim", "{scenario}", "--ledger", "{v5}"],
+])
+def test_devices_pipes_and_other_files_are_refused_not_read_forever(
+        tmp_path: Path, patches: dict[str, Path], args: list[str]) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    scenario = ROOT / "missions" / "corot" / "scenarios" / "04_refused_by_the_verifier.toml"
+    proc = ccl(tmp_path, *[a.format(fifo=fifo, v5=patches["v5"], scenario=scenario)
+                           for a in args])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "not a regular file" in proc.stderr or "cannot open the ledger" in proc.stderr
