@@ -67,6 +67,21 @@ def test_a_simulated_run_is_recorded(tmp_path: Path, corot: MissionProfile,
         assert ledger.runs()[0]["mission"] == "corot"
         with pytest.raises(LedgerError, match="no run 9"):
             ledger.status(9)
+        # fates by name, the full hash and when the telemetry was read
+        names = {t["patch"]: t["fate_name"] for t in info["transfers"]}
+        assert names == {"p": "rejected: bad-magic", "exo": "committed"}
+        assert info["onboard_config"]["hash_is_prefix"] is False
+        assert info["onboard_config"]["reported_at"].startswith("2014-06-1")
+        # what the checks before uplink and `ccl pack` read
+        onboard = ledger.onboard()
+        assert onboard is not None and onboard.known and onboard.run == 1
+        assert (onboard.config_hash, onboard.last_seq) == (v5, 5)  # p was never staged
+        assert onboard.reported_at == info["onboard_config"]["reported_at"]
+        assert ledger.last_seq_used() == 5  # the opaque bytes have no sequence number
+    before = (tmp_path / "l.sqlite").read_bytes()
+    with Ledger(tmp_path / "l.sqlite", read_only=True) as ledger:
+        assert ledger.status()["run"] == 1
+    assert (tmp_path / "l.sqlite").read_bytes() == before
 
 
 def test_an_empty_ledger_and_a_broken_file(tmp_path: Path) -> None:
@@ -76,3 +91,11 @@ def test_an_empty_ledger_and_a_broken_file(tmp_path: Path) -> None:
     bad.write_bytes(b"this is not a database at all" * 100)
     with pytest.raises(LedgerError, match="cannot open the ledger"):
         Ledger(bad)
+    with Ledger(tmp_path / "new.sqlite") as ledger:
+        assert ledger.onboard() is None and ledger.last_seq_used() is None
+    other = tmp_path / "other.sqlite"
+    other.write_bytes(b"")
+    with pytest.raises(LedgerError, match="not a ccl ledger"):
+        Ledger(other, read_only=True)
+    with pytest.raises(LedgerError, match="not a regular file"):
+        Ledger(tmp_path)
