@@ -138,9 +138,17 @@ def emit_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=False))
 
 
+class _Stdout(Console):
+    """Rich's console on stdout, whose closed pipe is the one ``run_guarded`` handles (exit
+    141): rich's own handling exits 1, as if the command had failed."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def out_console(markup: bool = True) -> Console:
     """Rich output on stdout: styled on a terminal, plain (no wrapping) when piped."""
-    return Console(highlight=False, soft_wrap=True, markup=markup)
+    return _Stdout(highlight=False, soft_wrap=True, markup=markup)
 
 
 def print_rendered(texts: Iterable[str]) -> None:

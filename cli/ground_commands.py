@@ -28,11 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ccl.pack import KEY_ENV, Key, PackError, load_key
-from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, fail, note, progress, refuse
+from cli.console import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    fail,
+    note,
+    out_console,
+    progress,
+    refuse,
+)
 from cli.options import FiniteFloat, output_options
 from ground.channel import Channel
 from ground.erasure import ErasureError
@@ -64,7 +72,7 @@ from onboard.patching.patch_format import HASH_BYTES
 from onboard.patching.patcher import KeyRefused
 from onboard.sim.spacecraft import Spacecraft
 
-out = Console(highlight=False, soft_wrap=True, markup=False)  # names may hold brackets
+out = out_console(markup=False)  # names may hold brackets
 
 #: The longest planning or simulation horizon: passes come from a TLE, which says little
 #: about the orbit months after its epoch, and computing them takes about 36 ms a day.

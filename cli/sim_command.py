@@ -20,10 +20,9 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from ccl.driver import Compiler
-from cli.console import EXIT_REJECTED, EXIT_USAGE, fail, note, progress, refuse
+from cli.console import EXIT_REJECTED, EXIT_USAGE, fail, note, out_console, progress, refuse
 from cli.ground_commands import existing_parent
 from cli.options import output_options
 from ground.errors import GroundError
@@ -36,8 +35,7 @@ from ground.scenario import (
     run_scenario,
 )
 
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+out = out_console(markup=False)
 
 
 def _scenario_files(args: tuple[str, ...]) -> list[Path]:

@@ -414,3 +414,18 @@ def test_devices_pipes_and_other_files_are_refused_not_read_forever(
                            for a in args])
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "not a regular file" in proc.stderr or "cannot open the ledger" in proc.stderr
+
+
+def test_a_closed_stdout_ends_status_quietly_as_sigpipe_would(tmp_path: Path,
+                                                              ledger: Path) -> None:
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line (as `| head -0`)
+    environ = {k: v for k, v in os.environ.items() if k not in _ENVIRONMENT}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cli.ccl", "status", "--ledger", ledger],
+                              stdout=write, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                              env=environ | {"PYTHONPATH": str(ROOT)}, timeout=60)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""
