@@ -131,7 +131,8 @@ def encode_request(request: int, names: Sequence[str]) -> bytes:
 def decode_request(raw: bytes) -> DumpRequest:
     """Parse a dump request; raises ``RequestError`` (never anything else)."""
     if len(raw) < _REQUEST_HEAD.sizeof():
-        raise RequestError(Refusal.MALFORMED, f"{len(raw)} bytes cannot hold a request header")
+        raise RequestError(Refusal.MALFORMED, f"{len(raw)} bytes cannot hold a request header",
+                           int.from_bytes(raw[:2], "big") if len(raw) >= 2 else 0)
     head = _REQUEST_HEAD.parse(raw)
     request, count = head.request, head.count
     if not 1 <= count <= MAX_NAMES:

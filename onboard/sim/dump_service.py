@@ -114,7 +114,7 @@ class DumpService:
     def request(self, data: bytes, now_ms: int) -> None:
         """An authenticated dump request arrives (the receiver's callback). Never raises."""
         if len(self.waiting) >= MAX_WAITING:
-            ident = int.from_bytes(data[:2], "big") if len(data) >= 2 else 0
+            ident = int.from_bytes(data[:2], "big") if len(data) >= 2 else 0  # best effort
             self._refuse(ident, 0, now_ms, Refusal.BUSY,
                          f"{len(self.waiting)} requests already wait")
             return
