@@ -236,7 +236,7 @@ def load_scenario(path: Path) -> Scenario:
             raise ScenarioError(f"{sw}: `dump` must list names", 'write dump = ["cr_k10"]')
         if dump:
             check_dump_names(dump, sw)
-        for j, p in enumerate(_get(raw, "patch", list, sw, required=not dump)):
+        for j, p in enumerate(_get(raw, "patch", list, sw, [], required=not dump)):
             pw = f"{sw} [[step.patch]] {j + 1}"
             if not isinstance(p, dict):
                 raise ScenarioError(f"{pw}: not a table", "write [[step.patch]] sections")
