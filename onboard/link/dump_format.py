@@ -34,7 +34,7 @@ import construct as cs
 #: Most names one request may ask for.
 MAX_NAMES = 16
 #: Longest name in a request, in bytes.
-MAX_NAME_BYTES = 63
+MAX_NAME_BYTES = 60  # so that the largest request fits one TC frame
 #: Largest data field of one dump packet.
 CHUNK_BYTES = 512
 #: Flag bits of a dump packet.

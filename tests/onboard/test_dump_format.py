@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ground import framing
 from onboard.link.downlink import DownlinkError, EventLog, decode_downlink, encode_downlink
 from onboard.link.dump_format import (
     LAST,
@@ -21,6 +22,7 @@ from onboard.link.dump_format import (
     encode_request,
     refusal_text,
 )
+from onboard.link.link_security import SecurityAssociation
 from onboard.vm.dump_stream import (
     KINDS,
     DumpError,
@@ -141,3 +143,10 @@ def test_a_downlink_with_bytes_after_its_dump_packets_is_refused() -> None:
 def test_a_refusal_text_is_cut_on_a_character_boundary() -> None:
     text = refusal_text(Refusal.UNKNOWN_NAME, "é" * 200)
     assert len(text) <= 120 and text.decode("utf-8").startswith("unknown-name: é")
+
+
+def test_the_largest_request_fits_one_tc_frame() -> None:
+    largest = encode_request(0xFFFF, ["a" * MAX_NAME_BYTES] * MAX_NAMES)
+    raw, _ = framing.request_frame(largest, 29678, framing.Counters(),
+                                   SecurityAssociation(1, bytes(32)))
+    assert len(raw) <= 1024
