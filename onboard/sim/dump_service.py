@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from onboard.link.dump_format import (
     CHUNK_BYTES,
     LAST,
+    MAX_NAMES,
     REFUSED,
     DumpPacket,
     Refusal,
@@ -162,8 +163,8 @@ class DumpService:
         if not self.waiting:
             return False
         raw = self.waiting.popleft()
-        names = raw[2] if len(raw) > 2 else 0
-        self._owed = REQUEST_CYCLES + NAME_CYCLES * min(names, 16)
+        names = raw[2] if len(raw) > 2 else 0  # the count the request claims
+        self._owed = REQUEST_CYCLES + NAME_CYCLES * min(names, MAX_NAMES)
         self._effect = lambda t: self._start(raw, t)
         return True
 
