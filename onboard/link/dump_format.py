@@ -112,7 +112,8 @@ class DumpPacket:
 def _check_name(name: str) -> bytes:
     raw = name.encode("ascii", "replace")
     if not name.isascii() or not name.isidentifier() or len(raw) > MAX_NAME_BYTES:
-        raise ValueError(f"{name!r} is not a name of at most {MAX_NAME_BYTES} ASCII characters")
+        raise ValueError(f"{name!r} is not an identifier of at most {MAX_NAME_BYTES} ASCII "
+                         "characters")
     return raw
 
 
