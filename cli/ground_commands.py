@@ -96,9 +96,11 @@ def _start(profile: MissionProfile, text: str | None) -> datetime:
         return default_start(profile)
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         fail(f"--start {text!r} is not an ISO date-time", "write e.g. 2014-06-11T00:00Z")
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    except OverflowError:  # a zone that moves it before the year 1 or after 9999
+        fail(f"--start {text!r} in UTC is out of the calendar", "give a date in years 1-9999")
 
 
 def _setup(ctx: click.Context, mission: str, start: str | None, days: float, schedule: str,

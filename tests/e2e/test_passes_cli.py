@@ -161,6 +161,8 @@ def test_unreasonable_days_are_usage_errors(days: str) -> None:
     (["--start", "9999-12-31"], "past the year 9999"),
     (["--start", "9999-12-31", "--schedule", "fixed"], "past the year 9999"),
     (["--start", "0001-01-01"], "days before its epoch"),
+    (["--start", "0001-01-01T00:00+02:00"], "in UTC is out of the calendar"),
+    (["--start", "9999-12-31T23:59-02:00"], "in UTC is out of the calendar"),
 ])
 def test_bad_starts_give_one_message(args: list[str], message: str) -> None:
     proc = ccl("passes", *args)
