@@ -3,8 +3,10 @@ simulated days of ``exo_e1`` (target: 60 MiB), beside that of one day (the growt
 them is what a run's length costs).
 
 Metrics ``peak_rss_1d`` and ``peak_rss_30d`` (MiB, the ``vvm run`` process alone, from
-``wait4``), and ``growth_per_day`` (KiB a simulated day between them). ``--days N`` for
-another length than 30.
+``wait4``), and ``growth_per_day`` (KiB a simulated day between them: the recent windows
+of telemetry and of the simulated instrument fill in the first two to four days, after
+which nothing grows). ``--days N`` for another length than 30 (about 6 minutes of an idle
+core for 30 days).
 """
 
 from __future__ import annotations
