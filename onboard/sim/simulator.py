@@ -14,7 +14,8 @@ telemetry. The directory holds::
                      each file below as it belongs to this snapshot
     data.bin         the data memory of the configuration running (globals, then arrays)
     previous.bin     on probation: the data of the configuration a rollback returns to
-    frames.bin       per busy frame: frame index and cycles (two int64 arrays)
+    frames.bin       per recent busy frame: frame index and cycles (two int64 arrays; the
+                     run's totals are in state.json, see ``onboard.vm.telemetry``)
     images/HASH.vvmi every image loaded directly (content-addressed)
     patch.key        the key patches must be authenticated with (hex, as ``ccl keygen``)
 
@@ -237,8 +238,7 @@ class Simulator:
         if raw is not None and len(raw) % (2 * frames.itemsize) == 0:
             frames.frombytes(raw)  # else lost: the frame record starts again
         half = len(frames) // 2
-        tel.frames = frames[:half]
-        tel.cycles = frames[half:]
+        tel.restore_frames(frames[:half], frames[half:], state.get("frame_totals"))
         tel.tasks = {t["name"]: TaskStats(**t) for t in state["tasks"]}
         tel.fault_count = state["fault_count"]
         tel.faults = [Fault(f["time_ms"], f["task"], TrapCode[f["code"].upper()], f["unit"],
@@ -306,6 +306,7 @@ class Simulator:
             "tickets": self.tickets,
             "patches": [e.to_json() for e in rc.events],
             "tasks": [t.as_dict() for t in tel.tasks.values()],
+            "frame_totals": tel.totals(),
             "fault_count": tel.fault_count,
             "faults": [{"time_ms": f.time_ms, "task": f.task, "code": f.code.name.lower(),
                         "unit": f.unit, "offset": f.offset} for f in tel.faults],
