@@ -281,8 +281,15 @@ def run_click(group: click.Command, argv: Sequence[str] | None, prog: str) -> No
     MODE.json, MODE.quiet = "--json" in args, "--quiet" in args or "-q" in args
 
     def entry() -> None:
+        stdout = sys.stdout
         try:
             group.main(args=args, prog_name=prog, standalone_mode=False)
+        except SystemExit:
+            # click answers a closed stdout (EPIPE) by wrapping sys.stdout and exiting 1,
+            # even outside its standalone mode: make it the closed pipe it is (exit 141)
+            if sys.stdout is not stdout:
+                raise BrokenPipeError from None
+            raise
         except click.exceptions.Exit as done:
             sys.exit(done.exit_code)
         except click.Abort:
