@@ -57,6 +57,7 @@ MAX_RUN_DAYS = 400  # one run longer than this is a typo, or hours of host time
 HOST_SECONDS_PER_DAY = 30  # what a simulated day of corot took on the development machines
 NOTE_RUN_DAYS = 1  # a run longer than this says how long it will take
 SHOWN_ELEMENTS = 12  # of a long array in `vvm dump`, unless --full
+MAX_INPUT_BYTES = 64 << 20  # an input file beyond this is not one (patches: 64 KiB at most)
 
 
 # ---------------------------------------------------------------------- shared plumbing
@@ -97,8 +98,8 @@ def _onboard_errors(state: str) -> Iterator[None]:
     except OSError as exc:
         where = exc.filename if exc.filename is not None else state
         _fail(f"cannot use {where}: {exc.strerror or exc}",
-                      "check that the state directory is writable and the disk not full",
-                      EXIT_USAGE)
+              "check that the state directory is writable and the disk not full",
+              EXIT_USAGE)
 
 
 def _state_path(state: str, *, new: bool = False) -> Path:
@@ -107,11 +108,11 @@ def _state_path(state: str, *, new: bool = False) -> Path:
     path = Path(state)
     if path.exists() and not path.is_dir():
         _fail(f"{state} is a file, not a state directory",
-                      "give a directory (`vvm init DIR --mission NAME` creates one)",
-                      EXIT_USAGE)
+              "give a directory (`vvm init DIR --mission NAME` creates one)",
+              EXIT_USAGE)
     if not new and not path.exists():
         _fail(f"no such state directory: {state}",
-                      f"create one with `vvm init {state} --mission NAME`", EXIT_USAGE)
+              f"create one with `vvm init {state} --mission NAME`", EXIT_USAGE)
     return path
 
 
@@ -129,13 +130,18 @@ def _open(state: str, missions: tuple[Path, ...]) -> Simulator:
 
 def _read_input(name: str) -> bytes:
     """The bytes of input file ``name``; a usage failure if it is missing or unreadable (a
-    directory, no permission)."""
+    directory, no permission), a rejected input if it is far too large to be one (a device
+    such as /dev/zero included)."""
     require_inputs([name])
     try:
-        return Path(name).read_bytes()
+        with open(name, "rb") as file:  # at most a bit more than any input can be
+            data = file.read(MAX_INPUT_BYTES + 1)
     except OSError as exc:
-        _fail(f"cannot read {name}: {exc.strerror}", "check the path",
-                      EXIT_USAGE)
+        _fail(f"cannot read {name}: {exc.strerror}", "check the path", EXIT_USAGE)
+    if len(data) > MAX_INPUT_BYTES:
+        _fail(f"larger than {MAX_INPUT_BYTES >> 20} MiB: no image, patch or key is",
+              "check the path", EXIT_REJECTED, name)
+    return data
 
 
 def _read_image(name: str) -> tuple[Image, bytes]:
@@ -147,7 +153,7 @@ def _read_image(name: str) -> tuple[Image, bytes]:
     except ImageError as exc:
         where = f" at offset {exc.offset}" if exc.offset is not None else ""
         _fail(f"not an image: {exc.message}", "images are written by `ccl compile`",
-                      EXIT_REJECTED, f"{name}{where}")
+              EXIT_REJECTED, f"{name}{where}")
 
 
 def _read_key(name: str) -> bytes:
@@ -158,10 +164,10 @@ def _read_key(name: str) -> bytes:
         return key_from_text(data.decode("utf-8"))
     except UnicodeDecodeError:
         _fail("not a key file: not text", "write one with `ccl keygen -o FILE`",
-                      EXIT_REJECTED, name)
+              EXIT_REJECTED, name)
     except ValueError as exc:
         _fail(f"not a key file: {exc}", "write one with `ccl keygen -o FILE`",
-                      EXIT_REJECTED, name)
+              EXIT_REJECTED, name)
 
 
 def _fate_line(e: PatchEvent) -> str:
@@ -246,10 +252,10 @@ def load(ctx: click.Context, state: str, own_missions: tuple[str, ...],
                 what = sim.load(image)
             except LoadError as exc:
                 _fail(f"refused ({exc.code}): {exc.message}",
-                              "load the VMlets a configuration uses first; the images "
-                              "before this one are loaded" if loaded else
-                              "nothing was loaded; load the VMlets a configuration uses "
-                              "first", EXIT_REJECTED, name)
+                      "load the VMlets a configuration uses first; the images "
+                      "before this one are loaded" if loaded else
+                      "nothing was loaded; load the VMlets a configuration uses "
+                      "first", EXIT_REJECTED, name)
             loaded.append({"file": name, "kind": image.kind.name.lower(), "name": image.name,
                            "version": image.version, "hash": image.content_hash.hex(),
                            "done": what})
@@ -320,12 +326,12 @@ def _duration(text: str) -> int:
         ms = parse_duration(text)
     except ValueError as exc:
         _fail(str(exc), "durations look like 90s, 30m, 6h, 2d", EXIT_USAGE,
-                      "--for")
+              "--for")
     if ms > MAX_RUN_DAYS * DAY_MS:
         _fail(f"{text} is {ms / DAY_MS:g} days of simulated time: {_host_time(ms)} "
-                      f"of host time", f"one run simulates at most {MAX_RUN_DAYS} days; run "
-                      f"longer spans in parts (each `vvm run` goes on where the last "
-                      f"stopped)", EXIT_USAGE, "--for")
+              f"of host time", f"one run simulates at most {MAX_RUN_DAYS} days; run "
+              f"longer spans in parts (each `vvm run` goes on where the last "
+              f"stopped)", EXIT_USAGE, "--for")
     return ms
 
 
@@ -459,14 +465,14 @@ def dump(ctx: click.Context, state: str, own_missions: tuple[str, ...],
     program = sim.vvm.program
     if program is None:
         _fail(f"{state}: no configuration runs", "load one (`vvm load`) or apply a "
-                      "patch (`vvm apply`) and `vvm run` it", EXIT_REJECTED)
+              "patch (`vvm apply`) and `vvm run` it", EXIT_REJECTED)
     try:
         values = read_back(program, names)
     except KeyError as exc:
         known = ", ".join(v.name for v in read_back(program))
         _fail(f"no such name in {program.image.name} v{program.image.version}: "
-                      f"{exc.args[0]}", f"known names: {known or '(none)'}",
-                      EXIT_REJECTED)
+              f"{exc.args[0]}", f"known names: {known or '(none)'}",
+              EXIT_REJECTED)
     image = program.image
     if as_json:
         emit_json({"ok": True, "time_ms": sim.vvm.now_ms,
