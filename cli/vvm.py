@@ -289,18 +289,25 @@ def apply(ctx: click.Context, state: str, own_missions: tuple[str, ...], patch: 
     refused = last.status in (FateStatus.REJECTED, FateStatus.ROLLED_BACK)
     store = sim.vvm.status().get("store")
     if as_json:
-        emit_json({"ok": not refused, "patch": patch, "fates": [e.to_json() for e in events],
+        answer: dict[str, Any] = {"ok": not refused}
+        if refused:  # the one failure shape too, with what became of the patch
+            why = f" ({last.reason.value})" if last.reason is not None else ""
+            answer["error"] = {
+                "message": f"patch {last.status.value}{why}: {last.message}", "where": patch,
+                "hint": _REJECTION_HINT if last.status is FateStatus.REJECTED
+                else _ROLLBACK_HINT, "exit_code": EXIT_REJECTED}
+        emit_json({**answer, "patch": patch, "fates": [e.to_json() for e in events],
                    "store": store})
     else:
         click.echo(f"{patch}: {len(data)} bytes")
         click.echo("\n".join(_fate_line(e) for e in events))
         if last.status is FateStatus.RECEIVED:
-            note(f"  it waits in the queue behind the patch the store holds "
+            note(f"  note: it waits in the queue behind the patch the store holds "
                  f"({store.get('phase') if store else '-'}); `vvm run` goes on with it")
         elif last.status is FateStatus.REJECTED:
-            note(f"  the state is unchanged; {_REJECTION_HINT}")
+            note(f"  hint: the state is unchanged; {_REJECTION_HINT}")
         elif last.status is FateStatus.ROLLED_BACK:
-            note(f"  {_ROLLBACK_HINT}")
+            note(f"  hint: {_ROLLBACK_HINT}")
     if refused:
         raise SystemExit(EXIT_REJECTED)
 

@@ -272,6 +272,22 @@ def test_every_command_answers_json_and_fails_as_json(tmp_path: Path, command: s
     assert proc.stderr == ""
 
 
+def test_a_rejected_patch_and_a_usage_error_are_json_failures_too(tmp_path: Path) -> None:
+    state = tmp_path / "s"
+    ok(run("vvm", "init", state, "--mission", "corot"))
+    junk = tmp_path / "junk.vvmp"
+    junk.write_bytes(b"\x00" * 64)
+    proc = vvm("apply", state, junk, "--json")
+    assert proc.returncode == 1
+    answer = json.loads(proc.stdout)
+    assert answer["ok"] is False and answer["error"]["exit_code"] == 1
+    assert answer["error"]["message"].startswith("patch rejected (bad-magic)")
+    assert [f["status"] for f in answer["fates"]] == ["received", "rejected"]
+    usage = vvm("nonsense", "--json")  # no command ever parses this --json
+    assert usage.returncode == 2 and usage.stderr == ""
+    assert "No such command" in json.loads(usage.stdout)["error"]["message"]
+
+
 def test_a_closed_pipe_exits_141_quietly(tmp_path: Path, patches: dict[str, Path]) -> None:
     state = tmp_path / "s"
     ok(run("vvm", "init", state, "--mission", "corot"))
