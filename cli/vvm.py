@@ -33,6 +33,7 @@ from cli.console import (
     EXIT_USAGE,
     Failure,
     emit_json,
+    failure_json,
     note,
     progress,
     require_inputs,
@@ -42,7 +43,7 @@ from cli.console import (
 from cli.options import global_options, output_options
 from onboard.mission import MissionError
 from onboard.patching.patch_format import key_from_text
-from onboard.patching.patcher import FateStatus
+from onboard.patching.patcher import Fate, FateStatus
 from onboard.patching.reconfiguration import PatchEvent
 from onboard.sim.simulator import Simulator, StateError, parse_duration
 from onboard.vm.image import Image, ImageError, decode_image
@@ -269,8 +270,8 @@ _REJECTION_HINT = ("re-pack it against the configuration on board (`vvm status` 
                    "hash) with a sequence number above the last accepted")
 
 
-_ROLLBACK_HINT = ("the switch to it failed and was rolled back: the previous configuration "
-                  "runs on; its sequence number is used up, re-pack the fix with a higher one")
+_ROLLBACK_HINT = ("the previous configuration runs on; its sequence number is used up, "
+                  "re-pack the fix with a higher one")
 
 
 @vvm.command()
@@ -286,30 +287,43 @@ def apply(ctx: click.Context, state: str, own_missions: tuple[str, ...], patch: 
         sim = _open(state, _missions(ctx, own_missions))
         events = sim.apply(data)
     last = events[-1].fate
-    refused = last.status in (FateStatus.REJECTED, FateStatus.ROLLED_BACK)
     store = sim.vvm.status().get("store")
+    refusal = _refusal(patch, last)
     if as_json:
-        answer: dict[str, Any] = {"ok": not refused}
-        if refused:  # the one failure shape too, with what became of the patch
-            why = f" ({last.reason.value})" if last.reason is not None else ""
-            answer["error"] = {
-                "message": f"patch {last.status.value}{why}: {last.message}", "where": patch,
-                "hint": _REJECTION_HINT if last.status is FateStatus.REJECTED
-                else _ROLLBACK_HINT, "exit_code": EXIT_REJECTED}
+        answer: dict[str, Any] = {"ok": refusal is None}
+        if refusal is not None:  # the one failure shape too, beside what became of it
+            answer.update(failure_json(refusal))
         emit_json({**answer, "patch": patch, "fates": [e.to_json() for e in events],
                    "store": store})
     else:
         click.echo(f"{patch}: {len(data)} bytes")
         click.echo("\n".join(_fate_line(e) for e in events))
         if last.status is FateStatus.RECEIVED:
-            note(f"  note: it waits in the queue behind the patch the store holds "
-                 f"({store.get('phase') if store else '-'}); `vvm run` goes on with it")
-        elif last.status is FateStatus.REJECTED:
-            note(f"  hint: the state is unchanged; {_REJECTION_HINT}")
-        elif last.status is FateStatus.ROLLED_BACK:
-            note(f"  hint: {_ROLLBACK_HINT}")
-    if refused:
-        raise SystemExit(EXIT_REJECTED)
+            note(f"note: it waits in the queue behind the patch the store holds "
+                 f"({store.get('phase') if store else '-'}); `vvm run` goes on with it",
+                 "vvm")
+        elif refusal is not None:
+            show(refusal, "vvm")
+    if refusal is not None:
+        raise SystemExit(refusal.code)
+
+
+def _refusal(patch: str, fate: Fate) -> Failure | None:
+    """A patch rejected, or rolled back at its switch, as a failure (exit 1): what became
+    of it, where in its bytes, and what to do; None for any other fate."""
+    if fate.status is FateStatus.REJECTED:
+        hint = f"the state is unchanged; {_REJECTION_HINT}"
+    elif fate.status is FateStatus.ROLLED_BACK:
+        hint = _ROLLBACK_HINT
+    else:
+        return None
+    why = ""
+    if fate.reason is not None:
+        why = f" at {fate.field}" if fate.field else ""
+        why += f", byte {fate.offset}" if fate.offset is not None else ""
+        why = f" ({fate.reason.value}{why})"
+    return Failure(f"patch {fate.status.value}{why}: {fate.message}", hint, EXIT_REJECTED,
+                   patch)
 
 
 def _host_time(ms: int) -> str:
