@@ -1,10 +1,10 @@
 """The ``ccl sim`` command: run mission scenarios end to end.
 
-``ccl sim SCENARIO... [--ledger PATH] [--workdir DIR] [--plot DIR] [--json]``: each SCENARIO is a
-scenario file or a folder of them (``*.toml``, in name order). Every file is read and checked
-first; then for each: compile, verify, pack, uplink over the passes, receive, apply and
-probation on board under the 10 % share, telemetry back, ledger updated (see
-``ground/scenario.py``), then a report. The ledger is the simulation's own, in memory,
+``ccl sim SCENARIO... [--ledger PATH] [--workdir DIR] [--plot DIR] [--dump NAME...] [--json]``:
+each SCENARIO is a scenario file or a folder of them (``*.toml``, in name order). Every file
+is read and checked first; then for each: compile, verify, pack, uplink over the passes,
+receive, apply and probation on board under the 10 % share, telemetry back, ledger updated
+(see ``ground/scenario.py``), then a report. The ledger is the simulation's own, in memory,
 unless ``--ledger FILE`` names one: simulated outcomes never reach the operational ledger by
 default. Exit 0 when every scenario met its expectations and the ground's record agrees with
 what is on board, 1 otherwise (or for a scenario file that cannot be run: empty, binary, not
@@ -28,9 +28,12 @@ from cli.options import output_options
 from ground.errors import GroundError
 from ground.ledger import Ledger
 from ground.scenario import (
+    DumpResult,
     PatchOutcome,
     Scenario,
+    ScenarioError,
     ScenarioReport,
+    check_dump_names,
     load_scenario,
     run_scenario,
 )
@@ -100,6 +103,22 @@ def _outcome_lines(o: PatchOutcome) -> list[str]:
     return lines
 
 
+def _dump_lines(d: DumpResult) -> list[str]:
+    """What a dump read back: one line per value (an array's first values and its length)."""
+    when = "at the end" if d.step is None else f"after step {d.step + 1}"
+    a = d.answer
+    if a is None or a.refused is not None:
+        why = d.detail if a is None else f"refused on board: {a.refused}"
+        return [f"  read-back {when} ({', '.join(d.names)}): {why}"]
+    lines = [f"  read back {when} (on board {a.time:%Y-%m-%d %H:%M:%S}):"]
+    for v in a.values:
+        shown = str(v.values[0]) if v.scalar else \
+            "[" + ", ".join(map(str, v.values[:8])) + (", ..." if len(v.values) > 8 else "") \
+            + f"] ({len(v.values)} values)"
+        lines.append(f"    {v.name} ({v.kind}, {v.lo}..{v.hi}) = {shown}")
+    return lines
+
+
 def _print(report: ScenarioReport) -> None:
     s = report.scenario
     out.print(f"  -- report: {s.name} ({s.path.name}, mission {s.mission}, seed {s.seed}, "
@@ -122,6 +141,9 @@ def _print(report: ScenarioReport) -> None:
               f"days of the link budget; {_plural(report.passes_used, 'uplink pass')} from "
               f"{report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC; "
               f"ledger run {report.run}")
+    for d in report.dumps:
+        for line in _dump_lines(d):
+            out.print(line)
     out.print(f"  result: {'OK' if report.ok else 'NOT AS EXPECTED'}")
 
 
@@ -153,11 +175,21 @@ def _plot(report: ScenarioReport, path: Path, quiet: bool) -> None:
                    "folder).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
               help="Draw each scenario's uplink timeline into this folder (SCENARIO.png).")
+@click.option("--dump", "dump", multiple=True, metavar="NAME[,NAME...]",
+              help="At the end of each scenario, read these parameters, state variables or "
+                   "tables back from the board over the link, and show them (repeatable).")
 @output_options
 @click.pass_context
 def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
-        workdir: str | None, plot_dir: str | None, as_json: bool) -> None:
+        workdir: str | None, plot_dir: str | None, dump: tuple[str, ...],
+        as_json: bool) -> None:
     """Run SCENARIOs end to end: compile, verify, pack, uplink, apply on board, telemetry."""
+    names = tuple(n.strip() for d in dump for n in d.split(",") if n.strip())
+    if dump:
+        try:
+            check_dump_names(names, "--dump")
+        except ScenarioError as exc:
+            refuse(exc, EXIT_USAGE)
     files = _scenario_files(scenarios)
     if plot_dir and not Path(plot_dir).is_dir():
         fail(f"--plot {plot_dir}: no such folder", "create the folder first, or give another")
@@ -179,7 +211,8 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
                     out.print(f"== {scenario.name} ({f})")
                 say = None if as_json else (lambda text: out.print(f"  {text}"))
                 report = run_scenario(scenario, ledger, root / f"{i:02d}_{f.stem}",
-                                      compiler, on_event=say, on_step=ticker.advance)
+                                      compiler, on_event=say, dump=names,
+                                      on_step=ticker.advance)
                 reports.append(report)
                 if not as_json:
                     _print(report)

@@ -256,8 +256,8 @@ def test_plot_refuses_a_suffix_no_image_format_has_before_any_work(
 
 
 @pytest.mark.parametrize(("setting", "message"), [
-    ("deadline=1e20d", "deadline '1e20d' is not within 366 days"),
-    ("deadline=-3h", "deadline '-3h' is not within 366 days"),
+    ("deadline=1e20d", "deadline '1e20d' is not within 365 days"),
+    ("deadline=-3h", "deadline '-3h' is not within 365 days"),
     ("deadline=nanh", "deadline 'nanh' is neither a duration nor a date-time"),
     ("name=", "name= is empty"),
 ])
@@ -310,9 +310,9 @@ def test_sim_outputs_into_a_missing_folder_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("line", "message"), [
-    ("days = inf", "days = inf: it must be positive and at most 366"),
-    ("days = nan", "days = nan: it must be positive and at most 366"),
-    ("days = 1e9", "days = 1e+09: it must be positive and at most 366"),
+    ("days = inf", "days = inf: it must be positive and at most 365"),
+    ("days = nan", "days = nan: it must be positive and at most 365"),
+    ("days = 1e9", "days = 1e+09: it must be positive and at most 365"),
     ("loss = nan", "loss must lie in [0, 1), not nan"),
     ("seed = 99999999999999999999", "seed = 99999999999999999999: it must lie in"),
     ("probation_frames = -1", "probation_frames = -1: it must be at least 1"),
@@ -352,7 +352,7 @@ def test_ctrl_c_stops_a_simulation_cleanly_and_keeps_what_was_done(
     ledger = tmp_path / "sim.sqlite"
     environ = {k: v for k, v in os.environ.items() if k not in _ENVIRONMENT}
     proc = subprocess.Popen([sys.executable, "-m", "cli.ccl", "uplink", "simulate",
-                             patches["v5"], "--loss", "0.999", "--days", "366", "--ledger",
+                             patches["v5"], "--loss", "0.999", "--days", "365", "--ledger",
                              ledger], cwd=tmp_path, env=environ | {"PYTHONPATH": str(ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
