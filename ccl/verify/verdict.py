@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from ccl.compiled import Compiled
-from ccl.verify.program import verify_program
+from ccl.verify.program import Step, verify_program
 
 
 @dataclass(frozen=True)
@@ -24,14 +24,15 @@ class Verdict:
     share_used_percent: float | None = None  # the proven worst load, % of the CPU share
 
 
-def run_verifier(compiled: Compiled) -> Verdict:
+def run_verifier(compiled: Compiled, step: Step | None = None) -> Verdict:
     """Prove ``compiled`` (``verify_program``) before it is packed. The cycle claim is the
-    tasks' worst-case load per frame (each task's proven bound spread over its period)."""
-    report = verify_program(compiled)
+    tasks' worst-case load per frame (each task's proven bound spread over its period).
+    ``step``: called after each step of the proof (progress)."""
+    report = verify_program(compiled, step=step)
     budgets = report.budgets
     per_second = sum((w.cycles_per_s for w in budgets.tasks), Fraction(0))
     cycles = math.ceil(per_second * budgets.frame_ms / 1000)
     failing = report.refuted or report.unknown
-    detail = (f"{failing[0].where}: {failing[0].status.value}: {failing[0].message}"
+    detail = (f"{failing[0].where}: {failing[0].status.value}: {failing[0].stated}"
               if failing else f"worst case {cycles} cycles per frame")
     return Verdict(report.status, cycles, detail, budgets.share_used_percent)
