@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ccl.compiled import Compiled
 from ccl.diagnostics import CclError, Source, render
-from ccl.verify.program import DEFAULT_TIMEOUT_MS, verify_program
+from ccl.verify.program import DEFAULT_TIMEOUT_MS, verification_steps, verify_program
 from ccl.verify.report import (
     VerifyReport,
     budget_rows,
@@ -29,16 +30,17 @@ from ccl.verify.report import (
     worst_case_line,
 )
 from cli.compile_commands import compiler_of, print_diagnostics
-from cli.console import EXIT_OK, EXIT_UNKNOWN, require_inputs
+from cli.console import EXIT_OK, EXIT_UNKNOWN, out_console, progress
 from cli.console import EXIT_REJECTED as EXIT_REFUTED
-from cli.options import output_options
+from cli.files import readable_inputs
+from cli.options import FiniteFloat, output_options
 from onboard.mission import MissionError
 
 
 @click.command("verify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @output_options
-@click.option("--timeout", type=click.FloatRange(min=0.001),
+@click.option("--timeout", type=FiniteFloat(min=0.001),
               default=DEFAULT_TIMEOUT_MS / 1000, show_default=True,
               help="Seconds the solver may spend on one obligation.")
 @click.pass_context
@@ -46,15 +48,14 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
     """Prove CCL FILES safe and within budget: no overflow, division by zero, index or range
     error, flight rules for every parameter set, worst-case cycles within the CPU share,
     memory and uplink, with a counterexample for anything that fails."""
-    require_inputs(files)
+    readable_inputs(files)
     compiler = compiler_of(ctx)
-    out = Console(highlight=False, soft_wrap=True)
+    out = out_console()
     results: list[dict[str, Any]] = []
     codes = []
     for f in files:
         try:
             compiled = compiler.compile(Path(f))
-            report = verify_program(compiled, timeout_ms=max(1, round(timeout * 1000)))
         except CclError as exc:
             codes.append(EXIT_REFUTED)
             results.append({"file": f, "status": "rejected",
@@ -62,6 +63,8 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
             if not as_json:
                 print_diagnostics(exc.diagnostics, compiler)
             continue
+        try:
+            report = prove(compiled, f, timeout)
         except MissionError as exc:
             codes.append(EXIT_REFUTED)
             results.append({"file": f, "status": "rejected",
@@ -85,6 +88,14 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
     code = EXIT_REFUTED if EXIT_REFUTED in codes else EXIT_UNKNOWN if EXIT_UNKNOWN in codes \
         else EXIT_OK
     sys.exit(code)
+
+
+def prove(compiled: Compiled, file: str, timeout: float | None = None) -> VerifyReport:
+    """``verify_program`` with its progress shown (on a terminal): it takes seconds."""
+    timeout_ms = DEFAULT_TIMEOUT_MS if timeout is None else max(1, round(timeout * 1000))
+    with progress(f"verifying {file}", verification_steps(compiled.program),
+                  "steps") as ticker:
+        return verify_program(compiled, timeout_ms=timeout_ms, step=ticker.advance)
 
 
 _STATUS_STYLE = {"proven": "bold green", "refuted": "bold red", "unknown": "bold yellow"}
