@@ -40,14 +40,17 @@ def print_diagnostics(diags: Sequence[Diagnostic], compiler: Compiler) -> None:
     print_rendered(render(d, compiler.sources) for d in diags)
 
 
+def error_json(diag: Diagnostic, file: str, code: int = EXIT_REJECTED) -> dict[str, Any]:
+    """A diagnostic in the one shape of a failure ``--json`` shows: what, where, hint."""
+    return {"message": f"{diag.severity}[{diag.code}]: {diag.message}",
+            "where": str(diag.span) if diag.span else file, "hint": diag.hint,
+            "exit_code": code}
+
+
 def ccl_failure_json(file: str, diags: Sequence[Diagnostic]) -> dict[str, Any]:
-    """Rejected CCL as ``--json`` shows it: the failure's one shape (the first diagnostic:
-    what, where, hint) and every diagnostic."""
-    first = diags[0]
-    return {"ok": False, "file": file,
-            "error": {"message": f"error[{first.code}]: {first.message}",
-                      "where": str(first.span) if first.span else file, "hint": first.hint,
-                      "exit_code": EXIT_REJECTED},
+    """Rejected CCL as ``--json`` shows it: the failure's one shape (the first diagnostic)
+    and every diagnostic."""
+    return {"ok": False, "file": file, "error": error_json(diags[0], file),
             "diagnostics": [d.to_json() for d in diags]}
 
 
@@ -123,13 +126,13 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     compiler = compiler_of(ctx)
     readable_inputs(files)
     results = []
-    failed = False
+    failed: dict[str, Any] | None = None  # the first failure, as --json shows it
     for f in files:
         try:
             with _busy("checking", f):
                 program = compiler.check(Path(f))
         except CclError as exc:
-            failed = True
+            failed = failed or error_json(exc.diagnostics[0], f)
             results.append({"file": f, "ok": False,
                             "diagnostics": [d.to_json() for d in exc.diagnostics]})
             if not as_json:
@@ -147,7 +150,8 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
             out.print(f"[green]ok[/green] {f}: {what} ({detail})" if out.is_terminal
                       else f"ok {f}: {what} ({detail})")
     if as_json:
-        emit_json({"ok": not failed, "files": results})
+        emit_json({"ok": not failed, **({"error": failed} if failed else {}),
+                   "files": results})
     sys.exit(EXIT_REJECTED if failed else EXIT_OK)
 
 

@@ -29,7 +29,7 @@ from ccl.verify.report import (
     render_text,
     worst_case_line,
 )
-from cli.compile_commands import compiler_of, print_diagnostics
+from cli.compile_commands import compiler_of, error_json, print_diagnostics
 from cli.console import EXIT_OK, EXIT_UNKNOWN, out_console, progress
 from cli.console import EXIT_REJECTED as EXIT_REFUTED
 from cli.files import readable_inputs
@@ -53,11 +53,13 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
     out = out_console()
     results: list[dict[str, Any]] = []
     codes = []
+    errors: list[dict[str, Any]] = []  # each failure, as --json shows it
     for f in files:
         try:
             compiled = compiler.compile(Path(f))
         except CclError as exc:
             codes.append(EXIT_REFUTED)
+            errors.append(error_json(exc.diagnostics[0], f))
             results.append({"file": f, "status": "rejected",
                             "diagnostics": [d.to_json() for d in exc.diagnostics]})
             if not as_json:
@@ -67,6 +69,8 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
             report = prove(compiled, f, timeout)
         except MissionError as exc:
             codes.append(EXIT_REFUTED)
+            errors.append({"message": f"error[E-MISSION]: {exc.message}", "where": f,
+                           "hint": exc.hint, "exit_code": EXIT_REFUTED})
             results.append({"file": f, "status": "rejected",
                             "diagnostics": [{"message": exc.message, "hint": exc.hint}]})
             if not as_json:
@@ -75,6 +79,9 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
         codes.append({"proven": EXIT_OK, "refuted": EXIT_REFUTED}.get(report.status,
                                                                         EXIT_UNKNOWN))
         results.append(report.to_json())
+        failing = (*report.refuted, *report.unknown)
+        if failing:
+            errors.append(error_json(diagnostic(failing[0]), f, codes[-1]))
         if as_json:
             continue
         if out.is_terminal:
@@ -83,7 +90,8 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
             click.echo(render_text(report, compiler.sources))
     if as_json:
         statuses = [r["status"] for r in results]
-        click.echo(json.dumps({"ok": all(s == "proven" for s in statuses),
+        ok = all(s == "proven" for s in statuses)
+        click.echo(json.dumps({"ok": ok, **({} if ok else {"error": errors[0]}),
                                "files": results}, indent=2))
     code = EXIT_REFUTED if EXIT_REFUTED in codes else EXIT_UNKNOWN if EXIT_UNKNOWN in codes \
         else EXIT_OK
