@@ -288,6 +288,9 @@ def run_click(group: click.Command, argv: Sequence[str] | None, prog: str) -> No
         except click.Abort:
             raise KeyboardInterrupt from None
         except click.UsageError as exc:
+            # The group's own flags reset the mode before the command's are parsed: a usage
+            # error in between (a bad option value before --json) is still JSON if asked.
+            set_mode(json_output="--json" in args, quiet="--quiet" in args or "-q" in args)
             command = exc.ctx.command_path if exc.ctx is not None else prog
             raise Failure(exc.format_message(), f"see `{command} --help`",
                           EXIT_USAGE) from None
