@@ -28,6 +28,7 @@ from cli.console import (
 )
 from cli.files import output_path, readable_inputs, write_output
 from cli.options import output_options
+from onboard.patching.patch_format import MAGIC as PATCH_MAGIC
 from onboard.vm import isa
 from onboard.vm.image import IMAGE_MAGIC, Image, ImageError, ImageKind, decode_image
 from onboard.vm.listing import listing
@@ -165,9 +166,9 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
 def compile(ctx: click.Context, file: str, output: str | None, as_json: bool) -> None:  # noqa: A001
     """Compile a CCL FILE to a VVM image."""
     readable_inputs([file])
+    target = output_path(file, output, ".vvmi", "image")
     compiler = compiler_of(ctx)
     compiled = compile_file(compiler, file)
-    target = output_path(file, output, ".vvmi")
     write_output(target, compiled.image.encode(), "image")
     summary = _summary(compiled) | {"file": file, "output": str(target), "ok": True}
     if as_json:
@@ -202,6 +203,8 @@ def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
         fail("the file is empty: neither an image nor a CCL source",
                       "give an image written by `ccl compile`, or a .ccl file",
                       EXIT_REJECTED, target)
+    elif data.startswith(PATCH_MAGIC):
+        fail("a patch, not an image", "`ccl inspect` shows patches", EXIT_REJECTED, target)
     elif not _text(data):
         fail("neither an image (it does not start with VVMI) nor a CCL source (it "
                       "is not UTF-8 text)", "give an image written by `ccl compile`, or a "
@@ -231,7 +234,7 @@ def _decode(data: bytes, target: str) -> Image:
         return decode_image(data)
     except ImageError as exc:
         where = f" at offset {exc.offset}" if exc.offset is not None else ""
-        hint = ("this is a patch: `ccl inspect` shows patches" if data[:2] == b"VP"
+        hint = ("this is a patch: `ccl inspect` shows patches" if data.startswith(PATCH_MAGIC)
                 else "is this an image written by `ccl compile`, complete and undamaged?")
         fail(f"not an image: {exc.message}", hint, EXIT_REJECTED, f"{target}{where}")
 

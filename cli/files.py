@@ -27,13 +27,14 @@ def readable_inputs(files: Sequence[str]) -> None:
                  "check the file's permissions (chmod u+r)", EXIT_USAGE, f)
 
 
-def output_path(source: str, output: str | None, suffix: str) -> Path:
-    """``output`` if given, else the source's name with ``suffix`` in the current directory."""
-    return Path(output) if output else Path(Path(source).with_suffix(suffix).name)
-
-
-def write_output(target: Path, data: bytes, what: str) -> None:
-    """Write ``data`` to ``target``, or exit 2 saying why not, and what to do."""
+def output_path(source: str, output: str | None, suffix: str, what: str) -> Path:
+    """Where to write the ``what`` made of ``source``: ``output`` if given, else the source's
+    name with ``suffix`` in the current directory. A path that cannot be written (no such
+    directory, a directory) exits 2 here, before any work."""
+    if output == "":
+        fail("the output path is empty", "give a file name, or leave -o out to write "
+             f"{Path(source).with_suffix(suffix).name} here", EXIT_USAGE, "-o")
+    target = Path(output) if output else Path(Path(source).with_suffix(suffix).name)
     parent = target.parent
     if not parent.is_dir():
         hint = (f"{parent} is not a directory" if parent.exists()
@@ -43,6 +44,11 @@ def write_output(target: Path, data: bytes, what: str) -> None:
     if target.is_dir():
         fail(f"cannot write the {what}: {target} is a directory",
              "give a file name with -o", EXIT_USAGE, str(target))
+    return target
+
+
+def write_output(target: Path, data: bytes, what: str) -> None:
+    """Write ``data`` to ``target`` (from ``output_path``), or exit 2 saying why not."""
     try:
         target.write_bytes(data)
     except OSError as exc:

@@ -71,6 +71,9 @@ from onboard.patching.patch_format import (
     parse_header,
     tag_ok,
 )
+from onboard.patching.patch_format import (
+    MAGIC as PATCH_MAGIC,
+)
 from onboard.vm.image import Image, ImageError, decode_image
 
 
@@ -83,9 +86,11 @@ def _read_image(path: str, what: str) -> Image:
         return decode_image(data)
     except ImageError as exc:
         where = f" at offset {exc.offset}" if exc.offset is not None else ""
-        fail(f"the {what} is not an image: {exc.message}",
-             f"the {what} is an image written by `ccl compile`", EXIT_REJECTED,
-             f"{path}{where}")
+        patch = data[:2] == PATCH_MAGIC
+        fail(f"the {what} is {'a patch, ' if patch else ''}not an image"
+             + ("" if patch else f": {exc.message}"),
+             f"the {what} is the image `ccl compile` wrote of the configuration on board",
+             EXIT_REJECTED, path if patch else f"{path}{where}")
 
 
 # --------------------------------------------------------------------------- verification
@@ -117,6 +122,7 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
     """Compile, verify and pack a configuration FILE into a patch."""
 
     readable_inputs([file, *([base_path] if base_path else [])])
+    target = output_path(file, output, ".vvmp", "patch")  # a bad -o is refused before the proof
     compiler = compiler_of(ctx)
     compiled = compile_file(compiler, file)
     base = _read_image(base_path, "base") if base_path else None
@@ -142,7 +148,6 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
                       cycles_per_frame=verdict.cycles_per_frame)
     except PackError as exc:
         refuse(exc, EXIT_REJECTED)
-    target = output_path(file, output, ".vvmp")
     write_output(target, packed.data, "patch")
     h = packed.header
     summary = {

@@ -288,3 +288,19 @@ def test_verify_shows_progress_on_a_terminal() -> None:
     assert proc.returncode == 0
     assert b"verifying" in drawn and b"steps" in drawn
     assert b"PROVEN" in out  # the result itself on stdout
+
+
+def test_a_patch_where_an_image_is_expected_is_named(patch: Path, tmp_path: Path) -> None:
+    said = answered(ccl("disasm", patch), 1)
+    assert "a patch, not an image" in said and "`ccl inspect` shows patches" in said
+    said = answered(ccl("pack", EXO, "--base", patch, cwd=tmp_path), 1)
+    assert "the base is a patch, not an image" in said
+    said = answered(ccl("inspect", patch, "--base", patch), 1)
+    assert "the base is a patch, not an image" in said
+
+
+@pytest.mark.parametrize("command", ["compile", "pack"])
+def test_an_empty_output_path_is_a_usage_error(tmp_path: Path, command: str) -> None:
+    said = answered(ccl(command, EXO, "-o", "", cwd=tmp_path), 2)
+    assert "the output path is empty" in said
+    assert not list(tmp_path.iterdir())
