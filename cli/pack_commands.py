@@ -111,6 +111,9 @@ def _read_image(path: str, what: str) -> Image:
               help="Pack even if not proven; the patch is marked unverified.")
 @click.option("--full/--delta", "full", default=None,
               help="Force a full or a delta patch (default: the smaller).")
+@click.option("--reprove", is_flag=True,
+              help="Prove again, even if `ccl verify` has proven this very configuration "
+                   "(same sources, images, mission and verifier).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Patch file to write (default: FILE's name with suffix .vvmp, in the "
                    "current directory).")
@@ -118,8 +121,9 @@ def _read_image(path: str, what: str) -> Image:
 @click.pass_context
 def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int | None,
                  key_path: str | None, unverified: bool, full: bool | None,
-                 output: str | None, as_json: bool) -> None:
-    """Compile, verify and pack a configuration FILE into a patch."""
+                 reprove: bool, output: str | None, as_json: bool) -> None:
+    """Compile, verify and pack a configuration FILE into a patch. A proof that `ccl
+    verify` made of the very same configuration is reused (--reprove to prove again)."""
 
     readable_inputs([file, *([base_path] if base_path else [])])
     target = output_path(file, output, ".vvmp", "patch")  # a bad -o is refused before the proof
@@ -133,7 +137,10 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
         refuse(exc, _key_error_code(exc))
     with progress(f"verifying {file}", verification_steps(compiled.program),
                   "steps") as ticker:
-        verdict = run_verifier(compiled, step=ticker.advance)
+        verdict = run_verifier(compiled, step=ticker.advance, reuse=not reprove)
+    if verdict.reused:
+        note(f"note: {file} was proven before (same sources, images, mission and verifier): "
+             "that proof is reused; --reprove to prove it again")
     if verdict.status != "proven" and not unverified:
         code = EXIT_REJECTED if verdict.status == "refuted" else EXIT_UNKNOWN
         what = "cannot be verified" if verdict.status == "unavailable" \
@@ -153,7 +160,8 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
     summary = {
         "ok": True, "file": file, "output": str(target), "bytes": len(packed.data),
         "kind": "full" if h.full else "delta", "seq": h.seq, "verified": not h.unverified,
-        "verifier": verdict.status, "key": key.source, "development_key": key.development,
+        "verifier": verdict.status, "proof": "reused" if verdict.reused else "new",
+        "key": key.source, "development_key": key.development,
         "name": compiled.image.name, "version": h.version,
         "base": h.base_hash.hex(), "target": h.target_hash.hex(),
         "image_bytes": len(compiled.image.encode()), "claims": vars(h.claims),

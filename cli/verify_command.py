@@ -29,6 +29,7 @@ from ccl.verify.report import (
     render_text,
     worst_case_line,
 )
+from ccl.verify.verdict import keep_verdict
 from cli.compile_commands import compiler_of, error_json, print_diagnostics
 from cli.console import EXIT_OK, EXIT_UNKNOWN, out_console, progress
 from cli.console import EXIT_REJECTED as EXIT_REFUTED
@@ -103,7 +104,9 @@ def prove(compiled: Compiled, file: str, timeout: float | None = None) -> Verify
     timeout_ms = DEFAULT_TIMEOUT_MS if timeout is None else max(1, round(timeout * 1000))
     with progress(f"verifying {file}", verification_steps(compiled.program),
                   "steps") as ticker:
-        return verify_program(compiled, timeout_ms=timeout_ms, step=ticker.advance)
+        report = verify_program(compiled, timeout_ms=timeout_ms, step=ticker.advance)
+    keep_verdict(compiled, report)  # so that `ccl pack` need not prove it again
+    return report
 
 
 _STATUS_STYLE = {"proven": "bold green", "refuted": "bold red", "unknown": "bold yellow"}

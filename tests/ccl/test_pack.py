@@ -167,7 +167,7 @@ def test_keys_from_file_environment_or_development(tmp_path: Path, exo: Compiled
 @pytest.fixture
 def proven(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pack_commands, "run_verifier",
-                        lambda compiled, step=None: Verdict("proven", 3_000, "proven"))
+                        lambda compiled, **_: Verdict("proven", 3_000, "proven"))
 
 
 def run(*args: str) -> object:
@@ -208,7 +208,7 @@ def test_keygen_force_is_0600_and_never_follows_a_link(tmp_path: Path) -> None:
 def test_pack_refuses_an_unproven_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 status: str, code: int) -> None:
     monkeypatch.setattr(pack_commands, "run_verifier",
-                        lambda compiled, step=None: Verdict(status, None, "because"))
+                        lambda compiled, **_: Verdict(status, None, "because"))
     out = tmp_path / "p.vvmp"
     r = run("pack", str(EXO), "-o", str(out))
     assert r.exit_code == code and "--unverified" in r.output  # type: ignore[attr-defined]

@@ -304,3 +304,26 @@ def test_an_empty_output_path_is_a_usage_error(tmp_path: Path, command: str) -> 
     said = answered(ccl(command, EXO, "-o", "", cwd=tmp_path), 2)
     assert "the output path is empty" in said
     assert not list(tmp_path.iterdir())
+
+
+def test_pack_reuses_the_proof_of_verify_for_the_very_same_configuration(
+        tmp_path: Path) -> None:
+    kept = tmp_path / "proofs"
+    env = {"CCL_PROOF_CACHE": str(kept)}
+    source = tmp_path / "exo_e1.ccl"
+    source.write_text(EXO.read_text())
+    shutil.copytree(CONFIGS.parent / "vmlets", tmp_path / "vmlets")
+    answered(ccl("verify", source, env=env), 0)
+    assert len(list(kept.glob("*.json"))) == 1
+    proc = ccl("pack", source, "--json", cwd=tmp_path, env=env)
+    answered(proc, 0)
+    assert json.loads(proc.stdout)["proof"] == "reused" and "reused" in proc.stderr
+    first = (tmp_path / "exo_e1.vvmp").read_bytes()
+    proc = ccl("pack", source, "--json", "--reprove", cwd=tmp_path, env=env)
+    assert json.loads(proc.stdout)["proof"] == "new"
+    assert (tmp_path / "exo_e1.vvmp").read_bytes() == first  # the same claim, the same patch
+    source.write_text(source.read_text() + "\n// a comment is a change too\n")
+    proc = ccl("pack", source, "--json", cwd=tmp_path, env=env)
+    assert json.loads(proc.stdout)["proof"] == "new"
+    proc = ccl("pack", EXO, "--json", cwd=tmp_path, env={"CCL_PROOF_CACHE": "off"})
+    assert json.loads(proc.stdout)["proof"] == "new"
