@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from rich.text import Text
 
 from ccl.diagnostics import CclError, Diagnostic, render
 from ccl.driver import Compiled, Compiler
@@ -33,7 +34,7 @@ from onboard.vm import isa
 from onboard.vm.image import IMAGE_MAGIC, Image, ImageError, ImageKind, decode_image
 from onboard.vm.listing import listing
 
-out = out_console()
+out = out_console(markup=False)  # a path may hold brackets: never read them as markup
 
 
 def print_diagnostics(diags: Sequence[Diagnostic], compiler: Compiler) -> None:
@@ -148,8 +149,8 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
                       if program.kind.value == "config"
                       else f"{len(program.instrs)} instructions, exposes "
                       f"{', '.join(program.exposes) or 'nothing'}")
-            out.print(f"[green]ok[/green] {f}: {what} ({detail})" if out.is_terminal
-                      else f"ok {f}: {what} ({detail})")
+            out.print(Text.assemble(("ok", "green" if out.is_terminal else ""),
+                                    f" {f}: {what} ({detail})"))
     if as_json:
         emit_json({"ok": not failed, **({"error": failed} if failed else {}),
                    "files": results})

@@ -51,7 +51,7 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
     memory and uplink, with a counterexample for anything that fails."""
     readable_inputs(files)
     compiler = compiler_of(ctx)
-    out = out_console()
+    out = out_console(markup=False)  # names like `t[i]` are text, never markup
     results: list[dict[str, Any]] = []
     codes = []
     errors: list[dict[str, Any]] = []  # each failure, as --json shows it

@@ -327,3 +327,14 @@ def test_pack_reuses_the_proof_of_verify_for_the_very_same_configuration(
     assert json.loads(proc.stdout)["proof"] == "new"
     proc = ccl("pack", EXO, "--json", cwd=tmp_path, env={"CCL_PROOF_CACHE": "off"})
     assert json.loads(proc.stdout)["proof"] == "new"
+
+
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
+    folder = tmp_path / "v[bold]"
+    folder.mkdir()
+    shutil.copy(EXO, folder / "exo[i].ccl")
+    shutil.copytree(CONFIGS.parent / "vmlets", folder / "vmlets")
+    proc = ccl("check", "v[bold]/exo[i].ccl", cwd=tmp_path)
+    assert "ok v[bold]/exo[i].ccl: config exo_e1" in answered(proc, 0)
+    proc = ccl("compile", "v[bold]/exo[i].ccl", "-o", "out[red].vvmi", cwd=tmp_path)
+    assert "wrote out[red].vvmi" in answered(proc, 0)
