@@ -338,3 +338,24 @@ def test_paths_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
     assert "ok v[bold]/exo[i].ccl: config exo_e1" in answered(proc, 0)
     proc = ccl("compile", "v[bold]/exo[i].ccl", "-o", "out[red].vvmi", cwd=tmp_path)
     assert "wrote out[red].vvmi" in answered(proc, 0)
+
+
+@pytest.mark.parametrize("value, say", [
+    ("1" * 100_000, "a number of 100,000 digits does not fit in 64 bits"),
+    ("0x" + "F" * 100_000, "0xFFFFFFFFFF... (100,002 characters) does not fit in 32 bits"),
+])
+def test_a_huge_number_is_refused_in_a_short_message(tmp_path: Path, value: str,
+                                                    say: str) -> None:
+    source = tmp_path / "huge.ccl"
+    source.write_text(f"mission corot;\nconfig x version 1;\nparam a : int[0..10] = {value};\n")
+    proc = ccl("check", source)
+    said = answered(proc, 1)
+    assert f"huge.ccl:3:24: error[E-LITERAL]: {say}" in said
+    assert max(len(line) for line in said.splitlines()) < 300
+
+
+def test_a_control_character_is_named(tmp_path: Path) -> None:
+    source = tmp_path / "nul.ccl"
+    source.write_text("mission corot;\x00\nconfig x version 1;\n")
+    said = answered(ccl("check", source), 1)
+    assert "nul.ccl:1:15: error[E-SYNTAX]: syntax error: unexpected character U+0000" in said
