@@ -91,6 +91,10 @@ def fresh_solver_context() -> None:
     proved before or on when Python freed earlier terms (Z3 reuses the ids of freed terms).
     Terms of earlier programs keep their own context; no term outlives its program."""
     z3.z3._main_ctx = None  # main_ctx() makes a new one on next use
+    # Ctrl-C is Python's: a KeyboardInterrupt once the query at hand returns (within its
+    # time limit). Z3's own handler, on by default, would only cancel that query, which
+    # then reads "unknown", and the verification would go on to the next.
+    z3.set_param("ctrl_c", False)
 
 
 def _entry_points(program: ir.Program
