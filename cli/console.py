@@ -261,7 +261,10 @@ def run_guarded(entry: Callable[[], object], prog: str) -> None:
             _closed_pipe()
         raise
     except Failure as failure:
-        show(failure, prog)
+        try:
+            show(failure, prog)  # on stdout with --json, which may be closed too
+        except BrokenPipeError:
+            _closed_pipe()
         sys.exit(failure.code)
     except Exception as exc:  # a bug, not bad input: say so in one line
         if os.environ.get("CCL_DEBUG"):
@@ -278,19 +281,27 @@ def run_click(group: click.Command, argv: Sequence[str] | None, prog: str) -> No
     JSON too), usage errors exit 2 in the one failure shape with a hint to ``--help``, and
     everything goes through ``run_guarded``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    MODE.json, MODE.quiet = "--json" in args, "--quiet" in args or "-q" in args
+    as_json, quiet = "--json" in args, "--quiet" in args or "-q" in args
+    MODE.json, MODE.quiet = as_json, quiet
 
     def entry() -> None:
+        stdout = sys.stdout
         try:
             group.main(args=args, prog_name=prog, standalone_mode=False)
+        except SystemExit:
+            # click answers a closed stdout (EPIPE) by wrapping sys.stdout and exiting 1,
+            # even outside its standalone mode: make it the closed pipe it is (exit 141)
+            if sys.stdout is not stdout:
+                raise BrokenPipeError from None
+            raise
         except click.exceptions.Exit as done:
             sys.exit(done.exit_code)
         except click.Abort:
             raise KeyboardInterrupt from None
         except click.UsageError as exc:
-            # The group's own flags reset the mode before the command's are parsed: a usage
-            # error in between (a bad option value before --json) is still JSON if asked.
-            set_mode(json_output="--json" in args, quiet="--quiet" in args or "-q" in args)
+            # the group's flags reset the mode as they were parsed; the line's own holds
+            # (`vvm nonsense --json` never reaches a command that would set it again)
+            MODE.json, MODE.quiet = as_json, quiet
             command = exc.ctx.command_path if exc.ctx is not None else prog
             raise Failure(exc.format_message(), f"see `{command} --help`",
                           EXIT_USAGE) from None

@@ -32,8 +32,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from ccl.pack import KEY_ENV, PackError, load_key
-from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, fail, refuse
-from cli.options import output_options
+from cli.console import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    fail,
+    note,
+    progress,
+    refuse,
+    require_inputs,
+)
+from cli.options import FiniteFloat, output_options
 from ground.channel import Channel
 from ground.erasure import ErasureError
 from ground.errors import GroundError
@@ -46,7 +55,7 @@ from ground.link import (
     uplink_windows,
 )
 from ground.link_key import LINK_KEY_ENV, load_link_key
-from ground.passes import compute_passes, default_start
+from ground.passes import compute_passes, default_start, iso_utc, resolve_source, stations
 from ground.planner import (
     DEFAULT_CONFIDENCE,
     DEFAULT_SHARE_BYTES,
@@ -56,6 +65,14 @@ from ground.planner import (
     plan,
 )
 from ground.satellite import SimulatedSatellite
+from ground.tle import (
+    MAX_PROPAGATION_DAYS,
+    Tle,
+    TleError,
+    check_propagation,
+    mission_tle,
+    read_tle_file,
+)
 from ground.uplink import Campaign, Faults, SimulationResult, WindowLog, simulate
 from onboard.link.tc_frames import MAX_SHARE_BYTES
 from onboard.mission import MissionError, MissionProfile, find_mission
@@ -79,9 +96,11 @@ def _start(profile: MissionProfile, text: str | None) -> datetime:
         return default_start(profile)
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         fail(f"--start {text!r} is not an ISO date-time", "write e.g. 2014-06-11T00:00Z")
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    except OverflowError:  # a zone that moves it before the year 1 or after 9999
+        fail(f"--start {text!r} in UTC is out of the calendar", "give a date in years 1-9999")
 
 
 def _setup(ctx: click.Context, mission: str, start: str | None, days: float, schedule: str,
@@ -199,21 +218,71 @@ _MISSION = click.option("--mission", default="corot", show_default=True,
                         help="Mission profile name.")
 
 
+#: ``ccl passes --days`` at most: a year, the farthest a TLE is propagated (``ground.tle``).
+MAX_PASS_DAYS = MAX_PROPAGATION_DAYS
+
+
+def _now() -> datetime:
+    """The host's clock, to the second: read here, at the command line's edge, and nowhere
+    below (simulations and plans take their start from the scenario or the TLE)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _passes_tle(profile: MissionProfile, tle_file: str | None) -> Tle | None:
+    """The TLE ``ccl passes`` propagates: ``--tle FILE``, or the mission's newest."""
+    if tle_file is not None:
+        require_inputs([tle_file])
+        return read_tle_file(Path(tle_file))
+    return mission_tle(profile)
+
+
+def _window(begin: datetime, days: float) -> None:
+    """Refuse a window that ends beyond the last date there is (year 9999)."""
+    try:
+        begin + timedelta(days=days)
+    except OverflowError:
+        fail(f"--start {begin.date()} plus {days:g} day(s) is past the year 9999",
+             "give an earlier --start")
+
+
 @click.command()
 @_MISSION
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True)
-@_START
+@click.option("--days", type=FiniteFloat(min=0, min_open=True, max=MAX_PASS_DAYS),
+              default=1.0, show_default=True,
+              help=f"Days of passes (at most {MAX_PASS_DAYS:g}).")
+@click.option("--start", help="First instant (ISO 8601, UTC if no zone); default: now.")
+@click.option("--tle", "tle_file", type=click.Path(dir_okay=False),
+              help="A TLE file (two lines, or three with a name); default: the newest of "
+                   "the mission's (its tle/*.tle files and its profile).")
 @_SCHEDULE
 @output_options
 @click.pass_context
-def passes(ctx: click.Context, mission: str, days: float, start: str | None, schedule: str,
-           as_json: bool) -> None:
-    """Passes of the satellite over the mission's ground stations, and which carry uplink."""
+def passes(ctx: click.Context, mission: str, days: float, start: str | None,
+           tle_file: str | None, schedule: str, as_json: bool) -> None:
+    """Passes of the satellite over the mission's ground stations, and which carry uplink.
+
+    Starts now unless --start is given; warns when the TLE is more than 3 days from the
+    time asked for, and refuses to propagate it more than a year."""
     profile = _mission(ctx, mission)
-    begin = _start(profile, start)
+    begin = _now() if start is None else _start(profile, start)
+    _window(begin, days)
     try:
-        all_passes = compute_passes(profile, begin, days, schedule)  # type: ignore[arg-type]
+        elements = _passes_tle(profile, tle_file)
+        lines = elements.lines if elements is not None else None
+        orbit = resolve_source(profile, schedule, lines) == "orbit"  # type: ignore[arg-type]
+        if orbit and elements is not None:
+            warning = check_propagation(elements, begin, days)
+            if warning:
+                note(warning, "ccl")
+        searches = days * len(stations(profile)) if orbit else 0.0  # what progress counts
+    except TleError as exc:
+        refuse(exc, EXIT_REJECTED)
+    except GroundError as exc:
+        refuse(exc, EXIT_USAGE)
+    try:
+        with progress("passes", total=searches or None, unit="station-days") as ticker:
+            all_passes = compute_passes(profile, begin, days, schedule,  # type: ignore[arg-type]
+                                        lines, ticker.advance)
         budget = LinkBudget.from_profile(profile)
     except GroundError as exc:
         refuse(exc, EXIT_USAGE)
@@ -223,13 +292,20 @@ def passes(ctx: click.Context, mission: str, days: float, start: str | None, sch
         w = windows.get((p.station, p.rise))
         rows.append(p.to_json() | {"uplink": w is not None,
                                    "budget_bytes": w.budget_bytes if w else 0})
+    used = elements if orbit else None
     if as_json:
+        tle_info = None if used is None else {
+            "source": used.source, "epoch": iso_utc(used.epoch),
+            "age_days": round(used.age_days(begin), 3)}
         _emit_json({"mission": profile.name, "start": begin.isoformat(), "days": days,
-                    "bits_per_day": budget.bits_per_day, "passes": rows})
+                    "tle": tle_info, "bits_per_day": budget.bits_per_day, "passes": rows})
         return
     table = Table(title=f"{profile.name}: {len(rows)} passes, {len(windows)} for uplink "
                         f"({budget.bits_per_day / 1000:g} kbit/day, at most "
-                        f"{budget.max_passes_per_day} a day)")
+                        f"{budget.max_passes_per_day} a day)",
+                  caption=None if used is None else
+                  f"from {_t(begin)} UTC, TLE of {_t(used.epoch)} UTC "
+                  f"({used.age_days(begin):+,.1f} days) from {used.source}")
     for col in ("station", "rise (UTC)", "set", "duration", "max el", "uplink B"):
         table.add_column(col, no_wrap=True,
                          justify="left" if col in ("station", "rise (UTC)", "set") else "right")

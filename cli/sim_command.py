@@ -1,6 +1,7 @@
 """The ``ccl sim`` command: run mission scenarios end to end.
 
-``ccl sim SCENARIO... [--ledger PATH] [--workdir DIR] [--plot DIR] [--json]``: each SCENARIO is a
+``ccl sim SCENARIO... [--ledger PATH] [--workdir DIR] [--plot DIR] [--dump NAME...] [--json]``:
+each SCENARIO is a
 scenario file or a folder of them (``*.toml``, in name order). For each: compile, verify,
 pack, uplink over the passes, receive, apply and probation on board under the 10 % share,
 telemetry back, ledger updated (see ``ground/scenario.py``), then a report. Exit 0 when every
@@ -24,7 +25,15 @@ from cli.console import EXIT_REJECTED, EXIT_USAGE, fail, refuse
 from cli.options import output_options
 from ground.errors import GroundError
 from ground.ledger import Ledger, ledger_path
-from ground.scenario import PatchOutcome, ScenarioReport, load_scenario, run_scenario
+from ground.scenario import (
+    DumpResult,
+    PatchOutcome,
+    ScenarioError,
+    ScenarioReport,
+    check_dump_names,
+    load_scenario,
+    run_scenario,
+)
 
 out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -76,6 +85,22 @@ def _outcome_lines(o: PatchOutcome) -> list[str]:
     return lines
 
 
+def _dump_lines(d: DumpResult) -> list[str]:
+    """What a dump read back: one line per value (an array's first values and its length)."""
+    when = "at the end" if d.step is None else f"after step {d.step + 1}"
+    a = d.answer
+    if a is None or a.refused is not None:
+        why = d.detail if a is None else f"refused on board: {a.refused}"
+        return [f"  read-back {when} ({', '.join(d.names)}): {why}"]
+    lines = [f"  read back {when} (on board {a.time:%Y-%m-%d %H:%M:%S}):"]
+    for v in a.values:
+        shown = str(v.values[0]) if v.scalar else \
+            "[" + ", ".join(map(str, v.values[:8])) + (", ..." if len(v.values) > 8 else "") \
+            + f"] ({len(v.values)} values)"
+        lines.append(f"    {v.name} ({v.kind}, {v.lo}..{v.hi}) = {shown}")
+    return lines
+
+
 def _print(report: ScenarioReport) -> None:
     s = report.scenario
     out.print(f"  -- report: {s.name} ({s.path.name}, mission {s.mission}, seed {s.seed}, "
@@ -98,6 +123,9 @@ def _print(report: ScenarioReport) -> None:
               f"days of the link budget; {_plural(report.passes_used, 'uplink pass')} from "
               f"{report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC; "
               f"ledger run {report.run}")
+    for d in report.dumps:
+        for line in _dump_lines(d):
+            out.print(line)
     out.print(f"  result: {'OK' if report.ok else 'NOT AS EXPECTED'}")
 
 
@@ -128,11 +156,21 @@ def _plot(report: ScenarioReport, path: Path, quiet: bool) -> None:
                    "folder).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
               help="Draw each scenario's uplink timeline into this folder (SCENARIO.png).")
+@click.option("--dump", "dump", multiple=True, metavar="NAME[,NAME...]",
+              help="At the end of each scenario, read these parameters, state variables or "
+                   "tables back from the board over the link, and show them (repeatable).")
 @output_options
 @click.pass_context
 def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
-        workdir: str | None, plot_dir: str | None, as_json: bool) -> None:
+        workdir: str | None, plot_dir: str | None, dump: tuple[str, ...],
+        as_json: bool) -> None:
     """Run SCENARIOs end to end: compile, verify, pack, uplink, apply on board, telemetry."""
+    names = tuple(n.strip() for d in dump for n in d.split(",") if n.strip())
+    if dump:
+        try:
+            check_dump_names(names, "--dump")
+        except ScenarioError as exc:
+            refuse(exc, EXIT_USAGE)
     files = _scenario_files(scenarios)
     compiler = Compiler(mission_dirs=[Path(p) for p in (ctx.obj or {}).get("missions", ())])
     reports: list[ScenarioReport] = []
@@ -146,7 +184,7 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
                         out.print(f"== {scenario.name} ({f})")
                     say = None if as_json else (lambda text: out.print(f"  {text}"))
                     report = run_scenario(scenario, ledger, root / f"{i:02d}_{f.stem}",
-                                          compiler, on_event=say)
+                                          compiler, on_event=say, dump=names)
                     reports.append(report)
                     if not as_json:
                         _print(report)

@@ -1,79 +1,174 @@
 """The ``vvm`` command: the onboard simulator's user interface.
 
 It imports nothing of the ground toolchain (``ccl``, ``ground``): the onboard side stands
-alone, and so does its simulator. ``vvm init/load/apply/run/status``
-drive a simulated VVM kept in a state directory (``onboard.sim.simulator``); ``vvm inspect``
-reads an image as the satellite would. Exit codes: 0 ok, 1 rejected input (a refused image,
-a patch rejected or rolled back at its switch), 2 usage. Opening a state directory whose
-last run was cut short reboots its VVM (``onboard.patching.boot``), with a note on stderr.
+alone, and so does its simulator. ``vvm init/load/apply/run/status/dump`` drive a simulated
+VVM kept in a state directory (``onboard.sim.simulator``); ``vvm inspect`` reads an image as
+the satellite would; ``vvm dump`` reads back the values of the configuration running.
+
+The command line follows ``ccl``'s convention (``cli.options``): ``--missions``, ``--json``,
+``--quiet`` and ``--version`` before the command, ``--json``/``--quiet`` (and ``--missions``)
+after it too. Exit codes as in ``ccl``: 0 ok, 1 rejected input (a refused image or a
+damaged state, a patch rejected or rolled back, a malformed key file), 2 usage (a missing or
+unreadable input file or state directory, a bad duration), 130 interrupted (what ``vvm
+run`` simulated until then is saved). Opening a state directory whose last run was cut short
+reboots its VVM (``onboard.patching.boot``), with a note on stderr.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn, TypeVar
 
-from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Failure, run_guarded, show
+import click
+
+from cli.console import (
+    EXIT_INTERRUPTED,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    Failure,
+    emit_json,
+    failure_json,
+    note,
+    progress,
+    require_inputs,
+    run_click,
+    show,
+)
+from cli.options import global_options, output_options
 from onboard.mission import MissionError
 from onboard.patching.patch_format import key_from_text
-from onboard.patching.patcher import FateStatus
+from onboard.patching.patcher import Fate, FateStatus
 from onboard.patching.reconfiguration import PatchEvent
 from onboard.sim.simulator import Simulator, StateError, parse_duration
 from onboard.vm.image import Image, ImageError, decode_image
 from onboard.vm.listing import listing
 from onboard.vm.loader import LoadError
+from onboard.vm.readback import Value, read_back
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DAY_MS = 86_400_000
+MAX_RUN_DAYS = 400  # one run longer than this is a typo, or hours of host time
+HOST_SECONDS_PER_DAY = 30  # what a simulated day of corot took on the development machines
+NOTE_RUN_DAYS = 1  # a run longer than this says how long it will take
+SHOWN_ELEMENTS = 12  # of a long array in `vvm dump`, unless --full
+MAX_INPUT_BYTES = 64 << 20  # an input file beyond this is not one (patches: 64 KiB at most)
 
 
-def _fail(message: str, hint: str, code: int = EXIT_REJECTED) -> int:
-    show(Failure(message, hint, code), "vvm")
-    return code
+# ---------------------------------------------------------------------- shared plumbing
 
 
-def _missions(args: argparse.Namespace) -> tuple[Path, ...]:
-    return tuple(Path(d) for d in args.missions)
+def _fail(message: str, hint: str = "", code: int = EXIT_REJECTED, where: str = "") -> NoReturn:
+    """Show the failure and exit with ``code``. (A ``Failure`` is not raised through click:
+    it is frozen, and the context managers click runs commands in set its traceback.)"""
+    show(Failure(message, hint, code, where), "vvm")
+    sys.exit(code)
 
 
-def _open(args: argparse.Namespace) -> Simulator:
+def _missions(ctx: click.Context, own: tuple[str, ...]) -> tuple[Path, ...]:
+    """The mission folders: the group's ``--missions`` then the command's own."""
+    group = tuple((ctx.obj or {}).get("missions", ()))
+    return tuple(Path(d) for d in (*group, *own))
+
+
+def state_command(command: F) -> F:
+    """The STATE argument and a per-command ``--missions`` (the older form, still
+    accepted), on top of the output options."""
+    command = click.option("--missions", "own_missions", multiple=True,
+                           type=click.Path(file_okay=False), metavar="DIR",
+                           help="Extra folder of mission profiles (as the group option).")(
+        command)
+    command = click.argument("state", type=click.Path())(command)
+    return output_options(command)
+
+
+@contextmanager
+def _onboard_errors(state: str) -> Iterator[None]:
+    """The simulator's and the missions' errors as failures; a state directory that cannot
+    be written (or read) as a usage error, not a crash."""
+    try:
+        yield
+    except (StateError, MissionError) as exc:
+        _fail(exc.message, exc.hint, EXIT_REJECTED)
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else state
+        _fail(f"cannot use {where}: {exc.strerror or exc}",
+              "check that the state directory is writable and the disk not full",
+              EXIT_USAGE)
+
+
+def _state_path(state: str, *, new: bool = False) -> Path:
+    """The state directory ``state``: a usage failure if it is a file, or (unless ``new``)
+    does not exist."""
+    path = Path(state)
+    if path.exists() and not path.is_dir():
+        _fail(f"{state} is a file, not a state directory",
+              "give a directory (`vvm init DIR --mission NAME` creates one)",
+              EXIT_USAGE)
+    if not new and not path.exists():
+        _fail(f"no such state directory: {state}",
+              f"create one with `vvm init {state} --mission NAME`", EXIT_USAGE)
+    return path
+
+
+def _open(state: str, missions: tuple[Path, ...]) -> Simulator:
     """Open the state directory; say so if its VVM had to reboot (its last run was cut
     short, e.g. by a power loss)."""
-    sim = Simulator.open(Path(args.state), _missions(args))
+    sim = Simulator.open(_state_path(state), missions)
     if sim.rebooted:
         store = sim.vvm.status().get("store") or {}
-        print(f"vvm: note: {args.state}: the last run did not finish (power loss?): the VVM "
-              f"rebooted from its store (now {store.get('phase')}, current "
-              f"{(store.get('current') or '-')[:16]})", file=sys.stderr)
+        note(f"note: {state}: the last run did not finish (power loss?): the VVM rebooted "
+             f"from its store (now {store.get('phase')}, current "
+             f"{(store.get('current') or '-')[:16]})", "vvm")
     return sim
 
 
-def _cmd_init(args: argparse.Namespace) -> int:
-    key = None
-    if args.key is not None:
-        try:
-            key = key_from_text(Path(args.key).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            return _fail(f"cannot read key file {args.key}: {exc}", "check the path", EXIT_USAGE)
-        except ValueError as exc:
-            return _fail(f"{args.key}: {exc}", "write one with `ccl keygen -o FILE`")
-    sim = Simulator.init(Path(args.state), args.mission, args.seed, _missions(args), key)
-    print(f"{args.state}: VVM for mission {sim.vvm.profile.name}, seed {args.seed}, "
-          f"share {sim.vvm.profile.share_cycles_per_frame} cycles per "
-          f"{sim.vvm.profile.frame_ms} ms frame")
-    return EXIT_OK
+def _read_input(name: str) -> bytes:
+    """The bytes of input file ``name``; a usage failure if it is missing or unreadable (a
+    directory, no permission), a rejected input if it is far too large to be one (a device
+    such as /dev/zero included)."""
+    require_inputs([name])
+    try:
+        with open(name, "rb") as file:  # at most a bit more than any input can be
+            data = file.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        _fail(f"cannot read {name}: {exc.strerror}", "check the path", EXIT_USAGE)
+    if len(data) > MAX_INPUT_BYTES:
+        _fail(f"larger than {MAX_INPUT_BYTES >> 20} MiB: no image, patch or key is",
+              "check the path", EXIT_REJECTED, name)
+    return data
 
 
-def _cmd_load(args: argparse.Namespace) -> int:
-    sim = _open(args)
-    for name in args.images:
-        image, _ = _read_image(name)
-        try:
-            print(sim.load(image))
-        except LoadError as exc:
-            return _fail(f"{name}: refused ({exc.code}): {exc.message}",
-                         "nothing was loaded; load the VMlets a configuration uses first")
-    return EXIT_OK
+def _read_image(name: str) -> tuple[Image, bytes]:
+    """The image in file ``name`` and its bytes; a ``Failure`` if it cannot be read or is
+    not an image."""
+    data = _read_input(name)
+    try:
+        return decode_image(data), data
+    except ImageError as exc:
+        where = f" at offset {exc.offset}" if exc.offset is not None else ""
+        _fail(f"not an image: {exc.message}", "images are written by `ccl compile`",
+              EXIT_REJECTED, f"{name}{where}")
+
+
+def _read_key(name: str) -> bytes:
+    """The patch key in file ``name``: unreadable is a usage error (2), malformed a
+    rejected input (1), as in ``ccl``."""
+    data = _read_input(name)
+    try:
+        return key_from_text(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        _fail("not a key file: not text", "write one with `ccl keygen -o FILE`",
+              EXIT_REJECTED, name)
+    except ValueError as exc:
+        _fail(f"not a key file: {exc}", "write one with `ccl keygen -o FILE`",
+              EXIT_REJECTED, name)
 
 
 def _fate_line(e: PatchEvent) -> str:
@@ -88,160 +183,333 @@ def _fate_line(e: PatchEvent) -> str:
     return text + (f": {f.message}" if f.message else "")
 
 
-def _cmd_apply(args: argparse.Namespace) -> int:
-    try:
-        data = Path(args.patch).read_bytes()
-    except OSError as exc:
-        return _fail(f"cannot read {args.patch}: {exc.strerror}", "check the path", EXIT_USAGE)
-    sim = _open(args)
-    events = sim.apply(data)
-    last = events[-1].fate
-    if args.json:
-        print(json.dumps({"patch": args.patch, "fates": [e.to_json() for e in events],
-                          "store": sim.vvm.status().get("store")}, indent=1))
+# ---------------------------------------------------------------------- the group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@global_options("vvm")
+@click.pass_context
+def vvm(ctx: click.Context, missions: tuple[str, ...]) -> None:
+    """The onboard VVM simulator: a simulated VVM kept in a state directory, fed images and
+    patches, run on a simulated clock, and read back."""
+    ctx.ensure_object(dict)
+    ctx.obj["missions"] = missions
+
+
+@vvm.command()
+@click.argument("image")
+@output_options
+def inspect(image: str, as_json: bool) -> None:
+    """Decode an IMAGE file as the VVM would and list it."""
+    decoded, data = _read_image(image)
+    if as_json:
+        emit_json({"name": decoded.name, "version": decoded.version,
+                   "mission": decoded.mission, "hash": decoded.content_hash.hex(),
+                   "bytes": len(data)})
     else:
-        print(f"{args.patch}: {len(data)} bytes")
-        print("\n".join(_fate_line(e) for e in events))
-    if last.status is FateStatus.REJECTED:
-        if not args.json:
-            print(f"  the state is unchanged; {_REJECTION_HINT}", file=sys.stderr)
-        return EXIT_REJECTED
-    if last.status is FateStatus.ROLLED_BACK:
-        if not args.json:
-            print(f"  {_ROLLBACK_HINT}", file=sys.stderr)
-        return EXIT_REJECTED
-    return EXIT_OK
+        click.echo("\n".join(listing(decoded)))
+
+
+@vvm.command()
+@state_command
+@click.option("--mission", required=True, help="The mission's name (NAME or NAME:VARIANT).")
+@click.option("--seed", type=click.IntRange(min=0, max=(1 << 63) - 1), default=1,
+              show_default=True, help="Seed of the simulated spacecraft.")
+@click.option("--key", metavar="FILE", help="The patch key (from `ccl keygen`); default: "
+              "the mission's development key, which a flight profile refuses.")
+@click.pass_context
+def init(ctx: click.Context, state: str, own_missions: tuple[str, ...], mission: str,
+         seed: int, key: str | None, as_json: bool) -> None:
+    """Create a STATE directory holding a new VVM for a mission."""
+    patch_key = _read_key(key) if key is not None else None
+    with _onboard_errors(state):
+        sim = Simulator.init(_state_path(state, new=True), mission, seed,
+                             _missions(ctx, own_missions), patch_key)
+    profile = sim.vvm.profile
+    if as_json:
+        emit_json({"ok": True, "state": state, "mission": profile.name, "seed": seed,
+                   "share_cycles_per_frame": profile.share_cycles_per_frame,
+                   "frame_ms": profile.frame_ms})
+        return
+    click.echo(f"{state}: VVM for mission {profile.name}, seed {seed}, "
+               f"share {profile.share_cycles_per_frame} cycles per "
+               f"{profile.frame_ms} ms frame")
+
+
+@vvm.command()
+@state_command
+@click.argument("images", nargs=-1, required=True)
+@click.pass_context
+def load(ctx: click.Context, state: str, own_missions: tuple[str, ...],
+         images: tuple[str, ...], as_json: bool) -> None:
+    """Load VMlet and configuration IMAGES directly (as on the bench, no link)."""
+    require_inputs(list(images))
+    decoded = [(name, _read_image(name)[0]) for name in images]  # all readable, or nothing
+    loaded: list[dict[str, Any]] = []
+    with _onboard_errors(state):
+        sim = _open(state, _missions(ctx, own_missions))
+        for name, image in decoded:
+            try:
+                what = sim.load(image)
+            except LoadError as exc:
+                _fail(f"refused ({exc.code}): {exc.message}",
+                      "load the VMlets a configuration uses first; the images "
+                      "before this one are loaded" if loaded else
+                      "nothing was loaded; load the VMlets a configuration uses "
+                      "first", EXIT_REJECTED, name)
+            loaded.append({"file": name, "kind": image.kind.name.lower(), "name": image.name,
+                           "version": image.version, "hash": image.content_hash.hex(),
+                           "done": what})
+            if not as_json:
+                click.echo(what)
+    if as_json:
+        emit_json({"ok": True, "loaded": loaded})
 
 
 _REJECTION_HINT = ("re-pack it against the configuration on board (`vvm status` shows its "
                    "hash) with a sequence number above the last accepted")
 
 
-_ROLLBACK_HINT = ("the switch to it failed and was rolled back: the previous configuration "
-                  "runs on; its sequence number is used up, re-pack the fix with a higher one")
+_ROLLBACK_HINT = ("the previous configuration runs on; its sequence number is used up, "
+                  "re-pack the fix with a higher one")
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    try:
-        ms = parse_duration(args.duration)
-    except ValueError as exc:
-        return _fail(str(exc), "durations look like 90s, 30m, 6h, 2d", EXIT_USAGE)
-    sim = _open(args)
-    seen = len(sim.reconfiguration.events)
-    start = sim.vvm.now_ms
-    sim.run(ms)
-    tel = sim.vvm.telemetry
-    print(f"ran {(sim.vvm.now_ms - start) / 1000:.1f} s of simulated time: now "
-          f"t = {sim.vvm.now_ms / 1000:.1f} s, {tel.fault_count} faults, worst frame "
-          f"{100 * tel.worst_share():.1f} % of the share")
-    for e in sim.reconfiguration.events[seen:]:
-        print(_fate_line(e))
-    return EXIT_OK
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    sim = _open(args)
-    status = sim.vvm.status()
-    if args.json:
-        print(json.dumps(status, indent=1))
-        return EXIT_OK
-    cfg = status["config"]
-    print(f"mission {status['mission']}  t = {status['time_ms'] / 1000:.1f} s  "
-          f"config {cfg['name'] or '-'} v{cfg['version']} {cfg['hash'][:16]}")
-    for v in status["vmlets"]:
-        print(f"  vmlet {v['name']} v{v['version']} {v['hash'][:16]}  "
-              f"visible: {', '.join(v['visible'])}")
-    print(f"  frames {status['frames']} ({status['busy_frames']} busy), worst frame "
-          f"{status['worst_frame_cycles']} cycles = {status['worst_frame_share_percent']} % "
-          f"of the share, {status['worst_frame_cpu_percent']} % of the CPU")
-    for t in status["tasks"]:
-        print(f"  task {t['name']:<16} every {t['period_ms'] / 1000:g} s  runs {t['runs']}  "
-              f"worst {t['worst_cycles']} cycles  overruns {t['overruns']}  "
-              f"traps {t['traps']}")
-    print(f"  faults {status['fault_count']}")
-    for f in status["faults"][-10:]:
-        print(f"    t={f['time_ms'] / 1000:.1f} s {f['task']}: {f['code']} in {f['unit']} "
-              f"+{f['offset']}")
-    store = status["store"]
-    print(f"  store {store['phase']}, last sequence {store['last_seq']}, current "
-          f"{(store['current'] or '-')[:16]}, previous {(store['previous'] or '-')[:16]}")
-    for e in sim.reconfiguration.events[-10:]:
-        print(_fate_line(e))
-    return EXIT_OK
-
-
-def _read_image(name: str) -> tuple[Image, bytes]:
-    """The image in file ``name`` and its bytes; a ``Failure`` if it cannot be read or is
-    not an image."""
-    try:
-        data = Path(name).read_bytes()
-    except OSError as exc:
-        raise Failure(f"cannot read {name}: {exc.strerror}", "check the path",
-                      EXIT_USAGE) from None
-    try:
-        return decode_image(data), data
-    except ImageError as exc:
-        where = f" at offset {exc.offset}" if exc.offset is not None else ""
-        raise Failure(f"not an image: {exc.message}", "images are written by `ccl compile`",
-                      EXIT_REJECTED, f"{name}{where}") from None
-
-
-def _cmd_inspect(args: argparse.Namespace) -> int:
-    image, data = _read_image(args.image)
-    if args.json:
-        print(json.dumps({"name": image.name, "version": image.version,
-                          "mission": image.mission, "hash": image.content_hash.hex(),
-                          "bytes": len(data)}))
+@vvm.command()
+@state_command
+@click.argument("patch")
+@click.pass_context
+def apply(ctx: click.Context, state: str, own_missions: tuple[str, ...], patch: str,
+          as_json: bool) -> None:
+    """Hand the VVM a PATCH and run until it is active or rejected (or, while another
+    patch is handled, until it waits in the queue: the next `vvm run` takes it)."""
+    data = _read_input(patch)
+    with _onboard_errors(state):
+        sim = _open(state, _missions(ctx, own_missions))
+        events = sim.apply(data)
+    last = events[-1].fate
+    store = sim.vvm.status().get("store")
+    refusal = _refusal(patch, last)
+    if as_json:
+        answer: dict[str, Any] = {"ok": refusal is None}
+        if refusal is not None:  # the one failure shape too, beside what became of it
+            answer.update(failure_json(refusal))
+        emit_json({**answer, "patch": patch, "fates": [e.to_json() for e in events],
+                   "store": store})
     else:
-        print("\n".join(listing(image)))
-    return EXIT_OK
+        click.echo(f"{patch}: {len(data)} bytes")
+        click.echo("\n".join(_fate_line(e) for e in events))
+        if last.status is FateStatus.RECEIVED:
+            note(f"note: it waits in the queue behind the patch the store holds "
+                 f"({store.get('phase') if store else '-'}); `vvm run` goes on with it",
+                 "vvm")
+        elif refusal is not None:
+            show(refusal, "vvm")
+    if refusal is not None:
+        raise SystemExit(refusal.code)
+
+
+def _refusal(patch: str, fate: Fate) -> Failure | None:
+    """A patch rejected, or rolled back at its switch, as a failure (exit 1): what became
+    of it, where in its bytes, and what to do; None for any other fate."""
+    if fate.status is FateStatus.REJECTED:
+        hint = f"the state is unchanged; {_REJECTION_HINT}"
+    elif fate.status is FateStatus.ROLLED_BACK:
+        hint = _ROLLBACK_HINT
+    else:
+        return None
+    why = ""
+    if fate.reason is not None:
+        why = f" at {fate.field}" if fate.field else ""
+        why += f", byte {fate.offset}" if fate.offset is not None else ""
+        why = f" ({fate.reason.value}{why})"
+    return Failure(f"patch {fate.status.value}{why}: {fate.message}", hint, EXIT_REJECTED,
+                   patch)
+
+
+def _host_time(ms: int) -> str:
+    """Roughly how long simulating ``ms`` takes on this kind of machine, in words."""
+    seconds = ms / DAY_MS * HOST_SECONDS_PER_DAY
+    if seconds < 120:
+        return f"about {seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"about {seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"about {seconds / 3600:.1f} h"
+    if seconds < 2 * 365 * 86400:
+        return f"about {seconds / 86400:.0f} days"
+    return f"about {seconds / (365.25 * 86400):.0f} years"
+
+
+def _duration(text: str) -> int:
+    """``--for``'s milliseconds; a usage failure for what is not a duration or is longer
+    than one run should be."""
+    try:
+        ms = parse_duration(text)
+    except ValueError as exc:
+        _fail(str(exc), "durations look like 90s, 30m, 6h, 2d", EXIT_USAGE,
+              "--for")
+    if ms > MAX_RUN_DAYS * DAY_MS:
+        _fail(f"{text} is {ms / DAY_MS:g} days of simulated time: {_host_time(ms)} "
+              f"of host time", f"one run simulates at most {MAX_RUN_DAYS} days; run "
+              f"longer spans in parts (each `vvm run` goes on where the last "
+              f"stopped)", EXIT_USAGE, "--for")
+    return ms
+
+
+@contextmanager
+def _stop_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """While inside, Ctrl-C asks the run to stop at its next slice (so that what was
+    simulated is saved) rather than raising; a second Ctrl-C raises as usual."""
+    asked = [False]
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if asked[0]:
+            raise KeyboardInterrupt
+        asked[0] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (an in-process caller): no handler
+        yield lambda: False
+        return
+    try:
+        yield lambda: asked[0]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@vvm.command()
+@state_command
+@click.option("--for", "duration", required=True, metavar="DURATION",
+              help="Simulated time to run, e.g. 90s, 30m, 6h, 2d.")
+@click.pass_context
+def run(ctx: click.Context, state: str, own_missions: tuple[str, ...], duration: str,
+        as_json: bool) -> None:
+    """Advance the simulated clock, running the tasks and the patches waiting. Ctrl-C stops
+    early and keeps what was simulated (exit 130)."""
+    ms = _duration(duration)
+    with _onboard_errors(state):
+        sim = _open(state, _missions(ctx, own_missions))
+        seen = len(sim.reconfiguration.events)
+        start = sim.vvm.now_ms
+        with _stop_on_interrupt() as stop:
+            if ms > NOTE_RUN_DAYS * DAY_MS:
+                note(f"note: simulating {ms / DAY_MS:g} days takes {_host_time(ms)}; Ctrl-C "
+                     f"stops and keeps what was simulated", "vvm")
+            with progress("simulating", total=ms / 1000, unit="s simulated") as ticker:
+                complete = sim.run(ms, stop=stop,
+                                   advanced=lambda done: ticker.update(done / 1000))
+    tel = sim.vvm.telemetry
+    ran = sim.vvm.now_ms - start
+    fates = sim.reconfiguration.events[seen:]
+    if as_json:
+        emit_json({"ok": complete, "complete": complete, "ran_ms": ran,
+                   "time_ms": sim.vvm.now_ms, "fault_count": tel.fault_count,
+                   "worst_frame_share_percent": round(100 * tel.worst_share(), 1),
+                   "fates": [e.to_json() for e in fates]})
+    else:
+        click.echo(f"ran {ran / 1000:.1f} s of simulated time: now "
+                   f"t = {sim.vvm.now_ms / 1000:.1f} s, {tel.fault_count} faults, worst "
+                   f"frame {100 * tel.worst_share():.1f} % of the share")
+        for e in fates:
+            click.echo(_fate_line(e))
+    if not complete:
+        note(f"interrupted: stopped after {ran / 1000:.1f} s of the {ms / 1000:.1f} s asked "
+             f"(now t = {sim.vvm.now_ms / 1000:.1f} s); what was simulated is saved", "vvm")
+        raise SystemExit(EXIT_INTERRUPTED)
+
+
+@vvm.command()
+@state_command
+@click.pass_context
+def status(ctx: click.Context, state: str, own_missions: tuple[str, ...],
+           as_json: bool) -> None:
+    """Print the telemetry: configuration, VMlets, frames, tasks, faults, store, patches."""
+    with _onboard_errors(state):
+        sim = _open(state, _missions(ctx, own_missions))
+    report = sim.vvm.status()
+    if as_json:
+        # indent 1, as always: the golden transcripts and scripts read it so
+        click.echo(json.dumps(report, indent=1))
+        return
+    cfg = report["config"]
+    lines = [f"mission {report['mission']}  t = {report['time_ms'] / 1000:.1f} s  "
+             f"config {cfg['name'] or '-'} v{cfg['version']} {cfg['hash'][:16]}"]
+    lines += [f"  vmlet {v['name']} v{v['version']} {v['hash'][:16]}  "
+              f"visible: {', '.join(v['visible'])}" for v in report["vmlets"]]
+    lines.append(f"  frames {report['frames']} ({report['busy_frames']} busy), worst frame "
+                 f"{report['worst_frame_cycles']} cycles = "
+                 f"{report['worst_frame_share_percent']} % of the share, "
+                 f"{report['worst_frame_cpu_percent']} % of the CPU")
+    lines += [f"  task {t['name']:<16} every {t['period_ms'] / 1000:g} s  runs {t['runs']}  "
+              f"worst {t['worst_cycles']} cycles  overruns {t['overruns']}  "
+              f"traps {t['traps']}" for t in report["tasks"]]
+    lines.append(f"  faults {report['fault_count']}")
+    lines += [f"    t={f['time_ms'] / 1000:.1f} s {f['task']}: {f['code']} in {f['unit']} "
+              f"+{f['offset']}" for f in report["faults"][-10:]]
+    store = report["store"]
+    lines.append(f"  store {store['phase']}, last sequence {store['last_seq']}, current "
+                 f"{(store['current'] or '-')[:16]}, previous "
+                 f"{(store['previous'] or '-')[:16]}")
+    if report.get("patches_waiting"):
+        lines.append(f"  patches waiting {report['patches_waiting']}")
+    lines += [_fate_line(e) for e in sim.reconfiguration.events[-10:]]
+    for line in lines:
+        click.echo(line)
+
+
+def _shown(value: Value, full: bool) -> str:
+    """A datum in one line: scalar value, or the array's elements (the first and the last
+    few of a long one, unless ``full``), with its declared range."""
+    span = f"[{value.lo}..{value.hi}]"
+    if value.scalar:
+        return f"  {value.kind:<5} {value.name} = {value.values[0]}  {span}"
+    items = [str(v) for v in value.values]
+    if not full and len(items) > SHOWN_ELEMENTS:
+        head = SHOWN_ELEMENTS - 4
+        items = [*items[:head], f"... {len(items) - head - 4} more ...", *items[-4:]]
+    return (f"  {value.kind:<5} {value.name}[{len(value.values)}] = {{{', '.join(items)}}}  "
+            f"each {span}")
+
+
+@vvm.command()
+@state_command
+@click.argument("names", nargs=-1)
+@click.option("--full", is_flag=True, help="Every element of long arrays and tables.")
+@click.pass_context
+def dump(ctx: click.Context, state: str, own_missions: tuple[str, ...],
+         names: tuple[str, ...], full: bool, as_json: bool) -> None:
+    """Read back the running configuration's parameters, state variables, tables and state
+    arrays (all, or those called NAMES), with their values and declared ranges."""
+    with _onboard_errors(state):
+        sim = _open(state, _missions(ctx, own_missions))
+    program = sim.vvm.program
+    if program is None:
+        _fail(f"{state}: no configuration runs", "load one (`vvm load`) or apply a "
+              "patch (`vvm apply`) and `vvm run` it", EXIT_REJECTED)
+    try:
+        values = read_back(program, names)
+    except KeyError as exc:
+        known = ", ".join(v.name for v in read_back(program))
+        _fail(f"no such name in {program.image.name} v{program.image.version}: "
+              f"{exc.args[0]}", f"known names: {known or '(none)'}",
+              EXIT_REJECTED)
+    image = program.image
+    if as_json:
+        emit_json({"ok": True, "time_ms": sim.vvm.now_ms,
+                   "config": {"name": image.name, "version": image.version,
+                              "hash": image.content_hash.hex()},
+                   "values": [v.to_json() for v in values]})
+        return
+    click.echo(f"config {image.name} v{image.version} {image.content_hash.hex()[:16]}  "
+               f"t = {sim.vvm.now_ms / 1000:.1f} s")
+    for value in values:
+        click.echo(_shown(value, full))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``vvm`` console script."""
-    parser = argparse.ArgumentParser(prog="vvm", description="The onboard VVM simulator.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("inspect", help="decode an image file as the VVM would and list it")
-    p.add_argument("image")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_inspect)
-
-    def stateful(name: str, help_: str) -> argparse.ArgumentParser:
-        q = sub.add_parser(name, help=help_)
-        q.add_argument("state", help="the state directory")
-        q.add_argument("--missions", action="append", default=[], metavar="DIR",
-                       help="another folder of mission profiles")
-        return q
-
-    p = stateful("init", "create a state directory for a mission")
-    p.add_argument("--mission", required=True)
-    p.add_argument("--seed", type=int, default=1, help="seed of the simulated spacecraft")
-    p.add_argument("--key", metavar="FILE", help="the patch key (from `ccl keygen`); default: "
-                   "the mission's development key, which a flight profile refuses")
-    p.set_defaults(func=_cmd_init)
-    p = stateful("load", "load VMlet and configuration images directly (no link)")
-    p.add_argument("images", nargs="+")
-    p.set_defaults(func=_cmd_load)
-    p = stateful("apply", "hand the VVM a patch and run until it is active or rejected")
-    p.add_argument("patch")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_apply)
-    p = stateful("run", "advance the simulated clock, running the tasks")
-    p.add_argument("--for", dest="duration", required=True, help="e.g. 90s, 30m, 6h, 2d")
-    p.set_defaults(func=_cmd_run)
-    p = stateful("status", "print the telemetry")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_status)
-    args = parser.parse_args(argv)
-
-    def run() -> None:
-        try:
-            code = args.func(args)
-        except (StateError, MissionError) as exc:
-            raise Failure(exc.message, exc.hint, EXIT_REJECTED) from None
-        sys.exit(code)
-
-    run_guarded(run, "vvm")
+    run_click(vvm, argv, "vvm")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,7 @@ from onboard.link.tc_frames import (
     FRAME_OVERHEAD_BYTES,
     PATCH_APID,
     PATCH_VCID,
+    REQUEST_APID,
     Segment,
     build_frame,
     build_segment_data,
@@ -54,9 +55,10 @@ def frame_bytes(share_bytes: int) -> int:
     return share_bytes + FRAME_OVERHEAD_BYTES
 
 
-def space_packet(data: bytes, sequence_count: int) -> bytes:
-    """An unsegmented TC Space Packet on the patch APID, built by ``spacepackets``."""
-    header = SpacePacketHeader(PacketType.TC, PATCH_APID, sequence_count % (1 << 14),
+def space_packet(data: bytes, sequence_count: int, apid: int = PATCH_APID) -> bytes:
+    """An unsegmented TC Space Packet on ``apid`` (the patch APID), built by
+    ``spacepackets``."""
+    header = SpacePacketHeader(PacketType.TC, apid, sequence_count % (1 << 14),
                                len(data) - 1, sec_header_flag=False,
                                seq_flags=SequenceFlags.UNSEGMENTED)
     return bytes(SpacePacket(header, None, data).pack())
@@ -78,3 +80,14 @@ def frames(encoded: Encoded, transfer: int, share_ids: Iterable[int], spacecraft
                                                   PATCH_VCID, c.frame)))
         c = Counters((c.frame + 1) % 256, (c.packet + 1) % (1 << 14), c.security + 1)
     return out, c
+
+
+def request_frame(request: bytes, spacecraft_id: int, counters: Counters,
+                  link: SecurityAssociation) -> tuple[bytes, Counters]:
+    """The frame of a dump request (``onboard.link.dump_format.encode_request``) on the
+    request APID, authenticated under ``link``, and the counters after it. Raises
+    ``ValueError`` when the security sequence numbers run out."""
+    c = counters
+    packet = space_packet(request, c.packet, REQUEST_APID)
+    raw = build_frame(packet, spacecraft_id, link, c.security + 1, PATCH_VCID, c.frame)
+    return raw, Counters((c.frame + 1) % 256, (c.packet + 1) % (1 << 14), c.security + 1)

@@ -18,13 +18,18 @@ Two sources, both from the mission profile:
 Every pass carries its elevation sampled every ``ELEVATION_STEP_S`` seconds from rise to set
 (the channel model uses it: frames sent low on the horizon are lost in bursts). Times are
 timezone-aware UTC datetimes. The default start is midnight UTC of the TLE's epoch day, so
-that a run never depends on the host clock.
+that a run never depends on the host clock (``ccl passes`` alone starts at the host's now,
+at the command line's edge). A TLE other than the profile's (``ground.tle``: a file, or the
+newest stored with the mission) may be given.
+
+The orbit is searched in blocks of ``BLOCK_DAYS`` (a window of up to that many days is one
+block, searched exactly as a whole), so that a long computation can report its progress.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -34,6 +39,10 @@ from onboard.mission import MissionProfile
 
 ELEVATION_STEP_S = 20.0
 DEFAULT_SCHEDULED_ELEVATION = 45.0
+BLOCK_DAYS = 10.0  # the orbit is searched this many days at a time (see the docstring)
+BLOCK_OVERLAP = timedelta(days=1)  # a block's search goes on this long for its last set
+
+Progress = Callable[[float], None]  # called with the days of the search just done
 
 Source = Literal["auto", "orbit", "fixed"]
 
@@ -90,13 +99,14 @@ class Pass:
         return y0 + (y1 - y0) * f
 
     def to_json(self) -> dict[str, Any]:
-        return {"station": self.station, "rise": _iso(self.rise),
-                "culmination": _iso(self.culmination), "set": _iso(self.set),
+        return {"station": self.station, "rise": iso_utc(self.rise),
+                "culmination": iso_utc(self.culmination), "set": iso_utc(self.set),
                 "duration_s": round(self.duration_s, 1),
                 "max_elevation_deg": round(self.max_elevation_deg, 2)}
 
 
-def _iso(t: datetime) -> str:
+def iso_utc(t: datetime) -> str:
+    """``t`` in ISO 8601, UTC, to the second: ``2014-06-11T04:38:59Z``."""
     return t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -142,9 +152,46 @@ def default_start(profile: MissionProfile) -> datetime:
 # --------------------------------------------------------------------------- orbit
 
 
+def _blocks(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut into blocks of ``BLOCK_DAYS`` (one block if it is no longer)."""
+    step = timedelta(days=BLOCK_DAYS)
+    out, b0 = [], start
+    while end - b0 > step:
+        out.append((b0, b0 + step))
+        b0 += step
+    out.append((b0, end))
+    return out
+
+
+Window = tuple[datetime, datetime, list[datetime]]  # rise, set, culminations
+
+
+def _rise_set(sat: Any, topos: Any, ts: Any, block: tuple[datetime, datetime],
+              end: datetime, min_elevation_deg: float) -> list[Window]:
+    """The passes that rise in ``block`` and set by ``end``: searched over the block and the
+    overlap after it (clipped to ``end``), where a pass rising late in the block sets."""
+    b0, b1 = block
+    t0, t1 = ts.from_datetime(b0), ts.from_datetime(min(b1 + BLOCK_OVERLAP, end))
+    times, events = sat.find_events(topos, t0, t1, altitude_degrees=min_elevation_deg)
+    windows: list[Window] = []
+    rise: datetime | None = None
+    culm: list[datetime] = []
+    for t, e in zip(times.utc_datetime(), events, strict=True):
+        if e == 0:
+            rise, culm = t, []
+        elif e == 1 and rise is not None:
+            culm.append(t)
+        elif e == 2 and rise is not None:
+            if rise < b1:
+                windows.append((rise, t, culm))
+            rise = None
+    return windows
+
+
 def orbit_passes(lines: tuple[str, str], where: Sequence[Station], start: datetime,
-                 end: datetime) -> list[Pass]:
-    """Complete passes between ``start`` and ``end`` from an SGP4 propagation, offline."""
+                 end: datetime, progress: Progress | None = None) -> list[Pass]:
+    """Complete passes between ``start`` and ``end`` from an SGP4 propagation, offline;
+    ``progress`` is told of each block searched, for each station."""
     from skyfield.api import EarthSatellite, load, wgs84
 
     ts = load.timescale(builtin=True)
@@ -152,22 +199,15 @@ def orbit_passes(lines: tuple[str, str], where: Sequence[Station], start: dateti
         sat = EarthSatellite(lines[0], lines[1], "sat", ts)
     except ValueError as exc:
         raise PassError(f"the TLE cannot be read: {exc}", "check [orbit] tle") from None
-    t0, t1 = ts.from_datetime(start), ts.from_datetime(end)
+    blocks = _blocks(start, end)
     out: list[Pass] = []
     for st in where:
         topos = wgs84.latlon(st.latitude_deg, st.longitude_deg, elevation_m=st.altitude_m)
-        times, events = sat.find_events(topos, t0, t1, altitude_degrees=st.min_elevation_deg)
-        windows: list[tuple[datetime, datetime, list[datetime]]] = []
-        rise: datetime | None = None
-        culm: list[datetime] = []
-        for t, e in zip(times.utc_datetime(), events, strict=True):
-            if e == 0:
-                rise, culm = t, []
-            elif e == 1 and rise is not None:
-                culm.append(t)
-            elif e == 2 and rise is not None:
-                windows.append((rise, t, culm))
-                rise = None
+        windows: list[Window] = []
+        for block in blocks:
+            windows += _rise_set(sat, topos, ts, block, end, st.min_elevation_deg)
+            if progress is not None:
+                progress((block[1] - block[0]).total_seconds() / 86400.0)
         if not windows:
             continue
         spans = [max(1, math.ceil((s - r).total_seconds() / ELEVATION_STEP_S)) + 1
@@ -272,17 +312,27 @@ def fixed_passes(schedule: Sequence[Mapping[str, Any]], start: datetime,
 # --------------------------------------------------------------------------- entry point
 
 
+def resolve_source(profile: MissionProfile, source: Source,
+                   elements: tuple[str, str] | None = None) -> Literal["orbit", "fixed"]:
+    """Where the passes come from: ``auto`` is the orbit when there is a TLE (``elements``
+    or the profile's), the fixed schedule otherwise."""
+    if source != "auto":
+        return source
+    return "orbit" if elements is not None or tle(profile) is not None else "fixed"
+
+
 def compute_passes(profile: MissionProfile, start: datetime | None = None, days: float = 1.0,
-                   source: Source = "auto") -> list[Pass]:
-    """Every pass over the profile's stations in ``days`` from ``start``."""
+                   source: Source = "auto", elements: tuple[str, str] | None = None,
+                   progress: Progress | None = None) -> list[Pass]:
+    """Every pass over the profile's stations in ``days`` from ``start``, from the TLE
+    ``elements`` if given (else the profile's); ``progress`` as in ``orbit_passes``."""
     if days <= 0:
         raise PassError(f"--days must be positive, not {days}")
     begin = default_start(profile) if start is None else start.astimezone(UTC)
     end = begin + timedelta(days=days)
-    lines = tle(profile)
+    lines = elements if elements is not None else tle(profile)
     schedule = _schedule(profile)
-    if source == "auto":
-        source = "orbit" if lines is not None else "fixed"
+    source = resolve_source(profile, source, elements)
     if source == "orbit":
         if lines is None:
             raise PassError(f"mission {profile.name} has no [orbit] tle",
@@ -291,7 +341,7 @@ def compute_passes(profile: MissionProfile, start: datetime | None = None, days:
         if not where:
             raise PassError(f"mission {profile.name} has no [[station]]",
                             "add ground stations to the mission profile")
-        return orbit_passes(lines, where, begin, end)
+        return orbit_passes(lines, where, begin, end, progress)
     if not schedule:
         raise PassError(f"mission {profile.name} has no [[link.schedule]]",
                         "add a fixed pass schedule, or use the orbit (--schedule orbit)")

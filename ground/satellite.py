@@ -26,6 +26,10 @@ class SimulatedSatellite:
         never received before it is sent)."""
         return -(-(t - self.epoch) // timedelta(milliseconds=1))
 
+    def now(self) -> datetime:
+        """Ground time of the spacecraft's clock."""
+        return self.epoch + timedelta(milliseconds=self.spacecraft.now_ms)
+
     def advance(self, t: datetime) -> None:
         """Run the spacecraft up to ground time ``t``."""
         self.spacecraft.run_until(self.ms(t))

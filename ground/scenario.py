@@ -54,10 +54,24 @@ File format (TOML)::
     expect = "committed"             # committed | refused | rejected | rolled-back
     expect_recovery = "committed"    # for a patch rejected for its base: the re-packed one
     priority = 1
+
+    [[step]]
+    title = "read the new threshold back"
+    dump = ["cr_k10", "rejected"]    # a dump request after the step's patches (if any)
+
+A step has patches, a ``dump``, or both. A dump request (``onboard/link/dump_format.py``:
+1 to 16 names of parameters, state variables, tables or state arrays) goes up at the next
+uplink pass after the step's patches are final, in one authenticated frame (lost like any
+other, and then sent again at the next pass, three passes at most); the board answers in
+its patch reserve and the answer comes down in the telemetry read at the end of that pass
+(``ground.telemetry.DumpLog``). ``run_scenario(..., dump=NAMES)`` sends one more request at
+the end of the scenario (``ccl sim --dump``). A scenario is as expected only if every dump
+was answered; a refusal (an unknown name...) comes with the board's reason.
 """
 
 from __future__ import annotations
 
+import random
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -77,7 +91,7 @@ from ground.link import LinkBudget, UplinkWindow, uplink_windows
 from ground.passes import compute_passes, default_start
 from ground.planner import UplinkPatch
 from ground.satellite import SimulatedSatellite
-from ground.telemetry import FateLog, FateRecord
+from ground.telemetry import DumpAnswer, DumpLog, FateLog, FateRecord
 from ground.uplink import (
     Campaign,
     Faults,
@@ -87,6 +101,7 @@ from ground.uplink import (
     simulate,
 )
 from onboard.link.downlink import DownlinkError, decode_downlink
+from onboard.link.dump_format import encode_request
 from onboard.link.link_security import LinkKeyRefused, SecurityAssociation, development_link_key
 from onboard.link.receiver import Report, ReportError, decode_report
 from onboard.mission import MissionError, MissionProfile, find_mission
@@ -98,6 +113,8 @@ from onboard.sim.spacecraft import Spacecraft
 from onboard.vm.image import Image, decode_image
 
 EXPECTATIONS = ("committed", "refused", "rejected", "rolled-back")
+#: Uplink passes a dump request is tried in before the ground gives up on its answer.
+DUMP_PASSES = 3
 
 
 class ScenarioError(GroundError):
@@ -121,6 +138,7 @@ class Step:
     patches: tuple[PatchSpec, ...]
     cancelled: frozenset[int] = frozenset()   # relative to the step's first pass
     lost_reports: frozenset[int] = frozenset()
+    dump: tuple[str, ...] = ()                # names to read back after the patches
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,18 @@ def _indices(table: dict[str, Any], key: str, where: str) -> frozenset[int]:
         raise ScenarioError(f"{where}: `{key}` must list pass numbers >= 0",
                             "0 is the step's first uplink pass")
     return frozenset(values)
+
+
+def check_dump_names(names: Sequence[str], where: str) -> tuple[str, ...]:
+    """``names`` if the board could take them in one dump request; else ``ScenarioError``
+    (the ground never sends a request the board would refuse as malformed)."""
+    try:
+        encode_request(0, names)
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: cannot ask for a dump: {exc}",
+                            "give 1 to 16 names of parameters, state, tables or arrays") \
+            from None
+    return tuple(names)
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -201,7 +231,12 @@ def load_scenario(path: Path) -> Scenario:
             raise ScenarioError(f"{sw}: not a table", "write [[step]] sections")
         faults = _get(raw, "faults", dict, sw, {})
         patches = []
-        for j, p in enumerate(_get(raw, "patch", list, sw, required=True)):
+        dump = _get(raw, "dump", list, sw, [])
+        if not all(isinstance(n, str) for n in dump):
+            raise ScenarioError(f"{sw}: `dump` must list names", 'write dump = ["cr_k10"]')
+        if dump:
+            check_dump_names(dump, sw)
+        for j, p in enumerate(_get(raw, "patch", list, sw, [], required=not dump)):
             pw = f"{sw} [[step.patch]] {j + 1}"
             if not isinstance(p, dict):
                 raise ScenarioError(f"{pw}: not a table", "write [[step.patch]] sections")
@@ -214,7 +249,7 @@ def load_scenario(path: Path) -> Scenario:
                                      expect[0], expect[1], _get(p, "priority", int, pw, 1)))
         steps.append(Step(_get(raw, "title", str, sw, f"step {i + 1}"), tuple(patches),
                           _indices(faults, "cancelled", sw), _indices(faults, "lost_reports",
-                                                                      sw)))
+                                                                      sw), tuple(dump)))
     return Scenario(path, _get(head, "name", str, where, path.stem),
                     _get(head, "mission", str, where, required=True),
                     _get(head, "seed", int, where, 1), start, days, channel,
@@ -267,6 +302,27 @@ class PatchOutcome:
 
 
 @dataclass(frozen=True)
+class DumpResult:
+    """A dump request the scenario sent and what the board answered."""
+
+    step: int | None                   # None: the closing dump (``ccl sim --dump``)
+    names: tuple[str, ...]
+    request: int
+    answer: DumpAnswer | None          # None: no answer in the passes tried
+    detail: str = ""
+
+    @property
+    def answered(self) -> bool:
+        """Whether the board sent the values (not a refusal, not silence)."""
+        return self.answer is not None and self.answer.refused is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "names": list(self.names), "request": self.request,
+                "answered": self.answered, "detail": self.detail,
+                "answer": self.answer.to_json() if self.answer else None}
+
+
+@dataclass(frozen=True)
 class ScenarioReport:
     """A scenario's run: every patch's outcome, the link's totals, both sides' views."""
 
@@ -283,6 +339,7 @@ class ScenarioReport:
     ground_config: str | None          # the hash the ledger says is on board
     bytes_per_day: int
     campaigns: tuple[SimulationResult, ...] = ()
+    dumps: tuple[DumpResult, ...] = ()
 
     def timeline(self) -> tuple[SimulationResult, dict[str, datetime]]:
         """Every campaign as one uplink record (for ``ground.timeline``), and when each
@@ -310,7 +367,8 @@ class ScenarioReport:
 
     @property
     def ok(self) -> bool:
-        return all(o.met for o in self.outcomes) and self.consistent
+        return all(o.met for o in self.outcomes) and self.consistent \
+            and all(d.answered for d in self.dumps)
 
     def to_json(self) -> dict[str, Any]:
         return {"scenario": self.scenario.name, "file": str(self.scenario.path),
@@ -321,7 +379,8 @@ class ScenarioReport:
                 "uplink_days": round(self.bytes_sent / self.bytes_per_day, 4),
                 "patches": [o.to_json() for o in self.outcomes],
                 "onboard": self.onboard, "ground_config": self.ground_config,
-                "consistent": self.consistent, "ok": self.ok}
+                "consistent": self.consistent, "dumps": [d.to_json() for d in self.dumps],
+                "ok": self.ok}
 
 
 # --------------------------------------------------------------------------- running
@@ -336,6 +395,7 @@ class _Recorder:
         self.last: Report | None = None
         self.last_window: int | None = None
         self.fates = FateLog(epoch)
+        self.dumps = DumpLog(epoch)
 
     def window(self, window: UplinkWindow, cancelled: bool) -> None:
         self.inner.window(window, cancelled)
@@ -350,7 +410,9 @@ class _Recorder:
     def report(self, window: UplinkWindow, raw: bytes, report: Report) -> None:
         """A downlink ``raw`` read at ``window`` (``report``: its receiver report)."""
         self.inner.report(window, raw, report)
-        self.fates.learn(decode_downlink(raw))
+        downlink = decode_downlink(raw)
+        self.fates.learn(downlink)
+        self.dumps.learn(downlink)
         self.last, self.last_window = report, window.index
 
     def downlinked(self, window: UplinkWindow, raw: bytes) -> bool:
@@ -392,10 +454,12 @@ class _Ground:
     believed: Image | None = None      # the configuration the ground thinks is on board
     seq: int = 0
     next_transfer: int = 1
+    next_request: int = 1              # id of the next dump request
     position: int = 0                  # next window to use
     outcomes: list[PatchOutcome] = field(default_factory=list)
     results: list[PatchResult] = field(default_factory=list)
     campaigns: list[SimulationResult] = field(default_factory=list)
+    dumps: list[DumpResult] = field(default_factory=list)
     on_event: Callable[[str], None] | None = None
 
     def say(self, text: str) -> None:
@@ -561,10 +625,52 @@ class _Ground:
         if self.recorder.downlinked(w, self.link.downlink()):
             self.say(f"telemetry at {w.start:%Y-%m-%d %H:%M} ({w.pass_.station})")
 
+    # -- read-back
+
+    def dump(self, names: tuple[str, ...], step: int | None) -> DumpResult:
+        """Ask the board for ``names`` at the next uplink pass (again at the following ones
+        if the frame is lost, ``DUMP_PASSES`` in all) and read its answer from the
+        telemetry at the end of that pass."""
+        request = self.next_request
+        self.next_request = self.next_request % 0xFFFF + 1
+        data = encode_request(request, names)
+        rng = random.Random(self._seed() * 31 + request)
+        for _ in range(DUMP_PASSES):
+            if self.position + 1 >= len(self.windows):
+                break
+            self.position += 1
+            w = self.windows[self.position]
+            self.recorder.window(w, False)
+            self.link.advance(w.start)
+            try:
+                raw, self.counters = framing.request_frame(data, self.profile.spacecraft_id,
+                                                           self.counters, self.association)
+            except ValueError as exc:  # the security sequence numbers ran out
+                raise ScenarioError(f"dump request: {exc}", "re-key the link") from None
+            if rng.random() >= self.scenario.channel.loss:
+                self.link.receive(raw)
+            self.link.advance(w.end)
+            if not self.recorder.downlinked(w, self.link.downlink()):
+                continue
+            answer = self.recorder.dumps.answer(request)
+            if answer is not None:
+                what = f"refused on board: {answer.refused}" if answer.refused else \
+                    f"{len(answer.values)} value(s) read back at {answer.time:%Y-%m-%d %H:%M:%S}"
+                self.say(f"dump request {request} ({', '.join(names)}): {what}")
+                return DumpResult(step, names, request, answer)
+        self.say(f"dump request {request} ({', '.join(names)}): no answer")
+        return DumpResult(step, names, request, None,
+                          f"no answer in {DUMP_PASSES} passes (or no pass left)")
+
     # -- a whole step
 
     def step(self, index: int, step: Step) -> None:
         self.say(f"step {index + 1}: {step.title}")
+        self._patches(index, step)
+        if step.dump:
+            self.dumps.append(self.dump(step.dump, index))
+
+    def _patches(self, index: int, step: Step) -> None:
         ready = [p for p in (self.prepare(s, index) for s in step.patches) if p is not None]
         if not ready:
             return
@@ -601,10 +707,12 @@ def _scenario_key(path: Path, profile: MissionProfile, kind: str) -> bytes:
 def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
                  compiler: Compiler | None = None, key: bytes | None = None,
                  on_event: Callable[[str], None] | None = None,
-                 link_key: bytes | None = None) -> ScenarioReport:
+                 link_key: bytes | None = None, dump: Sequence[str] = ()) -> ScenarioReport:
     """Run ``scenario``: its satellite's store lives in ``workdir``; ``ledger`` records it.
     ``key`` (the patch key) and ``link_key`` default to the mission's development keys, or
-    under a flight profile to keys generated in ``workdir/keys`` (see the module doc)."""
+    under a flight profile to keys generated in ``workdir/keys`` (see the module doc).
+    With ``dump``, those names are read back from the board at the end."""
+    dump = check_dump_names(dump, "--dump") if dump else ()
     compiler = compiler or Compiler()
     try:
         profile = find_mission(scenario.mission, compiler.mission_dirs)
@@ -653,8 +761,11 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
         ground.say(f"on board before launch: {base.image.name} v{base.image.version}")
     for i, step in enumerate(scenario.steps):
         ground.step(i, step)
-    ground.closing_telemetry()
-    end = windows[ground.position].start
+    if dump:
+        ground.dumps.append(ground.dump(tuple(dump), None))
+    else:
+        ground.closing_telemetry()
+    end = max(windows[ground.position].start, ground.link.now())
     spacecraft.run_until(ground.link.ms(end))
     ground_view = ledger.status(recorder.inner.run).get("onboard_config")
     return ScenarioReport(
@@ -662,4 +773,4 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
         sum(r.frames_sent for r in ground.results), sum(r.bytes_sent for r in ground.results),
         sum(r.frames_lost for r in ground.results), spacecraft.vvm.status(),
         ground_view["hash"] if ground_view else None, budget.bytes_per_day,
-        tuple(ground.campaigns))
+        tuple(ground.campaigns), tuple(ground.dumps))

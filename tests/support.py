@@ -7,9 +7,11 @@ Importable from every test module as ``support`` (``tests/`` is on the path beca
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ccl.driver import Compiled, Compiler
+from ground.tle import checksum
 from missions.corot.natives import CorotHost, make_host
 from onboard.vm.vvm import VVM
 
@@ -62,3 +64,20 @@ def frames_program(extra_locals: int) -> str:
     """``FRAMES`` with ``big`` given ``extra_locals`` more locals than ``small``."""
     lets = "\n".join(f"        let a{i} : int[0..10] = x;" for i in range(extra_locals))
     return FRAMES.format(lets=lets)
+
+
+#: The CoRoT TLE of the mission profile (epoch 2014-06-11T04:38:58Z).
+COROT_TLE = ("1 29678U 06063A   14162.19373516  .00000425  00000-0  96034-4 0  4369",
+             "2 29678 090.0189 011.6656 0203110 239.5882 262.3331 14.42990413381076")
+
+
+def redated_tle(epoch: datetime, lines: tuple[str, str] = COROT_TLE) -> str:
+    """The text of a TLE file: ``lines`` with their epoch set to ``epoch`` and their
+    checksums recomputed (a "newer TLE" of the same orbit, for the tests of passes)."""
+    start = datetime(epoch.year, 1, 1, tzinfo=UTC)
+    doy = 1 + (epoch - start).total_seconds() / 86400.0
+    line1 = f"{lines[0][:18]}{epoch.year % 100:02d}{doy:012.8f}{lines[0][32:68]}"
+    out = []
+    for line in (line1, lines[1][:68]):
+        out.append(line + str(checksum(line)))
+    return "\n".join(out) + "\n"

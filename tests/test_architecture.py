@@ -145,7 +145,7 @@ def test_the_vvm_command_stands_without_the_ground_toolchain() -> None:
         todo.extend(GRAPH[m])
     assert "onboard.vm.vvm" in seen
     assert sorted(m for m in seen if m.split(".")[0] not in {"onboard"}) == \
-        ["cli.console", "cli.vvm"]
+        ["cli.console", "cli.options", "cli.vvm"]
 
 
 def test_no_package_has_an_import_cycle() -> None:

@@ -28,7 +28,10 @@ The model
   Natives do not check their arguments: the VVM checks them against the profile's ranges.
 * Every injected hit of every exposure the host made current is recorded as
   ``(exposure, star)``; ``flag`` records ``(exposure, star, code)``; ``heater_set`` records the
-  set point of its zone.
+  set point of its zone and ``(now_ms, zone, mk)``. These records keep the most recent
+  ``RECENT_RECORDS`` (at least; a simulated day of exo_e1 is about 33,000 hits and 37,000
+  flags) in compact integer arrays, and count every record exactly (``hit_count``,
+  ``flag_count``): a month-long run stays in bounded memory.
 
 The exo_e1 cosmic-ray filter against this model
 -----------------------------------------------
@@ -56,6 +59,7 @@ from __future__ import annotations
 
 import math
 import random
+from array import array
 from collections.abc import Iterable
 from typing import Any
 
@@ -76,6 +80,33 @@ SIM_DEFAULTS: dict[str, float] = {
 
 #: Hit-free noise is bounded to +- this many sigmas (part of the exactness argument above).
 NOISE_BOUND_SIGMA = 2
+
+#: Records of each kind (hits, flags, heater settings) kept: at least this many of the most
+#: recent, at most twice as many (trimmed in one move, amortised).
+RECENT_RECORDS = 1 << 16
+
+
+class RecentRecords:
+    """The most recent records of fixed width (tuples of integers), kept column-wise in
+    int64 arrays (8 bytes a value, not a tuple of objects), and how many there ever were."""
+
+    def __init__(self, width: int, keep: int | None = None) -> None:
+        self._columns = tuple(array("q") for _ in range(width))
+        self._keep = RECENT_RECORDS if keep is None else keep
+        self.count = 0  # every record ever added, the trimmed ones too
+
+    def add(self, *row: int) -> None:
+        """Record ``row`` (as wide as the records)."""
+        for column, value in zip(self._columns, row, strict=True):
+            column.append(value)
+        self.count += 1
+        if len(self._columns[0]) > 2 * self._keep:
+            for column in self._columns:
+                del column[:-self._keep]
+
+    def rows(self) -> list[tuple[int, ...]]:
+        """The records kept, oldest first."""
+        return list(zip(*self._columns, strict=True))
 
 
 class CorotHost:
@@ -138,10 +169,10 @@ class CorotHost:
         # Per-exposure state; the lists are updated in place, never replaced.
         self._flux = [0] * self.n_stars
         self._candidates: dict[int, tuple[list[int], list[float]]] = {}
-        self._hits: list[tuple[int, int]] = []
-        self._flags: list[tuple[int, int, int]] = []
+        self._hits = RecentRecords(2)  # (exposure, star)
+        self._flags = RecentRecords(3)  # (exposure, star, code)
         self._heaters: dict[int, int] = {}
-        self._heater_log: list[tuple[int, int, int]] = []
+        self._heater_log = RecentRecords(3)  # (now_ms, zone, mk)
         self._natives: dict[str, NativeFn] = {
             "flux": self.flux,
             "noise": self.noise,
@@ -179,7 +210,7 @@ class CorotHost:
         return self._sigma[star]
 
     def flag(self, star: int, code: int) -> None:
-        self._flags.append((self.exposure, star, code))
+        self._flags.add(self.exposure, star, code)
 
     def window_sum(self, star: int, w: int, h: int) -> int:
         v = self._flux[star] * w * h // self._area
@@ -188,25 +219,36 @@ class CorotHost:
 
     def heater_set(self, zone: int, mk: int) -> None:
         self._heaters[zone] = mk
-        self._heater_log.append((self.now_ms, zone, mk))
+        self._heater_log.add(self.now_ms, zone, mk)
 
     # ------------------------------------------------------------------ inspection
 
     def injected_hits(self) -> list[tuple[int, int]]:
-        """``(exposure, star)`` of every cosmic-ray hit of every exposure made current."""
-        return list(self._hits)
+        """``(exposure, star)`` of the recent cosmic-ray hits of the exposures made current
+        (all of them in a run of less than about two simulated days), oldest first."""
+        return self._hits.rows()  # type: ignore[return-value]
+
+    @property
+    def hit_count(self) -> int:
+        """Cosmic-ray hits injected since the start, the ones no longer kept too."""
+        return self._hits.count
 
     def flags(self) -> list[tuple[int, int, int]]:
-        """``(exposure, star, code)`` of every ``flag`` call, in call order."""
-        return list(self._flags)
+        """``(exposure, star, code)`` of the recent ``flag`` calls, in call order."""
+        return self._flags.rows()  # type: ignore[return-value]
+
+    @property
+    def flag_count(self) -> int:
+        """``flag`` calls since the start, the ones no longer kept too."""
+        return self._flags.count
 
     def heater_settings(self) -> dict[int, int]:
         """Current set point of every zone that has been set: ``{zone: millikelvin}``."""
         return dict(self._heaters)
 
     def heater_log(self) -> list[tuple[int, int, int]]:
-        """``(now_ms, zone, mk)`` of every ``heater_set`` call, in call order."""
-        return list(self._heater_log)
+        """``(now_ms, zone, mk)`` of the recent ``heater_set`` calls, in call order."""
+        return self._heater_log.rows()  # type: ignore[return-value]
 
     def base_flux(self, star: int) -> int:
         """The star's hit-free mean flux (for tests and telemetry)."""
@@ -252,7 +294,7 @@ class CorotHost:
         for s, amp in zip(stars, amps, strict=True):
             if s not in recent:
                 flux[s] += int(sigma[s] * amp)
-                hits.append((exposure, s))
+                hits.add(exposure, s)
         if self._clamp:
             lo, hi = self._flux_lo, self._flux_hi
             flux[:] = [lo if f < lo else hi if f > hi else f for f in flux]

@@ -18,15 +18,22 @@ until it drops out, keeps each one once, and knows from a gap in the numbers tha
 were lost. Like the receiver's report the packet is cumulative: a lost downlink costs
 nothing but time.
 
+After the log come the dump packets waiting in the outbox (``onboard.sim.dump_service``):
+the answers to the ground's dump requests, numbered like the events and repeated in every
+downlink until they drop out (``onboard.link.dump_format`` has their bytes).
+
 Stdlib and construct only; fate codes are plain integers here (the patcher defines them).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import construct as cs
+
+from onboard.link.dump_format import DUMP_PACKET, DumpPacket, build_packet, packet_of
 
 DOWNLINK_MAGIC = b"TMD1"
 #: Events kept in the log (and so in every downlink) unless told otherwise.
@@ -44,6 +51,8 @@ _DOWNLINK = cs.Struct(
         "code" / cs.Int8ub,
         "message" / cs.Prefixed(cs.Int8ub, cs.GreedyBytes),
     )),
+    "dumps" / cs.PrefixedArray(cs.Int16ub, DUMP_PACKET),
+    cs.Terminated,
 )
 
 
@@ -60,11 +69,12 @@ class PatchEvent:
 
 @dataclass(frozen=True)
 class Downlink:
-    """A decoded downlink packet: the receiver's report (raw; ``decode_report`` reads it) and
-    the patch events still in the log."""
+    """A decoded downlink packet: the receiver's report (raw; ``decode_report`` reads it),
+    the patch events still in the log and the dump packets still in the outbox."""
 
     report: bytes
     events: tuple[PatchEvent, ...]
+    dumps: tuple[DumpPacket, ...] = ()
 
 
 class DownlinkError(Exception):
@@ -90,11 +100,13 @@ class EventLog:
         return tuple(self._events)
 
 
-def encode_downlink(report: bytes, log: EventLog) -> bytes:
-    """The downlink packet of the receiver's ``report`` and the events in ``log``."""
+def encode_downlink(report: bytes, log: EventLog, dumps: Sequence[DumpPacket] = ()) -> bytes:
+    """The downlink packet of the receiver's ``report``, the events in ``log`` and the dump
+    packets ``dumps``."""
     return _DOWNLINK.build(dict(report=report, events=[
         dict(number=e.number, time_ms=e.time_ms, ticket=e.ticket, code=e.code,
-             message=e.message.encode("utf-8")) for e in log.events]))
+             message=e.message.encode("utf-8")) for e in log.events],
+        dumps=[build_packet(p) for p in dumps]))
 
 
 def decode_downlink(raw: bytes) -> Downlink:
@@ -104,6 +116,7 @@ def decode_downlink(raw: bytes) -> Downlink:
         events = tuple(PatchEvent(e.number, e.time_ms, e.ticket, e.code,
                                   bytes(e.message).decode("utf-8"))
                        for e in d.events)
+        dumps = tuple(packet_of(p) for p in d.dumps)
     except (cs.ConstructError, UnicodeDecodeError) as exc:
         raise DownlinkError(f"not a downlink packet: {exc}") from None
-    return Downlink(bytes(d.report), events)
+    return Downlink(bytes(d.report), events, dumps)

@@ -65,9 +65,11 @@ from onboard.link.link_security import (
     check_link_key,
 )
 from onboard.link.tc_frames import (
+    REQUEST_APID,
     AuthenticationError,
     FrameError,
     Segment,
+    frame_packet,
     frame_segment,
     parse_frame,
     patch_crc,
@@ -76,6 +78,8 @@ from onboard.mission import MissionProfile
 
 #: The single hand-off to the patcher: (ticket, patch bytes) -> fate code.
 Handoff = Callable[[int, bytes], int]
+#: Where authenticated dump requests go: (packet data, onboard time ms).
+Requests = Callable[[bytes, int], None]
 
 FATE_ACCEPTED = 0
 REPORT_MAGIC = b"RXT2"
@@ -106,6 +110,7 @@ class Outcome(Enum):
     MALFORMED = "malformed"      # not a well-formed patch segment frame (see the error)
     UNAUTHENTICATED = "unauthenticated"  # unknown SPI or a MAC that does not verify
     REPLAYED = "replayed"        # a sequence number already accepted, or below the window
+    REQUEST = "request"          # an authenticated dump request, handed to the dump service
 
 
 @dataclass(frozen=True)
@@ -251,9 +256,11 @@ class Receiver:
     def __init__(self, spacecraft_id: int, handoff: Handoff, buffer_bytes: int,
                  link: SecurityAssociation, *, max_transfers: int = 8, history: int = 64,
                  replay_window: int = DEFAULT_REPLAY_WINDOW,
-                 timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+                 timeout_ms: int = DEFAULT_TIMEOUT_MS,
+                 requests: Requests | None = None) -> None:
         self.spacecraft_id = spacecraft_id
         self.handoff = handoff
+        self.requests = requests  # dump requests (REQUEST_APID); None: refused as malformed
         self.buffer_bytes = buffer_bytes
         self.link = link
         self.max_transfers = max_transfers
@@ -270,16 +277,18 @@ class Receiver:
         self.transfers_evicted = 0
 
     @staticmethod
-    def for_mission(profile: MissionProfile, handoff: Handoff, link_key: bytes) -> Receiver:
+    def for_mission(profile: MissionProfile, handoff: Handoff, link_key: bytes,
+                    requests: Requests | None = None) -> Receiver:
         """The receiver of ``profile``'s spacecraft (its ``[receiver]`` settings and patch
-        buffer) with the mission's link key. Raises ``LinkKeyRefused`` for the development
-        link key on a flight profile or a key too short."""
+        buffer) with the mission's link key, handing dump requests to ``requests``. Raises
+        ``LinkKeyRefused`` for the development link key on a flight profile or a key too
+        short."""
         check_link_key(profile, link_key)
         r = profile.receiver
         return Receiver(profile.spacecraft_id, handoff, profile.patch_buffer_bytes,
                         SecurityAssociation(r.spi, link_key), max_transfers=r.max_transfers,
                         history=r.history, replay_window=r.replay_window,
-                        timeout_ms=r.transfer_timeout_s * 1000)
+                        timeout_ms=r.transfer_timeout_s * 1000, requests=requests)
 
     # ----------------------------------------------------------------- frames
 
@@ -300,6 +309,13 @@ class Receiver:
             return Reception(Outcome.REPLAYED)
         self.window.record(seq)
         try:
+            packet = frame_packet(frame)
+            if packet.apid == REQUEST_APID and packet.telecommand and self.requests:
+                # A dump request: authenticated and fresh, it is the dump service's (which
+                # refuses it in telemetry if it is not a good request); no transfer state.
+                self.frames_ok += 1
+                self.requests(packet.data, now_ms)
+                return Reception(Outcome.REQUEST)
             seg = frame_segment(frame)
         except FrameError as exc:
             self.frames_rejected += 1

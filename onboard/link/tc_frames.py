@@ -64,6 +64,9 @@ MAX_SHARE_BYTES = MAX_FRAME_BYTES - FRAME_OVERHEAD_BYTES
 #: Virtual channel and application process that carry patch segments.
 PATCH_VCID = 1
 PATCH_APID = 0x150
+#: Application process of dump requests (``onboard/link/dump_format.py``), on the same
+#: virtual channel and security association as the patches.
+REQUEST_APID = 0x151
 #: Space Packet sequence flags: the packet is not part of a packet-level segmentation.
 UNSEGMENTED = 0b11
 MAX_PATCH_BYTES = (1 << 24) - 1
@@ -277,6 +280,11 @@ def parse_segment(raw: bytes, base: int = 0) -> Segment:
                          base + 4)
     return Segment(h.transfer, h.share, h.k, h.patch_length, h.patch_crc,
                    bytes(raw[SEGMENT_HEADER_BYTES:]))
+
+
+def frame_packet(frame: TcFrame) -> SpacePacket:
+    """The Space Packet an authenticated frame carries; raises ``FrameError``."""
+    return parse_packet(frame.data, FRAME_HEADER_BYTES + SECURITY_HEADER_BYTES)
 
 
 def frame_segment(frame: TcFrame) -> Segment:

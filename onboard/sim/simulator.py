@@ -14,8 +14,11 @@ telemetry. The directory holds::
                      each file below as it belongs to this snapshot
     data.bin         the data memory of the configuration running (globals, then arrays)
     previous.bin     on probation: the data of the configuration a rollback returns to
-    frames.bin       per busy frame: frame index and cycles (two int64 arrays)
+    frames.bin       per recent busy frame: frame index and cycles (two int64 arrays; the
+                     run's totals are in state.json, see ``onboard.vm.telemetry``)
     images/HASH.vvmi every image loaded directly (content-addressed)
+    waiting/SHA.vvmp every patch received and waiting in the queue (content-addressed by
+                     SHA-256; ``state.json`` lists them, with their tickets, in queue order)
     patch.key        the key patches must be authenticated with (hex, as ``ccl keygen``)
 
 A run always stops with no job in flight and no patch work half done (it finishes what was
@@ -28,11 +31,16 @@ goes through one ``onboard.patching.disk.Disk``, each synced before the next:
 1. during a command, the store writes its slots and journal as the VVM applies patches;
    each journal record is the commit point of one store operation;
 2. an image loaded directly is written to ``images/`` (atomically) before anything refers
-   to it;
+   to it, and so is a patch waiting in the queue to ``waiting/`` (by ``save``);
 3. ``save`` writes each of ``data.bin``, ``previous.bin`` and ``frames.bin`` whose content
    changed as ``NAME.new`` (in place; a torn one is told by its hash), then replaces
    ``state.json`` atomically -- the commit point of the snapshot -- and only then renames
-   each ``NAME.new`` over ``NAME``.
+   each ``NAME.new`` over ``NAME``, and removes the files of ``waiting/`` that the new
+   ``state.json`` no longer lists (their patches were taken from the queue).
+
+A patch waits in the queue while another is handled (staged, or on probation): the queue
+is saved with the snapshot, so ``vvm apply`` of two patches in a row loses neither; the
+next ``vvm run`` takes the second when the first is done, and each gets its fate.
 
 Opening reads ``state.json`` and takes each file from ``NAME`` or, if the last save was cut
 after its commit point, from ``NAME.new`` (renamed into place then), whichever has the hash
@@ -52,7 +60,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +82,15 @@ from onboard.vm.telemetry import TaskStats
 from onboard.vm.vvm import VVM
 
 STATE_FILE = "state.json"
-STATE_FORMAT = 3
+STATE_FORMAT = 4  # 4: the queue of waiting patches is saved ("waiting")
+READABLE_FORMATS = (3, 4)  # a format 3 state had no saved queue: an empty one
 KEY_FILE = "patch.key"
 DATA_FILE = "data.bin"
 PREVIOUS_FILE = "previous.bin"
 FRAMES_FILE = "frames.bin"
 PENDING = ".new"  # suffix of a file written by a save whose state.json is not yet in place
+WAITING_DIR = "waiting"
+RUN_SLICE_MS = 600_000  # a long run checks for a stop request this often (simulated time)
 
 
 class StateError(OnboardError):
@@ -180,9 +193,20 @@ class Simulator:
         except (OSError, ValueError) as exc:
             raise StateError(f"{path} is unreadable: {exc}", "restore it or init anew") \
                 from None
-        if state.get("format") != STATE_FORMAT:
-            raise StateError(f"{path} has format {state.get('format')}, expected "
-                             f"{STATE_FORMAT}", "init a new state directory")
+        if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
+            found = state.get("format") if isinstance(state, dict) else None
+            raise StateError(f"{path} has format {found}, expected {STATE_FORMAT}",
+                             "init a new state directory")
+        try:
+            return Simulator._resume(directory, state, mission_dirs, disk)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # a state.json of the right format whose fields are not what a save writes
+            raise StateError(f"{path} is damaged: {type(exc).__name__}: {exc}",
+                             "restore it or init anew") from None
+
+    @staticmethod
+    def _resume(directory: Path, state: dict[str, Any], mission_dirs: tuple[Path, ...],
+                disk: Disk) -> Simulator:
         profile = find_mission(state["mission"], mission_dirs)
         try:
             key = key_from_text((directory / KEY_FILE).read_text())
@@ -237,14 +261,14 @@ class Simulator:
         if raw is not None and len(raw) % (2 * frames.itemsize) == 0:
             frames.frombytes(raw)  # else lost: the frame record starts again
         half = len(frames) // 2
-        tel.frames = frames[:half]
-        tel.cycles = frames[half:]
+        tel.restore_frames(frames[:half], frames[half:], state.get("frame_totals"))
         tel.tasks = {t["name"]: TaskStats(**t) for t in state["tasks"]}
         tel.fault_count = state["fault_count"]
         tel.faults = [Fault(f["time_ms"], f["task"], TrapCode[f["code"].upper()], f["unit"],
                             f["offset"]) for f in state["faults"]]
         rc.events = [PatchEvent(e["time_ms"], e["ticket"], _fate(e)) for e in state["patches"]]
         self.tickets = state["tickets"]
+        rc.pending.extend(self._waiting(state.get("waiting", [])))
         running = None
         if state["running"] is not None:
             running = boot.SavedData(bytes.fromhex(state["running"]),
@@ -268,12 +292,58 @@ class Simulator:
             vvm.run_for(0, finish_jobs=True)  # the on apply of a switch at boot runs now
             self.save()
 
+    def _waiting(self, listed: list[list[Any]]) -> list[tuple[int, bytes]]:
+        """The patches waiting in the queue as saved: (ticket, bytes) in queue order. A
+        patch whose file is lost or damaged gets its fate now (rejected, the bytes lost),
+        so that no patch handed over is ever forgotten without one."""
+        queue = []
+        for ticket, digest in listed:
+            try:
+                data = (self.directory / WAITING_DIR / f"{digest}.vvmp").read_bytes()
+            except OSError:
+                data = None
+            if data is None or _sha(data) != digest:
+                self.reconfiguration.report(ticket, Fate(
+                    FateStatus.REJECTED, None, None, Reason.TRUNCATED,
+                    f"lost while waiting: {WAITING_DIR}/{digest[:16]}.vvmp is missing or "
+                    f"damaged in the state directory"))
+                continue
+            queue.append((int(ticket), data))
+        return queue
+
+    def _save_waiting(self) -> list[list[Any]]:
+        """Write each patch waiting in the queue to ``waiting/`` (atomically, before the
+        state that lists it); returns the list ``state.json`` keeps."""
+        listed: list[list[Any]] = []
+        folder = self.directory / WAITING_DIR
+        for ticket, data in self.reconfiguration.pending:
+            digest = _sha(data)
+            path = folder / f"{digest}.vvmp"
+            if not path.is_file() or _sha(path.read_bytes()) != digest:
+                self.disk.mkdir(folder)
+                self.disk.replace(path, data)
+            listed.append([ticket, digest])
+        return listed
+
+    def _drop_waiting(self, listed: list[list[Any]]) -> None:
+        """Remove the files of patches no longer waiting (after the commit point: a power
+        cut before this only leaves a file that the next save removes)."""
+        folder = self.directory / WAITING_DIR
+        if not folder.is_dir():
+            return
+        keep = {f"{digest}.vvmp" for _, digest in listed}
+        for path in folder.iterdir():
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
     def save(self) -> None:
-        """Write the state in the documented order: changed files as ``NAME.new``, then
-        ``state.json`` (the commit point), then the renames into place."""
+        """Write the state in the documented order: changed files as ``NAME.new`` and the
+        waiting patches, then ``state.json`` (the commit point), then the renames into place
+        and the removal of the patches no longer waiting."""
         vvm = self.vvm
         rc = self.reconfiguration
         assert not vvm.scheduler.busy and not rc.busy, "saved only between jobs and steps"
+        waiting = self._save_waiting()
         snapshot = boot.take(rc)
         tel = vvm.telemetry
         running = snapshot.running
@@ -305,7 +375,9 @@ class Simulator:
             "vmlets": [h for h, kind in self.images.items() if kind == "vmlet"],
             "tickets": self.tickets,
             "patches": [e.to_json() for e in rc.events],
+            "waiting": waiting,
             "tasks": [t.as_dict() for t in tel.tasks.values()],
+            "frame_totals": tel.totals(),
             "fault_count": tel.fault_count,
             "faults": [{"time_ms": f.time_ms, "task": f.task, "code": f.code.name.lower(),
                         "unit": f.unit, "offset": f.offset} for f in tel.faults],
@@ -314,6 +386,7 @@ class Simulator:
         for name in written:
             self.disk.rename(self.directory / (name + PENDING), self.directory / name)
         self._files = files
+        self._drop_waiting(waiting)
 
     # ------------------------------------------------------------------ commands
 
@@ -353,10 +426,28 @@ class Simulator:
         self.save()
         return [e for e in self.reconfiguration.events if e.ticket == ticket]
 
-    def run(self, ms: int) -> None:
-        """Advance the clock by ``ms`` (then finish the jobs in flight) and save."""
-        self.vvm.run_for(ms, finish_jobs=True)
+    def run(self, ms: int, *, stop: Callable[[], bool] = lambda: False,
+            advanced: Callable[[int], None] = lambda ms: None) -> bool:
+        """Advance the clock by ``ms`` (then finish the jobs in flight) and save. The run
+        goes in slices of ``RUN_SLICE_MS`` simulated time, telling ``advanced`` the time run
+        so far after each; if ``stop()`` is true before a slice (Ctrl-C) it ends there,
+        finishing the jobs in flight, and what was simulated is saved all the same. Returns
+        whether it ran the whole ``ms``."""
+        scheduler = self.vvm.scheduler
+        start = scheduler.now_ms
+        end = start + ms
+        complete = True
+        # Slices without finishing compose exactly into one run to ``end``: only the last
+        # (or the one a stop request cuts short) finishes the jobs in flight.
+        while scheduler.now_ms < end:
+            if stop():
+                complete = False
+                break
+            scheduler.run_until(min(scheduler.now_ms + RUN_SLICE_MS, end))
+            advanced(scheduler.now_ms - start)
+        self.vvm.run_for(0, finish_jobs=True)
         self.save()
+        return complete
 
 
 def _fate(e: dict[str, Any]) -> Fate:
@@ -367,7 +458,8 @@ def _fate(e: dict[str, Any]) -> Fate:
 
 
 def parse_duration(text: str) -> int:
-    """Milliseconds in ``90s``, ``6h``, ``2d``, ``100ms``, ``1.5h``; ValueError otherwise."""
+    """Milliseconds in ``90s``, ``6h``, ``2d``, ``100ms``, ``1.5h``: a finite number, not
+    negative, and a unit; ValueError saying what is wrong otherwise."""
     units = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
     t = text.strip().lower()
     for suffix in sorted(units, key=len, reverse=True):
@@ -377,7 +469,9 @@ def parse_duration(text: str) -> int:
                 value = float(number)
             except ValueError:
                 break
+            if not math.isfinite(value):
+                raise ValueError(f"not a duration: {text!r} is not a finite number")
             if value < 0:
-                break
+                raise ValueError(f"not a duration: {text!r} is negative")
             return round(value * units[suffix])
     raise ValueError(f"not a duration: {text!r}")

@@ -16,8 +16,11 @@ each complete patch to the VVM's reconfiguration (``Reconfiguration.receive``, t
 the receiver's ticket: the transfer id on its first use); every later fate of the patch
 (staged, active, committed, rejected, rolled back) is written back into the receiver, so
 the next telemetry report carries it, and logged with its onboard time in the patch event
-log. ``downlink`` is what the ground receives at a pass (``onboard.link.downlink``): the
-receiver's report and that log -- all it ever learns of the spacecraft.
+log. A dump request (``onboard.link.dump_format``) goes from the receiver to the dump
+service, which answers it in what patch handling leaves of the patch reserve
+(``onboard.sim.dump_service``). ``downlink`` is what the ground receives at a pass
+(``onboard.link.downlink``): the receiver's report, that log and the dump packets -- all it
+ever learns of the spacecraft.
 Everything runs on the simulated clock: host time never enters.
 
 A reset (``reboot``) loses everything but the configuration store -- the VVM's memory, the
@@ -41,8 +44,10 @@ from onboard.patching.boot import start
 from onboard.patching.patcher import Fate, Patcher
 from onboard.patching.reconfiguration import Reconfiguration
 from onboard.patching.store import Configuration, Store
+from onboard.sim.dump_service import DumpOutbox, DumpService
 from onboard.vm.host import Host, mission_host
 from onboard.vm.image import Image
+from onboard.vm.reserve import SharedReserve
 from onboard.vm.vvm import VVM
 
 
@@ -57,6 +62,7 @@ class Spacecraft:
     key: bytes
     link_key: bytes
     events: EventLog  # downlinked; kept across resets (as in mass memory)
+    dumps: DumpService  # answers dump requests in what the patch reserve leaves
 
     @staticmethod
     def create(profile: MissionProfile, directory: Path, key: bytes, link_key: bytes, *,
@@ -66,7 +72,8 @@ class Spacecraft:
         refuses; the link key is checked before the store is created."""
         check_link_key(profile, link_key)
         return Spacecraft._assemble(profile, Store.init(directory), key, link_key,
-                                    mission_host(profile, seed), probation_frames, EventLog())
+                                    mission_host(profile, seed), probation_frames, EventLog(),
+                                    DumpOutbox())
 
     def reboot(self) -> None:
         """A reset now: the onboard software starts again from the store (see the module
@@ -74,30 +81,35 @@ class Spacecraft:
         patcher = self.reconfiguration.patcher
         fresh = Spacecraft._assemble(self.vvm.profile, Store.open(self.store.directory),
                                      self.key, self.link_key, self.vvm.host,
-                                     patcher.probation_frames, self.events)
+                                     patcher.probation_frames, self.events,
+                                     self.dumps.outbox)
         fresh.vvm.scheduler.now_ms = self.vvm.now_ms
         start(fresh.reconfiguration, None)
         self.vvm, self.receiver, self.store = fresh.vvm, fresh.receiver, fresh.store
-        self.reconfiguration = fresh.reconfiguration
+        self.reconfiguration, self.dumps = fresh.reconfiguration, fresh.dumps
 
     @staticmethod
     def _assemble(profile: MissionProfile, store: Store, key: bytes, link_key: bytes,
-                  host: Host, probation_frames: int | None, events: EventLog) -> Spacecraft:
+                  host: Host, probation_frames: int | None, events: EventLog,
+                  outbox: DumpOutbox) -> Spacecraft:
         patcher = Patcher(profile, store, key, probation_frames=probation_frames)
         vvm = VVM(profile, host)
         reconfiguration = Reconfiguration(vvm, patcher)
+        dumps = DumpService(vvm, outbox)
+        # Dumps get what patch handling leaves of the patch reserve, never more.
+        vvm.scheduler.background = SharedReserve(reconfiguration, dumps)
 
         def handoff(ticket: int, data: bytes) -> int:
             return reconfiguration.receive(data, ticket).code
 
-        receiver = Receiver.for_mission(profile, handoff, link_key)
+        receiver = Receiver.for_mission(profile, handoff, link_key, dumps.request)
 
         def fate_changed(ticket: int, fate: Fate) -> None:
             receiver.set_fate(ticket, fate.code)
             events.log(vvm.now_ms, ticket, fate.code, fate.message)
 
         reconfiguration.listeners.append(fate_changed)
-        return Spacecraft(vvm, reconfiguration, receiver, store, key, link_key, events)
+        return Spacecraft(vvm, reconfiguration, receiver, store, key, link_key, events, dumps)
 
     @property
     def now_ms(self) -> int:
@@ -131,4 +143,4 @@ class Spacecraft:
     def downlink(self) -> bytes:
         """The telemetry downlinked at a pass now: the receiver's report and the patch event
         log (``onboard.link.downlink``)."""
-        return encode_downlink(self.report(), self.events)
+        return encode_downlink(self.report(), self.events, self.dumps.outbox.packets)

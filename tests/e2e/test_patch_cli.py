@@ -120,4 +120,4 @@ def test_a_rejected_patch_changes_nothing_and_says_why(tmp_path: Path) -> None:
 def test_apply_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     ok(run("vvm", "init", tmp_path / "s", "--mission", "corot"))
     proc = run("vvm", "apply", tmp_path / "s", tmp_path / "nope.vvmp")
-    assert proc.returncode == 2 and "cannot read" in proc.stderr
+    assert proc.returncode == 2 and "no such file" in proc.stderr

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support import redated_tle
 
 from ground import passes as passes_mod
 from ground.passes import ELEVATION_STEP_S, Pass, PassError, compute_passes, default_start
@@ -118,3 +119,29 @@ def test_bad_sources_say_what_is_missing(tmp_path: Path, corot: MissionProfile) 
         compute_passes(bad, source="fixed")
     with pytest.raises(PassError, match="positive"):
         compute_passes(corot, days=0)
+
+
+def test_a_long_window_searched_in_blocks_finds_the_passes_of_one_search(
+        corot: MissionProfile, monkeypatch: pytest.MonkeyPatch) -> None:
+    start = datetime(2014, 6, 11, tzinfo=UTC)
+    whole = compute_passes(corot, start, 8)  # one block: the window as a whole
+    done: list[float] = []
+    monkeypatch.setattr(passes_mod, "BLOCK_DAYS", 1.5)
+    blocks = compute_passes(corot, start, 8, progress=done.append)
+    assert len(blocks) == len(whole) > 50
+    for a, b in zip(whole, blocks, strict=True):
+        assert a.station == b.station
+        assert abs((a.rise - b.rise).total_seconds()) < 0.5  # skyfield refines to ~0.1 s
+        assert abs((a.set - b.set).total_seconds()) < 0.5  # skyfield refines to ~0.1 s
+        assert len(a.elevation) == len(b.elevation)
+    # progress: each station's search, block by block, in days
+    assert sum(done) == pytest.approx(8 * 2) and len(done) == 2 * 6
+
+
+def test_passes_from_another_tle(corot: MissionProfile) -> None:
+    start = datetime(2014, 6, 11, tzinfo=UTC)
+    own = compute_passes(corot, start, 1)
+    # the same orbit, dated four hours later: the satellite is elsewhere at each instant
+    text = redated_tle(datetime(2014, 6, 11, 8, 38, 58, tzinfo=UTC)).splitlines()
+    other = compute_passes(corot, start, 1, elements=(text[0], text[1]))
+    assert other and [p.rise for p in other] != [p.rise for p in own]

@@ -597,3 +597,44 @@ def test_cli_a_cut_after_the_commit_record_reboots_cleanly(tmp_path: Path,
         ran = vvm("run", state, "--for", "2m")
         assert ran.returncode == 0 and "Traceback" not in ran.stderr, ran.stderr
     _idle_on(state, configs, "v2")
+
+
+def test_a_patch_waiting_behind_one_on_probation_survives_cuts_at_every_write(
+        tmp_path: Path, configs: Configs) -> None:
+    """``vvm apply`` of v2 while v1 is on probation: v2 waits, and the queue is saved with
+    the snapshot (``waiting/``). Cut at each write of that command, then reopened and run:
+    never a crash, the store settles on a configuration it may hold, and every patch the
+    state knows of ends with a final fate -- none is left waiting or forgotten."""
+    template = tmp_path / "template"
+    _run((init, apply("v1")), template, configs, Disk())  # v1 on probation
+
+    def queued(directory: Path, configs: Configs, disk: Disk) -> None:
+        sim = Simulator.open(directory, disk=disk)
+        # packed against v1, as the ground would: v1 is what the store holds as current
+        fates = sim.apply(configs.patch("v2", 2, configs.image("v1")))
+        assert fates[-1].fate.status is FateStatus.RECEIVED  # it waits behind v1
+
+    counter = FaultyDisk()
+    queued(_copy(template, tmp_path / "probe"), configs, counter)
+    assert any("waiting" in what for what in counter.log)  # the queue is written
+    final = {FateStatus.REJECTED, FateStatus.COMMITTED, FateStatus.ROLLED_BACK}
+    for k in range(len(counter.log) + 1):  # every write, and no cut at all
+        directory = _copy(template, tmp_path / "cut")
+        try:
+            queued(directory, configs, FaultyDisk(k) if k < len(counter.log) else Disk())
+        except PowerLoss:
+            pass
+        sim = Simulator.open(directory)
+        sim.run(3 * PROBATION_MS)
+        store = sim.reconfiguration.patcher.store
+        where = f"cut {k} ({counter.log[k] if k < len(counter.log) else 'none'})"
+        assert store.phase is Phase.IDLE, where
+        assert configs.name_of(store.state().current) in {None, "v1", "v2"}, where
+        last: dict[int, FateStatus] = {}
+        for e in sim.reconfiguration.events:
+            last[e.ticket] = e.fate.status
+        assert all(status in final for status in last.values()), (where, last)
+        assert not sim.reconfiguration.pending, where
+        assert list((directory / "waiting").glob("*.vvmp")) == [], where
+        if k == len(counter.log):  # not cut: v1 then v2, each committed in turn
+            assert last == {1: FateStatus.COMMITTED, 2: FateStatus.COMMITTED}
