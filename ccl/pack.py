@@ -77,6 +77,10 @@ class KeyUnreadable(PackError):
     opposed to one that is read but holds no key."""
 
 
+class KeyNeeded(PackError):
+    """No key was given where the development key will not do (a flight profile)."""
+
+
 # --------------------------------------------------------------------------- keys
 
 
@@ -136,7 +140,7 @@ def load_key(profile: MissionProfile, path: Path | None,
         key = Key(development_key(profile.name), f"the development key of `{profile.name}`",
                   development=True)
     if profile.flight and key.secret == development_key(profile.name):
-        raise PackError(f"mission `{profile.name}` is a flight profile: it refuses the "
+        raise KeyNeeded(f"mission `{profile.name}` is a flight profile: it refuses the "
                         f"development key",
                         f"give the mission's key with --key FILE or ${KEY_ENV}")
     return key

@@ -21,6 +21,7 @@ import click
 from ccl.pack import (
     KEY_ENV,
     Key,
+    KeyNeeded,
     KeyUnreadable,
     PackError,
     diff_list,
@@ -183,7 +184,7 @@ def _key_error_code(exc: PackError) -> int:
     """A key file that cannot be read is a usage error (2), like a missing input; one that
     is read but holds no key is rejected input (1); a flight profile refusing the
     development key asks for an option (2)."""
-    if isinstance(exc, KeyUnreadable) or "refuses the development key" in exc.message:
+    if isinstance(exc, (KeyUnreadable, KeyNeeded)):
         return EXIT_USAGE
     return EXIT_REJECTED
 
