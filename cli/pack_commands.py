@@ -72,9 +72,7 @@ from onboard.patching.patch_format import (
     parse_header,
     tag_ok,
 )
-from onboard.patching.patch_format import (
-    MAGIC as PATCH_MAGIC,
-)
+from onboard.patching.patch_format import MAGIC as PATCH_MAGIC
 from onboard.vm.image import Image, ImageError, decode_image
 
 
@@ -248,7 +246,7 @@ def _inspect_key(data: bytes, key_path: str | None,
         return None, f"no mission with id {mission_id} found: give --key FILE"
     try:
         return load_key(profile, None, environ={}), ""
-    except PackError as exc:  # a flight profile refuses the development key
+    except KeyNeeded as exc:  # a flight profile refuses the development key
         return None, f"{exc.message}: give --key FILE or ${KEY_ENV}"
 
 
