@@ -72,6 +72,15 @@ class PackError(Exception):
         self.hint = hint
 
 
+class KeyUnreadable(PackError):
+    """A key file that cannot be read at all (missing, a directory, no permission), as
+    opposed to one that is read but holds no key."""
+
+
+class KeyNeeded(PackError):
+    """No key was given where the development key will not do (a flight profile)."""
+
+
 # --------------------------------------------------------------------------- keys
 
 
@@ -104,18 +113,26 @@ def parse_key(text: str, source: str) -> bytes:
         raise PackError(f"{source}: {exc}", "write one with `ccl keygen -o FILE`") from None
 
 
+def read_key_file(path: Path) -> str:
+    """The text of key file ``path``: ``KeyUnreadable`` if it cannot be read, ``PackError``
+    if it is not text."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise PackError(f"{path}: not a key file (not text)",
+                        "write one with `ccl keygen -o FILE`") from None
+    except OSError as exc:
+        raise KeyUnreadable(f"cannot read key file {path}: {exc.strerror or exc}",
+                            "check the path") from None
+
+
 def load_key(profile: MissionProfile, path: Path | None,
              environ: dict[str, str] | None = None) -> Key:
     """The key to sign with: ``path``, else $CCL_PATCH_KEY, else the development key (which a
     flight profile refuses)."""
     env = os.environ if environ is None else environ
     if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not text"
-            raise PackError(f"cannot read key file {path}: {reason}", "check the path") \
-                from None
+        text = read_key_file(path)
         key = Key(parse_key(text, str(path)), str(path))
     elif env.get(KEY_ENV):
         key = Key(parse_key(env[KEY_ENV], f"${KEY_ENV}"), f"${KEY_ENV}")
@@ -123,7 +140,7 @@ def load_key(profile: MissionProfile, path: Path | None,
         key = Key(development_key(profile.name), f"the development key of `{profile.name}`",
                   development=True)
     if profile.flight and key.secret == development_key(profile.name):
-        raise PackError(f"mission `{profile.name}` is a flight profile: it refuses the "
+        raise KeyNeeded(f"mission `{profile.name}` is a flight profile: it refuses the "
                         f"development key",
                         f"give the mission's key with --key FILE or ${KEY_ENV}")
     return key

@@ -202,7 +202,8 @@ def _syntax_diagnostic(source: Source, exc: TextXSyntaxError) -> Diagnostic:
     token = token_match.group(0) if token_match else ""
     expected = _expected(exc)
     span = source.span(offset, offset + max(1, len(token)))
-    found = f"`{token}`" if token else "the end of the file"
+    found = (f"`{token}`" if token.isprintable() and token.strip()
+             else f"character U+{ord(token[0]):04X}" if token else "the end of the file")
     hint = ""
     if token in ("while", "loop", "do"):
         hint = "CCL has no unbounded loops: use `for i in a .. b { ... }`"
@@ -266,4 +267,9 @@ def literal_value(text: str) -> int:
         raise ValueError(f"`{text}` is not an integer")
     if len(digits) > 1 and digits[0] == "0":
         raise ValueError(f"`{text}` has a leading zero")
+    if len(digits) > _MAX_DECIMAL_DIGITS:  # beyond any range, and beyond Python's int()
+        raise ValueError(f"a number of {len(digits):,} digits does not fit in 64 bits")
     return int(digits, 10)
+
+
+_MAX_DECIMAL_DIGITS = 40  # 2**64 has 20 digits: a longer number can only be refused

@@ -7,34 +7,89 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from rich.text import Text
 
 from ccl.diagnostics import CclError, Diagnostic, render
 from ccl.driver import Compiled, Compiler
 from cli.console import (
     EXIT_OK,
     EXIT_REJECTED,
+    MODE,
     emit_json,
     fail,
     out_console,
     print_rendered,
-    require_inputs,
+    progress,
 )
+from cli.files import output_path, readable_inputs, write_output
 from cli.options import output_options
+from onboard.patching.patch_format import MAGIC as PATCH_MAGIC
 from onboard.vm import isa
 from onboard.vm.image import IMAGE_MAGIC, Image, ImageError, ImageKind, decode_image
 from onboard.vm.listing import listing
 
-out = out_console()
+out = out_console(markup=False)  # a path may hold brackets: never read them as markup
 
 
 def print_diagnostics(diags: Sequence[Diagnostic], compiler: Compiler) -> None:
     """CCL diagnostics, each with its source line and caret, on stderr."""
     print_rendered(render(d, compiler.sources) for d in diags)
+
+
+def error_json(diag: Diagnostic, file: str, code: int = EXIT_REJECTED) -> dict[str, Any]:
+    """A diagnostic in the one shape of a failure ``--json`` shows: what, where, hint."""
+    return {"message": f"{diag.severity}[{diag.code}]: {diag.message}",
+            "where": str(diag.span) if diag.span else file, "hint": diag.hint,
+            "exit_code": code}
+
+
+def ccl_failure_json(file: str, diags: Sequence[Diagnostic]) -> dict[str, Any]:
+    """Rejected CCL as ``--json`` shows it: the failure's one shape (the first diagnostic)
+    and every diagnostic."""
+    return {"ok": False, "file": file, "error": error_json(diags[0], file),
+            "diagnostics": [d.to_json() for d in diags]}
+
+
+def reject(exc: CclError, compiler: Compiler, file: str) -> NoReturn:
+    """A file the compiler rejects: its diagnostics (JSON on stdout with ``--json``, else
+    rendered on stderr), exit 1."""
+    if MODE.json:
+        emit_json(ccl_failure_json(file, exc.diagnostics))
+    else:
+        print_diagnostics(exc.diagnostics, compiler)
+    sys.exit(EXIT_REJECTED)
+
+
+def compile_file(compiler: Compiler, file: str) -> Compiled:
+    """Compile ``file`` (a spinner on a terminal when it is big); exits 1 if rejected."""
+    try:
+        with _busy("compiling", file):
+            return compiler.compile(Path(file))
+    except CclError as exc:
+        reject(exc, compiler, file)
+
+
+BIG_SOURCE_BYTES = 256 * 1024  # about 5,000 lines: a front end of a second or more
+
+
+@contextmanager
+def _busy(doing: str, file: str) -> Iterator[None]:
+    """A spinner (no total: the front end reports no steps) while a big file is read."""
+    try:
+        big = Path(file).stat().st_size >= BIG_SOURCE_BYTES
+    except OSError:
+        big = False
+    if not big:
+        yield
+        return
+    with progress(f"{doing} {file}"):
+        yield
 
 
 def compiler_of(ctx: click.Context) -> Compiler:
@@ -71,14 +126,15 @@ def _summary(c: Compiled) -> dict[str, Any]:
 def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     """Parse and check CCL FILES: names, types, ranges, loops, recursion."""
     compiler = compiler_of(ctx)
-    require_inputs(files)
+    readable_inputs(files)
     results = []
-    failed = False
+    failed: dict[str, Any] | None = None  # the first failure, as --json shows it
     for f in files:
         try:
-            program = compiler.check(Path(f))
+            with _busy("checking", f):
+                program = compiler.check(Path(f))
         except CclError as exc:
-            failed = True
+            failed = failed or error_json(exc.diagnostics[0], f)
             results.append({"file": f, "ok": False,
                             "diagnostics": [d.to_json() for d in exc.diagnostics]})
             if not as_json:
@@ -93,50 +149,36 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
                       if program.kind.value == "config"
                       else f"{len(program.instrs)} instructions, exposes "
                       f"{', '.join(program.exposes) or 'nothing'}")
-            out.print(f"[green]ok[/green] {f}: {what} ({detail})" if out.is_terminal
-                      else f"ok {f}: {what} ({detail})")
+            out.print(Text.assemble(("ok", "green" if out.is_terminal else ""),
+                                    f" {f}: {what} ({detail})"))
     if as_json:
-        emit_json({"ok": not failed, "files": results})
+        emit_json({"ok": not failed, **({"error": failed} if failed else {}),
+                   "files": results})
     sys.exit(EXIT_REJECTED if failed else EXIT_OK)
 
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Image file to write (default: FILE with suffix .vvmi).")
+              help="Image file to write (default: FILE's name with suffix .vvmi, in the "
+                   "current directory).")
 @output_options
 @click.pass_context
 def compile(ctx: click.Context, file: str, output: str | None, as_json: bool) -> None:  # noqa: A001
     """Compile a CCL FILE to a VVM image."""
-    require_inputs([file])
+    readable_inputs([file])
+    target = output_path(file, output, ".vvmi", "image")
     compiler = compiler_of(ctx)
-    try:
-        compiled = compiler.compile(Path(file))
-    except CclError as exc:
-        if as_json:
-            emit_json({"ok": False, "file": file,
-                        "diagnostics": [d.to_json() for d in exc.diagnostics]})
-        else:
-            print_diagnostics(exc.diagnostics, compiler)
-        sys.exit(EXIT_REJECTED)
-    target = Path(output) if output else Path(file).with_suffix(".vvmi")
-    try:
-        target.write_bytes(compiled.image.encode())
-    except OSError as exc:
-        fail(f"cannot write {target}: {exc.strerror}", "check the output path")
+    compiled = compile_file(compiler, file)
+    write_output(target, compiled.image.encode(), "image")
     summary = _summary(compiled) | {"file": file, "output": str(target), "ok": True}
     if as_json:
         emit_json(summary)
     else:
         s = summary
-        out.print(f"{s['kind']} {s['name']} version {s['version']} -> {target}: "
+        out.print(f"{s['kind']} {s['name']} version {s['version']}: wrote {target}, "
                   f"{s['image_bytes']} bytes ({s['code_bytes']} of code), hash {s['hash'][:16]}")
     sys.exit(EXIT_OK)
-
-
-def _load_image(path: Path) -> Image:
-    data = path.read_bytes()
-    return decode_image(data)
 
 
 @click.command()
@@ -145,27 +187,31 @@ def _load_image(path: Path) -> Image:
 @click.pass_context
 def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
     """List an image (or compile a CCL file and list it): data, tables, code."""
-    require_inputs([target])
-    path = Path(target)
+    readable_inputs([target])
     compiler = compiler_of(ctx)
     local_names = None
     try:
-        head = path.read_bytes()[:4]
+        data = Path(target).read_bytes()
     except OSError as exc:
-        fail(f"cannot read {target}: {exc.strerror}", "check the path")
-    if head == IMAGE_MAGIC:
-        try:
-            image = _load_image(path)
-        except ImageError as exc:
-            where = f" at offset {exc.offset}" if exc.offset is not None else ""
-            fail(f"not an image: {exc.message}", "is this an image written by `ccl compile`?",
-                 EXIT_REJECTED, f"{target}{where}")
+        fail(f"cannot read {target}: {exc.strerror}", "check the path", where=target)
+    if Path(target).suffix != ".ccl" and (data.startswith(IMAGE_MAGIC)
+                                          or Path(target).suffix == ".vvmi"):
+        image = _decode(data, target)
+    elif Path(target).suffix == ".ccl":
+        compiled = compile_file(compiler, target)
+        image, local_names = compiled.image, compiled.debug.local_names
+    elif not data.strip():
+        fail("the file is empty: neither an image nor a CCL source",
+                      "give an image written by `ccl compile`, or a .ccl file",
+                      EXIT_REJECTED, target)
+    elif data.startswith(PATCH_MAGIC):
+        fail("a patch, not an image", "`ccl inspect` shows patches", EXIT_REJECTED, target)
+    elif not _text(data):
+        fail("neither an image (it does not start with VVMI) nor a CCL source (it "
+                      "is not UTF-8 text)", "give an image written by `ccl compile`, or a "
+                      ".ccl file; `ccl inspect` shows patches", EXIT_REJECTED, target)
     else:
-        try:
-            compiled = compiler.compile(path)
-        except CclError as exc:
-            print_diagnostics(exc.diagnostics, compiler)
-            sys.exit(EXIT_REJECTED)
+        compiled = compile_file(compiler, target)
         image = compiled.image
         local_names = compiled.debug.local_names
     if as_json:
@@ -173,6 +219,25 @@ def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
     else:
         click.echo("\n".join(listing(image, local_names)))
     sys.exit(EXIT_OK)
+
+
+def _text(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _decode(data: bytes, target: str) -> Image:
+    """The image in ``data``; a failure naming the offset where it goes wrong."""
+    try:
+        return decode_image(data)
+    except ImageError as exc:
+        where = f" at offset {exc.offset}" if exc.offset is not None else ""
+        hint = ("this is a patch: `ccl inspect` shows patches" if data.startswith(PATCH_MAGIC)
+                else "is this an image written by `ccl compile`, complete and undamaged?")
+        fail(f"not an image: {exc.message}", hint, EXIT_REJECTED, f"{target}{where}")
 
 
 def _image_json(image: Image, local_names: Sequence[Sequence[str]] | None) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def set_mode(*, json_output: bool | None = None, quiet: bool | None = None) -> N
         MODE.quiet = True
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # not frozen: raising sets __traceback__ (contextlib, click's scopes)
 class Failure(Exception):
     """Why a command stops: what is wrong, where, a hint, and the exit code."""
 

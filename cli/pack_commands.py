@@ -18,9 +18,11 @@ from typing import Any
 
 import click
 
-from ccl.diagnostics import CclError
 from ccl.pack import (
     KEY_ENV,
+    Key,
+    KeyNeeded,
+    KeyUnreadable,
     PackError,
     diff_list,
     format_key,
@@ -28,19 +30,26 @@ from ccl.pack import (
     load_key,
     pack,
     parse_key,
+    read_key_file,
 )
+from ccl.verify.program import verification_steps
 from ccl.verify.verdict import run_verifier
-from cli.compile_commands import compiler_of, print_diagnostics
+from cli.compile_commands import compile_file, compiler_of
 from cli.console import (
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_UNKNOWN,
     EXIT_USAGE,
+    Failure,
+    emit_json,
     fail,
+    failure_json,
     note,
+    progress,
     refuse,
-    require_inputs,
+    show,
 )
+from cli.files import output_path, readable_inputs, write_output
 from cli.options import SEQUENCE_NUMBER, output_options
 from ground.errors import GroundError
 from ground.ledger import LEDGER_ENV, Ledger, ledger_path
@@ -66,6 +75,7 @@ from onboard.patching.patch_format import (
     parse_header,
     tag_ok,
 )
+from onboard.patching.patch_format import MAGIC as PATCH_MAGIC
 from onboard.vm.image import Image, ImageError, decode_image
 
 
@@ -73,13 +83,16 @@ def _read_image(path: str, what: str) -> Image:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        fail(f"cannot read {what} {path}: {exc.strerror}", "check the path")
+        fail(f"cannot read the {what}: {exc.strerror}", "check the path", where=path)
     try:
         return decode_image(data)
     except ImageError as exc:
         where = f" at offset {exc.offset}" if exc.offset is not None else ""
-        fail(f"{path}{where}: not an image: {exc.message}",
-              f"the {what} is an image written by `ccl compile`", EXIT_REJECTED)
+        patch = data[:2] == PATCH_MAGIC
+        fail(f"the {what} is {'a patch, ' if patch else ''}not an image"
+             + ("" if patch else f": {exc.message}"),
+             f"the {what} is the image `ccl compile` wrote of the configuration on board",
+             EXIT_REJECTED, path if patch else f"{path}{where}")
 
 
 # --------------------------------------------------------------------------- sequence numbers
@@ -142,29 +155,39 @@ def _record(ledger: Path, name: str, data: bytes) -> None:
               help="Pack even if not proven; the patch is marked unverified.")
 @click.option("--full/--delta", "full", default=None,
               help="Force a full or a delta patch (default: the smaller).")
+@click.option("--reprove", is_flag=True,
+              help="Prove again, even if `ccl verify` has proven this very configuration "
+                   "(same sources, images, mission and verifier).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Patch file to write (default: FILE with suffix .vvmp).")
+              help="Patch file to write (default: FILE's name with suffix .vvmp, in the "
+                   "current directory).")
 @output_options
 @click.pass_context
 def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int | None,
                  ledger_opt: str | None, key_path: str | None, unverified: bool,
-                 full: bool | None, output: str | None, as_json: bool) -> None:
-    """Compile, verify and pack a configuration FILE into a patch."""
+                 full: bool | None, reprove: bool, output: str | None,
+                 as_json: bool) -> None:
+    """Compile, verify and pack a configuration FILE into a patch. A proof that `ccl
+    verify` made of the very same configuration is reused (--reprove to prove again)."""
 
-    require_inputs([file])
+    readable_inputs([file, *([base_path] if base_path else [])])
+    target = output_path(file, output, ".vvmp", "patch")  # a bad -o is refused before the proof
     compiler = compiler_of(ctx)
-    try:
-        compiled = compiler.compile(Path(file))
-    except CclError as exc:
-        print_diagnostics(exc.diagnostics, compiler)
-        sys.exit(EXIT_REJECTED)
+    compiled = compile_file(compiler, file)
+    # Before the proof: a ledger that cannot be read stops the command at once.
+    seq, seq_from, ledger = _sequence_number(seq, ledger_opt, compiled.image.version)
     base = _read_image(base_path, "base") if base_path else None
     profile = compiled.mission
     try:
         key = load_key(profile, Path(key_path) if key_path else None)
     except PackError as exc:
-        refuse(exc, EXIT_USAGE)
-    verdict = run_verifier(compiled)
+        refuse(exc, _key_error_code(exc))
+    with progress(f"verifying {file}", verification_steps(compiled.program),
+                  "steps") as ticker:
+        verdict = run_verifier(compiled, step=ticker.advance, reuse=not reprove)
+    if verdict.reused:
+        note(f"note: {file} was proven before (same sources, images, mission and verifier): "
+             "that proof is reused; --reprove to prove it again")
     if verdict.status != "proven" and not unverified:
         code = EXIT_REJECTED if verdict.status == "refuted" else EXIT_UNKNOWN
         what = "cannot be verified" if verdict.status == "unavailable" \
@@ -172,7 +195,6 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
         first = verdict.detail.splitlines()[0] if verdict.detail else ""
         fail(f"{file}: not packed: the configuration {what}" + (f" ({first})" if first else ""),
               "fix it (see `ccl verify`), or pack with --unverified to mark the patch", code)
-    seq, seq_from, ledger = _sequence_number(seq, ledger_opt, compiled.image.version)
     try:
         packed = pack(compiled.image, [v.image for v in compiled.vmlets], profile,
                       key.secret, seq=seq,
@@ -180,18 +202,15 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
                       cycles_per_frame=verdict.cycles_per_frame)
     except PackError as exc:
         refuse(exc, EXIT_REJECTED)
-    target = Path(output) if output else Path(file).with_suffix(".vvmp")
-    try:
-        target.write_bytes(packed.data)
-    except OSError as exc:
-        fail(f"cannot write {target}: {exc.strerror}", "check the output path")
+    write_output(target, packed.data, "patch")
     if ledger is not None:
         _record(ledger, target.name, packed.data)
     h = packed.header
     summary = {
         "ok": True, "file": file, "output": str(target), "bytes": len(packed.data),
         "kind": "full" if h.full else "delta", "seq": h.seq, "verified": not h.unverified,
-        "verifier": verdict.status, "key": key.source, "development_key": key.development,
+        "verifier": verdict.status, "proof": "reused" if verdict.reused else "new",
+        "key": key.source, "development_key": key.development,
         "name": compiled.image.name, "version": h.version,
         "base": h.base_hash.hex(), "target": h.target_hash.hex(),
         "image_bytes": len(compiled.image.encode()), "claims": vars(h.claims),
@@ -199,14 +218,23 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        click.echo(f"{summary['name']} v{h.version} -> {target}: {summary['kind']} patch, "
-                   f"{len(packed.data)} bytes (image {summary['image_bytes']} bytes), seq "
-                   f"{h.seq} ({seq_from}), base {h.base_hash.hex()}, target {h.target_hash.hex()}"
-                   + ("" if not h.unverified else ", UNVERIFIED"))
+        click.echo(f"{summary['name']} v{h.version}: wrote {target}, {summary['kind']} patch, "
+                   f"patch file {len(packed.data)} bytes (image {summary['image_bytes']} "
+                   f"bytes), seq {h.seq} ({seq_from}), base {h.base_hash.hex()}, target "
+                   f"{h.target_hash.hex()}" + ("" if not h.unverified else ", UNVERIFIED"))
         if key.development:
-            click.echo(f"note: signed with {key.source}; give --key FILE or ${KEY_ENV} "
-                       f"for a real mission", err=True)
+            note(f"note: signed with {key.source}; give --key FILE or ${KEY_ENV} "
+                 f"for a real mission")
     sys.exit(EXIT_OK)
+
+
+def _key_error_code(exc: PackError) -> int:
+    """A key file that cannot be read is a usage error (2), like a missing input; one that
+    is read but holds no key is rejected input (1); a flight profile refusing the
+    development key asks for an option (2)."""
+    if isinstance(exc, (KeyUnreadable, KeyNeeded)):
+        return EXIT_USAGE
+    return EXIT_REJECTED
 
 
 @click.command("inspect")
@@ -214,46 +242,75 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
 @click.option("--base", "base_path", type=click.Path(dir_okay=False),
               help="Image of the base configuration: name what a delta changes.")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False),
-              help=f"Key file to check the tag with (default ${KEY_ENV}).")
+              help=f"Key file to check the tag with (default ${KEY_ENV}, else the key "
+                   "`ccl pack` signs with for the patch's mission).")
 @output_options
 @click.pass_context
 def inspect_command(ctx: click.Context, patch: str, base_path: str | None,
                     key_path: str | None, as_json: bool) -> None:
-    """Show every field and section of a PATCH, and what it changes."""
-    try:
-        data = Path(patch).read_bytes()
-    except OSError as exc:
-        fail(f"cannot read {patch}: {exc.strerror}", "check the path")
+    """Show every field and section of a PATCH, what it changes, and whether its tag
+    verifies."""
+    readable_inputs([patch, *([base_path] if base_path else [])])
+    data = Path(patch).read_bytes()
     base = _read_image(base_path, "base") if base_path else None
-    key = None
-    if key_path or os.environ.get(KEY_ENV):
-        try:
-            key = parse_key(Path(key_path).read_text() if key_path else os.environ[KEY_ENV],
-                            key_path or f"${KEY_ENV}")
-        except (OSError, UnicodeDecodeError) as exc:
-            fail(f"cannot read key file {key_path}: {exc}", "check the path")
-        except PackError as exc:
-            refuse(exc, EXIT_USAGE)
     extra = [Path(p) for p in (ctx.obj or {}).get("missions", ())]
     try:
-        report = describe(data, base, key, extra)
+        key, why = _inspect_key(data, key_path, extra)
+        report = describe(data, base, key.secret if key else None, extra)
+    except PackError as exc:
+        refuse(exc, _key_error_code(exc))
     except FormatError as exc:
-        field = f" (field `{exc.field}`)" if exc.field else ""
-        where = f" at offset {exc.offset}" if exc.offset is not None else ""
-        click.echo(f"{patch}{where}: error[{exc.reason.value}]: {exc.message}{field}",
-                   err=True)
-        hint = {Reason.WRONG_BASE: "give the image the patch was packed against (--base)",
-                Reason.BAD_TAG: "check the key (--key or $CCL_PATCH_KEY)"}.get(
-            exc.reason, "is this a patch written by `ccl pack`, complete and undamaged?")
-        if data[:4] == b"VVMI":
-            hint = "this is an image: `ccl disasm` lists images"
-        click.echo(f"  hint: {hint}", err=True)
-        sys.exit(EXIT_REJECTED)
+        malformed = _format_failure(exc, patch, data)
+        fail(malformed.message, malformed.hint, malformed.code, malformed.where)
+    report["tag"].update({"key": key.source if key else None, "note": why})
+    failure = None
+    if report["tag"]["status"] == "failed":
+        failure = Failure(f"the tag does not verify with {report['tag']['key']}",
+                          f"the patch was signed with another key: give the mission's key "
+                          f"with --key FILE or ${KEY_ENV}", EXIT_REJECTED,
+                          f"{patch} at offset {report['tag']['offset']}")
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        head: dict[str, Any] = {"ok": failure is None}
+        if failure is not None:
+            head["error"] = failure_json(failure)["error"]
+        emit_json(head | report)
     else:
         click.echo("\n".join(_render(report)))
-    sys.exit(EXIT_REJECTED if report["tag"]["status"] == "invalid" else EXIT_OK)
+        if failure is not None:
+            show(failure, "ccl")
+    sys.exit(EXIT_OK if failure is None else failure.code)
+
+
+def _inspect_key(data: bytes, key_path: str | None,
+                 mission_dirs: Sequence[Path]) -> tuple[Key | None, str]:
+    """The key ``inspect`` checks the tag with, as ``pack`` signs: ``--key``, else
+    $CCL_PATCH_KEY, else the development key of the patch's mission (unless it is a flight
+    profile); or None and why the tag is not checked."""
+    if key_path:
+        return Key(parse_key(read_key_file(Path(key_path)), key_path), key_path), ""
+    if os.environ.get(KEY_ENV):
+        return Key(parse_key(os.environ[KEY_ENV], f"${KEY_ENV}"), f"${KEY_ENV}"), ""
+    mission_id = parse_header(data).header.mission_id
+    profile = _mission_by_id(mission_id, mission_dirs)
+    if profile is None:
+        return None, f"no mission with id {mission_id} found: give --key FILE"
+    try:
+        return load_key(profile, None, environ={}), ""
+    except KeyNeeded as exc:  # a flight profile refuses the development key
+        return None, f"{exc.message}: give --key FILE or ${KEY_ENV}"
+
+
+def _format_failure(exc: FormatError, patch: str, data: bytes) -> Failure:
+    """A malformed patch as a failure: the reason, the field and the offset."""
+    field = f" (field `{exc.field}`)" if exc.field else ""
+    where = f" at offset {exc.offset}" if exc.offset is not None else ""
+    hint = {Reason.WRONG_BASE: "give the image the patch was packed against (--base)",
+            Reason.BAD_TAG: f"check the key (--key or ${KEY_ENV})"}.get(
+        exc.reason, "is this a patch written by `ccl pack`, complete and undamaged?")
+    if data[:4] == b"VVMI":
+        hint = "this is an image: `ccl disasm` lists images"
+    return Failure(f"{exc.message}{field} [{exc.reason.value}]", hint, EXIT_REJECTED,
+                   f"{patch}{where}")
 
 
 @click.command("keygen")
@@ -264,10 +321,15 @@ def inspect_command(ctx: click.Context, patch: str, base_path: str | None,
               "than a patch key.")
 @click.option("--force", is_flag=True, help="Replace an existing key file (never written "
               "through: a symbolic link is replaced, not followed).")
-def keygen_command(output: str, mission: str | None, link: bool, force: bool) -> None:
+@output_options
+def keygen_command(output: str, mission: str | None, link: bool, force: bool,
+                   as_json: bool) -> None:
     """Write a fresh random 256-bit patch key (or link key), mode 0600."""
     path = Path(output)
     kind = "link" if link else "patch"
+    if not path.parent.is_dir():
+        fail(f"cannot write {path}: no directory {path.parent}",
+             f"create {path.parent} first, or give another path with -o", where=str(path))
     try:
         write_key_file(path, format_key(generate_key(), mission, kind), force=force)
     except FileExistsError:
@@ -276,7 +338,11 @@ def keygen_command(output: str, mission: str | None, link: bool, force: bool) ->
         fail(f"cannot write {path}: {exc.strerror}", "check the path")
     use = (f"--link-key {path} or export {LINK_KEY_ENV}=<the hex line>" if link else
            f"--key {path} or export {KEY_ENV}=<the hex line>")
-    click.echo(f"wrote a new {kind} key to {path}; use it with {use}")
+    if as_json:
+        emit_json({"ok": True, "output": str(path), "kind": kind, "mission": mission,
+                   "use": use})
+    else:
+        click.echo(f"wrote a new {kind} key to {path}; use it with {use}")
     sys.exit(EXIT_OK)
 
 
@@ -365,7 +431,7 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
         "sections": [],
         "tag": {"offset": len(data) - TAG_BYTES, "bytes": TAG_BYTES,
                 "status": "unchecked" if key is None
-                else ("valid" if tag_ok(key, data) else "invalid")},
+                else ("verified" if tag_ok(key, data) else "failed")},
     }
     for frame, section, codec, payload, body in read_sections(frames):
         entry: dict[str, Any] = {"type": section.name, "codec": codec.name.lower(),
@@ -459,7 +525,7 @@ def _list_changes(name: str, old: Sequence[Any], new: Sequence[Any], key: Any,
 
 
 def _render(report: dict[str, Any]) -> list[str]:
-    lines = [f"patch: {report['bytes']} bytes, {report['kind']}"
+    lines = [f"patch file: {report['bytes']} bytes, {report['kind']}"
              + (" (applies on any base)" if report["any_base"] else "")]
     lines.append(f"header ({report['header_bytes']} bytes):")
     for f in report["header"]:
@@ -472,7 +538,10 @@ def _render(report: dict[str, Any]) -> list[str]:
                      f"({s['codec']}, payload {s['payload_bytes']}), crc {s['crc']}"
                      + (f": {json.dumps(detail)}" if detail else ""))
     t = report["tag"]
-    lines.append(f"  {t['offset']:5}  TAG       {t['bytes']:5} bytes, {t['status']}")
+    verdict = {"verified": f"verified with {t.get('key')}",
+               "failed": f"FAILED with {t.get('key')}"}.get(
+        t["status"], "unchecked" + (f" ({t['note']})" if t.get("note") else ""))
+    lines.append(f"  {t['offset']:5}  TAG       {t['bytes']:5} bytes, {verdict}")
     if "target" in report:
         tg = report["target"]
         lines.append(f"target: {tg['name']} v{tg['version']} {tg['hash'][:16]} "

@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ccl.compiled import Compiled
 from ccl.diagnostics import CclError, Source, render
-from ccl.verify.program import DEFAULT_TIMEOUT_MS, verify_program
+from ccl.verify.program import DEFAULT_TIMEOUT_MS, verification_steps, verify_program
 from ccl.verify.report import (
     VerifyReport,
     budget_rows,
@@ -28,17 +29,19 @@ from ccl.verify.report import (
     render_text,
     worst_case_line,
 )
-from cli.compile_commands import compiler_of, print_diagnostics
-from cli.console import EXIT_OK, EXIT_UNKNOWN, require_inputs
+from ccl.verify.verdict import keep_verdict
+from cli.compile_commands import compiler_of, error_json, print_diagnostics
+from cli.console import EXIT_OK, EXIT_UNKNOWN, out_console, progress
 from cli.console import EXIT_REJECTED as EXIT_REFUTED
-from cli.options import output_options
+from cli.files import readable_inputs
+from cli.options import FiniteFloat, output_options
 from onboard.mission import MissionError
 
 
 @click.command("verify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @output_options
-@click.option("--timeout", type=click.FloatRange(min=0.001),
+@click.option("--timeout", type=FiniteFloat(min=0.001),
               default=DEFAULT_TIMEOUT_MS / 1000, show_default=True,
               help="Seconds the solver may spend on one obligation.")
 @click.pass_context
@@ -46,24 +49,29 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
     """Prove CCL FILES safe and within budget: no overflow, division by zero, index or range
     error, flight rules for every parameter set, worst-case cycles within the CPU share,
     memory and uplink, with a counterexample for anything that fails."""
-    require_inputs(files)
+    readable_inputs(files)
     compiler = compiler_of(ctx)
-    out = Console(highlight=False, soft_wrap=True)
+    out = out_console(markup=False)  # names like `t[i]` are text, never markup
     results: list[dict[str, Any]] = []
     codes = []
+    errors: list[dict[str, Any]] = []  # each failure, as --json shows it
     for f in files:
         try:
             compiled = compiler.compile(Path(f))
-            report = verify_program(compiled, timeout_ms=max(1, round(timeout * 1000)))
         except CclError as exc:
             codes.append(EXIT_REFUTED)
+            errors.append(error_json(exc.diagnostics[0], f))
             results.append({"file": f, "status": "rejected",
                             "diagnostics": [d.to_json() for d in exc.diagnostics]})
             if not as_json:
                 print_diagnostics(exc.diagnostics, compiler)
             continue
+        try:
+            report = prove(compiled, f, timeout)
         except MissionError as exc:
             codes.append(EXIT_REFUTED)
+            errors.append({"message": f"error[E-MISSION]: {exc.message}", "where": f,
+                           "hint": exc.hint, "exit_code": EXIT_REFUTED})
             results.append({"file": f, "status": "rejected",
                             "diagnostics": [{"message": exc.message, "hint": exc.hint}]})
             if not as_json:
@@ -72,6 +80,9 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
         codes.append({"proven": EXIT_OK, "refuted": EXIT_REFUTED}.get(report.status,
                                                                         EXIT_UNKNOWN))
         results.append(report.to_json())
+        failing = (*report.refuted, *report.unknown)
+        if failing:
+            errors.append(error_json(diagnostic(failing[0]), f, codes[-1]))
         if as_json:
             continue
         if out.is_terminal:
@@ -80,11 +91,22 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
             click.echo(render_text(report, compiler.sources))
     if as_json:
         statuses = [r["status"] for r in results]
-        click.echo(json.dumps({"ok": all(s == "proven" for s in statuses),
+        ok = all(s == "proven" for s in statuses)
+        click.echo(json.dumps({"ok": ok, **({} if ok else {"error": errors[0]}),
                                "files": results}, indent=2))
     code = EXIT_REFUTED if EXIT_REFUTED in codes else EXIT_UNKNOWN if EXIT_UNKNOWN in codes \
         else EXIT_OK
     sys.exit(code)
+
+
+def prove(compiled: Compiled, file: str, timeout: float | None = None) -> VerifyReport:
+    """``verify_program`` with its progress shown (on a terminal): it takes seconds."""
+    timeout_ms = DEFAULT_TIMEOUT_MS if timeout is None else max(1, round(timeout * 1000))
+    with progress(f"verifying {file}", verification_steps(compiled.program),
+                  "steps") as ticker:
+        report = verify_program(compiled, timeout_ms=timeout_ms, step=ticker.advance)
+    keep_verdict(compiled, report)  # so that `ccl pack` need not prove it again
+    return report
 
 
 _STATUS_STYLE = {"proven": "bold green", "refuted": "bold red", "unknown": "bold yellow"}

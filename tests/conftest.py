@@ -1,10 +1,15 @@
 """Options and fixtures shared by every test package.
 
+Proofs the commands keep between runs go to a folder of the test run (``proof_cache``).
+
 ``--update-goldens`` rewrites the golden outputs under ``tests/e2e/golden/`` from what the
 commands print now, instead of comparing against them (see ``tests/e2e/test_goldens.py``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,3 +23,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def update_goldens(request: pytest.FixtureRequest) -> bool:
     """True when the run was asked to rewrite the golden files (``--update-goldens``)."""
     return bool(request.config.getoption("--update-goldens"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def proof_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Proofs the commands keep (``ccl.verify.proof_cache``) go to a folder of this run, not
+    the user's cache: no test reuses a proof an earlier run kept."""
+    folder = tmp_path_factory.mktemp("proofs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CCL_PROOF_CACHE", str(folder))
+        yield folder

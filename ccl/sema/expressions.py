@@ -256,7 +256,9 @@ class ExpressionChecker:
             return ir.Const(int(a.boolean == "true"), ir.BOOL, sp)
         value = self.rep.literal(a.value, sp)
         if value > INT_MAX:
-            raise self.rep.fail("E-LITERAL", f"{a.value} does not fit in 32 bits", sp,
+            shown = (a.value if len(a.value) <= 24  # a number shown whole, a huge one cut
+                     else f"{a.value[:12]}... ({len(a.value):,} characters)")
+            raise self.rep.fail("E-LITERAL", f"{shown} does not fit in 32 bits", sp,
                                 f"integers are 32-bit: {INT_MIN} .. {INT_MAX} ({INT_MAX + 1} "
                                 "is allowed only negated, as the smallest integer)"
                                 if value == INT_MAX + 1 else

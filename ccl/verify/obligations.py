@@ -144,10 +144,16 @@ class Obligation:
     counterexample: Counterexample | None = None
     reason: str = ""  # for unknown: why the solver gave up
     seconds: float = 0.0
+    broken: str = ""  # what a refutation says where "refuted: <message>" would read as held
+
+    @property
+    def stated(self) -> str:
+        """The message as the verdict shows it: for a refuted obligation, what was broken."""
+        return self.broken if self.status is Status.REFUTED and self.broken else self.message
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"kind": self.kind.value, "status": self.status.value,
-                                  "message": self.message, "where": self.where,
+                                  "message": self.stated, "where": self.where,
                                   "method": self.method.value}
         if self.span is not None:
             out.update(file=self.span.file, line=self.span.line, column=self.span.col,

@@ -58,19 +58,31 @@ from onboard.vm.machine import Limits
 DEFAULT_TIMEOUT_MS = 10_000
 
 
+Step = Callable[[], None]
+"""Called after each step of a verification (``verification_steps`` of them): progress."""
+
+
+def verification_steps(program: ir.Program) -> int:
+    """How many steps ``verify_program`` reports for ``program``: the structural pass, the
+    rules, and each entry point."""
+    return 2 + len(_entry_points(program))
+
+
 def verify_program(target: Compiled | ir.Program, mission: MissionProfile | None = None, *,
-                   timeout_ms: int = DEFAULT_TIMEOUT_MS) -> VerifyReport:
+                   timeout_ms: int = DEFAULT_TIMEOUT_MS,
+                   step: Step | None = None) -> VerifyReport:
     """Prove (or refute, with counterexamples) everything ``ccl verify`` promises about a
     checked configuration or VMlet, and measure its budgets against ``mission`` (by default
     the program's own mission profile).
 
     ``target`` is a ``ccl.driver.Compiled`` (preferred: its image is what goes up) or a
     checked ``ir.Program`` (compiled here). ``timeout_ms`` bounds each solver query; an
-    obligation the solver cannot decide in time is ``unknown``, never proven.
+    obligation the solver cannot decide in time is ``unknown``, never proven. ``step`` is
+    called after each of ``verification_steps`` steps (to show progress).
     """
     with recursion_headroom():  # the IR nests as deep as ccl.limits allows
         fresh_solver_context()
-        return _verify(target, mission, timeout_ms)
+        return _verify(target, mission, timeout_ms, step or (lambda: None))
 
 
 def fresh_solver_context() -> None:
@@ -79,10 +91,31 @@ def fresh_solver_context() -> None:
     proved before or on when Python freed earlier terms (Z3 reuses the ids of freed terms).
     Terms of earlier programs keep their own context; no term outlives its program."""
     z3.z3._main_ctx = None  # main_ctx() makes a new one on next use
+    # Ctrl-C is Python's: a KeyboardInterrupt once the query at hand returns (within its
+    # time limit). Z3's own handler, on by default, would only cancel that query, which
+    # then reads "unknown", and the verification would go on to the next.
+    z3.set_param("ctrl_c", False)
+
+
+def _entry_points(program: ir.Program
+                  ) -> list[tuple[ir.Procedure, str, str, int | None, ir.Span]]:
+    """What is verified by symbolic execution, each on its own: (procedure, kind, name,
+    period, span)."""
+    entries: list[tuple[ir.Procedure, str, str, int | None, ir.Span]] = [
+        (t.proc, "task", t.name, t.period_ms, t.span) for t in program.tasks]
+    if program.on_apply is not None:
+        entries.append((program.on_apply, "on apply", "on apply", None, program.on_apply.span))
+    if program.on_load is not None:
+        entries.append((program.on_load, "on load", "on load", None, program.on_load.span))
+    entries += [(p, "instr", p.name, None, p.span) for p in program.instrs]
+    called = structural.called_functions(program)
+    entries += [(f, "fn", f.name, None, f.span) for f in program.functions
+                if f.name not in called]
+    return entries
 
 
 def _verify(target: Compiled | ir.Program, mission: MissionProfile | None,
-            timeout_ms: int) -> VerifyReport:
+            timeout_ms: int, step: Step) -> VerifyReport:
     start = time.perf_counter()
     compiled = target if isinstance(target, Compiled) else None
     if isinstance(target, Compiled):
@@ -98,22 +131,15 @@ def _verify(target: Compiled | ir.Program, mission: MissionProfile | None,
     cycles = CycleTable.of(mission, (image, *vmlet_images))
     run = _Run(program, mission, cycles, timeout_ms, ProgramIndex.of(program), compiled)
     shape, obligations = structural.check(program, image, vmlet_images, mission)
+    step()
     rule_facts = run.rules(obligations)
+    step()
     worst: list[WorstCase] = []
-    entries: list[tuple[ir.Procedure, str, str, int | None, ir.Span]] = [
-        (t.proc, "task", t.name, t.period_ms, t.span) for t in program.tasks]
-    if program.on_apply is not None:
-        entries.append((program.on_apply, "on apply", "on apply", None, program.on_apply.span))
-    if program.on_load is not None:
-        entries.append((program.on_load, "on load", "on load", None, program.on_load.span))
-    entries += [(p, "instr", p.name, None, p.span) for p in program.instrs]
-    called = structural.called_functions(program)
-    entries += [(f, "fn", f.name, None, f.span) for f in program.functions
-                if f.name not in called]
-    for proc, kind, name, period, span in entries:
+    for proc, kind, name, period, span in _entry_points(program):
         wc, obs = run.entry(proc, kind, name, period, span, rule_facts)
         worst.append(wc)
         obligations += obs
+        step()
     budgets = _budgets(mission, tuple(worst), shape, image)
     obligations += _on_load(budgets, Limits.of(mission).on_load_cycles)
     obligations += _cpu_share(budgets, max(shape.largest_charge, run.largest_native))
@@ -147,7 +173,10 @@ class _Run:
                             f"rule `{rule.text}` holds for every parameter set in the "
                             "declared ranges", value.lo == 1,
                             partial(_rule_model_detail, rule, params))
-            obligations += checker.results
+            broken = (f"rule `{rule.text}` can be broken: a parameter set in the declared "
+                      "ranges violates it")
+            obligations += [replace(o, broken=broken) if o.kind is Kind.RULE else o
+                            for o in checker.results]
             facts.append((tuple(params), z3.And(*checker.assumed)))
         return RuleFacts.of(facts)
 

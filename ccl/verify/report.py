@@ -234,7 +234,7 @@ def diagnostic(o: Obligation) -> Diagnostic:
     """A refuted or unknown obligation as a diagnostic (rendered with a caret)."""
     notes: list[str] = []
     if o.status is Status.REFUTED:
-        message = f"refuted: {o.message}"
+        message = f"refuted: {o.stated}"
         cex = o.counterexample
         if cex is not None:
             if cex.values:
@@ -322,7 +322,7 @@ def budget_rows(b: Budgets) -> list[tuple[str, str, str, str]]:
          ok if b.max_stack <= b.stack_limit else "OVER"),
         ("call depth", str(b.call_depth), str(b.call_depth_limit),
          ok if b.call_depth <= b.call_depth_limit else "OVER"),
-        ("uplink", f"{_n(b.patch_bytes)} bytes ({b.patch_estimate})",
+        ("uplink", f"estimated patch size {_n(b.patch_bytes)} bytes ({b.patch_estimate})",
          f"{_n(b.uplink_bits_per_day)} bits/day, {b.passes_per_day} passes",
          f"{b.passes_needed} pass{'es' if b.passes_needed != 1 else ''}, "
          f"{b.days_needed} day{'s' if b.days_needed != 1 else ''}"),

@@ -50,7 +50,7 @@ def main() -> int:
         print("\n== 3. the listing of the cosmic filter, as the VVM will run it")
         results.append(run(["disasm", CONFIGS / "exo_e1.ccl"], 0, keep=60))
         print("\n== 4. the passes over Kiruna and Aussaguel (SGP4 from the TLE)")
-        results.append(run(["passes", "--days", "1"], 0))
+        results.append(run(["passes", "--start", "2014-06-11", "--days", "1"], 0))
         print("\n== 5. the scenarios end to end: compile, verify, pack, uplink over the passes, "
               "apply on board under the 10 % share, telemetry, ledger")
         results.append(run(["sim", HERE / "scenarios", "--ledger", out / "ledger.sqlite"], 0))

@@ -167,7 +167,7 @@ def test_keys_from_file_environment_or_development(tmp_path: Path, exo: Compiled
 @pytest.fixture
 def proven(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pack_commands, "run_verifier",
-                        lambda compiled: Verdict("proven", 3_000, "proven"))
+                        lambda compiled, **_: Verdict("proven", 3_000, "proven"))
 
 
 def run(*args: str) -> object:
@@ -208,7 +208,7 @@ def test_keygen_force_is_0600_and_never_follows_a_link(tmp_path: Path) -> None:
 def test_pack_refuses_an_unproven_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 status: str, code: int) -> None:
     monkeypatch.setattr(pack_commands, "run_verifier",
-                        lambda compiled: Verdict(status, None, "because"))
+                        lambda compiled, **_: Verdict(status, None, "because"))
     out = tmp_path / "p.vvmp"
     r = run("pack", str(EXO), "-o", str(out))
     assert r.exit_code == code and "--unverified" in r.output  # type: ignore[attr-defined]
@@ -240,13 +240,15 @@ def test_pack_inspect_apply_round_trip(tmp_path: Path, proven: None, exo: Compil
     r = run("inspect", str(delta), "--base", str(base), "--key", str(key), "--json")
     assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
     report = json.loads(r.stdout)  # type: ignore[attr-defined]
-    assert report["tag"]["status"] == "valid"
+    assert report["tag"]["status"] == "verified"
     assert [s["type"] for s in report["sections"]] == ["PARAMS"]
     assert report["changes"]["globals"]["values"] == [{"name": "cr_k10", "from": 50, "to": 60}]
     assert report["target"]["matches_header"]
     assert {f["field"] for f in report["header"]} >= {"magic", "seq", "base", "target", "crc"}
     text = run("inspect", str(full))
-    assert "cosmic_filter" in text.output and "unchecked" in text.output  # type: ignore[attr-defined]
+    assert "cosmic_filter" in text.output  # type: ignore[attr-defined]
+    assert "FAILED with the development key" in text.output  # type: ignore[attr-defined]
+    assert text.exit_code == 1  # type: ignore[attr-defined]
 
     secret = parse_key(key.read_text(), "k")
     patcher = Patcher(exo.mission, Store.init(tmp_path / "state"), secret, probation_frames=1)
@@ -266,31 +268,32 @@ def test_inspect_reports_bad_input_with_the_offset(tmp_path: Path, exo: Compiled
     cut.write_bytes(data[:30])
     r = run("inspect", str(cut))
     assert r.exit_code == 1  # type: ignore[attr-defined]
-    assert "offset" in r.output and "error[truncated]" in r.output  # type: ignore[attr-defined]
+    assert "offset" in r.output and "[truncated]" in r.output  # type: ignore[attr-defined]
     flipped = bytearray(data)
     flipped[60] ^= 0x20
     bad = tmp_path / "bad.vvmp"
     bad.write_bytes(bytes(flipped))
     r = run("inspect", str(bad))
-    assert r.exit_code == 1 and "error[section-crc]" in r.output  # type: ignore[attr-defined]
+    assert r.exit_code == 1 and "[section-crc]" in r.output  # type: ignore[attr-defined]
     wrong = tmp_path / "wrong.key"
     wrong.write_text(format_key(bytes(32)))
     good = tmp_path / "good.vvmp"
     good.write_bytes(data)
     r = run("inspect", str(good), "--key", str(wrong))
-    assert r.exit_code == 1 and "invalid" in r.output  # type: ignore[attr-defined]
+    assert r.exit_code == 1 and "FAILED" in r.output  # type: ignore[attr-defined]
+    assert "the tag does not verify with" in r.output  # type: ignore[attr-defined]
     delta = tmp_path / "delta.vvmp"
     delta.write_bytes(pack(one_param(exo), vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
                            base=exo.image).data)
     other = tmp_path / "other.vvmi"
     other.write_bytes(one_param(exo).encode())  # type: ignore[attr-defined]
     r = run("inspect", str(delta), "--base", str(other))
-    assert r.exit_code == 1 and "error[wrong-base]" in r.output  # type: ignore[attr-defined]
+    assert r.exit_code == 1 and "[wrong-base]" in r.output  # type: ignore[attr-defined]
 
 
 def test_describe_a_delta_without_its_base(exo: Compiled) -> None:
     data = pack(one_param(exo), vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
                 base=exo.image).data
     report = describe(data, None, TEST_KEY)
-    assert report["kind"] == "delta" and report["tag"]["status"] == "valid"
+    assert report["kind"] == "delta" and report["tag"]["status"] == "verified"
     assert "--base" in report["changes"]["note"]

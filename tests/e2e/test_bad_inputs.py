@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from bad_inputs import Case, cases, prepare_state, run_case
 
 

@@ -153,6 +153,8 @@ def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shell]:
         mp.chdir(ROOT)  # paths in the transcripts are relative to the repository
         for name in _ENVIRONMENT:
             mp.delenv(name, raising=False)
+        # Every pack proves: what it prints never depends on what an earlier run kept.
+        mp.setenv("CCL_PROOF_CACHE", "off")
         yield Shell(tmp_path_factory.mktemp("goldens"))
 
 

@@ -23,7 +23,7 @@ def tour_commands(readme: str) -> list[tuple[str, int]]:
     with the exit code its remark expects."""
     section = readme.split("## A short tour", 1)[1].split("\n## ", 1)[0]
     commands: list[tuple[str, int]] = []
-    for block in re.findall(r"```\n(.*?)```", section, flags=re.S):
+    for block in re.findall(r"```[a-z]*\n(.*?)```", section, flags=re.S):
         for line in block.splitlines():
             if not line.startswith("$ "):
                 continue
@@ -96,8 +96,8 @@ def test_the_readme_tour_runs_as_written_and_leaves_the_repo_clean(tmp_path: Pat
 def test_the_demo_passes_and_leaves_the_repo_clean(tmp_path: Path) -> None:
     copy = fresh_copy(tmp_path / "repo")
     env = commands_of(copy, tmp_path / "bin")
-    proc = subprocess.run([sys.executable, "-m", "missions.corot.demo"], cwd=copy, env=env, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "missions.corot.demo"], cwd=copy, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "steps as expected" in proc.stdout
     assert git_status(copy) == "", "the demo left files in the repository"
