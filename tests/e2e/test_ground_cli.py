@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -58,7 +59,7 @@ def patches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     datas = {
         "v5": packed(v5, 5), "v6": packed(v6, 6, v5), "v7": packed(v7, 7, v6),
         "wrong_key": packed(v5, 5, k=bytes(range(32))),
-        "random": os.urandom(4096),
+        "random": random.Random(4096).randbytes(4096),
         "empty": b"",
     }
     datas["truncated"] = datas["v5"][:30]

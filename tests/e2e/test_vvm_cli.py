@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -338,7 +339,7 @@ def test_bad_image_patch_and_key_files(tmp_path: Path, patches: dict[str, Path])
     state = tmp_path / "s"
     ok(run("vvm", "init", state, "--mission", "corot"))
     (tmp_path / "empty").write_bytes(b"")
-    (tmp_path / "binary").write_bytes(os.urandom(4096))
+    (tmp_path / "binary").write_bytes(random.Random(4096).randbytes(4096))
     (tmp_path / "cut.vvmi").write_bytes(patches["v5.vvmi"].read_bytes()[:30])
     (tmp_path / "cut.vvmp").write_bytes(patches["v5.vvmp"].read_bytes()[:30])
     (tmp_path / "dir").mkdir()
