@@ -1,7 +1,7 @@
 """A sweep of bad inputs across every ``ccl`` and ``vvm`` command (``bad_inputs.py``): each
 is refused with one message and exit 1 or 2, never a traceback, never exit 70; with
-``--json`` the refusal is one JSON object on stdout. A few cases that need a real process
-(a closed pipe, Ctrl-C) are in ``test_cli_convention.py``."""
+``--json`` the refusal is one JSON object on stdout. The cases that need a real process
+(a closed pipe, Ctrl-C) are in ``test_vvm_cli.py`` and ``test_ground_cli.py``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,70 @@
+"""One convention for ``ccl`` and ``vvm`` (docs/cli.md): the same global options, usage
+errors in the one failure shape (JSON with ``--json``), ``--version`` and shell completion,
+checked on both commands as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = {"ccl": "cli.ccl", "vvm": "cli.vvm"}
+
+
+def run(prog: str, *args: str, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", MODULES[prog], *args], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("prog", ["ccl", "vvm"])
+def test_version_and_help(prog: str) -> None:
+    version = run(prog, "--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.startswith(f"{prog}, version ")
+    helped = run(prog, "-h")
+    assert helped.returncode == 0
+    for option in ("--missions", "--json", "--quiet", "--version"):
+        assert option in helped.stdout, f"{prog} -h does not list {option}"
+
+
+@pytest.mark.parametrize("prog", ["ccl", "vvm"])
+def test_a_usage_error_is_one_failure_exit_2_and_json_with_json(prog: str) -> None:
+    plain = run(prog, "no-such-command")
+    assert plain.returncode == 2
+    assert plain.stderr.startswith(f"{prog}: error: ") and "hint: see `" in plain.stderr
+    assert plain.stdout == "" and "Traceback" not in plain.stderr
+    for line in (["--json", "no-such-command"], ["no-such-command", "--json"]):
+        as_json = run(prog, *line)
+        assert as_json.returncode == 2
+        error = json.loads(as_json.stdout)
+        assert error["ok"] is False and error["error"]["exit_code"] == 2
+        assert error["error"]["hint"]
+
+
+@pytest.mark.parametrize("prog", ["ccl", "vvm"])
+def test_shell_completion_as_documented(prog: str) -> None:
+    var = f"_{prog.upper()}_COMPLETE"
+    source = run(prog, env={var: "bash_source"})
+    assert source.returncode == 0 and f"_{prog}_completion()" in source.stdout
+    # What bash asks when the user has typed `PROG i` and pressed Tab.
+    asked = run(prog, env={var: "bash_complete", "COMP_WORDS": f"{prog} i", "COMP_CWORD": "1"})
+    words = {line.split(",", 1)[1] for line in asked.stdout.splitlines() if "," in line}
+    assert words == ({"inspect"} if prog == "ccl" else {"init", "inspect"})
+    documented = (ROOT / "docs" / "cli.md").read_text()
+    assert f"{var}=bash_source {prog}" in documented
+
+
+def test_the_exit_code_table_is_the_consoles() -> None:
+    from cli import console
+
+    documented = (ROOT / "docs" / "cli.md").read_text()
+    for code in (console.EXIT_OK, console.EXIT_REJECTED, console.EXIT_USAGE,
+                 console.EXIT_UNKNOWN, console.EXIT_INTERNAL, console.EXIT_INTERRUPTED,
+                 console.EXIT_CLOSED_PIPE):
+        assert f"\n| {code} |" in documented, f"exit code {code} is not in docs/cli.md"
