@@ -38,6 +38,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 EXIT_OK = 0
@@ -146,9 +147,22 @@ class _Stdout(Console):
         raise BrokenPipeError
 
 
+PIPED_WIDTH = 10_000  # piped output is never cut to a terminal's 80 columns
+
+
 def out_console(markup: bool = True) -> Console:
     """Rich output on stdout: styled on a terminal, plain (no wrapping) when piped."""
-    return _Stdout(highlight=False, soft_wrap=True, markup=markup)
+    width = None if sys.stdout.isatty() else PIPED_WIDTH
+    return _Stdout(highlight=False, soft_wrap=True, markup=markup, width=width)
+
+
+def text_table(**options: Any) -> Table:
+    """A rich table for stdout: boxed on a terminal; piped, plain columns without box or
+    edge, so that every row is one whole line for ``grep``, ``diff`` and ``cut``."""
+    if not sys.stdout.isatty():
+        options = {**options, "box": None, "show_edge": False, "pad_edge": False,
+                   "title_justify": "left"}
+    return Table(**options)
 
 
 def print_rendered(texts: Iterable[str]) -> None:

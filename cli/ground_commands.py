@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from ccl.pack import KEY_ENV, Key, PackError, load_key
 from cli.console import (
@@ -41,6 +40,7 @@ from cli.console import (
     progress,
     refuse,
     require_inputs,
+    text_table,
 )
 from cli.options import FiniteFloat, output_options
 from ground.channel import Channel
@@ -412,7 +412,7 @@ def passes(ctx: click.Context, mission: str, days: float, start: str | None,
         _emit_json({"mission": profile.name, "start": begin.isoformat(), "days": days,
                     "tle": tle_info, "bits_per_day": budget.bits_per_day, "passes": rows})
         return
-    table = Table(title=f"{profile.name}: {len(rows)} passes, {len(windows)} for uplink "
+    table = text_table(title=f"{profile.name}: {len(rows)} passes, {len(windows)} for uplink "
                         f"({budget.bits_per_day / 1000:g} kbit/day, at most "
                         f"{budget.max_passes_per_day} a day)",
                   caption=None if used is None else
@@ -497,7 +497,7 @@ def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, day
     if as_json:
         _emit_json(result.to_json() | {"checked": checked})
         sys.exit(EXIT_REJECTED if refused else EXIT_OK)
-    table = Table(title=f"uplink plan: {len(patches)} patches over {len(windows)} passes "
+    table = text_table(title=f"uplink plan: {len(patches)} patches over {len(windows)} passes "
                         f"(loss {loss:g}, confidence {confidence:g})")
     for col in ("pass", "station", "culmination", "el", "patch", "frames", "bytes", "budget"):
         table.add_column(col, no_wrap=col != "patch")
@@ -704,7 +704,7 @@ def status(ledger_opt: str | None, run: int | None, as_json: bool) -> None:
               f"{info['seed']}): {ps['used']} passes ({ps['cancelled']} cancelled) from "
               f"{ps['first']} to {ps['last']}, {info['reports']} telemetry reports")
     out.print(f"on board: {_onboard_line(cfg)}")
-    table = Table()
+    table = text_table()
     for col in ("id", "patch", "state", "fate", "on board", "frames", "bytes"):
         table.add_column(col, no_wrap=col != "patch")
     for t in info["transfers"]:

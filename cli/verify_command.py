@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from ccl.compiled import Compiled
@@ -31,7 +30,7 @@ from ccl.verify.report import (
 )
 from ccl.verify.verdict import keep_verdict
 from cli.compile_commands import compiler_of, error_json, print_diagnostics
-from cli.console import EXIT_OK, EXIT_UNKNOWN, out_console, progress
+from cli.console import EXIT_OK, EXIT_UNKNOWN, out_console, progress, text_table
 from cli.console import EXIT_REJECTED as EXIT_REFUTED
 from cli.files import readable_inputs
 from cli.options import FiniteFloat, output_options
@@ -117,7 +116,7 @@ def _print_rich(out: Console, report: VerifyReport, sources: dict[str, Source]) 
     head.append(report.status.upper(), style=_STATUS_STYLE[report.status])
     head.append(f"  ({len(report.obligations)} obligations, {report.seconds:.2f} s)")
     out.print(head)
-    proofs = Table(title="proofs", title_justify="left", show_header=False, box=None,
+    proofs = text_table(title="proofs", title_justify="left", show_header=False, box=None,
                    padding=(0, 2))
     for kind, verdict in group_lines(report):
         style = "red" if "refuted" in verdict else "yellow" if "unknown" in verdict else ""
@@ -127,7 +126,7 @@ def _print_rich(out: Console, report: VerifyReport, sources: dict[str, Source]) 
         out.print(Text("worst cases", style="italic"))
         for w in report.budgets.worst_cases:
             out.print(f"  {worst_case_line(w)}")
-    table = Table(title="budgets", title_justify="left")
+    table = text_table(title="budgets", title_justify="left")
     for column in ("budget", "used", "limit", "verdict"):
         table.add_column(column)
     for name, used, limit, verdict in budget_rows(report.budgets):

@@ -68,3 +68,16 @@ def test_the_exit_code_table_is_the_consoles() -> None:
                  console.EXIT_UNKNOWN, console.EXIT_INTERNAL, console.EXIT_INTERRUPTED,
                  console.EXIT_CLOSED_PIPE):
         assert f"\n| {code} |" in documented, f"exit code {code} is not in docs/cli.md"
+
+
+def test_piped_tables_are_plain_whole_lines() -> None:
+    proc = run("ccl", "passes", "--start", "2014-06-11", "--days", "3")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert not any(ch in proc.stdout for ch in "┏┃━│└┡"), "a box drawn into a pipe"
+    rows = [line for line in lines if line.startswith(("Kiruna", "Aussaguel"))]
+    assert len(rows) > 20
+    assert all(len(line.split()) >= 6 for line in rows)  # no column cut or wrapped away
+    # The caption is longer than 80 columns: piped, it stays one line.
+    caption = [line for line in lines if line.startswith("from ")]
+    assert len(caption) == 1 and "mission.toml" in caption[0] and len(caption[0]) > 80
