@@ -7,6 +7,8 @@ Importable from every test module as ``support`` (``tests/`` is on the path beca
 
 from __future__ import annotations
 
+import os
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from ccl.driver import Compiled, Compiler
 from ground.tle import checksum
 from missions.corot.natives import CorotHost, make_host
 from onboard.vm.vvm import VVM
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: The patch key of tests that sign patches themselves (not a mission's development key).
 TEST_KEY = bytes(range(1, 33))
@@ -81,3 +85,27 @@ def redated_tle(epoch: datetime, lines: tuple[str, str] = COROT_TLE) -> str:
     for line in (line1, lines[1][:68]):
         out.append(line + str(checksum(line)))
     return "\n".join(out) + "\n"
+
+
+def drawn_on_a_terminal(argv: list[str], cwd: Path) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` with stderr on a pseudo-terminal and stdout piped (as a user at a
+    terminal piping the result): its exit code, what it drew on the terminal, and its
+    stdout."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=slave,
+                            env=os.environ | {"PYTHONPATH": str(ROOT), "TERM": "xterm"})
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the process closed the terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(master)
+    out, _ = proc.communicate(timeout=300)
+    return proc.returncode, drawn, out

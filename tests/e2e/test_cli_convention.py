@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import drawn_on_a_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = {"ccl": "cli.ccl", "vvm": "cli.vvm"}
@@ -83,28 +84,6 @@ def test_piped_tables_are_plain_whole_lines() -> None:
     assert len(caption) == 1 and "mission.toml" in caption[0] and len(caption[0]) > 80
 
 
-def drawn_on_a_terminal(argv: list[str], cwd: Path) -> tuple[int, bytes]:
-    """Run ``argv`` with stderr on a pseudo-terminal (stdout piped): its exit code and what
-    it drew on the terminal."""
-    import pty
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=slave,
-                            env=os.environ | {"PYTHONPATH": str(ROOT), "TERM": "xterm"})
-    os.close(slave)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the process closed the terminal
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(master)
-    return proc.wait(timeout=300), drawn
-
-
 LONG_WORK = {
     "vvm run": ["vvm", "run", "{sat}", "--for", "2h"],
     "ccl sim": ["ccl", "sim", str(ROOT / "missions/corot/scenarios/01_first_upload.toml"),
@@ -126,10 +105,10 @@ def test_long_work_shows_progress_on_a_terminal_and_not_with_quiet(tmp_path: Pat
         assert run("ccl", "pack", exo, "-o", str(patch)).returncode == 0
     prog, *args = (a.format(sat=sat, patch=patch, tmp=tmp_path) for a in LONG_WORK[work])
     argv = [sys.executable, "-m", MODULES[prog], *args]
-    code, drawn = drawn_on_a_terminal(argv, tmp_path)
+    code, drawn, _ = drawn_on_a_terminal(argv, tmp_path)
     assert code == 0, drawn.decode(errors="replace")[-2000:]
     assert "━".encode() in drawn and b"Traceback" not in drawn, f"{work}: no progress bar"
     (tmp_path / "sim.sqlite").unlink(missing_ok=True)
     (tmp_path / "up.sqlite").unlink(missing_ok=True)
-    code, drawn = drawn_on_a_terminal([*argv, "--quiet"], tmp_path)
+    code, drawn, _ = drawn_on_a_terminal([*argv, "--quiet"], tmp_path)
     assert code == 0 and "━".encode() not in drawn, f"{work} --quiet drew a bar"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import random
 import shutil
 import stat
@@ -15,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import drawn_on_a_terminal
 
 from onboard.patching.patch_format import parse_header
 
@@ -271,23 +271,9 @@ def test_verify_piped_is_plain_text() -> None:
 
 
 def test_verify_shows_progress_on_a_terminal() -> None:
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "cli.ccl", "verify", EXO], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=slave,
-                            env=os.environ | {"PYTHONPATH": str(ROOT), "TERM": "xterm"})
-    os.close(slave)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the process closed the terminal
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(master)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0
+    code, drawn, out = drawn_on_a_terminal([sys.executable, "-m", "cli.ccl", "verify", EXO],
+                                           ROOT)
+    assert code == 0
     assert b"verifying" in drawn and b"steps" in drawn
     assert b"PROVEN" in out  # the result itself on stdout
 
