@@ -129,6 +129,15 @@ def cases(ws: Path) -> list[Case]:
         Case("ccl", ("uplink", "simulate", str(ws / "good.vvmp"), "--ledger",
                      out_missing_dir)),
         Case("ccl", ("status", "--ledger", out_missing_dir)),
+        # Unwritable even for root (the tests may run as root, where chmod does not bite).
+        Case("ccl", ("compile", str(GOOD), "-o", "/proc/ccl-image.vvmi")),
+        Case("ccl", ("pack", str(GOOD), "-o", "/proc/ccl-patch.vvmp")),
+        Case("ccl", ("pack", str(GOOD), "-o", "/dev/full")),
+        Case("ccl", ("keygen", "-o", "/proc/ccl.key")),
+        Case("ccl", ("uplink", "simulate", str(ws / "good.vvmp"), "--plot", "/proc/t.png")),
+        Case("ccl", ("uplink", "simulate", str(ws / "good.vvmp"), "--ledger",
+                     "/proc/l.sqlite")),
+        Case("vvm", ("init", "/proc/ccl-sat", "--mission", "corot")),
         Case("ccl", ("passes", "--start", "yesterday-ish")),
         Case("ccl", ("passes", "--start", "1957-10-04", "--days", "1")),
         Case("ccl", ("passes", "--mission", "no-such-mission")),
@@ -182,7 +191,9 @@ def first_line(out: str, err: str) -> str:
             return json.loads(out)["error"]["message"]
         except (ValueError, KeyError, TypeError):
             pass
-    return text.splitlines()[0] if text else "(nothing)"
+    lines = text.splitlines()
+    errors = [line for line in lines if "error" in line]
+    return (errors or lines or ["(nothing)"])[0]
 
 
 if __name__ == "__main__":  # the record for the closing note
