@@ -76,7 +76,7 @@ from ground.tle import (
 )
 from ground.uplink import Campaign, Faults, SimulationResult, WindowLog, simulate
 from onboard.link.tc_frames import MAX_SHARE_BYTES
-from onboard.mission import MissionError, MissionProfile, find_mission
+from onboard.mission import MissionError, MissionProfile, UnknownMission, find_mission
 from onboard.patching.patch_format import HASH_BYTES
 from onboard.patching.patcher import KeyRefused
 from onboard.sim.spacecraft import Spacecraft
@@ -119,8 +119,10 @@ def _mission(ctx: click.Context, name: str) -> MissionProfile:
     extra = [Path(p) for p in (ctx.obj or {}).get("missions", ())]
     try:
         return find_mission(name, extra)
-    except MissionError as exc:
+    except UnknownMission as exc:
         refuse(exc, EXIT_USAGE)
+    except MissionError as exc:  # the profile found is malformed
+        refuse(exc, EXIT_REJECTED)
 
 
 def _start(profile: MissionProfile, text: str | None) -> datetime:

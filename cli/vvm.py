@@ -41,7 +41,7 @@ from cli.console import (
     show,
 )
 from cli.options import global_options, output_options
-from onboard.mission import MissionError
+from onboard.mission import MissionError, UnknownMission
 from onboard.patching.patch_format import key_from_text
 from onboard.patching.patcher import Fate, FateStatus
 from onboard.patching.reconfiguration import PatchEvent
@@ -95,7 +95,8 @@ def _onboard_errors(state: str) -> Iterator[None]:
     try:
         yield
     except (StateError, MissionError) as exc:
-        _fail(exc.message, exc.hint, EXIT_REJECTED)
+        _fail(exc.message, exc.hint,
+              EXIT_USAGE if isinstance(exc, UnknownMission) else EXIT_REJECTED)
     except OSError as exc:
         where = exc.filename if exc.filename is not None else state
         _fail(f"cannot use {where}: {exc.strerror or exc}",

@@ -35,6 +35,11 @@ class MissionError(OnboardError):
         super().__init__("mission", message, hint=hint)
 
 
+class UnknownMission(MissionError):
+    """No profile of that name on the search path: the name given is wrong (a usage error
+    on a command line), not the profile."""
+
+
 # --------------------------------------------------------------------------- cost formulas
 
 _ALLOWED_CALLS = {"min": min, "max": max}
@@ -417,7 +422,7 @@ def find_mission(name: str, extra: Iterable[Path] = ()) -> MissionProfile:
         if candidate.is_file():
             return load_profile(candidate, variant)
     known = sorted({p.parent.name for d in search if d.is_dir() for p in d.glob("*/mission.toml")})
-    raise MissionError(
+    raise UnknownMission(
         f"unknown mission `{name}`",
         (f"known missions: {', '.join(known)}; " if known else "")
         + f"add a folder with --missions DIR or ${MISSIONS_ENV}",

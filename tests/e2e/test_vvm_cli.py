@@ -250,7 +250,8 @@ def test_version_and_missions_as_a_group_option_or_per_command(tmp_path: Path) -
     ok(run("vvm", "--missions", extra, "init", tmp_path / "a", "--mission", "corot"))
     ok(run("vvm", "init", tmp_path / "b", "--mission", "corot", "--missions", extra))
     unknown = vvm("init", tmp_path / "c", "--mission", "nosuch", "--missions", extra)
-    assert unknown.returncode == 1 and "unknown mission `nosuch`" in unknown.stderr
+    # A wrong name on the command line is a usage error, as in `ccl passes --mission`.
+    assert unknown.returncode == 2 and "unknown mission `nosuch`" in unknown.stderr
     assert not (tmp_path / "c" / "state.json").exists()
 
 
