@@ -65,7 +65,7 @@ def global_options(prog: str) -> Callable[[F], F]:
                              help="Machine-readable output on stdout, failures "
                                   "included.")(group)
         return click.option("--missions", "missions", multiple=True,
-                            type=click.Path(file_okay=False),
+                            type=click.Path(exists=True, file_okay=False),
                             help="Extra folder of mission profiles (repeatable; also "
                                  "$CCL_MISSIONS).")(group)
 

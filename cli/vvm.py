@@ -81,7 +81,7 @@ def state_command(command: F) -> F:
     """The STATE argument and a per-command ``--missions`` (the older form, still
     accepted), on top of the output options."""
     command = click.option("--missions", "own_missions", multiple=True,
-                           type=click.Path(file_okay=False), metavar="DIR",
+                           type=click.Path(exists=True, file_okay=False), metavar="DIR",
                            help="Extra folder of mission profiles (as the group option).")(
         command)
     command = click.argument("state", type=click.Path())(command)
