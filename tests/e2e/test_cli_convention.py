@@ -112,3 +112,25 @@ def test_long_work_shows_progress_on_a_terminal_and_not_with_quiet(tmp_path: Pat
     (tmp_path / "up.sqlite").unlink(missing_ok=True)
     code, drawn, _ = drawn_on_a_terminal([*argv, "--quiet"], tmp_path)
     assert code == 0 and "━".encode() not in drawn, f"{work} --quiet drew a bar"
+
+
+@pytest.mark.parametrize("prog", ["ccl", "vvm"])
+@pytest.mark.parametrize("after", [0.15, 0.3])
+def test_ctrl_c_while_the_command_is_still_loading_is_a_clean_130(prog: str,
+                                                                   after: float) -> None:
+    import signal
+    import time
+
+    script = Path(sys.executable).parent / prog  # the console script, as users run it
+    args = ["verify", str(ROOT / "missions/corot/configs/exo_e1.ccl")] if prog == "ccl" \
+        else ["inspect", str(ROOT / "no-such-image.vvmi")]
+    proc = subprocess.Popen([str(script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    # Stopped while loading (130), or it had finished already (its own answer).
+    assert proc.returncode in (130, 0, 2), (proc.returncode, err)
+    if proc.returncode == 130:
+        assert err.strip().endswith("interrupted")
