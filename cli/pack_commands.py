@@ -415,7 +415,7 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
     frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
     types = check_order(frames)
     values = {
-        "magic": "VP", "format": 1, "flags": [str(f.name).lower() for f in Flag
+        "magic": "VP", "format": h.format, "flags": [str(f.name).lower() for f in Flag
                                               if f in h.flags],
         "mission": h.mission_id, "spacecraft": h.spacecraft_id, "seq": h.seq,
         "version": h.version, "base": h.base_hash.hex(), "target": h.target_hash.hex(),

@@ -75,7 +75,11 @@ from onboard.vm.image import (
 from onboard.vm.machine import globals_bytes
 
 MAGIC = b"VP"
-FORMAT_VERSION = 1
+#: Format 2 adds the SCATTERED section; a patch without one is written as format 1, so that
+#: every patch format 1 could express keeps its bytes. Both are read.
+FORMAT_VERSION = 2
+FORMAT_WITHOUT_SCATTERED = 1
+READABLE_FORMATS = (1, 2)
 HASH_BYTES = 8  # prefix of an image's SHA-256 content hash carried in the header
 TAG_BYTES = 16  # HMAC-SHA256 truncated to 128 bits
 NO_HASH = bytes(HASH_BYTES)  # base hash of a full patch that applies on any base
@@ -170,6 +174,7 @@ class SectionType(IntEnum):
     TASKS = 11  # new tasks
     RULES = 12  # new flight rules
     ENTRIES = 13  # the `on apply` entry point
+    SCATTERED = 14  # changed rows of kept arrays, as Rice-coded positions and values (format 2)
 
 
 class Codec(IntEnum):
@@ -420,6 +425,147 @@ class Chunks(cs.Construct):  # type: ignore[misc]
         raise cs.SizeofError(path=path)
 
 
+class Scattered(NamedTuple):
+    """A decoded SCATTERED entry: the changed rows of one array and their new values."""
+
+    index: int  # of the target array
+    rows: list[int]  # increasing; those of the previous entry when it said so
+    values: list[int]
+
+
+#: The largest Rice parameter: gaps below 2**16 take one unary bit at most.
+MAX_RICE = 16
+
+
+def rice_encode(gaps: Sequence[int], r: int) -> bytes:
+    """Gaps (non-negative) Rice-coded with parameter ``r``: ``gap >> r`` one bits, a zero
+    bit, then the ``r`` low bits of the gap, MSB first, padded with zero bits to a byte."""
+    parts = []
+    for g in gaps:
+        parts.append("1" * (g >> r) + "0" + (format(g & ((1 << r) - 1), f"0{r}b") if r else ""))
+    return _bits_to_bytes("".join(parts))
+
+
+def _rice_rows(data: bytes, count: int, r: int, length: int, path: str) -> list[int]:
+    """The ``count`` increasing rows below ``length`` Rice-coded gaps give (row = previous
+    row + 1 + gap, from -1). Bounded: every row is checked against ``length`` as soon as
+    its unary part passes it, and the bits are those of ``data`` alone."""
+    bits = format(int.from_bytes(data, "big"), f"0{len(data) * 8}b") if data else ""
+    pos, row, out = 0, -1, []
+    for _ in range(count):
+        q = 0
+        while True:
+            if pos >= len(bits):
+                raise cs.ValidationError("the row positions end too early", path=path)
+            bit = bits[pos]
+            pos += 1
+            if bit == "0":
+                break
+            q += 1
+            if row + 1 + (q << r) >= length:
+                raise SectionRefused(Reason.BAD_DELTA, f"a changed row past the array's "
+                                     f"{length}", path=path)
+        if pos + r > len(bits):
+            raise cs.ValidationError("the row positions end too early", path=path)
+        gap = (q << r) | (int(bits[pos:pos + r], 2) if r else 0)
+        pos += r
+        row += 1 + gap
+        if row >= length:
+            raise SectionRefused(Reason.BAD_DELTA, f"changed row {row} past the array's "
+                                 f"{length}", path=path)
+        out.append(row)
+    if "1" in bits[pos:] or len(bits) - pos >= 8:
+        raise cs.ValidationError("the row positions have trailing bits", path=path)
+    return out
+
+
+class ScatteredRows(cs.Construct):  # type: ignore[misc]
+    """The SCATTERED payload: ``count varint | entry*``, entries in increasing index order;
+    ``entry = index varint | k varint | [r u8 | positions length varint | positions]
+    | values``. ``k`` rows change; ``k = 0`` means the rows of the previous entry (not
+    allowed first). The positions are the gaps between changed rows, Rice-coded with
+    parameter ``r`` (``rice_encode``); the values are the ``k`` new values bit-packed at the
+    array's width (``pack_uniform``). Parse parameters as ROWS: ``array_ranges``,
+    ``array_lengths`` (the target's). Bounded before allocating: the count by the bytes
+    left and the arrays declared, ``k`` by the array's length and by the bits the positions
+    hold."""
+
+    def _parse(self, stream: Any, context: Any, path: str) -> list[Scattered]:
+        ranges = param(context, "array_ranges", ())
+        lengths = param(context, "array_lengths")
+        count = VarUInt._parsereport(stream, context, path)
+        if count * 2 > remaining(stream):
+            raise cs.ValidationError(f"{count} entries need at least {count * 2} bytes, "
+                                     f"{remaining(stream)} remain", path=path)
+        if count > len(ranges):
+            raise LimitError(f"{count} entries for {len(ranges)} arrays", path=path)
+        out: list[Scattered] = []
+        for _ in range(count):
+            index = VarUInt._parsereport(stream, context, path)
+            if out and index <= out[-1].index:
+                raise OrderError(f"index {index} after {out[-1].index}: indices must "
+                                 f"increase", path=path)
+            if index >= len(ranges):
+                raise cs.ValidationError(f"index {index} names none of the {len(ranges)} "
+                                         f"arrays", path=path)
+            lo, hi = ranges[index]
+            _check_range(lo, hi, path)
+            length = MAX_IMAGE_ELEMENTS if lengths is None else int(lengths[index])
+            k = VarUInt._parsereport(stream, context, path)
+            if k == 0:
+                if not out:
+                    raise cs.ValidationError("the first entry cannot reuse the previous "
+                                             "entry's rows", path=path)
+                rows = out[-1].rows
+                if rows and rows[-1] >= length:
+                    raise SectionRefused(Reason.BAD_DELTA, f"changed row {rows[-1]} past "
+                                         f"the array's {length}", path=path)
+            else:
+                if k > length:
+                    raise SectionRefused(Reason.BAD_DELTA, f"{k} changed rows for "
+                                         f"{length}", path=path)
+                r = cs.Int8ub._parsereport(stream, context, path)
+                if r > MAX_RICE:
+                    raise cs.ValidationError(f"Rice parameter {r} above {MAX_RICE}",
+                                             path=path)
+                size = VarUInt._parsereport(stream, context, path)
+                if k * (r + 1) > size * 8:
+                    raise cs.ValidationError(f"{k} positions need at least {k * (r + 1)} "
+                                             f"bits, {size * 8} given", path=path)
+                rows = _rice_rows(cs.stream_read(stream, size, path), k, r, length, path)
+            data = cs.stream_read(stream, packed_size(len(rows) * width(lo, hi)), path)
+            out.append(Scattered(index, rows, _unpack_uniform(data, len(rows), lo, hi, path)))
+        return out
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        ranges = param(context, "array_ranges", ())
+        VarUInt._build(len(obj), stream, context, path)
+        previous: Sequence[int] | None = None
+        for e in obj:
+            lo, hi = ranges[e["index"]]
+            VarUInt._build(e["index"], stream, context, path)
+            rows = e["rows"]
+            if previous is not None and list(rows) == list(previous):
+                VarUInt._build(0, stream, context, path)
+            else:
+                VarUInt._build(len(rows), stream, context, path)
+                cs.Int8ub._build(e["rice"], stream, context, path)
+                gaps = [b - a - 1 for a, b in zip([-1, *rows[:-1]], rows, strict=True)]
+                data = rice_encode(gaps, e["rice"])
+                VarUInt._build(len(data), stream, context, path)
+                cs.stream_write(stream, data, len(data), path)
+            previous = rows
+            try:
+                data = pack_uniform(e["values"], lo, hi)
+            except ValueError as exc:
+                raise cs.RangeError(str(exc), path=path) from None
+            cs.stream_write(stream, data, len(data), path)
+        return obj
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        raise cs.SizeofError(path=path)
+
+
 def chunk_length(chunk: Any) -> int:
     """How many table values a parsed chunk stands for."""
     return int(chunk.header >> 1)
@@ -514,6 +660,8 @@ class Header:
     base_hash: bytes
     target_hash: bytes
     claims: Claims
+    #: Format version: FORMAT_VERSION if the patch has a SCATTERED section, else 1.
+    format: int = FORMAT_WITHOUT_SCATTERED
 
     @property
     def full(self) -> bool:
@@ -526,7 +674,7 @@ class Header:
 
 def build_header(h: Header) -> bytes:
     raw = {
-        "magic": MAGIC, "format": FORMAT_VERSION, "flags": int(h.flags),
+        "magic": MAGIC, "format": h.format, "flags": int(h.flags),
         "mission": h.mission_id, "spacecraft": h.spacecraft_id, "seq": h.seq,
         "version": h.version, "base": h.base_hash, "target": h.target_hash,
         "cycles": h.claims.cycles_per_frame, "share": h.claims.share_bp,
@@ -568,9 +716,10 @@ def parse_header(data: bytes) -> ParsedHeader:
         if sc.name == "magic" and values["magic"] != MAGIC:
             raise FormatError(Reason.BAD_MAGIC, f"magic {values['magic']!r} is not {MAGIC!r}",
                               "magic", 0)
-        if sc.name == "format" and values["format"] != FORMAT_VERSION:
+        if sc.name == "format" and values["format"] not in READABLE_FORMATS:
             raise FormatError(Reason.BAD_VERSION, f"format version {values['format']}, this "
-                              f"patcher reads version {FORMAT_VERSION}", "format", 2)
+                              f"patcher reads versions "
+                              f"{', '.join(map(str, READABLE_FORMATS))}", "format", 2)
         if sc.name == "flags" and values["flags"] & ~Flag.known():
             raise FormatError(Reason.BAD_HEADER, f"unknown flag bits "
                               f"{values['flags'] & ~Flag.known():#04x}", "flags", 3)
@@ -580,6 +729,7 @@ def parse_header(data: bytes) -> ParsedHeader:
         spacecraft_id=values["spacecraft"], seq=values["seq"], version=values["version"],
         base_hash=bytes(values["base"]), target_hash=bytes(values["target"]),
         claims=Claims(values["cycles"], values["share"], values["code"], values["data"]),
+        format=values["format"],
     )
     crc_ok = crc16(data[:size - CRC_BYTES]) == values["crc"]
     return ParsedHeader(header, offsets, size, crc_ok)
@@ -791,6 +941,7 @@ BODIES: dict[SectionType, cs.Construct] = {
     SectionType.TASKS: _entries(4, *TASK_FIELDS),
     SectionType.RULES: _entries(3, *RULE_FIELDS),
     SectionType.ENTRIES: cs.Struct("on_apply" / VarUInt),  # 0: none, else code unit + 1
+    SectionType.SCATTERED: ScatteredRows(),
 }
 
 
