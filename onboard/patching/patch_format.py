@@ -312,6 +312,15 @@ class RangedSeq(cs.Construct):  # type: ignore[misc]
         return obj
 
 
+def _write_uniform(stream: Any, values: Sequence[int], lo: int, hi: int, path: str) -> None:
+    """Write ``pack_uniform(values, lo, hi)``; a value out of range is a ``RangeError``."""
+    try:
+        data = pack_uniform(values, lo, hi)
+    except ValueError as exc:
+        raise cs.RangeError(str(exc), path=path) from None
+    cs.stream_write(stream, data, len(data), path)
+
+
 class SectionRefused(cs.ValidationError):  # type: ignore[misc]
     """Raised while decoding a section body for a reason other than a malformed payload
     (``parse_body`` reports it with this reason)."""
@@ -414,11 +423,7 @@ class Chunks(cs.Construct):  # type: ignore[misc]
             if self.skips:
                 VarUInt._build(chunk["skip"], stream, context, path)
             VarUInt._build(chunk["header"], stream, context, path)
-            try:
-                data = pack_uniform(chunk["packed"], lo, hi)
-            except ValueError as exc:
-                raise cs.RangeError(str(exc), path=path) from None
-            cs.stream_write(stream, data, len(data), path)
+            _write_uniform(stream, chunk["packed"], lo, hi, path)
         return obj
 
     def _sizeof(self, context: Any, path: str) -> int:
@@ -430,6 +435,7 @@ class Scattered(NamedTuple):
 
     index: int  # of the target array
     rows: list[int]  # increasing; those of the previous entry when it said so
+    rice: int  # the Rice parameter the rows were coded with (the previous entry's if reused)
     values: list[int]
 
 
@@ -516,7 +522,7 @@ class ScatteredRows(cs.Construct):  # type: ignore[misc]
                 if not out:
                     raise cs.ValidationError("the first entry cannot reuse the previous "
                                              "entry's rows", path=path)
-                rows = out[-1].rows
+                rows, r = out[-1].rows, out[-1].rice
                 if rows and rows[-1] >= length:
                     raise SectionRefused(Reason.BAD_DELTA, f"changed row {rows[-1]} past "
                                          f"the array's {length}", path=path)
@@ -534,7 +540,8 @@ class ScatteredRows(cs.Construct):  # type: ignore[misc]
                                              f"bits, {size * 8} given", path=path)
                 rows = _rice_rows(cs.stream_read(stream, size, path), k, r, length, path)
             data = cs.stream_read(stream, packed_size(len(rows) * width(lo, hi)), path)
-            out.append(Scattered(index, rows, _unpack_uniform(data, len(rows), lo, hi, path)))
+            out.append(Scattered(index, rows, r,
+                                 _unpack_uniform(data, len(rows), lo, hi, path)))
         return out
 
     def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
@@ -544,8 +551,12 @@ class ScatteredRows(cs.Construct):  # type: ignore[misc]
         for e in obj:
             lo, hi = ranges[e["index"]]
             VarUInt._build(e["index"], stream, context, path)
-            rows = e["rows"]
-            if previous is not None and list(rows) == list(previous):
+            rows = list(e["rows"])
+            if not rows or any(b <= a for a, b in zip([-1, *rows], rows, strict=False)) \
+                    or len(e["values"]) != len(rows) or not 0 <= e["rice"] <= MAX_RICE:
+                raise cs.RangeError("a SCATTERED entry needs increasing rows from 0, one "
+                                    "value each, a Rice parameter 0..16", path=path)
+            if previous is not None and rows == list(previous):
                 VarUInt._build(0, stream, context, path)
             else:
                 VarUInt._build(len(rows), stream, context, path)
@@ -555,11 +566,7 @@ class ScatteredRows(cs.Construct):  # type: ignore[misc]
                 VarUInt._build(len(data), stream, context, path)
                 cs.stream_write(stream, data, len(data), path)
             previous = rows
-            try:
-                data = pack_uniform(e["values"], lo, hi)
-            except ValueError as exc:
-                raise cs.RangeError(str(exc), path=path) from None
-            cs.stream_write(stream, data, len(data), path)
+            _write_uniform(stream, e["values"], lo, hi, path)
         return obj
 
     def _sizeof(self, context: Any, path: str) -> int:

@@ -145,6 +145,16 @@ def make_corpus() -> Corpus:
                                                 function=len(base.functions))),
         on_apply=len(base.functions))
 
+    # Both coordinates of 40 star windows at scattered places (SCATTERED, format 2).
+    star_y = base.arrays[1]
+    scattered_rows = range(17, 6000, 149)
+    xs, ys = list(star_x.values), list(star_y.values)
+    for i in scattered_rows:
+        xs[i], ys[i] = star_x.hi - xs[i] or 1, star_y.hi - ys[i] or 1
+    scattered = dataclasses.replace(base, version=13, arrays=(
+        dataclasses.replace(star_x, values=tuple(xs)),
+        dataclasses.replace(star_y, values=tuple(ys)), *base.arrays[2:]))
+
     def seed(name: str, target: Image, vmlets: list[Image], seq: int, full: bool) -> Seed:
         patch = pack(target, vmlets, profile, TEST_KEY, seq=seq, base=base, full=full)
         return Seed(name, patch.data, target)
@@ -155,6 +165,7 @@ def make_corpus() -> Corpus:
         seed("v9-full", v9.image, photometry, 4, True),
         seed("rows-delta", moved, photometry, 5, False),
         seed("grown-delta", grown, photometry, 6, False),
+        seed("scattered-delta", scattered, photometry, 8, False),
         Seed("v7-full-carries-both", pack(v7.image, with_deglitch, profile, TEST_KEY,
                                           seq=7).data, v7.image),
     )
