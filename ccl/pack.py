@@ -6,7 +6,9 @@ believes is on board) and the new one: a new name, new or changed VMlet referenc
 VMlets the base does not hold, removed entries, new entries of every list (globals, arrays,
 imports, code units, tasks, rules), new values of kept parameters and changed rows of kept
 tables as runs (ROWS) or, when smaller, as Rice-coded positions and values (SCATTERED,
-format 2), and the ``on apply`` entry if it moved. Lists are aligned with
+format 2), and the ``on apply`` entry if it moved.
+All the sections travel in one BUNDLE (format 2) when compressing them together makes the
+patch smaller. Lists are aligned with
 ``difflib.SequenceMatcher`` on each entry's declaration, so a changed parameter value or a
 changed table row costs its bits, not its declaration. A full patch is the delta from the
 empty configuration. ``pack`` builds both when it has a base and keeps the smaller.
@@ -46,6 +48,7 @@ from onboard.patching.patch_format import (
     SectionType,
     assemble,
     build_frame,
+    bundle_payload,
     compress,
     development_key,
     hash_prefix,
@@ -251,11 +254,19 @@ def sections(target: Image, vmlets: Sequence[Image], base: Image, held: Sequence
     return encode_sections(target, vmlets, base, held, GROUND_CHOICES)
 
 
+#: LZMA models tried (literal context bits, literal position bits, position bits): xz's
+#: default, and those that suit bytecode, names and bit-packed values better.
+_LZMA_MODELS = ({"lc": 3, "lp": 0, "pb": 2}, {"lc": 0, "lp": 0, "pb": 0},
+                {"lc": 1, "lp": 0, "pb": 0}, {"lc": 2, "lp": 0, "pb": 0})
+
+
 def frame(section: SectionType, payload: bytes) -> bytes:
     """The smallest frame for ``payload``: stored raw, or compressed when that pays."""
     best = build_frame(section, payload)
-    for codec in (Codec.DEFLATE, Codec.LZMA):
-        candidate = build_frame(section, compress(payload, codec), codec)
+    candidates = [(Codec.DEFLATE, compress(payload, Codec.DEFLATE))] + [
+        (Codec.LZMA, compress(payload, Codec.LZMA, **model)) for model in _LZMA_MODELS]
+    for codec, stored in candidates:
+        candidate = build_frame(section, stored, codec)
         if len(candidate) < len(best):
             best = candidate
     return best
@@ -331,15 +342,21 @@ def pack(target: Image, vmlets: Sequence[Image], profile: MissionProfile, key: b
     best: Packed | None = None
     for f, origin in candidates:
         payloads = sections(target, by_ref, origin, held)
-        # Format 1 when it can say it: a patch without SCATTERED keeps its format-1 bytes.
-        version = FORMAT_VERSION if any(s is SectionType.SCATTERED for s, _ in payloads) \
-            else FORMAT_WITHOUT_SCATTERED
+        frames = [frame(s, p) for s, p in payloads]
+        # All sections in one BUNDLE when that is smaller: compressed together, they share
+        # one dictionary and one CRC.
+        bundle = frame(SectionType.BUNDLE, bundle_payload((s, p) for s, p in payloads))
+        if len(bundle) < sum(map(len, frames)):
+            frames = [bundle]
+        # Format 1 when it can say it: a patch without SCATTERED or BUNDLE keeps its
+        # format-1 bytes.
+        version = FORMAT_WITHOUT_SCATTERED if frames != [bundle] and all(
+            s is not SectionType.SCATTERED for s, _ in payloads) else FORMAT_VERSION
         header = Header(flags=f, mission_id=profile.mission_id,
                         spacecraft_id=profile.spacecraft_id, seq=seq, version=target.version,
                         base_hash=hash_prefix(base) if base is not None else NO_HASH,
                         target_hash=target.content_hash[:HASH_BYTES], claims=claims,
                         format=version)
-        frames = [frame(s, p) for s, p in payloads]
         data = assemble(header, frames, key)
         if best is None or len(data) < len(best.data):
             best = Packed(data, header, Configuration(target, tuple(by_ref)))

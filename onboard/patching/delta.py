@@ -45,6 +45,7 @@ from onboard.patching.patch_format import (
     expand,
     expand_chunk,
     parse_body,
+    unbundle,
 )
 from onboard.vm.image import (
     CODE_UNIT_SHAPE,
@@ -326,6 +327,12 @@ def apply_sections(header: Header, frames: Sequence[Frame], on_board: Image | No
     list is never held twice over, as records and as the image's entries."""
     base = empty_config(profile.name) if header.full or on_board is None else on_board
     budget = decoding_budget(header.claims, sum(f.size for f in frames))
+    if header.format < FORMAT_VERSION:
+        for f in frames:
+            if f.type_code == SectionType.BUNDLE:
+                raise FormatError(Reason.BAD_SECTION, f"a BUNDLE section in a format-"
+                                  f"{header.format} patch (format {FORMAT_VERSION} added it)",
+                                  "section.kind", f.offset)
     sections = _parse_sections(frames, profile, budget, base)
     scattered = sections.offset(SectionType.SCATTERED)
     if scattered is not None and header.format < FORMAT_VERSION:
@@ -436,7 +443,8 @@ def merge(kind: ListKind, base: Sequence[T], removed: Sequence[int],
 def read_sections(frames: Sequence[Frame], budget: Budget | None = None,
                   base_lengths: Mapping[ListKind, int] | None = None,
                   ) -> Iterator[tuple[Frame, SectionType, Codec, bytes, Any]]:
-    """Each section in order: its frame, type, codec, decompressed payload and decoded body.
+    """Each section in order (those of a BUNDLE, unbundled): its frame, type, codec,
+    decompressed payload and decoded body.
     The body is None for VMLET (an image) and for PARAMS, ROWS and SCATTERED, decoded once
     the target's declarations are known. Decompression and decoding draw on ``budget``
     (without one, the format's own limits); REMOVALS is bounded by ``base_lengths``, the
@@ -444,6 +452,7 @@ def read_sections(frames: Sequence[Frame], budget: Budget | None = None,
     params: dict[str, Any] = {} if budget is None else {"budget": budget}
     if base_lengths is not None:
         params["base_lengths"] = base_lengths
+    frames = unbundle(frames, budget)
     for frame, (section, codec) in zip(frames, check_order(frames), strict=True):
         payload = expand(frame, codec, budget=budget)
         body = None

@@ -75,8 +75,8 @@ from onboard.vm.image import (
 from onboard.vm.machine import globals_bytes
 
 MAGIC = b"VP"
-#: Format 2 adds the SCATTERED section; a patch without one is written as format 1, so that
-#: every patch format 1 could express keeps its bytes. Both are read.
+#: Format 2 adds the SCATTERED and BUNDLE sections; a patch without either is written as
+#: format 1, so that every patch format 1 could express keeps its bytes. Both are read.
 FORMAT_VERSION = 2
 FORMAT_WITHOUT_SCATTERED = 1
 READABLE_FORMATS = (1, 2)
@@ -175,6 +175,7 @@ class SectionType(IntEnum):
     RULES = 12  # new flight rules
     ENTRIES = 13  # the `on apply` entry point
     SCATTERED = 14  # changed rows of kept arrays, as Rice-coded positions and values (format 2)
+    BUNDLE = 15  # all the other sections, framed without CRCs, compressed together (format 2)
 
 
 class Codec(IntEnum):
@@ -760,7 +761,9 @@ class Frame:
     payload_offset: int
     kind: int
     payload: bytes
-    size: int  # bytes of the whole frame, CRC included
+    size: int  # bytes of the whole frame, CRC included (in a bundle: kind, length, payload)
+    #: Read out of a BUNDLE section: ``offset`` and ``payload_offset`` are the bundle's.
+    bundled: bool = False
 
     @property
     def type_code(self) -> int:
@@ -813,6 +816,57 @@ def parse_frames(data: bytes, start: int, end: int) -> list[Frame]:
     return frames
 
 
+def bundle_payload(sections: Iterable[tuple[int, bytes]]) -> bytes:
+    """A BUNDLE section's payload (before compression): each section as ``kind u8 | length
+    varint | payload``, without a CRC (the bundle's frame has one, the tag covers all)."""
+    return b"".join(bytes([kind]) + VarUInt.build(len(payload)) + payload
+                    for kind, payload in sections)
+
+
+def unbundle(frames: Sequence[Frame], budget: Budget | None = None) -> list[Frame]:
+    """``frames``, or the sections a BUNDLE among them holds: decompressed (drawing on
+    ``budget``) and split, each a raw section of its own. A BUNDLE must be the patch's only
+    section and must not hold a compressed section or another BUNDLE; BAD_SECTION else, or
+    if its sections' lengths do not add up to its payload."""
+    if not any(f.type_code == SectionType.BUNDLE for f in frames):
+        return list(frames)
+    outer = frames[0]
+    if len(frames) != 1:
+        raise FormatError(Reason.BAD_SECTION, "a BUNDLE is the patch's only section",
+                          "section.kind", next(f.offset for f in frames
+                                               if f.type_code == SectionType.BUNDLE))
+    _, codec = section_of(outer)
+    payload = expand(outer, codec, budget=budget)
+    stream = io.BytesIO(payload)
+    out: list[Frame] = []
+    while stream.tell() < len(payload):
+        at = stream.tell()
+        kind = payload[at]
+        stream.seek(at + 1)
+        try:
+            length = VarUInt.parse_stream(stream)
+        except cs.ConstructError as exc:
+            raise FormatError(Reason.BAD_SECTION, f"bundled section at byte {at}: "
+                              f"{_detail(exc)}", "bundle.length", outer.payload_offset) \
+                from None
+        start = stream.tell()
+        if start + length > len(payload):
+            raise FormatError(Reason.BAD_SECTION, f"bundled section at byte {at} of "
+                              f"{length} bytes runs past the bundle's {len(payload)}",
+                              "bundle.length", outer.payload_offset)
+        if kind >> 5 or kind & 0x1F == SectionType.BUNDLE:
+            raise FormatError(Reason.BAD_SECTION, f"bundled section kind {kind:#04x}: a "
+                              f"bundled section is stored raw and is not a BUNDLE",
+                              "bundle.kind", outer.payload_offset)
+        out.append(Frame(outer.offset, outer.payload_offset, kind,
+                         payload[start:start + length], start + length - at, bundled=True))
+        stream.seek(start + length)
+    if not out:
+        raise FormatError(Reason.BAD_SECTION, "an empty BUNDLE", "bundle",
+                          outer.payload_offset)
+    return out
+
+
 def section_of(frame: Frame) -> tuple[SectionType, Codec]:
     """The type and codec of a frame; BAD_SECTION if either is unknown."""
     try:
@@ -846,14 +900,16 @@ def check_order(frames: Sequence[Frame]) -> list[tuple[SectionType, Codec]]:
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": LZMA_DICT_BYTES}]
 
 
-def compress(payload: bytes, codec: Codec) -> bytes:
-    """``payload`` stored with ``codec`` (the ground's side)."""
+def compress(payload: bytes, codec: Codec, **lzma_options: int) -> bytes:
+    """``payload`` stored with ``codec`` (the ground's side). ``lzma_options``: the LZMA
+    model's ``lc``, ``lp``, ``pb``, which the LZMA2 stream carries (the decoder needs only
+    the dictionary size)."""
     if codec is Codec.DEFLATE:
         c = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
         return c.compress(payload) + c.flush()
     if codec is Codec.LZMA:
         filters = [{"id": lzma.FILTER_LZMA2, "dict_size": LZMA_DICT_BYTES,
-                    "preset": 9 | lzma.PRESET_EXTREME}]
+                    "preset": 9 | lzma.PRESET_EXTREME, **lzma_options}]
         return lzma.compress(payload, format=lzma.FORMAT_RAW, filters=filters)
     return payload
 
@@ -949,6 +1005,7 @@ BODIES: dict[SectionType, cs.Construct] = {
     SectionType.RULES: _entries(3, *RULE_FIELDS),
     SectionType.ENTRIES: cs.Struct("on_apply" / VarUInt),  # 0: none, else code unit + 1
     SectionType.SCATTERED: ScatteredRows(),
+    SectionType.BUNDLE: cs.GreedyBytes,  # inner frames (``unbundle``)
 }
 
 
@@ -1021,7 +1078,7 @@ def parse_body(section: SectionType, payload: bytes, frame: Frame, **params: Any
         claim = _CLAIMED.get(getattr(exc, "resource", ""))
         raise FormatError(_reason(exc), f"{section.name}: {_detail(exc)}"
                           + (f" (the header's {claim} claim)" if claim else "")
-                          + ("" if frame.codec_code == Codec.NONE
+                          + ("" if frame.codec_code == Codec.NONE and not frame.bundled
                              else f" (at byte {stream.tell()} of the decompressed payload)"),
                           _field(section, exc), _payload_offset(frame, stream.tell())) \
             from None
@@ -1030,7 +1087,7 @@ def parse_body(section: SectionType, payload: bytes, frame: Frame, **params: Any
 
 def _payload_offset(frame: Frame, inner: int) -> int:
     return frame.payload_offset + inner if frame.codec_code == Codec.NONE \
-        else frame.payload_offset
+        and not frame.bundled else frame.payload_offset
 
 
 def _field(section: SectionType, exc: cs.ConstructError) -> str:

@@ -42,6 +42,7 @@ from onboard.patching.patch_format import (
     assemble,
     build_body,
     build_frame,
+    bundle_payload,
     compress,
     crc16,
 )
@@ -273,7 +274,36 @@ ATTACKS: dict[str, tuple[Callable[[Corpus], bytes], tuple[Reason, ...]]] = {
         SectionType.SCATTERED, build_body(SectionType.SCATTERED, [
             {"index": 0, "rows": [5], "rice": 0, "values": [1]}], array_ranges=[(0, 2032)]))],
         full=False), (Reason.BAD_SECTION,)),
+    # BUNDLE (format 2): what it holds, how it holds it, and bombs inside it
+    "bundle beside another section": (lambda c: bundled(c, bundle_payload(
+        [(SectionType.IDENTITY, b"\x01a")]), [raw_frame(SectionType.ENTRIES, b"\x00")]),
+        (Reason.BAD_SECTION,)),
+    "bundle holding a bundle": (lambda c: bundled(c, bundle_payload(
+        [(SectionType.BUNDLE, bundle_payload([(SectionType.IDENTITY, b"\x01a")]))])),
+        (Reason.BAD_SECTION,)),
+    "bundle holding a compressed section": (lambda c: bundled(c, bundle_payload(
+        [(int(Codec.DEFLATE) << 5 | SectionType.IDENTITY, compress(b"\x01a", Codec.DEFLATE))])),
+        (Reason.BAD_SECTION,)),
+    "bundled length 2^40": (lambda c: bundled(c, bytes([SectionType.IDENTITY])
+                                              + VarUInt.build(2**40) + b"\x01a"),
+                            (Reason.BAD_SECTION,)),
+    "empty bundle": (lambda c: bundled(c, b""), (Reason.BAD_SECTION,)),
+    "bundle bomb": (lambda c: bundled(c, bundle_payload(
+        [(SectionType.IDENTITY, b"\x80\x80\x40" + b"a" * (MEGA - 8))]), codec=Codec.LZMA),
+        (Reason.BAD_SECTION,)),
+    "bundle in a format-1 patch": (lambda c: signed(c, [build_frame(
+        SectionType.BUNDLE, bundle_payload([(SectionType.IDENTITY, b"\x01a")]))]),
+        (Reason.BAD_SECTION,)),
 }
+
+
+def bundled(corpus: Corpus, payload: bytes, more: list[bytes] | None = None,
+            codec: Codec = Codec.NONE) -> bytes:
+    """A format-2 full patch whose first section is a BUNDLE of ``payload`` (stored with
+    ``codec``), followed by ``more`` frames."""
+    h = dataclasses.replace(header(corpus), format=FORMAT_VERSION)
+    return assemble(h, [build_frame(SectionType.BUNDLE, compress(payload, codec), codec),
+                        *(more or [])], TEST_KEY)
 
 
 def scattered(corpus: Corpus, payload: bytes) -> bytes:
