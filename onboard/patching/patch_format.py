@@ -434,7 +434,7 @@ class Chunks(cs.Construct):  # type: ignore[misc]
 class Scattered(NamedTuple):
     """A decoded SCATTERED entry: the changed rows of one array and their new values."""
 
-    index: int  # of the target array
+    index: int  # type: ignore[assignment]  # of the target array (shadows tuple.index)
     rows: list[int]  # increasing; those of the previous entry when it said so
     rice: int  # the Rice parameter the rows were coded with (the previous entry's if reused)
     values: list[int]

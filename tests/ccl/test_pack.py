@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import lzma
 import math
 import random
 import stat
@@ -159,6 +160,20 @@ def test_rows_that_runs_say_better_stay_format_1(exo: Compiled) -> None:
     block = pack(scattered_move(exo, list(range(1000, 1200))), vmlets(exo),  # type: ignore[arg-type]
                  exo.mission, TEST_KEY, seq=2, base=exo.image, full=False)
     assert parse_header(block.data).header.format == 1
+
+
+def test_a_full_patch_is_smaller_than_xz_of_the_image_it_carries(exo: Compiled) -> None:
+    """Header, CRC and tag included, the sections in one BUNDLE beat ``xz -9e`` of the
+    image (benchmarks/patch_size.py compares with zstd -19 too)."""
+    full = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
+                base=exo.image, full=True)
+    data = full.data
+    parsed = parse_header(data)
+    frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+    assert [t for t, _ in check_order(frames)] == [SectionType.BUNDLE]
+    assert parsed.header.format == FORMAT_VERSION
+    xz = len(lzma.compress(exo.image.encode(), preset=9 | lzma.PRESET_EXTREME))
+    assert len(data) < xz, (len(data), xz)
 
 
 @FAST
