@@ -5,7 +5,10 @@ A delta carries only what differs between the base configuration (the one the gr
 believes is on board) and the new one: a new name, new or changed VMlet references, the
 VMlets the base does not hold, removed entries, new entries of every list (globals, arrays,
 imports, code units, tasks, rules), new values of kept parameters and changed rows of kept
-tables as runs, and the ``on apply`` entry if it moved. Lists are aligned with
+tables as runs (ROWS) or, when smaller, as Rice-coded positions and values (SCATTERED,
+format 2), and the ``on apply`` entry if it moved.
+All the sections travel in one BUNDLE (format 2) when compressing them together makes the
+patch smaller. Lists are aligned with
 ``difflib.SequenceMatcher`` on each entry's declaration, so a changed parameter value or a
 changed table row costs its bits, not its declaration. A full patch is the delta from the
 empty configuration. ``pack`` builds both when it has a base and keeps the smaller.
@@ -32,7 +35,10 @@ from typing import Any, TypeVar
 from onboard.mission import MissionProfile
 from onboard.patching.delta import Choices, empty_config, encode_sections
 from onboard.patching.patch_format import (
+    FORMAT_VERSION,
+    FORMAT_WITHOUT_SCATTERED,
     HASH_BYTES,
+    MAX_RICE,
     NO_HASH,
     TAG_BYTES,
     Claims,
@@ -42,6 +48,7 @@ from onboard.patching.patch_format import (
     SectionType,
     assemble,
     build_frame,
+    bundle_payload,
     compress,
     development_key,
     hash_prefix,
@@ -226,9 +233,16 @@ def row_runs(base: Sequence[int], target: Sequence[int], lo: int, hi: int,
 # --------------------------------------------------------------------------- sections
 
 
+def rice_parameter(gaps: Sequence[int]) -> int:
+    """The Rice parameter that codes ``gaps`` (between changed rows, SCATTERED) in the
+    fewest bits: each gap takes ``(gap >> r) + 1 + r`` bits."""
+    return min(range(MAX_RICE + 1), key=lambda r: sum((g >> r) + 1 + r for g in gaps))
+
+
 #: The ground's choices in the delta codec: lists aligned with ``difflib``, table values
-#: chunked so that runs of equal values cost one value.
-GROUND_CHOICES = Choices(align=diff_list, table=chunks, rows=row_runs)
+#: chunked so that runs of equal values cost one value, changed rows as runs or as
+#: Rice-coded positions, whichever is smaller.
+GROUND_CHOICES = Choices(align=diff_list, table=chunks, rows=row_runs, rice=rice_parameter)
 
 
 def sections(target: Image, vmlets: Sequence[Image], base: Image, held: Sequence[Image],
@@ -240,11 +254,19 @@ def sections(target: Image, vmlets: Sequence[Image], base: Image, held: Sequence
     return encode_sections(target, vmlets, base, held, GROUND_CHOICES)
 
 
+#: LZMA models tried (literal context bits, literal position bits, position bits): xz's
+#: default, and those that suit bytecode, names and bit-packed values better.
+_LZMA_MODELS = ({"lc": 3, "lp": 0, "pb": 2}, {"lc": 0, "lp": 0, "pb": 0},
+                {"lc": 1, "lp": 0, "pb": 0}, {"lc": 2, "lp": 0, "pb": 0})
+
+
 def frame(section: SectionType, payload: bytes) -> bytes:
     """The smallest frame for ``payload``: stored raw, or compressed when that pays."""
     best = build_frame(section, payload)
-    for codec in (Codec.DEFLATE, Codec.LZMA):
-        candidate = build_frame(section, compress(payload, codec), codec)
+    candidates = [(Codec.DEFLATE, compress(payload, Codec.DEFLATE))] + [
+        (Codec.LZMA, compress(payload, Codec.LZMA, **model)) for model in _LZMA_MODELS]
+    for codec, stored in candidates:
+        candidate = build_frame(section, stored, codec)
         if len(candidate) < len(best):
             best = candidate
     return best
@@ -319,11 +341,22 @@ def pack(target: Image, vmlets: Sequence[Image], profile: MissionProfile, key: b
         candidates.append((flags, base))
     best: Packed | None = None
     for f, origin in candidates:
+        payloads = sections(target, by_ref, origin, held)
+        frames = [frame(s, p) for s, p in payloads]
+        # All sections in one BUNDLE when that is smaller: compressed together, they share
+        # one dictionary and one CRC.
+        bundle = frame(SectionType.BUNDLE, bundle_payload((s, p) for s, p in payloads))
+        if len(bundle) < sum(map(len, frames)):
+            frames = [bundle]
+        # Format 1 when it can say it: a patch without SCATTERED or BUNDLE keeps its
+        # format-1 bytes.
+        version = FORMAT_WITHOUT_SCATTERED if frames != [bundle] and all(
+            s is not SectionType.SCATTERED for s, _ in payloads) else FORMAT_VERSION
         header = Header(flags=f, mission_id=profile.mission_id,
                         spacecraft_id=profile.spacecraft_id, seq=seq, version=target.version,
                         base_hash=hash_prefix(base) if base is not None else NO_HASH,
-                        target_hash=target.content_hash[:HASH_BYTES], claims=claims)
-        frames = [frame(s, p) for s, p in sections(target, by_ref, origin, held)]
+                        target_hash=target.content_hash[:HASH_BYTES], claims=claims,
+                        format=version)
         data = assemble(header, frames, key)
         if best is None or len(data) < len(best.data):
             best = Packed(data, header, Configuration(target, tuple(by_ref)))

@@ -415,7 +415,7 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
     frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
     types = check_order(frames)
     values = {
-        "magic": "VP", "format": 1, "flags": [str(f.name).lower() for f in Flag
+        "magic": "VP", "format": h.format, "flags": [str(f.name).lower() for f in Flag
                                               if f in h.flags],
         "mission": h.mission_id, "spacecraft": h.spacecraft_id, "seq": h.seq,
         "version": h.version, "base": h.base_hash.hex(), "target": h.target_hash.hex(),
@@ -433,10 +433,15 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
                 "status": "unchecked" if key is None
                 else ("verified" if tag_ok(key, data) else "failed")},
     }
+    if types and types[0][0] is SectionType.BUNDLE:
+        report["bundle"] = {"offset": frames[0].offset, "bytes": frames[0].size,
+                            "codec": types[0][1].name.lower(), "crc": "ok"}
     for frame, section, codec, payload, body in read_sections(frames):
         entry: dict[str, Any] = {"type": section.name, "codec": codec.name.lower(),
                                  "offset": frame.offset, "bytes": frame.size,
                                  "payload_bytes": len(payload), "crc": "ok"}
+        if frame.bundled:  # its offset is the bundle's; the bundle's CRC covers it
+            entry.update(codec="in the bundle", crc="the bundle's")
         if section is SectionType.VMLET:
             try:
                 vm = decode_image(payload)
@@ -530,7 +535,10 @@ def _render(report: dict[str, Any]) -> list[str]:
     lines.append(f"header ({report['header_bytes']} bytes):")
     for f in report["header"]:
         lines.append(f"  {f['offset']:5}  {f['field']:<11} {f['value']}")
-    lines.append("sections:")
+    bundle = report.get("bundle")
+    lines.append("sections:" if bundle is None else
+                 f"sections, in one BUNDLE at offset {bundle['offset']}: {bundle['bytes']} "
+                 f"bytes ({bundle['codec']}), crc {bundle['crc']}:")
     for s in report["sections"]:
         detail = {k: v for k, v in s.items() if k not in ("type", "codec", "offset", "bytes",
                                                           "payload_bytes", "crc")}

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from onboard.bounded_decoding import Budget, BudgetError
 from onboard.mission import MissionProfile
 from onboard.patching.patch_format import (
+    FORMAT_VERSION,
     Codec,
     FormatError,
     Frame,
@@ -44,6 +45,7 @@ from onboard.patching.patch_format import (
     expand,
     expand_chunk,
     parse_body,
+    unbundle,
 )
 from onboard.vm.image import (
     CODE_UNIT_SHAPE,
@@ -168,6 +170,10 @@ class Choices:
     table: Callable[[Sequence[int], int, int], list[dict[str, Any]]]
     #: The runs (chunks with skips) of a kept array's changed values: (base, target, lo, hi).
     rows: Callable[[Sequence[int], Sequence[int], int, int], list[dict[str, Any]]]
+    #: The Rice parameter for the gaps between a kept array's changed rows (SCATTERED);
+    #: None: changed rows always travel as runs (ROWS). An array's changed rows travel in
+    #: whichever of the two takes fewer bytes.
+    rice: Callable[[Sequence[int]], int] | None = None
 
 
 def encode_sections(target: Image, vmlets: Sequence[Image], base: Image,
@@ -243,12 +249,37 @@ def _value_sections(target: Image, base: Image, aligned: dict[ListKind, Alignmen
             {"index": j, **_fields(a), "length": a.length,
              "chunks": choices.table(a.values, a.lo, a.hi)}
             for j, a in ((j, target.arrays[j]) for j in new_a)])))
-    rows = [{"index": j, "runs": choices.rows(base.arrays[i].values, target.arrays[j].values,
-                                              target.arrays[j].lo, target.arrays[j].hi)}
-            for i, j in kept_a if base.arrays[i].values != target.arrays[j].values]
+    ranges = {"array_ranges": [(a.lo, a.hi) for a in target.arrays]}
+    rows: list[dict[str, Any]] = []
+    scattered: list[dict[str, Any]] = []
+    for i, j in kept_a:
+        old, now = base.arrays[i].values, target.arrays[j].values
+        if old == now:
+            continue
+        a = target.arrays[j]
+        runs = {"index": j, "runs": choices.rows(old, now, a.lo, a.hi)}
+        if choices.rice is None:
+            rows.append(runs)
+            continue
+        changed = [k for k, (u, v) in enumerate(zip(old, now, strict=True)) if u != v]
+        gaps = [b - c - 1 for c, b in zip([-1, *changed[:-1]], changed, strict=True)]
+        sparse = {"index": j, "rows": changed, "rice": choices.rice(gaps),
+                  "values": [now[k] for k in changed]}
+        # What each adds to its section (a SCATTERED entry may reuse the previous one's
+        # rows, so its cost depends on what is already there).
+        as_runs = len(build_body(SectionType.ROWS, [runs], **ranges)) - 1
+        before = len(build_body(SectionType.SCATTERED, scattered, **ranges))
+        as_sparse = len(build_body(SectionType.SCATTERED, [*scattered, sparse], **ranges)) \
+            - before
+        if as_sparse < as_runs:
+            scattered.append(sparse)
+        else:
+            rows.append(runs)
     if rows:
-        out.append((SectionType.ROWS, build_body(
-            SectionType.ROWS, rows, array_ranges=[(a.lo, a.hi) for a in target.arrays])))
+        out.append((SectionType.ROWS, build_body(SectionType.ROWS, rows, **ranges)))
+    if scattered:
+        out.append((SectionType.SCATTERED,
+                    build_body(SectionType.SCATTERED, scattered, **ranges)))
     return out
 
 
@@ -296,14 +327,26 @@ def apply_sections(header: Header, frames: Sequence[Frame], on_board: Image | No
     list is never held twice over, as records and as the image's entries."""
     base = empty_config(profile.name) if header.full or on_board is None else on_board
     budget = decoding_budget(header.claims, sum(f.size for f in frames))
+    if header.format < FORMAT_VERSION:
+        for f in frames:
+            if f.type_code == SectionType.BUNDLE:
+                raise FormatError(Reason.BAD_SECTION, f"a BUNDLE section in a format-"
+                                  f"{header.format} patch (format {FORMAT_VERSION} added it)",
+                                  "section.kind", f.offset)
     sections = _parse_sections(frames, profile, budget, base)
+    scattered = sections.offset(SectionType.SCATTERED)
+    if scattered is not None and header.format < FORMAT_VERSION:
+        raise FormatError(Reason.BAD_SECTION, f"a SCATTERED section in a format-"
+                          f"{header.format} patch (format {FORMAT_VERSION} added it)",
+                          "section.kind", scattered)
     removals = _removals(sections)
     ref = _uses_reader(sections, on_board)  # before USES is taken: its errors name its offset
     uses = _merged(_BY_KIND[ListKind.USES], base.uses, sections.take(SectionType.USES),
                    removals, ref)
     globals_ = _apply_params(sections, _globals(sections, base, removals), budget)
-    arrays = _apply_rows(sections, _arrays(sections, base, removals, len(globals_), header,
-                                           budget), budget)
+    arrays = _apply_scattered(sections, _apply_rows(
+        sections, _arrays(sections, base, removals, len(globals_), header, budget), budget),
+        budget)
     lists: dict[str, Any] = {}  # the plain lists, by ``Image`` field
     imports = sections.take(SectionType.IMPORTS)
     for lst in PLAIN_LISTS:
@@ -400,18 +443,21 @@ def merge(kind: ListKind, base: Sequence[T], removed: Sequence[int],
 def read_sections(frames: Sequence[Frame], budget: Budget | None = None,
                   base_lengths: Mapping[ListKind, int] | None = None,
                   ) -> Iterator[tuple[Frame, SectionType, Codec, bytes, Any]]:
-    """Each section in order: its frame, type, codec, decompressed payload and decoded body.
-    The body is None for VMLET (an image) and for PARAMS and ROWS, which are decoded once
+    """Each section in order (those of a BUNDLE, unbundled): its frame, type, codec,
+    decompressed payload and decoded body.
+    The body is None for VMLET (an image) and for PARAMS, ROWS and SCATTERED, decoded once
     the target's declarations are known. Decompression and decoding draw on ``budget``
     (without one, the format's own limits); REMOVALS is bounded by ``base_lengths``, the
     base's list lengths (without them, by the format's limit). Raises ``FormatError``."""
     params: dict[str, Any] = {} if budget is None else {"budget": budget}
     if base_lengths is not None:
         params["base_lengths"] = base_lengths
+    frames = unbundle(frames, budget)
     for frame, (section, codec) in zip(frames, check_order(frames), strict=True):
         payload = expand(frame, codec, budget=budget)
         body = None
-        if section not in (SectionType.VMLET, SectionType.PARAMS, SectionType.ROWS):
+        if section not in (SectionType.VMLET, SectionType.PARAMS, SectionType.ROWS,
+                           SectionType.SCATTERED):
             body = parse_body(section, payload, frame, **params)
         yield frame, section, codec, payload, body
 
@@ -419,8 +465,8 @@ def read_sections(frames: Sequence[Frame], budget: Budget | None = None,
 def _parse_sections(frames: Sequence[Frame], profile: MissionProfile, budget: Budget,
                     base: Image) -> _Sections:
     """Decompress and decode every section that needs no declarations of the target,
-    drawing on ``budget``, and check the carried VMlets; PARAMS and ROWS are kept as
-    payloads."""
+    drawing on ``budget``, and check the carried VMlets; PARAMS, ROWS and SCATTERED are
+    kept as payloads."""
     out = _Sections()
     base_lengths = {lst.kind: len(getattr(base, lst.attr)) for lst in LISTS}
     for frame, section, codec, payload, body in read_sections(frames, budget, base_lengths):
@@ -563,5 +609,22 @@ def _apply_rows(sections: _Sections, arrays: list[Array], budget: Budget) -> lis
             end = start + chunk_length(run)
             values[start:end] = expand_chunk(run)
             pos = end
+        arrays[e.index] = Array(a.name, a.writable, a.lo, a.hi, tuple(values))
+    return arrays
+
+
+def _apply_scattered(sections: _Sections, arrays: list[Array], budget: Budget,
+                     ) -> list[Array]:
+    """The arrays with the new values of SCATTERED (applied after ROWS)."""
+    got = _declared(sections, SectionType.SCATTERED, budget=budget,
+                    array_ranges=[(a.lo, a.hi) for a in arrays],
+                    array_lengths=[a.length for a in arrays])
+    if got is None:
+        return arrays
+    for e in got[0]:
+        a = arrays[e.index]
+        values = list(a.values)
+        for row, value in zip(e.rows, e.values, strict=True):  # decoding kept rows inside
+            values[row] = value
         arrays[e.index] = Array(a.name, a.writable, a.lo, a.hi, tuple(values))
     return arrays

@@ -75,7 +75,11 @@ from onboard.vm.image import (
 from onboard.vm.machine import globals_bytes
 
 MAGIC = b"VP"
-FORMAT_VERSION = 1
+#: Format 2 adds the SCATTERED and BUNDLE sections; a patch without either is written as
+#: format 1, so that every patch format 1 could express keeps its bytes. Both are read.
+FORMAT_VERSION = 2
+FORMAT_WITHOUT_SCATTERED = 1
+READABLE_FORMATS = (1, 2)
 HASH_BYTES = 8  # prefix of an image's SHA-256 content hash carried in the header
 TAG_BYTES = 16  # HMAC-SHA256 truncated to 128 bits
 NO_HASH = bytes(HASH_BYTES)  # base hash of a full patch that applies on any base
@@ -170,6 +174,8 @@ class SectionType(IntEnum):
     TASKS = 11  # new tasks
     RULES = 12  # new flight rules
     ENTRIES = 13  # the `on apply` entry point
+    SCATTERED = 14  # changed rows of kept arrays, as Rice-coded positions and values (format 2)
+    BUNDLE = 15  # all the other sections, framed without CRCs, compressed together (format 2)
 
 
 class Codec(IntEnum):
@@ -307,6 +313,15 @@ class RangedSeq(cs.Construct):  # type: ignore[misc]
         return obj
 
 
+def _write_uniform(stream: Any, values: Sequence[int], lo: int, hi: int, path: str) -> None:
+    """Write ``pack_uniform(values, lo, hi)``; a value out of range is a ``RangeError``."""
+    try:
+        data = pack_uniform(values, lo, hi)
+    except ValueError as exc:
+        raise cs.RangeError(str(exc), path=path) from None
+    cs.stream_write(stream, data, len(data), path)
+
+
 class SectionRefused(cs.ValidationError):  # type: ignore[misc]
     """Raised while decoding a section body for a reason other than a malformed payload
     (``parse_body`` reports it with this reason)."""
@@ -409,11 +424,150 @@ class Chunks(cs.Construct):  # type: ignore[misc]
             if self.skips:
                 VarUInt._build(chunk["skip"], stream, context, path)
             VarUInt._build(chunk["header"], stream, context, path)
-            try:
-                data = pack_uniform(chunk["packed"], lo, hi)
-            except ValueError as exc:
-                raise cs.RangeError(str(exc), path=path) from None
-            cs.stream_write(stream, data, len(data), path)
+            _write_uniform(stream, chunk["packed"], lo, hi, path)
+        return obj
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        raise cs.SizeofError(path=path)
+
+
+class Scattered(NamedTuple):
+    """A decoded SCATTERED entry: the changed rows of one array and their new values."""
+
+    index: int  # type: ignore[assignment]  # of the target array (shadows tuple.index)
+    rows: list[int]  # increasing; those of the previous entry when it said so
+    rice: int  # the Rice parameter the rows were coded with (the previous entry's if reused)
+    values: list[int]
+
+
+#: The largest Rice parameter: gaps below 2**16 take one unary bit at most.
+MAX_RICE = 16
+
+
+def rice_encode(gaps: Sequence[int], r: int) -> bytes:
+    """Gaps (non-negative) Rice-coded with parameter ``r``: ``gap >> r`` one bits, a zero
+    bit, then the ``r`` low bits of the gap, MSB first, padded with zero bits to a byte."""
+    parts = []
+    for g in gaps:
+        parts.append("1" * (g >> r) + "0" + (format(g & ((1 << r) - 1), f"0{r}b") if r else ""))
+    return _bits_to_bytes("".join(parts))
+
+
+def _rice_rows(data: bytes, count: int, r: int, length: int, path: str) -> list[int]:
+    """The ``count`` increasing rows below ``length`` Rice-coded gaps give (row = previous
+    row + 1 + gap, from -1). Bounded: every row is checked against ``length`` as soon as
+    its unary part passes it, and the bits are those of ``data`` alone."""
+    bits = format(int.from_bytes(data, "big"), f"0{len(data) * 8}b") if data else ""
+    pos, row, out = 0, -1, []
+    for _ in range(count):
+        q = 0
+        while True:
+            if pos >= len(bits):
+                raise cs.ValidationError("the row positions end too early", path=path)
+            bit = bits[pos]
+            pos += 1
+            if bit == "0":
+                break
+            q += 1
+            if row + 1 + (q << r) >= length:
+                raise SectionRefused(Reason.BAD_DELTA, f"a changed row past the array's "
+                                     f"{length}", path=path)
+        if pos + r > len(bits):
+            raise cs.ValidationError("the row positions end too early", path=path)
+        gap = (q << r) | (int(bits[pos:pos + r], 2) if r else 0)
+        pos += r
+        row += 1 + gap
+        if row >= length:
+            raise SectionRefused(Reason.BAD_DELTA, f"changed row {row} past the array's "
+                                 f"{length}", path=path)
+        out.append(row)
+    if "1" in bits[pos:] or len(bits) - pos >= 8:
+        raise cs.ValidationError("the row positions have trailing bits", path=path)
+    return out
+
+
+class ScatteredRows(cs.Construct):  # type: ignore[misc]
+    """The SCATTERED payload: ``count varint | entry*``, entries in increasing index order;
+    ``entry = index varint | k varint | [r u8 | positions length varint | positions]
+    | values``. ``k`` rows change; ``k = 0`` means the rows of the previous entry (not
+    allowed first). The positions are the gaps between changed rows, Rice-coded with
+    parameter ``r`` (``rice_encode``); the values are the ``k`` new values bit-packed at the
+    array's width (``pack_uniform``). Parse parameters as ROWS: ``array_ranges``,
+    ``array_lengths`` (the target's). Bounded before allocating: the count by the bytes
+    left and the arrays declared, ``k`` by the array's length and by the bits the positions
+    hold."""
+
+    def _parse(self, stream: Any, context: Any, path: str) -> list[Scattered]:
+        ranges = param(context, "array_ranges", ())
+        lengths = param(context, "array_lengths")
+        count = VarUInt._parsereport(stream, context, path)
+        if count * 2 > remaining(stream):
+            raise cs.ValidationError(f"{count} entries need at least {count * 2} bytes, "
+                                     f"{remaining(stream)} remain", path=path)
+        if count > len(ranges):
+            raise LimitError(f"{count} entries for {len(ranges)} arrays", path=path)
+        out: list[Scattered] = []
+        for _ in range(count):
+            index = VarUInt._parsereport(stream, context, path)
+            if out and index <= out[-1].index:
+                raise OrderError(f"index {index} after {out[-1].index}: indices must "
+                                 f"increase", path=path)
+            if index >= len(ranges):
+                raise cs.ValidationError(f"index {index} names none of the {len(ranges)} "
+                                         f"arrays", path=path)
+            lo, hi = ranges[index]
+            _check_range(lo, hi, path)
+            length = MAX_IMAGE_ELEMENTS if lengths is None else int(lengths[index])
+            k = VarUInt._parsereport(stream, context, path)
+            if k == 0:
+                if not out:
+                    raise cs.ValidationError("the first entry cannot reuse the previous "
+                                             "entry's rows", path=path)
+                rows, r = out[-1].rows, out[-1].rice
+                if rows and rows[-1] >= length:
+                    raise SectionRefused(Reason.BAD_DELTA, f"changed row {rows[-1]} past "
+                                         f"the array's {length}", path=path)
+            else:
+                if k > length:
+                    raise SectionRefused(Reason.BAD_DELTA, f"{k} changed rows for "
+                                         f"{length}", path=path)
+                r = cs.Int8ub._parsereport(stream, context, path)
+                if r > MAX_RICE:
+                    raise cs.ValidationError(f"Rice parameter {r} above {MAX_RICE}",
+                                             path=path)
+                size = VarUInt._parsereport(stream, context, path)
+                if k * (r + 1) > size * 8:
+                    raise cs.ValidationError(f"{k} positions need at least {k * (r + 1)} "
+                                             f"bits, {size * 8} given", path=path)
+                rows = _rice_rows(cs.stream_read(stream, size, path), k, r, length, path)
+            data = cs.stream_read(stream, packed_size(len(rows) * width(lo, hi)), path)
+            out.append(Scattered(index, rows, r,
+                                 _unpack_uniform(data, len(rows), lo, hi, path)))
+        return out
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        ranges = param(context, "array_ranges", ())
+        VarUInt._build(len(obj), stream, context, path)
+        previous: Sequence[int] | None = None
+        for e in obj:
+            lo, hi = ranges[e["index"]]
+            VarUInt._build(e["index"], stream, context, path)
+            rows = list(e["rows"])
+            if not rows or any(b <= a for a, b in zip([-1, *rows], rows, strict=False)) \
+                    or len(e["values"]) != len(rows) or not 0 <= e["rice"] <= MAX_RICE:
+                raise cs.RangeError("a SCATTERED entry needs increasing rows from 0, one "
+                                    "value each, a Rice parameter 0..16", path=path)
+            if previous is not None and rows == list(previous):
+                VarUInt._build(0, stream, context, path)
+            else:
+                VarUInt._build(len(rows), stream, context, path)
+                cs.Int8ub._build(e["rice"], stream, context, path)
+                gaps = [b - a - 1 for a, b in zip([-1, *rows[:-1]], rows, strict=True)]
+                data = rice_encode(gaps, e["rice"])
+                VarUInt._build(len(data), stream, context, path)
+                cs.stream_write(stream, data, len(data), path)
+            previous = rows
+            _write_uniform(stream, e["values"], lo, hi, path)
         return obj
 
     def _sizeof(self, context: Any, path: str) -> int:
@@ -514,6 +668,8 @@ class Header:
     base_hash: bytes
     target_hash: bytes
     claims: Claims
+    #: Format version: FORMAT_VERSION if the patch has a SCATTERED section, else 1.
+    format: int = FORMAT_WITHOUT_SCATTERED
 
     @property
     def full(self) -> bool:
@@ -526,7 +682,7 @@ class Header:
 
 def build_header(h: Header) -> bytes:
     raw = {
-        "magic": MAGIC, "format": FORMAT_VERSION, "flags": int(h.flags),
+        "magic": MAGIC, "format": h.format, "flags": int(h.flags),
         "mission": h.mission_id, "spacecraft": h.spacecraft_id, "seq": h.seq,
         "version": h.version, "base": h.base_hash, "target": h.target_hash,
         "cycles": h.claims.cycles_per_frame, "share": h.claims.share_bp,
@@ -568,9 +724,10 @@ def parse_header(data: bytes) -> ParsedHeader:
         if sc.name == "magic" and values["magic"] != MAGIC:
             raise FormatError(Reason.BAD_MAGIC, f"magic {values['magic']!r} is not {MAGIC!r}",
                               "magic", 0)
-        if sc.name == "format" and values["format"] != FORMAT_VERSION:
+        if sc.name == "format" and values["format"] not in READABLE_FORMATS:
             raise FormatError(Reason.BAD_VERSION, f"format version {values['format']}, this "
-                              f"patcher reads version {FORMAT_VERSION}", "format", 2)
+                              f"patcher reads versions "
+                              f"{', '.join(map(str, READABLE_FORMATS))}", "format", 2)
         if sc.name == "flags" and values["flags"] & ~Flag.known():
             raise FormatError(Reason.BAD_HEADER, f"unknown flag bits "
                               f"{values['flags'] & ~Flag.known():#04x}", "flags", 3)
@@ -580,6 +737,7 @@ def parse_header(data: bytes) -> ParsedHeader:
         spacecraft_id=values["spacecraft"], seq=values["seq"], version=values["version"],
         base_hash=bytes(values["base"]), target_hash=bytes(values["target"]),
         claims=Claims(values["cycles"], values["share"], values["code"], values["data"]),
+        format=values["format"],
     )
     crc_ok = crc16(data[:size - CRC_BYTES]) == values["crc"]
     return ParsedHeader(header, offsets, size, crc_ok)
@@ -603,7 +761,9 @@ class Frame:
     payload_offset: int
     kind: int
     payload: bytes
-    size: int  # bytes of the whole frame, CRC included
+    size: int  # bytes of the whole frame, CRC included (in a bundle: kind, length, payload)
+    #: Read out of a BUNDLE section: ``offset`` and ``payload_offset`` are the bundle's.
+    bundled: bool = False
 
     @property
     def type_code(self) -> int:
@@ -656,6 +816,57 @@ def parse_frames(data: bytes, start: int, end: int) -> list[Frame]:
     return frames
 
 
+def bundle_payload(sections: Iterable[tuple[int, bytes]]) -> bytes:
+    """A BUNDLE section's payload (before compression): each section as ``kind u8 | length
+    varint | payload``, without a CRC (the bundle's frame has one, the tag covers all)."""
+    return b"".join(bytes([kind]) + VarUInt.build(len(payload)) + payload
+                    for kind, payload in sections)
+
+
+def unbundle(frames: Sequence[Frame], budget: Budget | None = None) -> list[Frame]:
+    """``frames``, or the sections a BUNDLE among them holds: decompressed (drawing on
+    ``budget``) and split, each a raw section of its own. A BUNDLE must be the patch's only
+    section and must not hold a compressed section or another BUNDLE; BAD_SECTION else, or
+    if its sections' lengths do not add up to its payload."""
+    if not any(f.type_code == SectionType.BUNDLE for f in frames):
+        return list(frames)
+    outer = frames[0]
+    if len(frames) != 1:
+        raise FormatError(Reason.BAD_SECTION, "a BUNDLE is the patch's only section",
+                          "section.kind", next(f.offset for f in frames
+                                               if f.type_code == SectionType.BUNDLE))
+    _, codec = section_of(outer)
+    payload = expand(outer, codec, budget=budget)
+    stream = io.BytesIO(payload)
+    out: list[Frame] = []
+    while stream.tell() < len(payload):
+        at = stream.tell()
+        kind = payload[at]
+        stream.seek(at + 1)
+        try:
+            length = VarUInt.parse_stream(stream)
+        except cs.ConstructError as exc:
+            raise FormatError(Reason.BAD_SECTION, f"bundled section at byte {at}: "
+                              f"{_detail(exc)}", "bundle.length", outer.payload_offset) \
+                from None
+        start = stream.tell()
+        if start + length > len(payload):
+            raise FormatError(Reason.BAD_SECTION, f"bundled section at byte {at} of "
+                              f"{length} bytes runs past the bundle's {len(payload)}",
+                              "bundle.length", outer.payload_offset)
+        if kind >> 5 or kind & 0x1F == SectionType.BUNDLE:
+            raise FormatError(Reason.BAD_SECTION, f"bundled section kind {kind:#04x}: a "
+                              f"bundled section is stored raw and is not a BUNDLE",
+                              "bundle.kind", outer.payload_offset)
+        out.append(Frame(outer.offset, outer.payload_offset, kind,
+                         payload[start:start + length], start + length - at, bundled=True))
+        stream.seek(start + length)
+    if not out:
+        raise FormatError(Reason.BAD_SECTION, "an empty BUNDLE", "bundle",
+                          outer.payload_offset)
+    return out
+
+
 def section_of(frame: Frame) -> tuple[SectionType, Codec]:
     """The type and codec of a frame; BAD_SECTION if either is unknown."""
     try:
@@ -689,14 +900,16 @@ def check_order(frames: Sequence[Frame]) -> list[tuple[SectionType, Codec]]:
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "dict_size": LZMA_DICT_BYTES}]
 
 
-def compress(payload: bytes, codec: Codec) -> bytes:
-    """``payload`` stored with ``codec`` (the ground's side)."""
+def compress(payload: bytes, codec: Codec, **lzma_options: int) -> bytes:
+    """``payload`` stored with ``codec`` (the ground's side). ``lzma_options``: the LZMA
+    model's ``lc``, ``lp``, ``pb``, which the LZMA2 stream carries (the decoder needs only
+    the dictionary size)."""
     if codec is Codec.DEFLATE:
         c = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
         return c.compress(payload) + c.flush()
     if codec is Codec.LZMA:
         filters = [{"id": lzma.FILTER_LZMA2, "dict_size": LZMA_DICT_BYTES,
-                    "preset": 9 | lzma.PRESET_EXTREME}]
+                    "preset": 9 | lzma.PRESET_EXTREME, **lzma_options}]
         return lzma.compress(payload, format=lzma.FORMAT_RAW, filters=filters)
     return payload
 
@@ -791,6 +1004,8 @@ BODIES: dict[SectionType, cs.Construct] = {
     SectionType.TASKS: _entries(4, *TASK_FIELDS),
     SectionType.RULES: _entries(3, *RULE_FIELDS),
     SectionType.ENTRIES: cs.Struct("on_apply" / VarUInt),  # 0: none, else code unit + 1
+    SectionType.SCATTERED: ScatteredRows(),
+    SectionType.BUNDLE: cs.GreedyBytes,  # inner frames (``unbundle``)
 }
 
 
@@ -863,7 +1078,7 @@ def parse_body(section: SectionType, payload: bytes, frame: Frame, **params: Any
         claim = _CLAIMED.get(getattr(exc, "resource", ""))
         raise FormatError(_reason(exc), f"{section.name}: {_detail(exc)}"
                           + (f" (the header's {claim} claim)" if claim else "")
-                          + ("" if frame.codec_code == Codec.NONE
+                          + ("" if frame.codec_code == Codec.NONE and not frame.bundled
                              else f" (at byte {stream.tell()} of the decompressed payload)"),
                           _field(section, exc), _payload_offset(frame, stream.tell())) \
             from None
@@ -872,7 +1087,7 @@ def parse_body(section: SectionType, payload: bytes, frame: Frame, **params: Any
 
 def _payload_offset(frame: Frame, inner: int) -> int:
     return frame.payload_offset + inner if frame.codec_code == Codec.NONE \
-        else frame.payload_offset
+        and not frame.bundled else frame.payload_offset
 
 
 def _field(section: SectionType, exc: cs.ConstructError) -> str:

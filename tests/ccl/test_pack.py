@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import lzma
+import math
+import random
 import stat
 from pathlib import Path
 
@@ -23,13 +26,25 @@ from ccl.pack import (
     load_key,
     pack,
     parse_key,
+    rice_parameter,
     row_runs,
 )
 from ccl.verify.verdict import Verdict
 from cli import pack_commands
 from cli.ccl import ccl as cli
 from cli.pack_commands import describe
-from onboard.patching.patch_format import Flag, development_key, expand_chunk, parse_header
+from onboard.patching.patch_format import (
+    FORMAT_VERSION,
+    MAX_RICE,
+    TAG_BYTES,
+    Flag,
+    SectionType,
+    check_order,
+    development_key,
+    expand_chunk,
+    parse_frames,
+    parse_header,
+)
 from onboard.patching.patcher import FateStatus, Patcher
 from onboard.patching.store import Store
 
@@ -98,6 +113,77 @@ def test_contiguous_changed_rows_cost_their_bits(exo: Compiled) -> None:
     runs = row_runs(base, target, 0, 2032)
     assert len(runs) <= 3  # the zeros inside the block may be a repeat chunk
     assert sum(len(r["packed"]) for r in runs) * 11 <= 200 * 11 + 8 * len(runs)
+
+
+def scattered_move(exo: Compiled, rows: list[int]) -> object:
+    """exo_e1 with the star windows at ``rows`` moved (both coordinates)."""
+    arrays = list(exo.image.arrays)
+    for k in (0, 1):
+        values = list(arrays[k].values)
+        for i in rows:
+            values[i] = arrays[k].hi - values[i] if values[i] * 2 != arrays[k].hi else 0
+        arrays[k] = dataclasses.replace(arrays[k], values=tuple(values))
+    return dataclasses.replace(exo.image, arrays=tuple(arrays), version=6)
+
+
+def test_scattered_rows_travel_as_positions_near_their_bound(exo: Compiled,
+                                                             tmp_path: Path) -> None:
+    rows = sorted(random.Random(7).sample(range(6000), 200))
+    target = scattered_move(exo, rows)
+    packed = pack(target, vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
+                  base=exo.image, full=False)  # pack rebuilds it with the onboard code
+    data = packed.data
+    parsed = parse_header(data)
+    assert parsed.header.format == FORMAT_VERSION
+    frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+    kinds = [t for t, _ in check_order(frames)]
+    assert SectionType.SCATTERED in kinds and SectionType.ROWS not in kinds
+    # The second table reuses the first one's rows: the positions travel once.
+    (scattered,) = [f for f, t in zip(frames, kinds, strict=True) if t is SectionType.SCATTERED]
+    bound_bits = 200 * (11 + 12) + math.log2(math.comb(6000, 200))
+    assert scattered.size * 8 <= 1.10 * bound_bits, scattered.size
+    # Applied by a patcher on board: the target, byte for byte.
+    patcher = Patcher(exo.mission, Store.init(tmp_path / "state"), TEST_KEY,
+                      probation_frames=1)
+    for patch in (pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1).data, data):
+        assert patcher.receive(patch).status is FateStatus.STAGED
+        patcher.activate()
+        patcher.end_frame()
+    current = patcher.store.current()
+    assert current is not None and current.hash == packed.configuration.hash
+
+
+def test_rows_that_runs_say_better_stay_format_1(exo: Compiled) -> None:
+    packed = pack(one_param(exo), vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
+                  base=exo.image)
+    assert parse_header(packed.data).header.format == 1
+    block = pack(scattered_move(exo, list(range(1000, 1200))), vmlets(exo),  # type: ignore[arg-type]
+                 exo.mission, TEST_KEY, seq=2, base=exo.image, full=False)
+    assert parse_header(block.data).header.format == 1
+
+
+def test_a_full_patch_is_smaller_than_xz_of_the_image_it_carries(exo: Compiled) -> None:
+    """Header, CRC and tag included, the sections in one BUNDLE beat ``xz -9e`` of the
+    image (benchmarks/patch_size.py compares with zstd -19 too)."""
+    full = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
+                base=exo.image, full=True)
+    data = full.data
+    parsed = parse_header(data)
+    frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+    assert [t for t, _ in check_order(frames)] == [SectionType.BUNDLE]
+    assert parsed.header.format == FORMAT_VERSION
+    xz = len(lzma.compress(exo.image.encode(), preset=9 | lzma.PRESET_EXTREME))
+    assert len(data) < xz, (len(data), xz)
+
+
+@FAST
+@given(st.lists(st.integers(0, 5000), max_size=40))
+def test_rice_parameter_is_the_cheapest(gaps: list[int]) -> None:
+    def cost(r: int) -> int:
+        return sum((g >> r) + 1 + r for g in gaps)
+
+    best = rice_parameter(gaps)
+    assert all(cost(best) <= cost(r) for r in range(MAX_RICE + 1))
 
 
 # --------------------------------------------------------------------------- pack

@@ -121,3 +121,53 @@ def test_apply_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     ok(run("vvm", "init", tmp_path / "s", "--mission", "corot"))
     proc = run("vvm", "apply", tmp_path / "s", tmp_path / "nope.vvmp")
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+TABLES = """\
+mission corot;
+config field version {version};
+uses photometry;
+table star_x[2000] : int[0..2032] from "{csv}" column x;
+table star_y[2000] : int[0..4080] from "{csv}" column y;
+var total : int[0..2000000000];
+task sum_windows every 32 s {{
+    total = 0;
+    for s in 0 .. 2000 {{
+        total = min(total + star_x[s] + star_y[s], 2000000000);
+    }}
+}}
+"""
+
+
+def test_scattered_rows_travel_in_a_format_2_patch_the_board_applies(tmp_path: Path) -> None:
+    rows = [((37 * i) % 2033, (101 * i) % 4081) for i in range(2000)]
+    moved = list(rows)
+    for i in range(3, 2000, 41):  # 49 windows at scattered places, both coordinates
+        moved[i] = (2032 - rows[i][0] or 1, 4080 - rows[i][1] or 1)
+    paths = []
+    for version, table in ((1, rows), (2, moved)):
+        csv = tmp_path / f"v{version}.csv"
+        csv.write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in table))
+        path = tmp_path / f"field_v{version}.ccl"
+        path.write_text(TABLES.format(version=version, csv=csv.name))
+        ok(run("ccl", "compile", path, "-o", tmp_path / f"v{version}.vvmi"))
+        paths.append(path)
+    full, delta = tmp_path / "v1.vvmp", tmp_path / "v2.vvmp"
+    ok(run("ccl", "pack", paths[0], "-o", full))
+    ok(run("ccl", "pack", paths[1], "--base", tmp_path / "v1.vvmi", "-o", delta))
+    shown = json.loads(ok(run("ccl", "inspect", delta, "--json", "--base",
+                              tmp_path / "v1.vvmi")).stdout)
+    assert {"field": "format", "offset": 2, "value": 2} in shown["header"]
+    assert [s["type"] for s in shown["sections"]] == ["SCATTERED"]
+    assert shown["target"]["matches_header"]
+    # 49 rows among 2,000 in two tables: the positions once, then 23 bits a window.
+    assert len(delta.read_bytes()) <= 35 + 16 + 10 + 49 * 23 // 8 + 49
+
+    state = tmp_path / "state"
+    ok(run("vvm", "init", state, "--mission", "corot"))
+    for patch in (full, delta):
+        ok(run("vvm", "apply", state, patch))
+        ok(run("vvm", "run", state, "--for", "2m"))
+    status = json.loads(ok(run("vvm", "status", state, "--json")).stdout)
+    assert status["config"]["hash"] == \
+        decode_image((tmp_path / "v2.vvmi").read_bytes()).content_hash.hex()

@@ -53,6 +53,7 @@ from onboard.patching.patch_format import (
     assemble,
     build_body,
     build_frame,
+    bundle_payload,
     check_order,
     compress,
     expand,
@@ -60,6 +61,8 @@ from onboard.patching.patch_format import (
     parse_body,
     parse_frames,
     parse_header,
+    section_of,
+    unbundle,
 )
 from onboard.patching.patcher import Patcher, PatchRejected, rebuild
 from onboard.patching.store import Configuration, Phase, Store
@@ -145,6 +148,16 @@ def make_corpus() -> Corpus:
                                                 function=len(base.functions))),
         on_apply=len(base.functions))
 
+    # Both coordinates of 40 star windows at scattered places (SCATTERED, format 2).
+    star_y = base.arrays[1]
+    scattered_rows = range(17, 6000, 149)
+    xs, ys = list(star_x.values), list(star_y.values)
+    for i in scattered_rows:
+        xs[i], ys[i] = star_x.hi - xs[i] or 1, star_y.hi - ys[i] or 1
+    scattered = dataclasses.replace(base, version=13, arrays=(
+        dataclasses.replace(star_x, values=tuple(xs)),
+        dataclasses.replace(star_y, values=tuple(ys)), *base.arrays[2:]))
+
     def seed(name: str, target: Image, vmlets: list[Image], seq: int, full: bool) -> Seed:
         patch = pack(target, vmlets, profile, TEST_KEY, seq=seq, base=base, full=full)
         return Seed(name, patch.data, target)
@@ -155,6 +168,7 @@ def make_corpus() -> Corpus:
         seed("v9-full", v9.image, photometry, 4, True),
         seed("rows-delta", moved, photometry, 5, False),
         seed("grown-delta", grown, photometry, 6, False),
+        seed("scattered-delta", scattered, photometry, 8, False),
         Seed("v7-full-carries-both", pack(v7.image, with_deglitch, profile, TEST_KEY,
                                           seq=7).data, v7.image),
     )
@@ -175,6 +189,8 @@ class Structure:
     header: Header
     sections: list[list[Any]]
     target: Image  # the seed's target: the ranges PARAMS and ROWS are encoded with
+    #: The codec of the BUNDLE the sections travel in (the seed's), or None: framed apart.
+    bundle: Codec | None = None
 
 
 def _plain(value: Any) -> Any:
@@ -210,7 +226,9 @@ def decode(seed: Seed) -> Structure:
     """The structure of a seed patch."""
     data = seed.data
     parsed = parse_header(data)
-    frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+    outer = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+    frames = unbundle(outer)
+    bundle = section_of(outer[0])[1] if any(f.bundled for f in frames) else None
     sections: list[list[Any]] = []
     for frame, (section, codec) in zip(frames, check_order(frames), strict=True):
         payload = expand(frame, codec)
@@ -219,7 +237,7 @@ def decode(seed: Seed) -> Structure:
         else:
             body = _plain(parse_body(section, payload, frame, **_declarations(seed.target)))
         sections.append([section, codec, body])
-    return Structure(parsed.header, sections, seed.target)
+    return Structure(parsed.header, sections, seed.target, bundle)
 
 
 class Unbuildable(Exception):
@@ -241,9 +259,14 @@ def _payload(section: SectionType, body: Any, target: Image) -> bytes:
 def frames_of(s: Structure) -> list[bytes]:
     """Each section framed (payload compressed with its codec), CRCs fresh."""
     out = []
+    inner = []
     for section, codec, body in s.sections:
-        payload = _payload(section, body, s.target)
-        out.append(build_frame(section, compress(payload, codec), codec))
+        payload = compress(_payload(section, body, s.target), codec)
+        out.append(build_frame(section, payload, codec))
+        inner.append((int(codec) << 5 | int(section), payload))
+    if s.bundle is not None:
+        return [build_frame(SectionType.BUNDLE, compress(bundle_payload(inner), s.bundle),
+                            s.bundle)]
     return out
 
 

@@ -31,6 +31,7 @@ from ccl.pack import pack
 from missions.corot.natives import make_host
 from onboard.bounded_decoding import VarUInt
 from onboard.patching.patch_format import (
+    FORMAT_VERSION,
     NO_HASH,
     Claims,
     Codec,
@@ -41,6 +42,7 @@ from onboard.patching.patch_format import (
     assemble,
     build_body,
     build_frame,
+    bundle_payload,
     compress,
     crc16,
 )
@@ -249,7 +251,65 @@ ATTACKS: dict[str, tuple[Callable[[Corpus], bytes], tuple[Reason, ...]]] = {
         (Reason.BAD_SECTION,)),
     "overlong count": (lambda c: signed(c, [raw_frame(
         SectionType.IMPORTS, b"\x80\x00" + b"\x00\x00")]), (Reason.BAD_SECTION,)),
+    # SCATTERED (format 2): counts, row counts, positions and reuse beyond what is there
+    "scattered count 2^60": (lambda c: scattered(c, VarUInt.build(2**60) + b"\x00" * 8),
+                             (Reason.BAD_SECTION,)),
+    "scattered entries beyond the arrays": (lambda c: scattered(c, VarUInt.build(500) + (
+        VarUInt.build(0) + VarUInt.build(0)) * 500), (Reason.BAD_DELTA,)),
+    "scattered rows 2^40": (lambda c: scattered(c, VarUInt.build(1) + VarUInt.build(0)
+                                                + VarUInt.build(2**40) + b"\x00\x01\x00"),
+                            (Reason.BAD_DELTA,)),
+    "scattered row past the table's end": (lambda c: scattered(
+        c, VarUInt.build(1) + VarUInt.build(0) + VarUInt.build(1) + b"\x00"
+        + VarUInt.build(1000) + b"\xff" * 1000 + b"\x00\x00"), (Reason.BAD_DELTA,)),
+    "scattered positions that end early": (lambda c: scattered(
+        c, VarUInt.build(1) + VarUInt.build(0) + VarUInt.build(2) + b"\x00"
+        + VarUInt.build(1) + b"\xfe" + b"\x00" * 3), (Reason.BAD_SECTION,)),
+    "scattered Rice parameter 200": (lambda c: scattered(
+        c, VarUInt.build(1) + VarUInt.build(0) + VarUInt.build(1) + bytes([200])
+        + VarUInt.build(30) + b"\x00" * 32), (Reason.BAD_SECTION,)),
+    "scattered first entry reuses rows": (lambda c: scattered(
+        c, VarUInt.build(1) + VarUInt.build(0) + VarUInt.build(0)), (Reason.BAD_SECTION,)),
+    "scattered in a format-1 patch": (lambda c: signed(c, [frame(
+        SectionType.SCATTERED, build_body(SectionType.SCATTERED, [
+            {"index": 0, "rows": [5], "rice": 0, "values": [1]}], array_ranges=[(0, 2032)]))],
+        full=False), (Reason.BAD_SECTION,)),
+    # BUNDLE (format 2): what it holds, how it holds it, and bombs inside it
+    "bundle beside another section": (lambda c: bundled(c, bundle_payload(
+        [(SectionType.IDENTITY, b"\x01a")]), [raw_frame(SectionType.ENTRIES, b"\x00")]),
+        (Reason.BAD_SECTION,)),
+    "bundle holding a bundle": (lambda c: bundled(c, bundle_payload(
+        [(SectionType.BUNDLE, bundle_payload([(SectionType.IDENTITY, b"\x01a")]))])),
+        (Reason.BAD_SECTION,)),
+    "bundle holding a compressed section": (lambda c: bundled(c, bundle_payload(
+        [(int(Codec.DEFLATE) << 5 | SectionType.IDENTITY, compress(b"\x01a", Codec.DEFLATE))])),
+        (Reason.BAD_SECTION,)),
+    "bundled length 2^40": (lambda c: bundled(c, bytes([SectionType.IDENTITY])
+                                              + VarUInt.build(2**40) + b"\x01a"),
+                            (Reason.BAD_SECTION,)),
+    "empty bundle": (lambda c: bundled(c, b""), (Reason.BAD_SECTION,)),
+    "bundle bomb": (lambda c: bundled(c, bundle_payload(
+        [(SectionType.IDENTITY, b"\x80\x80\x40" + b"a" * (MEGA - 8))]), codec=Codec.LZMA),
+        (Reason.BAD_SECTION,)),
+    "bundle in a format-1 patch": (lambda c: signed(c, [build_frame(
+        SectionType.BUNDLE, bundle_payload([(SectionType.IDENTITY, b"\x01a")]))]),
+        (Reason.BAD_SECTION,)),
 }
+
+
+def bundled(corpus: Corpus, payload: bytes, more: list[bytes] | None = None,
+            codec: Codec = Codec.NONE) -> bytes:
+    """A format-2 full patch whose first section is a BUNDLE of ``payload`` (stored with
+    ``codec``), followed by ``more`` frames."""
+    h = dataclasses.replace(header(corpus), format=FORMAT_VERSION)
+    return assemble(h, [build_frame(SectionType.BUNDLE, compress(payload, codec), codec),
+                        *(more or [])], TEST_KEY)
+
+
+def scattered(corpus: Corpus, payload: bytes) -> bytes:
+    """A format-2 delta on the corpus's base whose one section is SCATTERED ``payload``."""
+    h = dataclasses.replace(header(corpus, full=False), format=FORMAT_VERSION)
+    return assemble(h, [raw_frame(SectionType.SCATTERED, payload)], TEST_KEY)
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))

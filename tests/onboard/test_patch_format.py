@@ -95,7 +95,7 @@ def test_every_truncation_of_a_header_says_truncated_with_the_offset() -> None:
 
 @pytest.mark.parametrize("index, value, reason, field", [
     (0, ord("X"), Reason.BAD_MAGIC, "magic"),
-    (2, 2, Reason.BAD_VERSION, "format"),
+    (2, 3, Reason.BAD_VERSION, "format"),
     (3, 0x84, Reason.BAD_HEADER, "flags"),
 ])
 def test_header_field_errors(index: int, value: int, reason: Reason, field: str) -> None:
