@@ -212,6 +212,39 @@ def test_a_batched_loop_gives_back_what_it_charged_ahead_when_it_traps(
 
 
 
+_FIXED_BODY = """\
+mission corot;
+config fixed_body version 1;
+param cut : int[0..80] = {cut};
+table t[60] : int[0..9] = [{rows}];
+var acc : int[-1000..1000];
+task scan every 1 s {{
+    let a = 0;
+    for i in 0 .. 60 {{
+        a = (a + t[i] * 100 / (i - cut)) % 1000;
+    }}
+    acc = a;
+}}
+"""
+
+
+@pytest.mark.parametrize("cut", [80, 0, 29, 59])
+def test_a_fixed_cost_loop_longer_than_the_budget_runs_in_batches_of_what_fits(
+        tmp_path: Path, cut: int) -> None:
+    """A loop whose body is one block of fixed cost, when the budget does not cover all the
+    iterations left (a frame of the real budget is shorter than many loops), runs batches of
+    the iterations that fit rather than checking the budget every iteration; it must
+    suspend, trap (``100 / (i - cut)`` at i = cut) and finish exactly where the reference
+    does, and give back what a batch charged ahead when it traps."""
+    rows = ", ".join(str((3 * i) % 10) for i in range(60))
+    path = tmp_path / "fixed_body.ccl"
+    path.write_text(_FIXED_BODY.format(cut=cut, rows=rows))
+    ref, fast = two_programs(path, Compiler())
+    source = fast.code.source
+    assert "c = (l" in source and "budget -= (e" in source  # both forms are under test
+    assert_same(ref, fast, ref.unit("scan"), (), (10**9, 1000, 503, 37, 5))
+
+
 def test_a_call_is_charged_the_frame_it_pushes_on_both_engines(tmp_path: Path) -> None:
     """``small`` and ``big`` run the same instructions; ``big`` has 60 more locals (never
     used on this path). A CALL charges ``frame_slot`` cycles per local of its callee, so the
