@@ -245,6 +245,44 @@ def test_a_fixed_cost_loop_longer_than_the_budget_runs_in_batches_of_what_fits(
     assert_same(ref, fast, ref.unit("scan"), (), (10**9, 1000, 503, 37, 5))
 
 
+_LAZY = """\
+mission corot;
+config lazy version 1;
+table t[50] : int[0..9] = [{rows}];
+var out[50] : int[-2000..2000];
+var last : int[-1000..1000];
+task mix every 1 s {{
+    let a = 3;
+    let b = 4;
+    for i in 0 .. 50 {{
+        let c = (a * 7 + b + t[i]) % 1000;
+        a = (b % 5 + t[i]) % 1000;
+        b = (c + a * 3 + abs(a - c)) % 1000;
+        let d = a % 1000;
+        a = b % 1000;
+        b = d;
+        out[i] = (a + b) % 1000 + min(a % 10, b % 10) - (b % 7) + a / 3;
+    }}
+    last = a - b;
+}}
+"""
+
+
+def test_unchecked_arithmetic_is_written_where_it_is_used_and_computes_the_same(
+        tmp_path: Path) -> None:
+    """Arithmetic that needs no check and reads only locals is one Python expression where
+    its value is used (``a = ((a + x) % 255)``, no temporary per operation); a store into a
+    local it reads evaluates it first (the swaps through ``d``), and a suspension between
+    the two changes nothing: the same results, traps and suspensions as the reference."""
+    rows = ", ".join(str((7 * i) % 10) for i in range(50))
+    path = tmp_path / "lazy.ccl"
+    path.write_text(_LAZY.format(rows=rows))
+    ref, fast = two_programs(path, Compiler())
+    source = fast.code.source
+    assert "% 1000)" in source and "abs((" in source and " // 3)" in source  # the lazy form
+    assert_same(ref, fast, ref.unit("mix"), (), (10**9, 1000, 503, 37, 5))
+
+
 def test_a_call_is_charged_the_frame_it_pushes_on_both_engines(tmp_path: Path) -> None:
     """``small`` and ``big`` run the same instructions; ``big`` has 60 more locals (never
     used on this path). A CALL charges ``frame_slot`` cycles per local of its callee, so the
