@@ -64,7 +64,10 @@ def div_mod(st: UnitState, d: isa.Decoded, refund: int) -> None:
     av, bv = aa.as_int(), bb.as_int()
     # Python's // and % agree with truncating division for a >= 0 and b > 0
     floor_ok = aa.rng[0] >= 0 and bb.rng[0] >= 0  # b == 0 traps first
-    if d.opcode == isa.DIV:
+    if d.opcode == isa.DIV and floor_ok and bb.rng[0] > 0:
+        # a >= 0 and b > 0: the quotient is monotonic in both (smallest a over largest b)
+        r = (aa.rng[0] // bb.rng[1], aa.rng[1] // bb.rng[0])
+    elif d.opcode == isa.DIV:
         m = max(abs(aa.rng[0]), abs(aa.rng[1]))
         r = clamp((-m, m))
     else:
