@@ -212,6 +212,110 @@ def test_a_batched_loop_gives_back_what_it_charged_ahead_when_it_traps(
 
 
 
+_FIXED_BODY = """\
+mission corot;
+config fixed_body version 1;
+param cut : int[0..80] = {cut};
+table t[60] : int[0..9] = [{rows}];
+var acc : int[-1000..1000];
+task scan every 1 s {{
+    let a = 0;
+    for i in 0 .. 60 {{
+        a = (a + t[i] * 100 / (i - cut)) % 1000;
+    }}
+    acc = a;
+}}
+"""
+
+
+@pytest.mark.parametrize("cut", [80, 0, 29, 59])
+def test_a_fixed_cost_loop_longer_than_the_budget_runs_in_batches_of_what_fits(
+        tmp_path: Path, cut: int) -> None:
+    """A loop whose body is one block of fixed cost, when the budget does not cover all the
+    iterations left (a frame of the real budget is shorter than many loops), runs batches of
+    the iterations that fit rather than checking the budget every iteration; it must
+    suspend, trap (``100 / (i - cut)`` at i = cut) and finish exactly where the reference
+    does, and give back what a batch charged ahead when it traps."""
+    rows = ", ".join(str((3 * i) % 10) for i in range(60))
+    path = tmp_path / "fixed_body.ccl"
+    path.write_text(_FIXED_BODY.format(cut=cut, rows=rows))
+    ref, fast = two_programs(path, Compiler())
+    source = fast.code.source
+    assert "c = (l" in source and "budget -= (e" in source  # both forms are under test
+    assert_same(ref, fast, ref.unit("scan"), (), (10**9, 1000, 503, 37, 5))
+
+
+_LAZY = """\
+mission corot;
+config lazy version 1;
+table t[50] : int[0..9] = [{rows}];
+var out[50] : int[-2000..2000];
+var last : int[-1000..1000];
+task mix every 1 s {{
+    let a = 3;
+    let b = 4;
+    for i in 0 .. 50 {{
+        let c = (a * 7 + b + t[i]) % 1000;
+        a = (b % 5 + t[i]) % 1000;
+        b = (c + a * 3 + abs(a - c)) % 1000;
+        let d = a % 1000;
+        a = b % 1000;
+        b = d;
+        out[i] = (a + b) % 1000 + min(a % 10, b % 10) - (b % 7) + a / 3;
+    }}
+    last = a - b;
+}}
+"""
+
+
+def test_unchecked_arithmetic_is_written_where_it_is_used_and_computes_the_same(
+        tmp_path: Path) -> None:
+    """Arithmetic that needs no check and reads only locals is one Python expression where
+    its value is used (``a = ((a + x) % 255)``, no temporary per operation); a store into a
+    local it reads evaluates it first (the swaps through ``d``), and a suspension between
+    the two changes nothing: the same results, traps and suspensions as the reference."""
+    rows = ", ".join(str((7 * i) % 10) for i in range(50))
+    path = tmp_path / "lazy.ccl"
+    path.write_text(_LAZY.format(rows=rows))
+    ref, fast = two_programs(path, Compiler())
+    source = fast.code.source
+    assert "% 1000)" in source and "abs((" in source and " // 3)" in source  # the lazy form
+    assert_same(ref, fast, ref.unit("mix"), (), (10**9, 1000, 503, 37, 5))
+
+
+_COUNTER = """\
+mission corot;
+config counter version 1;
+table signal[40] : int[0..10000] = [{rows}];
+var out[40] : int[0..10000];
+var peaks : int[0..40];
+task filter every 1 s {{
+    let n = 0;
+    for i in 1 .. 39 {{
+        let v = (signal[i - 1] + 2 * signal[i] + signal[i + 1]) / 4;
+        out[i] = v;
+        if v > 5000 {{ n = n + 1; }}
+    }}
+    peaks = n;
+}}
+"""
+
+
+def test_a_counter_that_keeps_growing_does_not_cost_the_other_locals_their_ranges(
+        tmp_path: Path) -> None:
+    """``n`` grows by one each pass of the range analysis, so it never settles and may hold
+    any value; ``v`` settles at [0, 10000] (a quotient of non-negative values by 4), so
+    storing it into ``out`` needs no range check, while ``peaks = n`` keeps its check. Both
+    engines agree in every slicing."""
+    rows = ", ".join(str((7919 * i) % 10001) for i in range(40))
+    path = tmp_path / "counter.ccl"
+    path.write_text(_COUNTER.format(rows=rows))
+    ref, fast = two_programs(path, Compiler())
+    source = fast.code.source
+    assert source.count("T_RANGE") == source.count("G[0] = ") > 0  # only peaks = n checks
+    assert_same(ref, fast, ref.unit("filter"), (), (10**9, 1000, 503, 37, 5))
+
+
 def test_a_call_is_charged_the_frame_it_pushes_on_both_engines(tmp_path: Path) -> None:
     """``small`` and ``big`` run the same instructions; ``big`` has 60 more locals (never
     used on this path). A CALL charges ``frame_slot`` cycles per local of its callee, so the

@@ -3,7 +3,8 @@
 not), and counted loops become ``for`` loops, metered as a whole where that is exact.
 
 A loop whose body is one straight-line block of fixed cost is charged for all the
-iterations left at once when the budget covers them (then runs unmetered). A loop whose
+iterations left at once when the budget covers them (then runs unmetered), else runs as a
+headroom loop, batched to what the budget covers. A loop whose
 iterations cannot suspend on their own runs as many iterations as the budget covers on
 their most expensive path without checking the budget (the headroom loop), then one checked
 iteration, and again. A trap in code charged ahead gives back what did not run."""
@@ -156,7 +157,9 @@ def _emit_batched_loop(st: UnitState, loop: Loop, per_iteration: int) -> None:
         st.emit(f"l{s} = l{lim}")
     st.emit("else:")
     with st.indented():
-        _emit_metered_loop(st, loop, False)
+        # The iterations left do not fit in this frame: batch to what fits (a budget
+        # check every iteration would cost as much as the body itself).
+        _emit_metered_loop(st, loop, True)
 
 
 def _emit_metered_loop(st: UnitState, loop: Loop, may_batch: bool) -> None:

@@ -41,7 +41,11 @@ def translate_unit(ctx: ImageContext, spec: UnitSpec, max_passes: int) -> str:
         ranges[slot] = FULL  # arguments: any value (a store must not narrow them)
     for slot in range(cu.n_params, cu.n_locals):
         ranges[slot] = (0, 0)  # locals start at zero
-    for _ in range(max_passes):
+    # Ranges only grow from pass to pass. After ``max_passes`` a local still growing (a
+    # counter: ``n = n + 1``) may hold any 32-bit value; the others keep what they proved
+    # (one such counter must not cost every other local its range). Each widening makes
+    # at least one more local FULL for good, so this ends.
+    for passes in range(max_passes + len(ranges) + 1):
         ut = UnitTranslator(ctx, spec, ranges)
         src = ut.translate()
         new = dict(ranges)
@@ -49,6 +53,9 @@ def translate_unit(ctx: ImageContext, spec: UnitSpec, max_passes: int) -> str:
             new[slot] = hull(new.get(slot, r), r)
         if new == ranges:
             break
+        if passes + 1 >= max_passes:
+            new = {slot: FULL if new[slot] != ranges.get(slot) else r
+                   for slot, r in new.items()}
         ranges = new
     else:
         # not settled: everything assigned in the unit may be any 32-bit value

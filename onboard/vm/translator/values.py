@@ -20,6 +20,7 @@ class Value:
     is_bool: bool = False  # evaluates to a Python bool (convert before storing)
     local: int | None = None  # a direct read of this local slot (flush before it changes)
     reads: frozenset[int] = frozenset()  # local slots a lazy expression reads (flush too)
+    lazy: bool = False  # unchecked arithmetic of locals, temporaries and literals
 
     def slots(self) -> frozenset[int]:
         """Every local slot whose current value this expression reads."""
