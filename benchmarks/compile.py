@@ -543,8 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     for fig in figures:
         print(json.dumps({"benchmark": "compile", **fig, **common}), flush=True)
     if args.rss_lines:
-        print(json.dumps({"benchmark": "compile", **common, **peak_rss(args.seed, args.rss_lines)}),
-              flush=True)
+        # its own file: the size and density figures of `common` are the timed file's
+        print(json.dumps({"benchmark": "compile", **peak_rss(args.seed, args.rss_lines),
+                          "seed": args.seed, "python": common["python"]}), flush=True)
     return 0
 
 
