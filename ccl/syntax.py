@@ -72,7 +72,7 @@ def blank_comments(text: str) -> str:
 
 class SyntaxNode:
     """A node of the syntax tree: an instance of a grammar rule (its class is named after
-    the rule), with the rule's attributes (``None`` or ``[]`` when absent) and the offsets
+    the rule), with the rule's attributes (``None`` or ``()`` when absent) and the offsets
     of its first and past-its-last character in the source."""
 
     __slots__ = ("_tx_position", "_tx_position_end")
@@ -137,7 +137,10 @@ def _pieces(text: str) -> list[tuple[int, int]]:
             pieces.append((start, m.end()))
             start = m.end()
     if start < len(text):
-        pieces.append((start, len(text)))
+        if text[start:].strip():
+            pieces.append((start, len(text)))
+        else:  # blanks after the last cut: no piece of their own (it would not parse)
+            pieces[-1] = (pieces[-1][0], len(text))
     return pieces
 
 
@@ -162,7 +165,7 @@ def _parse_in_pieces(parser: Any, text: str, pieces: list[tuple[int, int]],
         if file_node is None:
             file_node = node
         else:
-            file_node.decls.extend(node.decls)
+            file_node.decls.extend(node.decls)  # a piece that parsed has a declaration
             file_node._tx_position_end = node._tx_position_end
     return file_node
 
@@ -197,11 +200,11 @@ def _node_class(rule_class: Any) -> tuple[type[SyntaxNode], tuple[tuple[str, boo
 
 
 def _empty_node(rule_class: Any, position: int) -> SyntaxNode:
-    """A node of ``rule_class`` with no attribute set (``None``, or ``[]`` for a list)."""
+    """A node of ``rule_class`` with no attribute set (``None``, or ``()`` for a list)."""
     cls, attrs = _node_class(rule_class)
     obj = cls.__new__(cls)
     for name, many in attrs:
-        setattr(obj, name, [] if many else None)
+        setattr(obj, name, () if many else None)
     obj._tx_position = obj._tx_position_end = position
     return obj
 
@@ -236,7 +239,9 @@ def _builder() -> Any:
         cls, attrs = classes.get(rule_class) or node_class(rule_class)
         obj = cls.__new__(cls)
         for name, many in attrs:
-            setattr(obj, name, [] if many else None)
+            # An absent list is the one empty tuple: most expressions have no operator, and
+            # an empty list each was a quarter of a big file's syntax tree.
+            setattr(obj, name, () if many else None)
         obj._tx_position = node.position + offset
         obj._tx_position_end = node.position_end + offset
         for child in node:
@@ -244,15 +249,21 @@ def _builder() -> Any:
             if not how.startswith("__asgn"):
                 continue  # keywords and punctuation
             name = child.rule._attr_name
+            current = getattr(obj, name)
             if how == "__asgn_plain":  # `a=X`; a list if `a` is assigned more than once
                 value = build(child[0])
-                current = getattr(obj, name)
                 if type(current) is list:
                     current.append(value)
+                elif type(current) is tuple:  # the first value of a list
+                    setattr(obj, name, [value])
                 else:
                     setattr(obj, name, value)
             else:  # `a*=X`, `a+=X` (with separators), or `a*=X[',']`
-                getattr(obj, name).extend(build(n) for n in child if n.rule_name != "sep")
+                values = [build(n) for n in child if n.rule_name != "sep"]
+                if type(current) is list:
+                    current.extend(values)
+                elif values:
+                    setattr(obj, name, values)
         return obj
 
     def build_from(root: Any, base: int) -> Any:

@@ -63,6 +63,19 @@ def test_a_big_file_is_cut_in_many_pieces() -> None:
     assert all(a[1] == b[0] for a, b in zip(cuts, cuts[1:], strict=False))
 
 
+def test_no_piece_is_only_blanks() -> None:
+    # blanks after the last cut would be a piece that does not parse (a whole parse again)
+    text = config(40) + "\n\n   \n"
+    old = syntax.PIECE_CHARS
+    try:
+        for size in range(150, 450, 7):  # some sizes put the last cut before the blanks
+            syntax.PIECE_CHARS = size
+            cuts = syntax._pieces(syntax.blank_comments(text))
+            assert all(text[a:b].strip() for a, b in cuts), size
+    finally:
+        syntax.PIECE_CHARS = old
+
+
 def test_pieces_build_the_tree_of_a_whole_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     text = config(40)
     whole = parsed(text, monkeypatch, 10**9)
