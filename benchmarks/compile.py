@@ -10,19 +10,26 @@ times ``Compiler().compile(path)`` (read, parse, check, code generation), best o
 ``--runs`` in one process with a fresh ``Compiler`` each time. The textX metamodel is built
 once per process (as in real use); its build time is reported as a figure of its own.
 
+Then the peak resident memory of the real command, ``ccl compile``, in a process of its
+own on a generated configuration of ``--rss-lines`` lines (100,000; target 150 MiB; 0 to
+skip): metric ``peak_rss_mib``.
+
 Prints one JSON line per figure::
 
     {"benchmark": "compile", "metric": "lines_per_s", "value": ..., "unit": "lines/s", ...}
 
-Usage: ``python benchmarks/compile.py [--lines N] [--runs N] [--seed N] [--keep DIR]``
+Usage: ``python benchmarks/compile.py [--lines N] [--runs N] [--seed N] [--keep DIR]
+[--rss-lines N]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ccl import driver, sema, syntax  # noqa: E402
+from ccl import codegen, driver, sema, syntax  # noqa: E402
 from ccl.diagnostics import Source  # noqa: E402
 from ccl.driver import Compiler  # noqa: E402
 
@@ -42,6 +49,8 @@ _TOKEN = re.compile(r"[A-Za-z_]\w*|\d[\d_]*|\.\.|->|[=!<>+*-]=|&&|\|\||\S")
 
 SEED = 20_061_227  # CoRoT's launch date
 LINES = 10_000
+RSS_LINES = 100_000
+RSS_TARGET_MIB = 150
 MAX_STARS = 6000
 
 
@@ -411,7 +420,7 @@ class _Stages:
         self.parse = self.analyze = self.codegen = 0.0
 
     def install(self) -> None:
-        orig_parse, orig_analyze, orig_generate = sema.parse, driver.analyze, driver.generate
+        orig_parse, orig_analyze, orig_generate = sema.parse, driver.analyze, codegen.generate
 
         def parse(*a, **k):  # type: ignore[no-untyped-def]
             t = time.perf_counter()
@@ -434,7 +443,40 @@ class _Stages:
             finally:
                 self.codegen += time.perf_counter() - t
 
-        sema.parse, driver.analyze, driver.generate = parse, analyze, generate_
+        sema.parse, driver.analyze, codegen.generate = parse, analyze, generate_
+
+
+def _bench_dir(tmp: str, text: str) -> Path:
+    """The configuration written to ``tmp/configs``, its VMlet beside it in ``tmp/vmlets``
+    as in missions/corot/; the configuration's path."""
+    cfg_dir = Path(tmp) / "configs"
+    cfg_dir.mkdir()
+    vm_dir = Path(tmp) / "vmlets"
+    vm_dir.mkdir()
+    vmlet = ROOT / "missions" / "corot" / "vmlets" / "photometry.ccl"
+    (vm_dir / "photometry.ccl").write_text(vmlet.read_text(encoding="utf-8"), encoding="utf-8")
+    path = cfg_dir / "exo_bench.ccl"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def peak_rss(seed: int, lines: int) -> dict[str, object]:
+    """``ccl compile`` of a generated ``lines``-line configuration, in a process of its
+    own: its peak resident memory (from ``wait4``) and wall time."""
+    with tempfile.TemporaryDirectory(prefix="ccl-bench-") as tmp:
+        path = _bench_dir(tmp, generate(seed, lines))
+        t = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "cli.ccl", "compile", str(path), "-o",
+                                 str(Path(tmp) / "out.vvmi")], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"compile: ccl compile of {lines} lines failed: {stderr[-500:]}")
+    return {"metric": "peak_rss_mib", "value": round(usage.ru_maxrss / 1024, 1),
+            "unit": "MiB", "target": RSS_TARGET_MIB, "lines": lines, "seconds": round(seconds, 2),
+            "command": "ccl compile"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--keep", type=Path, help="also write the generated file to this path")
+    ap.add_argument("--rss-lines", type=int, default=RSS_LINES,
+                    help="lines of the configuration whose `ccl compile` peak memory is "
+                         "measured (0: skip)")
     args = ap.parse_args(argv)
 
     text = generate(args.seed, args.lines)
@@ -457,15 +502,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="ccl-bench-") as tmp:
         # The configuration finds its VMlet next to it, as in missions/corot/.
-        cfg_dir = Path(tmp) / "configs"
-        cfg_dir.mkdir()
-        vm_dir = Path(tmp) / "vmlets"
-        vm_dir.mkdir()
-        vmlet = ROOT / "missions" / "corot" / "vmlets" / "photometry.ccl"
-        (vm_dir / "photometry.ccl").write_text(vmlet.read_text(encoding="utf-8"),
-                                               encoding="utf-8")
-        path = cfg_dir / "exo_bench.ccl"
-        path.write_text(text, encoding="utf-8")
+        path = _bench_dir(tmp, text)
 
         stages = _Stages()
         stages.install()
@@ -505,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for fig in figures:
         print(json.dumps({"benchmark": "compile", **fig, **common}), flush=True)
+    if args.rss_lines:
+        # its own file: the size and density figures of `common` are the timed file's
+        print(json.dumps({"benchmark": "compile", **peak_rss(args.seed, args.rss_lines),
+                          "seed": args.seed, "python": common["python"]}), flush=True)
     return 0
 
 

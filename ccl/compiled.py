@@ -8,11 +8,13 @@ driver that made it: the arrows run from the front end to them, never back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ccl import ir
-from ccl.codegen import DebugInfo
-from onboard.mission import MissionProfile
-from onboard.vm.image import Image
+if TYPE_CHECKING:  # names for the fields only: `ccl check` need not load the code generator
+    from ccl import ir
+    from ccl.codegen import DebugInfo
+    from onboard.mission import MissionProfile
+    from onboard.vm.image import Image
 
 
 @dataclass(frozen=True)

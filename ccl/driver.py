@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ccl import ir
-from ccl.codegen import generate
 from ccl.compiled import Compiled
 from ccl.diagnostics import CclError, Diagnostic, Source, Span
 from ccl.sema import analyze
@@ -72,7 +71,9 @@ class Compiler:
             program = self._analyze(path)
             mission = self._missions[program.mission]
             vmlets = tuple(self._vmlets[Path(vm.file).resolve()] for vm in program.uses)
-            image, debug = generate(program, {vm.program.name: vm.image for vm in vmlets})
+            # imported here: `ccl check` (which only analyzes) need not load the code generator
+            from ccl import codegen  # noqa: PLC0415
+            image, debug = codegen.generate(program, {vm.program.name: vm.image for vm in vmlets})
             return Compiled(program, image, debug, mission, vmlets)
 
     def mission(self, name: str, span: Span | None = None) -> MissionProfile:

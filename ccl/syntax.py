@@ -72,7 +72,7 @@ def blank_comments(text: str) -> str:
 
 class SyntaxNode:
     """A node of the syntax tree: an instance of a grammar rule (its class is named after
-    the rule), with the rule's attributes (``None`` or ``[]`` when absent) and the offsets
+    the rule), with the rule's attributes (``None`` or ``()`` when absent) and the offsets
     of its first and past-its-last character in the source."""
 
     __slots__ = ("_tx_position", "_tx_position_end")
@@ -90,6 +90,11 @@ def parse(source: Source) -> Any:
     _check_brackets(source, text)
     parser = metamodel()._parser_blueprint.clone()
     with recursion_headroom():  # the parser and the builder recurse per bracket level
+        pieces = _pieces(text)
+        if len(pieces) > 1:
+            tree = _parse_in_pieces(parser, text, pieces, source.path)
+            if tree is not None:
+                return tree
         try:
             tree = parser.parse(text, file_name=source.path)
         except TextXSyntaxError as exc:
@@ -97,7 +102,72 @@ def parse(source: Source) -> Any:
         root = tree[0]  # the File node (the root also holds the end of input) ...
         if type(root) is not NonTerminal:  # ... unless the file is empty: then only EOF
             return _empty_node(metamodel()["File"], root.position)
-        return _builder()(root)
+        return _builder()(root, 0)
+
+
+# The parser's own tree of a piece of text is about 120 bytes a character and lives until
+# the syntax tree of the piece is built: a big file is parsed in pieces of about this many
+# characters, so that this tree stays small (a 100,000-line file parsed whole peaked at
+# 600 MiB, most of it the parser's tree).
+PIECE_CHARS = 64 * 1024
+
+# What delimits top-level declarations: a string (skipped), a bracket, or `;`.
+_DECL_DELIMITER = re.compile(r'[(\[{;]|[)\]}]|"[^"\\\n]*"|\'[^\'\\\n]*\'')
+
+
+def _pieces(text: str) -> list[tuple[int, int]]:
+    """``text`` (comments blanked) cut into pieces of whole top-level declarations, each of
+    at least ``PIECE_CHARS`` characters (the last may be shorter): a cut follows a `;` or
+    a `}` outside any bracket, where every declaration of the grammar ends. A cut in the
+    wrong place (malformed text) makes a piece fail to parse, and the file is then parsed
+    whole, so that its diagnostic is the one a whole parse gives."""
+    if len(text) < 2 * PIECE_CHARS:
+        return [(0, len(text))]
+    pieces, start, depth = [], 0, 0
+    for m in _DECL_DELIMITER.finditer(text):
+        c = m.group(0)
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth = max(0, depth - 1)
+            if depth == 0 and c == "}" and m.end() - start >= PIECE_CHARS:
+                pieces.append((start, m.end()))
+                start = m.end()
+        elif c == ";" and depth == 0 and m.end() - start >= PIECE_CHARS:
+            pieces.append((start, m.end()))
+            start = m.end()
+    if start < len(text):
+        if text[start:].strip():
+            pieces.append((start, len(text)))
+        else:  # blanks after the last cut: no piece of their own (it would not parse)
+            pieces[-1] = (pieces[-1][0], len(text))
+    return pieces
+
+
+def _parse_in_pieces(parser: Any, text: str, pieces: list[tuple[int, int]],
+                     path: str) -> Any | None:
+    """The syntax tree of ``text`` parsed piece by piece, each piece's parse tree dropped
+    once its syntax tree is built; None if a piece does not parse (or holds no
+    declaration). Each declaration ends at its piece's end or before, and the grammar looks
+    no further than a declaration's last token, so the tree is the one a whole parse
+    builds."""
+    build = _builder()
+    file_node = None
+    for start, end in pieces:
+        try:
+            root = parser.parse(text[start:end], file_name=path)[0]
+        except TextXSyntaxError:
+            return None
+        if type(root) is not NonTerminal:
+            return None
+        node = build(root, start)
+        del root
+        if file_node is None:
+            file_node = node
+        else:
+            file_node.decls.extend(node.decls)  # a piece that parsed has a declaration
+            file_node._tx_position_end = node._tx_position_end
+    return file_node
 
 
 def _check_brackets(source: Source, text: str) -> None:
@@ -130,21 +200,23 @@ def _node_class(rule_class: Any) -> tuple[type[SyntaxNode], tuple[tuple[str, boo
 
 
 def _empty_node(rule_class: Any, position: int) -> SyntaxNode:
-    """A node of ``rule_class`` with no attribute set (``None``, or ``[]`` for a list)."""
+    """A node of ``rule_class`` with no attribute set (``None``, or ``()`` for a list)."""
     cls, attrs = _node_class(rule_class)
     obj = cls.__new__(cls)
     for name, many in attrs:
-        setattr(obj, name, [] if many else None)
+        setattr(obj, name, () if many else None)
     obj._tx_position = obj._tx_position_end = position
     return obj
 
 
 @functools.cache
 def _builder() -> Any:
-    """The function from a parse tree node to its syntax tree value (a SyntaxNode, or the
-    text of a token rule), with a node class per grammar rule made once."""
+    """The function from a parse tree node (and the offset in the file of the text it was
+    parsed from) to its syntax tree value (a SyntaxNode, or the text of a token rule), with
+    a node class per grammar rule made once."""
     mm = metamodel()
     unquote = mm._obj_processors["STRING"]
+    offset = 0  # where the parsed text starts in the file (a piece of it: `_pieces`)
     classes: dict[Any, tuple[type[SyntaxNode], tuple[tuple[str, bool], ...]]] = {}
 
     def node_class(rule_class: Any) -> tuple[type[SyntaxNode], tuple[tuple[str, bool], ...]]:
@@ -167,26 +239,39 @@ def _builder() -> Any:
         cls, attrs = classes.get(rule_class) or node_class(rule_class)
         obj = cls.__new__(cls)
         for name, many in attrs:
-            setattr(obj, name, [] if many else None)
-        obj._tx_position = node.position
-        obj._tx_position_end = node.position_end
+            # An absent list is the one empty tuple: most expressions have no operator, and
+            # an empty list each was a quarter of a big file's syntax tree.
+            setattr(obj, name, () if many else None)
+        obj._tx_position = node.position + offset
+        obj._tx_position_end = node.position_end + offset
         for child in node:
             how = child.rule_name
             if not how.startswith("__asgn"):
                 continue  # keywords and punctuation
             name = child.rule._attr_name
+            current = getattr(obj, name)
             if how == "__asgn_plain":  # `a=X`; a list if `a` is assigned more than once
                 value = build(child[0])
-                current = getattr(obj, name)
                 if type(current) is list:
                     current.append(value)
+                elif type(current) is tuple:  # the first value of a list
+                    setattr(obj, name, [value])
                 else:
                     setattr(obj, name, value)
             else:  # `a*=X`, `a+=X` (with separators), or `a*=X[',']`
-                getattr(obj, name).extend(build(n) for n in child if n.rule_name != "sep")
+                values = [build(n) for n in child if n.rule_name != "sep"]
+                if type(current) is list:
+                    current.extend(values)
+                elif values:
+                    setattr(obj, name, values)
         return obj
 
-    return build
+    def build_from(root: Any, base: int) -> Any:
+        nonlocal offset
+        offset = base
+        return build(root)
+
+    return build_from
 
 
 def _syntax_diagnostic(source: Source, exc: TextXSyntaxError) -> Diagnostic:

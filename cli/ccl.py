@@ -3,6 +3,9 @@ and the ground's (passes, uplink, status, sim).
 
 This is the one place where the compiler and the ground are both visible, so neither
 imports the other's commands. ``python -m cli.ccl`` runs it as the console script does.
+
+Each command's module (and the libraries it needs: Z3, textX, skyfield...) is imported only
+when that command runs (``cli.lazy_group``), so ``ccl --help`` and ``ccl check`` start fast.
 """
 
 from __future__ import annotations
@@ -12,16 +15,44 @@ from collections.abc import Sequence
 import click
 
 from ccl.limits import recursion_headroom
-from cli.compile_commands import check, compile, disasm
 from cli.console import run_click
-from cli.ground_commands import passes, status, uplink
+from cli.lazy_group import LazyCommand, LazyGroup
 from cli.options import global_options
-from cli.pack_commands import inspect_command, keygen_command, pack_command
-from cli.sim_command import sim
-from cli.verify_command import verify
+
+# In the order of the data flow: source, image, proof, patch, link, board. The summary is
+# the first sentence of the command's help (a test keeps them equal).
+COMMANDS = {
+    "check": LazyCommand("cli.compile_commands:check", "Parse and check CCL FILES: names, "
+                         "types, ranges, loops, recursion."),
+    "compile": LazyCommand("cli.compile_commands:compile",
+                           "Compile a CCL FILE to a VVM image."),
+    "disasm": LazyCommand("cli.compile_commands:disasm", "List an image (or compile a CCL "
+                          "file and list it): data, tables, code."),
+    "verify": LazyCommand("cli.verify_command:verify", "Prove CCL FILES safe and within "
+                          "budget: no overflow, division by zero, index or range error, "
+                          "flight rules for every parameter set, worst-case cycles within "
+                          "the CPU share, memory and uplink, with a counterexample for "
+                          "anything that fails."),
+    "pack": LazyCommand("cli.pack_commands:pack_command", "Compile, verify and pack a "
+                        "configuration FILE into a patch."),
+    "inspect": LazyCommand("cli.pack_commands:inspect_command", "Show every field and "
+                           "section of a PATCH, what it changes, and whether its tag "
+                           "verifies."),
+    "keygen": LazyCommand("cli.pack_commands:keygen_command", "Write a fresh random "
+                          "256-bit patch key (or link key), mode 0600."),
+    "passes": LazyCommand("cli.ground_commands:passes", "Passes of the satellite over the "
+                          "mission's ground stations, and which carry uplink."),
+    "uplink": LazyCommand("cli.ground_commands:uplink",
+                          "Plan and simulate sending patches over the coming passes."),
+    "status": LazyCommand("cli.ground_commands:status", "What the ground knows is on "
+                          "board: the ledger's configuration, transfers and passes."),
+    "sim": LazyCommand("cli.sim_command:sim", "Run SCENARIOs end to end: compile, verify, "
+                       "pack, uplink, apply on board, telemetry."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @global_options("ccl")
 @click.pass_context
 def ccl(ctx: click.Context, missions: tuple[str, ...]) -> None:
@@ -29,12 +60,6 @@ def ccl(ctx: click.Context, missions: tuple[str, ...]) -> None:
     simulate their uplink."""
     ctx.ensure_object(dict)
     ctx.obj["missions"] = missions
-
-
-# In the order of the data flow: source, image, proof, patch, link, board.
-for command in (check, compile, disasm, verify, pack_command, inspect_command, keygen_command,
-                passes, uplink, status, sim):
-    ccl.add_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.text import Text
@@ -29,10 +29,9 @@ from cli.console import (
 )
 from cli.files import output_path, readable_inputs, write_output
 from cli.options import output_options
-from onboard.patching.patch_format import MAGIC as PATCH_MAGIC
-from onboard.vm import isa
-from onboard.vm.image import IMAGE_MAGIC, Image, ImageError, ImageKind, decode_image
-from onboard.vm.listing import listing
+
+if TYPE_CHECKING:  # `ccl check` loads no image code: disasm imports it when it runs
+    from onboard.vm.image import Image
 
 out = out_console(markup=False)  # a path may hold brackets: never read them as markup
 
@@ -187,6 +186,10 @@ def compile(ctx: click.Context, file: str, output: str | None, as_json: bool) ->
 @click.pass_context
 def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
     """List an image (or compile a CCL file and list it): data, tables, code."""
+    from onboard.patching.patch_format import MAGIC as PATCH_MAGIC  # noqa: PLC0415
+    from onboard.vm.image import IMAGE_MAGIC  # noqa: PLC0415
+    from onboard.vm.listing import listing  # noqa: PLC0415
+
     readable_inputs([target])
     compiler = compiler_of(ctx)
     local_names = None
@@ -231,6 +234,9 @@ def _text(data: bytes) -> bool:
 
 def _decode(data: bytes, target: str) -> Image:
     """The image in ``data``; a failure naming the offset where it goes wrong."""
+    from onboard.patching.patch_format import MAGIC as PATCH_MAGIC  # noqa: PLC0415
+    from onboard.vm.image import ImageError, decode_image  # noqa: PLC0415
+
     try:
         return decode_image(data)
     except ImageError as exc:
@@ -241,6 +247,9 @@ def _decode(data: bytes, target: str) -> Image:
 
 
 def _image_json(image: Image, local_names: Sequence[Sequence[str]] | None) -> dict[str, Any]:
+    from onboard.vm import isa  # noqa: PLC0415
+    from onboard.vm.image import ImageKind  # noqa: PLC0415
+
     units = []
     for i, u in enumerate(image.functions):
         names = tuple(local_names[i]) if local_names else ()

@@ -28,6 +28,20 @@ class Procedures:
     handlers: dict[ir.ProcKind, ir.Procedure]
 
 
+def _releasing_body(analyze: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``analyze`` of a declaration with a body, which then drops the body's syntax tree:
+    its IR (or its errors) is all that is used afterwards, and the syntax of a big file's
+    bodies would otherwise live beside their IR until the end (twice the memory)."""
+
+    def analyze_and_release(decl: Any) -> Any:
+        try:
+            return analyze(decl)
+        finally:
+            decl.body = None
+
+    return analyze_and_release
+
+
 class Analyzer:
     """Checks one parsed file (``model``) and builds its IR."""
 
@@ -82,9 +96,12 @@ class Analyzer:
     def procedures(self, by_type: ByType) -> Procedures:
         """Functions, instructions, tasks, rules and event handlers, then the whole-file
         checks."""
-        functions = tuple(self.guarded(by_type.get("FnDecl", []), self.bodies.function))
-        instrs = tuple(self.guarded(by_type.get("InstrDecl", []), self.bodies.instr))
-        tasks = tuple(self.guarded(by_type.get("TaskDecl", []), self.bodies.task))
+        functions = tuple(self.guarded(by_type.get("FnDecl", []),
+                                       _releasing_body(self.bodies.function)))
+        instrs = tuple(self.guarded(by_type.get("InstrDecl", []),
+                                    _releasing_body(self.bodies.instr)))
+        tasks = tuple(self.guarded(by_type.get("TaskDecl", []),
+                                   _releasing_body(self.bodies.task)))
         rules = tuple(self.guarded(by_type.get("RuleDecl", []),
                                    lambda d: self.bodies.rule(d, self.decls.globals)))
         handlers = self.handlers(by_type.get("OnDecl", []))

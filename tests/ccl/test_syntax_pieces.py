@@ -1,0 +1,102 @@
+"""A big file is parsed in pieces of whole declarations (to bound the parser's memory):
+the syntax tree, and the diagnostic of a malformed file, are those of a whole parse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ccl import syntax
+from ccl.diagnostics import CclError, Source
+from ccl.syntax import SyntaxNode
+
+SMALL_PIECES = 300  # characters: a few declarations a piece
+
+
+def config(functions: int) -> str:
+    """A configuration of ``functions`` functions, with every kind of top-level ending."""
+    out = ["mission corot;", "config pieces version 1;", "const N = 8;",
+           "param gain : int[0..100] = 5;   // a comment with ; and } in it",
+           "table t[N] : int[0..255] = [1, 2, 3, 4, 5, 6, 7, 8];", "var acc : int[0..1000];",
+           "rule gain * 2 <= 200;"]
+    for k in range(functions):
+        out.append(f"fn f_{k}(a: int[0..7]) -> int {{\n    let x = t[a] + {k};\n"
+                   f"    if x > gain {{ acc = clamp(x, 0, 1000); }} else {{ acc = 0; }}\n"
+                   f"    for i in 0 .. N {{ acc = clamp(acc + t[i], 0, 1000); }}\n"
+                   "    return x;\n}")
+    out.append("fn clamp(v: int, lo: int, hi: int) -> int {\n    if v < lo { return lo; }\n"
+               "    if v > hi { return hi; }\n    return v;\n}")
+    out.append("task tick every 1 s {\n    acc = f_0(1);\n}\non apply {\n    acc = 0;\n}\n")
+    return "\n".join(out)
+
+
+def dump(node: Any) -> Any:
+    """Everything a syntax tree holds, comparable."""
+    if isinstance(node, SyntaxNode):
+        return (type(node).__name__, node._tx_position, node._tx_position_end,
+                tuple((name, dump(getattr(node, name))) for name in type(node).__slots__))
+    if isinstance(node, list):
+        return [dump(n) for n in node]
+    return node
+
+
+def parsed(text: str, monkeypatch: pytest.MonkeyPatch, piece_chars: int) -> Any:
+    monkeypatch.setattr(syntax, "PIECE_CHARS", piece_chars)
+    try:
+        return dump(syntax.parse(Source.of("p.ccl", text)))
+    except CclError as exc:
+        return [d.to_json() for d in exc.diagnostics]
+
+
+def test_a_big_file_is_cut_in_many_pieces() -> None:
+    text = config(40)
+    assert len(text) > 20 * SMALL_PIECES
+    old = syntax.PIECE_CHARS
+    try:
+        syntax.PIECE_CHARS = SMALL_PIECES
+        cuts = syntax._pieces(syntax.blank_comments(text))
+    finally:
+        syntax.PIECE_CHARS = old
+    assert len(cuts) > 10
+    assert cuts[0][0] == 0 and cuts[-1][1] == len(text)
+    assert all(a[1] == b[0] for a, b in zip(cuts, cuts[1:], strict=False))
+
+
+def test_no_piece_is_only_blanks() -> None:
+    # blanks after the last cut would be a piece that does not parse (a whole parse again)
+    text = config(40) + "\n\n   \n"
+    old = syntax.PIECE_CHARS
+    try:
+        for size in range(150, 450, 7):  # some sizes put the last cut before the blanks
+            syntax.PIECE_CHARS = size
+            cuts = syntax._pieces(syntax.blank_comments(text))
+            assert all(text[a:b].strip() for a, b in cuts), size
+    finally:
+        syntax.PIECE_CHARS = old
+
+
+def test_pieces_build_the_tree_of_a_whole_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = config(40)
+    whole = parsed(text, monkeypatch, 10**9)
+    assert isinstance(whole, tuple)  # it parsed
+    assert parsed(text, monkeypatch, SMALL_PIECES) == whole
+
+
+@pytest.mark.parametrize("damage", [
+    ("return x;\n}", "return x\n}"),            # a missing `;`
+    ("acc = 0; }", "acc = 0; }}"),               # a stray `}`
+    ("rule gain * 2 <= 200;", "rule gain * 2 <= 200; {"),  # an unclosed `{`
+    ("on apply {", "on apply {\n    acc = = 1;"),  # in the last piece
+    ("const N = 8;", "const N = ;"),
+])
+def test_a_malformed_file_gets_the_diagnostic_of_a_whole_parse(
+        monkeypatch: pytest.MonkeyPatch, damage: tuple[str, str]) -> None:
+    good, bad = damage
+    text = config(40)
+    # damage the last occurrence: deep in the file, many pieces after the first
+    at = text.rindex(good)
+    text = text[:at] + bad + text[at + len(good):]
+    whole = parsed(text, monkeypatch, 10**9)
+    assert isinstance(whole, list) and whole[0]["code"] == "E-SYNTAX", whole
+    assert parsed(text, monkeypatch, SMALL_PIECES) == whole
