@@ -12,19 +12,35 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli.console import EXIT_USAGE, fail, require_inputs
+from cli.console import EXIT_REJECTED, EXIT_USAGE, fail, require_inputs
+from cli.options import MAX_INPUT_BYTES
 
 
 def readable_inputs(files: Sequence[str]) -> None:
-    """Every input exists (else exit 2, ``require_inputs``) and can be read (else a usage
-    failure naming it: exits)."""
+    """Every input exists (else exit 2, ``require_inputs``), is a regular file that can be
+    read, and is no larger than any input can be (``regular_inputs``): exits on the first
+    that is not."""
     require_inputs(files)
     for f in files:
         if Path(f).is_dir():
             fail(f"{f} is a directory, not a file", "give a file", EXIT_USAGE, f)
+        regular_inputs([f])
         if not os.access(f, os.R_OK):
             fail(f"cannot read {f}: permission denied",
                  "check the file's permissions (chmod u+r)", EXIT_USAGE, f)
+
+
+def regular_inputs(files: Sequence[str]) -> None:
+    """Of the inputs that exist, none is a device or a pipe (a usage failure: reading it
+    may never end) nor larger than any input can be (rejected): exits on the first."""
+    for f in files:
+        path = Path(f)
+        if path.exists() and not path.is_dir() and not path.is_file():
+            fail("not a regular file (a device or a pipe?)", "give a file",
+                 EXIT_USAGE, f)
+        if path.is_file() and path.stat().st_size > MAX_INPUT_BYTES:
+            fail(f"larger than {MAX_INPUT_BYTES >> 20} MiB: no input is",
+                 "check the path", EXIT_REJECTED, f)
 
 
 def output_path(source: str, output: str | None, suffix: str, what: str) -> Path:

@@ -39,9 +39,9 @@ from cli.console import (
     out_console,
     progress,
     refuse,
-    require_inputs,
     text_table,
 )
+from cli.files import readable_inputs
 from cli.options import FiniteFloat, output_options
 from ground.channel import Channel
 from ground.erasure import ErasureError
@@ -345,7 +345,7 @@ def _now() -> datetime:
 def _passes_tle(profile: MissionProfile, tle_file: str | None) -> Tle | None:
     """The TLE ``ccl passes`` propagates: ``--tle FILE``, or the mission's newest."""
     if tle_file is not None:
-        require_inputs([tle_file])
+        readable_inputs([tle_file])
         return read_tle_file(Path(tle_file))
     return mission_tle(profile)
 

@@ -19,6 +19,7 @@ from cli.console import MODE, set_mode
 F = TypeVar("F", bound=Callable[..., Any])
 
 SEQ_MAX = (1 << 64) - 1  # the patch header's sequence number is a 64-bit varint
+MAX_INPUT_BYTES = 64 << 20  # no source, image, patch, key or TLE is larger (patches: 64 KiB)
 
 
 def _json_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:

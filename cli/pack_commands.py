@@ -49,7 +49,7 @@ from cli.console import (
     refuse,
     show,
 )
-from cli.files import output_path, readable_inputs, write_output
+from cli.files import output_path, readable_inputs, regular_inputs, write_output
 from cli.options import SEQUENCE_NUMBER, output_options
 from ground.errors import GroundError
 from ground.ledger import LEDGER_ENV, Ledger, ledger_path
@@ -171,6 +171,7 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
     verify` made of the very same configuration is reused (--reprove to prove again)."""
 
     readable_inputs([file, *([base_path] if base_path else [])])
+    regular_inputs([key_path] if key_path else [])
     target = output_path(file, output, ".vvmp", "patch")  # a bad -o is refused before the proof
     compiler = compiler_of(ctx)
     compiled = compile_file(compiler, file)
@@ -251,6 +252,7 @@ def inspect_command(ctx: click.Context, patch: str, base_path: str | None,
     """Show every field and section of a PATCH, what it changes, and whether its tag
     verifies."""
     readable_inputs([patch, *([base_path] if base_path else [])])
+    regular_inputs([key_path] if key_path else [])
     data = Path(patch).read_bytes()
     base = _read_image(base_path, "base") if base_path else None
     extra = [Path(p) for p in (ctx.obj or {}).get("missions", ())]

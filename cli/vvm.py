@@ -40,7 +40,7 @@ from cli.console import (
     run_click,
     show,
 )
-from cli.options import global_options, output_options
+from cli.options import MAX_INPUT_BYTES, global_options, output_options
 from onboard.mission import MissionError, UnknownMission
 from onboard.patching.patch_format import key_from_text
 from onboard.patching.patcher import Fate, FateStatus
@@ -58,7 +58,6 @@ MAX_RUN_DAYS = 400  # one run longer than this is a typo, or hours of host time
 HOST_SECONDS_PER_DAY = 30  # what a simulated day of corot took on the development machines
 NOTE_RUN_DAYS = 1  # a run longer than this says how long it will take
 SHOWN_ELEMENTS = 12  # of a long array in `vvm dump`, unless --full
-MAX_INPUT_BYTES = 64 << 20  # an input file beyond this is not one (patches: 64 KiB at most)
 
 
 # ---------------------------------------------------------------------- shared plumbing

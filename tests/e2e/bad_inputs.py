@@ -55,6 +55,7 @@ def _files(ws: Path) -> dict[str, Path]:
         "directory": ws / "a-directory",
         "latin1": ws / "latin1.ccl",
         "huge-header": ws / "huge.vvmp",
+        "device": Path("/dev/zero"),  # endless: must be refused, never read to the end
     }
     files["empty"].write_bytes(b"")
     files["comment-only"].write_text("// nothing but a comment\n/* and another */\n")
