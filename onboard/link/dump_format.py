@@ -31,7 +31,8 @@ from enum import Enum
 
 import construct as cs
 
-from onboard.link.packet_definition import PacketDefinition, blob, uint
+from onboard.link.packet_definition import PacketDefinition, blob, text, uint
+from onboard.link.tc_frames import REQUEST_APID
 
 #: Most names one request may ask for.
 MAX_NAMES = 16
@@ -45,7 +46,14 @@ REFUSED = 2
 #: Longest refusal text carried, in UTF-8 bytes (longer ones are cut).
 MAX_REFUSAL_BYTES = 120
 
-_REQUEST_HEAD = cs.Struct("request" / cs.Int16ub, "count" / cs.Int8ub)
+#: A dump request of one name, as a mission control system sends it (``encode_request`` of
+#: one name gives these bytes; more names repeat the length and name).
+DUMP_REQUEST = PacketDefinition("DumpRequest", REQUEST_APID, "read values back from the board", (
+    uint("request", 16, "request id (the dump packets of the answer carry it)"),
+    uint("count", 8, "names asked for: 1 here", lo=1, hi=1),
+    text("name", 8, "the name of a parameter, state variable or table"),
+))
+_REQUEST_HEAD = cs.Struct(*DUMP_REQUEST.struct.subcons[:2])
 
 #: Application process of the dump packets when they travel as Space Packets of their own
 #: (``onboard.link.tm_packets``).

@@ -12,6 +12,9 @@ layout is written twice. The kinds of field are the few the VVM's packets use:
   parameters, the length (``NAME_length``) and the bytes sized by it;
 * ``values``: ``count`` signed integers of ``bits`` each (the elements of a table).
 
+A telecommand may end with a payload that runs to the end of the packet (``tail``: a
+patch segment's share bytes); it is not part of ``struct``.
+
 Fields may carry a unit, a valid range and a one-line description: they go into the XTCE.
 
 Stdlib and construct only: the onboard side must stand alone.
@@ -96,6 +99,7 @@ class PacketDefinition:
     apid: int
     doc: str
     fields: tuple[Field, ...]
+    tail: str = ""  # a telecommand's payload after the fields, to the end of the packet
 
     @property
     def struct(self) -> cs.Struct:

@@ -105,7 +105,7 @@ PATCH_SEGMENT = PacketDefinition("PatchSegment", PATCH_APID, "one share of a pat
     uint("k", 8, "shares needed to rebuild the patch", lo=1, hi=255),
     uint("patch_length", 24, "length of the whole patch", "bytes"),
     uint("patch_crc", 32, "CRC-32 of the whole patch"),
-))
+), tail="share_bytes")
 SEGMENT_HEADER = PATCH_SEGMENT.struct
 
 

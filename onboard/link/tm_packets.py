@@ -45,12 +45,16 @@ from onboard.link.packet_definition import (
 from onboard.link.receiver import LINK_REPORT
 from onboard.link.tc_frames import PACKET_HEADER, UNSEGMENTED
 from onboard.vm.dump_stream import DumpError, decode_values
+from onboard.vm.image import Image
 from onboard.vm.readback import Value
 
 READBACK_APID = 0x151
 HOUSEKEEPING_APID = 0x153
 #: Largest packet data field of a Space Packet (its length field counts octets minus one).
 MAX_DATA_BYTES = 1 << 16
+
+#: Fields every read-back packet begins with (``readback_definition``).
+READBACK_HEAD_FIELDS = 4
 
 #: Store phases as housekeeping numbers them.
 PHASES = ("idle", "staged", "probation")
@@ -81,9 +85,13 @@ HOUSEKEEPING = PacketDefinition("Housekeeping", HOUSEKEEPING_APID,
     uint("probation_needed", 32, "clean frames a configuration needs to be kept"),
 ))
 
+#: Every TM packet definition but the read-back (made per configuration).
+TELEMETRY = (HOUSEKEEPING, LINK_REPORT, FATE_REPORT, DUMP_DEFINITION)
+
 _READBACK_HEAD = (
     uint("time_ms", 64, "onboard time the value was read", "ms"),
     uint("request", 16, "the dump request answered"),
+    uint("config", 32, "the configuration: the first four bytes of its content hash"),
     uint("value", 16, "the value's index among the configuration's declarations"),
 )
 
@@ -97,6 +105,14 @@ class Declaration:
     lo: int
     hi: int
     count: int
+
+
+def declarations(image: Image) -> tuple[Declaration, ...]:
+    """The values ``image`` declares, in read-back order (``onboard.vm.readback``)."""
+    return tuple([Declaration(g.name, "state" if g.writable else "param", g.lo, g.hi, 1)
+                  for g in image.globals]
+                 + [Declaration(a.name, "array" if a.writable else "table", a.lo, a.hi,
+                                a.length) for a in image.arrays])
 
 
 def readback_definition(index: int, d: Declaration) -> PacketDefinition:
@@ -159,10 +175,11 @@ class TmPacketizer:
 
     def pass_packets(self, housekeeping: Mapping[str, Any], link_report: Mapping[str, Any],
                      events: Iterable[PatchEvent], dumps: Sequence[DumpPacket],
-                     declarations: Sequence[Declaration]) -> list[bytes]:
+                     declarations: Sequence[Declaration], config: int) -> list[bytes]:
         """The packets of one pass: housekeeping, the link report, the events and dump
         packets not sent yet, and the read-back of each answer complete for the first time
-        (its values looked up in ``declarations``, those of the configuration running)."""
+        (its values looked up in ``declarations``, those of the configuration running, whose
+        hash begins with ``config``)."""
         out = [self.packet(HOUSEKEEPING, housekeeping), self.packet(LINK_REPORT, link_report)]
         for e in events:
             if e.number > self.event_sent:
@@ -172,11 +189,11 @@ class TmPacketizer:
             if p.number > self.dump_sent:
                 out.append(self.packet(DUMP_DEFINITION, vars(p)))
                 self.dump_sent = p.number
-        out += self._readbacks(dumps, declarations)
+        out += self._readbacks(dumps, declarations, config)
         return out
 
-    def _readbacks(self, dumps: Sequence[DumpPacket],
-                   declarations: Sequence[Declaration]) -> list[bytes]:
+    def _readbacks(self, dumps: Sequence[DumpPacket], declarations: Sequence[Declaration],
+                   config: int) -> list[bytes]:
         index = {d.name: i for i, d in enumerate(declarations)}
         out = []
         for request in sorted({p.request for p in dumps} - self.answered):
@@ -193,15 +210,16 @@ class TmPacketizer:
             except DumpError:
                 continue
             for v in values:
-                out += self._readback(request, last.time_ms, v, index, declarations)
+                out += self._readback(request, last.time_ms, v, index, declarations, config)
         return out
 
     def _readback(self, request: int, time_ms: int, v: Value, index: Mapping[str, int],
-                  declarations: Sequence[Declaration]) -> list[bytes]:
+                  declarations: Sequence[Declaration], config: int) -> list[bytes]:
         i = index.get(v.name)
         if i is None or declarations[i].count != len(v.values):
             return []  # the configuration changed since the value was read
         definition = readback_definition(i, declarations[i])
         element = v.values[0] if definition.fields[-1].kind == "int" else list(v.values)
-        return [self.packet(definition, {"time_ms": time_ms, "request": request, "value": i,
+        return [self.packet(definition, {"time_ms": time_ms, "request": request, "config": config,
+                                         "value": i,
                                          v.name: element})]

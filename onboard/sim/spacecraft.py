@@ -39,7 +39,7 @@ from pathlib import Path
 from onboard.link.downlink import EventLog, encode_downlink
 from onboard.link.link_security import check_link_key
 from onboard.link.receiver import LINK_REPORT, REPORT_MAGIC, Receiver, Reception
-from onboard.link.tm_packets import PHASES, Declaration, TmPacketizer
+from onboard.link.tm_packets import PHASES, Declaration, TmPacketizer, declarations
 from onboard.mission import MissionProfile
 from onboard.patching.boot import start
 from onboard.patching.patcher import Fate, Patcher
@@ -153,18 +153,13 @@ class Spacecraft:
         report = self.report()
         head = LINK_REPORT.parse(report[len(REPORT_MAGIC):][:LINK_REPORT.struct.sizeof()])
         return self.tm.pass_packets(self.housekeeping(), head, self.events.events,
-                                    self.dumps.outbox.packets, self.declarations())
+                                    self.dumps.outbox.packets, self.declarations(),
+                                    int.from_bytes(self.config_hash()[:4], "big"))
 
     def declarations(self) -> tuple[Declaration, ...]:
         """The values the running configuration declares, in read-back order."""
         program = self.vvm.program
-        if program is None:
-            return ()
-        image = program.image
-        return tuple([Declaration(g.name, "state" if g.writable else "param", g.lo, g.hi, 1)
-                      for g in image.globals]
-                     + [Declaration(a.name, "array" if a.writable else "table", a.lo, a.hi,
-                                    a.length) for a in image.arrays])
+        return declarations(program.image) if program is not None else ()
 
     def housekeeping(self) -> dict[str, object]:
         """The values of the housekeeping packet now (``tm_packets.HOUSEKEEPING``)."""
