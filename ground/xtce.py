@@ -264,6 +264,11 @@ def xtce_document(mission: str, telemetry: Sequence[PacketDefinition],
     return ET.tostring(system, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
+def readback_prefix(image: Image) -> str:
+    """What the read-back parameters of configuration ``image`` are named with."""
+    return f"{image.name}_v{image.version}"
+
+
 def vvm_xtce(mission: str, images: Sequence[Image]) -> bytes:
     """The XTCE document of everything the VVM of ``mission`` sends and receives, with the
     read-back packets of the configurations ``images`` (each once, by content hash)."""
@@ -272,7 +277,7 @@ def vvm_xtce(mission: str, images: Sequence[Image]) -> bytes:
         if image.content_hash in seen:
             continue
         seen.add(image.content_hash)
-        readbacks.append(ReadbackSet(f"{image.name}_v{image.version}",
+        readbacks.append(ReadbackSet(readback_prefix(image),
                                      int.from_bytes(image.content_hash[:4], "big"),
                                      readback_definitions(declarations(image))))
     return xtce_document(mission, TELEMETRY, (PATCH_SEGMENT, DUMP_REQUEST), readbacks,
