@@ -50,6 +50,8 @@ COMMANDS = {
                        "pack, uplink, apply on board, telemetry."),
     "xtce": LazyCommand("cli.xtce_command:xtce", "Write the XTCE 1.2 database of the VVM's "
                         "telemetry and telecommands (Yamcs)."),
+    "yamcs": LazyCommand("cli.yamcs_command:yamcs", "Run a local Yamcs that shows the VVM's "
+                         "telemetry (the mcs extra)."),
 }
 
 
