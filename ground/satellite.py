@@ -43,7 +43,7 @@ class SimulatedSatellite:
 
     def downlink(self) -> bytes:
         """The telemetry downlinked now (``onboard.link.downlink``); the same telemetry as
-        Space Packets goes to ``tm_sink``, if any (``onboard.link.tm_packets``)."""
+        Space Packets goes to ``tm_sink``, if any (``onboard.sim.tm_packets``)."""
         if self.tm_sink is not None:
             for packet in self.spacecraft.tm_packets():
                 self.tm_sink(packet)

@@ -755,7 +755,7 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
     under a flight profile to keys generated in ``workdir/keys`` (see the module doc).
     With ``dump``, those names are read back from the board at the end. ``on_event`` hears
     what the ground does, ``on_step`` when a step is over (progress); ``tm_sink`` each TM
-    Space Packet downlinked (``onboard.link.tm_packets``: for a mission control system)."""
+    Space Packet downlinked (``onboard.sim.tm_packets``: for a mission control system)."""
     dump = check_dump_names(dump, "--dump") if dump else ()
     compiler = compiler or Compiler()
     try:

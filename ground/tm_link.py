@@ -1,7 +1,7 @@
 """Where the simulation's TM Space Packets go: a file (a recorded stream) or a mission
 control system's UDP telemetry link (Yamcs ``UdpTmDataLink``: one packet per datagram).
 
-The packets are those of ``onboard.link.tm_packets``; ``ccl sim --tm FILE`` records them,
+The packets are those of ``onboard.sim.tm_packets``; ``ccl sim --tm FILE`` records them,
 ``ccl sim --yamcs HOST:PORT`` streams them.
 """
 

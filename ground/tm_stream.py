@@ -1,4 +1,4 @@
-"""Our own reading of a stream of TM Space Packets (``onboard.link.tm_packets``): each
+"""Our own reading of a stream of TM Space Packets (``onboard.sim.tm_packets``): each
 packet's values by the same definitions the board encodes them with. What a mission control
 system reads from the XTCE database (``ground/xtce.py``) must agree with this, value for
 value (``tests/ground/test_xtce_decoder.py`` checks it with an XTCE decoder we did not write).
@@ -14,7 +14,7 @@ import construct as cs
 
 from ground.xtce import readback_prefix
 from onboard.link.packet_definition import PacketDefinition, definitions_by_apid
-from onboard.link.tm_packets import (
+from onboard.sim.tm_packets import (
     READBACK_APID,
     READBACK_HEAD_FIELDS,
     TELEMETRY,

@@ -2,7 +2,7 @@
 its telemetry and send it telecommands (OMG XTCE 1.2, the dialect Yamcs reads).
 
 Everything comes from the packet definitions in onboard/ (``onboard.link.packet_definition``):
-the TM packets of ``onboard.link.tm_packets`` (housekeeping, link report, fate reports, dump
+the TM packets of ``onboard.sim.tm_packets`` (housekeeping, link report, fate reports, dump
 packets), the read-back packets of each configuration given (their names, ranges and table
 lengths come from the configuration's image), and the two telecommands (the patch segment
 and the dump request). Nothing about a layout is written here.
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from onboard.link.dump_format import DUMP_REQUEST
 from onboard.link.packet_definition import Field, PacketDefinition
 from onboard.link.tc_frames import PATCH_SEGMENT
-from onboard.link.tm_packets import (
+from onboard.sim.tm_packets import (
     READBACK_APID,
     READBACK_HEAD_FIELDS,
     TELEMETRY,

@@ -43,7 +43,7 @@ DEFAULT_EVENT_CAPACITY = 64
 MAX_MESSAGE_BYTES = 120
 
 #: Application process of the fate reports when they travel as Space Packets of their own
-#: (``onboard.link.tm_packets``).
+#: (``onboard.sim.tm_packets``).
 FATE_APID = 0x152
 
 #: One patch event: an element of the downlink's log, and the data field of a fate report.

@@ -56,7 +56,7 @@ DUMP_REQUEST = PacketDefinition("DumpRequest", REQUEST_APID, "read values back f
 _REQUEST_HEAD = cs.Struct(*DUMP_REQUEST.struct.subcons[:2])
 
 #: Application process of the dump packets when they travel as Space Packets of their own
-#: (``onboard.link.tm_packets``).
+#: (``onboard.sim.tm_packets``).
 DUMP_APID = 0x155
 
 DUMP_DEFINITION = PacketDefinition("DumpPacket", DUMP_APID, "a piece of a dump stream", (

@@ -161,7 +161,7 @@ class _Finished:
 # --------------------------------------------------------------------------- telemetry
 
 #: Application process of the link report (the report's counters) when it travels as a
-#: Space Packet of its own (``onboard.link.tm_packets``).
+#: Space Packet of its own (``onboard.sim.tm_packets``).
 LINK_REPORT_APID = 0x154
 
 #: The fixed head of the receiver's report: what it has on board and its counters.

@@ -39,13 +39,13 @@ from pathlib import Path
 from onboard.link.downlink import EventLog, encode_downlink
 from onboard.link.link_security import check_link_key
 from onboard.link.receiver import LINK_REPORT, REPORT_MAGIC, Receiver, Reception
-from onboard.link.tm_packets import PHASES, Declaration, TmPacketizer, declarations
 from onboard.mission import MissionProfile
 from onboard.patching.boot import start
 from onboard.patching.patcher import Fate, Patcher
 from onboard.patching.reconfiguration import Reconfiguration
 from onboard.patching.store import Configuration, Store
 from onboard.sim.dump_service import DumpOutbox, DumpService
+from onboard.sim.tm_packets import PHASES, Declaration, TmPacketizer, declarations
 from onboard.vm.host import Host, mission_host
 from onboard.vm.image import Image
 from onboard.vm.reserve import SharedReserve
@@ -148,7 +148,7 @@ class Spacecraft:
         return encode_downlink(self.report(), self.events, self.dumps.outbox.packets)
 
     def tm_packets(self) -> list[bytes]:
-        """The telemetry of a pass now as CCSDS Space Packets (``onboard.link.tm_packets``):
+        """The telemetry of a pass now as CCSDS Space Packets (``onboard.sim.tm_packets``):
         what a mission control system receives beside ``downlink``."""
         report = self.report()
         head = LINK_REPORT.parse(report[len(REPORT_MAGIC):][:LINK_REPORT.struct.sizeof()])

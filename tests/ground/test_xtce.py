@@ -22,8 +22,8 @@ from space_packet_parser.xtce.definitions import XtcePacketDefinition
 from ccl.driver import Compiler
 from ground.tm_stream import TmPacket, TmReader
 from onboard.link.packet_definition import Field
-from onboard.link.tm_packets import READBACK_HEAD_FIELDS, split_packets
 from onboard.patching.patcher import read_fate_code
+from onboard.sim.tm_packets import READBACK_HEAD_FIELDS, split_packets
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).parent / "xtce" / "SpaceSystem.xsd"
