@@ -38,7 +38,7 @@ def _stop(serve: subprocess.Popen[str]) -> None:
             serve.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def yamcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A running `ccl yamcs serve` and what it printed (url, tm, started_s, folder)."""
     folder = tmp_path_factory.mktemp("yamcs") / "server"
@@ -118,9 +118,8 @@ def test_a_scenario_streamed_into_yamcs_reads_back(yamcs: dict[str, Any],
     assert value("FateReport_message") == fate["message"]
     assert report["patches"][0]["fates"][-1]["status"] == "committed"
 
-
-def test_yamcs_started_within_budget(yamcs: dict[str, Any]) -> None:
-    """The start-up time `ccl yamcs serve` reports, and the MDB loaded without error."""
+    # One test (one server even under xdist): the start-up time `ccl yamcs serve` reports,
+    # and the database loaded without error.
     assert 0 < yamcs["started_s"] < START_TIMEOUT_S
     log = yamcs["log"].read_text(errors="replace")
     assert "Started 1 of 1 instances" in log
