@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -231,8 +230,3 @@ class YamcsServer:
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
-
-
-def remove(folder: Path) -> None:
-    """Remove a server's folder (its archive and log)."""
-    shutil.rmtree(folder, ignore_errors=True)
