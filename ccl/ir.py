@@ -417,6 +417,9 @@ class Procedure:
     returns: Type | None
     body: tuple[Stmt, ...]
     span: Span
+    # An instruction that says `replaces NAME`: the host service or lower instruction it
+    # deliberately takes the place of (its own name), held to that one's range and cost.
+    replaces: str = ""
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,10 @@ class Declarations:
                 self.rep.err("E-RESERVED", f"`{name}` is a reserved word of CCL", sp,
                              "choose another name")
                 continue
-            if name in module.natives or name in module.instr_sigs:
+            if kind == "instr" and self.instr_takes_other_name(d, name, sp):
+                continue
+            replacing = kind == "instr" and getattr(d, "replaces", None) == name
+            if name in module.natives or (name in module.instr_sigs and not replacing):
                 what = "a native" if name in module.natives else "a VMlet instruction"
                 where = ("this VMlet exposes it" if module.kind is ir.ProgramKind.VMLET
                          else "a VMlet in use provides it")
@@ -217,6 +220,51 @@ class Declarations:
             else:
                 symbol = ProcSymbol(kind, d)
             module.symbols[name] = symbol
+
+    def instr_takes_other_name(self, d: Any, name: str, sp: Span) -> bool:
+        """E-SHADOW for an instruction named like a host service of the mission or an
+        instruction of a VMlet below this one, unless it says `replaces NAME`; E-REPLACES
+        for a `replaces` that names something else, or nothing there is to replace.
+        True if an error was reported."""
+        module = self.module
+        assert module.mission is not None
+        replaced = getattr(d, "replaces", None)
+        lower = [s for s in module.instr_sigs.get(name, []) if s.vmlet != module.own_name]
+        if replaced is None:
+            if name in module.mission.natives and name not in module.natives:
+                self.rep.err("E-SHADOW", f"instruction `{name}` takes the name of the host "
+                             f"service `{name}`", sp,
+                             f"calls of `{name}` would silently run it instead of the host's: "
+                             f"rename it, or say `replaces {name}` if that is the intent (the "
+                             "verifier then holds it to the service's range and cost)")
+                return True
+            if lower:
+                self.rep.err("E-SHADOW", f"instruction `{name}` takes the name of "
+                             f"`{lower[0].vmlet}.{name}`, an instruction of a VMlet this one "
+                             "uses", sp, f"rename it, or say `replaces {name}` if that is the "
+                             "intent (the verifier then holds it to that one's range and cost)")
+                return True
+            return False
+        rsp = self.replaces_span(d)
+        if replaced != name:
+            self.rep.err("E-REPLACES", f"instruction `{name}` says `replaces {replaced}`: an "
+                         "instruction replaces only the service or instruction of its own "
+                         "name", rsp, f"name it `{replaced}`, or write `replaces {name}`")
+            return True
+        if name not in module.mission.natives and not lower:
+            self.rep.err("E-REPLACES", f"`replaces {name}`: there is no host service and no "
+                         f"instruction of a VMlet below this one called `{name}`", rsp,
+                         did_you_mean(name, [*module.mission.natives, *module.instr_sigs])
+                         or "remove `replaces`: a new instruction needs none")
+            return True
+        return False
+
+    def replaces_span(self, d: Any) -> Span:
+        """The span of the name after `replaces` in instruction ``d`` (before its body)."""
+        text = self.rep.src.text
+        head_end = d.body._tx_position if d.body is not None else d._tx_position_end
+        at = text.rfind(d.replaces, d._tx_position, head_end)
+        return self.rep.src.span(at, at + len(d.replaces)) if at >= 0 else self.rep.span(d)
 
     # ------------------------------------------------------------------ data
 
