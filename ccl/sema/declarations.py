@@ -38,7 +38,7 @@ VmletLoader = Callable[[str, Span], ir.Program]
 ByType = dict[str, list[Any]]
 
 _CONFIG_ONLY = {"ParamDecl": "param", "RuleDecl": "rule", "TableDecl": "table",
-                "VarDecl": "var", "TaskDecl": "task", "UsesDecl": "uses"}
+                "VarDecl": "var", "TaskDecl": "task"}
 _VMLET_ONLY = {"InstrDecl": "instr", "ExposeDecl": "expose", "HideDecl": "hide"}
 _NAMED = {"ConstDecl": "const", "ParamDecl": "param", "TableDecl": "table",
           "VarDecl": "var", "FnDecl": "fn", "InstrDecl": "instr", "TaskDecl": "task"}
@@ -57,6 +57,8 @@ class Declarations:
         self.version = 0
         self.globals: list[ir.Global] = []
         self.arrays: list[ir.Array] = []
+        self.own_exposes: set[str] = set()  # a VMlet's `expose`d natives
+        self.own_hides: set[str] = set()  # a VMlet's `hide`s: withdrawn from its layers too
 
     # ------------------------------------------------------------------ header
 
@@ -120,13 +122,17 @@ class Declarations:
     # ------------------------------------------------------------------ what is visible
 
     def uses(self, by_type: ByType) -> None:
-        """The VMlets a configuration `uses`, in the order of the text."""
+        """The VMlets a configuration (or a VMlet: the layers below it) `uses`, in the order
+        of the text."""
+        self.own_hides = {n for h in by_type.get("HideDecl", []) for n in h.names}
         for u in by_type.get("UsesDecl", []):
             for k, name in enumerate(u.names):
                 self.use_vmlet(name, self.rep.name_span(u, name, u.names[:k].count(name)))
 
     def use_vmlet(self, name: str, span: Span) -> None:
-        """`uses name`: the VMlet's exposed natives and its instructions become visible."""
+        """`uses name`: what the VMlet offers becomes visible: its instructions and those
+        of its layers it does not replace, and the natives it and its layers expose, less
+        what it hides (and, in a VMlet, less what this one hides)."""
         module = self.module
         assert module.mission is not None
         if any(u.name == name for u in module.uses):
@@ -142,18 +148,24 @@ class Declarations:
                          f"`{vm.mission}`, not `{module.mission.name}`", span)
             return
         module.uses.append(vm)
-        for native in vm.hides:
-            module.hidden_by.setdefault(native, name)
-        for native in vm.exposes:
-            if native not in vm.hides:
-                native_sig = _native_sig(module.mission, native)
-                if native_sig is not None:
-                    module.natives[native] = native_sig
-        for proc in vm.instrs:
-            sig = Signature(proc.name, ir.ProcKind.INSTR,
-                            tuple((p.name, p.type) for p in proc.params), proc.returns, None,
-                            name)
-            module.instr_sigs.setdefault(proc.name, []).append(sig)
+        for layer in (vm, *reversed(vm.stack)):  # the highest layer hiding it is the reason
+            for native in layer.hides:
+                module.hidden_by.setdefault(native, layer.name)
+        for native_sig in vm.natives:
+            if native_sig.name in self.own_hides:
+                module.hidden_by.setdefault(native_sig.name, module.own_name)
+            else:
+                module.natives[native_sig.name] = native_sig
+        # a VMlet image of before layering offers exactly its own instructions
+        offered = vm.offered_instrs or tuple((name, p.name) for p in vm.instrs)
+        for owner, instr in offered:
+            sigs = module.instr_sigs.setdefault(instr, [])
+            if any(s.vmlet == owner for s in sigs):
+                continue  # offered by two of the VMlets used (one builds on the other)
+            proc = vm.instr(owner, instr)
+            sigs.append(Signature(proc.name, ir.ProcKind.INSTR,
+                                  tuple((p.name, p.type) for p in proc.params), proc.returns,
+                                  None, owner))
 
     def vmlet_exposure(self, by_type: ByType) -> None:
         """Check `expose`/`hide` of a VMlet; its own code sees what it exposes."""
@@ -170,6 +182,7 @@ class Declarations:
                                      did_you_mean(name, mission.natives)
                                      or f"natives: {', '.join(mission.natives)}")
                     elif kind == "ExposeDecl":
+                        self.own_exposes.add(name)
                         if name in exposed:
                             self.rep.err("E-DUPLICATE", f"`{name}` is exposed twice", sp)
                         exposed[name] = sp
@@ -231,7 +244,7 @@ class Declarations:
         replaced = getattr(d, "replaces", None)
         lower = [s for s in module.instr_sigs.get(name, []) if s.vmlet != module.own_name]
         if replaced is None:
-            if name in module.mission.natives and name not in module.natives:
+            if name in module.mission.natives and name not in self.own_exposes:
                 self.rep.err("E-SHADOW", f"instruction `{name}` takes the name of the host "
                              f"service `{name}`", sp,
                              f"calls of `{name}` would silently run it instead of the host's: "
@@ -245,11 +258,23 @@ class Declarations:
                              "intent (the verifier then holds it to that one's range and cost)")
                 return True
             return False
+        module.natives.pop(name, None)  # a host service a layer below offers: replaced
         rsp = self.replaces_span(d)
+        if replaced == name and name in self.own_exposes:
+            self.rep.err("E-SHADOW", f"instruction `{name}` replaces the host service "
+                         f"`{name}`, which this VMlet also exposes", rsp,
+                         f"remove `{name}` from `expose`: the instruction takes its place")
+            return True
         if replaced != name:
             self.rep.err("E-REPLACES", f"instruction `{name}` says `replaces {replaced}`: an "
                          "instruction replaces only the service or instruction of its own "
                          "name", rsp, f"name it `{replaced}`, or write `replaces {name}`")
+            return True
+        native = module.mission.natives.get(name)
+        if not lower and native is not None and native.result is None:
+            self.rep.err("E-REPLACES", f"`replaces {name}`: the host service `{name}` returns "
+                         "nothing, and an instruction returns a value", rsp,
+                         "a replacement must be callable wherever the replaced one is")
             return True
         if name not in module.mission.natives and not lower:
             self.rep.err("E-REPLACES", f"`replaces {name}`: there is no host service and no "

@@ -124,7 +124,9 @@ def _verify(target: Compiled | ir.Program, mission: MissionProfile | None,
         mission = mission or target.mission
     else:
         program = target
-        images = {vm.name: generate(vm, {})[0] for vm in program.uses}
+        images: dict[str, Image] = {}
+        for vm in program.stack:  # lower layers first: a VMlet's image pins the ones below
+            images[vm.name] = generate(vm, images)[0]
         image, _ = generate(program, images)
         vmlet_images = tuple(images.values())
         mission = mission or find_mission(program.mission)

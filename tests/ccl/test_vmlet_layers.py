@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from vmlet_layers import APP, LOW, stack, write
 
 from ccl.diagnostics import CclError
 from ccl.driver import Compiler
@@ -27,12 +28,6 @@ task t every 1 s {
     last = flux(3);
 }
 """
-
-
-def write(directory: Path, name: str, text: str) -> Path:
-    path = directory / f"{name}.ccl"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def refusal(path: Path) -> CclError:
@@ -60,3 +55,51 @@ def test_replaces_says_the_replacement_is_meant(tmp_path: Path) -> None:
     # the call is the VMlet's instruction, one extension opcode, not the host's native
     assert [f"{e.vmlet}.{e.instr}" for e in compiled.image.ext] == ["r_flux.flux"]
     assert "flux" not in compiled.image.natives
+
+
+def test_a_configuration_on_the_top_layer_sees_every_layer(tmp_path: Path) -> None:
+    compiled = Compiler().compile(stack(tmp_path))
+    # loaded lowest first; each image pins only the layer just below it
+    assert [v.program.name for v in compiled.vmlets] == ["low", "mid", "top"]
+    assert [u.name for u in compiled.image.uses] == ["top"]
+    by_name = {v.image.name: v.image for v in compiled.vmlets}
+    assert [u.name for u in by_name["top"].uses] == ["mid"]
+    assert by_name["mid"].uses[0].hash == by_name["low"].content_hash
+    assert [f"{e.vmlet}.{e.instr}" for e in compiled.image.ext] == ["top.score", "low.clamp"]
+
+
+def test_a_layer_hides_what_the_layer_below_exposes(tmp_path: Path) -> None:
+    stack(tmp_path)
+    app = write(tmp_path, "app", APP.format(vmlet="top").replace("flux(s), 100000",
+                                                                  "noise(s), 100000"))
+    first = refusal(app).diagnostics[0]
+    assert first.code == "E-NATIVE-HIDDEN"
+    assert "VMlet `mid` hides it" in first.message
+
+
+def test_a_cycle_of_vmlets_is_refused_with_the_cycle_shown(tmp_path: Path) -> None:
+    write(tmp_path, "a", "vmlet a version 1;\nmission corot;\nuses b;\n")
+    write(tmp_path, "b", "vmlet b version 1;\nmission corot;\nuses c;\n")
+    write(tmp_path, "c", "vmlet c version 1;\nmission corot;\nuses a;\n")
+    first = refusal(tmp_path / "a.ccl").diagnostics[0]
+    assert first.code == "E-CYCLE"
+    assert "a -> b -> c -> a" in first.message
+    assert first.span is not None and Path(first.span.file).name == "c.ccl"
+    assert (first.span.line, first.span.col) == (3, 6)
+
+
+def test_an_instruction_named_like_one_below_needs_replaces(tmp_path: Path) -> None:
+    write(tmp_path, "low", LOW.format(version=1))
+    over = write(tmp_path, "over", "vmlet over version 1;\nmission corot;\nuses low;\n"
+                 "instr half(v: int[0..100000]) -> int[0..50000]{r} {{ return v / 4; }}\n")
+    over.write_text(over.read_text().format(r=""))
+    first = refusal(over).diagnostics[0]
+    assert (first.code, first.span.line if first.span else 0) == ("E-SHADOW", 4)
+    assert "`low.half`" in first.message and "replaces half" in first.hint
+    over.write_text(over.read_text().replace("-> int[0..50000]", "-> int[0..50000] "
+                                             "replaces half"))
+    app = write(tmp_path, "app2", "mission corot;\nconfig app2 version 1;\nuses over;\n"
+                "var out : int[0..50000];\ntask t every 1 s { out = half(100); }\n")
+    compiled = Compiler().compile(app)
+    # the replacement is what the programs on `over` call
+    assert [f"{e.vmlet}.{e.instr}" for e in compiled.image.ext] == ["over.half"]

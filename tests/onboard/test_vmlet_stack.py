@@ -1,0 +1,71 @@
+"""A stack of VMlets on board: loaded whole at the versions it was compiled against or not
+at all, one level of interpretation (the same cycles as the instructions in one VMlet),
+and the verifier's worst case equal to the cycles the VVM meters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import start_vvm
+from vmlet_layers import LOW, flat, stack, write
+
+from ccl.driver import Compiler
+from ccl.verify import verify_program
+from missions.corot.natives import make_host
+from onboard.vm.loader import LoadError
+from onboard.vm.vvm import VVM
+
+
+def test_the_stack_runs_like_the_same_instructions_in_one_vmlet(tmp_path: Path) -> None:
+    layered = Compiler().compile(stack(tmp_path / "layered"))
+    single = Compiler().compile(flat(tmp_path / "flat"))
+    runs = []
+    for compiled in (layered, single):
+        vm = start_vvm(compiled, seed=3)
+        out = vm.call("t")
+        assert out.fault is None
+        runs.append((vm.global_value("out"), vm.global_value("raw"), out.cycles,
+                     vm.program.code.fallbacks if vm.program else None))
+    assert runs[0] == runs[1]  # results, cycles (exactly), and no unit left untranslated
+    assert runs[0][0] > 0 and runs[0][3] == {}
+
+
+@pytest.mark.parametrize("make", [stack, flat])
+def test_the_proven_worst_case_is_the_metered_cycles(tmp_path: Path, make: object) -> None:
+    compiled = Compiler().compile(make(tmp_path))  # type: ignore[operator]
+    report = verify_program(compiled, timeout_ms=2000)
+    assert report.status == "proven"
+    worst = report.worst_case("t")
+    out = start_vvm(compiled, seed=5).call("t")
+    assert out.fault is None
+    assert out.cycles == worst.bound  # straight-line layers: the bound is exact
+
+
+def test_the_board_refuses_a_stack_whose_lower_layer_is_missing(tmp_path: Path) -> None:
+    compiled = Compiler().compile(stack(tmp_path))
+    low, mid, top = (v.image for v in compiled.vmlets)
+    vm = VVM(compiled.mission, make_host(compiled.mission, 1))
+    vm.load_vmlet(low)
+    with pytest.raises(LoadError) as info:
+        vm.load_vmlet(top)  # without `mid`
+    assert info.value.code == "missing-vmlet" and "`mid`" in info.value.message
+    vm.load_vmlet(mid)
+    vm.load_vmlet(top)
+    vm.load(compiled.image)
+    assert vm.call("t").fault is None
+
+
+def test_the_board_refuses_a_stack_on_another_version_of_a_lower_layer(
+        tmp_path: Path) -> None:
+    compiled = Compiler().compile(stack(tmp_path))
+    low, mid, _ = (v.image for v in compiled.vmlets)
+    other = tmp_path / "other"
+    other.mkdir()
+    low2 = Compiler().compile(write(other, "low", LOW.format(version=2))).image
+    vm = VVM(compiled.mission, make_host(compiled.mission, 1))
+    vm.load_vmlet(low2)
+    with pytest.raises(LoadError) as info:
+        vm.load_vmlet(mid)  # compiled against low v1
+    assert info.value.code == "vmlet-mismatch" and "`low` v1" in info.value.message
+    assert "mid" not in vm.vmlets  # nothing loaded
