@@ -49,10 +49,11 @@ class LoadedVmlet:
     lower: tuple[LoadedVmlet, ...] = ()  # the VMlets it builds on (`uses`), as loaded
 
     def stack(self) -> dict[str, LoadedVmlet]:
-        """This VMlet and every layer below it, by name."""
-        out = {self.image.name: self}
+        """Every layer below this VMlet and then itself, by name, lower layers first."""
+        out: dict[str, LoadedVmlet] = {}
         for v in self.lower:
             out.update(v.stack())
+        out[self.image.name] = self
         return out
 
 
@@ -202,6 +203,7 @@ def load_config(image: Image, vmlets: Sequence[LoadedVmlet], profile: MissionPro
     used = _pinned(image, vmlets)
     by_name = _stack(used)  # the VMlets used and the layers below them
     facts = _verify(image, profile, tuple(by_name.values()))
+    used = list(by_name.values())  # what the store keeps with it: the whole stack
     hidden = sorted(set(image.natives) - facts.visible)
     if hidden:  # imported but never called: still refused, the import itself is the intent
         raise LoadError("hidden-native", f"`{image.name}` imports native `{hidden[0]}`, "

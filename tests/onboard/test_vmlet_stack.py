@@ -7,12 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import start_vvm
+from support import TEST_KEY, start_vvm
 from vmlet_layers import LOW, flat, stack, write
 
 from ccl.driver import Compiler
+from ccl.pack import PackError, pack
 from ccl.verify import verify_program
 from missions.corot.natives import make_host
+from onboard.patching.patcher import Patcher
+from onboard.patching.reconfiguration import Reconfiguration
+from onboard.patching.store import Store
 from onboard.vm.loader import LoadError
 from onboard.vm.vvm import VVM
 
@@ -69,3 +73,39 @@ def test_the_board_refuses_a_stack_on_another_version_of_a_lower_layer(
         vm.load_vmlet(mid)  # compiled against low v1
     assert info.value.code == "vmlet-mismatch" and "`low` v1" in info.value.message
     assert "mid" not in vm.vmlets  # nothing loaded
+
+
+def test_a_configuration_on_a_stack_travels_in_one_patch_with_every_layer(
+        tmp_path: Path) -> None:
+    compiled = Compiler().compile(stack(tmp_path / "src"))
+    images = [v.image for v in compiled.vmlets]
+    packed = pack(compiled.image, images, compiled.mission, TEST_KEY, seq=1)
+    # the store keeps the whole stack, lower layers first (the order it loads in)
+    assert [v.name for v in packed.configuration.vmlets] == ["low", "mid", "top"]
+    with pytest.raises(PackError, match="`mid` v1 is not given"):
+        pack(compiled.image, [images[0], images[2]], compiled.mission, TEST_KEY, seq=1)
+    patcher = Patcher(compiled.mission, Store.init(tmp_path / "store"), TEST_KEY,
+                      probation_frames=5)
+    vm = VVM(compiled.mission, make_host(compiled.mission, seed=3))
+    Reconfiguration(vm, patcher)
+    vm.receive_patch(packed.data, 1)
+    vm.run_for(60_000)
+    assert vm.reconfiguration is not None
+    assert [e.fate.status.value for e in vm.reconfiguration.events] == [
+        "received", "staged", "active", "committed"]
+    assert vm.program is not None and vm.program.image.content_hash == \
+        compiled.image.content_hash
+    assert vm.telemetry.tasks["t"].runs >= 1
+    assert patcher.store.check() == []  # the store holds the stack its configuration pins
+
+
+def test_ccl_verify_of_a_layer_replays_its_worst_case_exactly_on_its_stack(
+        tmp_path: Path) -> None:
+    stack(tmp_path)
+    compiled = Compiler().compile(tmp_path / "top.ccl")
+    assert [v.program.name for v in compiled.vmlets] == ["low", "mid"]
+    report = verify_program(compiled, timeout_ms=2000)
+    assert report.status == "proven"  # the board loads it on its layers
+    worst = report.worst_case("score")
+    # exact: the VVM, run from the witness on the stack, meters exactly the bound
+    assert worst.exact and worst.bound == worst.cycles
