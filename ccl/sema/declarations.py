@@ -5,6 +5,7 @@ and the signatures of its procedures."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -141,7 +142,13 @@ class Declarations:
         try:
             vm = self.vmlet_loader(name, span)
         except CclError as exc:
-            self.rep.diags.extend(exc.diagnostics)
+            # an error in the VMlet's file: say where this file brought it in
+            used_at = f"in VMlet `{name}`, used at {span}"
+            self.rep.diags.extend(
+                d if d.span is None or d.span.file == span.file
+                or any(n.startswith("in VMlet `") for n in d.notes)
+                else dataclasses.replace(d, notes=(*d.notes, used_at))
+                for d in exc.diagnostics)
             return
         if vm.mission != module.mission.name:
             self.rep.err("E-MISSION-MISMATCH", f"VMlet `{name}` is for mission "

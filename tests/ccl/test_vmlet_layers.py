@@ -3,6 +3,8 @@ VMlets that use VMlets, and what a configuration on the top layer sees and runs.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,22 @@ def test_an_instruction_named_like_a_host_service_is_refused_where_it_is_defined
     assert (first.span.line, first.span.col) == (3, 7)
     assert "host service `flux`" in first.message
     assert "replaces flux" in first.hint
+
+
+def test_ccl_check_shows_where_the_shadowing_is_and_where_it_came_in(tmp_path: Path) -> None:
+    write(tmp_path, "r_flux", R_FLUX.format(replaces=""))
+    write(tmp_path, "reads_flux", USES_R_FLUX)
+    proc = subprocess.run([sys.executable, "-m", "cli.ccl", "check", "reads_flux.ccl"],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                               "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == ("r_flux.ccl:3:7: error[E-SHADOW]: instruction `flux` takes the name "
+                        "of the host service `flux`")
+    assert lines[2] == " " * len("   3 | instr ") + "^^^^"  # under the instruction's name
+    assert "  note: in VMlet `r_flux`, used at reads_flux.ccl:3:6" in lines
 
 
 def test_replaces_says_the_replacement_is_meant(tmp_path: Path) -> None:
