@@ -4,11 +4,12 @@ and the verifier's worst case equal to the cycles the VVM meters."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from support import TEST_KEY, start_vvm
-from vmlet_layers import LOW, flat, stack, write
+from vmlet_layers import FLAT, LOW, flat, stack, write
 
 from ccl.driver import Compiler
 from ccl.pack import PackError, pack
@@ -17,6 +18,7 @@ from missions.corot.natives import make_host
 from onboard.patching.patcher import Patcher
 from onboard.patching.reconfiguration import Reconfiguration
 from onboard.patching.store import Store
+from onboard.vm.image import ExtRef
 from onboard.vm.loader import LoadError
 from onboard.vm.vvm import VVM
 
@@ -109,3 +111,21 @@ def test_ccl_verify_of_a_layer_replays_its_worst_case_exactly_on_its_stack(
     worst = report.worst_case("score")
     # exact: the VVM, run from the witness on the stack, meters exactly the bound
     assert worst.exact and worst.bound == worst.cycles
+
+
+def test_the_board_refuses_a_layer_naming_an_instruction_it_does_not_stand_on(
+        tmp_path: Path) -> None:
+    # A crafted (or mis-built) `mid` whose extension opcode names an instruction of a VMlet
+    # that is loaded but is not below it: bound through the layers, never beside them.
+    compiled = Compiler().compile(stack(tmp_path))
+    low, mid, _ = (v.image for v in compiled.vmlets)
+    other = Compiler().compile(write(tmp_path / "other", "flat", FLAT)).image
+    crafted = dataclasses.replace(mid, ext=(ExtRef("flat", "clamp"),))
+    vm = VVM(compiled.mission, make_host(compiled.mission, 1))
+    vm.load_vmlet(low)
+    vm.load_vmlet(other)
+    with pytest.raises(LoadError) as info:
+        vm.load_vmlet(crafted)
+    assert info.value.code == "bad-ext"
+    assert "`flat.clamp`, not an instruction of this VMlet or a VMlet it uses" in \
+        info.value.message
