@@ -53,6 +53,9 @@ class Compiler:
 
     mission_dirs: Iterable[Path] = ()
     sources: dict[str, Source] = field(default_factory=dict)
+    # Texts to read instead of the files on disk, by resolved path: the unsaved buffers of
+    # an editor (``ccl lsp``), so that what is checked is what the author sees.
+    buffers: dict[Path, str] = field(default_factory=dict)
     _missions: dict[str, MissionProfile] = field(default_factory=dict)
     _vmlets: dict[Path, Compiled] = field(default_factory=dict)  # by resolved path
     _current_dir: Path = field(default=Path("."))
@@ -87,6 +90,11 @@ class Compiler:
     # -- internals
 
     def _read(self, path: Path) -> Source:
+        buffered = self.buffers.get(path.resolve()) if self.buffers else None
+        if buffered is not None:
+            source = Source.of(path, buffered.removeprefix("\ufeff"))
+            self.sources[source.path] = source
+            return source
         try:
             text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not code
         except FileNotFoundError:

@@ -48,6 +48,9 @@ COMMANDS = {
                           "board: the ledger's configuration, transfers and passes."),
     "sim": LazyCommand("cli.sim_command:sim", "Run SCENARIOs end to end: compile, verify, "
                        "pack, uplink, apply on board, telemetry."),
+    "lsp": LazyCommand("cli.lsp_command:lsp", "Run the CCL language server on stdin/stdout: "
+                       "diagnostics as you type, hover, go to definition, completion, and "
+                       "the verifier's refutations on save."),
 }
 
 
