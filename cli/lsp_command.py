@@ -32,7 +32,8 @@ def lsp(ctx: click.Context, stdio: bool, debounce_ms: int) -> None:
         if exc.name not in {"pygls", "lsprotocol", "cattrs", "attrs"} and not (
                 exc.name or "").startswith(("pygls.", "lsprotocol.")):
             raise
-        fail(f"the language server needs the package `{exc.name}`, which is not installed",
+        package = (exc.name or "pygls").split(".")[0]
+        fail(f"the language server needs the package `{package}`, which is not installed",
              "install the extra: pip install -e '.[lsp]' (or pip install 'ccl-vvm[lsp]')",
              EXIT_USAGE)
     missions = tuple(Path(p).resolve() for p in (ctx.obj or {}).get("missions", ()))
