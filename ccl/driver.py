@@ -17,6 +17,7 @@ from ccl import ir
 from ccl.compiled import Compiled
 from ccl.diagnostics import CclError, Diagnostic, Source, Span
 from ccl.sema import analyze
+from ccl.syntax import ParseCache
 from onboard.mission import MissionError, MissionProfile, find_mission
 
 
@@ -56,6 +57,8 @@ class Compiler:
     # Texts to read instead of the files on disk, by resolved path: the unsaved buffers of
     # an editor (``ccl lsp``), so that what is checked is what the author sees.
     buffers: dict[Path, str] = field(default_factory=dict)
+    # Parse trees kept between checks of a file being edited, by resolved path (``ccl lsp``).
+    parse_caches: dict[Path, ParseCache] = field(default_factory=dict)
     _missions: dict[str, MissionProfile] = field(default_factory=dict)
     _vmlets: dict[Path, Compiled] = field(default_factory=dict)  # by resolved path
     _current_dir: Path = field(default=Path("."))
@@ -114,7 +117,8 @@ class Compiler:
         saved, self._current_dir = self._current_dir, path.parent
         self._compiling.add(path.resolve())
         try:
-            return analyze(source, self.mission, self._load_vmlet)
+            return analyze(source, self.mission, self._load_vmlet,
+                           self.parse_caches.get(path.resolve()))
         finally:
             self._current_dir = saved
             self._compiling.discard(path.resolve())

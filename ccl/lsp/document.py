@@ -3,8 +3,10 @@
 The buffer is checked by ``ccl.driver.Compiler`` exactly as ``ccl check`` checks the file
 (same codes, spans and hints), with the unsaved text given to the compiler in place of the
 file. The compiler is kept between checks, so the mission profile and the VMlets a
-configuration uses are read and compiled once, not at every keystroke; ``forget`` drops
-them when a VMlet or a mission may have changed.
+configuration uses are read and compiled once, not at every keystroke, and the parse trees
+of the declarations that did not change are reused (``ccl.syntax.parse_reusing``: only
+the declaration being typed in is parsed again); ``forget`` drops them when a VMlet or a
+mission may have changed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from ccl import ir
 from ccl.diagnostics import CclError, Diagnostic
 from ccl.driver import Compiler
+from ccl.syntax import ParseCache
 from onboard.mission import MissionError, MissionProfile
 
 
@@ -50,6 +53,8 @@ class FrontEnd:
         compiler = self._compiler
         compiler.buffers = {p.resolve(): t for p, t in buffers}
         compiler.buffers[path.resolve()] = text
+        # the declarations of the buffer that did not change are not parsed again
+        compiler.parse_caches.setdefault(path.resolve(), ParseCache())
         try:
             program = compiler.check(path)
         except CclError as exc:
