@@ -97,7 +97,10 @@ class CclLanguageServer(LanguageServer):
         # One check at a time: the compiler (and its caches) is shared between checks.
         self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ccl-check")
         self.pending: dict[str, asyncio.Task[None]] = {}  # uri -> its scheduled check
-        self.names: dict[str, Names] = {}  # uri -> names of its last program that checked
+        # uri -> its last program that checked (and its mission), and the names in it, made
+        # when hover, definition or completion first asks (not on the typing path)
+        self.checked_ok: dict[str, Checked] = {}
+        self.names: dict[str, Names] = {}
         self.checked: dict[str, list[lsp.Diagnostic]] = {}  # uri -> front-end diagnostics
         self.refuted: dict[str, list[lsp.Diagnostic]] = {}  # uri -> the last save's proofs
         self.proving: dict[str, asyncio.subprocess.Process] = {}  # uri -> its prover
@@ -126,9 +129,18 @@ class CclLanguageServer(LanguageServer):
         if self.workspace.get_text_document(uri).version != version:
             return  # typed since: the check of the newer text is scheduled
         if result.program is not None:
-            self.names[uri] = Names(result.program, result.mission)
+            self.checked_ok[uri] = result
+            self.names.pop(uri, None)
         self.checked[uri] = [lsp_diagnostic(d, path) for d in result.diagnostics]
         self.publish(uri, version)
+
+    def names_of(self, uri: str) -> Names | None:
+        """The names of the last program of ``uri`` that checked (None before one did)."""
+        if uri not in self.names and uri in self.checked_ok:
+            good = self.checked_ok[uri]
+            assert good.program is not None
+            self.names[uri] = Names(good.program, good.mission)
+        return self.names.get(uri)
 
     def _other_buffers(self, uri: str) -> Iterable[tuple[Path, str]]:
         for other, doc in list(self.workspace.text_documents.items()):
@@ -243,12 +255,12 @@ def server(mission_dirs: tuple[Path, ...] = (), debounce_s: float = 0.03) -> Ccl
         if pending is not None:
             pending.cancel()
         await ls.cancel_proof(uri, "closed")
-        for state in (ls.names, ls.checked, ls.refuted):
+        for state in (ls.checked_ok, ls.names, ls.checked, ls.refuted):
             state.pop(uri, None)
         ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     def name_at(uri: str, pos: lsp.Position) -> tuple[Name, lsp.Range] | None:
-        names = ls.names.get(uri)
+        names = ls.names_of(uri)
         text = ls.workspace.get_text_document(uri).source
         word, start = word_at(text, pos.line, pos.character)
         if names is None or not word:
@@ -280,7 +292,7 @@ def server(mission_dirs: tuple[Path, ...] = (), debounce_s: float = 0.03) -> Ccl
     @ls.feature(lsp.TEXT_DOCUMENT_COMPLETION)
     def completion(ls: CclLanguageServer, params: lsp.CompletionParams
                    ) -> lsp.CompletionList:
-        names = ls.names.get(params.text_document.uri)
+        names = ls.names_of(params.text_document.uri)
         items = [] if names is None else [
             lsp.CompletionItem(label=n.name, kind=_COMPLETION_KINDS.get(n.kind),
                                detail=n.detail, documentation=_markup(n))

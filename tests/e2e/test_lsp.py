@@ -119,6 +119,9 @@ def test_typing_shows_errors_where_ccl_check_does_and_clears_them(tmp_path: Path
         got = await s.diagnostics(uri, mark, lambda p: p.version == v)
         assert shown(got.diagnostics) == expect_renamed
         assert got.diagnostics[0].source == "ccl"
+        # while the buffer is wrong, hover answers from the last version that checked
+        h = await s.hover(uri, *position_of(EXO, "clamp(rejected"))
+        assert h is not None and "fn clamp(v: int" in str(h.contents)
         mark = len(s.published)
         v = s.replace(uri, line, col + len("coad"), col + len("coad "), "d")  # back again
         assert (await s.diagnostics(uri, mark, lambda p: p.version == v)).diagnostics == []
