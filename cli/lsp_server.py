@@ -18,6 +18,7 @@ This module imports pygls: only ``ccl lsp`` imports it (``cli.lsp_command``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Iterable
@@ -103,7 +104,8 @@ class CclLanguageServer(LanguageServer):
         self.names: dict[str, Names] = {}
         self.checked: dict[str, list[lsp.Diagnostic]] = {}  # uri -> front-end diagnostics
         self.refuted: dict[str, list[lsp.Diagnostic]] = {}  # uri -> the last save's proofs
-        self.proving: dict[str, asyncio.subprocess.Process] = {}  # uri -> its prover
+        self.proof_runs: dict[str, asyncio.Task[None]] = {}  # uri -> the run proving it
+        self.proving: dict[str, asyncio.subprocess.Process] = {}  # uri -> its process
         self.background: set[asyncio.Task[None]] = set()
 
     # -- checking as the author types
@@ -167,20 +169,30 @@ class CclLanguageServer(LanguageServer):
     # -- proving on save
 
     async def prove(self, uri: str) -> None:
-        """Prove the saved file ``uri`` in a process of its own; a newer save ends it."""
+        """Prove the saved file ``uri`` in a process of its own; a newer save (or closing
+        the file) cancels this run, which then ends its process."""
         path = _path_of(uri)
-        if path is None:
+        me = asyncio.current_task()
+        if path is None or me is None:
             return
         await self.cancel_proof(uri, "a newer save")
+        self.proof_runs[uri] = me
         args = [a for d in self.mission_dirs for a in ("--missions", str(d))]
+        # (cancelled while the process starts, asyncio ends it: nothing is left behind)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ccl.lsp.proofs", *args, str(path),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         self.proving[uri] = proc
-        out, err = await proc.communicate()
-        if self.proving.get(uri) is not proc:
-            return  # cancelled: a newer run answers
-        del self.proving[uri]
+        try:
+            out, err = await proc.communicate()
+        finally:
+            if proc.returncode is None:  # cancelled: a stale run
+                proc.kill()
+                await proc.wait()
+            if self.proving.get(uri) is proc:
+                del self.proving[uri]
+        if self.proof_runs.get(uri) is me:
+            del self.proof_runs[uri]
         try:
             result = json.loads(out)
         except ValueError:
@@ -194,12 +206,15 @@ class CclLanguageServer(LanguageServer):
                  + (" (kept proof)" if result.get("reused") else ""))
 
     async def cancel_proof(self, uri: str, why: str) -> None:
-        """End the prover of ``uri`` if one runs (its result would be stale)."""
-        proc = self.proving.pop(uri, None)
-        if proc is not None and proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-            self.log(lsp.MessageType.Info, f"ccl verify: stale run cancelled ({why})")
+        """Cancel the run proving ``uri`` if there is one (its result would be stale), and
+        wait until its process has ended."""
+        run = self.proof_runs.pop(uri, None)
+        if run is None or run.done() or run is asyncio.current_task():
+            return
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        self.log(lsp.MessageType.Info, f"ccl verify: stale run cancelled ({why})")
 
     def log(self, kind: lsp.MessageType, message: str) -> None:
         self.window_log_message(lsp.LogMessageParams(type=kind, message=message))

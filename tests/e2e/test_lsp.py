@@ -63,6 +63,14 @@ def shown(diags: list[lsp.Diagnostic]) -> list[tuple[str, int, int, int, int, st
     return out
 
 
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started that still run (Linux)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def lines_of(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
@@ -281,6 +289,7 @@ def test_save_of_a_proven_configuration_reuses_the_kept_proof_and_cancels_stale_
         s.save(uri)  # a second save while the first is proving: the first is stale
         assert "cancelled" in await s.log("stale run cancelled")
         assert await s.log("exo_e1.ccl: proven")
+        assert children(s.client._server.pid) == []  # the stale run's prover has ended
         s.logs.clear()
         s.save(uri)
         assert await s.log("exo_e1.ccl: proven (kept proof)")
