@@ -38,6 +38,7 @@ class FrontEnd:
     """Checks buffers with one long-lived compiler (its missions and VMlets cached)."""
 
     mission_dirs: tuple[Path, ...] = ()
+    reuse_parses: bool = True  # False: every check parses the whole buffer (a reference)
     _compiler: Compiler | None = field(default=None, repr=False)
 
     def forget(self) -> None:
@@ -54,7 +55,8 @@ class FrontEnd:
         compiler.buffers = {p.resolve(): t for p, t in buffers}
         compiler.buffers[path.resolve()] = text
         # the declarations of the buffer that did not change are not parsed again
-        compiler.parse_caches.setdefault(path.resolve(), ParseCache())
+        if self.reuse_parses:
+            compiler.parse_caches.setdefault(path.resolve(), ParseCache())
         try:
             program = compiler.check(path)
         except CclError as exc:
