@@ -28,6 +28,8 @@ from pathlib import Path
 from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
+from pygls.workspace import TextDocument
+from pygls.workspace.position_codec import ServerTextPosition, ServerTextRange
 
 from ccl.diagnostics import Diagnostic, Span
 from ccl.lsp.document import Checked, FrontEnd
@@ -45,13 +47,19 @@ _COMPLETION_KINDS = {
 }
 
 
-def lsp_range(span: Span) -> lsp.Range:
-    """A CCL span (1-based, end column exclusive) as an LSP range (0-based)."""
-    return lsp.Range(start=lsp.Position(line=span.line - 1, character=span.col - 1),
-                     end=lsp.Position(line=span.end_line - 1, character=span.end_col - 1))
+def lsp_range(span: Span, doc: TextDocument | None = None) -> lsp.Range:
+    """A CCL span (1-based, in characters, end column exclusive) as an LSP range (0-based,
+    in the client's units: UTF-16 unless it asked for others) of ``doc``'s lines."""
+    inside = ServerTextRange(ServerTextPosition(span.line - 1, span.col - 1),
+                             ServerTextPosition(span.end_line - 1, span.end_col - 1))
+    if doc is not None:
+        return doc.range_to_client_units(inside)
+    return lsp.Range(start=lsp.Position(line=inside.start.line, character=inside.start.character),
+                     end=lsp.Position(line=inside.end.line, character=inside.end.character))
 
 
-def lsp_diagnostic(d: Diagnostic, path: Path, source: str = "ccl") -> lsp.Diagnostic:
+def lsp_diagnostic(d: Diagnostic, path: Path, doc: TextDocument, source: str = "ccl"
+                   ) -> lsp.Diagnostic:
     """A compiler or verifier diagnostic of the buffer ``path``, as the editor shows it:
     the message, its notes (a counterexample) and its hint; one in another file (a VMlet
     the configuration uses) is shown at the top of the buffer, with where it is."""
@@ -59,7 +67,7 @@ def lsp_diagnostic(d: Diagnostic, path: Path, source: str = "ccl") -> lsp.Diagno
     where = "" if here or d.span is None else f"{d.span}: "
     text = "\n".join([f"{where}{d.message}", *(f"note: {n}" for n in d.notes),
                       *([f"hint: {d.hint}"] if d.hint else [])])
-    span_range = lsp_range(d.span) if here and d.span is not None else \
+    span_range = lsp_range(d.span, doc) if here and d.span is not None else \
         lsp.Range(start=lsp.Position(line=0, character=0),
                   end=lsp.Position(line=0, character=0))
     severity = lsp.DiagnosticSeverity.Warning if d.severity == "warning" \
@@ -133,7 +141,8 @@ class CclLanguageServer(LanguageServer):
         if result.program is not None:
             self.checked_ok[uri] = result
             self.names.pop(uri, None)
-        self.checked[uri] = [lsp_diagnostic(d, path) for d in result.diagnostics]
+        doc = self.workspace.get_text_document(uri)
+        self.checked[uri] = [lsp_diagnostic(d, path, doc) for d in result.diagnostics]
         self.publish(uri, version)
 
     def names_of(self, uri: str) -> Names | None:
@@ -199,7 +208,8 @@ class CclLanguageServer(LanguageServer):
             self.log(lsp.MessageType.Error, f"ccl verify {path}: the prover failed "
                      f"(exit {proc.returncode}): {err.decode(errors='replace')[-400:]}")
             return
-        self.refuted[uri] = [lsp_diagnostic(diagnostic_of_json(d), path, "ccl verify")
+        doc = self.workspace.get_text_document(uri)
+        self.refuted[uri] = [lsp_diagnostic(diagnostic_of_json(d), path, doc, "ccl verify")
                              for d in result["diagnostics"]]
         self.publish(uri)
         self.log(lsp.MessageType.Info, f"ccl verify {path.name}: {result['status']}"
@@ -275,16 +285,18 @@ def server(mission_dirs: tuple[Path, ...] = (), debounce_s: float = 0.03) -> Ccl
         ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     def name_at(uri: str, pos: lsp.Position) -> tuple[Name, lsp.Range] | None:
+        """The name at the client's position ``pos`` of ``uri``, and its range there."""
         names = ls.names_of(uri)
-        text = ls.workspace.get_text_document(uri).source
-        word, start = word_at(text, pos.line, pos.character)
+        doc = ls.workspace.get_text_document(uri)
+        at = doc.position_from_client_units(pos)  # the client counts UTF-16 units
+        word, start = word_at(doc.source, at.line, at.character)
         if names is None or not word:
             return None
-        found = names.lookup(word, pos.line + 1)
+        found = names.lookup(word, at.line + 1)
         if found is None:
             return None
-        return found, lsp.Range(start=lsp.Position(line=pos.line, character=start),
-                              end=lsp.Position(line=pos.line, character=start + len(word)))
+        return found, doc.range_to_client_units(ServerTextRange(
+            ServerTextPosition(at.line, start), ServerTextPosition(at.line, start + len(word))))
 
     @ls.feature(lsp.TEXT_DOCUMENT_HOVER)
     def hover(ls: CclLanguageServer, params: lsp.HoverParams) -> lsp.Hover | None:
@@ -302,7 +314,10 @@ def server(mission_dirs: tuple[Path, ...] = (), debounce_s: float = 0.03) -> Ccl
             return None
         span = found[0].span
         uri = from_fs_path(str(Path(span.file).resolve()))
-        return lsp.Location(uri=uri, range=lsp_range(span)) if uri else None
+        if not uri:
+            return None
+        opened = ls.workspace.text_documents.get(uri)  # an open file: in the client's units
+        return lsp.Location(uri=uri, range=lsp_range(span, opened))
 
     @ls.feature(lsp.TEXT_DOCUMENT_COMPLETION)
     def completion(ls: CclLanguageServer, params: lsp.CompletionParams

@@ -157,6 +157,38 @@ def test_an_edited_vmlet_is_seen_by_the_configuration_using_it() -> None:
     with_server(body)
 
 
+WIDE = """\
+mission corot;
+config wide version 1;
+param x : int[0..10] = 5;
+/* \U0001F6F0 */ param y : int[0..10] = 11;
+var z : int[0..100];
+task t every 1 s { /* \U0001F6F0\U0001F6F0 */ z = x; }
+"""
+
+
+def test_positions_are_in_utf16_units_after_a_character_outside_the_bmp(tmp_path: Path
+                                                                        ) -> None:
+    path = tmp_path / "wide.ccl"
+    path.write_text(WIDE, encoding="utf-8")
+    lines = WIDE.splitlines()
+    eleven = lines[3].index("11")  # in characters; the satellite is 2 UTF-16 units
+    use = lines[5].rindex("x")
+
+    async def body(s: Session) -> None:
+        uri = s.open(path)
+        got = (await s.diagnostics(uri)).diagnostics
+        assert [d.code for d in got] == ["E-OUT-OF-RANGE"]
+        assert (got[0].range.start.line, got[0].range.start.character) == (3, eleven + 1)
+        mark = len(s.published)
+        v = s.replace(uri, 3, eleven + 1, eleven + 3, "1")  # 11 -> 1, in UTF-16 units
+        assert (await s.diagnostics(uri, mark, lambda p: p.version == v)).diagnostics == []
+        h = await s.hover(uri, 5, use + 2)
+        assert h is not None and "param x : int[0..10] = 5" in str(h.contents)
+        assert h.range is not None and h.range.start.character == use + 2
+    with_server(body)
+
+
 # --------------------------------------------------------------------------- hover
 
 
