@@ -134,8 +134,14 @@ class CclLanguageServer(LanguageServer):
         doc = self.workspace.get_text_document(uri)
         version, text = doc.version, doc.source
         loop = asyncio.get_running_loop()
-        result: Checked = await loop.run_in_executor(
-            self.checker, self.front.check, path, text, list(self._other_buffers(uri)))
+        try:
+            result: Checked = await loop.run_in_executor(
+                self.checker, self.front.check, path, text, list(self._other_buffers(uri)))
+        except Exception as exc:  # a bug of the compiler: say so, keep serving the others
+            self.front.forget()
+            self.log(lsp.MessageType.Error, f"ccl lsp: checking {path} failed: "
+                     f"{type(exc).__name__}: {exc} (please report it)")
+            return
         if self.workspace.get_text_document(uri).version != version:
             return  # typed since: the check of the newer text is scheduled
         if result.program is not None:
