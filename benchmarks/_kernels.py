@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ccl.driver import Compiled, Compiler
 from missions.corot.natives import CorotHost, make_host
-from onboard.vm.loader import Program, load_config, load_vmlet
+from onboard.vm.loader import LoadedVmlet, Program, load_config, load_vmlet
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 4096
@@ -49,7 +49,9 @@ def load(compiled: Compiled, *, metered: bool = True, seed: int = 1) -> tuple[Pr
                                                                                CorotHost]:
     """A configuration loaded, verified and translated, on a fresh CoRoT host."""
     host = make_host(compiled.mission, seed)
-    vmlets = [load_vmlet(v.image, compiled.mission, host) for v in compiled.vmlets]
+    vmlets: list[LoadedVmlet] = []
+    for v in compiled.vmlets:  # lower layers first: each loads on the ones below it
+        vmlets.append(load_vmlet(v.image, compiled.mission, host, vmlets))
     return load_config(compiled.image, vmlets, compiled.mission, host, metered=metered), host
 
 

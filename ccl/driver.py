@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,7 @@ class Compiler:
     _vmlets: dict[Path, Compiled] = field(default_factory=dict)  # by resolved path
     _current_dir: Path = field(default=Path("."))
     _compiling: set[Path] = field(default_factory=set)  # files being analyzed (resolved)
+    _using: list[tuple[Path, str]] = field(default_factory=list)  # VMlets being loaded
 
     # -- public
 
@@ -76,7 +78,8 @@ class Compiler:
         with collector_paused():
             program = self._analyze(path)
             mission = self._missions[program.mission]
-            vmlets = tuple(self._vmlets[Path(vm.file).resolve()] for vm in program.uses)
+            # every layer, lower ones first: the order they are loaded in on board
+            vmlets = tuple(self._vmlets[Path(vm.file).resolve()] for vm in program.stack)
             # imported here: `ccl check` (which only analyzes) need not load the code generator
             from ccl import codegen  # noqa: PLC0415
             image, debug = codegen.generate(program, {vm.program.name: vm.image for vm in vmlets})
@@ -123,6 +126,12 @@ class Compiler:
             self._current_dir = saved
             self._compiling.discard(path.resolve())
 
+    def _is_vmlet(self, key: Path) -> bool:
+        """Whether the file being compiled at ``key`` is a VMlet (by its header)."""
+        source = next((s for s in self.sources.values() if Path(s.path).resolve() == key),
+                      None)
+        return source is not None and re.search(r"^\s*vmlet\b", source.text, re.M) is not None
+
     def _load_vmlet(self, name: str, span: Span) -> ir.Program:
         """Find, check and compile VMlet ``name`` for the configuration being analyzed."""
         here = self._current_dir
@@ -137,12 +146,23 @@ class Compiler:
         key = path.resolve()
         if key in self._vmlets:
             return self._vmlets[key].program
-        if key in self._compiling:  # only a configuration uses others: it is not a VMlet
+        if key in self._compiling and self._is_vmlet(key):
+            names = [n for p, n in self._using[[p for p, _ in self._using].index(key) + 1:]] \
+                if key in (p for p, _ in self._using) else [n for _, n in self._using]
+            cycle = " -> ".join([name, *names, name])
+            raise CclError([Diagnostic("E-CYCLE", f"VMlet `{name}` uses itself: {cycle}", span,
+                                       "a VMlet builds only on VMlets below it; move what "
+                                       "both need into a third one that both use")])
+        if key in self._compiling:  # a configuration being compiled: it is not a VMlet
             raise CclError([Diagnostic("E-UNKNOWN-VMLET", f"{path} does not define VMlet "
                                        f"`{name}`: it is a configuration being compiled, which "
                                        "uses it", span, "a configuration cannot use itself; "
                                        f"a VMlet file starts with `vmlet {name} version N;`")])
-        compiled = self.compile(path)
+        self._using.append((key, name))
+        try:
+            compiled = self.compile(path)
+        finally:
+            self._using.pop()
         if compiled.program.kind is not ir.ProgramKind.VMLET or compiled.program.name != name:
             raise CclError([Diagnostic("E-UNKNOWN-VMLET", f"{path} does not define VMlet "
                                        f"`{name}`", span, "its header must be "

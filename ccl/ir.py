@@ -417,6 +417,9 @@ class Procedure:
     returns: Type | None
     body: tuple[Stmt, ...]
     span: Span
+    # An instruction that says `replaces NAME`: the host service or lower instruction it
+    # deliberately takes the place of (its own name), held to that one's range and cost.
+    replaces: str = ""
 
 
 @dataclass(frozen=True)
@@ -459,7 +462,7 @@ class Program:
     version: int
     mission: str
     file: str
-    uses: tuple[Program, ...]  # the VMlets a configuration runs on, checked
+    uses: tuple[Program, ...]  # the VMlets it runs on (a VMlet: the layers below), checked
     consts: tuple[NamedConst, ...]
     globals: tuple[Global, ...]
     arrays: tuple[Array, ...]
@@ -473,6 +476,26 @@ class Program:
     hides: tuple[str, ...] = ()
     on_load: Procedure | None = None
     natives: tuple[NativeSig, ...] = ()  # natives visible to this program
+    # VMlets only: the instructions programs on this VMlet see, (VMlet, name): its own and
+    # those of the layers below that it does not replace. (A VMlet's `natives` are also
+    # what it offers the programs on it: what its layers offer and it exposes, less what
+    # it hides.)
+    offered_instrs: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def stack(self) -> tuple[Program, ...]:
+        """Every VMlet this program runs on, each once, lower layers before the ones that
+        use them: those it uses and, through them, the ones they use."""
+        out: dict[str, Program] = {}
+
+        def visit(program: Program) -> None:
+            for lower in program.uses:
+                if lower.name not in out:
+                    visit(lower)
+                    out[lower.name] = lower
+
+        visit(self)
+        return tuple(out.values())
 
     def function(self, name: str) -> Procedure:
         for f in self.functions:
@@ -481,8 +504,8 @@ class Program:
         raise KeyError(name)
 
     def instr(self, vmlet: str, name: str) -> Procedure:
-        """The body of instruction ``name`` of a VMlet this program uses (or itself)."""
-        for program in (self, *self.uses):
+        """The body of instruction ``name`` of a VMlet this program runs on (or itself)."""
+        for program in (self, *self.stack):
             if program.name == vmlet:
                 for p in program.instrs:
                     if p.name == name:

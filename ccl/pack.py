@@ -61,7 +61,7 @@ from onboard.patching.patch_format import (
 )
 from onboard.patching.patcher import rebuild
 from onboard.patching.store import Configuration
-from onboard.vm.image import Image, ImageKind
+from onboard.vm.image import Image, ImageKind, pinned_stack
 from onboard.vm.machine import Limits
 
 KEY_ENV = "CCL_PATCH_KEY"
@@ -322,13 +322,11 @@ def pack(target: Image, vmlets: Sequence[Image], profile: MissionProfile, key: b
     if seq < 1:
         raise PackError(f"sequence number {seq}: it must be at least 1",
                         "sequence numbers start at 1 and increase with every patch")
-    refs = {u.content_hash for u in vmlets}
-    missing = [u for u in target.uses if not any(h[:len(u.hash)] == u.hash for h in refs)]
-    if missing:
-        raise PackError(f"VMlet `{missing[0].name}` v{missing[0].version} is not given",
+    # the VMlets it uses and the layers below them, lower first
+    by_ref, missing = pinned_stack(target.uses, vmlets)
+    if missing is not None:
+        raise PackError(f"VMlet `{missing.name}` v{missing.version} is not given",
                         "compile the configuration with its VMlets")
-    by_ref = [next(v for v in vmlets if v.content_hash[:len(u.hash)] == u.hash)
-              for u in target.uses]
     held = [v for v in by_ref if base is not None
             and any(v.content_hash[:len(u.hash)] == u.hash for u in base.uses)]
     claims = claims_for(target, by_ref, profile, cycles_per_frame)

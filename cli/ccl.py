@@ -48,6 +48,10 @@ COMMANDS = {
                           "board: the ledger's configuration, transfers and passes."),
     "sim": LazyCommand("cli.sim_command:sim", "Run SCENARIOs end to end: compile, verify, "
                        "pack, uplink, apply on board, telemetry."),
+    "xtce": LazyCommand("cli.xtce_command:xtce", "Write the XTCE 1.2 database of the VVM's "
+                        "telemetry and telecommands (Yamcs)."),
+    "yamcs": LazyCommand("cli.yamcs_command:yamcs", "Run a local Yamcs that shows the VVM's "
+                         "telemetry (the mcs extra)."),
     "lsp": LazyCommand("cli.lsp_command:lsp", "Run the CCL language server on stdin/stdout: "
                        "diagnostics as you type, hover, go to definition, completion, and "
                        "the verifier's refutations on save."),

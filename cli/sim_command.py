@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from ground.scenario import (
     load_scenario,
     run_scenario,
 )
+from ground.tm_link import TmRecording, UdpTmLink, parse_address
 
 out = out_console(markup=False)
 
@@ -164,6 +166,44 @@ def _plot(report: ScenarioReport, path: Path, quiet: bool) -> None:
         out.print(f"  timeline drawn to {path}")
 
 
+class _Sink:
+    """A TM packet sink with its resource (a file, a socket)."""
+
+    def __init__(self, send: Callable[[bytes], None], close: Callable[[], None]) -> None:
+        self.send, self.close = send, close
+
+
+def _tm_sinks(tm_file: str | None, yamcs: str | None) -> list[_Sink]:
+    """Where the TM Space Packets go (``--tm``, ``--yamcs``); usage errors exit 2."""
+    sinks = []
+    if yamcs:
+        try:
+            link = UdpTmLink(parse_address(yamcs))
+        except ValueError as exc:
+            fail(f"--yamcs: {exc}", "give the address of the Yamcs UDP TM link, e.g. "
+                 "127.0.0.1:10015", EXIT_USAGE)
+        sinks.append(_Sink(link, link.close))
+    if tm_file:
+        path = existing_parent(Path(tm_file), "--tm")
+        try:
+            handle = path.open("wb")
+        except OSError as exc:
+            fail(f"--tm {path}: {exc.strerror}", "give a file in a writable folder",
+                 EXIT_USAGE)
+        sinks.append(_Sink(TmRecording(handle), handle.close))
+    return sinks
+
+
+def _fan_out(sinks: list[_Sink]) -> Callable[[bytes], None] | None:
+    if not sinks:
+        return None
+
+    def send(packet: bytes) -> None:
+        for sink in sinks:
+            sink.send(packet)
+    return send
+
+
 @click.command("sim")
 @click.argument("scenarios", metavar="SCENARIO...", nargs=-1, required=True)
 @click.option("--ledger", "ledger_opt", type=click.Path(dir_okay=False),
@@ -178,13 +218,20 @@ def _plot(report: ScenarioReport, path: Path, quiet: bool) -> None:
 @click.option("--dump", "dump", multiple=True, metavar="NAME[,NAME...]",
               help="At the end of each scenario, read these parameters, state variables or "
                    "tables back from the board over the link, and show them (repeatable).")
+@click.option("--tm", "tm_file", type=click.Path(dir_okay=False),
+              help="Record the telemetry as CCSDS Space Packets into this file (what "
+                   "`ccl xtce` describes).")
+@click.option("--yamcs", "yamcs", metavar="HOST:PORT",
+              help="Stream the telemetry's Space Packets over UDP to a Yamcs TM link "
+                   "(`ccl yamcs serve` prints its address).")
 @output_options
 @click.pass_context
 def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
         workdir: str | None, plot_dir: str | None, dump: tuple[str, ...],
-        as_json: bool) -> None:
+        tm_file: str | None, yamcs: str | None, as_json: bool) -> None:
     """Run SCENARIOs end to end: compile, verify, pack, uplink, apply on board, telemetry."""
     names = tuple(n.strip() for d in dump for n in d.split(",") if n.strip())
+    sinks = _tm_sinks(tm_file, yamcs)
     if dump:
         try:
             check_dump_names(names, "--dump")
@@ -212,7 +259,7 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
                 say = None if as_json else (lambda text: out.print(f"  {text}"))
                 report = run_scenario(scenario, ledger, root / f"{i:02d}_{f.stem}",
                                       compiler, on_event=say, dump=names,
-                                      on_step=ticker.advance)
+                                      on_step=ticker.advance, tm_sink=_fan_out(sinks))
                 reports.append(report)
                 if not as_json:
                     _print(report)
@@ -220,6 +267,9 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
                     _plot(report, Path(plot_dir) / f"{f.stem}.png", as_json)
         except GroundError as exc:
             refuse(exc, EXIT_REJECTED)
+        finally:
+            for sink in sinks:
+                sink.close()
     if ledger_file is None and not as_json:
         note("the runs were recorded in a ledger of the simulation's own, now gone; give "
              "--ledger FILE to keep them")

@@ -40,6 +40,7 @@ from cli.console import (
     run_click,
     show,
 )
+from cli.files import regular_inputs
 from cli.options import MAX_INPUT_BYTES, global_options, output_options
 from onboard.mission import MissionError, UnknownMission
 from onboard.patching.patch_format import key_from_text
@@ -130,10 +131,11 @@ def _open(state: str, missions: tuple[Path, ...]) -> Simulator:
 
 
 def _read_input(name: str) -> bytes:
-    """The bytes of input file ``name``; a usage failure if it is missing or unreadable (a
-    directory, no permission), a rejected input if it is far too large to be one (a device
-    such as /dev/zero included)."""
+    """The bytes of input file ``name``; a usage failure if it is missing, unreadable (a
+    directory, no permission) or not a regular file (a device such as /dev/zero, a pipe:
+    as in ``ccl``), a rejected input if it is far too large to be one."""
     require_inputs([name])
+    regular_inputs([name])
     try:
         with open(name, "rb") as file:  # at most a bit more than any input can be
             data = file.read(MAX_INPUT_BYTES + 1)
@@ -429,8 +431,9 @@ def status(ctx: click.Context, state: str, own_missions: tuple[str, ...],
         sim = _open(state, _missions(ctx, own_missions))
     report = sim.vvm.status()
     if as_json:
-        # indent 1, as always: the golden transcripts and scripts read it so
-        click.echo(json.dumps(report, indent=1))
+        # indent 1, as always: the golden transcripts and scripts read it so; "ok" first,
+        # as in every other command's JSON
+        click.echo(json.dumps({"ok": True, **report}, indent=1))
         return
     cfg = report["config"]
     lines = [f"mission {report['mission']}  t = {report['time_ms'] / 1000:.1f} s  "

@@ -9,6 +9,7 @@ moment the ground talks to it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from onboard.sim.spacecraft import Spacecraft
@@ -17,9 +18,11 @@ from onboard.sim.spacecraft import Spacecraft
 class SimulatedSatellite:
     """A ``Spacecraft`` whose clock follows the ground's (implements ``ground.uplink.Onboard``)."""
 
-    def __init__(self, spacecraft: Spacecraft, epoch: datetime) -> None:
+    def __init__(self, spacecraft: Spacecraft, epoch: datetime,
+                 tm_sink: Callable[[bytes], None] | None = None) -> None:
         self.spacecraft = spacecraft
         self.epoch = epoch
+        self.tm_sink = tm_sink  # hears each TM Space Packet of every downlink (Yamcs)
 
     def ms(self, t: datetime) -> int:
         """Onboard time at ground time ``t``, to the millisecond at or after it (a frame is
@@ -39,5 +42,9 @@ class SimulatedSatellite:
         self.spacecraft.receive(frame)
 
     def downlink(self) -> bytes:
-        """The telemetry downlinked now (``onboard.link.downlink``)."""
+        """The telemetry downlinked now (``onboard.link.downlink``); the same telemetry as
+        Space Packets goes to ``tm_sink``, if any (``onboard.sim.tm_packets``)."""
+        if self.tm_sink is not None:
+            for packet in self.spacecraft.tm_packets():
+                self.tm_sink(packet)
         return self.spacecraft.downlink()

@@ -748,12 +748,14 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
                  compiler: Compiler | None = None, key: bytes | None = None,
                  on_event: Callable[[str], None] | None = None,
                  link_key: bytes | None = None, dump: Sequence[str] = (),
-                 on_step: Callable[[], None] | None = None) -> ScenarioReport:
+                 on_step: Callable[[], None] | None = None,
+                 tm_sink: Callable[[bytes], None] | None = None) -> ScenarioReport:
     """Run ``scenario``: its satellite's store lives in ``workdir``; ``ledger`` records it.
     ``key`` (the patch key) and ``link_key`` default to the mission's development keys, or
     under a flight profile to keys generated in ``workdir/keys`` (see the module doc).
     With ``dump``, those names are read back from the board at the end. ``on_event`` hears
-    what the ground does, ``on_step`` when a step is over (progress)."""
+    what the ground does, ``on_step`` when a step is over (progress); ``tm_sink`` each TM
+    Space Packet downlinked (``onboard.sim.tm_packets``: for a mission control system)."""
     dump = check_dump_names(dump, "--dump") if dump else ()
     compiler = compiler or Compiler()
     try:
@@ -786,7 +788,7 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
                                            "start": start.isoformat(),
                                            "loss": scenario.channel.loss}), start)
     ground = _Ground(scenario, profile, compiler, ledger, recorder,
-                     SimulatedSatellite(spacecraft, start),
+                     SimulatedSatellite(spacecraft, start, tm_sink),
                      windows, key, SecurityAssociation(profile.receiver.spi, link_key),
                      on_event=on_event)
     if scenario.onboard_config is not None:

@@ -80,8 +80,7 @@ class Analyzer:
     def declare(self, decls: list[Any], by_type: ByType) -> None:
         """What is visible, the module-level names and the data, in that order."""
         self.decls.check_placement(decls)
-        if self.module.kind is ir.ProgramKind.CONFIG:
-            self.decls.uses(by_type)
+        self.decls.uses(by_type)
         if self.module.kind is ir.ProgramKind.VMLET:
             # Before the names are declared: a VMlet's own `fn`/`instr`/`const` must not
             # take the name of a native it exposes (E-SHADOW, as in a configuration).
@@ -155,4 +154,16 @@ class Analyzer:
             hides=tuple(n for e in by_type.get("HideDecl", []) for n in e.names),
             on_load=procs.handlers.get(ir.ProcKind.ON_LOAD),
             natives=tuple(module.natives.values()),
+            offered_instrs=self.offered_instrs(procs.instrs),
         )
+
+    def offered_instrs(self, own: tuple[ir.Procedure, ...]) -> tuple[tuple[str, str], ...]:
+        """What instructions programs on this VMlet see: its own, and those of its layers
+        it does not replace (an instruction named like one below is a replacement: without
+        `replaces` it is refused)."""
+        if self.module.kind is not ir.ProgramKind.VMLET:
+            return ()
+        names = {p.name for p in own}
+        lower = [(s.vmlet, s.name) for sigs in self.module.instr_sigs.values() for s in sigs
+                 if s.vmlet != self.module.own_name and s.name not in names]
+        return tuple((self.module.own_name, p.name) for p in own) + tuple(lower)

@@ -4,6 +4,7 @@ the call graph for the recursion and nesting checks."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,7 +76,8 @@ class Bodies:
         if sig.returns is None:
             raise self.rep.fail("E-INSTR-RESULT", f"instruction `{d.name}` must return a value",
                                 self.rep.name_span(d, d.name), "declare a result: `-> int`")
-        return self.procedure(d.name, ir.ProcKind.INSTR, d, params, sig.returns, d.body)
+        proc = self.procedure(d.name, ir.ProcKind.INSTR, d, params, sig.returns, d.body)
+        return dataclasses.replace(proc, replaces=d.replaces) if d.replaces else proc
 
     def task(self, d: Any) -> ir.Task:
         """`task name every N ms|s { ... }`: the period is a multiple of the frame."""

@@ -52,6 +52,8 @@ class Calls:
             return ir.Call(name, args, sig.returns, sp)
         if name in module.instr_sigs:
             sigs = module.instr_sigs[name]
+            own = [s for s in sigs if s.vmlet == module.own_name]
+            sigs = own or sigs  # in a VMlet, its own instruction replaces the one below
             if len(sigs) > 1:
                 which = ", ".join(f"`{s.vmlet}.{name}`" for s in sigs)
                 raise self.rep.fail("E-AMBIGUOUS", f"`{name}` is defined by several VMlets in "

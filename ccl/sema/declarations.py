@@ -5,6 +5,7 @@ and the signatures of its procedures."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,7 @@ VmletLoader = Callable[[str, Span], ir.Program]
 ByType = dict[str, list[Any]]
 
 _CONFIG_ONLY = {"ParamDecl": "param", "RuleDecl": "rule", "TableDecl": "table",
-                "VarDecl": "var", "TaskDecl": "task", "UsesDecl": "uses"}
+                "VarDecl": "var", "TaskDecl": "task"}
 _VMLET_ONLY = {"InstrDecl": "instr", "ExposeDecl": "expose", "HideDecl": "hide"}
 _NAMED = {"ConstDecl": "const", "ParamDecl": "param", "TableDecl": "table",
           "VarDecl": "var", "FnDecl": "fn", "InstrDecl": "instr", "TaskDecl": "task"}
@@ -57,6 +58,8 @@ class Declarations:
         self.version = 0
         self.globals: list[ir.Global] = []
         self.arrays: list[ir.Array] = []
+        self.own_exposes: set[str] = set()  # a VMlet's `expose`d natives
+        self.own_hides: set[str] = set()  # a VMlet's `hide`s: withdrawn from its layers too
 
     # ------------------------------------------------------------------ header
 
@@ -120,13 +123,17 @@ class Declarations:
     # ------------------------------------------------------------------ what is visible
 
     def uses(self, by_type: ByType) -> None:
-        """The VMlets a configuration `uses`, in the order of the text."""
+        """The VMlets a configuration (or a VMlet: the layers below it) `uses`, in the order
+        of the text."""
+        self.own_hides = {n for h in by_type.get("HideDecl", []) for n in h.names}
         for u in by_type.get("UsesDecl", []):
             for k, name in enumerate(u.names):
                 self.use_vmlet(name, self.rep.name_span(u, name, u.names[:k].count(name)))
 
     def use_vmlet(self, name: str, span: Span) -> None:
-        """`uses name`: the VMlet's exposed natives and its instructions become visible."""
+        """`uses name`: what the VMlet offers becomes visible: its instructions and those
+        of its layers it does not replace, and the natives it and its layers expose, less
+        what it hides (and, in a VMlet, less what this one hides)."""
         module = self.module
         assert module.mission is not None
         if any(u.name == name for u in module.uses):
@@ -135,25 +142,37 @@ class Declarations:
         try:
             vm = self.vmlet_loader(name, span)
         except CclError as exc:
-            self.rep.diags.extend(exc.diagnostics)
+            # an error in the VMlet's file: say where this file brought it in
+            used_at = f"in VMlet `{name}`, used at {span}"
+            self.rep.diags.extend(
+                d if d.span is None or d.span.file == span.file
+                or any(n.startswith("in VMlet `") for n in d.notes)
+                else dataclasses.replace(d, notes=(*d.notes, used_at))
+                for d in exc.diagnostics)
             return
         if vm.mission != module.mission.name:
             self.rep.err("E-MISSION-MISMATCH", f"VMlet `{name}` is for mission "
                          f"`{vm.mission}`, not `{module.mission.name}`", span)
             return
         module.uses.append(vm)
-        for native in vm.hides:
-            module.hidden_by.setdefault(native, name)
-        for native in vm.exposes:
-            if native not in vm.hides:
-                native_sig = _native_sig(module.mission, native)
-                if native_sig is not None:
-                    module.natives[native] = native_sig
-        for proc in vm.instrs:
-            sig = Signature(proc.name, ir.ProcKind.INSTR,
-                            tuple((p.name, p.type) for p in proc.params), proc.returns, None,
-                            name)
-            module.instr_sigs.setdefault(proc.name, []).append(sig)
+        for layer in (vm, *reversed(vm.stack)):  # the highest layer hiding it is the reason
+            for native in layer.hides:
+                module.hidden_by.setdefault(native, layer.name)
+        for native_sig in vm.natives:
+            if native_sig.name in self.own_hides:
+                module.hidden_by.setdefault(native_sig.name, module.own_name)
+            else:
+                module.natives[native_sig.name] = native_sig
+        # a VMlet image of before layering offers exactly its own instructions
+        offered = vm.offered_instrs or tuple((name, p.name) for p in vm.instrs)
+        for owner, instr in offered:
+            sigs = module.instr_sigs.setdefault(instr, [])
+            if any(s.vmlet == owner for s in sigs):
+                continue  # offered by two of the VMlets used (one builds on the other)
+            proc = vm.instr(owner, instr)
+            sigs.append(Signature(proc.name, ir.ProcKind.INSTR,
+                                  tuple((p.name, p.type) for p in proc.params), proc.returns,
+                                  None, owner))
 
     def vmlet_exposure(self, by_type: ByType) -> None:
         """Check `expose`/`hide` of a VMlet; its own code sees what it exposes."""
@@ -170,6 +189,7 @@ class Declarations:
                                      did_you_mean(name, mission.natives)
                                      or f"natives: {', '.join(mission.natives)}")
                     elif kind == "ExposeDecl":
+                        self.own_exposes.add(name)
                         if name in exposed:
                             self.rep.err("E-DUPLICATE", f"`{name}` is exposed twice", sp)
                         exposed[name] = sp
@@ -200,7 +220,10 @@ class Declarations:
                 self.rep.err("E-RESERVED", f"`{name}` is a reserved word of CCL", sp,
                              "choose another name")
                 continue
-            if name in module.natives or name in module.instr_sigs:
+            if kind == "instr" and self.instr_takes_other_name(d, name, sp):
+                continue
+            replacing = kind == "instr" and getattr(d, "replaces", None) == name
+            if name in module.natives or (name in module.instr_sigs and not replacing):
                 what = "a native" if name in module.natives else "a VMlet instruction"
                 where = ("this VMlet exposes it" if module.kind is ir.ProgramKind.VMLET
                          else "a VMlet in use provides it")
@@ -217,6 +240,63 @@ class Declarations:
             else:
                 symbol = ProcSymbol(kind, d)
             module.symbols[name] = symbol
+
+    def instr_takes_other_name(self, d: Any, name: str, sp: Span) -> bool:
+        """E-SHADOW for an instruction named like a host service of the mission or an
+        instruction of a VMlet below this one, unless it says `replaces NAME`; E-REPLACES
+        for a `replaces` that names something else, or nothing there is to replace.
+        True if an error was reported."""
+        module = self.module
+        assert module.mission is not None
+        replaced = getattr(d, "replaces", None)
+        lower = [s for s in module.instr_sigs.get(name, []) if s.vmlet != module.own_name]
+        if replaced is None:
+            if name in module.mission.natives and name not in self.own_exposes:
+                self.rep.err("E-SHADOW", f"instruction `{name}` takes the name of the host "
+                             f"service `{name}`", sp,
+                             f"calls of `{name}` would silently run it instead of the host's: "
+                             f"rename it, or say `replaces {name}` if that is the intent (the "
+                             "verifier then holds it to the service's range and cost)")
+                return True
+            if lower:
+                self.rep.err("E-SHADOW", f"instruction `{name}` takes the name of "
+                             f"`{lower[0].vmlet}.{name}`, an instruction of a VMlet this one "
+                             "uses", sp, f"rename it, or say `replaces {name}` if that is the "
+                             "intent (the verifier then holds it to that one's range and cost)")
+                return True
+            return False
+        module.natives.pop(name, None)  # a host service a layer below offers: replaced
+        rsp = self.replaces_span(d)
+        if replaced == name and name in self.own_exposes:
+            self.rep.err("E-SHADOW", f"instruction `{name}` replaces the host service "
+                         f"`{name}`, which this VMlet also exposes", rsp,
+                         f"remove `{name}` from `expose`: the instruction takes its place")
+            return True
+        if replaced != name:
+            self.rep.err("E-REPLACES", f"instruction `{name}` says `replaces {replaced}`: an "
+                         "instruction replaces only the service or instruction of its own "
+                         "name", rsp, f"name it `{replaced}`, or write `replaces {name}`")
+            return True
+        native = module.mission.natives.get(name)
+        if not lower and native is not None and native.result is None:
+            self.rep.err("E-REPLACES", f"`replaces {name}`: the host service `{name}` returns "
+                         "nothing, and an instruction returns a value", rsp,
+                         "a replacement must be callable wherever the replaced one is")
+            return True
+        if name not in module.mission.natives and not lower:
+            self.rep.err("E-REPLACES", f"`replaces {name}`: there is no host service and no "
+                         f"instruction of a VMlet below this one called `{name}`", rsp,
+                         did_you_mean(name, [*module.mission.natives, *module.instr_sigs])
+                         or "remove `replaces`: a new instruction needs none")
+            return True
+        return False
+
+    def replaces_span(self, d: Any) -> Span:
+        """The span of the name after `replaces` in instruction ``d`` (before its body)."""
+        text = self.rep.src.text
+        head_end = d.body._tx_position if d.body is not None else d._tx_position_end
+        at = text.rfind(d.replaces, d._tx_position, head_end)
+        return self.rep.src.span(at, at + len(d.replaces)) if at >= 0 else self.rep.span(d)
 
     # ------------------------------------------------------------------ data
 

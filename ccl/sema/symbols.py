@@ -19,7 +19,7 @@ BUILTINS = ("min", "max", "abs", "env")
 KEYWORDS = frozenset({
     "mission", "config", "vmlet", "version", "uses", "const", "param", "rule", "table", "var",
     "fn", "instr", "task", "every", "on", "expose", "hide", "let", "if", "else", "for", "in",
-    "while", "return", "int", "bool", "true", "false", "from", "column",
+    "while", "return", "int", "bool", "true", "false", "from", "column", "replaces",
 })
 
 # How the kinds of module-level declarations read in messages.

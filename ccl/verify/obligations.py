@@ -34,6 +34,9 @@ class Kind(Enum):
     FRAME_CHARGE = "frame-charge"  # one instruction charged more than a frame leaves tasks
     ON_LOAD = "on-load"  # a VMlet's `on load` needs more cycles than the VVM gives it
     LOAD = "load"  # the VVM's load-time verifier refuses the image
+    # an instruction that `replaces` a host service or a lower layer's instruction returns
+    # outside its declared range, or may cost more than it
+    REPLACES = "replaces"
 
     @property
     def code(self) -> str:
@@ -49,7 +52,8 @@ class Kind(Enum):
 SAFETY = frozenset({Kind.OVERFLOW, Kind.DIV_ZERO, Kind.INDEX, Kind.RANGE, Kind.ARGUMENT,
                     Kind.RESULT, Kind.NATIVE_ARG})
 BUDGET = frozenset({Kind.NATIVE_FRAME, Kind.CPU_SHARE, Kind.CODE_MEMORY, Kind.DATA_MEMORY,
-                    Kind.STACK, Kind.CALL_DEPTH, Kind.FRAME_CHARGE, Kind.ON_LOAD, Kind.LOAD})
+                    Kind.STACK, Kind.CALL_DEPTH, Kind.FRAME_CHARGE, Kind.ON_LOAD, Kind.LOAD,
+                    Kind.REPLACES})
 
 
 class Status(Enum):

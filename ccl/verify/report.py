@@ -225,6 +225,9 @@ _HINTS = {
     Kind.FRAME_CHARGE: "split the work: a native call with smaller arguments, a VMlet "
                        "instruction with a shorter body, or a function with fewer locals",
     Kind.ON_LOAD: "do less in the VMlet's `on load`",
+    Kind.REPLACES: "narrow the replacement's declared result range (clamp what it returns) "
+                   "and keep its worst case within the replaced one's, or rename it and let "
+                   "the configurations call it by its new name",
     Kind.LOAD: "the board would refuse this image for the reason shown; a native hidden by "
                "a VMlet's `on load` in this mission's environment cannot be called",
 }

@@ -73,11 +73,11 @@ def board_refusal(image: Image, vmlet_images: tuple[Image, ...],
         return f"{exc.code}: {exc}"
     vm = VVM(mission, TrialHost(mission, {}))
     try:
+        for v in vmlet_images:  # lower layers first (a VMlet's: the layers below it)
+            vm.load_vmlet(v)
         if image.kind is ImageKind.VMLET:
             vm.load_vmlet(image)
         else:
-            for v in vmlet_images:
-                vm.load_vmlet(v)
             vm.prepare(image)
     except LoadError as exc:
         return f"{exc.code}: {exc.message}"

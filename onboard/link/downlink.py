@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import construct as cs
 
 from onboard.link.dump_format import DUMP_PACKET, DumpPacket, build_packet, packet_of
+from onboard.link.packet_definition import PacketDefinition, text, uint
 
 DOWNLINK_MAGIC = b"TMD1"
 #: Events kept in the log (and so in every downlink) unless told otherwise.
@@ -41,16 +42,23 @@ DEFAULT_EVENT_CAPACITY = 64
 #: Longest event message carried, in UTF-8 bytes (longer ones are cut).
 MAX_MESSAGE_BYTES = 120
 
+#: Application process of the fate reports when they travel as Space Packets of their own
+#: (``onboard.sim.tm_packets``).
+FATE_APID = 0x152
+
+#: One patch event: an element of the downlink's log, and the data field of a fate report.
+FATE_REPORT = PacketDefinition("FateReport", FATE_APID, "a fate of a patch on board", (
+    uint("number", 32, "running number of the event on board (from 1)"),
+    uint("time_ms", 64, "onboard time of the fate", "ms"),
+    uint("ticket", 32, "the receiver's ticket of the patch (its transfer id on first use)"),
+    uint("code", 8, "the patcher's one-byte fate code"),
+    text("message", 8, "what happened, in words"),
+))
+
 _DOWNLINK = cs.Struct(
     "magic" / cs.Const(DOWNLINK_MAGIC),
     "report" / cs.Prefixed(cs.Int32ub, cs.GreedyBytes),
-    "events" / cs.PrefixedArray(cs.Int16ub, cs.Struct(
-        "number" / cs.Int32ub,
-        "time_ms" / cs.Int64ub,
-        "ticket" / cs.Int32ub,
-        "code" / cs.Int8ub,
-        "message" / cs.Prefixed(cs.Int8ub, cs.GreedyBytes),
-    )),
+    "events" / cs.PrefixedArray(cs.Int16ub, FATE_REPORT.struct),
     "dumps" / cs.PrefixedArray(cs.Int16ub, DUMP_PACKET),
     cs.Terminated,
 )

@@ -31,6 +31,9 @@ from enum import Enum
 
 import construct as cs
 
+from onboard.link.packet_definition import PacketDefinition, blob, text, uint
+from onboard.link.tc_frames import REQUEST_APID
+
 #: Most names one request may ask for.
 MAX_NAMES = 16
 #: Longest name in a request, in bytes.
@@ -43,16 +46,28 @@ REFUSED = 2
 #: Longest refusal text carried, in UTF-8 bytes (longer ones are cut).
 MAX_REFUSAL_BYTES = 120
 
-_REQUEST_HEAD = cs.Struct("request" / cs.Int16ub, "count" / cs.Int8ub)
+#: A dump request of one name, as a mission control system sends it (``encode_request`` of
+#: one name gives these bytes; more names repeat the length and name).
+DUMP_REQUEST = PacketDefinition("DumpRequest", REQUEST_APID, "read values back from the board", (
+    uint("request", 16, "request id (the dump packets of the answer carry it)"),
+    uint("count", 8, "names asked for: 1 here", lo=1, hi=1),
+    text("name", 8, "the name of a parameter, state variable or table"),
+))
+_REQUEST_HEAD = cs.Struct(*DUMP_REQUEST.struct.subcons[:2])
 
-DUMP_PACKET = cs.Struct(
-    "number" / cs.Int32ub,
-    "request" / cs.Int16ub,
-    "index" / cs.Int16ub,
-    "flags" / cs.Int8ub,
-    "time_ms" / cs.Int64ub,
-    "data" / cs.Prefixed(cs.Int16ub, cs.GreedyBytes),
-)
+#: Application process of the dump packets when they travel as Space Packets of their own
+#: (``onboard.sim.tm_packets``).
+DUMP_APID = 0x155
+
+DUMP_DEFINITION = PacketDefinition("DumpPacket", DUMP_APID, "a piece of a dump stream", (
+    uint("number", 32, "running number of the dump packet on board (from 1)"),
+    uint("request", 16, "the dump request answered"),
+    uint("index", 16, "position of the packet in the answer (from 0)"),
+    uint("flags", 8, "bit 0: last packet of the answer; bit 1: a refusal"),
+    uint("time_ms", 64, "onboard time the elements were read", "ms"),
+    blob("data", 16, "the dump stream's bytes (a refusal: REASON: message)"),
+))
+DUMP_PACKET = DUMP_DEFINITION.struct
 
 
 class Refusal(Enum):

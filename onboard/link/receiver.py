@@ -64,6 +64,7 @@ from onboard.link.link_security import (
     SecurityAssociation,
     check_link_key,
 )
+from onboard.link.packet_definition import PacketDefinition, octets, uint
 from onboard.link.tc_frames import (
     REQUEST_APID,
     AuthenticationError,
@@ -159,16 +160,26 @@ class _Finished:
 
 # --------------------------------------------------------------------------- telemetry
 
+#: Application process of the link report (the report's counters) when it travels as a
+#: Space Packet of its own (``onboard.sim.tm_packets``).
+LINK_REPORT_APID = 0x154
+
+#: The fixed head of the receiver's report: what it has on board and its counters.
+LINK_REPORT = PacketDefinition("LinkReport", LINK_REPORT_APID,
+                               "the patch receiver's counters and the configuration on board", (
+    uint("time_ms", 64, "onboard time of the report", "ms"),
+    octets("config_hash", 32, "content hash of the configuration running (zeros: none)"),
+    uint("frames_ok", 32, "authenticated frames that brought a share"),
+    uint("frames_rejected", 32, "frames refused as malformed, stale, late or too large"),
+    uint("duplicates", 32, "frames bringing a share already held"),
+    uint("frames_unauthenticated", 32, "frames whose MAC or SPI did not verify"),
+    uint("frames_replayed", 32, "frames whose sequence number was already accepted"),
+    uint("transfers_evicted", 32, "transfers given up (idle or for room)"),
+))
+
 REPORT = cs.Struct(
     "magic" / cs.Const(REPORT_MAGIC),
-    "time_ms" / cs.Int64ub,
-    "config_hash" / cs.Bytes(32),
-    "frames_ok" / cs.Int32ub,
-    "frames_rejected" / cs.Int32ub,
-    "duplicates" / cs.Int32ub,
-    "frames_unauthenticated" / cs.Int32ub,
-    "frames_replayed" / cs.Int32ub,
-    "transfers_evicted" / cs.Int32ub,
+    *LINK_REPORT.struct.subcons,
     "transfers" / cs.PrefixedArray(cs.Int16ub, cs.Struct(
         "transfer" / cs.Int16ub,
         "state" / cs.Int8ub,

@@ -46,6 +46,7 @@ from onboard.link.link_security import (
     compute_mac,
     mac_ok,
 )
+from onboard.link.packet_definition import PacketDefinition, uint
 
 #: Largest TC transfer frame (the 10-bit frame length field counts octets minus one).
 MAX_FRAME_BYTES = 1024
@@ -97,13 +98,15 @@ SECURITY_HEADER = cs.Struct(
     "sequence" / cs.Int32ub,
 )
 
-SEGMENT_HEADER = cs.Struct(
-    "transfer" / cs.Int16ub,
-    "share" / cs.Int8ub,
-    "k" / cs.Int8ub,
-    "patch_length" / cs.Int24ub,
-    "patch_crc" / cs.Int32ub,
-)
+#: The segment header (the share bytes follow it to the end of the packet).
+PATCH_SEGMENT = PacketDefinition("PatchSegment", PATCH_APID, "one share of a patch transfer", (
+    uint("transfer", 16, "transfer id"),
+    uint("share", 8, "share id (0 .. k-1: the patch's own bytes; k and up: parity)"),
+    uint("k", 8, "shares needed to rebuild the patch", lo=1, hi=255),
+    uint("patch_length", 24, "length of the whole patch", "bytes"),
+    uint("patch_crc", 32, "CRC-32 of the whole patch"),
+), tail="share_bytes")
+SEGMENT_HEADER = PATCH_SEGMENT.struct
 
 
 class FrameError(OnboardError):

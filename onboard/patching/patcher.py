@@ -78,6 +78,7 @@ from onboard.patching.patch_format import (
     tag_ok,
 )
 from onboard.patching.store import Configuration, Phase, Store
+from onboard.vm.image import pinned_stack
 from onboard.vm.loader import LoadError
 from onboard.vm.machine import Limits
 from onboard.vm.verifier import Target, VerifyError, verify_image
@@ -229,16 +230,13 @@ def rebuild(header: Header, frames: Sequence[Frame], base: Configuration | None,
     image, carried = apply_sections(header, frames, base.config if base is not None else None,
                                     profile)
     available = [*carried, *(base.vmlets if base is not None else ())]
-    vmlets = []
-    for u in image.uses:
-        found = next((v for v in available if v.name == u.name and v.version == u.version
-                      and v.content_hash[:len(u.hash)] == u.hash), None)
-        if found is None:
-            raise _reject(Reason.MISSING_VMLET, f"the configuration uses `{u.name}` "
-                          f"v{u.version} ({u.hash.hex()[:16]}), which is neither in the patch "
-                          f"nor on board", "uses")
-        vmlets.append(found)
-    return Configuration(image, tuple(vmlets))
+    # the VMlets it uses and the layers below them, lower first (the order they load in)
+    vmlets, u = pinned_stack(image.uses, available)
+    if u is not None:
+        raise _reject(Reason.MISSING_VMLET, f"the configuration runs on `{u.name}` "
+                      f"v{u.version} ({u.hash.hex()[:16]}), which is neither in the patch "
+                      f"nor on board", "uses")
+    return Configuration(image, vmlets)
 
 
 # --------------------------------------------------------------------------- verification
@@ -250,7 +248,7 @@ def verify_configuration(configuration: Configuration, profile: MissionProfile) 
     hide more natives at activation). Raises ``VerifyError``."""
     target = Target.of(profile)
     for v in configuration.vmlets:
-        verify_image(v, target)
+        verify_image(v, target, vmlets=configuration.vmlets)  # a layer on the ones below
     verify_image(configuration.config, target, vmlets=configuration.vmlets)
 
 

@@ -53,7 +53,7 @@ from typing import Any
 from onboard.patching.patch_format import Reason, memory_bytes, parse_header
 from onboard.patching.patcher import Accepted, Fate, FateStatus, Patcher, PatchRejected
 from onboard.patching.store import Configuration, Phase
-from onboard.vm.loader import LoadError, Program, load_vmlet
+from onboard.vm.loader import LoadedVmlet, LoadError, Program, load_vmlet
 from onboard.vm.machine import Limits
 from onboard.vm.vvm import VVM
 
@@ -231,9 +231,11 @@ class Reconfiguration:
         loads them: paid from the reserve before the switch, like binding (a load that
         fails is charged the whole budget it was given)."""
         total = 0
-        for image in config.vmlets:
+        loaded: list[LoadedVmlet] = []
+        for image in config.vmlets:  # lower layers first: each loads on the ones below
             try:
-                total += load_vmlet(image, self.vvm.profile, self.vvm.host).on_load_cycles
+                loaded.append(load_vmlet(image, self.vvm.profile, self.vvm.host, loaded))
+                total += loaded[-1].on_load_cycles
             except LoadError:
                 total += Limits.of(self.vvm.profile).on_load_cycles
         return total

@@ -44,7 +44,7 @@ import construct as cs
 from onboard.bounded_decoding import VarUInt
 from onboard.errors import OnboardError
 from onboard.patching.disk import Disk, FaultyDisk, PowerLoss
-from onboard.vm.image import Image, ImageError, ImageKind, decode_image
+from onboard.vm.image import Image, ImageError, ImageKind, decode_image, pinned_stack
 
 #: ``Disk``, ``FaultyDisk`` and ``PowerLoss`` live in ``onboard.patching.disk``; they are named here
 #: too because the store is where most callers meet them.
@@ -387,10 +387,8 @@ class Store:
                 continue
             if config.hash != j.slots[slot].config:
                 problems.append(f"{role}: slot {slot} holds another configuration")
-            refs = [(u.name, u.hash) for u in config.config.uses]
-            held = [(v.name, v.content_hash[:len(h)]) for v, (_, h) in
-                    zip(config.vmlets, refs, strict=False)]
-            if len(config.vmlets) != len(refs) or held != refs:
+            stack, missing = pinned_stack(config.config.uses, config.vmlets)
+            if missing is not None or stack != config.vmlets:
                 problems.append(f"{role}: slot {slot} does not hold the VMlets its "
                                 f"configuration uses")
         return problems

@@ -33,18 +33,19 @@ current one starts from its declared values).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from onboard.link.downlink import EventLog, encode_downlink
 from onboard.link.link_security import check_link_key
-from onboard.link.receiver import Receiver, Reception
+from onboard.link.receiver import LINK_REPORT, REPORT_MAGIC, Receiver, Reception
 from onboard.mission import MissionProfile
 from onboard.patching.boot import start
 from onboard.patching.patcher import Fate, Patcher
 from onboard.patching.reconfiguration import Reconfiguration
 from onboard.patching.store import Configuration, Store
 from onboard.sim.dump_service import DumpOutbox, DumpService
+from onboard.sim.tm_packets import PHASES, Declaration, TmPacketizer, declarations
 from onboard.vm.host import Host, mission_host
 from onboard.vm.image import Image
 from onboard.vm.reserve import SharedReserve
@@ -63,6 +64,7 @@ class Spacecraft:
     link_key: bytes
     events: EventLog  # downlinked; kept across resets (as in mass memory)
     dumps: DumpService  # answers dump requests in what the patch reserve leaves
+    tm: TmPacketizer = field(default_factory=TmPacketizer)  # telemetry as Space Packets
 
     @staticmethod
     def create(profile: MissionProfile, directory: Path, key: bytes, link_key: bytes, *,
@@ -144,3 +146,41 @@ class Spacecraft:
         """The telemetry downlinked at a pass now: the receiver's report and the patch event
         log (``onboard.link.downlink``)."""
         return encode_downlink(self.report(), self.events, self.dumps.outbox.packets)
+
+    def tm_packets(self) -> list[bytes]:
+        """The telemetry of a pass now as CCSDS Space Packets (``onboard.sim.tm_packets``):
+        what a mission control system receives beside ``downlink``."""
+        report = self.report()
+        head = LINK_REPORT.parse(report[len(REPORT_MAGIC):][:LINK_REPORT.struct.sizeof()])
+        return self.tm.pass_packets(self.housekeeping(), head, self.events.events,
+                                    self.dumps.outbox.packets, self.declarations(),
+                                    int.from_bytes(self.config_hash()[:4], "big"))
+
+    def declarations(self) -> tuple[Declaration, ...]:
+        """The values the running configuration declares, in read-back order."""
+        program = self.vvm.program
+        return declarations(program.image) if program is not None else ()
+
+    def housekeeping(self) -> dict[str, object]:
+        """The values of the housekeeping packet now (``tm_packets.HOUSEKEEPING``)."""
+        t = self.vvm.telemetry
+        store = self.store.state()
+        patcher = self.reconfiguration.patcher
+        tasks = t.tasks.values()
+        worst = t.worst_frame_cycles()
+        return {
+            "time_ms": self.now_ms, "config_hash": self.config_hash(),
+            "config_version": t.config_version, "config_name": t.config_name,
+            "share_cycles": t.share_cycles, "frames": self.now_ms // t.frame_ms,
+            "busy_frames": t.busy_frames, "cycles_used": t.cycles_used,
+            "worst_frame_cycles": worst,
+            "worst_share_ppm": worst * 1_000_000 // t.share_cycles if t.share_cycles else 0,
+            "task_runs": sum(x.runs for x in tasks),
+            "overruns": sum(x.overruns for x in tasks), "traps": sum(x.traps for x in tasks),
+            "faults": t.fault_count, "store_phase": PHASES.index(store.phase.value),
+            "store_slots": sum(h is not None for h in (store.current, store.previous,
+                                                       store.staged)),
+            "patches_waiting": len(self.reconfiguration.pending),
+            "probation_frames": patcher.clean_frames,
+            "probation_needed": patcher.probation_frames,
+        }

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -117,6 +118,31 @@ class VmletRef:
     name: str
     version: int
     hash: bytes
+
+
+def pinned_stack(uses: Sequence[VmletRef],
+                 available: Sequence[Image]) -> tuple[tuple[Image, ...], VmletRef | None]:
+    """The VMlets ``uses`` pins and the layers those pin in turn, found in ``available`` by
+    name, version and hash: lower layers first, each once. The second item is the first
+    reference not found (then the stack is incomplete)."""
+    out: dict[bytes, Image] = {}
+    missing: list[VmletRef] = []
+    seen: set[bytes] = set()  # content hashes pin acyclically; a crafted image cannot loop
+
+    def visit(refs: Sequence[VmletRef]) -> None:
+        for ref in refs:
+            found = next((v for v in available if v.name == ref.name
+                          and v.version == ref.version
+                          and v.content_hash[:len(ref.hash)] == ref.hash), None)
+            if found is None:
+                missing.append(ref)
+            elif found.content_hash not in seen:
+                seen.add(found.content_hash)
+                visit(found.uses)
+                out[found.content_hash] = found
+
+    visit(uses)
+    return tuple(out.values()), (missing[0] if missing else None)
 
 
 @dataclass(frozen=True, slots=True)

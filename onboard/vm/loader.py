@@ -24,7 +24,7 @@ from onboard.vm.image import Image, ImageKind
 from onboard.vm.machine import Limits, opcode_cycles
 from onboard.vm.reference import Memory, run
 from onboard.vm.translator import Translated, translate
-from onboard.vm.verifier import ImageFacts, Target, VerifyError, verify_image
+from onboard.vm.verifier import ExtTarget, ImageFacts, Target, VerifyError, verify_image
 
 
 class LoadError(OnboardError):
@@ -46,6 +46,15 @@ class LoadedVmlet:
     visible: frozenset[str]  # natives programs on this VMlet may call
     hidden: frozenset[str]  # natives its `on load` hid
     on_load_cycles: int
+    lower: tuple[LoadedVmlet, ...] = ()  # the VMlets it builds on (`uses`), as loaded
+
+    def stack(self) -> dict[str, LoadedVmlet]:
+        """Every layer below this VMlet and then itself, by name, lower layers first."""
+        out: dict[str, LoadedVmlet] = {}
+        for v in self.lower:
+            out.update(v.stack())
+        out[self.image.name] = self
+        return out
 
 
 @dataclass(frozen=True)
@@ -105,18 +114,24 @@ def _verify(image: Image, profile: MissionProfile,
             from None
 
 
-def load_vmlet(image: Image, profile: MissionProfile, host: Host) -> LoadedVmlet:
-    """Verify and bind a VMlet, then run its ``on load``; raise ``LoadError``."""
+def load_vmlet(image: Image, profile: MissionProfile, host: Host,
+               vmlets: Sequence[LoadedVmlet] = ()) -> LoadedVmlet:
+    """Verify and bind a VMlet on the layers below it (picked by name from ``vmlets``, at
+    the versions it pins), then run its ``on load``; raise ``LoadError``."""
     if image.kind is not ImageKind.VMLET:
         raise LoadError("not-a-vmlet", f"`{image.name}` is a configuration, not a VMlet")
     _check_mission(image, profile)
-    facts = _verify(image, profile)
+    lower = _pinned(image, vmlets)
+    stack = _stack(lower)
+    facts = _verify(image, profile, tuple(stack.values()))
     bound = _bind(image, profile, host, ())
-    if facts.ext:  # its own instructions, used by its own code: bound to itself
-        own = tuple(ExtBinding(bound, e.function,
-                               f"{image.name}.{image.functions[e.function].name}",
-                               ext_fixed_cost(bound, e.function, profile)) for e in facts.ext)
-        object.__setattr__(bound, "ext", own)  # Bound is frozen; the binding refers to it
+    if facts.ext:  # its own instructions and those of the layers below it, used by its code
+        ext = tuple(ExtBinding(bound if e.vmlet == image.name else stack[e.vmlet].bound,
+                               e.function, f"{e.vmlet}.{_instr_name(stack, image, e)}",
+                               ext_fixed_cost(bound if e.vmlet == image.name
+                                              else stack[e.vmlet].bound, e.function, profile))
+                    for e in facts.ext)
+        object.__setattr__(bound, "ext", ext)  # Bound is frozen; the binding refers to it
     hidden: set[str] = set()
     cycles = 0
     if image.on_load is not None:
@@ -134,8 +149,42 @@ def load_vmlet(image: Image, profile: MissionProfile, host: Host) -> LoadedVmlet
         else:
             raise LoadError("on-load-budget", f"`{image.name}`'s on load needs more than "
                                               f"{budget} cycles")
-    visible = frozenset(image.exposes) - frozenset(image.hides) - hidden
-    return LoadedVmlet(image, bound, visible, frozenset(hidden), cycles)
+    offered = frozenset().union(*(v.visible for v in lower))
+    visible = (offered | frozenset(image.exposes)) - frozenset(image.hides) - hidden
+    return LoadedVmlet(image, bound, visible, frozenset(hidden), cycles, tuple(lower))
+
+
+def _instr_name(stack: dict[str, LoadedVmlet], image: Image, e: ExtTarget) -> str:
+    owner = image if e.vmlet == image.name else stack[e.vmlet].image
+    return owner.functions[e.function].name
+
+
+def _stack(used: Sequence[LoadedVmlet]) -> dict[str, LoadedVmlet]:
+    """The VMlets ``used`` and every layer below them, by name."""
+    out: dict[str, LoadedVmlet] = {}
+    for v in used:
+        out.update(v.stack())
+    return out
+
+
+def _pinned(image: Image, vmlets: Sequence[LoadedVmlet]) -> list[LoadedVmlet]:
+    """The VMlets ``image`` uses, picked by name from ``vmlets``: each must be loaded at the
+    version and content hash it was compiled against."""
+    by_name = {v.image.name: v for v in vmlets}
+    used: list[LoadedVmlet] = []
+    for ref in image.uses:
+        v = by_name.get(ref.name)
+        if v is None:
+            raise LoadError("missing-vmlet", f"`{image.name}` runs on VMlet `{ref.name}` "
+                                             f"v{ref.version}, which is not loaded")
+        if v.image.version != ref.version or v.image.content_hash[:len(ref.hash)] != ref.hash:
+            raise LoadError("vmlet-mismatch", f"`{image.name}` was compiled against "
+                                              f"`{ref.name}` v{ref.version} "
+                                              f"({ref.hash.hex()}), the loaded one is "
+                                              f"v{v.image.version} "
+                                              f"({v.image.content_hash[:len(ref.hash)].hex()})")
+        used.append(v)
+    return used
 
 
 def _check_mission(image: Image, profile: MissionProfile) -> None:
@@ -151,21 +200,10 @@ def load_config(image: Image, vmlets: Sequence[LoadedVmlet], profile: MissionPro
     if image.kind is not ImageKind.CONFIG:
         raise LoadError("not-a-config", f"`{image.name}` is a VMlet, not a configuration")
     _check_mission(image, profile)
-    by_name = {v.image.name: v for v in vmlets}
-    used: list[LoadedVmlet] = []
-    for ref in image.uses:
-        v = by_name.get(ref.name)
-        if v is None:
-            raise LoadError("missing-vmlet", f"`{image.name}` runs on VMlet `{ref.name}` "
-                                             f"v{ref.version}, which is not loaded")
-        if v.image.version != ref.version or v.image.content_hash[:len(ref.hash)] != ref.hash:
-            raise LoadError("vmlet-mismatch", f"`{image.name}` was compiled against "
-                                              f"`{ref.name}` v{ref.version} "
-                                              f"({ref.hash.hex()}), the loaded one is "
-                                              f"v{v.image.version} "
-                                              f"({v.image.content_hash[:len(ref.hash)].hex()})")
-        used.append(v)
-    facts = _verify(image, profile, used)
+    used = _pinned(image, vmlets)
+    by_name = _stack(used)  # the VMlets used and the layers below them
+    facts = _verify(image, profile, tuple(by_name.values()))
+    used = list(by_name.values())  # what the store keeps with it: the whole stack
     hidden = sorted(set(image.natives) - facts.visible)
     if hidden:  # imported but never called: still refused, the import itself is the intent
         raise LoadError("hidden-native", f"`{image.name}` imports native `{hidden[0]}`, "

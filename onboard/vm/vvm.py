@@ -82,9 +82,10 @@ class VVM:
     # ------------------------------------------------------------------ loading
 
     def load_vmlet(self, image: Image) -> LoadedVmlet:
-        """Load (or replace) a VMlet; raise ``LoadError`` and change nothing on failure."""
+        """Load (or replace) a VMlet, on the layers below it already loaded; raise
+        ``LoadError`` and change nothing on failure."""
         with _loading(image):
-            loaded = load_vmlet(image, self.profile, self.host)
+            loaded = load_vmlet(image, self.profile, self.host, tuple(self.vmlets.values()))
         self.vmlets[image.name] = loaded
         return loaded
 
@@ -95,7 +96,8 @@ class VVM:
         with _loading(config):
             candidates = dict(self.vmlets)
             for image in vmlets:
-                candidates[image.name] = load_vmlet(image, self.profile, self.host)
+                candidates[image.name] = load_vmlet(image, self.profile, self.host,
+                                                    tuple(candidates.values()))
             return load_config(config, tuple(candidates.values()), self.profile, self.host)
 
     def activate(self, program: Program, *, run_on_apply: bool = True,

@@ -146,7 +146,7 @@ class Values:
             result = self.inline(callee, fr.program, args, st, fr, free_returns=False)
             return result if result is not None else bv_const(0)
         if isinstance(e, ir.InstrCall):
-            vmlet = next(p for p in (fr.program, *fr.program.uses) if p.name == e.vmlet)
+            vmlet = next(p for p in (fr.program, *fr.program.stack) if p.name == e.vmlet)
             instr = vmlet.instr(e.vmlet, e.instr)
             args = self.args(e.args, instr, st, fr)
             st.charge(c.call(isa.EXT_BASE, vmlet.name, instr.name))

@@ -101,9 +101,9 @@ def _out_of_line(ctx: ImageContext, bound: Bound) -> tuple[list[UnitSpec], dict[
                 extra.append(UnitSpec(vm, j, plain[j], natives, False, empty,
                                       plain.__getitem__))
             ctx.out_of_line[key] = name = f"v{m}_i{function}"
-            for e in vm.ext:  # its own instructions, used by its own code
+            for e in vm.ext:  # its own instructions and its layers', used by its code
                 if e.fixed_cost is None:
-                    body(vm, e.function)
+                    body(e.vmlet, e.function)
         else:
             m = numbers[id(vm)]
             ctx.out_of_line[key] = name = f"v{m}_i{function}"

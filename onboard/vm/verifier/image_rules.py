@@ -41,16 +41,15 @@ def verify_image(
         raise image_error(image, "code-too-large", f"{total} bytes of code exceed the "
                           f"{target.code_bytes} bytes of code memory")
     _check_entries(image)
-    if image.kind == ImageKind.VMLET:
-        ext, ext_heights, ext_chains, ext_fixed, ext_charge = _own_ext(image, target)
-        visible = frozenset(image.exposes) - frozenset(image.hides) \
-            - frozenset(hidden.get(image.name, ()))
+    # the VMlets it uses (a VMlet: the layers below it), with theirs, each as pinned
+    used = _used_vmlets(image, target, vmlets, hidden)
+    ext, ext_heights, ext_chains, ext_fixed, ext_charge = _ext_targets(image, used, target)
+    offered = frozenset().union(*(_offered(used[ref.name][0], used, hidden)
+                                  for ref in image.uses))
+    if image.kind == ImageKind.VMLET:  # its own code: what its `on load` hides comes after
+        visible = (offered | frozenset(image.exposes)) - frozenset(image.hides)
     else:
-        used = _used_vmlets(image, target, vmlets)
-        ext, ext_heights, ext_chains, ext_fixed, ext_charge = _foreign_ext(image, used, target)
-        visible = frozenset().union(*(
-            frozenset(vm.exposes) - frozenset(vm.hides) - frozenset(hidden.get(vm.name, ()))
-            for vm, _ in used.values()))
+        visible = offered
     ctx = CodeContext(image, target, ext, visible)
     units = tuple(verify_code(ctx, i) for i in range(len(image.functions)))
     heights, chains = check_calls(image, units, ext, ext_heights, ext_chains,
@@ -115,7 +114,8 @@ _LONGEST_INSTRUCTION = 1 + 2 * isa.MAX_VARINT_BYTES  # an opcode and two operand
 def _check_sections(image: Image, target: Target) -> None:
     """Sections the image's kind cannot have; imports the mission cannot satisfy."""
     if image.kind == ImageKind.VMLET:
-        wrong = {"uses": image.uses, "globals": image.globals, "arrays": image.arrays,
+        # `uses` is allowed: a VMlet builds on the VMlets below it (layering)
+        wrong = {"globals": image.globals, "arrays": image.arrays,
                  "tasks": image.tasks, "rules": image.rules,
                  "on apply": image.on_apply is not None}
         kind = "a VMlet"
@@ -201,9 +201,21 @@ def _check_entries(image: Image) -> None:
         names.add(instr.name)
 
 
-def _used_vmlets(image: Image, target: Target,
-                 vmlets: Sequence[Image]) -> dict[str, tuple[Image, ImageFacts]]:
-    """The VMlets ``image`` uses, as pinned, each verified (VMlets are small)."""
+def _offered(vm: Image, used: Mapping[str, tuple[Image, ImageFacts]],
+             hidden: Mapping[str, Collection[str]]) -> frozenset[str]:
+    """The natives programs on VMlet ``vm`` may call: what its layers offer and it exposes,
+    less what it hides, statically or in its ``on load`` (``hidden``)."""
+    below = frozenset().union(*(_offered(used[ref.name][0], used, hidden) for ref in vm.uses
+                                if ref.name in used))
+    return (below | frozenset(vm.exposes)) - frozenset(vm.hides) \
+        - frozenset(hidden.get(vm.name, ()))
+
+
+def _used_vmlets(image: Image, target: Target, vmlets: Sequence[Image],
+                 hidden: Mapping[str, Collection[str]]) -> dict[str, tuple[Image, ImageFacts]]:
+    """The VMlets ``image`` uses, as pinned, each verified (VMlets are small), and the
+    layers below them, as they pinned them: a stack is loaded whole, at the versions it was
+    compiled against, or not at all."""
     loaded: dict[str, Image] = {}
     for candidate in vmlets:
         loaded.setdefault(candidate.name, candidate)
@@ -221,11 +233,16 @@ def _used_vmlets(image: Image, target: Target,
                               f"{ref.hash.hex()[:16]}, but version {vm.version} "
                               f"{vm.short_hash} is loaded")
         try:
-            facts = verify_image(vm, target)
+            facts = verify_image(vm, target, vmlets=vmlets, hidden=hidden)
         except VerifyError as exc:
             raise image_error(image, "bad-vmlet", f"uses VMlet `{ref.name}`, which fails "
                               f"verification: {exc} ({exc.code})") from None
         used[ref.name] = (vm, facts)
+    for ref in image.uses:  # verified with the VMlet that uses them, just above
+        for name, entry in _used_vmlets(used[ref.name][0], target, vmlets, hidden).items():
+            if used.setdefault(name, entry)[0] is not entry[0]:
+                raise image_error(image, "bad-vmlet", f"uses VMlet `{name}` twice, at two "
+                                  "versions")
     return used
 
 
@@ -247,36 +264,35 @@ def _body_fixed(vm: Image, function: int, target: Target) -> int | None:
         return None
 
 
-def _own_ext(image: Image, target: Target) -> _ExtFacts:
-    """A VMlet's extension opcodes: its own instructions (call heights and frame chains
-    come later: -1), their fixed body costs, and no largest charge of their own."""
-    out = []
-    for k, ref in enumerate(image.ext):
-        f = _instr(image, ref.instr) if ref.vmlet == image.name else None
-        if f is None:
-            raise image_error(image, "bad-ext", f"extension opcode {k} names "
-                              f"`{ref.vmlet}.{ref.instr}`, not an instruction of this VMlet")
-        unit = image.functions[f]
-        out.append(ExtTarget(image.name, f, unit.n_params, bool(unit.returns),
-                             unit.n_locals))
-    fixed = tuple(_body_fixed(image, e.function, target) for e in out)
-    return tuple(out), (-1,) * len(out), (-1,) * len(out), fixed, 0
-
-
-def _foreign_ext(image: Image, used: Mapping[str, tuple[Image, ImageFacts]],
+def _ext_targets(image: Image, used: Mapping[str, tuple[Image, ImageFacts]],
                  target: Target) -> _ExtFacts:
-    """A configuration's extension opcodes: instructions of the VMlets it uses, with the
-    call height and the frame chain of each body, its fixed cost, and the largest charge of
-    the VMlets whose instructions are charged as they run."""
+    """An image's extension opcodes: a VMlet's own instructions (call heights and frame
+    chains come later: -1) and instructions of the VMlets it runs on (a configuration's
+    all are), with the call height and the frame chain of each body, its fixed cost, and
+    the largest charge of the VMlets whose instructions are charged as they run."""
     out, heights, chains, fixed = [], [], [], []
     charge = 0
     for k, ref in enumerate(image.ext):
+        if image.kind == ImageKind.VMLET and ref.vmlet == image.name:
+            own = _instr(image, ref.instr)
+            if own is None:
+                raise image_error(image, "bad-ext", f"extension opcode {k} names "
+                                  f"`{ref.vmlet}.{ref.instr}`, not an instruction of this "
+                                  "VMlet")
+            unit = image.functions[own]
+            out.append(ExtTarget(image.name, own, unit.n_params, bool(unit.returns),
+                                 unit.n_locals))
+            heights.append(-1)
+            chains.append(-1)
+            fixed.append(_body_fixed(image, own, target))
+            continue
         entry = used.get(ref.vmlet)
         f = _instr(entry[0], ref.instr) if entry is not None else None
         if entry is None or f is None:
             raise image_error(image, "bad-ext", f"extension opcode {k} names "
-                              f"`{ref.vmlet}.{ref.instr}`, not an instruction of a VMlet "
-                              "it uses")
+                              f"`{ref.vmlet}.{ref.instr}`, not an instruction of "
+                              f"{'this VMlet or ' if image.kind == ImageKind.VMLET else ''}"
+                              "a VMlet it uses")
         vm, facts = entry
         unit = vm.functions[f]
         out.append(ExtTarget(vm.name, f, unit.n_params, bool(unit.returns), unit.n_locals))
