@@ -165,12 +165,18 @@ class Names:
                            span=t.span))
         own = (p,) if p.kind is ir.ProgramKind.VMLET else ()
         for vm in (*own, *p.uses):
-            for i in vm.instrs:
-                self._add(Name(i.name, "instr", _signature(i, f"instr {vm.name}."),
-                               f"instruction of VMlet `{vm.name}` version {vm.version} "
-                               f"({Path(vm.file).name})", i.span))
+            # what a VMlet offers: its instructions and those of its layers it does not
+            # replace (an image of before layering: exactly its own)
+            offered = vm.offered_instrs or tuple((vm.name, i.name) for i in vm.instrs)
+            layers = {layer.name: layer for layer in (vm, *vm.stack)}
+            for owner, instr in offered:
+                proc, layer = vm.instr(owner, instr), layers.get(owner, vm)
+                self._add(Name(instr, "instr", _signature(proc, f"instr {owner}."),
+                               f"instruction of VMlet `{owner}` version {layer.version} "
+                               f"({Path(layer.file).name})", proc.span))
         for sig in p.natives:
-            exposed_by = next((u.name for u in p.uses if sig.name in u.exposes), "")
+            exposed_by = next((layer.name for u in p.uses for layer in (u, *u.stack)
+                               if sig.name in layer.exposes), "")
             params = ", ".join(f"{n}: {t}" for n, t in sig.params)
             result = f" -> {sig.result}" if sig.result is not None else ""
             self._add(Name(sig.name, "native", f"native {sig.name}({params}){result}",
