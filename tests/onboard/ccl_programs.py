@@ -22,6 +22,7 @@ class _Gen:
         self.locals: list[str] = []  # readable
         self.assignable: list[str] = []  # `let` locals (not arguments or loop counters)
         self.in_function = False  # f may not call itself
+        self.counters: list[str] = []  # loop counters in scope (an index may be one)
         self.n_array = n_array
         self.n = 0
 
@@ -44,8 +45,12 @@ class _Gen:
         return self.draw(st.sampled_from(self.locals))
 
     def index(self, depth: int) -> str:
-        """Mostly in bounds (a constant out of bounds is a compile-time error)."""
-        kind = self.draw(st.sampled_from(["lit", "clamp", "clamp", "raw"]))
+        """Mostly in bounds (a constant out of bounds is a compile-time error); a loop's
+        counter reads the array in order (the translator may iterate the array then)."""
+        kinds = ["lit", "clamp", "clamp", "raw"] + (["counter"] * 2 if self.counters else [])
+        kind = self.draw(st.sampled_from(kinds))
+        if kind == "counter":
+            return self.draw(st.sampled_from(self.counters))
         if kind == "lit":
             return str(self.draw(st.integers(0, self.n_array - 1)))
         if kind == "clamp":
@@ -111,8 +116,10 @@ class _Gen:
         i = self.name("i")
         hi = self.draw(st.sampled_from(["p0", "4", "p1"]))
         self.locals.append(i)
+        self.counters.append(i)
         body = self.block(depth + 1, indent + "    ")
         self.locals.remove(i)
+        self.counters.remove(i)
         return [f"{indent}for {i} in 0 .. {hi} {{", *body, f"{indent}}}"]
 
 

@@ -19,6 +19,15 @@ globals, arrays, native results and environment values, constants, and the range
 stored in each local, iterated to a fixpoint) proves most overflow, bounds and range checks
 unnecessary. It relies only on invariants the VVM itself enforces.
 
+Where nothing can suspend the code (a loop charged as a whole or per batch, or no metering),
+no other task can change data memory under it: a load is written where its value is used
+(flushed before a store into the same array or global, a call, or a change of a local it
+reads), and a loop whose counter only loads one array it does not store iterates a slice of
+that array, as a programmer would. The host has no handle on data memory, so a native call
+keeps such loads waiting. What remains are the checks the specification asks for: a
+native's result is an integer within its declared range (``isinstance`` and two plain
+comparisons), whatever the host.
+
 Verified code never makes loading fail: a unit the translator cannot translate (it raises,
 or emits code Python refuses: a translator bug) runs on the reference interpreter instead,
 as units with dead code do; ``Translated.fallbacks`` and the VVM's status name such units.

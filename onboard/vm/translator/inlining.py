@@ -8,18 +8,28 @@ same emitters as the caller's."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from onboard.vm import isa
 from onboard.vm.binding import Bound
 from onboard.vm.translator.state import UnitState
 from onboard.vm.translator.values import Value, is_literal
 
 
-def inline_locals(st: UnitState, args: list[Value], n_locals: int) -> list[Value]:
-    """The locals of an inlined body: its arguments, then zeros."""
+def inline_locals(st: UnitState, args: list[Value], n_locals: int,
+                  body: list[isa.Decoded]) -> list[Value]:
+    """The locals of an inlined ``body``: its arguments, then zeros."""
+    reads = Counter(x.operands[0] for x in body if x.opcode == isa.LOAD_L)
+    if any(x.opcode in (isa.STORE_A, isa.STORE_G) for x in body):
+        reads = Counter({k: 2 for k in range(len(args))})  # it may write what they read
     locals_: list[Value] = []
-    for a in args:
+    for k, a in enumerate(args):
         # a read of an outer local stays as it is: the body cannot write it (but what the
-        # body returns may be that read, flushed if the caller then writes the local)
+        # body returns may be that read, flushed if the caller then writes the local); so
+        # does unchecked arithmetic or a load the body reads once (it writes no memory)
+        if a.lazy and reads[k] <= 1:
+            locals_.append(a)
+            continue
         if not (a.expr.isidentifier() or is_literal(a.expr)) or a.is_bool:
             a = st.materialize(a)
         locals_.append(Value(a.expr, a.rng, local=a.local))
@@ -54,7 +64,7 @@ def inline_call(st: UnitState, d: isa.Decoded, refund: int, fast: bool,
     if metered:
         st.meter_single(st.bound.call_cost[callee])
     cu = st.bound.image.functions[callee]
-    locals_ = inline_locals(st, st.pop_args(cu.n_params), cu.n_locals)
+    locals_ = inline_locals(st, st.pop_args(cu.n_params), cu.n_locals, body)
     stack: list[Value] = []
     suffix = sum(costs)
     caller_stack = st.stack
@@ -84,9 +94,10 @@ def inline_body(st: UnitState, vm: Bound, function: int, args: list[Value], offs
     block."""
     cu = vm.image.functions[function]
     names = st.ctx.bind_vmlet_natives(vm)
-    locals_ = inline_locals(st, args, cu.n_locals)
+    code = list(isa.decode(cu.code))
+    locals_ = inline_locals(st, args, cu.n_locals, code)
     stack: list[Value] = []
-    for x in isa.decode(cu.code):
+    for x in code:
         if _inline_local(st, x, stack, locals_):
             continue
         if x.opcode == isa.RETV:

@@ -31,3 +31,16 @@ def clamp(r: Range) -> Range:
 def within(r: Range, lo: int, hi: int) -> bool:
     """Whether ``r`` lies inside ``lo .. hi`` (a check against those bounds cannot fail)."""
     return lo <= r[0] and r[1] <= hi
+
+
+def outside(expr: str, r: Range, lo: int, hi: int) -> str:
+    """A Python condition, true when ``expr`` (a name, of range ``r``) lies outside
+    ``lo .. hi``: only the bounds ``r`` does not already prove, each a plain comparison
+    (CPython fuses a comparison with the jump that follows it; a chained comparison it does
+    not). At least one comparison, so that it can stand in an ``if``."""
+    sides = []
+    if r[0] < lo:
+        sides.append(f"{expr} < {lo}")
+    if r[1] > hi or not sides:
+        sides.append(f"{expr} > {hi}")
+    return " or ".join(sides)

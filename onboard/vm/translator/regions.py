@@ -7,9 +7,14 @@ iterations left at once when the budget covers them (then runs unmetered), else 
 headroom loop, batched to what the budget covers. A loop whose
 iterations cannot suspend on their own runs as many iterations as the budget covers on
 their most expensive path without checking the budget (the headroom loop), then one checked
-iteration, and again. A trap in code charged ahead gives back what did not run."""
+iteration, and again. A trap in code charged ahead gives back what did not run. A loop
+that cannot suspend and whose counter only loads one array it does not store iterates a
+slice of that array instead of indexing it (``for w2 in A0[l2:e2]``)."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
 
 from onboard.vm import isa
 from onboard.vm.translator.blocks import emit_block
@@ -144,8 +149,8 @@ def _emit_batched_loop(st: UnitState, loop: Loop, per_iteration: int) -> None:
     st.emit("if budget >= c:")
     with st.indented():
         st.emit("budget -= c")
-        st.emit(f"for l{s} in range(l{s}, l{lim}):")
-        with st.indented():
+
+        def body() -> None:
             st.reset_stack(0)
             st.metered = False
             st.refund_extra = f" + {forloop} + (l{lim} - 1 - l{s}) * {per_iteration}"
@@ -154,6 +159,8 @@ def _emit_batched_loop(st: UnitState, loop: Loop, per_iteration: int) -> None:
             finally:
                 st.metered = True
                 st.refund_extra = ""
+
+        _emit_unsuspended_for(st, loop, f"l{lim}", body)
         st.emit(f"l{s} = l{lim}")
     st.emit("else:")
     with st.indented():
@@ -170,12 +177,19 @@ def _emit_metered_loop(st: UnitState, loop: Loop, may_batch: bool) -> None:
         _emit_headroom_loop(st, loop, worst)
         return
     s, lim = loop.slot, loop.slot + 1
-    st.emit(f"for l{s} in range(l{s}, l{lim}):")
-    with st.indented():
+
+    def body() -> None:
         st.reset_stack(0)
         if loop.body:
             emit_region(st, loop.body, loop.latch)
         st.meter_single(st.bound.op_cost[isa.FORLOOP])
+
+    if st.metered:
+        st.emit(f"for l{s} in range(l{s}, l{lim}):")
+        with st.indented():
+            body()
+    else:  # nothing in it is metered: it cannot suspend
+        _emit_unsuspended_for(st, loop, f"l{lim}", body)
     st.emit(f"l{s} = l{lim}")
 
 
@@ -195,9 +209,8 @@ def _emit_headroom_loop(st: UnitState, loop: Loop, worst: int) -> None:
             plan = _hoisting(st, loop)
             if plan is not None:
                 st.emit(f"budget -= (e{s} - l{s}) * {plan[1]}")
-            st.emit(f"for l{s} in range(l{s}, e{s}):")
-            with st.indented():
-                _emit_unchecked_iteration(st, loop, plan)
+            _emit_unsuspended_for(st, loop, f"e{s}",
+                                  lambda: _emit_unchecked_iteration(st, loop, plan))
             st.emit(f"l{s} = e{s}")
         st.emit("else:")
         with st.indented():
@@ -247,3 +260,56 @@ def _hoisting(st: UnitState, loop: Loop) -> HoistPlan | None:
     forloop = st.bound.op_cost[isa.FORLOOP]
     rest = [sum(costs[j + 1:]) + forloop for j in range(len(costs))]
     return tree, sum(costs) + forloop, rest
+
+
+def _emit_unsuspended_for(st: UnitState, loop: Loop, stop: str,
+                          body: Callable[[], None]) -> None:
+    """``for`` the counter from its value to ``stop`` (a name), ``body`` writing an
+    iteration that cannot suspend (charged ahead). Where the counter serves only to load one
+    array the loop does not store (an array read in order, as a checksum does), the loop
+    iterates a slice of that array instead, as a programmer would: nothing can change the
+    array between the slice and the loads it stands for (no store to it, no call, no
+    suspension). If anything else reads the counter (a check, a trap's refund), it is
+    written again as a loop over the counter."""
+    s = loop.slot
+    a = _iterated_array(st, loop)
+    if a is not None:
+        mark, temp, stored = len(st.out.lines), st.ctx.temp_mark(), dict(st.stored)
+        name = f"w{s}"
+        st.emit(f"for {name} in A{a}[l{s}:{stop}]:")
+        st.element = (s, a, name)
+        try:
+            with st.indented():
+                body()
+        finally:
+            st.element = None
+        counter = re.compile(rf"\bl{s}\b")
+        if not any(counter.search(line) for line in st.out.lines[mark + 1:]):
+            return
+        del st.out.lines[mark:]
+        st.ctx.temp_rewind(temp)
+        st.stored = stored
+    st.emit(f"for l{s} in range(l{s}, {stop}):")
+    with st.indented():
+        body()
+
+
+def _iterated_array(st: UnitState, loop: Loop) -> int | None:
+    """The array a loop may iterate instead of its counter: the one it loads most often at
+    the counter, if the loop is straight blocks that store no array it loads at the counter,
+    call nothing that is not inlined and meter nothing alone; None otherwise."""
+    if not all(isinstance(it, Block) for it in loop.body):
+        return None
+    ins = st.flow.ins
+    body = [ins[i] for it in loop.body if isinstance(it, Block) for i in range(it.start, it.end)]
+    if any(st.costs.meters_alone(d) for d in body):
+        return None
+    loads: dict[int, int] = {}
+    for prev, d in zip(body, body[1:], strict=False):
+        if d.opcode == isa.LOAD_A and prev.opcode == isa.LOAD_L and \
+                prev.operands[0] == loop.slot:
+            loads[d.operands[0]] = loads.get(d.operands[0], 0) + 1
+    for d in body:
+        if d.opcode == isa.STORE_A:
+            loads.pop(d.operands[0], None)
+    return max(loads, key=loads.__getitem__) if loads else None

@@ -47,6 +47,9 @@ class UnitState:
         self.trap_unit: int | None = None  # inside an inlined callee: traps are its own
         self.precharged: frozenset[int] = frozenset()  # blocks charged per batch, not each
         self.chain_depth = 0  # chains of blocks being written, one inside the other
+        # in a loop written as iteration over an array: (counter slot, array, name of the
+        # element), the name standing for every load of that array at the counter
+        self.element: tuple[int, int, str] | None = None
 
     # ------------------------------------------------------------------ writing
 
@@ -99,16 +102,33 @@ class UnitState:
         self.emit(f"{t} = {e.as_int()}")
         return Value(t, e.rng)
 
-    def materialize_stack(self) -> None:
-        """Evaluate every entry now (before a call, which may change what they read)."""
+    def materialize_stack(self, keep_lazy: bool = False) -> None:
+        """Evaluate every entry now (before a call, which may change what they read), or
+        (``keep_lazy``) every one but unchecked arithmetic and loads."""
         for k in range(len(self.stack)):
-            self.stack[k] = self.materialize(self.stack[k])
+            if not (keep_lazy and self.stack[k].lazy):
+                self.stack[k] = self.materialize(self.stack[k])
 
     def flush_local(self, slot: int) -> None:
         """Stack entries that read ``slot`` are evaluated before it changes."""
         for i, e in enumerate(self.stack):
             if e.local == slot or slot in e.reads:
                 self.stack[i] = self.materialize(e)
+
+    def flush_memory(self, name: str) -> None:
+        """Stack entries that read ``name`` (``A0``, ``G2``) are evaluated before a store
+        into it."""
+        for i, e in enumerate(self.stack):
+            if name in e.memory:
+                self.stack[i] = self.materialize(e)
+
+    @property
+    def loads_may_wait(self) -> bool:
+        """Whether a load from data memory may be evaluated where it is used rather than
+        where it is: nothing can suspend the code being written (a loop charged as a whole
+        or per batch, or no metering at all), so nothing but its own stores (which flush
+        it) or a call (which evaluates the whole stack) can change memory before the use."""
+        return self.unchecked or not self.metered
 
     def spill(self) -> None:
         """Put the stack in the canonical names s0, s1... (block boundaries)."""

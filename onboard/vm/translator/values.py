@@ -2,7 +2,8 @@
 
 The bytecode's operand stack disappears in translation: each entry is the Python expression
 that computes it (a literal, a local or temporary name, a comparison evaluated where it is
-used), with what the range analysis knows of its value."""
+used, a load from data memory evaluated where it is used when nothing can suspend the code
+in between), with what the range analysis knows of its value."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class Value:
     local: int | None = None  # a direct read of this local slot (flush before it changes)
     reads: frozenset[int] = frozenset()  # local slots a lazy expression reads (flush too)
     lazy: bool = False  # unchecked arithmetic of locals, temporaries and literals
+    # data memory a lazy expression reads (``A0``, ``G2``: flush before a store into it)
+    memory: frozenset[str] = frozenset()
 
     def slots(self) -> frozenset[int]:
         """Every local slot whose current value this expression reads."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from onboard.vm import isa
 from onboard.vm.faults import TrapCode
 from onboard.vm.isa import INT_MAX, INT_MIN
-from onboard.vm.translator.ranges import BOOL, Range, clamp, fits, within
+from onboard.vm.translator.ranges import BOOL, Range, clamp, fits, outside, within
 from onboard.vm.translator.state import Emitter, UnitState
 from onboard.vm.translator.values import Value, is_literal
 
@@ -34,7 +34,8 @@ def _pure(e: Value) -> bool:
 
 def _lazy(aa: Value, bb: Value, expr: str, r: Range) -> Value:
     """The unchecked result ``expr`` of pure operands, evaluated where it is used."""
-    return Value(f"({expr})", r, reads=aa.slots() | bb.slots(), lazy=True)
+    return Value(f"({expr})", r, reads=aa.slots() | bb.slots(), lazy=True,
+                 memory=aa.memory | bb.memory)
 
 
 def add_sub_mul(st: UnitState, d: isa.Decoded, refund: int) -> None:
@@ -53,7 +54,7 @@ def add_sub_mul(st: UnitState, d: isa.Decoded, refund: int) -> None:
     t = st.ctx.temp()
     st.emit(f"{t} = {expr}")
     if not fits(r):
-        st.emit(f"if {t} > {INT_MAX} or {t} < {INT_MIN}: "
+        st.emit(f"if {outside(t, r, INT_MIN, INT_MAX)}: "
                 f"{st.trap(TrapCode.OVERFLOW, d.offset, refund)}")
         r = clamp(r)
     st.stack.append(Value(t, r))
@@ -139,12 +140,14 @@ def compare(st: UnitState, d: isa.Decoded, refund: int) -> None:
     bb, aa = st.stack.pop(), st.stack.pop()
     # evaluated where it is used: a later store into a local it reads flushes it
     st.stack.append(Value(f"({aa.as_int()} {_CMP[d.opcode]} {bb.as_int()})", BOOL,
-                          is_bool=True, reads=aa.slots() | bb.slots()))
+                          is_bool=True, reads=aa.slots() | bb.slots(),
+                          memory=aa.memory | bb.memory))
 
 
 def not_(st: UnitState, d: isa.Decoded, refund: int) -> None:
     aa = st.stack.pop()
-    st.stack.append(Value(f"(not {aa.expr})", BOOL, is_bool=True, reads=aa.slots()))
+    st.stack.append(Value(f"(not {aa.expr})", BOOL, is_bool=True, reads=aa.slots(),
+                          memory=aa.memory))
 
 
 def range_check(st: UnitState, d: isa.Decoded, refund: int) -> None:
@@ -152,10 +155,10 @@ def range_check(st: UnitState, d: isa.Decoded, refund: int) -> None:
     e = st.stack[-1]
     if not within(e.rng, lo, hi):
         e = st.materialize(e)
-        st.emit(f"if not {lo} <= {e.expr} <= {hi}: "
+        st.emit(f"if {outside(e.expr, e.rng, lo, hi)}: "
                 f"{st.trap(TrapCode.RANGE, d.offset, refund)}")
     st.stack[-1] = Value(e.expr, (max(lo, e.rng[0]), min(hi, e.rng[1])), e.is_bool, e.local,
-                         e.reads, e.lazy)
+                         e.reads, e.lazy, e.memory)
 
 
 EMITTERS: dict[int, Emitter] = {

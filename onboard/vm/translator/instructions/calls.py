@@ -13,7 +13,7 @@ from onboard.vm import isa
 from onboard.vm.faults import TrapCode
 from onboard.vm.translator.costs import inlinable
 from onboard.vm.translator.inlining import inline_body
-from onboard.vm.translator.ranges import FULL, within
+from onboard.vm.translator.ranges import FULL, outside, within
 from onboard.vm.translator.state import Emitter, UnitState
 from onboard.vm.translator.values import Value
 
@@ -42,13 +42,14 @@ def call(st: UnitState, d: isa.Decoded, refund: int) -> None:
 def call_native(st: UnitState, d: isa.Decoded, refund: int) -> None:
     n = st.bound.natives[d.operands[0]]
     args = st.pop_args(n.n_args)
-    st.materialize_stack()
+    # a native changes neither locals nor data memory: what is lazy may stay so
+    st.materialize_stack(keep_lazy=True)
     values = []
     for a, (lo, hi) in zip(args, n.arg_ranges, strict=True):
         v = a.as_int()
         if not within(a.rng, lo, hi):
             v = st.materialize(a).expr
-            st.emit(f"if not {lo} <= {v} <= {hi}: "
+            st.emit(f"if {outside(v, a.rng, lo, hi)}: "
                     f"{st.trap(TrapCode.NATIVE_ARG, d.offset, refund)}")
         values.append(v)
     call = f"{st.native_names[d.operands[0]]}({', '.join(values)})"
@@ -60,7 +61,7 @@ def call_native(st: UnitState, d: isa.Decoded, refund: int) -> None:
     st.emit(f"{t} = {call}")
     # the host is checked, not trusted: ranges downstream rely on the declared result
     # (and a host that returns no integer at all traps as on the reference engine)
-    st.emit(f"if not isinstance({t}, int) or not {lo} <= {t} <= {hi}: "
+    st.emit(f"if not isinstance({t}, int) or {outside(t, FULL, lo, hi)}: "
             f"{st.trap(TrapCode.NATIVE_RESULT, d.offset, refund)}")
     st.stack.append(Value(t, (lo, hi)))
 

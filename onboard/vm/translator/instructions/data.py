@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from onboard.vm import isa
 from onboard.vm.faults import TrapCode
-from onboard.vm.translator.ranges import within
+from onboard.vm.translator.ranges import outside, within
 from onboard.vm.translator.state import Emitter, UnitState
-from onboard.vm.translator.values import Value
+from onboard.vm.translator.values import Value, is_literal
 
 
 def push(st: UnitState, d: isa.Decoded, refund: int) -> None:
@@ -50,9 +50,13 @@ def store_local(st: UnitState, d: isa.Decoded, refund: int) -> None:
 
 def load_global(st: UnitState, d: isa.Decoded, refund: int) -> None:
     g = d.operands[0]
+    rng = st.spec.memory.global_ranges[g]
+    if st.loads_may_wait and not st.spec.inline:
+        st.stack.append(Value(f"G[{g}]", rng, lazy=True, memory=frozenset({f"G{g}"})))
+        return
     t = st.ctx.temp()
     st.emit(f"{t} = G[{g}]" if not st.spec.inline else f"{t} = 0")
-    st.stack.append(Value(t, st.spec.memory.global_ranges[g]))
+    st.stack.append(Value(t, rng))
 
 
 def store_global(st: UnitState, d: isa.Decoded, refund: int) -> None:
@@ -62,7 +66,8 @@ def store_global(st: UnitState, d: isa.Decoded, refund: int) -> None:
     v = e.as_int()
     if not within(e.rng, lo, hi):
         v = st.materialize(e).expr
-        st.emit(f"if not {lo} <= {v} <= {hi}: {st.trap(TrapCode.RANGE, d.offset, refund)}")
+        st.emit(f"if {outside(v, e.rng, lo, hi)}: {st.trap(TrapCode.RANGE, d.offset, refund)}")
+    st.flush_memory(f"G{g}")
     st.emit(f"G[{g}] = {v}")
 
 
@@ -73,18 +78,35 @@ def _checked_index(st: UnitState, idx: Value, n: int, offset: int, refund: int) 
     if within(idx.rng, 0, n - 1):
         return idx.as_int(), None
     iv = st.materialize(idx).expr
-    return iv, f"if not 0 <= {iv} < {n}: {st.trap(TrapCode.INDEX, offset, refund)}"
+    return iv, f"if {outside(iv, idx.rng, 0, n - 1)}: {st.trap(TrapCode.INDEX, offset, refund)}"
+
+
+def _pure_index(idx: Value) -> bool:
+    """An index that can be written into a load evaluated later: a literal, a local, a
+    temporary or unchecked arithmetic of those (flushed when a local it reads changes)."""
+    return not idx.is_bool and (idx.lazy or idx.expr.isidentifier() or is_literal(idx.expr))
 
 
 def load_array(st: UnitState, d: isa.Decoded, refund: int) -> None:
     a = d.operands[0]
     n = len(st.spec.memory.arrays[a])
-    iv, check = _checked_index(st, st.stack.pop(), n, d.offset, refund)
+    idx = st.stack.pop()
+    el = st.element
+    if el is not None and idx.local == el[0] and a == el[1] and within(idx.rng, 0, n - 1):
+        # the loop iterates this array (which nothing in it stores), the counter in range
+        st.stack.append(Value(el[2], st.spec.memory.array_ranges[a]))
+        return
+    iv, check = _checked_index(st, idx, n, d.offset, refund)
+    rng = st.spec.memory.array_ranges[a]
     if check:
         st.emit(check)
+    elif st.loads_may_wait and _pure_index(idx):
+        st.stack.append(Value(f"A{a}[{iv}]", rng, reads=idx.slots(), lazy=True,
+                              memory=idx.memory | {f"A{a}"}))
+        return
     t = st.ctx.temp()
     st.emit(f"{t} = A{a}[{iv}]")
-    st.stack.append(Value(t, st.spec.memory.array_ranges[a]))
+    st.stack.append(Value(t, rng))
 
 
 def store_array(st: UnitState, d: isa.Decoded, refund: int) -> None:
@@ -98,11 +120,12 @@ def store_array(st: UnitState, d: isa.Decoded, refund: int) -> None:
     range_check = None
     if not within(e.rng, lo, hi):
         v = st.materialize(e).expr
-        range_check = f"if not {lo} <= {v} <= {hi}: " \
+        range_check = f"if {outside(v, e.rng, lo, hi)}: " \
             f"{st.trap(TrapCode.RANGE, d.offset, refund)}"
     for check in (index_check, range_check):
         if check:
             st.emit(check)
+    st.flush_memory(f"A{a}")
     st.emit(f"A{a}[{iv}] = {v}")
 
 
