@@ -18,6 +18,7 @@ from ccl import ir
 from ccl.compiled import Compiled
 from ccl.diagnostics import CclError, Diagnostic, Source, Span
 from ccl.sema import analyze
+from ccl.syntax import ParseCache
 from onboard.mission import MissionError, MissionProfile, find_mission
 
 
@@ -54,6 +55,11 @@ class Compiler:
 
     mission_dirs: Iterable[Path] = ()
     sources: dict[str, Source] = field(default_factory=dict)
+    # Texts to read instead of the files on disk, by resolved path: the unsaved buffers of
+    # an editor (``ccl lsp``), so that what is checked is what the author sees.
+    buffers: dict[Path, str] = field(default_factory=dict)
+    # Parse trees kept between checks of a file being edited, by resolved path (``ccl lsp``).
+    parse_caches: dict[Path, ParseCache] = field(default_factory=dict)
     _missions: dict[str, MissionProfile] = field(default_factory=dict)
     _vmlets: dict[Path, Compiled] = field(default_factory=dict)  # by resolved path
     _current_dir: Path = field(default=Path("."))
@@ -90,6 +96,11 @@ class Compiler:
     # -- internals
 
     def _read(self, path: Path) -> Source:
+        buffered = self.buffers.get(path.resolve()) if self.buffers else None
+        if buffered is not None:
+            source = Source.of(path, buffered.removeprefix("\ufeff"))
+            self.sources[source.path] = source
+            return source
         try:
             text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not code
         except FileNotFoundError:
@@ -109,7 +120,8 @@ class Compiler:
         saved, self._current_dir = self._current_dir, path.parent
         self._compiling.add(path.resolve())
         try:
-            return analyze(source, self.mission, self._load_vmlet)
+            return analyze(source, self.mission, self._load_vmlet,
+                           self.parse_caches.get(path.resolve()))
         finally:
             self._current_dir = saved
             self._compiling.discard(path.resolve())

@@ -115,13 +115,16 @@ PIECE_CHARS = 64 * 1024
 _DECL_DELIMITER = re.compile(r'[(\[{;]|[)\]}]|"[^"\\\n]*"|\'[^\'\\\n]*\'')
 
 
-def _pieces(text: str) -> list[tuple[int, int]]:
+def _pieces(text: str, min_chars: int | None = None) -> list[tuple[int, int]]:
     """``text`` (comments blanked) cut into pieces of whole top-level declarations, each of
-    at least ``PIECE_CHARS`` characters (the last may be shorter): a cut follows a `;` or
+    at least ``min_chars`` (``PIECE_CHARS``) characters (the last may be shorter; 0: one
+    piece a declaration): a cut follows a `;` or
     a `}` outside any bracket, where every declaration of the grammar ends. A cut in the
     wrong place (malformed text) makes a piece fail to parse, and the file is then parsed
     whole, so that its diagnostic is the one a whole parse gives."""
-    if len(text) < 2 * PIECE_CHARS:
+    if min_chars is None:  # (read at the call: a test makes pieces small)
+        min_chars = PIECE_CHARS
+    if len(text) < 2 * min_chars:
         return [(0, len(text))]
     pieces, start, depth = [], 0, 0
     for m in _DECL_DELIMITER.finditer(text):
@@ -130,14 +133,14 @@ def _pieces(text: str) -> list[tuple[int, int]]:
             depth += 1
         elif c in ")]}":
             depth = max(0, depth - 1)
-            if depth == 0 and c == "}" and m.end() - start >= PIECE_CHARS:
+            if depth == 0 and c == "}" and m.end() - start >= min_chars:
                 pieces.append((start, m.end()))
                 start = m.end()
-        elif c == ";" and depth == 0 and m.end() - start >= PIECE_CHARS:
+        elif c == ";" and depth == 0 and m.end() - start >= min_chars:
             pieces.append((start, m.end()))
             start = m.end()
     if start < len(text):
-        if text[start:].strip():
+        if text[start:].strip() or not pieces:
             pieces.append((start, len(text)))
         else:  # blanks after the last cut: no piece of their own (it would not parse)
             pieces[-1] = (pieces[-1][0], len(text))
@@ -358,3 +361,49 @@ def literal_value(text: str) -> int:
 
 
 _MAX_DECIMAL_DIGITS = 40  # 2**64 has 20 digits: a longer number can only be refused
+
+
+class ParseCache:
+    """The parse trees of one file's top-level declarations, kept from one parse to the
+    next while the file is edited (``ccl lsp``): ``parse_reusing`` parses again only the
+    declarations whose text changed. A declaration's parse tree depends on its text alone
+    (the grammar looks no further than its last token), not on where it is."""
+
+    def __init__(self) -> None:
+        self.trees: dict[str, Any] = {}  # a declaration's text (comments blanked) -> tree
+        self.parsed = 0  # declarations parsed by the last call (the rest were reused)
+
+
+def parse_reusing(source: Source, cache: ParseCache) -> Any:
+    """``parse(source)``, parsing only the declarations not in ``cache`` (then kept there;
+    those gone from the text are dropped). A text that does not parse declaration by
+    declaration is parsed whole by ``parse``: its diagnostic is the one ``parse`` gives."""
+    text = blank_comments(source.text)
+    _check_brackets(source, text)
+    build = _builder()
+    parser = None
+    kept: dict[str, Any] = {}
+    file_node = None
+    cache.parsed = 0
+    with recursion_headroom():
+        for start, end in _pieces(text, 0):
+            piece = text[start:end]
+            root = cache.trees.get(piece) or kept.get(piece)
+            if root is None:
+                parser = parser or metamodel()._parser_blueprint.clone()
+                try:
+                    root = parser.parse(piece, file_name=source.path)[0]
+                except TextXSyntaxError:
+                    return parse(source)
+                cache.parsed += 1
+                if type(root) is not NonTerminal:
+                    return parse(source)
+            kept[piece] = root
+            node = build(root, start)
+            if file_node is None:
+                file_node = node
+            else:
+                file_node.decls.extend(node.decls)
+                file_node._tx_position_end = node._tx_position_end
+    cache.trees = kept
+    return file_node if file_node is not None else parse(source)

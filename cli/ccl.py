@@ -52,6 +52,9 @@ COMMANDS = {
                         "telemetry and telecommands (Yamcs)."),
     "yamcs": LazyCommand("cli.yamcs_command:yamcs", "Run a local Yamcs that shows the VVM's "
                          "telemetry (the mcs extra)."),
+    "lsp": LazyCommand("cli.lsp_command:lsp", "Run the CCL language server on stdin/stdout: "
+                       "diagnostics as you type, hover, go to definition, completion, and "
+                       "the verifier's refutations on save."),
 }
 
 

@@ -23,13 +23,15 @@ from ccl.limits import recursion_headroom
 from ccl.sema.analyzer import Analyzer
 from ccl.sema.declarations import MissionLoader, VmletLoader
 from ccl.sema.reporter import MAX_ERRORS
-from ccl.syntax import parse
+from ccl.syntax import ParseCache, parse, parse_reusing
 
 __all__ = ["MAX_ERRORS", "MissionLoader", "VmletLoader", "analyze", "parse"]
 
 
-def analyze(source: Source, mission_loader: MissionLoader, vmlets: VmletLoader) -> ir.Program:
-    """Check a parsed source and build its IR."""
-    model = parse(source)
+def analyze(source: Source, mission_loader: MissionLoader, vmlets: VmletLoader,
+            reuse: ParseCache | None = None) -> ir.Program:
+    """Check a parsed source and build its IR; with ``reuse``, the declarations parsed by
+    an earlier call with it are not parsed again (an editor's buffer, ``ccl lsp``)."""
+    model = parse(source) if reuse is None else parse_reusing(source, reuse)
     with recursion_headroom():  # the analysis recurses as deep as the program nests
         return Analyzer(source, model, mission_loader, vmlets).run()
