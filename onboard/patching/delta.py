@@ -329,8 +329,10 @@ def apply_sections(header: Header, frames: Sequence[Frame], on_board: Image | No
     budget = decoding_budget(header.claims, sum(f.size for f in frames))
     if header.format < FORMAT_VERSION:
         for f in frames:
-            if f.type_code == SectionType.BUNDLE:
-                raise FormatError(Reason.BAD_SECTION, f"a BUNDLE section in a format-"
+            if f.type_code == SectionType.BUNDLE or f.codec_code == Codec.MODEL:
+                what = "BUNDLE section" if f.type_code == SectionType.BUNDLE \
+                    else "MODEL-coded section"
+                raise FormatError(Reason.BAD_SECTION, f"a {what} in a format-"
                                   f"{header.format} patch (format {FORMAT_VERSION} added it)",
                                   "section.kind", f.offset)
     sections = _parse_sections(frames, profile, budget, base)

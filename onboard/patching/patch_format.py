@@ -61,6 +61,7 @@ from onboard.bounded_decoding import (
     remaining,
 )
 from onboard.errors import OnboardError
+from onboard.patching import context_mixing
 from onboard.vm.image import (
     CODE_UNIT_SHAPE,
     DECLARATION,
@@ -184,6 +185,7 @@ class Codec(IntEnum):
     NONE = 0
     DEFLATE = 1  # raw DEFLATE (zlib, wbits -15)
     LZMA = 2  # raw LZMA2, 64 KiB dictionary
+    MODEL = 3  # context mixing and arithmetic coding (``context_mixing``; format 2)
 
 
 class ListKind(IntEnum):
@@ -911,6 +913,8 @@ def compress(payload: bytes, codec: Codec, **lzma_options: int) -> bytes:
         filters = [{"id": lzma.FILTER_LZMA2, "dict_size": LZMA_DICT_BYTES,
                     "preset": 9 | lzma.PRESET_EXTREME, **lzma_options}]
         return lzma.compress(payload, format=lzma.FORMAT_RAW, filters=filters)
+    if codec is Codec.MODEL:
+        return context_mixing.encode(payload)
     return payload
 
 
@@ -923,6 +927,8 @@ def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES,
         return frame.payload
     if budget is not None:
         limit = min(limit, budget.left("expanded"))
+    if codec is Codec.MODEL:
+        return _expand_model(frame, limit, budget)
     try:
         if codec is Codec.DEFLATE:
             d = zlib.decompressobj(-15)
@@ -947,6 +953,36 @@ def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES,
     if budget is not None:
         budget.take("expanded", len(out), "the decompressed payload")
     return out
+
+
+def _expand_model(frame: Frame, limit: int, budget: Budget | None) -> bytes:
+    """A MODEL payload decoded: its length is checked against ``limit`` (and the budget)
+    before any byte is decoded."""
+    try:
+        out = context_mixing.decode(frame.payload, limit)
+    except context_mixing.ModelError as exc:
+        why = " (what is left of the patch's decompression budget)" \
+            if budget is not None and limit == budget.left("expanded") \
+            and "allowed" in str(exc) else ""
+        raise FormatError(Reason.BAD_SECTION, f"model payload does not decode: {exc}{why}",
+                          "section.payload", frame.payload_offset) from None
+    if budget is not None:
+        budget.take("expanded", len(out), "the decoded payload")
+    return out
+
+
+def model_decoded_bytes(frames: Sequence[Frame]) -> int:
+    """The bytes the MODEL payloads among ``frames`` say they decode to, each at most
+    ``MAX_EXPANDED_BYTES`` (what decoding them can cost, read from their length fields
+    alone); a malformed length counts as nothing, since decoding stops there."""
+    total = 0
+    for f in frames:
+        if f.codec_code == Codec.MODEL:
+            try:
+                total += min(context_mixing.decoded_length(f.payload)[0], MAX_EXPANDED_BYTES)
+            except context_mixing.ModelError:
+                pass
+    return total
 
 
 def _entries(min_bytes: int, *fields: Any, count: Any = None) -> cs.Construct:

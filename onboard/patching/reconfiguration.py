@@ -8,7 +8,8 @@ the scheduler reserves for patch handling in each frame (the mission's
 budget and the VVM never exceeds its share. The steps and what they cost (the mission's
 ``[reconfiguration]`` costs)::
 
-    check    check_per_byte x patch bytes (+ verify_per_code_byte x code bytes once the
+    check    check_per_byte x patch bytes + model_per_byte x the bytes its MODEL-coded
+             payloads say they decode to (+ verify_per_code_byte x code bytes once the
              checks reach the bytecode verifier)          -> rejected, or:
     stage    store_per_byte x slot bytes + journal         -> staged
     prepare  bind_per_code_byte x code bytes + journal + the cycles of the VMlets' ``on
@@ -50,7 +51,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from onboard.patching.patch_format import Reason, memory_bytes, parse_header
+from onboard.patching.patch_format import (
+    TAG_BYTES,
+    FormatError,
+    Reason,
+    memory_bytes,
+    model_decoded_bytes,
+    parse_frames,
+    parse_header,
+)
 from onboard.patching.patcher import Accepted, Fate, FateStatus, Patcher, PatchRejected
 from onboard.patching.store import Configuration, Phase
 from onboard.vm.loader import LoadError, Program, load_vmlet
@@ -187,7 +196,7 @@ class Reconfiguration:
             return False
         ticket, data = self.pending.popleft()
         c = self.costs
-        cost = c.check_per_byte * len(data)
+        cost = c.check_per_byte * len(data) + c.model_per_byte * _model_bytes(data)
         try:
             accepted = self.patcher.check(data)
         except PatchRejected as exc:
@@ -326,6 +335,17 @@ class Reconfiguration:
 def _code_bytes(configuration: Configuration) -> int:
     """Code bytes of a configuration and its VMlets (what binding and verifying go over)."""
     return memory_bytes(configuration.config, configuration.vmlets)[0]
+
+
+def _model_bytes(data: bytes) -> int:
+    """The bytes a patch's MODEL-coded payloads say they decode to (an upper bound of the
+    context-mixing decoder's work, charged whatever the checks find: it is read from the
+    frames' length fields, before the checks); 0 if the frames cannot be read."""
+    try:
+        parsed = parse_header(data)
+        return model_decoded_bytes(parse_frames(data, parsed.size, len(data) - TAG_BYTES))
+    except FormatError:
+        return 0
 
 
 def _code_bytes_claimed(data: bytes) -> int:
