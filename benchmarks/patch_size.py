@@ -29,7 +29,8 @@ Figures (one JSON line each, all measured in one run):
 * ``full_vs_best_compressor_<config>``: the same figure for every CoRoT configuration
   (``missions/corot/configs/exo_e1*.ccl``, the ones that compile and verify), with and
   without the MODEL codec, against ``zstd -19`` and ``xz -9e`` of each image.
-* ``model_decode_cycles``: what decoding the full ``exo_e1`` bundle costs on board at the
+* ``model_decode_cycles``: what decoding the full ``exo_e1`` bundle (after its primer, the
+  ``photometry`` VMlet on board, which the decoder learns first) costs on board at the
   profile's ``model_per_byte`` (an operation count of the decoder, not a measurement on the
   DPU), and the CPU time of this Python decoder for it (min over 5 runs).
 
@@ -77,6 +78,7 @@ from onboard.patching.patch_format import (  # noqa: E402
     parse_frames,
     parse_header,
     unbundle,
+    vmlet_primer,
     width,
 )
 
@@ -250,15 +252,18 @@ def full_configs(compiler: Compiler, by: dict[str, Callable[[bytes], int]], key:
              before_vs={n: round(sizes["before"] / v, 3) for n, v in ref_sizes.items()})
     parsed = parse_header(exo_full)
     frames = parse_frames(exo_full, parsed.size, len(exo_full) - TAG_BYTES)
-    decoded = model_decoded_bytes(frames)
-    profile = compiler.compile(EXO).mission
+    exo = compiler.compile(EXO)
+    primer = vmlet_primer([v.image for v in exo.vmlets])
+    decoded = model_decoded_bytes(frames, len(primer))
+    profile = exo.mission
     timings = []
     for _ in range(5):
         start = time.process_time()
-        expand(frames[0], Codec(frames[0].codec_code))
+        expand(frames[0], Codec(frames[0].codec_code), primer=primer)
         timings.append(time.process_time() - start)
     per_byte = profile.reconfig.model_per_byte
     emit("model_decode_cycles", decoded * per_byte, "cycles", decoded_bytes=decoded,
+         primer_bytes=len(primer),
          model_per_byte=per_byte,
          reserve_frames=-(-decoded * per_byte // profile.patch_reserve_cycles_per_frame),
          frame_ms=profile.frame_ms, python_cpu_s=round(min(timings), 4),

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from onboard.mission import MissionProfile
+from onboard.patching import context_mixing
 from onboard.patching.delta import Choices, empty_config, encode_sections
 from onboard.patching.patch_format import (
     FORMAT_VERSION,
@@ -58,6 +59,7 @@ from onboard.patching.patch_format import (
     memory_bytes,
     parse_frames,
     parse_header,
+    vmlet_primer,
     width,
 )
 from onboard.patching.patcher import rebuild
@@ -270,15 +272,18 @@ DEFAULT_CODECS = ALL_CODECS - {Codec.MODEL}
 
 
 def frame(section: SectionType, payload: bytes, codecs: frozenset[Codec] = DEFAULT_CODECS,
-          ) -> bytes:
+          primer: bytes | None = None) -> bytes:
     """The smallest frame for ``payload``: stored raw, or compressed when that pays. The
     context-mixing MODEL codec (format 2) is tried on a BUNDLE, which carries all of a
-    patch's sections: on a few hundred bytes it beats LZMA by a tenth or more."""
+    patch's sections: on a few hundred bytes it beats LZMA by a tenth or more; with a
+    ``primer`` (``vmlet_primer`` of the base's VMlets) it is also tried primed."""
     best = build_frame(section, payload)
     candidates = [(Codec.DEFLATE, compress(payload, Codec.DEFLATE))] + [
         (Codec.LZMA, compress(payload, Codec.LZMA, **model)) for model in _LZMA_MODELS]
     if section is SectionType.BUNDLE and Codec.MODEL in codecs:
         candidates.append((Codec.MODEL, compress(payload, Codec.MODEL)))
+        if primer:  # coded after the VMlets the board holds, which it learns first
+            candidates.append((Codec.MODEL, context_mixing.encode(payload, primer)))
     for codec, stored in candidates:
         if codec not in codecs:
             continue
@@ -358,12 +363,17 @@ def pack(target: Image, vmlets: Sequence[Image], profile: MissionProfile, key: b
     if base is not None and full is not True:
         candidates.append((flags, base))
     best: Packed | None = None
+    # The VMlets of the base, in its uses order, as the board holds them: a patch that names
+    # the base may be coded after them (MODEL), if the ground has them all.
+    base_vmlets = _base_vmlets(base, vmlets)
+    primer = vmlet_primer(base_vmlets) if base_vmlets else None
     for f, origin in candidates:
         payloads = sections(target, by_ref, origin, held)
         frames = [frame(s, p, codecs) for s, p in payloads]
         # All sections in one BUNDLE when that is smaller: compressed together, they share
         # one dictionary and one CRC.
-        bundle = frame(SectionType.BUNDLE, bundle_payload((s, p) for s, p in payloads), codecs)
+        bundle = frame(SectionType.BUNDLE, bundle_payload((s, p) for s, p in payloads), codecs,
+                       primer)
         if len(bundle) < sum(map(len, frames)):
             frames = [bundle]
         # Format 1 when it can say it: a patch without SCATTERED or BUNDLE keeps its
@@ -379,13 +389,28 @@ def pack(target: Image, vmlets: Sequence[Image], profile: MissionProfile, key: b
         if best is None or len(data) < len(best.data):
             best = Packed(data, header, Configuration(target, tuple(by_ref)))
     assert best is not None
-    _self_check(best, base, held, profile)
+    _self_check(best, base, base_vmlets if base_vmlets is not None else held, profile)
     return best
+
+
+def _base_vmlets(base: Image | None, vmlets: Sequence[Image]) -> list[Image] | None:
+    """The images of the VMlets ``base`` uses, in its order, found among ``vmlets``; None if
+    there is no base or one of them is not given."""
+    if base is None:
+        return None
+    out = []
+    for u in base.uses:
+        found = next((v for v in vmlets if v.content_hash[:len(u.hash)] == u.hash), None)
+        if found is None:
+            return None
+        out.append(found)
+    return out
 
 
 def _self_check(packed: Packed, base: Image | None, held: Sequence[Image],
                 profile: MissionProfile) -> None:
-    """Rebuild the target with the onboard code, as the satellite will."""
+    """Rebuild the target with the onboard code, as the satellite will (``held``: the
+    VMlets on board, in the base's order when known)."""
     data = packed.data
     parsed = parse_header(data)
     frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)

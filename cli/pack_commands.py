@@ -58,6 +58,7 @@ from ground.ledger import LEDGER_ENV, Ledger, ledger_path
 from ground.link_key import LINK_KEY_ENV
 from ground.planner import UplinkPatch
 from onboard.mission import MissionError, MissionProfile, find_mission, mission_search_path
+from onboard.patching.context_mixing import ModelError, decoded_length
 from onboard.patching.delta import LISTS, apply_sections, empty_config, read_sections
 from onboard.patching.key_file import write_key_file
 from onboard.patching.patch_format import (
@@ -445,6 +446,12 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
     if types and types[0][0] is SectionType.BUNDLE:
         report["bundle"] = {"offset": frames[0].offset, "bytes": frames[0].size,
                             "codec": types[0][1].name.lower(), "crc": "ok"}
+    if any(_primed(f) for f in frames):
+        # Coded after the VMlets of the base on board, which inspect does not hold.
+        report["changes"] = {"note": "the sections are coded (MODEL) after the VMlets of "
+                                     f"base {h.base_hash.hex()}, which the board holds: "
+                                     "they are not shown here"}
+        return report
     for frame, section, codec, payload, body in read_sections(frames):
         entry: dict[str, Any] = {"type": section.name, "codec": codec.name.lower(),
                                  "offset": frame.offset, "bytes": frame.size,
@@ -481,6 +488,16 @@ def describe(data: bytes, base: Image | None, key: bytes | None,
                         "image_bytes": len(target.encode())}
     report["changes"] = _changes(start, target, frames, types)
     return report
+
+
+def _primed(frame: Frame) -> bool:
+    """Whether ``frame`` is MODEL-coded after the VMlets of the patch's base."""
+    if frame.codec_code != Codec.MODEL:
+        return False
+    try:
+        return decoded_length(frame.payload)[1]
+    except ModelError:
+        return False  # reported as malformed when it is decoded
 
 
 #: How ``ccl inspect`` names the entries of the lists it reports, in its order.

@@ -25,9 +25,13 @@ varint), which is checked against the caller's limit before anything is decoded;
 model's memory is fixed (``PREDICTORS`` tables of ``2 ** TABLE_BITS`` 16-bit probabilities
 and 8-bit counts, about 200 KiB as 16- and 8-bit arrays), whatever the input; decoding
 takes a fixed number of operations per output bit (``DECODE_CYCLES_PER_BYTE`` counts them).
-A payload must end where the coder needs it to: the encoder writes no trailing zero byte
-(the decoder reads zeros past the end), so a payload whose last byte is zero, or with
-bytes the decoder never reads, is refused.
+A patch that names its base may have its payloads coded after a *primer*: the model first
+learns the encoded images of the VMlets of that base (``vmlet_primer``), which the board
+holds, so that the names, the bytecode and the records the configuration shares with them
+cost less. The length field says so (``n << 1 | primed``); the decoder pays the primer's
+bytes like decoded ones. A payload must end where the coder needs it to: the encoder
+writes no trailing zero byte (the decoder reads zeros past the end), so a payload whose
+last byte is zero, or with bytes the decoder never reads, is refused.
 
 Stdlib and construct only: the onboard side must stand alone.
 """
@@ -49,9 +53,9 @@ INPUTS = PREDICTORS + 1
 #: A context's counter stops slowing its adaptation after this many observations.
 COUNT_LIMIT = 30
 #: Mixer learning rate (error x input, scaled down by ``MIXER_SHIFT``).
-MIXER_RATE = 2
+MIXER_RATE = 1
 MIXER_SHIFT = 10
-INITIAL_WEIGHT = 65536 * 3 // 10
+INITIAL_WEIGHT = 65536 // 5
 MAX_WEIGHT = 1 << 22
 #: The most bytes a payload's length varint may take.
 MAX_LENGTH_BYTES = 5
@@ -209,11 +213,21 @@ class Model:
         self._predict()
 
 
-def encode(data: bytes) -> bytes:
-    """``data`` coded with the model: its length (varint), then the arithmetic code."""
+def _primed(primer: bytes) -> Model:
+    """A model that has learnt ``primer`` (the same bits, not coded)."""
     model = Model()
+    for byte in primer:
+        for shift in range(7, -1, -1):
+            model.update(byte >> shift & 1)
+    return model
+
+
+def encode(data: bytes, primer: bytes = b"") -> bytes:
+    """``data`` coded with the model, after it has learnt ``primer`` if any (bytes the
+    decoder holds too): ``n << 1 | primed`` (varint), then the arithmetic code."""
+    model = _primed(primer)
     low, high = 0, _MASK32
-    header = bytes(VarUInt.build(len(data)))
+    header = bytes(VarUInt.build(len(data) << 1 | bool(primer)))
     out = bytearray(header)
     for byte in data:
         for shift in range(7, -1, -1):
@@ -245,27 +259,31 @@ class ModelError(ValueError):
     """A payload the MODEL codec refuses: the message says why."""
 
 
-def decoded_length(payload: bytes) -> tuple[int, int]:
-    """The length a payload says it decodes to (its leading varint: ``VarUInt``, at most
-    ``MAX_LENGTH_BYTES``), and where the code starts; ``ModelError`` if it is malformed."""
+def decoded_length(payload: bytes) -> tuple[int, bool, int]:
+    """The length a payload says it decodes to, whether it was coded after a primer (its
+    leading varint ``n << 1 | primed``: ``VarUInt``, at most ``MAX_LENGTH_BYTES``), and where
+    the code starts; ``ModelError`` if it is malformed."""
     stream = io.BytesIO(payload[:MAX_LENGTH_BYTES])
     try:
-        n = VarUInt.parse_stream(stream)
+        field = VarUInt.parse_stream(stream)
     except cs.ConstructError as exc:
         raise ModelError(f"malformed length: {str(exc).splitlines()[0]}") from None
-    return n, stream.tell()
+    return field >> 1, bool(field & 1), stream.tell()
 
 
-def decode(payload: bytes, limit: int) -> bytes:
+def decode(payload: bytes, limit: int, primer: bytes | None = None) -> bytes:
     """The bytes ``payload`` codes; ``ModelError`` if it says more than ``limit`` bytes (checked
-    before decoding), is malformed, ends in a zero byte, or has bytes the decoder does not
-    read."""
-    n, start = decoded_length(payload)
+    before decoding), says it was primed when no ``primer`` is known, is malformed, ends in a
+    zero byte, or has bytes the decoder does not read."""
+    n, primed, start = decoded_length(payload)
     if n > limit:
         raise ModelError(f"it decodes to {n} bytes, more than the {limit} allowed")
+    if primed and primer is None:
+        raise ModelError("it was coded after the VMlets of a named base configuration, and "
+                         "none is known here")
     if len(payload) > start and payload[-1] == 0:
         raise ModelError("it ends in a zero byte (an encoder never writes one)")
-    model = Model()
+    model = _primed(primer if primed and primer is not None else b"")
     low, high = 0, _MASK32
     at = start
     x = 0

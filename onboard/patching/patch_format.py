@@ -825,7 +825,8 @@ def bundle_payload(sections: Iterable[tuple[int, bytes]]) -> bytes:
                     for kind, payload in sections)
 
 
-def unbundle(frames: Sequence[Frame], budget: Budget | None = None) -> list[Frame]:
+def unbundle(frames: Sequence[Frame], budget: Budget | None = None,
+             primer: bytes | None = None) -> list[Frame]:
     """``frames``, or the sections a BUNDLE among them holds: decompressed (drawing on
     ``budget``) and split, each a raw section of its own. A BUNDLE must be the patch's only
     section and must not hold a compressed section or another BUNDLE; BAD_SECTION else, or
@@ -838,7 +839,7 @@ def unbundle(frames: Sequence[Frame], budget: Budget | None = None) -> list[Fram
                           "section.kind", next(f.offset for f in frames
                                                if f.type_code == SectionType.BUNDLE))
     _, codec = section_of(outer)
-    payload = expand(outer, codec, budget=budget)
+    payload = expand(outer, codec, budget=budget, primer=primer)
     stream = io.BytesIO(payload)
     out: list[Frame] = []
     while stream.tell() < len(payload):
@@ -919,7 +920,7 @@ def compress(payload: bytes, codec: Codec, **lzma_options: int) -> bytes:
 
 
 def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES,
-           budget: Budget | None = None) -> bytes:
+           budget: Budget | None = None, primer: bytes | None = None) -> bytes:
     """A frame's payload, decompressed; BAD_SECTION if it does not decompress to at most
     ``limit`` bytes exactly, or to more than ``budget`` has left of ``expanded`` (which it
     then draws: the decompressed bytes of all sections together are bounded)."""
@@ -928,7 +929,7 @@ def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES,
     if budget is not None:
         limit = min(limit, budget.left("expanded"))
     if codec is Codec.MODEL:
-        return _expand_model(frame, limit, budget)
+        return _expand_model(frame, limit, budget, primer)
     try:
         if codec is Codec.DEFLATE:
             d = zlib.decompressobj(-15)
@@ -955,11 +956,12 @@ def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES,
     return out
 
 
-def _expand_model(frame: Frame, limit: int, budget: Budget | None) -> bytes:
-    """A MODEL payload decoded: its length is checked against ``limit`` (and the budget)
-    before any byte is decoded."""
+def _expand_model(frame: Frame, limit: int, budget: Budget | None,
+                  primer: bytes | None) -> bytes:
+    """A MODEL payload decoded (after ``primer``, if it says it was primed): its length is
+    checked against ``limit`` (and the budget) before any byte is decoded."""
     try:
-        out = context_mixing.decode(frame.payload, limit)
+        out = context_mixing.decode(frame.payload, limit, primer)
     except context_mixing.ModelError as exc:
         why = " (what is left of the patch's decompression budget)" \
             if budget is not None and limit == budget.left("expanded") \
@@ -971,18 +973,26 @@ def _expand_model(frame: Frame, limit: int, budget: Budget | None) -> bytes:
     return out
 
 
-def model_decoded_bytes(frames: Sequence[Frame]) -> int:
+def model_decoded_bytes(frames: Sequence[Frame], primer_bytes: int = 0) -> int:
     """The bytes the MODEL payloads among ``frames`` say they decode to, each at most
-    ``MAX_EXPANDED_BYTES`` (what decoding them can cost, read from their length fields
-    alone); a malformed length counts as nothing, since decoding stops there."""
+    ``MAX_EXPANDED_BYTES``, plus ``primer_bytes`` for each primed one (what decoding them
+    can cost, read from their length fields alone); a malformed length counts as nothing,
+    since decoding stops there."""
     total = 0
     for f in frames:
         if f.codec_code == Codec.MODEL:
             try:
-                total += min(context_mixing.decoded_length(f.payload)[0], MAX_EXPANDED_BYTES)
+                n, primed, _ = context_mixing.decoded_length(f.payload)
             except context_mixing.ModelError:
-                pass
+                continue
+            total += min(n, MAX_EXPANDED_BYTES) + (primer_bytes if primed else 0)
     return total
+
+
+def vmlet_primer(vmlets: Iterable[Image]) -> bytes:
+    """What the MODEL codec learns before a primed payload: the canonical encodings of the
+    VMlets of the patch's base configuration (the one on board), in its ``uses`` order."""
+    return b"".join(v.encode() for v in vmlets)
 
 
 def _entries(min_bytes: int, *fields: Any, count: Any = None) -> cs.Construct:

@@ -53,12 +53,14 @@ from typing import Any
 
 from onboard.patching.patch_format import (
     TAG_BYTES,
+    Codec,
     FormatError,
     Reason,
     memory_bytes,
     model_decoded_bytes,
     parse_frames,
     parse_header,
+    vmlet_primer,
 )
 from onboard.patching.patcher import Accepted, Fate, FateStatus, Patcher, PatchRejected
 from onboard.patching.store import Configuration, Phase
@@ -190,13 +192,29 @@ class Reconfiguration:
         return self.work is None and self.done is None and bool(self.pending) \
             and self.patcher.store.phase is Phase.IDLE
 
+    def _model_bytes(self, data: bytes) -> int:
+        """The bytes a patch's MODEL-coded payloads say they decode to, and for a primed one
+        the primer it learns first (the VMlets of the configuration on board): an upper bound
+        of the context-mixing decoder's work, charged whatever the checks find, read from
+        the frames' length fields before the checks; 0 if the frames cannot be read."""
+        try:
+            parsed = parse_header(data)
+            frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+        except FormatError:
+            return 0
+        if not any(f.codec_code == Codec.MODEL for f in frames):
+            return 0
+        current = self.patcher.store.current()
+        primer = len(vmlet_primer(current.vmlets)) if current is not None else 0
+        return model_decoded_bytes(frames, primer)
+
     def _start(self) -> bool:
         """Begin checking the next queued patch, if the store is free for it."""
         if not self._can_start():
             return False
         ticket, data = self.pending.popleft()
         c = self.costs
-        cost = c.check_per_byte * len(data) + c.model_per_byte * _model_bytes(data)
+        cost = c.check_per_byte * len(data) + c.model_per_byte * self._model_bytes(data)
         try:
             accepted = self.patcher.check(data)
         except PatchRejected as exc:
@@ -335,17 +353,6 @@ class Reconfiguration:
 def _code_bytes(configuration: Configuration) -> int:
     """Code bytes of a configuration and its VMlets (what binding and verifying go over)."""
     return memory_bytes(configuration.config, configuration.vmlets)[0]
-
-
-def _model_bytes(data: bytes) -> int:
-    """The bytes a patch's MODEL-coded payloads say they decode to (an upper bound of the
-    context-mixing decoder's work, charged whatever the checks find: it is read from the
-    frames' length fields, before the checks); 0 if the frames cannot be read."""
-    try:
-        parsed = parse_header(data)
-        return model_decoded_bytes(parse_frames(data, parsed.size, len(data) - TAG_BYTES))
-    except FormatError:
-        return 0
 
 
 def _code_bytes_claimed(data: bytes) -> int:

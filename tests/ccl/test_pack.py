@@ -34,6 +34,7 @@ from ccl.verify.verdict import Verdict
 from cli import pack_commands
 from cli.ccl import ccl as cli
 from cli.pack_commands import describe
+from onboard.patching.context_mixing import decoded_length
 from onboard.patching.patch_format import (
     FORMAT_VERSION,
     MAX_RICE,
@@ -169,18 +170,18 @@ def test_rows_that_runs_say_better_stay_format_1(exo: Compiled) -> None:
     inner = unbundle(parse_frames(block.data, parsed.size, len(block.data) - TAG_BYTES))
     kinds = [t for t, _ in check_order(inner)]
     assert SectionType.ROWS in kinds and SectionType.SCATTERED not in kinds
-    # Coded with the MODEL codec in a BUNDLE (``--model``) it is smaller, and format 2;
-    # without it, the ROWS frame keeps its format-1 bytes.
+    # With the MODEL codec allowed (``--model``) it is a MODEL-coded BUNDLE (format 2) only
+    # if that is smaller; without it, the ROWS frame keeps its format-1 bytes.
     without = pack(moved, vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
                    base=exo.image, full=False)  # the default codecs: no MODEL
     assert parse_header(without.data).header.format == 1
-    assert parse_header(block.data).header.format == 2
-    assert len(block.data) < len(without.data)
+    assert len(block.data) <= len(without.data)
+    assert (parse_header(block.data).header.format == 2) == (block.data != without.data)
 
 
 def test_a_full_patch_with_the_model_codec_is_smaller_still(exo: Compiled) -> None:
     """``--model``: the BUNDLE coded with the context-mixing codec, rebuilt on board by the
-    onboard decoder (``pack``'s self-check), at most 0.9 x ``xz -9e`` of the image."""
+    onboard decoder (``pack``'s self-check), at most 0.85 x ``xz -9e`` of the image."""
     lz = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
               base=exo.image, full=True)
     cm = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
@@ -188,9 +189,11 @@ def test_a_full_patch_with_the_model_codec_is_smaller_still(exo: Compiled) -> No
     parsed = parse_header(cm.data)
     frames = parse_frames(cm.data, parsed.size, len(cm.data) - TAG_BYTES)
     assert [(t, c) for t, c in check_order(frames)] == [(SectionType.BUNDLE, Codec.MODEL)]
+    # It names its base, so it is coded after photometry, the VMlet on board.
+    assert decoded_length(frames[0].payload)[1]
     assert len(cm.data) < 0.93 * len(lz.data)
     xz = len(lzma.compress(exo.image.encode(), preset=9 | lzma.PRESET_EXTREME))
-    assert len(cm.data) <= 0.9 * xz, (len(cm.data), xz)
+    assert len(cm.data) <= 0.85 * xz, (len(cm.data), xz)
 
 
 def test_a_full_patch_is_smaller_than_xz_of_the_image_it_carries(exo: Compiled) -> None:

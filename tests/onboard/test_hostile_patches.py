@@ -20,6 +20,7 @@ import pytest
 from hostile_patches import Board, Case, Corpus, Seed, Verdict, hostile_case, judge, make_corpus
 
 from ccl.pack import ALL_CODECS, pack
+from onboard.patching.context_mixing import decoded_length
 from onboard.patching.patch_format import (
     TAG_BYTES,
     Codec,
@@ -111,9 +112,13 @@ def test_model_coded_patches_damaged_or_mutated_are_rejected_with_a_reason_or_ru
     swollen = b"\xff\xff\xff\x7f" + frame.payload[2:]
     cases.append(data[:frame.offset] + build_frame(SectionType.BUNDLE, swollen, Codec.MODEL)
                  + data[-TAG_BYTES:])
-    seeded = dataclasses.replace(corpus, seeds=(Seed("v9-full-model", data, v9.target),))
+    assert decoded_length(frame.payload)[1]  # primed: coded after photometry, on board
+    # Mutations re-encode the sections (unprimed): a seed that names no base.
+    alone = pack(v9.target, list(corpus.base.vmlets), corpus.profile, TEST_KEY, seq=4,
+                 codecs=ALL_CODECS).data
+    seeded = dataclasses.replace(corpus, seeds=(Seed("v9-full-model", alone, v9.target),))
     mutated = [hostile_case(seeded, number) for number in range(60)]
-    assert sum(c.data != data for c in mutated) >= 55
+    assert sum(c.data != alone for c in mutated) >= 55
     outcomes: collections.Counter[str] = collections.Counter()
     for i, raw in enumerate([*cases, *(c.data for c in mutated)]):
         case = Case(i, "v9-full-model", ("damaged",), False, retag(raw, TEST_KEY))
