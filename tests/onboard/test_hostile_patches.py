@@ -17,7 +17,17 @@ import collections
 import dataclasses
 
 import pytest
-from hostile_patches import Board, Case, Corpus, Seed, Verdict, hostile_case, judge, make_corpus
+from hostile_patches import (
+    Board,
+    Case,
+    Corpus,
+    Seed,
+    Verdict,
+    allocation_bound,
+    hostile_case,
+    judge,
+    make_corpus,
+)
 
 from ccl.pack import ALL_CODECS, pack
 from onboard.patching.context_mixing import decoded_length
@@ -122,7 +132,10 @@ def test_model_coded_patches_damaged_or_mutated_are_rejected_with_a_reason_or_ru
     outcomes: collections.Counter[str] = collections.Counter()
     for i, raw in enumerate([*cases, *(c.data for c in mutated)]):
         case = Case(i, "v9-full-model", ("damaged",), False, retag(raw, TEST_KEY))
-        verdict = judge(board, case)
+        verdict = judge(board, case, measure=i % 10 == 0)
+        # The decoder's tables (192 KiB whatever the input) stay within the bound too.
+        assert verdict.peak is None or \
+            verdict.peak <= allocation_bound(len(case.data), corpus.profile), verdict.peak
         outcomes[verdict.outcome] += 1
         assert verdict.host_exception is None or \
             (verdict.where or "").startswith(TRANSLATOR), (i, verdict.host_exception)
