@@ -253,7 +253,7 @@ def full_configs(compiler: Compiler, by: dict[str, Callable[[bytes], int]], key:
     parsed = parse_header(exo_full)
     frames = parse_frames(exo_full, parsed.size, len(exo_full) - TAG_BYTES)
     exo = compiler.compile(EXO)
-    primer = vmlet_primer([v.image for v in exo.vmlets])
+    primer = vmlet_primer(exo.image, [v.image for v in exo.vmlets]) or b""
     decoded = model_decoded_bytes(frames, len(primer))
     profile = exo.mission
     timings = []

@@ -276,7 +276,7 @@ def frame(section: SectionType, payload: bytes, codecs: frozenset[Codec] = DEFAU
     """The smallest frame for ``payload``: stored raw, or compressed when that pays. The
     context-mixing MODEL codec (format 2) is tried on a BUNDLE, which carries all of a
     patch's sections: on a few hundred bytes it beats LZMA by a tenth or more; with a
-    ``primer`` (``vmlet_primer`` of the base's VMlets) it is also tried primed."""
+    ``primer`` (``vmlet_primer``: the VMlets the base uses) it is also tried primed."""
     best = build_frame(section, payload)
     candidates = [(Codec.DEFLATE, compress(payload, Codec.DEFLATE))] + [
         (Codec.LZMA, compress(payload, Codec.LZMA, **model)) for model in _LZMA_MODELS]
@@ -363,10 +363,9 @@ def pack(target: Image, vmlets: Sequence[Image], profile: MissionProfile, key: b
     if base is not None and full is not True:
         candidates.append((flags, base))
     best: Packed | None = None
-    # The VMlets of the base, in its uses order, as the board holds them: a patch that names
-    # the base may be coded after them (MODEL), if the ground has them all.
-    base_vmlets = _base_vmlets(base, vmlets)
-    primer = vmlet_primer(base_vmlets) if base_vmlets else None
+    # The VMlets the base uses, which the board holds: a patch that names the base may be
+    # coded after them (MODEL), if the ground has them all.
+    primer = vmlet_primer(base, held) if base is not None else None
     for f, origin in candidates:
         payloads = sections(target, by_ref, origin, held)
         frames = [frame(s, p, codecs) for s, p in payloads]
@@ -389,28 +388,13 @@ def pack(target: Image, vmlets: Sequence[Image], profile: MissionProfile, key: b
         if best is None or len(data) < len(best.data):
             best = Packed(data, header, Configuration(target, tuple(by_ref)))
     assert best is not None
-    _self_check(best, base, base_vmlets if base_vmlets is not None else held, profile)
+    _self_check(best, base, held, profile)
     return best
-
-
-def _base_vmlets(base: Image | None, vmlets: Sequence[Image]) -> list[Image] | None:
-    """The images of the VMlets ``base`` uses, in its order, found among ``vmlets``; None if
-    there is no base or one of them is not given."""
-    if base is None:
-        return None
-    out = []
-    for u in base.uses:
-        found = next((v for v in vmlets if v.content_hash[:len(u.hash)] == u.hash), None)
-        if found is None:
-            return None
-        out.append(found)
-    return out
 
 
 def _self_check(packed: Packed, base: Image | None, held: Sequence[Image],
                 profile: MissionProfile) -> None:
-    """Rebuild the target with the onboard code, as the satellite will (``held``: the
-    VMlets on board, in the base's order when known)."""
+    """Rebuild the target with the onboard code, as the satellite will."""
     data = packed.data
     parsed = parse_header(data)
     frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)

@@ -26,8 +26,8 @@ model's memory is fixed (``PREDICTORS`` tables of ``2 ** TABLE_BITS`` 16-bit pro
 and 8-bit counts, about 200 KiB as 16- and 8-bit arrays), whatever the input; decoding
 takes a fixed number of operations per output bit (``DECODE_CYCLES_PER_BYTE`` counts them).
 A patch that names its base may have its payloads coded after a *primer*: the model first
-learns the encoded images of the VMlets of that base (``vmlet_primer``), which the board
-holds, so that the names, the bytecode and the records the configuration shares with them
+learns the encoded images of the VMlets that base uses (``patch_format.vmlet_primer``), which
+the board holds, so that the names, the bytecode and the records the configuration shares with them
 cost less. The length field says so (``n << 1 | primed``); the decoder pays the primer's
 bytes like decoded ones. A payload must end where the coder needs it to: the encoder
 writes no trailing zero byte (the decoder reads zeros past the end), so a payload whose

@@ -989,10 +989,19 @@ def model_decoded_bytes(frames: Sequence[Frame], primer_bytes: int = 0) -> int:
     return total
 
 
-def vmlet_primer(vmlets: Iterable[Image]) -> bytes:
-    """What the MODEL codec learns before a primed payload: the canonical encodings of the
-    VMlets of the patch's base configuration (the one on board), in its ``uses`` order."""
-    return b"".join(v.encode() for v in vmlets)
+def vmlet_primer(config: Image, vmlets: Sequence[Image]) -> bytes | None:
+    """What the MODEL codec learns before a primed payload of a patch whose base is
+    ``config``: the canonical encodings of the VMlets ``config.uses`` names (by name,
+    version and hash; lower layers they pin are not included), found among ``vmlets``, in
+    ``uses`` order. None if one of them is not there (then nothing is primed with it)."""
+    out = []
+    for u in config.uses:
+        found = next((v for v in vmlets if v.name == u.name and v.version == u.version
+                      and v.content_hash[:len(u.hash)] == u.hash), None)
+        if found is None:
+            return None
+        out.append(found.encode())
+    return b"".join(out)
 
 
 def _entries(min_bytes: int, *fields: Any, count: Any = None) -> cs.Construct:

@@ -229,8 +229,8 @@ def rebuild(header: Header, frames: Sequence[Frame], base: Configuration | None,
     """
     # A patch that names its base (the configuration on board, checked before this) may
     # have been coded after that base's VMlets.
-    primer = vmlet_primer(base.vmlets) if base is not None and header.base_hash != NO_HASH \
-        else None
+    primer = vmlet_primer(base.config, base.vmlets) \
+        if base is not None and header.base_hash != NO_HASH else None
     image, carried = apply_sections(header, frames, base.config if base is not None else None,
                                     profile, primer)
     available = [*carried, *(base.vmlets if base is not None else ())]

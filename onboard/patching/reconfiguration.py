@@ -194,7 +194,7 @@ class Reconfiguration:
 
     def _model_bytes(self, data: bytes) -> int:
         """The bytes a patch's MODEL-coded payloads say they decode to, and for a primed one
-        the primer it learns first (the VMlets of the configuration on board): an upper bound
+        the primer it learns first (the VMlets the configuration on board uses): an upper bound
         of the context-mixing decoder's work, charged whatever the checks find, read from
         the frames' length fields before the checks; 0 if the frames cannot be read."""
         try:
@@ -205,8 +205,8 @@ class Reconfiguration:
         if not any(f.codec_code == Codec.MODEL for f in frames):
             return 0
         current = self.patcher.store.current()
-        primer = len(vmlet_primer(current.vmlets)) if current is not None else 0
-        return model_decoded_bytes(frames, primer)
+        primer = vmlet_primer(current.config, current.vmlets) if current is not None else None
+        return model_decoded_bytes(frames, len(primer or b""))
 
     def _start(self) -> bool:
         """Begin checking the next queued patch, if the store is free for it."""
