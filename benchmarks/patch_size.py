@@ -24,8 +24,19 @@ Figures (one JSON line each, all measured in one run):
   compressors on the comment-stripped CCL source (comments blanked, blank lines and
   trailing spaces dropped) and on the raw source (the README's old reference), and the
   self-contained full patch (VMlet included) vs the same of both images and both sources.
+  ``before_bytes``: the same patch packed without the MODEL codec (DEFLATE and LZMA only, as
+  before it existed), side by side in the same run.
+* ``full_vs_best_compressor_<config>``: the same figure for every CoRoT configuration
+  (``missions/corot/configs/exo_e1*.ccl``, the ones that compile and verify), with and
+  without the MODEL codec, against ``zstd -19`` and ``xz -9e`` of each image.
+* ``model_decode_cycles``: what decoding the full ``exo_e1`` bundle (after its primer, the
+  ``photometry`` VMlet on board, which the decoder learns first) costs on board at the
+  profile's ``model_per_byte`` (an operation count of the decoder, not a measurement on the
+  DPU), and the CPU time of this Python decoder for it (min over 5 runs).
 
-Sizes of ``exo_e1`` are deterministic; only the star-field layouts vary with the seed.
+Every patch is packed with all codecs, MODEL included (``ccl pack --model``); ``ccl pack``
+without ``--model`` makes the ``before_bytes`` patches. Sizes of ``exo_e1`` are
+deterministic; only the star-field layouts vary with the seed.
 
 Usage: ``python benchmarks/patch_size.py [--seed N] [--repeats N]``
 """
@@ -33,6 +44,7 @@ Usage: ``python benchmarks/patch_size.py [--seed N] [--repeats N]``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import lzma
 import random
@@ -41,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from math import lgamma, log, log2
 from pathlib import Path
@@ -51,20 +64,29 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ccl.driver import Compiled, Compiler  # noqa: E402
-from ccl.pack import pack  # noqa: E402
+from ccl.pack import ALL_CODECS, pack  # noqa: E402
 from ccl.syntax import blank_comments  # noqa: E402
 from ccl.verify.verdict import run_verifier  # noqa: E402
 from onboard.patching.patch_format import (  # noqa: E402
     TAG_BYTES,
+    Codec,
     SectionType,
     check_order,
     development_key,
+    expand,
+    model_decoded_bytes,
     parse_frames,
     parse_header,
+    unbundle,
+    vmlet_primer,
     width,
 )
 
 EXO = ROOT / "missions" / "corot" / "configs" / "exo_e1.ccl"
+CONFIGS = sorted((ROOT / "missions" / "corot" / "configs").glob("exo_e1*.ccl"),
+                 key=lambda p: (len(p.name), p.name))
+#: The codecs before MODEL: the reference the MODEL codec is compared with, side by side.
+WITHOUT_MODEL = ALL_CODECS - {Codec.MODEL}
 PHOTOMETRY = ROOT / "missions" / "corot" / "vmlets" / "photometry.ccl"
 STARS, MOVED, CLUSTERS = 6000, 200, 10
 X_RANGE, Y_RANGE = (0, 2032), (0, 4080)
@@ -152,10 +174,15 @@ def compile_text(directory: Path, name: str, text: str) -> Compiled:
 
 
 def section_bytes(data: bytes, sections: set[SectionType] | SectionType) -> int:
-    """Bytes of the frames (CRC included) of the patch's sections of these types."""
+    """Bytes of the frames (CRC included) of the patch's sections of these types; in a
+    patch whose sections travel in one BUNDLE, the whole BUNDLE frame if it holds one of
+    them (the sections cannot be told apart once coded together: an upper bound)."""
     wanted = sections if isinstance(sections, set) else {sections}
     parsed = parse_header(data)
     frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+    inner = unbundle(frames)
+    if any(f.bundled for f in inner) and any(f.type_code in wanted for f in inner):
+        return sum(f.size for f in frames)
     return sum(f.size for f, (t, _) in zip(frames, check_order(frames), strict=True)
                if t in wanted)
 
@@ -200,6 +227,54 @@ def spread(values: list[float]) -> dict[str, float]:
             "max": round(max(values), 3)}
 
 
+def full_configs(compiler: Compiler, by: dict[str, Callable[[bytes], int]], key: bytes,
+                 exo_full: bytes) -> None:
+    """The full patch of every CoRoT configuration (its VMlets on board) with and without
+    the MODEL codec, against each compressor of its image; then the decoding cost."""
+    for path in CONFIGS:
+        c = compiler.compile(path)
+        vm = [v.image for v in c.vmlets]
+        cycles = run_verifier(c).cycles_per_frame
+        # A base holding the same VMlets: the configuration itself, one version earlier.
+        base = replace_version(c.image)
+        sizes = {}
+        for label, codecs in (("after", ALL_CODECS), ("before", WITHOUT_MODEL)):
+            sizes[label] = len(pack(c.image, vm, c.mission, key, seq=c.image.version + 1,
+                                    base=base, full=True, cycles_per_frame=cycles,
+                                    codecs=codecs).data)
+        image = c.image.encode()
+        _, _, ref_sizes = best(image, by)
+        emit(f"full_vs_best_compressor_{path.stem}", round(sizes["after"] / min(
+            ref_sizes.values()), 3), "ratio", target=0.9, image_bytes=len(image),
+             full_patch_bytes=sizes["after"], before_bytes=sizes["before"],
+             image_compressed=ref_sizes,
+             after_vs={n: round(sizes["after"] / v, 3) for n, v in ref_sizes.items()},
+             before_vs={n: round(sizes["before"] / v, 3) for n, v in ref_sizes.items()})
+    parsed = parse_header(exo_full)
+    frames = parse_frames(exo_full, parsed.size, len(exo_full) - TAG_BYTES)
+    exo = compiler.compile(EXO)
+    primer = vmlet_primer(exo.image, [v.image for v in exo.vmlets]) or b""
+    decoded = model_decoded_bytes(frames, len(primer))
+    profile = exo.mission
+    timings = []
+    for _ in range(5):
+        start = time.process_time()
+        expand(frames[0], Codec(frames[0].codec_code), primer=primer)
+        timings.append(time.process_time() - start)
+    per_byte = profile.reconfig.model_per_byte
+    emit("model_decode_cycles", decoded * per_byte, "cycles", decoded_bytes=decoded,
+         primer_bytes=len(primer),
+         model_per_byte=per_byte,
+         reserve_frames=-(-decoded * per_byte // profile.patch_reserve_cycles_per_frame),
+         frame_ms=profile.frame_ms, python_cpu_s=round(min(timings), 4),
+         note="an operation count of the decoder at the profile's cost, not a DPU measurement")
+
+
+def replace_version(image: Any) -> Any:
+    """``image`` one version earlier: a different configuration holding the same VMlets."""
+    return dataclasses.replace(image, version=max(image.version - 1, 0))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=2006)
@@ -223,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         changed = compile_text(d, "exo_e1", text)
         assert changed.image.globals[2].value == 60
         one = pack(changed.image, vmlets, profile, key, seq=2, base=exo.image,
-                   cycles_per_frame=cycles)
+                   cycles_per_frame=cycles, codecs=ALL_CODECS)
         emit("one_param_bytes", len(one.data), "bytes", target=64, kind="delta",
              change="cr_k10 50 -> 60, version 5 -> 6",
              params_section_bytes=section_bytes(one.data, SectionType.PARAMS),
@@ -242,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
             for layout, (moved, position_bits) in layouts(rng).items():
                 new = star_field(d, rng, f"field_{layout}_{repeat}", moved, 2, base_rows)
                 patch = pack(new.image, [v.image for v in new.vmlets], profile, key, seq=2,
-                             base=base.image, full=False)
+                             base=base.image, full=False, codecs=ALL_CODECS)
                 rows = section_bytes(patch.data, ROW_SECTIONS)
                 bound = (value_bits + position_bits) / 8
                 bounds[layout] = bound
@@ -262,8 +337,11 @@ def main(argv: list[str] | None = None) -> None:
         # --- full patches
         held_base = changed.image  # any configuration that holds photometry
         full = pack(exo.image, vmlets, profile, key, seq=3, base=held_base, full=True,
-                    cycles_per_frame=cycles)
-        alone = pack(exo.image, vmlets, profile, key, seq=3, cycles_per_frame=cycles)
+                    cycles_per_frame=cycles, codecs=ALL_CODECS)
+        before = pack(exo.image, vmlets, profile, key, seq=3, base=held_base, full=True,
+                      cycles_per_frame=cycles, codecs=WITHOUT_MODEL)
+        alone = pack(exo.image, vmlets, profile, key, seq=3, cycles_per_frame=cycles,
+                     codecs=ALL_CODECS)
         image = exo.image.encode()
         both_images = image + b"".join(v.encode() for v in vmlets)
         source = EXO.read_text()
@@ -283,7 +361,9 @@ def main(argv: list[str] | None = None) -> None:
              stripped_reference=src_name,
              vs_xz_raw_source=round(len(full.data) / raw_xz, 3), raw_source_bytes=len(source),
              xz_raw_source_bytes=raw_xz, vmlet="on board",
-             header_and_tag_bytes=parse_header(full.data).size + TAG_BYTES)
+             header_and_tag_bytes=parse_header(full.data).size + TAG_BYTES,
+             before_bytes=len(before.data), before_ratio=round(len(before.data) / ref, 3))
+        full_configs(compiler, by, key, full.data)
         emit("self_contained_vs_best_compressor", round(len(alone.data) / both_ref, 3),
              "ratio", self_contained_patch_bytes=len(alone.data),
              images_bytes=len(both_images), reference=f"{both_name} of both images",

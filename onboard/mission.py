@@ -213,6 +213,7 @@ class ReconfigCosts:
     new configuration stays on probation (``[reconfiguration]`` of the profile)."""
 
     check_per_byte: int = 80          # CRCs, HMAC-SHA256, decoding and rebuilding
+    model_per_byte: int = 1_200       # the MODEL codec's decoder, per decoded byte
     verify_per_code_byte: int = 120   # the load-time bytecode verifier
     store_per_byte: int = 12          # writing a slot of the configuration store
     journal: int = 2_000              # one journal record (every store operation)

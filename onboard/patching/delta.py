@@ -316,11 +316,14 @@ _Removals = dict[ListKind, tuple[list[int], Frame]]
 
 
 def apply_sections(header: Header, frames: Sequence[Frame], on_board: Image | None,
-                   profile: MissionProfile) -> tuple[Image, list[Image]]:
+                   profile: MissionProfile, primer: bytes | None = None,
+                   ) -> tuple[Image, list[Image]]:
     """The target image a patch's sections make, and the VMlet images it carries. A delta
     applies to ``on_board`` (the configuration on board), a full patch to the empty
     configuration; either may leave the hash of a VMlet the configuration on board uses
-    implied. Raises ``FormatError``.
+    implied. ``primer``: what primed MODEL payloads learnt first (``vmlet_primer`` of the
+    base's VMlets; None: none is known, and a primed payload is refused). Raises
+    ``FormatError``.
 
     What decoding may allocate is bounded by the header's claims (``decoding_budget``)
     before any section is decoded; each decoded body is dropped once merged, so that a long
@@ -329,11 +332,13 @@ def apply_sections(header: Header, frames: Sequence[Frame], on_board: Image | No
     budget = decoding_budget(header.claims, sum(f.size for f in frames))
     if header.format < FORMAT_VERSION:
         for f in frames:
-            if f.type_code == SectionType.BUNDLE:
-                raise FormatError(Reason.BAD_SECTION, f"a BUNDLE section in a format-"
+            if f.type_code == SectionType.BUNDLE or f.codec_code == Codec.MODEL:
+                what = "BUNDLE section" if f.type_code == SectionType.BUNDLE \
+                    else "MODEL-coded section"
+                raise FormatError(Reason.BAD_SECTION, f"a {what} in a format-"
                                   f"{header.format} patch (format {FORMAT_VERSION} added it)",
                                   "section.kind", f.offset)
-    sections = _parse_sections(frames, profile, budget, base)
+    sections = _parse_sections(frames, profile, budget, base, primer)
     scattered = sections.offset(SectionType.SCATTERED)
     if scattered is not None and header.format < FORMAT_VERSION:
         raise FormatError(Reason.BAD_SECTION, f"a SCATTERED section in a format-"
@@ -442,6 +447,7 @@ def merge(kind: ListKind, base: Sequence[T], removed: Sequence[int],
 
 def read_sections(frames: Sequence[Frame], budget: Budget | None = None,
                   base_lengths: Mapping[ListKind, int] | None = None,
+                  primer: bytes | None = None,
                   ) -> Iterator[tuple[Frame, SectionType, Codec, bytes, Any]]:
     """Each section in order (those of a BUNDLE, unbundled): its frame, type, codec,
     decompressed payload and decoded body.
@@ -452,9 +458,9 @@ def read_sections(frames: Sequence[Frame], budget: Budget | None = None,
     params: dict[str, Any] = {} if budget is None else {"budget": budget}
     if base_lengths is not None:
         params["base_lengths"] = base_lengths
-    frames = unbundle(frames, budget)
+    frames = unbundle(frames, budget, primer)
     for frame, (section, codec) in zip(frames, check_order(frames), strict=True):
-        payload = expand(frame, codec, budget=budget)
+        payload = expand(frame, codec, budget=budget, primer=primer)
         body = None
         if section not in (SectionType.VMLET, SectionType.PARAMS, SectionType.ROWS,
                            SectionType.SCATTERED):
@@ -463,13 +469,14 @@ def read_sections(frames: Sequence[Frame], budget: Budget | None = None,
 
 
 def _parse_sections(frames: Sequence[Frame], profile: MissionProfile, budget: Budget,
-                    base: Image) -> _Sections:
+                    base: Image, primer: bytes | None) -> _Sections:
     """Decompress and decode every section that needs no declarations of the target,
     drawing on ``budget``, and check the carried VMlets; PARAMS, ROWS and SCATTERED are
     kept as payloads."""
     out = _Sections()
     base_lengths = {lst.kind: len(getattr(base, lst.attr)) for lst in LISTS}
-    for frame, section, codec, payload, body in read_sections(frames, budget, base_lengths):
+    for frame, section, codec, payload, body in read_sections(frames, budget, base_lengths,
+                                                              primer):
         if section is SectionType.VMLET:
             out.vmlets.append(_vmlet(payload, frame, codec, profile, budget))
         else:

@@ -61,6 +61,7 @@ from onboard.bounded_decoding import (
     remaining,
 )
 from onboard.errors import OnboardError
+from onboard.patching import context_mixing
 from onboard.vm.image import (
     CODE_UNIT_SHAPE,
     DECLARATION,
@@ -184,6 +185,7 @@ class Codec(IntEnum):
     NONE = 0
     DEFLATE = 1  # raw DEFLATE (zlib, wbits -15)
     LZMA = 2  # raw LZMA2, 64 KiB dictionary
+    MODEL = 3  # context mixing and arithmetic coding (``context_mixing``; format 2)
 
 
 class ListKind(IntEnum):
@@ -823,7 +825,8 @@ def bundle_payload(sections: Iterable[tuple[int, bytes]]) -> bytes:
                     for kind, payload in sections)
 
 
-def unbundle(frames: Sequence[Frame], budget: Budget | None = None) -> list[Frame]:
+def unbundle(frames: Sequence[Frame], budget: Budget | None = None,
+             primer: bytes | None = None) -> list[Frame]:
     """``frames``, or the sections a BUNDLE among them holds: decompressed (drawing on
     ``budget``) and split, each a raw section of its own. A BUNDLE must be the patch's only
     section and must not hold a compressed section or another BUNDLE; BAD_SECTION else, or
@@ -836,7 +839,7 @@ def unbundle(frames: Sequence[Frame], budget: Budget | None = None) -> list[Fram
                           "section.kind", next(f.offset for f in frames
                                                if f.type_code == SectionType.BUNDLE))
     _, codec = section_of(outer)
-    payload = expand(outer, codec, budget=budget)
+    payload = expand(outer, codec, budget=budget, primer=primer)
     stream = io.BytesIO(payload)
     out: list[Frame] = []
     while stream.tell() < len(payload):
@@ -911,11 +914,13 @@ def compress(payload: bytes, codec: Codec, **lzma_options: int) -> bytes:
         filters = [{"id": lzma.FILTER_LZMA2, "dict_size": LZMA_DICT_BYTES,
                     "preset": 9 | lzma.PRESET_EXTREME, **lzma_options}]
         return lzma.compress(payload, format=lzma.FORMAT_RAW, filters=filters)
+    if codec is Codec.MODEL:
+        return context_mixing.encode(payload)
     return payload
 
 
 def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES,
-           budget: Budget | None = None) -> bytes:
+           budget: Budget | None = None, primer: bytes | None = None) -> bytes:
     """A frame's payload, decompressed; BAD_SECTION if it does not decompress to at most
     ``limit`` bytes exactly, or to more than ``budget`` has left of ``expanded`` (which it
     then draws: the decompressed bytes of all sections together are bounded)."""
@@ -923,6 +928,8 @@ def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES,
         return frame.payload
     if budget is not None:
         limit = min(limit, budget.left("expanded"))
+    if codec is Codec.MODEL:
+        return _expand_model(frame, limit, budget, primer)
     try:
         if codec is Codec.DEFLATE:
             d = zlib.decompressobj(-15)
@@ -947,6 +954,54 @@ def expand(frame: Frame, codec: Codec, limit: int = MAX_EXPANDED_BYTES,
     if budget is not None:
         budget.take("expanded", len(out), "the decompressed payload")
     return out
+
+
+def _expand_model(frame: Frame, limit: int, budget: Budget | None,
+                  primer: bytes | None) -> bytes:
+    """A MODEL payload decoded (after ``primer``, if it says it was primed): its length is
+    checked against ``limit`` (and the budget) before any byte is decoded."""
+    try:
+        out = context_mixing.decode(frame.payload, limit, primer)
+    except context_mixing.ModelError as exc:
+        why = " (what is left of the patch's decompression budget)" \
+            if budget is not None and limit == budget.left("expanded") \
+            and "allowed" in str(exc) else ""
+        raise FormatError(Reason.BAD_SECTION, f"model payload does not decode: {exc}{why}",
+                          "section.payload", frame.payload_offset) from None
+    if budget is not None:
+        budget.take("expanded", len(out), "the decoded payload")
+    return out
+
+
+def model_decoded_bytes(frames: Sequence[Frame], primer_bytes: int = 0) -> int:
+    """The bytes the MODEL payloads among ``frames`` say they decode to, each at most
+    ``MAX_EXPANDED_BYTES``, plus ``primer_bytes`` for each primed one (what decoding them
+    can cost, read from their length fields alone); a malformed length counts as nothing,
+    since decoding stops there."""
+    total = 0
+    for f in frames:
+        if f.codec_code == Codec.MODEL:
+            try:
+                n, primed, _ = context_mixing.decoded_length(f.payload)
+            except context_mixing.ModelError:
+                continue
+            total += min(n, MAX_EXPANDED_BYTES) + (primer_bytes if primed else 0)
+    return total
+
+
+def vmlet_primer(config: Image, vmlets: Sequence[Image]) -> bytes | None:
+    """What the MODEL codec learns before a primed payload of a patch whose base is
+    ``config``: the canonical encodings of the VMlets ``config.uses`` names (by name,
+    version and hash; lower layers they pin are not included), found among ``vmlets``, in
+    ``uses`` order. None if one of them is not there (then nothing is primed with it)."""
+    out = []
+    for u in config.uses:
+        found = next((v for v in vmlets if v.name == u.name and v.version == u.version
+                      and v.content_hash[:len(u.hash)] == u.hash), None)
+        if found is None:
+            return None
+        out.append(found.encode())
+    return b"".join(out)
 
 
 def _entries(min_bytes: int, *fields: Any, count: Any = None) -> cs.Construct:

@@ -76,6 +76,7 @@ from onboard.patching.patch_format import (
     parse_frames,
     parse_header,
     tag_ok,
+    vmlet_primer,
 )
 from onboard.patching.store import Configuration, Phase, Store
 from onboard.vm.image import pinned_stack
@@ -227,8 +228,12 @@ def rebuild(header: Header, frames: Sequence[Frame], base: Configuration | None,
     holds may be used by the target without being carried. What decoding may allocate is
     bounded by the header's claims (``decoding_budget``) before any section is decoded.
     """
+    # A patch that names its base (the configuration on board, checked before this) may
+    # have been coded after that base's VMlets.
+    primer = vmlet_primer(base.config, base.vmlets) \
+        if base is not None and header.base_hash != NO_HASH else None
     image, carried = apply_sections(header, frames, base.config if base is not None else None,
-                                    profile)
+                                    profile, primer)
     available = [*carried, *(base.vmlets if base is not None else ())]
     # the VMlets it uses and the layers below them, lower first (the order they load in)
     vmlets, u = pinned_stack(image.uses, available)

@@ -8,7 +8,8 @@ the scheduler reserves for patch handling in each frame (the mission's
 budget and the VVM never exceeds its share. The steps and what they cost (the mission's
 ``[reconfiguration]`` costs)::
 
-    check    check_per_byte x patch bytes (+ verify_per_code_byte x code bytes once the
+    check    check_per_byte x patch bytes + model_per_byte x the bytes its MODEL-coded
+             payloads say they decode to (+ verify_per_code_byte x code bytes once the
              checks reach the bytecode verifier)          -> rejected, or:
     stage    store_per_byte x slot bytes + journal         -> staged
     prepare  bind_per_code_byte x code bytes + journal + the cycles of the VMlets' ``on
@@ -50,7 +51,17 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from onboard.patching.patch_format import Reason, memory_bytes, parse_header
+from onboard.patching.patch_format import (
+    TAG_BYTES,
+    Codec,
+    FormatError,
+    Reason,
+    memory_bytes,
+    model_decoded_bytes,
+    parse_frames,
+    parse_header,
+    vmlet_primer,
+)
 from onboard.patching.patcher import Accepted, Fate, FateStatus, Patcher, PatchRejected
 from onboard.patching.store import Configuration, Phase
 from onboard.vm.loader import LoadedVmlet, LoadError, Program, load_vmlet
@@ -181,13 +192,29 @@ class Reconfiguration:
         return self.work is None and self.done is None and bool(self.pending) \
             and self.patcher.store.phase is Phase.IDLE
 
+    def _model_bytes(self, data: bytes) -> int:
+        """The bytes a patch's MODEL-coded payloads say they decode to, and for a primed one
+        the primer it learns first (the VMlets the configuration on board uses): an upper bound
+        of the context-mixing decoder's work, charged whatever the checks find, read from
+        the frames' length fields before the checks; 0 if the frames cannot be read."""
+        try:
+            parsed = parse_header(data)
+            frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+        except FormatError:
+            return 0
+        if not any(f.codec_code == Codec.MODEL for f in frames):
+            return 0
+        current = self.patcher.store.current()
+        primer = vmlet_primer(current.config, current.vmlets) if current is not None else None
+        return model_decoded_bytes(frames, len(primer or b""))
+
     def _start(self) -> bool:
         """Begin checking the next queued patch, if the store is free for it."""
         if not self._can_start():
             return False
         ticket, data = self.pending.popleft()
         c = self.costs
-        cost = c.check_per_byte * len(data)
+        cost = c.check_per_byte * len(data) + c.model_per_byte * self._model_bytes(data)
         try:
             accepted = self.patcher.check(data)
         except PatchRejected as exc:

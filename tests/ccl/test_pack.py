@@ -18,6 +18,7 @@ from support import TEST_KEY
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import (
+    ALL_CODECS,
     KEY_ENV,
     PackError,
     chunks,
@@ -33,10 +34,12 @@ from ccl.verify.verdict import Verdict
 from cli import pack_commands
 from cli.ccl import ccl as cli
 from cli.pack_commands import describe
+from onboard.patching.context_mixing import decoded_length
 from onboard.patching.patch_format import (
     FORMAT_VERSION,
     MAX_RICE,
     TAG_BYTES,
+    Codec,
     Flag,
     SectionType,
     check_order,
@@ -44,6 +47,7 @@ from onboard.patching.patch_format import (
     expand_chunk,
     parse_frames,
     parse_header,
+    unbundle,
 )
 from onboard.patching.patcher import FateStatus, Patcher
 from onboard.patching.store import Store
@@ -135,13 +139,15 @@ def test_scattered_rows_travel_as_positions_near_their_bound(exo: Compiled,
     data = packed.data
     parsed = parse_header(data)
     assert parsed.header.format == FORMAT_VERSION
-    frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+    outer = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+    frames = unbundle(outer)  # the sections, framed apart or in a BUNDLE
     kinds = [t for t, _ in check_order(frames)]
     assert SectionType.SCATTERED in kinds and SectionType.ROWS not in kinds
-    # The second table reuses the first one's rows: the positions travel once.
-    (scattered,) = [f for f, t in zip(frames, kinds, strict=True) if t is SectionType.SCATTERED]
+    # The second table reuses the first one's rows: the positions travel once. As sent
+    # (every section: framed apart, or bundled and coded together), within 1.10 of the bound.
     bound_bits = 200 * (11 + 12) + math.log2(math.comb(6000, 200))
-    assert scattered.size * 8 <= 1.10 * bound_bits, scattered.size
+    sent = sum(f.size for f in outer)
+    assert sent * 8 <= 1.10 * bound_bits, sent
     # Applied by a patcher on board: the target, byte for byte.
     patcher = Patcher(exo.mission, Store.init(tmp_path / "state"), TEST_KEY,
                       probation_frames=1)
@@ -157,9 +163,37 @@ def test_rows_that_runs_say_better_stay_format_1(exo: Compiled) -> None:
     packed = pack(one_param(exo), vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
                   base=exo.image)
     assert parse_header(packed.data).header.format == 1
-    block = pack(scattered_move(exo, list(range(1000, 1200))), vmlets(exo),  # type: ignore[arg-type]
-                 exo.mission, TEST_KEY, seq=2, base=exo.image, full=False)
-    assert parse_header(block.data).header.format == 1
+    moved = scattered_move(exo, list(range(1000, 1200)))
+    block = pack(moved, vmlets(exo),  # type: ignore[arg-type]
+                 exo.mission, TEST_KEY, seq=2, base=exo.image, full=False, codecs=ALL_CODECS)
+    parsed = parse_header(block.data)
+    inner = unbundle(parse_frames(block.data, parsed.size, len(block.data) - TAG_BYTES))
+    kinds = [t for t, _ in check_order(inner)]
+    assert SectionType.ROWS in kinds and SectionType.SCATTERED not in kinds
+    # With the MODEL codec allowed (``--model``) it is a MODEL-coded BUNDLE (format 2) only
+    # if that is smaller; without it, the ROWS frame keeps its format-1 bytes.
+    without = pack(moved, vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
+                   base=exo.image, full=False)  # the default codecs: no MODEL
+    assert parse_header(without.data).header.format == 1
+    assert len(block.data) <= len(without.data)
+    assert (parse_header(block.data).header.format == 2) == (block.data != without.data)
+
+
+def test_a_full_patch_with_the_model_codec_is_smaller_still(exo: Compiled) -> None:
+    """``--model``: the BUNDLE coded with the context-mixing codec, rebuilt on board by the
+    onboard decoder (``pack``'s self-check), at most 0.85 x ``xz -9e`` of the image."""
+    lz = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
+              base=exo.image, full=True)
+    cm = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=2,  # type: ignore[arg-type]
+              base=exo.image, full=True, codecs=ALL_CODECS)
+    parsed = parse_header(cm.data)
+    frames = parse_frames(cm.data, parsed.size, len(cm.data) - TAG_BYTES)
+    assert [(t, c) for t, c in check_order(frames)] == [(SectionType.BUNDLE, Codec.MODEL)]
+    # It names its base, so it is coded after photometry, the VMlet on board.
+    assert decoded_length(frames[0].payload)[1]
+    assert len(cm.data) < 0.93 * len(lz.data)
+    xz = len(lzma.compress(exo.image.encode(), preset=9 | lzma.PRESET_EXTREME))
+    assert len(cm.data) <= 0.85 * xz, (len(cm.data), xz)
 
 
 def test_a_full_patch_is_smaller_than_xz_of_the_image_it_carries(exo: Compiled) -> None:

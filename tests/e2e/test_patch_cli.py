@@ -78,10 +78,15 @@ def test_pack_inspect_apply_reproduces_the_image_on_board(tmp_path: Path) -> Non
     assert "committed" in out
 
     ok(run("vvm", "apply", state, delta))
+    assert_runs_second(state, tmp_path / "v2.vvmi")
+
+
+def assert_runs_second(state: Path, image: Path) -> None:
+    """After 2 minutes, the board runs ``image``, its second patch committed after the
+    first, within its share."""
     ok(run("vvm", "run", state, "--for", "2m"))
     status = json.loads(ok(run("vvm", "status", state, "--json")).stdout)
-    assert status["config"]["hash"] == \
-        decode_image((tmp_path / "v2.vvmi").read_bytes()).content_hash.hex()
+    assert status["config"]["hash"] == decode_image(image.read_bytes()).content_hash.hex()
     assert [p["status"] for p in status["patches"]] == \
         ["received", "staged", "active", "committed"] * 2
     assert status["worst_frame_share_percent"] <= 100.0
@@ -171,3 +176,32 @@ def test_scattered_rows_travel_in_a_format_2_patch_the_board_applies(tmp_path: P
     status = json.loads(ok(run("vvm", "status", state, "--json")).stdout)
     assert status["config"]["hash"] == \
         decode_image((tmp_path / "v2.vvmi").read_bytes()).content_hash.hex()
+
+
+def test_model_coded_patches_pack_inspect_and_apply(tmp_path: Path) -> None:
+    """``ccl pack --model``: the first upload (VMlet carried) and a full patch over a named
+    base (coded after the VMlet on board) are smaller than without it; the board applies
+    both, paying the decoder from the patch reserve; ``ccl inspect`` shows the first and
+    says why it does not show the sections of the second."""
+    v1, v2 = write(tmp_path, 1, 200), write(tmp_path, 2, 300)
+    ok(run("ccl", "compile", v1, "-o", tmp_path / "v1.vvmi"))
+    ok(run("ccl", "compile", v2, "-o", tmp_path / "v2.vvmi"))
+    first, first_lz = tmp_path / "v1.vvmp", tmp_path / "v1-lz.vvmp"
+    ok(run("ccl", "pack", v1, "--model", "-o", first))
+    ok(run("ccl", "pack", v1, "-o", first_lz))
+    assert len(first.read_bytes()) < len(first_lz.read_bytes())
+    shown = json.loads(ok(run("ccl", "inspect", first, "--json")).stdout)
+    assert shown["bundle"]["codec"] == "model"
+    assert shown["target"]["matches_header"] is True
+    full = tmp_path / "v2.vvmp"
+    ok(run("ccl", "pack", v2, "--base", tmp_path / "v1.vvmi", "--full", "--model", "-o",
+           full))
+    shown = json.loads(ok(run("ccl", "inspect", full, "--json")).stdout)
+    assert "not shown" in shown["changes"]["note"] and shown["tag"]["status"] == "verified"
+
+    state = tmp_path / "state"
+    ok(run("vvm", "init", state, "--mission", "corot"))
+    ok(run("vvm", "apply", state, first))
+    ok(run("vvm", "run", state, "--for", "2m"))
+    ok(run("vvm", "apply", state, full))
+    assert_runs_second(state, tmp_path / "v2.vvmi")

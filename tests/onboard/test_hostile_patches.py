@@ -14,11 +14,33 @@ failure naming the case; anywhere else it fails the test.
 from __future__ import annotations
 
 import collections
+import dataclasses
 
 import pytest
-from hostile_patches import Board, Corpus, Verdict, hostile_case, judge, make_corpus
+from hostile_patches import (
+    Board,
+    Case,
+    Corpus,
+    Seed,
+    Verdict,
+    allocation_bound,
+    hostile_case,
+    judge,
+    make_corpus,
+)
 
-from onboard.patching.patch_format import parse_header, tag_ok
+from ccl.pack import ALL_CODECS, pack
+from onboard.patching.context_mixing import decoded_length
+from onboard.patching.patch_format import (
+    TAG_BYTES,
+    Codec,
+    SectionType,
+    build_frame,
+    parse_frames,
+    parse_header,
+    retag,
+    tag_ok,
+)
 
 #: The slice `make test` runs (about 40 s on an idle machine).
 SLICE = range(0, 400)
@@ -76,3 +98,47 @@ def test_signed_hostile_patches_are_rejected_with_a_reason_or_run(corpus: Corpus
     if translator:
         pytest.xfail("translator crashes on accepted patches (onboard/vm/translator/ is being "
                      "fixed in parallel):\n" + "\n".join(translator))
+
+
+def test_model_coded_patches_damaged_or_mutated_are_rejected_with_a_reason_or_run(
+        corpus: Corpus, board: Board) -> None:
+    """The MODEL codec (``ccl pack --model``) on hostile input: its coded bytes damaged at
+    every eighth position, its length field swollen, and structure-aware mutations of a
+    MODEL-coded seed re-encoded with the codec, all validly signed."""
+    from support import TEST_KEY
+
+    v9 = corpus.seeds[2]
+    assert v9.name == "v9-full"
+    model = pack(v9.target, list(corpus.base.vmlets), corpus.profile, TEST_KEY, seq=4,
+                 base=corpus.base.config, full=True, codecs=ALL_CODECS)
+    data = model.data
+    parsed = parse_header(data)
+    (frame,) = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+    assert frame.codec_code == Codec.MODEL
+    start, end = frame.payload_offset, frame.payload_offset + len(frame.payload)
+    cases = [bytes(data[:i]) + bytes([data[i] ^ 0x5A]) + bytes(data[i + 1:])
+             for i in range(start, end, 8)]
+    # n swollen beyond the budget (a 4-byte varint: the frame's length changes with it).
+    swollen = b"\xff\xff\xff\x7f" + frame.payload[2:]
+    cases.append(data[:frame.offset] + build_frame(SectionType.BUNDLE, swollen, Codec.MODEL)
+                 + data[-TAG_BYTES:])
+    assert decoded_length(frame.payload)[1]  # primed: coded after photometry, on board
+    # Mutations re-encode the sections (unprimed): a seed that names no base.
+    alone = pack(v9.target, list(corpus.base.vmlets), corpus.profile, TEST_KEY, seq=4,
+                 codecs=ALL_CODECS).data
+    seeded = dataclasses.replace(corpus, seeds=(Seed("v9-full-model", alone, v9.target),))
+    mutated = [hostile_case(seeded, number) for number in range(60)]
+    assert sum(c.data != alone for c in mutated) >= 55
+    outcomes: collections.Counter[str] = collections.Counter()
+    for i, raw in enumerate([*cases, *(c.data for c in mutated)]):
+        case = Case(i, "v9-full-model", ("damaged",), False, retag(raw, TEST_KEY))
+        verdict = judge(board, case, measure=i % 10 == 0)
+        # The decoder's tables (192 KiB whatever the input) stay within the bound too.
+        assert verdict.peak is None or \
+            verdict.peak <= allocation_bound(len(case.data), corpus.profile), verdict.peak
+        outcomes[verdict.outcome] += 1
+        assert verdict.host_exception is None or \
+            (verdict.where or "").startswith(TRANSLATOR), (i, verdict.host_exception)
+        assert verdict.located, (i, verdict.outcome)
+    assert outcomes["rejected:internal-error"] == 0, outcomes
+    assert outcomes["rejected:bad-section"] > 0, outcomes

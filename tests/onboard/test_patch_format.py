@@ -251,7 +251,7 @@ def test_frames_split_and_check_crcs() -> None:
     ([SectionType.ENTRIES, SectionType.IDENTITY], "type order"),
     ([SectionType.CODE, SectionType.CODE], "type order"),
     ([0x1F], "unknown section type"),
-    ([0x60 | SectionType.CODE], "unknown codec"),
+    ([0x80 | SectionType.CODE], "unknown codec"),  # codecs 0-3 exist: bit 7 is none
 ])
 def test_section_order_and_kinds(kinds: list[int], message: str) -> None:
     raw = b""

@@ -12,11 +12,18 @@ import pytest
 from support import TEST_KEY
 
 from ccl.driver import Compiled, Compiler
-from ccl.pack import pack
+from ccl.pack import ALL_CODECS, pack
 from missions.corot.natives import make_host
 from onboard.mission import MissionProfile
 from onboard.patching.boot import start
-from onboard.patching.patch_format import Reason
+from onboard.patching.patch_format import (
+    TAG_BYTES,
+    Codec,
+    Reason,
+    model_decoded_bytes,
+    parse_frames,
+    parse_header,
+)
 from onboard.patching.patcher import FateStatus, Patcher
 from onboard.patching.reconfiguration import Reconfiguration
 from onboard.patching.store import FaultyDisk, Phase, PowerLoss, Store
@@ -106,7 +113,8 @@ def exo() -> Compiled:
 def test_a_full_patch_goes_from_receipt_to_commit_inside_the_reserve(tmp_path: Path,
                                                                      exo: Compiled) -> None:
     vm = new_vvm(tmp_path / "store", exo)
-    data = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1).data
+    # With the MODEL codec (``ccl pack --model``), whose decoding the check pays too.
+    data = pack(exo.image, vmlets(exo), exo.mission, TEST_KEY, seq=1, codecs=ALL_CODECS).data
     assert vm.receive_patch(data, ticket=7).status is FateStatus.RECEIVED
     vm.run_for(60_000)
     rc = vm.reconfiguration
@@ -115,10 +123,17 @@ def test_a_full_patch_goes_from_receipt_to_commit_inside_the_reserve(tmp_path: P
     assert {e.ticket for e in rc.events} == {7}
     assert vm.program is not None and vm.program.image.content_hash == exo.image.content_hash
     assert rc.patcher.store.phase is Phase.IDLE
-    # The check alone costs check_per_byte per byte: it is spread over frames of the reserve.
+    # The check alone costs check_per_byte per byte, and model_per_byte per byte the MODEL
+    # decoder makes of the bundle: it is spread over frames of the reserve.
     costs, reserve = exo.mission.reconfig, exo.mission.patch_reserve_cycles_per_frame
+    parsed = parse_header(data)
+    frames = parse_frames(data, parsed.size, len(data) - TAG_BYTES)
+    assert [f.codec_code for f in frames] == [Codec.MODEL]
+    decoded = model_decoded_bytes(frames)
+    assert decoded > len(frames[0].payload)
+    check = costs.check_per_byte * len(data) + costs.model_per_byte * decoded
     staged = next(e for e in rc.events if e.fate.status is FateStatus.STAGED)
-    assert staged.time_ms >= (costs.check_per_byte * len(data) // reserve) * 100
+    assert staged.time_ms >= (check // reserve) * 100
     active = next(e for e in rc.events if e.fate.status is FateStatus.ACTIVE)
     committed = next(e for e in rc.events if e.fate.status is FateStatus.COMMITTED)
     assert committed.time_ms - active.time_ms == 50 * exo.mission.frame_ms
