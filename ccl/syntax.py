@@ -15,6 +15,7 @@ nodes a diagnostic needs (``Source.span``).
 from __future__ import annotations
 
 import functools
+import marshal
 import re
 from pathlib import Path
 from typing import Any
@@ -83,16 +84,20 @@ class SyntaxNode:
         return f"{type(self).__name__}@{self._tx_position}"
 
 
-def parse(source: Source) -> Any:
+def parse(source: Source, pack_bodies: bool = False) -> Any:
     """Parse ``source`` into a syntax tree (a ``SyntaxNode`` of rule ``File``); raise
-    CclError with one diagnostic if it is not well-formed CCL."""
+    CclError with one diagnostic if it is not well-formed CCL.
+
+    With ``pack_bodies``, the body of each function, instruction, task and event handler
+    of a big file (one parsed in pieces) is a ``PackedTree`` until ``unpacked``: the
+    syntax of a big file's bodies, as objects, was most of the memory of its compile."""
     text = blank_comments(source.text)
     _check_brackets(source, text)
     parser = metamodel()._parser_blueprint.clone()
     with recursion_headroom():  # the parser and the builder recurse per bracket level
         pieces = _pieces(text)
         if len(pieces) > 1:
-            tree = _parse_in_pieces(parser, text, pieces, source.path)
+            tree = _parse_in_pieces(parser, text, pieces, source.path, pack_bodies)
             if tree is not None:
                 return tree
         try:
@@ -109,7 +114,7 @@ def parse(source: Source) -> Any:
 # the syntax tree of the piece is built: a big file is parsed in pieces of about this many
 # characters, so that this tree stays small (a 100,000-line file parsed whole peaked at
 # 600 MiB, most of it the parser's tree).
-PIECE_CHARS = 64 * 1024
+PIECE_CHARS = 16 * 1024
 
 # What delimits top-level declarations: a string (skipped), a bracket, or `;`.
 _DECL_DELIMITER = re.compile(r'[(\[{;]|[)\]}]|"[^"\\\n]*"|\'[^\'\\\n]*\'')
@@ -145,12 +150,12 @@ def _pieces(text: str) -> list[tuple[int, int]]:
 
 
 def _parse_in_pieces(parser: Any, text: str, pieces: list[tuple[int, int]],
-                     path: str) -> Any | None:
+                     path: str, pack_bodies: bool) -> Any | None:
     """The syntax tree of ``text`` parsed piece by piece, each piece's parse tree dropped
-    once its syntax tree is built; None if a piece does not parse (or holds no
-    declaration). Each declaration ends at its piece's end or before, and the grammar looks
-    no further than a declaration's last token, so the tree is the one a whole parse
-    builds."""
+    once its syntax tree is built (and, with ``pack_bodies``, its bodies packed); None if a
+    piece does not parse (or holds no declaration). Each declaration ends at its piece's
+    end or before, and the grammar looks no further than a declaration's last token, so
+    the tree is the one a whole parse builds."""
     build = _builder()
     file_node = None
     for start, end in pieces:
@@ -162,6 +167,10 @@ def _parse_in_pieces(parser: Any, text: str, pieces: list[tuple[int, int]],
             return None
         node = build(root, start)
         del root
+        if pack_bodies:
+            for decl in node.decls:
+                if type(decl).__name__ in _PACKED_BODY_DECLS:
+                    decl.body = PackedTree.of(decl.body)
         if file_node is None:
             file_node = node
         else:
@@ -196,7 +205,74 @@ def _node_class(rule_class: Any) -> tuple[type[SyntaxNode], tuple[tuple[str, boo
     attrs = tuple((a.name, a.mult in (MULT_ZEROORMORE, MULT_ONEORMORE))
                   for a in rule_class._tx_attrs.values())
     cls = type(rule_class.__name__, (SyntaxNode,), {"__slots__": tuple(name for name, _ in attrs)})
+    _PACKING_ID[cls] = len(_PACKED_CLASSES)
+    _PACKED_CLASSES.append(cls)
     return cls, attrs
+
+
+# --------------------------------------------------------------------------- packed bodies
+
+# The declarations whose body ``parse(..., pack_bodies=True)`` packs.
+_PACKED_BODY_DECLS = frozenset({"FnDecl", "InstrDecl", "TaskDecl", "OnDecl"})
+# The node classes made so far, by their number in a packed tree (and the reverse).
+_PACKED_CLASSES: list[type[SyntaxNode]] = []
+_PACKING_ID: dict[type[SyntaxNode], int] = {}
+
+
+class PackedTree:
+    """A syntax subtree kept as bytes until it is needed, a tenth of its size as objects:
+    each node a tuple ``(class number, start, end, *attributes)``, a list a list, a token
+    its text, serialized by ``marshal``. ``unpack`` gives back the very same tree (same
+    classes, attributes and offsets)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @staticmethod
+    def of(node: Any) -> Any:
+        """``node`` packed, or ``node`` itself if it nests too deep for ``marshal``
+        (which refuses about 2,000 levels; brackets nest at most ``MAX_BRACKETS``, a few
+        levels each, so this is only a safeguard)."""
+        try:
+            return PackedTree(marshal.dumps(_as_tuples(node)))
+        except ValueError:
+            return node
+
+    def unpack(self) -> Any:
+        """The syntax tree that was packed (a new one at each call)."""
+        return _as_nodes(marshal.loads(self.data))
+
+
+def unpacked(value: Any) -> Any:
+    """``value``, unpacked if it is a ``PackedTree``."""
+    return value.unpack() if type(value) is PackedTree else value
+
+
+def _as_tuples(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is tuple or value is None:  # a token, the empty list, absent
+        return value
+    if kind is list:
+        return [_as_tuples(v) for v in value]
+    return (_PACKING_ID[kind], value._tx_position, value._tx_position_end,
+            *[_as_tuples(getattr(value, name)) for name in kind.__slots__])
+
+
+def _as_nodes(value: Any) -> Any:
+    kind = type(value)
+    if kind is list:
+        return [_as_nodes(v) for v in value]
+    if kind is not tuple or not value:  # a token, the empty list, absent
+        return value
+    cls = _PACKED_CLASSES[value[0]]
+    obj = cls.__new__(cls)
+    obj._tx_position = value[1]
+    obj._tx_position_end = value[2]
+    for name, attr in zip(cls.__slots__, value[3:], strict=True):
+        setattr(obj, name, _as_nodes(attr))
+    return obj
 
 
 def _empty_node(rule_class: Any, position: int) -> SyntaxNode:

@@ -30,6 +30,6 @@ __all__ = ["MAX_ERRORS", "MissionLoader", "VmletLoader", "analyze", "parse"]
 
 def analyze(source: Source, mission_loader: MissionLoader, vmlets: VmletLoader) -> ir.Program:
     """Check a parsed source and build its IR."""
-    model = parse(source)
+    model = parse(source, pack_bodies=True)  # each body unpacked when analyzed
     with recursion_headroom():  # the analysis recurses as deep as the program nests
         return Analyzer(source, model, mission_loader, vmlets).run()
