@@ -22,7 +22,12 @@ class Source:
     text: str
     line_starts: tuple[int, ...]
     # ``0 .. len(line_starts)``, each line number one int object that every span shares
-    line_numbers: tuple[int, ...] = field(repr=False, compare=False)
+    # (made from ``line_starts`` when not given)
+    line_numbers: tuple[int, ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.line_numbers) != len(self.line_starts) + 1:
+            object.__setattr__(self, "line_numbers", tuple(range(len(self.line_starts) + 1)))
 
     @staticmethod
     def of(path: str | Path, text: str) -> Source:
@@ -32,7 +37,7 @@ class Source:
         while i >= 0:
             starts.append(i + 1)
             i = find("\n", i + 1)
-        return Source(str(path), text, tuple(starts), tuple(range(len(starts) + 1)))
+        return Source(str(path), text, tuple(starts))
 
     def span(self, start: int, end: int | None = None) -> Span:
         """The span of characters ``start .. end`` (end exclusive)."""
