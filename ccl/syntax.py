@@ -237,13 +237,15 @@ class PackedTree:
         (which refuses about 2,000 levels; brackets nest at most ``MAX_BRACKETS``, a few
         levels each, so this is only a safeguard)."""
         try:
-            return PackedTree(marshal.dumps(_as_tuples(node)))
+            with recursion_headroom():  # one call per level, as deep as the builder went
+                return PackedTree(marshal.dumps(_as_tuples(node)))
         except ValueError:
             return node
 
     def unpack(self) -> Any:
         """The syntax tree that was packed (a new one at each call)."""
-        return _as_nodes(marshal.loads(self.data))
+        with recursion_headroom():  # one call per level, as deep as the builder went
+            return _as_nodes(marshal.loads(self.data))
 
 
 def unpacked(value: Any) -> Any:

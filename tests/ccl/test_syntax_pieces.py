@@ -14,6 +14,7 @@ import pytest
 from ccl import syntax
 from ccl.diagnostics import CclError, Source
 from ccl.driver import Compiler
+from ccl.limits import MAX_BRACKETS, recursion_headroom
 from ccl.syntax import PackedTree, SyntaxNode
 
 SMALL_PIECES = 300  # characters: a few declarations a piece
@@ -190,3 +191,21 @@ def test_a_check_leaves_no_cycles_per_expression(tmp_path: Path) -> None:
             gc.enable()
     assert syntax_nodes, "the check's own state is collected, as it should be"
     assert closures == [], [c.__qualname__ for c in closures[:5]]
+
+
+def test_a_body_nested_to_the_limit_is_packed_and_unpacked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    depth = MAX_BRACKETS - 1  # the function's `{` is one level
+    deep = "fn deep() -> int {\n    return " + "(" * depth + "1" + ")" * depth + ";\n}\n"
+    text = config(40) + "\n" + deep
+    monkeypatch.setattr(syntax, "PIECE_CHARS", SMALL_PIECES)
+    tree = syntax.parse(Source.of("p.ccl", text), pack_bodies=True)
+    last = tree.decls[-1]
+    assert last.name == "deep" and type(last.body) is PackedTree
+    with recursion_headroom():  # for `dump`
+        assert dump(tree) == parsed(text, monkeypatch, 10**9)
+    # deeper than marshal takes (2,000 levels): the body is kept as it is, not lost
+    too_deep: Any = None
+    for _ in range(2100):
+        too_deep = [too_deep]
+    assert PackedTree.of(too_deep) is too_deep
