@@ -232,7 +232,7 @@ class PackedTree:
         self.data = data
 
     @staticmethod
-    def of(node: Any) -> Any:
+    def of(node: SyntaxNode) -> Any:
         """``node`` packed, or ``node`` itself if it nests too deep for ``marshal``
         (which refuses about 2,000 levels; brackets nest at most ``MAX_BRACKETS``, a few
         levels each, so this is only a safeguard)."""
@@ -253,28 +253,34 @@ def unpacked(value: Any) -> Any:
     return value.unpack() if type(value) is PackedTree else value
 
 
-def _as_tuples(value: Any) -> Any:
-    kind = type(value)
-    if kind is str or kind is tuple or value is None:  # a token, the empty list, absent
-        return value
-    if kind is list:
-        return [_as_tuples(v) for v in value]
-    return (_PACKING_ID[kind], value._tx_position, value._tx_position_end,
-            *[_as_tuples(getattr(value, name)) for name in kind.__slots__])
+def _as_tuples(node: SyntaxNode) -> tuple[Any, ...]:
+    """``node`` as nested tuples. (A token, absent value or empty list is taken as it is,
+    without a call: most attributes are one.)"""
+    kind = type(node)
+    values = []
+    for name in kind.__slots__:
+        value = getattr(node, name)
+        if type(value) is list:
+            value = [v if type(v) is str else _as_tuples(v) for v in value]
+        elif isinstance(value, SyntaxNode):
+            value = _as_tuples(value)
+        values.append(value)
+    return (_PACKING_ID[kind], node._tx_position, node._tx_position_end, *values)
 
 
-def _as_nodes(value: Any) -> Any:
-    kind = type(value)
-    if kind is list:
-        return [_as_nodes(v) for v in value]
-    if kind is not tuple or not value:  # a token, the empty list, absent
-        return value
-    cls = _PACKED_CLASSES[value[0]]
+def _as_nodes(packed: tuple[Any, ...]) -> SyntaxNode:
+    """The node that ``_as_tuples`` made ``packed`` of."""
+    cls = _PACKED_CLASSES[packed[0]]
     obj = cls.__new__(cls)
-    obj._tx_position = value[1]
-    obj._tx_position_end = value[2]
-    for name, attr in zip(cls.__slots__, value[3:], strict=True):
-        setattr(obj, name, _as_nodes(attr))
+    obj._tx_position = packed[1]
+    obj._tx_position_end = packed[2]
+    for name, value in zip(cls.__slots__, packed[3:], strict=True):
+        kind = type(value)
+        if kind is list:
+            value = [v if type(v) is str else _as_nodes(v) for v in value]
+        elif kind is tuple and value:  # a node (the empty tuple is an empty list)
+            value = _as_nodes(value)
+        setattr(obj, name, value)
     return obj
 
 

@@ -205,7 +205,11 @@ def test_a_body_nested_to_the_limit_is_packed_and_unpacked(
     with recursion_headroom():  # for `dump`
         assert dump(tree) == parsed(text, monkeypatch, 10**9)
     # deeper than marshal takes (2,000 levels): the body is kept as it is, not lost
+    block = type(syntax.unpacked(last.body))
     too_deep: Any = None
-    for _ in range(2100):
-        too_deep = [too_deep]
+    for _ in range(1100):  # a node and a list a level
+        outer = block.__new__(block)
+        outer._tx_position = outer._tx_position_end = 0
+        outer.stmts = [too_deep] if too_deep is not None else ()
+        too_deep = outer
     assert PackedTree.of(too_deep) is too_deep
