@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import difflib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -21,6 +21,13 @@ class Source:
     path: str
     text: str
     line_starts: tuple[int, ...]
+    # ``0 .. len(line_starts)``, each line number one int object that every span shares
+    # (made from ``line_starts`` when not given)
+    line_numbers: tuple[int, ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.line_numbers) != len(self.line_starts) + 1:
+            object.__setattr__(self, "line_numbers", tuple(range(len(self.line_starts) + 1)))
 
     @staticmethod
     def of(path: str | Path, text: str) -> Source:
@@ -34,12 +41,16 @@ class Source:
 
     def span(self, start: int, end: int | None = None) -> Span:
         """The span of characters ``start .. end`` (end exclusive)."""
-        line = bisect.bisect_right(self.line_starts, start)
-        col = start - self.line_starts[line - 1] + 1
+        starts = self.line_starts
+        line = bisect.bisect_right(starts, start)
+        col = start - starts[line - 1] + 1
         end = start + 1 if end is None or end <= start else end
-        end_line = bisect.bisect_right(self.line_starts, end - 1)
-        end_col = end - self.line_starts[end_line - 1] + 1
-        return Span(self.path, line, col, end_line, end_col)
+        end_line = bisect.bisect_right(starts, end - 1)
+        end_col = end - starts[end_line - 1] + 1
+        # The line numbers are the shared ints of one table: a line number above 256 made
+        # afresh for each span was a third of a span's memory.
+        numbers = self.line_numbers
+        return Span(self.path, numbers[line], col, numbers[end_line], end_col)
 
     def line(self, number: int) -> str:
         if not 1 <= number <= len(self.line_starts):
@@ -49,9 +60,11 @@ class Source:
         return self.text[start:] if stop < 0 else self.text[start:stop]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Span:
-    """A region of a source file: 1-based line and column, end column exclusive."""
+    """A region of a source file: 1-based line and column, end column exclusive.
+
+    Every IR node has one (a 100,000-line file makes about 350,000): slots, not a dict."""
 
     file: str
     line: int

@@ -21,7 +21,7 @@ from onboard.vm.isa import INT_MAX, INT_MIN
 # --------------------------------------------------------------------------- types
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IntType:
     """``int[lo..hi]``: an integer known to lie in the closed range ``lo .. hi``."""
 
@@ -49,7 +49,7 @@ class IntType:
         return max(1, (self.hi - self.lo).bit_length())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BoolType:
     def __str__(self) -> str:
         return "bool"
@@ -68,7 +68,7 @@ class GlobalKind(Enum):
     VAR = "var"  # state kept between task runs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Global:
     """A scalar parameter or state variable. ``index`` is its slot in the image."""
 
@@ -89,7 +89,7 @@ class ArrayKind(Enum):
     VAR = "var"  # state array kept between task runs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Array:
     """A table or state array of ``length`` elements of ``type``."""
 
@@ -106,7 +106,7 @@ class Array:
         return self.kind is ArrayKind.VAR
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Local:
     """A local variable, function parameter or loop counter of one procedure.
 
@@ -122,7 +122,7 @@ class Local:
     is_loop_counter: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NativeSig:
     """A host native as the program sees it: argument ranges, result range and cost."""
 
@@ -136,28 +136,28 @@ class NativeSig:
 # --------------------------------------------------------------------------- expressions
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Const:
     value: int
     type: Type
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LocalRef:
     local: Local
     type: Type
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GlobalRef:
     glob: Global
     type: IntType
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArrayRef:
     array: Array
     index: Expr
@@ -195,7 +195,7 @@ COMPARISONS = frozenset({BinOp.EQ, BinOp.NE, BinOp.LT, BinOp.LE, BinOp.GT, BinOp
 LOGICAL = frozenset({BinOp.AND, BinOp.OR})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unary:
     op: UnOp
     operand: Expr
@@ -203,7 +203,7 @@ class Unary:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Binary:
     op: BinOp
     left: Expr
@@ -212,7 +212,7 @@ class Binary:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call:
     """A call of a function of this program (inlined by the verifier)."""
 
@@ -222,7 +222,7 @@ class Call:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NativeCall:
     native: NativeSig
     args: tuple[Expr, ...]
@@ -230,7 +230,7 @@ class NativeCall:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InstrCall:
     """Use of an instruction defined by a VMlet (one opcode at run time)."""
 
@@ -241,7 +241,7 @@ class InstrCall:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EnvRead:
     key: str
     type: IntType
@@ -255,28 +255,28 @@ Expr = (Const | LocalRef | GlobalRef | ArrayRef | Unary | Binary | Call | Native
 # --------------------------------------------------------------------------- statements
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Let:
     local: Local
     value: Expr
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AssignLocal:
     local: Local
     value: Expr
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AssignGlobal:
     glob: Global
     value: Expr
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AssignElement:
     array: Array
     index: Expr
@@ -284,7 +284,7 @@ class AssignElement:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class If:
     cond: Expr
     then: tuple[Stmt, ...]
@@ -292,7 +292,7 @@ class If:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class For:
     """``for counter in lo .. hi`` (half-open). Bounds are evaluated once, on entry.
 
@@ -307,19 +307,19 @@ class For:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Return:
     value: Expr | None
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExprStmt:
     expr: Expr
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hide:
     """``hide NAME;`` in a VMlet's ``on load``: withdraw a native from its programs."""
 
@@ -402,7 +402,7 @@ class ProcKind(Enum):
     RULE = "rule"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Procedure:
     """A body of code: a function, task, event handler, VMlet instruction or rule.
 
@@ -422,7 +422,7 @@ class Procedure:
     replaces: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     name: str
     period_ms: int
@@ -430,7 +430,7 @@ class Task:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rule:
     text: str
     cond: Expr
@@ -438,7 +438,7 @@ class Rule:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NamedConst:
     """A named constant (``const``): folded everywhere, kept for listings and tools."""
 
@@ -453,7 +453,7 @@ class ProgramKind(Enum):
     VMLET = "vmlet"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Program:
     """One checked configuration or VMlet."""
 

@@ -15,6 +15,7 @@ nodes a diagnostic needs (``Source.span``).
 from __future__ import annotations
 
 import functools
+import marshal
 import re
 from pathlib import Path
 from typing import Any
@@ -83,16 +84,20 @@ class SyntaxNode:
         return f"{type(self).__name__}@{self._tx_position}"
 
 
-def parse(source: Source) -> Any:
+def parse(source: Source, pack_bodies: bool = False) -> Any:
     """Parse ``source`` into a syntax tree (a ``SyntaxNode`` of rule ``File``); raise
-    CclError with one diagnostic if it is not well-formed CCL."""
+    CclError with one diagnostic if it is not well-formed CCL.
+
+    With ``pack_bodies``, the body of each function, instruction, task and event handler
+    of a big file (one parsed in pieces) is a ``PackedTree`` until ``unpacked``: the
+    syntax of a big file's bodies, as objects, was most of the memory of its compile."""
     text = blank_comments(source.text)
     _check_brackets(source, text)
     parser = metamodel()._parser_blueprint.clone()
     with recursion_headroom():  # the parser and the builder recurse per bracket level
         pieces = _pieces(text)
         if len(pieces) > 1:
-            tree = _parse_in_pieces(parser, text, pieces, source.path)
+            tree = _parse_in_pieces(parser, text, pieces, source.path, pack_bodies)
             if tree is not None:
                 return tree
         try:
@@ -106,10 +111,11 @@ def parse(source: Source) -> Any:
 
 
 # The parser's own tree of a piece of text is about 120 bytes a character and lives until
-# the syntax tree of the piece is built: a big file is parsed in pieces of about this many
-# characters, so that this tree stays small (a 100,000-line file parsed whole peaked at
-# 600 MiB, most of it the parser's tree).
-PIECE_CHARS = 64 * 1024
+# the syntax tree of the piece is built (with it, about 300 bytes a character): a big file
+# is parsed in pieces of about this many characters, so that this tree stays small (a
+# 100,000-line file parsed whole peaked at 600 MiB, most of it the parser's tree). Pieces
+# of 64 KiB peaked 14 MiB higher than these, and were no faster.
+PIECE_CHARS = 16 * 1024
 
 # What delimits top-level declarations: a string (skipped), a bracket, or `;`.
 _DECL_DELIMITER = re.compile(r'[(\[{;]|[)\]}]|"[^"\\\n]*"|\'[^\'\\\n]*\'')
@@ -148,12 +154,12 @@ def _pieces(text: str, min_chars: int | None = None) -> list[tuple[int, int]]:
 
 
 def _parse_in_pieces(parser: Any, text: str, pieces: list[tuple[int, int]],
-                     path: str) -> Any | None:
+                     path: str, pack_bodies: bool) -> Any | None:
     """The syntax tree of ``text`` parsed piece by piece, each piece's parse tree dropped
-    once its syntax tree is built; None if a piece does not parse (or holds no
-    declaration). Each declaration ends at its piece's end or before, and the grammar looks
-    no further than a declaration's last token, so the tree is the one a whole parse
-    builds."""
+    once its syntax tree is built (and, with ``pack_bodies``, its bodies packed); None if a
+    piece does not parse (or holds no declaration). Each declaration ends at its piece's
+    end or before, and the grammar looks no further than a declaration's last token, so
+    the tree is the one a whole parse builds."""
     build = _builder()
     file_node = None
     for start, end in pieces:
@@ -165,6 +171,10 @@ def _parse_in_pieces(parser: Any, text: str, pieces: list[tuple[int, int]],
             return None
         node = build(root, start)
         del root
+        if pack_bodies:
+            for decl in node.decls:
+                if type(decl).__name__ in _PACKED_BODY_DECLS:
+                    decl.body = PackedTree.of(decl.body)
         if file_node is None:
             file_node = node
         else:
@@ -199,7 +209,82 @@ def _node_class(rule_class: Any) -> tuple[type[SyntaxNode], tuple[tuple[str, boo
     attrs = tuple((a.name, a.mult in (MULT_ZEROORMORE, MULT_ONEORMORE))
                   for a in rule_class._tx_attrs.values())
     cls = type(rule_class.__name__, (SyntaxNode,), {"__slots__": tuple(name for name, _ in attrs)})
+    _PACKING_ID[cls] = len(_PACKED_CLASSES)
+    _PACKED_CLASSES.append(cls)
     return cls, attrs
+
+
+# --------------------------------------------------------------------------- packed bodies
+
+# The declarations whose body ``parse(..., pack_bodies=True)`` packs.
+_PACKED_BODY_DECLS = frozenset({"FnDecl", "InstrDecl", "TaskDecl", "OnDecl"})
+# The node classes made so far, by their number in a packed tree (and the reverse).
+_PACKED_CLASSES: list[type[SyntaxNode]] = []
+_PACKING_ID: dict[type[SyntaxNode], int] = {}
+
+
+class PackedTree:
+    """A syntax subtree kept as bytes until it is needed, a tenth of its size as objects:
+    each node a tuple ``(class number, start, end, *attributes)``, a list a list, a token
+    its text, serialized by ``marshal``. ``unpack`` gives back the very same tree (same
+    classes, attributes and offsets)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @staticmethod
+    def of(node: SyntaxNode) -> Any:
+        """``node`` packed, or ``node`` itself if it nests too deep for ``marshal``
+        (which refuses about 2,000 levels; brackets nest at most ``MAX_BRACKETS``, a few
+        levels each, so this is only a safeguard)."""
+        try:
+            with recursion_headroom():  # one call per level, as deep as the builder went
+                return PackedTree(marshal.dumps(_as_tuples(node)))
+        except ValueError:
+            return node
+
+    def unpack(self) -> Any:
+        """The syntax tree that was packed (a new one at each call)."""
+        with recursion_headroom():  # one call per level, as deep as the builder went
+            return _as_nodes(marshal.loads(self.data))
+
+
+def unpacked(value: Any) -> Any:
+    """``value``, unpacked if it is a ``PackedTree``."""
+    return value.unpack() if type(value) is PackedTree else value
+
+
+def _as_tuples(node: SyntaxNode) -> tuple[Any, ...]:
+    """``node`` as nested tuples. (A token, absent value or empty list is taken as it is,
+    without a call: most attributes are one.)"""
+    kind = type(node)
+    values = []
+    for name in kind.__slots__:
+        value = getattr(node, name)
+        if type(value) is list:
+            value = [v if type(v) is str else _as_tuples(v) for v in value]
+        elif isinstance(value, SyntaxNode):
+            value = _as_tuples(value)
+        values.append(value)
+    return (_PACKING_ID[kind], node._tx_position, node._tx_position_end, *values)
+
+
+def _as_nodes(packed: tuple[Any, ...]) -> SyntaxNode:
+    """The node that ``_as_tuples`` made ``packed`` of."""
+    cls = _PACKED_CLASSES[packed[0]]
+    obj = cls.__new__(cls)
+    obj._tx_position = packed[1]
+    obj._tx_position_end = packed[2]
+    for name, value in zip(cls.__slots__, packed[3:], strict=True):
+        kind = type(value)
+        if kind is list:
+            value = [v if type(v) is str else _as_nodes(v) for v in value]
+        elif kind is tuple and value:  # a node (the empty tuple is an empty list)
+            value = _as_nodes(value)
+        setattr(obj, name, value)
+    return obj
 
 
 def _empty_node(rule_class: Any, position: int) -> SyntaxNode:

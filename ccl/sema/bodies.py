@@ -17,6 +17,7 @@ from ccl.sema.expressions import ExpressionChecker
 from ccl.sema.reporter import Abort
 from ccl.sema.statements import Statements
 from ccl.sema.symbols import ProcScope
+from ccl.syntax import unpacked
 
 
 class Bodies:
@@ -43,7 +44,7 @@ class Bodies:
                 state.declare(local)
                 param_locals.append(local)
             errors_before = len(self.rep.diags)
-            stmts = self.statements.block(body)
+            stmts = self.statements.block(unpacked(body))  # a big file's body is packed
             # A statement with an error is dropped from ``stmts``: if it was a `return`, the
             # missing return would only be a consequence of that error.
             if returns is not None and len(self.rep.diags) == errors_before and \

@@ -8,6 +8,7 @@ calls are ``Calls``'s job.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ccl import ir
@@ -142,22 +143,26 @@ class ExpressionChecker:
         values = [self.operand(o) for o in operands]
         starts = [o._tx_position for o in operands]
         ends = [o._tx_position_end for o in operands]
-        pos = 0
-
-        def climb(min_prec: int) -> tuple[ir.Expr, int, int]:
-            nonlocal pos
-            left, lstart, lend = values[pos], starts[pos], ends[pos]
-            while pos < len(ops) and PRECEDENCE[ops[pos]] >= min_prec:
-                op = ops[pos]
-                prec = PRECEDENCE[op]
-                pos += 1
-                right, _, rend = climb(prec + 1)
-                left = self.binary(_BINOPS[op], left, right, self.src.span(lstart, rend))
-                lend = rend
-            return left, lstart, lend
-
-        result, _, _ = climb(1)
+        # A method, not a closure: a closure that calls itself is a cycle, which the
+        # compile's paused collector would not free (it held the operands of every
+        # expression until the compile ended).
+        result, _, _ = self.climb(ops, values, starts, ends, 0, 1)
         return result
+
+    def climb(self, ops: Sequence[str], values: list[ir.Expr], starts: list[int],
+              ends: list[int], pos: int, min_prec: int) -> tuple[ir.Expr, int, int]:
+        """Precedence climbing from operand ``pos`` (operands ``values``, their text from
+        ``starts`` to ``ends``, the operators ``ops`` between them): the expression of the
+        operators of precedence ``min_prec`` or more, where its text ends, and the operand
+        after it."""
+        left, lstart, lend = values[pos], starts[pos], ends[pos]
+        while pos < len(ops) and PRECEDENCE[ops[pos]] >= min_prec:
+            op = ops[pos]
+            prec = PRECEDENCE[op]
+            right, rend, pos = self.climb(ops, values, starts, ends, pos + 1, prec + 1)
+            left = self.binary(_BINOPS[op], left, right, self.src.span(lstart, rend))
+            lend = rend
+        return left, lend, pos
 
     def operand(self, o: Any) -> ir.Expr:
         """An operand and its prefix operators (``o.ops``, e.g. ``"- !"``), innermost first."""

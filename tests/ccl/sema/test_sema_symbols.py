@@ -84,9 +84,9 @@ def test_analyze_parses_through_sema_parse(tmp_path: Path,
     parsed: list[str] = []
     original = sema.parse
 
-    def counting(source: Source):  # type: ignore[no-untyped-def]
+    def counting(source: Source, **options):  # type: ignore[no-untyped-def]
         parsed.append(Path(source.path).name)
-        return original(source)
+        return original(source, **options)  # pack_bodies
 
     monkeypatch.setattr(sema, "parse", counting)
     path = tmp_path / "typed.ccl"
