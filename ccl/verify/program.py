@@ -44,7 +44,7 @@ from ccl.verify.obligations import (
     Status,
     Value,
 )
-from ccl.verify.replay import reaches
+from ccl.verify.replay import forget_loaded, reaches
 from ccl.verify.report import Budgets, VerifyReport, WorstCase
 from ccl.verify.solver import Checker
 from ccl.verify.symbolic import Executor
@@ -82,6 +82,7 @@ def verify_program(target: Compiled | ir.Program, mission: MissionProfile | None
     """
     with recursion_headroom():  # the IR nests as deep as ccl.limits allows
         fresh_solver_context()
+        forget_loaded()  # nor on which programs' replays it ran before (see there)
         return _verify(target, mission, timeout_ms, step or (lambda: None))
 
 
