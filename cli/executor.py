@@ -5,8 +5,7 @@ a ``functools.partial`` of one) once per input and yields the results in input o
 they become available in that order; what a command prints from them is therefore the same
 whichever way they ran. The three ways:
 
-- ``--jobs 1``, or a single input: in this process, one after another (no pickling, the
-  command's own progress and errors as without an executor);
+- ``--jobs 1``, or a single input: in this process, one after another (nothing pickled);
 - ``--jobs N`` (default: the cores this process may use): N local worker processes, forked
   from this one, so that they start with everything it already imported;
 - ``--ray ADDRESS``: tasks on the Ray cluster at ADDRESS (``ray.init(address=...)``), one
@@ -25,6 +24,7 @@ import functools
 import os
 import signal
 import socket
+import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -74,9 +74,14 @@ class _Guarded(Generic[In, Out]):
             return _Raised(type(exc).__name__, str(exc), traceback.format_exc())
 
 
+def _call(guarded: _Guarded[In, Out], item: In) -> Out | _Raised:
+    """A Ray task: Ray runs functions (not callable objects)."""
+    return guarded(item)
+
+
 def _job_failed(item: Any, raised: _Raised) -> Failure:
     if os.environ.get("CCL_DEBUG"):
-        print(raised.trace, flush=True)
+        print(raised.trace, file=sys.stderr, flush=True)
     return Failure(f"a job failed on {_shown(item)}: {raised.kind}: {raised.message}",
                    "this is a bug; rerun with CCL_DEBUG=1 for the traceback (or --jobs 1 "
                    "to run it in this process)", EXIT_INTERNAL)
@@ -119,8 +124,17 @@ class Executor:
         if self.ray_address is not None:
             return self._on_ray(job, items)
         if self.workers(len(items)) == 1:
-            return (job(item) for item in items)
+            return self._here(job, items)
         return self._on_processes(job, items)
+
+    @staticmethod
+    def _here(job: Callable[[In], Out], items: Sequence[In]) -> Iterator[Out]:
+        guarded = _Guarded(job)
+        for item in items:
+            result = guarded(item)
+            if isinstance(result, _Raised):
+                raise _job_failed(item, result)
+            yield result
 
     def _on_processes(self, job: Callable[[In], Out], items: Sequence[In]) -> Iterator[Out]:
         import multiprocessing
@@ -161,8 +175,9 @@ class Executor:
 
     def _on_ray(self, job: Callable[[In], Out], items: Sequence[In]) -> Iterator[Out]:
         ray = connect_ray(self.ray_address or "auto")
-        remote = ray.remote(num_cpus=1, max_retries=0)(_Guarded(job))
-        refs = [remote.remote(item) for item in items]
+        remote = ray.remote(num_cpus=1, max_retries=0)(_call)
+        guarded = ray.put(_Guarded(job))  # shipped once, shared by the tasks
+        refs = [remote.remote(guarded, item) for item in items]
 
         def results() -> Iterator[Out]:
             done = False
