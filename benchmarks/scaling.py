@@ -1,0 +1,162 @@
+"""Benchmark: how parallel work scales out (``cli.executor``): the soundness campaign
+(``ccl campaign``) and ``ccl verify`` of many files, serial vs 2 local processes vs a local
+Ray cluster of 2 CPUs, side by side.
+
+Each measurement is the real command line in a fresh process (cold: no proof cache,
+``CCL_PROOF_CACHE=off``; imports, forking the workers, or joining Ray and shipping the job
+included), wall clock. The modes are interleaved within each repeat (serial, local, Ray,
+serial, ...), so that the load of a shared machine falls on all of them alike, and the
+speed-up is taken per repeat (serial time / parallel time of the same repeat): the figures
+are its median and its spread (min, max) over the repeats. The results of every mode are
+checked equal to the serial ones (times aside) before any figure is printed.
+
+Prints one JSON line per figure::
+
+    {"benchmark": "scaling", "metric": "speedup_<work>_<mode>", "value": ..., "unit": "x",
+     "min": ..., "max": ..., "serial_s": ..., "repeats": ..., "cores": ...}
+
+and ``seconds_<work>_<mode>`` (median wall time). What it does not cover: more than this
+machine's cores (a Ray cluster of many nodes: see docs/scaling.md for what grows with it),
+the per-program time of a long campaign (here a few dozen programs, so the fixed start-up
+weighs more than in a campaign of thousands), memory, and a loaded Ray cluster.
+
+Usage: ``python benchmarks/scaling.py [--programs N] [--repeats N] [--no-ray]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "scaling"
+CONFIGS = sorted(str(p) for p in (ROOT / "missions" / "corot" / "configs").glob("*.ccl"))
+
+
+def _figure(metric: str, value: float, unit: str, **context: Any) -> None:
+    print(json.dumps({"benchmark": NAME, "metric": metric, "value": value, "unit": unit,
+                      **context}), flush=True)
+
+
+def _timeless(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _timeless(v) for k, v in data.items()
+                if k not in ("seconds", "verify_seconds", "ran_on")}
+    if isinstance(data, list):
+        return [_timeless(v) for v in data]
+    return data
+
+
+def _run(args: list[str]) -> tuple[float, Any]:
+    """Wall seconds of ``ccl ARGS --json`` in a fresh process, and its JSON output."""
+    env = {**os.environ, "CCL_PROOF_CACHE": "off"}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "cli.ccl", *args, "--json", "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode not in (0, 1):  # verify of the bad configurations exits 1
+        raise SystemExit(f"scaling: ccl {' '.join(args)} exited {proc.returncode}: "
+                         f"{proc.stderr[-1000:]}{proc.stdout[-1000:]}")
+    return seconds, json.loads(proc.stdout)
+
+
+@contextmanager
+def local_ray(cpus: int) -> Iterator[str | None]:
+    """A local Ray cluster of ``cpus`` CPUs for the benchmark's life (None without Ray)."""
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
+    if ray is None:
+        yield None
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    head = subprocess.Popen([ray, "start", "--head", f"--port={port}", f"--num-cpus={cpus}",
+                             "--node-ip-address=127.0.0.1", f"--temp-dir={temp}",
+                             "--include-dashboard=false", "--disable-usage-stats",
+                             "--block"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if head.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("scaling: Ray did not start") from None
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--programs", type=int, default=40, help="campaign size")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-ray", action="store_true", help="local processes only")
+    args = parser.parse_args(argv)
+    work = {"campaign": ["campaign", "--programs", str(args.programs), "--seed", "1"],
+            "verify": ["verify", *CONFIGS]}
+    with local_ray(2) if not args.no_ray else _nothing() as address:
+        modes = {"serial": ["--jobs", "1"], "local2": ["--jobs", "2"]}
+        if address is not None:
+            modes["ray2"] = ["--ray", address]
+        seconds: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.repeats):
+            for w, command in work.items():
+                reference = None
+                for mode, extra in modes.items():
+                    took, data = _run([*command, *extra])
+                    if reference is None:
+                        reference = _timeless(data)
+                    elif _timeless(data) != reference:
+                        raise SystemExit(f"scaling: {w} on {mode} differs from serial")
+                    seconds.setdefault((w, mode), []).append(took)
+    context = {"repeats": args.repeats, "cores": os.cpu_count(), "programs": args.programs,
+               "files": len(CONFIGS)}
+    for w in work:
+        serial = seconds[w, "serial"]
+        for mode in modes:
+            times = seconds[w, mode]
+            _figure(f"seconds_{w}_{mode}", round(statistics.median(times), 2), "s",
+                    min=round(min(times), 2), max=round(max(times), 2), **context)
+            if mode == "serial":
+                continue
+            ratios = [s / t for s, t in zip(serial, times, strict=True)]
+            _figure(f"speedup_{w}_{mode}", round(statistics.median(ratios), 3), "x",
+                    min=round(min(ratios), 3), max=round(max(ratios), 3),
+                    serial_s=round(statistics.median(serial), 2), **context)
+    return 0
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
