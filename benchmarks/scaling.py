@@ -26,15 +26,12 @@ Usage: ``python benchmarks/scaling.py [--programs N] [--repeats N] [--no-ray]``
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +39,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # tests/ray_cluster.py: a local Ray, started here
+
+from ray_cluster import local_ray  # noqa: E402
+
 NAME = "scaling"
 CONFIGS = sorted(str(p) for p in (ROOT / "missions" / "corot" / "configs").glob("*.ccl"))
 
@@ -73,46 +74,6 @@ def _run(args: list[str]) -> tuple[float, Any]:
     return seconds, json.loads(proc.stdout)
 
 
-@contextmanager
-def local_ray(cpus: int) -> Iterator[str | None]:
-    """A local Ray cluster of ``cpus`` CPUs for the benchmark's life (None without Ray)."""
-    ray = shutil.which("ray", path=str(Path(sys.executable).parent))
-    if ray is None:
-        yield None
-        return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    head = subprocess.Popen([ray, "start", "--head", f"--port={port}", f"--num-cpus={cpus}",
-                             "--node-ip-address=127.0.0.1", f"--temp-dir={temp}",
-                             "--include-dashboard=false", "--disable-usage-stats",
-                             "--block"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if head.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("scaling: Ray did not start") from None
-                time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
-    finally:
-        head.terminate()
-        try:
-            head.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(head.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        shutil.rmtree(temp, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--programs", type=int, default=40, help="campaign size")
@@ -121,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = {"campaign": ["campaign", "--programs", str(args.programs), "--seed", "1"],
             "verify": ["verify", *CONFIGS]}
-    with local_ray(2) if not args.no_ray else _nothing() as address:
+    ray_installed = importlib.util.find_spec("ray") is not None
+    with local_ray(2) if ray_installed and not args.no_ray else _nothing() as address:
         modes = {"serial": ["--jobs", "1"], "local2": ["--jobs", "2"]}
         if address is not None:
             modes["ray2"] = ["--ray", address]
@@ -154,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextmanager
-def _nothing() -> Iterator[None]:
+def _nothing() -> Iterator[str | None]:
     yield None
 
 
