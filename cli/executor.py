@@ -106,6 +106,7 @@ class Executor:
     def __init__(self, jobs: int | None = None, ray_address: str | None = None) -> None:
         self.jobs = jobs if jobs is not None else local_cores()
         self.ray_address = ray_address
+        self.asked = jobs is not None or ray_address is not None  # not just the default
 
     def describe(self, n: int) -> str:
         """How ``n`` inputs would run, for a note or a benchmark's context."""

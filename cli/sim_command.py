@@ -259,6 +259,9 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
         except GroundError as exc:
             refuse(exc, EXIT_USAGE)
         # one ledger records the runs in order (sequence numbers go on from run to run)
+        if executor.asked and (executor.ray_address or executor.workers(len(files)) > 1):
+            note("with --ledger the scenarios run one after another, in this process: "
+                 "they record into one ledger, in order")
         executor = Executor(1)
     missions = tuple(Path(p) for p in (ctx.obj or {}).get("missions", ()))
     live = executor.workers(len(files)) == 1 and executor.ray_address is None and not as_json
