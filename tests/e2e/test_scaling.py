@@ -19,10 +19,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from ray_cluster import local_ray
+from scale_out import local_ray, timeless
 
 from cli.console import EXIT_INTERNAL, Failure
 from cli.executor import Executor
@@ -54,16 +53,6 @@ def ray_address() -> Iterator[str]:
         yield address
 
 
-def _timeless(data: Any) -> Any:
-    """``data`` without the wall-clock times it reports (the only thing that may differ)."""
-    if isinstance(data, dict):
-        return {k: _timeless(v) for k, v in data.items()
-                if k not in ("seconds", "verify_seconds", "ran_on")}
-    if isinstance(data, list):
-        return [_timeless(v) for v in data]
-    return data
-
-
 def _same_text(text: str) -> str:
     return re.sub(r"\d+\.\d+ s\b", "T s", text)
 
@@ -78,7 +67,7 @@ def test_verify_of_many_files_is_the_same_serial_local_and_on_ray(ray_address: s
                                                      "proven", "refuted"]
     for how, proc in runs.items():
         assert proc.returncode == serial.returncode, (how, proc.stderr)
-        assert _timeless(json.loads(proc.stdout)) == _timeless(data), how
+        assert timeless(json.loads(proc.stdout)) == timeless(data), how
     text = {how: ccl("verify", *VERIFY, *how) for how in (("--jobs", "1"), ("--jobs", "2"))}
     one, two = text["--jobs", "1"], text["--jobs", "2"]
     assert _same_text(one.stdout) == _same_text(two.stdout) and one.stderr == two.stderr
@@ -122,7 +111,7 @@ def test_a_campaign_is_the_same_serial_local_and_on_ray(ray_address: str) -> Non
     for how, proc in runs.items():
         assert proc.returncode == 0, (how, proc.stderr)
         got = json.loads(proc.stdout)
-        assert _timeless(got) == _timeless(data), how
+        assert timeless(got) == timeless(data), how
     assert json.loads(runs["--ray", ray_address].stdout)["ran_on"] == f"ray at {ray_address}"
 
 

@@ -1,7 +1,8 @@
-"""A local Ray cluster for a test module or a benchmark: ``ray start --head`` of a few CPUs on
-127.0.0.1, a free port and a temporary folder of its own, stopped (and every process of
-its session with it) when the ``with`` block ends, even on failure. No other Ray on the
-machine is touched.
+"""What the scaling tests and benchmark share: a local Ray cluster (``ray start --head`` of a
+few CPUs on 127.0.0.1, a free port and a temporary folder of its own, stopped, and every
+process of its session with it, when the ``with`` block ends, even on failure; no other Ray
+on the machine is touched), and a command's JSON report without its times, to compare the
+reports of serial and parallel runs.
 
 Importable from every test module (``tests/`` is on the path) and from the benchmarks
 (``benchmarks/scaling.py`` puts ``tests/`` on its path).
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 START_SECONDS = 120  # a loaded 2-core machine takes a few seconds; never wait for ever
 
@@ -65,3 +67,14 @@ def local_ray(cpus: int = 2) -> Iterator[str]:
         except ProcessLookupError:
             pass
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def timeless(data: Any) -> Any:
+    """A JSON report without the wall-clock times it states (all that may differ between a
+    serial run and a parallel one) and without where it ran."""
+    if isinstance(data, dict):
+        return {k: timeless(v) for k, v in data.items()
+                if k not in ("seconds", "verify_seconds", "ran_on")}
+    if isinstance(data, list):
+        return [timeless(v) for v in data]
+    return data
