@@ -127,15 +127,6 @@ _LOADED: dict[tuple[int, tuple[tuple[str, int], ...]],
 _LOADED_MAX = 8
 
 
-def forget_loaded() -> None:
-    """Drop the loaded programs kept for replays. A verification starts with none, so that
-    its replays (whether a worst case is exact, hence which inputs the soundness campaign
-    flies) do not depend on which programs the process verified before: kept, the VVMs of
-    earlier programs changed a later program's replay (campaign seed 4 after seeds 1-3:
-    job1's worst case not confirmed exact; alone, or in a worker of its own, it was)."""
-    _LOADED.clear()
-
-
 def _loaded(compiled: Compiled, replay: Replay) -> tuple[VVM, TrialHost, Program]:
     """A VVM running ``compiled`` on a host whose environment is the replay's; its natives
     and data are set by the caller before each run. The VMlets' ``on load`` runs once, at
@@ -184,6 +175,8 @@ def observe(compiled: Compiled, kind: str, name: str, replay: Replay) -> Observe
         replay = replace(replay, args=_any_args(compiled, kind, name))
     if compiled.image.kind is ImageKind.VMLET:
         vm = VVM(compiled.mission, TrialHost.of(compiled.mission, replay))
+        for v in compiled.vmlets:  # the layers below it, lowest first
+            vm.load_vmlet(v.image)
         if kind == "on load":
             try:
                 loaded = vm.load_vmlet(compiled.image)
