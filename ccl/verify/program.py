@@ -32,7 +32,7 @@ from ccl.codegen import generate
 from ccl.compiled import Compiled
 from ccl.limits import recursion_headroom
 from ccl.ranges import ArithmeticError_, evaluate
-from ccl.verify import replacements, structural
+from ccl.verify import structural
 from ccl.verify.cost import CycleTable, maximize
 from ccl.verify.inputs import Inputs, ProgramIndex, RuleFacts
 from ccl.verify.irtext import text
@@ -124,9 +124,7 @@ def _verify(target: Compiled | ir.Program, mission: MissionProfile | None,
         mission = mission or target.mission
     else:
         program = target
-        images: dict[str, Image] = {}
-        for vm in program.stack:  # lower layers first: a VMlet's image pins the ones below
-            images[vm.name] = generate(vm, images)[0]
+        images = {vm.name: generate(vm, {})[0] for vm in program.uses}
         image, _ = generate(program, images)
         vmlet_images = tuple(images.values())
         mission = mission or find_mission(program.mission)
@@ -142,30 +140,11 @@ def _verify(target: Compiled | ir.Program, mission: MissionProfile | None,
         worst.append(wc)
         obligations += obs
         step()
-    obligations += replacements.obligations(program, mission,
-                                            _instr_cost(program, mission, worst, timeout_ms))
     budgets = _budgets(mission, tuple(worst), shape, image)
     obligations += _on_load(budgets, Limits.of(mission).on_load_cycles)
     obligations += _cpu_share(budgets, max(shape.largest_charge, run.largest_native))
     return VerifyReport(program.name, program.kind.value, program.file, tuple(obligations),
                         budgets, time.perf_counter() - start)
-
-
-def _instr_cost(program: ir.Program, mission: MissionProfile, worst: list[WorstCase],
-                timeout_ms: int) -> replacements.InstrCost:
-    """The proven worst case of a VMlet instruction: from ``worst`` for ``program``'s own,
-    by verifying the VMlet (once) for those of the VMlets it runs on."""
-    reports: dict[str, VerifyReport] = {}
-
-    def cost(vm: ir.Program, name: str) -> int:
-        if vm is program:
-            return next(w.bound for w in worst if w.kind == "instr" and w.name == name)
-        if vm.name not in reports:
-            reports[vm.name] = verify_program(vm, mission, timeout_ms=timeout_ms)
-        return next(w.bound for w in reports[vm.name].budgets.worst_cases
-                    if w.kind == "instr" and w.name == name)
-
-    return cost
 
 
 @dataclass

@@ -175,8 +175,6 @@ def observe(compiled: Compiled, kind: str, name: str, replay: Replay) -> Observe
         replay = replace(replay, args=_any_args(compiled, kind, name))
     if compiled.image.kind is ImageKind.VMLET:
         vm = VVM(compiled.mission, TrialHost.of(compiled.mission, replay))
-        for v in compiled.vmlets:  # the layers below it, lowest first
-            vm.load_vmlet(v.image)
         if kind == "on load":
             try:
                 loaded = vm.load_vmlet(compiled.image)
