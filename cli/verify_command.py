@@ -73,8 +73,8 @@ class FileVerdict:
     sources: dict[str, Source] = field(default_factory=dict)
 
 
-#: One compiler per mission folders for the life of the process (in a worker, of the
-#: worker): it caches missions and VMlets across the files it compiles.
+#: One compiler per mission folders for one invocation (in a worker, for the worker's
+#: life): it caches missions and VMlets across the files it compiles.
 _COMPILERS: dict[tuple[Path, ...], Compiler] = {}
 
 
@@ -117,6 +117,7 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
     error, flight rules for every parameter set, worst-case cycles within the CPU share,
     memory and uplink, with a counterexample for anything that fails."""
     readable_inputs(files)
+    _COMPILERS.clear()  # a file changed since an earlier invocation in this process is read anew
     missions = tuple(Path(p) for p in (ctx.obj or {}).get("missions", ()))
     out = out_console(markup=False)  # names like `t[i]` are text, never markup
     alone = executor.workers(len(files)) == 1 and executor.ray_address is None
