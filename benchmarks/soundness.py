@@ -2,8 +2,9 @@
 
 Each program (a CoRoT configuration and the VMlet it uses, generated from its seed) is
 compiled and verified; every proven one is flown on the real scheduler at the verifier's
-witnesses and at adversarial inputs and judged against its proof. The programs run in
-parallel, one process per worker.
+witnesses and at adversarial inputs and judged against its proof. The programs run on
+``cli.executor``: ``--workers`` local processes (default: the cores), or a Ray cluster with
+``--ray ADDRESS``; the figures are the same either way (``ccl campaign`` is the command).
 
 Prints one JSON line per figure::
 
@@ -22,16 +23,14 @@ the program was written to (``--failures`` folder, one folder per seed: ``ccl ve
 its ``camp.ccl`` reproduces it). ``--programs 1 --seed S`` runs program S alone.
 Exit 1 if anything failed.
 
-Usage: ``python benchmarks/soundness.py [--programs N] [--workers N] [--seed N]
-[--failures DIR] [--timeout-ms N]``
+Usage: ``python benchmarks/soundness.py [--programs N] [--workers N | --ray ADDRESS]
+[--seed N] [--failures DIR] [--timeout-ms N]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
 import sys
 import time
 from collections import Counter
@@ -43,7 +42,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ccl.soundness.campaign import FEATURES, TIMEOUT_MS, Outcome, generate, run_one  # noqa: E402
+from ccl.soundness.campaign import (  # noqa: E402
+    FEATURES,
+    TIMEOUT_MS,
+    Outcome,
+    counts,
+    quantile,
+    run_one,
+    tightness,
+    write_failure,
+)
+from cli.console import Failure  # noqa: E402
+from cli.executor import Executor, local_cores  # noqa: E402
 
 NAME = "soundness"
 
@@ -53,26 +63,12 @@ def _figure(metric: str, value: float, unit: str, **context: Any) -> None:
                       **context}), flush=True)
 
 
-def _quantile(values: list[float], q: float) -> float:
-    """The ``q`` quantile of ``values`` (nearest rank; 0 for none)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-def _write_failure(folder: Path, o: Outcome) -> Path:
-    """Write a failed program's files and what failed; return its configuration's path."""
-    where = folder / f"seed-{o.seed}"
-    path = generate(o.seed).write(where)
-    (where / "problems.txt").write_text("\n".join(o.problems) + "\n")
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--programs", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=local_cores(),
+                        help="local processes (1: in this process)")
+    parser.add_argument("--ray", metavar="ADDRESS", help="run on the Ray cluster at ADDRESS")
     parser.add_argument("--seed", type=int, default=1, help="seed of the first program")
     parser.add_argument("--failures", type=Path, default=Path("soundness-failures"),
                         help="folder for the programs that failed")
@@ -82,42 +78,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.programs < 1 or args.workers < 1 or args.timeout_ms < 1:
         parser.error("--programs, --workers and --timeout-ms must be positive")
     seeds = range(args.seed, args.seed + args.programs)
-    job = partial(run_one, timeout_ms=args.timeout_ms)
+    executor = Executor(args.workers, args.ray)
     start = time.perf_counter()
     outcomes: list[Outcome] = []
-    with multiprocessing.get_context("fork").Pool(args.workers, maxtasksperchild=200) as pool:
-        for k, o in enumerate(pool.imap_unordered(job, seeds, chunksize=2), start=1):
+    try:
+        results = executor.map(partial(run_one, timeout_ms=args.timeout_ms), seeds)
+        for k, o in enumerate(results, start=1):
             outcomes.append(o)
             if o.failed:
-                path = _write_failure(args.failures, o)
+                path = write_failure(args.failures, o)
                 _figure("failure", o.seed, "seed", verdict=o.verdict, file=str(path),
                         problems=list(o.problems)[:5])
             if k % 500 == 0:
                 print(f"soundness: {k}/{args.programs} programs, "
                       f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    except Failure as failure:
+        print("\n".join(failure.lines("soundness")), file=sys.stderr)
+        return failure.code
     seconds = time.perf_counter() - start
-    verdicts = Counter(o.verdict for o in outcomes)
-    proven = [o for o in outcomes if o.verdict == "proven"]
-    ratios = [r for o in proven for r in o.ratios]
+    ratios = tightness(outcomes)
     features = Counter(f for o in outcomes for f in o.features)
-    context = {"seed": args.seed, "workers": args.workers, "timeout_ms": args.timeout_ms}
-    counts = {
-        "programs": len(outcomes),
-        "proven": verdicts["proven"],
-        "refuted": verdicts["refuted"],
-        "unknown": verdicts["unknown"],
-        "proven_but_refused_by_the_board": sum(o.refused_by_board for o in proven),
-        "proven_but_trapped": sum(o.trapped for o in proven),
-        "proven_but_overran": sum(o.overran for o in proven),
-        "bound_below_observed": sum(o.bound_below_observed for o in proven),
-        "campaign_errors": verdicts["invalid"] + verdicts["crashed"],
-    }
-    for metric, value in counts.items():
+    context = {"seed": args.seed, "workers": args.workers, "ran_on":
+               executor.describe(args.programs), "timeout_ms": args.timeout_ms}
+    for metric, value in counts(outcomes).items():
         _figure(metric, value, "programs", **context)
     _figure("flights", sum(o.flights for o in outcomes), "flights", **context)
-    _figure("tightness_median", round(_quantile(ratios, 0.5), 4), "bound/observed",
+    _figure("tightness_median", round(quantile(ratios, 0.5), 4), "bound/observed",
             tasks=len(ratios), **context)
-    _figure("tightness_p90", round(_quantile(ratios, 0.9), 4), "bound/observed",
+    _figure("tightness_p90", round(quantile(ratios, 0.9), 4), "bound/observed",
             tasks=len(ratios), **context)
     _figure("rate", round(len(outcomes) / seconds, 3), "programs/s", seconds=round(seconds, 1),
             features={f: features[f] for f in FEATURES}, **context)

@@ -46,6 +46,10 @@ COMMANDS = {
                           "Plan and simulate sending patches over the coming passes."),
     "status": LazyCommand("cli.ground_commands:status", "What the ground knows is on "
                           "board: the ledger's configuration, transfers and passes."),
+    "campaign": LazyCommand("cli.campaign_command:campaign", "Try the verifier's promise "
+                            "on random CoRoT programs: verify each, fly the proven ones at "
+                            "their worst cases and adversarial inputs, and judge every "
+                            "flight."),
     "sim": LazyCommand("cli.sim_command:sim", "Run SCENARIOs end to end: compile, verify, "
                        "pack, uplink, apply on board, telemetry."),
     "xtce": LazyCommand("cli.xtce_command:xtce", "Write the XTCE 1.2 database of the VVM's "

@@ -17,13 +17,24 @@ import json
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from ccl.driver import Compiler
-from cli.console import EXIT_REJECTED, EXIT_USAGE, fail, note, out_console, progress, refuse
+from cli.console import (
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    Ticker,
+    fail,
+    note,
+    out_console,
+    progress,
+    refuse,
+)
+from cli.executor import Executor, executor_options
 from cli.ground_commands import existing_parent
 from cli.options import output_options
 from ground.errors import GroundError
@@ -204,12 +215,60 @@ def _fan_out(sinks: list[_Sink]) -> Callable[[bytes], None] | None:
     return send
 
 
+@dataclass(frozen=True)
+class SimJob:
+    """One scenario to run, with all it depends on (it may run in another process)."""
+
+    index: int
+    file: Path
+    scenario: Scenario
+    mission_dirs: tuple[Path, ...]
+    ledger_file: Path | None  # None: a ledger of the scenario's own, in memory
+    workdir: Path | None  # None: a temporary folder of the job's own
+    dump: tuple[str, ...]
+    live: bool  # print as it goes (in this process only); else return what it said
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """A scenario's report and what the ground said as it ran it, or why it could not
+    be run (a ``GroundError``, as message, hint and where)."""
+
+    report: ScenarioReport | None
+    said: tuple[str, ...] = ()
+    error: tuple[str, str, str] | None = None
+
+
+def simulate(job: SimJob, ticker: Ticker | None = None,
+             tm_sink: Callable[[bytes], None] | None = None) -> SimResult:
+    """Run one scenario in a ledger of its own (or the ``--ledger`` file) and a store of
+    its own: a pure job, the same report wherever it runs. ``ticker`` hears each step and
+    ``tm_sink`` each telemetry packet (when run in this process)."""
+    said: list[str] = []
+    if job.live:
+        out.print(f"== {job.scenario.name} ({job.file})")
+    say = (lambda text: out.print(f"  {text}")) if job.live else said.append
+    try:
+        with Ledger(str(job.ledger_file) if job.ledger_file else ":memory:") as ledger, \
+                tempfile.TemporaryDirectory(prefix="ccl-sim-") as tmp:
+            root = job.workdir or Path(tmp)
+            report = run_scenario(job.scenario, ledger, root / f"{job.index:02d}_{job.file.stem}",
+                                  Compiler(mission_dirs=list(job.mission_dirs)),
+                                  on_event=say, dump=job.dump,
+                                  on_step=ticker.advance if ticker is not None else None,
+                                  tm_sink=tm_sink)
+    except GroundError as exc:
+        return SimResult(None, tuple(said),
+                         (exc.message, exc.hint, str(getattr(exc, "where", "") or "")))
+    return SimResult(report, tuple(said))
+
+
 @click.command("sim")
 @click.argument("scenarios", metavar="SCENARIO...", nargs=-1, required=True)
 @click.option("--ledger", "ledger_opt", type=click.Path(dir_okay=False),
-              help="Record the runs in this ledger file (default: a ledger of the "
-                   "simulation's own, in memory; never the operational one unless given "
-                   "here).")
+              help="Record the runs in this ledger file, one scenario after another "
+                   "(default: each scenario in a ledger of its own, in memory; never the "
+                   "operational one unless given here).")
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Where the simulated satellites keep their stores (default: a temporary "
                    "folder).")
@@ -224,14 +283,14 @@ def _fan_out(sinks: list[_Sink]) -> Callable[[bytes], None] | None:
 @click.option("--yamcs", "yamcs", metavar="HOST:PORT",
               help="Stream the telemetry's Space Packets over UDP to a Yamcs TM link "
                    "(`ccl yamcs serve` prints its address).")
+@executor_options
 @output_options
 @click.pass_context
 def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
         workdir: str | None, plot_dir: str | None, dump: tuple[str, ...],
-        tm_file: str | None, yamcs: str | None, as_json: bool) -> None:
+        tm_file: str | None, yamcs: str | None, executor: Executor, as_json: bool) -> None:
     """Run SCENARIOs end to end: compile, verify, pack, uplink, apply on board, telemetry."""
     names = tuple(n.strip() for d in dump for n in d.split(",") if n.strip())
-    sinks = _tm_sinks(tm_file, yamcs)
     if dump:
         try:
             check_dump_names(names, "--dump")
@@ -242,36 +301,57 @@ def sim(ctx: click.Context, scenarios: tuple[str, ...], ledger_opt: str | None,
         fail(f"--plot {plot_dir}: no such folder", "create the folder first, or give another")
     ledger_file = existing_parent(Path(ledger_opt), "--ledger") if ledger_opt else None
     loaded = _load(files)
-    compiler = Compiler(mission_dirs=[Path(p) for p in (ctx.obj or {}).get("missions", ())])
+    if ledger_file is not None:
+        try:  # refused before any scenario runs
+            Ledger(str(ledger_file)).close()
+        except GroundError as exc:
+            refuse(exc, EXIT_USAGE)
+        # one ledger records the runs in order (sequence numbers go on from run to run)
+        if executor.asked and (executor.ray_address or executor.workers(len(files)) > 1):
+            note("with --ledger the scenarios run one after another, in this process: "
+                 "they record into one ledger, in order")
+        executor = Executor(1)
+    sinks = _tm_sinks(tm_file, yamcs)
+    if sinks:  # a file or a socket: the scenarios send their packets from this process
+        if executor.asked and (executor.ray_address or executor.workers(len(files)) > 1):
+            note("with --tm or --yamcs the scenarios run one after another, in this "
+                 "process: their packets go out in order")
+        executor = Executor(1)
+    missions = tuple(Path(p) for p in (ctx.obj or {}).get("missions", ()))
+    in_process = executor.workers(len(files)) == 1 and executor.ray_address is None
+    live = in_process and not as_json
+    jobs = [SimJob(i, f, s, missions, ledger_file, Path(workdir) if workdir else None, names,
+                   live) for i, (f, s) in enumerate(zip(files, loaded, strict=True))]
     reports: list[ScenarioReport] = []
+    # made before the progress is drawn: local workers are forked then (no thread to fork)
+    results = iter(()) if in_process else executor.map(simulate, jobs)
     try:
-        ledger = Ledger(ledger_file or ":memory:")
-    except GroundError as exc:
-        refuse(exc, EXIT_USAGE)
-    with ledger, tempfile.TemporaryDirectory(prefix="ccl-sim-") as tmp, \
-            progress("scenario steps", total=sum(len(s.steps) for s in loaded),
-                     unit="steps") as ticker:
-        root = Path(workdir) if workdir else Path(tmp)
-        try:
-            for i, (f, scenario) in enumerate(zip(files, loaded, strict=True)):
-                if not as_json:
-                    out.print(f"== {scenario.name} ({f})")
-                say = None if as_json else (lambda text: out.print(f"  {text}"))
-                report = run_scenario(scenario, ledger, root / f"{i:02d}_{f.stem}",
-                                      compiler, on_event=say, dump=names,
-                                      on_step=ticker.advance, tm_sink=_fan_out(sinks))
+        with progress("scenario steps", total=sum(len(s.steps) for s in loaded),
+                      unit="steps") as ticker:
+            if in_process:  # one after another in this process (printed as they go)
+                send = _fan_out(sinks)
+                results = (simulate(job, ticker, send) for job in jobs)
+            for job, result in zip(jobs, results, strict=True):
+                if not live and not as_json:
+                    out.print(f"== {job.scenario.name} ({job.file})")
+                    for text in result.said:
+                        out.print(f"  {text}")
+                if result.report is None:
+                    assert result.error is not None
+                    fail(*result.error[:2], EXIT_REJECTED, result.error[2])
+                if not in_process:
+                    ticker.advance(len(job.scenario.steps))
+                report = result.report
                 reports.append(report)
                 if not as_json:
                     _print(report)
                 if plot_dir:
-                    _plot(report, Path(plot_dir) / f"{f.stem}.png", as_json)
-        except GroundError as exc:
-            refuse(exc, EXIT_REJECTED)
-        finally:
-            for sink in sinks:
-                sink.close()
+                    _plot(report, Path(plot_dir) / f"{job.file.stem}.png", as_json)
+    finally:
+        for sink in sinks:
+            sink.close()
     if ledger_file is None and not as_json:
-        note("the runs were recorded in a ledger of the simulation's own, now gone; give "
+        note("the runs were recorded in ledgers of the simulation's own, now gone; give "
              "--ledger FILE to keep them")
     if as_json:
         click.echo(json.dumps([r.to_json() for r in reports], indent=2, default=str))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ from rich.console import Console
 from rich.text import Text
 
 from ccl.compiled import Compiled
-from ccl.diagnostics import CclError, Source, render
+from ccl.diagnostics import CclError, Diagnostic, Source, render
+from ccl.driver import Compiler
 from ccl.verify.program import DEFAULT_TIMEOUT_MS, verification_steps, verify_program
 from ccl.verify.report import (
     VerifyReport,
@@ -29,12 +32,75 @@ from ccl.verify.report import (
     worst_case_line,
 )
 from ccl.verify.verdict import keep_verdict
-from cli.compile_commands import compiler_of, error_json, print_diagnostics
-from cli.console import EXIT_OK, EXIT_UNKNOWN, out_console, progress, text_table
+from cli.compile_commands import error_json
+from cli.console import (
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    out_console,
+    print_rendered,
+    progress,
+    text_table,
+)
 from cli.console import EXIT_REJECTED as EXIT_REFUTED
+from cli.executor import Executor, executor_options
 from cli.files import readable_inputs
 from cli.options import FiniteFloat, output_options
 from onboard.mission import MissionError
+
+
+@dataclass(frozen=True)
+class VerifyJob:
+    """One file to verify, with all it depends on (it may run in another process)."""
+
+    file: str
+    mission_dirs: tuple[Path, ...]
+    timeout: float
+    steps: bool = False  # show the proof's progress step by step (in this process only)
+
+
+@dataclass(frozen=True)
+class FileVerdict:
+    """What verifying one file gave: its exit code, its entry of the JSON report, its
+    failure in the one shape (if any), and what the text report prints."""
+
+    file: str
+    code: int
+    result: dict[str, Any]
+    error: dict[str, Any] | None
+    report: VerifyReport | None = None
+    diagnostics: tuple[Diagnostic, ...] = ()  # the front end's, when the file is rejected
+    mission_error: str = ""
+    sources: dict[str, Source] = field(default_factory=dict)
+
+
+#: One compiler per mission folders for one invocation (in a worker, for the worker's
+#: life): it caches missions and VMlets across the files it compiles.
+_COMPILERS: dict[tuple[Path, ...], Compiler] = {}
+
+
+def verify_file(job: VerifyJob) -> FileVerdict:
+    """Compile and prove ``job.file`` (a pure job: the same verdict wherever it runs)."""
+    compiler = _COMPILERS.setdefault(job.mission_dirs,
+                                     Compiler(mission_dirs=list(job.mission_dirs)))
+    f = job.file
+    try:
+        compiled = compiler.compile(Path(f))
+    except CclError as exc:
+        return FileVerdict(f, EXIT_REFUTED, {"file": f, "status": "rejected", "diagnostics": [
+            d.to_json() for d in exc.diagnostics]}, error_json(exc.diagnostics[0], f),
+            diagnostics=tuple(exc.diagnostics), sources=dict(compiler.sources))
+    try:
+        report = prove(compiled, f, job.timeout, steps=job.steps)
+    except MissionError as exc:
+        return FileVerdict(f, EXIT_REFUTED, {"file": f, "status": "rejected", "diagnostics": [
+            {"message": exc.message, "hint": exc.hint}]},
+            {"message": f"error[E-MISSION]: {exc.message}", "where": f, "hint": exc.hint,
+             "exit_code": EXIT_REFUTED}, mission_error=exc.message)
+    code = {"proven": EXIT_OK, "refuted": EXIT_REFUTED}.get(report.status, EXIT_UNKNOWN)
+    failing = (*report.refuted, *report.unknown)
+    return FileVerdict(f, code, report.to_json(),
+                       error_json(diagnostic(failing[0]), f, code) if failing else None,
+                       report, sources=dict(compiler.sources) if failing else {})
 
 
 @click.command("verify")
@@ -43,51 +109,43 @@ from onboard.mission import MissionError
 @click.option("--timeout", type=FiniteFloat(min=0.001),
               default=DEFAULT_TIMEOUT_MS / 1000, show_default=True,
               help="Seconds the solver may spend on one obligation.")
+@executor_options
 @click.pass_context
-def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: float) -> None:
+def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: float,
+           executor: Executor) -> None:
     """Prove CCL FILES safe and within budget: no overflow, division by zero, index or range
     error, flight rules for every parameter set, worst-case cycles within the CPU share,
     memory and uplink, with a counterexample for anything that fails."""
     readable_inputs(files)
-    compiler = compiler_of(ctx)
+    _COMPILERS.clear()  # a file changed since an earlier invocation in this process is read anew
+    missions = tuple(Path(p) for p in (ctx.obj or {}).get("missions", ()))
     out = out_console(markup=False)  # names like `t[i]` are text, never markup
+    alone = executor.workers(len(files)) == 1 and executor.ray_address is None
+    jobs = [VerifyJob(f, missions, timeout, steps=alone) for f in files]
     results: list[dict[str, Any]] = []
     codes = []
     errors: list[dict[str, Any]] = []  # each failure, as --json shows it
-    for f in files:
-        try:
-            compiled = compiler.compile(Path(f))
-        except CclError as exc:
-            codes.append(EXIT_REFUTED)
-            errors.append(error_json(exc.diagnostics[0], f))
-            results.append({"file": f, "status": "rejected",
-                            "diagnostics": [d.to_json() for d in exc.diagnostics]})
-            if not as_json:
-                print_diagnostics(exc.diagnostics, compiler)
-            continue
-        try:
-            report = prove(compiled, f, timeout)
-        except MissionError as exc:
-            codes.append(EXIT_REFUTED)
-            errors.append({"message": f"error[E-MISSION]: {exc.message}", "where": f,
-                           "hint": exc.hint, "exit_code": EXIT_REFUTED})
-            results.append({"file": f, "status": "rejected",
-                            "diagnostics": [{"message": exc.message, "hint": exc.hint}]})
-            if not as_json:
-                click.echo(f"{f}: error[E-MISSION]: {exc.message}", err=True)
-            continue
-        codes.append({"proven": EXIT_OK, "refuted": EXIT_REFUTED}.get(report.status,
-                                                                        EXIT_UNKNOWN))
-        results.append(report.to_json())
-        failing = (*report.refuted, *report.unknown)
-        if failing:
-            errors.append(error_json(diagnostic(failing[0]), f, codes[-1]))
-        if as_json:
-            continue
-        if out.is_terminal:
-            _print_rich(out, report, compiler.sources)
-        else:
-            click.echo(render_text(report, compiler.sources))
+    verdicts = executor.map(verify_file, jobs)
+    shown = nullcontext(None) if alone else \
+        progress(f"verifying on {executor.describe(len(files))}", len(files), "files")
+    with shown as ticker:
+        for v in verdicts:
+            if ticker is not None:
+                ticker.advance()
+            codes.append(v.code)
+            results.append(v.result)
+            if v.error is not None:
+                errors.append(v.error)
+            if as_json:
+                continue
+            if v.diagnostics:
+                print_rendered(render(d, v.sources) for d in v.diagnostics)
+            elif v.mission_error:
+                click.echo(f"{v.file}: error[E-MISSION]: {v.mission_error}", err=True)
+            elif v.report is not None and out.is_terminal:
+                _print_rich(out, v.report, v.sources)
+            elif v.report is not None:
+                click.echo(render_text(v.report, v.sources))
     if as_json:
         statuses = [r["status"] for r in results]
         ok = all(s == "proven" for s in statuses)
@@ -98,12 +156,15 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
     sys.exit(code)
 
 
-def prove(compiled: Compiled, file: str, timeout: float | None = None) -> VerifyReport:
-    """``verify_program`` with its progress shown (on a terminal): it takes seconds."""
+def prove(compiled: Compiled, file: str, timeout: float | None = None, *,
+          steps: bool = True) -> VerifyReport:
+    """``verify_program`` with its progress shown (on a terminal, with ``steps``): it takes
+    seconds."""
     timeout_ms = DEFAULT_TIMEOUT_MS if timeout is None else max(1, round(timeout * 1000))
     with progress(f"verifying {file}", verification_steps(compiled.program),
-                  "steps") as ticker:
-        report = verify_program(compiled, timeout_ms=timeout_ms, step=ticker.advance)
+                  "steps") if steps else nullcontext(None) as ticker:
+        report = verify_program(compiled, timeout_ms=timeout_ms,
+                                step=ticker.advance if ticker is not None else None)
     keep_verdict(compiled, report)  # so that `ccl pack` need not prove it again
     return report
 

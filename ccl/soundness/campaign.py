@@ -18,7 +18,8 @@ extremes that change part-way, natives that return one value for some calls and 
 another), and judges every flight against the proof. Nothing here knows what anything
 costs: bounds come from the verifier, cycles from the VVM's telemetry.
 
-Used by ``benchmarks/soundness.py`` and ``tests/ccl/verify/test_campaign.py``.
+Run by ``ccl campaign`` (``cli/campaign_command.py``, over local processes or a Ray
+cluster), ``benchmarks/soundness.py`` and ``tests/ccl/verify/test_campaign.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import random
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -476,6 +478,52 @@ class Outcome:
         not handle (invalid text, a crash)."""
         return self.verdict in ("invalid", "crashed") or self.refused_by_board \
             or self.trapped or self.overran or self.bound_below_observed
+
+
+#: The counts a campaign reports, in order; the failure counts (all but the first four)
+#: must be 0.
+COUNTS = ("programs", "proven", "refuted", "unknown", "proven_but_refused_by_the_board",
+          "proven_but_trapped", "proven_but_overran", "bound_below_observed",
+          "campaign_errors")
+
+
+def counts(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    """How many programs had each verdict, and each kind of failure (``COUNTS``)."""
+    verdicts = Counter(o.verdict for o in outcomes)
+    proven = [o for o in outcomes if o.verdict == "proven"]
+    return {
+        "programs": len(outcomes),
+        "proven": verdicts["proven"],
+        "refuted": verdicts["refuted"],
+        "unknown": verdicts["unknown"],
+        "proven_but_refused_by_the_board": sum(o.refused_by_board for o in proven),
+        "proven_but_trapped": sum(o.trapped for o in proven),
+        "proven_but_overran": sum(o.overran for o in proven),
+        "bound_below_observed": sum(o.bound_below_observed for o in proven),
+        "campaign_errors": verdicts["invalid"] + verdicts["crashed"],
+    }
+
+
+def tightness(outcomes: Sequence[Outcome]) -> list[float]:
+    """Every task's proven bound over the most cycles it took, over the proven programs."""
+    return [r for o in outcomes if o.verdict == "proven" for r in o.ratios]
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank; 0 for none)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def write_failure(folder: Path, o: Outcome) -> Path:
+    """Write a failed program's files and what failed into ``folder/seed-N``; return its
+    configuration's path (``ccl verify`` on it reproduces the verdict)."""
+    where = folder / f"seed-{o.seed}"
+    path = generate(o.seed).write(where)
+    (where / "problems.txt").write_text("\n".join(o.problems) + "\n")
+    return path
 
 
 def combined_status(reports: list[VerifyReport]) -> str:
