@@ -99,14 +99,14 @@ def test_a_campaign_is_the_same_serial_local_and_on_ray(ray_address: str) -> Non
     # The solver's limit is wall-clock time: a query near it may be "unknown" on a loaded
     # machine and proven on an idle one. Far from it (these programs' queries take well
     # under 300 ms), every run decides the same.
-    runs = {how: ccl("campaign", "--programs", "16", "--seed", "1", "--timeout-ms", "5000",
+    runs = {how: ccl("campaign", "--programs", "8", "--seed", "1", "--timeout-ms", "5000",
                      "--json", *how)
             for how in (("--jobs", "1"), ("--jobs", "2"), ("--ray", ray_address))}
     serial = runs["--jobs", "1"]
     assert serial.returncode == 0, serial.stdout[-2000:]
     data = json.loads(serial.stdout)
-    assert data["programs"] == 16 and [o["seed"] for o in data["outcomes"]] == list(
-        range(1, 17))
+    assert data["programs"] == 8 and [o["seed"] for o in data["outcomes"]] == list(
+        range(1, 9))
     assert data["proven"] > 0 and data["refuted"] > 0  # the slice reaches both verdicts
     for how, proc in runs.items():
         assert proc.returncode == 0, (how, proc.stderr)
