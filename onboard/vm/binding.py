@@ -54,8 +54,10 @@ class ExtBinding:
     """An extension opcode bound to the body of a VMlet instruction.
 
     ``fixed_cost`` is the cycles of the body when it is straight-line code whose cost does
-    not depend on its arguments (its returns free): such an instruction is charged dispatch
-    plus body at once, like a built-in. None when the body is charged as it runs."""
+    not depend on its arguments (its returns free; the VMlet instructions it uses, through
+    the layers, are of fixed cost too): such an instruction is charged dispatch plus body
+    at once, like a built-in, and translated in place. None when the body is charged as it
+    runs."""
 
     vmlet: Bound
     function: int
@@ -103,9 +105,12 @@ class Bound:
 
 def ext_fixed_cost(vmlet: Bound, function: int, profile: MissionProfile) -> int | None:
     """Cycles of a VMlet instruction body if it is straight-line and of fixed cost (the
-    machine model's ``body_fixed_cost``)."""
+    machine model's ``body_fixed_cost``); the instructions it uses are those ``vmlet`` is
+    bound to (``vmlet.ext``, complete once that VMlet is loaded)."""
     return machine.CostModel.of(profile).body_fixed_cost(
-        isa.decode(vmlet.image.functions[function].code), vmlet.image.natives)
+        isa.decode(vmlet.image.functions[function].code), vmlet.image.natives,
+        [e.fixed_cost for e in vmlet.ext],
+        [e.vmlet.image.functions[e.function].n_locals for e in vmlet.ext])
 
 
 def bind_natives(image: Image, profile: MissionProfile,

@@ -24,6 +24,8 @@ body is inlined: no call and no return). An instruction starts only when its who
 in the budget left: for an extension whose body is straight-line code of fixed cost, that
 whole cost is dispatch plus body, charged at once, so it never suspends halfway; a body with
 branches, loops or argument-dependent natives is charged as it runs and may suspend inside.
+A body that uses other extension opcodes is of fixed cost when they all are (transitively,
+through the layers), each counted at its own whole charge (``machine.CostModel``).
 A trap inside a body is reported at the extension opcode. ``FORPREP`` is charged once on
 entry, ``FORLOOP`` at the end of every iteration; a conditional jump costs the same taken or
 not.

@@ -126,10 +126,12 @@ def load_vmlet(image: Image, profile: MissionProfile, host: Host,
     facts = _verify(image, profile, tuple(stack.values()))
     bound = _bind(image, profile, host, ())
     if facts.ext:  # its own instructions and those of the layers below it, used by its code
+        # its own instructions' fixed costs are the verifier's (they may use each other);
+        # a lower layer's come from its binding, complete since it was loaded first
         ext = tuple(ExtBinding(bound if e.vmlet == image.name else stack[e.vmlet].bound,
                                e.function, f"{e.vmlet}.{_instr_name(stack, image, e)}",
-                               ext_fixed_cost(bound if e.vmlet == image.name
-                                              else stack[e.vmlet].bound, e.function, profile))
+                               facts.unit_fixed[e.function] if e.vmlet == image.name
+                               else ext_fixed_cost(stack[e.vmlet].bound, e.function, profile))
                     for e in facts.ext)
         object.__setattr__(bound, "ext", ext)  # Bound is frozen; the binding refers to it
     hidden: set[str] = set()

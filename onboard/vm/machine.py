@@ -18,7 +18,9 @@ The model, in five parts (docs/language.md section 18 lists every limit with its
   native's cost formula on its arguments; ``CALL`` and an extension opcode add the set-up
   of the frame they push (``frame_slot`` cycles per local of the callee: a frame of 100,000
   locals is not set up for the price of one of 2); an extension opcode adds its VMlet body,
-  all at once when the body is straight-line code of fixed cost. The frame of an entry
+  all at once when the body is straight-line code of fixed cost (instructions of VMlets
+  it uses count as their own fixed charge: a body built of fixed-cost instructions is
+  fixed-cost too, and costs the sum of their charges). The frame of an entry
   point (a task, a rule, ``on apply``) is set up by the scheduler, outside the job.
 * **Memory.** A global or array element takes the bytes its declared range needs (1, 2 or
   4, the value stored as an offset from the range's low end); a call frame takes a word per
@@ -251,19 +253,32 @@ class CostModel:
         frame of ``n_locals`` locals."""
         return call_cycles(self.cycles, self.frame_slot, op, n_locals)
 
-    def body_fixed_cost(self, body: Iterable[isa.Decoded],
-                        natives: Sequence[str]) -> int | None:
+    def body_fixed_cost(self, body: Iterable[isa.Decoded], natives: Sequence[str],
+                        ext_fixed: Sequence[int | None] = (),
+                        ext_locals: Sequence[int] = ()) -> int | None:
         """The cycles of a VMlet instruction's decoded ``body`` when it is straight-line
         code of fixed cost (its returns free: the body is inlined), else None; ``natives``
         is the VMlet image's native import table. Such an instruction is charged dispatch
-        plus body at once."""
+        plus body at once.
+
+        A body may use instructions of its own VMlet or of the layers below it (extension
+        opcodes of the VMlet image's ``ext`` table): ``ext_fixed`` gives each one's fixed
+        body cost (None: charged as it runs) and ``ext_locals`` its frame. A body is fixed
+        when every instruction it uses is, and a nested instruction costs in it exactly
+        what it costs on its own (``fixed_charge``: its dispatch, its frame and its body),
+        so making a body fixed changes when it is charged, never how much."""
         total = 0
         for ins in body:
             op = ins.opcode
-            if op in (isa.JMP, isa.JZ, isa.JNZ, isa.FORPREP, isa.FORLOOP, isa.CALL, isa.HIDE) \
-                    or op >= isa.EXT_BASE:
+            if op in (isa.JMP, isa.JZ, isa.JNZ, isa.FORPREP, isa.FORLOOP, isa.CALL, isa.HIDE):
                 return None
-            if op == isa.CALLN:
+            if op >= isa.EXT_BASE:
+                k = op - isa.EXT_BASE
+                nested = ext_fixed[k] if k < len(ext_fixed) else None
+                if nested is None:
+                    return None
+                total += self.call(op, ext_locals[k]) + nested
+            elif op == isa.CALLN:
                 c = self.native_fixed.get(natives[ins.operands[0]])
                 if c is None:
                     return None
@@ -271,6 +286,30 @@ class CostModel:
             elif op not in (isa.RET, isa.RETV):
                 total += self.cycles[op]
         return total
+
+    def units_fixed_cost(self, code: Sequence[bytes], natives: Sequence[str],
+                         ext_unit: Sequence[int | None], ext_fixed: Sequence[int | None],
+                         ext_locals: Sequence[int]) -> tuple[int | None, ...]:
+        """``body_fixed_cost`` of each code unit of one VMlet image (``code``: its units'
+        bytecode), where its extension opcode ``k`` names either its own unit
+        ``ext_unit[k]`` (an instruction of the same VMlet: its cost is found here, in turn)
+        or, when ``ext_unit[k]`` is None, an instruction of a lower layer of fixed cost
+        ``ext_fixed[k]``. A unit that reaches itself again (recursion, which the verifier
+        refuses) is not of fixed cost."""
+        memo: dict[int, int | None] = {}
+
+        def of(unit: int) -> int | None:
+            if unit in memo:
+                return memo[unit]
+            memo[unit] = None  # while it is being costed: a cycle is not fixed
+            body = list(isa.decode(code[unit]))
+            nested = [ext_fixed[k] if own is None else
+                      (of(own) if any(d.opcode == isa.EXT_BASE + k for d in body) else None)
+                      for k, own in enumerate(ext_unit)]
+            memo[unit] = self.body_fixed_cost(body, natives, nested, ext_locals)
+            return memo[unit]
+
+        return tuple(of(u) for u in range(len(code)))
 
     def fixed_charge(self, ins: isa.Decoded, natives: Sequence[str],
                      ext_fixed: Sequence[int | None], unit_locals: Sequence[int],

@@ -179,12 +179,38 @@ def test_on_apply_delays_the_first_jobs() -> None:
     assert ok.ok and not late.ok and late.at_ms == 1000
 
 
+# --------------------------------------------------------------------------- fixed costs
+
+
+def test_a_body_of_fixed_cost_instructions_is_of_fixed_cost_and_costs_their_charges() -> None:
+    """Units of one VMlet image: 0 uses 1 (its own instruction) and a lower layer's
+    instruction (ext 1, fixed at 40); 2 uses 3, which uses 2 (a cycle: never fixed); 4 uses a
+    lower instruction charged as it runs."""
+    costs = machine.CostModel.of(COROT)
+    c = costs.cycles
+    ext0, ext1, ext2, ext3, ext4 = (isa.EXT_BASE + k for k in range(5))
+    code = [bytes([isa.LOAD_L, 0, ext0, ext1, isa.RETV]),
+            bytes([isa.LOAD_L, 0, isa.LOAD_L, 0, isa.ADD, isa.RETV]),
+            bytes([isa.LOAD_L, 0, ext3, isa.RETV]),
+            bytes([isa.LOAD_L, 0, ext2, isa.RETV]),
+            bytes([isa.LOAD_L, 0, ext4, isa.RETV])]
+    own = [1, None, 3, 2, None]
+    lower = [None, 40, None, None, None]
+    frames = [3, 2, 1, 1, 5]
+    fixed = costs.units_fixed_cost(code, (), own, lower, frames)
+    unit1 = 2 * c[isa.LOAD_L] + c[isa.ADD]
+    assert fixed[1] == unit1
+    # a nested instruction costs its dispatch, its frame and its body, as on its own
+    assert fixed[0] == c[isa.LOAD_L] + costs.call(ext0, 3) + unit1 + costs.call(ext1, 2) + 40
+    assert fixed[2] is None and fixed[3] is None and fixed[4] is None
+
+
 # --------------------------------------------------------------------------- one definition
 
 #: Names the machine model defines; no other module of the product may define them again.
 MODEL_NAMES = {"tdiv", "tmod", "binary_interval", "unary_interval", "opcode_cycles",
                "opcode_costs", "slot_bytes", "width_bytes", "call_frame_bytes", "globals_bytes",
-               "admits", "frame_loss", "schedulability", "body_fixed_cost",
+               "admits", "frame_loss", "schedulability", "body_fixed_cost", "units_fixed_cost",
                "frame_setup_cycles", "call_cycles"}
 #: Text that restates the model: (pattern, what it restates).
 MODEL_TEXT = [

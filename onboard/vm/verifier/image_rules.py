@@ -43,7 +43,8 @@ def verify_image(
     _check_entries(image)
     # the VMlets it uses (a VMlet: the layers below it), with theirs, each as pinned
     used = _used_vmlets(image, target, vmlets, hidden)
-    ext, ext_heights, ext_chains, ext_fixed, ext_charge = _ext_targets(image, used, target)
+    ext, ext_heights, ext_chains, ext_fixed, ext_charge, units_fixed = \
+        _ext_targets(image, used, target)
     offered = frozenset().union(*(_offered(used[ref.name][0], used, hidden)
                                   for ref in image.uses))
     if image.kind == ImageKind.VMLET:  # its own code: what its `on load` hides comes after
@@ -62,7 +63,7 @@ def verify_image(
                           f"the {target.data_bytes} bytes of data memory")
     _check_periods(image, target)
     largest = max(_check_charges(image, target, units, ext, ext_fixed), ext_charge)
-    return ImageFacts(units, ext, visible, heights, chains, static, largest)
+    return ImageFacts(units, ext, visible, heights, chains, static, largest, units_fixed)
 
 
 def _check_periods(image: Image, target: Target) -> None:
@@ -251,26 +252,35 @@ def _instr(vm: Image, name: str) -> int | None:
 
 
 _ExtFacts = tuple[tuple[ExtTarget, ...], tuple[int, ...], tuple[int, ...],
-                  tuple[int | None, ...], int]
+                  tuple[int | None, ...], int, tuple[int | None, ...]]
 
 
-def _body_fixed(vm: Image, function: int, target: Target) -> int | None:
+def _units_fixed(image: Image, target: Target, own: Sequence[int | None],
+                 lower_fixed: Sequence[int | None],
+                 ext_locals: Sequence[int]) -> tuple[int | None, ...]:
+    """The fixed cost of each code unit of a VMlet image as an instruction body (the
+    machine model's ``units_fixed_cost``); empty for a configuration or without a cost
+    model."""
     costs = target.costs
-    if costs is None:
-        return None
+    if costs is None or image.kind != ImageKind.VMLET:
+        return ()
     try:
-        return costs.body_fixed_cost(isa.decode(vm.functions[function].code), vm.natives)
+        return costs.units_fixed_cost([u.code for u in image.functions], image.natives, own,
+                                      lower_fixed, ext_locals)
     except (isa.DecodeError, IndexError):  # verified later (or already refused)
-        return None
+        return (None,) * len(image.functions)
 
 
 def _ext_targets(image: Image, used: Mapping[str, tuple[Image, ImageFacts]],
                  target: Target) -> _ExtFacts:
     """An image's extension opcodes: a VMlet's own instructions (call heights and frame
     chains come later: -1) and instructions of the VMlets it runs on (a configuration's
-    all are), with the call height and the frame chain of each body, its fixed cost, and
-    the largest charge of the VMlets whose instructions are charged as they run."""
-    out, heights, chains, fixed = [], [], [], []
+    all are), with the call height and the frame chain of each body, its fixed cost, the
+    largest charge of the VMlets whose instructions are charged as they run, and (for a
+    VMlet) the fixed cost of each of its own units as an instruction body."""
+    out, heights, chains = [], [], []
+    fixed: list[int | None] = []
+    own_units: list[int | None] = []
     charge = 0
     for k, ref in enumerate(image.ext):
         if image.kind == ImageKind.VMLET and ref.vmlet == image.name:
@@ -284,7 +294,8 @@ def _ext_targets(image: Image, used: Mapping[str, tuple[Image, ImageFacts]],
                                  unit.n_locals))
             heights.append(-1)
             chains.append(-1)
-            fixed.append(_body_fixed(image, own, target))
+            fixed.append(None)  # found below, with the rest of its own units
+            own_units.append(own)
             continue
         entry = used.get(ref.vmlet)
         f = _instr(entry[0], ref.instr) if entry is not None else None
@@ -298,7 +309,13 @@ def _ext_targets(image: Image, used: Mapping[str, tuple[Image, ImageFacts]],
         out.append(ExtTarget(vm.name, f, unit.n_params, bool(unit.returns), unit.n_locals))
         heights.append(facts.call_heights[f])
         chains.append(facts.frame_chains[f])
-        fixed.append(_body_fixed(vm, f, target))
+        fixed.append(facts.unit_fixed[f] if facts.unit_fixed else None)
+        own_units.append(None)
         if fixed[-1] is None:
             charge = max(charge, facts.largest_charge)
-    return tuple(out), tuple(heights), tuple(chains), tuple(fixed), charge
+    units_fixed = _units_fixed(image, target, own_units, fixed, [e.n_locals for e in out])
+    for k, own in enumerate(own_units):
+        if own is not None and units_fixed:
+            fixed[k] = units_fixed[own]
+    return tuple(out), tuple(heights), tuple(chains), tuple(fixed), charge, units_fixed
+

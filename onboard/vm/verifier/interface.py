@@ -136,6 +136,9 @@ class ImageFacts:
     frame_chains: tuple[int, ...] = ()  # bytes of the deepest chain of frames from each unit
     static_data: int = 0  # bytes of globals and arrays at their ranged widths
     largest_charge: int = 0  # the largest fixed charge of one instruction (0: not computed)
+    # a VMlet's: the fixed cost of each code unit as an instruction body, None where it is
+    # charged as it runs (the machine model's ``units_fixed_cost``; empty: not computed)
+    unit_fixed: tuple[int | None, ...] = ()
 
     @property
     def call_depth(self) -> int:
