@@ -38,6 +38,7 @@ from onboard.patching.patch_format import key_from_text
 from onboard.patching.patcher import FateStatus
 from onboard.patching.store import Phase
 from onboard.sim.simulator import KEY_FILE, Simulator
+from onboard.vm.image import ImageKind
 from onboard.vm.loader import LoadError
 from onboard.vm.vvm import carry, run_unit
 
@@ -161,20 +162,35 @@ class Session:
 
     def _prove(self, compiler: Compiler, compiled: Compiled) -> tuple[Verdict, list[str]]:
         """The verdict on ``compiled`` (a kept proof of the very same configuration, or a
-        new proof); ``Refused`` with the counterexamples unless proven."""
-        kept = proof_cache.recall(compiled)
+        new proof), after proving the session's own VMlets it uses (a configuration's proof
+        covers only the instructions it calls; the board will hold them all); ``Refused``
+        with the counterexamples unless all are proven."""
+        lines: list[str] = []
+        trial = self.workspace.directory.resolve()
+        for vmlet in compiled.vmlets:
+            if Path(vmlet.program.file).resolve().is_relative_to(trial):
+                lines += self._proof(compiler, vmlet)[1]
+        verdict, more = self._proof(compiler, compiled)
+        return verdict, lines + more
+
+    @staticmethod
+    def _proof(compiler: Compiler, unit: Compiled) -> tuple[Verdict, list[str]]:
+        what = f"{unit.image.kind.name.lower()} {unit.image.name} v{unit.image.version}"
+        kept = proof_cache.recall(unit)
         if kept is not None:
             verdict = Verdict(**kept, reused=True)  # type: ignore[arg-type]
-            return verdict, [f"proven (the kept proof of this very configuration): "
-                             f"{verdict.detail}"]
-        report = verify_program(compiled)
-        keep_verdict(compiled, report)
+            return verdict, [f"proven {what} (the kept proof of this very text)"
+                             + (f": {verdict.detail}" if unit.image.kind is ImageKind.CONFIG
+                                else "")]
+        report = verify_program(unit)
+        keep_verdict(unit, report)
         verdict = verdict_of(report)
         if report.status != "proven":
             failing = [*report.refuted, *report.unknown]
-            raise Refused([f"not proven ({report.status}): the board is not asked",
+            raise Refused([f"{what} not proven ({report.status}): the board is not asked",
                            *(render(diagnostic(o), compiler.sources) for o in failing)])
-        lines = [f"proven: {verdict.detail}"]
+        lines = [f"proven {what}" + (f": {verdict.detail}" if unit.image.kind is
+                                     ImageKind.CONFIG else "")]
         lines += [f"  {worst_case_line(w)}" for w in report.budgets.worst_cases]
         return verdict, lines
 

@@ -1,0 +1,178 @@
+"""``vvm repl`` (the RVM), driven as an operator's script drives it: the real command in a
+process of its own, reading its entries from standard input.
+
+The golden transcript (``golden/rvm_session.txt``, rewritten by ``pytest --update-goldens``)
+is a session that adds an instruction, uses it (``=`` and ``:run``), redefines it and undoes
+the redefinition; the other tests check what a transcript cannot show by itself: the cycles
+it prints are exactly those ``ccl verify`` proves and the mission's cycle table gives, a
+refused change leaves the state directory byte-identical, and ``vvm --help`` does not load
+the compiler. Each test keeps its proofs in a folder of its own, so that whether a proof is
+new or reused is the same on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from onboard.mission import find_mission
+from onboard.vm.isa import CostClass
+
+ROOT = Path(__file__).resolve().parents[2]
+Session = tuple[Path, "subprocess.CompletedProcess[str]"]  # where it ran, what it did
+GOLDEN = Path(__file__).parent / "golden" / "rvm_session.txt"
+
+TWICE_MUL = "instr twice(a: int[0..1000]) -> int[0..2000] { return a * 2; }"
+TWICE_ADD = "instr twice(a: int[0..1000]) -> int[0..2000] { return a + a; }"
+
+SESSION = f"""\
+// a scripted session: add an instruction, use it, redefine it, undo
+:vmlets
+param k : int[0..100] = 7;
+{TWICE_MUL}
+= twice(k)
+var acc : int[0..1000000] = 0;
+task tick every 1 s {{
+    acc = min(acc + twice(k), 1000000);
+}}
+:run 20
+:instrs
+:describe twice
+{TWICE_ADD}
+= twice(k)
+:run 20
+:undo
+= twice(k)
+:run 20
+:state
+:source
+"""
+
+
+def repl(cwd: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``vvm repl ARGS`` in ``cwd`` with ``script`` on standard input (not a terminal)."""
+    env = os.environ | {"PYTHONPATH": str(ROOT), "CCL_PROOF_CACHE": str(cwd / "proofs")}
+    env.pop("CCL_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "cli.vvm", "repl", *args], input=script,
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` and its bytes."""
+    return {str(p.relative_to(directory)): p.read_bytes()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
+    cwd = tmp_path_factory.mktemp("rvm")
+    return cwd, repl(cwd, SESSION, "state", "--mission", "corot", "--uses", "photometry",
+                     "--echo")
+
+
+def test_the_scripted_session_matches_its_golden_transcript(
+        session: Session, update_goldens: bool) -> None:
+    _, proc = session
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    if update_goldens:
+        GOLDEN.write_text(proc.stdout)
+    assert proc.stdout == GOLDEN.read_text()
+
+
+def _runs(stdout: str) -> list[int]:
+    """Cycles per run of task ``tick`` in each ``:run``."""
+    return [int(c) for c in re.findall(r"task tick every 1 s: \d+ runs, \d+ cycles "
+                                       r"\((\d+) per run\)", stdout)]
+
+
+def _evals(stdout: str) -> list[tuple[int, int]]:
+    return [(int(v), int(c)) for v, c in re.findall(r"^(-?\d+)   \((\d+) cycles\)$", stdout,
+                                                      re.M)]
+
+
+def _proven(stdout: str) -> list[int]:
+    return [int(c) for c in re.findall(r"task tick every 1 s: ([\d,]+) cycles$", stdout,
+                                       re.M)]
+
+
+def test_cycles_are_exact_throughout(
+        session: Session) -> None:
+    """Added, redefined, undone: each :run meters per run of the task exactly what the
+    verifier proved for that configuration, and what ``ccl verify`` reports for the
+    sources the session left; the redefinition's saving is the cycle table's."""
+    cwd, proc = session
+    out = proc.stdout
+    runs = _runs(out)
+    evals = _evals(out)
+    assert len(runs) == 3 and len(evals) == 3
+    assert [v for v, _ in evals] == [14, 14, 14]
+    cycles = find_mission("corot").cycles
+    # `a * 2` is LOAD_L PUSH MUL, `a + a` LOAD_L LOAD_L ADD
+    saving = (cycles[CostClass.CONST] + cycles[CostClass.MUL]) - \
+        (cycles[CostClass.LOCAL] + cycles[CostClass.ALU])
+    assert saving > 0
+    assert runs[0] - runs[1] == saving == evals[0][1] - evals[1][1]
+    assert runs[2] == runs[0] and evals[2] == evals[0]  # undone: as before, exactly
+    proven = _proven(out)  # the verifier's worst case of each configuration sent anew
+    assert proven == runs[:2]
+    instr = [int(c) for c in re.findall(r"^  instr twice: (\d+) cycles$", out, re.M)]
+    assert len(instr) == 2 and instr[0] - instr[1] == saving  # the VMlet's own proof
+    verify = subprocess.run([sys.executable, "-m", "cli.ccl", "verify", "--json",
+                             "state/rvm/src/config.ccl"], capture_output=True, text=True,
+                            cwd=cwd, env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=600)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    report = json.loads(verify.stdout)
+    tasks = [w for f in report["files"] for w in f["budgets"]["worst_cases"]
+             if w["kind"] == "task" and w["name"] == "tick"]
+    assert [(w["bound"], w["exact"]) for w in tasks] == [(runs[2], True)]
+
+
+def test_a_refused_change_leaves_the_state_byte_identical(tmp_path: Path) -> None:
+    first = repl(tmp_path, f"var acc : int[0..1000] = 0;\n{TWICE_MUL}\n", "state",
+                 "--mission", "corot", "--uses", "photometry")
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = files(tmp_path / "state")
+    refused = repl(tmp_path, "fn bad() -> int { return nope; }\n"
+                   "task grow every 1 s { acc = acc + twice(1); }\n"
+                   f"{TWICE_MUL.replace('a * 2', 'a / (a - 3)')}\n"
+                   "frobnicate;\n:nonsense\n", "state")
+    assert refused.returncode == 1
+    out = refused.stdout
+    assert "error[E-UNKNOWN-NAME]: unknown name `nope`" in out  # the compiler, with caret
+    assert re.search(r"^ +\^{4}$", out, re.M)
+    assert "error[V-RANGE]: refuted" in out and "counterexample: acc = " in out  # the prover
+    assert "error[V-DIV-ZERO]" in out or "refuted" in out.split("a / (a - 3)")[-1]
+    assert "`frobnicate;` is not a declaration" in out
+    assert "no such command: :nonsense" in out
+    assert "board:" not in out  # nothing reached the board
+    assert files(tmp_path / "state") == before
+
+
+def test_undo_with_nothing_to_undo_and_usage_errors(tmp_path: Path) -> None:
+    proc = repl(tmp_path, ":undo\n= 6 * 7\n:run 3\n:quit\n= 1\n", "s", "--mission", "corot")
+    assert proc.returncode == 1  # the :undo
+    assert proc.stdout.splitlines()[0] == \
+        "error: nothing to undo: no change of this session is on board"
+    assert "42   (" in proc.stdout
+    assert "ran 3 frames" in proc.stdout
+    assert proc.stdout.count("(") == 1  # `= 1` after :quit never ran
+    usage = repl(tmp_path, "", )
+    assert usage.returncode == 2 and "give a state directory or --mission" in usage.stderr
+    assert "Traceback" not in usage.stderr
+
+
+def test_vvm_help_lists_repl_without_loading_the_compiler() -> None:
+    code = ("import sys\nfrom cli.vvm import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\nprint('\\n'.join(sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert "repl" in proc.stdout and "An interactive session on a simulated VVM" in proc.stdout
+    loaded = set(proc.stderr.splitlines())
+    assert not {m for m in loaded if m == "ccl" or m.startswith(("ccl.", "cli.rvm", "z3"))}
