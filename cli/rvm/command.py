@@ -57,11 +57,15 @@ COMMANDS = ("eval", "run", "vmlets", "instrs", "services", "describe", "source",
             "cycles", "undo", "help", "quit")
 
 
-def entries(lines: Iterable[str]) -> Iterator[str]:
+def entries(lines: Iterable[str | None]) -> Iterator[str]:
     """The entries in ``lines``: a command on one line, or CCL up to the ``;`` or ``}``
-    that ends it at brace depth 0, or up to a blank line."""
+    that ends it at brace depth 0, or up to a blank line. None (Ctrl-C on a terminal)
+    drops the entry being typed."""
     buffer: list[str] = []
     for line in lines:
+        if line is None:
+            buffer = []
+            continue
         stripped = line.strip()
         if not buffer:
             if not stripped or stripped.startswith("//"):
@@ -75,12 +79,20 @@ def entries(lines: Iterable[str]) -> Iterator[str]:
             continue
         buffer.append(line.rstrip("\n"))
         text = "\n".join(buffer)
-        code = re.sub(r"//[^\n]*", "", text).rstrip()
-        if code.count("{") <= code.count("}") and code.endswith((";", "}")):
+        if whole_entry(text):
             yield text.strip()
             buffer = []
     if buffer:
         yield "\n".join(buffer).strip()
+
+
+def whole_entry(text: str) -> bool:
+    """Whether CCL ``text`` is a whole entry: a command, or ended by ``;`` or ``}`` with
+    its braces closed (comments aside)."""
+    code = re.sub(r"//[^\n]*", "", text).strip()
+    if code.startswith((":", "=")):
+        return True
+    return code.count("{") <= code.count("}") and code.endswith((";", "}"))
 
 
 class Console:
@@ -310,19 +322,21 @@ def _interactive(console: Console, directory: Path) -> None:
     readline.set_completer_delims(" \t\n(),;=+-*/<>")
     readline.parse_and_bind("tab: complete")
 
-    def lines() -> Iterator[str]:
-        prompt = PROMPT
+    def lines() -> Iterator[str | None]:
+        pending = ""  # what was typed of an entry not yet whole
         while not console.done:
             try:
-                line = input(prompt)
+                line = input(MORE if pending else PROMPT)
             except EOFError:
                 return
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # drops the entry being typed
                 click.echo("")
+                pending = ""
+                yield None
                 continue
             yield line
-            prompt = MORE if line.strip() and not line.strip().startswith((":", "=")) \
-                else PROMPT
+            pending = "" if not line.strip() or whole_entry(pending + "\n" + line) \
+                else pending + "\n" + line
 
     try:
         for entry in entries(lines()):

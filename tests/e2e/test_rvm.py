@@ -29,30 +29,8 @@ Session = tuple[Path, "subprocess.CompletedProcess[str]"]  # where it ran, what 
 GOLDEN = Path(__file__).parent / "golden" / "rvm_session.txt"
 
 TWICE_MUL = "instr twice(a: int[0..1000]) -> int[0..2000] { return a * 2; }"
-TWICE_ADD = "instr twice(a: int[0..1000]) -> int[0..2000] { return a + a; }"
 
-SESSION = f"""\
-// a scripted session: add an instruction, use it, redefine it, undo
-:vmlets
-param k : int[0..100] = 7;
-{TWICE_MUL}
-= twice(k)
-var acc : int[0..1000000] = 0;
-task tick every 1 s {{
-    acc = min(acc + twice(k), 1000000);
-}}
-:run 20
-:instrs
-:describe twice
-{TWICE_ADD}
-= twice(k)
-:run 20
-:undo
-= twice(k)
-:run 20
-:state
-:source
-"""
+SESSION = (ROOT / "missions" / "corot" / "sessions" / "twice.rvm").read_text()
 
 
 def repl(cwd: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -176,3 +154,38 @@ def test_vvm_help_lists_repl_without_loading_the_compiler() -> None:
     assert "repl" in proc.stdout and "An interactive session on a simulated VVM" in proc.stdout
     loaded = set(proc.stderr.splitlines())
     assert not {m for m in loaded if m == "ccl" or m.startswith(("ccl.", "cli.rvm", "z3"))}
+
+
+def test_on_a_terminal_it_prompts_completes_and_keeps_history(tmp_path: Path) -> None:
+    """On a terminal: a prompt, Tab completes a command (`:he` -> `:help`) and a name
+    (`twi` -> `twice`), and the entries are kept in the state directory's history."""
+    import pty  # noqa: PLC0415 - POSIX only, as the terminal it stands for
+
+    first = repl(tmp_path, f"{TWICE_MUL}\n", "state", "--mission", "corot", "--uses",
+                 "photometry")
+    assert first.returncode == 0, first.stdout + first.stderr
+    master, slave = pty.openpty()
+    env = os.environ | {"PYTHONPATH": str(ROOT), "CCL_PROOF_CACHE": str(tmp_path / "proofs"),
+                        "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.vvm", "repl", "state"], cwd=tmp_path,
+                            stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    shown = b""
+
+    def until(text: bytes) -> None:
+        nonlocal shown
+        while text not in shown:
+            chunk = os.read(master, 4096)
+            assert chunk, shown.decode(errors="replace")
+            shown += chunk
+
+    until(b"rvm> ")
+    os.write(master, b":he\t\n")
+    until(b":quit        leave")
+    os.write(master, b"= twi\t(20)\n")
+    until(b"40   (")
+    os.write(master, b":quit\n")
+    assert proc.wait(timeout=120) == 0
+    os.close(master)
+    history = (tmp_path / "state" / "rvm" / "history").read_text()
+    assert ":help" in history and "= twice(20)" in history
