@@ -26,8 +26,8 @@ import click
 
 from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, note
 from cli.options import output_options
-from cli.rvm.session import Evaluation, Refused, Session
-from cli.rvm.workspace import NotADeclaration
+from cli.rvm.session import WORKSPACE_DIR, Evaluation, Refused, Session
+from cli.rvm.workspace import SESSION_FILE, NotADeclaration
 from cli.vvm import _fail, _missions, _onboard_errors, _open, _state_path, shown_value
 from onboard.sim.simulator import Simulator
 from onboard.vm.readback import read_back
@@ -110,8 +110,9 @@ class Console:
         except Refused as exc:
             self.failures += 1
             for line in exc.lines:
-                self.out(line if line.startswith(("error", "warning")) or "\n" in line
-                         else f"error: {line}")
+                self.out(line if line.startswith(("error", "warning", "hint:", "board:",
+                                                         "proven", "packed:", " "))
+                         or "\n" in line else f"error: {line}")
 
     def _dispatch(self, entry: str) -> None:
         if entry.startswith("="):
@@ -356,7 +357,7 @@ def _interactive(console: Console, directory: Path) -> None:
               "not exist yet, else in a new temporary directory).")
 @click.option("--uses", "base", multiple=True, metavar="VMLET",
               help="A mission VMlet the session's configuration runs on (repeatable; "
-                   "fresh sessions only).")
+                   "at a session's start only).")
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True,
               help="Seed of a fresh VVM's simulated spacecraft.")
 @click.option("--echo", is_flag=True, help="Not on a terminal: print each entry after a "
@@ -381,10 +382,14 @@ def repl(ctx: click.Context, state: str | None, mission: str | None, base: tuple
             assert mission is not None
             sim = Simulator.init(_state_path(state, new=True), mission, seed, missions)
         else:
-            if mission is not None or base:
-                _fail(f"{state} exists: it has its mission and VMlets already",
-                      "drop --mission and --uses, or give a new directory", EXIT_USAGE)
+            if mission is not None:
+                _fail(f"{state} exists: it has its mission already",
+                      "drop --mission, or give a new directory", EXIT_USAGE)
             sim = _open(state, missions)
+            if base and (sim.directory / WORKSPACE_DIR / SESSION_FILE).exists():
+                _fail(f"{state} holds a session already, on the VMlets it started on",
+                      "drop --uses (a typed `vmlet NAME { uses ...; }` adds a layer)",
+                      EXIT_USAGE)
         session = Session.attach(sim, base, missions)
         console = Console(session, click.echo)
         if sys.stdin.isatty():

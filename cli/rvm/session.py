@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ccl.compiled import Compiled
@@ -92,21 +92,36 @@ class Session:
 
     def undo(self) -> list[str]:
         """Send the snapshot before the last change again. Raises ``Refused``."""
-        if not self.workspace.history:
+        ws = self.workspace
+        if not ws.history:
+            if ws.current is not None and not ws.current.empty:
+                raise Refused(["nothing to undo: before this session's first change the "
+                               "board ran a configuration not made in a session, whose "
+                               "source is unknown here",
+                               "hint: send it again as any patch (`ccl pack --base`, "
+                               "`vvm apply`)"])
             raise Refused(["nothing to undo: no change of this session is on board"])
-        return self._send(self.workspace.history[-1], self.workspace.counter, undo=True)
+        target = ws.history[-1]
+        if target.empty:  # the board ran nothing: the equivalent is a configuration of
+            # nothing, which was never on board, so it takes a number of its own
+            return self._send(replace(target, config_version=ws.counter + 1),
+                              ws.counter + 1, undo=True)
+        return self._send(target, ws.counter, undo=True)
 
     def _send(self, target: Snapshot, number: int, *, undo: bool) -> list[str]:
         ws = self.workspace
         trial = ws.directory / "try"
+        running_before = self.sim.vvm.program
         try:
             lines = self._through_the_uplink(target, trial)
         finally:
             shutil.rmtree(trial, ignore_errors=True)
         if undo:
             ws.history.pop()
-        elif ws.current is not None or not target.empty:
-            ws.history.append(ws.current or Snapshot())
+        elif ws.current is not None:
+            ws.history.append(ws.current)
+        elif running_before is None:
+            ws.history.append(Snapshot())  # the board ran nothing before
         ws.current = target
         ws.counter = number
         ws.save()

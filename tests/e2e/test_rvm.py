@@ -189,3 +189,30 @@ def test_on_a_terminal_it_prompts_completes_and_keeps_history(tmp_path: Path) ->
     os.close(master)
     history = (tmp_path / "state" / "rvm" / "history").read_text()
     assert ":help" in history and "= twice(20)" in history
+
+
+def test_on_a_board_running_another_configuration(tmp_path: Path) -> None:
+    """A state directory whose configuration came by `vvm apply`: the first change replaces
+    it (a patch against it: delta or full, whichever is smaller), and undo does not pretend
+    to know its source."""
+    env = os.environ | {"PYTHONPATH": str(ROOT), "CCL_PROOF_CACHE": str(tmp_path / "proofs")}
+
+    def run(*argv: str) -> None:
+        proc = subprocess.run([sys.executable, "-m", *argv], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    run("cli.ccl", "pack", str(ROOT / "missions/corot/configs/exo_e1.ccl"), "-o", "v5.vvmp")
+    run("cli.vvm", "init", "sat", "--mission", "corot")
+    run("cli.vvm", "apply", "sat", "v5.vvmp")
+    proc = repl(tmp_path, ":state n_stars\n= med3(1, 9, 5)\n"
+                "param extra : int[0..5] = 2;\n:undo\n", "sat", "--uses", "photometry")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("config exo_e1 v5 ") and lines[1].startswith("  param n_stars")
+    assert lines[2].startswith("5   (")  # med3 through the session's --uses photometry
+    assert re.search(r"^packed: (full|delta) patch of rvm v1", proc.stdout, re.M)
+    assert "committed" in proc.stdout
+    assert "error: nothing to undo: before this session's first change the board ran a " \
+           "configuration not made in a session" in proc.stdout
+    assert re.search(r"^hint: send it again", proc.stdout, re.M)
