@@ -154,6 +154,31 @@ def test_vvm_help_lists_repl_without_loading_the_compiler() -> None:
     assert "repl" in proc.stdout and "An interactive session on a simulated VVM" in proc.stdout
     loaded = set(proc.stderr.splitlines())
     assert not {m for m in loaded if m == "ccl" or m.startswith(("ccl.", "cli.rvm", "z3"))}
+    from cli.rvm.command import repl as real  # noqa: PLC0415 - loaded as `vvm repl` loads it
+    from cli.vvm import LAZY_COMMANDS  # noqa: PLC0415
+
+    for width in (30, 45, 70, 200):  # the help `vvm --help` lists is the command's own
+        assert LAZY_COMMANDS["repl"].short_help(width) == real.get_short_help_str(width)
+
+
+def test_a_whole_vmlet_typed_at_the_prompt(tmp_path: Path) -> None:
+    """`vmlet NAME { ... }` over several lines (and a declaration over two): the VMlet is
+    proven, sent inside the configuration's patch, loaded on board on its layer, and its
+    instruction evaluates."""
+    script = ("vmlet scale {\n    uses photometry;\n"
+              "    instr thrice(a: int[0..100]) -> int[0..300] { return 3 * a; }\n}\n"
+              "= thrice(med3(1, 9, 5))\n"
+              "param p : int[0..9]\n    = 4;\n"
+              "fn f(x: int[0..9]) -> int[0..27] { return 3 * x; }\n"
+              "= f(p)\n:describe scale\n:vmlets\n")
+    proc = repl(tmp_path, script, "state", "--mission", "corot")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "proven vmlet scale v1" in out and "  instr thrice: " in out
+    assert re.search(r"^15   \(\d+ cycles\)$", out, re.M)  # 3 * med3(1, 9, 5)
+    assert re.search(r"^12   \(\d+ cycles\)$", out, re.M)
+    assert "vmlet scale {\nuses photometry;\ninstr thrice" in out
+    assert re.search(r"^scale v1 [0-9a-f]{16} on photometry: instrs thrice", out, re.M)
 
 
 def test_on_a_terminal_it_prompts_completes_and_keeps_history(tmp_path: Path) -> None:
