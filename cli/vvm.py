@@ -1,7 +1,9 @@
 """The ``vvm`` command: the onboard simulator's user interface.
 
 It imports nothing of the ground toolchain (``ccl``, ``ground``): the onboard side stands
-alone, and so does its simulator. ``vvm init/load/apply/run/status/dump`` drive a simulated
+alone, and so does its simulator. The one exception is ``vvm repl`` (``cli.rvm``, the RVM:
+a ground console attached to a simulated board, which compiles and proves what is typed at
+it), named in ``LAZY_COMMANDS`` and imported only when it runs. ``vvm init/load/apply/run/status/dump`` drive a simulated
 VVM kept in a state directory (``onboard.sim.simulator``); ``vvm inspect`` reads an image as
 the satellite would; ``vvm dump`` reads back the values of the configuration running.
 
