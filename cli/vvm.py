@@ -3,9 +3,11 @@
 It imports nothing of the ground toolchain (``ccl``, ``ground``): the onboard side stands
 alone, and so does its simulator. The one exception is ``vvm repl`` (``cli.rvm``, the RVM:
 a ground console attached to a simulated board, which compiles and proves what is typed at
-it), named in ``LAZY_COMMANDS`` and imported only when it runs. ``vvm init/load/apply/run/status/dump`` drive a simulated
-VVM kept in a state directory (``onboard.sim.simulator``); ``vvm inspect`` reads an image as
-the satellite would; ``vvm dump`` reads back the values of the configuration running.
+it), named in ``LAZY_COMMANDS`` and imported only when it runs.
+
+``vvm init/load/apply/run/status/dump`` drive a simulated VVM kept in a state directory
+(``onboard.sim.simulator``); ``vvm inspect`` reads an image as the satellite would; ``vvm
+dump`` reads back the values of the configuration running.
 
 The command line follows ``ccl``'s convention (``cli.options``): ``--missions``, ``--json``,
 ``--quiet`` and ``--version`` before the command, ``--json``/``--quiet`` (and ``--missions``)
