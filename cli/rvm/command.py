@@ -45,6 +45,7 @@ packed, checked on board, applied at a frame boundary, probation, committed):
 Typing a name again redefines it. An entry ends with `;` or its closing brace, or a blank line.
   = EXPR, :eval EXPR   evaluate EXPR in the running configuration (outside the scheduler)
   :run N               run N frames; cycles per task and per frame
+  :apps                the applications running (one today: the configuration)
   :vmlets              the VMlets loaded          :instrs      their instructions
   :services            host services, visible or hidden
   :describe NAME       what NAME is               :source      the configuration's source
@@ -53,7 +54,7 @@ Typing a name again redefines it. An entry ends with `;` or its closing brace, o
   :undo                send the configuration before the last change again
   :help                this text                  :quit        leave (end of input too)"""
 
-COMMANDS = ("eval", "run", "vmlets", "instrs", "services", "describe", "source", "state",
+COMMANDS = ("eval", "run", "apps", "vmlets", "instrs", "services", "describe", "source", "state",
             "cycles", "undo", "help", "quit")
 
 
@@ -201,6 +202,21 @@ class Console:
         from cli.vvm import fate_line  # noqa: PLC0415 - patches waiting that the run took
         for e in sim.reconfiguration.events[seen:]:
             self.out(fate_line(e))
+
+    def _cmd_apps(self, rest: str) -> None:
+        # One configuration runs on a VVM today; several applications side by side (issue
+        # 15, point 2) will each be a line here, with their part of the share.
+        vvm = self.session.sim.vvm
+        program = vvm.program
+        if program is None:
+            self.out("(no application runs)")
+            return
+        image = program.image
+        stack = ", ".join(v.image.name for v in program.vmlets) or "-"
+        tasks = ", ".join(f"{t.name} every {t.period_ms / 1000:g} s"
+                          for t in image.tasks) or "-"
+        self.out(f"{image.name} v{image.version} {image.short_hash} on {stack}: tasks "
+                 f"{tasks}")
 
     def _cmd_cycles(self, rest: str) -> None:
         vvm = self.session.sim.vvm

@@ -231,7 +231,7 @@ def test_on_a_board_running_another_configuration(tmp_path: Path) -> None:
     run("cli.vvm", "init", "sat", "--mission", "corot")
     run("cli.vvm", "apply", "sat", "v5.vvmp")
     proc = repl(tmp_path, ":state n_stars\n= med3(1, 9, 5)\n"
-                "param extra : int[0..5] = 2;\n:undo\n", "sat", "--uses", "photometry")
+                "param extra : int[0..5] = 2;\n:undo\n:apps\n", "sat", "--uses", "photometry")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("config exo_e1 v5 ") and lines[1].startswith("  param n_stars")
@@ -241,3 +241,4 @@ def test_on_a_board_running_another_configuration(tmp_path: Path) -> None:
     assert "error: nothing to undo: before this session's first change the board ran a " \
            "configuration not made in a session" in proc.stdout
     assert re.search(r"^hint: send it again", proc.stdout, re.M)
+    assert re.search(r"^rvm v1 [0-9a-f]{16} on photometry: tasks -$", lines[-1])
