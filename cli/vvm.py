@@ -1,9 +1,13 @@
 """The ``vvm`` command: the onboard simulator's user interface.
 
 It imports nothing of the ground toolchain (``ccl``, ``ground``): the onboard side stands
-alone, and so does its simulator. ``vvm init/load/apply/run/status/dump`` drive a simulated
-VVM kept in a state directory (``onboard.sim.simulator``); ``vvm inspect`` reads an image as
-the satellite would; ``vvm dump`` reads back the values of the configuration running.
+alone, and so does its simulator. The one exception is ``vvm repl`` (``cli.rvm``, the RVM:
+a ground console attached to a simulated board, which compiles and proves what is typed at
+it), named in ``LAZY_COMMANDS`` and imported only when it runs.
+
+``vvm init/load/apply/run/status/dump`` drive a simulated VVM kept in a state directory
+(``onboard.sim.simulator``); ``vvm inspect`` reads an image as the satellite would; ``vvm
+dump`` reads back the values of the configuration running.
 
 The command line follows ``ccl``'s convention (``cli.options``): ``--missions``, ``--json``,
 ``--quiet`` and ``--version`` before the command, ``--json``/``--quiet`` (and ``--missions``)
@@ -41,6 +45,7 @@ from cli.console import (
     show,
 )
 from cli.files import regular_inputs
+from cli.lazy_group import LazyCommand, LazyGroup
 from cli.options import MAX_INPUT_BYTES, global_options, output_options
 from onboard.mission import MissionError, UnknownMission
 from onboard.patching.patch_format import key_from_text
@@ -173,7 +178,8 @@ def _read_key(name: str) -> bytes:
               EXIT_REJECTED, name)
 
 
-def _fate_line(e: PatchEvent) -> str:
+def fate_line(e: PatchEvent) -> str:
+    """What became of a patch, in one line (``vvm apply``, ``vvm status``, ``vvm repl``)."""
     f = e.fate
     text = f"  t = {e.time_ms / 1000:9.1f} s  patch {e.ticket}"
     text += f" (seq {f.seq})" if f.seq is not None else ""
@@ -188,7 +194,16 @@ def _fate_line(e: PatchEvent) -> str:
 # ---------------------------------------------------------------------- the group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Commands imported when they run: ``repl`` reaches the compiler (``cli.rvm``), which
+#: ``vvm``'s other commands, and ``vvm --help``, never import.
+LAZY_COMMANDS = {
+    "repl": LazyCommand("cli.rvm.command:repl", "An interactive session on a simulated "
+                        "VVM: show and change it while it runs."),
+}
+
+
+@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @global_options("vvm")
 @click.pass_context
 def vvm(ctx: click.Context, missions: tuple[str, ...]) -> None:
@@ -299,7 +314,7 @@ def apply(ctx: click.Context, state: str, own_missions: tuple[str, ...], patch: 
                    "store": store})
     else:
         click.echo(f"{patch}: {len(data)} bytes")
-        click.echo("\n".join(_fate_line(e) for e in events))
+        click.echo("\n".join(fate_line(e) for e in events))
         if last.status is FateStatus.RECEIVED:
             note(f"note: it waits in the queue behind the patch the store holds "
                  f"({store.get('phase') if store else '-'}); `vvm run` goes on with it",
@@ -414,7 +429,7 @@ def run(ctx: click.Context, state: str, own_missions: tuple[str, ...], duration:
                    f"t = {sim.vvm.now_ms / 1000:.1f} s, {tel.fault_count} faults, worst "
                    f"frame {100 * tel.worst_share():.1f} % of the share")
         for e in fates:
-            click.echo(_fate_line(e))
+            click.echo(fate_line(e))
     if not complete:
         note(f"interrupted: stopped after {ran / 1000:.1f} s of the {ms / 1000:.1f} s asked "
              f"(now t = {sim.vvm.now_ms / 1000:.1f} s); what was simulated is saved", "vvm")
@@ -456,12 +471,12 @@ def status(ctx: click.Context, state: str, own_missions: tuple[str, ...],
                  f"{(store['previous'] or '-')[:16]}")
     if report.get("patches_waiting"):
         lines.append(f"  patches waiting {report['patches_waiting']}")
-    lines += [_fate_line(e) for e in sim.reconfiguration.events[-10:]]
+    lines += [fate_line(e) for e in sim.reconfiguration.events[-10:]]
     for line in lines:
         click.echo(line)
 
 
-def _shown(value: Value, full: bool) -> str:
+def shown_value(value: Value, full: bool) -> str:
     """A datum in one line: scalar value, or the array's elements (the first and the last
     few of a long one, unless ``full``), with its declared range."""
     span = f"[{value.lo}..{value.hi}]"
@@ -507,7 +522,7 @@ def dump(ctx: click.Context, state: str, own_missions: tuple[str, ...],
     click.echo(f"config {image.name} v{image.version} {image.content_hash.hex()[:16]}  "
                f"t = {sim.vvm.now_ms / 1000:.1f} s")
     for value in values:
-        click.echo(_shown(value, full))
+        click.echo(shown_value(value, full))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -9,7 +9,8 @@ lazy import is a dependency too) and checked against the layers of docs/architec
 ``vm`` is below ``patching``, ``link`` beside them, ``sim`` on top. Inside ``ccl`` the front
 end is below the driver, the proofs and the packer, which do not import one another, and
 ``soundness`` (proof = flight) is on top. The ``vvm`` command reaches only ``onboard`` and
-the console. No package has an import cycle.
+the console, except ``vvm repl`` (``cli.rvm``, loaded when it runs), which compiles and
+proves with ``ccl``. No package has an import cycle.
 """
 
 from __future__ import annotations
@@ -135,18 +136,41 @@ def test_no_arrow_runs_back_inside_a_package() -> None:
     assert back == []
 
 
-def test_the_vvm_command_stands_without_the_ground_toolchain() -> None:
-    seen, todo = set(), ["cli.vvm"]
+def _reached(start: str) -> set[str]:
+    """Every module of ours that ``start`` imports, directly or not."""
+    seen, todo = set(), [start]
     while todo:
         m = todo.pop()
         if m in seen or m not in GRAPH:
             continue
         seen.add(m)
         todo.extend(GRAPH[m])
+    return seen
+
+
+def test_the_vvm_command_stands_without_the_ground_toolchain() -> None:
+    seen = _reached("cli.vvm")
     assert "onboard.vm.vvm" in seen
-    # cli.files: the input checks both commands share (it reaches only console and options)
+    # cli.files: the input checks both commands share (it reaches only console and options);
+    # cli.lazy_group: the group that loads `vvm repl` only when it runs (it reaches nothing)
     assert sorted(m for m in seen if m.split(".")[0] not in {"onboard"}) == \
-        ["cli.console", "cli.files", "cli.options", "cli.vvm"]
+        ["cli.console", "cli.files", "cli.lazy_group", "cli.options", "cli.vvm"]
+
+
+def test_only_the_repl_of_the_vvm_command_reaches_the_compiler() -> None:
+    """The one exception to the rule above: ``vvm repl`` (``cli.rvm``) is a ground console
+    attached to a simulated board, so it compiles and proves (``ccl``); ``vvm`` names it in
+    its table of lazy commands, imported only when it runs, and nothing else of ``vvm``
+    imports it. It never reaches the ground's link and passes (``ground``)."""
+    from cli.vvm import LAZY_COMMANDS  # noqa: PLC0415 - the table, as the command has it
+
+    assert {c.target.partition(":")[0] for c in LAZY_COMMANDS.values()} == {"cli.rvm.command"}
+    assert not any(_inside(m, "cli.rvm") for m in _reached("cli.vvm"))
+    repl = _reached("cli.rvm.command")
+    assert "ccl.driver" in repl and "ccl.verify.program" in repl and "ccl.pack" in repl
+    assert not any(_inside(m, "ground") for m in repl)
+    assert not any(_inside(m, "cli.rvm") for name, targets in GRAPH.items()
+                   if not _inside(name, "cli.rvm") for m in targets)
 
 
 def test_no_package_has_an_import_cycle() -> None:

@@ -147,23 +147,7 @@ class VVM:
     def call(self, name: str, args: Sequence[int] = (), budget: int | None = None) -> Outcome:
         """Run code unit ``name`` of the active program to its end (outside the scheduler)
         with ``budget`` cycles at most (unlimited if None); a trap is returned, not raised."""
-        program = self._active()
-        unit = program.unit(name)
-        fn = program.code.functions[unit]
-        give = UNLIMITED if budget is None else budget
-        try:
-            gen = fn(give, *args)
-            left = next(gen)
-        except StopIteration as done:
-            left, result = done.value
-            return Outcome(result, give - left, None)
-        except Trap as trap:
-            fault = Fault(self.now_ms, name, trap.code,
-                          program.image.functions[trap.unit].name, trap.offset)
-            return Outcome(None, give - trap.remaining, fault)
-        gen.close()
-        raise LoadError("budget", f"`{name}` needs more than {give} cycles (stopped with "
-                                  f"{left} left)")
+        return run_unit(self._active(), name, args, budget, self.now_ms)
 
     def global_value(self, name: str) -> int:
         program = self._active()
@@ -224,6 +208,29 @@ class VVM:
         if self.program is None:
             raise LoadError("no-config", "no configuration is loaded")
         return self.program
+
+
+def run_unit(program: Program, name: str, args: Sequence[int] = (),
+             budget: int | None = None, now_ms: int = 0) -> Outcome:
+    """Run code unit ``name`` of ``program`` (active or only prepared) to its end, outside
+    the scheduler, metered, with ``budget`` cycles at most (unlimited if None); a trap is
+    returned (dated ``now_ms``), not raised."""
+    unit = program.unit(name)
+    fn = program.code.functions[unit]
+    give = UNLIMITED if budget is None else budget
+    try:
+        gen = fn(give, *args)
+        left = next(gen)
+    except StopIteration as done:
+        left, result = done.value
+        return Outcome(result, give - left, None)
+    except Trap as trap:
+        fault = Fault(now_ms, name, trap.code, program.image.functions[trap.unit].name,
+                      trap.offset)
+        return Outcome(None, give - trap.remaining, fault)
+    gen.close()
+    raise LoadError("budget", f"`{name}` needs more than {give} cycles (stopped with "
+                              f"{left} left)")
 
 
 def carry(old: Program, new: Program) -> None:
