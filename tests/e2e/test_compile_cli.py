@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import drawn_on_a_terminal
+from support import drawn_on_a_terminal, run_in_process
 
 from onboard.patching.patch_format import parse_header
 
@@ -28,12 +28,11 @@ BOX = set("│┃─━┏┓┗┛┡┩╇┼")  # rich's table borders
 
 def ccl(*args: object, cwd: Path | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``ccl ARGS`` in a process of its own, stdout and stderr piped."""
+    """``ccl ARGS`` with stdout and stderr captured, run in this process as a process of
+    its own would run it (``support.run_in_process``); what needs a terminal runs in one."""
     environ = {k: v for k, v in os.environ.items() if k not in ("CCL_PATCH_KEY", "CCL_DEBUG")}
-    environ["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "cli.ccl", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd or ROOT,
-                          env=environ | (env or {}), check=False)
+    return run_in_process("ccl", [str(a) for a in args], cwd=cwd or ROOT,
+                          env=environ | (env or {}))
 
 
 def answered(proc: subprocess.CompletedProcess[str], code: int) -> str:
