@@ -1,6 +1,8 @@
 """The compiler's commands (check, compile, disasm, verify, pack, inspect, keygen) on bad
-input, as an operator meets them: real processes, exit codes, one message with what, where
-and a hint, JSON on stdout with ``--json``, never a traceback or exit 70."""
+input, as an operator meets them: exit codes, one message with what, where and a hint, JSON
+on stdout with ``--json``, never a traceback or exit 70. The commands run in this process as
+their own process would run them (``support.run_in_process``: argv, working folder,
+environment, exit code); what a terminal shows runs in a real process on a pseudo-terminal."""
 
 from __future__ import annotations
 

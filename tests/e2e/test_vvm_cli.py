@@ -1,4 +1,5 @@
-"""The `vvm` command as operators run it: real processes, exit codes, messages.
+"""The `vvm` command as operators run it: exit codes, messages (in this process, as a process
+of its own would run it: ``support.run_in_process``; Ctrl-C and a closed pipe in real ones).
 
 The patch queue saved between commands (two patches applied in a row both get a fate), the
 read-back of values by name (`vvm dump`: state carried over a new version while a parameter
