@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python -m missions.corot.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
