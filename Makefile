@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python -m missions.corot.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # A local Yamcs with CoRoT's XTCE: web interface on http://127.0.0.1:8090, TM over UDP 10015
 # (`ccl sim SCENARIO --yamcs 127.0.0.1:10015` in another shell); Ctrl-C stops it.

@@ -109,3 +109,43 @@ def drawn_on_a_terminal(argv: list[str], cwd: Path) -> tuple[int, bytes, bytes]:
     os.close(master)
     out, _ = proc.communicate(timeout=300)
     return proc.returncode, drawn, out
+
+
+def run_in_process(prog: str, args: list[str], cwd: Path | None = None,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``ccl`` or ``vvm`` (``prog``) with ``args``, run in this process the way a process of
+    its own would run it: in ``cwd`` (default: the repository), with exactly ``env`` as its
+    environment (default: this one), stdout and stderr captured, its exit code returned.
+
+    For the tests of what a command answers (messages, exit codes, files written): they
+    skip the start of a new interpreter (about 0.3 s of imports each). What only a real
+    process shows (a terminal, signals, a closed pipe, the imports at start) stays in
+    ``tests/e2e/test_cli.py``, ``test_cli_convention.py`` and ``test_startup.py``."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from cli.ccl import main as ccl_main
+    from cli.vvm import main as vvm_main
+
+    main = ccl_main if prog == "ccl" else vvm_main
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        os.chdir(cwd or ROOT)
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                main(argv)
+            except SystemExit as done:
+                code = done.code
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess([prog, *argv], returncode, out.getvalue(),
+                                       err.getvalue())

@@ -1,6 +1,8 @@
 """The compiler's commands (check, compile, disasm, verify, pack, inspect, keygen) on bad
-input, as an operator meets them: real processes, exit codes, one message with what, where
-and a hint, JSON on stdout with ``--json``, never a traceback or exit 70."""
+input, as an operator meets them: exit codes, one message with what, where and a hint, JSON
+on stdout with ``--json``, never a traceback or exit 70. The commands run in this process as
+their own process would run them (``support.run_in_process``: argv, working folder,
+environment, exit code); what a terminal shows runs in a real process on a pseudo-terminal."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import drawn_on_a_terminal
+from support import drawn_on_a_terminal, run_in_process
 
 from onboard.patching.patch_format import parse_header
 
@@ -28,12 +30,11 @@ BOX = set("│┃─━┏┓┗┛┡┩╇┼")  # rich's table borders
 
 def ccl(*args: object, cwd: Path | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``ccl ARGS`` in a process of its own, stdout and stderr piped."""
+    """``ccl ARGS`` with stdout and stderr captured, run in this process as a process of
+    its own would run it (``support.run_in_process``); what needs a terminal runs in one."""
     environ = {k: v for k, v in os.environ.items() if k not in ("CCL_PATCH_KEY", "CCL_DEBUG")}
-    environ["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "cli.ccl", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd or ROOT,
-                          env=environ | (env or {}), check=False)
+    return run_in_process("ccl", [str(a) for a in args], cwd=cwd or ROOT,
+                          env=environ | (env or {}))
 
 
 def answered(proc: subprocess.CompletedProcess[str], code: int) -> str:

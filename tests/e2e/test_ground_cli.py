@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import run_in_process
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
@@ -31,12 +32,11 @@ _ENVIRONMENT = ("CCL_PATCH_KEY", "CCL_LINK_KEY", "CCL_LEDGER", "CCL_MISSIONS", "
 
 
 def ccl(cwd: Path, *args: object, **env: str) -> subprocess.CompletedProcess[str]:
-    """``ccl ARGS`` in ``cwd``, with ``env`` added to a clean environment."""
+    """``ccl ARGS`` in ``cwd``, with ``env`` added to a clean environment, run in this
+    process as a process of its own would run it (``support.run_in_process``); Ctrl-C and
+    the locked ledger below use real processes."""
     environ = {k: v for k, v in os.environ.items() if k not in _ENVIRONMENT}
-    environ["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-m", "cli.ccl", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=environ | env,
-                          timeout=300)
+    proc = run_in_process("ccl", [str(a) for a in args], cwd=cwd, env=environ | env)
     assert "Traceback" not in proc.stdout + proc.stderr
     return proc
 

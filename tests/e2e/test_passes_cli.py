@@ -7,20 +7,19 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from support import COROT_TLE, redated_tle
+from support import COROT_TLE, redated_tle, run_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 COROT = ROOT / "missions" / "corot"
 
 
 def ccl(*args: object, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.ccl", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=120)
+    """``ccl ARGS`` in ``cwd``, run in this process as its own process would run it."""
+    return run_in_process("ccl", [str(a) for a in args], cwd=cwd)
 
 
 def assert_clean(proc: subprocess.CompletedProcess[str]) -> None:

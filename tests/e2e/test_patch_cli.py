@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
+
+from support import run_in_process
 
 from onboard.vm.image import decode_image
 
@@ -33,9 +34,8 @@ on apply {{ noisy = 0; }}
 
 
 def run(tool: str, *args: object) -> subprocess.CompletedProcess[str]:
-    module = "cli.ccl" if tool == "ccl" else "cli.vvm"
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)
+    """``ccl`` or ``vvm`` (``tool``), run in this process as its own process would run it."""
+    return run_in_process(tool, [str(a) for a in args])
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import run_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "missions" / "corot" / "configs"
@@ -66,8 +66,8 @@ dump = {names}
 
 
 def ccl(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.ccl", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd)
+    """``ccl ARGS`` in ``cwd``, run in this process as its own process would run it."""
+    return run_in_process("ccl", [str(a) for a in args], cwd=cwd)
 
 
 def assert_clean(proc: subprocess.CompletedProcess[str]) -> None:

@@ -1,4 +1,5 @@
-"""The `vvm` command as operators run it: real processes, exit codes, messages.
+"""The `vvm` command as operators run it: exit codes, messages (in this process, as a process
+of its own would run it: ``support.run_in_process``; Ctrl-C and a closed pipe in real ones).
 
 The patch queue saved between commands (two patches applied in a row both get a fate), the
 read-back of values by name (`vvm dump`: state carried over a new version while a parameter
@@ -17,16 +18,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import run_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "missions" / "corot" / "configs"
 
 
 def run(tool: str, *args: object, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    module = "cli.ccl" if tool == "ccl" else "cli.vvm"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, check=False)
+    """``ccl`` or ``vvm`` (``tool``) run in this process as its own process would run it
+    (``support.run_in_process``); Ctrl-C and the closed pipe below use real processes."""
+    return run_in_process(tool, [str(a) for a in args], cwd=cwd)
 
 
 def clean(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
