@@ -41,6 +41,11 @@ LONGEST_FIRST = (
     "tests/e2e/test_readme_tour.py",  # the tour and the demo, each on a fresh copy
     "tests/onboard/test_translate.py",
     "tests/ccl/verify/test_campaign.py",
+    "tests/e2e/test_scaling.py",  # a local Ray cluster, and each command three ways
+    "tests/e2e/test_yamcs_live.py",  # a real Yamcs started and stopped
+    "tests/ground/test_xtce.py",  # every scenario simulated, then decoded twice
+    "tests/e2e/test_rvm.py",
+    "tests/e2e/test_lsp.py",
     "tests/ground/test_scenario.py",
     "tests/e2e/test_readback_cli.py",
     "tests/onboard/test_engine_fuzz.py",
