@@ -1,7 +1,7 @@
 """``vvm repl`` (the RVM), driven as an operator's script drives it: the real command in a
 process of its own, reading its entries from standard input.
 
-The golden transcript (``golden/rvm_session.txt``, rewritten by ``pytest --update-goldens``)
+The golden transcript (``golden/rvm/session.txt``, rewritten by ``pytest --update-goldens``)
 is a session that adds an instruction, uses it (``=`` and ``:run``), redefines it and undoes
 the redefinition; the other tests check what a transcript cannot show by itself: the cycles
 it prints are exactly those ``ccl verify`` proves and the mission's cycle table gives, a
@@ -26,7 +26,7 @@ from onboard.vm.isa import CostClass
 
 ROOT = Path(__file__).resolve().parents[2]
 Session = tuple[Path, "subprocess.CompletedProcess[str]"]  # where it ran, what it did
-GOLDEN = Path(__file__).parent / "golden" / "rvm_session.txt"
+GOLDEN = Path(__file__).parent / "golden" / "rvm" / "session.txt"
 
 TWICE_MUL = "instr twice(a: int[0..1000]) -> int[0..2000] { return a * 2; }"
 
