@@ -7,18 +7,36 @@ and keeps every source it read so that diagnostics can be rendered with their li
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ccl import ir
-from ccl.collector import collector_paused
 from ccl.compiled import Compiled
 from ccl.diagnostics import CclError, Diagnostic, Source, Span
 from ccl.sema import analyze
 from ccl.syntax import ParseCache
 from onboard.mission import MissionError, MissionProfile, find_mission
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the duration (re-entrant).
+
+    A compile builds a large graph of objects (the syntax tree, the IR, the code) that all
+    live until it ends: the collector would traverse them again and again, for a third of
+    the compile time, and find nothing to free. They are collected afterwards as usual."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _not_utf8(path: Path, exc: UnicodeDecodeError) -> Diagnostic:

@@ -29,7 +29,6 @@ import z3
 
 from ccl import ir
 from ccl.codegen import generate
-from ccl.collector import collector_paused
 from ccl.compiled import Compiled
 from ccl.limits import recursion_headroom
 from ccl.ranges import ArithmeticError_, evaluate
@@ -81,9 +80,7 @@ def verify_program(target: Compiled | ir.Program, mission: MissionProfile | None
     obligation the solver cannot decide in time is ``unknown``, never proven. ``step`` is
     called after each of ``verification_steps`` steps (to show progress).
     """
-    # The collector is paused so that Z3 terms are freed at the same points of every run
-    # whatever the process did before (see ccl.collector): the report depends on that.
-    with recursion_headroom(), collector_paused():  # the IR nests as deep as ccl.limits allows
+    with recursion_headroom():  # the IR nests as deep as ccl.limits allows
         fresh_solver_context()
         return _verify(target, mission, timeout_ms, step or (lambda: None))
 
