@@ -3,10 +3,13 @@ the same verdicts, bounds and counterexamples, and the same worst-case inputs (w
 in any order, serial or on several processes.
 
 Two pieces of process state used to leak into a report: Z3's default context (a fresh one
-per program) and the moment Python's cyclic collector ran (it frees terms held by reference
-cycles, and Z3 reuses the ids of freed terms; a verification now runs with the collector
-paused, ``ccl.collector``). Campaign seed 4, verified after seeds 5, 10 and 15 in one
-process, was reported (and flown) at another witness than alone.
+per program) and the moment Python's cyclic collector ran. Z3 reuses the ids of freed
+terms, and the ids order its search; terms held by a reference cycle (the cost maximizer's
+recursive closure held its solver) were freed whenever the collector ran, which depended
+on everything the process had allocated before. Campaign seed 4, verified after seeds 5, 10
+and 15 in one process, was reported (and flown) at another witness than alone. So no Z3
+object may be left to the collector: reference counting frees them, at the same points of
+every run.
 """
 
 from __future__ import annotations
@@ -43,6 +46,26 @@ def test_a_programs_report_does_not_depend_on_what_was_proved_before() -> None:
     gc.collect()  # freed terms: Z3 reuses their ids
     after = _worst_cases(compiler, "exo_e1_v6.ccl")
     assert any(alone) and after == alone
+
+
+def test_a_verification_leaves_no_solver_term_to_the_cyclic_collector(tmp_path: Path) -> None:
+    paths = [*_campaign_programs(tmp_path), CONFIGS / "exo_e1.ccl"]
+    programs = {str(p): Compiler().compile(p) for p in paths}
+    gc.collect()
+    try:
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)  # keep what the collector finds, to look at it
+        for path, compiled in programs.items():
+            verify_program(compiled, timeout_ms=TIMEOUT_MS)
+            gc.collect()
+            held = sorted({type(o).__qualname__ for o in gc.garbage
+                           if type(o).__module__.startswith("z3")})
+            assert held == [], (path, held)
+            gc.garbage.clear()
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
 
 
 def _campaign_programs(folder: Path) -> list[Path]:
