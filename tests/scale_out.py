@@ -79,14 +79,3 @@ def timeless(data: Any) -> Any:
         return [timeless(v) for v in data]
     return data
 
-
-def judged(campaign: dict[str, Any]) -> dict[str, Any]:
-    """What a ``ccl campaign --json`` decided: the counts, and each program's verdict,
-    features and failures. Not the tightness ratios nor the flight counts: which witness a
-    program is flown at may depend on the programs its process verified before (seed 4
-    after seed 5, 10 or 15 in one process is flown at another witness than alone: the
-    verifier keeps some state between programs, not found yet), so they may differ between
-    any two runs that split the seeds differently, serial ones included."""
-    keep = ("seed", "verdict", "features", "failed", "problems")
-    return {**{k: v for k, v in campaign.items() if isinstance(v, int) and k != "seconds"},
-            "outcomes": [{k: o[k] for k in keep} for o in campaign["outcomes"]]}

@@ -404,32 +404,36 @@ class _Maximizer:
 
     def _targets(self, c: CSum, refined: bool) -> dict[int, int]:
         out: dict[int, int] = {}
-
-        def walk(n: CSum | CostNode) -> int:
-            key = id(n)
-            if key in out:
-                return out[key]
-            if isinstance(n, CSum):
-                v = n.k + sum(walk(p) for p in n.parts)
-            elif isinstance(n, CIte):
-                v = max(walk(n.then), walk(n.other))
-            elif isinstance(n, CLoop):
-                body = walk(n.body)
-                trips = self.bounds.of(n)[1] // body if body else 0
-                if refined:
-                    trips, body = self._refine(n)
-                    walk(n.body)  # the body's own parts keep their interval targets
-                    out[id(n.body)] = body
-                else:
-                    trips = n.trips_range[1]
-                v = trips * body
-            else:
-                v = self.bounds.of(n)[1]
-            out[key] = v
-            return v
-
-        walk(c)
+        self._target(c, refined, out)
         return out
+
+    def _target(self, n: CSum | CostNode, refined: bool, out: dict[int, int]) -> int:
+        # A method, not a recursive closure: a closure that calls itself is a reference
+        # cycle, and this one held the maximizer (its solver, its terms) until Python's
+        # cyclic collector ran. When that was depended on everything the process had done
+        # before; Z3 reuses the ids of freed terms, and the ids order its search, so the
+        # worst-case input reported for the next entry point depended on it too.
+        key = id(n)
+        if key in out:
+            return out[key]
+        if isinstance(n, CSum):
+            v = n.k + sum(self._target(p, refined, out) for p in n.parts)
+        elif isinstance(n, CIte):
+            v = max(self._target(n.then, refined, out), self._target(n.other, refined, out))
+        elif isinstance(n, CLoop):
+            body = self._target(n.body, refined, out)
+            trips = self.bounds.of(n)[1] // body if body else 0
+            if refined:
+                trips, body = self._refine(n)
+                self._target(n.body, refined, out)  # its parts keep their interval targets
+                out[id(n.body)] = body
+            else:
+                trips = n.trips_range[1]
+            v = trips * body
+        else:
+            v = self.bounds.of(n)[1]
+        out[key] = v
+        return v
 
     def _refine(self, n: CLoop) -> tuple[int, int]:
         """The most trips of loop ``n`` and the most cycles of one iteration, each exact."""
