@@ -36,12 +36,13 @@ UNLIMITED = 1 << 62
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of running one code unit to its end: value, cycles, and the fault if it
-    trapped."""
+    """The result of running one code unit: value, cycles, the fault if it trapped, and
+    whether it ran out of budget before its end."""
 
     result: int | None
     cycles: int
     fault: Fault | None
+    exhausted: bool = False  # stopped when the budget ran out (``VVM.run``)
 
 
 class Reconfigurer(Background, Protocol):
@@ -147,23 +148,31 @@ class VVM:
     def call(self, name: str, args: Sequence[int] = (), budget: int | None = None) -> Outcome:
         """Run code unit ``name`` of the active program to its end (outside the scheduler)
         with ``budget`` cycles at most (unlimited if None); a trap is returned, not raised."""
-        program = self._active()
+        give = UNLIMITED if budget is None else budget
+        outcome = self.run(self._active(), name, args, give)
+        if outcome.exhausted:
+            raise LoadError("budget", f"`{name}` needs more than {give} cycles")
+        return outcome
+
+    def run(self, program: Program, name: str, args: Sequence[int] = (),
+            budget: int = UNLIMITED) -> Outcome:
+        """Run code unit ``name`` of ``program`` (prepared, active or not) once, outside the
+        scheduler, with ``budget`` cycles at most: a trap is returned, not raised, and a run
+        that needs more than ``budget`` is stopped there (``exhausted``), never resumed."""
         unit = program.unit(name)
         fn = program.code.functions[unit]
-        give = UNLIMITED if budget is None else budget
         try:
-            gen = fn(give, *args)
-            left = next(gen)
+            gen = fn(budget, *args)
+            next(gen)
         except StopIteration as done:
             left, result = done.value
-            return Outcome(result, give - left, None)
+            return Outcome(result, budget - left, None)
         except Trap as trap:
             fault = Fault(self.now_ms, name, trap.code,
                           program.image.functions[trap.unit].name, trap.offset)
-            return Outcome(None, give - trap.remaining, fault)
+            return Outcome(None, budget - trap.remaining, fault)
         gen.close()
-        raise LoadError("budget", f"`{name}` needs more than {give} cycles (stopped with "
-                                  f"{left} left)")
+        return Outcome(None, budget, None, exhausted=True)
 
     def global_value(self, name: str) -> int:
         program = self._active()
