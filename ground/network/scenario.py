@@ -42,6 +42,7 @@ A topology file::
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -127,6 +128,11 @@ def _int(table: Mapping[str, Any], key: str, where: str, default: int | None = N
     return value
 
 
+def _beside(path: Path, name: object) -> Path:
+    """``name``, relative to the folder of ``path``, without ``..`` steps (as shown)."""
+    return Path(os.path.normpath(path.parent / str(name)))
+
+
 def load_topology(path: Path) -> Topology:
     """Read a topology file."""
     data = _read(path)
@@ -159,8 +165,8 @@ def load_net_scenario(path: Path) -> NetScenario:
     where = f"{path}: [scenario]"
     if not isinstance(head, dict) or "topology" not in head:
         raise NetScenarioError("no [scenario] table with a `topology`", where,
-                               "see missions/activenet/scenarios/ping.toml")
-    topology = load_topology(path.parent / str(head["topology"]))
+                               "see missions/activenet/scenarios/ping_traceroute.toml")
+    topology = load_topology(_beside(path, head["topology"]))
     sends = []
     for k, s in enumerate(data.get("send", [])):
         at = f"{path}: [[send]] {k + 1}"
@@ -174,7 +180,7 @@ def load_net_scenario(path: Path) -> NetScenario:
                                    f"{at}.node")
         if "program" not in s:
             raise NetScenarioError("no `program`", at)
-        sends.append(Injection(_int(s, "at_ms", at, 0), node, path.parent / str(s["program"]),
+        sends.append(Injection(_int(s, "at_ms", at, 0), node, _beside(path, s["program"]),
                                data_words + (0,) * (8 - len(data_words)),
                                _int(s, "rb", at, 20_000, hi=1_000_000),
                                _int(s, "ttl", at, 16, hi=255), bool(s.get("unverified"))))
