@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from cli.compile_commands import compile_file, compiler_of
+from cli.compile_commands import compiler_of, reject
 from cli.console import EXIT_REJECTED, emit_json, fail, note, out_console
 from cli.files import readable_inputs
 from cli.options import output_options
@@ -42,19 +42,15 @@ def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> N
     from ground.network.sender import run_net_scenario  # noqa: PLC0415
 
     readable_inputs((scenario,))
+    compiler = compiler_of(ctx)
     try:
         spec = load_net_scenario(Path(scenario))
+        result = run_net_scenario(spec, compiler)
     except NetScenarioError as exc:
         fail(exc.message, exc.hint or "see missions/activenet/scenarios/ for examples",
              EXIT_REJECTED, exc.where)
-    compiler = compiler_of(ctx)
-    try:
-        result = run_net_scenario(spec, compiler)
-    except CclError:
-        # show the compiler's diagnostics, with their carets, for the program at fault
-        for send in spec.sends:
-            compile_file(compiler, str(send.program))
-        raise
+    except CclError as exc:  # a program or VMlet that does not compile: its diagnostics
+        reject(exc, compiler, scenario)
     if as_json:
         emit_json({"ok": result.ok, **result.to_json()})
     else:

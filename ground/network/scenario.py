@@ -38,6 +38,8 @@ A topology file::
     latency_ms = 2.0                      # default 1
     bandwidth_bps = 1_000_000             # default 1 Mbit/s
     loss = 0.0                            # default 0
+    [topology.variant]                    # optional: nodes running a variant of the
+    3 = "slow"                            # profile ([variant.slow.*] of mission.toml)
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,7 @@ class NetScenario:
     until_ms: int | None
     sends: tuple[Injection, ...]
     expect: tuple[Expectation, ...]
+    variants: Mapping[int, str] = field(default_factory=dict)  # node -> profile variant
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -135,6 +138,11 @@ def _beside(path: Path, name: object) -> Path:
 
 def load_topology(path: Path) -> Topology:
     """Read a topology file."""
+    return _topology(path)[0]
+
+
+def _topology(path: Path) -> tuple[Topology, dict[int, str]]:
+    """A topology file's topology and the profile variants of its nodes."""
     data = _read(path)
     where = f"{path}: [topology]"
     table = data.get("topology")
@@ -152,8 +160,14 @@ def load_topology(path: Path) -> Topology:
                               round(latency * 1000),
                               _int(link, "bandwidth_bps", at, 1_000_000, lo=1),
                               float(loss)))
+    variants = {}
+    for node, variant in dict(table.get("variant", {})).items():
+        if not str(node).isdigit() or int(node) not in nodes or not isinstance(variant, str):
+            raise NetScenarioError(f"variant of `{node}`: give a node of the topology and "
+                                   "a variant name", f"{where}.variant")
+        variants[int(node)] = variant
     try:
-        return Topology(str(table.get("name", path.stem)), nodes, tuple(links))
+        return Topology(str(table.get("name", path.stem)), nodes, tuple(links)), variants
     except TopologyError as exc:
         raise NetScenarioError(str(exc), where) from None
 
@@ -166,7 +180,7 @@ def load_net_scenario(path: Path) -> NetScenario:
     if not isinstance(head, dict) or "topology" not in head:
         raise NetScenarioError("no [scenario] table with a `topology`", where,
                                "see missions/activenet/scenarios/ping_traceroute.toml")
-    topology = load_topology(_beside(path, head["topology"]))
+    topology, variants = _topology(_beside(path, head["topology"]))
     sends = []
     for k, s in enumerate(data.get("send", [])):
         at = f"{path}: [[send]] {k + 1}"
@@ -207,4 +221,4 @@ def load_net_scenario(path: Path) -> NetScenario:
                        tuple(str(v) for v in head.get("vmlets", ["plan"])),
                        _int(head, "seed", where, 1),
                        None if until is None else _int(head, "until_ms", where),
-                       tuple(sends), tuple(expect))
+                       tuple(sends), tuple(expect), variants)

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccl.compiled import Compiled
+from ccl.diagnostics import CclError
 from ccl.driver import Compiler
 from ccl.verify.program import verify_program
 from ccl.verify.report import VerifyReport, diagnostic
 from ground.network.packet import NEIGHBOUR, Packet
-from ground.network.scenario import Expectation, Injection, NetScenario
+from ground.network.scenario import Expectation, Injection, NetScenario, NetScenarioError
 from ground.network.simulator import ENTRY, Network, RunReport
 from onboard.vm.image import Image
 
@@ -83,7 +84,8 @@ class NetResult:
 
 def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None) -> NetResult:
     """Compile the VMlets and programs, boot the network, inject, run, judge; raises
-    ``CclError`` for a source that does not compile."""
+    ``CclError`` for a source that does not compile, ``NetScenarioError`` for a node
+    variant the profile lacks."""
     compiler = compiler or Compiler()
     profile = compiler.mission(scenario.mission)
     vmlets: list[Image] = []
@@ -91,7 +93,14 @@ def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None) ->
         compiled = compiler.compile(profile.directory / "vmlets" / f"{name}.ccl")
         vmlets += [*(v.image for v in compiled.vmlets), compiled.image]  # lower layers first
     unique = list({v.name: v for v in vmlets}.values())
-    network = Network(scenario.topology, profile, unique, scenario.seed)
+    try:
+        own = {node: compiler.mission(f"{scenario.mission}:{variant}")
+               for node, variant in scenario.variants.items()}
+    except CclError as exc:
+        d = exc.diagnostics[0]
+        raise NetScenarioError(d.message, f"{scenario.path}: [topology.variant]",
+                               d.hint) from None
+    network = Network(scenario.topology, profile, unique, scenario.seed, own)
     reports: dict[Path, VerifyReport] = {}
     verdicts: list[tuple[Injection, Verdict | None]] = []
     sizes: dict[str, int] = {}

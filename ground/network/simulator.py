@@ -208,21 +208,23 @@ class Network:
     """A network of VVM nodes, run by discrete events."""
 
     def __init__(self, topology: Topology, profile: MissionProfile,
-                 vmlets: Sequence[Image] = (), seed: int = 1) -> None:
-        """Boot a VVM per node with ``vmlets`` loaded (lower layers first)."""
+                 vmlets: Sequence[Image] = (), seed: int = 1,
+                 node_profiles: Mapping[int, MissionProfile] | None = None) -> None:
+        """Boot a VVM per node with ``vmlets`` loaded (lower layers first), each with
+        ``profile`` or its own in ``node_profiles`` (a variant: another CPU or memory)."""
         self.topology = topology
         self.profile = profile
         self.random = random.Random(seed)
         self.nodes: dict[int, _Node] = {}
         for address in topology.nodes:
-            host: RouterHost = mission_host(profile, seed)  # type: ignore[assignment]
+            own = (node_profiles or {}).get(address, profile)
+            host: RouterHost = mission_host(own, seed)  # type: ignore[assignment]
             routes = topology.routes(address)
             host.place(address, topology.neighbours(address), routes)
-            vvm = VVM(profile, host)
+            vvm = VVM(own, host)
             for image in vmlets:
                 vvm.load_vmlet(image)
             self.nodes[address] = _Node(address, vvm, host, NodeMeter(), routes)
-        self._budget = Limits.of(profile).frame_budget
         self._free_at: dict[tuple[int, int], int] = {}  # a link direction busy until
         self._events: list[tuple[int, int, int, bytes]] = []  # (t_us, seq, node, bytes)
         self._seq = 0
@@ -292,7 +294,7 @@ class Network:
         self._evaluate(now, node, packet)
 
     def _evaluate(self, now: int, node: _Node, packet: Packet) -> None:
-        meter, profile = node.meter, self.profile
+        meter, profile = node.meter, node.vvm.profile
         try:
             image = decode_image(packet.code)
         except ImageError as exc:
@@ -302,7 +304,7 @@ class Network:
         load = code_bytes * (profile.reconfig.verify_per_code_byte
                              + profile.reconfig.bind_per_code_byte)
         meter.load_cycles += load
-        node.busy_until = now + self._us(load)
+        node.busy_until = now + self._us(load, profile)
         meter.peak_code_bytes = max(meter.peak_code_bytes, len(packet.code))
         try:
             program = node.vvm.prepare(image)
@@ -315,12 +317,12 @@ class Network:
             return
         node.host.advance(now // 1000)
         node.host.begin(packet.source, packet.ttl, packet.rb, packet.words)
-        budget = min(packet.rb, self._budget)
+        budget = min(packet.rb, Limits.of(profile).frame_budget)
         outcome = node.vvm.run(program, ENTRY, (), budget)
         asked = node.host.end()
         meter.evaluations += 1
         meter.cycles += outcome.cycles
-        done = node.busy_until + self._us(outcome.cycles)
+        done = node.busy_until + self._us(outcome.cycles, profile)
         node.busy_until = done
         self._log(now, node.address, "evaluate", packet.id,
                   {"program": image.name, "cycles": outcome.cycles, "budget": budget})
@@ -379,6 +381,7 @@ class Network:
         target.meter.bytes_in += len(data)
         self._push(sent + link.latency_us, hop, data)
 
-    def _us(self, cycles: int) -> int:
-        """Microseconds ``cycles`` take on a node's CPU (rounded up)."""
-        return -(-cycles * 1_000_000 // self.profile.clock_hz)
+    @staticmethod
+    def _us(cycles: int, profile: MissionProfile) -> int:
+        """Microseconds ``cycles`` take on a CPU of ``profile`` (rounded up)."""
+        return -(-cycles * 1_000_000 // profile.clock_hz)

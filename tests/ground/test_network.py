@@ -137,3 +137,36 @@ def test_routes_follow_latency_not_hops() -> None:
     assert mesh.routes(3)[5] == 4
     with pytest.raises(ValueError):
         Topology("bad", (1, 1), ())
+
+
+def test_each_node_runs_its_own_profile(tmp_path: Path) -> None:
+    scenario = tmp_path / "slow.toml"
+    scenario.write_text(f"""
+[scenario]
+topology = "{NET / 'topologies' / 'line5_slow.toml'}"
+[[send]]
+node = 1
+program = "{NET / 'programs' / 'traceroute.ccl'}"
+data = [0, 5]
+rb = 30000
+[[send]]
+at_ms = 200
+node = 3
+program = "{NET / 'programs' / 'refused' / 'spin.ccl'}"
+rb = 50000
+unverified = true
+""")
+    result = run_net_scenario(load_net_scenario(scenario))
+    assert result.report.delivered(1) == [258, 515, 772, 1029]  # through the slow router
+    (stopped,) = result.report.drops("resource-exhausted")
+    assert stopped.node == 3 and "a frame's share (10000 cycles)" in str(stopped.detail["why"])
+    assert result.report.nodes[3].cycles == 683 + 10_000
+    # the slow router takes four times as long for the same cycles
+    evaluations = {e.node: e for e in result.report.trace if e.event == "evaluate"
+                   and e.detail["program"] == "traceroute" and e.node in (2, 3)}
+    spans = {}
+    for node, e in evaluations.items():
+        spawn = next(s for s in result.report.trace if s.event == "spawn"
+                     and s.node == node and s.detail["parent"] == e.packet)
+        spans[node] = spawn.t_us - e.t_us
+    assert spans[3] == pytest.approx(4 * spans[2], rel=0.01)
