@@ -170,3 +170,11 @@ unverified = true
                      and s.node == node and s.detail["parent"] == e.packet)
         spans[node] = spawn.t_us - e.t_us
     assert spans[3] == pytest.approx(4 * spans[2], rel=0.01)
+
+
+def test_nothing_in_onboard_or_ccl_knows_about_networks() -> None:
+    words = ("activenet", "onremote", "onneighbor", "getttl", "ground.network")
+    for package in ("onboard", "ccl"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            assert not [w for w in words if w in text], path
