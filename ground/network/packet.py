@@ -22,6 +22,8 @@ REMOTE, NEIGHBOUR = 0, 1
 _HEADER = struct.Struct(f">2sBBIBBBBI{WORDS}IH")
 HEADER_BYTES = _HEADER.size
 MAX_WORD = 1_000_000_000
+MAX_RB = 1_000_000  # cycles (the range of `getrb` in the profile)
+MAX_ADDRESS = 254
 
 
 class PacketError(ValueError):
@@ -72,6 +74,12 @@ def decode_packet(data: bytes) -> Packet:
         raise PacketError(f"version {version} is not {VERSION}", "version", 2)
     if kind not in (REMOTE, NEIGHBOUR):
         raise PacketError(f"kind {kind} is neither 0 nor 1", "kind", 3)
+    for name, value, offset in (("source", source, 8), ("dest", dest, 9)):
+        if value > MAX_ADDRESS:
+            raise PacketError(f"{name} {value} is not a node address (0..{MAX_ADDRESS})",
+                              name, offset)
+    if rb > MAX_RB:
+        raise PacketError(f"resource bound {rb} is above {MAX_RB} cycles", "rb", 12)
     words, length = tuple(rest[:WORDS]), rest[WORDS]
     for k, w in enumerate(words):
         if w > MAX_WORD:

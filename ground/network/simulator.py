@@ -243,6 +243,10 @@ class Network:
         self._log(at_ms * 1000, node, "inject", packet.id, {"bytes": packet.size})
         self._push(at_ms * 1000, node, packet.but(kind=NEIGHBOUR, dest=node).encode())
 
+    def receive(self, at_us: int, node: int, data: bytes) -> None:
+        """``data`` arrives at ``node`` at ``at_us`` as from a link (any bytes at all)."""
+        self._push(at_us, node, data)
+
     def refuse(self, at_ms: int, node: int, packet: int, why: str) -> None:
         """The sender at ``node`` refused to send packet ``packet`` (``why``)."""
         self._drop(at_ms * 1000, self.nodes[node], packet, "refused-at-sender", why)

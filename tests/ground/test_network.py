@@ -4,6 +4,7 @@ each node a real VVM, packets as bytes, the node's bytecode verifier and meterin
 from __future__ import annotations
 
 import dataclasses
+import random
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,29 @@ def test_nothing_in_onboard_or_ccl_knows_about_networks() -> None:
         for path in (ROOT / package).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
             assert not [w for w in words if w in text], path
+
+
+def test_mutated_packets_never_break_a_node(compiler: Compiler, plan: Image) -> None:
+    """A traceroute packet with up to 4 random bytes changed, 150 times, and images of the
+    wrong kind: each is run, forwarded or dropped with a reason; the simulator never fails."""
+    good = compiler.compile(NET / "programs" / "traceroute.ccl").image.encode()
+    corot = compiler.compile(ROOT / "missions" / "corot" / "configs" / "exo_e1.ccl").image
+    rng = random.Random(16)
+    net = network(compiler, plan)
+    base = packet(net, good).encode()
+    for k in range(150):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        net.receive(k * 1000, 1, bytes(data))
+    net.inject(200, 1, packet(net, corot.encode()))
+    net.inject(201, 1, packet(net, plan.encode()))
+    report = net.run()
+    assert report.complete
+    reasons = {str(e.detail["reason"]) for e in report.trace if e.event == "drop"}
+    assert reasons <= {"malformed", "refused", "trap", "resource-exhausted", "no-route",
+                       "ttl-exhausted"}
+    assert {"malformed", "refused"} <= reasons
+    whys = [str(e.detail["why"]) for e in report.drops("refused")]
+    assert any(w.startswith("wrong-mission") for w in whys)
+    assert any(w.startswith("not-a-config") for w in whys)
