@@ -7,7 +7,9 @@
 
 All integers big-endian. ``kind`` 0: evaluate at ``dest`` only, routed there hop by hop
 (PLAN's OnRemote); 1: evaluate at the neighbour ``dest`` (OnNeighbor). ``rb`` is the
-resource bound in VVM cycles; ``id`` names the packet in traces.
+resource bound in VVM cycles (at most 1,000,000); ``id`` names the packet in traces.
+Addresses are 0..254, data words 0..10^9: a packet outside these is malformed, so a
+node's natives never answer outside the ranges the profile declares.
 """
 
 from __future__ import annotations
