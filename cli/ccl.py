@@ -56,6 +56,8 @@ COMMANDS = {
                         "telemetry and telecommands (Yamcs)."),
     "yamcs": LazyCommand("cli.yamcs_command:yamcs", "Run a local Yamcs that shows the VVM's "
                          "telemetry (the mcs extra)."),
+    "net": LazyCommand("cli.net_command:net", "Active networks: simulate networks of VVM "
+                       "routers running packets' programs."),
     "lsp": LazyCommand("cli.lsp_command:lsp", "Run the CCL language server on stdin/stdout: "
                        "diagnostics as you type, hover, go to definition, completion, and "
                        "the verifier's refutations on save."),

@@ -36,12 +36,13 @@ UNLIMITED = 1 << 62
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of running one code unit to its end: value, cycles, and the fault if it
-    trapped."""
+    """The result of running one code unit: value, cycles, the fault if it trapped, and
+    whether it ran out of budget before its end."""
 
     result: int | None
     cycles: int
     fault: Fault | None
+    exhausted: bool = False  # stopped when the budget ran out (``VVM.run``)
 
 
 class Reconfigurer(Background, Protocol):
@@ -147,7 +148,18 @@ class VVM:
     def call(self, name: str, args: Sequence[int] = (), budget: int | None = None) -> Outcome:
         """Run code unit ``name`` of the active program to its end (outside the scheduler)
         with ``budget`` cycles at most (unlimited if None); a trap is returned, not raised."""
-        return run_unit(self._active(), name, args, budget, self.now_ms)
+        give = UNLIMITED if budget is None else budget
+        outcome = run_unit(self._active(), name, args, give, self.now_ms)
+        if outcome.exhausted:
+            raise LoadError("budget", f"`{name}` needs more than {give} cycles")
+        return outcome
+
+    def run(self, program: Program, name: str, args: Sequence[int] = (),
+            budget: int = UNLIMITED) -> Outcome:
+        """Run code unit ``name`` of ``program`` (prepared, active or not) once, outside the
+        scheduler, with ``budget`` cycles at most: a trap is returned, not raised, and a run
+        that needs more than ``budget`` is stopped there (``exhausted``), never resumed."""
+        return run_unit(program, name, args, budget, self.now_ms)
 
     def global_value(self, name: str) -> int:
         program = self._active()
@@ -212,15 +224,16 @@ class VVM:
 
 def run_unit(program: Program, name: str, args: Sequence[int] = (),
              budget: int | None = None, now_ms: int = 0) -> Outcome:
-    """Run code unit ``name`` of ``program`` (active or only prepared) to its end, outside
-    the scheduler, metered, with ``budget`` cycles at most (unlimited if None); a trap is
-    returned (dated ``now_ms``), not raised."""
+    """Run code unit ``name`` of ``program`` (active or only prepared) once, outside the
+    scheduler, metered, with ``budget`` cycles at most (unlimited if None): a trap is
+    returned (dated ``now_ms``), not raised, and a run that needs more than the budget is
+    stopped there (``exhausted``), never resumed."""
     unit = program.unit(name)
     fn = program.code.functions[unit]
     give = UNLIMITED if budget is None else budget
     try:
         gen = fn(give, *args)
-        left = next(gen)
+        next(gen)
     except StopIteration as done:
         left, result = done.value
         return Outcome(result, give - left, None)
@@ -229,8 +242,7 @@ def run_unit(program: Program, name: str, args: Sequence[int] = (),
                       trap.offset)
         return Outcome(None, give - trap.remaining, fault)
     gen.close()
-    raise LoadError("budget", f"`{name}` needs more than {give} cycles (stopped with "
-                              f"{left} left)")
+    return Outcome(None, give, None, exhausted=True)
 
 
 def carry(old: Program, new: Program) -> None:

@@ -1,0 +1,92 @@
+"""The ``ccl net`` commands: active networks of VVM nodes (docs/active-networks.md).
+
+``ccl net sim SCENARIO [--trace] [--json]``: read a network scenario (a topology, the
+VMlets every node boots with, the packets senders inject, expectations), compile and prove
+each packet's program on the sender's side, run the deterministic simulator
+(``ground.network``), and report each node's meter, the deliveries, every drop with its
+reason, and with ``--trace`` (always with ``--json``) every event. Exit 0 when every
+expectation is met, 1 when one is not, or a program does not compile, or the file is not a
+scenario (as ``ccl sim``), 2 for usage errors (no such file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.compile_commands import compiler_of, reject
+from cli.console import EXIT_REJECTED, emit_json, fail, note, out_console
+from cli.files import readable_inputs
+from cli.options import output_options
+
+out = out_console(markup=False)
+
+
+@click.group()
+def net() -> None:
+    """Active networks: simulate networks of VVM routers running packets' programs."""
+
+
+@net.command("sim")
+@click.argument("scenario", metavar="SCENARIO")
+@click.option("--trace", "show_trace", is_flag=True,
+              help="Print every event of the run (the JSON output always has them).")
+@output_options
+@click.pass_context
+def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> None:
+    """Run a network SCENARIO: ping, traceroute, ... over simulated VVM routers."""
+    # heavy imports on use only (cli.lazy_group)
+    from ccl.diagnostics import CclError  # noqa: PLC0415
+    from ground.network.scenario import NetScenarioError, load_net_scenario  # noqa: PLC0415
+    from ground.network.sender import run_net_scenario  # noqa: PLC0415
+
+    readable_inputs((scenario,))
+    compiler = compiler_of(ctx)
+    try:
+        spec = load_net_scenario(Path(scenario))
+        result = run_net_scenario(spec, compiler)
+    except NetScenarioError as exc:
+        fail(exc.message, exc.hint or "see missions/activenet/scenarios/ for examples",
+             EXIT_REJECTED, exc.where)
+    except CclError as exc:  # a program or VMlet that does not compile: its diagnostics
+        reject(exc, compiler, scenario)
+    if as_json:
+        emit_json({"ok": result.ok, **result.to_json()})
+    else:
+        _print(result, show_trace)
+    if not result.ok:
+        note(f"scenario {spec.name}: an expectation is not met")
+        raise SystemExit(EXIT_REJECTED)
+
+
+def _print(result: object, show_trace: bool) -> None:
+    from ground.network.sender import NetResult  # noqa: PLC0415
+
+    assert isinstance(result, NetResult)
+    report = result.report
+    out.print(f"scenario {result.scenario.name} on {result.scenario.topology.name}: "
+              f"{'ok' if result.ok else 'FAILED'} (simulated {report.end_us / 1000:g} ms, "
+              f"{report.wire_bytes:,} bytes on the wire)")
+    for send, verdict in result.verdicts:
+        state = ("sent unverified" if verdict is None else
+                 f"proven, {verdict.worst_cycles} cycles at worst" if verdict.proven else
+                 f"REFUSED by the sender: {verdict.why}")
+        out.print(f"  send {send.program.name} from {send.node} at {send.at_ms} ms: {state}")
+    if show_trace:
+        for e in report.trace:
+            detail = " ".join(f"{k}={v}" for k, v in e.detail.items())
+            out.print(f"  {e.t_us / 1000:10.3f} ms  node {e.node:3}  {e.event:9} "
+                      f"#{e.packet} {detail}")
+    for node, m in sorted(report.nodes.items()):
+        drops = ", ".join(f"{r} {n}" for r, n in sorted(m.drops.items())) or "none"
+        out.print(f"  node {node}: {m.evaluations} evaluated ({m.cycles:,} cycles, "
+                  f"{m.load_cycles:,} loading), {m.forwarded} forwarded, "
+                  f"{m.bytes_out:,} bytes out, delivered {m.delivered}, drops: {drops}")
+    for e in report.trace:
+        if e.event == "drop":
+            out.print(f"  dropped #{e.packet} at node {e.node} ({e.t_us / 1000:g} ms): "
+                      f"{e.detail['reason']}: {e.detail['why']}")
+    for expectation, met, seen in result.expectations:
+        out.print(f"  expect {expectation.describe()}: {'met' if met else 'NOT MET'} "
+                  f"({seen})")

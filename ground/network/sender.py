@@ -1,0 +1,136 @@
+"""The sender's side of an active network: compile a packet's program, prove it, build the
+packet; and a scenario run end to end (boot the nodes, inject, simulate, judge).
+
+A sender proves the program before it sends it (``ccl verify``: no trap, no overflow, and
+its task ``main`` within one frame's share of a node, the most one packet may use at one
+node) and checks that the packet's resource bound covers one evaluation at its proven worst
+case. A refused program is not sent: the trace says so (``refused-at-sender``). A send
+marked ``unverified`` skips both checks, to show what the nodes do with such a program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccl.compiled import Compiled
+from ccl.diagnostics import CclError
+from ccl.driver import Compiler
+from ccl.verify.program import verify_program
+from ccl.verify.report import VerifyReport, diagnostic
+from ground.network.packet import NEIGHBOUR, Packet
+from ground.network.scenario import Expectation, Injection, NetScenario, NetScenarioError
+from ground.network.simulator import ENTRY, Network, RunReport
+from onboard.vm.image import Image
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The sender's judgement of one program: sent or not, and why not."""
+
+    proven: bool
+    why: str = ""
+    worst_cycles: int | None = None
+
+
+def judge(compiled: Compiled, rb: int, report: VerifyReport | None = None) -> Verdict:
+    """Whether a sender may send ``compiled`` with a bound of ``rb`` cycles."""
+    report = report or verify_program(compiled)
+    if report.status != "proven":
+        first = (report.refuted or report.unknown)[0]
+        d = diagnostic(first)
+        where = f"{d.span.file}:{d.span.line}:{d.span.col}: " if d.span else ""
+        return Verdict(False, f"{where}{d.code}: {d.message}")
+    try:
+        worst = report.worst_case(ENTRY)
+    except KeyError:
+        return Verdict(False, f"`{compiled.program.name}` has no task `{ENTRY}`")
+    if worst.bound > rb:
+        return Verdict(False, f"its resource bound of {rb} cycles does not cover one "
+                              f"evaluation of `{ENTRY}` ({worst.bound} cycles at worst)",
+                       worst.bound)
+    return Verdict(True, "", worst.bound)
+
+
+@dataclass(frozen=True)
+class NetResult:
+    """A scenario run: the simulator's report, each expectation met or not."""
+
+    scenario: NetScenario
+    report: RunReport
+    verdicts: tuple[tuple[Injection, Verdict | None], ...]  # None: sent unverified
+    expectations: tuple[tuple[Expectation, bool, str], ...]
+    program_bytes: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return all(met for _, met, _ in self.expectations)
+
+    def to_json(self) -> dict[str, object]:
+        return {"scenario": self.scenario.name, "ok": self.ok,
+                "topology": self.scenario.topology.name,
+                "programs": self.program_bytes,
+                "sends": [{"node": i.node, "at_ms": i.at_ms, "program": i.program.name,
+                           "sent": v is None or v.proven,
+                           "verified": v is not None,
+                           **({"why": v.why} if v is not None and v.why else {}),
+                           **({"worst_cycles": v.worst_cycles}
+                              if v is not None and v.worst_cycles is not None else {})}
+                          for i, v in self.verdicts],
+                "expectations": [{"expect": e.describe(), "met": met, "seen": seen}
+                                 for e, met, seen in self.expectations],
+                **self.report.to_json()}
+
+
+def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None) -> NetResult:
+    """Compile the VMlets and programs, boot the network, inject, run, judge; raises
+    ``CclError`` for a source that does not compile, ``NetScenarioError`` for a node
+    variant the profile lacks."""
+    compiler = compiler or Compiler()
+    profile = compiler.mission(scenario.mission)
+    vmlets: list[Image] = []
+    for name in scenario.vmlets:
+        compiled = compiler.compile(profile.directory / "vmlets" / f"{name}.ccl")
+        vmlets += [*(v.image for v in compiled.vmlets), compiled.image]  # lower layers first
+    unique = list({v.name: v for v in vmlets}.values())
+    try:
+        own = {node: compiler.mission(f"{scenario.mission}:{variant}")
+               for node, variant in scenario.variants.items()}
+    except CclError as exc:
+        d = exc.diagnostics[0]
+        raise NetScenarioError(d.message, f"{scenario.path}: [topology.variant]",
+                               d.hint) from None
+    network = Network(scenario.topology, profile, unique, scenario.seed, own)
+    reports: dict[Path, VerifyReport] = {}
+    verdicts: list[tuple[Injection, Verdict | None]] = []
+    sizes: dict[str, int] = {}
+    for send in scenario.sends:
+        compiled = compiler.compile(send.program)
+        sizes[send.program.name] = len(compiled.image.encode())
+        verdict = None
+        if not send.unverified:
+            if send.program not in reports:
+                reports[send.program] = verify_program(compiled)
+            verdict = judge(compiled, send.rb, reports[send.program])
+        verdicts.append((send, verdict))
+        packet = Packet(NEIGHBOUR, network.next_id(), send.node, send.node, send.ttl, send.rb,
+                        send.data, compiled.image.encode())
+        if verdict is not None and not verdict.proven:
+            network.refuse(send.at_ms, send.node, packet.id, verdict.why)
+            continue
+        network.inject(send.at_ms, send.node, packet)
+    report = network.run(scenario.until_ms)
+    return NetResult(scenario, report, tuple(verdicts),
+                     tuple(_judge_expectation(e, report) for e in scenario.expect), sizes)
+
+
+def _judge_expectation(e: Expectation, report: RunReport) -> tuple[Expectation, bool, str]:
+    if e.drop is not None:
+        n = len(report.drops(e.drop))
+        return e, (n == e.count if e.count is not None else n > 0), f"{n} dropped"
+    assert e.node is not None
+    got = report.delivered(e.node) if e.node in report.nodes else []
+    if e.delivered is not None:
+        return e, got == list(e.delivered), f"delivered {got}"
+    return e, len(got) == e.deliveries, f"{len(got)} delivered"
+

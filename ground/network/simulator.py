@@ -1,0 +1,391 @@
+"""A deterministic discrete-event simulator of a network of active routers.
+
+Every node is a real ``onboard.vm.vvm.VVM`` with the activenet profile and its own host
+(``missions/activenet/natives.py``), with the VMlets of the scenario loaded at boot. Links
+are full duplex, with a latency, a bandwidth (a packet occupies a direction of the link for
+its size over the bandwidth, packets queue behind it) and a loss probability. Packets travel
+as bytes (``ground.network.packet``). Time is in integer microseconds; every random draw
+(losses) comes from one generator seeded by the scenario, so a run is a function of its
+scenario and seed.
+
+How a node treats a packet that arrives (docs/active-networks.md):
+
+1. bytes that are not a packet are dropped (``malformed``);
+2. a packet to be evaluated elsewhere (OnRemote, ``dest`` not this node) is forwarded to
+   the next hop of this node's routing table, without running anything;
+3. otherwise its program is decoded (``malformed``), verified by the VVM's load-time
+   bytecode verifier and bound to this node (``refused``), then its task ``main`` runs once
+   within the packet's resource bound, at most what one frame's share gives (the VVM's
+   metering: ``resource-exhausted``; a trap: ``trap``);
+4. when the program ends cleanly, what it delivered is delivered and the packets it asked
+   for leave, each with the cycles it asked for out of what the bound has left after this
+   evaluation, in the order asked (one that gets none is ``resource-exhausted``). A packet
+   crosses a link only with hops left (``ttl-exhausted``) and a route (``no-route``).
+
+Loading a program (verifying and binding it) costs the node the profile's
+``verify_per_code_byte`` and ``bind_per_code_byte`` cycles per code byte, charged to the
+node's CPU, not to the packet's bound; a node runs one packet at a time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ground.network.packet import NEIGHBOUR, REMOTE, Packet, PacketError, decode_packet
+from onboard.mission import MissionProfile
+from onboard.vm.host import Host, mission_host
+from onboard.vm.image import Image, ImageError, decode_image
+from onboard.vm.loader import LoadError
+from onboard.vm.machine import Limits
+from onboard.vm.vvm import VVM
+
+#: The task a packet's program runs at every node that evaluates it.
+ENTRY = "main"
+
+#: Events a run handles at most: a program that floods the network stops here, reported.
+MAX_EVENTS = 200_000
+
+
+class RouterHost(Host, Protocol):
+    """What the simulator needs of a node's host (missions/activenet/natives.py)."""
+
+    def place(self, address: int, neighbours: Sequence[int],
+              routes: Mapping[int, int]) -> None: ...
+    def begin(self, source: int, ttl: int, rb: int, words: Sequence[int]) -> None: ...
+    def end(self) -> Any: ...
+
+
+class TopologyError(ValueError):
+    """A topology that does not describe a network (unknown node, bad link figure)."""
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """A full-duplex link between nodes ``a`` and ``b``."""
+
+    a: int
+    b: int
+    latency_us: int
+    bandwidth_bps: int
+    loss: float = 0.0
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Nodes (addresses 0..254) and the links between them."""
+
+    name: str
+    nodes: tuple[int, ...]
+    links: tuple[LinkSpec, ...]
+
+    def __post_init__(self) -> None:
+        if len(set(self.nodes)) != len(self.nodes):
+            raise TopologyError("a node address is listed twice")
+        for n in self.nodes:
+            if not 0 <= n <= 254:
+                raise TopologyError(f"node address {n} is outside 0..254")
+        pairs = set()
+        for link in self.links:
+            for end in (link.a, link.b):
+                if end not in self.nodes:
+                    raise TopologyError(f"link {link.a}-{link.b} names node {end}, which is "
+                                        "not in the topology")
+            if link.a == link.b or frozenset((link.a, link.b)) in pairs:
+                raise TopologyError(f"link {link.a}-{link.b} is a loop or a duplicate")
+            pairs.add(frozenset((link.a, link.b)))
+            if link.latency_us < 0 or link.bandwidth_bps <= 0 or not 0 <= link.loss <= 1:
+                raise TopologyError(f"link {link.a}-{link.b}: latency must be >= 0, bandwidth "
+                                    "> 0 and loss in [0, 1]")
+
+    def neighbours(self, node: int) -> tuple[int, ...]:
+        """The nodes adjacent to ``node``, by address."""
+        return tuple(sorted({link.b if link.a == node else link.a for link in self.links
+                             if node in (link.a, link.b)}))
+
+    def link(self, a: int, b: int) -> LinkSpec:
+        return next(k for k in self.links if {k.a, k.b} == {a, b})
+
+    def routes(self, node: int) -> dict[int, int]:
+        """Next hop from ``node`` to every node it can reach: shortest paths by latency,
+        then by hops, ties broken by the lower next-hop address (deterministic)."""
+        best: dict[int, tuple[int, int, int]] = {node: (0, 0, -1)}
+        heap: list[tuple[int, int, int, int]] = [(0, 0, -1, node)]
+        while heap:
+            cost, hops, first, here = heapq.heappop(heap)
+            if best.get(here, (cost, hops, first)) < (cost, hops, first):
+                continue
+            for nxt in self.neighbours(here):
+                entry = (cost + self.link(here, nxt).latency_us, hops + 1,
+                         nxt if first < 0 else first)
+                if nxt not in best or entry < best[nxt]:
+                    best[nxt] = entry
+                    heapq.heappush(heap, (*entry, nxt))
+        return {dest: first for dest, (_, _, first) in best.items() if dest != node}
+
+
+@dataclass
+class NodeMeter:
+    """What one node did: the VVM's metered cycles and the node's traffic."""
+
+    evaluations: int = 0
+    cycles: int = 0  # metered cycles of the programs it ran (the VVM's own count)
+    load_cycles: int = 0  # verifying and binding them
+    forwarded: int = 0
+    packets_in: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    peak_code_bytes: int = 0  # the largest program it held (the VMlets' code aside)
+    delivered: list[int] = field(default_factory=list)
+    drops: Counter[str] = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, object]:
+        return {"evaluations": self.evaluations, "cycles": self.cycles,
+                "load_cycles": self.load_cycles, "forwarded": self.forwarded,
+                "packets_in": self.packets_in, "bytes_in": self.bytes_in,
+                "packets_out": self.packets_out, "bytes_out": self.bytes_out,
+                "peak_code_bytes": self.peak_code_bytes, "delivered": list(self.delivered),
+                "drops": dict(sorted(self.drops.items()))}
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    """One thing that happened: at ``t_us``, at ``node``, to packet ``packet``."""
+
+    t_us: int
+    node: int
+    event: str  # inject, send, lost, arrive, forward, evaluate, deliver, drop
+    packet: int
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {"t_ms": self.t_us / 1000, "node": self.node, "event": self.event,
+                "packet": self.packet, **self.detail}
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """A finished run: the trace, each node's meter, and whether it ran to quiescence."""
+
+    trace: tuple[TraceEvent, ...]
+    nodes: Mapping[int, NodeMeter]
+    end_us: int
+    complete: bool  # False: stopped at MAX_EVENTS
+
+    def drops(self, reason: str) -> list[TraceEvent]:
+        return [e for e in self.trace if e.event == "drop" and e.detail.get("reason") == reason]
+
+    def delivered(self, node: int) -> list[int]:
+        return list(self.nodes[node].delivered)
+
+    @property
+    def wire_bytes(self) -> int:
+        return sum(m.bytes_out for m in self.nodes.values())
+
+    def to_json(self) -> dict[str, object]:
+        return {"end_ms": self.end_us / 1000, "complete": self.complete,
+                "wire_bytes": self.wire_bytes,
+                "nodes": {str(n): m.to_json() for n, m in sorted(self.nodes.items())},
+                "trace": [e.to_json() for e in self.trace]}
+
+
+@dataclass
+class _Node:
+    address: int
+    vvm: VVM
+    host: RouterHost
+    meter: NodeMeter
+    routes: dict[int, int]
+    busy_until: int = 0
+
+
+class Network:
+    """A network of VVM nodes, run by discrete events."""
+
+    def __init__(self, topology: Topology, profile: MissionProfile,
+                 vmlets: Sequence[Image] = (), seed: int = 1,
+                 node_profiles: Mapping[int, MissionProfile] | None = None) -> None:
+        """Boot a VVM per node with ``vmlets`` loaded (lower layers first), each with
+        ``profile`` or its own in ``node_profiles`` (a variant: another CPU or memory)."""
+        self.topology = topology
+        self.profile = profile
+        self.random = random.Random(seed)
+        self.nodes: dict[int, _Node] = {}
+        for address in topology.nodes:
+            own = (node_profiles or {}).get(address, profile)
+            host: RouterHost = mission_host(own, seed)  # type: ignore[assignment]
+            routes = topology.routes(address)
+            host.place(address, topology.neighbours(address), routes)
+            vvm = VVM(own, host)
+            for image in vmlets:
+                vvm.load_vmlet(image)
+            self.nodes[address] = _Node(address, vvm, host, NodeMeter(), routes)
+        self._free_at: dict[tuple[int, int], int] = {}  # a link direction busy until
+        self._events: list[tuple[int, int, int, bytes]] = []  # (t_us, seq, node, bytes)
+        self._seq = 0
+        self._ids = 0
+        self._trace: list[TraceEvent] = []
+
+    def next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def inject(self, at_ms: int, node: int, packet: Packet) -> None:
+        """``packet`` is handed to ``node`` at ``at_ms`` by a local sender (it is evaluated
+        there first, whatever its ``dest``: the sender's own node runs it)."""
+        if node not in self.nodes:
+            raise TopologyError(f"no node {node} to send from")
+        self._log(at_ms * 1000, node, "inject", packet.id, {"bytes": packet.size})
+        self._push(at_ms * 1000, node, packet.but(kind=NEIGHBOUR, dest=node).encode())
+
+    def receive(self, at_us: int, node: int, data: bytes) -> None:
+        """``data`` arrives at ``node`` at ``at_us`` as from a link (any bytes at all)."""
+        self._push(at_us, node, data)
+
+    def refuse(self, at_ms: int, node: int, packet: int, why: str) -> None:
+        """The sender at ``node`` refused to send packet ``packet`` (``why``)."""
+        self._drop(at_ms * 1000, self.nodes[node], packet, "refused-at-sender", why)
+
+    def run(self, until_ms: int | None = None) -> RunReport:
+        """Handle events until none is left (or ``until_ms``); return the report."""
+        now = 0
+        handled = 0
+        limit = None if until_ms is None else until_ms * 1000
+        while self._events and handled < MAX_EVENTS:
+            if limit is not None and self._events[0][0] > limit:
+                break
+            now, _, node, data = heapq.heappop(self._events)
+            self._arrive(now, self.nodes[node], data)
+            handled += 1
+        meters = {a: n.meter for a, n in self.nodes.items()}
+        trace = tuple(sorted(self._trace, key=lambda e: e.t_us))  # stable: order of handling
+        return RunReport(trace, meters, now, not self._events)
+
+    # ------------------------------------------------------------------ events
+
+    def _push(self, t_us: int, node: int, data: bytes) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (t_us, self._seq, node, data))
+
+    def _log(self, t_us: int, node: int, event: str, packet: int,
+             detail: Mapping[str, object] | None = None) -> None:
+        self._trace.append(TraceEvent(t_us, node, event, packet, dict(detail or {})))
+
+    def _drop(self, t_us: int, node: _Node, packet: int, reason: str, why: str) -> None:
+        node.meter.drops[reason] += 1
+        self._log(t_us, node.address, "drop", packet, {"reason": reason, "why": why})
+
+    def _arrive(self, now: int, node: _Node, data: bytes) -> None:
+        if node.busy_until > now:  # one packet at a time: wait for the CPU
+            self._push(node.busy_until, node.address, data)
+            return
+        try:
+            packet = decode_packet(data)
+        except PacketError as exc:
+            self._drop(now, node, 0, "malformed", str(exc))
+            return
+        self._log(now, node.address, "arrive", packet.id, {"ttl": packet.ttl, "rb": packet.rb})
+        if packet.kind == REMOTE and packet.dest != node.address:
+            node.meter.forwarded += 1
+            self._log(now, node.address, "forward", packet.id, {"dest": packet.dest})
+            self._route(now, node, packet)
+            return
+        self._evaluate(now, node, packet)
+
+    def _evaluate(self, now: int, node: _Node, packet: Packet) -> None:
+        meter, profile = node.meter, node.vvm.profile
+        try:
+            image = decode_image(packet.code)
+        except ImageError as exc:
+            self._drop(now, node, packet.id, "malformed", f"program: {exc}")
+            return
+        code_bytes = image.code_bytes()
+        load = code_bytes * (profile.reconfig.verify_per_code_byte
+                             + profile.reconfig.bind_per_code_byte)
+        meter.load_cycles += load
+        node.busy_until = now + self._us(load, profile)
+        meter.peak_code_bytes = max(meter.peak_code_bytes, len(packet.code))
+        try:
+            program = node.vvm.prepare(image)
+            program.unit(ENTRY)
+        except LoadError as exc:
+            self._drop(now, node, packet.id, "refused", f"{exc.code}: {exc.message}")
+            return
+        except KeyError:
+            self._drop(now, node, packet.id, "refused", f"the program has no task `{ENTRY}`")
+            return
+        node.host.advance(now // 1000)
+        node.host.begin(packet.source, packet.ttl, packet.rb, packet.words)
+        budget = min(packet.rb, Limits.of(profile).frame_budget)
+        outcome = node.vvm.run(program, ENTRY, (), budget)
+        asked = node.host.end()
+        meter.evaluations += 1
+        meter.cycles += outcome.cycles
+        done = node.busy_until + self._us(outcome.cycles, profile)
+        node.busy_until = done
+        self._log(now, node.address, "evaluate", packet.id,
+                  {"program": image.name, "cycles": outcome.cycles, "budget": budget})
+        if outcome.fault is not None:
+            self._drop(done, node, packet.id, "trap", str(outcome.fault))
+            return
+        if outcome.exhausted:
+            bound = "its resource bound" if budget == packet.rb else "a frame's share"
+            self._drop(done, node, packet.id, "resource-exhausted",
+                       f"`{image.name}` used all of {bound} ({budget} cycles) and was stopped")
+            return
+        for value in asked.delivered:
+            meter.delivered.append(value)
+            self._log(done, node.address, "deliver", packet.id, {"value": value})
+        left = packet.rb - outcome.cycles
+        for send in asked.sends:
+            child = Packet(REMOTE if send.remote else NEIGHBOUR, self.next_id(), packet.source,
+                           send.dest, packet.ttl, min(send.rb, left), send.words, packet.code)
+            left -= child.rb
+            self._log(done, node.address, "spawn", child.id,
+                      {"parent": packet.id, "dest": child.dest, "rb": child.rb,
+                       "asked": send.rb, "remote": send.remote})
+            if child.rb == 0:
+                self._drop(done, node, child.id, "resource-exhausted",
+                           f"asked for {send.rb} cycles when {packet.id}'s bound had none left")
+                continue
+            self._route(done, node, child)
+
+    def _route(self, now: int, node: _Node, packet: Packet) -> None:
+        """Send ``packet`` on its way from ``node``: evaluated here if it is for here, else
+        over the link to the next hop."""
+        if packet.dest == node.address:
+            self._push(now, node.address, packet.encode())
+            return
+        hop = packet.dest if packet.kind == NEIGHBOUR else node.routes.get(packet.dest)
+        if hop is None or hop not in self.nodes:
+            self._drop(now, node, packet.id, "no-route", f"no route to {packet.dest}")
+            return
+        if packet.ttl == 0:
+            self._drop(now, node, packet.id, "ttl-exhausted",
+                       f"no hops left to go on to {hop} (towards {packet.dest})")
+            return
+        data = packet.but(ttl=packet.ttl - 1).encode()
+        link = self.topology.link(node.address, hop)
+        start = max(now, self._free_at.get((node.address, hop), 0))
+        sent = start + -(-len(data) * 8 * 1_000_000 // link.bandwidth_bps)
+        self._free_at[(node.address, hop)] = sent
+        node.meter.packets_out += 1
+        node.meter.bytes_out += len(data)
+        self._log(start, node.address, "send", packet.id, {"to": hop, "bytes": len(data)})
+        if link.loss and self.random.random() < link.loss:
+            self._log(sent, node.address, "lost", packet.id, {"to": hop})
+            return
+        target = self.nodes[hop]
+        target.meter.packets_in += 1
+        target.meter.bytes_in += len(data)
+        self._push(sent + link.latency_us, hop, data)
+
+    @staticmethod
+    def _us(cycles: int, profile: MissionProfile) -> int:
+        """Microseconds ``cycles`` take on a CPU of ``profile`` (rounded up)."""
+        return -(-cycles * 1_000_000 // profile.clock_hz)
