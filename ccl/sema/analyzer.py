@@ -53,6 +53,7 @@ class Analyzer:
         self.exprs = ExpressionChecker(self.rep, self.module)
         self.decls = Declarations(self.exprs, mission_loader, vmlets)
         self.bodies = Bodies(self.exprs)
+        self.app: ir.Application | None = None  # the configuration's application clause
 
     def guarded(self, items: Sequence[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
         """Apply ``fn`` to each item, skipping (not stopping at) items with errors."""
@@ -80,6 +81,7 @@ class Analyzer:
     def declare(self, decls: list[Any], by_type: ByType) -> None:
         """What is visible, the module-level names and the data, in that order."""
         self.decls.check_placement(decls)
+        self.app = self.decls.application(by_type.get("ApplicationDecl", []))
         self.decls.uses(by_type)
         if self.module.kind is ir.ProgramKind.VMLET:
             # Before the names are declared: a VMlet's own `fn`/`instr`/`const` must not
@@ -155,6 +157,7 @@ class Analyzer:
             on_load=procs.handlers.get(ir.ProcKind.ON_LOAD),
             natives=tuple(module.natives.values()),
             offered_instrs=self.offered_instrs(procs.instrs),
+            application=self.app,
         )
 
     def offered_instrs(self, own: tuple[ir.Procedure, ...]) -> tuple[tuple[str, str], ...]:

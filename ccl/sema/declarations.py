@@ -38,8 +38,8 @@ VmletLoader = Callable[[str, Span], ir.Program]
 #: Syntax nodes by class name, in the order of the text.
 ByType = dict[str, list[Any]]
 
-_CONFIG_ONLY = {"ParamDecl": "param", "RuleDecl": "rule", "TableDecl": "table",
-                "VarDecl": "var", "TaskDecl": "task"}
+_CONFIG_ONLY = {"ApplicationDecl": "application", "ParamDecl": "param", "RuleDecl": "rule",
+                "TableDecl": "table", "VarDecl": "var", "TaskDecl": "task"}
 _VMLET_ONLY = {"InstrDecl": "instr", "ExposeDecl": "expose", "HideDecl": "hide"}
 _NAMED = {"ConstDecl": "const", "ParamDecl": "param", "TableDecl": "table",
           "VarDecl": "var", "FnDecl": "fn", "InstrDecl": "instr", "TaskDecl": "task"}
@@ -105,6 +105,30 @@ class Declarations:
         if not 0 < self.version <= INT_MAX:
             rep.err("E-VERSION", f"version {self.version} is out of range", rep.span(heads[0]),
                     "versions are positive integers that increase with every change")
+
+    def application(self, found: list[Any]) -> ir.Application | None:
+        """The configuration's `application NAME share N %;`, if any: once, with a part
+        of at least 1 % and at most the mission's share."""
+        rep = self.rep
+        for extra in found[1:]:
+            rep.err("E-DUPLICATE", "`application` is declared twice", rep.span(extra),
+                    f"the first is at {rep.span(found[0])}")
+        if not found or self.module.kind is not ir.ProgramKind.CONFIG:
+            return None
+        decl = found[0]
+        span = rep.name_span(decl, decl.share)
+        try:
+            share = rep.literal(decl.share, span)
+        except Abort:
+            return None
+        mission = self.module.mission
+        most = mission.share_percent if mission is not None else 100
+        if not 1 <= share <= most:
+            rep.err("E-SHARE", f"a part of {share} % is outside 1 .. {most} %", span,
+                    f"the mission's whole share is {most} % of every frame, the patch "
+                    "reserve included; the parts of all applications on board share it")
+            return None
+        return ir.Application(decl.name, share, rep.span(decl))
 
     def check_placement(self, decls: list[Any]) -> None:
         """E-PLACEMENT for declarations of a configuration in a VMlet and vice versa."""
