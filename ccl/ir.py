@@ -491,8 +491,12 @@ class Program:
     # what it offers the programs on it: what its layers offer and it exposes, less what
     # it hides.)
     offered_instrs: tuple[tuple[str, str], ...] = ()
-    # Configurations only: its application clause (None: the one default application).
+    # Configurations only: its application clause (None: the one default application),
+    # the functions it exports to other applications, and the other applications'
+    # functions it imports (`import app.fn;`, each a native named `app.fn` to it).
     application: Application | None = None
+    exports: tuple[str, ...] = ()
+    imports: tuple[NativeSig, ...] = ()
 
     @property
     def stack(self) -> tuple[Program, ...]:

@@ -35,11 +35,15 @@ MissionLoader = Callable[[str, Span], MissionProfile]
 #: Loads the checked IR of a VMlet by name, for ``uses`` (provided by ``ccl.driver``).
 VmletLoader = Callable[[str, Span], ir.Program]
 
+#: Resolves `import APP.FN;` (provided by ``ccl.driver``): the exported function as a native
+#: named ``APP.FN``, its cost the callee's proven worst case. Raises ``CclError``.
+ImportLoader = Callable[[str, str, Span], ir.NativeSig]
+
 #: Syntax nodes by class name, in the order of the text.
 ByType = dict[str, list[Any]]
 
-_CONFIG_ONLY = {"ApplicationDecl": "application", "ParamDecl": "param", "RuleDecl": "rule",
-                "TableDecl": "table", "VarDecl": "var", "TaskDecl": "task"}
+_CONFIG_ONLY = {"ApplicationDecl": "application", "ImportDecl": "import", "ParamDecl": "param",
+                "RuleDecl": "rule", "TableDecl": "table", "VarDecl": "var", "TaskDecl": "task"}
 _VMLET_ONLY = {"InstrDecl": "instr", "ExposeDecl": "expose", "HideDecl": "hide"}
 _NAMED = {"ConstDecl": "const", "ParamDecl": "param", "TableDecl": "table",
           "VarDecl": "var", "FnDecl": "fn", "InstrDecl": "instr", "TaskDecl": "task"}
@@ -129,6 +133,48 @@ class Declarations:
                     "reserve included; the parts of all applications on board share it")
             return None
         return ir.Application(decl.name, share, rep.span(decl))
+
+    def imports(self, found: list[Any], loader: ImportLoader | None) -> tuple[ir.NativeSig, ...]:
+        """`import APP.FN;`: each becomes a native `APP.FN` visible to this configuration."""
+        out: list[ir.NativeSig] = []
+        for decl in found:
+            span = self.rep.span(decl)
+            name = f"{decl.app}.{decl.fn}"
+            if self.module.kind is not ir.ProgramKind.CONFIG:
+                continue  # E-PLACEMENT already
+            if any(s.name == name for s in out):
+                self.rep.err("E-DUPLICATE", f"`import {name}` is given twice", span)
+                continue
+            if loader is None:
+                self.rep.err("E-IMPORT", f"`import {name}` cannot be resolved here", span,
+                             "imports are resolved by the compiler (`ccl check`/`compile`)")
+                continue
+            try:
+                sig = loader(decl.app, decl.fn, span)
+            except CclError as exc:
+                self.rep.diags.extend(exc.diagnostics)
+                continue
+            self.module.natives[name] = sig
+            out.append(sig)
+        return tuple(out)
+
+    def exports(self, fns: list[Any], application: ir.Application | None) -> tuple[str, ...]:
+        """The names of the `export fn`s: typed functions of an application."""
+        out = []
+        for f in fns:
+            if not getattr(f, "exported", False):
+                continue
+            span = self.rep.name_span(f, f.name)
+            if self.module.kind is not ir.ProgramKind.CONFIG or application is None:
+                self.rep.err("E-EXPORT", f"`export fn {f.name}`: only an application exports",
+                             span, "declare `application NAME share N %;` in this "
+                             "configuration (a VMlet offers instructions instead)")
+            elif f.ret is None:
+                self.rep.err("E-EXPORT", f"`export fn {f.name}` returns nothing", span,
+                             "an exported function returns a typed value: `-> int[lo..hi]`")
+            else:
+                out.append(f.name)
+        return tuple(out)
 
     def check_placement(self, decls: list[Any]) -> None:
         """E-PLACEMENT for declarations of a configuration in a VMlet and vice versa."""

@@ -110,8 +110,9 @@ def _entry_points(program: ir.Program
         entries.append((program.on_load, "on load", "on load", None, program.on_load.span))
     entries += [(p, "instr", p.name, None, p.span) for p in program.instrs]
     called = structural.called_functions(program)
+    # an exported function is an entry too: its worst case is what its callers are charged
     entries += [(f, "fn", f.name, None, f.span) for f in program.functions
-                if f.name not in called]
+                if f.name not in called or f.name in program.exports]
     return entries
 
 

@@ -27,12 +27,12 @@ share.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from onboard.mission import MissionProfile
-from onboard.vm.host import Host
+from onboard.mission import MissionProfile, Native
+from onboard.vm.host import Host, NativeFn
 from onboard.vm.loader import LoadError
 from onboard.vm.vvm import VVM
 
@@ -82,11 +82,14 @@ class Board:
             - used
 
     def add(self, name: str, share_percent: int, host: Host, *,
-            takes_patches: bool = False) -> VVM:
+            takes_patches: bool = False, imports: Sequence[Native] = ()) -> VVM:
         """Add application ``name`` with ``share_percent`` % of every frame, on its own
         ``host`` (its instrument channel); return its VVM (load VMlets and a configuration
-        into it, or attach a ``Reconfiguration`` to it if ``takes_patches``). Raises
-        ``LoadError`` if the name is taken or the parts would not fit in the share."""
+        into it, or attach a ``Reconfiguration`` to it if ``takes_patches``). ``imports``:
+        the functions of other applications on this board it may call, each a native
+        ``app.fn`` whose cost (the callee's proven worst case, from ``ccl``) is charged to
+        it. Raises ``LoadError`` if the name is taken or the parts would not fit in the
+        share."""
         if name in self.applications:
             raise LoadError("duplicate-application", f"application `{name}` is already on "
                                                      f"the board")
@@ -104,7 +107,12 @@ class Board:
                 f"with {parts} and the patch reserve "
                 f"({self.profile.patch_reserve_cycles_per_frame} cycles) only {max(free, 0)} "
                 f"cycles of the {self.profile.share_percent} % share are left")
-        vm = VVM(self.profile, host, task_budget=want)
+        profile = self.profile
+        if imports:
+            profile = replace(profile, natives={**profile.natives,
+                                                **{n.name: n for n in imports}})
+            host = _Importing(host, self, {n.name: n for n in imports})
+        vm = VVM(profile, host, task_budget=want)
         if self.now_ms:  # joins the board's clock
             vm.scheduler.now_ms = self.now_ms
         vm.scheduler.on_frame = self._frame_listener(vm)
@@ -176,3 +184,42 @@ class Board:
                 for a in self.applications.values()
             },
         }
+
+
+class _Importing:
+    """An application's host, with the functions it imports from other applications on
+    the board: a call runs the callee's exported function on the callee's own memory, to
+    its end, within the cycles the importer is charged for it (the callee's proven worst
+    case). A callee that is absent, traps or needs more answers nothing, which the
+    importer's engine turns into a native-result trap *of the importer* (the callee's
+    own runs, telemetry and probation are not touched)."""
+
+    def __init__(self, host: Host, board: Board, imports: Mapping[str, Native]) -> None:
+        self.host = host
+        self.board = board
+        self.imports = imports
+
+    def native(self, name: str) -> NativeFn | None:
+        native = self.imports.get(name)
+        if native is None:
+            return self.host.native(name)
+        app, fn = name.split(".", 1)
+        board, names = self.board, [a.name for a in native.args]
+
+        def call(*args: int) -> int | None:
+            callee = board.applications.get(app)
+            if callee is None or callee.vm.program is None:
+                return None
+            budget = native.cost.evaluate(dict(zip(names, args, strict=True)))
+            try:
+                out = callee.vm.call(fn, args, budget=budget)
+            except (LoadError, KeyError):
+                return None
+            return out.result if out.fault is None else None
+        return call
+
+    def env(self, key: str) -> int:
+        return self.host.env(key)
+
+    def advance(self, now_ms: int) -> None:
+        self.host.advance(now_ms)

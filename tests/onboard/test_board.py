@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from support import TEST_KEY, compile_text
 
+from ccl.diagnostics import CclError
 from ccl.driver import Compiled
 from ccl.pack import pack
+from ccl.verify.program import verify_program
 from missions.corot.natives import make_host
-from onboard.patching.patcher import Patcher
+from onboard.patching.patcher import Fate, Patcher
 from onboard.patching.reconfiguration import Reconfiguration
 from onboard.patching.store import Store
 from onboard.vm.board import Board, part_cycles
@@ -169,6 +171,12 @@ def patching_board(tmp_path: Path, a: Compiled, b: Compiled) -> Board:
     return board
 
 
+def fates(vm: VVM) -> list[Fate]:
+    """What happened to the patches of an application, in order."""
+    assert isinstance(vm.reconfiguration, Reconfiguration)
+    return [e.fate for e in vm.reconfiguration.events]
+
+
 def memory_of(vm: VVM) -> tuple[list[int], list[list[int]]]:
     assert vm.program is not None
     return list(vm.program.memory.globals), [list(a) for a in vm.program.memory.arrays]
@@ -202,8 +210,7 @@ def test_a_patch_for_one_application_leaves_the_other_byte_identical(tmp_path: P
                  base=a1.image)
     board.receive_patch("channel_b", wrong.data, 3)
     board.run_for(5_000)
-    assert vm_c.reconfiguration is not None
-    last = vm_c.reconfiguration.events[-1].fate
+    last = fates(vm_c)[-1]
     assert last.status.value == "rejected" and last.reason is not None
     assert last.reason.value == "wrong-base"
 
@@ -224,11 +231,73 @@ def test_one_applications_rollback_leaves_the_others_state_untouched(tmp_path: P
                                           bad.mission, TEST_KEY, seq=2, base=a1.image).data, 2)
     board.run_for(20_000)
     reference.run_for(20_000)
-    assert vm_a.reconfiguration is not None
-    assert [e.fate.status.value for e in vm_a.reconfiguration.events][-2:] == \
-        ["active", "rolled-back"]
+    assert [f.status.value for f in fates(vm_a)][-2:] == ["active", "rolled-back"]
     assert vm_a.program is before
     assert memory_of(vm_c) == memory_of(reference.app("channel_b"))
     assert observed(vm_c) == observed(reference.app("channel_b"))
-    assert vm_c.reconfiguration is not None
-    assert [e.fate.status.value for e in vm_c.reconfiguration.events][-1] == "committed"
+    assert fates(vm_c)[-1].status.value == "committed"
+
+
+EXPORTER = """\
+mission corot;
+config channel_b version 1;
+application channel_b share 3 %;
+param gain : int[1..10] = 10;
+var ticks : int[0..1000000] = 0;
+export fn scale(x : int[0..100]) -> int[0..1000] {
+    let y : int[0..1000] = 0;
+    for i in 0 .. x { y = min(y + gain, 1000); }
+    return y;
+}
+task tick every 1 s { ticks = min(ticks + 1, 1000000); }
+"""
+
+IMPORTER = """\
+mission corot;
+config channel_a version 1;
+application channel_a share 6 %;
+import channel_b.scale;
+var out : int[0..1000] = 0;
+task use every 1 s { out = channel_b.scale(7); }
+"""
+
+
+def test_a_cross_application_call_is_charged_to_the_caller_and_proven(
+        tmp_path: Path) -> None:
+    b = compile_text(tmp_path, EXPORTER, "channel_b")
+    a = compile_text(tmp_path, IMPORTER, "channel_a")
+    # the verifier sees the callee's proven bound and range: the caller's worst case has it
+    callee_report, caller_report = verify_program(b), verify_program(a)
+    assert callee_report.status == caller_report.status == "proven"
+    bound = next(w.bound for w in callee_report.budgets.worst_cases if w.name == "scale")
+    native = a.mission.natives["channel_b.scale"]
+    assert native.cost.evaluate({"x": 0}) == bound and native.result == (0, 1000)
+    use = next(w for w in caller_report.budgets.worst_cases if w.name == "use")
+    assert use.bound > bound
+    # on board: the call runs the callee's code on its memory, charged to the caller
+    alone = Board(b.mission)
+    loaded(alone, "channel_b", 3, b, seed=9)
+    board = Board(b.mission)
+    vm_b = loaded(board, "channel_b", 3, b, seed=9)
+    vm_a = board.add("channel_a", 6, make_host(a.mission, 5), imports=[native])
+    vm_a.load(a.image)
+    board.run_for(10_000)
+    alone.run_for(10_000)
+    assert vm_a.global_value("out") == 70
+    stats = vm_a.telemetry.tasks["use"]
+    assert stats.runs == 10 and stats.traps == 0
+    assert bound < stats.worst_cycles <= use.bound  # the callee's bound is the caller's
+    # the callee's own runs and cycles are exactly those it has alone
+    callee_alone = alone.app("channel_b").telemetry
+    assert vm_b.telemetry.tasks["tick"].as_dict() == callee_alone.tasks["tick"].as_dict()
+    assert vm_b.telemetry.cycles_used == callee_alone.cycles_used
+    assert vm_b.global_value("ticks") == alone.app("channel_b").global_value("ticks") == 10
+
+
+def test_an_import_of_what_is_not_exported_is_refused(tmp_path: Path) -> None:
+    compile_text(tmp_path, EXPORTER.replace("export fn", "fn"), "channel_b")
+    with pytest.raises(CclError) as refused:
+        compile_text(tmp_path, IMPORTER, "channel_a")
+    d = refused.value.diagnostics[0]
+    assert d.code == "E-IMPORT" and d.span is not None and d.span.line == 4
+    assert "exports no function `scale`" in d.message
