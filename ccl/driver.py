@@ -165,6 +165,12 @@ class Compiler:
             raise refuse(f"application `{app}` exports no function `{fn}`",
                          f"its exported functions: {exported}")
         proc = program.function(fn)
+        written = _state_written(program, fn)
+        if written is not None:
+            raise refuse(f"`{app}.{fn}` writes `{written.name}`, state of application "
+                         f"`{app}` (at {written.span})", "an exported function only reads "
+                         "its application's state: applications share no memory, and a "
+                         "caller must not change the callee's")
         types = [p.type for p in proc.params] + [proc.returns]
         if not all(isinstance(t, ir.IntType) for t in types):
             raise refuse(f"`{app}.{fn}` takes or returns a bool",
@@ -233,3 +239,28 @@ class Compiler:
                                        f"`vmlet {name} version N;`")])
         self._vmlets[key] = compiled
         return compiled.program
+
+
+@dataclass(frozen=True)
+class _Write:
+    name: str
+    span: Span
+
+
+def _state_written(program: ir.Program, fn: str) -> _Write | None:
+    """The first state variable or array that ``fn`` or a function it calls assigns."""
+    from ccl.verify import irwalk  # noqa: PLC0415 - with the verifier, only for imports
+    seen, todo = set(), [fn]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        body = program.function(name).body
+        for s in irwalk.statements(body):
+            if isinstance(s, ir.AssignGlobal):
+                return _Write(s.glob.name, s.span)
+            if isinstance(s, ir.AssignElement):
+                return _Write(s.array.name, s.span)
+        todo += sorted(irwalk.callees(body))
+    return None

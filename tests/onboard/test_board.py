@@ -301,3 +301,13 @@ def test_an_import_of_what_is_not_exported_is_refused(tmp_path: Path) -> None:
     d = refused.value.diagnostics[0]
     assert d.code == "E-IMPORT" and d.span is not None and d.span.line == 4
     assert "exports no function `scale`" in d.message
+
+
+def test_an_export_that_writes_its_applications_state_cannot_be_imported(
+        tmp_path: Path) -> None:
+    compile_text(tmp_path, EXPORTER.replace("    return y;", "    ticks = 0;\n    return y;"),
+                 "channel_b")
+    with pytest.raises(CclError) as refused:
+        compile_text(tmp_path, IMPORTER, "channel_a")
+    d = refused.value.diagnostics[0]
+    assert d.code == "E-IMPORT" and "writes `ticks`" in d.message
