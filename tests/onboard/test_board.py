@@ -136,6 +136,16 @@ def test_an_overrunning_application_never_eats_anothers_part(tmp_path: Path) -> 
     assert vm_b.telemetry.worst_cycles > part_cycles(b.mission, 3) * 9 // 10  # it fills it
     assert observed(vm_a) == observed(alone.app("channel_a"))
     assert both.worst_total_cycles <= a.mission.share_cycles_per_frame
+    # telemetry per application: each its own part, tasks and faults
+    status = both.status()
+    apps = status["applications"]
+    assert set(apps) == {"channel_a", "channel_b"}
+    assert apps["channel_b"]["part_cycles"] == part_cycles(b.mission, 3)
+    assert apps["channel_b"]["task_budget_per_frame"] == part_cycles(b.mission, 3)
+    assert apps["channel_a"]["config"]["name"] == "channel_a"
+    assert apps["channel_b"]["fault_count"] == vm_b.telemetry.fault_count > 0
+    assert apps["channel_a"]["fault_count"] == 0
+    assert status["worst_total_frame_cycles"] == both.worst_total_cycles
 
 
 def test_parts_over_the_share_are_refused_by_the_board(tmp_path: Path) -> None:
