@@ -153,6 +153,7 @@ class Declarations:
                 sig = loader(decl.app, decl.fn, span)
             except CclError as exc:
                 self.rep.diags.extend(exc.diagnostics)
+                self.module.failed.add(name)  # its calls say nothing more
                 continue
             self.module.natives[name] = sig
             out.append(sig)

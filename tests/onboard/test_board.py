@@ -311,6 +311,7 @@ def test_an_import_of_what_is_not_exported_is_refused(tmp_path: Path) -> None:
     d = refused.value.diagnostics[0]
     assert d.code == "E-IMPORT" and d.span is not None and d.span.line == 4
     assert "exports no function `scale`" in d.message
+    assert len(refused.value.diagnostics) == 1  # its call says nothing more
 
 
 def test_an_export_that_writes_its_applications_state_cannot_be_imported(
