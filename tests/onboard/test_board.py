@@ -322,3 +322,14 @@ def test_an_export_that_writes_its_applications_state_cannot_be_imported(
         compile_text(tmp_path, IMPORTER, "channel_a")
     d = refused.value.diagnostics[0]
     assert d.code == "E-IMPORT" and "writes `ticks`" in d.message
+
+
+def test_an_import_charged_more_than_the_callers_part_is_refuted(tmp_path: Path) -> None:
+    # scale's worst case (x up to 1000) is charged in one piece: more than 1 % of a frame
+    compile_text(tmp_path, EXPORTER.replace("int[0..100]", "int[0..1000]"), "channel_b")
+    a = compile_text(tmp_path, IMPORTER.replace("share 6 %", "share 1 %"), "channel_a")
+    charge = a.mission.natives["channel_b.scale"].cost.evaluate({"x": 0})
+    assert charge > part_cycles(a.mission, 1)
+    report = verify_program(a)
+    refuted = [o for o in report.refuted if o.kind.value == "frame-charge"]
+    assert refuted and "of application channel_a" in refuted[0].message
