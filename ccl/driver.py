@@ -11,7 +11,7 @@ import contextlib
 import gc
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ccl import ir
@@ -19,7 +19,14 @@ from ccl.compiled import Compiled
 from ccl.diagnostics import CclError, Diagnostic, Source, Span
 from ccl.sema import analyze
 from ccl.syntax import ParseCache
-from onboard.mission import MissionError, MissionProfile, find_mission
+from onboard.mission import (
+    ArgSpec,
+    CostFormula,
+    MissionError,
+    MissionProfile,
+    Native,
+    find_mission,
+)
 
 
 @contextlib.contextmanager
@@ -65,6 +72,9 @@ class Compiler:
     _current_dir: Path = field(default=Path("."))
     _compiling: set[Path] = field(default_factory=set)  # files being analyzed (resolved)
     _using: list[tuple[Path, str]] = field(default_factory=list)  # VMlets being loaded
+    # Other applications' exported functions imported so far, as the natives they become
+    # to the importer (``app.fn``), their cost the callee's proven worst case.
+    _exports: dict[str, Native] = field(default_factory=dict)
 
     # -- public
 
@@ -78,6 +88,10 @@ class Compiler:
         with collector_paused():
             program = self._analyze(path)
             mission = self._missions[program.mission]
+            if program.imports:  # the importer's spacecraft offers it the imports as natives
+                mission = replace(mission, natives={
+                    **mission.natives, **{s.name: self._exports[s.name]
+                                          for s in program.imports}})
             # every layer, lower ones first: the order they are loaded in on board
             vmlets = tuple(self._vmlets[Path(vm.file).resolve()] for vm in program.stack)
             # imported here: `ccl check` (which only analyzes) need not load the code generator
@@ -121,10 +135,66 @@ class Compiler:
         self._compiling.add(path.resolve())
         try:
             return analyze(source, self.mission, self._load_vmlet,
-                           self.parse_caches.get(path.resolve()))
+                           self.parse_caches.get(path.resolve()), self._load_export)
         finally:
             self._current_dir = saved
             self._compiling.discard(path.resolve())
+
+    def _load_export(self, app: str, fn: str, span: Span) -> ir.NativeSig:
+        """`import app.fn;`: compile and prove application ``app`` (``app.ccl`` beside the
+        importer) and give its exported ``fn`` to the importer as a native ``app.fn``
+        whose cost is ``fn``'s proven worst case (charged to the caller) and whose result
+        range is ``fn``'s declared one."""
+        path = self._current_dir / f"{app}.ccl"
+
+        def refuse(message: str, hint: str) -> CclError:
+            return CclError([Diagnostic("E-IMPORT", message, span, hint)])
+        if not path.is_file():
+            raise refuse(f"unknown application `{app}`",
+                         f"looked for {app}.ccl in {self._current_dir}")
+        if path.resolve() in self._compiling:
+            raise refuse(f"application `{app}` imports from this one, which imports from it",
+                         "applications may not import from each other in a cycle")
+        compiled = self.compile(path)
+        program = compiled.program
+        if program.application is None or program.application.name != app:
+            raise refuse(f"{path} is not application `{app}`",
+                         f"its configuration declares `application {app} share N %;`")
+        if fn not in program.exports:
+            exported = ", ".join(program.exports) or "none"
+            raise refuse(f"application `{app}` exports no function `{fn}`",
+                         f"its exported functions: {exported}")
+        proc = program.function(fn)
+        written = _state_written(program, fn)
+        if written is not None:
+            raise refuse(f"`{app}.{fn}` writes `{written.name}`, state of application "
+                         f"`{app}` (at {written.span})", "an exported function only reads "
+                         "its application's state: applications share no memory, and a "
+                         "caller must not change the callee's")
+        types = [p.type for p in proc.params] + [proc.returns]
+        if not all(isinstance(t, ir.IntType) for t in types):
+            raise refuse(f"`{app}.{fn}` takes or returns a bool",
+                         "an exported function passes and returns integers")
+        # imported here: only a file that imports needs the verifier
+        from ccl.verify.program import verify_program  # noqa: PLC0415
+        report = verify_program(compiled)
+        worst = next((w for w in report.budgets.worst_cases
+                      if w.kind == "fn" and w.name == fn), None)
+        if report.status != "proven" or worst is None:
+            raise refuse(f"application `{app}` is not proven ({report.status}): `{fn}` has "
+                         "no proven bound to charge its callers",
+                         f"run `ccl verify {path}` and fix what it reports")
+        name = f"{app}.{fn}"
+        params = tuple((p.name, p.type) for p in proc.params)
+        result = proc.returns
+        assert isinstance(result, ir.IntType)
+        args = tuple(ArgSpec(p.name, t.lo, t.hi) for p in proc.params
+                     if isinstance(t := p.type, ir.IntType))
+        self._exports[name] = Native(
+            name, args, (result.lo, result.hi),
+            CostFormula.parse(str(worst.bound), (a.name for a in args)), "",
+            f"exported by application {app} ({path.name})")
+        return ir.NativeSig(name, params, result, str(worst.bound), "")  # type: ignore[arg-type]
 
     def _is_vmlet(self, key: Path) -> bool:
         """Whether the file being compiled at ``key`` is a VMlet (by its header)."""
@@ -169,3 +239,28 @@ class Compiler:
                                        f"`vmlet {name} version N;`")])
         self._vmlets[key] = compiled
         return compiled.program
+
+
+@dataclass(frozen=True)
+class _Write:
+    name: str
+    span: Span
+
+
+def _state_written(program: ir.Program, fn: str) -> _Write | None:
+    """The first state variable or array that ``fn`` or a function it calls assigns."""
+    from ccl.verify import irwalk  # noqa: PLC0415 - with the verifier, only for imports
+    seen, todo = set(), [fn]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        body = program.function(name).body
+        for s in irwalk.statements(body):
+            if isinstance(s, ir.AssignGlobal):
+                return _Write(s.glob.name, s.span)
+            if isinstance(s, ir.AssignElement):
+                return _Write(s.array.name, s.span)
+        todo += sorted(irwalk.callees(body))
+    return None

@@ -123,6 +123,16 @@ class Local:
 
 
 @dataclass(frozen=True, slots=True)
+class Application:
+    """``application NAME share N %;``: the application a configuration is, beside others
+    in one VVM, and its part of the share (percent of every frame)."""
+
+    name: str
+    share_percent: int
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class NativeSig:
     """A host native as the program sees it: argument ranges, result range and cost."""
 
@@ -481,6 +491,12 @@ class Program:
     # what it offers the programs on it: what its layers offer and it exposes, less what
     # it hides.)
     offered_instrs: tuple[tuple[str, str], ...] = ()
+    # Configurations only: its application clause (None: the one default application),
+    # the functions it exports to other applications, and the other applications'
+    # functions it imports (`import app.fn;`, each a native named `app.fn` to it).
+    application: Application | None = None
+    exports: tuple[str, ...] = ()
+    imports: tuple[NativeSig, ...] = ()
 
     @property
     def stack(self) -> tuple[Program, ...]:

@@ -22,6 +22,7 @@ from rich.text import Text
 from ccl.compiled import Compiled
 from ccl.diagnostics import CclError, Diagnostic, Source, render
 from ccl.driver import Compiler
+from ccl.verify.applications import Member, SetVerdict, check_set
 from ccl.verify.program import DEFAULT_TIMEOUT_MS, verification_steps, verify_program
 from ccl.verify.report import (
     VerifyReport,
@@ -45,7 +46,7 @@ from cli.console import EXIT_REJECTED as EXIT_REFUTED
 from cli.executor import Executor, executor_options
 from cli.files import readable_inputs
 from cli.options import FiniteFloat, output_options
-from onboard.mission import MissionError
+from onboard.mission import MissionError, find_mission
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class FileVerdict:
     diagnostics: tuple[Diagnostic, ...] = ()  # the front end's, when the file is rejected
     mission_error: str = ""
     sources: dict[str, Source] = field(default_factory=dict)
+    application: Member | None = None  # the file's application clause, if it has one
 
 
 #: One compiler per mission folders for one invocation (in a worker, for the worker's
@@ -98,9 +100,13 @@ def verify_file(job: VerifyJob) -> FileVerdict:
              "exit_code": EXIT_REFUTED}, mission_error=exc.message)
     code = {"proven": EXIT_OK, "refuted": EXIT_REFUTED}.get(report.status, EXIT_UNKNOWN)
     failing = (*report.refuted, *report.unknown)
+    app = compiled.program.application
+    member = Member(app.name, app.share_percent, app.span, compiled.mission.name) \
+        if app is not None else None
     return FileVerdict(f, code, report.to_json(),
                        error_json(diagnostic(failing[0]), f, code) if failing else None,
-                       report, sources=dict(compiler.sources) if failing else {})
+                       report, sources=dict(compiler.sources) if failing else {},
+                       application=member)
 
 
 @click.command("verify")
@@ -125,6 +131,7 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
     results: list[dict[str, Any]] = []
     codes = []
     errors: list[dict[str, Any]] = []  # each failure, as --json shows it
+    members: list[Member] = []  # the applications the files declare: the set on board
     verdicts = executor.map(verify_file, jobs)
     shown = nullcontext(None) if alone else \
         progress(f"verifying on {executor.describe(len(files))}", len(files), "files")
@@ -134,6 +141,8 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
                 ticker.advance()
             codes.append(v.code)
             results.append(v.result)
+            if v.application is not None:
+                members.append(v.application)
             if v.error is not None:
                 errors.append(v.error)
             if as_json:
@@ -146,14 +155,38 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
                 _print_rich(out, v.report, v.sources)
             elif v.report is not None:
                 click.echo(render_text(v.report, v.sources))
+    together = _applications_together(members, missions)
+    extra: dict[str, Any] = {}
+    if together is not None:
+        extra["applications"] = together.to_json()
+        failure = together.diagnostic()
+        if failure is not None:
+            codes.append(EXIT_REFUTED)
+            errors.append(error_json(failure, str(failure.span), EXIT_REFUTED))
+            if not as_json:
+                span = failure.span
+                sources = {span.file: Source.of(span.file, Path(span.file).read_text(
+                    encoding="utf-8"))} if span is not None else {}
+                print_rendered([render(failure, sources)])
+        elif not as_json:
+            click.echo(f"applications: {together.message}")
     if as_json:
         statuses = [r["status"] for r in results]
-        ok = all(s == "proven" for s in statuses)
+        ok = all(s == "proven" for s in statuses) and (together is None or together.ok)
         click.echo(json.dumps({"ok": ok, **({} if ok else {"error": errors[0]}),
-                               "files": results}, indent=2))
+                               "files": results, **extra}, indent=2))
     code = EXIT_REFUTED if EXIT_REFUTED in codes else EXIT_UNKNOWN if EXIT_UNKNOWN in codes \
         else EXIT_OK
     sys.exit(code)
+
+
+def _applications_together(members: list[Member],
+                           missions: tuple[Path, ...]) -> SetVerdict | None:
+    """The set of applications the files declare, proven to fit in the share together
+    (None when no file declares one)."""
+    if not members:
+        return None
+    return check_set(members, find_mission(members[0].mission, missions))
 
 
 def prove(compiled: Compiled, file: str, timeout: float | None = None, *,

@@ -21,18 +21,19 @@ from ccl import ir
 from ccl.diagnostics import Source
 from ccl.limits import recursion_headroom
 from ccl.sema.analyzer import Analyzer
-from ccl.sema.declarations import MissionLoader, VmletLoader
+from ccl.sema.declarations import ImportLoader, MissionLoader, VmletLoader
 from ccl.sema.reporter import MAX_ERRORS
 from ccl.syntax import ParseCache, parse, parse_reusing
 
-__all__ = ["MAX_ERRORS", "MissionLoader", "VmletLoader", "analyze", "parse"]
+__all__ = ["MAX_ERRORS", "ImportLoader", "MissionLoader", "VmletLoader", "analyze", "parse"]
 
 
 def analyze(source: Source, mission_loader: MissionLoader, vmlets: VmletLoader,
-            reuse: ParseCache | None = None) -> ir.Program:
+            reuse: ParseCache | None = None,
+            imports: ImportLoader | None = None) -> ir.Program:
     """Check a parsed source and build its IR; with ``reuse``, the declarations parsed by
     an earlier call with it are not parsed again (an editor's buffer, ``ccl lsp``). Without
     it, a big file's bodies stay packed until each is analyzed (``syntax.parse``)."""
     model = parse(source, pack_bodies=True) if reuse is None else parse_reusing(source, reuse)
     with recursion_headroom():  # the analysis recurses as deep as the program nests
-        return Analyzer(source, model, mission_loader, vmlets).run()
+        return Analyzer(source, model, mission_loader, vmlets, imports).run()

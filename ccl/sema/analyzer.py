@@ -11,7 +11,13 @@ from ccl import ir
 from ccl.diagnostics import Source
 from ccl.sema import checks
 from ccl.sema.bodies import Bodies
-from ccl.sema.declarations import ByType, Declarations, MissionLoader, VmletLoader
+from ccl.sema.declarations import (
+    ByType,
+    Declarations,
+    ImportLoader,
+    MissionLoader,
+    VmletLoader,
+)
 from ccl.sema.expressions import ExpressionChecker
 from ccl.sema.reporter import Abort, Reporter
 from ccl.sema.symbols import ModuleScope
@@ -46,13 +52,17 @@ class Analyzer:
     """Checks one parsed file (``model``) and builds its IR."""
 
     def __init__(self, source: Source, model: Any, mission_loader: MissionLoader,
-                 vmlets: VmletLoader) -> None:
+                 vmlets: VmletLoader, import_loader: ImportLoader | None = None) -> None:
         self.model = model
         self.rep = Reporter(source)
         self.module = ModuleScope()
         self.exprs = ExpressionChecker(self.rep, self.module)
         self.decls = Declarations(self.exprs, mission_loader, vmlets)
         self.bodies = Bodies(self.exprs)
+        self.app: ir.Application | None = None  # the configuration's application clause
+        self.import_loader = import_loader
+        self.imported: tuple[ir.NativeSig, ...] = ()
+        self.exported: tuple[str, ...] = ()
 
     def guarded(self, items: Sequence[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
         """Apply ``fn`` to each item, skipping (not stopping at) items with errors."""
@@ -80,7 +90,10 @@ class Analyzer:
     def declare(self, decls: list[Any], by_type: ByType) -> None:
         """What is visible, the module-level names and the data, in that order."""
         self.decls.check_placement(decls)
+        self.app = self.decls.application(by_type.get("ApplicationDecl", []))
         self.decls.uses(by_type)
+        self.imported = self.decls.imports(by_type.get("ImportDecl", []), self.import_loader)
+        self.exported = self.decls.exports(by_type.get("FnDecl", []), self.app)
         if self.module.kind is ir.ProgramKind.VMLET:
             # Before the names are declared: a VMlet's own `fn`/`instr`/`const` must not
             # take the name of a native it exposes (E-SHADOW, as in a configuration).
@@ -155,6 +168,9 @@ class Analyzer:
             on_load=procs.handlers.get(ir.ProcKind.ON_LOAD),
             natives=tuple(module.natives.values()),
             offered_instrs=self.offered_instrs(procs.instrs),
+            application=self.app,
+            exports=self.exported,
+            imports=self.imported,
         )
 
     def offered_instrs(self, own: tuple[ir.Procedure, ...]) -> tuple[tuple[str, str], ...]:

@@ -38,6 +38,10 @@ class Calls:
                                 "operators, `min`, `max` and `abs`")
         if name == "env":
             return self.env_read(raw_args, sp)
+        if "." in name and name in module.natives:  # another application's export
+            return self.call_native(module.natives[name], raw_args, sp)
+        if "." in name and name in module.failed:  # an import already reported
+            raise Abort()
         if "." in name:
             return self.qualified_instr(name, raw_args, sp, name_sp)
         proc = self.exprs.proc

@@ -35,11 +35,15 @@ MissionLoader = Callable[[str, Span], MissionProfile]
 #: Loads the checked IR of a VMlet by name, for ``uses`` (provided by ``ccl.driver``).
 VmletLoader = Callable[[str, Span], ir.Program]
 
+#: Resolves `import APP.FN;` (provided by ``ccl.driver``): the exported function as a native
+#: named ``APP.FN``, its cost the callee's proven worst case. Raises ``CclError``.
+ImportLoader = Callable[[str, str, Span], ir.NativeSig]
+
 #: Syntax nodes by class name, in the order of the text.
 ByType = dict[str, list[Any]]
 
-_CONFIG_ONLY = {"ParamDecl": "param", "RuleDecl": "rule", "TableDecl": "table",
-                "VarDecl": "var", "TaskDecl": "task"}
+_CONFIG_ONLY = {"ApplicationDecl": "application", "ImportDecl": "import", "ParamDecl": "param",
+                "RuleDecl": "rule", "TableDecl": "table", "VarDecl": "var", "TaskDecl": "task"}
 _VMLET_ONLY = {"InstrDecl": "instr", "ExposeDecl": "expose", "HideDecl": "hide"}
 _NAMED = {"ConstDecl": "const", "ParamDecl": "param", "TableDecl": "table",
           "VarDecl": "var", "FnDecl": "fn", "InstrDecl": "instr", "TaskDecl": "task"}
@@ -105,6 +109,73 @@ class Declarations:
         if not 0 < self.version <= INT_MAX:
             rep.err("E-VERSION", f"version {self.version} is out of range", rep.span(heads[0]),
                     "versions are positive integers that increase with every change")
+
+    def application(self, found: list[Any]) -> ir.Application | None:
+        """The configuration's `application NAME share N %;`, if any: once, with a part
+        of at least 1 % and at most the mission's share."""
+        rep = self.rep
+        for extra in found[1:]:
+            rep.err("E-DUPLICATE", "`application` is declared twice", rep.span(extra),
+                    f"the first is at {rep.span(found[0])}")
+        if not found or self.module.kind is not ir.ProgramKind.CONFIG:
+            return None
+        decl = found[0]
+        span = rep.name_span(decl, decl.share)
+        try:
+            share = rep.literal(decl.share, span)
+        except Abort:
+            return None
+        mission = self.module.mission
+        most = mission.share_percent if mission is not None else 100
+        if not 1 <= share <= most:
+            rep.err("E-SHARE", f"a part of {share} % is outside 1 .. {most} %", span,
+                    f"the mission's whole share is {most} % of every frame, the patch "
+                    "reserve included; the parts of all applications on board share it")
+            return None
+        return ir.Application(decl.name, share, rep.span(decl))
+
+    def imports(self, found: list[Any], loader: ImportLoader | None) -> tuple[ir.NativeSig, ...]:
+        """`import APP.FN;`: each becomes a native `APP.FN` visible to this configuration."""
+        out: list[ir.NativeSig] = []
+        for decl in found:
+            span = self.rep.span(decl)
+            name = f"{decl.app}.{decl.fn}"
+            if self.module.kind is not ir.ProgramKind.CONFIG:
+                continue  # E-PLACEMENT already
+            if any(s.name == name for s in out):
+                self.rep.err("E-DUPLICATE", f"`import {name}` is given twice", span)
+                continue
+            if loader is None:
+                self.rep.err("E-IMPORT", f"`import {name}` cannot be resolved here", span,
+                             "imports are resolved by the compiler (`ccl check`/`compile`)")
+                continue
+            try:
+                sig = loader(decl.app, decl.fn, span)
+            except CclError as exc:
+                self.rep.diags.extend(exc.diagnostics)
+                self.module.failed.add(name)  # its calls say nothing more
+                continue
+            self.module.natives[name] = sig
+            out.append(sig)
+        return tuple(out)
+
+    def exports(self, fns: list[Any], application: ir.Application | None) -> tuple[str, ...]:
+        """The names of the `export fn`s: typed functions of an application."""
+        out = []
+        for f in fns:
+            if not getattr(f, "exported", False):
+                continue
+            span = self.rep.name_span(f, f.name)
+            if self.module.kind is not ir.ProgramKind.CONFIG or application is None:
+                self.rep.err("E-EXPORT", f"`export fn {f.name}`: only an application exports",
+                             span, "declare `application NAME share N %;` in this "
+                             "configuration (a VMlet offers instructions instead)")
+            elif f.ret is None:
+                self.rep.err("E-EXPORT", f"`export fn {f.name}` returns nothing", span,
+                             "an exported function returns a typed value: `-> int[lo..hi]`")
+            else:
+                out.append(f.name)
+        return tuple(out)
 
     def check_placement(self, decls: list[Any]) -> None:
         """E-PLACEMENT for declarations of a configuration in a VMlet and vice versa."""

@@ -51,6 +51,7 @@ from ccl.verify.symbolic import Executor
 from ccl.verify.terms import Val
 from onboard.mission import MissionProfile, find_mission
 from onboard.vm import isa, machine
+from onboard.vm.board import part_cycles
 from onboard.vm.image import Image
 from onboard.vm.machine import Limits
 
@@ -109,8 +110,9 @@ def _entry_points(program: ir.Program
         entries.append((program.on_load, "on load", "on load", None, program.on_load.span))
     entries += [(p, "instr", p.name, None, p.span) for p in program.instrs]
     called = structural.called_functions(program)
+    # an exported function is an entry too: its worst case is what its callers are charged
     entries += [(f, "fn", f.name, None, f.span) for f in program.functions
-                if f.name not in called]
+                if f.name not in called or f.name in program.exports]
     return entries
 
 
@@ -144,7 +146,7 @@ def _verify(target: Compiled | ir.Program, mission: MissionProfile | None,
         step()
     obligations += replacements.obligations(program, mission,
                                             _instr_cost(program, mission, worst, timeout_ms))
-    budgets = _budgets(mission, tuple(worst), shape, image)
+    budgets = _budgets(mission, tuple(worst), shape, image, program.application)
     obligations += _on_load(budgets, Limits.of(mission).on_load_cycles)
     obligations += _cpu_share(budgets, max(shape.largest_charge, run.largest_native))
     return VerifyReport(program.name, program.kind.value, program.file, tuple(obligations),
@@ -251,7 +253,10 @@ def _rule_detail(cond: ir.Expr, values: dict[str, int]) -> str:
 
 
 def _budgets(mission: MissionProfile, worst: tuple[WorstCase, ...], shape: structural.Shape,
-             image: Image) -> Budgets:
+             image: Image, application: ir.Application | None = None) -> Budgets:
+    """The figures of one program. An application (``application NAME share N %;``) runs in
+    its own part of the share, which its scheduler gives its tasks whole (the patch reserve
+    is apart, ``onboard.vm.board``): its tasks are proven within that part."""
     link = mission.raw.get("link", {})
     bits_per_day = int(link.get("uplink_bits_per_day", 0))
     passes_per_day = int(link.get("max_uplink_passes_per_day", 1)) or 1
@@ -259,13 +264,16 @@ def _budgets(mission: MissionProfile, worst: tuple[WorstCase, ...], shape: struc
     bits = patch_bytes * 8
     per_pass = bits_per_day // passes_per_day
     frames_per_s = 1000 / mission.frame_ms
+    share = mission.share_percent if application is None else application.share_percent
     return Budgets(
         clock_hz=mission.clock_hz,
         frame_ms=mission.frame_ms,
-        share_percent=mission.share_percent,
-        share_cycles_per_s=mission.clock_hz * mission.share_percent // 100,
-        reserve_cycles_per_s=round(mission.patch_reserve_cycles_per_frame * frames_per_s),
-        frame_budget=Limits.of(mission).frame_budget,
+        share_percent=share,
+        share_cycles_per_s=mission.clock_hz * share // 100,
+        reserve_cycles_per_s=0 if application is not None else
+        round(mission.patch_reserve_cycles_per_frame * frames_per_s),
+        frame_budget=Limits.of(mission).frame_budget if application is None else
+        part_cycles(mission, application.share_percent),
         worst_cases=worst,
         code_bytes=shape.code_bytes, code_limit=mission.code_bytes,
         data_bytes=shape.data_bytes, data_limit=mission.data_bytes,
@@ -275,6 +283,7 @@ def _budgets(mission: MissionProfile, worst: tuple[WorstCase, ...], shape: struc
         uplink_bits_per_day=bits_per_day, passes_per_day=passes_per_day,
         passes_needed=math.ceil(bits / per_pass) if per_pass else 0,
         days_needed=math.ceil(bits / bits_per_day) if bits_per_day else 0,
+        application=application.name if application is not None else "",
     )
 
 
@@ -312,10 +321,12 @@ def _cpu_share(b: Budgets, largest_charge: int) -> list[Obligation]:
     heaviest = max(tasks, key=lambda w: w.cycles_per_s)
     share = b.share_cycles_per_s
     loss = machine.frame_loss(largest_charge)
+    whose = (f"application {b.application}'s {b.share_percent} % part of the CPU share "
+             f"({share:,} cycles/s" if b.application else
+             f"{b.share_percent} % CPU share ({share:,} cycles/s with the patch reserve")
     message = (f"the tasks at their worst, after `on apply`, never overrun in the "
-               f"{b.share_percent} % CPU share ({share:,} cycles/s with the patch reserve; "
-               f"{b.frame_budget:,} cycles per frame for the tasks, of which up to {loss:,} "
-               "may be lost at a frame's end)")
+               f"{whose}; {b.frame_budget:,} cycles per frame for the tasks, of which up to "
+               f"{loss:,} may be lost at a frame's end)")
     where = "all tasks" if len(tasks) > 1 else f"task {heaviest.name}"
 
     def verdict(cycles: Callable[[WorstCase], int]) -> machine.Schedulability:

@@ -88,6 +88,7 @@ class Budgets:
     passes_per_day: int
     passes_needed: int
     days_needed: int
+    application: str = ""  # its application's name: the share is that application's part
 
     @property
     def tasks(self) -> tuple[WorstCase, ...]:
@@ -115,7 +116,8 @@ class Budgets:
                     "load_cycles_per_s": float(self.load_cycles_per_s),
                     "cpu_percent": round(self.cpu_percent, 4),
                     "share_used_percent": round(self.share_used_percent, 4),
-                    "frame_budget": self.frame_budget},
+                    "frame_budget": self.frame_budget,
+                    **({"application": self.application} if self.application else {})},
             "worst_cases": [w.to_json() for w in self.worst_cases],
             "memory": {"code_bytes": self.code_bytes, "code_limit": self.code_limit,
                        "data_bytes": self.data_bytes, "data_limit": self.data_limit,

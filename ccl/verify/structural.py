@@ -25,6 +25,7 @@ from ccl.verify.obligations import Counterexample, Kind, Method, Obligation, Sta
 from ccl.verify.replay import TrialHost
 from onboard.mission import MissionProfile
 from onboard.patching.patch_format import memory_bytes
+from onboard.vm.board import part_cycles
 from onboard.vm.image import Image, ImageKind
 from onboard.vm.loader import LoadError
 from onboard.vm.machine import Limits, slot_bytes
@@ -101,6 +102,9 @@ def check(program: ir.Program, image: Image, vmlet_images: tuple[Image, ...],
     largest_array = max(program.arrays, key=lambda a: a.length * slot_bytes(a.type.lo, a.type.hi),
                         default=None)
     head = program.tasks[0].span if program.tasks else None
+    # an application's tasks have its part of every frame (``onboard.vm.board``)
+    frame_budget = limits.frame_budget if program.application is None else \
+        part_cycles(mission, program.application.share_percent)
     obs = [
         _limit(Kind.CODE_MEMORY, code, limits.code_bytes, "bytes of code",
                _span(procs, biggest.name if biggest else None, head),
@@ -120,9 +124,11 @@ def check(program: ir.Program, image: Image, vmlet_images: tuple[Image, ...],
                f"calls nest at most {limits.max_call_depth} deep, VMlet instructions "
                f"included (here {depth}" + (f": {' > '.join(chain)}" if chain else "") + ")",
                program.name),
-        _limit(Kind.FRAME_CHARGE, facts.largest_charge, limits.frame_budget, "cycles",
+        _limit(Kind.FRAME_CHARGE, facts.largest_charge, frame_budget, "cycles",
                head, f"no instruction is charged more in one piece ({facts.largest_charge} "
-               f"cycles at most) than the {limits.frame_budget} a frame leaves the tasks",
+               f"cycles at most) than the {frame_budget} a frame leaves the tasks"
+               + (f" of application {program.application.name}"
+                  if program.application is not None else ""),
                program.name),
     ]
     if all(o.status is Status.PROVEN for o in obs):

@@ -57,16 +57,23 @@ class Reconfigurer(Background, Protocol):
 class VVM:
     """One onboard VVM instance for one mission and host."""
 
-    def __init__(self, profile: MissionProfile, host: Host) -> None:
+    def __init__(self, profile: MissionProfile, host: Host, *,
+                 task_budget: int | None = None, patch_reserve: int | None = None) -> None:
         """A VVM runs only what is loaded directly until a ``Reconfigurer`` attaches to it
-        (``attach``) to take patches."""
+        (``attach``) to take patches. ``task_budget`` and ``patch_reserve`` (cycles per
+        frame) default to the whole share less the mission's patch reserve, and that
+        reserve; an application of a ``Board`` (``onboard.vm.board``) has its part of the
+        share and its slice of the reserve instead."""
         self.profile = profile
         self.host = host
         self.vmlets: dict[str, LoadedVmlet] = {}
         self.program: Program | None = None
         self.telemetry = Telemetry(profile.frame_ms, profile.share_cycles_per_frame)
-        self.scheduler = Scheduler(profile.frame_ms, Limits.of(profile).frame_budget, host,
-                                   self.telemetry)
+        self.scheduler = Scheduler(profile.frame_ms,
+                                   Limits.of(profile).frame_budget if task_budget is None
+                                   else task_budget, host, self.telemetry)
+        self.patch_reserve = profile.patch_reserve_cycles_per_frame if patch_reserve is None \
+            else patch_reserve
         self.reconfiguration: Reconfigurer | None = None
 
     def attach(self, reconfigurer: Reconfigurer) -> None:
@@ -74,7 +81,7 @@ class VVM:
         frame, in the mission's patch reserve."""
         self.reconfiguration = reconfigurer
         self.scheduler.background = reconfigurer
-        self.scheduler.reserve_per_frame = self.profile.patch_reserve_cycles_per_frame
+        self.scheduler.reserve_per_frame = self.patch_reserve
 
     @property
     def now_ms(self) -> int:

@@ -50,7 +50,10 @@ def verify_image(
     if image.kind == ImageKind.VMLET:  # its own code: what its `on load` hides comes after
         visible = (offered | frozenset(image.exposes)) - frozenset(image.hides)
     else:
-        visible = offered
+        # and the functions other applications export to it, which the board offers it as
+        # natives named `app.fn` (a mission's own natives are plain names)
+        visible = offered | frozenset(n for n in image.natives
+                                      if "." in n and n in target.natives)
     ctx = CodeContext(image, target, ext, visible)
     units = tuple(verify_code(ctx, i) for i in range(len(image.functions)))
     heights, chains = check_calls(image, units, ext, ext_heights, ext_chains,
