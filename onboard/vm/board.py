@@ -34,6 +34,7 @@ from typing import Any
 from onboard.mission import MissionProfile, Native
 from onboard.vm.host import Host, NativeFn
 from onboard.vm.loader import LoadError
+from onboard.vm.machine import Limits
 from onboard.vm.vvm import VVM
 
 #: The name of the application of a configuration that declares none.
@@ -78,8 +79,7 @@ class Board:
         """Cycles per frame of the share no application has a part of (the patch reserve
         set aside)."""
         used = sum(a.part_cycles for a in self.applications.values())
-        return self.profile.share_cycles_per_frame - self.profile.patch_reserve_cycles_per_frame \
-            - used
+        return Limits.of(self.profile).frame_budget - used
 
     def add(self, name: str, share_percent: int, host: Host, *,
             takes_patches: bool = False, imports: Sequence[Native] = ()) -> VVM:
