@@ -173,3 +173,19 @@ def test_ants_runs_are_deterministic_for_a_seed(
         return [e.to_json() for e in net.run().trace]
 
     assert run(4) == run(4)
+
+
+def test_plan_packets_and_ants_capsules_share_nodes_with_both_vmlets_loaded() -> None:
+    result = run_net_scenario(load_net_scenario(NET / "scenarios" / "plan_and_ants.toml"))
+    assert result.ok, result.expectations
+    assert result.scenario.vmlets == ("plan", "ants")
+    plan_rtt, first_rtt, cached_rtt, *reports = result.report.delivered(1)
+    assert reports == [258, 515, 772, 1029]
+    # by value: the program reloaded at every evaluation; by name: the first capsule waits
+    # for its code, the next finds it cached and carries 16 bytes instead of 216
+    assert cached_rtt < plan_rtt < first_rtt
+    node5 = result.report.nodes[5]
+    assert node5.evaluations == 4 and node5.cache_hits == 1 and node5.cache_misses == 2
+    kinds = {e.packet: e.event for e in result.report.trace if e.node == 5
+             and e.event in ("hit", "miss")}
+    assert len(kinds) == 3  # the PLAN ping's evaluation at 5 touched no cache
