@@ -110,9 +110,9 @@ def decode_packet(data: bytes) -> Packet:
                           f"{len(data) - HEADER_BYTES} bytes after the header", "code length",
                           HEADER_BYTES - 2)
     code = bytes(data[HEADER_BYTES:])
-    if kind in (*CAPSULES, CODE_REQUEST, CODE_RESPONSE) and len(code) < CODE_ID_BYTES \
-            or kind != CODE_RESPONSE and kind not in (REMOTE, NEIGHBOUR) \
-            and len(code) != CODE_ID_BYTES:
+    named = kind not in (REMOTE, NEIGHBOUR)  # the code field starts with an identifier
+    if named and (len(code) < CODE_ID_BYTES
+                  or kind != CODE_RESPONSE and len(code) != CODE_ID_BYTES):
         raise PacketError(f"a kind-{kind} packet carries a {CODE_ID_BYTES}-byte code "
                           f"identifier, not {len(code)} bytes", "code", HEADER_BYTES)
     return Packet(kind, pid, source, dest, ttl, rb, words, code, prev)

@@ -293,7 +293,7 @@ class Network:
                 vvm.load_vmlet(image)
             self.nodes[address] = _Node(address, vvm, host, NodeMeter(), routes,
                                         cache or CacheSpec.of(own))
-        self._installs: dict[int, bytes] = {}  # event seq: a code image a sender installs
+        self._installs: dict[int, tuple[bytes, int]] = {}  # event seq: (image, capsule)
         self._timers: dict[int, bytes] = {}  # event seq: a code fetch's timeout
         self._free_at: dict[tuple[int, int], int] = {}  # a link direction busy until
         self._events: list[tuple[int, int, int, bytes]] = []  # (t_us, seq, node, bytes)
@@ -315,7 +315,7 @@ class Network:
         if packet.kind in CAPSULES:
             if code is not None:
                 self._push(at_ms * 1000, node, b"")
-                self._installs[self._seq] = code
+                self._installs[self._seq] = (code, packet.id)
             packet = packet.but(kind=CAPSULE_NEIGHBOUR, prev=node)
         else:
             packet = packet.but(kind=NEIGHBOUR)
@@ -339,7 +339,7 @@ class Network:
                 break
             now, seq, node, data = heapq.heappop(self._events)
             if seq in self._installs:
-                self._install(now, self.nodes[node], self._installs.pop(seq), 0)
+                self._install(now, self.nodes[node], *self._installs.pop(seq))
             elif seq in self._timers:
                 self._timeout(now, self.nodes[node], self._timers.pop(seq))
             else:

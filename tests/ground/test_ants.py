@@ -11,9 +11,12 @@ import pytest
 from ccl.driver import Compiler
 from ground.network.packet import (
     CAPSULE_NEIGHBOUR,
+    CAPSULE_REMOTE,
     CODE_ID_BYTES,
+    CODE_REQUEST,
     CODE_RESPONSE,
     Packet,
+    PacketError,
     code_id,
     decode_packet,
 )
@@ -189,3 +192,20 @@ def test_plan_packets_and_ants_capsules_share_nodes_with_both_vmlets_loaded() ->
     kinds = {e.packet: e.event for e in result.report.trace if e.node == 5
              and e.event in ("hit", "miss")}
     assert len(kinds) == 3  # the PLAN ping's evaluation at 5 touched no cache
+
+
+def test_capsules_and_code_packets_round_trip_and_a_short_identifier_is_malformed(
+        codes: dict[str, bytes]) -> None:
+    key = code_id(codes["ping"])
+    assert len(key) == CODE_ID_BYTES == 16
+    for kind, code in ((CAPSULE_REMOTE, key), (CODE_REQUEST, key),
+                       (CODE_RESPONSE, key + codes["ping"])):
+        p = Packet(kind, 3, 1, 5, 9, 100, (1,) * 8, code, prev=2)
+        assert decode_packet(p.encode()) == p
+    assert Packet(CAPSULE_REMOTE, 3, 1, 5, 9, 100, (1,) * 8, key).size == 66
+    with pytest.raises(PacketError) as err:
+        decode_packet(Packet(CAPSULE_REMOTE, 3, 1, 5, 9, 100, (1,) * 8, key[:8]).encode())
+    assert (err.value.field, err.value.offset) == ("code", 50)
+    with pytest.raises(PacketError) as err:
+        decode_packet(Packet(CODE_REQUEST, 3, 1, 5, 9, 100, (1,) * 8, key, prev=255).encode())
+    assert (err.value.field, err.value.offset) == ("prev", 11)
