@@ -266,7 +266,8 @@ class _Node:
     busy_until: int = 0
     cache: OrderedDict[bytes, _Cached] = field(default_factory=OrderedDict)
     waiting: dict[bytes, list[Packet]] = field(default_factory=dict)  # capsules, by code
-    asked: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # code: (whom, tries)
+    # code: (whom, tries, the request's id) of the fetch under way
+    asked: dict[bytes, tuple[int, int, int]] = field(default_factory=dict)
 
 
 class Network:
@@ -294,7 +295,7 @@ class Network:
             self.nodes[address] = _Node(address, vvm, host, NodeMeter(), routes,
                                         cache or CacheSpec.of(own))
         self._installs: dict[int, tuple[bytes, int]] = {}  # event seq: (image, capsule)
-        self._timers: dict[int, bytes] = {}  # event seq: a code fetch's timeout
+        self._timers: dict[int, tuple[bytes, int]] = {}  # event seq: (code, request) timed out
         self._free_at: dict[tuple[int, int], int] = {}  # a link direction busy until
         self._events: list[tuple[int, int, int, bytes]] = []  # (t_us, seq, node, bytes)
         self._seq = 0
@@ -331,7 +332,7 @@ class Network:
 
     def run(self, until_ms: int | None = None) -> RunReport:
         """Handle events until none is left (or ``until_ms``); return the report."""
-        now = 0
+        now = end = 0
         handled = 0
         limit = None if until_ms is None else until_ms * 1000
         while self._events and handled < MAX_EVENTS:
@@ -341,13 +342,15 @@ class Network:
             if seq in self._installs:
                 self._install(now, self.nodes[node], *self._installs.pop(seq))
             elif seq in self._timers:
-                self._timeout(now, self.nodes[node], self._timers.pop(seq))
+                if not self._timeout(now, self.nodes[node], *self._timers.pop(seq)):
+                    continue  # the code came: a stale timer is no event of the run
             else:
                 self._arrive(now, self.nodes[node], data)
             handled += 1
+            end = now
         meters = {a: n.meter for a, n in self.nodes.items()}
         trace = tuple(sorted(self._trace, key=lambda e: e.t_us))  # stable: order of handling
-        return RunReport(trace, meters, now, not self._events)
+        return RunReport(trace, meters, end, not self._events)
 
     # ------------------------------------------------------------------ events
 
@@ -449,28 +452,31 @@ class Network:
             self._fetch(now, node, key, packet.prev, 1)
 
     def _fetch(self, now: int, node: _Node, key: bytes, whom: int, tries: int) -> None:
-        node.asked[key] = (whom, tries)
-        node.meter.code_fetches += 1
         request = Packet(CODE_REQUEST, self.next_id(), node.address, whom, 255, 0,
                          (0,) * 8, key)
+        node.asked[key] = (whom, tries, request.id)
+        node.meter.code_fetches += 1
         self._log(now, node.address, "fetch", request.id,
                   {"code": key.hex()[:8], "from": whom, "try": tries})
         self._push(now + node.spec.fetch_timeout_ms * 1000, node.address, b"")
-        self._timers[self._seq] = key
+        self._timers[self._seq] = (key, request.id)
         self._route(now, node, request)
 
-    def _timeout(self, now: int, node: _Node, key: bytes) -> None:
-        if key not in node.asked or key not in node.waiting:
-            return  # the code came
-        whom, tries = node.asked[key]
+    def _timeout(self, now: int, node: _Node, key: bytes, request: int) -> bool:
+        """Code request ``request`` timed out: ask again or give up; False if the code had
+        come (its timer is stale, also when a later fetch of the same code is under way)."""
+        if key not in node.waiting or node.asked.get(key, (0, 0, 0))[2] != request:
+            return False
+        whom, tries, _ = node.asked[key]
         if tries <= node.spec.fetch_retries:
             self._fetch(now, node, key, whom, tries + 1)
-            return
+            return True
         del node.asked[key]
         for capsule in node.waiting.pop(key):
             self._drop(now, node, capsule.id, "code-fetch-failed",
                        f"code {key.hex()[:8]} did not come from node {whom} after {tries} "
                        f"requests, {node.spec.fetch_timeout_ms} ms apart")
+        return True
 
     def _serve(self, now: int, node: _Node, request: Packet) -> None:
         cached = node.cache.get(request.code)
