@@ -83,6 +83,10 @@ def _print(result: object, show_trace: bool) -> None:
         out.print(f"  node {node}: {m.evaluations} evaluated ({m.cycles:,} cycles, "
                   f"{m.load_cycles:,} loading), {m.forwarded} forwarded, "
                   f"{m.bytes_out:,} bytes out, delivered {m.delivered}, drops: {drops}")
+        if m.cache_hits or m.cache_misses or m.code_served:
+            out.print(f"    code cache: {m.cache_hits} hits, {m.cache_misses} misses, "
+                      f"{m.code_fetches} fetches, {m.code_served} served, {m.evictions} "
+                      f"evicted, {m.cache_bytes:,} bytes held (peak {m.peak_cache_bytes:,})")
     for e in report.trace:
         if e.event == "drop":
             out.print(f"  dropped #{e.packet} at node {e.node} ({e.t_us / 1000:g} ms): "

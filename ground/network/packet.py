@@ -2,11 +2,16 @@
 
 ::
 
-    magic "AP" | version 1 | kind | id u32 | source u8 | dest u8 | ttl u8 | 0 u8 |
-    rb u32 | 8 data words u32 | code length u16 | code (an encoded VVM image)
+    magic "AP" | version 1 | kind | id u32 | source u8 | dest u8 | ttl u8 | prev u8 |
+    rb u32 | 8 data words u32 | code length u16 | code
 
-All integers big-endian. ``kind`` 0: evaluate at ``dest`` only, routed there hop by hop
-(PLAN's OnRemote); 1: evaluate at the neighbour ``dest`` (OnNeighbor). ``rb`` is the
+All integers big-endian. ``kind`` 0: a PLAN packet evaluated at ``dest`` only, routed there
+hop by hop (PLAN's OnRemote); 1: evaluated at the neighbour ``dest`` (OnNeighbor); for
+both, ``code`` is an encoded VVM image and ``prev`` is 0. Kinds 2 and 3 are ANTS capsules,
+the same as 0 and 1 but ``code`` is the 16-byte code identifier (:func:`code_id`) and
+``prev`` the node that last evaluated the capsule, which holds its code. Kind 4 is a code
+request (``code``: the identifier asked for; ``source``: the node asking, ``dest``: the node
+asked) and kind 5 its response (``code``: the identifier, then the image). ``rb`` is the
 resource bound in VVM cycles (at most 1,000,000); ``id`` names the packet in traces.
 Addresses are 0..254, data words 0..10^9: a packet outside these is malformed, so a
 node's natives never answer outside the ranges the profile declares.
@@ -14,6 +19,7 @@ node's natives never answer outside the ranges the profile declares.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass, replace
 
@@ -21,6 +27,16 @@ MAGIC = b"AP"
 VERSION = 1
 WORDS = 8
 REMOTE, NEIGHBOUR = 0, 1
+CAPSULE_REMOTE, CAPSULE_NEIGHBOUR = 2, 3  # ANTS capsules: code named by its identifier
+CODE_REQUEST, CODE_RESPONSE = 4, 5  # ANTS demand loading
+KINDS = (REMOTE, NEIGHBOUR, CAPSULE_REMOTE, CAPSULE_NEIGHBOUR, CODE_REQUEST, CODE_RESPONSE)
+CAPSULES = (CAPSULE_REMOTE, CAPSULE_NEIGHBOUR)
+#: Bytes of a code identifier: SHA-256 truncated to 128 bits, the size of the MD5
+#: fingerprint ANTS capsules carry (Wetherall et al., 1998). Forging code for a given
+#: identifier is a second preimage (about 2^128 work); an accidental collision among n codes
+#: has probability about n^2 / 2^129: both negligible for a router's cache, at half the
+#: bytes of the full digest on every capsule.
+CODE_ID_BYTES = 16
 _HEADER = struct.Struct(f">2sBBIBBBBI{WORDS}IH")
 HEADER_BYTES = _HEADER.size
 MAX_WORD = 1_000_000_000
@@ -49,11 +65,13 @@ class Packet:
     rb: int
     words: tuple[int, ...]
     code: bytes
+    prev: int = 0  # ANTS capsules: the node that last evaluated it (holds its code)
 
     def encode(self) -> bytes:
         """The packet's bytes on the wire."""
         return _HEADER.pack(MAGIC, VERSION, self.kind, self.id, self.source, self.dest,
-                            self.ttl, 0, self.rb, *self.words, len(self.code)) + self.code
+                            self.ttl, self.prev, self.rb, *self.words,
+                            len(self.code)) + self.code
 
     def but(self, **changes: object) -> Packet:
         """This packet with ``changes`` (dataclass fields)."""
@@ -69,14 +87,14 @@ def decode_packet(data: bytes) -> Packet:
     if len(data) < HEADER_BYTES:
         raise PacketError(f"{len(data)} bytes is shorter than the {HEADER_BYTES}-byte header",
                           "header", len(data))
-    magic, version, kind, pid, source, dest, ttl, _, rb, *rest = _HEADER.unpack_from(data)
+    magic, version, kind, pid, source, dest, ttl, prev, rb, *rest = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise PacketError("not an active packet", "magic", 0)
     if version != VERSION:
         raise PacketError(f"version {version} is not {VERSION}", "version", 2)
-    if kind not in (REMOTE, NEIGHBOUR):
-        raise PacketError(f"kind {kind} is neither 0 nor 1", "kind", 3)
-    for name, value, offset in (("source", source, 8), ("dest", dest, 9)):
+    if kind not in KINDS:
+        raise PacketError(f"kind {kind} is not one of 0..{len(KINDS) - 1}", "kind", 3)
+    for name, value, offset in (("source", source, 8), ("dest", dest, 9), ("prev", prev, 11)):
         if value > MAX_ADDRESS:
             raise PacketError(f"{name} {value} is not a node address (0..{MAX_ADDRESS})",
                               name, offset)
@@ -91,4 +109,16 @@ def decode_packet(data: bytes) -> Packet:
         raise PacketError(f"code length {length} disagrees with the packet's "
                           f"{len(data) - HEADER_BYTES} bytes after the header", "code length",
                           HEADER_BYTES - 2)
-    return Packet(kind, pid, source, dest, ttl, rb, words, bytes(data[HEADER_BYTES:]))
+    code = bytes(data[HEADER_BYTES:])
+    named = kind not in (REMOTE, NEIGHBOUR)  # the code field starts with an identifier
+    if named and (len(code) < CODE_ID_BYTES
+                  or kind != CODE_RESPONSE and len(code) != CODE_ID_BYTES):
+        raise PacketError(f"a kind-{kind} packet carries a {CODE_ID_BYTES}-byte code "
+                          f"identifier, not {len(code)} bytes", "code", HEADER_BYTES)
+    return Packet(kind, pid, source, dest, ttl, rb, words, code, prev)
+
+
+def code_id(image: bytes) -> bytes:
+    """The identifier ANTS capsules name their code by: SHA-256 of the encoded image,
+    truncated to ``CODE_ID_BYTES``."""
+    return hashlib.sha256(image).digest()[:CODE_ID_BYTES]

@@ -19,6 +19,7 @@ A scenario file (``missions/activenet/scenarios/*.toml``)::
     rb = 20_000                           # resource bound, cycles
     ttl = 16                              # hops
     unverified = false                    # true: sent without the sender's proof
+    protocol = "plan"                     # or "ants": a capsule naming its code (cached)
 
     [[expect]]                            # at node 1, exactly these values delivered
     node = 1
@@ -73,6 +74,7 @@ class Injection:
     rb: int
     ttl: int
     unverified: bool
+    protocol: str = "plan"  # "plan": the packet carries its code; "ants": its identifier
 
 
 @dataclass(frozen=True)
@@ -194,10 +196,15 @@ def load_net_scenario(path: Path) -> NetScenario:
                                    f"{at}.node")
         if "program" not in s:
             raise NetScenarioError("no `program`", at)
+        protocol = str(s.get("protocol", "plan"))
+        if protocol not in ("plan", "ants"):
+            raise NetScenarioError(f"protocol `{protocol}` is neither `plan` nor `ants`",
+                                   f"{at}.protocol")
         sends.append(Injection(_int(s, "at_ms", at, 0), node, _beside(path, s["program"]),
                                data_words + (0,) * (8 - len(data_words)),
                                _int(s, "rb", at, 20_000, hi=1_000_000),
-                               _int(s, "ttl", at, 16, hi=255), bool(s.get("unverified"))))
+                               _int(s, "ttl", at, 16, hi=255), bool(s.get("unverified")),
+                               protocol))
     expect = []
     for k, e in enumerate(data.get("expect", [])):
         at = f"{path}: [[expect]] {k + 1}"

@@ -18,7 +18,7 @@ from ccl.diagnostics import CclError
 from ccl.driver import Compiler
 from ccl.verify.program import verify_program
 from ccl.verify.report import VerifyReport, diagnostic
-from ground.network.packet import NEIGHBOUR, Packet
+from ground.network.packet import CAPSULE_NEIGHBOUR, NEIGHBOUR, Packet, code_id
 from ground.network.scenario import Expectation, Injection, NetScenario, NetScenarioError
 from ground.network.simulator import ENTRY, Network, RunReport
 from onboard.vm.image import Image
@@ -113,12 +113,14 @@ def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None) ->
                 reports[send.program] = verify_program(compiled)
             verdict = judge(compiled, send.rb, reports[send.program])
         verdicts.append((send, verdict))
-        packet = Packet(NEIGHBOUR, network.next_id(), send.node, send.node, send.ttl, send.rb,
-                        send.data, compiled.image.encode())
+        code = compiled.image.encode()
+        ants = send.protocol == "ants"  # the capsule names its code; the sender's node has it
+        packet = Packet(CAPSULE_NEIGHBOUR if ants else NEIGHBOUR, network.next_id(), send.node,
+                        send.node, send.ttl, send.rb, send.data, code_id(code) if ants else code)
         if verdict is not None and not verdict.proven:
             network.refuse(send.at_ms, send.node, packet.id, verdict.why)
             continue
-        network.inject(send.at_ms, send.node, packet)
+        network.inject(send.at_ms, send.node, packet, code if ants else None)
     report = network.run(scenario.until_ms)
     return NetResult(scenario, report, tuple(verdicts),
                      tuple(_judge_expectation(e, report) for e in scenario.expect), sizes)

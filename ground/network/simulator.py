@@ -25,24 +25,47 @@ How a node treats a packet that arrives (docs/active-networks.md):
 Loading a program (verifying and binding it) costs the node the profile's
 ``verify_per_code_byte`` and ``bind_per_code_byte`` cycles per code byte, charged to the
 node's CPU, not to the packet's bound; a node runs one packet at a time.
+
+ANTS capsules (kinds 2 and 3) name their code by identifier instead of carrying it. Each
+node keeps a code cache (the profile's ``[ants]`` table: entries and bytes, least recently
+used evicted first) of code verified and translated once, when it enters the cache, so a
+hit costs no load cycles. On a miss the capsule waits (bounded) and the node asks the node
+that last evaluated the capsule (``prev``) for the code, with a request and a response of
+their own (kinds 4 and 5), retrying after a timeout a bounded number of times; a response
+whose image does not hash to the identifier is refused (``forged``). The trace has
+``hit``, ``miss``, ``fetch``, ``serve``, ``cache`` and ``evict`` events.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections import Counter
+import tomllib
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ground.network.packet import NEIGHBOUR, REMOTE, Packet, PacketError, decode_packet
+from ground.network.packet import (
+    CAPSULE_NEIGHBOUR,
+    CAPSULE_REMOTE,
+    CAPSULES,
+    CODE_ID_BYTES,
+    CODE_REQUEST,
+    CODE_RESPONSE,
+    NEIGHBOUR,
+    REMOTE,
+    Packet,
+    PacketError,
+    code_id,
+    decode_packet,
+)
 from onboard.mission import MissionProfile
 from onboard.vm.host import Host, mission_host
 from onboard.vm.image import Image, ImageError, decode_image
 from onboard.vm.loader import LoadError
 from onboard.vm.machine import Limits
-from onboard.vm.vvm import VVM
+from onboard.vm.vvm import VVM, Program
 
 #: The task a packet's program runs at every node that evaluates it.
 ENTRY = "main"
@@ -58,6 +81,33 @@ class RouterHost(Host, Protocol):
               routes: Mapping[int, int]) -> None: ...
     def begin(self, source: int, ttl: int, rb: int, words: Sequence[int]) -> None: ...
     def end(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """A node's ANTS code cache and demand loading (the profile's ``[ants]`` table)."""
+
+    cache_bytes: int = 1_024
+    cache_entries: int = 4
+    fetch_timeout_ms: int = 50
+    fetch_retries: int = 2
+    wait_capsules: int = 8
+
+    @staticmethod
+    def of(profile: MissionProfile) -> CacheSpec:
+        """The ``[ants]`` table of ``profile``'s mission.toml (defaults where absent)."""
+        path = profile.directory / "mission.toml"
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("ants", {}) \
+            if path.is_file() else {}
+        return CacheSpec(**{k: int(v) for k, v in table.items()
+                            if k in CacheSpec.__dataclass_fields__})
+
+
+@dataclass
+class _Cached:
+    program: Program
+    name: str
+    image: bytes
 
 
 class TopologyError(ValueError):
@@ -143,13 +193,24 @@ class NodeMeter:
     peak_code_bytes: int = 0  # the largest program it held (the VMlets' code aside)
     delivered: list[int] = field(default_factory=list)
     drops: Counter[str] = field(default_factory=Counter)
+    cache_hits: int = 0  # ANTS: capsules whose code was in the cache
+    cache_misses: int = 0
+    code_fetches: int = 0  # code requests this node sent (retries included)
+    code_served: int = 0  # code responses it sent
+    evictions: int = 0
+    cache_bytes: int = 0  # code images in its cache now
+    peak_cache_bytes: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {"evaluations": self.evaluations, "cycles": self.cycles,
                 "load_cycles": self.load_cycles, "forwarded": self.forwarded,
                 "packets_in": self.packets_in, "bytes_in": self.bytes_in,
                 "packets_out": self.packets_out, "bytes_out": self.bytes_out,
-                "peak_code_bytes": self.peak_code_bytes, "delivered": list(self.delivered),
+                "peak_code_bytes": self.peak_code_bytes, "cache_hits": self.cache_hits,
+                "cache_misses": self.cache_misses, "code_fetches": self.code_fetches,
+                "code_served": self.code_served, "evictions": self.evictions,
+                "cache_bytes": self.cache_bytes, "peak_cache_bytes": self.peak_cache_bytes,
+                "delivered": list(self.delivered),
                 "drops": dict(sorted(self.drops.items()))}
 
 
@@ -201,7 +262,12 @@ class _Node:
     host: RouterHost
     meter: NodeMeter
     routes: dict[int, int]
+    spec: CacheSpec
     busy_until: int = 0
+    cache: OrderedDict[bytes, _Cached] = field(default_factory=OrderedDict)
+    waiting: dict[bytes, list[Packet]] = field(default_factory=dict)  # capsules, by code
+    # code: (whom, tries, the request's id) of the fetch under way
+    asked: dict[bytes, tuple[int, int, int]] = field(default_factory=dict)
 
 
 class Network:
@@ -209,9 +275,11 @@ class Network:
 
     def __init__(self, topology: Topology, profile: MissionProfile,
                  vmlets: Sequence[Image] = (), seed: int = 1,
-                 node_profiles: Mapping[int, MissionProfile] | None = None) -> None:
+                 node_profiles: Mapping[int, MissionProfile] | None = None,
+                 cache: CacheSpec | None = None) -> None:
         """Boot a VVM per node with ``vmlets`` loaded (lower layers first), each with
-        ``profile`` or its own in ``node_profiles`` (a variant: another CPU or memory)."""
+        ``profile`` or its own in ``node_profiles`` (a variant: another CPU or memory), and
+        an ANTS code cache as the profile's ``[ants]`` says, or as ``cache`` if given."""
         self.topology = topology
         self.profile = profile
         self.random = random.Random(seed)
@@ -224,7 +292,10 @@ class Network:
             vvm = VVM(own, host)
             for image in vmlets:
                 vvm.load_vmlet(image)
-            self.nodes[address] = _Node(address, vvm, host, NodeMeter(), routes)
+            self.nodes[address] = _Node(address, vvm, host, NodeMeter(), routes,
+                                        cache or CacheSpec.of(own))
+        self._installs: dict[int, tuple[bytes, int]] = {}  # event seq: (image, capsule)
+        self._timers: dict[int, tuple[bytes, int]] = {}  # event seq: (code, request) timed out
         self._free_at: dict[tuple[int, int], int] = {}  # a link direction busy until
         self._events: list[tuple[int, int, int, bytes]] = []  # (t_us, seq, node, bytes)
         self._seq = 0
@@ -235,13 +306,21 @@ class Network:
         self._ids += 1
         return self._ids
 
-    def inject(self, at_ms: int, node: int, packet: Packet) -> None:
+    def inject(self, at_ms: int, node: int, packet: Packet, code: bytes | None = None) -> None:
         """``packet`` is handed to ``node`` at ``at_ms`` by a local sender (it is evaluated
-        there first, whatever its ``dest``: the sender's own node runs it)."""
+        there first, whatever its ``dest``: the sender's own node runs it). An ANTS capsule
+        comes with its ``code`` (the encoded image), which the sender's node caches first."""
         if node not in self.nodes:
             raise TopologyError(f"no node {node} to send from")
         self._log(at_ms * 1000, node, "inject", packet.id, {"bytes": packet.size})
-        self._push(at_ms * 1000, node, packet.but(kind=NEIGHBOUR, dest=node).encode())
+        if packet.kind in CAPSULES:
+            if code is not None:
+                self._push(at_ms * 1000, node, b"")
+                self._installs[self._seq] = (code, packet.id)
+            packet = packet.but(kind=CAPSULE_NEIGHBOUR, prev=node)
+        else:
+            packet = packet.but(kind=NEIGHBOUR)
+        self._push(at_ms * 1000, node, packet.but(dest=node).encode())
 
     def receive(self, at_us: int, node: int, data: bytes) -> None:
         """``data`` arrives at ``node`` at ``at_us`` as from a link (any bytes at all)."""
@@ -253,18 +332,25 @@ class Network:
 
     def run(self, until_ms: int | None = None) -> RunReport:
         """Handle events until none is left (or ``until_ms``); return the report."""
-        now = 0
+        now = end = 0
         handled = 0
         limit = None if until_ms is None else until_ms * 1000
         while self._events and handled < MAX_EVENTS:
             if limit is not None and self._events[0][0] > limit:
                 break
-            now, _, node, data = heapq.heappop(self._events)
-            self._arrive(now, self.nodes[node], data)
+            now, seq, node, data = heapq.heappop(self._events)
+            if seq in self._installs:
+                self._install(now, self.nodes[node], *self._installs.pop(seq))
+            elif seq in self._timers:
+                if not self._timeout(now, self.nodes[node], *self._timers.pop(seq)):
+                    continue  # the code came: a stale timer is no event of the run
+            else:
+                self._arrive(now, self.nodes[node], data)
             handled += 1
+            end = now
         meters = {a: n.meter for a, n in self.nodes.items()}
         trace = tuple(sorted(self._trace, key=lambda e: e.t_us))  # stable: order of handling
-        return RunReport(trace, meters, now, not self._events)
+        return RunReport(trace, meters, end, not self._events)
 
     # ------------------------------------------------------------------ events
 
@@ -290,35 +376,182 @@ class Network:
             self._drop(now, node, 0, "malformed", str(exc))
             return
         self._log(now, node.address, "arrive", packet.id, {"ttl": packet.ttl, "rb": packet.rb})
-        if packet.kind == REMOTE and packet.dest != node.address:
+        if packet.kind in (REMOTE, CAPSULE_REMOTE, CODE_REQUEST, CODE_RESPONSE) \
+                and packet.dest != node.address:
             node.meter.forwarded += 1
             self._log(now, node.address, "forward", packet.id, {"dest": packet.dest})
             self._route(now, node, packet)
             return
-        self._evaluate(now, node, packet)
+        if packet.kind in CAPSULES:
+            self._capsule(now, node, packet)
+        elif packet.kind == CODE_REQUEST:
+            self._serve(now, node, packet)
+        elif packet.kind == CODE_RESPONSE:
+            self._receive_code(now, node, packet)
+        else:
+            self._evaluate(now, node, packet)
 
-    def _evaluate(self, now: int, node: _Node, packet: Packet) -> None:
-        meter, profile = node.meter, node.vvm.profile
+    def _load(self, now: int, node: _Node, code: bytes, packet: int
+              ) -> tuple[Program, str] | None:
+        """Decode, verify and bind ``code`` at ``node``, charging the node's CPU for it;
+        None (and ``packet`` dropped with the reason) if it cannot run here."""
+        profile = node.vvm.profile
         try:
-            image = decode_image(packet.code)
+            image = decode_image(code)
         except ImageError as exc:
-            self._drop(now, node, packet.id, "malformed", f"program: {exc}")
-            return
-        code_bytes = image.code_bytes()
-        load = code_bytes * (profile.reconfig.verify_per_code_byte
-                             + profile.reconfig.bind_per_code_byte)
-        meter.load_cycles += load
-        node.busy_until = now + self._us(load, profile)
-        meter.peak_code_bytes = max(meter.peak_code_bytes, len(packet.code))
+            self._drop(now, node, packet, "malformed", f"program: {exc}")
+            return None
+        load = image.code_bytes() * (profile.reconfig.verify_per_code_byte
+                                     + profile.reconfig.bind_per_code_byte)
+        node.meter.load_cycles += load
+        node.busy_until = max(now, node.busy_until) + self._us(load, profile)
         try:
             program = node.vvm.prepare(image)
             program.unit(ENTRY)
         except LoadError as exc:
-            self._drop(now, node, packet.id, "refused", f"{exc.code}: {exc.message}")
-            return
+            self._drop(now, node, packet, "refused", f"{exc.code}: {exc.message}")
+            return None
         except KeyError:
-            self._drop(now, node, packet.id, "refused", f"the program has no task `{ENTRY}`")
+            self._drop(now, node, packet, "refused", f"the program has no task `{ENTRY}`")
+            return None
+        return program, image.name
+
+    def _evaluate(self, now: int, node: _Node, packet: Packet) -> None:
+        node.meter.peak_code_bytes = max(node.meter.peak_code_bytes, len(packet.code))
+        loaded = self._load(now, node, packet.code, packet.id)
+        if loaded is not None:
+            self._execute(now, node, packet, *loaded)
+
+    # ------------------------------------------------------------------ ANTS
+
+    def _capsule(self, now: int, node: _Node, packet: Packet) -> None:
+        """An ANTS capsule to evaluate here: run its cached code, or wait for it."""
+        key = packet.code
+        cached = node.cache.get(key)
+        if cached is not None:
+            node.cache.move_to_end(key)
+            node.meter.cache_hits += 1
+            self._log(now, node.address, "hit", packet.id, {"code": key.hex()[:8]})
+            self._execute(now, node, packet, cached.program, cached.name)
             return
+        node.meter.cache_misses += 1
+        self._log(now, node.address, "miss", packet.id,
+                  {"code": key.hex()[:8], "from": packet.prev})
+        waiting = node.waiting.setdefault(key, [])
+        if len(waiting) >= node.spec.wait_capsules:
+            self._drop(now, node, packet.id, "code-wait-full",
+                       f"{len(waiting)} capsules already wait for code {key.hex()[:8]}")
+            return
+        waiting.append(packet)
+        if key not in node.asked:
+            if packet.prev == node.address:
+                del node.waiting[key]
+                self._drop(now, node, packet.id, "code-fetch-failed",
+                           f"code {key.hex()[:8]} is not here and no node before has it")
+                return
+            self._fetch(now, node, key, packet.prev, 1)
+
+    def _fetch(self, now: int, node: _Node, key: bytes, whom: int, tries: int) -> None:
+        request = Packet(CODE_REQUEST, self.next_id(), node.address, whom, 255, 0,
+                         (0,) * 8, key)
+        node.asked[key] = (whom, tries, request.id)
+        node.meter.code_fetches += 1
+        self._log(now, node.address, "fetch", request.id,
+                  {"code": key.hex()[:8], "from": whom, "try": tries})
+        self._push(now + node.spec.fetch_timeout_ms * 1000, node.address, b"")
+        self._timers[self._seq] = (key, request.id)
+        self._route(now, node, request)
+
+    def _timeout(self, now: int, node: _Node, key: bytes, request: int) -> bool:
+        """Code request ``request`` timed out: ask again or give up; False if the code had
+        come (its timer is stale, also when a later fetch of the same code is under way)."""
+        if key not in node.waiting or node.asked.get(key, (0, 0, 0))[2] != request:
+            return False
+        whom, tries, _ = node.asked[key]
+        if tries <= node.spec.fetch_retries:
+            self._fetch(now, node, key, whom, tries + 1)
+            return True
+        del node.asked[key]
+        for capsule in node.waiting.pop(key):
+            self._drop(now, node, capsule.id, "code-fetch-failed",
+                       f"code {key.hex()[:8]} did not come from node {whom} after {tries} "
+                       f"requests, {node.spec.fetch_timeout_ms} ms apart")
+        return True
+
+    def _serve(self, now: int, node: _Node, request: Packet) -> None:
+        cached = node.cache.get(request.code)
+        if cached is None:
+            self._drop(now, node, request.id, "code-unknown",
+                       f"node {request.source} asked for code {request.code.hex()[:8]}, "
+                       "which is not in this node's cache")
+            return
+        node.cache.move_to_end(request.code)
+        node.meter.code_served += 1
+        response = Packet(CODE_RESPONSE, self.next_id(), node.address, request.source, 255,
+                          0, (0,) * 8, request.code + cached.image)
+        self._log(now, node.address, "serve", response.id,
+                  {"code": request.code.hex()[:8], "to": request.source,
+                   "bytes": response.size})
+        self._route(now, node, response)
+
+    def _receive_code(self, now: int, node: _Node, response: Packet) -> None:
+        key, image = response.code[:CODE_ID_BYTES], response.code[CODE_ID_BYTES:]
+        if key not in node.waiting:
+            self._drop(now, node, response.id, "unsolicited",
+                       f"code {key.hex()[:8]} was not asked for here")
+            return
+        if code_id(image) != key:
+            self._drop(now, node, response.id, "forged",
+                       f"the code sent for {key.hex()[:8]} hashes to "
+                       f"{code_id(image).hex()[:8]}")
+            return  # the capsules keep waiting: a retry may bring the real code
+        node.asked.pop(key, None)
+        capsules = node.waiting.pop(key)
+        cached = self._install(now, node, image, capsules[0].id)
+        for capsule in capsules:
+            if cached is None:
+                self._drop(now, node, capsule.id, "refused",
+                           f"its code {key.hex()[:8]} cannot run here")
+            else:
+                self._execute(now, node, capsule, cached.program, cached.name)
+
+    def _install(self, now: int, node: _Node, image: bytes, packet: int) -> _Cached | None:
+        """Verify and translate ``image`` once and keep it in ``node``'s cache, evicting
+        the least recently used codes to make room."""
+        key, spec = code_id(image), node.spec
+        if key in node.cache:
+            node.cache.move_to_end(key)
+            return node.cache[key]
+        if len(image) > spec.cache_bytes:
+            self._drop(now, node, packet, "code-too-large",
+                       f"{len(image)} bytes of code do not fit a {spec.cache_bytes}-byte "
+                       "cache")
+            return None
+        loaded = self._load(now, node, image, packet)
+        if loaded is None:
+            return None
+        while node.cache and (len(node.cache) >= spec.cache_entries
+                              or node.meter.cache_bytes + len(image) > spec.cache_bytes):
+            old, gone = node.cache.popitem(last=False)
+            node.meter.cache_bytes -= len(gone.image)
+            node.meter.evictions += 1
+            self._log(now, node.address, "evict", packet,
+                      {"code": old.hex()[:8], "bytes": len(gone.image)})
+        cached = node.cache[key] = _Cached(*loaded, image)
+        node.meter.cache_bytes += len(image)
+        node.meter.peak_cache_bytes = max(node.meter.peak_cache_bytes, node.meter.cache_bytes)
+        self._log(now, node.address, "cache", packet,
+                  {"code": key.hex()[:8], "program": cached.name, "bytes": len(image),
+                   "cache_bytes": node.meter.cache_bytes})
+        return cached
+
+    # ------------------------------------------------------------------ running
+
+    def _execute(self, now: int, node: _Node, packet: Packet, program: Program,
+                 name: str) -> None:
+        """Run ``packet``'s program at ``node`` (loaded), then carry out what it asked."""
+        meter, profile = node.meter, node.vvm.profile
+        node.busy_until = max(now, node.busy_until)
         node.host.advance(now // 1000)
         node.host.begin(packet.source, packet.ttl, packet.rb, packet.words)
         budget = min(packet.rb, Limits.of(profile).frame_budget)
@@ -329,22 +562,26 @@ class Network:
         done = node.busy_until + self._us(outcome.cycles, profile)
         node.busy_until = done
         self._log(now, node.address, "evaluate", packet.id,
-                  {"program": image.name, "cycles": outcome.cycles, "budget": budget})
+                  {"program": name, "cycles": outcome.cycles, "budget": budget})
         if outcome.fault is not None:
             self._drop(done, node, packet.id, "trap", str(outcome.fault))
             return
         if outcome.exhausted:
             bound = "its resource bound" if budget == packet.rb else "a frame's share"
             self._drop(done, node, packet.id, "resource-exhausted",
-                       f"`{image.name}` used all of {bound} ({budget} cycles) and was stopped")
+                       f"`{name}` used all of {bound} ({budget} cycles) and was stopped")
             return
         for value in asked.delivered:
             meter.delivered.append(value)
             self._log(done, node.address, "deliver", packet.id, {"value": value})
         left = packet.rb - outcome.cycles
+        capsule = packet.kind in CAPSULES
         for send in asked.sends:
-            child = Packet(REMOTE if send.remote else NEIGHBOUR, self.next_id(), packet.source,
-                           send.dest, packet.ttl, min(send.rb, left), send.words, packet.code)
+            kind = ((CAPSULE_REMOTE if send.remote else CAPSULE_NEIGHBOUR) if capsule else
+                    REMOTE if send.remote else NEIGHBOUR)
+            child = Packet(kind, self.next_id(), packet.source, send.dest, packet.ttl,
+                           min(send.rb, left), send.words, packet.code,
+                           node.address if capsule else 0)
             left -= child.rb
             self._log(done, node.address, "spawn", child.id,
                       {"parent": packet.id, "dest": child.dest, "rb": child.rb,
@@ -361,7 +598,8 @@ class Network:
         if packet.dest == node.address:
             self._push(now, node.address, packet.encode())
             return
-        hop = packet.dest if packet.kind == NEIGHBOUR else node.routes.get(packet.dest)
+        hop = packet.dest if packet.kind in (NEIGHBOUR, CAPSULE_NEIGHBOUR) \
+            else node.routes.get(packet.dest)
         if hop is None or hop not in self.nodes:
             self._drop(now, node, packet.id, "no-route", f"no route to {packet.dest}")
             return

@@ -82,3 +82,19 @@ def test_bad_scenarios_are_one_message(tmp_path: Path) -> None:
                       f'[[send]]\nnode = 9\nprogram = "x.ccl"\n')
     proc = ccl("net", "sim", broken)
     assert proc.returncode == 1 and "node 9 is not in topology `line5`" in proc.stderr
+
+
+def test_net_sim_runs_ants_capsules_with_the_code_cache_in_the_trace(tmp_path: Path) -> None:
+    scenario = NET / "scenarios" / "ants_ping_traceroute.toml"
+    out = json.loads(ccl("net", "sim", scenario, "--json").stdout)
+    assert out["ok"] and out["nodes"]["1"]["delivered"][1:] == [258, 515, 772, 1029]
+    events = {e["event"] for e in out["trace"]}
+    assert {"hit", "miss", "fetch", "serve", "cache"} <= events
+    assert out["nodes"]["5"]["code_fetches"] == 2 and out["nodes"]["1"]["code_served"] == 2
+    text = ccl("net", "sim", scenario)
+    assert text.returncode == 0 and "code cache: 7 hits, 0 misses" in text.stdout
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(f'[scenario]\ntopology = "{NET / "topologies" / "line5.toml"}"\n'
+                     f'[[send]]\nnode = 1\nprogram = "x.ccl"\nprotocol = "udp"\n')
+    proc = ccl("net", "sim", wrong)
+    assert proc.returncode == 1 and "protocol `udp` is neither `plan` nor `ants`" in proc.stderr
