@@ -256,3 +256,24 @@ def test_a_power_cut_at_every_write_of_a_commit_leaves_old_or_new_figures(
     done.switch(0)
     done.end_frame(200 * corot.frame_ms, fault=False)
     assert ProfileConditions(corot, TEST_KEY, directory).profile.reconfig.probation_frames == 200
+
+
+def test_every_truncation_and_every_re_signed_byte_flip_is_refused_or_checked_cleanly(
+        tmp_path: Path, corot: MissionProfile) -> None:
+    """Hostile profile patches: no exception but a refusal, and no figure outside the limits
+    ever in force."""
+    data = profile_patch(corot, 5, probation_frames=300, patch_reserve_cycles_per_frame=12_000)
+    for n in range(len(data)):
+        board = ProfileConditions(corot, TEST_KEY)
+        assert board.receive(data[:n]).status == "rejected"
+    limits = HardLimits.of(corot).ranges
+    for i in range(len(data) - 16):
+        for bit in range(8):
+            mutated = bytearray(data)
+            mutated[i] ^= 1 << bit
+            board = ProfileConditions(corot, TEST_KEY, tmp_path / "none")
+            fate = board.receive(retag_profile_patch(bytes(mutated), TEST_KEY))
+            if fate.accepted:
+                board.switch(0)
+            for name, value in current_values(board.profile).items():
+                assert limits[name][0] <= value <= limits[name][1]
