@@ -157,6 +157,9 @@ class ProfileConditions:
     def __init__(self, flight_build: MissionProfile, key: bytes,
                  directory: Path | None = None, disk: Disk | None = None) -> None:
         self.flight_build = flight_build
+        # A malformed [limits] table is the flight build's error: refused here, at boot,
+        # never when a patch arrives.
+        HardLimits.of(flight_build)
         self.key = key
         self.directory = directory
         self.disk = disk or Disk()

@@ -5,6 +5,7 @@ the state directory across resets."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,13 @@ def test_every_truncation_and_every_re_signed_byte_flip_is_refused_or_checked_cl
                 board.switch(0)
             for name, value in current_values(board.profile).items():
                 assert limits[name][0] <= value <= limits[name][1]
+
+
+def test_a_malformed_limits_table_is_refused_when_the_board_starts(
+        corot: MissionProfile) -> None:
+    for table, words in [({"share_percent": [5, 10]}, "a hard figure has no range"),
+                         ({"probation_frames": [600, 100]}, "lo <= hi"),
+                         ({"warp": [1, 2]}, "unknown figure 'warp'")]:
+        broken = replace(corot, raw={**corot.raw, "limits": table})
+        with pytest.raises(ValueError, match=words):
+            ProfileConditions(broken, TEST_KEY)
