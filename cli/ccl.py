@@ -38,6 +38,9 @@ COMMANDS = {
     "inspect": LazyCommand("cli.pack_commands:inspect_command", "Show every field and "
                            "section of a PATCH, what it changes, and whether its tag "
                            "verifies."),
+    "profile-pack": LazyCommand("cli.profile_command:profile_pack", "Check new values of "
+                                "soft figures against the flight build's limits and pack "
+                                "them into a profile patch."),
     "keygen": LazyCommand("cli.pack_commands:keygen_command", "Write a fresh random "
                           "256-bit patch key (or link key), mode 0600."),
     "passes": LazyCommand("cli.ground_commands:passes", "Passes of the satellite over the "

@@ -189,7 +189,7 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
     try:
         key = load_key(profile, Path(key_path) if key_path else None)
     except PackError as exc:
-        refuse(exc, _key_error_code(exc))
+        refuse(exc, key_error_code(exc))
     with progress(f"verifying {file}", verification_steps(compiled.program),
                   "steps") as ticker:
         verdict = run_verifier(compiled, step=ticker.advance, reuse=not reprove)
@@ -237,7 +237,7 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
     sys.exit(EXIT_OK)
 
 
-def _key_error_code(exc: PackError) -> int:
+def key_error_code(exc: PackError) -> int:
     """A key file that cannot be read is a usage error (2), like a missing input; one that
     is read but holds no key is rejected input (1); a flight profile refusing the
     development key asks for an option (2)."""
@@ -268,7 +268,7 @@ def inspect_command(ctx: click.Context, patch: str, base_path: str | None,
         key, why = _inspect_key(data, key_path, extra)
         report = describe(data, base, key.secret if key else None, extra)
     except PackError as exc:
-        refuse(exc, _key_error_code(exc))
+        refuse(exc, key_error_code(exc))
     except FormatError as exc:
         malformed = _format_failure(exc, patch, data)
         fail(malformed.message, malformed.hint, malformed.code, malformed.where)

@@ -123,6 +123,7 @@ class Reason(StrEnum):
     HASH_MISMATCH = "hash-mismatch"  # the rebuilt image is not the target
     VERIFIER = "verifier"  # the bytecode verifier refuses the code
     INTERNAL = "internal-error"  # a bug of the patcher: reported, never raised on board
+    OUT_OF_LIMITS = "out-of-limits"  # a profile patch outside the flight build's hard limits
 
 
 #: One-byte number of each reason, for telemetry: declaration order from 1 (new reasons are
@@ -629,13 +630,18 @@ def _base_length(ctx: Any) -> int:
 # --------------------------------------------------------------------------- header
 
 
-HEADER = cs.Struct(
+#: The fields every patch starts with, a configuration patch or a profile patch: what it is,
+#: whom it is for, its place in the sequence.
+PATCH_ADDRESS = (
     "magic" / cs.Bytes(2),
     "format" / cs.Int8ub,
     "flags" / cs.Int8ub,
     "mission" / VarUInt,
     "spacecraft" / VarUInt,
     "seq" / VarUInt,
+)
+HEADER = cs.Struct(
+    *PATCH_ADDRESS,
     "version" / VarUInt,  # the target configuration's version
     "base" / cs.Bytes(HASH_BYTES),
     "target" / cs.Bytes(HASH_BYTES),
@@ -1246,3 +1252,104 @@ def development_key(mission: str) -> bytes:
     """The demo key of ``mission``: SHA-256 of a public label and the mission name. Anyone can
     compute it, so a mission profile with ``flight = true`` refuses it."""
     return hashlib.sha256(DEVELOPMENT_KEY_LABEL + mission.encode()).digest()
+
+
+# --------------------------------------------------------------------------- profile patches
+
+#: The flag of a profile patch (new values of the mission profile's soft figures). It is not
+#: in ``Flag.known()``: a configuration patcher refuses a profile patch (BAD_HEADER), and
+#: ``parse_profile_patch`` refuses a configuration patch.
+PROFILE_FLAG = 0x80
+#: The soft figures a profile patch may carry, by their one-byte code on the wire. Codes are
+#: never reused; a board refuses a code it does not know.
+PROFILE_FIGURES: dict[int, str] = {
+    1: "patch_reserve_cycles_per_frame",
+    2: "probation_frames",
+    3: "max_pending",
+}
+PROFILE_CODES: dict[str, int] = {name: code for code, name in PROFILE_FIGURES.items()}
+MAX_PROFILE_ENTRIES = len(PROFILE_FIGURES)
+
+PROFILE_PATCH = cs.Struct(
+    *PATCH_ADDRESS,
+    "count" / cs.Int8ub,
+    "entries" / cs.Array(cs.this.count, cs.Struct("figure" / cs.Int8ub, "value" / VarUInt)),
+    "crc" / cs.Int16ub,  # CRC-16 of all the bytes before it
+)
+
+
+@dataclass(frozen=True)
+class ProfilePatch:
+    """A decoded profile patch: who it is for, its sequence number, the new figures."""
+
+    mission_id: int
+    spacecraft_id: int
+    seq: int
+    values: dict[str, int]
+
+
+def build_profile_patch(p: ProfilePatch, key: bytes) -> bytes:
+    """The bytes of a profile patch, CRC and tag included. Raises ``ValueError`` for a figure
+    that has no code (the ground checks the limits before, see ``onboard.patching.conditions``)."""
+    for name in p.values:
+        if name not in PROFILE_CODES:
+            raise ValueError(f"{name!r} is not a soft figure (known: {', '.join(PROFILE_CODES)})")
+    entries = [{"figure": PROFILE_CODES[n], "value": v} for n, v in sorted(
+        p.values.items(), key=lambda item: PROFILE_CODES[item[0]])]
+    raw = {"magic": MAGIC, "format": FORMAT_VERSION, "flags": PROFILE_FLAG,
+           "mission": p.mission_id, "spacecraft": p.spacecraft_id, "seq": p.seq,
+           "count": len(entries), "entries": entries, "crc": 0}
+    body = PROFILE_PATCH.build(raw)[:-CRC_BYTES]
+    body += crc16(body).to_bytes(CRC_BYTES, "big")
+    return body + compute_tag(key, body)
+
+
+def parse_profile_patch(data: bytes, key: bytes) -> ProfilePatch:
+    """Decode and authenticate a profile patch. Raises ``FormatError`` (TRUNCATED, BAD_MAGIC,
+    BAD_VERSION, BAD_HEADER, HEADER_CRC, BAD_TAG, BAD_SECTION) naming the field and its offset.
+    The tag is checked before anything is decoded beyond the fixed fields, so a forged patch
+    never reaches the figure table."""
+    if len(data) < 4 + CRC_BYTES + TAG_BYTES:
+        raise FormatError(Reason.TRUNCATED, "the profile patch is shorter than its fixed fields",
+                          "magic", 0)
+    if data[:2] != MAGIC:
+        raise FormatError(Reason.BAD_MAGIC, f"magic {data[:2]!r} is not {MAGIC!r}", "magic", 0)
+    if data[2] != FORMAT_VERSION:
+        raise FormatError(Reason.BAD_VERSION, f"a profile patch is format {FORMAT_VERSION}, "
+                          f"this one says {data[2]}", "format", 2)
+    if data[3] != PROFILE_FLAG:
+        raise FormatError(Reason.BAD_HEADER, f"flags {data[3]:#04x}: not a profile patch "
+                          f"({PROFILE_FLAG:#04x})", "flags", 3)
+    if not tag_ok(key, data):
+        raise FormatError(Reason.BAD_TAG, "the tag does not authenticate the profile patch "
+                          "with this mission's key", "tag", len(data) - TAG_BYTES)
+    body = data[:-TAG_BYTES]
+    try:
+        raw = PROFILE_PATCH.parse(body)
+    except cs.ConstructError as exc:
+        raise FormatError(Reason.TRUNCATED, f"the profile patch {_detail(exc)}", "entries",
+                          4) from None
+    size = len(PROFILE_PATCH.build(raw))
+    if size != len(body):
+        raise FormatError(Reason.BAD_HEADER, f"{len(body) - size} bytes after the figures",
+                          "crc", size)
+    if crc16(body[:-CRC_BYTES]) != raw.crc:
+        raise FormatError(Reason.HEADER_CRC, "the profile patch's CRC does not match", "crc",
+                          size - CRC_BYTES)
+    values: dict[str, int] = {}
+    for i, entry in enumerate(raw.entries):
+        name = PROFILE_FIGURES.get(entry.figure)
+        if name is None or name in values:
+            what = "unknown" if name is None else "repeated"
+            raise FormatError(Reason.BAD_SECTION, f"{what} figure code {entry.figure}",
+                              f"entries[{i}].figure")
+        values[name] = int(entry.value)
+    return ProfilePatch(int(raw.mission), int(raw.spacecraft), int(raw.seq), values)
+
+
+def retag_profile_patch(data: bytes, key: bytes) -> bytes:
+    """``data`` with its CRC and tag recomputed (tests: a mutated profile patch re-signed
+    reaches the decoder)."""
+    body = data[:-TAG_BYTES - CRC_BYTES]
+    body += crc16(body).to_bytes(CRC_BYTES, "big")
+    return body + compute_tag(key, body)

@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from onboard.mission import MissionProfile
+from onboard.patching.conditions import ProfileConditions, ProfileFate, current_values
 from onboard.patching.patch_format import (
     TAG_BYTES,
     Codec,
@@ -125,6 +127,7 @@ class Reconfiguration:
         self.probation_ticket: int | None = None
         self.probation_end_ms: int | None = None
         self.counted_to_ms = 0  # probation frames counted up to this time
+        self.conditions: ProfileConditions | None = None  # soft figures, if patchable
         # A configuration staged before a reset is switched to by ``onboard.patching.boot``.
         vvm.attach(self)
 
@@ -139,6 +142,34 @@ class Reconfiguration:
         self.pending.append((ticket, data))
         return self.report(ticket, Fate(FateStatus.RECEIVED, message=f"{len(data)} bytes"))
 
+    def attach_conditions(self, conditions: ProfileConditions) -> None:
+        """Take profile patches (``receive_profile``) into ``conditions``, and put the soft
+        figures it holds, if committed before a reset, in force now."""
+        self.conditions = conditions
+        if conditions.profile is not conditions.flight_build:
+            self._put_in_force(conditions.profile)
+
+    def receive_profile(self, data: bytes, *, demand_cycles_per_frame: int = 0) -> ProfileFate:
+        """A complete profile patch: checked now, in force from the next frame boundary.
+        ``demand_cycles_per_frame``: what the running configuration is proven to need, so
+        that a larger patch reserve that would leave it too little is refused."""
+        if self.conditions is None:
+            return ProfileFate("rejected", None, Reason.BAD_HEADER.value,
+                               "this VVM takes no profile patches", "flags")
+        return self.conditions.receive(data, demand_cycles_per_frame=demand_cycles_per_frame)
+
+    def _put_in_force(self, profile: MissionProfile) -> None:
+        """The soft figures of ``profile``: the queue and probation of patches to come, and
+        the patch reserve, taken from (or given back to) the tasks' budget so the VVM's part
+        of every frame stays the share."""
+        self.costs = profile.reconfig
+        self.patcher.profile = profile
+        self.patcher.probation_frames = profile.reconfig.probation_frames
+        scheduler = self.vvm.scheduler
+        reserve = profile.patch_reserve_cycles_per_frame
+        scheduler.budget_per_frame -= reserve - self.vvm.patch_reserve
+        self.vvm.patch_reserve = scheduler.reserve_per_frame = reserve
+
     @property
     def busy(self) -> bool:
         """Whether reconfiguration has work for the coming frame."""
@@ -146,15 +177,24 @@ class Reconfiguration:
 
     def next_event_ms(self) -> int | None:
         """When the scheduler must run a frame for reconfiguration (None: never)."""
-        if self.busy:
+        if self.busy or (self.conditions is not None and self.conditions.waiting is not None):
             return self.vvm.now_ms
-        return self.probation_end_ms
+        ends = [t for t in (self.probation_end_ms, None if self.conditions is None
+                            else self.conditions.probation_end_ms) if t is not None]
+        return min(ends) if ends else None
 
     # ------------------------------------------------------------------ frames
 
     def step(self, t: int, budget: int) -> int:
         """Frame boundary ``t``: switch programs if a paid step waits for it, then spend at
         most ``budget`` cycles on the work at hand. Returns the cycles used."""
+        if self.conditions is not None:
+            # A profile patch's figures change only here, between two frames.
+            changed = self.conditions.end_frame(t, fault=False) \
+                if self.conditions.probation_end_ms is not None else None
+            changed = self.conditions.switch(t) or changed
+            if changed is not None:
+                self._put_in_force(changed)
         if self.probation_end_ms is not None and t >= self.probation_end_ms \
                 and self.work is None and self.done is None:
             self._count_probation(t, fault=False)
@@ -182,6 +222,10 @@ class Reconfiguration:
 
     def end_frame(self, t: int, faults: int) -> None:
         """After frame ``t`` ran (tasks included): count probation; a fault rolls back."""
+        if self.conditions is not None:
+            back = self.conditions.end_frame(t + self.frame_ms, fault=faults > 0)
+            if back is not None:
+                self._put_in_force(back)
         if self.probation_end_ms is None or self.work is not None or self.done is not None:
             return
         self._count_probation(t + self.frame_ms, fault=faults > 0)
@@ -342,7 +386,10 @@ class Reconfiguration:
                           "previous": store.previous.hex() if store.previous else None,
                           "staged": store.staged.hex() if store.staged else None},
                 "patches": [e.to_json() for e in self.events],
-                "patches_waiting": len(self.pending)}
+                "patches_waiting": len(self.pending),
+                **({} if self.conditions is None else {"conditions": {
+                    "figures": current_values(self.conditions.profile),
+                    "profile_patches": [f.to_json() for f in self.conditions.log]}})}
 
     def report(self, ticket: int, fate: Fate) -> Fate:
         """Record a fate of patch ``ticket`` in telemetry and tell the listeners."""

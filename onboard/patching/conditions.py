@@ -1,0 +1,270 @@
+"""Adaptable conditions: the mission profile's soft figures, changed on board within hard limits.
+
+The flight build fixes, in the profile's ``[limits]`` table, the range each *soft* figure may
+take (``probation_frames = [100, 6000]``); a profile patch (``patch_format.ProfilePatch``)
+carries new values. Everything else of the profile is *hard*: the reconfiguration share
+(``share_percent``, 10 % on CoRoT), the memory sizes, the clock and frame, the cycle table.
+No patch can change those, and a figure the flight build gives no range is not patchable.
+
+The ground checks the limits before packing (``ccl profile-pack``); the board checks them
+again (``ProfileConditions.receive``), never trusting the ground, after authenticating the
+patch with the mission's patch key. A refused patch leaves the conditions as they were.
+
+Stdlib only (and ``onboard.patching.patch_format``): the onboard side must stand alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from onboard.errors import OnboardError
+from onboard.mission import MissionProfile, ReconfigCosts
+from onboard.patching.disk import Disk
+from onboard.patching.patch_format import (
+    PROFILE_CODES,
+    FormatError,
+    ProfilePatch,
+    Reason,
+    build_profile_patch,
+    parse_profile_patch,
+)
+
+#: Figures no profile patch may change: fixed by the flight build.
+HARD_FIGURES = ("share_percent", "clock_hz", "frame_ms", "code_bytes", "data_bytes",
+                "max_stack", "max_call_depth", "cycles")
+#: The soft figures, as the profile names them (``[limits]`` keys are the same names).
+SOFT_FIGURES = tuple(PROFILE_CODES)
+_IN_RECONFIG = ("probation_frames", "max_pending")
+
+
+class ConditionRefused(OnboardError):
+    """A soft figure's new value refused: the figure, the value and the limit it breaks."""
+
+    def __init__(self, reason: Reason, message: str, figure: str | None = None) -> None:
+        super().__init__(reason.value, message, field=figure)
+        self.reason = reason
+        self.figure = figure
+
+
+@dataclass(frozen=True)
+class HardLimits:
+    """The range of each soft figure, from the flight build's ``[limits]`` table."""
+
+    ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    @staticmethod
+    def of(profile: MissionProfile) -> HardLimits:
+        """The limits of ``profile``. Raises ``ValueError`` for a malformed ``[limits]``
+        table (an unknown or hard figure, a range that is not ``[lo, hi]`` with lo <= hi)."""
+        table = profile.raw.get("limits", {})
+        ranges: dict[str, tuple[int, int]] = {}
+        for name, spec in table.items():
+            if name in HARD_FIGURES:
+                raise ValueError(f"[limits] {name}: a hard figure has no range, it is fixed")
+            if name not in SOFT_FIGURES:
+                raise ValueError(f"[limits] has an unknown figure {name!r} "
+                                 f"(soft figures: {', '.join(SOFT_FIGURES)})")
+            if (not isinstance(spec, list) or len(spec) != 2
+                    or not all(isinstance(v, int) for v in spec) or spec[0] > spec[1]):
+                raise ValueError(f"[limits] {name} must be [lo, hi] with lo <= hi")
+            ranges[name] = (int(spec[0]), int(spec[1]))
+        return HardLimits(ranges)
+
+
+def current_values(profile: MissionProfile) -> dict[str, int]:
+    """The soft figures of ``profile`` as they are now."""
+    values = {"patch_reserve_cycles_per_frame": profile.patch_reserve_cycles_per_frame}
+    values.update({name: getattr(profile.reconfig, name) for name in _IN_RECONFIG})
+    return values
+
+
+def check_values(profile: MissionProfile, values: Mapping[str, int], *,
+                 demand_cycles_per_frame: int = 0) -> None:
+    """Refuse ``values`` unless every figure is soft, given a range by the flight build, and
+    inside it, and the running configuration (``demand_cycles_per_frame``, its claimed cycles)
+    still fits the share beside the new patch reserve. Raises ``ConditionRefused``."""
+    limits = HardLimits.of(profile)
+    for name, value in values.items():
+        if name in HARD_FIGURES:
+            raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{name} is a hard figure of the "
+                                   "flight build: no profile patch changes it", name)
+        if name not in limits.ranges:
+            raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{name} has no range in the flight "
+                                   "build's [limits]: it is not patchable", name)
+        lo, hi = limits.ranges[name]
+        if not lo <= value <= hi:
+            raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{name} = {value} is outside its "
+                                   f"hard limit {lo}..{hi}", name)
+    reserve = values.get("patch_reserve_cycles_per_frame",
+                         profile.patch_reserve_cycles_per_frame)
+    if reserve + demand_cycles_per_frame > profile.share_cycles_per_frame:
+        raise ConditionRefused(
+            Reason.OVER_BUDGET, f"patch_reserve_cycles_per_frame = {reserve} leaves "
+            f"{profile.share_cycles_per_frame - reserve} cycles of the share "
+            f"({profile.share_cycles_per_frame}) and the running configuration needs "
+            f"{demand_cycles_per_frame}: it would no longer be proven within its budget",
+            "patch_reserve_cycles_per_frame")
+
+
+def with_values(profile: MissionProfile, values: Mapping[str, int]) -> MissionProfile:
+    """``profile`` with the soft figures ``values`` (already checked) in place."""
+    reconfig: ReconfigCosts = replace(
+        profile.reconfig, **{k: v for k, v in values.items() if k in _IN_RECONFIG})
+    reserve = values.get("patch_reserve_cycles_per_frame",
+                         profile.patch_reserve_cycles_per_frame)
+    return replace(profile, reconfig=reconfig, patch_reserve_cycles_per_frame=reserve)
+
+
+#: The file of a state directory that keeps the soft figures in force (the last committed
+#: profile patch's result, as a profile patch carrying every soft figure, tagged with the
+#: patch key). Written atomically (``Disk.replace``): a power cut leaves the old or the new.
+CONDITIONS_FILE = "conditions.vpp"
+
+
+@dataclass(frozen=True)
+class ProfileFate:
+    """What became of one profile patch, for telemetry: ``status`` is ``accepted`` (checked,
+    waiting for the frame boundary), ``active`` (in force, on probation), ``committed``,
+    ``rolled-back`` or ``rejected`` (with the reason, the message and the figure)."""
+
+    status: str
+    seq: int | None
+    reason: str | None = None
+    message: str = ""
+    figure: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status != "rejected"
+
+    def to_json(self) -> dict[str, object]:
+        return {"status": self.status, "seq": self.seq, "reason": self.reason,
+                "message": self.message, "figure": self.figure}
+
+
+class ProfileConditions:
+    """The board's soft figures: the flight build's profile, changed by profile patches.
+
+    Like a configuration, a profile patch is checked when received (``receive``: nothing
+    changes yet), put in force at a frame boundary (``switch``), on probation for the new
+    ``probation_frames`` frames, rolled back by a fault (``end_frame``), and only then
+    committed to the state directory, so it survives a reset; a reset during probation
+    returns to the last committed figures.
+    """
+
+    def __init__(self, flight_build: MissionProfile, key: bytes,
+                 directory: Path | None = None, disk: Disk | None = None) -> None:
+        self.flight_build = flight_build
+        # A malformed [limits] table is the flight build's error: refused here, at boot,
+        # never when a patch arrives.
+        HardLimits.of(flight_build)
+        self.key = key
+        self.directory = directory
+        self.disk = disk or Disk()
+        self.profile = flight_build
+        self.last_seq = 0
+        self.log: list[ProfileFate] = []
+        self.waiting: ProfilePatch | None = None
+        self.previous: MissionProfile | None = None  # what a rollback returns to
+        self.probation_end_ms: int | None = None
+        self._load()
+
+    # ------------------------------------------------------------------ persistence
+
+    def _load(self) -> None:
+        """The figures last committed in ``directory`` (the flight build's if none). The
+        record is checked like a patch received: a damaged one is ignored, never trusted."""
+        if self.directory is None or not (self.directory / CONDITIONS_FILE).is_file():
+            return
+        try:
+            record = parse_profile_patch((self.directory / CONDITIONS_FILE).read_bytes(),
+                                         self.key)
+            check_values(self.flight_build, record.values)
+        except (FormatError, ConditionRefused) as exc:
+            self._log(ProfileFate("rejected", None, "bad-record", f"stored conditions "
+                                  f"ignored: {exc}"))
+            return
+        self.profile = with_values(self.flight_build, record.values)
+        self.last_seq = record.seq
+
+    def _save(self) -> None:
+        if self.directory is None:
+            return
+        p = self.flight_build
+        record = ProfilePatch(p.mission_id, p.spacecraft_id, self.last_seq,
+                              current_values(self.profile))
+        self.disk.replace(self.directory / CONDITIONS_FILE,
+                          build_profile_patch(record, self.key))
+
+    # ------------------------------------------------------------------ patches
+
+    def receive(self, data: bytes, *, demand_cycles_per_frame: int = 0) -> ProfileFate:
+        """Check ``data`` as a profile patch; if every check passes it waits for the next
+        frame boundary (``switch``). A refused patch changes nothing."""
+        seq: int | None = None
+        try:
+            patch = parse_profile_patch(data, self.key)
+            seq = patch.seq
+            self._check(patch, demand_cycles_per_frame)
+        except FormatError as exc:
+            return self._log(ProfileFate("rejected", seq, exc.reason.value, exc.message,
+                                         exc.field))
+        except ConditionRefused as exc:
+            return self._log(ProfileFate("rejected", seq, exc.reason.value, exc.message,
+                                         exc.figure))
+        self.waiting = patch
+        return self._log(ProfileFate("accepted", patch.seq, message=", ".join(
+            f"{k} = {v}" for k, v in sorted(patch.values.items()))))
+
+    def _check(self, patch: ProfilePatch, demand: int) -> None:
+        p = self.flight_build
+        if patch.mission_id != p.mission_id:
+            raise ConditionRefused(Reason.WRONG_MISSION, f"mission id {patch.mission_id}, "
+                                   f"this is mission {p.mission_id} ({p.name})", "mission")
+        if patch.spacecraft_id != p.spacecraft_id:
+            raise ConditionRefused(Reason.WRONG_SPACECRAFT, f"spacecraft {patch.spacecraft_id}"
+                                   f", this is {p.spacecraft_id}", "spacecraft")
+        if patch.seq <= self.last_seq:
+            raise ConditionRefused(Reason.REPLAY, f"sequence number {patch.seq} is not above "
+                                   f"the last accepted {self.last_seq}", "seq")
+        if self.waiting is not None or self.probation_end_ms is not None:
+            raise ConditionRefused(Reason.BUSY, "a profile patch is already waiting or on "
+                                   "probation")
+        # Limits are the flight build's, not those of a profile already patched.
+        check_values(p, patch.values, demand_cycles_per_frame=demand)
+
+    def switch(self, now_ms: int) -> MissionProfile | None:
+        """At a frame boundary: put the waiting patch in force, on probation. Returns the new
+        profile (None if nothing waits)."""
+        patch, self.waiting = self.waiting, None
+        if patch is None:
+            return None
+        self.previous, self.profile = self.profile, with_values(self.profile, patch.values)
+        self.last_seq = patch.seq
+        frames = self.profile.reconfig.probation_frames
+        self.probation_end_ms = now_ms + frames * self.profile.frame_ms
+        self._log(ProfileFate("active", patch.seq, message=f"probation for {frames} frames"))
+        return self.profile
+
+    def end_frame(self, end_ms: int, *, fault: bool) -> MissionProfile | None:
+        """After the frame ending at ``end_ms``: a fault during probation rolls the figures
+        back (returns the profile to put back in force); the end of probation commits them
+        to the state directory. Returns None when the figures in force do not change."""
+        if self.probation_end_ms is None or self.previous is None:
+            return None
+        if fault:
+            self.profile, self.previous, self.probation_end_ms = self.previous, None, None
+            self._log(ProfileFate("rolled-back", self.last_seq,
+                                  message="a trap or overrun during probation"))
+            return self.profile
+        if end_ms >= self.probation_end_ms:
+            self._save()
+            self.previous, self.probation_end_ms = None, None
+            self._log(ProfileFate("committed", self.last_seq))
+        return None
+
+    def _log(self, fate: ProfileFate) -> ProfileFate:
+        self.log.append(fate)
+        return fate
