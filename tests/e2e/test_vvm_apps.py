@@ -145,3 +145,32 @@ def test_a_power_cut_in_one_applications_apply_leaves_the_other_and_both_come_ba
         code, out, _ = vvm("--json", "dump", copy, "gain")
         assert code == 0 and json.loads(out)["values"][0]["value"] == 100
     assert outcomes <= {50, 700}
+
+
+def test_the_rvm_lists_the_boards_applications_with_part_cycles_and_state(
+        tmp_path: Path, board: tuple[Path, Path, Path]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    state, _, b = board
+    assert vvm("apply", state, b, "--app", "channel_b", "--share", "3")[0] == 0
+    assert vvm("run", state, "--for", "5s")[0] == 0
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ | {"PYTHONPATH": str(root), "CCL_PROOF_CACHE": str(tmp_path / "proofs")}
+    proc = subprocess.run([sys.executable, "-m", "cli.vvm", "repl", str(state)],
+                          input=":apps\n", capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    head = [line for line in lines if not line.startswith("  ")]
+    assert head[0].startswith("default: the rest of the share (")
+    assert head[1].startswith("channel_b: 3 % (")
+    code, out, _ = vvm("--json", "status", state, "--app", "channel_b")
+    status_b = json.loads(out)
+    part = status_b["applications"]["channel_b"]["part_cycles"]
+    assert f"({part} cycles per frame), worst frame {status_b['worst_frame_cycles']} " \
+           f"cycles" in head[1]
+    assert "0 faults" in head[1]
+    assert any(line.startswith("  channel_a v1 ") for line in lines)
+    assert any(line.startswith("  channel_b v1 ") for line in lines)
