@@ -6,8 +6,10 @@ a ground console attached to a simulated board, which compiles and proves what i
 it), named in ``LAZY_COMMANDS`` and imported only when it runs.
 
 ``vvm init/load/apply/run/status/dump`` drive a simulated VVM kept in a state directory
-(``onboard.sim.simulator``); ``vvm inspect`` reads an image as the satellite would; ``vvm
-dump`` reads back the values of the configuration running.
+(``onboard.sim.simulator``), a board of one or several applications
+(``onboard.sim.board_state``: ``apply/status/dump --app NAME``, ``run`` drives them all);
+``vvm inspect`` reads an image as the satellite would; ``vvm dump`` reads back the values
+of the configuration running.
 
 The command line follows ``ccl``'s convention (``cli.options``): ``--missions``, ``--json``,
 ``--quiet`` and ``--version`` before the command, ``--json``/``--quiet`` (and ``--missions``)
