@@ -43,7 +43,9 @@ storage. The application is part of what a segment says of its patch, so a trans
 the ground reuses for another application is a new patch (rule 3). A transfer's ticket
 and its fate are the addressed application's.
 
-``report()`` encodes the telemetry the ground reads at the next pass: the configuration hash
+``report()`` encodes the telemetry the ground reads at the next pass (a transfer's entry
+names its application in the high four bits of its state byte: 0, so unchanged, for the
+default application): the configuration hash
 (given by the caller), counters (frames stored, rejected, duplicated, unauthenticated,
 replayed; transfers evicted), and for every transfer in progress the bitmap of share ids
 held; for recently finished transfers their state and fate. The report is cumulative, so a
@@ -195,6 +197,8 @@ REPORT = cs.Struct(
     *LINK_REPORT.struct.subcons,
     "transfers" / cs.PrefixedArray(cs.Int16ub, cs.Struct(
         "transfer" / cs.Int16ub,
+        # low 4 bits: the TransferState; high 4 bits: the board application the patch
+        # addresses (0, the default: every report of a single-application board unchanged)
         "state" / cs.Int8ub,
         "fate" / cs.Int8ub,
         "k" / cs.Int8ub,
@@ -212,6 +216,7 @@ class TransferReport:
     fate: int
     k: int
     received: frozenset[int]
+    application: int = 0  # the board application (its number) the patch addresses
 
 
 @dataclass(frozen=True)
@@ -261,8 +266,9 @@ def decode_report(raw: bytes) -> Report:
     except cs.ConstructError as exc:
         raise ReportError(f"not a receiver report: {exc}") from None
     try:
-        transfers = tuple(TransferReport(t.transfer, TransferState(t.state), t.fate, t.k,
-                                         bitmap_ids(t.received)) for t in r.transfers)
+        transfers = tuple(TransferReport(t.transfer, TransferState(t.state & 0x0F), t.fate,
+                                         t.k, bitmap_ids(t.received), t.state >> 4)
+                          for t in r.transfers)
     except ValueError as exc:
         raise ReportError(f"receiver report: {exc}") from None
     return Report(r.time_ms, bytes(r.config_hash), r.frames_ok, r.frames_rejected,
@@ -474,10 +480,11 @@ class Receiver:
         """Encode the cumulative telemetry report (see ``decode_report``), after evicting
         what has timed out by ``time_ms``, so it never shows a transfer given up."""
         self.expire(time_ms)
-        entries = [dict(transfer=tid, state=int(TransferState.RECEIVING), fate=0, k=t.k,
-                        received=bitmap(t.shares)) for tid, t in sorted(self._open.items())]
-        entries += [dict(transfer=tid, state=int(d.state), fate=d.fate, k=0, received=b"")
-                    for tid, d in self._done.items()]
+        entries = [dict(transfer=tid, state=int(TransferState.RECEIVING) | t.identity[4] << 4,
+                        fate=0, k=t.k, received=bitmap(t.shares))
+                   for tid, t in sorted(self._open.items())]
+        entries += [dict(transfer=tid, state=int(d.state) | d.identity[4] << 4, fate=d.fate,
+                         k=0, received=b"") for tid, d in self._done.items()]
         counters = {name: getattr(self, name) % (1 << 32) for name in (
             "frames_ok", "frames_rejected", "duplicates", "frames_unauthenticated",
             "frames_replayed", "transfers_evicted")}

@@ -387,6 +387,13 @@ def test_a_patch_over_the_tc_link_reaches_the_application_its_apid_names(
         is Outcome.COMPLETED
     board.run_for(5_000)
     assert vm_a.global_value("gain") == 900 and vm_b.global_value("gain") == 700
+    # telemetry names each transfer's application (the default one's entry as before)
+    from onboard.link.receiver import TransferState, decode_report
+    report = decode_report(receiver.report(board.now_ms))
+    seven, eight = report.transfer(7), report.transfer(8)
+    assert seven is not None and eight is not None
+    assert (seven.application, seven.state) == (1, TransferState.COMPLETE)
+    assert (eight.application, eight.state) == (0, TransferState.COMPLETE)
     # no application 3 on this board: refused, no transfer opened
     sent, _ = frames(enc, 9, range(enc.k), a1.mission.spacecraft_id, counters, link,
                      application=3)
