@@ -468,8 +468,11 @@ def run(ctx: click.Context, state: str, own_missions: tuple[str, ...], duration:
             with progress("simulating", total=total, unit="s simulated") as ticker:
                 # applications share nothing but the clock: one after the other is the
                 # same as frame by frame (onboard.vm.board)
+                # to one end for all: an apply runs only its application's clock on
+                end = max(a.vvm.now_ms for _, a in apps) + ms
                 for i, (_, a) in enumerate(apps):
-                    complete = a.run(ms, stop=stop, advanced=_ticking(ticker, i * ms))
+                    complete = a.run(end - a.vvm.now_ms, stop=stop,
+                                     advanced=_ticking(ticker, i * ms))
                     if not complete:
                         break
     tel = sim.vvm.telemetry
@@ -477,7 +480,7 @@ def run(ctx: click.Context, state: str, own_missions: tuple[str, ...], duration:
     fates = sim.reconfiguration.events[seen[DEFAULT_APPLICATION]:]
     # the other applications (none on a single-application board: the output is as it was)
     others: dict[str, dict[str, Any]] = {
-        name: {"ran_ms": a.vvm.now_ms - starts[name],
+        name: {"ran_ms": a.vvm.now_ms - starts[name], "time_ms": a.vvm.now_ms,
                "fault_count": a.vvm.telemetry.fault_count,
                "worst_frame_share_percent": round(100 * a.vvm.telemetry.worst_share(), 1),
                "events": a.reconfiguration.events[seen[name]:]}
@@ -548,8 +551,9 @@ def status(ctx: click.Context, state: str, own_missions: tuple[str, ...], app: s
     lines.append(f"  faults {report['fault_count']}")
     for name, part in report.get("applications", {}).items():
         mark = "*" if name == app else " "
-        lines.append(f"  {mark}app {name}: {part['share_percent'] or 'the rest of the'} % "
-                     f"share, {part['part_cycles']} cycles per frame")
+        share = f"{part['share_percent']} % of the share" if part["share_percent"] else \
+            "the rest of the share"
+        lines.append(f"  {mark}app {name}: {share}, {part['part_cycles']} cycles per frame")
     lines += [f"    t={f['time_ms'] / 1000:.1f} s {f['task']}: {f['code']} in {f['unit']} "
               f"+{f['offset']}" for f in report["faults"][-10:]]
     store = report["store"]

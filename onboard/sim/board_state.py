@@ -204,11 +204,12 @@ class BoardState:
 
     def run(self, ms: int, *, stop: Callable[[], bool] = lambda: False,
             advanced: Callable[[int], None] = lambda ms: None) -> bool:
-        """Advance every application by ``ms`` (each saved after its run); False if a stop
-        request cut it short (the applications not yet run are not advanced)."""
-        complete = True
-        for _, sim in self.all():
-            if not complete or stop():
+        """Advance every application to ``ms`` after the latest clock among them (an apply
+        runs only its own application's clock on), each saved after its run; False if a
+        stop request cut it short (the applications not yet run are not advanced)."""
+        apps = self.all()
+        end = max(sim.vvm.now_ms for _, sim in apps) + ms
+        for _, sim in apps:
+            if stop() or not sim.run(end - sim.vvm.now_ms, stop=stop, advanced=advanced):
                 return False
-            complete = sim.run(ms, stop=stop, advanced=advanced)
-        return complete
+        return True

@@ -84,6 +84,8 @@ def test_a_patch_adds_an_application_within_the_share_and_run_drives_both(
     ran = json.loads(out)
     assert ran["ran_ms"] >= 30_000
     assert ran["applications"]["channel_b"]["ran_ms"] >= 30_000
+    # one clock for the board after a run
+    assert ran["applications"]["channel_b"]["time_ms"] == ran["time_ms"]
     assert ran["applications"]["channel_b"]["fault_count"] == 0
     # per application: status and dump, each its own configuration and values
     code, out, _ = vvm("--json", "status", state, "--app", "channel_b")
