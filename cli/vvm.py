@@ -6,8 +6,10 @@ a ground console attached to a simulated board, which compiles and proves what i
 it), named in ``LAZY_COMMANDS`` and imported only when it runs.
 
 ``vvm init/load/apply/run/status/dump`` drive a simulated VVM kept in a state directory
-(``onboard.sim.simulator``); ``vvm inspect`` reads an image as the satellite would; ``vvm
-dump`` reads back the values of the configuration running.
+(``onboard.sim.simulator``), a board of one or several applications
+(``onboard.sim.board_state``: ``apply/status/dump --app NAME``, ``run`` drives them all);
+``vvm inspect`` reads an image as the satellite would; ``vvm dump`` reads back the values
+of the configuration running.
 
 The command line follows ``ccl``'s convention (``cli.options``): ``--missions``, ``--json``,
 ``--quiet`` and ``--version`` before the command, ``--json``/``--quiet`` (and ``--missions``)
@@ -51,7 +53,9 @@ from onboard.mission import MissionError, UnknownMission
 from onboard.patching.patch_format import key_from_text
 from onboard.patching.patcher import Fate, FateStatus
 from onboard.patching.reconfiguration import PatchEvent
+from onboard.sim.board_state import BoardState
 from onboard.sim.simulator import Simulator, StateError, parse_duration
+from onboard.vm.board import DEFAULT_APPLICATION
 from onboard.vm.image import Image, ImageError, decode_image
 from onboard.vm.listing import listing
 from onboard.vm.loader import LoadError
@@ -123,13 +127,23 @@ def _state_path(state: str, *, new: bool = False) -> Path:
     return path
 
 
-def _open(state: str, missions: tuple[Path, ...]) -> Simulator:
-    """Open the state directory; say so if its VVM had to reboot (its last run was cut
-    short, e.g. by a power loss)."""
-    sim = Simulator.open(_state_path(state), missions)
+def _open(state: str, missions: tuple[Path, ...],
+          app: str = DEFAULT_APPLICATION) -> Simulator:
+    """Open application ``app`` of the state directory; say so if its VVM had to reboot
+    (its last run was cut short, e.g. by a power loss)."""
+    return _opened(state, app, _board(state, missions).app(app))
+
+
+def _board(state: str, missions: tuple[Path, ...]) -> BoardState:
+    """The applications of the state directory (``onboard.sim.board_state``)."""
+    return BoardState.open(_state_path(state), missions)
+
+
+def _opened(state: str, app: str, sim: Simulator) -> Simulator:
     if sim.rebooted:
         store = sim.vvm.status().get("store") or {}
-        note(f"note: {state}: the last run did not finish (power loss?): the VVM rebooted "
+        whose = "" if app == DEFAULT_APPLICATION else f" application {app}:"
+        note(f"note: {state}:{whose} the last run did not finish (power loss?): the VVM rebooted "
              f"from its store (now {store.get('phase')}, current "
              f"{(store.get('current') or '-')[:16]})", "vvm")
     return sim
@@ -291,17 +305,45 @@ _ROLLBACK_HINT = ("the previous configuration runs on; its sequence number is us
                   "re-pack the fix with a higher one")
 
 
+def app_option(command: F) -> F:
+    """``--app NAME``: which application of the board (default: the default one)."""
+    return click.option("--app", "app", default=DEFAULT_APPLICATION, show_default=True,
+                        metavar="NAME", help="The application of the board.")(command)
+
+
 @vvm.command()
 @state_command
 @click.argument("patch")
+@app_option
+@click.option("--share", "share", type=click.IntRange(min=1, max=100), metavar="PERCENT",
+              help="The application's part of the share (its `share N %`), when this "
+                   "patch adds it to the board.")
 @click.pass_context
 def apply(ctx: click.Context, state: str, own_missions: tuple[str, ...], patch: str,
-          as_json: bool) -> None:
-    """Hand the VVM a PATCH and run until it is active or rejected (or, while another
-    patch is handled, until it waits in the queue: the next `vvm run` takes it)."""
+          app: str, share: int | None, as_json: bool) -> None:
+    """Hand application APP a PATCH and run until it is active or rejected (or, while
+    another patch is handled, until it waits in the queue: the next `vvm run` takes it).
+    The first patch for a new application adds it, with --share PERCENT of every frame."""
     data = _read_input(patch)
     with _onboard_errors(state):
-        sim = _open(state, _missions(ctx, own_missions))
+        board = _board(state, _missions(ctx, own_missions))
+        if app not in board.names():
+            if share is None:
+                _fail(f"no application `{app}` on {state} (on board: "
+                      f"{', '.join(board.names())})",
+                      "give its part of the share with --share PERCENT to add it",
+                      EXIT_USAGE, "--app")
+            try:
+                board.add(app, share)
+            except StateError as exc:
+                _fail(f"application `{app}` refused: {exc.message}", exc.hint,
+                      EXIT_REJECTED, "--share")
+            note(f"note: application {app} added with {share} % of the share", "vvm")
+        elif share is not None and share != board.part_of(app)[0]:
+            _fail(f"application `{app}` has {board.part_of(app)[0]} % of the share, not "
+                  f"{share} %", "leave --share out for an application on board; a part "
+                  "is fixed when the application is added", EXIT_USAGE, "--share")
+        sim = _opened(state, app, board.app(app))
         events = sim.apply(data)
     last = events[-1].fate
     store = sim.vvm.status().get("store")
@@ -310,8 +352,8 @@ def apply(ctx: click.Context, state: str, own_missions: tuple[str, ...], patch: 
         answer: dict[str, Any] = {"ok": refusal is None}
         if refusal is not None:  # the one failure shape too, beside what became of it
             answer.update(failure_json(refusal))
-        emit_json({**answer, "patch": patch, "fates": [e.to_json() for e in events],
-                   "store": store})
+        emit_json({**answer, "patch": patch, "application": app,
+                   "fates": [e.to_json() for e in events], "store": store})
     else:
         click.echo(f"{patch}: {len(data)} bytes")
         click.echo("\n".join(fate_line(e) for e in events))
@@ -395,6 +437,11 @@ def _stop_on_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _ticking(ticker: Any, before: int) -> Callable[[int], None]:
+    """The progress of one application's run, after ``before`` ms of the others'."""
+    return lambda done: ticker.update((before + done) / 1000)
+
+
 @vvm.command()
 @state_command
 @click.option("--for", "duration", required=True, metavar="DURATION",
@@ -402,34 +449,65 @@ def _stop_on_interrupt() -> Iterator[Callable[[], bool]]:
 @click.pass_context
 def run(ctx: click.Context, state: str, own_missions: tuple[str, ...], duration: str,
         as_json: bool) -> None:
-    """Advance the simulated clock, running the tasks and the patches waiting. Ctrl-C stops
-    early and keeps what was simulated (exit 130)."""
+    """Advance the simulated clock of every application of the board, running the tasks and
+    the patches waiting. Ctrl-C stops early and keeps what was simulated (exit 130)."""
     ms = _duration(duration)
     with _onboard_errors(state):
-        sim = _open(state, _missions(ctx, own_missions))
-        seen = len(sim.reconfiguration.events)
+        board = _board(state, _missions(ctx, own_missions))
+        apps = [(name, _opened(state, name, sim)) for name, sim in board.all()]
+        sim = apps[0][1]  # the default application
+        seen = {name: len(a.reconfiguration.events) for name, a in apps}
+        starts = {name: a.vvm.now_ms for name, a in apps}
         start = sim.vvm.now_ms
+        complete = True
         with _stop_on_interrupt() as stop:
             if ms > NOTE_RUN_DAYS * DAY_MS:
                 note(f"note: simulating {ms / DAY_MS:g} days takes {_host_time(ms)}; Ctrl-C "
                      f"stops and keeps what was simulated", "vvm")
-            with progress("simulating", total=ms / 1000, unit="s simulated") as ticker:
-                complete = sim.run(ms, stop=stop,
-                                   advanced=lambda done: ticker.update(done / 1000))
+            total = ms * len(apps) / 1000
+            with progress("simulating", total=total, unit="s simulated") as ticker:
+                # applications share nothing but the clock: one after the other is the
+                # same as frame by frame (onboard.vm.board)
+                # to one end for all: an apply runs only its application's clock on
+                end = max(a.vvm.now_ms for _, a in apps) + ms
+                for i, (_, a) in enumerate(apps):
+                    complete = a.run(end - a.vvm.now_ms, stop=stop,
+                                     advanced=_ticking(ticker, i * ms))
+                    if not complete:
+                        break
     tel = sim.vvm.telemetry
     ran = sim.vvm.now_ms - start
-    fates = sim.reconfiguration.events[seen:]
+    fates = sim.reconfiguration.events[seen[DEFAULT_APPLICATION]:]
+    # the other applications (none on a single-application board: the output is as it was)
+    others: dict[str, dict[str, Any]] = {
+        name: {"ran_ms": a.vvm.now_ms - starts[name], "time_ms": a.vvm.now_ms,
+               "fault_count": a.vvm.telemetry.fault_count,
+               "worst_frame_share_percent": round(100 * a.vvm.telemetry.worst_share(), 1),
+               "events": a.reconfiguration.events[seen[name]:]}
+        for name, a in apps[1:]}
     if as_json:
-        emit_json({"ok": complete, "complete": complete, "ran_ms": ran,
-                   "time_ms": sim.vvm.now_ms, "fault_count": tel.fault_count,
-                   "worst_frame_share_percent": round(100 * tel.worst_share(), 1),
-                   "fates": [e.to_json() for e in fates]})
+        answer: dict[str, Any] = {
+            "ok": complete, "complete": complete, "ran_ms": ran,
+            "time_ms": sim.vvm.now_ms, "fault_count": tel.fault_count,
+            "worst_frame_share_percent": round(100 * tel.worst_share(), 1),
+            "fates": [e.to_json() for e in fates]}
+        if others:
+            answer["applications"] = {
+                name: {**{k: v for k, v in o.items() if k != "events"},
+                       "fates": [e.to_json() for e in o["events"]]}
+                for name, o in others.items()}
+        emit_json(answer)
     else:
         click.echo(f"ran {ran / 1000:.1f} s of simulated time: now "
                    f"t = {sim.vvm.now_ms / 1000:.1f} s, {tel.fault_count} faults, worst "
                    f"frame {100 * tel.worst_share():.1f} % of the share")
         for e in fates:
             click.echo(fate_line(e))
+        for name, o in others.items():
+            click.echo(f"  app {name}: ran {o['ran_ms'] / 1000:.1f} s, {o['fault_count']} "
+                       f"faults, worst frame {o['worst_frame_share_percent']} % of the share")
+            for e in o["events"]:
+                click.echo(f"  app {name}: {fate_line(e)}")
     if not complete:
         note(f"interrupted: stopped after {ran / 1000:.1f} s of the {ms / 1000:.1f} s asked "
              f"(now t = {sim.vvm.now_ms / 1000:.1f} s); what was simulated is saved", "vvm")
@@ -438,13 +516,21 @@ def run(ctx: click.Context, state: str, own_missions: tuple[str, ...], duration:
 
 @vvm.command()
 @state_command
+@app_option
 @click.pass_context
-def status(ctx: click.Context, state: str, own_missions: tuple[str, ...],
+def status(ctx: click.Context, state: str, own_missions: tuple[str, ...], app: str,
            as_json: bool) -> None:
-    """Print the telemetry: configuration, VMlets, frames, tasks, faults, store, patches."""
+    """Print the telemetry of application APP: configuration, VMlets, frames, tasks,
+    faults, store, patches (and, on a board of several, its part and the others')."""
     with _onboard_errors(state):
-        sim = _open(state, _missions(ctx, own_missions))
+        board = _board(state, _missions(ctx, own_missions))
+        sim = _opened(state, app, board.app(app))
     report = sim.vvm.status()
+    if len(board.names()) > 1:
+        report["application"] = app
+        report["applications"] = {
+            name: {"share_percent": board.part_of(name)[0],
+                   "part_cycles": board.part_of(name)[1]} for name in board.names()}
     if as_json:
         # indent 1, as always: the golden transcripts and scripts read it so; "ok" first,
         # as in every other command's JSON
@@ -463,6 +549,11 @@ def status(ctx: click.Context, state: str, own_missions: tuple[str, ...],
               f"worst {t['worst_cycles']} cycles  overruns {t['overruns']}  "
               f"traps {t['traps']}" for t in report["tasks"]]
     lines.append(f"  faults {report['fault_count']}")
+    for name, part in report.get("applications", {}).items():
+        mark = "*" if name == app else " "
+        share = f"{part['share_percent']} % of the share" if part["share_percent"] else \
+            "the rest of the share"
+        lines.append(f"  {mark}app {name}: {share}, {part['part_cycles']} cycles per frame")
     lines += [f"    t={f['time_ms'] / 1000:.1f} s {f['task']}: {f['code']} in {f['unit']} "
               f"+{f['offset']}" for f in report["faults"][-10:]]
     store = report["store"]
@@ -494,13 +585,14 @@ def shown_value(value: Value, full: bool) -> str:
 @state_command
 @click.argument("names", nargs=-1)
 @click.option("--full", is_flag=True, help="Every element of long arrays and tables.")
+@app_option
 @click.pass_context
 def dump(ctx: click.Context, state: str, own_missions: tuple[str, ...],
-         names: tuple[str, ...], full: bool, as_json: bool) -> None:
+         names: tuple[str, ...], full: bool, app: str, as_json: bool) -> None:
     """Read back the running configuration's parameters, state variables, tables and state
     arrays (all, or those called NAMES), with their values and declared ranges."""
     with _onboard_errors(state):
-        sim = _open(state, _missions(ctx, own_missions))
+        sim = _open(state, _missions(ctx, own_missions), app)
     program = sim.vvm.program
     if program is None:
         _fail(f"{state}: no configuration runs", "load one (`vvm load`) or apply a "

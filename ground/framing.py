@@ -28,6 +28,7 @@ from onboard.link.tc_frames import (
     Segment,
     build_frame,
     build_segment_data,
+    patch_apid,
 )
 
 
@@ -65,17 +66,19 @@ def space_packet(data: bytes, sequence_count: int, apid: int = PATCH_APID) -> by
 
 
 def frames(encoded: Encoded, transfer: int, share_ids: Iterable[int], spacecraft_id: int,
-           counters: Counters, link: SecurityAssociation) -> tuple[list[Frame], Counters]:
+           counters: Counters, link: SecurityAssociation,
+           application: int = 0) -> tuple[list[Frame], Counters]:
     """Frames for the given shares of one transfer, authenticated under ``link``, and the
-    counters after them. Raises ``ValueError`` when the security sequence numbers run out
-    (re-key: a new SPI)."""
+    counters after them; ``application``: the number of the board application the patch
+    addresses (0, the default one, on the patch APID of old; ``patch_apid``). Raises
+    ``ValueError`` when the security sequence numbers run out (re-key: a new SPI)."""
     ids = list(share_ids)
     shares = encoded.shares(ids)
     out = []
     c = counters
     for i in ids:
         seg = Segment(transfer, i, encoded.k, len(encoded.patch), encoded.crc, shares[i])
-        packet = space_packet(build_segment_data(seg), c.packet)
+        packet = space_packet(build_segment_data(seg), c.packet, patch_apid(application))
         out.append(Frame(transfer, i, build_frame(packet, spacecraft_id, link, c.security + 1,
                                                   PATCH_VCID, c.frame)))
         c = Counters((c.frame + 1) % 256, (c.packet + 1) % (1 << 14), c.security + 1)

@@ -45,7 +45,7 @@ packed, checked on board, applied at a frame boundary, probation, committed):
 Typing a name again redefines it. An entry ends with `;` or its closing brace, or a blank line.
   = EXPR, :eval EXPR   evaluate EXPR in the running configuration (outside the scheduler)
   :run N               run N frames; cycles per task and per frame
-  :apps                the applications running (one today: the configuration)
+  :apps                the board's applications: part, cycles, state
   :vmlets              the VMlets loaded          :instrs      their instructions
   :services            host services, visible or hidden
   :describe NAME       what NAME is               :source      the configuration's source
@@ -204,19 +204,36 @@ class Console:
             self.out(fate_line(e))
 
     def _cmd_apps(self, rest: str) -> None:
-        # One configuration runs on a VVM today; several applications side by side (issue
-        # 15, point 2) will each be a line here, with their part of the share.
-        vvm = self.session.sim.vvm
-        program = vvm.program
-        if program is None:
-            self.out("(no application runs)")
-            return
-        image = program.image
-        stack = ", ".join(v.image.name for v in program.vmlets) or "-"
-        tasks = ", ".join(f"{t.name} every {t.period_ms / 1000:g} s"
-                          for t in image.tasks) or "-"
-        self.out(f"{image.name} v{image.version} {image.short_hash} on {stack}: tasks "
-                 f"{tasks}")
+        # Every application of the board (onboard.sim.board_state), the session's own (the
+        # default one) as it runs now, the others as their state directories hold them.
+        from onboard.sim.board_state import BoardState  # noqa: PLC0415 - on use only
+        from onboard.vm.board import DEFAULT_APPLICATION  # noqa: PLC0415
+
+        session = self.session
+        board = BoardState.open(session.sim.directory, session.mission_dirs)
+        for name in board.names():
+            sim = session.sim if name == DEFAULT_APPLICATION else board.app(name)
+            percent, part = board.part_of(name)
+            share = f"{percent} %" if percent else "the rest of the share"
+            if len(board.names()) == 1:
+                share = "the whole share"
+            vvm = sim.vvm
+            tel = vvm.telemetry
+            program = vvm.program
+            if program is None:
+                what = "(nothing runs)"
+            else:
+                image = program.image
+                stack = ", ".join(v.image.name for v in program.vmlets) or "-"
+                tasks = ", ".join(f"{t.name} every {t.period_ms / 1000:g} s"
+                                  for t in image.tasks) or "-"
+                what = (f"{image.name} v{image.version} {image.short_hash} on {stack}: "
+                        f"tasks {tasks}")
+            store = (vvm.status().get("store") or {}).get("phase", "-")
+            self.out(f"{name}: {share} ({part} cycles per frame), worst frame "
+                     f"{tel.worst_cycles} cycles, {tel.cycles_used} cycles used, "
+                     f"{tel.fault_count} faults, store {store}")
+            self.out(f"  {what}")
 
     def _cmd_cycles(self, rest: str) -> None:
         vvm = self.session.sim.vvm

@@ -34,7 +34,18 @@ patch again under a new transfer id) when
    reused the same way: its record is replaced, so telemetry never reports a patch complete
    that was not, and the new patch is delivered.
 
-``report()`` encodes the telemetry the ground reads at the next pass: the configuration hash
+Several applications (``onboard/vm/board.py``): a segment names the board application its
+patch addresses by its APID (``tc_frames.patch_apid``; the default application, number 0,
+on the patch APID of old). A transfer for the default application goes to ``handoff``; one
+for application n to the handoff ``routes(n)`` gives. A segment for an application the
+board does not have is refused ``no-application`` before it opens a transfer or takes
+storage. The application is part of what a segment says of its patch, so a transfer id
+the ground reuses for another application is a new patch (rule 3). A transfer's ticket
+and its fate are the addressed application's.
+
+``report()`` encodes the telemetry the ground reads at the next pass (a transfer's entry
+names its application in the high four bits of its state byte: 0, so unchanged, for the
+default application): the configuration hash
 (given by the caller), counters (frames stored, rejected, duplicated, unauthenticated,
 replayed; transfers evicted), and for every transfer in progress the bitmap of share ids
 held; for recently finished transfers their state and fate. The report is cumulative, so a
@@ -51,7 +62,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum, IntEnum
 
 import construct as cs
@@ -79,6 +90,8 @@ from onboard.mission import MissionProfile
 
 #: The single hand-off to the patcher: (ticket, patch bytes) -> fate code.
 Handoff = Callable[[int, bytes], int]
+#: The hand-off of board application n (1 ..), or None if the board has no such application.
+Routes = Callable[[int], "Handoff | None"]
 #: Where authenticated dump requests go: (packet data, onboard time ms).
 Requests = Callable[[bytes, int], None]
 
@@ -112,6 +125,7 @@ class Outcome(Enum):
     UNAUTHENTICATED = "unauthenticated"  # unknown SPI or a MAC that does not verify
     REPLAYED = "replayed"        # a sequence number already accepted, or below the window
     REQUEST = "request"          # an authenticated dump request, handed to the dump service
+    NO_APPLICATION = "no-application"  # a segment for an application not on the board
 
 
 @dataclass(frozen=True)
@@ -122,14 +136,15 @@ class Reception:
     transfer: int | None = None
     share: int | None = None
     error: FrameError | None = None
+    application: int = 0  # the board application the segment's patch addresses
 
 
-#: What a segment header says of its patch: k, patch length, patch CRC-32, share size.
-Identity = tuple[int, int, int, int]
+#: What a segment says of its patch: k, patch length, patch CRC-32, share size, application.
+Identity = tuple[int, int, int, int, int]
 
 
 def _identity(seg: Segment) -> Identity:
-    return seg.k, seg.patch_length, seg.patch_crc, len(seg.data)
+    return seg.k, seg.patch_length, seg.patch_crc, len(seg.data), seg.application
 
 
 @dataclass
@@ -182,6 +197,8 @@ REPORT = cs.Struct(
     *LINK_REPORT.struct.subcons,
     "transfers" / cs.PrefixedArray(cs.Int16ub, cs.Struct(
         "transfer" / cs.Int16ub,
+        # low 4 bits: the TransferState; high 4 bits: the board application the patch
+        # addresses (0, the default: every report of a single-application board unchanged)
         "state" / cs.Int8ub,
         "fate" / cs.Int8ub,
         "k" / cs.Int8ub,
@@ -199,6 +216,7 @@ class TransferReport:
     fate: int
     k: int
     received: frozenset[int]
+    application: int = 0  # the board application (its number) the patch addresses
 
 
 @dataclass(frozen=True)
@@ -248,8 +266,9 @@ def decode_report(raw: bytes) -> Report:
     except cs.ConstructError as exc:
         raise ReportError(f"not a receiver report: {exc}") from None
     try:
-        transfers = tuple(TransferReport(t.transfer, TransferState(t.state), t.fate, t.k,
-                                         bitmap_ids(t.received)) for t in r.transfers)
+        transfers = tuple(TransferReport(t.transfer, TransferState(t.state & 0x0F), t.fate,
+                                         t.k, bitmap_ids(t.received), t.state >> 4)
+                          for t in r.transfers)
     except ValueError as exc:
         raise ReportError(f"receiver report: {exc}") from None
     return Report(r.time_ms, bytes(r.config_hash), r.frames_ok, r.frames_rejected,
@@ -268,9 +287,10 @@ class Receiver:
                  link: SecurityAssociation, *, max_transfers: int = 8, history: int = 64,
                  replay_window: int = DEFAULT_REPLAY_WINDOW,
                  timeout_ms: int = DEFAULT_TIMEOUT_MS,
-                 requests: Requests | None = None) -> None:
+                 requests: Requests | None = None, routes: Routes | None = None) -> None:
         self.spacecraft_id = spacecraft_id
         self.handoff = handoff
+        self.routes = routes  # other board applications' hand-offs; None: the default only
         self.requests = requests  # dump requests (REQUEST_APID); None: refused as malformed
         self.buffer_bytes = buffer_bytes
         self.link = link
@@ -289,7 +309,8 @@ class Receiver:
 
     @staticmethod
     def for_mission(profile: MissionProfile, handoff: Handoff, link_key: bytes,
-                    requests: Requests | None = None) -> Receiver:
+                    requests: Requests | None = None,
+                    routes: Routes | None = None) -> Receiver:
         """The receiver of ``profile``'s spacecraft (its ``[receiver]`` settings and patch
         buffer) with the mission's link key, handing dump requests to ``requests``. Raises
         ``LinkKeyRefused`` for the development link key on a flight profile or a key too
@@ -299,7 +320,8 @@ class Receiver:
         return Receiver(profile.spacecraft_id, handoff, profile.patch_buffer_bytes,
                         SecurityAssociation(r.spi, link_key), max_transfers=r.max_transfers,
                         history=r.history, replay_window=r.replay_window,
-                        timeout_ms=r.transfer_timeout_s * 1000, requests=requests)
+                        timeout_ms=r.transfer_timeout_s * 1000, requests=requests,
+                        routes=routes)
 
     # ----------------------------------------------------------------- frames
 
@@ -332,7 +354,11 @@ class Receiver:
             self.frames_rejected += 1
             return Reception(Outcome.MALFORMED, error=exc)
         self.expire(now_ms)
-        result = self._segment(seg, seq, now_ms)
+        if self._handoff_of(seg.application) is None:
+            self.frames_rejected += 1
+            return Reception(Outcome.NO_APPLICATION, seg.transfer, seg.share,
+                             application=seg.application)
+        result = replace(self._segment(seg, seq, now_ms), application=seg.application)
         if result.outcome in (Outcome.STORED, Outcome.COMPLETED):
             self.frames_ok += 1
         elif result.outcome in (Outcome.DUPLICATE, Outcome.LATE):
@@ -340,6 +366,11 @@ class Receiver:
         else:
             self.frames_rejected += 1
         return result
+
+    def _handoff_of(self, application: int) -> Handoff | None:
+        if application == 0:
+            return self.handoff
+        return None if self.routes is None else self.routes(application)
 
     def _segment(self, seg: Segment, seq: int, now_ms: int) -> Reception:
         tid, ident = seg.transfer, _identity(seg)
@@ -387,7 +418,7 @@ class Receiver:
         return t
 
     def _complete(self, tid: int, t: _Transfer, share: int) -> Reception:
-        k, length, crc, _ = t.identity
+        k, length, crc, _, application = t.identity
         patch = b"".join(erasure.decode(k, t.shares))[:length]
         del self._open[tid]
         if patch_crc(patch) != crc:
@@ -395,7 +426,9 @@ class Receiver:
             return Reception(Outcome.INCONSISTENT, tid, share)
         # Record first, then hand off: a patch is handed to the patcher at most once.
         self._finish(tid, t, TransferState.COMPLETE)
-        fate = self.handoff(tid + TICKET_USE * t.uses, patch) & 0xFF
+        handoff = self._handoff_of(application)
+        assert handoff is not None  # checked at every segment; a board never drops one
+        fate = handoff(tid + TICKET_USE * t.uses, patch) & 0xFF
         self._done[tid] = _Finished(TransferState.COMPLETE, fate, t.identity, t.newest, t.uses)
         return Reception(Outcome.COMPLETED, tid, share)
 
@@ -447,10 +480,11 @@ class Receiver:
         """Encode the cumulative telemetry report (see ``decode_report``), after evicting
         what has timed out by ``time_ms``, so it never shows a transfer given up."""
         self.expire(time_ms)
-        entries = [dict(transfer=tid, state=int(TransferState.RECEIVING), fate=0, k=t.k,
-                        received=bitmap(t.shares)) for tid, t in sorted(self._open.items())]
-        entries += [dict(transfer=tid, state=int(d.state), fate=d.fate, k=0, received=b"")
-                    for tid, d in self._done.items()]
+        entries = [dict(transfer=tid, state=int(TransferState.RECEIVING) | t.identity[4] << 4,
+                        fate=0, k=t.k, received=bitmap(t.shares))
+                   for tid, t in sorted(self._open.items())]
+        entries += [dict(transfer=tid, state=int(d.state) | d.identity[4] << 4, fate=d.fate,
+                         k=0, received=b"") for tid, d in self._done.items()]
         counters = {name: getattr(self, name) % (1 << 32) for name in (
             "frames_ok", "frames_rejected", "duplicates", "frames_unauthenticated",
             "frames_replayed", "transfers_evicted")}

@@ -21,6 +21,13 @@ The ground builds the Space Packet with the ``spacepackets`` library and the fra
 module; the onboard receiver parses all layers here. ``tests/onboard/test_tc_frames.py``
 proves that both sides agree byte for byte.
 
+The application a patch addresses (several applications on one board,
+``onboard/vm/board.py``) is carried by the packet's APID: the default application's
+patches on ``PATCH_APID`` (0x150, every transfer made before applications existed), the
+application numbered n (1 .. 15, in the order the board added them) on ``0x160 + n``
+(``patch_apid``). The segment header, the frame and the MAC are unchanged; the APID is
+authenticated with the rest of the packet.
+
 The frame's spacecraft identifier has 10 bits: it is the mission's ``spacecraft_id`` modulo
 1024 (``tc_spacecraft_id``). Errors are ``FrameError`` with the field and the byte offset;
 a frame that is well formed but not authenticated raises ``AuthenticationError``.
@@ -68,6 +75,10 @@ PATCH_APID = 0x150
 #: Application process of dump requests (``onboard/link/dump_format.py``), on the same
 #: virtual channel and security association as the patches.
 REQUEST_APID = 0x151
+#: Patches for application n >= 1 of a board travel on APID APPLICATION_APID_BASE + n.
+APPLICATION_APID_BASE = 0x160
+#: Application numbers 0 (the default application) .. MAX_APPLICATION.
+MAX_APPLICATION = 15
 #: Space Packet sequence flags: the packet is not part of a packet-level segmentation.
 UNSEGMENTED = 0b11
 MAX_PATCH_BYTES = (1 << 24) - 1
@@ -129,6 +140,23 @@ def tc_spacecraft_id(spacecraft_id: int) -> int:
     return spacecraft_id % 1024
 
 
+def patch_apid(application: int) -> int:
+    """The APID that carries patches for the board's application number ``application``
+    (0: the default application, on the patch APID of old)."""
+    if not 0 <= application <= MAX_APPLICATION:
+        raise ValueError(f"application number {application} is outside 0 .. "
+                         f"{MAX_APPLICATION}")
+    return PATCH_APID if application == 0 else APPLICATION_APID_BASE + application
+
+
+def application_of(apid: int) -> int | None:
+    """The application number whose patches travel on ``apid``; None for another APID."""
+    if apid == PATCH_APID:
+        return 0
+    n = apid - APPLICATION_APID_BASE
+    return n if 1 <= n <= MAX_APPLICATION else None
+
+
 def patch_crc(data: bytes) -> int:
     """The end-to-end check of a reassembled patch carried in every segment header."""
     return binascii.crc32(data) & 0xFFFFFFFF
@@ -144,6 +172,7 @@ class Segment:
     patch_length: int
     patch_crc: int
     data: bytes
+    application: int = 0  # the board application it addresses (0: the default one)
 
 
 @dataclass(frozen=True)
@@ -269,7 +298,7 @@ def parse_packet(raw: bytes, base: int = 0) -> SpacePacket:
                        bytes(raw[PACKET_HEADER_BYTES:]))
 
 
-def parse_segment(raw: bytes, base: int = 0) -> Segment:
+def parse_segment(raw: bytes, base: int = 0, application: int = 0) -> Segment:
     """Split a packet data field into segment header and share bytes."""
     if len(raw) <= SEGMENT_HEADER_BYTES:
         raise FrameError(f"{len(raw)} bytes cannot hold a segment header and data",
@@ -282,7 +311,7 @@ def parse_segment(raw: bytes, base: int = 0) -> Segment:
                          f"{len(raw) - SEGMENT_HEADER_BYTES} bytes", "segment patch length",
                          base + 4)
     return Segment(h.transfer, h.share, h.k, h.patch_length, h.patch_crc,
-                   bytes(raw[SEGMENT_HEADER_BYTES:]))
+                   bytes(raw[SEGMENT_HEADER_BYTES:]), application)
 
 
 def frame_packet(frame: TcFrame) -> SpacePacket:
@@ -294,10 +323,12 @@ def frame_segment(frame: TcFrame) -> Segment:
     """The patch segment an authenticated frame carries; raises ``FrameError``."""
     base = FRAME_HEADER_BYTES + SECURITY_HEADER_BYTES
     packet = parse_packet(frame.data, base)
-    if packet.apid != PATCH_APID or not packet.telecommand:
-        raise FrameError(f"APID {packet.apid:#x} is not the patch APID {PATCH_APID:#x}",
-                         "packet APID", base)
-    return parse_segment(packet.data, base + PACKET_HEADER_BYTES)
+    application = application_of(packet.apid)
+    if application is None or not packet.telecommand:
+        raise FrameError(f"APID {packet.apid:#x} is not the patch APID {PATCH_APID:#x} "
+                         f"nor an application's ({APPLICATION_APID_BASE + 1:#x} .. "
+                         f"{APPLICATION_APID_BASE + MAX_APPLICATION:#x})", "packet APID", base)
+    return parse_segment(packet.data, base + PACKET_HEADER_BYTES, application)
 
 
 def read_segment(raw: bytes, spacecraft_id: int, link: SecurityAssociation) -> Segment:

@@ -93,6 +93,11 @@ WAITING_DIR = "waiting"
 RUN_SLICE_MS = 600_000  # a long run checks for a stop request this often (simulated time)
 
 
+#: An application's cycles per frame for its tasks and for its patch handling (one of
+#: several on a board, ``onboard.sim.board_state``); None: the whole share, as one VVM.
+Budget = tuple[int, int]
+
+
 class StateError(OnboardError):
     """A state directory that cannot be used: what is wrong and a hint."""
 
@@ -129,7 +134,7 @@ class Simulator:
     @staticmethod
     def init(directory: Path, mission: str, seed: int,
              mission_dirs: tuple[Path, ...] = (), key: bytes | None = None,
-             disk: Disk | None = None) -> Simulator:
+             disk: Disk | None = None, *, budget: Budget | None = None) -> Simulator:
         """Create a new state directory (it must not hold a state already; what an init cut
         short by a power loss left is taken over). ``key``: the patch key (default: the
         mission's development key, which a flight profile refuses)."""
@@ -150,7 +155,8 @@ class Simulator:
         # 0600, never through a symbolic link
         disk.replace(directory / KEY_FILE, f"# patch key of this VVM\n{key.hex()}\n".encode(),
                      secret=True)
-        sim = Simulator(directory, Simulator._vvm(profile, seed, store, key), seed, {}, disk)
+        sim = Simulator(directory, Simulator._vvm(profile, seed, store, key, budget), seed, {},
+                        disk)
         sim.save()
         return sim
 
@@ -169,18 +175,21 @@ class Simulator:
         return store
 
     @staticmethod
-    def _vvm(profile: MissionProfile, seed: int, store: Store, key: bytes) -> VVM:
+    def _vvm(profile: MissionProfile, seed: int, store: Store, key: bytes,
+             budget: Budget | None = None) -> VVM:
         try:
             patcher = Patcher(profile, store, key)
         except KeyRefused as exc:
             raise StateError(str(exc), "give the mission's key with --key FILE") from None
-        vvm = VVM(profile, mission_host(profile, seed))
+        task_budget, reserve = budget if budget is not None else (None, None)
+        vvm = VVM(profile, mission_host(profile, seed), task_budget=task_budget,
+                  patch_reserve=reserve)
         Reconfiguration(vvm, patcher)
         return vvm
 
     @staticmethod
     def open(directory: Path, mission_dirs: tuple[Path, ...] = (),
-             disk: Disk | None = None) -> Simulator:
+             disk: Disk | None = None, *, budget: Budget | None = None) -> Simulator:
         """Open an existing state directory: resume its VVM, or reboot it if its last run
         was cut short (see the module docstring; the recovered state is saved at once)."""
         disk = disk or Disk()
@@ -198,7 +207,7 @@ class Simulator:
             raise StateError(f"{path} has format {found}, expected {STATE_FORMAT}",
                              "init a new state directory")
         try:
-            return Simulator._resume(directory, state, mission_dirs, disk)
+            return Simulator._resume(directory, state, mission_dirs, disk, budget)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # a state.json of the right format whose fields are not what a save writes
             raise StateError(f"{path} is damaged: {type(exc).__name__}: {exc}",
@@ -206,7 +215,7 @@ class Simulator:
 
     @staticmethod
     def _resume(directory: Path, state: dict[str, Any], mission_dirs: tuple[Path, ...],
-                disk: Disk) -> Simulator:
+                disk: Disk, budget: Budget | None) -> Simulator:
         profile = find_mission(state["mission"], mission_dirs)
         try:
             key = key_from_text((directory / KEY_FILE).read_text())
@@ -214,7 +223,7 @@ class Simulator:
         except (OSError, ValueError, StoreError) as exc:
             raise StateError(f"{directory}: the key or the store is unusable: {exc}",
                              "the state directory is damaged; init anew") from None
-        sim = Simulator(directory, Simulator._vvm(profile, state["seed"], store, key),
+        sim = Simulator(directory, Simulator._vvm(profile, state["seed"], store, key, budget),
                         state["seed"], dict(state["images"]), disk)
         sim._restore(state)
         return sim

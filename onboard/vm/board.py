@@ -20,6 +20,11 @@ Because applications share nothing, running each over the same interval one afte
 other is the same as interleaving their frames; the board does that in ``run_for`` and
 adds up, frame by frame, what all of them used (``worst_total_cycles``).
 
+On the link, an application is known by its *number*: its position in the order the board
+added it (0 for the first, the default application of a single-configuration board, up to
+``MAX_APPLICATION``). A patch segment names it by its APID (``onboard.link.tc_frames.
+patch_apid``); ``Board.route`` gives the receiver the hand-off of application n.
+
 A configuration without an application clause is the one default application: a single
 ``VVM`` (``onboard.vm.vvm``) is exactly that board with one application and the whole
 share.
@@ -31,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from onboard.link.tc_frames import MAX_APPLICATION
 from onboard.mission import MissionProfile, Native
 from onboard.vm.host import Host, NativeFn
 from onboard.vm.loader import LoadError
@@ -93,6 +99,9 @@ class Board:
         if name in self.applications:
             raise LoadError("duplicate-application", f"application `{name}` is already on "
                                                      f"the board")
+        if len(self.applications) > MAX_APPLICATION:
+            raise LoadError("over-share", f"application `{name}`: a board holds at most "
+                                          f"{MAX_APPLICATION + 1} applications")
         if share_percent <= 0:
             raise LoadError("over-share", f"application `{name}`: a part of the share must "
                                           f"be at least 1 %, not {share_percent} %")
@@ -147,6 +156,29 @@ class Board:
             known = ", ".join(self.applications) or "none"
             raise LoadError("unknown-application", f"no application `{name}` on this board "
                                                    f"(on board: {known})") from None
+
+    def number(self, name: str) -> int:
+        """Application ``name``'s number on the link (the order it was added, from 0)."""
+        self.app(name)
+        return list(self.applications).index(name)
+
+    def route(self, number: int) -> Callable[[int, bytes], int] | None:
+        """The receiver's hand-off to application ``number`` (``onboard.link.receiver.
+        Routes``): its patch goes to that application's patcher; None if the board has no
+        such application or it takes no patches."""
+        names = list(self.applications)
+        if not 0 <= number < len(names):
+            return None
+        vm = self.applications[names[number]].vm
+        if vm.reconfiguration is None:
+            return None
+        rc = vm.reconfiguration
+
+        def handoff(ticket: int, data: bytes) -> int:
+            # a Fate (onboard.patching sits above onboard.vm, so known only by its code)
+            fate: Any = rc.receive(data, ticket)
+            return int(fate.code)
+        return handoff
 
     def receive_patch(self, application: str, data: bytes, ticket: int = 0) -> object:
         """A complete patch for ``application``: checked and applied in its slice of the

@@ -241,4 +241,6 @@ def test_on_a_board_running_another_configuration(tmp_path: Path) -> None:
     assert "error: nothing to undo: before this session's first change the board ran a " \
            "configuration not made in a session" in proc.stdout
     assert re.search(r"^hint: send it again", proc.stdout, re.M)
-    assert re.search(r"^rvm v1 [0-9a-f]{16} on photometry: tasks -$", lines[-1])
+    assert re.search(r"^  rvm v1 [0-9a-f]{16} on photometry: tasks -$", lines[-1])
+    assert re.search(r"^default: the whole share \(\d+ cycles per frame\), worst frame \d+ "
+                     r"cycles, \d+ cycles used, 0 faults, store \w+", lines[-2])

@@ -333,3 +333,70 @@ def test_an_import_charged_more_than_the_callers_part_is_refuted(tmp_path: Path)
     report = verify_program(a)
     refuted = [o for o in report.refuted if o.kind.value == "frame-charge"]
     assert refuted and "of application channel_a" in refuted[0].message
+
+
+def test_a_patch_over_the_tc_link_reaches_the_application_its_apid_names(
+        tmp_path: Path) -> None:
+    """Frames on application 1's APID rebuild a patch that only channel_b's patcher sees;
+    frames on the patch APID of old still go to the default application (number 0); a
+    segment for an application the board does not have is refused before it takes
+    storage."""
+    from ground.erasure import encode
+    from ground.framing import Counters, frames
+    from onboard.link.link_security import SecurityAssociation
+    from onboard.link.receiver import Outcome, Receiver
+    from onboard.link.tc_frames import PATCH_APID, parse_packet, patch_apid
+
+    a1 = healthy(tmp_path, 1, gain=100)
+    b1 = compile_text(tmp_path, HEALTHY.format(version=1, gain=50).replace(
+        "channel_a", "channel_c"), "channel_c")
+    b2 = compile_text(tmp_path, HEALTHY.format(version=2, gain=700).replace(
+        "channel_a", "channel_c"), "channel_c2")
+    board = patching_board(tmp_path, a1, b1)
+    reference = patching_board(tmp_path / "ref", a1, b1)
+    assert (board.number("channel_a"), board.number("channel_b")) == (0, 1)
+    link = SecurityAssociation(1, bytes(range(32)))
+    default = board.route(0)
+    assert default is not None and board.route(2) is None
+    receiver = Receiver(a1.mission.spacecraft_id, default, 1 << 20, link,
+                        routes=board.route)
+    delta = pack(b2.image, [v.image for v in b2.vmlets], b2.mission, TEST_KEY, seq=2,
+                 base=b1.image)
+    sent, counters = frames(encode(delta.data, 200), 7, range(encode(delta.data, 200).k),
+                            a1.mission.spacecraft_id, Counters(), link, application=1)
+    # the application is in the (authenticated) packet's APID
+    assert parse_packet(sent[0].raw[11:-18]).apid == patch_apid(1) != PATCH_APID
+    outcomes = [receiver.accept(f.raw, board.now_ms) for f in sent]
+    assert outcomes[-1].outcome is Outcome.COMPLETED and outcomes[-1].application == 1
+    board.run_for(5_000)
+    reference.run_for(5_000)
+    vm_b = board.app("channel_b")
+    assert vm_b.program is not None and vm_b.program.image.content_hash == b2.image.content_hash
+    assert vm_b.global_value("gain") == 700
+    assert fates(vm_b)[-1].status.value in ("committed", "active")
+    vm_a = board.app("channel_a")
+    assert memory_of(vm_a) == memory_of(reference.app("channel_a"))
+    assert fates(vm_a) == fates(reference.app("channel_a"))
+    # an old transfer (the patch APID, application 0) goes to the default application
+    a2 = healthy(tmp_path, 2, gain=900)
+    old = pack(a2.image, [v.image for v in a2.vmlets], a2.mission, TEST_KEY, seq=2,
+               base=a1.image)
+    enc = encode(old.data, 200)
+    sent, counters = frames(enc, 8, range(enc.k), a1.mission.spacecraft_id, counters, link)
+    assert [receiver.accept(f.raw, board.now_ms).outcome for f in sent][-1] \
+        is Outcome.COMPLETED
+    board.run_for(5_000)
+    assert vm_a.global_value("gain") == 900 and vm_b.global_value("gain") == 700
+    # telemetry names each transfer's application (the default one's entry as before)
+    from onboard.link.receiver import TransferState, decode_report
+    report = decode_report(receiver.report(board.now_ms))
+    seven, eight = report.transfer(7), report.transfer(8)
+    assert seven is not None and eight is not None
+    assert (seven.application, seven.state) == (1, TransferState.COMPLETE)
+    assert (eight.application, eight.state) == (0, TransferState.COMPLETE)
+    # no application 3 on this board: refused, no transfer opened
+    sent, _ = frames(enc, 9, range(enc.k), a1.mission.spacecraft_id, counters, link,
+                     application=3)
+    got = receiver.accept(sent[0].raw, board.now_ms)
+    assert got.outcome is Outcome.NO_APPLICATION and got.application == 3
+    assert receiver.held_bytes() == 0 and receiver.state(9) is None
