@@ -206,6 +206,10 @@ class EnvKey:
 #: (``[memory] patch_buffer_bytes``).
 DEFAULT_PATCH_BUFFER_BYTES = 131_072
 
+#: Applications on one board are numbered 0 (the default application) .. MAX_APPLICATION:
+#: a flight-build limit, which the TC link spends 4 bits on (``onboard.link.tc_frames``).
+MAX_APPLICATION = 15
+
 
 @dataclass(frozen=True)
 class ReconfigCosts:

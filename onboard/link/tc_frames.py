@@ -54,6 +54,7 @@ from onboard.link.link_security import (
     mac_ok,
 )
 from onboard.link.packet_definition import PacketDefinition, uint
+from onboard.mission import MAX_APPLICATION
 
 #: Largest TC transfer frame (the 10-bit frame length field counts octets minus one).
 MAX_FRAME_BYTES = 1024
@@ -77,8 +78,6 @@ PATCH_APID = 0x150
 REQUEST_APID = 0x151
 #: Patches for application n >= 1 of a board travel on APID APPLICATION_APID_BASE + n.
 APPLICATION_APID_BASE = 0x160
-#: Application numbers 0 (the default application) .. MAX_APPLICATION.
-MAX_APPLICATION = 15
 #: Space Packet sequence flags: the packet is not part of a packet-level segmentation.
 UNSEGMENTED = 0b11
 MAX_PATCH_BYTES = (1 << 24) - 1

@@ -30,6 +30,7 @@ from onboard.patching.patch_format import (
     build_profile_patch,
     parse_profile_patch,
 )
+from onboard.vm.machine import Limits
 
 #: Figures no profile patch may change: fixed by the flight build.
 HARD_FIGURES = ("share_percent", "clock_hz", "frame_ms", "code_bytes", "data_bytes",
@@ -99,13 +100,13 @@ def check_values(profile: MissionProfile, values: Mapping[str, int], *,
                                    f"hard limit {lo}..{hi}", name)
     reserve = values.get("patch_reserve_cycles_per_frame",
                          profile.patch_reserve_cycles_per_frame)
-    if reserve + demand_cycles_per_frame > profile.share_cycles_per_frame:
+    left = Limits.of(with_values(profile, values)).frame_budget  # the tasks' part
+    if demand_cycles_per_frame > left:
         raise ConditionRefused(
             Reason.OVER_BUDGET, f"patch_reserve_cycles_per_frame = {reserve} leaves "
-            f"{profile.share_cycles_per_frame - reserve} cycles of the share "
-            f"({profile.share_cycles_per_frame}) and the running configuration needs "
-            f"{demand_cycles_per_frame}: it would no longer be proven within its budget",
-            "patch_reserve_cycles_per_frame")
+            f"{left} cycles of the share ({profile.share_cycles_per_frame}) and the running "
+            f"configuration needs {demand_cycles_per_frame}: it would no longer be proven "
+            f"within its budget", "patch_reserve_cycles_per_frame")
 
 
 def with_values(profile: MissionProfile, values: Mapping[str, int]) -> MissionProfile:

@@ -38,8 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from onboard.link.tc_frames import MAX_APPLICATION
-from onboard.mission import MissionProfile, find_mission
+from onboard.mission import MAX_APPLICATION, MissionProfile, find_mission
 from onboard.patching.disk import Disk
 from onboard.patching.patch_format import key_from_text
 from onboard.sim import simulator

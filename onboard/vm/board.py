@@ -22,8 +22,9 @@ adds up, frame by frame, what all of them used (``worst_total_cycles``).
 
 On the link, an application is known by its *number*: its position in the order the board
 added it (0 for the first, the default application of a single-configuration board, up to
-``MAX_APPLICATION``). A patch segment names it by its APID (``onboard.link.tc_frames.
-patch_apid``); ``Board.route`` gives the receiver the hand-off of application n.
+``onboard.mission.MAX_APPLICATION``). A patch segment names it by its APID
+(``onboard.link.tc_frames.patch_apid``); ``Board.route`` gives the receiver the hand-off of
+application n.
 
 A configuration without an application clause is the one default application: a single
 ``VVM`` (``onboard.vm.vvm``) is exactly that board with one application and the whole
@@ -36,8 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from onboard.link.tc_frames import MAX_APPLICATION
-from onboard.mission import MissionProfile, Native
+from onboard.mission import MAX_APPLICATION, MissionProfile, Native
 from onboard.vm.host import Host, NativeFn
 from onboard.vm.loader import LoadError
 from onboard.vm.machine import Limits
