@@ -14,7 +14,7 @@ from typing import Any
 
 from ccl.diagnostics import Diagnostic, Span
 from onboard.mission import MissionProfile
-from onboard.vm.board import part_cycles
+from onboard.vm.board import cycles_left, part_cycles
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def check_set(members: list[Member], profile: MissionProfile) -> SetVerdict:
     figures = (f"{listed} = {parts:,} cycles per frame, with the patch reserve of "
                f"{reserve:,}: {parts + reserve:,} of the {profile.share_percent} % share "
                f"({share:,} cycles per frame)")
-    if parts + reserve <= share:
+    if cycles_left(profile, [m.share_percent for m in members]) >= 0:  # the board's rule
         return SetVerdict(True, parts, reserve, share, f"the applications fit: {figures}")
     return SetVerdict(False, parts, reserve, share,
                       f"the applications' parts exceed the share: {figures}",

@@ -33,7 +33,7 @@ share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -50,6 +50,13 @@ DEFAULT_APPLICATION = "default"
 def part_cycles(profile: MissionProfile, share_percent: int) -> int:
     """Cycles per frame of a part of ``share_percent`` % of the frame."""
     return profile.frame_cycles * share_percent // 100
+
+
+def cycles_left(profile: MissionProfile, shares: Iterable[int]) -> int:
+    """Cycles per frame of the share that applications with parts ``shares`` (percent)
+    leave free, the patch reserve set aside: the board admits them only if this is not
+    negative (``Board.add``), and ``ccl verify`` of a set proves it (one rule, here)."""
+    return Limits.of(profile).frame_budget - sum(part_cycles(profile, s) for s in shares)
 
 
 @dataclass
@@ -84,8 +91,7 @@ class Board:
     def free_cycles(self) -> int:
         """Cycles per frame of the share no application has a part of (the patch reserve
         set aside)."""
-        used = sum(a.part_cycles for a in self.applications.values())
-        return Limits.of(self.profile).frame_budget - used
+        return cycles_left(self.profile, (a.share_percent for a in self.applications.values()))
 
     def add(self, name: str, share_percent: int, host: Host, *,
             takes_patches: bool = False, imports: Sequence[Native] = ()) -> VVM:
