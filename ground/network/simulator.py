@@ -34,6 +34,10 @@ that last evaluated the capsule (``prev``) for the code, with a request and a re
 their own (kinds 4 and 5), retrying after a timeout a bounded number of times; a response
 whose image does not hash to the identifier is refused (``forged``). The trace has
 ``hit``, ``miss``, ``fetch``, ``serve``, ``cache`` and ``evict`` events.
+
+A node's memory is sampled whenever it changes (a ``memory`` event): the program in hand (a
+PLAN packet's, from its load to the end of its run) and the code cache; packets waiting in
+queues are not counted.
 """
 
 from __future__ import annotations
@@ -200,6 +204,8 @@ class NodeMeter:
     evictions: int = 0
     cache_bytes: int = 0  # code images in its cache now
     peak_cache_bytes: int = 0
+    memory_bytes: int = 0  # program in hand + code cache, now (the ``memory`` events)
+    peak_memory_bytes: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {"evaluations": self.evaluations, "cycles": self.cycles,
@@ -210,6 +216,8 @@ class NodeMeter:
                 "cache_misses": self.cache_misses, "code_fetches": self.code_fetches,
                 "code_served": self.code_served, "evictions": self.evictions,
                 "cache_bytes": self.cache_bytes, "peak_cache_bytes": self.peak_cache_bytes,
+                "memory_bytes": self.memory_bytes,
+                "peak_memory_bytes": self.peak_memory_bytes,
                 "delivered": list(self.delivered),
                 "drops": dict(sorted(self.drops.items()))}
 
@@ -220,7 +228,7 @@ class TraceEvent:
 
     t_us: int
     node: int
-    event: str  # inject, send, lost, arrive, forward, evaluate, deliver, drop
+    event: str  # inject, send, lost, arrive, forward, evaluate, deliver, drop, memory, ...
     packet: int
     detail: Mapping[str, object] = field(default_factory=dict)
 
@@ -366,6 +374,17 @@ class Network:
         node.meter.drops[reason] += 1
         self._log(t_us, node.address, "drop", packet, {"reason": reason, "why": why})
 
+    def _held(self, now: int, node: _Node, in_hand: int = 0) -> None:
+        """Sample ``node``'s memory at ``now`` if it changed: ``in_hand`` bytes of program
+        being loaded or run, and its code cache."""
+        meter = node.meter
+        held = in_hand + meter.cache_bytes
+        if held != meter.memory_bytes:
+            meter.memory_bytes = held
+            meter.peak_memory_bytes = max(meter.peak_memory_bytes, held)
+            self._log(now, node.address, "memory", 0,
+                      {"bytes": held, "code": in_hand, "cache": meter.cache_bytes})
+
     def _arrive(self, now: int, node: _Node, data: bytes) -> None:
         if node.busy_until > now:  # one packet at a time: wait for the CPU
             self._push(node.busy_until, node.address, data)
@@ -418,9 +437,12 @@ class Network:
 
     def _evaluate(self, now: int, node: _Node, packet: Packet) -> None:
         node.meter.peak_code_bytes = max(node.meter.peak_code_bytes, len(packet.code))
+        self._held(now, node, len(packet.code))
         loaded = self._load(now, node, packet.code, packet.id)
         if loaded is not None:
             self._execute(now, node, packet, *loaded)
+        else:
+            self._held(node.busy_until, node)
 
     # ------------------------------------------------------------------ ANTS
 
@@ -543,6 +565,7 @@ class Network:
         self._log(now, node.address, "cache", packet,
                   {"code": key.hex()[:8], "program": cached.name, "bytes": len(image),
                    "cache_bytes": node.meter.cache_bytes})
+        self._held(now, node)
         return cached
 
     # ------------------------------------------------------------------ running
@@ -561,6 +584,7 @@ class Network:
         meter.cycles += outcome.cycles
         done = node.busy_until + self._us(outcome.cycles, profile)
         node.busy_until = done
+        self._held(done, node)  # the program in hand, if any, is let go
         self._log(now, node.address, "evaluate", packet.id,
                   {"program": name, "cycles": outcome.cycles, "budget": budget})
         if outcome.fault is not None:
