@@ -1,10 +1,11 @@
 """The ``ccl net`` commands: active networks of VVM nodes (docs/active-networks.md).
 
-``ccl net sim SCENARIO [--trace] [--json]``: read a network scenario (a topology, the
-VMlets every node boots with, the packets senders inject, expectations), compile and prove
-each packet's program on the sender's side, run the deterministic simulator
-(``ground.network``), and report each node's meter, the deliveries, every drop with its
-reason, and with ``--trace`` (always with ``--json``) every event. Exit 0 when every
+``ccl net sim SCENARIO [--trace] [--json] [--plot FILE.svg]``: read a network scenario (a
+topology, the VMlets every node boots with, the packets senders inject, expectations),
+compile and prove each packet's program on the sender's side, run the deterministic
+simulator (``ground.network``), and report each node's meter, the deliveries, every drop with its
+reason, and with ``--trace`` (always with ``--json``) every event; ``--plot`` draws each
+node's bytes in and out and memory held over the run (SVG). Exit 0 when every
 expectation is met, 1 when one is not, or a program does not compile, or the file is not a
 scenario (as ``ccl sim``), 2 for usage errors (no such file).
 """
@@ -32,9 +33,12 @@ def net() -> None:
 @click.argument("scenario", metavar="SCENARIO")
 @click.option("--trace", "show_trace", is_flag=True,
               help="Print every event of the run (the JSON output always has them).")
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Draw each node's traffic and memory over the run (an .svg file).")
 @output_options
 @click.pass_context
-def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> None:
+def sim(ctx: click.Context, scenario: str, show_trace: bool, plot: str | None,
+        as_json: bool) -> None:
     """Run a network SCENARIO: ping, traceroute, ... over simulated VVM routers."""
     # heavy imports on use only (cli.lazy_group)
     from ccl.diagnostics import CclError  # noqa: PLC0415
@@ -42,6 +46,7 @@ def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> N
     from ground.network.sender import run_net_scenario  # noqa: PLC0415
 
     readable_inputs((scenario,))
+    figure = _plot_path(plot) if plot else None
     compiler = compiler_of(ctx)
     try:
         spec = load_net_scenario(Path(scenario))
@@ -51,13 +56,32 @@ def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> N
              EXIT_REJECTED, exc.where)
     except CclError as exc:  # a program or VMlet that does not compile: its diagnostics
         reject(exc, compiler, scenario)
+    if figure is not None:
+        from ground.network.node_series import plot_svg  # noqa: PLC0415
+
+        figure.write_text(plot_svg(result.report, f"{spec.name} on "
+                                   f"{spec.topology.name}: traffic and memory per node"),
+                          encoding="utf-8")
     if as_json:
-        emit_json({"ok": result.ok, **result.to_json()})
+        emit_json({"ok": result.ok, **result.to_json(),
+                   **({"plot": str(figure)} if figure is not None else {})})
     else:
         _print(result, show_trace)
+        if figure is not None:
+            out.print(f"  plot: {figure}")
     if not result.ok:
         note(f"scenario {spec.name}: an expectation is not met")
         raise SystemExit(EXIT_REJECTED)
+
+
+def _plot_path(text: str) -> Path:
+    """The file ``--plot TEXT`` writes: an SVG file in a folder that exists."""
+    from cli.ground_commands import existing_parent  # noqa: PLC0415
+
+    path = Path(text)
+    if path.suffix.lower() != ".svg":
+        fail(f"--plot {path}: the plot is written as SVG", "end the name with .svg")
+    return existing_parent(path, "--plot")
 
 
 def _print(result: object, show_trace: bool) -> None:
@@ -82,7 +106,8 @@ def _print(result: object, show_trace: bool) -> None:
         drops = ", ".join(f"{r} {n}" for r, n in sorted(m.drops.items())) or "none"
         out.print(f"  node {node}: {m.evaluations} evaluated ({m.cycles:,} cycles, "
                   f"{m.load_cycles:,} loading), {m.forwarded} forwarded, "
-                  f"{m.bytes_out:,} bytes out, delivered {m.delivered}, drops: {drops}")
+                  f"{m.bytes_out:,} bytes out, memory peak {m.peak_memory_bytes:,} bytes, "
+                  f"delivered {m.delivered}, drops: {drops}")
         if m.cache_hits or m.cache_misses or m.code_served:
             out.print(f"    code cache: {m.cache_hits} hits, {m.cache_misses} misses, "
                       f"{m.code_fetches} fetches, {m.code_served} served, {m.evictions} "
