@@ -1,0 +1,327 @@
+"""Active networks (issue 16): per workload and protocol, bytes on the wire, node memory and
+delivery time; and the size of VMlet-PLAN and VMlet-ANTS against a hand-written router.
+
+**Traffic and memory.** Each workload is one entry of ``WORKLOADS``: a scenario of
+``missions/activenet/scenarios/`` and, optionally, the programs of its sends to keep. It is
+run once per protocol (every send's ``protocol`` set to it; ``auto``, the per-packet choice,
+when the scenario loader accepts it) with VMlet-PLAN and VMlet-ANTS loaded in every node,
+caches empty (a first use), through the real sender and simulator (``ccl net sim``).
+Figures per run:
+
+* ``wire_bytes``: every byte every node sent on a link (packets, code requests and
+  responses; lost ones included);
+* ``peak_node_memory``: the largest, over nodes, of a node's peak memory, where a node's
+  memory at an instant is the program in hand (a PLAN packet's, from its load to the end of
+  its run) plus its code cache (ANTS), sampled by the simulator at every change (``memory``
+  events; ``peak_memory_bytes`` of the meter); the VMlets and the VVM, the same in every
+  node and for every protocol, and packets waiting in queues are not counted;
+  ``network_memory`` is the sum over nodes of their peaks;
+* ``retained_memory``: the sum over nodes of what they still hold when the run ends (the
+  code ANTS caches stays; a PLAN program is let go after its run);
+* ``delivery_ms``: from the workload's first injection to its last delivery.
+
+A workload whose scenario is not there (another branch adds it) is skipped, said on
+stderr. Every protocol must deliver what PLAN delivers (the same number of values at each
+node, the same values apart from round-trip times); a run that does not is reported with
+``"same_as_plan": false``.
+
+**Sizes.** CCL source bytes (as written, and without comments and blank lines) and bytecode
+bytes (the encoded image) of each VMlet, against ``missions/activenet/reference/router.py``,
+a plain Python router doing what PLAN and ANTS nodes do for these workloads (tested to
+deliver the same: tests/ground/test_reference_router.py), without comments, docstrings and
+blank lines. The VMlets do not stand alone: they expose the profile's host services
+(``natives.py``), and packet handling, the code cache and demand loading are the router's
+(``ground/network/simulator.py``, the methods named in ``ROUTER_METHODS``). So three ratios:
+the reference over the VMlets alone (what the paper counted), over the VMlets and the
+natives, and over all of what the VVM router adds to the VVM for this domain. The VVM
+itself (verifier, translator, metering) is counted on neither side: the reference has none
+of it (it trusts its code and charges a fixed cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import json
+import re
+import sys
+import tempfile
+import tokenize
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from ccl.driver import Compiler  # noqa: E402
+from ccl.syntax import blank_comments  # noqa: E402
+from ground.network.scenario import (  # noqa: E402
+    NetScenario,
+    NetScenarioError,
+    load_net_scenario,
+)
+from ground.network.sender import run_net_scenario  # noqa: E402
+from ground.network.simulator import RunReport  # noqa: E402
+
+NET = ROOT / "missions" / "activenet"
+NAME = "active_networks"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload: a scenario file, and the programs of its sends to keep (all if empty)."""
+
+    name: str
+    scenario: str
+    programs: tuple[str, ...] = ()
+
+
+WORKLOADS = (
+    Workload("ping", "ping_traceroute.toml", ("ping.ccl",)),
+    Workload("traceroute", "ping_traceroute.toml", ("traceroute.ccl",)),
+    Workload("flood", "flood.toml"),
+    Workload("multicast", "multicast.toml"),
+    Workload("reliable transfer", "reliable.toml"),
+)
+
+#: The simulator's methods that are the router's part of PLAN and ANTS (the rest of
+#: ``Network`` is the event machinery, links and the trace).
+ROUTER_METHODS = ("_arrive", "_load", "_evaluate", "_capsule", "_fetch", "_timeout",
+                  "_serve", "_receive_code", "_install", "_execute", "_route")
+
+#: Published sizes of the original implementations, with their source.
+PUBLISHED = {
+    "ants": {"lines": 10_000, "language": "Java",
+             "source": "D. Wetherall, 'Active network vision and reality: lessons from a "
+                       "capsule-based system', SOSP 1999, talk slides: 'ANTS Toolkit: "
+                       "user-level reference platform, ~10,000 lines, 100% Java' "
+                       "(https://sigops.org/s/conferences/sosp/1999/slides/net1.tar.gz)"},
+}
+
+
+def emit(metric: str, value: float, unit: str, **context: Any) -> None:
+    print(json.dumps({"benchmark": NAME, "metric": metric, "value": value, "unit": unit,
+                      **context}), flush=True)
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+def protocols() -> tuple[str, ...]:
+    """``plan`` and ``ants``, and ``auto`` if the scenario loader accepts it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.toml"
+        probe.write_text(f'[scenario]\ntopology = "{NET / "topologies" / "line5.toml"}"\n'
+                         '[[send]]\nnode = 1\nprogram = "p.ccl"\nprotocol = "auto"\n')
+        try:
+            load_net_scenario(probe)
+        except NetScenarioError:
+            return ("plan", "ants")
+    return ("plan", "ants", "auto")
+
+
+def variant(scenario: NetScenario, workload: Workload, protocol: str) -> NetScenario:
+    """``scenario`` with only the workload's sends, all by ``protocol``, both VMlets."""
+    sends = tuple(replace(s, protocol=protocol) for s in scenario.sends
+                  if not workload.programs or s.program.name in workload.programs)
+    vmlets = scenario.vmlets + tuple(v for v in ("plan", "ants") if v not in scenario.vmlets)
+    return replace(scenario, sends=sends, vmlets=vmlets, expect=())
+
+
+def delivery_ms(report: RunReport) -> float:
+    injected = [e.t_us for e in report.trace if e.event == "inject"]
+    delivered = [e.t_us for e in report.trace if e.event == "deliver"]
+    return (max(delivered) - min(injected)) / 1000 if delivered and injected else 0.0
+
+
+def deliveries(report: RunReport) -> dict[int, tuple[int, list[int]]]:
+    """Per node: how many values, and the values that are not round trips (< 256 ms)."""
+    return {n: (len(m.delivered), sorted(v for v in m.delivered if v >= 256))
+            for n, m in report.nodes.items()}
+
+
+def traffic(compiler: Compiler) -> list[dict[str, Any]]:
+    rows = []
+    for workload in WORKLOADS:
+        path = NET / "scenarios" / workload.scenario
+        if not path.is_file():
+            print(f"# {NAME}: no {path.name} here: workload {workload.name} skipped",
+                  file=sys.stderr)
+            continue
+        scenario = load_net_scenario(path)
+        baseline = None
+        for protocol in protocols():
+            result = run_net_scenario(variant(scenario, workload, protocol), compiler)
+            report = result.report
+            got = deliveries(report)
+            baseline = got if baseline is None else baseline
+            peak_node, peak = max(((n, m.peak_memory_bytes) for n, m in report.nodes.items()),
+                                  key=lambda item: (item[1], -item[0]))
+            context = {"workload": workload.name, "protocol": protocol,
+                       "topology": scenario.topology.name,
+                       "nodes": len(scenario.topology.nodes),
+                       "delivered": sum(len(m.delivered) for m in report.nodes.values()),
+                       "same_as_plan": got == baseline, "complete": report.complete}
+            row = {"wire_bytes": report.wire_bytes, "peak_node_memory": peak,
+                   "network_memory": sum(m.peak_memory_bytes for m in report.nodes.values()),
+                   "retained_memory": sum(m.memory_bytes for m in report.nodes.values()),
+                   "delivery_ms": delivery_ms(report),
+                   "fetches": sum(m.code_fetches for m in report.nodes.values()),
+                   "load_cycles": sum(m.load_cycles for m in report.nodes.values())}
+            emit("wire_bytes", row["wire_bytes"], "bytes", **context)
+            emit("peak_node_memory", peak, "bytes", node=peak_node, **context)
+            emit("network_memory", row["network_memory"], "bytes", **context)
+            emit("retained_memory", row["retained_memory"], "bytes", **context)
+            emit("delivery_ms", row["delivery_ms"], "ms", **context)
+            emit("load_cycles", row["load_cycles"], "cycles", fetches=row["fetches"],
+                 **context)
+            rows.append({**context, **row})
+    return rows
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def ccl_bytes(path: Path) -> tuple[int, int, int]:
+    """Bytes as written, bytes without comments and blank lines, and those lines."""
+    text = path.read_text(encoding="utf-8")
+    lines = [line.rstrip() for line in blank_comments(text).splitlines()]
+    kept = [line for line in lines if line]
+    return len(text.encode()), sum(len(line.encode()) + 1 for line in kept), len(kept)
+
+
+def python_code(text: str) -> list[str]:
+    """The lines of Python ``text`` without comments, docstrings or blank lines."""
+    docstrings: set[int] = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef |
+                      ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
+                docstrings.update(range(first.lineno, (first.end_lineno or 0) + 1))
+    cut: dict[int, int] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type == tokenize.COMMENT:
+            cut[tok.start[0]] = tok.start[1]
+    lines = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if number in docstrings:
+            continue
+        line = line[:cut.get(number, len(line))].rstrip()
+        if line:
+            lines.append(line)
+    return lines
+
+
+def python_bytes(text: str) -> tuple[int, int, int]:
+    lines = python_code(text)
+    return len(text.encode()), sum(len(line.encode()) + 1 for line in lines), len(lines)
+
+
+def router_methods_source() -> str:
+    """The source of the simulator's router methods (``ROUTER_METHODS``)."""
+    path = ROOT / "ground" / "network" / "simulator.py"
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    network = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Network")
+    found = {f.name: ast.get_source_segment(text, f) or "" for f in network.body
+             if isinstance(f, ast.FunctionDef) and f.name in ROUTER_METHODS}
+    cache = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "CacheSpec")
+    return "\n".join([ast.get_source_segment(text, cache) or "",
+                      *(found[m] for m in ROUTER_METHODS if m in found)])
+
+
+def sizes(compiler: Compiler) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for vmlet in ("plan", "ants"):
+        path = NET / "vmlets" / f"{vmlet}.ccl"
+        written, code, lines = ccl_bytes(path)
+        bytecode = len(compiler.compile(path).image.encode())
+        figures[vmlet] = {"written": written, "code": code, "lines": lines,
+                          "bytecode": bytecode}
+        context = {"vmlet": vmlet, "file": str(path.relative_to(ROOT))}
+        emit("vmlet_source_bytes", written, "bytes", **context)
+        emit("vmlet_code_bytes", code, "bytes", lines=lines, **context,
+             counted="without comments and blank lines")
+        emit("vmlet_bytecode_bytes", bytecode, "bytes", **context)
+    natives_text = (NET / "natives.py").read_text(encoding="utf-8")
+    plan_code = blank_comments((NET / "vmlets" / "plan.ccl").read_text(encoding="utf-8"))
+    exposed = sum(len(m.split(",")) for m in re.findall(r"\bexpose\s+([^;]+);", plan_code))
+    reference_path = NET / "reference" / "router.py"
+    parts = {"natives": python_bytes(natives_text),
+             "router_methods": python_bytes(router_methods_source()),
+             "reference": python_bytes(reference_path.read_text(encoding="utf-8"))}
+    emit("natives_exposed", exposed, "services", vmlet="plan",
+         note="host services of the profile the VMlets expose")
+    emit("natives_code_bytes", parts["natives"][1], "bytes", lines=parts["natives"][2],
+         file="missions/activenet/natives.py", counted="without comments and docstrings")
+    emit("router_code_bytes", parts["router_methods"][1], "bytes",
+         lines=parts["router_methods"][2], file="ground/network/simulator.py",
+         methods=list(ROUTER_METHODS), counted="without comments and docstrings")
+    written, code, lines = parts["reference"]
+    emit("reference_source_bytes", written, "bytes", file=str(reference_path.relative_to(ROOT)))
+    emit("reference_code_bytes", code, "bytes", lines=lines,
+         file=str(reference_path.relative_to(ROOT)), counted="without comments and docstrings")
+    vmlets_code = figures["plan"]["code"] + figures["ants"]["code"]
+    vmlets_bytecode = figures["plan"]["bytecode"] + figures["ants"]["bytecode"]
+    ratios = {
+        "ratio_reference_vs_vmlets": (vmlets_code, "VMlet-PLAN + VMlet-ANTS source"),
+        "ratio_reference_vs_vmlet_bytecode": (vmlets_bytecode, "their bytecode"),
+        "ratio_reference_vs_vmlets_and_natives": (vmlets_code + parts["natives"][1],
+                                                  "the VMlets' source + natives.py"),
+        "ratio_reference_vs_vvm_router": (vmlets_code + parts["natives"][1]
+                                          + parts["router_methods"][1],
+                                          "the VMlets + natives.py + the simulator's router "
+                                          "methods"),
+    }
+    for metric, (against, what) in ratios.items():
+        emit(metric, round(code / against, 2), "x", reference_bytes=code,
+             against_bytes=against, against=what)
+    vmlet_lines = figures["plan"]["lines"] + figures["ants"]["lines"]
+    router_lines = vmlet_lines + parts["natives"][2] + parts["router_methods"][2]
+    for vmlet, published in PUBLISHED.items():
+        emit(f"original_{vmlet}_lines", published["lines"], "lines", **published)
+        emit(f"ratio_original_{vmlet}_vs_vmlets", round(published["lines"] / vmlet_lines, 1),
+             "x", vmlet_lines=vmlet_lines, counted="the original's lines as published, "
+             "over the non-blank, non-comment lines of VMlet-PLAN + VMlet-ANTS "
+             "(VMlet-ANTS is layered on VMlet-PLAN)")
+        emit(f"ratio_original_{vmlet}_vs_vvm_router", round(published["lines"] / router_lines,
+                                                            1),
+             "x", vvm_router_lines=router_lines, counted="the original's lines as published, "
+             "over the lines of the VMlets + natives.py + the simulator's router methods")
+    return {**figures, **{k: v[1] for k, v in parts.items()}}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The traffic figures as a Markdown table, a row per workload and protocol."""
+    out = ["| workload | protocol | bytes on the wire | peak node memory | network memory "
+           "(retained at the end) | delivery | code fetches |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['workload']} | {r['protocol']} | {r['wire_bytes']:,} B | "
+                   f"{r['peak_node_memory']:,} B | {r['network_memory']:,} B "
+                   f"({r['retained_memory']:,} B) | {r['delivery_ms']:g} ms | {r['fetches']} |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--markdown", action="store_true",
+                    help="also print the traffic figures as a Markdown table (stderr)")
+    args = ap.parse_args()
+    compiler = Compiler()
+    sizes(compiler)
+    rows = traffic(compiler)
+    if args.markdown:
+        print(table(rows), file=sys.stderr)
+    wrong = [f"{r['workload']} by {r['protocol']}" for r in rows if not r["same_as_plan"]]
+    if wrong:
+        print(f"# {NAME}: not what PLAN delivers: {', '.join(wrong)}", file=sys.stderr)
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
