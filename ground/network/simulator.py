@@ -38,7 +38,8 @@ whose image does not hash to the identifier is refused (``forged``). The trace h
 VMlet packets (kinds 6 and 7) install a new protocol in band. A node checks one before use:
 its tag, under the network's key (``forged``), then the VMlet itself, by the VVM's own
 ``load_vmlet``, exactly as at boot (the load-time bytecode verifier, the binding rules, its
-``on load``: ``refused`` with the loader's reason). A VMlet already installed with the same
+``on load``: ``refused`` with the loader's reason), and that the VMlets it holds then still
+fit its code memory (``refused``, ``code-memory``). A VMlet already installed with the same
 content is a ``duplicate`` and one at a version no newer than the installed one ``stale``:
 neither changes the node, nor goes further. Once installed (``install`` in the trace), a
 flooded one (kind 7) goes on to every neighbour but the one it came from. A program that
@@ -593,6 +594,14 @@ class Network:
         if have is not None and have.image.version >= image.version:
             self._drop(now, node, packet.id, "stale",
                        f"{what} is no newer than the v{have.image.version} installed here")
+            return
+        memory = Limits.of(node.vvm.profile).code_bytes
+        held = sum(v.image.code_bytes() for v in node.vvm.vmlets.values()
+                   if v.image.name != image.name) + image.code_bytes()
+        if held > memory:  # a flood of protocols must not take the node's code memory
+            self._drop(now, node, packet.id, "refused",
+                       f"code-memory: with {what} the VMlets would take {held} bytes of "
+                       f"the node's {memory} bytes of code memory")
             return
         load = self._load_cycles(image, node.vvm.profile)
         try:

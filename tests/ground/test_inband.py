@@ -206,6 +206,20 @@ def test_a_configuration_or_a_vmlet_on_a_missing_layer_is_refused_by_the_loader(
     assert all(not n.vvm.vmlets for n in net.nodes.values())
 
 
+def test_vmlets_beyond_the_nodes_code_memory_are_refused(
+        compiler: Compiler, boot: list[Image], mark: Image) -> None:
+    profile = compiler.mission("activenet")
+    held = sum(v.code_bytes() for v in boot)
+    small = dataclasses.replace(profile, code_bytes=held + mark.code_bytes() - 1)
+    net = Network(load_topology(NET / "topologies" / "line5.toml"), profile, boot,
+                  node_profiles={2: small}, key=KEY)
+    net.inject(0, 1, install(net, mark))
+    report = net.run()
+    (refused,) = report.drops("refused")
+    assert refused.node == 2 and str(refused.detail["why"]).startswith("code-memory")
+    assert installs(report) == [1] and "mark" not in net.nodes[2].vvm.vmlets
+
+
 def test_a_replayed_install_is_idempotent_and_an_older_version_is_stale(
         compiler: Compiler, boot: list[Image], mark: Image, tmp_path: Path) -> None:
     source = (NET / "vmlets" / "mark.ccl").read_text(encoding="utf-8")
