@@ -87,7 +87,7 @@ def test_the_scenario_installs_mark_in_band_then_a_program_on_it_runs() -> None:
     report = result.report
     assert installs(report) == [1, 2, 3, 4, 5, 6]  # each node once, whatever came round
     assert len(report.drops("duplicate")) >= 2  # the ring's copies, and the replay
-    assert report.delivered(4) == [PATH_1_TO_4]
+    assert report.delivered(4) == [PATH_1_TO_4] * 2  # by PLAN, then by ANTS
     # the VMlet packet: header, MARK's image, the tag
     assert [size for _, _, size in result.installs] == [
         HEADER_BYTES + len(Compiler().compile(NET / "vmlets" / "mark.ccl").image.encode())
@@ -280,7 +280,7 @@ def test_ccl_net_sim_reports_the_install_and_takes_the_network_key(tmp_path: Pat
     assert keyed.returncode == 0, keyed.stderr
     out = json.loads(keyed.stdout)
     assert [i["bytes"] for i in out["installs"]] == [231] * 3
-    assert out["nodes"]["4"]["delivered"] == [PATH_1_TO_4]
+    assert out["nodes"]["4"]["delivered"] == [PATH_1_TO_4] * 2
     key.write_text("not hex\n")
     bad = ccl("net", "sim", scenario, "--key", key)
     assert bad.returncode == 1 and "not a hex key" in bad.stderr
