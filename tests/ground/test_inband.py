@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -243,6 +244,30 @@ def test_a_replayed_install_is_idempotent_and_an_older_version_is_stale(
     for a, n in net.nodes.items():
         assert n.vvm.vmlets["mark"].image.version == 2 and n.vvm.vmlets["mark"] is not loaded[a]
         assert n.meter.installed == ["mark v1", "mark v2"]
+
+
+def test_the_sender_sends_only_a_proven_vmlet(tmp_path: Path) -> None:
+    missions = tmp_path / "missions"
+    shutil.copytree(NET, missions / "activenet")
+    source = (NET / "vmlets" / "mark.ccl").read_text(encoding="utf-8")
+    unguarded = source.replace("vmlet mark version 1;", "vmlet sloppy version 1;").replace(
+        "    if path >= 16777216 { return path; }\n", "")  # path * 16 may leave the range
+    (missions / "activenet" / "vmlets" / "sloppy.ccl").write_text(unguarded)
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(f'[scenario]\ntopology = "{NET}/topologies/line5.toml"\n'
+                        'vmlets = ["plan"]\n'
+                        '[[install]]\nnode = 1\nvmlet = "sloppy"\n'
+                        '[[install]]\nat_ms = 10\nnode = 1\nvmlet = "sloppy"\n'
+                        'unverified = true\n')
+    result = run_net_scenario(load_net_scenario(scenario),
+                              Compiler(mission_dirs=(missions,)), KEY)
+    (refused,) = result.report.drops("refused-at-sender")
+    assert refused.t_us == 0 and "V-" in str(refused.detail["why"])
+    (proof, _), (forced, _) = [(v, size) for _, v, size in result.installs]
+    assert proof is not None and not proof.proven and forced is None
+    # forced through: the nodes' checks are structural (tag, bytecode, binding) and pass;
+    # the overflow the proof found is the VVM's to trap at run time
+    assert installs(result.report) == [1, 2, 3, 4, 5]
 
 
 def test_the_scenario_file_checks_installs(tmp_path: Path) -> None:
