@@ -51,6 +51,10 @@ def test_the_benchmark_measures_every_workload_in_both_protocols(tmp_path: Path)
         assert one("wire_bytes", **ants) < one("wire_bytes", **plan)
         assert one("retained_memory", **plan) == 0 < one("retained_memory", **ants)
         assert one("load_cycles", **ants) < one("load_cycles", **plan)
+        # once cached, a capsule costs a fraction of a packet that carries its code
+        assert one("again_wire_bytes", **ants) < one("wire_bytes", **ants) \
+            < one("again_wire_bytes", **plan) == one("wire_bytes", **plan)
+        assert one("again_load_cycles", **ants) == 0 < one("again_load_cycles", **plan)
     assert one("peak_node_memory", workload="traceroute", protocol="plan") == 271
     assert one("natives_exposed") == 13
     reference = one("reference_code_bytes")
