@@ -94,10 +94,13 @@ WORKLOADS = (
     Workload("record route, VMlet in band", "inband.toml", ("recordroute.ccl",), 100),
 )
 
-#: The simulator's methods that are the router's part of PLAN and ANTS (the rest of
-#: ``Network`` is the event machinery, links and the trace).
+#: The simulator's methods that are the router's part of PLAN and ANTS, and ``CacheSpec``
+#: (the rest of ``Network`` is the event machinery, links with their bandwidth and loss,
+#: the trace and the meters, VMlets in band; ``_transmit``'s TTL check, 3 lines, is left
+#: with the link it guards).
 ROUTER_METHODS = ("_arrive", "_load", "_evaluate", "_capsule", "_fetch", "_timeout",
-                  "_serve", "_receive_code", "_install", "_execute", "_route")
+                  "_serve", "_receive_code", "_install", "_load_cycles", "_charge_load",
+                  "_execute", "_route")
 
 #: Published sizes of the original implementations, with their source.
 PUBLISHED = {
@@ -264,8 +267,11 @@ def router_methods_source() -> str:
     found = {f.name: ast.get_source_segment(text, f) or "" for f in network.body
              if isinstance(f, ast.FunctionDef) and f.name in ROUTER_METHODS}
     cache = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "CacheSpec")
+    missing = [m for m in ROUTER_METHODS if m not in found]
+    if missing:
+        sys.exit(f"{NAME}: no method {', '.join(missing)} in {path}: update ROUTER_METHODS")
     return "\n".join([ast.get_source_segment(text, cache) or "",
-                      *(found[m] for m in ROUTER_METHODS if m in found)])
+                      *(found[m] for m in ROUTER_METHODS)])
 
 
 def sizes(compiler: Compiler) -> dict[str, Any]:
