@@ -43,20 +43,22 @@ class Panel:
     lines: tuple[Line, ...]
 
 
-def nice_top(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value`` (1 for
-    nothing): the top of an axis."""
+def ticks(value: float) -> list[float]:
+    """An axis from 0 to at least ``value``: 0 and multiples of a step of 1, 2 or 5 times a
+    power of ten, at most 5 steps (an axis of 0 to 1 for nothing)."""
     if value <= 0:
-        return 1.0
-    scale = 1.0
-    while scale * 10 < value:
-        scale *= 10
-    while scale > value:
-        scale /= 10
-    for step in (1, 2, 2.5, 5, 10):
-        if step * scale >= value:
-            return step * scale
-    return 10 * scale
+        return [0.0, 1.0]
+    step = 1.0
+    while step * 5 < value:
+        step *= 10
+    while step * 5 / 10 >= value:
+        step /= 10
+    for factor in (0.1, 0.2, 0.5, 1.0):  # the smallest step that reaches value in 5
+        if step * factor * 5 >= value:
+            step *= factor
+            break
+    count = -(-value // step)
+    return [round(step * i, 10) for i in range(int(count) + 1)]
 
 
 def _num(v: float) -> str:
@@ -72,7 +74,8 @@ def render(title: str, x_label: str, x_end: float, panels: Sequence[Panel]) -> s
     """The chart as SVG text: ``panels`` one above the other, x from 0 to ``x_end``."""
     plot_w = WIDTH - LEFT - RIGHT
     height = TOP + len(panels) * (PANEL_HEIGHT + GAP)
-    x_top = nice_top(x_end)
+    x_ticks = ticks(x_end)
+    x_top = x_ticks[-1]
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{WIDTH}" '
            f'height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" '
            'font-size="11">',
@@ -82,8 +85,8 @@ def render(title: str, x_label: str, x_end: float, panels: Sequence[Panel]) -> s
     for k, panel in enumerate(panels):
         top = TOP + k * (PANEL_HEIGHT + GAP)
         bottom = top + PANEL_HEIGHT
-        y_top = nice_top(max((y for line in panel.lines for _, y in line.points),
-                             default=0))
+        y_ticks = ticks(max((y for line in panel.lines for _, y in line.points), default=0))
+        y_top = y_ticks[-1]
 
         def x_of(x: float, left: float = LEFT) -> str:
             return _num(left + plot_w * x / x_top)
@@ -96,13 +99,12 @@ def render(title: str, x_label: str, x_end: float, panels: Sequence[Panel]) -> s
                    '</text>')
         out.append(f'<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{PANEL_HEIGHT}" '
                    'fill="none" stroke="#444"/>')
-        for i in range(5):  # grid and ticks: a fifth of each axis apart
-            y = y_top * i / 4
+        for y in y_ticks:
             out.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y_of(y)}" '
                        f'y2="{y_of(y)}" stroke="#ddd"/>')
             out.append(f'<text x="{LEFT - 4}" y="{_num(float(y_of(y)) + 4)}" '
                        f'text-anchor="end">{_label(y)}</text>')
-            x = x_top * i / 4
+        for x in x_ticks:
             out.append(f'<text x="{x_of(x)}" y="{bottom + 14}" text-anchor="middle">'
                        f'{_label(x)}</text>')
         out.append(f'<text x="{LEFT - 50}" y="{top + PANEL_HEIGHT // 2}" '

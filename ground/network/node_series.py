@@ -5,8 +5,9 @@
   left it), ending at its meter's ``bytes_out``;
 * bytes in: cumulative, at each ``send`` event towards the node whose packet was not
   ``lost`` (dated when it left the neighbour), ending at its meter's ``bytes_in``;
-* memory: what the node holds, a step at each ``memory`` event (the program in hand and
-  the code cache: ``ground.network.simulator``), peaking at ``peak_memory_bytes``.
+* memory: what the node holds, a step at each ``memory`` event (the program in hand, the
+  code cache and VMlets installed in band: ``ground.network.simulator``), peaking at
+  ``peak_memory_bytes``.
 """
 
 from __future__ import annotations
@@ -91,5 +92,6 @@ def plot_svg(report: RunReport, title: str) -> str:
     return render(title, "simulated time (ms)", report.end_us / 1000,
                   [Panel("bytes on the wire per node, cumulative (in solid, out dashed)",
                          "bytes", tuple(traffic)),
-                   Panel("memory held per node (program in hand + code cache)", "bytes",
+                   Panel("memory held per node (program in hand, code cache, VMlets installed in "
+                         "band)", "bytes",
                          tuple(memory))])

@@ -17,7 +17,7 @@ import pytest
 from ground.network.node_series import NodeSeries, node_series, plot_svg
 from ground.network.scenario import load_net_scenario
 from ground.network.sender import NetResult, run_net_scenario
-from ground.svg_chart import nice_top
+from ground.svg_chart import ticks
 
 ROOT = Path(__file__).resolve().parents[2]
 NET = ROOT / "missions" / "activenet"
@@ -76,9 +76,14 @@ def test_svg_parses_with_one_series_per_node_and_its_maximum(plan_and_ants: NetR
     assert text == plot_svg(report, "plan_and_ants")  # deterministic
 
 
-def test_axis_tops_are_round_numbers() -> None:
-    assert [nice_top(v) for v in (0, 1, 3, 7, 12, 240, 487, 2001)] == \
-        [1, 1, 5, 10, 20, 250, 500, 2500]
+def test_axes_reach_the_maximum_in_round_steps() -> None:
+    assert ticks(0) == [0, 1] and ticks(7) == [0, 2, 4, 6, 8] and ticks(34.79)[-1] == 40
+    assert ticks(487) == [0, 100, 200, 300, 400, 500] and ticks(0.4)[2] == 0.2
+    for value in (1, 3, 12, 240, 241, 1082, 2001, 99_999):
+        axis = ticks(value)
+        steps = {round(b - a, 9) for a, b in zip(axis, axis[1:], strict=False)}
+        assert axis[0] == 0 and axis[-2] < value <= axis[-1] and len(axis) <= 6
+        assert len(steps) == 1 and f"{steps.pop():e}"[0] in "125"  # 1, 2 or 5 x 10^k
 
 
 def test_net_sim_plot_writes_the_svg_and_refuses_another_format(tmp_path: Path) -> None:
