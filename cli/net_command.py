@@ -68,11 +68,22 @@ def _print(result: object, show_trace: bool) -> None:
     out.print(f"scenario {result.scenario.name} on {result.scenario.topology.name}: "
               f"{'ok' if result.ok else 'FAILED'} (simulated {report.end_us / 1000:g} ms, "
               f"{report.wire_bytes:,} bytes on the wire)")
-    for send, verdict in result.verdicts:
+    for k, (send, verdict) in enumerate(result.verdicts):
         state = ("sent unverified" if verdict is None else
                  f"proven, {verdict.worst_cycles} cycles at worst" if verdict.proven else
                  f"REFUSED by the sender: {verdict.why}")
-        out.print(f"  send {send.program.name} from {send.node} at {send.at_ms} ms: {state}")
+        out.print(f"  send {send.program.name} from {send.node} at {send.at_ms} ms: {state}"
+                  + ("" if verdict is not None and not verdict.proven else
+                     f", by {result.protocol(k)}"))
+        choice = result.choices[k] if k < len(result.choices) else None
+        if choice is not None and (verdict is None or verdict.proven):
+            ants = "does not fit a cache" if choice.ants is None else f"{choice.ants.total:,.0f}"
+            out.print(f"    chose {choice.protocol}: plan {choice.plan.total:,.0f}, ants {ants}"
+                      f" (code cached at {sorted(choice.estimate.cached) or 'no node'}, "
+                      f"{choice.estimate.reuse} more expected)")
+    counts = result.protocols
+    out.print(f"  sent by plan {counts['plan']}, by ants {counts['ants']} (the sender chose "
+              f"plan {counts['auto_plan']}, ants {counts['auto_ants']})")
     if show_trace:
         for e in report.trace:
             detail = " ".join(f"{k}={v}" for k, v in e.detail.items())

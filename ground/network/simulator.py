@@ -200,6 +200,8 @@ class NodeMeter:
     evictions: int = 0
     cache_bytes: int = 0  # code images in its cache now
     peak_cache_bytes: int = 0
+    plan_out: int = 0  # PLAN packets it sent on a link (code requests and responses aside)
+    capsules_out: int = 0  # ANTS capsules it sent on a link
 
     def to_json(self) -> dict[str, object]:
         return {"evaluations": self.evaluations, "cycles": self.cycles,
@@ -210,6 +212,7 @@ class NodeMeter:
                 "cache_misses": self.cache_misses, "code_fetches": self.code_fetches,
                 "code_served": self.code_served, "evictions": self.evictions,
                 "cache_bytes": self.cache_bytes, "peak_cache_bytes": self.peak_cache_bytes,
+                "plan_out": self.plan_out, "capsules_out": self.capsules_out,
                 "delivered": list(self.delivered),
                 "drops": dict(sorted(self.drops.items()))}
 
@@ -220,7 +223,7 @@ class TraceEvent:
 
     t_us: int
     node: int
-    event: str  # inject, send, lost, arrive, forward, evaluate, deliver, drop
+    event: str  # choose, inject, send, lost, arrive, forward, evaluate, deliver, drop
     packet: int
     detail: Mapping[str, object] = field(default_factory=dict)
 
@@ -329,6 +332,11 @@ class Network:
     def refuse(self, at_ms: int, node: int, packet: int, why: str) -> None:
         """The sender at ``node`` refused to send packet ``packet`` (``why``)."""
         self._drop(at_ms * 1000, self.nodes[node], packet, "refused-at-sender", why)
+
+    def choose(self, at_ms: int, node: int, packet: int, detail: Mapping[str, object]) -> None:
+        """The sender at ``node`` chose a protocol for packet ``packet`` (``detail``: which,
+        the two costs, the estimate it used; ``ground.network.choice``)."""
+        self._log(at_ms * 1000, node, "choose", packet, detail)
 
     def run(self, until_ms: int | None = None) -> RunReport:
         """Handle events until none is left (or ``until_ms``); return the report."""
@@ -614,6 +622,8 @@ class Network:
         self._free_at[(node.address, hop)] = sent
         node.meter.packets_out += 1
         node.meter.bytes_out += len(data)
+        node.meter.plan_out += packet.kind in (REMOTE, NEIGHBOUR)
+        node.meter.capsules_out += packet.kind in CAPSULES
         self._log(start, node.address, "send", packet.id, {"to": hop, "bytes": len(data)})
         if link.loss and self.random.random() < link.loss:
             self._log(sent, node.address, "lost", packet.id, {"to": hop})
