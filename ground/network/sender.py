@@ -147,8 +147,13 @@ def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None) ->
             verdict = judge(compiled, send.rb, reports[send.program])
         verdicts.append((send, verdict))
         codes.append(compiled.image.encode())
+    try:
+        weights = Weights.of(profile)
+    except ChoiceError as exc:
+        raise NetScenarioError(str(exc), f"{profile.directory / 'mission.toml'}: [choice]",
+                               "see missions/activenet/mission.toml") from None
     choices = sender_choices(scenario, [v is None or v.proven for _, v in verdicts], codes,
-                             Weights.of(profile), CacheSpec.of(profile))
+                             weights, CacheSpec.of(profile))
     for (send, verdict), code, choice in zip(verdicts, codes, choices, strict=True):
         # the capsule names its code; the sender's node has it
         ants = (choice.protocol if choice is not None else send.protocol) == "ants"

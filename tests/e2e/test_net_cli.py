@@ -97,4 +97,5 @@ def test_net_sim_runs_ants_capsules_with_the_code_cache_in_the_trace(tmp_path: P
     wrong.write_text(f'[scenario]\ntopology = "{NET / "topologies" / "line5.toml"}"\n'
                      f'[[send]]\nnode = 1\nprogram = "x.ccl"\nprotocol = "udp"\n')
     proc = ccl("net", "sim", wrong)
-    assert proc.returncode == 1 and "protocol `udp` is neither `plan` nor `ants`" in proc.stderr
+    assert proc.returncode == 1
+    assert "protocol `udp` is neither `plan`, `ants` nor `auto`" in proc.stderr
