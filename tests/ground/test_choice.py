@@ -27,8 +27,12 @@ from ground.network.choice import (
     shape_of,
 )
 from ground.network.packet import code_id
-from ground.network.scenario import NetScenario, NetScenarioError, load_net_scenario, \
-    load_topology
+from ground.network.scenario import (
+    NetScenario,
+    NetScenarioError,
+    load_net_scenario,
+    load_topology,
+)
 from ground.network.sender import NetResult, run_net_scenario
 from ground.network.simulator import CacheSpec, LinkSpec, Topology
 
@@ -60,8 +64,8 @@ def topologies(draw: st.DrawFn) -> Topology:
         if a != b:
             links.add(frozenset((a, b)))
     return Topology("random", tuple(range(1, n + 1)),
-                    tuple(LinkSpec(*sorted(pair), draw(st.integers(1, 5)) * 1000, 1_000_000)
-                          for pair in sorted(links, key=sorted)))
+                    tuple(LinkSpec(min(pair), max(pair), draw(st.integers(1, 5)) * 1000,
+                                   1_000_000) for pair in sorted(links, key=sorted)))
 
 
 @st.composite
@@ -308,3 +312,15 @@ def test_weights_of_the_profile_and_bad_tables(compiler: Compiler, tmp_path: Pat
     with pytest.raises(ChoiceError, match="has no figure `byte`"):
         Weights.of(Profile())  # type: ignore[arg-type]
     assert code_id(b"x") != code_id(b"y")  # the history's keys tell codes apart
+
+
+def test_a_bad_choice_table_stops_the_scenario_with_one_message(
+        compiler: Compiler, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(_profile: object) -> Weights:
+        raise ChoiceError("[choice] cache_byte must be >= 0, not -1")
+
+    monkeypatch.setattr("ground.network.sender.Weights.of", refuse)
+    with pytest.raises(NetScenarioError) as caught:
+        run_net_scenario(load_net_scenario(NET / "scenarios" / "choice.toml"), compiler)
+    assert "mission.toml: [choice]" in caught.value.where
+    assert "cache_byte must be >= 0" in caught.value.message
