@@ -93,8 +93,9 @@ def _print(result: object, show_trace: bool) -> None:
                       f" (code cached at {sorted(choice.estimate.cached) or 'no node'}, "
                       f"{choice.estimate.reuse} more expected)")
     counts = result.protocols
-    out.print(f"  sent by plan {counts['plan']}, by ants {counts['ants']} (the sender chose "
-              f"plan {counts['auto_plan']}, ants {counts['auto_ants']})")
+    if result.verdicts:
+        out.print(f"  sent by plan {counts['plan']}, by ants {counts['ants']} (the sender "
+                  f"chose plan {counts['auto_plan']}, ants {counts['auto_ants']})")
     for install, verdict, size in result.installs:
         state = ("sent unverified" if verdict is None else "proven" if verdict.proven else
                  f"REFUSED by the sender: {verdict.why}")
@@ -111,7 +112,8 @@ def _print(result: object, show_trace: bool) -> None:
         drops = ", ".join(f"{r} {n}" for r, n in sorted(m.drops.items())) or "none"
         out.print(f"  node {node}: {m.evaluations} evaluated ({m.cycles:,} cycles, "
                   f"{m.load_cycles:,} loading), {m.forwarded} forwarded, "
-                  f"{m.bytes_out:,} bytes out, delivered {m.delivered}, drops: {drops}")
+                  f"{m.bytes_out:,} bytes out ({m.plan_out} PLAN packets, {m.capsules_out} "
+                  f"capsules), delivered {m.delivered}, drops: {drops}")
         if m.cache_hits or m.cache_misses or m.code_served:
             out.print(f"    code cache: {m.cache_hits} hits, {m.cache_misses} misses, "
                       f"{m.code_fetches} fetches, {m.code_served} served, {m.evictions} "

@@ -123,6 +123,7 @@ def test_net_sim_shows_the_senders_choice_between_plan_and_ants(tmp_path: Path) 
     assert "chose plan: plan 2,134, ants 2,352 (code cached at no node, 0 more expected)" \
         in text.stdout
     assert "sent by plan 3, by ants 4 (the sender chose plan 3, ants 4)" in text.stdout
+    assert "2,091 bytes out (3 PLAN packets, 4 capsules)" in text.stdout  # node 1's
     no_dest = tmp_path / "no_dest.toml"
     no_dest.write_text(f'[scenario]\ntopology = "{NET / "topologies" / "line5.toml"}"\n'
                        f'vmlets = ["plan", "ants"]\n[[send]]\nnode = 1\n'
