@@ -130,8 +130,8 @@ class Spacecraft:
                                                self.key, self.link_key,
                                                patcher.probation_frames, self.events,
                                                self.dumps.outbox)
-            for a in fresh.applications.values():
-                start(a.reconfiguration, None)
+            for app in fresh.applications.values():
+                start(app.reconfiguration, None)
             self.board, self.applications = fresh.board, fresh.applications
         else:
             fresh = Spacecraft._assemble(self.vvm.profile, Store.open(self.store.directory),
@@ -168,7 +168,7 @@ class Spacecraft:
                         outbox: DumpOutbox) -> Spacecraft:
         """The spacecraft of ``board``'s applications, each patched over the store
         ``store_at(directory / NAME)`` gives (a new one, or the one a reset left)."""
-        apps = {}
+        apps: dict[str, OnboardApplication] = {}
         for a in board.applications.values():
             store = store_at(directory / a.name)
             rc = Reconfiguration(a.vm, Patcher(profile, store, key,
@@ -184,8 +184,8 @@ class Spacecraft:
 
         receiver = Receiver.for_mission(profile, handoff, link_key, dumps.request,
                                         routes=board.route)
-        for a in apps.values():
-            a.reconfiguration.listeners.append(_fate_listener(receiver, events, a.vvm))
+        for app in apps.values():
+            app.reconfiguration.listeners.append(_fate_listener(receiver, events, app.vvm))
         return Spacecraft(first.vvm, first.reconfiguration, receiver, first.store, key,
                           link_key, events, dumps, board=board, applications=apps)
 
