@@ -435,6 +435,9 @@ class ScenarioReport:
     bytes_per_day: int
     campaigns: tuple[SimulationResult, ...] = ()
     dumps: tuple[DumpResult, ...] = ()
+    #: applications after the first: the configuration (hash, hex) the ground believes
+    #: each runs, from what it installed and the fates telemetry showed (None: nothing)
+    ground_applications: dict[str, str | None] = field(default_factory=dict)
 
     def timeline(self) -> tuple[SimulationResult, dict[str, datetime]]:
         """Every campaign as one uplink record (for ``ground.timeline``), and when each
@@ -461,8 +464,14 @@ class ScenarioReport:
         if ground is None:
             return False
         if not ground.strip("0"):  # telemetry said nothing is on board
-            return not self.onboard_config.strip("0")
-        return self.onboard_config.startswith(ground)  # the full hash (or a prefix, if so)
+            return not self.onboard_config.strip("0") and self._applications_agree
+        return self.onboard_config.startswith(ground) and self._applications_agree
+
+    @property
+    def _applications_agree(self) -> bool:
+        apps = self.onboard.get("applications", {})
+        return all((apps[name]["config"]["hash"] or None) == believed
+                   for name, believed in self.ground_applications.items())
 
     @property
     def ok(self) -> bool:
@@ -479,6 +488,7 @@ class ScenarioReport:
                 "patches": [o.to_json() for o in self.outcomes],
                 "onboard": self.onboard, "ground_config": self.ground_config,
                 "consistent": self.consistent, "dumps": [d.to_json() for d in self.dumps],
+                "ground_applications": self.ground_applications,
                 "ok": self.ok}
 
 
@@ -950,4 +960,6 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
         sum(r.frames_sent for r in ground.results), sum(r.bytes_sent for r in ground.results),
         sum(r.frames_lost for r in ground.results), spacecraft.status(),
         ground_view["hash"] if ground_view else None, budget.bytes_per_day,
-        tuple(ground.campaigns), tuple(ground.dumps))
+        tuple(ground.campaigns), tuple(ground.dumps),
+        {name: image.content_hash.hex() if image is not None else None
+         for name, image in ground.believed_apps.items()})

@@ -5,6 +5,7 @@ and the scenario file's checks of applications."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,10 @@ def test_two_channels_one_trapping_the_other_undisturbed(
     assert ch_a["worst_frame_cycles"] <= ch_a["part_cycles"] == 80_000
     assert ch_b["worst_frame_cycles"] <= ch_b["part_cycles"] == 60_000
     assert 0 < r.onboard["worst_total_frame_cycles"] <= r.onboard["share_cycles_per_frame"]
-    # the ground's view of application 0 is what runs there
+    # the ground's view of each application is what runs there; a wrong one is noticed
+    assert r.ground_applications == {"channel_b": ch_b["config"]["hash"]}
     assert r.consistent
+    assert not replace(r, ground_applications={"channel_b": "00" * 32}).consistent
 
 
 def test_the_ledger_records_each_transfers_application(
