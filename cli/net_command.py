@@ -87,6 +87,10 @@ def _print(result: object, show_trace: bool) -> None:
             out.print(f"    code cache: {m.cache_hits} hits, {m.cache_misses} misses, "
                       f"{m.code_fetches} fetches, {m.code_served} served, {m.evictions} "
                       f"evicted, {m.cache_bytes:,} bytes held (peak {m.peak_cache_bytes:,})")
+        if m.peak_state_bytes or m.timers:
+            out.print(f"    soft state: {m.state_bytes:,} bytes held (peak "
+                      f"{m.peak_state_bytes:,}), {m.state_evictions} evicted, {m.timers} "
+                      "timers")
     for e in report.trace:
         if e.event == "drop":
             out.print(f"  dropped #{e.packet} at node {e.node} ({e.t_us / 1000:g} ms): "
