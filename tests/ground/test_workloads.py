@@ -78,6 +78,14 @@ def test_flood_suppresses_duplicates_and_never_sends_back(compiler: Compiler, pr
     topology = sc.topology
     crossings = program_sends(report)
     assert len(crossings) == sum(len(topology.neighbours(n)) for n in topology.nodes) - 5
+    # a PLAN packet carries the program (50 + 295 bytes), a capsule its identifier (50 + 16)
+    size = 50 + (result.program_bytes["flood.ccl"] if protocol == "plan" else 16)
+    assert sum(int(str(c["bytes"])) for c in crossings) == 9 * size
+    if protocol == "plan":
+        assert report.wire_bytes == 9 * size
+    else:  # the rest is demand loading: a code request and its response per fetch
+        fetches = sum(m.code_fetches for m in report.nodes.values())
+        assert report.wire_bytes > 9 * size and fetches >= 5
     lost = {e.packet for e in report.trace if e.event == "lost"}
     evaluated = sum(m.evaluations for m in report.nodes.values())
     arrived = len([c for c in crossings if c["packet"] not in lost])
