@@ -6,7 +6,9 @@ each packet's program on the sender's side, run the deterministic simulator
 (``ground.network``), and report each node's meter, the deliveries, every drop with its
 reason, and with ``--trace`` (always with ``--json``) every event. Exit 0 when every
 expectation is met, 1 when one is not, or a program does not compile, or the file is not a
-scenario (as ``ccl sim``), 2 for usage errors (no such file).
+scenario (as ``ccl sim``), 2 for usage errors (no such file). ``--key FILE`` is the
+network's key, which tags VMlets sent in band and which every node holds (default
+``$CCL_PATCH_KEY``, else the mission's development key, as ``ccl pack``).
 """
 
 from __future__ import annotations
@@ -32,12 +34,18 @@ def net() -> None:
 @click.argument("scenario", metavar="SCENARIO")
 @click.option("--trace", "show_trace", is_flag=True,
               help="Print every event of the run (the JSON output always has them).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False),
+              help="The network's key file (hex), tagging VMlets sent in band; default "
+                   "$CCL_PATCH_KEY, else the mission's development key.")
 @output_options
 @click.pass_context
-def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> None:
+def sim(ctx: click.Context, scenario: str, show_trace: bool, key_path: str | None,
+        as_json: bool) -> None:
     """Run a network SCENARIO: ping, traceroute, ... over simulated VVM routers."""
     # heavy imports on use only (cli.lazy_group)
     from ccl.diagnostics import CclError  # noqa: PLC0415
+    from ccl.pack import PackError, load_key  # noqa: PLC0415
+    from cli.pack_commands import key_error_code  # noqa: PLC0415
     from ground.network.scenario import NetScenarioError, load_net_scenario  # noqa: PLC0415
     from ground.network.sender import run_net_scenario  # noqa: PLC0415
 
@@ -45,7 +53,10 @@ def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> N
     compiler = compiler_of(ctx)
     try:
         spec = load_net_scenario(Path(scenario))
-        result = run_net_scenario(spec, compiler)
+        key = load_key(compiler.mission(spec.mission), Path(key_path) if key_path else None)
+        result = run_net_scenario(spec, compiler, key.secret)
+    except PackError as exc:  # the network's key: unreadable, or refused by a flight profile
+        fail(exc.message, exc.hint, key_error_code(exc), key_path or "")
     except NetScenarioError as exc:
         fail(exc.message, exc.hint or "see missions/activenet/scenarios/ for examples",
              EXIT_REJECTED, exc.where)
@@ -73,6 +84,13 @@ def _print(result: object, show_trace: bool) -> None:
                  f"proven, {verdict.worst_cycles} cycles at worst" if verdict.proven else
                  f"REFUSED by the sender: {verdict.why}")
         out.print(f"  send {send.program.name} from {send.node} at {send.at_ms} ms: {state}")
+    for install, verdict, size in result.installs:
+        state = ("sent unverified" if verdict is None else "proven" if verdict.proven else
+                 f"REFUSED by the sender: {verdict.why}")
+        where = "flooded" if install.flood else f"for node {install.dest}"
+        forged = ", forged" if install.forged else ""
+        out.print(f"  install VMlet {install.vmlet} from {install.node} at {install.at_ms} ms "
+                  f"({size} bytes, {where}{forged}): {state}")
     if show_trace:
         for e in report.trace:
             detail = " ".join(f"{k}={v}" for k, v in e.detail.items())
@@ -91,6 +109,8 @@ def _print(result: object, show_trace: bool) -> None:
             out.print(f"    soft state: {m.state_bytes:,} bytes held (peak "
                       f"{m.peak_state_bytes:,}), {m.state_evictions} evicted, {m.timers} "
                       "timers")
+        if m.installed:
+            out.print(f"    installed in band: {', '.join(m.installed)}")
     for e in report.trace:
         if e.event == "drop":
             out.print(f"  dropped #{e.packet} at node {e.node} ({e.t_us / 1000:g} ms): "

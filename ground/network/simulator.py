@@ -40,6 +40,16 @@ the node's meter after every evaluation) and timers, which are sends to the node
 that the simulator holds for their delay (``ontimer``) before they arrive like any packet.
 Every packet says which node last evaluated it (``prev``), which a program reads as
 ``getprev`` (a flood forwards everywhere but there).
+
+VMlet packets (kinds 6 and 7) install a new protocol in band. A node checks one before use:
+its tag, under the network's key (``forged``), then the VMlet itself, by the VVM's own
+``load_vmlet``, exactly as at boot (the load-time bytecode verifier, the binding rules, its
+``on load``: ``refused`` with the loader's reason), and that the VMlets it holds then still
+fit its code memory (``refused``, ``code-memory``). A VMlet already installed with the same
+content is a ``duplicate`` and one at a version no newer than the installed one ``stale``:
+neither changes the node, nor goes further. Once installed (``install`` in the trace), a
+flooded one (kind 7) goes on to every neighbour but the one it came from. A program that
+``uses`` a VMlet the node lacks is dropped as ``unknown-vmlet``.
 """
 
 from __future__ import annotations
@@ -61,12 +71,17 @@ from ground.network.packet import (
     CODE_RESPONSE,
     NEIGHBOUR,
     REMOTE,
+    VMLET,
+    VMLET_FLOOD,
+    VMLETS,
     Packet,
     PacketError,
     code_id,
     decode_packet,
+    vmlet_image,
 )
 from onboard.mission import MissionProfile
+from onboard.patching.patch_format import development_key
 from onboard.vm.host import Host, mission_host
 from onboard.vm.image import Image, ImageError, decode_image
 from onboard.vm.loader import LoadError
@@ -224,6 +239,7 @@ class NodeMeter:
     peak_state_bytes: int = 0
     state_evictions: int = 0
     timers: int = 0  # evaluations it asked to run here later (ontimer)
+    installed: list[str] = field(default_factory=list)  # VMlets installed in band ("mark v1")
 
     def to_json(self) -> dict[str, object]:
         return {"evaluations": self.evaluations, "cycles": self.cycles,
@@ -236,7 +252,7 @@ class NodeMeter:
                 "cache_bytes": self.cache_bytes, "peak_cache_bytes": self.peak_cache_bytes,
                 "state_bytes": self.state_bytes, "peak_state_bytes": self.peak_state_bytes,
                 "state_evictions": self.state_evictions, "timers": self.timers,
-                "delivered": list(self.delivered),
+                "delivered": list(self.delivered), "installed": list(self.installed),
                 "drops": dict(sorted(self.drops.items()))}
 
 
@@ -302,12 +318,15 @@ class Network:
     def __init__(self, topology: Topology, profile: MissionProfile,
                  vmlets: Sequence[Image] = (), seed: int = 1,
                  node_profiles: Mapping[int, MissionProfile] | None = None,
-                 cache: CacheSpec | None = None) -> None:
+                 cache: CacheSpec | None = None, key: bytes | None = None) -> None:
         """Boot a VVM per node with ``vmlets`` loaded (lower layers first), each with
         ``profile`` or its own in ``node_profiles`` (a variant: another CPU or memory), and
-        an ANTS code cache as the profile's ``[ants]`` says, or as ``cache`` if given."""
+        an ANTS code cache as the profile's ``[ants]`` says, or as ``cache`` if given.
+        ``key`` is the network's key, which every node holds to authenticate VMlet packets
+        (default: the mission's development patch key)."""
         self.topology = topology
         self.profile = profile
+        self.key = development_key(profile.name) if key is None else key
         self.random = random.Random(seed)
         self.nodes: dict[int, _Node] = {}
         for address in topology.nodes:
@@ -344,6 +363,9 @@ class Network:
                 self._push(at_ms * 1000, node, b"")
                 self._installs[self._seq] = (code, packet.id)
             packet = packet.but(kind=CAPSULE_NEIGHBOUR, prev=node)
+        elif packet.kind in VMLETS:  # kind and dest are signed: it goes as the sender made it
+            self._push(at_ms * 1000, node, packet.but(prev=node).encode())
+            return
         else:
             packet = packet.but(kind=NEIGHBOUR, prev=node)
         self._push(at_ms * 1000, node, packet.but(dest=node).encode())
@@ -402,7 +424,7 @@ class Network:
             self._drop(now, node, 0, "malformed", str(exc))
             return
         self._log(now, node.address, "arrive", packet.id, {"ttl": packet.ttl, "rb": packet.rb})
-        if packet.kind in (REMOTE, CAPSULE_REMOTE, CODE_REQUEST, CODE_RESPONSE) \
+        if packet.kind in (REMOTE, CAPSULE_REMOTE, CODE_REQUEST, CODE_RESPONSE, VMLET) \
                 and packet.dest != node.address:
             node.meter.forwarded += 1
             self._log(now, node.address, "forward", packet.id, {"dest": packet.dest})
@@ -414,6 +436,8 @@ class Network:
             self._serve(now, node, packet)
         elif packet.kind == CODE_RESPONSE:
             self._receive_code(now, node, packet)
+        elif packet.kind in VMLETS:
+            self._receive_vmlet(now, node, packet)
         else:
             self._evaluate(now, node, packet)
 
@@ -427,15 +451,15 @@ class Network:
         except ImageError as exc:
             self._drop(now, node, packet, "malformed", f"program: {exc}")
             return None
-        load = image.code_bytes() * (profile.reconfig.verify_per_code_byte
-                                     + profile.reconfig.bind_per_code_byte)
-        node.meter.load_cycles += load
-        node.busy_until = max(now, node.busy_until) + self._us(load, profile)
+        self._charge_load(now, node, self._load_cycles(image, profile))
         try:
             program = node.vvm.prepare(image)
             program.unit(ENTRY)
         except LoadError as exc:
-            self._drop(now, node, packet, "refused", f"{exc.code}: {exc.message}")
+            # a program on a VMlet this node lacks: its own reason (one installed in band
+            # later, or flooded to this node, lets the next such packet run)
+            reason = "unknown-vmlet" if exc.code == "missing-vmlet" else "refused"
+            self._drop(now, node, packet, reason, f"{exc.code}: {exc.message}")
             return None
         except KeyError:
             self._drop(now, node, packet, "refused", f"the program has no task `{ENTRY}`")
@@ -571,6 +595,71 @@ class Network:
                    "cache_bytes": node.meter.cache_bytes})
         return cached
 
+    # ------------------------------------------------------------------ VMlets in band
+
+    def _receive_vmlet(self, now: int, node: _Node, packet: Packet) -> None:
+        """A VMlet packet to install here: authenticate it, load the VMlet as at boot, and
+        pass a flooded one on."""
+        data = vmlet_image(packet, self.key)
+        if data is None:
+            self._drop(now, node, packet.id, "forged",
+                       "its tag does not authenticate it with the network's key (forged, "
+                       "or altered on the way); nothing installed")
+            return
+        try:
+            image = decode_image(data)
+        except ImageError as exc:
+            self._drop(now, node, packet.id, "malformed", f"VMlet: {exc}")
+            return
+        what = f"VMlet `{image.name}` v{image.version}"
+        have = node.vvm.vmlets.get(image.name)
+        if have is not None and have.image.content_hash == image.content_hash:
+            self._drop(now, node, packet.id, "duplicate",
+                       f"{what} is installed here already: nothing to do")
+            return
+        if have is not None and have.image.version >= image.version:
+            self._drop(now, node, packet.id, "stale",
+                       f"{what} is no newer than the v{have.image.version} installed here")
+            return
+        memory = Limits.of(node.vvm.profile).code_bytes
+        held = sum(v.image.code_bytes() for v in node.vvm.vmlets.values()
+                   if v.image.name != image.name) + image.code_bytes()
+        if held > memory:  # a flood of protocols must not take the node's code memory
+            self._drop(now, node, packet.id, "refused",
+                       f"code-memory: with {what} the VMlets would take {held} bytes of "
+                       f"the node's {memory} bytes of code memory")
+            return
+        load = self._load_cycles(image, node.vvm.profile)
+        try:
+            loaded = node.vvm.load_vmlet(image)  # all or nothing: on failure, no change
+        except LoadError as exc:
+            self._charge_load(now, node, load)
+            self._drop(now, node, packet.id, "refused", f"{exc.code}: {exc.message}")
+            return
+        done = self._charge_load(now, node, load + loaded.on_load_cycles)
+        node.meter.installed.append(f"{image.name} v{image.version}")
+        self._log(done, node.address, "install", packet.id,
+                  {"vmlet": image.name, "version": image.version, "bytes": packet.size,
+                   "code_bytes": image.code_bytes(), "from": packet.prev})
+        if packet.kind == VMLET_FLOOD:
+            onward = packet.but(prev=node.address)
+            for hop in self.topology.neighbours(node.address):
+                if hop != packet.prev:
+                    self._transmit(done, node, onward, hop)
+
+    @staticmethod
+    def _load_cycles(image: Image, profile: MissionProfile) -> int:
+        """Cycles a node spends verifying and binding ``image`` (the profile's figures per
+        code byte), before any ``on load`` it runs."""
+        return image.code_bytes() * (profile.reconfig.verify_per_code_byte
+                                     + profile.reconfig.bind_per_code_byte)
+
+    def _charge_load(self, now: int, node: _Node, cycles: int) -> int:
+        """Charge ``cycles`` of loading to ``node``'s CPU; when it is done (microseconds)."""
+        node.meter.load_cycles += cycles
+        node.busy_until = max(now, node.busy_until) + self._us(cycles, node.vvm.profile)
+        return node.busy_until
+
     # ------------------------------------------------------------------ running
 
     def _execute(self, now: int, node: _Node, packet: Packet, program: Program,
@@ -633,6 +722,10 @@ class Network:
         if hop is None or hop not in self.nodes:
             self._drop(now, node, packet.id, "no-route", f"no route to {packet.dest}")
             return
+        self._transmit(now, node, packet, hop)
+
+    def _transmit(self, now: int, node: _Node, packet: Packet, hop: int) -> None:
+        """Send ``packet`` from ``node`` over the link to its neighbour ``hop``."""
         if packet.ttl == 0:
             self._drop(now, node, packet.id, "ttl-exhausted",
                        f"no hops left to go on to {hop} (towards {packet.dest})")
