@@ -1,27 +1,23 @@
-"""``ccl net sim`` on the flood, multicast and reliable-transfer scenarios, as real
-processes: each exits 0 with its expectations met, and the soft state and timers are in
-each node's meter, in text and JSON."""
+"""``ccl net sim`` on the flood, multicast and reliable-transfer scenarios, as the command
+answers (``support.run_in_process``): each exits 0 with its expectations met, and the soft
+state and timers are in each node's meter, in text and JSON."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import run_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "missions" / "activenet" / "scenarios"
 
 
 def ccl(*args: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "cli.ccl", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
-    text = proc.stdout + proc.stderr
-    assert "Traceback" not in text and proc.returncode != 70, text
+    proc = run_in_process("ccl", [str(a) for a in args])
+    assert "Traceback" not in proc.stdout + proc.stderr and proc.returncode != 70
     return proc
 
 
