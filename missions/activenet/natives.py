@@ -21,7 +21,6 @@ Natives do not check their arguments: the VVM checks them against the profile's 
 
 from __future__ import annotations
 
-import tomllib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -107,9 +106,7 @@ class SoftState:
     @staticmethod
     def spec_of(profile: MissionProfile) -> StateSpec:
         """The ``[state]`` table of ``profile``'s mission.toml (defaults where absent)."""
-        path = profile.directory / "mission.toml"
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("state", {}) \
-            if path.is_file() else {}
+        table = profile.raw.get("state", {})
         return StateSpec(**{k: int(v) for k, v in table.items() if k in StateSpec._fields})
 
 
