@@ -168,8 +168,7 @@ def test_reliable_scenario_two_flows_plan_then_ants(compiler: Compiler) -> None:
     assert result.report.delivered(4) == EXPECTED + [200 + s for s in range(8)]
 
 
-def test_a_dead_path_stops_the_transport_by_its_tries_and_bound(compiler: Compiler,
-                                                                tmp_path: Path) -> None:
+def test_a_dead_path_stops_the_transport_by_its_tries_and_bound(compiler: Compiler) -> None:
     """Over a link that loses everything, the source sends a segment at most 30 times (its
     program's TRIES), and never more than its resource bound pays for."""
     sc = scenario("reliable")
