@@ -118,6 +118,10 @@ def _print(result: object, show_trace: bool) -> None:
             out.print(f"    code cache: {m.cache_hits} hits, {m.cache_misses} misses, "
                       f"{m.code_fetches} fetches, {m.code_served} served, {m.evictions} "
                       f"evicted, {m.cache_bytes:,} bytes held (peak {m.peak_cache_bytes:,})")
+        if m.peak_state_bytes or m.timers:
+            out.print(f"    soft state: {m.state_bytes:,} bytes held (peak "
+                      f"{m.peak_state_bytes:,}), {m.state_evictions} evicted, {m.timers} "
+                      "timers")
         if m.installed:
             out.print(f"    installed in band: {', '.join(m.installed)}")
     for e in report.trace:
