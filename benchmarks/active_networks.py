@@ -49,8 +49,8 @@ import io
 import json
 import re
 import sys
-import tempfile
 import tokenize
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -61,11 +61,8 @@ if str(ROOT) not in sys.path:
 
 from ccl.driver import Compiler  # noqa: E402
 from ccl.syntax import blank_comments  # noqa: E402
-from ground.network.scenario import (  # noqa: E402
-    NetScenario,
-    NetScenarioError,
-    load_net_scenario,
-)
+from ground.network.choice import PROTOCOLS  # noqa: E402
+from ground.network.scenario import NetScenario, load_net_scenario  # noqa: E402
 from ground.network.sender import run_net_scenario  # noqa: E402
 from ground.network.simulator import RunReport  # noqa: E402
 
@@ -75,23 +72,33 @@ AGAIN_MS = 10_000  # when a workload's sends go again (its first use is over by 
 
 
 class Workload(NamedTuple):  # not a dataclass: run.py's loader keeps no sys.modules entry
-    """A workload: a scenario file, and the programs of its sends to keep (all if empty),
-    from ``from_ms`` on."""
+    """A workload: the sends of a scenario that it sends by PLAN (a scenario of a workload
+    shows it by PLAN, then again by ANTS: one copy is kept), of ``programs`` only if given,
+    from ``from_ms`` on. ``timed``: the values delivered are times (compared by count
+    only). ``dest``, ``reach`` and ``replies``: the packet's shape for the sender's choice
+    (``auto``, ground/network/choice.py); without ``dest``, the model does not describe
+    the workload and it has no ``auto`` run."""
 
     name: str
     scenario: str
     programs: tuple[str, ...] = ()
     from_ms: int = 0
+    timed: bool = False
+    dest: int | None = None
+    reach: str = "ends"
+    replies: bool = True
 
 
 WORKLOADS = (
-    Workload("ping", "ping_traceroute.toml", ("ping.ccl",)),
-    Workload("traceroute", "ping_traceroute.toml", ("traceroute.ccl",)),
-    Workload("flood", "flood.toml"),
-    Workload("multicast", "multicast.toml"),
-    Workload("reliable transfer", "reliable.toml"),
+    Workload("ping", "ping_traceroute.toml", ("ping.ccl",), timed=True, dest=5),
+    Workload("traceroute", "ping_traceroute.toml", ("traceroute.ccl",), dest=5,
+             reach="every-hop"),
+    Workload("flood", "flood.toml"),  # everywhere: no one destination to price
+    Workload("multicast", "multicast.toml"),  # a tree: no one destination to price
+    Workload("reliable transfer", "reliable.toml", dest=4),
     # the sends once VMlet-MARK is installed (in band, at 20 ms; that flood is counted)
-    Workload("record route, VMlet in band", "inband.toml", ("recordroute.ccl",), 100),
+    Workload("record route, VMlet in band", "inband.toml", ("recordroute.ccl",), 100,
+             dest=4, reach="every-hop", replies=False),
 )
 
 #: The simulator's methods that are the router's part of PLAN and ANTS, and ``CacheSpec``
@@ -120,26 +127,19 @@ def emit(metric: str, value: float, unit: str, **context: Any) -> None:
 # --------------------------------------------------------------------------- traffic
 
 
-def protocols() -> tuple[str, ...]:
-    """``plan`` and ``ants``, and ``auto`` if the scenario loader accepts it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / "probe.toml"
-        probe.write_text(f'[scenario]\ntopology = "{NET / "topologies" / "line5.toml"}"\n'
-                         '[[send]]\nnode = 1\nprogram = "p.ccl"\nprotocol = "auto"\n')
-        try:
-            load_net_scenario(probe)
-        except NetScenarioError:
-            return ("plan", "ants")
-    return ("plan", "ants", "auto")
+def protocols(workload: Workload) -> tuple[str, ...]:
+    """``plan`` and ``ants``, and ``auto`` for a workload of a shape the choice prices."""
+    return PROTOCOLS if workload.dest is not None else ("plan", "ants")
 
 
 def variant(scenario: NetScenario, workload: Workload, protocol: str,
             again: bool = False) -> NetScenario:
     """``scenario`` with only the workload's sends, all by ``protocol``, both VMlets; with
     ``again``, the same sends once more ``AGAIN_MS`` later."""
-    sends = tuple(replace(s, protocol=protocol) for s in scenario.sends
+    sends = tuple(replace(s, protocol=protocol, dest=workload.dest, reach=workload.reach,
+                          replies=workload.replies) for s in scenario.sends
                   if (not workload.programs or s.program.name in workload.programs)
-                  and s.at_ms >= workload.from_ms)
+                  and s.at_ms >= workload.from_ms and s.protocol == "plan")
     if again:
         sends += tuple(replace(s, at_ms=s.at_ms + AGAIN_MS) for s in sends)
     vmlets = scenario.vmlets + tuple(v for v in ("plan", "ants") if v not in scenario.vmlets)
@@ -163,9 +163,9 @@ def delivery_ms(report: RunReport) -> float:
     return longest / 1000
 
 
-def deliveries(report: RunReport) -> dict[int, tuple[int, list[int]]]:
-    """Per node: how many values, and the values that are not round trips (< 256 ms)."""
-    return {n: (len(m.delivered), sorted(v for v in m.delivered if v >= 256))
+def deliveries(report: RunReport, timed: bool) -> dict[int, tuple[int, list[int]]]:
+    """Per node: how many values, and which (none if they are times)."""
+    return {n: (len(m.delivered), [] if timed else sorted(m.delivered))
             for n, m in report.nodes.items()}
 
 
@@ -179,14 +179,16 @@ def traffic(compiler: Compiler) -> list[dict[str, Any]]:
             continue
         scenario = load_net_scenario(path)
         baseline = None
-        for protocol in protocols():
+        for protocol in protocols(workload):
             result = run_net_scenario(variant(scenario, workload, protocol), compiler)
             report = result.report
-            got = deliveries(report)
+            got = deliveries(report, workload.timed)
             baseline = got if baseline is None else baseline
             peak_node, peak = max(((n, m.peak_memory_bytes) for n, m in report.nodes.items()),
                                   key=lambda item: (item[1], -item[0]))
+            chosen = [str(e.detail["protocol"]) for e in report.trace if e.event == "choose"]
             context = {"workload": workload.name, "protocol": protocol,
+                       **({"chosen": chosen} if chosen else {}),
                        "topology": scenario.topology.name,
                        "nodes": len(scenario.topology.nodes),
                        "delivered": sum(len(m.delivered) for m in report.nodes.values()),
@@ -206,14 +208,20 @@ def traffic(compiler: Compiler) -> list[dict[str, Any]]:
                  **context)
             twice = run_net_scenario(variant(scenario, workload, protocol, again=True),
                                      compiler).report
-            assert twice.end_us > AGAIN_MS * 1000 > report.end_us, "the second use overlaps"
-            row["again_wire_bytes"] = twice.wire_bytes - report.wire_bytes
-            row["again_load_cycles"] = sum(m.load_cycles for m in twice.nodes.values()) \
-                - row["load_cycles"]
-            emit("again_wire_bytes", row["again_wire_bytes"], "bytes", **context,
-                 what=f"the same sends again {AGAIN_MS} ms later, caches as the first use "
-                      "left them")
-            emit("again_load_cycles", row["again_load_cycles"], "cycles", **context)
+            assert twice.end_us >= AGAIN_MS * 1000 > report.end_us, "the second use overlaps"
+            row["again_wire_bytes"] = row["again_load_cycles"] = None
+            if sum(len(m.delivered) for m in twice.nodes.values()) == 2 * context["delivered"]:
+                row["again_wire_bytes"] = twice.wire_bytes - report.wire_bytes
+                row["again_load_cycles"] = sum(m.load_cycles for m in twice.nodes.values()) \
+                    - row["load_cycles"]
+                emit("again_wire_bytes", row["again_wire_bytes"], "bytes", **context,
+                     what=f"the same sends again {AGAIN_MS} ms later, caches as the first "
+                          "use left them")
+                emit("again_load_cycles", row["again_load_cycles"], "cycles", **context)
+            else:  # the same packets again are the same flood, the same segments: suppressed
+                print(f"# {NAME}: {workload.name} by {protocol}: the same sends again "
+                      "deliver nothing new (the nodes' state suppresses them): no `again` "
+                      "figure", file=sys.stderr)
             rows.append({**context, **row})
     return rows
 
@@ -341,8 +349,12 @@ def table(rows: list[dict[str, Any]]) -> str:
            "network memory (retained at the end) | delivery | code fetches |",
            "|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['workload']} | {r['protocol']} | {r['wire_bytes']:,} B "
-                   f"({r['again_wire_bytes']:,} B) | {r['peak_node_memory']:,} B | "
+        again = "–" if r["again_wire_bytes"] is None else f"{r['again_wire_bytes']:,} B"
+        chosen = Counter(r.get("chosen", ()))
+        protocol = r["protocol"] + "".join(
+            f" → {p}" + (f" ×{n}" if n > 1 else "") for p, n in sorted(chosen.items()))
+        out.append(f"| {r['workload']} | {protocol} | {r['wire_bytes']:,} B "
+                   f"({again}) | {r['peak_node_memory']:,} B | "
                    f"{r['network_memory']:,} B ({r['retained_memory']:,} B) | "
                    f"{r['delivery_ms']:g} ms | {r['fetches']} |")
     return "\n".join(out)

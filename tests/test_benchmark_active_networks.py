@@ -56,6 +56,10 @@ def test_the_benchmark_measures_every_workload_in_both_protocols(tmp_path: Path)
             < one("again_wire_bytes", **plan) == one("wire_bytes", **plan)
         assert one("again_load_cycles", **ants) == 0 < one("again_load_cycles", **plan)
     assert one("peak_node_memory", workload="traceroute", protocol="plan") == 271
+    # the sender's choice, where it ran: the figures of the protocol it chose for every packet
+    for auto in (f for f in runs if f["protocol"] == "auto" and len(set(f["chosen"])) == 1):
+        assert auto["value"] == one("wire_bytes", workload=auto["workload"],
+                                    protocol=auto["chosen"][0])
     assert one("natives_exposed") == 13
     reference = one("reference_code_bytes")
     vmlets = one("vmlet_code_bytes", vmlet="plan") + one("vmlet_code_bytes", vmlet="ants")

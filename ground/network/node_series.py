@@ -6,8 +6,8 @@
 * bytes in: cumulative, at each ``send`` event towards the node whose packet was not
   ``lost`` (dated when it left the neighbour), ending at its meter's ``bytes_in``;
 * memory: what the node holds, a step at each ``memory`` event (the program in hand, the
-  code cache and VMlets installed in band: ``ground.network.simulator``), peaking at
-  ``peak_memory_bytes``.
+  code cache, the soft state and VMlets installed in band: ``ground.network.simulator``),
+  peaking at ``peak_memory_bytes``.
 """
 
 from __future__ import annotations
@@ -92,6 +92,6 @@ def plot_svg(report: RunReport, title: str) -> str:
     return render(title, "simulated time (ms)", report.end_us / 1000,
                   [Panel("bytes on the wire per node, cumulative (in solid, out dashed)",
                          "bytes", tuple(traffic)),
-                   Panel("memory held per node (program in hand, code cache, VMlets installed in "
-                         "band)", "bytes",
+                   Panel("memory held per node (program in hand, code cache, soft state, VMlets "
+                         "in band)", "bytes",
                          tuple(memory))])
