@@ -21,6 +21,8 @@ def test_python_code_drops_comments_docstrings_and_blank_lines() -> None:
             '    return "# not a comment"  # a comment\n')
     assert active_networks.python_code(text) == ["import os", "def f():",
                                                  '    return "# not a comment"']
+    assert active_networks.python_code(text + "class G:\n    x = 1\n", ("f",)) == \
+        ["import os", "class G:", "    x = 1"]
 
 
 def test_ccl_bytes_count_code_lines() -> None:
