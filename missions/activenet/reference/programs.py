@@ -1,6 +1,8 @@
 """The workloads' programs for the hand-written reference router (``router.py``): the same
-logic as ``programs/ping.ccl`` and ``programs/traceroute.ccl``, as Python source a packet
-carries (PLAN) or names by identifier (ANTS). Keyed by the CCL program's file name."""
+logic as ``programs/ping.ccl``, ``traceroute.ccl`` and ``multicast.ccl``, as Python source
+a packet carries (PLAN) or names by identifier (ANTS). Keyed by the CCL program's file
+name. (The flood and the reliable transfer need VMlet-SoftState's services, which the
+reference router does not have.)"""
 
 from __future__ import annotations
 
@@ -35,4 +37,22 @@ def main(api):
         api.deliver(min(api.arg(2), 255) * 256 + min(api.arg(3), 255))
 """
 
-PROGRAMS = {"ping.ccl": PING, "traceroute.ccl": TRACEROUTE}
+MULTICAST = b"""
+def main(api):
+    here = api.thisnode()
+    hop = [255] * 8
+    for k in range(2, 8):
+        d = api.arg(k)
+        if d != here and d < 255:
+            hop[k] = api.route(d)
+    if here in [api.arg(k) for k in range(2, 8)]:
+        api.deliver(api.arg(0))
+    leads = [k for k in range(2, 8) if hop[k] != 255 and hop[k] not in hop[2:k]]
+    share = api.getrb() // max(len(leads), 1)
+    for k in leads:
+        for j in range(2, 8):
+            api.setarg(j, api.arg(j) if hop[j] == hop[k] else 255)
+        api.onneighbor(hop[k], share)
+"""
+
+PROGRAMS = {"ping.ccl": PING, "traceroute.ccl": TRACEROUTE, "multicast.ccl": MULTICAST}

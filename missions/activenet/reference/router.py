@@ -201,7 +201,8 @@ class Router:
 
     @staticmethod
     def _load(code: bytes) -> Program:
-        namespace: dict[str, object] = {"__builtins__": {"min": min, "max": max}}
+        namespace: dict[str, object] = {"__builtins__": {"min": min, "max": max, "len": len,
+                                                         "range": range}}
         exec(compile(code.decode(), "<packet>", "exec"), namespace)  # noqa: S102 (trusted)
         main = namespace["main"]
         assert callable(main)
