@@ -441,7 +441,8 @@ class Network:
         being loaded or run, its code cache, its soft state, and the code of VMlets installed
         in band (what they add to those it booted with)."""
         meter = node.meter
-        vmlets = self._vmlet_code(node) - self._boot_code[node.address]
+        # a newer version of a boot VMlet may be smaller: nothing held beyond boot, not less
+        vmlets = max(0, self._vmlet_code(node) - self._boot_code[node.address])
         held = in_hand + meter.cache_bytes + meter.state_bytes + vmlets
         if held != meter.memory_bytes:
             meter.memory_bytes = held

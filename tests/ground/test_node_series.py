@@ -57,6 +57,16 @@ def test_memory_counts_the_plan_program_in_hand_then_lets_it_go() -> None:
     assert result.report.nodes[5].memory_bytes == 0
 
 
+def test_memory_counts_soft_state_and_vmlets_installed_in_band() -> None:
+    flood = run_net_scenario(load_net_scenario(NET / "scenarios" / "flood.toml")).report
+    for n, meter in flood.nodes.items():
+        last = [e.detail for e in flood.trace if e.event == "memory" and e.node == n][-1]
+        assert last["state"] == meter.state_bytes > 0  # the floods' marks outlive them
+        assert meter.memory_bytes == meter.state_bytes + meter.cache_bytes
+    inband = run_net_scenario(load_net_scenario(NET / "scenarios" / "inband.toml")).report
+    assert all(m.installed and m.memory_bytes >= 55 for m in inband.nodes.values())  # MARK
+
+
 def test_svg_parses_with_one_series_per_node_and_its_maximum(plan_and_ants: NetResult
                                                              ) -> None:
     report = plan_and_ants.report
