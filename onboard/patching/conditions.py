@@ -82,10 +82,14 @@ def current_values(profile: MissionProfile) -> dict[str, int]:
 
 
 def check_values(profile: MissionProfile, values: Mapping[str, int], *,
-                 demand_cycles_per_frame: int = 0) -> None:
-    """Refuse ``values`` unless every figure is soft, given a range by the flight build, and
-    inside it, and the running configuration (``demand_cycles_per_frame``, its claimed cycles)
-    still fits the share beside the new patch reserve. Raises ``ConditionRefused``."""
+                 demand_cycles_per_frame: int = 0,
+                 demand_of: str = "the running configuration",
+                 in_force: MissionProfile | None = None) -> None:
+    """Refuse ``values`` unless every figure is soft, given a range by the flight build
+    ``profile``, and inside it, and the configurations on board (``demand_cycles_per_frame``,
+    the most any of them is proven to need, ``demand_of`` saying which) still fit the share
+    beside the patch reserve the figures in force (``in_force``, default the flight build's)
+    have once ``values`` replace them. Raises ``ConditionRefused``."""
     limits = HardLimits.of(profile)
     for name, value in values.items():
         if name in HARD_FIGURES:
@@ -98,15 +102,15 @@ def check_values(profile: MissionProfile, values: Mapping[str, int], *,
         if not lo <= value <= hi:
             raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{name} = {value} is outside its "
                                    f"hard limit {lo}..{hi}", name)
-    reserve = values.get("patch_reserve_cycles_per_frame",
-                         profile.patch_reserve_cycles_per_frame)
-    left = Limits.of(with_values(profile, values)).frame_budget  # the tasks' part
+    after = with_values(profile if in_force is None else in_force, values)
+    reserve = after.patch_reserve_cycles_per_frame
+    left = Limits.of(after).frame_budget  # the tasks' part
     if demand_cycles_per_frame > left:
         raise ConditionRefused(
             Reason.OVER_BUDGET, f"patch_reserve_cycles_per_frame = {reserve} leaves "
-            f"{left} cycles of the share ({profile.share_cycles_per_frame}) and the running "
-            f"configuration needs {demand_cycles_per_frame}: it would no longer be proven "
-            f"within its budget", "patch_reserve_cycles_per_frame")
+            f"{left} cycles of the share ({profile.share_cycles_per_frame}) and "
+            f"{demand_of} is proven to need {demand_cycles_per_frame}: it would no longer be "
+            f"proven within its budget", "patch_reserve_cycles_per_frame")
 
 
 def with_values(profile: MissionProfile, values: Mapping[str, int]) -> MissionProfile:
@@ -201,14 +205,18 @@ class ProfileConditions:
 
     # ------------------------------------------------------------------ patches
 
-    def receive(self, data: bytes, *, demand_cycles_per_frame: int = 0) -> ProfileFate:
+    def receive(self, data: bytes, *, demand_cycles_per_frame: int = 0,
+                demand_of: str = "the running configuration") -> ProfileFate:
         """Check ``data`` as a profile patch; if every check passes it waits for the next
-        frame boundary (``switch``). A refused patch changes nothing."""
+        frame boundary (``switch``). ``demand_cycles_per_frame``: the most cycles per frame a
+        configuration on board is proven to need (the board's own record, ``demand_of``
+        naming it), which the tasks' part under the new figures must still hold. A refused
+        patch changes nothing."""
         seq: int | None = None
         try:
             patch = parse_profile_patch(data, self.key)
             seq = patch.seq
-            self._check(patch, demand_cycles_per_frame)
+            self._check(patch, demand_cycles_per_frame, demand_of)
         except FormatError as exc:
             return self._log(ProfileFate("rejected", seq, exc.reason.value, exc.message,
                                          exc.field))
@@ -219,7 +227,7 @@ class ProfileConditions:
         return self._log(ProfileFate("accepted", patch.seq, message=", ".join(
             f"{k} = {v}" for k, v in sorted(patch.values.items()))))
 
-    def _check(self, patch: ProfilePatch, demand: int) -> None:
+    def _check(self, patch: ProfilePatch, demand: int, demand_of: str) -> None:
         p = self.flight_build
         if patch.mission_id != p.mission_id:
             raise ConditionRefused(Reason.WRONG_MISSION, f"mission id {patch.mission_id}, "
@@ -234,7 +242,8 @@ class ProfileConditions:
             raise ConditionRefused(Reason.BUSY, "a profile patch is already waiting or on "
                                    "probation")
         # Limits are the flight build's, not those of a profile already patched.
-        check_values(p, patch.values, demand_cycles_per_frame=demand)
+        check_values(p, patch.values, demand_cycles_per_frame=demand, demand_of=demand_of,
+                     in_force=self.profile)
 
     def switch(self, now_ms: int) -> MissionProfile | None:
         """At a frame boundary: put the waiting patch in force, on probation. Returns the new

@@ -13,6 +13,7 @@ from support import TEST_KEY
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
+from ccl.verify.verdict import run_verifier
 from missions.corot.natives import make_host
 from onboard.mission import MissionProfile, find_mission
 from onboard.patching.conditions import (
@@ -36,7 +37,8 @@ from onboard.patching.patch_format import (
 )
 from onboard.patching.patcher import FateStatus, Patcher
 from onboard.patching.reconfiguration import Reconfiguration
-from onboard.patching.store import Store
+from onboard.patching.boot import start
+from onboard.patching.store import Configuration, Store
 from onboard.vm.vvm import VVM
 
 DIVIDER = """\
@@ -67,6 +69,15 @@ def compile_divider(directory: Path, version: int = 1) -> Compiled:
     return Compiler().compile(path)
 
 
+def proven(c: Compiled) -> int:
+    """The verifier's worst-case cycles per frame of ``c`` (what `ccl pack` claims). The
+    divider may divide by zero (tests set d = 0 to make it trap), so its safety is refuted,
+    but its cost bound is proven all the same."""
+    verdict = run_verifier(c, reuse=True)
+    assert verdict.cycles_per_frame is not None
+    return verdict.cycles_per_frame
+
+
 def board(directory: Path, c: Compiled) -> tuple[VVM, Reconfiguration]:
     """A VVM running ``c`` (committed), taking configuration and profile patches."""
     store = Store.init(directory)
@@ -74,7 +85,7 @@ def board(directory: Path, c: Compiled) -> tuple[VVM, Reconfiguration]:
     rc = Reconfiguration(vm, Patcher(c.mission, store, TEST_KEY, probation_frames=5))
     rc.attach_conditions(ProfileConditions(c.mission, TEST_KEY, directory))
     vm.receive_patch(pack(c.image, [v.image for v in c.vmlets], c.mission, TEST_KEY,
-                          seq=1).data, 1)
+                          seq=1, cycles_per_frame=proven(c)).data, 1)
     vm.run_for(3_000)
     assert rc.events[-1].fate.status is FateStatus.COMMITTED
     return vm, rc
@@ -288,3 +299,103 @@ def test_a_malformed_limits_table_is_refused_when_the_board_starts(
         broken = replace(corot, raw={**corot.raw, "limits": table})
         with pytest.raises(ValueError, match=words):
             ProfileConditions(broken, TEST_KEY)
+
+
+# ----------------------------------------------------------------- soundness: the board's record
+
+BUSY = """\
+mission corot;
+config busy version {version};
+param n : int[0..{top}] = 100;
+var acc : int[0..100000];
+task t every 100 ms {{ for i in 0 .. n {{ acc = (acc + i) % 100000; }} }}
+"""
+
+
+def compile_busy(directory: Path, top: int = 2550, version: int = 1) -> Compiled:
+    """A configuration proven to need about 186,000 of the 190,000 cycles per frame the
+    tasks have beside CoRoT's 10,000-cycle patch reserve."""
+    path = directory / f"busy{version}.ccl"
+    path.write_text(BUSY.format(version=version, top=top))
+    return Compiler().compile(path)
+
+
+def test_the_proven_demand_travels_in_the_patch_and_is_kept_in_the_journal(
+        tmp_path: Path) -> None:
+    c = compile_busy(tmp_path)
+    need = proven(c)
+    assert 180_000 < need <= 190_000
+    vm, rc = board(tmp_path / "store", c)
+    assert rc.patcher.store.demands() == {"current": need}
+    # what the board knows after a reset: the journal, read through the one boot path
+    fresh = VVM(c.mission, make_host(c.mission, seed=3))
+    again = Reconfiguration(fresh, Patcher(c.mission, Store.open(tmp_path / "store"),
+                                           TEST_KEY))
+    again.attach_conditions(ProfileConditions(c.mission, TEST_KEY, tmp_path / "store"))
+    start(again, None)
+    assert again.proven_demand() == (need, "the current configuration `busy` v1")
+
+
+def test_a_larger_reserve_is_refused_when_a_configuration_on_board_is_proven_to_need_more(
+        tmp_path: Path) -> None:
+    c = compile_busy(tmp_path)
+    need = proven(c)
+    vm, rc = board(tmp_path / "store", c)
+    before, budget = snapshot(tmp_path / "store"), vm.scheduler.budget_per_frame
+    too_much = c.mission.share_cycles_per_frame - need + 1  # leaves the tasks need - 1
+    fate = rc.receive(profile_patch(c.mission, 1, patch_reserve_cycles_per_frame=too_much),
+                      7)
+    assert fate.status is FateStatus.REJECTED and fate.reason is Reason.OVER_BUDGET
+    assert f"is proven to need {need}" in fate.message and "`busy` v1" in fate.message
+    vm.run_for(1_000)
+    assert snapshot(tmp_path / "store") == before  # byte-identical: nothing written
+    assert vm.scheduler.reserve_per_frame == 10_000
+    assert vm.scheduler.budget_per_frame == budget
+    told = [p for p in vm.status()["patches"] if p["ticket"] == 7]  # in telemetry
+    assert [(p["status"], p["reason"], p["field"]) for p in told] == [
+        ("rejected", "over-budget", "patch_reserve_cycles_per_frame")]
+    # exactly what it needs is within: applied at the next boundary
+    fate = rc.receive(profile_patch(c.mission, 2, patch_reserve_cycles_per_frame=too_much - 1,
+                                    probation_frames=100), 8)
+    assert fate.status is FateStatus.STAGED
+    vm.run_for(200)
+    assert vm.scheduler.reserve_per_frame == too_much - 1
+    assert vm.scheduler.budget_per_frame == need  # the tasks' part is just what they need
+    vm.run_for(10_200)
+    assert [e.fate.status for e in rc.events if e.ticket == 8] == [
+        FateStatus.STAGED, FateStatus.ACTIVE, FateStatus.COMMITTED]
+    assert not any(vm.telemetry.faults)
+
+
+def test_a_configuration_installed_without_a_patch_has_no_known_demand(
+        tmp_path: Path) -> None:
+    c = compile_divider(tmp_path)
+    store = Store.init(tmp_path / "store")
+    vm = VVM(c.mission, make_host(c.mission, seed=3))
+    rc = Reconfiguration(vm, Patcher(c.mission, store, TEST_KEY))
+    rc.attach_conditions(ProfileConditions(c.mission, TEST_KEY, tmp_path / "store"))
+    program = vm.prepare(c.image, [])
+    store.install(Configuration(c.image, ()))
+    vm.activate(program)
+    assert store.demands() == {"current": None}
+    fate = rc.receive_profile(profile_patch(c.mission, 1, patch_reserve_cycles_per_frame=10_001))
+    assert fate.reason == "over-budget" and "its demand is unknown" in fate.message
+    assert rc.receive_profile(profile_patch(c.mission, 2, patch_reserve_cycles_per_frame=9_000)
+                              ).status == "accepted"  # a smaller reserve gives the tasks more
+
+
+def test_the_configuration_a_rollback_returns_to_must_fit_too(tmp_path: Path) -> None:
+    """On probation, the previous configuration is kept for a rollback: its demand counts."""
+    big, small = compile_busy(tmp_path, 2550, 1), compile_busy(tmp_path, 100, 2)
+    vm, rc = board(tmp_path / "store", big)
+    vm.receive_patch(pack(small.image, [], small.mission, TEST_KEY, seq=2, base=big.image,
+                          cycles_per_frame=proven(small)).data, 2)
+    vm.run_for(300)
+    assert rc.patcher.store.phase.value == "probation"
+    fate = rc.receive_profile(profile_patch(big.mission, 1,
+                                            patch_reserve_cycles_per_frame=20_000))
+    assert fate.status == "rejected" and "the previous configuration `busy` v1" in fate.message
+    vm.run_for(1_000)  # committed: v1 can no longer come back
+    assert rc.patcher.store.demands() == {"current": proven(small)}
+    assert rc.receive_profile(profile_patch(big.mission, 2,
+                                            patch_reserve_cycles_per_frame=20_000)).accepted
