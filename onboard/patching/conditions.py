@@ -40,6 +40,14 @@ SOFT_FIGURES = tuple(PROFILE_CODES)
 _IN_RECONFIG = ("probation_frames", "max_pending")
 
 
+def _figures(saved: object) -> dict[str, int]:
+    """Soft figures as a record holds them; raises ``ValueError`` if they are not."""
+    if not isinstance(saved, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) for k, v in saved.items()):
+        raise ValueError("figures are not a table of integers")
+    return dict(saved)
+
+
 class ConditionRefused(OnboardError):
     """A soft figure's new value refused: the figure, the value and the limit it breaks."""
 
@@ -177,6 +185,60 @@ class ProfileConditions:
         self._load()
 
     # ------------------------------------------------------------------ persistence
+
+    @property
+    def phase(self) -> int:
+        """0: the figures in force are committed; 1: a profile patch waits for the next
+        frame boundary; 2: one is in force on probation (housekeeping's numbering)."""
+        return 1 if self.waiting is not None else 2 if self.probation_end_ms is not None else 0
+
+    def reload(self) -> None:
+        """After a reset: what was waiting or on probation is lost (a reset while trying
+        figures is a reason to distrust them), and the figures last committed in the state
+        directory are in force again (``onboard.patching.boot``)."""
+        if self.probation_end_ms is not None:
+            self._log(ProfileFate("rolled-back", self.last_seq, message="a reset during "
+                                  "probation: the figures last committed are in force"))
+        self.profile, self.last_seq = self.flight_build, 0
+        self.waiting = self.previous = self.probation_end_ms = None
+        self._load()
+
+    def volatile(self) -> dict[str, object]:
+        """What ``resume`` needs to go on where this left off (a simulator between two
+        commands keeps it beside its snapshot; a reset loses it): JSON-ready."""
+        waiting = None
+        if self.waiting is not None:
+            waiting = build_profile_patch(self.waiting, self.key).hex()
+        return {"in_force": current_values(self.profile), "last_seq": self.last_seq,
+                "waiting": waiting, "probation_end_ms": self.probation_end_ms,
+                "previous": None if self.previous is None else current_values(self.previous),
+                "log": [f.to_json() for f in self.log]}
+
+    def resume(self, saved: Mapping[str, object]) -> None:
+        """Go on from ``volatile()``'s record. The figures are checked again against the
+        flight build's limits and the waiting patch is authenticated again: a damaged record
+        leaves the committed figures in force (``ValueError`` says why)."""
+        try:
+            in_force = _figures(saved["in_force"])
+            previous = None if saved["previous"] is None else _figures(saved["previous"])
+            check_values(self.flight_build, in_force)
+            if previous is not None:
+                check_values(self.flight_build, previous)
+            waiting = None
+            if saved["waiting"] is not None:
+                waiting = parse_profile_patch(bytes.fromhex(str(saved["waiting"])), self.key)
+            end = saved["probation_end_ms"]
+            last_seq = saved["last_seq"]
+            log = [ProfileFate(str(f["status"]), f["seq"], f["reason"], str(f["message"]),
+                               f["figure"]) for f in saved["log"]]  # type: ignore[attr-defined]
+        except (KeyError, TypeError, ValueError, FormatError, ConditionRefused) as exc:
+            raise ValueError(f"the saved conditions are damaged: {exc}") from None
+        if not isinstance(last_seq, int) or not (end is None or isinstance(end, int)):
+            raise ValueError("the saved conditions are damaged: seq or probation end")
+        self.profile = with_values(self.flight_build, in_force)
+        self.previous = None if previous is None else with_values(self.flight_build, previous)
+        self.waiting, self.probation_end_ms, self.last_seq = waiting, end, last_seq
+        self.log = log
 
     def _load(self) -> None:
         """The figures last committed in ``directory`` (the flight build's if none). The

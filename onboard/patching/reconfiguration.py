@@ -158,6 +158,28 @@ class Reconfiguration:
         if conditions.profile is not conditions.flight_build:
             self._put_in_force(conditions.profile)
 
+    def reload_conditions(self) -> None:
+        """After a reset (``onboard.patching.boot``): the soft figures last committed to the
+        state directory in force again; a profile patch waiting or on probation is lost (its
+        rollback reported)."""
+        if self.conditions is None:
+            return
+        self.conditions.reload()
+        self._put_in_force(self.conditions.profile)
+        self._report_profile_fates()
+
+    def resume_conditions(self, saved: dict[str, Any]) -> None:
+        """Go on with the soft figures as ``ProfileConditions.volatile`` kept them (a clean
+        stop, e.g. the simulator between two commands). Raises ``ValueError`` for a damaged
+        record, leaving the committed figures in force."""
+        if self.conditions is None:
+            return
+        self.conditions.resume(saved)
+        ticket = saved.get("ticket")
+        self.profile_ticket = ticket if isinstance(ticket, int) else None
+        self._profile_reported = len(self.conditions.log)
+        self._put_in_force(self.conditions.profile)
+
     def receive_profile(self, data: bytes, ticket: int | None = None) -> ProfileFate:
         """A complete profile patch: checked now, in force from the next frame boundary, its
         fates reported like a patch's under ``ticket`` (default: its sequence number). A

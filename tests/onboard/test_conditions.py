@@ -16,6 +16,7 @@ from ccl.pack import pack
 from ccl.verify.verdict import run_verifier
 from missions.corot.natives import make_host
 from onboard.mission import MissionProfile, find_mission
+from onboard.patching.boot import start
 from onboard.patching.conditions import (
     CONDITIONS_FILE,
     ConditionRefused,
@@ -37,7 +38,6 @@ from onboard.patching.patch_format import (
 )
 from onboard.patching.patcher import FateStatus, Patcher
 from onboard.patching.reconfiguration import Reconfiguration
-from onboard.patching.boot import start
 from onboard.patching.store import Configuration, Store
 from onboard.vm.vvm import VVM
 
