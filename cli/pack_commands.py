@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from ccl.conditions import ConditionsError, figures_in_force, under_conditions
 from ccl.pack import (
     ALL_CODECS,
     DEFAULT_CODECS,
@@ -161,6 +162,10 @@ def _record(ledger: Path, name: str, data: bytes) -> None:
 @click.option("--reprove", is_flag=True,
               help="Prove again, even if `ccl verify` has proven this very configuration "
                    "(same sources, images, mission and verifier).")
+@click.option("--conditions", "conditions", type=click.Path(dir_okay=False),
+              help="Prove and pack against the soft figures in force on board (the patch "
+                   "reserve): the profile patch the board committed, or its conditions.vpp "
+                   "(authenticated with --key).")
 @click.option("--model", "model", is_flag=True,
               help="Also try the context-mixing MODEL codec on the bundled sections: "
                    "about a tenth smaller than LZMA, but decoding it costs the board "
@@ -172,13 +177,13 @@ def _record(ledger: Path, name: str, data: bytes) -> None:
 @click.pass_context
 def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int | None,
                  ledger_opt: str | None, key_path: str | None, unverified: bool,
-                 full: bool | None, reprove: bool, model: bool, output: str | None,
-                 as_json: bool) -> None:
+                 full: bool | None, reprove: bool, conditions: str | None, model: bool,
+                 output: str | None, as_json: bool) -> None:
     """Compile, verify and pack a configuration FILE into a patch. A proof that `ccl
     verify` made of the very same configuration is reused (--reprove to prove again)."""
 
     readable_inputs([file, *([base_path] if base_path else [])])
-    regular_inputs([key_path] if key_path else [])
+    regular_inputs([p for p in (key_path, conditions) if p])
     target = output_path(file, output, ".vvmp", "patch")  # a bad -o is refused before the proof
     compiler = compiler_of(ctx)
     compiled = compile_file(compiler, file)
@@ -190,6 +195,12 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
         key = load_key(profile, Path(key_path) if key_path else None)
     except PackError as exc:
         refuse(exc, key_error_code(exc))
+    if conditions is not None:
+        try:
+            profile = figures_in_force(profile, Path(conditions), key.secret)
+        except ConditionsError as exc:
+            fail(exc.message, exc.hint, EXIT_REJECTED, conditions)
+        compiled = under_conditions(compiled, profile)
     with progress(f"verifying {file}", verification_steps(compiled.program),
                   "steps") as ticker:
         verdict = run_verifier(compiled, step=ticker.advance, reuse=not reprove)
@@ -223,6 +234,7 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
         "name": compiled.image.name, "version": h.version,
         "base": h.base_hash.hex(), "target": h.target_hash.hex(),
         "image_bytes": len(compiled.image.encode()), "claims": vars(h.claims),
+        "patch_reserve_cycles_per_frame": profile.patch_reserve_cycles_per_frame,
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
