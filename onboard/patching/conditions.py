@@ -15,7 +15,7 @@ Stdlib only (and ``onboard.patching.patch_format``): the onboard side must stand
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from onboard.errors import OnboardError
 from onboard.mission import MissionProfile, ReconfigCosts
 from onboard.patching.disk import Disk
 from onboard.patching.patch_format import (
+    PART_FIGURE,
     PROFILE_CODES,
     FormatError,
     ProfilePatch,
@@ -36,7 +37,8 @@ from onboard.vm.machine import Limits
 HARD_FIGURES = ("share_percent", "clock_hz", "frame_ms", "code_bytes", "data_bytes",
                 "max_stack", "max_call_depth", "cycles")
 #: The soft figures, as the profile names them (``[limits]`` keys are the same names).
-SOFT_FIGURES = tuple(PROFILE_CODES)
+SOFT_FIGURES = (*(n for n in PROFILE_CODES if not n.startswith(PART_FIGURE + ".")),
+                PART_FIGURE)
 _IN_RECONFIG = ("probation_frames", "max_pending")
 
 
@@ -103,10 +105,11 @@ def check_values(profile: MissionProfile, values: Mapping[str, int], *,
         if name in HARD_FIGURES:
             raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{name} is a hard figure of the "
                                    "flight build: no profile patch changes it", name)
-        if name not in limits.ranges:
-            raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{name} has no range in the flight "
+        limit = PART_FIGURE if name.startswith(PART_FIGURE + ".") else name
+        if limit not in limits.ranges:
+            raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{limit} has no range in the flight "
                                    "build's [limits]: it is not patchable", name)
-        lo, hi = limits.ranges[name]
+        lo, hi = limits.ranges[limit]
         if not lo <= value <= hi:
             raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{name} = {value} is outside its "
                                    f"hard limit {lo}..{hi}", name)
@@ -119,6 +122,23 @@ def check_values(profile: MissionProfile, values: Mapping[str, int], *,
             f"{left} cycles of the share ({profile.share_cycles_per_frame}) and "
             f"{demand_of} is proven to need {demand_cycles_per_frame}: it would no longer be "
             f"proven within its budget", "patch_reserve_cycles_per_frame")
+
+
+def parts_of(values: Mapping[str, int]) -> dict[int, int]:
+    """The applications' parts (number -> percent) among figures ``values``."""
+    prefix = PART_FIGURE + "."
+    return {int(k[len(prefix):]): v for k, v in values.items() if k.startswith(prefix)}
+
+
+def part_values(parts: Mapping[int, int]) -> dict[str, int]:
+    """Applications' parts as figures (``part_percent.N``)."""
+    return {f"{PART_FIGURE}.{n}": v for n, v in parts.items()}
+
+
+#: Checks a board makes of new figures beyond the limits (``ProfileConditions.receive``):
+#: called with the profile and the applications' patched parts the patch would put in
+#: force; raises ``ConditionRefused``.
+Admission = Callable[[MissionProfile, Mapping[int, int]], None]
 
 
 def with_values(profile: MissionProfile, values: Mapping[str, int]) -> MissionProfile:
@@ -181,6 +201,10 @@ class ProfileConditions:
         self.log: list[ProfileFate] = []
         self.waiting: ProfilePatch | None = None
         self.previous: MissionProfile | None = None  # what a rollback returns to
+        #: the applications' parts (number -> percent) a profile patch put in force (those
+        #: not here are as the board was built), and what a rollback returns to
+        self.parts: dict[int, int] = {}
+        self.previous_parts: dict[int, int] = {}
         self.probation_end_ms: int | None = None
         self._load()
 
@@ -201,6 +225,7 @@ class ProfileConditions:
                                   "probation: the figures last committed are in force"))
         self.profile, self.last_seq = self.flight_build, 0
         self.waiting = self.previous = self.probation_end_ms = None
+        self.parts, self.previous_parts = {}, {}
         self._load()
 
     def volatile(self) -> dict[str, object]:
@@ -209,7 +234,9 @@ class ProfileConditions:
         waiting = None
         if self.waiting is not None:
             waiting = build_profile_patch(self.waiting, self.key).hex()
-        return {"in_force": current_values(self.profile), "last_seq": self.last_seq,
+        return {"in_force": {**current_values(self.profile), **part_values(self.parts)},
+                "previous_parts": part_values(self.previous_parts),
+                "last_seq": self.last_seq,
                 "waiting": waiting, "probation_end_ms": self.probation_end_ms,
                 "previous": None if self.previous is None else current_values(self.previous),
                 "log": [f.to_json() for f in self.log]}
@@ -231,12 +258,15 @@ class ProfileConditions:
             last_seq = saved["last_seq"]
             log = [ProfileFate(str(f["status"]), f["seq"], f["reason"], str(f["message"]),
                                f["figure"]) for f in saved["log"]]  # type: ignore[attr-defined]
+            previous_parts = _figures(saved.get("previous_parts", {}))
+            check_values(self.flight_build, previous_parts)
         except (KeyError, TypeError, ValueError, FormatError, ConditionRefused) as exc:
             raise ValueError(f"the saved conditions are damaged: {exc}") from None
         if not isinstance(last_seq, int) or not (end is None or isinstance(end, int)):
             raise ValueError("the saved conditions are damaged: seq or probation end")
         self.profile = with_values(self.flight_build, in_force)
         self.previous = None if previous is None else with_values(self.flight_build, previous)
+        self.parts, self.previous_parts = parts_of(in_force), parts_of(previous_parts)
         self.waiting, self.probation_end_ms, self.last_seq = waiting, end, last_seq
         self.log = log
 
@@ -254,6 +284,7 @@ class ProfileConditions:
                                   f"ignored: {exc}"))
             return
         self.profile = with_values(self.flight_build, record.values)
+        self.parts = parts_of(record.values)
         self.last_seq = record.seq
 
     def _save(self) -> None:
@@ -261,24 +292,29 @@ class ProfileConditions:
             return
         p = self.flight_build
         record = ProfilePatch(p.mission_id, p.spacecraft_id, self.last_seq,
-                              current_values(self.profile))
+                              {**current_values(self.profile), **part_values(self.parts)})
         self.disk.replace(self.directory / CONDITIONS_FILE,
                           build_profile_patch(record, self.key))
 
     # ------------------------------------------------------------------ patches
 
     def receive(self, data: bytes, *, demand_cycles_per_frame: int = 0,
-                demand_of: str = "the running configuration") -> ProfileFate:
+                demand_of: str = "the running configuration",
+                admit: Admission | None = None) -> ProfileFate:
         """Check ``data`` as a profile patch; if every check passes it waits for the next
         frame boundary (``switch``). ``demand_cycles_per_frame``: the most cycles per frame a
         configuration on board is proven to need (the board's own record, ``demand_of``
-        naming it), which the tasks' part under the new figures must still hold. A refused
-        patch changes nothing."""
+        naming it), which the tasks' part under the new figures must still hold; ``admit``:
+        a board's own checks of the figures (its applications' parts). A refused patch
+        changes nothing."""
         seq: int | None = None
         try:
             patch = parse_profile_patch(data, self.key)
             seq = patch.seq
             self._check(patch, demand_cycles_per_frame, demand_of)
+            if admit is not None:
+                admit(with_values(self.profile, patch.values),
+                      {**self.parts, **parts_of(patch.values)})
         except FormatError as exc:
             return self._log(ProfileFate("rejected", seq, exc.reason.value, exc.message,
                                          exc.field))
@@ -314,6 +350,7 @@ class ProfileConditions:
         if patch is None:
             return None
         self.previous, self.profile = self.profile, with_values(self.profile, patch.values)
+        self.previous_parts, self.parts = self.parts, {**self.parts, **parts_of(patch.values)}
         self.last_seq = patch.seq
         frames = self.profile.reconfig.probation_frames
         self.probation_end_ms = now_ms + frames * self.profile.frame_ms
@@ -328,6 +365,7 @@ class ProfileConditions:
             return None
         if fault:
             self.profile, self.previous, self.probation_end_ms = self.previous, None, None
+            self.parts = self.previous_parts
             self._log(ProfileFate("rolled-back", self.last_seq,
                                   message="a trap or overrun during probation"))
             return self.profile

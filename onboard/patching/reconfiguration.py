@@ -198,13 +198,14 @@ class Reconfiguration:
         self._report_profile_fates(ticket if ticket is not None else (fate.seq or 0))
         return fate
 
-    def proven_demand(self) -> tuple[int, str]:
+    def proven_demand(self, part: int | None = None) -> tuple[int, str]:
         """The most cycles per frame any configuration this VVM may run next is proven to
         need, and which one: the current, previous (a rollback's) and staged ones as the
         store records them (each the claim of the authenticated patch that brought it,
         kept in the journal across resets), and a patch checked but not yet staged. A
         configuration installed without a patch has no known demand: it is taken to need
-        the whole of the tasks' part in force, so no profile patch may shrink it."""
+        the whole of the tasks' part in force (``part``, default the share less the patch
+        reserve), so no profile patch may shrink it."""
         store = self.patcher.store
         demands: list[tuple[int | None, str]] = []
         for role, demand in store.demands().items():
@@ -217,7 +218,8 @@ class Reconfiguration:
                 c = work.accepted.configuration.config
                 demands.append((work.accepted.header.claims.cycles_per_frame,
                                 f"the checked configuration `{c.name}` v{c.version}"))
-        part = Limits.of(self.patcher.profile).frame_budget
+        if part is None:
+            part = Limits.of(self.patcher.profile).frame_budget
         worst, who = 0, "no configuration"
         for demand, what in demands:
             if demand is None:

@@ -105,8 +105,9 @@ def test_the_flight_build_gives_each_soft_figure_a_range_and_no_hard_one(
         corot: MissionProfile) -> None:
     limits = HardLimits.of(corot)
     assert limits.ranges == {"patch_reserve_cycles_per_frame": (5_000, 20_000),
-                             "probation_frames": (100, 6_000), "max_pending": (1, 8)}
-    assert set(PROFILE_FIGURES.values()) == set(limits.ranges)
+                             "probation_frames": (100, 6_000), "max_pending": (1, 8),
+                             "part_percent": (1, 9)}
+    assert {name.split(".")[0] for name in PROFILE_FIGURES.values()} == set(limits.ranges)
     check_values(corot, {"probation_frames": 100, "max_pending": 8})  # the bounds are in
 
 
