@@ -46,15 +46,21 @@ Onboard behaviour never depends on host time. Stdlib and construct only.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from onboard.mission import MissionProfile
-from onboard.patching.conditions import ProfileConditions, ProfileFate, current_values
+from onboard.patching.conditions import (
+    ConditionRefused,
+    ProfileConditions,
+    ProfileFate,
+    current_values,
+)
 from onboard.patching.patch_format import (
     MAGIC,
+    PART_FIGURE,
     PROFILE_FLAG,
     TAG_BYTES,
     Codec,
@@ -192,7 +198,8 @@ class Reconfiguration:
             self.report(ticket or 0, profile_fate(fate))
             return fate
         demand, who = self.proven_demand()
-        fate = self.conditions.receive(data, demand_cycles_per_frame=demand, demand_of=who)
+        fate = self.conditions.receive(data, demand_cycles_per_frame=demand, demand_of=who,
+                                       admit=_no_parts)
         if fate.status == "accepted" or self.profile_ticket is None:
             self.profile_ticket = ticket if ticket is not None else (fate.seq or 0)
         self._report_profile_fates(ticket if ticket is not None else (fate.seq or 0))
@@ -480,6 +487,16 @@ class Reconfiguration:
         for listener in self.listeners:
             listener(ticket, fate)
         return fate
+
+
+def _no_parts(profile: MissionProfile, parts: Mapping[int, int]) -> None:
+    """A single VVM runs one configuration in the whole share: it has no parts to change
+    (a board's are ``onboard.patching.board_conditions``)."""
+    if parts:
+        number = min(parts)
+        raise ConditionRefused(Reason.OUT_OF_LIMITS, "this VVM runs one configuration in "
+                               "the whole share: it has no application part to change",
+                               f"{PART_FIGURE}.{number}")
 
 
 def is_profile_patch(data: bytes) -> bool:

@@ -186,8 +186,11 @@ class Simulator:
         vvm = VVM(profile, mission_host(profile, seed), task_budget=task_budget,
                   patch_reserve=reserve)
         rc = Reconfiguration(vvm, patcher)
-        # Profile patches: the soft figures committed are kept beside the journal.
-        rc.attach_conditions(ProfileConditions(profile, key, store.directory))
+        if budget is None:
+            # Profile patches: the soft figures committed are kept beside the journal. An
+            # application of a board (a budget given) takes none: the board's figures are
+            # the board's (onboard.patching.board_conditions), not one application's.
+            rc.attach_conditions(ProfileConditions(profile, key, store.directory))
         return vvm
 
     @staticmethod

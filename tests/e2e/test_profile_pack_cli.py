@@ -106,3 +106,22 @@ def test_vvm_apply_takes_a_profile_patch_at_a_frame_boundary_or_refuses_it(
     app = status.get("applications", {}).get("default", status)
     assert app["conditions"]["figures"]["patch_reserve_cycles_per_frame"] == 12_000
     assert app["patch_reserve_per_frame"] == 12_000
+
+
+def test_a_board_of_several_applications_in_vvm_refuses_a_profile_patch(
+        tmp_path: Path) -> None:
+    """`vvm` gives the board's figures to no single application: with named applications
+    a profile patch is refused, and nothing changes."""
+    (tmp_path / "busy.ccl").write_text(BUSY)
+    sat, busy = tmp_path / "sat", tmp_path / "busy.vvmp"
+    for prog, args in [("ccl", ["pack", tmp_path / "busy.ccl", "-o", busy]),
+                       ("vvm", ["init", sat, "--mission", "corot"]),
+                       ("vvm", ["apply", sat, busy, "--app", "photo", "--share", "3"])]:
+        r = run_in_process(prog, args)
+        assert r.returncode == 0, r.stderr
+    figures = write_figures(tmp_path, "probation_frames = 300\n")
+    assert run_in_process("ccl", ["profile-pack", figures, "--seq", "1", "-o",
+                                  tmp_path / "p.vpp"]).returncode == 0
+    r = run_in_process("vvm", ["apply", sat, tmp_path / "p.vpp"])
+    assert r.returncode == 1 and "takes no profile patches" in r.stderr
+    assert not (sat / "store" / "conditions.vpp").exists()

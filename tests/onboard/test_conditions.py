@@ -400,3 +400,13 @@ def test_the_configuration_a_rollback_returns_to_must_fit_too(tmp_path: Path) ->
     assert rc.patcher.store.demands() == {"current": proven(small)}
     assert rc.receive_profile(profile_patch(big.mission, 2,
                                             patch_reserve_cycles_per_frame=20_000)).accepted
+
+
+def test_a_single_vvm_has_no_application_part_to_change(tmp_path: Path) -> None:
+    c = compile_divider(tmp_path)
+    vm, rc = board(tmp_path / "store", c)
+    patch = build_profile_patch(ProfilePatch(c.mission.mission_id, c.mission.spacecraft_id, 1,
+                                             {"part_percent.0": 5}), TEST_KEY)
+    fate = rc.receive_profile(patch)
+    assert (fate.reason, fate.figure) == ("out-of-limits", "part_percent.0")
+    assert "no application part" in fate.message
