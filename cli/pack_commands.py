@@ -234,7 +234,9 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
         "name": compiled.image.name, "version": h.version,
         "base": h.base_hash.hex(), "target": h.target_hash.hex(),
         "image_bytes": len(compiled.image.encode()), "claims": vars(h.claims),
-        "patch_reserve_cycles_per_frame": profile.patch_reserve_cycles_per_frame,
+        **({} if conditions is None else {"conditions": conditions,
+                                          "patch_reserve_cycles_per_frame":
+                                          profile.patch_reserve_cycles_per_frame}),
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
