@@ -154,6 +154,10 @@ def with_values(profile: MissionProfile, values: Mapping[str, int]) -> MissionPr
 #: profile patch's result, as a profile patch carrying every soft figure, tagged with the
 #: patch key). Written atomically (``Disk.replace``): a power cut leaves the old or the new.
 CONDITIONS_FILE = "conditions.vpp"
+#: The profile patch put on probation last, written (atomically) at its switch, before its
+#: figures are in force: if its sequence number is above the record's at boot, a reset cut
+#: its probation short (reported, and the number kept as used: a replay is refused).
+TRIAL_FILE = "conditions.try"
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,7 @@ class ProfileConditions:
         self.parts: dict[int, int] = {}
         self.previous_parts: dict[int, int] = {}
         self.probation_end_ms: int | None = None
+        self.cut_short: int | None = None  # a profile patch whose probation a reset cut
         self._load()
 
     # ------------------------------------------------------------------ persistence
@@ -220,13 +225,15 @@ class ProfileConditions:
         """After a reset: what was waiting or on probation is lost (a reset while trying
         figures is a reason to distrust them), and the figures last committed in the state
         directory are in force again (``onboard.patching.boot``)."""
-        if self.probation_end_ms is not None:
-            self._log(ProfileFate("rolled-back", self.last_seq, message="a reset during "
-                                  "probation: the figures last committed are in force"))
         self.profile, self.last_seq = self.flight_build, 0
-        self.waiting = self.previous = self.probation_end_ms = None
+        self.waiting = self.previous = self.probation_end_ms = self.cut_short = None
         self.parts, self.previous_parts = {}, {}
         self._load()
+        if self.cut_short is not None:
+            self._log(ProfileFate("rolled-back", self.cut_short, message="a reset during "
+                                  "probation: the figures last committed are in force"))
+            self._save()  # its sequence number recorded as used
+            self.cut_short = None
 
     def volatile(self) -> dict[str, object]:
         """What ``resume`` needs to go on where this left off (a simulator between two
@@ -273,7 +280,10 @@ class ProfileConditions:
     def _load(self) -> None:
         """The figures last committed in ``directory`` (the flight build's if none). The
         record is checked like a patch received: a damaged one is ignored, never trusted."""
-        if self.directory is None or not (self.directory / CONDITIONS_FILE).is_file():
+        if self.directory is None:
+            return
+        if not (self.directory / CONDITIONS_FILE).is_file():
+            self._load_trial()
             return
         try:
             record = parse_profile_patch((self.directory / CONDITIONS_FILE).read_bytes(),
@@ -286,6 +296,19 @@ class ProfileConditions:
         self.profile = with_values(self.flight_build, record.values)
         self.parts = parts_of(record.values)
         self.last_seq = record.seq
+        self._load_trial()
+
+    def _load_trial(self) -> None:
+        """A profile patch put on probation after the last record (``TRIAL_FILE`` has a higher
+        sequence number) was cut short by a reset: its sequence number is used (a replay is
+        refused), and the boot path (``reload``) reports it rolled back and records that."""
+        assert self.directory is not None
+        try:
+            trial = parse_profile_patch((self.directory / TRIAL_FILE).read_bytes(), self.key)
+        except (OSError, FormatError):
+            return  # none (or torn: its switch never completed, nothing was in force)
+        if trial.seq > self.last_seq:  # else committed, or rolled back and recorded
+            self.last_seq = self.cut_short = trial.seq
 
     def _save(self) -> None:
         if self.directory is None:
@@ -349,6 +372,8 @@ class ProfileConditions:
         patch, self.waiting = self.waiting, None
         if patch is None:
             return None
+        if self.directory is not None:  # first: a reset from here on rolls it back
+            self.disk.replace(self.directory / TRIAL_FILE, build_profile_patch(patch, self.key))
         self.previous, self.profile = self.profile, with_values(self.profile, patch.values)
         self.previous_parts, self.parts = self.parts, {**self.parts, **parts_of(patch.values)}
         self.last_seq = patch.seq
@@ -366,6 +391,7 @@ class ProfileConditions:
         if fault:
             self.profile, self.previous, self.probation_end_ms = self.previous, None, None
             self.parts = self.previous_parts
+            self._save()  # the figures before, and this patch's sequence number as used
             self._log(ProfileFate("rolled-back", self.last_seq,
                                   message="a trap or overrun during probation"))
             return self.profile

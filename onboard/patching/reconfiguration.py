@@ -242,7 +242,9 @@ class Reconfiguration:
             return
         log = self.conditions.log
         for fate in log[self._profile_reported:]:
-            self.report(ticket if ticket is not None else (self.profile_ticket or 0),
+            # after a reset the ticket is lost: the sequence number stands for it
+            self.report(ticket if ticket is not None else self.profile_ticket
+                        if self.profile_ticket is not None else (fate.seq or 0),
                         profile_fate(fate))
         self._profile_reported = len(log)
 

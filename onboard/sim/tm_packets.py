@@ -86,8 +86,8 @@ HOUSEKEEPING = PacketDefinition("Housekeeping", HOUSEKEEPING_APID,
     uint("probation_needed", 32, "clean frames a configuration needs to be kept"),
     uint("patch_reserve_cycles", 32, "the patch reserve in force (a soft figure)", "cycles"),
     uint("max_pending", 8, "the patch queue's length in force (a soft figure)"),
-    uint("conditions_seq", 32, "sequence number of the last profile patch put in force "
-         "(0: the flight build's figures)"),
+    uint("conditions_seq", 32, "sequence number of the last profile patch tried on board "
+         "(put in force, then committed or rolled back; a replay is refused; 0: none)"),
     uint("conditions_phase", 8, "0 the figures are committed, 1 a profile patch waits for "
          "a frame boundary, 2 one is on probation", lo=0, hi=2),
 ))

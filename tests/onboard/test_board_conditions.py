@@ -136,7 +136,8 @@ def test_a_fault_of_any_application_on_probation_puts_the_parts_back(
     assert [f.status for f in bc.conditions.log] == ["accepted", "active", "rolled-back"]
     aux = bc.board.applications["aux"]
     assert aux.share_percent == 3 and aux.vm.scheduler.budget_per_frame == 60_000
-    assert not (tmp_path / "board" / CONDITIONS_FILE).exists()
+    kept = ProfileConditions(mission, TEST_KEY, tmp_path / "board")
+    assert kept.parts == {} and kept.last_seq == 1  # the parts before; its number used
     rc = bc.board.app("aux").reconfiguration
     assert isinstance(rc, Reconfiguration) and rc.events[-1].fate.status is \
         FateStatus.COMMITTED  # aux's own patches untouched

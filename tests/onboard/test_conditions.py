@@ -18,7 +18,6 @@ from missions.corot.natives import make_host
 from onboard.mission import MissionProfile, find_mission
 from onboard.patching.boot import start
 from onboard.patching.conditions import (
-    CONDITIONS_FILE,
     ConditionRefused,
     HardLimits,
     ProfileConditions,
@@ -233,7 +232,10 @@ def test_a_fault_on_probation_rolls_the_figures_back(tmp_path: Path) -> None:
     assert statuses(rc) == ["accepted", "active", "rolled-back"]
     assert vm.scheduler.reserve_per_frame == 10_000
     assert vm.scheduler.budget_per_frame == budget
-    assert not (tmp_path / "store" / CONDITIONS_FILE).exists()
+    # recorded: the figures before, and its sequence number used (a replay is refused)
+    after = ProfileConditions(c.mission, TEST_KEY, tmp_path / "store")
+    assert current_values(after.profile) == current_values(c.mission)
+    assert after.receive(profile_patch(c.mission, 1, probation_frames=100)).reason == "replay"
 
 
 def test_committed_figures_survive_a_reset_and_probation_does_not(tmp_path: Path) -> None:
@@ -248,27 +250,42 @@ def test_committed_figures_survive_a_reset_and_probation_does_not(tmp_path: Path
     after = ProfileConditions(c.mission, TEST_KEY, tmp_path / "store")
     assert current_values(after.profile) == {**current_values(c.mission),
                                              "probation_frames": 100, "max_pending": 2}
-    assert after.last_seq == 1  # a replay of patch 1 is refused after the reset
-    assert after.receive(profile_patch(c.mission, 1, max_pending=3)).reason == "replay"
+    # patch 2 was tried: a replay of it, or of patch 1, is refused after the reset
+    assert after.last_seq == 2
+    assert after.receive(profile_patch(c.mission, 2, max_pending=8)).reason == "replay"
+    after.reload()  # the boot path reports what the reset cut short, once, and records it
+    assert [(f.status, f.seq) for f in after.log] == [("rejected", 2), ("rolled-back", 2)]
+    again = ProfileConditions(c.mission, TEST_KEY, tmp_path / "store")
+    again.reload()
+    assert again.log == [] and again.last_seq == 2
 
 
-@pytest.mark.parametrize("cut", [0, 1])
-def test_a_power_cut_at_every_write_of_a_commit_leaves_old_or_new_figures(
+@pytest.mark.parametrize("cut", [0, 1, 2, 3])
+def test_a_power_cut_at_every_write_of_a_switch_and_a_commit_leaves_old_or_new_figures(
         tmp_path: Path, corot: MissionProfile, cut: int) -> None:
+    """The switch writes the trial record (write, rename), the commit the record (write,
+    rename): a cut at any of them leaves the old figures or the new ones, and once the
+    trial is written the patch's number is used."""
     directory = tmp_path / "state"
     directory.mkdir()
     conditions = ProfileConditions(corot, TEST_KEY, directory, disk=FaultyDisk(cut))
     conditions.receive(profile_patch(corot, 1, probation_frames=200))
-    conditions.switch(0)
     with pytest.raises(PowerLoss):
+        conditions.switch(0)
         conditions.end_frame(200 * corot.frame_ms, fault=False)
     after = ProfileConditions(corot, TEST_KEY, directory)
-    assert current_values(after.profile) == current_values(corot)  # not yet renamed: old
-    done = ProfileConditions(corot, TEST_KEY, directory, disk=FaultyDisk(None))
+    after.reload()  # the boot path
+    # the record's rename (write 3) is the commit point: any cut before it, the old figures
+    assert current_values(after.profile) == current_values(corot)
+    assert after.last_seq == (1 if cut >= 2 else 0)  # the trial renamed (write 1): tried
+    assert [f.status for f in after.log] == (["rolled-back"] if cut >= 2 else [])
+    (tmp_path / "whole").mkdir()
+    done = ProfileConditions(corot, TEST_KEY, tmp_path / "whole", disk=FaultyDisk(None))
     done.receive(profile_patch(corot, 1, probation_frames=200))
     done.switch(0)
     done.end_frame(200 * corot.frame_ms, fault=False)
-    assert ProfileConditions(corot, TEST_KEY, directory).profile.reconfig.probation_frames == 200
+    whole = ProfileConditions(corot, TEST_KEY, tmp_path / "whole")
+    assert whole.profile.reconfig.probation_frames == 200 and whole.last_seq == 1
 
 
 def test_every_truncation_and_every_re_signed_byte_flip_is_refused_or_checked_cleanly(
@@ -284,7 +301,7 @@ def test_every_truncation_and_every_re_signed_byte_flip_is_refused_or_checked_cl
         for bit in range(8):
             mutated = bytearray(data)
             mutated[i] ^= 1 << bit
-            board = ProfileConditions(corot, TEST_KEY, tmp_path / "none")
+            board = ProfileConditions(corot, TEST_KEY)
             fate = board.receive(retag_profile_patch(bytes(mutated), TEST_KEY))
             if fate.accepted:
                 board.switch(0)

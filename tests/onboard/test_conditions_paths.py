@@ -140,10 +140,15 @@ def test_committed_figures_survive_a_reset_and_figures_on_probation_do_not(
     assert sc.vvm.patch_reserve == 13_000
     sc.reboot()  # the power goes during probation: the figures committed come back
     assert sc.vvm.patch_reserve == 12_000
-    assert sc.housekeeping()["conditions_seq"] == 1
+    assert sc.housekeeping()["conditions_seq"] == 2  # used: a replay is refused
+    told = [e for e in sc.events.events if e.ticket == 2]  # the ticket is lost: its seq
+    assert told[-1].message.startswith("profile patch: a reset during probation")
+    assert read_fate_code(told[-1].code) == (FateStatus.ROLLED_BACK, None)
+    replay = link.send(figures(c.mission, 2, patch_reserve_cycles_per_frame=13_000))
+    assert link.fate(replay) == (FateStatus.REJECTED, Reason.REPLAY)
     # the demand is the board's own record, read back from the journal after the reset
     assert sc.reconfiguration.proven_demand() == (need, "the current configuration `busy` v1")
-    too_much = link.send(figures(c.mission, 3, patch_reserve_cycles_per_frame=20_000))
+    too_much = link.send(figures(c.mission, 4, patch_reserve_cycles_per_frame=20_000))
     assert link.fate(too_much) == (FateStatus.REJECTED, Reason.OVER_BUDGET)
     sc.run_until(sc.now_ms + 1_000)
     assert not sc.vvm.telemetry.faults
