@@ -100,6 +100,7 @@ class _Step(Enum):
     PREPARE = "prepare"
     ROLLBACK = "rollback"
     COMMIT = "commit"
+    PROFILE = "profile"  # a profile patch's check (and its records)
 
 
 #: Steps whose effect switches programs: it waits for a frame boundary.
@@ -145,11 +146,9 @@ class Reconfiguration:
 
     def receive(self, data: bytes, ticket: int) -> Fate:
         """A complete patch (from the receiver). Queued for checking; refused ``busy`` when
-        the queue is full. A profile patch (``PROFILE_FLAG``) goes to ``receive_profile``
-        instead. Returns its fate so far."""
-        if is_profile_patch(data):
-            self.receive_profile(data, ticket)
-            return self.events[-1].fate
+        the queue is full. A profile patch (``PROFILE_FLAG``) is queued too, and checked by
+        ``receive_profile`` when its turn comes and its cost is paid. Returns its fate so
+        far."""
         if len(self.pending) >= self.costs.max_pending:
             return self.report(ticket, Fate(FateStatus.REJECTED, None, None, Reason.BUSY,
                                            f"{len(self.pending)} patches already wait"))
@@ -325,8 +324,9 @@ class Reconfiguration:
     # ------------------------------------------------------------------ steps
 
     def _can_start(self) -> bool:
+        # A profile patch does not wait for the store: it changes none of its slots.
         return self.work is None and self.done is None and bool(self.pending) \
-            and self.patcher.store.phase is Phase.IDLE
+            and (self.patcher.store.phase is Phase.IDLE or is_profile_patch(self.pending[0][1]))
 
     def _model_bytes(self, data: bytes) -> int:
         """The bytes a patch's MODEL-coded payloads say they decode to, and for a primed one
@@ -350,6 +350,12 @@ class Reconfiguration:
             return False
         ticket, data = self.pending.popleft()
         c = self.costs
+        if is_profile_patch(data):
+            # its check, and the two records it may write (the trial at its switch, the
+            # figures at its commit or rollback), paid before it is checked
+            self.work = _Work(_Step.PROFILE, ticket, c.check_per_byte * len(data)
+                              + 2 * c.journal, data=data)
+            return True
         cost = c.check_per_byte * len(data) + c.model_per_byte * self._model_bytes(data)
         try:
             accepted = self.patcher.check(data)
@@ -388,6 +394,8 @@ class Reconfiguration:
         elif work.step is _Step.COMMIT:
             fate = self.patcher.commit()
             self.report(work.ticket, fate)
+        elif work.step is _Step.PROFILE:
+            self.receive_profile(work.data, work.ticket)
 
     def _on_load_cycles(self, config: Configuration) -> int:
         """The cycles the ``on load`` of the configuration's VMlets takes when the switch

@@ -98,7 +98,8 @@ def test_vvm_apply_takes_a_profile_patch_at_a_frame_boundary_or_refuses_it(
                                   tmp_path / "ok.vpp"]).returncode == 0
     r = run_in_process("vvm", ["apply", sat, tmp_path / "ok.vpp", "--json"])
     assert r.returncode == 0, r.stderr
-    assert [f["status"] for f in json.loads(r.stdout)["fates"]] == ["staged", "active"]
+    assert [f["status"] for f in json.loads(r.stdout)["fates"]] == ["received", "staged",
+                                                                   "active"]
     r = run_in_process("vvm", ["run", sat, "--for", "11s"])  # probation goes on, then commits
     assert r.returncode == 0 and "committed: profile patch" in r.stdout
     assert (sat / "store" / "conditions.vpp").is_file()

@@ -363,6 +363,10 @@ def test_a_larger_reserve_is_refused_when_a_configuration_on_board_is_proven_to_
     too_much = c.mission.share_cycles_per_frame - need + 1  # leaves the tasks need - 1
     fate = rc.receive(profile_patch(c.mission, 1, patch_reserve_cycles_per_frame=too_much),
                       7)
+    assert fate.status is FateStatus.RECEIVED  # queued: checked in the reserve of a frame
+    vm.run_for(100)
+    fate = rc.events[-1].fate
+    assert rc.events[-1].ticket == 7
     assert fate.status is FateStatus.REJECTED and fate.reason is Reason.OVER_BUDGET
     assert f"is proven to need {need}" in fate.message and "`busy` v1" in fate.message
     vm.run_for(1_000)
@@ -371,17 +375,19 @@ def test_a_larger_reserve_is_refused_when_a_configuration_on_board_is_proven_to_
     assert vm.scheduler.budget_per_frame == budget
     told = [p for p in vm.status()["patches"] if p["ticket"] == 7]  # in telemetry
     assert [(p["status"], p["reason"], p["field"]) for p in told] == [
-        ("rejected", "over-budget", "patch_reserve_cycles_per_frame")]
+        ("received", None, None), ("rejected", "over-budget", "patch_reserve_cycles_per_frame")]
     # exactly what it needs is within: applied at the next boundary
-    fate = rc.receive(profile_patch(c.mission, 2, patch_reserve_cycles_per_frame=too_much - 1,
-                                    probation_frames=100), 8)
-    assert fate.status is FateStatus.STAGED
-    vm.run_for(200)
+    rc.receive(profile_patch(c.mission, 2, patch_reserve_cycles_per_frame=too_much - 1,
+                             probation_frames=100), 8)
+    vm.run_for(100)
+    assert rc.events[-1].fate.status is FateStatus.STAGED  # accepted: waits for a boundary
+    assert vm.scheduler.reserve_per_frame == 10_000
+    vm.run_for(100)
     assert vm.scheduler.reserve_per_frame == too_much - 1
     assert vm.scheduler.budget_per_frame == need  # the tasks' part is just what they need
     vm.run_for(10_200)
     assert [e.fate.status for e in rc.events if e.ticket == 8] == [
-        FateStatus.STAGED, FateStatus.ACTIVE, FateStatus.COMMITTED]
+        FateStatus.RECEIVED, FateStatus.STAGED, FateStatus.ACTIVE, FateStatus.COMMITTED]
     assert not any(vm.telemetry.faults)
 
 
@@ -427,3 +433,19 @@ def test_a_single_vvm_has_no_application_part_to_change(tmp_path: Path) -> None:
     fate = rc.receive_profile(patch)
     assert (fate.reason, fate.figure) == ("out-of-limits", "part_percent.0")
     assert "no application part" in fate.message
+
+
+def test_a_profile_patch_is_checked_in_the_patch_reserve_and_paid_from_it(
+        tmp_path: Path) -> None:
+    """Like a configuration patch, a profile patch waits in the queue and is checked in the
+    reserve of a frame: its check (per byte) and its two records (trial, figures) are paid
+    before it is accepted, never from the tasks' part."""
+    c = compile_divider(tmp_path)
+    vm, rc = board(tmp_path / "store", c)
+    vm.run_for(950)  # the task runs at every whole second: the next frame has no task
+    data = profile_patch(c.mission, 1, probation_frames=300)
+    rc.receive(data, 5)
+    vm.run_for(100)
+    costs = c.mission.reconfig
+    assert vm.telemetry.cycles[-1] == costs.check_per_byte * len(data) + 2 * costs.journal
+    assert rc.events[-1].fate.status is FateStatus.STAGED

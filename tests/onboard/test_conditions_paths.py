@@ -62,6 +62,9 @@ class Link:
             SecurityAssociation(self.profile.receiver.spi, LINK_KEY))
         outcomes = [self.sc.receive(f.raw).outcome for f in frames]
         assert outcomes[-1] is Outcome.COMPLETED, outcomes
+        # one frame: a profile patch is checked in its reserve (and waits for the next
+        # boundary); a configuration patch is on its way
+        self.sc.run_until(self.sc.now_ms + self.profile.frame_ms)
         return self.transfer
 
     def fate(self, transfer: int) -> tuple[FateStatus, Reason | None]:
@@ -98,7 +101,7 @@ def test_a_profile_patch_over_the_link_is_refused_or_applied_and_told_in_telemet
                                 probation_frames=100))
     assert link.fate(applied) == (FateStatus.STAGED, None)
     assert sc.housekeeping()["conditions_phase"] == 1  # waits for the frame boundary
-    sc.run_until(sc.now_ms + 200)
+    sc.run_until(sc.now_ms + 100)
     assert link.fate(applied) == (FateStatus.ACTIVE, None)
     hk = sc.housekeeping()
     assert (hk["patch_reserve_cycles"], hk["conditions_seq"], hk["conditions_phase"]) == (
