@@ -3,7 +3,8 @@ reserve (and queue and probation lengths) the board actually has, not the flight
 
 A board keeps the figures it has committed as a profile patch (``conditions.vpp`` in its
 state directory, ``onboard.patching.conditions``); the ground keeps the profile patches it
-sent and learns from telemetry which one the board committed. ``ccl verify`` and ``ccl pack``
+sent and learns from telemetry which one the board committed (``ground.ledger.Ledger.
+conditions``, which ``ccl pack`` reads by default). ``ccl verify`` and ``ccl pack``
 take such a file (``--conditions FILE``): it is authenticated with the patch key and checked
 against the flight build's hard limits exactly as the board does, and its figures replace
 the profile's in the proof. The proof cache tells the two apart
@@ -40,6 +41,12 @@ def figures_in_force(profile: MissionProfile, path: Path, key: bytes) -> Mission
     except OSError as exc:
         raise ConditionsError(f"{path}: cannot read the conditions: {exc.strerror}",
                               "give the profile patch the board committed") from None
+    return figures_of(profile, data, key, str(path))
+
+
+def figures_of(profile: MissionProfile, data: bytes, key: bytes, path: str) -> MissionProfile:
+    """``figures_in_force`` of the profile patch ``data`` (``path`` says where it came from,
+    for messages: a file, or the ledger). Raises ``ConditionsError``."""
     try:
         patch = parse_profile_patch(data, key)
     except FormatError as exc:

@@ -77,3 +77,27 @@ def test_a_conditions_file_that_is_not_the_boards_is_refused_cleanly(
         assert "not a profile patch authenticated by the patch key" in r.stderr
         assert "hint: " in r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_a_profile_patch_goes_up_the_link_and_pack_reads_the_committed_one_from_the_ledger(
+        files: dict[str, Path], tmp_path: Path) -> None:
+    """`ccl uplink simulate` sends a profile patch (preflight: tag and limits), telemetry
+    tells the ledger it was committed, and `ccl pack` then proves against its reserve."""
+    ledger = tmp_path / "ledger.sqlite"
+    r = run_in_process("ccl", ["uplink", "simulate", files["wide"], "--days", "1",
+                               "--ledger", ledger])
+    assert r.returncode == 0, r.stderr
+    assert "committed" in r.stdout and "(profile patch)" in r.stdout
+    out = tmp_path / "busy.vvmp"
+    r = run_in_process("ccl", ["pack", files["busy"], "--ledger", ledger, "-o", out])
+    assert r.returncode == 1 and not out.exists()
+    assert "as telemetry told the ledger" in r.stderr and "reserve 15000" in r.stderr
+    assert "185,000 cycles per frame for the tasks" in r.stderr
+    # a profile patch out of the limits never goes up
+    bad = tmp_path / "bad.vpp"
+    corot = find_mission("corot")
+    bad.write_bytes(build_profile_patch(ProfilePatch(corot.mission_id, corot.spacecraft_id, 2,
+                                                     {"probation_frames": 50}),
+                                        development_key("corot")))
+    r = run_in_process("ccl", ["uplink", "simulate", bad, "--days", "1"])
+    assert r.returncode == 1 and "outside its hard limit 100..6000" in r.stderr
