@@ -256,8 +256,12 @@ def _cleared(patches: Sequence[UplinkPatch], profile: MissionProfile, key: bytes
             cleared = check_patch(p.name, p.data, profile, key, onboard)
         except PreflightError as exc:
             refuse(exc, EXIT_REJECTED)
+        if cleared.header is None:
+            notes.append(f"{p.name}: a {profile.name} profile patch, tag valid, figures "
+                         "within the flight build's limits")
+            continue
         notes.append(f"{p.name}: a {profile.name} patch, tag valid"
-                     + (f", seq {cleared.header.seq} and base checked against ledger run "
+                     + (f", seq {cleared.seq} and base checked against ledger run "
                         f"{onboard.run}" if cleared.against_ledger and onboard else
                         ", sequence number and base unchecked: the ledger has no telemetry"))
     return notes

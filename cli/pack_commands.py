@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from ccl.conditions import ConditionsError, figures_in_force, figures_of, under_conditions
 from ccl.pack import (
     ALL_CODECS,
     DEFAULT_CODECS,
@@ -130,6 +131,17 @@ def _sequence_number(given: int | None, ledger_opt: str | None,
     return version, f"the configuration's version: no ledger at {path}", None
 
 
+def _ledger_conditions(ledger: Path | None) -> tuple[bytes, int] | None:
+    """The profile patch the ledger's latest run saw committed on board, if any."""
+    if ledger is None or not ledger.is_file():
+        return None
+    try:
+        with Ledger(ledger, read_only=True) as book:
+            return book.conditions()
+    except GroundError as exc:
+        refuse(exc, EXIT_USAGE)
+
+
 def _record(ledger: Path, name: str, data: bytes) -> None:
     """Record a packed patch in the ledger, so its sequence number counts as used."""
     try:
@@ -161,6 +173,10 @@ def _record(ledger: Path, name: str, data: bytes) -> None:
 @click.option("--reprove", is_flag=True,
               help="Prove again, even if `ccl verify` has proven this very configuration "
                    "(same sources, images, mission and verifier).")
+@click.option("--conditions", "conditions", type=click.Path(dir_okay=False),
+              help="Prove and pack against the soft figures in force on board (the patch "
+                   "reserve): the profile patch the board committed, or its conditions.vpp "
+                   "(authenticated with --key).")
 @click.option("--model", "model", is_flag=True,
               help="Also try the context-mixing MODEL codec on the bundled sections: "
                    "about a tenth smaller than LZMA, but decoding it costs the board "
@@ -172,13 +188,13 @@ def _record(ledger: Path, name: str, data: bytes) -> None:
 @click.pass_context
 def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int | None,
                  ledger_opt: str | None, key_path: str | None, unverified: bool,
-                 full: bool | None, reprove: bool, model: bool, output: str | None,
-                 as_json: bool) -> None:
+                 full: bool | None, reprove: bool, conditions: str | None, model: bool,
+                 output: str | None, as_json: bool) -> None:
     """Compile, verify and pack a configuration FILE into a patch. A proof that `ccl
     verify` made of the very same configuration is reused (--reprove to prove again)."""
 
     readable_inputs([file, *([base_path] if base_path else [])])
-    regular_inputs([key_path] if key_path else [])
+    regular_inputs([p for p in (key_path, conditions) if p])
     target = output_path(file, output, ".vvmp", "patch")  # a bad -o is refused before the proof
     compiler = compiler_of(ctx)
     compiled = compile_file(compiler, file)
@@ -190,6 +206,23 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
         key = load_key(profile, Path(key_path) if key_path else None)
     except PackError as exc:
         refuse(exc, key_error_code(exc))
+    in_force = _ledger_conditions(ledger) if conditions is None else None
+    if conditions is not None or in_force is not None:
+        where = conditions or ""
+        try:
+            if conditions is not None:
+                profile = figures_in_force(profile, Path(conditions), key.secret)
+            else:
+                assert in_force is not None and ledger is not None
+                where = f"{ledger} (run {in_force[1]})"
+                profile = figures_of(profile, in_force[0], key.secret, where)
+                note(f"note: proving against the soft figures the board committed, as "
+                     f"telemetry told the ledger {where}: patch reserve "
+                     f"{profile.patch_reserve_cycles_per_frame} cycles per frame; "
+                     "--conditions FILE to give others", "ccl")
+        except ConditionsError as exc:
+            fail(exc.message, exc.hint, EXIT_REJECTED, where)
+        compiled = under_conditions(compiled, profile)
     with progress(f"verifying {file}", verification_steps(compiled.program),
                   "steps") as ticker:
         verdict = run_verifier(compiled, step=ticker.advance, reuse=not reprove)
@@ -223,6 +256,10 @@ def pack_command(ctx: click.Context, file: str, base_path: str | None, seq: int 
         "name": compiled.image.name, "version": h.version,
         "base": h.base_hash.hex(), "target": h.target_hash.hex(),
         "image_bytes": len(compiled.image.encode()), "claims": vars(h.claims),
+        **({} if conditions is None and in_force is None else {
+            "conditions": conditions or "ledger",
+                                          "patch_reserve_cycles_per_frame":
+                                          profile.patch_reserve_cycles_per_frame}),
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))

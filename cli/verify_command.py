@@ -20,8 +20,10 @@ from rich.console import Console
 from rich.text import Text
 
 from ccl.compiled import Compiled
+from ccl.conditions import ConditionsError, figures_in_force, under_conditions
 from ccl.diagnostics import CclError, Diagnostic, Source, render
 from ccl.driver import Compiler
+from ccl.pack import PackError, load_key
 from ccl.verify.applications import Member, SetVerdict, check_set
 from ccl.verify.program import DEFAULT_TIMEOUT_MS, verification_steps, verify_program
 from ccl.verify.report import (
@@ -44,9 +46,9 @@ from cli.console import (
 )
 from cli.console import EXIT_REJECTED as EXIT_REFUTED
 from cli.executor import Executor, executor_options
-from cli.files import readable_inputs
+from cli.files import readable_inputs, regular_inputs
 from cli.options import FiniteFloat, output_options
-from onboard.mission import MissionError, find_mission
+from onboard.mission import MissionError, MissionProfile, find_mission
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class VerifyJob:
     mission_dirs: tuple[Path, ...]
     timeout: float
     steps: bool = False  # show the proof's progress step by step (in this process only)
+    conditions: str | None = None  # the profile patch of the figures in force on board
+    key_path: str | None = None  # its key (default $CCL_PATCH_KEY, else the development key)
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,14 @@ def verify_file(job: VerifyJob) -> FileVerdict:
             d.to_json() for d in exc.diagnostics]}, error_json(exc.diagnostics[0], f),
             diagnostics=tuple(exc.diagnostics), sources=dict(compiler.sources))
     try:
+        if job.conditions is not None:
+            compiled = under_conditions(compiled, _in_force(compiled.mission, job))
         report = prove(compiled, f, job.timeout, steps=job.steps)
+    except (ConditionsError, PackError) as exc:
+        return FileVerdict(f, EXIT_REFUTED, {"file": f, "status": "rejected", "diagnostics": [
+            {"message": exc.message, "hint": exc.hint}]},
+            {"message": f"error[E-CONDITIONS]: {exc.message}", "where": job.conditions or f,
+             "hint": exc.hint, "exit_code": EXIT_REFUTED}, mission_error=exc.message)
     except MissionError as exc:
         return FileVerdict(f, EXIT_REFUTED, {"file": f, "status": "rejected", "diagnostics": [
             {"message": exc.message, "hint": exc.hint}]},
@@ -109,25 +120,41 @@ def verify_file(job: VerifyJob) -> FileVerdict:
                        application=member)
 
 
+def _in_force(profile: MissionProfile, job: VerifyJob) -> MissionProfile:
+    """The flight build ``profile`` with the soft figures of ``job.conditions``. Raises
+    ``ConditionsError`` or ``PackError`` (the key)."""
+    assert job.conditions is not None
+    key = load_key(profile, Path(job.key_path) if job.key_path else None)
+    return figures_in_force(profile, Path(job.conditions), key.secret)
+
+
 @click.command("verify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @output_options
 @click.option("--timeout", type=FiniteFloat(min=0.001),
               default=DEFAULT_TIMEOUT_MS / 1000, show_default=True,
               help="Seconds the solver may spend on one obligation.")
+@click.option("--conditions", "conditions", type=click.Path(dir_okay=False),
+              help="Prove against the soft figures in force on board (the patch reserve): "
+                   "the profile patch the board committed, or its conditions.vpp.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False),
+              help="Key of the --conditions file (hex); default $CCL_PATCH_KEY, else the "
+                   "development key.")
 @executor_options
 @click.pass_context
 def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: float,
-           executor: Executor) -> None:
+           conditions: str | None, key_path: str | None, executor: Executor) -> None:
     """Prove CCL FILES safe and within budget: no overflow, division by zero, index or range
     error, flight rules for every parameter set, worst-case cycles within the CPU share,
     memory and uplink, with a counterexample for anything that fails."""
     readable_inputs(files)
+    regular_inputs([p for p in (conditions, key_path) if p])
     _COMPILERS.clear()  # a file changed since an earlier invocation in this process is read anew
     missions = tuple(Path(p) for p in (ctx.obj or {}).get("missions", ()))
     out = out_console(markup=False)  # names like `t[i]` are text, never markup
     alone = executor.workers(len(files)) == 1 and executor.ray_address is None
-    jobs = [VerifyJob(f, missions, timeout, steps=alone) for f in files]
+    jobs = [VerifyJob(f, missions, timeout, steps=alone, conditions=conditions,
+                      key_path=key_path) for f in files]
     results: list[dict[str, Any]] = []
     codes = []
     errors: list[dict[str, Any]] = []  # each failure, as --json shows it
@@ -150,12 +177,15 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
             if v.diagnostics:
                 print_rendered(render(d, v.sources) for d in v.diagnostics)
             elif v.mission_error:
-                click.echo(f"{v.file}: error[E-MISSION]: {v.mission_error}", err=True)
+                assert v.error is not None  # E-MISSION or E-CONDITIONS, and its hint
+                click.echo(f"{v.file}: {v.error['message']}"
+                           + (f"\n  hint: {v.error['hint']}" if v.error["hint"] else ""),
+                           err=True)
             elif v.report is not None and out.is_terminal:
                 _print_rich(out, v.report, v.sources)
             elif v.report is not None:
                 click.echo(render_text(v.report, v.sources))
-    together = _applications_together(members, missions)
+    together = _applications_together(members, missions, jobs[0])
     extra: dict[str, Any] = {}
     if together is not None:
         extra["applications"] = together.to_json()
@@ -180,13 +210,16 @@ def verify(ctx: click.Context, files: tuple[str, ...], as_json: bool, timeout: f
     sys.exit(code)
 
 
-def _applications_together(members: list[Member],
-                           missions: tuple[Path, ...]) -> SetVerdict | None:
+def _applications_together(members: list[Member], missions: tuple[Path, ...],
+                           job: VerifyJob) -> SetVerdict | None:
     """The set of applications the files declare, proven to fit in the share together
-    (None when no file declares one)."""
+    beside the patch reserve in force (None when no file declares one)."""
     if not members:
         return None
-    return check_set(members, find_mission(members[0].mission, missions))
+    profile = find_mission(members[0].mission, missions)
+    if job.conditions is not None:
+        profile = _in_force(profile, job)  # read fine by every file's proof already
+    return check_set(members, profile)
 
 
 def prove(compiled: Compiled, file: str, timeout: float | None = None, *,

@@ -52,7 +52,7 @@ from cli.options import MAX_INPUT_BYTES, global_options, output_options
 from onboard.mission import MissionError, UnknownMission
 from onboard.patching.patch_format import key_from_text
 from onboard.patching.patcher import Fate, FateStatus
-from onboard.patching.reconfiguration import PatchEvent
+from onboard.patching.reconfiguration import PatchEvent, is_profile_patch
 from onboard.sim.board_state import BoardState
 from onboard.sim.simulator import Simulator, StateError, parse_duration
 from onboard.vm.board import DEFAULT_APPLICATION
@@ -340,6 +340,12 @@ _REJECTION_HINT = ("re-pack it against the configuration on board (`vvm status` 
                    "hash) with a sequence number above the last accepted")
 
 
+_PROFILE_HINT = ("so are the figures in force (`vvm status` shows them); pack figures "
+                 "within the flight build's [limits] that leave every configuration on "
+                 "board what it is proven to need, with a sequence number above the last "
+                 "profile patch's")
+
+
 _ROLLBACK_HINT = ("the previous configuration runs on; its sequence number is used up, "
                   "re-pack the fix with a higher one")
 
@@ -361,7 +367,7 @@ def apply(ctx: click.Context, state: str, own_missions: tuple[str, ...], patch: 
         events = sim.apply(data)
     last = events[-1].fate
     store = sim.vvm.status().get("store")
-    refusal = _refusal(patch, last)
+    refusal = _refusal(patch, last, profile=is_profile_patch(data))
     if as_json:
         answer: dict[str, Any] = {"ok": refusal is None}
         if refusal is not None:  # the one failure shape too, beside what became of it
@@ -381,11 +387,12 @@ def apply(ctx: click.Context, state: str, own_missions: tuple[str, ...], patch: 
         raise SystemExit(refusal.code)
 
 
-def _refusal(patch: str, fate: Fate) -> Failure | None:
+def _refusal(patch: str, fate: Fate, *, profile: bool = False) -> Failure | None:
     """A patch rejected, or rolled back at its switch, as a failure (exit 1): what became
-    of it, where in its bytes, and what to do; None for any other fate."""
+    of it, where in its bytes, and what to do; None for any other fate. ``profile``: a
+    profile patch (new soft figures), whose remedy is another figure, not another base."""
     if fate.status is FateStatus.REJECTED:
-        hint = f"the state is unchanged; {_REJECTION_HINT}"
+        hint = f"the state is unchanged; {_PROFILE_HINT if profile else _REJECTION_HINT}"
     elif fate.status is FateStatus.ROLLED_BACK:
         hint = _ROLLBACK_HINT
     else:

@@ -22,11 +22,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import construct as cs
+
 from ground.errors import GroundError
 from ground.link import UplinkWindow
 from ground.planner import UplinkPatch
 from onboard.link.receiver import Report, TransferState
-from onboard.patching.patch_format import FormatError, parse_header
+from onboard.patching.patch_format import (
+    PROFILE_FLAG,
+    PROFILE_PATCH,
+    TAG_BYTES,
+    FormatError,
+    parse_header,
+)
 from onboard.patching.patcher import FATE_CODES, REJECTED_BASE, FateStatus, fate_code_text
 
 DEFAULT_LEDGER = "ccl-ledger.sqlite"
@@ -205,6 +213,25 @@ class Ledger:
                              last[2] if last else None, last[0] if last else None,
                              max((s for s in taken if s is not None), default=None))
 
+    def conditions(self, run: int | None = None) -> tuple[bytes, int] | None:
+        """The profile patch run ``run`` (default: the latest) last saw committed on board,
+        as telemetry told (its transfer's fate), and the run: the soft figures in force
+        (``ccl.conditions``); None if telemetry told of none."""
+        q = self.db.execute
+        if run is None:
+            run = q("SELECT MAX(id) FROM runs").fetchone()[0]
+            if run is None:
+                return None
+        best: tuple[int, bytes] | None = None
+        for row in q("SELECT p.bytes FROM transfers t JOIN patches p ON p.sha256 = t.patch "
+                     "WHERE t.run = ? AND t.fate = ?", (run, FATE_CODES[FateStatus.COMMITTED])):
+            data = bytes(row[0])
+            if len(data) > 3 and data[3] == PROFILE_FLAG:
+                seq = _profile_seq(data)
+                if seq is not None and (best is None or seq > best[0]):
+                    best = (seq, data)
+        return None if best is None else (best[1], run)
+
     def runs(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT id, kind, mission, seed, params FROM runs ORDER BY id")
         return [{"run": r[0], "kind": r[1], "mission": r[2], "seed": r[3],
@@ -335,6 +362,14 @@ def _seq(data: bytes) -> int | None:
     try:
         return parse_header(data).header.seq
     except FormatError:
+        return None
+
+
+def _profile_seq(data: bytes) -> int | None:
+    """The sequence number of a profile patch (its fixed fields; authenticated by its user)."""
+    try:
+        return int(PROFILE_PATCH.parse(data[:-TAG_BYTES]).seq)
+    except cs.ConstructError:
         return None
 
 

@@ -26,14 +26,17 @@ from dataclasses import dataclass
 from ground.errors import GroundError
 from ground.ledger import OnboardRecord
 from onboard.mission import MissionProfile
+from onboard.patching.conditions import ConditionRefused, check_values
 from onboard.patching.patch_format import (
     HASH_BYTES,
     NO_HASH,
+    PROFILE_FLAG,
     TAG_BYTES,
     FormatError,
     Header,
     Reason,
     check_order,
+    parse_profile_patch,
     tag_ok,
 )
 from onboard.patching.patcher import DEFAULT_MAX_PATCH_BYTES, read_envelope
@@ -68,8 +71,36 @@ class PreflightError(GroundError):
 class Cleared:
     """A patch that passed the checks, and what they could check."""
 
-    header: Header
+    header: Header | None  # None: a profile patch (new soft figures)
     against_ledger: bool   # sequence number and base checked against what is on board
+
+    @property
+    def seq(self) -> int | None:
+        return None if self.header is None else self.header.seq
+
+
+def _check_profile_patch(name: str, data: bytes, profile: MissionProfile,
+                         key: bytes) -> Cleared:
+    """A profile patch (``ccl profile-pack``): authenticated, for this mission, every figure
+    within the flight build's limits, as the board checks it first. Its own sequence (and
+    what it leaves the configurations on board) only the board can check."""
+    try:
+        patch = parse_profile_patch(data, key)
+    except FormatError as exc:
+        raise PreflightError(name, exc.reason, exc.message, exc.field, exc.offset) from None
+    if patch.mission_id != profile.mission_id:
+        raise PreflightError(name, Reason.WRONG_MISSION, f"mission id {patch.mission_id}, "
+                             f"{profile.name} is {profile.mission_id}", "mission")
+    if patch.spacecraft_id != profile.spacecraft_id:
+        raise PreflightError(name, Reason.WRONG_SPACECRAFT, f"spacecraft "
+                             f"{patch.spacecraft_id}, {profile.name}'s is "
+                             f"{profile.spacecraft_id}", "spacecraft")
+    try:
+        check_values(profile, patch.values)
+    except ConditionRefused as exc:
+        raise PreflightError(name, exc.reason, exc.message, exc.figure, None,
+                             "`ccl profile-pack` checks the flight build's [limits]") from None
+    return Cleared(None, False)
 
 
 def check_patch(name: str, data: bytes, profile: MissionProfile, key: bytes,
@@ -79,6 +110,8 @@ def check_patch(name: str, data: bytes, profile: MissionProfile, key: bytes,
     Raises ``PreflightError``."""
     if not data:
         raise PreflightError(name, Reason.TRUNCATED, "the file is empty", None, 0)
+    if len(data) > 3 and data[3] == PROFILE_FLAG:
+        return _check_profile_patch(name, data, profile, key)
     if len(data) > DEFAULT_MAX_PATCH_BYTES:
         raise PreflightError(name, Reason.OVERSIZE, f"{len(data):,} bytes, the patcher on "
                              f"board accepts at most {DEFAULT_MAX_PATCH_BYTES:,}", None,

@@ -22,6 +22,7 @@ from pathlib import Path
 import ccl
 import onboard
 from ccl.compiled import Compiled
+from onboard.patching.conditions import current_values
 
 CACHE_ENV = "CCL_PROOF_CACHE"
 
@@ -60,8 +61,10 @@ def fingerprint(compiled: Compiled) -> str:
         except OSError:
             digest.update(b"<unreadable source>")
     mission = compiled.mission
-    digest.update(json.dumps([mission.name, mission.variant, mission.raw], sort_keys=True,
-                             default=str).encode())
+    # The soft figures too: a profile patch changes them on board (``ccl.conditions``)
+    # without changing the profile's file.
+    digest.update(json.dumps([mission.name, mission.variant, mission.raw,
+                              current_values(mission)], sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 

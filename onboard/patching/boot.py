@@ -13,6 +13,9 @@ simulator (``vvm``) and by the spacecraft model alike:
 * **reboot**: anything else (the power was lost after the store moved on, the snapshot is
   damaged or absent, as after a real reset that lost the RAM):
 
+  0. the soft figures of the mission profile last committed by a profile patch
+     (``conditions.vpp``, ``onboard.patching.conditions``) are in force again; one waiting
+     or on probation at the reset is dropped;
   1. ``Patcher.boot()``: a configuration on probation at the reset is rolled back (it was
      not confirmed, or its switch crashed the VVM); if the snapshot knew of a probation
      that the store has since ended, that fate (committed or rolled back) is reported
@@ -181,6 +184,9 @@ def _reboot(rc: Reconfiguration, snapshot: Snapshot | None, unseen_ticket: int |
     patcher = rc.patcher
     store = patcher.store
     unseen = store.state().seq if unseen_ticket is None else unseen_ticket
+    # 0. the soft figures: those last committed (conditions.vpp), never a profile patch
+    #    that was waiting or on probation at the reset
+    rc.reload_conditions()
     # 1. the store: a configuration on probation is not trusted after a reset
     known = snapshot.probation if snapshot is not None else None
     tried = snapshot.running if snapshot is not None and known is not None else None

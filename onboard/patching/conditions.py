@@ -15,7 +15,7 @@ Stdlib only (and ``onboard.patching.patch_format``): the onboard side must stand
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from onboard.errors import OnboardError
 from onboard.mission import MissionProfile, ReconfigCosts
 from onboard.patching.disk import Disk
 from onboard.patching.patch_format import (
+    PART_FIGURE,
     PROFILE_CODES,
     FormatError,
     ProfilePatch,
@@ -36,8 +37,17 @@ from onboard.vm.machine import Limits
 HARD_FIGURES = ("share_percent", "clock_hz", "frame_ms", "code_bytes", "data_bytes",
                 "max_stack", "max_call_depth", "cycles")
 #: The soft figures, as the profile names them (``[limits]`` keys are the same names).
-SOFT_FIGURES = tuple(PROFILE_CODES)
+SOFT_FIGURES = (*(n for n in PROFILE_CODES if not n.startswith(PART_FIGURE + ".")),
+                PART_FIGURE)
 _IN_RECONFIG = ("probation_frames", "max_pending")
+
+
+def _figures(saved: object) -> dict[str, int]:
+    """Soft figures as a record holds them; raises ``ValueError`` if they are not."""
+    if not isinstance(saved, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) for k, v in saved.items()):
+        raise ValueError("figures are not a table of integers")
+    return dict(saved)
 
 
 class ConditionRefused(OnboardError):
@@ -82,31 +92,53 @@ def current_values(profile: MissionProfile) -> dict[str, int]:
 
 
 def check_values(profile: MissionProfile, values: Mapping[str, int], *,
-                 demand_cycles_per_frame: int = 0) -> None:
-    """Refuse ``values`` unless every figure is soft, given a range by the flight build, and
-    inside it, and the running configuration (``demand_cycles_per_frame``, its claimed cycles)
-    still fits the share beside the new patch reserve. Raises ``ConditionRefused``."""
+                 demand_cycles_per_frame: int = 0,
+                 demand_of: str = "the running configuration",
+                 in_force: MissionProfile | None = None) -> None:
+    """Refuse ``values`` unless every figure is soft, given a range by the flight build
+    ``profile``, and inside it, and the configurations on board (``demand_cycles_per_frame``,
+    the most any of them is proven to need, ``demand_of`` saying which) still fit the share
+    beside the patch reserve the figures in force (``in_force``, default the flight build's)
+    have once ``values`` replace them. Raises ``ConditionRefused``."""
     limits = HardLimits.of(profile)
     for name, value in values.items():
         if name in HARD_FIGURES:
             raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{name} is a hard figure of the "
                                    "flight build: no profile patch changes it", name)
-        if name not in limits.ranges:
-            raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{name} has no range in the flight "
+        limit = PART_FIGURE if name.startswith(PART_FIGURE + ".") else name
+        if limit not in limits.ranges:
+            raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{limit} has no range in the flight "
                                    "build's [limits]: it is not patchable", name)
-        lo, hi = limits.ranges[name]
+        lo, hi = limits.ranges[limit]
         if not lo <= value <= hi:
             raise ConditionRefused(Reason.OUT_OF_LIMITS, f"{name} = {value} is outside its "
                                    f"hard limit {lo}..{hi}", name)
-    reserve = values.get("patch_reserve_cycles_per_frame",
-                         profile.patch_reserve_cycles_per_frame)
-    left = Limits.of(with_values(profile, values)).frame_budget  # the tasks' part
+    after = with_values(profile if in_force is None else in_force, values)
+    reserve = after.patch_reserve_cycles_per_frame
+    left = Limits.of(after).frame_budget  # the tasks' part
     if demand_cycles_per_frame > left:
         raise ConditionRefused(
             Reason.OVER_BUDGET, f"patch_reserve_cycles_per_frame = {reserve} leaves "
-            f"{left} cycles of the share ({profile.share_cycles_per_frame}) and the running "
-            f"configuration needs {demand_cycles_per_frame}: it would no longer be proven "
-            f"within its budget", "patch_reserve_cycles_per_frame")
+            f"{left} cycles of the share ({profile.share_cycles_per_frame}) and "
+            f"{demand_of} is proven to need {demand_cycles_per_frame}: it would no longer be "
+            f"proven within its budget", "patch_reserve_cycles_per_frame")
+
+
+def parts_of(values: Mapping[str, int]) -> dict[int, int]:
+    """The applications' parts (number -> percent) among figures ``values``."""
+    prefix = PART_FIGURE + "."
+    return {int(k[len(prefix):]): v for k, v in values.items() if k.startswith(prefix)}
+
+
+def part_values(parts: Mapping[int, int]) -> dict[str, int]:
+    """Applications' parts as figures (``part_percent.N``)."""
+    return {f"{PART_FIGURE}.{n}": v for n, v in parts.items()}
+
+
+#: Checks a board makes of new figures beyond the limits (``ProfileConditions.receive``):
+#: called with the profile and the applications' patched parts the patch would put in
+#: force; raises ``ConditionRefused``.
+Admission = Callable[[MissionProfile, Mapping[int, int]], None]
 
 
 def with_values(profile: MissionProfile, values: Mapping[str, int]) -> MissionProfile:
@@ -122,6 +154,10 @@ def with_values(profile: MissionProfile, values: Mapping[str, int]) -> MissionPr
 #: profile patch's result, as a profile patch carrying every soft figure, tagged with the
 #: patch key). Written atomically (``Disk.replace``): a power cut leaves the old or the new.
 CONDITIONS_FILE = "conditions.vpp"
+#: The profile patch put on probation last, written (atomically) at its switch, before its
+#: figures are in force: if its sequence number is above the record's at boot, a reset cut
+#: its probation short (reported, and the number kept as used: a replay is refused).
+TRIAL_FILE = "conditions.try"
 
 
 @dataclass(frozen=True)
@@ -169,15 +205,85 @@ class ProfileConditions:
         self.log: list[ProfileFate] = []
         self.waiting: ProfilePatch | None = None
         self.previous: MissionProfile | None = None  # what a rollback returns to
+        #: the applications' parts (number -> percent) a profile patch put in force (those
+        #: not here are as the board was built), and what a rollback returns to
+        self.parts: dict[int, int] = {}
+        self.previous_parts: dict[int, int] = {}
         self.probation_end_ms: int | None = None
+        self.cut_short: int | None = None  # a profile patch whose probation a reset cut
         self._load()
 
     # ------------------------------------------------------------------ persistence
 
+    @property
+    def phase(self) -> int:
+        """0: the figures in force are committed; 1: a profile patch waits for the next
+        frame boundary; 2: one is in force on probation (housekeeping's numbering)."""
+        return 1 if self.waiting is not None else 2 if self.probation_end_ms is not None else 0
+
+    def reload(self) -> None:
+        """After a reset: what was waiting or on probation is lost (a reset while trying
+        figures is a reason to distrust them), and the figures last committed in the state
+        directory are in force again (``onboard.patching.boot``)."""
+        self.profile, self.last_seq = self.flight_build, 0
+        self.waiting = self.previous = self.probation_end_ms = self.cut_short = None
+        self.parts, self.previous_parts = {}, {}
+        self._load()
+        if self.cut_short is not None:
+            self._log(ProfileFate("rolled-back", self.cut_short, message="a reset during "
+                                  "probation: the figures last committed are in force"))
+            self._save()  # its sequence number recorded as used
+            self.cut_short = None
+
+    def volatile(self) -> dict[str, object]:
+        """What ``resume`` needs to go on where this left off (a simulator between two
+        commands keeps it beside its snapshot; a reset loses it): JSON-ready."""
+        waiting = None
+        if self.waiting is not None:
+            waiting = build_profile_patch(self.waiting, self.key).hex()
+        return {"in_force": {**current_values(self.profile), **part_values(self.parts)},
+                "previous_parts": part_values(self.previous_parts),
+                "last_seq": self.last_seq,
+                "waiting": waiting, "probation_end_ms": self.probation_end_ms,
+                "previous": None if self.previous is None else current_values(self.previous),
+                "log": [f.to_json() for f in self.log]}
+
+    def resume(self, saved: Mapping[str, object]) -> None:
+        """Go on from ``volatile()``'s record. The figures are checked again against the
+        flight build's limits and the waiting patch is authenticated again: a damaged record
+        leaves the committed figures in force (``ValueError`` says why)."""
+        try:
+            in_force = _figures(saved["in_force"])
+            previous = None if saved["previous"] is None else _figures(saved["previous"])
+            check_values(self.flight_build, in_force)
+            if previous is not None:
+                check_values(self.flight_build, previous)
+            waiting = None
+            if saved["waiting"] is not None:
+                waiting = parse_profile_patch(bytes.fromhex(str(saved["waiting"])), self.key)
+            end = saved["probation_end_ms"]
+            last_seq = saved["last_seq"]
+            log = [ProfileFate(str(f["status"]), f["seq"], f["reason"], str(f["message"]),
+                               f["figure"]) for f in saved["log"]]  # type: ignore[attr-defined]
+            previous_parts = _figures(saved.get("previous_parts", {}))
+            check_values(self.flight_build, previous_parts)
+        except (KeyError, TypeError, ValueError, FormatError, ConditionRefused) as exc:
+            raise ValueError(f"the saved conditions are damaged: {exc}") from None
+        if not isinstance(last_seq, int) or not (end is None or isinstance(end, int)):
+            raise ValueError("the saved conditions are damaged: seq or probation end")
+        self.profile = with_values(self.flight_build, in_force)
+        self.previous = None if previous is None else with_values(self.flight_build, previous)
+        self.parts, self.previous_parts = parts_of(in_force), parts_of(previous_parts)
+        self.waiting, self.probation_end_ms, self.last_seq = waiting, end, last_seq
+        self.log = log
+
     def _load(self) -> None:
         """The figures last committed in ``directory`` (the flight build's if none). The
         record is checked like a patch received: a damaged one is ignored, never trusted."""
-        if self.directory is None or not (self.directory / CONDITIONS_FILE).is_file():
+        if self.directory is None:
+            return
+        if not (self.directory / CONDITIONS_FILE).is_file():
+            self._load_trial()
             return
         try:
             record = parse_profile_patch((self.directory / CONDITIONS_FILE).read_bytes(),
@@ -188,27 +294,50 @@ class ProfileConditions:
                                   f"ignored: {exc}"))
             return
         self.profile = with_values(self.flight_build, record.values)
+        self.parts = parts_of(record.values)
         self.last_seq = record.seq
+        self._load_trial()
+
+    def _load_trial(self) -> None:
+        """A profile patch put on probation after the last record (``TRIAL_FILE`` has a higher
+        sequence number) was cut short by a reset: its sequence number is used (a replay is
+        refused), and the boot path (``reload``) reports it rolled back and records that."""
+        assert self.directory is not None
+        try:
+            trial = parse_profile_patch((self.directory / TRIAL_FILE).read_bytes(), self.key)
+        except (OSError, FormatError):
+            return  # none (or torn: its switch never completed, nothing was in force)
+        if trial.seq > self.last_seq:  # else committed, or rolled back and recorded
+            self.last_seq = self.cut_short = trial.seq
 
     def _save(self) -> None:
         if self.directory is None:
             return
         p = self.flight_build
         record = ProfilePatch(p.mission_id, p.spacecraft_id, self.last_seq,
-                              current_values(self.profile))
+                              {**current_values(self.profile), **part_values(self.parts)})
         self.disk.replace(self.directory / CONDITIONS_FILE,
                           build_profile_patch(record, self.key))
 
     # ------------------------------------------------------------------ patches
 
-    def receive(self, data: bytes, *, demand_cycles_per_frame: int = 0) -> ProfileFate:
+    def receive(self, data: bytes, *, demand_cycles_per_frame: int = 0,
+                demand_of: str = "the running configuration",
+                admit: Admission | None = None) -> ProfileFate:
         """Check ``data`` as a profile patch; if every check passes it waits for the next
-        frame boundary (``switch``). A refused patch changes nothing."""
+        frame boundary (``switch``). ``demand_cycles_per_frame``: the most cycles per frame a
+        configuration on board is proven to need (the board's own record, ``demand_of``
+        naming it), which the tasks' part under the new figures must still hold; ``admit``:
+        a board's own checks of the figures (its applications' parts). A refused patch
+        changes nothing."""
         seq: int | None = None
         try:
             patch = parse_profile_patch(data, self.key)
             seq = patch.seq
-            self._check(patch, demand_cycles_per_frame)
+            self._check(patch, demand_cycles_per_frame, demand_of)
+            if admit is not None:
+                admit(with_values(self.profile, patch.values),
+                      {**self.parts, **parts_of(patch.values)})
         except FormatError as exc:
             return self._log(ProfileFate("rejected", seq, exc.reason.value, exc.message,
                                          exc.field))
@@ -219,7 +348,7 @@ class ProfileConditions:
         return self._log(ProfileFate("accepted", patch.seq, message=", ".join(
             f"{k} = {v}" for k, v in sorted(patch.values.items()))))
 
-    def _check(self, patch: ProfilePatch, demand: int) -> None:
+    def _check(self, patch: ProfilePatch, demand: int, demand_of: str) -> None:
         p = self.flight_build
         if patch.mission_id != p.mission_id:
             raise ConditionRefused(Reason.WRONG_MISSION, f"mission id {patch.mission_id}, "
@@ -234,7 +363,8 @@ class ProfileConditions:
             raise ConditionRefused(Reason.BUSY, "a profile patch is already waiting or on "
                                    "probation")
         # Limits are the flight build's, not those of a profile already patched.
-        check_values(p, patch.values, demand_cycles_per_frame=demand)
+        check_values(p, patch.values, demand_cycles_per_frame=demand, demand_of=demand_of,
+                     in_force=self.profile)
 
     def switch(self, now_ms: int) -> MissionProfile | None:
         """At a frame boundary: put the waiting patch in force, on probation. Returns the new
@@ -242,7 +372,10 @@ class ProfileConditions:
         patch, self.waiting = self.waiting, None
         if patch is None:
             return None
+        if self.directory is not None:  # first: a reset from here on rolls it back
+            self.disk.replace(self.directory / TRIAL_FILE, build_profile_patch(patch, self.key))
         self.previous, self.profile = self.profile, with_values(self.profile, patch.values)
+        self.previous_parts, self.parts = self.parts, {**self.parts, **parts_of(patch.values)}
         self.last_seq = patch.seq
         frames = self.profile.reconfig.probation_frames
         self.probation_end_ms = now_ms + frames * self.profile.frame_ms
@@ -257,6 +390,8 @@ class ProfileConditions:
             return None
         if fault:
             self.profile, self.previous, self.probation_end_ms = self.previous, None, None
+            self.parts = self.previous_parts
+            self._save()  # the figures before, and this patch's sequence number as used
             self._log(ProfileFate("rolled-back", self.last_seq,
                                   message="a trap or overrun during probation"))
             return self.profile

@@ -61,6 +61,7 @@ from onboard.bounded_decoding import (
     remaining,
 )
 from onboard.errors import OnboardError
+from onboard.mission import MAX_APPLICATION
 from onboard.patching import context_mixing
 from onboard.vm.image import (
     CODE_UNIT_SHAPE,
@@ -1260,12 +1261,17 @@ def development_key(mission: str) -> bytes:
 #: in ``Flag.known()``: a configuration patcher refuses a profile patch (BAD_HEADER), and
 #: ``parse_profile_patch`` refuses a configuration patch.
 PROFILE_FLAG = 0x80
+#: The figure of application n's part of the share is ``part_percent.n``, code 0x10 + n.
+PART_FIGURE = "part_percent"
+PART_CODE = 0x10
 #: The soft figures a profile patch may carry, by their one-byte code on the wire. Codes are
 #: never reused; a board refuses a code it does not know.
 PROFILE_FIGURES: dict[int, str] = {
     1: "patch_reserve_cycles_per_frame",
     2: "probation_frames",
     3: "max_pending",
+    # application n's part of the share, in percent of every frame (``share N %``)
+    **{PART_CODE + n: f"{PART_FIGURE}.{n}" for n in range(MAX_APPLICATION + 1)},
 }
 PROFILE_CODES: dict[str, int] = {name: code for code, name in PROFILE_FIGURES.items()}
 MAX_PROFILE_ENTRIES = len(PROFILE_FIGURES)

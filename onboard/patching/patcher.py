@@ -390,9 +390,11 @@ class Patcher:
                               exc.field, exc.offset))
 
     def stage(self, accepted: Accepted) -> Fate:
-        """Write a checked patch's configuration into the spare slot."""
+        """Write a checked patch's configuration into the spare slot, with the cycles per
+        frame its authenticated header claims (the verifier's proven worst case, checked
+        within the tasks' part by ``check``): the board's own record of what it needs."""
         h = accepted.header
-        self.store.stage(accepted.configuration, h.seq)
+        self.store.stage(accepted.configuration, h.seq, h.claims.cycles_per_frame)
         return self._log(Fate(FateStatus.STAGED, h.seq, h.target_hash,
                               message=f"{accepted.configuration.config.name} "
                                       f"v{accepted.configuration.config.version}"

@@ -46,14 +46,22 @@ Onboard behaviour never depends on host time. Stdlib and construct only.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from onboard.mission import MissionProfile
-from onboard.patching.conditions import ProfileConditions, ProfileFate, current_values
+from onboard.patching.conditions import (
+    ConditionRefused,
+    ProfileConditions,
+    ProfileFate,
+    current_values,
+)
 from onboard.patching.patch_format import (
+    MAGIC,
+    PART_FIGURE,
+    PROFILE_FLAG,
     TAG_BYTES,
     Codec,
     FormatError,
@@ -92,6 +100,7 @@ class _Step(Enum):
     PREPARE = "prepare"
     ROLLBACK = "rollback"
     COMMIT = "commit"
+    PROFILE = "profile"  # a profile patch's check (and its records)
 
 
 #: Steps whose effect switches programs: it waits for a frame boundary.
@@ -128,6 +137,8 @@ class Reconfiguration:
         self.probation_end_ms: int | None = None
         self.counted_to_ms = 0  # probation frames counted up to this time
         self.conditions: ProfileConditions | None = None  # soft figures, if patchable
+        self.profile_ticket: int | None = None  # the profile patch waiting or on probation
+        self._profile_reported = 0  # profile fates reported so far
         # A configuration staged before a reset is switched to by ``onboard.patching.boot``.
         vvm.attach(self)
 
@@ -135,7 +146,9 @@ class Reconfiguration:
 
     def receive(self, data: bytes, ticket: int) -> Fate:
         """A complete patch (from the receiver). Queued for checking; refused ``busy`` when
-        the queue is full. Returns its fate so far."""
+        the queue is full. A profile patch (``PROFILE_FLAG``) is queued too, and checked by
+        ``receive_profile`` when its turn comes and its cost is paid. Returns its fate so
+        far."""
         if len(self.pending) >= self.costs.max_pending:
             return self.report(ticket, Fate(FateStatus.REJECTED, None, None, Reason.BUSY,
                                            f"{len(self.pending)} patches already wait"))
@@ -146,17 +159,93 @@ class Reconfiguration:
         """Take profile patches (``receive_profile``) into ``conditions``, and put the soft
         figures it holds, if committed before a reset, in force now."""
         self.conditions = conditions
+        self._profile_reported = len(conditions.log)
         if conditions.profile is not conditions.flight_build:
             self._put_in_force(conditions.profile)
 
-    def receive_profile(self, data: bytes, *, demand_cycles_per_frame: int = 0) -> ProfileFate:
-        """A complete profile patch: checked now, in force from the next frame boundary.
-        ``demand_cycles_per_frame``: what the running configuration is proven to need, so
-        that a larger patch reserve that would leave it too little is refused."""
+    def reload_conditions(self) -> None:
+        """After a reset (``onboard.patching.boot``): the soft figures last committed to the
+        state directory in force again; a profile patch waiting or on probation is lost (its
+        rollback reported)."""
         if self.conditions is None:
-            return ProfileFate("rejected", None, Reason.BAD_HEADER.value,
+            return
+        self.conditions.reload()
+        self._put_in_force(self.conditions.profile)
+        self._report_profile_fates()
+
+    def resume_conditions(self, saved: dict[str, Any]) -> None:
+        """Go on with the soft figures as ``ProfileConditions.volatile`` kept them (a clean
+        stop, e.g. the simulator between two commands). Raises ``ValueError`` for a damaged
+        record, leaving the committed figures in force."""
+        if self.conditions is None:
+            return
+        self.conditions.resume(saved)
+        ticket = saved.get("ticket")
+        self.profile_ticket = ticket if isinstance(ticket, int) else None
+        self._profile_reported = len(self.conditions.log)
+        self._put_in_force(self.conditions.profile)
+
+    def receive_profile(self, data: bytes, ticket: int | None = None) -> ProfileFate:
+        """A complete profile patch: checked now, in force from the next frame boundary, its
+        fates reported like a patch's under ``ticket`` (default: its sequence number). A
+        larger patch reserve that would leave a configuration on board less than it is
+        proven to need (``proven_demand``: the board's own record, never the ground's word
+        at this time) is refused."""
+        if self.conditions is None:
+            fate = ProfileFate("rejected", None, Reason.BAD_HEADER.value,
                                "this VVM takes no profile patches", "flags")
-        return self.conditions.receive(data, demand_cycles_per_frame=demand_cycles_per_frame)
+            self.report(ticket or 0, profile_fate(fate))
+            return fate
+        demand, who = self.proven_demand()
+        fate = self.conditions.receive(data, demand_cycles_per_frame=demand, demand_of=who,
+                                       admit=_no_parts)
+        if fate.status == "accepted" or self.profile_ticket is None:
+            self.profile_ticket = ticket if ticket is not None else (fate.seq or 0)
+        self._report_profile_fates(ticket if ticket is not None else (fate.seq or 0))
+        return fate
+
+    def proven_demand(self, part: int | None = None) -> tuple[int, str]:
+        """The most cycles per frame any configuration this VVM may run next is proven to
+        need, and which one: the current, previous (a rollback's) and staged ones as the
+        store records them (each the claim of the authenticated patch that brought it,
+        kept in the journal across resets), and a patch checked but not yet staged. A
+        configuration installed without a patch has no known demand: it is taken to need
+        the whole of the tasks' part in force (``part``, default the share less the patch
+        reserve), so no profile patch may shrink it."""
+        store = self.patcher.store
+        demands: list[tuple[int | None, str]] = []
+        for role, demand in store.demands().items():
+            config = {"current": store.current, "previous": store.previous,
+                      "staged": store.staged}[role]()
+            name = f"`{config.config.name}` v{config.config.version}" if config else "?"
+            demands.append((demand, f"the {role} configuration {name}"))
+        for work in (self.work, self.done):
+            if work is not None and work.accepted is not None:
+                c = work.accepted.configuration.config
+                demands.append((work.accepted.header.claims.cycles_per_frame,
+                                f"the checked configuration `{c.name}` v{c.version}"))
+        if part is None:
+            part = Limits.of(self.patcher.profile).frame_budget
+        worst, who = 0, "no configuration"
+        for demand, what in demands:
+            if demand is None:
+                demand, what = part, f"{what} (installed without a patch: its demand is " \
+                                     f"unknown, taken as the whole tasks' part)"
+            if demand > worst:
+                worst, who = demand, what
+        return worst, who
+
+    def _report_profile_fates(self, ticket: int | None = None) -> None:
+        """Report the profile patch fates logged since the last call, like a patch's."""
+        if self.conditions is None:
+            return
+        log = self.conditions.log
+        for fate in log[self._profile_reported:]:
+            # after a reset the ticket is lost: the sequence number stands for it
+            self.report(ticket if ticket is not None else self.profile_ticket
+                        if self.profile_ticket is not None else (fate.seq or 0),
+                        profile_fate(fate))
+        self._profile_reported = len(log)
 
     def _put_in_force(self, profile: MissionProfile) -> None:
         """The soft figures of ``profile``: the queue and probation of patches to come, and
@@ -195,6 +284,7 @@ class Reconfiguration:
             changed = self.conditions.switch(t) or changed
             if changed is not None:
                 self._put_in_force(changed)
+            self._report_profile_fates()
         if self.probation_end_ms is not None and t >= self.probation_end_ms \
                 and self.work is None and self.done is None:
             self._count_probation(t, fault=False)
@@ -226,6 +316,7 @@ class Reconfiguration:
             back = self.conditions.end_frame(t + self.frame_ms, fault=faults > 0)
             if back is not None:
                 self._put_in_force(back)
+            self._report_profile_fates()
         if self.probation_end_ms is None or self.work is not None or self.done is not None:
             return
         self._count_probation(t + self.frame_ms, fault=faults > 0)
@@ -233,8 +324,9 @@ class Reconfiguration:
     # ------------------------------------------------------------------ steps
 
     def _can_start(self) -> bool:
+        # A profile patch does not wait for the store: it changes none of its slots.
         return self.work is None and self.done is None and bool(self.pending) \
-            and self.patcher.store.phase is Phase.IDLE
+            and (self.patcher.store.phase is Phase.IDLE or is_profile_patch(self.pending[0][1]))
 
     def _model_bytes(self, data: bytes) -> int:
         """The bytes a patch's MODEL-coded payloads say they decode to, and for a primed one
@@ -258,6 +350,12 @@ class Reconfiguration:
             return False
         ticket, data = self.pending.popleft()
         c = self.costs
+        if is_profile_patch(data):
+            # its check, and the two records it may write (the trial at its switch, the
+            # figures at its commit or rollback), paid before it is checked
+            self.work = _Work(_Step.PROFILE, ticket, c.check_per_byte * len(data)
+                              + 2 * c.journal, data=data)
+            return True
         cost = c.check_per_byte * len(data) + c.model_per_byte * self._model_bytes(data)
         try:
             accepted = self.patcher.check(data)
@@ -296,6 +394,8 @@ class Reconfiguration:
         elif work.step is _Step.COMMIT:
             fate = self.patcher.commit()
             self.report(work.ticket, fate)
+        elif work.step is _Step.PROFILE:
+            self.receive_profile(work.data, work.ticket)
 
     def _on_load_cycles(self, config: Configuration) -> int:
         """The cycles the ``on load`` of the configuration's VMlets takes when the switch
@@ -397,6 +497,38 @@ class Reconfiguration:
         for listener in self.listeners:
             listener(ticket, fate)
         return fate
+
+
+def _no_parts(profile: MissionProfile, parts: Mapping[int, int]) -> None:
+    """A single VVM runs one configuration in the whole share: it has no parts to change
+    (a board's are ``onboard.patching.board_conditions``)."""
+    if parts:
+        number = min(parts)
+        raise ConditionRefused(Reason.OUT_OF_LIMITS, "this VVM runs one configuration in "
+                               "the whole share: it has no application part to change",
+                               f"{PART_FIGURE}.{number}")
+
+
+def is_profile_patch(data: bytes) -> bool:
+    """Whether ``data`` says it is a profile patch (its flags byte; authenticated later)."""
+    return len(data) > 3 and data[:2] == MAGIC and data[3] == PROFILE_FLAG
+
+
+#: A profile patch's fates as a patch's (``ProfileFate.status`` -> ``FateStatus``).
+_PROFILE_STATUS = {"accepted": FateStatus.STAGED, "active": FateStatus.ACTIVE,
+                   "committed": FateStatus.COMMITTED, "rolled-back": FateStatus.ROLLED_BACK,
+                   "rejected": FateStatus.REJECTED}
+
+
+def profile_fate(fate: ProfileFate) -> Fate:
+    """A profile patch's fate in the shape telemetry carries for every patch (its one-byte
+    code included), its message saying it is a profile patch."""
+    reason = None
+    if fate.reason is not None:
+        reason = Reason(fate.reason) if fate.reason in set(Reason) else Reason.INTERNAL
+    return Fate(_PROFILE_STATUS[fate.status], fate.seq, None, reason,
+                f"profile patch: {fate.message}" if fate.message else "profile patch",
+                fate.figure)
 
 
 def _code_bytes(configuration: Configuration) -> int:

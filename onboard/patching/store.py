@@ -116,6 +116,10 @@ class SlotRecord:
     length: int = 0
     digest: bytes = bytes(32)  # SHA-256 of the file
     config: bytes = bytes(32)  # content hash of the configuration image in it
+    #: The proven worst-case cycles per frame of its tasks, as claimed by the authenticated
+    #: patch that brought it (the verifier's figure, covered by the patch's tag); None for a
+    #: configuration installed without a patch, whose demand the board does not know.
+    demand: int | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ class Journal:
 
 _JOURNAL = cs.Struct(
     "magic" / cs.Const(b"VVMJ"),
-    "format" / cs.Const(1, cs.Int8ub),
+    "format" / cs.Const(2, cs.Int8ub),  # 2: each slot's proven demand
     "epoch" / cs.Int64ub,
     "phase" / cs.PascalString(cs.Int8ub, "ascii"),
     "last_seq" / cs.Int64ub,
@@ -143,8 +147,11 @@ _JOURNAL = cs.Struct(
     "previous" / cs.Int8ub,
     "staged" / cs.Int8ub,
     "slots" / cs.Array(SLOTS, cs.Struct(
-        "length" / cs.Int32ub, "digest" / cs.Bytes(32), "config" / cs.Bytes(32))),
+        "length" / cs.Int32ub, "digest" / cs.Bytes(32), "config" / cs.Bytes(32),
+        "demand" / cs.Int32ub)),  # UNKNOWN_DEMAND: not known
 )
+#: A slot's demand in a journal record when the board does not know it.
+UNKNOWN_DEMAND = 0xFFFFFFFF
 
 
 def _encode_journal(j: Journal) -> bytes:
@@ -153,7 +160,8 @@ def _encode_journal(j: Journal) -> bytes:
         "current": NONE if j.current is None else j.current,
         "previous": NONE if j.previous is None else j.previous,
         "staged": NONE if j.staged is None else j.staged,
-        "slots": [vars(s) for s in j.slots],
+        "slots": [{**vars(s), "demand": UNKNOWN_DEMAND if s.demand is None else s.demand}
+                  for s in j.slots],
     })
     return body + zlib.crc32(body).to_bytes(4, "big")
 
@@ -173,7 +181,8 @@ def _decode_journal(data: bytes) -> Journal | None:
 
     return Journal(raw.epoch, phase, raw.last_seq, raw.seq, slot(raw.current),
                    slot(raw.previous), slot(raw.staged),
-                   tuple(SlotRecord(s.length, bytes(s.digest), bytes(s.config))
+                   tuple(SlotRecord(s.length, bytes(s.digest), bytes(s.config),
+                                    None if s.demand == UNKNOWN_DEMAND else int(s.demand))
                          for s in raw.slots))
 
 
@@ -263,6 +272,17 @@ class Store:
         """The verified configuration waiting in the spare slot for activation."""
         return self._load(self._journal.staged)
 
+    def demands(self) -> dict[str, int | None]:
+        """The proven cycles per frame of each configuration that may run, by role: the
+        ``current`` one, the ``staged`` one (a switch) and, on probation, the ``previous``
+        one (a rollback or a reset returns to it); each must fit the tasks' part. None: not
+        known."""
+        j = self._journal
+        previous = j.previous if j.phase is Phase.PROBATION else None
+        return {role: j.slots[slot].demand for role, slot in
+                (("current", j.current), ("previous", previous), ("staged", j.staged))
+                if slot is not None}
+
     def _load(self, slot: int | None) -> Configuration | None:
         if slot is None:
             return None
@@ -287,25 +307,28 @@ class Store:
 
     # ------------------------------------------------------------------ operations
 
-    def stage(self, config: Configuration, seq: int) -> None:
+    def stage(self, config: Configuration, seq: int, demand: int | None = None) -> None:
         """Write ``config`` into the spare slot and record it as staged with patch sequence
-        number ``seq`` (which becomes the last accepted one). Phase IDLE -> STAGED."""
+        number ``seq`` (which becomes the last accepted one) and ``demand``, the proven
+        cycles per frame its authenticated patch claims. Phase IDLE -> STAGED."""
         j = self._require(Phase.IDLE)
         if seq <= j.last_seq:
             raise StoreError(f"sequence {seq} is not above the last accepted {j.last_seq}")
-        spare, slots = self._write_spare(j, config)
+        if demand is not None and not 0 <= demand < UNKNOWN_DEMAND:
+            raise StoreError(f"demand {demand} cycles per frame cannot be recorded")
+        spare, slots = self._write_spare(j, config, demand)
         self._commit(replace(j, phase=Phase.STAGED, last_seq=seq, seq=seq, staged=spare,
                              slots=slots))
 
-    def _write_spare(self, j: Journal,
-                     config: Configuration) -> tuple[int, tuple[SlotRecord, ...]]:
+    def _write_spare(self, j: Journal, config: Configuration,
+                     demand: int | None = None) -> tuple[int, tuple[SlotRecord, ...]]:
         """Write ``config`` into the slot no journal record references; the slot and the
         journal's slot records as they will be."""
         spare = min(set(range(SLOTS)) - {j.current, j.previous})
         data = config.encode()
         self._disk.write(self.directory / SLOT_FILES[spare], data)
         self._cache.pop(spare, None)
-        record = SlotRecord(len(data), hashlib.sha256(data).digest(), config.hash)
+        record = SlotRecord(len(data), hashlib.sha256(data).digest(), config.hash, demand)
         return spare, tuple(record if i == spare else s for i, s in enumerate(j.slots))
 
     def install(self, config: Configuration) -> None:

@@ -69,6 +69,7 @@ from typing import Any
 from onboard.errors import OnboardError
 from onboard.mission import MissionProfile, find_mission
 from onboard.patching import boot
+from onboard.patching.conditions import ProfileConditions
 from onboard.patching.disk import Disk
 from onboard.patching.patch_format import Reason, development_key, key_from_text
 from onboard.patching.patcher import Fate, FateStatus, KeyRefused, Patcher
@@ -184,7 +185,12 @@ class Simulator:
         task_budget, reserve = budget if budget is not None else (None, None)
         vvm = VVM(profile, mission_host(profile, seed), task_budget=task_budget,
                   patch_reserve=reserve)
-        Reconfiguration(vvm, patcher)
+        rc = Reconfiguration(vvm, patcher)
+        if budget is None:
+            # Profile patches: the soft figures committed are kept beside the journal. An
+            # application of a board (a budget given) takes none: the board's figures are
+            # the board's (onboard.patching.board_conditions), not one application's.
+            rc.attach_conditions(ProfileConditions(profile, key, store.directory))
         return vvm
 
     @staticmethod
@@ -296,6 +302,12 @@ class Simulator:
         # A patch the snapshot never saw was handed over by the command the power cut
         # short, under the next ticket.
         self.rebooted = boot.start(rc, snapshot, unseen_ticket=self.tickets + 1)
+        saved = state.get("conditions")
+        if not self.rebooted and isinstance(saved, dict):
+            try:  # a clean stop: a profile patch waiting or on probation goes on
+                rc.resume_conditions(saved)
+            except ValueError:
+                self.rebooted = True  # damaged: the committed figures, as after a reset
         self.tickets = max([self.tickets, *(e.ticket for e in rc.events)])
         if self.rebooted:
             vvm.run_for(0, finish_jobs=True)  # the on apply of a switch at boot runs now
@@ -385,6 +397,8 @@ class Simulator:
             "tickets": self.tickets,
             "patches": [e.to_json() for e in rc.events],
             "waiting": waiting,
+            "conditions": None if rc.conditions is None else {
+                **rc.conditions.volatile(), "ticket": rc.profile_ticket},
             "tasks": [t.as_dict() for t in tel.tasks.values()],
             "frame_totals": tel.totals(),
             "fault_count": tel.fault_count,
@@ -426,12 +440,17 @@ class Simulator:
 
     def apply(self, data: bytes) -> list[PatchEvent]:
         """Hand the VVM a complete patch, as the receiver does, and run the clock until it is
-        rejected or active (its ``on apply`` done); probation goes on with ``run``. Returns
+        rejected or active (its ``on apply`` done; a profile patch's figures in force at
+        the next frame boundary); probation goes on with ``run``. Returns
         the patch's fates so far."""
         self.tickets += 1
         ticket = self.tickets
-        self.reconfiguration.receive(data, ticket)
+        rc = self.reconfiguration
+        rc.receive(data, ticket)
         self.vvm.run_for(0, finish_jobs=True)
+        while rc.conditions is not None and rc.conditions.waiting is not None:
+            # a profile patch: its figures in force at the next frame boundary
+            self.vvm.run_for(self.vvm.profile.frame_ms, finish_jobs=True)
         self.save()
         return [e for e in self.reconfiguration.events if e.ticket == ticket]
 

@@ -53,11 +53,18 @@ from onboard.link.link_security import check_link_key
 from onboard.link.receiver import LINK_REPORT, REPORT_MAGIC, Receiver, Reception
 from onboard.mission import MissionProfile
 from onboard.patching.boot import start
+from onboard.patching.conditions import ProfileConditions
 from onboard.patching.patcher import Fate, Patcher
 from onboard.patching.reconfiguration import Reconfiguration
 from onboard.patching.store import Configuration, Store
 from onboard.sim.dump_service import DumpOutbox, DumpService
-from onboard.sim.tm_packets import PHASES, Declaration, TmPacketizer, declarations
+from onboard.sim.tm_packets import (
+    PHASES,
+    Declaration,
+    TmPacketizer,
+    conditions_housekeeping,
+    declarations,
+)
 from onboard.vm.board import Board, part_cycles
 from onboard.vm.host import Host, mission_host
 from onboard.vm.image import Image
@@ -150,6 +157,9 @@ class Spacecraft:
         patcher = Patcher(profile, store, key, probation_frames=probation_frames)
         vvm = VVM(profile, host)
         reconfiguration = Reconfiguration(vvm, patcher)
+        # Profile patches too (their flag tells them apart): the soft figures committed are
+        # kept beside the journal, in the one persistent memory.
+        reconfiguration.attach_conditions(ProfileConditions(profile, key, store.directory))
         dumps = DumpService(vvm, outbox)
         # Dumps get what patch handling leaves of the patch reserve, never more.
         vvm.scheduler.background = SharedReserve(reconfiguration, dumps)
@@ -279,6 +289,7 @@ class Spacecraft:
             "patches_waiting": len(self.reconfiguration.pending),
             "probation_frames": patcher.clean_frames,
             "probation_needed": patcher.probation_frames,
+            **conditions_housekeeping(self.reconfiguration),
         }
 
     def application_housekeeping(self, name: str) -> dict[str, object]:

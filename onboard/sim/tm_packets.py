@@ -47,6 +47,7 @@ from onboard.link.packet_definition import (
 from onboard.link.receiver import LINK_REPORT
 from onboard.link.tc_frames import PACKET_HEADER, UNSEGMENTED
 from onboard.mission import MAX_APPLICATION
+from onboard.patching.reconfiguration import Reconfiguration
 from onboard.vm.dump_stream import DumpError, decode_values
 from onboard.vm.image import Image
 from onboard.vm.readback import Value
@@ -87,7 +88,23 @@ HOUSEKEEPING = PacketDefinition("Housekeeping", HOUSEKEEPING_APID,
     uint("patches_waiting", 8, "complete patches queued for checking"),
     uint("probation_frames", 32, "clean frames of probation counted"),
     uint("probation_needed", 32, "clean frames a configuration needs to be kept"),
+    uint("patch_reserve_cycles", 32, "the patch reserve in force (a soft figure)", "cycles"),
+    uint("max_pending", 8, "the patch queue's length in force (a soft figure)"),
+    uint("conditions_seq", 32, "sequence number of the last profile patch tried on board "
+         "(put in force, then committed or rolled back; a replay is refused; 0: none)"),
+    uint("conditions_phase", 8, "0 the figures are committed, 1 a profile patch waits for "
+         "a frame boundary, 2 one is on probation", lo=0, hi=2),
 ))
+
+def conditions_housekeeping(rc: Reconfiguration) -> dict[str, int]:
+    """The soft figures in force and the profile patch state, as housekeeping carries them."""
+    profile = rc.patcher.profile
+    conditions = rc.conditions
+    return {"patch_reserve_cycles": rc.vvm.patch_reserve,
+            "max_pending": profile.reconfig.max_pending,
+            "conditions_seq": 0 if conditions is None else conditions.last_seq,
+            "conditions_phase": 0 if conditions is None else conditions.phase}
+
 
 APPLICATION = PacketDefinition("Application", APPLICATION_APID,
                                "one application of a board of several, at every pass", (

@@ -138,11 +138,38 @@ class Board:
 
     def _takes_patches(self, vm: VVM) -> None:
         self._patching.append(vm)
+        self._slice_reserve()
+
+    def _slice_reserve(self) -> None:
         slice_ = self.profile.patch_reserve_cycles_per_frame // len(self._patching)
         for other in self._patching:
             other.patch_reserve = slice_
             if other.reconfiguration is not None:
                 other.scheduler.reserve_per_frame = slice_
+
+    def set_parts(self, profile: MissionProfile, parts: Mapping[str, int]) -> None:
+        """Put new figures in force at a frame boundary (a profile patch, checked by its
+        caller against what the applications are proven to need): the patch reserve of
+        ``profile``, sliced again among the applications that take patches, and the parts
+        ``parts`` (percent, by application; the others keep theirs), each application's
+        task budget per frame its part. Raises ``LoadError("over-share")``, changing
+        nothing, if the parts and the reserve would not fit in the share (``cycles_left``,
+        the one admission rule)."""
+        for name in parts:
+            self.app(name)
+        shares = {a.name: parts.get(a.name, a.share_percent)
+                  for a in self.applications.values()}
+        left = cycles_left(profile, shares.values())
+        if left < 0 or any(s <= 0 for s in shares.values()):
+            raise LoadError("over-share", f"parts {shares} (percent) and the patch reserve "
+                            f"({profile.patch_reserve_cycles_per_frame} cycles) do not fit in "
+                            f"the {profile.share_percent} % share: {-left} cycles over")
+        self.profile = profile
+        for a in self.applications.values():
+            a.share_percent = shares[a.name]
+            a.vm.scheduler.budget_per_frame = a.part_cycles
+        if self._patching:
+            self._slice_reserve()
 
     def _frame_listener(self, vm: VVM) -> Callable[[int, int], None]:
         totals, telemetry = self._frame_totals, vm.telemetry

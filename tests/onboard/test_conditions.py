@@ -13,10 +13,11 @@ from support import TEST_KEY
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
+from ccl.verify.verdict import run_verifier
 from missions.corot.natives import make_host
 from onboard.mission import MissionProfile, find_mission
+from onboard.patching.boot import start
 from onboard.patching.conditions import (
-    CONDITIONS_FILE,
     ConditionRefused,
     HardLimits,
     ProfileConditions,
@@ -36,7 +37,7 @@ from onboard.patching.patch_format import (
 )
 from onboard.patching.patcher import FateStatus, Patcher
 from onboard.patching.reconfiguration import Reconfiguration
-from onboard.patching.store import Store
+from onboard.patching.store import Configuration, Store
 from onboard.vm.vvm import VVM
 
 DIVIDER = """\
@@ -67,6 +68,15 @@ def compile_divider(directory: Path, version: int = 1) -> Compiled:
     return Compiler().compile(path)
 
 
+def proven(c: Compiled) -> int:
+    """The verifier's worst-case cycles per frame of ``c`` (what `ccl pack` claims). The
+    divider may divide by zero (tests set d = 0 to make it trap), so its safety is refuted,
+    but its cost bound is proven all the same."""
+    verdict = run_verifier(c, reuse=True)
+    assert verdict.cycles_per_frame is not None
+    return verdict.cycles_per_frame
+
+
 def board(directory: Path, c: Compiled) -> tuple[VVM, Reconfiguration]:
     """A VVM running ``c`` (committed), taking configuration and profile patches."""
     store = Store.init(directory)
@@ -74,7 +84,7 @@ def board(directory: Path, c: Compiled) -> tuple[VVM, Reconfiguration]:
     rc = Reconfiguration(vm, Patcher(c.mission, store, TEST_KEY, probation_frames=5))
     rc.attach_conditions(ProfileConditions(c.mission, TEST_KEY, directory))
     vm.receive_patch(pack(c.image, [v.image for v in c.vmlets], c.mission, TEST_KEY,
-                          seq=1).data, 1)
+                          seq=1, cycles_per_frame=proven(c)).data, 1)
     vm.run_for(3_000)
     assert rc.events[-1].fate.status is FateStatus.COMMITTED
     return vm, rc
@@ -94,8 +104,9 @@ def test_the_flight_build_gives_each_soft_figure_a_range_and_no_hard_one(
         corot: MissionProfile) -> None:
     limits = HardLimits.of(corot)
     assert limits.ranges == {"patch_reserve_cycles_per_frame": (5_000, 20_000),
-                             "probation_frames": (100, 6_000), "max_pending": (1, 8)}
-    assert set(PROFILE_FIGURES.values()) == set(limits.ranges)
+                             "probation_frames": (100, 6_000), "max_pending": (1, 8),
+                             "part_percent": (1, 9)}
+    assert {name.split(".")[0] for name in PROFILE_FIGURES.values()} == set(limits.ranges)
     check_values(corot, {"probation_frames": 100, "max_pending": 8})  # the bounds are in
 
 
@@ -221,7 +232,10 @@ def test_a_fault_on_probation_rolls_the_figures_back(tmp_path: Path) -> None:
     assert statuses(rc) == ["accepted", "active", "rolled-back"]
     assert vm.scheduler.reserve_per_frame == 10_000
     assert vm.scheduler.budget_per_frame == budget
-    assert not (tmp_path / "store" / CONDITIONS_FILE).exists()
+    # recorded: the figures before, and its sequence number used (a replay is refused)
+    after = ProfileConditions(c.mission, TEST_KEY, tmp_path / "store")
+    assert current_values(after.profile) == current_values(c.mission)
+    assert after.receive(profile_patch(c.mission, 1, probation_frames=100)).reason == "replay"
 
 
 def test_committed_figures_survive_a_reset_and_probation_does_not(tmp_path: Path) -> None:
@@ -236,27 +250,42 @@ def test_committed_figures_survive_a_reset_and_probation_does_not(tmp_path: Path
     after = ProfileConditions(c.mission, TEST_KEY, tmp_path / "store")
     assert current_values(after.profile) == {**current_values(c.mission),
                                              "probation_frames": 100, "max_pending": 2}
-    assert after.last_seq == 1  # a replay of patch 1 is refused after the reset
-    assert after.receive(profile_patch(c.mission, 1, max_pending=3)).reason == "replay"
+    # patch 2 was tried: a replay of it, or of patch 1, is refused after the reset
+    assert after.last_seq == 2
+    assert after.receive(profile_patch(c.mission, 2, max_pending=8)).reason == "replay"
+    after.reload()  # the boot path reports what the reset cut short, once, and records it
+    assert [(f.status, f.seq) for f in after.log] == [("rejected", 2), ("rolled-back", 2)]
+    again = ProfileConditions(c.mission, TEST_KEY, tmp_path / "store")
+    again.reload()
+    assert again.log == [] and again.last_seq == 2
 
 
-@pytest.mark.parametrize("cut", [0, 1])
-def test_a_power_cut_at_every_write_of_a_commit_leaves_old_or_new_figures(
+@pytest.mark.parametrize("cut", [0, 1, 2, 3])
+def test_a_power_cut_at_every_write_of_a_switch_and_a_commit_leaves_old_or_new_figures(
         tmp_path: Path, corot: MissionProfile, cut: int) -> None:
+    """The switch writes the trial record (write, rename), the commit the record (write,
+    rename): a cut at any of them leaves the old figures or the new ones, and once the
+    trial is written the patch's number is used."""
     directory = tmp_path / "state"
     directory.mkdir()
     conditions = ProfileConditions(corot, TEST_KEY, directory, disk=FaultyDisk(cut))
     conditions.receive(profile_patch(corot, 1, probation_frames=200))
-    conditions.switch(0)
     with pytest.raises(PowerLoss):
+        conditions.switch(0)
         conditions.end_frame(200 * corot.frame_ms, fault=False)
     after = ProfileConditions(corot, TEST_KEY, directory)
-    assert current_values(after.profile) == current_values(corot)  # not yet renamed: old
-    done = ProfileConditions(corot, TEST_KEY, directory, disk=FaultyDisk(None))
+    after.reload()  # the boot path
+    # the record's rename (write 3) is the commit point: any cut before it, the old figures
+    assert current_values(after.profile) == current_values(corot)
+    assert after.last_seq == (1 if cut >= 2 else 0)  # the trial renamed (write 1): tried
+    assert [f.status for f in after.log] == (["rolled-back"] if cut >= 2 else [])
+    (tmp_path / "whole").mkdir()
+    done = ProfileConditions(corot, TEST_KEY, tmp_path / "whole", disk=FaultyDisk(None))
     done.receive(profile_patch(corot, 1, probation_frames=200))
     done.switch(0)
     done.end_frame(200 * corot.frame_ms, fault=False)
-    assert ProfileConditions(corot, TEST_KEY, directory).profile.reconfig.probation_frames == 200
+    whole = ProfileConditions(corot, TEST_KEY, tmp_path / "whole")
+    assert whole.profile.reconfig.probation_frames == 200 and whole.last_seq == 1
 
 
 def test_every_truncation_and_every_re_signed_byte_flip_is_refused_or_checked_cleanly(
@@ -272,7 +301,7 @@ def test_every_truncation_and_every_re_signed_byte_flip_is_refused_or_checked_cl
         for bit in range(8):
             mutated = bytearray(data)
             mutated[i] ^= 1 << bit
-            board = ProfileConditions(corot, TEST_KEY, tmp_path / "none")
+            board = ProfileConditions(corot, TEST_KEY)
             fate = board.receive(retag_profile_patch(bytes(mutated), TEST_KEY))
             if fate.accepted:
                 board.switch(0)
@@ -288,3 +317,135 @@ def test_a_malformed_limits_table_is_refused_when_the_board_starts(
         broken = replace(corot, raw={**corot.raw, "limits": table})
         with pytest.raises(ValueError, match=words):
             ProfileConditions(broken, TEST_KEY)
+
+
+# ----------------------------------------------------------------- soundness: the board's record
+
+BUSY = """\
+mission corot;
+config busy version {version};
+param n : int[0..{top}] = 100;
+var acc : int[0..100000];
+task t every 100 ms {{ for i in 0 .. n {{ acc = (acc + i) % 100000; }} }}
+"""
+
+
+def compile_busy(directory: Path, top: int = 2550, version: int = 1) -> Compiled:
+    """A configuration proven to need about 186,000 of the 190,000 cycles per frame the
+    tasks have beside CoRoT's 10,000-cycle patch reserve."""
+    path = directory / f"busy{version}.ccl"
+    path.write_text(BUSY.format(version=version, top=top))
+    return Compiler().compile(path)
+
+
+def test_the_proven_demand_travels_in_the_patch_and_is_kept_in_the_journal(
+        tmp_path: Path) -> None:
+    c = compile_busy(tmp_path)
+    need = proven(c)
+    assert 180_000 < need <= 190_000
+    vm, rc = board(tmp_path / "store", c)
+    assert rc.patcher.store.demands() == {"current": need}
+    # what the board knows after a reset: the journal, read through the one boot path
+    fresh = VVM(c.mission, make_host(c.mission, seed=3))
+    again = Reconfiguration(fresh, Patcher(c.mission, Store.open(tmp_path / "store"),
+                                           TEST_KEY))
+    again.attach_conditions(ProfileConditions(c.mission, TEST_KEY, tmp_path / "store"))
+    start(again, None)
+    assert again.proven_demand() == (need, "the current configuration `busy` v1")
+
+
+def test_a_larger_reserve_is_refused_when_a_configuration_on_board_is_proven_to_need_more(
+        tmp_path: Path) -> None:
+    c = compile_busy(tmp_path)
+    need = proven(c)
+    vm, rc = board(tmp_path / "store", c)
+    before, budget = snapshot(tmp_path / "store"), vm.scheduler.budget_per_frame
+    too_much = c.mission.share_cycles_per_frame - need + 1  # leaves the tasks need - 1
+    fate = rc.receive(profile_patch(c.mission, 1, patch_reserve_cycles_per_frame=too_much),
+                      7)
+    assert fate.status is FateStatus.RECEIVED  # queued: checked in the reserve of a frame
+    vm.run_for(100)
+    fate = rc.events[-1].fate
+    assert rc.events[-1].ticket == 7
+    assert fate.status is FateStatus.REJECTED and fate.reason is Reason.OVER_BUDGET
+    assert f"is proven to need {need}" in fate.message and "`busy` v1" in fate.message
+    vm.run_for(1_000)
+    assert snapshot(tmp_path / "store") == before  # byte-identical: nothing written
+    assert vm.scheduler.reserve_per_frame == 10_000
+    assert vm.scheduler.budget_per_frame == budget
+    told = [p for p in vm.status()["patches"] if p["ticket"] == 7]  # in telemetry
+    assert [(p["status"], p["reason"], p["field"]) for p in told] == [
+        ("received", None, None), ("rejected", "over-budget", "patch_reserve_cycles_per_frame")]
+    # exactly what it needs is within: applied at the next boundary
+    rc.receive(profile_patch(c.mission, 2, patch_reserve_cycles_per_frame=too_much - 1,
+                             probation_frames=100), 8)
+    vm.run_for(100)
+    assert rc.events[-1].fate.status is FateStatus.STAGED  # accepted: waits for a boundary
+    assert vm.scheduler.reserve_per_frame == 10_000
+    vm.run_for(100)
+    assert vm.scheduler.reserve_per_frame == too_much - 1
+    assert vm.scheduler.budget_per_frame == need  # the tasks' part is just what they need
+    vm.run_for(10_200)
+    assert [e.fate.status for e in rc.events if e.ticket == 8] == [
+        FateStatus.RECEIVED, FateStatus.STAGED, FateStatus.ACTIVE, FateStatus.COMMITTED]
+    assert not any(vm.telemetry.faults)
+
+
+def test_a_configuration_installed_without_a_patch_has_no_known_demand(
+        tmp_path: Path) -> None:
+    c = compile_divider(tmp_path)
+    store = Store.init(tmp_path / "store")
+    vm = VVM(c.mission, make_host(c.mission, seed=3))
+    rc = Reconfiguration(vm, Patcher(c.mission, store, TEST_KEY))
+    rc.attach_conditions(ProfileConditions(c.mission, TEST_KEY, tmp_path / "store"))
+    program = vm.prepare(c.image, [])
+    store.install(Configuration(c.image, ()))
+    vm.activate(program)
+    assert store.demands() == {"current": None}
+    fate = rc.receive_profile(profile_patch(c.mission, 1, patch_reserve_cycles_per_frame=10_001))
+    assert fate.reason == "over-budget" and "its demand is unknown" in fate.message
+    assert rc.receive_profile(profile_patch(c.mission, 2, patch_reserve_cycles_per_frame=9_000)
+                              ).status == "accepted"  # a smaller reserve gives the tasks more
+
+
+def test_the_configuration_a_rollback_returns_to_must_fit_too(tmp_path: Path) -> None:
+    """On probation, the previous configuration is kept for a rollback: its demand counts."""
+    big, small = compile_busy(tmp_path, 2550, 1), compile_busy(tmp_path, 100, 2)
+    vm, rc = board(tmp_path / "store", big)
+    vm.receive_patch(pack(small.image, [], small.mission, TEST_KEY, seq=2, base=big.image,
+                          cycles_per_frame=proven(small)).data, 2)
+    vm.run_for(300)
+    assert rc.patcher.store.phase.value == "probation"
+    fate = rc.receive_profile(profile_patch(big.mission, 1,
+                                            patch_reserve_cycles_per_frame=20_000))
+    assert fate.status == "rejected" and "the previous configuration `busy` v1" in fate.message
+    vm.run_for(1_000)  # committed: v1 can no longer come back
+    assert rc.patcher.store.demands() == {"current": proven(small)}
+    assert rc.receive_profile(profile_patch(big.mission, 2,
+                                            patch_reserve_cycles_per_frame=20_000)).accepted
+
+
+def test_a_single_vvm_has_no_application_part_to_change(tmp_path: Path) -> None:
+    c = compile_divider(tmp_path)
+    vm, rc = board(tmp_path / "store", c)
+    patch = build_profile_patch(ProfilePatch(c.mission.mission_id, c.mission.spacecraft_id, 1,
+                                             {"part_percent.0": 5}), TEST_KEY)
+    fate = rc.receive_profile(patch)
+    assert (fate.reason, fate.figure) == ("out-of-limits", "part_percent.0")
+    assert "no application part" in fate.message
+
+
+def test_a_profile_patch_is_checked_in_the_patch_reserve_and_paid_from_it(
+        tmp_path: Path) -> None:
+    """Like a configuration patch, a profile patch waits in the queue and is checked in the
+    reserve of a frame: its check (per byte) and its two records (trial, figures) are paid
+    before it is accepted, never from the tasks' part."""
+    c = compile_divider(tmp_path)
+    vm, rc = board(tmp_path / "store", c)
+    vm.run_for(950)  # the task runs at every whole second: the next frame has no task
+    data = profile_patch(c.mission, 1, probation_frames=300)
+    rc.receive(data, 5)
+    vm.run_for(100)
+    costs = c.mission.reconfig
+    assert vm.telemetry.cycles[-1] == costs.check_per_byte * len(data) + 2 * costs.journal
+    assert rc.events[-1].fate.status is FateStatus.STAGED
