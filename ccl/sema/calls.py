@@ -200,6 +200,16 @@ class Calls:
         for r in raw:
             v = exprs.int_expr(r, f"the argument of `{name}(...)`")
             values.append(relabel(v, v.type.plain) if isinstance(v.type, ir.IntType) else v)
+        if all(isinstance(v, ir.Const) for v in values):
+            n, d = values[0].value, (values[1].value if len(values) == 2 else 1)  # type: ignore[union-attr]
+            exact = n * td.scale if d else 0  # d == 0 is E-DIV-ZERO below
+            held_value = abs(exact) // abs(d or 1) * (1 if (exact >= 0) == (d >= 0) else -1)
+            if not td.lo <= held_value <= td.hi:
+                shown = f"{n}, {d}" if len(values) == 2 else f"{n}"
+                raise self.rep.fail("E-OUT-OF-RANGE", f"{name}({shown}) is outside {name}",
+                                    sp, f"a {name} is held in {td.lo} .. {td.hi}" + (
+                                        f", numbers in {-(-td.lo // td.scale)} .. "
+                                        f"{td.hi // td.scale}" if td.scale > 1 else ""))
         held = values[0]
         if td.scale > 1:
             held = exprs.binary(ir.BinOp.MUL, held,
@@ -211,10 +221,6 @@ class Calls:
                                     f"`{name}(n, d)` writes a fraction such as `{name}(1, 8)`")
             held = exprs.binary(ir.BinOp.DIV, held, values[1], sp)
         assert isinstance(held.type, ir.IntType)
-        if isinstance(held, ir.Const) and not td.lo <= held.value <= td.hi:
-            raise self.rep.fail("E-OUT-OF-RANGE", f"{held.value / td.scale:g} is outside "
-                                f"{name} (held as {held.value}, not in {td.lo} .. {td.hi})",
-                                sp, f"a {name} is held in {td.lo} .. {td.hi}")
         return relabel(held, ir.IntType(held.type.lo, held.type.hi, td))
 
     def env_read(self, raw: list[Any], sp: Span) -> ir.Expr:
