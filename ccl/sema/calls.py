@@ -10,6 +10,7 @@ from ccl import ir
 from ccl.diagnostics import Span, did_you_mean
 from ccl.sema.reporter import Abort
 from ccl.sema.symbols import Signature, TypeSymbol
+from ccl.sema.type_words import relabel, type_word
 
 if TYPE_CHECKING:
     from ccl.sema.expressions import ExpressionChecker
@@ -169,8 +170,6 @@ class Calls:
         the value ``x`` of a VMlet type as an integer (``x / scale``, truncated). Constant
         for constant arguments; otherwise the multiplication and division are the code
         (their overflow an obligation, as any)."""
-        from ccl.sema.expressions import relabel, type_word  # noqa: PLC0415 (a cycle)
-
         exprs = self.exprs
         if name == "int":
             if len(raw) != 1:

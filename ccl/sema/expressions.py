@@ -9,7 +9,6 @@ calls are ``Calls``'s job.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from ccl import ir
@@ -29,6 +28,7 @@ from ccl.sema.symbols import (
     Symbol,
     TypeSymbol,
 )
+from ccl.sema.type_words import mixing_hint, type_word
 from ccl.syntax import literal_value
 from onboard.vm.isa import INT_MAX, INT_MIN
 
@@ -488,32 +488,6 @@ class ExpressionChecker:
                                 f"`{arr.name}` has {arr.length} entries", index.span,
                                 f"indices run from 0 to {arr.length - 1}")
         return index
-
-
-def type_word(t: ir.Type | None) -> str:
-    """A type as a message says it: "a boolean", "an integer (int[0..9])", "a q16"."""
-    if t is None:
-        return "no value"
-    if isinstance(t, ir.IntType) and t.nominal is not None:
-        return f"a {t}"
-    return "a boolean" if isinstance(t, ir.BoolType) else f"an integer ({t})"
-
-
-def mixing_hint(want: ir.TypeDef | None, found: ir.TypeDef | None) -> str:
-    """How to get a value of VMlet type ``want`` (None: an int) from one of ``found``."""
-    if want is not None and found is None:
-        ratio = (f" (n as a {want.name}), or `{want.name}(n, d)` (n / d)"
-                 if want.scale > 1 else "")
-        return f"a {want.name} is not an int: convert, `{want.name}(n)`{ratio}"
-    if want is None and found is not None:
-        cut = " (truncated toward zero)" if found.scale > 1 else ""
-        return f"a {found.name} is not an int: convert it, `int(x)`{cut}"
-    return "values of two types do not mix: convert through `int(...)`"
-
-
-def relabel(e: ir.Expr, t: ir.IntType) -> ir.Expr:
-    """``e`` with the type ``t``: the same value, seen as another type resting on ints."""
-    return replace(e, type=t)  # type: ignore[arg-type]
 
 
 def _literal_or_none(text: str) -> int | None:
