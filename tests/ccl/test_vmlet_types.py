@@ -19,6 +19,7 @@ from ccl.diagnostics import CclError, Diagnostic, Source, render
 from ccl.driver import Compiled, Compiler
 from ccl.verify import Kind, verify_program
 from missions.corot.natives import make_host
+from onboard.vm.listing import listing
 from onboard.vm.vvm import VVM
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -333,6 +334,10 @@ def test_hover_and_listings_name_the_type(qops: Compiled) -> None:
 
     hover = Names(qops.program, qops.mission).lookup("w", 1)
     assert hover is not None and "param w : q16[0..1]" in hover.detail
+    names = {g.name: str(g.type) for g in qops.program.globals if g.type.nominal}
+    lines = listing(qops.image, qops.debug.local_names, names)
+    assert "  g4   param w : q16[0..1] as int[0..65536] = 16384" in lines
+    assert "  g0   param a : q16[-128..127] as int[-8388608..8323072] = 98304" in lines
     qmul_sig = next(p for p in qops.program.stack[0].instrs if p.name == "qmul")
     assert [str(p.type) for p in qmul_sig.params] == ["q16[-128..127]"] * 2
     assert isinstance(qmul_sig.returns, ir.IntType) and str(qmul_sig.returns) == "q16"
