@@ -6,7 +6,9 @@ each packet's program on the sender's side, run the deterministic simulator
 (``ground.network``), and report each node's meter, the deliveries, every drop with its
 reason, and with ``--trace`` (always with ``--json``) every event. Exit 0 when every
 expectation is met, 1 when one is not, or a program does not compile, or the file is not a
-scenario (as ``ccl sim``), 2 for usage errors (no such file).
+scenario (as ``ccl sim``), 2 for usage errors (no such file). ``--key FILE`` is the
+network's key, which tags VMlets sent in band and which every node holds (default
+``$CCL_PATCH_KEY``, else the mission's development key, as ``ccl pack``).
 """
 
 from __future__ import annotations
@@ -32,12 +34,18 @@ def net() -> None:
 @click.argument("scenario", metavar="SCENARIO")
 @click.option("--trace", "show_trace", is_flag=True,
               help="Print every event of the run (the JSON output always has them).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False),
+              help="The network's key file (hex), tagging VMlets sent in band; default "
+                   "$CCL_PATCH_KEY, else the mission's development key.")
 @output_options
 @click.pass_context
-def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> None:
+def sim(ctx: click.Context, scenario: str, show_trace: bool, key_path: str | None,
+        as_json: bool) -> None:
     """Run a network SCENARIO: ping, traceroute, ... over simulated VVM routers."""
     # heavy imports on use only (cli.lazy_group)
     from ccl.diagnostics import CclError  # noqa: PLC0415
+    from ccl.pack import PackError, load_key  # noqa: PLC0415
+    from cli.pack_commands import key_error_code  # noqa: PLC0415
     from ground.network.scenario import NetScenarioError, load_net_scenario  # noqa: PLC0415
     from ground.network.sender import run_net_scenario  # noqa: PLC0415
 
@@ -45,7 +53,10 @@ def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> N
     compiler = compiler_of(ctx)
     try:
         spec = load_net_scenario(Path(scenario))
-        result = run_net_scenario(spec, compiler)
+        key = load_key(compiler.mission(spec.mission), Path(key_path) if key_path else None)
+        result = run_net_scenario(spec, compiler, key.secret)
+    except PackError as exc:  # the network's key: unreadable, or refused by a flight profile
+        fail(exc.message, exc.hint, key_error_code(exc), key_path or "")
     except NetScenarioError as exc:
         fail(exc.message, exc.hint or "see missions/activenet/scenarios/ for examples",
              EXIT_REJECTED, exc.where)
@@ -68,11 +79,30 @@ def _print(result: object, show_trace: bool) -> None:
     out.print(f"scenario {result.scenario.name} on {result.scenario.topology.name}: "
               f"{'ok' if result.ok else 'FAILED'} (simulated {report.end_us / 1000:g} ms, "
               f"{report.wire_bytes:,} bytes on the wire)")
-    for send, verdict in result.verdicts:
+    for k, (send, verdict) in enumerate(result.verdicts):
         state = ("sent unverified" if verdict is None else
                  f"proven, {verdict.worst_cycles} cycles at worst" if verdict.proven else
                  f"REFUSED by the sender: {verdict.why}")
-        out.print(f"  send {send.program.name} from {send.node} at {send.at_ms} ms: {state}")
+        out.print(f"  send {send.program.name} from {send.node} at {send.at_ms} ms: {state}"
+                  + ("" if verdict is not None and not verdict.proven else
+                     f", by {result.protocol(k)}"))
+        choice = result.choices[k] if k < len(result.choices) else None
+        if choice is not None and (verdict is None or verdict.proven):
+            ants = "does not fit a cache" if choice.ants is None else f"{choice.ants.total:,.0f}"
+            out.print(f"    chose {choice.protocol}: plan {choice.plan.total:,.0f}, ants {ants}"
+                      f" (code cached at {sorted(choice.estimate.cached) or 'no node'}, "
+                      f"{choice.estimate.reuse} more expected)")
+    counts = result.protocols
+    if result.verdicts:
+        out.print(f"  sent by plan {counts['plan']}, by ants {counts['ants']} (the sender "
+                  f"chose plan {counts['auto_plan']}, ants {counts['auto_ants']})")
+    for install, verdict, size in result.installs:
+        state = ("sent unverified" if verdict is None else "proven" if verdict.proven else
+                 f"REFUSED by the sender: {verdict.why}")
+        where = "flooded" if install.flood else f"for node {install.dest}"
+        forged = ", forged" if install.forged else ""
+        out.print(f"  install VMlet {install.vmlet} from {install.node} at {install.at_ms} ms "
+                  f"({size} bytes, {where}{forged}): {state}")
     if show_trace:
         for e in report.trace:
             detail = " ".join(f"{k}={v}" for k, v in e.detail.items())
@@ -82,11 +112,18 @@ def _print(result: object, show_trace: bool) -> None:
         drops = ", ".join(f"{r} {n}" for r, n in sorted(m.drops.items())) or "none"
         out.print(f"  node {node}: {m.evaluations} evaluated ({m.cycles:,} cycles, "
                   f"{m.load_cycles:,} loading), {m.forwarded} forwarded, "
-                  f"{m.bytes_out:,} bytes out, delivered {m.delivered}, drops: {drops}")
+                  f"{m.bytes_out:,} bytes out ({m.plan_out} PLAN packets, {m.capsules_out} "
+                  f"capsules), delivered {m.delivered}, drops: {drops}")
         if m.cache_hits or m.cache_misses or m.code_served:
             out.print(f"    code cache: {m.cache_hits} hits, {m.cache_misses} misses, "
                       f"{m.code_fetches} fetches, {m.code_served} served, {m.evictions} "
                       f"evicted, {m.cache_bytes:,} bytes held (peak {m.peak_cache_bytes:,})")
+        if m.peak_state_bytes or m.timers:
+            out.print(f"    soft state: {m.state_bytes:,} bytes held (peak "
+                      f"{m.peak_state_bytes:,}), {m.state_evictions} evicted, {m.timers} "
+                      "timers")
+        if m.installed:
+            out.print(f"    installed in band: {', '.join(m.installed)}")
     for e in report.trace:
         if e.event == "drop":
             out.print(f"  dropped #{e.packet} at node {e.node} ({e.t_us / 1000:g} ms): "

@@ -34,6 +34,22 @@ that last evaluated the capsule (``prev``) for the code, with a request and a re
 their own (kinds 4 and 5), retrying after a timeout a bounded number of times; a response
 whose image does not hash to the identifier is refused (``forged``). The trace has
 ``hit``, ``miss``, ``fetch``, ``serve``, ``cache`` and ``evict`` events.
+
+What outlives an evaluation is the host's: its soft state (bounded, its bytes reported in
+the node's meter after every evaluation) and timers, which are sends to the node itself
+that the simulator holds for their delay (``ontimer``) before they arrive like any packet.
+Every packet says which node last evaluated it (``prev``), which a program reads as
+``getprev`` (a flood forwards everywhere but there).
+
+VMlet packets (kinds 6 and 7) install a new protocol in band. A node checks one before use:
+its tag, under the network's key (``forged``), then the VMlet itself, by the VVM's own
+``load_vmlet``, exactly as at boot (the load-time bytecode verifier, the binding rules, its
+``on load``: ``refused`` with the loader's reason), and that the VMlets it holds then still
+fit its code memory (``refused``, ``code-memory``). A VMlet already installed with the same
+content is a ``duplicate`` and one at a version no newer than the installed one ``stale``:
+neither changes the node, nor goes further. Once installed (``install`` in the trace), a
+flooded one (kind 7) goes on to every neighbour but the one it came from. A program that
+``uses`` a VMlet the node lacks is dropped as ``unknown-vmlet``.
 """
 
 from __future__ import annotations
@@ -55,12 +71,17 @@ from ground.network.packet import (
     CODE_RESPONSE,
     NEIGHBOUR,
     REMOTE,
+    VMLET,
+    VMLET_FLOOD,
+    VMLETS,
     Packet,
     PacketError,
     code_id,
     decode_packet,
+    vmlet_image,
 )
 from onboard.mission import MissionProfile
+from onboard.patching.patch_format import development_key
 from onboard.vm.host import Host, mission_host
 from onboard.vm.image import Image, ImageError, decode_image
 from onboard.vm.loader import LoadError
@@ -74,12 +95,26 @@ ENTRY = "main"
 MAX_EVENTS = 200_000
 
 
+class StateTable(Protocol):
+    """A node's soft state as the simulator meters it (natives.py, ``SoftState``)."""
+
+    evictions: int
+
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def peak_bytes(self) -> int: ...
+
+
 class RouterHost(Host, Protocol):
     """What the simulator needs of a node's host (missions/activenet/natives.py)."""
 
+    state: StateTable
+
     def place(self, address: int, neighbours: Sequence[int],
               routes: Mapping[int, int]) -> None: ...
-    def begin(self, source: int, ttl: int, rb: int, words: Sequence[int]) -> None: ...
+    def begin(self, source: int, ttl: int, rb: int, words: Sequence[int],
+              prev: int = ...) -> None: ...
     def end(self) -> Any: ...
 
 
@@ -200,6 +235,13 @@ class NodeMeter:
     evictions: int = 0
     cache_bytes: int = 0  # code images in its cache now
     peak_cache_bytes: int = 0
+    plan_out: int = 0  # PLAN packets it sent on a link (code requests and responses aside)
+    capsules_out: int = 0  # ANTS capsules it sent on a link
+    state_bytes: int = 0  # its soft state now (seen marks, a transport's numbers)
+    peak_state_bytes: int = 0
+    state_evictions: int = 0
+    timers: int = 0  # evaluations it asked to run here later (ontimer)
+    installed: list[str] = field(default_factory=list)  # VMlets installed in band ("mark v1")
 
     def to_json(self) -> dict[str, object]:
         return {"evaluations": self.evaluations, "cycles": self.cycles,
@@ -210,7 +252,10 @@ class NodeMeter:
                 "cache_misses": self.cache_misses, "code_fetches": self.code_fetches,
                 "code_served": self.code_served, "evictions": self.evictions,
                 "cache_bytes": self.cache_bytes, "peak_cache_bytes": self.peak_cache_bytes,
-                "delivered": list(self.delivered),
+                "plan_out": self.plan_out, "capsules_out": self.capsules_out,
+                "state_bytes": self.state_bytes, "peak_state_bytes": self.peak_state_bytes,
+                "state_evictions": self.state_evictions, "timers": self.timers,
+                "delivered": list(self.delivered), "installed": list(self.installed),
                 "drops": dict(sorted(self.drops.items()))}
 
 
@@ -220,7 +265,7 @@ class TraceEvent:
 
     t_us: int
     node: int
-    event: str  # inject, send, lost, arrive, forward, evaluate, deliver, drop
+    event: str  # choose, inject, send, lost, arrive, forward, evaluate, deliver, drop
     packet: int
     detail: Mapping[str, object] = field(default_factory=dict)
 
@@ -276,12 +321,15 @@ class Network:
     def __init__(self, topology: Topology, profile: MissionProfile,
                  vmlets: Sequence[Image] = (), seed: int = 1,
                  node_profiles: Mapping[int, MissionProfile] | None = None,
-                 cache: CacheSpec | None = None) -> None:
+                 cache: CacheSpec | None = None, key: bytes | None = None) -> None:
         """Boot a VVM per node with ``vmlets`` loaded (lower layers first), each with
         ``profile`` or its own in ``node_profiles`` (a variant: another CPU or memory), and
-        an ANTS code cache as the profile's ``[ants]`` says, or as ``cache`` if given."""
+        an ANTS code cache as the profile's ``[ants]`` says, or as ``cache`` if given.
+        ``key`` is the network's key, which every node holds to authenticate VMlet packets
+        (default: the mission's development patch key)."""
         self.topology = topology
         self.profile = profile
+        self.key = development_key(profile.name) if key is None else key
         self.random = random.Random(seed)
         self.nodes: dict[int, _Node] = {}
         for address in topology.nodes:
@@ -318,8 +366,11 @@ class Network:
                 self._push(at_ms * 1000, node, b"")
                 self._installs[self._seq] = (code, packet.id)
             packet = packet.but(kind=CAPSULE_NEIGHBOUR, prev=node)
+        elif packet.kind in VMLETS:  # kind and dest are signed: it goes as the sender made it
+            self._push(at_ms * 1000, node, packet.but(prev=node).encode())
+            return
         else:
-            packet = packet.but(kind=NEIGHBOUR)
+            packet = packet.but(kind=NEIGHBOUR, prev=node)
         self._push(at_ms * 1000, node, packet.but(dest=node).encode())
 
     def receive(self, at_us: int, node: int, data: bytes) -> None:
@@ -329,6 +380,11 @@ class Network:
     def refuse(self, at_ms: int, node: int, packet: int, why: str) -> None:
         """The sender at ``node`` refused to send packet ``packet`` (``why``)."""
         self._drop(at_ms * 1000, self.nodes[node], packet, "refused-at-sender", why)
+
+    def choose(self, at_ms: int, node: int, packet: int, detail: Mapping[str, object]) -> None:
+        """The sender at ``node`` chose a protocol for packet ``packet`` (``detail``: which,
+        the two costs, the estimate it used; ``ground.network.choice``)."""
+        self._log(at_ms * 1000, node, "choose", packet, detail)
 
     def run(self, until_ms: int | None = None) -> RunReport:
         """Handle events until none is left (or ``until_ms``); return the report."""
@@ -376,7 +432,7 @@ class Network:
             self._drop(now, node, 0, "malformed", str(exc))
             return
         self._log(now, node.address, "arrive", packet.id, {"ttl": packet.ttl, "rb": packet.rb})
-        if packet.kind in (REMOTE, CAPSULE_REMOTE, CODE_REQUEST, CODE_RESPONSE) \
+        if packet.kind in (REMOTE, CAPSULE_REMOTE, CODE_REQUEST, CODE_RESPONSE, VMLET) \
                 and packet.dest != node.address:
             node.meter.forwarded += 1
             self._log(now, node.address, "forward", packet.id, {"dest": packet.dest})
@@ -388,6 +444,8 @@ class Network:
             self._serve(now, node, packet)
         elif packet.kind == CODE_RESPONSE:
             self._receive_code(now, node, packet)
+        elif packet.kind in VMLETS:
+            self._receive_vmlet(now, node, packet)
         else:
             self._evaluate(now, node, packet)
 
@@ -401,15 +459,15 @@ class Network:
         except ImageError as exc:
             self._drop(now, node, packet, "malformed", f"program: {exc}")
             return None
-        load = image.code_bytes() * (profile.reconfig.verify_per_code_byte
-                                     + profile.reconfig.bind_per_code_byte)
-        node.meter.load_cycles += load
-        node.busy_until = max(now, node.busy_until) + self._us(load, profile)
+        self._charge_load(now, node, self._load_cycles(image, profile))
         try:
             program = node.vvm.prepare(image)
             program.unit(ENTRY)
         except LoadError as exc:
-            self._drop(now, node, packet, "refused", f"{exc.code}: {exc.message}")
+            # a program on a VMlet this node lacks: its own reason (one installed in band
+            # later, or flooded to this node, lets the next such packet run)
+            reason = "unknown-vmlet" if exc.code == "missing-vmlet" else "refused"
+            self._drop(now, node, packet, reason, f"{exc.code}: {exc.message}")
             return None
         except KeyError:
             self._drop(now, node, packet, "refused", f"the program has no task `{ENTRY}`")
@@ -545,6 +603,71 @@ class Network:
                    "cache_bytes": node.meter.cache_bytes})
         return cached
 
+    # ------------------------------------------------------------------ VMlets in band
+
+    def _receive_vmlet(self, now: int, node: _Node, packet: Packet) -> None:
+        """A VMlet packet to install here: authenticate it, load the VMlet as at boot, and
+        pass a flooded one on."""
+        data = vmlet_image(packet, self.key)
+        if data is None:
+            self._drop(now, node, packet.id, "forged",
+                       "its tag does not authenticate it with the network's key (forged, "
+                       "or altered on the way); nothing installed")
+            return
+        try:
+            image = decode_image(data)
+        except ImageError as exc:
+            self._drop(now, node, packet.id, "malformed", f"VMlet: {exc}")
+            return
+        what = f"VMlet `{image.name}` v{image.version}"
+        have = node.vvm.vmlets.get(image.name)
+        if have is not None and have.image.content_hash == image.content_hash:
+            self._drop(now, node, packet.id, "duplicate",
+                       f"{what} is installed here already: nothing to do")
+            return
+        if have is not None and have.image.version >= image.version:
+            self._drop(now, node, packet.id, "stale",
+                       f"{what} is no newer than the v{have.image.version} installed here")
+            return
+        memory = Limits.of(node.vvm.profile).code_bytes
+        held = sum(v.image.code_bytes() for v in node.vvm.vmlets.values()
+                   if v.image.name != image.name) + image.code_bytes()
+        if held > memory:  # a flood of protocols must not take the node's code memory
+            self._drop(now, node, packet.id, "refused",
+                       f"code-memory: with {what} the VMlets would take {held} bytes of "
+                       f"the node's {memory} bytes of code memory")
+            return
+        load = self._load_cycles(image, node.vvm.profile)
+        try:
+            loaded = node.vvm.load_vmlet(image)  # all or nothing: on failure, no change
+        except LoadError as exc:
+            self._charge_load(now, node, load)
+            self._drop(now, node, packet.id, "refused", f"{exc.code}: {exc.message}")
+            return
+        done = self._charge_load(now, node, load + loaded.on_load_cycles)
+        node.meter.installed.append(f"{image.name} v{image.version}")
+        self._log(done, node.address, "install", packet.id,
+                  {"vmlet": image.name, "version": image.version, "bytes": packet.size,
+                   "code_bytes": image.code_bytes(), "from": packet.prev})
+        if packet.kind == VMLET_FLOOD:
+            onward = packet.but(prev=node.address)
+            for hop in self.topology.neighbours(node.address):
+                if hop != packet.prev:
+                    self._transmit(done, node, onward, hop)
+
+    @staticmethod
+    def _load_cycles(image: Image, profile: MissionProfile) -> int:
+        """Cycles a node spends verifying and binding ``image`` (the profile's figures per
+        code byte), before any ``on load`` it runs."""
+        return image.code_bytes() * (profile.reconfig.verify_per_code_byte
+                                     + profile.reconfig.bind_per_code_byte)
+
+    def _charge_load(self, now: int, node: _Node, cycles: int) -> int:
+        """Charge ``cycles`` of loading to ``node``'s CPU; when it is done (microseconds)."""
+        node.meter.load_cycles += cycles
+        node.busy_until = max(now, node.busy_until) + self._us(cycles, node.vvm.profile)
+        return node.busy_until
+
     # ------------------------------------------------------------------ running
 
     def _execute(self, now: int, node: _Node, packet: Packet, program: Program,
@@ -553,10 +676,13 @@ class Network:
         meter, profile = node.meter, node.vvm.profile
         node.busy_until = max(now, node.busy_until)
         node.host.advance(now // 1000)
-        node.host.begin(packet.source, packet.ttl, packet.rb, packet.words)
+        node.host.begin(packet.source, packet.ttl, packet.rb, packet.words, packet.prev)
         budget = min(packet.rb, Limits.of(profile).frame_budget)
         outcome = node.vvm.run(program, ENTRY, (), budget)
         asked = node.host.end()
+        state = node.host.state
+        meter.state_bytes, meter.state_evictions = state.bytes, state.evictions
+        meter.peak_state_bytes = state.peak_bytes
         meter.evaluations += 1
         meter.cycles += outcome.cycles
         done = node.busy_until + self._us(outcome.cycles, profile)
@@ -580,17 +706,18 @@ class Network:
             kind = ((CAPSULE_REMOTE if send.remote else CAPSULE_NEIGHBOUR) if capsule else
                     REMOTE if send.remote else NEIGHBOUR)
             child = Packet(kind, self.next_id(), packet.source, send.dest, packet.ttl,
-                           min(send.rb, left), send.words, packet.code,
-                           node.address if capsule else 0)
+                           min(send.rb, left), send.words, packet.code, node.address)
             left -= child.rb
             self._log(done, node.address, "spawn", child.id,
                       {"parent": packet.id, "dest": child.dest, "rb": child.rb,
-                       "asked": send.rb, "remote": send.remote})
+                       "asked": send.rb, "remote": send.remote,
+                       **({"after_ms": send.delay_ms} if send.delay_ms else {})})
             if child.rb == 0:
                 self._drop(done, node, child.id, "resource-exhausted",
                            f"asked for {send.rb} cycles when {packet.id}'s bound had none left")
                 continue
-            self._route(done, node, child)
+            meter.timers += bool(send.delay_ms)
+            self._route(done + send.delay_ms * 1000, node, child)
 
     def _route(self, now: int, node: _Node, packet: Packet) -> None:
         """Send ``packet`` on its way from ``node``: evaluated here if it is for here, else
@@ -603,6 +730,10 @@ class Network:
         if hop is None or hop not in self.nodes:
             self._drop(now, node, packet.id, "no-route", f"no route to {packet.dest}")
             return
+        self._transmit(now, node, packet, hop)
+
+    def _transmit(self, now: int, node: _Node, packet: Packet, hop: int) -> None:
+        """Send ``packet`` from ``node`` over the link to its neighbour ``hop``."""
         if packet.ttl == 0:
             self._drop(now, node, packet.id, "ttl-exhausted",
                        f"no hops left to go on to {hop} (towards {packet.dest})")
@@ -614,6 +745,8 @@ class Network:
         self._free_at[(node.address, hop)] = sent
         node.meter.packets_out += 1
         node.meter.bytes_out += len(data)
+        node.meter.plan_out += packet.kind in (REMOTE, NEIGHBOUR)
+        node.meter.capsules_out += packet.kind in CAPSULES
         self._log(start, node.address, "send", packet.id, {"to": hop, "bytes": len(data)})
         if link.loss and self.random.random() < link.loss:
             self._log(sent, node.address, "lost", packet.id, {"to": hop})
