@@ -231,7 +231,8 @@ def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
 def _type_names(compiled: Compiled) -> dict[str, str]:
     """The globals and arrays of a type a VMlet defines, and that type as written."""
     p = compiled.program
-    return {d.name: str(d.type) for d in (*p.globals, *p.arrays) if d.type.nominal is not None}
+    data = [(g.name, g.type) for g in p.globals] + [(a.name, a.type) for a in p.arrays]
+    return {name: str(t) for name, t in data if t.nominal is not None}
 
 
 def _typed(name: str, type_names: dict[str, str] | None) -> dict[str, str]:

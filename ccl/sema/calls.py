@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ccl import ir
 from ccl.diagnostics import Span, did_you_mean
+from ccl.ranges import ArithmeticError_, apply_binary
 from ccl.sema.reporter import Abort
 from ccl.sema.symbols import Signature, TypeSymbol
 from ccl.sema.type_words import relabel, type_word
@@ -201,9 +202,12 @@ class Calls:
             values.append(relabel(v, v.type.plain) if isinstance(v.type, ir.IntType) else v)
         if all(isinstance(v, ir.Const) for v in values):
             n, d = values[0].value, (values[1].value if len(values) == 2 else 1)  # type: ignore[union-attr]
-            exact = n * td.scale if d else 0  # d == 0 is E-DIV-ZERO below
-            held_value = abs(exact) // abs(d or 1) * (1 if (exact >= 0) == (d >= 0) else -1)
-            if not td.lo <= held_value <= td.hi:
+            try:  # as the board computes it: `n * scale` first (d == 0 is E-DIV-ZERO below)
+                held_value = apply_binary(ir.BinOp.DIV, apply_binary(ir.BinOp.MUL, n,
+                                                                     td.scale), d or 1)
+            except ArithmeticError_:
+                held_value = None  # n * scale leaves 32 bits
+            if held_value is None or not td.lo <= held_value <= td.hi:
                 shown = f"{n}, {d}" if len(values) == 2 else f"{n}"
                 raise self.rep.fail("E-OUT-OF-RANGE", f"{name}({shown}) is outside {name}",
                                     sp, f"a {name} is held in {td.lo} .. {td.hi}" + (
