@@ -334,6 +334,9 @@ def test_hover_and_listings_name_the_type(qops: Compiled) -> None:
 
     hover = Names(qops.program, qops.mission).lookup("w", 1)
     assert hover is not None and "param w : q16[0..1]" in hover.detail
+    q16 = Names(qops.program, qops.mission).lookup("q16", 1)
+    assert q16 is not None and q16.detail == "type q16 = int scale 65536"
+    assert q16.kind == "type" and "VMlet `fixed_point`" in q16.doc
     names = {g.name: str(g.type) for g in qops.program.globals if g.type.nominal}
     lines = listing(qops.image, qops.debug.local_names, names)
     assert "  g4   param w : q16[0..1] as int[0..65536] = 16384" in lines
