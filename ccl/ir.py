@@ -6,13 +6,16 @@ names are resolved (a ``LocalRef`` points at its ``Local``, a ``GlobalRef`` at i
 and constants are folded, so later stages never look at names or the syntax tree again.
 
 Types are ranges: ``IntType(lo, hi)`` is ``int[lo..hi]``, and plain ``int`` is the full 32-bit
-range. ``BOOL`` is the type of conditions (0 or 1 at run time).
+range. ``BOOL`` is the type of conditions (0 or 1 at run time). A type a VMlet defines
+(``type q16 = int scale 65536;``, a ``TypeDef``) is the ranged int it rests on, labelled with
+its definition (``IntType.nominal``): the checker keeps a ``q16`` apart from an ``int``, and
+every later stage (code, proofs, the board) reads only the range.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from ccl.diagnostics import Span
@@ -22,16 +25,48 @@ from onboard.vm.isa import INT_MAX, INT_MIN
 
 
 @dataclass(frozen=True, slots=True)
+class TypeDef:
+    """``type NAME = int[lo..hi] scale S;`` in VMlet ``vmlet``: a nominal type whose values
+    are held as integers in ``lo .. hi``; a value ``x`` of a scaled type stands for the
+    number ``x / scale`` (fixed point). ``scale`` is 1 for a type without one."""
+
+    name: str
+    vmlet: str
+    lo: int
+    hi: int
+    scale: int
+    span: Span = field(compare=False)
+
+    def real(self, lo: int, hi: int) -> str:
+        """How the range ``lo .. hi`` of held values reads in this type: ``q16`` for the whole
+        range, ``q16[0..1]`` for a range of whole numbers, the held values otherwise."""
+        if (lo, hi) == (self.lo, self.hi):
+            return self.name
+        if lo % self.scale == 0 and hi % self.scale == 0:
+            return f"{self.name}[{lo // self.scale}..{hi // self.scale}]"
+        return f"{self.name}(held {lo}..{hi})"
+
+
+@dataclass(frozen=True, slots=True)
 class IntType:
-    """``int[lo..hi]``: an integer known to lie in the closed range ``lo .. hi``."""
+    """``int[lo..hi]``: an integer known to lie in the closed range ``lo .. hi``; with
+    ``nominal``, a value of that VMlet-defined type held in that range."""
 
     lo: int
     hi: int
+    nominal: TypeDef | None = None
 
     def __str__(self) -> str:
+        if self.nominal is not None:
+            return self.nominal.real(self.lo, self.hi)
         if self.lo == INT_MIN and self.hi == INT_MAX:
             return "int"
         return f"int[{self.lo}..{self.hi}]"
+
+    @property
+    def plain(self) -> IntType:
+        """The same range as a plain integer (what the type rests on)."""
+        return self if self.nominal is None else IntType(self.lo, self.hi)
 
     def contains(self, value: int) -> bool:
         return self.lo <= value <= self.hi
@@ -497,6 +532,8 @@ class Program:
     application: Application | None = None
     exports: tuple[str, ...] = ()
     imports: tuple[NativeSig, ...] = ()
+    # VMlets only: the types it defines (`type q16 = ...;`), for the programs on it.
+    types: tuple[TypeDef, ...] = ()
 
     @property
     def stack(self) -> tuple[Program, ...]:

@@ -146,7 +146,8 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
             detail = (f"{len(program.globals)} globals, {len(program.arrays)} arrays, "
                       f"{len(program.functions)} functions, {len(program.tasks)} tasks"
                       if program.kind.value == "config"
-                      else f"{len(program.instrs)} instructions, exposes "
+                      else "".join(f"type {t.name}, " for t in program.types)
+                      + f"{len(program.instrs)} instructions, exposes "
                       f"{', '.join(program.exposes) or 'nothing'}")
             out.print(Text.assemble(("ok", "green" if out.is_terminal else ""),
                                     f" {f}: {what} ({detail})"))
@@ -193,6 +194,7 @@ def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
     readable_inputs([target])
     compiler = compiler_of(ctx)
     local_names = None
+    type_names: dict[str, str] = {}
     try:
         data = Path(target).read_bytes()
     except OSError as exc:
@@ -203,6 +205,7 @@ def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
     elif Path(target).suffix == ".ccl":
         compiled = compile_file(compiler, target)
         image, local_names = compiled.image, compiled.debug.local_names
+        type_names = _type_names(compiled)
     elif not data.strip():
         fail("the file is empty: neither an image nor a CCL source",
                       "give an image written by `ccl compile`, or a .ccl file",
@@ -217,11 +220,24 @@ def disasm(ctx: click.Context, target: str, as_json: bool) -> None:
         compiled = compile_file(compiler, target)
         image = compiled.image
         local_names = compiled.debug.local_names
+        type_names = _type_names(compiled)
     if as_json:
-        emit_json(_image_json(image, local_names))
+        emit_json(_image_json(image, local_names, type_names))
     else:
-        click.echo("\n".join(listing(image, local_names)))
+        click.echo("\n".join(listing(image, local_names, type_names)))
     sys.exit(EXIT_OK)
+
+
+def _type_names(compiled: Compiled) -> dict[str, str]:
+    """The globals and arrays of a type a VMlet defines, and that type as written."""
+    p = compiled.program
+    data = [(g.name, g.type) for g in p.globals] + [(a.name, a.type) for a in p.arrays]
+    return {name: str(t) for name, t in data if t.nominal is not None}
+
+
+def _typed(name: str, type_names: dict[str, str] | None) -> dict[str, str]:
+    """``{"type": "q16[0..1]"}`` for a datum of a type a VMlet defines, else nothing."""
+    return {"type": type_names[name]} if type_names and name in type_names else {}
 
 
 def _text(data: bytes) -> bool:
@@ -246,7 +262,8 @@ def _decode(data: bytes, target: str) -> Image:
         fail(f"not an image: {exc.message}", hint, EXIT_REJECTED, f"{target}{where}")
 
 
-def _image_json(image: Image, local_names: Sequence[Sequence[str]] | None) -> dict[str, Any]:
+def _image_json(image: Image, local_names: Sequence[Sequence[str]] | None,
+                type_names: dict[str, str] | None = None) -> dict[str, Any]:
     from onboard.vm import isa  # noqa: PLC0415
     from onboard.vm.image import ImageKind  # noqa: PLC0415
 
@@ -265,9 +282,9 @@ def _image_json(image: Image, local_names: Sequence[Sequence[str]] | None) -> di
         "hash": image.content_hash.hex(), "bytes": len(image.encode()),
         "uses": [{"name": u.name, "version": u.version, "hash": u.hash.hex()}
                  for u in image.uses],
-        "globals": [dataclasses.asdict(g) for g in image.globals],
+        "globals": [dataclasses.asdict(g) | _typed(g.name, type_names) for g in image.globals],
         "arrays": [{"name": a.name, "writable": a.writable, "lo": a.lo, "hi": a.hi,
-                    "length": a.length} for a in image.arrays],
+                    "length": a.length} | _typed(a.name, type_names) for a in image.arrays],
         "natives": list(image.natives), "env": list(image.env),
         "ext": [{"opcode": isa.EXT_BASE + k, "vmlet": e.vmlet, "instr": e.instr}
                 for k, e in enumerate(image.ext)],

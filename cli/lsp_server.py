@@ -43,7 +43,7 @@ _COMPLETION_KINDS = {
     "fn": lsp.CompletionItemKind.Function, "task": lsp.CompletionItemKind.Event,
     "instr": lsp.CompletionItemKind.Method, "native": lsp.CompletionItemKind.Function,
     "local": lsp.CompletionItemKind.Variable, "builtin": lsp.CompletionItemKind.Function,
-    "keyword": lsp.CompletionItemKind.Keyword,
+    "keyword": lsp.CompletionItemKind.Keyword, "type": lsp.CompletionItemKind.Struct,
 }
 
 

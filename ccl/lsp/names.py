@@ -36,7 +36,7 @@ class Name:
     """One name and what an editor shows of it."""
 
     name: str
-    kind: str  # const, param, var, table, fn, task, instr, native, local, builtin, keyword
+    kind: str  # const, param, var, table, fn, task, instr, type, native, local, builtin, keyword
     detail: str  # one line, as it would be declared: `param coadd : int[1..8] = 8`
     doc: str = ""  # more: a native's documentation, cost and VMlet
     span: Span | None = None  # where it is declared (None: built-ins and keywords)
@@ -174,6 +174,15 @@ class Names:
                 self._add(Name(instr, "instr", _signature(proc, f"instr {owner}."),
                                f"instruction of VMlet `{owner}` version {layer.version} "
                                f"({Path(layer.file).name})", proc.span))
+        for vm in (*own, *p.uses):  # the types a VMlet and its layers define
+            for layer in (vm, *vm.stack):
+                for td in layer.types:
+                    base = ir.IntType(td.lo, td.hi)
+                    scale = f" scale {td.scale}" if td.scale > 1 else ""
+                    self._add(Name(td.name, "type", f"type {td.name} = {base}{scale}",
+                                   f"type of VMlet `{td.vmlet}` ({Path(layer.file).name}): "
+                                   f"not an int; `{td.name}(n)` makes one, `int(x)` reads one",
+                                   td.span))
         for sig in p.natives:
             exposed_by = next((layer.name for u in p.uses for layer in (u, *u.stack)
                                if sig.name in layer.exposes), "")

@@ -100,6 +100,7 @@ class Analyzer:
             self.decls.vmlet_exposure(by_type)
         self.decls.declare_names(decls)
         self.exprs.constants.compute_all()
+        list(self.guarded(by_type.get("TypeDecl", []), self.exprs.define_type))
         list(self.guarded(by_type.get("ParamDecl", []), self.decls.param))
         list(self.guarded(by_type.get("VarDecl", []), self.decls.var))
         list(self.guarded(by_type.get("TableDecl", []), self.decls.table))
@@ -171,6 +172,7 @@ class Analyzer:
             application=self.app,
             exports=self.exported,
             imports=self.imported,
+            types=tuple(t for t in module.types.values() if t.vmlet == module.own_name),
         )
 
     def offered_instrs(self, own: tuple[ir.Procedure, ...]) -> tuple[tuple[str, str], ...]:

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from ccl import ir
 from ccl.diagnostics import Span, did_you_mean
+from ccl.ranges import ArithmeticError_, apply_binary
 from ccl.sema.reporter import Abort
-from ccl.sema.symbols import Signature
+from ccl.sema.symbols import Signature, TypeSymbol
+from ccl.sema.type_words import relabel, type_word
 
 if TYPE_CHECKING:
     from ccl.sema.expressions import ExpressionChecker
@@ -29,6 +31,9 @@ class Calls:
         module = self.module
         if name in ("min", "max", "abs"):
             return self.builtin(name, raw_args, sp)
+        if name == "int" or name in module.types or isinstance(module.symbols.get(name),
+                                                                TypeSymbol):
+            return self.conversion(name, raw_args, sp, name_sp)
         if self.exprs.constant_what and (
                 name == "env" or "." in name or name in module.symbols
                 or name in module.instr_sigs or name in module.natives):
@@ -154,11 +159,72 @@ class Calls:
             raise self.rep.fail("E-ARITY", f"`{name}` takes 2 or more arguments, {len(raw)} "
                                 "given", sp)
         op = ir.BinOp.MIN if name == "min" else ir.BinOp.MAX
-        values = [exprs.int_expr(r, f"an argument of `{name}`") for r in raw]
+        values = [exprs.int_expr(r, f"an argument of `{name}`", typed_ok=True) for r in raw]
         result = values[0]
         for v in values[1:]:
             result = exprs.binary(op, result, v, sp)
         return result
+
+    def conversion(self, name: str, raw: list[Any], sp: Span, name_sp: Span) -> ir.Expr:
+        """`T(n)`: the integer ``n`` as a value of VMlet type ``T`` (held as ``n * scale``);
+        `T(n, d)`: ``n / d`` (held as ``n * scale / d``, truncated toward zero); `int(x)`:
+        the value ``x`` of a VMlet type as an integer (``x / scale``, truncated). Constant
+        for constant arguments; otherwise the multiplication and division are the code
+        (their overflow an obligation, as any)."""
+        exprs = self.exprs
+        if name == "int":
+            if len(raw) != 1:
+                raise self.rep.fail("E-ARITY", f"`int` takes 1 argument, {len(raw)} given", sp,
+                                    "`int(x)` is the value x of a VMlet's type as an integer")
+            value = exprs.expr(raw[0])
+            if not isinstance(value.type, ir.IntType):
+                raise self.rep.fail("E-TYPE", f"`int(...)` converts a value of a VMlet's type, "
+                                    f"not {type_word(value.type)}", self.rep.span(raw[0]),
+                                    "compare to get a boolean's opposite: `x != 0`")
+            td = value.type.nominal
+            if td is None:
+                return value  # already an integer
+            plain = relabel(value, value.type.plain)
+            if td.scale == 1:
+                return plain
+            return exprs.binary(ir.BinOp.DIV, plain,
+                                ir.Const(td.scale, ir.IntType(td.scale, td.scale), sp), sp)
+        td = exprs.type_def(name, name_sp)
+        most = 2 if td.scale > 1 else 1
+        if not 1 <= len(raw) <= most:
+            raise self.rep.fail("E-ARITY", f"`{name}` takes 1{' or 2' if most > 1 else ''} "
+                                f"argument{'s' if most > 1 else ''}, {len(raw)} given", sp,
+                                f"`{name}(n)` is the integer n as a {name}" + (
+                                    f"; `{name}(n, d)` is n / d" if most > 1 else ""))
+        values = []
+        for r in raw:
+            v = exprs.int_expr(r, f"the argument of `{name}(...)`")
+            values.append(relabel(v, v.type.plain) if isinstance(v.type, ir.IntType) else v)
+        if all(isinstance(v, ir.Const) for v in values):
+            n, d = values[0].value, (values[1].value if len(values) == 2 else 1)  # type: ignore[union-attr]
+            try:  # as the board computes it: `n * scale` first (d == 0 is E-DIV-ZERO below)
+                held_value = apply_binary(ir.BinOp.DIV, apply_binary(ir.BinOp.MUL, n,
+                                                                     td.scale), d or 1)
+            except ArithmeticError_:
+                held_value = None  # n * scale leaves 32 bits
+            if held_value is None or not td.lo <= held_value <= td.hi:
+                shown = f"{n}, {d}" if len(values) == 2 else f"{n}"
+                raise self.rep.fail("E-OUT-OF-RANGE", f"{name}({shown}) is outside {name}",
+                                    sp, f"a {name} is held in {td.lo} .. {td.hi}" + (
+                                        f", numbers in {-(-td.lo // td.scale)} .. "
+                                        f"{td.hi // td.scale}" if td.scale > 1 else ""))
+        held = values[0]
+        if td.scale > 1:
+            held = exprs.binary(ir.BinOp.MUL, held,
+                                ir.Const(td.scale, ir.IntType(td.scale, td.scale), sp), sp)
+        if len(values) == 2:
+            if not isinstance(values[1], ir.Const):
+                raise self.rep.fail("E-NOT-CONSTANT", f"the divisor of `{name}(n, d)` must be "
+                                    "a constant", values[1].span,
+                                    f"`{name}(n, d)` writes a fraction such as `{name}(1, 8)`")
+            held = exprs.binary(ir.BinOp.DIV, held, values[1], sp)
+        assert isinstance(held.type, ir.IntType)
+        return relabel(held, ir.IntType(held.type.lo, held.type.hi, td))
 
     def env_read(self, raw: list[Any], sp: Span) -> ir.Expr:
         """`env(key)`: the mission's environment key, with its range."""

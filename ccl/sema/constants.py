@@ -88,7 +88,9 @@ class Constants:
             exprs = self.exprs
             declared = exprs.type_of(d.type) if d.type is not None else None
             value = exprs.constant(d.value, "a constant's value")
-            vtype: ir.Type = ir.BOOL if isinstance(value.type, ir.BoolType) else ir.INT
+            td = value.type.nominal if isinstance(value.type, ir.IntType) else None
+            vtype: ir.Type = (ir.BOOL if isinstance(value.type, ir.BoolType)
+                              else ir.IntType(td.lo, td.hi, td) if td is not None else ir.INT)
             if declared is not None:
                 exprs.check_assignable(declared, value, self.rep.span(d.value))
                 vtype = declared

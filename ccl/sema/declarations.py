@@ -23,6 +23,7 @@ from ccl.sema.symbols import (
     ProcSymbol,
     Signature,
     Symbol,
+    TypeSymbol,
 )
 from ccl.sema.table_files import read_table_file
 from onboard.mission import MissionProfile
@@ -44,9 +45,11 @@ ByType = dict[str, list[Any]]
 
 _CONFIG_ONLY = {"ApplicationDecl": "application", "ImportDecl": "import", "ParamDecl": "param",
                 "RuleDecl": "rule", "TableDecl": "table", "VarDecl": "var", "TaskDecl": "task"}
-_VMLET_ONLY = {"InstrDecl": "instr", "ExposeDecl": "expose", "HideDecl": "hide"}
+_VMLET_ONLY = {"InstrDecl": "instr", "ExposeDecl": "expose", "HideDecl": "hide",
+               "TypeDecl": "type"}
 _NAMED = {"ConstDecl": "const", "ParamDecl": "param", "TableDecl": "table",
-          "VarDecl": "var", "FnDecl": "fn", "InstrDecl": "instr", "TaskDecl": "task"}
+          "VarDecl": "var", "FnDecl": "fn", "InstrDecl": "instr", "TaskDecl": "task",
+          "TypeDecl": "type"}
 
 
 class Declarations:
@@ -226,6 +229,7 @@ class Declarations:
                          f"`{vm.mission}`, not `{module.mission.name}`", span)
             return
         module.uses.append(vm)
+        self.use_types(vm, span)
         for layer in (vm, *reversed(vm.stack)):  # the highest layer hiding it is the reason
             for native in layer.hides:
                 module.hidden_by.setdefault(native, layer.name)
@@ -244,6 +248,23 @@ class Declarations:
             sigs.append(Signature(proc.name, ir.ProcKind.INSTR,
                                   tuple((p.name, p.type) for p in proc.params), proc.returns,
                                   None, owner))
+
+    def use_types(self, vm: ir.Program, span: Span) -> None:
+        """The types VMlet ``vm`` and its layers define become visible. Two types of one
+        name from two VMlets would make `q16` mean two things: E-AMBIGUOUS at this `uses`
+        (a type cannot be qualified the way an instruction can: its values flow through
+        the signatures of both VMlets' instructions)."""
+        types = self.module.types
+        for layer in (vm, *vm.stack):
+            for td in layer.types:
+                seen = types.get(td.name)
+                if seen is not None and seen != td:
+                    self.rep.err("E-AMBIGUOUS", f"type `{td.name}` is defined by VMlet "
+                                 f"`{seen.vmlet}` and by VMlet `{td.vmlet}`, both in use",
+                                 span, "a program sees one type of a name: use one of the "
+                                 "two VMlets, or rename one of the types")
+                    continue
+                types[td.name] = td
 
     def vmlet_exposure(self, by_type: ByType) -> None:
         """Check `expose`/`hide` of a VMlet; its own code sees what it exposes."""
@@ -293,6 +314,11 @@ class Declarations:
                 continue
             if kind == "instr" and self.instr_takes_other_name(d, name, sp):
                 continue
+            if name in module.types:
+                self.rep.err("E-SHADOW", f"`{name}` is already a type of VMlet "
+                             f"`{module.types[name].vmlet}` visible here", sp,
+                             "a VMlet in use defines it; choose another name")
+                continue
             replacing = kind == "instr" and getattr(d, "replaces", None) == name
             if name in module.natives or (name in module.instr_sigs and not replacing):
                 what = "a native" if name in module.natives else "a VMlet instruction"
@@ -308,6 +334,8 @@ class Declarations:
                 self.exprs.constants.declare(name, d)
             elif kind in ("param", "var", "table"):
                 symbol = DataSymbol(kind, d)
+            elif kind == "type":
+                symbol = TypeSymbol(d)
             else:
                 symbol = ProcSymbol(kind, d)
             module.symbols[name] = symbol

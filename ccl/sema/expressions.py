@@ -26,7 +26,9 @@ from ccl.sema.symbols import (
     ModuleScope,
     ProcScope,
     Symbol,
+    TypeSymbol,
 )
+from ccl.sema.type_words import mixing_hint, type_word
 from ccl.syntax import literal_value
 from onboard.vm.isa import INT_MAX, INT_MIN
 
@@ -49,6 +51,8 @@ class ExpressionChecker:
         self.calls = Calls(self)
         self.proc: ProcScope | None = None  # the body being analyzed, if any
         self.constant_what = ""  # what the constant expression being analyzed is, if any
+        self.defining: set[str] = set()  # types whose definition is being analyzed
+        self.failed_types: set[str] = set()  # own types whose definition has an error
 
     # ------------------------------------------------------------------ types and constants
 
@@ -58,6 +62,8 @@ class ExpressionChecker:
             if t.lo is not None:
                 raise self.rep.fail("E-TYPE", "`bool` takes no range", self.rep.span(t))
             return ir.BOOL
+        if t.name != "int":
+            return self.named_type(t)
         if t.lo is None:
             return ir.INT
         lo = self.constant_int(t.lo, "a range bound")
@@ -66,6 +72,94 @@ class ExpressionChecker:
             raise self.rep.fail("E-EMPTY-RANGE", f"the range int[{lo}..{hi}] is empty",
                                 self.rep.span(t), "write the smaller bound first")
         return ir.IntType(lo, hi)
+
+    def named_type(self, t: Any) -> ir.IntType:
+        """A type a VMlet defines, ``q16``, or a part of its range in its own units,
+        ``q16[0..1]`` (held as 0 .. 65536)."""
+        td = self.type_def(t.name, self.rep.name_span(t, t.name))
+        if t.lo is None:
+            return ir.IntType(td.lo, td.hi, td)
+        lo = self.constant_int(t.lo, "a range bound")
+        hi = self.constant_int(t.hi, "a range bound")
+        if lo > hi:
+            raise self.rep.fail("E-EMPTY-RANGE", f"the range {t.name}[{lo}..{hi}] is empty",
+                                self.rep.span(t), "write the smaller bound first")
+        held_lo, held_hi = lo * td.scale, hi * td.scale
+        if not td.lo <= held_lo <= held_hi <= td.hi:
+            whole = f"{-(-td.lo // td.scale)} .. {td.hi // td.scale}"
+            raise self.rep.fail("E-OUT-OF-RANGE", f"{t.name}[{lo}..{hi}] is outside the "
+                                f"range of {t.name}", self.rep.span(t),
+                                f"a {t.name} holds whole numbers in {whole}, and what lies "
+                                "between them in steps of "
+                                f"1/{td.scale}" if td.scale > 1 else
+                                f"a {t.name} is in {td.lo} .. {td.hi}")
+        return ir.IntType(held_lo, held_hi, td)
+
+    def type_def(self, name: str, sp: Span) -> ir.TypeDef:
+        """The visible type ``name`` (a VMlet's own is defined on first use)."""
+        if name in self.module.types:
+            return self.module.types[name]
+        symbol = self.module.symbols.get(name)
+        if isinstance(symbol, TypeSymbol):
+            return self.define_type(symbol.decl)
+        if name in self.module.symbols:
+            raise self.rep.fail("E-TYPE", f"`{name}` is {self.module.kind_word(name)}, not a "
+                                "type", sp, "types are `int`, `bool` and the types of the "
+                                "VMlets in use")
+        known = ["int", "bool", *self.module.types,
+                 *(n for n, s in self.module.symbols.items() if isinstance(s, TypeSymbol))]
+        raise self.rep.fail("E-UNKNOWN-NAME", f"unknown type `{name}`", sp,
+                            did_you_mean(name, known)
+                            or f"types here: {', '.join(known)}; a VMlet defines more "
+                            "(`type q16 = int scale 65536;`), seen through `uses`")
+
+    def define_type(self, d: Any) -> ir.TypeDef:
+        """`type NAME = int[lo..hi] [scale S];` of this VMlet."""
+        module = self.module
+        if d.name in module.types and module.types[d.name].vmlet == module.own_name:
+            return module.types[d.name]
+        if d.name in self.failed_types:
+            raise Abort()
+        sp = self.rep.name_span(d, d.name)
+        if d.name in self.defining:
+            raise self.rep.fail("E-CONST-CYCLE", f"type `{d.name}` is defined in terms of "
+                                "itself", sp, "its bounds and scale must not need the type")
+        self.defining.add(d.name)
+        try:
+            if d.base.name != "int":
+                raise self.rep.fail("E-TYPE", f"type `{d.name}` must rest on `int` or "
+                                    f"`int[lo..hi]`, not `{d.base.name}`",
+                                    self.rep.span(d.base),
+                                    "a VMlet's type is a ranged integer with a name of its own")
+            base = self.type_of(d.base)
+            assert isinstance(base, ir.IntType)
+            scale = 1
+            if d.scale is not None:
+                scale = self.constant_int(d.scale, "a scale")
+                if scale < 1:
+                    raise self.rep.fail("E-OUT-OF-RANGE", f"the scale {scale} of type "
+                                        f"`{d.name}` is not positive",
+                                        self.rep.span(d.scale), "a value x of the type stands "
+                                        "for x / scale: `scale 65536` is 16 bits of fraction")
+        except Abort:
+            self.failed_types.add(d.name)
+            raise
+        finally:
+            self.defining.discard(d.name)
+        td = ir.TypeDef(d.name, module.own_name, base.lo, base.hi, scale, sp)
+        module.types[d.name] = td
+        return td
+
+    def opaque(self, t: ir.Type | None) -> ir.TypeDef | None:
+        """The VMlet type of ``t`` if it is opaque here: a value of a VMlet's type is not an
+        int, except in the code of the VMlet that defines it, which works on the integers
+        it rests on (its instructions are the type's operations)."""
+        if not isinstance(t, ir.IntType) or t.nominal is None:
+            return None
+        module = self.module
+        if module.kind is ir.ProgramKind.VMLET and t.nominal.vmlet == module.own_name:
+            return None
+        return t.nominal
 
     def int_type(self, t: Any, what: str) -> ir.IntType:
         """The type ``t`` writes, which must be an integer type (it types ``what``)."""
@@ -104,21 +198,35 @@ class ExpressionChecker:
                                 f"{type_word(value.type)}", span,
                                 "compare to get a boolean (`x != 0`)"
                                 if isinstance(target, ir.BoolType) else "")
+        want, found = self.opaque(target), self.opaque(value.type)
+        if want != found:
+            raise self.rep.fail("E-TYPE", f"expected {type_word(target)}, found "
+                                f"{type_word(value.type)}", span, mixing_hint(want, found))
         if isinstance(value, ir.Const) and isinstance(target, ir.IntType):
             if not target.contains(value.value):
+                td = target.nominal
+                shown = (str(value.value) if td is None or td.scale == 1 else
+                         f"{value.value / td.scale:g} (held as {value.value})")
                 raise self.rep.fail("E-OUT-OF-RANGE",
-                                    f"the {what} {value.value} is outside {target}", span,
+                                    f"the {what} {shown} is outside {target}", span,
                                     f"use a value in {target.lo} .. {target.hi}, or widen the "
-                                    "range")
+                                    "range" if td is None else
+                                    f"use a value in {target}, or widen the range")
 
     # ------------------------------------------------------------------ expressions
 
-    def int_expr(self, e: Any, what: str) -> ir.Expr:
-        """``e``, which must be an integer (``what`` names it in messages)."""
+    def int_expr(self, e: Any, what: str, *, typed_ok: bool = False) -> ir.Expr:
+        """``e``, which must be an integer (``what`` names it in messages), or, if
+        ``typed_ok``, a value of a VMlet's type too."""
         value = self.expr(e)
         if not isinstance(value.type, ir.IntType):
             raise self.rep.fail("E-TYPE", f"{what} must be an integer, not "
                                 f"{type_word(value.type)}", self.rep.span(e))
+        td = self.opaque(value.type)
+        if td is not None and not typed_ok:
+            raise self.rep.fail("E-TYPE", f"{what} must be an integer, not "
+                                f"{type_word(value.type)}", self.rep.span(e),
+                                mixing_hint(None, td))
         return value
 
     def condition(self, e: Any) -> ir.Expr:
@@ -209,6 +317,10 @@ class ExpressionChecker:
             if not isinstance(value.type, ir.IntType):
                 raise self.rep.fail("E-TYPE", f"`{op.value}` applies to an integer, not a "
                                     "boolean", sp)
+            td = self.opaque(value.type)
+            if td is not None:
+                raise self.rep.fail("E-TYPE", f"`{op.value}` does not apply to "
+                                    f"{type_word(value.type)}", sp, self.operations_hint(td))
             ty = unary_range(op, value.type)
         if isinstance(value, ir.Const):
             try:
@@ -233,6 +345,11 @@ class ExpressionChecker:
         elif op in ir.COMPARISONS:
             if lb != rb or (lb and op not in (ir.BinOp.EQ, ir.BinOp.NE)):
                 raise self.rep.fail("E-TYPE", f"`{op.value}` compares two integers", sp)
+            ltd, rtd = self.opaque(left.type), self.opaque(right.type)
+            if ltd != rtd:  # two values of one VMlet type compare; nothing else mixes
+                raise self.rep.fail("E-TYPE", f"`{op.value}` compares "
+                                    f"{type_word(left.type)} with {type_word(right.type)}",
+                                    sp, mixing_hint(ltd, rtd))
             ty = ir.BOOL
         else:
             if lb or rb:
@@ -240,6 +357,17 @@ class ExpressionChecker:
                                     "booleans", sp)
             assert isinstance(left.type, ir.IntType) and isinstance(right.type, ir.IntType)
             ty = binary_range(op, left.type, right.type)
+            ltd, rtd = self.opaque(left.type), self.opaque(right.type)
+            if ltd is not None and ltd == rtd and op in (ir.BinOp.MIN, ir.BinOp.MAX):
+                ty = ir.IntType(ty.lo, ty.hi, ltd)  # the smaller of two q16 is a q16
+            elif ltd is not None or rtd is not None:
+                td = ltd or rtd
+                assert td is not None
+                what = (f"`{op.value}`" if op not in (ir.BinOp.MIN, ir.BinOp.MAX)
+                        else f"`{op.value}` of two values of different types")
+                raise self.rep.fail("E-TYPE", f"{what} does not apply to "
+                                    f"{type_word(left.type)} and {type_word(right.type)}",
+                                    sp, self.operations_hint(td))
         if isinstance(left, ir.Const) and isinstance(right, ir.Const):
             try:
                 return ir.Const(apply_binary(op, left.value, right.value), ty, sp)
@@ -269,6 +397,16 @@ class ExpressionChecker:
                                 if value == INT_MAX + 1 else
                                 f"integers are 32-bit: {INT_MIN} .. {INT_MAX}")
         return ir.Const(value, ir.IntType(value, value), sp)
+
+    def operations_hint(self, td: ir.TypeDef) -> str:
+        """Where the operations of VMlet type ``td`` are: its VMlet's instructions."""
+        ops = sorted({s.name for sigs in self.module.instr_sigs.values() for s in sigs
+                      if s.vmlet == td.vmlet and any(
+                          isinstance(t, ir.IntType) and t.nominal == td
+                          for t in (*(p for _, p in s.params), s.returns))})
+        listed = f" ({', '.join(ops)})" if ops else ""
+        return (f"a {td.name} is not an int: its operations are the instructions of VMlet "
+                f"`{td.vmlet}`{listed}; or convert it, `int(x)`")
 
     # ------------------------------------------------------------------ names
 
@@ -306,6 +444,9 @@ class ExpressionChecker:
                     raise self.rep.fail("E-TYPE", f"`{name}` is not an array", name_sp)
                 return ir.LocalRef(local, local.type, sp)
         module = self.module
+        if name in module.types:
+            raise self.rep.fail("E-TYPE", f"`{name}` is a type, not a value", name_sp,
+                                f"convert a number to it: `{name}(n)`")
         if name in module.natives or name in module.instr_sigs or name in module.fn_sigs:
             raise self.rep.fail("E-TYPE", f"`{name}` is a function; call it: `{name}(...)`",
                                 name_sp)
@@ -313,8 +454,8 @@ class ExpressionChecker:
         if isinstance(symbol, ir.NamedConst):
             if a.index is not None:
                 raise self.rep.fail("E-TYPE", f"`{name}` is a constant, not an array", name_sp)
-            ty = (ir.IntType(symbol.value, symbol.value) if isinstance(symbol.type, ir.IntType)
-                  else ir.BOOL)
+            ty = (ir.IntType(symbol.value, symbol.value, symbol.type.nominal)
+                  if isinstance(symbol.type, ir.IntType) else ir.BOOL)
             return ir.Const(symbol.value, ty, sp)
         if isinstance(symbol, GlobalSymbol):
             if a.index is not None:
@@ -347,13 +488,6 @@ class ExpressionChecker:
                                 f"`{arr.name}` has {arr.length} entries", index.span,
                                 f"indices run from 0 to {arr.length - 1}")
         return index
-
-
-def type_word(t: ir.Type | None) -> str:
-    """A type as a message says it: "a boolean", "an integer (int[0..9])"."""
-    if t is None:
-        return "no value"
-    return "a boolean" if isinstance(t, ir.BoolType) else f"an integer ({t})"
 
 
 def _literal_or_none(text: str) -> int | None:

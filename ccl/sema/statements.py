@@ -44,6 +44,10 @@ class Statements:
                 raise self.rep.fail("E-DUPLICATE", f"`{name}` is already {where}", sp, hint)
             raise self.rep.fail("E-DUPLICATE", f"{what} `{name}` would hide the {first} "
                                 f"`{name}` of an enclosing block", sp, hint)
+        if name in self.module.types and name not in self.module.declared_at:
+            raise self.rep.fail("E-SHADOW", f"{what} `{name}` would hide the type `{name}` of "
+                                f"VMlet `{self.module.types[name].vmlet}`", sp,
+                                "choose another name")
         if name in self.module.declared_at:
             raise self.rep.fail("E-SHADOW", f"{what} `{name}` would hide the "
                                 f"{self.module.kind_word(name).split(' ', 1)[1]} `{name}`", sp,
@@ -78,7 +82,9 @@ class Statements:
             ty = exprs.type_of(s.type)
             exprs.check_assignable(ty, value, self.rep.span(s.value))
         else:
-            ty = ir.BOOL if isinstance(value.type, ir.BoolType) else ir.INT
+            td = exprs.opaque(value.type)  # a value of a VMlet type: a local of that type
+            ty = (ir.BOOL if isinstance(value.type, ir.BoolType)
+                  else ir.IntType(td.lo, td.hi, td) if td is not None else ir.INT)
         self.check_local_name(s.name, sp, "local")
         local = ir.Local(s.name, len(self.proc.locals), ty, sp)
         self.proc.declare(local)

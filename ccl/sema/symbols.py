@@ -19,13 +19,13 @@ BUILTINS = ("min", "max", "abs", "env")
 KEYWORDS = frozenset({
     "mission", "config", "vmlet", "version", "uses", "const", "param", "rule", "table", "var",
     "fn", "instr", "task", "every", "on", "expose", "hide", "let", "if", "else", "for", "in",
-    "while", "return", "int", "bool", "true", "false", "from", "column", "replaces",
+    "while", "return", "int", "bool", "true", "false", "from", "column", "replaces", "type",
 })
 
 # How the kinds of module-level declarations read in messages.
 KIND_WORDS = {
     "const": "a constant", "param": "a parameter", "var": "a state variable", "table": "a table",
-    "fn": "a function", "instr": "an instruction", "task": "a task",
+    "fn": "a function", "instr": "an instruction", "task": "a task", "type": "a type",
 }
 
 
@@ -76,7 +76,16 @@ class ProcSymbol:
     decl: Any
 
 
-Symbol = ConstSymbol | DataSymbol | GlobalSymbol | ArraySymbol | ProcSymbol
+@dataclass(frozen=True)
+class TypeSymbol:
+    """A `type` this VMlet defines; its ``ir.TypeDef`` is made on first use
+    (``ExpressionChecker.define_type``), into ``ModuleScope.types``."""
+
+    decl: Any
+    kind: ClassVar[str] = "type"
+
+
+Symbol = ConstSymbol | DataSymbol | GlobalSymbol | ArraySymbol | ProcSymbol | TypeSymbol
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,9 @@ class ModuleScope:
     natives: dict[str, ir.NativeSig] = field(default_factory=dict)  # visible natives
     hidden_by: dict[str, str] = field(default_factory=dict)  # native -> VMlet hiding it
     uses: list[ir.Program] = field(default_factory=list)
+    # The VMlet-defined types visible here: those the VMlets used define (and their
+    # layers), and a VMlet's own once defined.
+    types: dict[str, ir.TypeDef] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)  # declarations whose analysis stopped
     # VMlet instructions called, each with its first call in the text: each takes one of
     # the image's EXT_COUNT extension opcodes.

@@ -2,23 +2,28 @@
 
 Every binary the product makes has a readable form; this is the one for images (``ccl
 disasm``, ``vvm status``). Local variable names are not in images; a caller that has them
-(the compiler's debug information) may pass them in.
+(the compiler's debug information) may pass them in, and so the names of the types a VMlet
+defines (the board knows only the ranges they rest on).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from onboard.vm import isa
 from onboard.vm.image import Image, ImageKind
 
 
-def _range(lo: int, hi: int) -> str:
-    return "int" if (lo, hi) == (isa.INT_MIN, isa.INT_MAX) else f"int[{lo}..{hi}]"
+def _range(lo: int, hi: int, type_name: str = "") -> str:
+    held = "int" if (lo, hi) == (isa.INT_MIN, isa.INT_MAX) else f"int[{lo}..{hi}]"
+    return f"{type_name} as {held}" if type_name else held
 
 
-def listing(image: Image, local_names: Sequence[Sequence[str]] | None = None) -> list[str]:
-    """The full listing of ``image`` as lines of text."""
+def listing(image: Image, local_names: Sequence[Sequence[str]] | None = None,
+            type_names: Mapping[str, str] | None = None) -> list[str]:
+    """The full listing of ``image`` as lines of text; ``type_names`` gives the type, by
+    its name, of globals and arrays of a type a VMlet defines (``alpha: q16[0..1]``)."""
+    types = type_names or {}
     kind = "config" if image.kind is ImageKind.CONFIG else "vmlet"
     out = [f"{kind} {image.name} version {image.version}  (mission {image.mission})",
            f"hash {image.content_hash.hex()}",
@@ -30,7 +35,8 @@ def listing(image: Image, local_names: Sequence[Sequence[str]] | None = None) ->
         out.append("globals:")
         for i, g in enumerate(image.globals):
             what = "var  " if g.writable else "param"
-            out.append(f"  g{i:<3d} {what} {g.name} : {_range(g.lo, g.hi)} = {g.value}")
+            held = _range(g.lo, g.hi, types.get(g.name, ""))
+            out.append(f"  g{i:<3d} {what} {g.name} : {held} = {g.value}")
     if image.arrays:
         out.append("")
         out.append("arrays:")
@@ -38,7 +44,8 @@ def listing(image: Image, local_names: Sequence[Sequence[str]] | None = None) ->
             what = "var  " if a.writable else "table"
             distinct = len(set(a.values))
             content = f"all {a.values[0]}" if distinct == 1 else f"{distinct} distinct values"
-            out.append(f"  a{i:<3d} {what} {a.name}[{a.length}] : {_range(a.lo, a.hi)}  "
+            out.append(f"  a{i:<3d} {what} {a.name}[{a.length}] : "
+                       f"{_range(a.lo, a.hi, types.get(a.name, ''))}  "
                        f"({content})")
     for title, table in (("natives", image.natives), ("env", image.env),
                          ("exposes", image.exposes), ("hides", image.hides)):
