@@ -26,6 +26,7 @@ from ccl.pack import load_key
 from ccl.verify.program import verify_program
 from ccl.verify.report import VerifyReport, diagnostic
 from ground.network.choice import (
+    GROUP_REACHES,
     Choice,
     ChoiceError,
     History,
@@ -255,22 +256,23 @@ def sender_choices(scenario: NetScenario, sent: list[bool], codes: list[bytes],
             continue
         history = histories.get(send.node, History())
         active: tuple[int, ...] = (send.node,)
+        targets = None if send.dest is None else frozenset({send.dest})
         protocol = send.protocol
-        if send.dest is not None:
+        if send.dest is not None or send.reach in GROUP_REACHES:
             try:
                 shape = shape_of(scenario.topology, send.node, send.dest, send.reach,
-                                 send.replies)
+                                 send.replies, send.members, send.retransmit)
             except ChoiceError as exc:
-                raise NetScenarioError(str(exc), f"{scenario.path}: [[send]] {k + 1}.dest",
-                                       "send it to a node the sender can reach") from None
-            active = shape.active
+                raise NetScenarioError(str(exc), f"{scenario.path}: [[send]] {k + 1}",
+                                       "send it to nodes the sender can reach") from None
+            active, targets = shape.active, shape.targets
             if protocol == "auto":
                 guess = estimate(history, send.at_ms, code_id(code), len(code), shape,
                                  weights, cache)
                 choice = choose(len(code), shape, guess, weights, cache)
                 choices[k], protocol = choice, choice.protocol
         histories[send.node] = history.after(
-            Sent(send.at_ms, code_id(code), len(code), send.dest, active, protocol))
+            Sent(send.at_ms, code_id(code), len(code), targets, active, protocol))
     return choices
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from ccl.driver import Compiler
 from ground.network.choice import (
+    GROUP_REACHES,
     REACHES,
     ChoiceError,
     Estimate,
@@ -55,27 +56,40 @@ def choice_run(compiler: Compiler) -> NetResult:
 # ---------------------------------------------------------------- the model's properties
 
 @st.composite
-def topologies(draw: st.DrawFn) -> Topology:
-    """A connected network of 2..8 nodes: a random tree and a few more links."""
+def topologies(draw: st.DrawFn, lossy: bool = True) -> Topology:
+    """A connected network of 2..8 nodes: a random tree and a few more links, each losing
+    up to 90 % of its packets (none unless ``lossy``)."""
     n = draw(st.integers(2, 8))
     links = {frozenset((k, draw(st.integers(1, k - 1)))) for k in range(2, n + 1)}
     for _ in range(draw(st.integers(0, 4))):
         a, b = draw(st.integers(1, n)), draw(st.integers(1, n))
         if a != b:
             links.add(frozenset((a, b)))
+    loss = st.sampled_from([0.0, 0.0, 0.1, 0.3, 0.9]) if lossy else st.just(0.0)
     return Topology("random", tuple(range(1, n + 1)),
                     tuple(LinkSpec(min(pair), max(pair), draw(st.integers(1, 5)) * 1000,
-                                   1_000_000) for pair in sorted(links, key=sorted)))
+                                   1_000_000, draw(loss))
+                          for pair in sorted(links, key=sorted)))
+
+
+@st.composite
+def shapes(draw: st.DrawFn, lossy: bool = True) -> Shape:
+    """Any packet's shape on a random network: each reach, with replies or not, members
+    drawn for a multicast, resent until answered for some end-to-end ones."""
+    topology = draw(topologies(lossy))
+    source = draw(st.sampled_from(topology.nodes))
+    dest = draw(st.sampled_from(topology.nodes))
+    reach = draw(st.sampled_from(REACHES))
+    members = draw(st.lists(st.sampled_from(topology.nodes), min_size=1, max_size=6))
+    retransmit = reach == "ends" and dest != source and draw(st.booleans())
+    return shape_of(topology, source, None if reach in GROUP_REACHES else dest, reach,
+                    retransmit or draw(st.booleans()), members, retransmit)
 
 
 @st.composite
 def situations(draw: st.DrawFn) -> tuple[Shape, Estimate, Weights]:
     """A packet's shape on a random network, a random estimate and random weights."""
-    topology = draw(topologies())
-    source = draw(st.sampled_from(topology.nodes))
-    dest = draw(st.sampled_from(topology.nodes))
-    shape = shape_of(topology, source, dest, draw(st.sampled_from(REACHES)),
-                     draw(st.booleans()))
+    shape = draw(shapes())
     cached = draw(st.sets(st.sampled_from(shape.active)))
     weight = st.floats(0, 10, allow_nan=False)
     weights = Weights(draw(weight), draw(weight), draw(weight))
@@ -150,7 +164,7 @@ def test_the_documented_prices_of_a_ping() -> None:
 
 def sent(at_ms: int, code: bytes, size: int, dest: int, active: tuple[int, ...],
          protocol: str = "ants") -> Sent:
-    return Sent(at_ms, code, size, dest, active, protocol)
+    return Sent(at_ms, code, size, frozenset({dest}), active, protocol)
 
 
 def test_the_estimate_trusts_recent_ants_sends_only() -> None:
