@@ -274,17 +274,17 @@ def shape_of(topology: Topology, source: int, dest: int | None, reach: str, repl
     if reach != "ends" or not replies or dest == source:
         raise ChoiceError("a packet resent until its reply comes home goes to another node "
                           "(reach `ends`) and is answered (replies)")
-    there = _along(topology, path)[1]
-    back = _along(topology, _path(topology, dest, source))[1]
-    if there * back == 0:
+    arrives = _along(topology, path)[1]
+    returns = _along(topology, _path(topology, dest, source))[1]
+    if arrives * returns == 0:
         raise ChoiceError(f"no packet from node {source} to node {dest} and back arrives: "
                           "a link on the way loses everything")
-    tries = 1 / (there * back)
+    tries = 1 / (arrives * returns)
     shape = walk.shape(frozenset({dest}), True, tries, "")
     # each send arms a timer, run at the source: one more evaluation per try
     return replace(shape, evaluations=shape.evaluations + tries, note=(
         f"end to end to {dest}, resent until acknowledged: {tries:.2f} sends expected "
-        f"({there * back:.0%} of round trips succeed)"))
+        f"({arrives * returns:.0%} of round trips succeed)"))
 
 
 def _flood(walk: _Walk, replies: bool) -> Shape:

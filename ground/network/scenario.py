@@ -268,7 +268,7 @@ def load_net_scenario(path: Path) -> NetScenario:
             raise NetScenarioError("protocol `auto` needs `dest`: the node the packet is for",
                                    f"{at}.dest", "the sender prices the packet's way there")
         padded = data_words + (0,) * (8 - len(data_words))
-        members = _members(s, padded, at, topology) if reach == "members" else ()
+        members = _members(s, data_words, at, topology) if reach == "members" else ()
         replies = bool(s.get("replies", reach not in GROUP_REACHES))
         retransmit = bool(s.get("retransmit", False))
         if retransmit and (reach != "ends" or not replies or dest in (None, node)):
@@ -342,7 +342,8 @@ def _node(table: Mapping[str, Any], key: str, where: str, topology: Topology,
 
 def _members(send: Mapping[str, Any], words: tuple[int, ...], where: str,
              topology: Topology) -> tuple[int, ...]:
-    """A multicast's members: its data words from ``members_from`` on, ``NO_MEMBER`` aside."""
+    """A multicast's members: the data words ``words`` given from ``members_from`` on,
+    ``NO_MEMBER`` aside."""
     first = _int(send, "members_from", where, 2, hi=7)
     members = tuple(dict.fromkeys(w for w in words[first:] if w != NO_MEMBER))
     for k, member in enumerate(words[first:], first):

@@ -129,6 +129,32 @@ def test_more_nodes_caching_the_code_never_prefers_plan_more(
         assert choose(code, shape, guess, weights, CACHE).protocol == "ants"
 
 
+@settings(max_examples=200, deadline=None)
+@given(shapes(lossy=False))
+def test_on_a_lossless_network_a_shape_counts_whole_packets(shape: Shape) -> None:
+    """Without loss the expectations are counts: whole links and evaluations, one try, a
+    fetch crossing its hops once each way; a flood crosses every link but the one each node
+    other than the source came by, and every copy is run."""
+    assert shape.links == int(shape.links) and shape.evaluations == int(shape.evaluations)
+    assert shape.tries == 1 and shape.evaluations >= len(shape.active)
+    assert all(shape.fetch[n] == (d, d) for n, d in shape.serve_hops.items())
+    assert set(shape.serve_hops) == set(shape.active[1:])
+
+
+@settings(max_examples=100, deadline=None)
+@given(topologies())
+def test_a_flood_crosses_each_link_but_the_way_in(topology: Topology) -> None:
+    flood = shape_of(topology, 1, None, "flood", False)
+    degrees = sum(len(topology.neighbours(n)) for n in topology.nodes)
+    assert flood.links == degrees - (len(topology.nodes) - 1)
+    assert set(flood.active) == set(topology.nodes) == flood.targets
+    # every copy sent is run where it arrives, unless lost: at most one a link direction
+    lost = sum(topology.link(a, b).loss for a in topology.nodes
+               for b in topology.neighbours(a))
+    assert 1 + flood.links - lost <= flood.evaluations + 1e-9
+    assert flood.evaluations <= 1 + flood.links
+
+
 def test_a_code_larger_than_a_cache_goes_plan_and_says_why() -> None:
     shape = shape_of(LINE5, 1, 5, "every-hop", True)
     choice = choose(CACHE.cache_bytes + 1, shape, Estimate(frozenset(), 100),
