@@ -232,19 +232,26 @@ def test_multicasts_deliver_the_same_with_auto_and_go_as_the_model_says(
 
 
 SEGMENTS = [100 + s for s in range(8)]
+SEEDS = (1, 2, 3, 4, 5)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_a_reliable_transfer_delivers_the_same_with_auto(compiler: Compiler,
-                                                         seed: int) -> None:
+@pytest.fixture(scope="module")
+def transfers(compiler: Compiler) -> dict[int, dict[str, NetResult]]:
+    """Eight segments over lossy4, for each seed, by each protocol."""
+    sc = scenario("reliable")
+    return {seed: {p: run(compiler, replace(sc, seed=seed), p, sc.sends[:8])
+                   for p in ("plan", "ants", "auto")} for seed in SEEDS}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_reliable_transfer_delivers_the_same_with_auto(
+        transfers: dict[int, dict[str, NetResult]], seed: int) -> None:
     """Eight segments over lossy4: node 4 delivers each once and in order whatever the
     protocol. The sender sends every one by name: a segment is expected to be sent 3.81
     times, and each PLAN send carries its 566 bytes of code again (8,713 against 5,687 for
     the first, with its fetch; 929 for the others, the code believed cached at 1 and 4).
     Going the same way as ANTS, it is the ANTS run, byte for byte."""
-    sc = replace(scenario("reliable"), seed=seed)
-    sends = sc.sends[:8]
-    runs = {p: run(compiler, sc, p, sends) for p in ("plan", "ants", "auto")}
+    runs = transfers[seed]
     for protocol, result in runs.items():
         assert result.report.delivered(4) == SEGMENTS, protocol
         assert all(result.report.delivered(n) == [] for n in (1, 2, 3)), protocol
@@ -257,18 +264,16 @@ def test_a_reliable_transfer_delivers_the_same_with_auto(compiler: Compiler,
     assert runs["auto"].report.wire_bytes < runs["plan"].report.wire_bytes / 3
 
 
-def test_the_expected_bytes_of_a_transfer_over_a_lossy_path(compiler: Compiler) -> None:
+def test_the_expected_bytes_of_a_transfer_over_a_lossy_path(
+        transfers: dict[int, dict[str, NetResult]]) -> None:
     """The model's expectation for eight segments by PLAN (eight times one segment's
     figure) against the mean over seeds 1-5 of what the simulator sent: within 15 %
     (the model ignores that a cumulative acknowledgement also acknowledges the segments
     before it, and the cap of 30 sends)."""
-    sc = scenario("reliable")
-    code = 566
+    code = transfers[1]["plan"].program_bytes["reliable.ccl"]
     segment = shape_of(LOSSY4, 1, 4, "ends", True, retransmit=True)
     expected = 8 * plan_cost(code, segment, Weights()).wire_bytes
-    measured = [run(compiler, replace(sc, seed=seed), "plan", sc.sends[:8]).report.wire_bytes
-                for seed in range(1, 6)]
-    assert run(compiler, sc, "plan", sc.sends[:1]).program_bytes["reliable.ccl"] == code
+    measured = [transfers[seed]["plan"].report.wire_bytes for seed in SEEDS]
     mean = sum(measured) / len(measured)
     assert abs(mean - expected) / expected < 0.15, (expected, measured)
 
