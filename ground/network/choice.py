@@ -112,7 +112,8 @@ class Shape:
     ``serve_hops`` gives, for each of them but the sender, the hops to the node that
     evaluated it before (which holds the code and would serve it), and ``fetch`` the
     expected links a code request and its response cross for one fetch that succeeds
-    (``serve_hops`` each on a lossless path; ``inf`` if none can). ``links`` is how many
+    (``serve_hops`` each on a lossless path; ``inf`` if none can), ``chance`` the
+    probability that it runs there at all (1 without loss). ``links`` is how many
     links the packet and its descendants are expected to cross in all, ``evaluations`` how
     many times they are expected to run, ``tries`` how many times the packet is sent (more
     than one: resent until its reply comes home); ``note`` says it in words.
@@ -123,6 +124,7 @@ class Shape:
     active: tuple[int, ...]
     serve_hops: Mapping[int, int]
     fetch: Mapping[int, tuple[float, float]]
+    chance: Mapping[int, float]
     links: float
     evaluations: float
     tries: float = 1.0
@@ -234,7 +236,8 @@ class _Walk:
             fetch[node] = (asked / (there * back), there * answered / (there * back)) \
                 if there * back > 0 else (math.inf, math.inf)
         return Shape(self.source, targets, (self.source, *self.reached), serve_hops, fetch,
-                     self.links * tries, (self.evaluations - 1) * tries + 1, tries, note)
+                     dict(self.reached), self.links * tries,
+                     (self.evaluations - 1) * tries + 1, tries, note)
 
 
 def shape_of(topology: Topology, source: int, dest: int | None, reach: str, replies: bool,
@@ -281,8 +284,9 @@ def shape_of(topology: Topology, source: int, dest: int | None, reach: str, repl
                           "a link on the way loses everything")
     tries = 1 / (arrives * returns)
     shape = walk.shape(frozenset({dest}), True, tries, "")
-    # each send arms a timer, run at the source: one more evaluation per try
-    return replace(shape, evaluations=shape.evaluations + tries, note=(
+    # each send arms a timer, run at the source: one more evaluation per try; and the
+    # destination runs it for sure, sooner or later
+    return replace(shape, evaluations=shape.evaluations + tries, chance={dest: 1.0}, note=(
         f"end to end to {dest}, resent until acknowledged: {tries:.2f} sends expected "
         f"({arrives * returns:.0%} of round trips succeed)"))
 
@@ -341,11 +345,13 @@ def ants_cost(code_bytes: int, shape: Shape, estimate: Estimate, weights: Weight
     estimated not to hold the code, shared among the ``1 + reuse`` packets expected."""
     capsule = HEADER_BYTES + CODE_ID_BYTES
     missing = [node for node in shape.active if node not in estimate.cached]
-    fetched = sum(capsule * shape.fetch[node][0] + (capsule + code_bytes) * shape.fetch[node][1]
-                  for node in missing if node != shape.source)  # the sender has it already
+    fetched = sum(shape.chance[node] * (capsule * shape.fetch[node][0]
+                                        + (capsule + code_bytes) * shape.fetch[node][1])
+                  for node in missing  # the sender has it already; a node never reached
+                  if node != shape.source and shape.chance[node] > 0)  # fetches nothing
     packets = 1 + estimate.reuse
     wire = capsule * shape.links + fetched / packets
-    held = code_bytes * len(missing) / packets
+    held = code_bytes * sum(shape.chance.get(node, 1.0) for node in missing) / packets
     return Cost(wire, held, 0, weights.wire_byte * wire + weights.cache_byte * held)
 
 

@@ -5,6 +5,7 @@ delivers by PLAN and by ANTS, going the way the model says."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -129,13 +130,36 @@ def test_the_shape_of_a_segment_resent_until_acknowledged() -> None:
 
 
 def test_code_that_cannot_be_fetched_goes_by_plan_and_says_why() -> None:
-    dead = Topology("dead", (1, 2), (LinkSpec(1, 2, 2000, 1_000_000, 1.0),))
-    shape = shape_of(dead, 1, 2, "ends", False)
-    choice = choose(300, shape, Estimate(frozenset(), 100), Weights(cache_byte=0), CACHE)
+    """A triangle whose fast link 1 - 2 loses everything: a flood still reaches node 2
+    (through 3), but node 2 would ask node 1, over that link, for the code."""
+    triangle = Topology("triangle", (1, 2, 3), (LinkSpec(1, 2, 1000, 1_000_000, 1.0),
+                                                LinkSpec(1, 3, 5000, 1_000_000),
+                                                LinkSpec(2, 3, 5000, 1_000_000)))
+    flood = shape_of(triangle, 1, None, "flood", False)
+    assert flood.fetch[2] == (math.inf, math.inf) and flood.fetch[3] == (1, 1)
+    choice = choose(300, flood, Estimate(frozenset(), 100), Weights(cache_byte=0), CACHE)
     assert choice.protocol == "plan" and choice.ants is None
     assert "could not be fetched" in choice.why
-    assert choose(300, shape, Estimate(frozenset({1, 2}), 0), Weights(),
+    assert choose(300, flood, Estimate(frozenset({1, 2, 3}), 0), Weights(),
                   CACHE).protocol == "ants"  # believed cached: nothing to fetch
+    # a packet that can never get there costs its first link, and no fetch, either way
+    never = shape_of(triangle, 1, 2, "every-hop", False)
+    assert never.chance[2] == 0 and never.links == 1
+    assert ants_cost(300, never, Estimate(frozenset(), 0), Weights()).wire_bytes == 66
+
+
+def test_a_lossy_path_weighs_fetches_by_the_chance_of_getting_there() -> None:
+    """A ping's fetch at node 4 of lossy4 is paid only if the ping gets there (51 %);
+    a segment resent until answered gets there for sure."""
+    ping = shape_of(LOSSY4, 1, 4, "ends", True)
+    assert ping.chance == {4: pytest.approx(0.8 ** 3)}
+    segment = shape_of(LOSSY4, 1, 4, "ends", True, retransmit=True)
+    assert segment.chance == {4: 1.0}
+    once = ants_cost(566, ping, Estimate(frozenset(), 0), Weights())
+    capsules = 66 * ping.links
+    fetch = 66 * ping.fetch[4][0] + (66 + 566) * ping.fetch[4][1]
+    assert once.wire_bytes == pytest.approx(capsules + 0.8 ** 3 * fetch)
+    assert once.cache_bytes == pytest.approx(566 * (1 + 0.8 ** 3))  # at 1, and maybe at 4
 
 
 # ---------------------------------------------------------------------- the model, measured
