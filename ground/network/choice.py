@@ -13,12 +13,13 @@ module prices both for one packet, from what the sender knows without asking any
   reliable transfer), a flood, or a multicast to members named in its data words;
 * what it sent by ANTS lately (:class:`History`), from which it estimates which of those
   nodes still cache the code (:func:`estimate`) and how many more packets of this code to
-  this destination it expects (the reuse);
+  the same targets it expects (the reuse);
 * the profile's weights (:class:`Weights`, the ``[choice]`` table of mission.toml).
 
 On a lossy path the figures are expectations: a packet sent along a path crosses a link
-only if it got that far, and a fetch is repeated until its request and its response both
-arrive. On a lossless network they are exact counts.
+only if it got that far, a fetch is repeated until its request and its response both
+arrive, and a node's fetch and cache entry count with the chance that the packet runs
+there. On a lossless network they are exact counts.
 
 Costs are in wire-byte units: one byte crossing one link costs ``wire_byte``; one byte of
 code held in one node's cache for as long as it stays costs ``cache_byte``; one byte of a
@@ -78,7 +79,7 @@ class Weights:
     wire_byte: float = 1.0  # one byte crossing one link
     cache_byte: float = 1.0  # one byte of code in one node's cache, for as long as it stays
     transient_byte: float = 0.01  # one byte of a PLAN program held while it loads and runs
-    reuse: int = 0  # packets of a code to a destination expected beyond those seen lately
+    reuse: int = 0  # packets of a code to its targets expected beyond those seen lately
     remember_ms: int = 1_000  # how long the sender trusts that a code it sent stays cached
 
     def __post_init__(self) -> None:
