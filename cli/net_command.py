@@ -114,7 +114,8 @@ def _print(result: object, show_trace: bool) -> None:
             ants = "does not fit a cache" if choice.ants is None else f"{choice.ants.total:,.0f}"
             out.print(f"    chose {choice.protocol}: plan {choice.plan.total:,.0f}, ants {ants}"
                       f" (code cached at {sorted(choice.estimate.cached) or 'no node'}, "
-                      f"{choice.estimate.reuse} more expected)")
+                      f"{choice.estimate.reuse} more expected)"
+                      + (f": {choice.shape}" if choice.shape else ""))
     counts = result.protocols
     if result.verdicts:
         out.print(f"  sent by plan {counts['plan']}, by ants {counts['ants']} (the sender "

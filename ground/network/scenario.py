@@ -23,8 +23,13 @@ A scenario file (``missions/activenet/scenarios/*.toml``)::
     protocol = "plan"                     # or "ants": a capsule naming its code (cached);
                                           # or "auto": the sender's choice (ground.network.choice)
     dest = 5                              # auto: the node the packet is for
-    reach = "ends"                        # auto: evaluated at the ends only, or "every-hop"
+    reach = "ends"                        # auto: evaluated at the ends only, "every-hop",
+                                          # "flood" (every node; no dest) or "members"
+    members_from = 2                      # members: data words from this one name them
+                                          # (255: none; no dest)
     replies = true                        # auto: each node that runs it answers the source
+                                          # (default true; false for flood and members)
+    retransmit = false                    # auto: resent until its reply comes home
 
     [[install]]                           # a VMlet packet: a protocol installed in band
     at_ms = 0
@@ -72,7 +77,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ground.network.choice import PROTOCOLS, REACHES
+from ground.network.choice import GROUP_REACHES, NO_MEMBER, PROTOCOLS, REACHES
 from ground.network.simulator import LinkSpec, Topology, TopologyError
 
 
@@ -98,8 +103,11 @@ class Injection:
     protocol: str = "plan"  # "plan": the packet carries its code; "ants": its identifier;
     # "auto": the sender chooses (ground.network.choice), from the packet's shape:
     dest: int | None = None  # the node it is for
-    reach: str = "ends"  # evaluated at the two ends or at "every-hop" on the way
+    reach: str = "ends"  # evaluated at the two ends, at "every-hop" on the way, at every
+    # node ("flood") or along the routes to the "members"
     replies: bool = True  # every node that evaluates it away from the source answers home
+    members: tuple[int, ...] = ()  # reach "members": the members, from the data words
+    retransmit: bool = False  # resent until its reply comes home (a reliable transfer)
 
 
 @dataclass(frozen=True)
@@ -249,18 +257,28 @@ def load_net_scenario(path: Path) -> NetScenario:
             raise NetScenarioError("no `program`", at)
         protocol = _protocol(s.get("protocol", default), f"{at}.protocol", vmlets)
         dest = _node(s, "dest", at, topology) if "dest" in s else None
-        if protocol == "auto" and dest is None:
-            raise NetScenarioError("protocol `auto` needs `dest`: the node the packet is for",
-                                   f"{at}.dest", "the sender prices the packet's way there")
         reach = str(s.get("reach", "ends"))
         if reach not in REACHES:
             raise NetScenarioError(f"reach `{reach}` is neither of {', '.join(REACHES)}",
                                    f"{at}.reach")
+        if reach in GROUP_REACHES and dest is not None:
+            whom = "every node" if reach == "flood" else "the members in its data words"
+            raise NetScenarioError(f"reach `{reach}` is for {whom}: no `dest`", f"{at}.dest")
+        if protocol == "auto" and dest is None and reach not in GROUP_REACHES:
+            raise NetScenarioError("protocol `auto` needs `dest`: the node the packet is for",
+                                   f"{at}.dest", "the sender prices the packet's way there")
+        padded = data_words + (0,) * (8 - len(data_words))
+        members = _members(s, data_words, at, topology) if reach == "members" else ()
+        replies = bool(s.get("replies", reach not in GROUP_REACHES))
+        retransmit = bool(s.get("retransmit", False))
+        if retransmit and (reach != "ends" or not replies or dest in (None, node)):
+            raise NetScenarioError("`retransmit` resends a packet until its reply comes "
+                                   "home: it needs reach `ends`, replies and another node "
+                                   "as `dest`", f"{at}.retransmit")
         sends.append(Injection(_int(s, "at_ms", at, 0), node, _beside(path, s["program"]),
-                               data_words + (0,) * (8 - len(data_words)),
-                               _int(s, "rb", at, 20_000, hi=1_000_000),
+                               padded, _int(s, "rb", at, 20_000, hi=1_000_000),
                                _int(s, "ttl", at, 16, hi=255), bool(s.get("unverified")),
-                               protocol, dest, reach, bool(s.get("replies", True))))
+                               protocol, dest, reach, replies, members, retransmit))
     installs = []
     for k, i in enumerate(data.get("install", [])):
         at = f"{path}: [[install]] {k + 1}"
@@ -320,6 +338,23 @@ def _node(table: Mapping[str, Any], key: str, where: str, topology: Topology,
         raise NetScenarioError(f"node {node} is not in topology `{topology.name}`",
                                f"{where}.{key}")
     return node
+
+
+def _members(send: Mapping[str, Any], words: tuple[int, ...], where: str,
+             topology: Topology) -> tuple[int, ...]:
+    """A multicast's members: the data words ``words`` given from ``members_from`` on,
+    ``NO_MEMBER`` aside."""
+    first = _int(send, "members_from", where, 2, hi=7)
+    members = tuple(dict.fromkeys(w for w in words[first:] if w != NO_MEMBER))
+    for k, member in enumerate(words[first:], first):
+        if member != NO_MEMBER and member not in topology.nodes:
+            raise NetScenarioError(f"member {member} (data word {k}) is not in topology "
+                                   f"`{topology.name}`", f"{where}.data",
+                                   f"name nodes of the topology, or {NO_MEMBER} for none")
+    if not members:
+        raise NetScenarioError(f"reach `members` and no member in data words {first}..7",
+                               f"{where}.data", f"name nodes of the topology, {NO_MEMBER} for none")
+    return members
 
 
 def _protocol(value: object, where: str, vmlets: tuple[str, ...]) -> str:

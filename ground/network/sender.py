@@ -26,10 +26,12 @@ from ccl.pack import load_key
 from ccl.verify.program import verify_program
 from ccl.verify.report import VerifyReport, diagnostic
 from ground.network.choice import (
+    GROUP_REACHES,
     Choice,
     ChoiceError,
     History,
     Sent,
+    Shape,
     Weights,
     choose,
     estimate,
@@ -255,23 +257,36 @@ def sender_choices(scenario: NetScenario, sent: list[bool], codes: list[bytes],
             continue
         history = histories.get(send.node, History())
         active: tuple[int, ...] = (send.node,)
+        targets = None if send.dest is None else frozenset({send.dest})
         protocol = send.protocol
-        if send.dest is not None:
-            try:
-                shape = shape_of(scenario.topology, send.node, send.dest, send.reach,
-                                 send.replies)
-            except ChoiceError as exc:
-                raise NetScenarioError(str(exc), f"{scenario.path}: [[send]] {k + 1}.dest",
-                                       "send it to a node the sender can reach") from None
-            active = shape.active
+        shape = _shape(scenario, k)
+        if shape is not None:
+            active, targets = shape.active, shape.targets
             if protocol == "auto":
                 guess = estimate(history, send.at_ms, code_id(code), len(code), shape,
                                  weights, cache)
                 choice = choose(len(code), shape, guess, weights, cache)
                 choices[k], protocol = choice, choice.protocol
         histories[send.node] = history.after(
-            Sent(send.at_ms, code_id(code), len(code), send.dest, active, protocol))
+            Sent(send.at_ms, code_id(code), len(code), targets, active, protocol))
     return choices
+
+
+def _shape(scenario: NetScenario, k: int) -> Shape | None:
+    """The shape of send ``k``, if it says one (a ``dest``, or a flood or multicast).
+    Raises ``NetScenarioError`` for an ``auto`` send the model cannot price; another
+    send's shape only informs later choices: None if it cannot be priced."""
+    send = scenario.sends[k]
+    if send.dest is None and send.reach not in GROUP_REACHES:
+        return None
+    try:
+        return shape_of(scenario.topology, send.node, send.dest, send.reach, send.replies,
+                        send.members, send.retransmit)
+    except ChoiceError as exc:
+        if send.protocol != "auto":
+            return None
+        raise NetScenarioError(str(exc), f"{scenario.path}: [[send]] {k + 1}",
+                               "send it to nodes the sender can reach") from None
 
 
 def _judge_expectation(e: Expectation, report: RunReport, protocols: list[str]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from ccl.driver import Compiler
 from ground.network.choice import (
+    GROUP_REACHES,
     REACHES,
     ChoiceError,
     Estimate,
@@ -55,27 +56,40 @@ def choice_run(compiler: Compiler) -> NetResult:
 # ---------------------------------------------------------------- the model's properties
 
 @st.composite
-def topologies(draw: st.DrawFn) -> Topology:
-    """A connected network of 2..8 nodes: a random tree and a few more links."""
+def topologies(draw: st.DrawFn, lossy: bool = True) -> Topology:
+    """A connected network of 2..8 nodes: a random tree and a few more links, each losing
+    up to 90 % of its packets (none unless ``lossy``)."""
     n = draw(st.integers(2, 8))
     links = {frozenset((k, draw(st.integers(1, k - 1)))) for k in range(2, n + 1)}
     for _ in range(draw(st.integers(0, 4))):
         a, b = draw(st.integers(1, n)), draw(st.integers(1, n))
         if a != b:
             links.add(frozenset((a, b)))
+    loss = st.sampled_from([0.0, 0.0, 0.1, 0.3, 0.9]) if lossy else st.just(0.0)
     return Topology("random", tuple(range(1, n + 1)),
                     tuple(LinkSpec(min(pair), max(pair), draw(st.integers(1, 5)) * 1000,
-                                   1_000_000) for pair in sorted(links, key=sorted)))
+                                   1_000_000, draw(loss))
+                          for pair in sorted(links, key=sorted)))
+
+
+@st.composite
+def shapes(draw: st.DrawFn, lossy: bool = True) -> Shape:
+    """Any packet's shape on a random network: each reach, with replies or not, members
+    drawn for a multicast, resent until answered for some end-to-end ones."""
+    topology = draw(topologies(lossy))
+    source = draw(st.sampled_from(topology.nodes))
+    dest = draw(st.sampled_from(topology.nodes))
+    reach = draw(st.sampled_from(REACHES))
+    members = draw(st.lists(st.sampled_from(topology.nodes), min_size=1, max_size=6))
+    retransmit = reach == "ends" and dest != source and draw(st.booleans())
+    return shape_of(topology, source, None if reach in GROUP_REACHES else dest, reach,
+                    retransmit or draw(st.booleans()), members, retransmit)
 
 
 @st.composite
 def situations(draw: st.DrawFn) -> tuple[Shape, Estimate, Weights]:
     """A packet's shape on a random network, a random estimate and random weights."""
-    topology = draw(topologies())
-    source = draw(st.sampled_from(topology.nodes))
-    dest = draw(st.sampled_from(topology.nodes))
-    shape = shape_of(topology, source, dest, draw(st.sampled_from(REACHES)),
-                     draw(st.booleans()))
+    shape = draw(shapes())
     cached = draw(st.sets(st.sampled_from(shape.active)))
     weight = st.floats(0, 10, allow_nan=False)
     weights = Weights(draw(weight), draw(weight), draw(weight))
@@ -115,6 +129,32 @@ def test_more_nodes_caching_the_code_never_prefers_plan_more(
         assert choose(code, shape, guess, weights, CACHE).protocol == "ants"
 
 
+@settings(max_examples=200, deadline=None)
+@given(shapes(lossy=False))
+def test_on_a_lossless_network_a_shape_counts_whole_packets(shape: Shape) -> None:
+    """Without loss the expectations are counts: whole links and evaluations, one try, a
+    fetch crossing its hops once each way; a flood crosses every link but the one each node
+    other than the source came by, and every copy is run."""
+    assert shape.links == int(shape.links) and shape.evaluations == int(shape.evaluations)
+    assert shape.tries == 1 and shape.evaluations >= len(shape.active)
+    assert all(shape.fetch[n] == (d, d) for n, d in shape.serve_hops.items())
+    assert set(shape.serve_hops) == set(shape.active[1:])
+
+
+@settings(max_examples=100, deadline=None)
+@given(topologies())
+def test_a_flood_crosses_each_link_but_the_way_in(topology: Topology) -> None:
+    flood = shape_of(topology, 1, None, "flood", False)
+    degrees = sum(len(topology.neighbours(n)) for n in topology.nodes)
+    assert flood.links == degrees - (len(topology.nodes) - 1)
+    assert set(flood.active) == set(topology.nodes) == flood.targets
+    # every copy sent is run where it arrives, unless lost: at most one a link direction
+    lost = sum(topology.link(a, b).loss for a in topology.nodes
+               for b in topology.neighbours(a))
+    assert 1 + flood.links - lost <= flood.evaluations + 1e-9
+    assert flood.evaluations <= 1 + flood.links
+
+
 def test_a_code_larger_than_a_cache_goes_plan_and_says_why() -> None:
     shape = shape_of(LINE5, 1, 5, "every-hop", True)
     choice = choose(CACHE.cache_bytes + 1, shape, Estimate(frozenset(), 100),
@@ -150,7 +190,7 @@ def test_the_documented_prices_of_a_ping() -> None:
 
 def sent(at_ms: int, code: bytes, size: int, dest: int, active: tuple[int, ...],
          protocol: str = "ants") -> Sent:
-    return Sent(at_ms, code, size, dest, active, protocol)
+    return Sent(at_ms, code, size, frozenset({dest}), active, protocol)
 
 
 def test_the_estimate_trusts_recent_ants_sends_only() -> None:
