@@ -10,8 +10,10 @@ marked ``unverified`` skips both checks, to show what the nodes do with such a p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from ccl.compiled import Compiled
 from ccl.diagnostics import CclError
@@ -22,6 +24,17 @@ from ground.network.packet import CAPSULE_NEIGHBOUR, NEIGHBOUR, Packet, code_id
 from ground.network.scenario import Expectation, Injection, NetScenario, NetScenarioError
 from ground.network.simulator import ENTRY, Network, RunReport
 from onboard.vm.image import Image
+
+
+class Medium(Protocol):
+    """What a scenario's packets are sent into: the simulator's ``Network``, or its nodes
+    as processes over UDP (``ground.network.udp.UdpNetwork``)."""
+
+    def next_id(self) -> int: ...
+    def inject(self, at_ms: int, node: int, packet: Packet,
+               code: bytes | None = None) -> None: ...
+    def refuse(self, at_ms: int, node: int, packet: int, why: str) -> None: ...
+    def run(self, until_ms: int | None = None) -> RunReport: ...
 
 
 @dataclass(frozen=True)
@@ -82,10 +95,12 @@ class NetResult:
                 **self.report.to_json()}
 
 
-def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None) -> NetResult:
+def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None,
+                     medium: Callable[..., Medium] = Network) -> NetResult:
     """Compile the VMlets and programs, boot the network, inject, run, judge; raises
     ``CclError`` for a source that does not compile, ``NetScenarioError`` for a node
-    variant the profile lacks."""
+    variant the profile lacks. ``medium`` makes the network from ``Network``'s arguments
+    (the simulator's, or ``ground.network.udp``'s processes)."""
     compiler = compiler or Compiler()
     profile = compiler.mission(scenario.mission)
     vmlets: list[Image] = []
@@ -100,7 +115,7 @@ def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None) ->
         d = exc.diagnostics[0]
         raise NetScenarioError(d.message, f"{scenario.path}: [topology.variant]",
                                d.hint) from None
-    network = Network(scenario.topology, profile, unique, scenario.seed, own)
+    network: Any = medium(scenario.topology, profile, unique, scenario.seed, own)
     reports: dict[Path, VerifyReport] = {}
     verdicts: list[tuple[Injection, Verdict | None]] = []
     sizes: dict[str, int] = {}
