@@ -95,7 +95,7 @@ class NetResult:
                 **self.report.to_json()}
 
 
-def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None,
+def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None, *,
                      medium: Callable[..., Medium] = Network) -> NetResult:
     """Compile the VMlets and programs, boot the network, inject, run, judge; raises
     ``CclError`` for a source that does not compile, ``NetScenarioError`` for a node

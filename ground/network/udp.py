@@ -294,5 +294,5 @@ def run_udp_scenario(scenario: NetScenario, compiler: Compiler | None = None, *,
                                timeout_s=timeout_s, **options))
         return made[-1]
 
-    result = run_net_scenario(scenario, compiler, medium)
+    result = run_net_scenario(scenario, compiler, medium=medium)
     return result, made[0].stats
