@@ -186,3 +186,12 @@ def test_a_killed_driver_leaves_no_node_process() -> None:
     while not all(gone(pid) for pid in nodes) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert all(gone(pid) for pid in nodes)
+
+
+def test_a_run_too_fast_for_its_nodes_says_its_datagrams_were_late(
+        compiler: Compiler) -> None:
+    spec = load_net_scenario(NET / "scenarios" / "plan_and_ants.toml")
+    # 1 wall ms per 20 simulated ms: a 2 ms link leaves a sender 0.1 ms to run a packet
+    _, stats = run_udp_scenario(spec, compiler, port_base=47_480, dilation=0.05)
+    assert stats.late > 0  # reported, with `ccl net run`'s note to raise --dilation
+    assert all(gone(pid) for pid in stats.pids.values())
