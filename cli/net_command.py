@@ -6,9 +6,12 @@ each packet's program on the sender's side, run the deterministic simulator
 (``ground.network``), and report each node's meter, the deliveries, every drop with its
 reason, and with ``--trace`` (always with ``--json``) every event. Exit 0 when every
 expectation is met, 1 when one is not, or a program does not compile, or the file is not a
-scenario (as ``ccl sim``), 2 for usage errors (no such file).
+scenario (as ``ccl sim``), 2 for usage errors (no such file). ``--key FILE`` is the
+network's key, which tags VMlets sent in band and which every node holds (default
+``$CCL_PATCH_KEY``, else the mission's development key, as ``ccl pack``).
 
-``ccl net run SCENARIO [--port-base N] [--dilation F] [--timeout S] [--trace] [--json]``:
+``ccl net run SCENARIO [--port-base N] [--dilation F] [--timeout S] [--key FILE] [--trace]
+[--json]``:
 the same, with every node a real process exchanging UDP datagrams on 127.0.0.1 (node ``a``
 on port ``N + a``; ``ground.network.udp``), simulated time ``F`` times slower than the wall
 clock; the same report, and how the run over UDP went. Exit 2 also for a busy port, 1 for a
@@ -38,12 +41,18 @@ def net() -> None:
 @click.argument("scenario", metavar="SCENARIO")
 @click.option("--trace", "show_trace", is_flag=True,
               help="Print every event of the run (the JSON output always has them).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False),
+              help="The network's key file (hex), tagging VMlets sent in band; default "
+                   "$CCL_PATCH_KEY, else the mission's development key.")
 @output_options
 @click.pass_context
-def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> None:
+def sim(ctx: click.Context, scenario: str, show_trace: bool, key_path: str | None,
+        as_json: bool) -> None:
     """Run a network SCENARIO: ping, traceroute, ... over simulated VVM routers."""
     # heavy imports on use only (cli.lazy_group)
     from ccl.diagnostics import CclError  # noqa: PLC0415
+    from ccl.pack import PackError, load_key  # noqa: PLC0415
+    from cli.pack_commands import key_error_code  # noqa: PLC0415
     from ground.network.scenario import NetScenarioError, load_net_scenario  # noqa: PLC0415
     from ground.network.sender import run_net_scenario  # noqa: PLC0415
 
@@ -51,7 +60,10 @@ def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> N
     compiler = compiler_of(ctx)
     try:
         spec = load_net_scenario(Path(scenario))
-        result = run_net_scenario(spec, compiler)
+        key = load_key(compiler.mission(spec.mission), Path(key_path) if key_path else None)
+        result = run_net_scenario(spec, compiler, key.secret)
+    except PackError as exc:  # the network's key: unreadable, or refused by a flight profile
+        fail(exc.message, exc.hint, key_error_code(exc), key_path or "")
     except NetScenarioError as exc:
         fail(exc.message, exc.hint or "see missions/activenet/scenarios/ for examples",
              EXIT_REJECTED, exc.where)
@@ -74,14 +86,19 @@ def sim(ctx: click.Context, scenario: str, show_trace: bool, as_json: bool) -> N
               show_default=True, help="Wall seconds per simulated second.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(1, 86_400), default=120.0,
               show_default=True, help="Wall seconds the run may take before it is given up.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False),
+              help="The network's key file (hex), tagging VMlets sent in band; default "
+                   "$CCL_PATCH_KEY, else the mission's development key.")
 @click.option("--trace", "show_trace", is_flag=True,
               help="Print every event of the run (the JSON output always has them).")
 @output_options
 @click.pass_context
 def run(ctx: click.Context, scenario: str, port_base: int, dilation: float, timeout_s: float,
-        show_trace: bool, as_json: bool) -> None:
+        key_path: str | None, show_trace: bool, as_json: bool) -> None:
     """Run a network SCENARIO with every node a process exchanging UDP datagrams."""
     from ccl.diagnostics import CclError  # noqa: PLC0415
+    from ccl.pack import PackError, load_key  # noqa: PLC0415
+    from cli.pack_commands import key_error_code  # noqa: PLC0415
     from ground.network.scenario import NetScenarioError, load_net_scenario  # noqa: PLC0415
     from ground.network.udp import PortBusyError, UdpRunError, run_udp_scenario  # noqa: PLC0415
 
@@ -89,8 +106,11 @@ def run(ctx: click.Context, scenario: str, port_base: int, dilation: float, time
     compiler = compiler_of(ctx)
     try:
         spec = load_net_scenario(Path(scenario))
-        result, stats = run_udp_scenario(spec, compiler, port_base=port_base,
+        key = load_key(compiler.mission(spec.mission), Path(key_path) if key_path else None)
+        result, stats = run_udp_scenario(spec, compiler, key.secret, port_base=port_base,
                                          dilation=dilation, timeout_s=timeout_s)
+    except PackError as exc:  # the network's key: unreadable, or refused by a flight profile
+        fail(exc.message, exc.hint, key_error_code(exc), key_path or "")
     except NetScenarioError as exc:
         fail(exc.message, exc.hint or "see missions/activenet/scenarios/ for examples",
              EXIT_REJECTED, exc.where)
@@ -130,6 +150,13 @@ def _print(result: object, show_trace: bool) -> None:
                  f"proven, {verdict.worst_cycles} cycles at worst" if verdict.proven else
                  f"REFUSED by the sender: {verdict.why}")
         out.print(f"  send {send.program.name} from {send.node} at {send.at_ms} ms: {state}")
+    for install, verdict, size in result.installs:
+        state = ("sent unverified" if verdict is None else "proven" if verdict.proven else
+                 f"REFUSED by the sender: {verdict.why}")
+        where = "flooded" if install.flood else f"for node {install.dest}"
+        forged = ", forged" if install.forged else ""
+        out.print(f"  install VMlet {install.vmlet} from {install.node} at {install.at_ms} ms "
+                  f"({size} bytes, {where}{forged}): {state}")
     if show_trace:
         for e in report.trace:
             detail = " ".join(f"{k}={v}" for k, v in e.detail.items())
@@ -144,6 +171,8 @@ def _print(result: object, show_trace: bool) -> None:
             out.print(f"    code cache: {m.cache_hits} hits, {m.cache_misses} misses, "
                       f"{m.code_fetches} fetches, {m.code_served} served, {m.evictions} "
                       f"evicted, {m.cache_bytes:,} bytes held (peak {m.peak_cache_bytes:,})")
+        if m.installed:
+            out.print(f"    installed in band: {', '.join(m.installed)}")
     for e in report.trace:
         if e.event == "drop":
             out.print(f"  dropped #{e.packet} at node {e.node} ({e.t_us / 1000:g} ms): "

@@ -22,10 +22,12 @@ time is spent by the sender before its ``sendto`` (the datagram leaves at the wa
 its stamp); loss is drawn by the sender from that link direction's seeded generator, as in
 the simulator. A node handles its events in stamp order, each once the wall clock is past
 its time plus ``margin`` (for the datagrams on their way), so a node's clock is the
-simulator's: the same times, the same deliveries, the same drops. A datagram stamped
-before an event the node has already handled (its sender lagged more than the dilated
+simulator's: the same times, the same deliveries, the same drops. A datagram stamped at
+or before an event the node has already handled (its sender lagged more than the dilated
 latency plus margin) is *late*: handled at once, and counted, so a run whose results could
-differ from the simulator's says so.
+differ from the simulator's says so. Events due at one microsecond are handled in the
+simulator's order (the node's own, then packets by sending node), so a run with no late
+datagram is the simulator's run.
 
 Stdin's end (the driver gone, even killed) ends the process: no orphans.
 """
@@ -97,7 +99,7 @@ class LinkedNetwork(Network):
 
     # -- the seam: a packet leaves over a link
 
-    def _carry(self, at_us: int, hop: int, data: bytes) -> None:
+    def _carry(self, at_us: int, sender: int, hop: int, data: bytes) -> None:
         if self.boot.until_us is not None and at_us > self.boot.until_us:
             self.beyond += 1  # it would arrive after the end of the run: never sent
             return
@@ -112,20 +114,22 @@ class LinkedNetwork(Network):
 
     # -- datagrams in
 
-    def datagram(self, datagram: bytes) -> None:
-        """A datagram came: its packet arrives at its stamp (at once if that is past)."""
+    def datagram(self, datagram: bytes, port: int) -> None:
+        """A datagram came from ``port``: its packet arrives at its stamp (at once if that
+        is past)."""
         self.received += 1
         if len(datagram) < STAMP.size:  # not from a node of this run: bytes now
             at_us, data = self.clock_us(), datagram
         else:
             (at_us,), data = STAMP.unpack_from(datagram), datagram[STAMP.size:]
-        if at_us < self._end:
-            self.late += 1
+        if at_us <= self._end and self._handled:  # after an event at or past its time
+            self.late += 1  # (at it: a tie, maybe handled out of the simulator's order)
             at_us = self._end
         meter = self.nodes[self.boot.address].meter
         meter.packets_in += 1
         meter.bytes_in += len(data)
-        self.receive(at_us, self.boot.address, data)
+        # at one microsecond, the simulator's order: by sending node (its port says which)
+        self.receive(at_us, self.boot.address, data, port - self.boot.port_base)
         self.wake.set()
 
     # -- the clock
@@ -176,7 +180,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.network = network
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self.network.datagram(data)
+        self.network.datagram(data, int(addr[1]))
 
 
 def _say(out: TextIO, **message: object) -> None:

@@ -11,7 +11,11 @@ both, ``code`` is an encoded VVM image and ``prev`` is 0. Kinds 2 and 3 are ANTS
 the same as 0 and 1 but ``code`` is the 16-byte code identifier (:func:`code_id`) and
 ``prev`` the node that last evaluated the capsule, which holds its code. Kind 4 is a code
 request (``code``: the identifier asked for; ``source``: the node asking, ``dest``: the node
-asked) and kind 5 its response (``code``: the identifier, then the image). ``rb`` is the
+asked) and kind 5 its response (``code``: the identifier, then the image). Kinds 6 and 7
+are VMlet packets (the "active active network": a protocol installed in band): ``code`` is
+an encoded VMlet image followed by its 16-byte tag (:func:`sign_vmlet`); kind 6 is
+installed at ``dest`` only, routed there, kind 7 at every node it reaches (a flood; ``prev``
+the node it came from). ``rb`` is the
 resource bound in VVM cycles (at most 1,000,000); ``id`` names the packet in traces.
 Addresses are 0..254, data words 0..10^9: a packet outside these is malformed, so a
 node's natives never answer outside the ranges the profile declares.
@@ -20,8 +24,11 @@ node's natives never answer outside the ranges the profile declares.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import struct
 from dataclasses import dataclass, replace
+
+from onboard.patching.patch_format import TAG_BYTES, compute_tag
 
 MAGIC = b"AP"
 VERSION = 1
@@ -29,7 +36,10 @@ WORDS = 8
 REMOTE, NEIGHBOUR = 0, 1
 CAPSULE_REMOTE, CAPSULE_NEIGHBOUR = 2, 3  # ANTS capsules: code named by its identifier
 CODE_REQUEST, CODE_RESPONSE = 4, 5  # ANTS demand loading
-KINDS = (REMOTE, NEIGHBOUR, CAPSULE_REMOTE, CAPSULE_NEIGHBOUR, CODE_REQUEST, CODE_RESPONSE)
+VMLET, VMLET_FLOOD = 6, 7  # a VMlet installed in band: at ``dest``, or at every node
+KINDS = (REMOTE, NEIGHBOUR, CAPSULE_REMOTE, CAPSULE_NEIGHBOUR, CODE_REQUEST, CODE_RESPONSE,
+         VMLET, VMLET_FLOOD)
+VMLETS = (VMLET, VMLET_FLOOD)
 CAPSULES = (CAPSULE_REMOTE, CAPSULE_NEIGHBOUR)
 #: Bytes of a code identifier: SHA-256 truncated to 128 bits, the size of the MD5
 #: fingerprint ANTS capsules carry (Wetherall et al., 1998). Forging code for a given
@@ -110,7 +120,10 @@ def decode_packet(data: bytes) -> Packet:
                           f"{len(data) - HEADER_BYTES} bytes after the header", "code length",
                           HEADER_BYTES - 2)
     code = bytes(data[HEADER_BYTES:])
-    named = kind not in (REMOTE, NEIGHBOUR)  # the code field starts with an identifier
+    if kind in VMLETS and len(code) <= TAG_BYTES:
+        raise PacketError(f"a VMlet packet carries an image and its {TAG_BYTES}-byte tag, not "
+                          f"{len(code)} bytes", "code", HEADER_BYTES)
+    named = kind not in (REMOTE, NEIGHBOUR, *VMLETS)  # the code field starts with an identifier
     if named and (len(code) < CODE_ID_BYTES
                   or kind != CODE_RESPONSE and len(code) != CODE_ID_BYTES):
         raise PacketError(f"a kind-{kind} packet carries a {CODE_ID_BYTES}-byte code "
@@ -122,3 +135,29 @@ def code_id(image: bytes) -> bytes:
     """The identifier ANTS capsules name their code by: SHA-256 of the encoded image,
     truncated to ``CODE_ID_BYTES``."""
     return hashlib.sha256(image).digest()[:CODE_ID_BYTES]
+
+
+def _signed_bytes(packet: Packet, image: bytes) -> bytes:
+    """What a VMlet packet's tag covers: the packet with ``image`` as its code and the
+    fields a hop changes or that only name it in traces (``id``, ``ttl``, ``prev``) zeroed.
+    So kind (where it is installed: at ``dest`` or everywhere), source, dest and the image
+    are all authenticated, and a forwarded copy keeps the sender's tag."""
+    return packet.but(id=0, ttl=0, prev=0, code=image).encode()
+
+
+def sign_vmlet(packet: Packet, image: bytes, key: bytes) -> Packet:
+    """``packet`` (kind ``VMLET`` or ``VMLET_FLOOD``) carrying the encoded VMlet ``image``
+    and its tag under ``key``, the network's key: HMAC-SHA256 truncated to ``TAG_BYTES``,
+    the patch tag's function (``onboard.patching.patch_format.compute_tag``)."""
+    if packet.kind not in VMLETS:
+        raise ValueError(f"a kind-{packet.kind} packet carries no VMlet")
+    return packet.but(code=image + compute_tag(key, _signed_bytes(packet, image)))
+
+
+def vmlet_image(packet: Packet, key: bytes) -> bytes | None:
+    """The VMlet image a VMlet packet carries if its tag authenticates it under ``key``
+    (constant-time comparison), else None: forged, or altered on the way."""
+    image, tag = packet.code[:-TAG_BYTES], packet.code[-TAG_BYTES:]
+    if not hmac.compare_digest(compute_tag(key, _signed_bytes(packet, image)), tag):
+        return None
+    return image

@@ -21,12 +21,25 @@ A scenario file (``missions/activenet/scenarios/*.toml``)::
     unverified = false                    # true: sent without the sender's proof
     protocol = "plan"                     # or "ants": a capsule naming its code (cached)
 
+    [[install]]                           # a VMlet packet: a protocol installed in band
+    at_ms = 0
+    node = 1                              # the sender's node (it installs it first)
+    vmlet = "mark"                        # from the mission's vmlets/, compiled and proven
+    flood = true                          # every node installs it once (false: at `dest`)
+    dest = 3                              # without flood: the node to install it at
+    ttl = 16
+    forged = false                        # true: tagged with a key not the network's
+    unverified = false                    # true: sent without the sender's proof
+
     [[expect]]                            # at node 1, exactly these values delivered
     node = 1
     delivered = [1282, 771]               # or `deliveries = N`: how many
     [[expect]]
     drop = "ttl-exhausted"                # at least one packet dropped for that reason
     count = 1                             # optional: exactly that many
+    [[expect]]
+    installed = "mark"                    # exactly these nodes installed VMlet mark in band
+    nodes = [1, 2, 3, 4, 5]
 
 A topology file::
 
@@ -78,16 +91,36 @@ class Injection:
 
 
 @dataclass(frozen=True)
+class Install:
+    """A VMlet packet a sender injects: the VMlet ``vmlet`` of the mission, installed at
+    every node it reaches (``flood``) or at ``dest`` only."""
+
+    at_ms: int
+    node: int
+    vmlet: str
+    flood: bool
+    dest: int
+    ttl: int
+    forged: bool = False  # tagged with a key other than the network's
+    unverified: bool = False  # sent without the sender's proof
+
+
+@dataclass(frozen=True)
 class Expectation:
-    """What a run must show: deliveries at a node, or drops for a reason."""
+    """What a run must show: deliveries at a node, drops for a reason, or the nodes that
+    installed a VMlet in band."""
 
     node: int | None = None
     delivered: tuple[int, ...] | None = None
     deliveries: int | None = None
     drop: str | None = None
     count: int | None = None
+    installed: str | None = None
+    nodes: tuple[int, ...] = ()
 
     def describe(self) -> str:
+        if self.installed is not None:
+            return f"VMlet {self.installed} installed at nodes {list(self.nodes)}"
         if self.drop is not None:
             return f"packets dropped as {self.drop}" + \
                 (f": exactly {self.count}" if self.count is not None else ": at least one")
@@ -110,6 +143,7 @@ class NetScenario:
     sends: tuple[Injection, ...]
     expect: tuple[Expectation, ...]
     variants: Mapping[int, str] = field(default_factory=dict)  # node -> profile variant
+    installs: tuple[Install, ...] = ()  # VMlet packets
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -205,10 +239,29 @@ def load_net_scenario(path: Path) -> NetScenario:
                                _int(s, "rb", at, 20_000, hi=1_000_000),
                                _int(s, "ttl", at, 16, hi=255), bool(s.get("unverified")),
                                protocol))
+    installs = []
+    for k, i in enumerate(data.get("install", [])):
+        at = f"{path}: [[install]] {k + 1}"
+        node = _node(i, "node", at, topology)
+        if not isinstance(i.get("vmlet"), str) or not i["vmlet"].isidentifier():
+            raise NetScenarioError("`vmlet` must name a VMlet of the mission (`vmlets/NAME.ccl`)",
+                                   f"{at}.vmlet")
+        flood = bool(i.get("flood", True))
+        installs.append(Install(_int(i, "at_ms", at, 0), node, i["vmlet"], flood,
+                                node if flood else _node(i, "dest", at, topology, node),
+                                _int(i, "ttl", at, 16, hi=255), bool(i.get("forged")),
+                                bool(i.get("unverified"))))
     expect = []
     for k, e in enumerate(data.get("expect", [])):
         at = f"{path}: [[expect]] {k + 1}"
-        if "drop" in e:
+        if "installed" in e:
+            nodes = e.get("nodes", [])
+            if not isinstance(nodes, list):
+                raise NetScenarioError("`nodes` must be a list of node addresses",
+                                       f"{at}.nodes")
+            expect.append(Expectation(installed=str(e["installed"]), nodes=tuple(sorted(
+                _node({"nodes": n}, "nodes", at, topology) for n in nodes))))
+        elif "drop" in e:
             expect.append(Expectation(drop=str(e["drop"]),
                                       count=_int(e, "count", at) if "count" in e else None))
         elif "delivered" in e or "deliveries" in e:
@@ -220,12 +273,22 @@ def load_net_scenario(path: Path) -> NetScenario:
                 tuple(_int({"v": v}, "v", at, hi=1_000_000_000) for v in delivered),
                 deliveries=_int(e, "deliveries", at) if "deliveries" in e else None))
         else:
-            raise NetScenarioError("an expectation needs `drop` or `node` with `delivered` "
-                                   "or `deliveries`", at)
+            raise NetScenarioError("an expectation needs `drop`, `installed`, or `node` with "
+                                   "`delivered` or `deliveries`", at)
     until = head.get("until_ms")
     return NetScenario(str(head.get("name", path.stem)), path,
                        str(head.get("mission", "activenet")), topology,
                        tuple(str(v) for v in head.get("vmlets", ["plan"])),
                        _int(head, "seed", where, 1),
                        None if until is None else _int(head, "until_ms", where),
-                       tuple(sends), tuple(expect), variants)
+                       tuple(sends), tuple(expect), variants, tuple(installs))
+
+
+def _node(table: Mapping[str, Any], key: str, where: str, topology: Topology,
+          default: int | None = None) -> int:
+    """``table[key]``: a node of ``topology``."""
+    node = _int(table, key, where, default, hi=254)
+    if node not in topology.nodes:
+        raise NetScenarioError(f"node {node} is not in topology `{topology.name}`",
+                               f"{where}.{key}")
+    return node

@@ -6,6 +6,12 @@ its task ``main`` within one frame's share of a node, the most one packet may us
 node) and checks that the packet's resource bound covers one evaluation at its proven worst
 case. A refused program is not sent: the trace says so (``refused-at-sender``). A send
 marked ``unverified`` skips both checks, to show what the nodes do with such a program.
+
+A VMlet sent in band (``[[install]]``) is compiled and proven the same way (``ccl
+verify`` of the VMlet: every obligation proven) and tagged with the network's key, the
+mission's patch key (``ccl.pack.load_key``: ``$CCL_PATCH_KEY``, else the development key,
+which a flight profile refuses), which every node holds. The proof is the sender's; the
+nodes re-check what they can (the tag, the load-time bytecode verifier, the binding rules).
 """
 
 from __future__ import annotations
@@ -18,12 +24,31 @@ from typing import Any, Protocol
 from ccl.compiled import Compiled
 from ccl.diagnostics import CclError
 from ccl.driver import Compiler
+from ccl.pack import load_key
 from ccl.verify.program import verify_program
 from ccl.verify.report import VerifyReport, diagnostic
-from ground.network.packet import CAPSULE_NEIGHBOUR, NEIGHBOUR, Packet, code_id
-from ground.network.scenario import Expectation, Injection, NetScenario, NetScenarioError
+from ground.network.packet import (
+    CAPSULE_NEIGHBOUR,
+    NEIGHBOUR,
+    VMLET,
+    VMLET_FLOOD,
+    Packet,
+    code_id,
+    sign_vmlet,
+)
+from ground.network.scenario import (
+    Expectation,
+    Injection,
+    Install,
+    NetScenario,
+    NetScenarioError,
+)
 from ground.network.simulator import ENTRY, Network, RunReport
+from onboard.patching.patch_format import development_key
 from onboard.vm.image import Image
+
+#: The key a ``forged`` install is tagged with: anything but the network's key.
+FORGER_KEY = development_key("not the network")
 
 
 class Medium(Protocol):
@@ -50,10 +75,7 @@ def judge(compiled: Compiled, rb: int, report: VerifyReport | None = None) -> Ve
     """Whether a sender may send ``compiled`` with a bound of ``rb`` cycles."""
     report = report or verify_program(compiled)
     if report.status != "proven":
-        first = (report.refuted or report.unknown)[0]
-        d = diagnostic(first)
-        where = f"{d.span.file}:{d.span.line}:{d.span.col}: " if d.span else ""
-        return Verdict(False, f"{where}{d.code}: {d.message}")
+        return _unproven(report)
     try:
         worst = report.worst_case(ENTRY)
     except KeyError:
@@ -65,6 +87,29 @@ def judge(compiled: Compiled, rb: int, report: VerifyReport | None = None) -> Ve
     return Verdict(True, "", worst.bound)
 
 
+def judge_vmlet(compiled: Compiled, report: VerifyReport | None = None) -> Verdict:
+    """Whether a sender may send the VMlet ``compiled`` in band: all of it proven."""
+    report = report or verify_program(compiled)
+    return Verdict(True) if report.status == "proven" else _unproven(report)
+
+
+def _unproven(report: VerifyReport) -> Verdict:
+    """The verdict on a program or VMlet not proven: its first refuted or unknown
+    obligation, where it is."""
+    d = diagnostic((report.refuted or report.unknown)[0])
+    where = f"{d.span.file}:{d.span.line}:{d.span.col}: " if d.span else ""
+    return Verdict(False, f"{where}{d.code}: {d.message}")
+
+
+def vmlet_packet(install: Install, image: Image, network: Network, key: bytes) -> Packet:
+    """The VMlet packet of ``install``: ``image`` (the VMlet alone: the layers it uses must
+    be on the nodes already) tagged with ``key``."""
+    kind = VMLET_FLOOD if install.flood else VMLET
+    packet = Packet(kind, network.next_id(), install.node, install.dest, install.ttl, 0,
+                    (0,) * 8, b"")
+    return sign_vmlet(packet, image.encode(), key)
+
+
 @dataclass(frozen=True)
 class NetResult:
     """A scenario run: the simulator's report, each expectation met or not."""
@@ -74,6 +119,7 @@ class NetResult:
     verdicts: tuple[tuple[Injection, Verdict | None], ...]  # None: sent unverified
     expectations: tuple[tuple[Expectation, bool, str], ...]
     program_bytes: dict[str, int]
+    installs: tuple[tuple[Install, Verdict | None, int], ...] = ()  # and the packet's bytes
 
     @property
     def ok(self) -> bool:
@@ -90,19 +136,30 @@ class NetResult:
                            **({"worst_cycles": v.worst_cycles}
                               if v is not None and v.worst_cycles is not None else {})}
                           for i, v in self.verdicts],
+                "installs": [{"node": i.node, "at_ms": i.at_ms, "vmlet": i.vmlet,
+                              "flood": i.flood, "dest": i.dest, "forged": i.forged,
+                              "sent": v is None or v.proven, "verified": v is not None,
+                              "bytes": size, **({"why": v.why} if v and v.why else {})}
+                             for i, v, size in self.installs],
                 "expectations": [{"expect": e.describe(), "met": met, "seen": seen}
                                  for e, met, seen in self.expectations],
                 **self.report.to_json()}
 
 
-def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None, *,
+def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None,
+                     key: bytes | None = None, *,
                      medium: Callable[..., Medium] = Network) -> NetResult:
     """Compile the VMlets and programs, boot the network, inject, run, judge; raises
     ``CclError`` for a source that does not compile, ``NetScenarioError`` for a node
-    variant the profile lacks. ``medium`` makes the network from ``Network``'s arguments
-    (the simulator's, or ``ground.network.udp``'s processes)."""
+    variant the profile lacks. ``key`` is the network's key, which tags VMlets sent in band
+    and which every node holds (default: the mission's patch key, ``ccl.pack.load_key``);
+    ``ccl.pack.PackError`` if that key cannot be read or is refused. ``medium`` makes the
+    network from ``Network``'s arguments (the simulator's, or ``ground.network.udp``'s
+    processes)."""
     compiler = compiler or Compiler()
     profile = compiler.mission(scenario.mission)
+    if key is None:
+        key = load_key(profile, None).secret
     vmlets: list[Image] = []
     for name in scenario.vmlets:
         compiled = compiler.compile(profile.directory / "vmlets" / f"{name}.ccl")
@@ -115,7 +172,7 @@ def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None, *,
         d = exc.diagnostics[0]
         raise NetScenarioError(d.message, f"{scenario.path}: [topology.variant]",
                                d.hint) from None
-    network: Any = medium(scenario.topology, profile, unique, scenario.seed, own)
+    network: Any = medium(scenario.topology, profile, unique, scenario.seed, own, key=key)
     reports: dict[Path, VerifyReport] = {}
     verdicts: list[tuple[Injection, Verdict | None]] = []
     sizes: dict[str, int] = {}
@@ -136,12 +193,28 @@ def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None, *,
             network.refuse(send.at_ms, send.node, packet.id, verdict.why)
             continue
         network.inject(send.at_ms, send.node, packet, code if ants else None)
+    installs = []
+    for install in scenario.installs:
+        compiled = compiler.compile(profile.directory / "vmlets" / f"{install.vmlet}.ccl")
+        verdict = None if install.unverified else judge_vmlet(compiled)
+        packet = vmlet_packet(install, compiled.image, network,
+                              FORGER_KEY if install.forged else key)
+        installs.append((install, verdict, packet.size))
+        if verdict is not None and not verdict.proven:
+            network.refuse(install.at_ms, install.node, packet.id, verdict.why)
+            continue
+        network.inject(install.at_ms, install.node, packet)
     report = network.run(scenario.until_ms)
     return NetResult(scenario, report, tuple(verdicts),
-                     tuple(_judge_expectation(e, report) for e in scenario.expect), sizes)
+                     tuple(_judge_expectation(e, report) for e in scenario.expect), sizes,
+                     tuple(installs))
 
 
 def _judge_expectation(e: Expectation, report: RunReport) -> tuple[Expectation, bool, str]:
+    if e.installed is not None:
+        at = [n for n, m in sorted(report.nodes.items())
+              if any(v.split()[0] == e.installed for v in m.installed)]
+        return e, at == list(e.nodes), f"installed at {at}"
     if e.drop is not None:
         n = len(report.drops(e.drop))
         return e, (n == e.count if e.count is not None else n > 0), f"{n} dropped"

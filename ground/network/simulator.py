@@ -40,6 +40,16 @@ that last evaluated the capsule (``prev``) for the code, with a request and a re
 their own (kinds 4 and 5), retrying after a timeout a bounded number of times; a response
 whose image does not hash to the identifier is refused (``forged``). The trace has
 ``hit``, ``miss``, ``fetch``, ``serve``, ``cache`` and ``evict`` events.
+
+VMlet packets (kinds 6 and 7) install a new protocol in band. A node checks one before use:
+its tag, under the network's key (``forged``), then the VMlet itself, by the VVM's own
+``load_vmlet``, exactly as at boot (the load-time bytecode verifier, the binding rules, its
+``on load``: ``refused`` with the loader's reason), and that the VMlets it holds then still
+fit its code memory (``refused``, ``code-memory``). A VMlet already installed with the same
+content is a ``duplicate`` and one at a version no newer than the installed one ``stale``:
+neither changes the node, nor goes further. Once installed (``install`` in the trace), a
+flooded one (kind 7) goes on to every neighbour but the one it came from. A program that
+``uses`` a VMlet the node lacks is dropped as ``unknown-vmlet``.
 """
 
 from __future__ import annotations
@@ -61,12 +71,17 @@ from ground.network.packet import (
     CODE_RESPONSE,
     NEIGHBOUR,
     REMOTE,
+    VMLET,
+    VMLET_FLOOD,
+    VMLETS,
     Packet,
     PacketError,
     code_id,
     decode_packet,
+    vmlet_image,
 )
 from onboard.mission import MissionProfile
+from onboard.patching.patch_format import development_key
 from onboard.vm.host import Host, mission_host
 from onboard.vm.image import Image, ImageError, decode_image
 from onboard.vm.loader import LoadError
@@ -206,6 +221,7 @@ class NodeMeter:
     evictions: int = 0
     cache_bytes: int = 0  # code images in its cache now
     peak_cache_bytes: int = 0
+    installed: list[str] = field(default_factory=list)  # VMlets installed in band ("mark v1")
 
     def to_json(self) -> dict[str, object]:
         return {"evaluations": self.evaluations, "cycles": self.cycles,
@@ -216,7 +232,7 @@ class NodeMeter:
                 "cache_misses": self.cache_misses, "code_fetches": self.code_fetches,
                 "code_served": self.code_served, "evictions": self.evictions,
                 "cache_bytes": self.cache_bytes, "peak_cache_bytes": self.peak_cache_bytes,
-                "delivered": list(self.delivered),
+                "delivered": list(self.delivered), "installed": list(self.installed),
                 "drops": dict(sorted(self.drops.items()))}
 
 
@@ -282,14 +298,17 @@ class Network:
     def __init__(self, topology: Topology, profile: MissionProfile,
                  vmlets: Sequence[Image] = (), seed: int = 1,
                  node_profiles: Mapping[int, MissionProfile] | None = None,
-                 cache: CacheSpec | None = None, local: Sequence[int] | None = None) -> None:
+                 cache: CacheSpec | None = None, key: bytes | None = None,
+                 local: Sequence[int] | None = None) -> None:
         """Boot a VVM per node with ``vmlets`` loaded (lower layers first), each with
         ``profile`` or its own in ``node_profiles`` (a variant: another CPU or memory), and
         an ANTS code cache as the profile's ``[ants]`` says, or as ``cache`` if given.
-        ``local``: boot only these nodes (a process of the UDP mode runs one; the others
-        are reached through ``_carry``)."""
+        ``key`` is the network's key, which every node holds to authenticate VMlet packets
+        (default: the mission's development patch key). ``local``: boot only these nodes
+        (a process of the UDP mode runs one; the others are reached through ``_carry``)."""
         self.topology = topology
         self.profile = profile
+        self.key = development_key(profile.name) if key is None else key
         self.seed = seed
         self._losses: dict[tuple[int, int], random.Random] = {}  # a link direction's draws
         self.nodes: dict[int, _Node] = {}
@@ -306,7 +325,10 @@ class Network:
         self._installs: dict[int, tuple[bytes, int]] = {}  # event seq: (image, capsule)
         self._timers: dict[int, tuple[bytes, int]] = {}  # event seq: (code, request) timed out
         self._free_at: dict[tuple[int, int], int] = {}  # a link direction busy until
-        self._events: list[tuple[int, int, int, bytes]] = []  # (t_us, seq, node, bytes)
+        # (t_us, from, seq, node, bytes): events at one microsecond, the node's own first
+        # (from -1, in the order it made them), then packets off links by sending node, so
+        # the order is the same when each node is a process (ground.network.udp)
+        self._events: list[tuple[int, int, int, int, bytes]] = []
         self._seq = 0
         self._ids = 0
         self._handled = self._end = 0
@@ -328,13 +350,17 @@ class Network:
                 self._push(at_ms * 1000, node, b"")
                 self._installs[self._seq] = (code, packet.id)
             packet = packet.but(kind=CAPSULE_NEIGHBOUR, prev=node)
+        elif packet.kind in VMLETS:  # kind and dest are signed: it goes as the sender made it
+            self._push(at_ms * 1000, node, packet.but(prev=node).encode())
+            return
         else:
             packet = packet.but(kind=NEIGHBOUR)
         self._push(at_ms * 1000, node, packet.but(dest=node).encode())
 
-    def receive(self, at_us: int, node: int, data: bytes) -> None:
-        """``data`` arrives at ``node`` at ``at_us`` as from a link (any bytes at all)."""
-        self._push(at_us, node, data)
+    def receive(self, at_us: int, node: int, data: bytes, sender: int = -1) -> None:
+        """``data`` arrives at ``node`` at ``at_us`` as from a link (any bytes at all), sent
+        by node ``sender`` if known."""
+        self._push(at_us, node, data, sender)
 
     def refuse(self, at_ms: int, node: int, packet: int, why: str) -> None:
         """The sender at ``node`` refused to send packet ``packet`` (``why``)."""
@@ -356,7 +382,7 @@ class Network:
         while self._events and self._handled < MAX_EVENTS:
             if limit_us is not None and self._events[0][0] > limit_us:
                 break
-            now, seq, node, data = heapq.heappop(self._events)
+            now, _, seq, node, data = heapq.heappop(self._events)
             if seq in self._installs:
                 self._install(now, self.nodes[node], *self._installs.pop(seq))
             elif seq in self._timers:
@@ -375,9 +401,9 @@ class Network:
 
     # ------------------------------------------------------------------ events
 
-    def _push(self, t_us: int, node: int, data: bytes) -> None:
+    def _push(self, t_us: int, node: int, data: bytes, sender: int = -1) -> None:
         self._seq += 1
-        heapq.heappush(self._events, (t_us, self._seq, node, data))
+        heapq.heappush(self._events, (t_us, sender, self._seq, node, data))
 
     def _log(self, t_us: int, node: int, event: str, packet: int,
              detail: Mapping[str, object] | None = None) -> None:
@@ -397,7 +423,7 @@ class Network:
             self._drop(now, node, 0, "malformed", str(exc))
             return
         self._log(now, node.address, "arrive", packet.id, {"ttl": packet.ttl, "rb": packet.rb})
-        if packet.kind in (REMOTE, CAPSULE_REMOTE, CODE_REQUEST, CODE_RESPONSE) \
+        if packet.kind in (REMOTE, CAPSULE_REMOTE, CODE_REQUEST, CODE_RESPONSE, VMLET) \
                 and packet.dest != node.address:
             node.meter.forwarded += 1
             self._log(now, node.address, "forward", packet.id, {"dest": packet.dest})
@@ -409,6 +435,8 @@ class Network:
             self._serve(now, node, packet)
         elif packet.kind == CODE_RESPONSE:
             self._receive_code(now, node, packet)
+        elif packet.kind in VMLETS:
+            self._receive_vmlet(now, node, packet)
         else:
             self._evaluate(now, node, packet)
 
@@ -422,15 +450,15 @@ class Network:
         except ImageError as exc:
             self._drop(now, node, packet, "malformed", f"program: {exc}")
             return None
-        load = image.code_bytes() * (profile.reconfig.verify_per_code_byte
-                                     + profile.reconfig.bind_per_code_byte)
-        node.meter.load_cycles += load
-        node.busy_until = max(now, node.busy_until) + self._us(load, profile)
+        self._charge_load(now, node, self._load_cycles(image, profile))
         try:
             program = node.vvm.prepare(image)
             program.unit(ENTRY)
         except LoadError as exc:
-            self._drop(now, node, packet, "refused", f"{exc.code}: {exc.message}")
+            # a program on a VMlet this node lacks: its own reason (one installed in band
+            # later, or flooded to this node, lets the next such packet run)
+            reason = "unknown-vmlet" if exc.code == "missing-vmlet" else "refused"
+            self._drop(now, node, packet, reason, f"{exc.code}: {exc.message}")
             return None
         except KeyError:
             self._drop(now, node, packet, "refused", f"the program has no task `{ENTRY}`")
@@ -566,6 +594,71 @@ class Network:
                    "cache_bytes": node.meter.cache_bytes})
         return cached
 
+    # ------------------------------------------------------------------ VMlets in band
+
+    def _receive_vmlet(self, now: int, node: _Node, packet: Packet) -> None:
+        """A VMlet packet to install here: authenticate it, load the VMlet as at boot, and
+        pass a flooded one on."""
+        data = vmlet_image(packet, self.key)
+        if data is None:
+            self._drop(now, node, packet.id, "forged",
+                       "its tag does not authenticate it with the network's key (forged, "
+                       "or altered on the way); nothing installed")
+            return
+        try:
+            image = decode_image(data)
+        except ImageError as exc:
+            self._drop(now, node, packet.id, "malformed", f"VMlet: {exc}")
+            return
+        what = f"VMlet `{image.name}` v{image.version}"
+        have = node.vvm.vmlets.get(image.name)
+        if have is not None and have.image.content_hash == image.content_hash:
+            self._drop(now, node, packet.id, "duplicate",
+                       f"{what} is installed here already: nothing to do")
+            return
+        if have is not None and have.image.version >= image.version:
+            self._drop(now, node, packet.id, "stale",
+                       f"{what} is no newer than the v{have.image.version} installed here")
+            return
+        memory = Limits.of(node.vvm.profile).code_bytes
+        held = sum(v.image.code_bytes() for v in node.vvm.vmlets.values()
+                   if v.image.name != image.name) + image.code_bytes()
+        if held > memory:  # a flood of protocols must not take the node's code memory
+            self._drop(now, node, packet.id, "refused",
+                       f"code-memory: with {what} the VMlets would take {held} bytes of "
+                       f"the node's {memory} bytes of code memory")
+            return
+        load = self._load_cycles(image, node.vvm.profile)
+        try:
+            loaded = node.vvm.load_vmlet(image)  # all or nothing: on failure, no change
+        except LoadError as exc:
+            self._charge_load(now, node, load)
+            self._drop(now, node, packet.id, "refused", f"{exc.code}: {exc.message}")
+            return
+        done = self._charge_load(now, node, load + loaded.on_load_cycles)
+        node.meter.installed.append(f"{image.name} v{image.version}")
+        self._log(done, node.address, "install", packet.id,
+                  {"vmlet": image.name, "version": image.version, "bytes": packet.size,
+                   "code_bytes": image.code_bytes(), "from": packet.prev})
+        if packet.kind == VMLET_FLOOD:
+            onward = packet.but(prev=node.address)
+            for hop in self.topology.neighbours(node.address):
+                if hop != packet.prev:
+                    self._transmit(done, node, onward, hop)
+
+    @staticmethod
+    def _load_cycles(image: Image, profile: MissionProfile) -> int:
+        """Cycles a node spends verifying and binding ``image`` (the profile's figures per
+        code byte), before any ``on load`` it runs."""
+        return image.code_bytes() * (profile.reconfig.verify_per_code_byte
+                                     + profile.reconfig.bind_per_code_byte)
+
+    def _charge_load(self, now: int, node: _Node, cycles: int) -> int:
+        """Charge ``cycles`` of loading to ``node``'s CPU; when it is done (microseconds)."""
+        node.meter.load_cycles += cycles
+        node.busy_until = max(now, node.busy_until) + self._us(cycles, node.vvm.profile)
+        return node.busy_until
+
     # ------------------------------------------------------------------ running
 
     def _execute(self, now: int, node: _Node, packet: Packet, program: Program,
@@ -624,6 +717,10 @@ class Network:
         if hop is None or hop not in self.topology.nodes:
             self._drop(now, node, packet.id, "no-route", f"no route to {packet.dest}")
             return
+        self._transmit(now, node, packet, hop)
+
+    def _transmit(self, now: int, node: _Node, packet: Packet, hop: int) -> None:
+        """Send ``packet`` from ``node`` over the link to its neighbour ``hop``."""
         if packet.ttl == 0:
             self._drop(now, node, packet.id, "ttl-exhausted",
                        f"no hops left to go on to {hop} (towards {packet.dest})")
@@ -641,14 +738,15 @@ class Network:
         if link.loss and draws.random() < link.loss:
             self._log(sent, node.address, "lost", packet.id, {"to": hop})
             return
-        self._carry(sent + link.latency_us, hop, data)
+        self._carry(sent + link.latency_us, node.address, hop, data)
 
-    def _carry(self, at_us: int, hop: int, data: bytes) -> None:
-        """``data`` reaches node ``hop`` at ``at_us`` (the UDP mode sends a datagram)."""
+    def _carry(self, at_us: int, sender: int, hop: int, data: bytes) -> None:
+        """``data`` from ``sender`` reaches node ``hop`` at ``at_us`` (the UDP mode sends a
+        datagram)."""
         target = self.nodes[hop]
         target.meter.packets_in += 1
         target.meter.bytes_in += len(data)
-        self._push(at_us, hop, data)
+        self._push(at_us, hop, data, sender)
 
     @staticmethod
     def _us(cycles: int, profile: MissionProfile) -> int:

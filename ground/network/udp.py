@@ -282,11 +282,12 @@ async def _stop_all(children: Any) -> None:
                          return_exceptions=True)
 
 
-def run_udp_scenario(scenario: NetScenario, compiler: Compiler | None = None, *,
+def run_udp_scenario(scenario: NetScenario, compiler: Compiler | None = None,
+                     key: bytes | None = None, *,
                      port_base: int = PORT_BASE, dilation: float = DILATION,
                      timeout_s: float = TIMEOUT_S) -> tuple[NetResult, UdpStats]:
-    """``run_net_scenario`` with its network as UDP processes: the same proofs, sends,
-    report and judgement; and how the run over UDP went."""
+    """``run_net_scenario`` with its network as UDP processes (``key``: the network's, as
+    there): the same proofs, sends, report and judgement; and how the run over UDP went."""
     made: list[UdpNetwork] = []
 
     def medium(*args: Any, **options: Any) -> UdpNetwork:
@@ -294,5 +295,5 @@ def run_udp_scenario(scenario: NetScenario, compiler: Compiler | None = None, *,
                                timeout_s=timeout_s, **options))
         return made[-1]
 
-    result = run_net_scenario(scenario, compiler, medium=medium)
+    result = run_net_scenario(scenario, compiler, key, medium=medium)
     return result, made[0].stats
