@@ -75,8 +75,14 @@ from ground.tle import (
     read_tle_file,
 )
 from ground.uplink import Campaign, Faults, SimulationResult, WindowLog, simulate
-from onboard.link.tc_frames import MAX_SHARE_BYTES
-from onboard.mission import MissionError, MissionProfile, UnknownMission, find_mission
+from onboard.link.tc_frames import MAX_SHARE_BYTES, patch_apid
+from onboard.mission import (
+    MAX_APPLICATION,
+    MissionError,
+    MissionProfile,
+    UnknownMission,
+    find_mission,
+)
 from onboard.patching.patch_format import HASH_BYTES
 from onboard.patching.patcher import KeyRefused
 from onboard.sim.spacecraft import Spacecraft
@@ -449,6 +455,37 @@ _SHARE = click.option("--share-bytes", type=click.IntRange(16, MAX_SHARE_BYTES),
 _CONF = click.option("--confidence", type=FiniteFloat(0.5, 1, max_open=True),
                      default=DEFAULT_CONFIDENCE, show_default=True,
                      help="Probability that a pass's frames complete what they must.")
+_APP = click.option("--app", "app", metavar="NAME",
+                    help="The board application the PATCHes address: they travel on its APID "
+                         "(0x160 + --slot) and the ledger records it. Default: the default "
+                         "application (APID 0x150).")
+_SLOT = click.option("--slot", type=click.IntRange(1, MAX_APPLICATION), default=1,
+                     show_default=True,
+                     help="--app's number on the board (the order it was added: `vvm status` "
+                          "lists them).")
+#: The parts of the simulated board of ``ccl uplink simulate --app NAME``: the default
+#: application and NAME, each this percent of every frame.
+SIMULATED_PART = 4
+
+
+def _addressed(patches: list[UplinkPatch], app: str | None,
+               slot: int) -> tuple[list[UplinkPatch], dict[str, Any] | None]:
+    """The patches addressed to application ``app`` (number ``slot``), and what to report
+    of it; unchanged without ``--app``."""
+    if app is None:
+        return patches, None
+    if not app.isidentifier() or app == "default":
+        fail(f"--app {app!r} cannot name an application",
+             "a name is a CCL identifier other than `default`")
+    return ([replace(p, application=slot) for p in patches],
+            {"name": app, "number": slot, "apid": patch_apid(slot)})
+
+
+def _for_application(onboard: OnboardRecord | None,
+                     application: dict[str, Any] | None) -> OnboardRecord | None:
+    """What the checks before uplink compare a patch with: the ledger's telemetry names
+    application 0's configuration, so an application's patch is checked without it."""
+    return None if application is not None else onboard
 
 
 @uplink.command("plan")
@@ -462,19 +499,22 @@ _CONF = click.option("--confidence", type=FiniteFloat(0.5, 1, max_open=True),
 @_CONF
 @click.option("--onboard", "onboard_hash", help="Configuration hash on board "
               "(default: the ledger's last telemetry).")
+@_APP
+@_SLOT
 @_KEY
 @_LEDGER
 @output_options
 @click.pass_context
 def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, days: float,
              start: str | None, schedule: str, loss: float, share_bytes: int,
-             confidence: float, onboard_hash: str | None, key_path: str | None,
-             ledger_opt: str | None, as_json: bool) -> None:
+             confidence: float, onboard_hash: str | None, app: str | None, slot: int,
+             key_path: str | None, ledger_opt: str | None, as_json: bool) -> None:
     """Pack PATCHes into the coming uplink passes: a plan table, or refusals with reasons.
     Each PATCH is checked first (format, tag, and sequence number and base against what
     the ledger knows is on board); one that fails is refused (exit 1)."""
     profile, _budget, windows, patches = _setup(ctx, mission, start, days, schedule,
                                                 patch_specs)
+    patches, application = _addressed(patches, app, slot)
     key = _patch_key(profile, key_path)
     onboard = _onboard_record(ledger_path(ledger_opt))
     if onboard_hash:
@@ -487,7 +527,7 @@ def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, day
                  "configuration", "give the full hash as `ccl status` shows it")
         onboard = OnboardRecord(onboard.run if onboard else 0, given, "--onboard", None,
                                 onboard.last_seq if onboard else None)
-    checked = _cleared(patches, profile, key.secret, onboard)
+    checked = _cleared(patches, profile, key.secret, _for_application(onboard, application))
     _unreachable(patches, windows, loss, share_bytes)
     view = OnboardView(onboard.config_hash if onboard else None)
     if not as_json:
@@ -497,8 +537,10 @@ def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, day
                   share_bytes, confidence, (profile.code_bytes, profile.data_bytes))
     refused = any(p.status is Status.REFUSED for p in result.patches)
     if as_json:
-        _emit_json(result.to_json() | {"checked": checked})
+        _emit_json(result.to_json() | {"checked": checked, "application": application})
         sys.exit(EXIT_REJECTED if refused else EXIT_OK)
+    if application is not None:
+        out.print(f"for application {app} (number {slot}, APID {patch_apid(slot):#x})")
     table = text_table(title=f"uplink plan: {len(patches)} patches over {len(windows)} passes "
                         f"(loss {loss:g}, confidence {confidence:g})")
     for col in ("pass", "station", "culmination", "el", "patch", "frames", "bytes", "budget"):
@@ -548,6 +590,7 @@ def plan_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str, day
 @click.option("--link-key", "link_key_path", type=click.Path(dir_okay=False),
               help=f"The TC link key (from `ccl keygen --link`); default ${LINK_KEY_ENV}, else "
                    "the mission's development link key, which a flight profile refuses.")
+@_APP
 @_KEY
 @_SIM_LEDGER
 @output_options
@@ -556,12 +599,16 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
                  start: str | None, schedule: str, loss: float, seed: int, share_bytes: int,
                  confidence: float, cancel_p: float, report_loss: float, duplicate: float,
                  reorder: float, plot: str | None, link_key_path: str | None,
-                 key_path: str | None, ledger_opt: str | None, as_json: bool) -> None:
+                 app: str | None, key_path: str | None, ledger_opt: str | None,
+                 as_json: bool) -> None:
     """Send PATCHes over simulated passes with loss to a simulated spacecraft (receiver,
     VVM, patcher, store, nothing on board at first); what became of them is read from its
-    telemetry at each next pass."""
+    telemetry at each next pass. With --app NAME the spacecraft is a board of two
+    applications, the default one and NAME (number 1, 4 % of the share each), and the
+    PATCHes go to NAME on its APID (0x161)."""
     profile, budget, windows, patches = _setup(ctx, mission, start, days, schedule,
                                                patch_specs)
+    patches, application = _addressed(patches, app, 1)
     if link_key_path and not Path(link_key_path).is_file():
         fail(f"no link key file at {link_key_path}", "write one with `ccl keygen --link -o "
               "FILE`")
@@ -574,7 +621,8 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
     # operational ledger by default (``ccl status`` reads that one).
     path = existing_parent(Path(ledger_opt), "--ledger") if ledger_opt else None
     figure = plot_path(plot) if plot else None
-    _cleared(patches, profile, key.secret, _onboard_record(path))
+    _cleared(patches, profile, key.secret, _for_application(_onboard_record(path),
+                                                             application))
     _unreachable(patches, windows, loss, share_bytes)
     begin = _start(profile, start)
     settings = Campaign.for_mission(
@@ -588,11 +636,13 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
     params = {"loss": loss, "days": days, "start": begin.isoformat(), "share_bytes": share_bytes,
               "confidence": confidence, "cancel": cancel_p, "report_loss": report_loss,
               "duplicate": duplicate, "reorder": reorder,
-              "patches": [p.name for p in patches]}
+              "patches": [p.name for p in patches], "application": app}
     with ledger, tempfile.TemporaryDirectory(prefix="ccl-uplink-") as store:
         try:
-            spacecraft = Spacecraft.create(profile, Path(store) / "store", key.secret,
-                                           link.secret, seed=seed)
+            spacecraft = Spacecraft.create(
+                profile, Path(store) / "store", key.secret, link.secret, seed=seed,
+                applications=(("default", SIMULATED_PART), (app, SIMULATED_PART)) if app
+                else ())
         except KeyRefused as exc:
             fail(str(exc), f"give the mission's patch key with --key FILE or ${KEY_ENV}",
                  EXIT_REJECTED)
@@ -621,7 +671,7 @@ def simulate_cmd(ctx: click.Context, patch_specs: tuple[str, ...], mission: str,
     if as_json:
         _emit_json(_summary_json(result, budget, loss, recorder.run)
                    | {"ledger": str(path) if path else None,
-                      "plot": str(figure) if figure else None})
+                      "plot": str(figure) if figure else None, "application": application})
     else:
         _print_summary(result, budget, loss, f"run {recorder.run} of the ledger {ledger_name}"
                        + ("" if path else " (give --ledger FILE to keep it)"),

@@ -145,11 +145,23 @@ def _print(result: object, show_trace: bool) -> None:
     out.print(f"scenario {result.scenario.name} on {result.scenario.topology.name}: "
               f"{'ok' if result.ok else 'FAILED'} (simulated {report.end_us / 1000:g} ms, "
               f"{report.wire_bytes:,} bytes on the wire)")
-    for send, verdict in result.verdicts:
+    for k, (send, verdict) in enumerate(result.verdicts):
         state = ("sent unverified" if verdict is None else
                  f"proven, {verdict.worst_cycles} cycles at worst" if verdict.proven else
                  f"REFUSED by the sender: {verdict.why}")
-        out.print(f"  send {send.program.name} from {send.node} at {send.at_ms} ms: {state}")
+        out.print(f"  send {send.program.name} from {send.node} at {send.at_ms} ms: {state}"
+                  + ("" if verdict is not None and not verdict.proven else
+                     f", by {result.protocol(k)}"))
+        choice = result.choices[k] if k < len(result.choices) else None
+        if choice is not None and (verdict is None or verdict.proven):
+            ants = "does not fit a cache" if choice.ants is None else f"{choice.ants.total:,.0f}"
+            out.print(f"    chose {choice.protocol}: plan {choice.plan.total:,.0f}, ants {ants}"
+                      f" (code cached at {sorted(choice.estimate.cached) or 'no node'}, "
+                      f"{choice.estimate.reuse} more expected)")
+    counts = result.protocols
+    if result.verdicts:
+        out.print(f"  sent by plan {counts['plan']}, by ants {counts['ants']} (the sender "
+                  f"chose plan {counts['auto_plan']}, ants {counts['auto_ants']})")
     for install, verdict, size in result.installs:
         state = ("sent unverified" if verdict is None else "proven" if verdict.proven else
                  f"REFUSED by the sender: {verdict.why}")
@@ -166,11 +178,16 @@ def _print(result: object, show_trace: bool) -> None:
         drops = ", ".join(f"{r} {n}" for r, n in sorted(m.drops.items())) or "none"
         out.print(f"  node {node}: {m.evaluations} evaluated ({m.cycles:,} cycles, "
                   f"{m.load_cycles:,} loading), {m.forwarded} forwarded, "
-                  f"{m.bytes_out:,} bytes out, delivered {m.delivered}, drops: {drops}")
+                  f"{m.bytes_out:,} bytes out ({m.plan_out} PLAN packets, {m.capsules_out} "
+                  f"capsules), delivered {m.delivered}, drops: {drops}")
         if m.cache_hits or m.cache_misses or m.code_served:
             out.print(f"    code cache: {m.cache_hits} hits, {m.cache_misses} misses, "
                       f"{m.code_fetches} fetches, {m.code_served} served, {m.evictions} "
                       f"evicted, {m.cache_bytes:,} bytes held (peak {m.peak_cache_bytes:,})")
+        if m.peak_state_bytes or m.timers:
+            out.print(f"    soft state: {m.state_bytes:,} bytes held (peak "
+                      f"{m.peak_state_bytes:,}), {m.state_evictions} evicted, {m.timers} "
+                      "timers")
         if m.installed:
             out.print(f"    installed in band: {', '.join(m.installed)}")
     for e in report.trace:

@@ -149,6 +149,13 @@ def _print(report: ScenarioReport) -> None:
     out.print(f"  VVM: worst frame {ob['worst_frame_share_percent']:.1f} % of the 10 % share "
               f"({ob['worst_frame_cpu_percent']:.2f} % of the CPU), "
               f"{_plural(runs, 'task run')}, {_plural(ob['fault_count'], 'fault')}")
+    for name, a in ob.get("applications", {}).items():
+        c = a["config"]
+        out.print(f"  application {name} ({a['share_percent']} %): "
+                  f"{c['name'] or 'nothing'} v{c['version']}, worst frame "
+                  f"{a['worst_frame_cycles']:,} of its {a['part_cycles']:,} cycles, "
+                  f"{_plural(sum(t['runs'] for t in a['tasks']), 'task run')}, "
+                  f"{_plural(a['fault_count'], 'fault')}")
     out.print(f"  uplink: {report.bytes_sent:,} bytes in {_plural(report.frames_sent, 'frame')}"
               f" ({report.frames_lost} lost) = {report.bytes_sent / report.bytes_per_day:.3f} "
               f"days of the link budget; {_plural(report.passes_used, 'uplink pass')} from "

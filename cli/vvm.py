@@ -267,18 +267,57 @@ def init(ctx: click.Context, state: str, own_missions: tuple[str, ...], mission:
                f"{profile.frame_ms} ms frame")
 
 
+def _application(state: str, board: BoardState, app: str, share: int | None) -> Simulator:
+    """Application ``app`` of ``board``, added with ``share`` % of every frame if it is not
+    on board yet (``vvm apply``, ``vvm load``); a usage failure without ``share`` then, or
+    with another part than the one it has."""
+    if app not in board.names():
+        if share is None:
+            _fail(f"no application `{app}` on {state} (on board: {', '.join(board.names())})",
+                  "give its part of the share with --share PERCENT to add it",
+                  EXIT_USAGE, "--app")
+        try:
+            board.add(app, share)
+        except StateError as exc:
+            _fail(f"application `{app}` refused: {exc.message}", exc.hint,
+                  EXIT_REJECTED, "--share")
+        note(f"note: application {app} added with {share} % of the share", "vvm")
+    elif share is not None and share != board.part_of(app)[0]:
+        _fail(f"application `{app}` has {board.part_of(app)[0]} % of the share, not "
+              f"{share} %", "leave --share out for an application on board; a part "
+              "is fixed when the application is added", EXIT_USAGE, "--share")
+    return _opened(state, app, board.app(app))
+
+
+def share_option(command: F) -> F:
+    """``--share PERCENT``: the part of the share of an application this command adds."""
+    return click.option("--share", "share", type=click.IntRange(min=1, max=100),
+                        metavar="PERCENT",
+                        help="The application's part of the share (its `share N %`), when "
+                             "this command adds it to the board.")(command)
+
+
+def app_option(command: F) -> F:
+    """``--app NAME``: which application of the board (default: the default one)."""
+    return click.option("--app", "app", default=DEFAULT_APPLICATION, show_default=True,
+                        metavar="NAME", help="The application of the board.")(command)
+
+
 @vvm.command()
 @state_command
 @click.argument("images", nargs=-1, required=True)
+@app_option
+@share_option
 @click.pass_context
 def load(ctx: click.Context, state: str, own_missions: tuple[str, ...],
-         images: tuple[str, ...], as_json: bool) -> None:
-    """Load VMlet and configuration IMAGES directly (as on the bench, no link)."""
+         images: tuple[str, ...], app: str, share: int | None, as_json: bool) -> None:
+    """Load VMlet and configuration IMAGES directly into application APP (as on the bench,
+    no link); a new application is added with --share PERCENT of every frame."""
     require_inputs(list(images))
     decoded = [(name, _read_image(name)[0]) for name in images]  # all readable, or nothing
     loaded: list[dict[str, Any]] = []
     with _onboard_errors(state):
-        sim = _open(state, _missions(ctx, own_missions))
+        sim = _application(state, _board(state, _missions(ctx, own_missions)), app, share)
         for name, image in decoded:
             try:
                 what = sim.load(image)
@@ -294,7 +333,7 @@ def load(ctx: click.Context, state: str, own_missions: tuple[str, ...],
             if not as_json:
                 click.echo(what)
     if as_json:
-        emit_json({"ok": True, "loaded": loaded})
+        emit_json({"ok": True, "application": app, "loaded": loaded})
 
 
 _REJECTION_HINT = ("re-pack it against the configuration on board (`vvm status` shows its "
@@ -305,19 +344,11 @@ _ROLLBACK_HINT = ("the previous configuration runs on; its sequence number is us
                   "re-pack the fix with a higher one")
 
 
-def app_option(command: F) -> F:
-    """``--app NAME``: which application of the board (default: the default one)."""
-    return click.option("--app", "app", default=DEFAULT_APPLICATION, show_default=True,
-                        metavar="NAME", help="The application of the board.")(command)
-
-
 @vvm.command()
 @state_command
 @click.argument("patch")
 @app_option
-@click.option("--share", "share", type=click.IntRange(min=1, max=100), metavar="PERCENT",
-              help="The application's part of the share (its `share N %`), when this "
-                   "patch adds it to the board.")
+@share_option
 @click.pass_context
 def apply(ctx: click.Context, state: str, own_missions: tuple[str, ...], patch: str,
           app: str, share: int | None, as_json: bool) -> None:
@@ -326,24 +357,7 @@ def apply(ctx: click.Context, state: str, own_missions: tuple[str, ...], patch: 
     The first patch for a new application adds it, with --share PERCENT of every frame."""
     data = _read_input(patch)
     with _onboard_errors(state):
-        board = _board(state, _missions(ctx, own_missions))
-        if app not in board.names():
-            if share is None:
-                _fail(f"no application `{app}` on {state} (on board: "
-                      f"{', '.join(board.names())})",
-                      "give its part of the share with --share PERCENT to add it",
-                      EXIT_USAGE, "--app")
-            try:
-                board.add(app, share)
-            except StateError as exc:
-                _fail(f"application `{app}` refused: {exc.message}", exc.hint,
-                      EXIT_REJECTED, "--share")
-            note(f"note: application {app} added with {share} % of the share", "vvm")
-        elif share is not None and share != board.part_of(app)[0]:
-            _fail(f"application `{app}` has {board.part_of(app)[0]} % of the share, not "
-                  f"{share} %", "leave --share out for an application on board; a part "
-                  "is fixed when the application is added", EXIT_USAGE, "--share")
-        sim = _opened(state, app, board.app(app))
+        sim = _application(state, _board(state, _missions(ctx, own_missions)), app, share)
         events = sim.apply(data)
     last = events[-1].fate
     store = sim.vvm.status().get("store")

@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS passes (
 CREATE TABLE IF NOT EXISTS transfers (
     run INTEGER NOT NULL, transfer INTEGER NOT NULL, patch TEXT NOT NULL, name TEXT NOT NULL,
     k INTEGER NOT NULL, share_bytes INTEGER NOT NULL, priority INTEGER NOT NULL,
-    deadline TEXT, state TEXT NOT NULL, fate INTEGER, PRIMARY KEY (run, transfer));
+    deadline TEXT, state TEXT NOT NULL, fate INTEGER, application INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run, transfer));
 CREATE TABLE IF NOT EXISTS segments_sent (
     run INTEGER NOT NULL, transfer INTEGER NOT NULL, share INTEGER NOT NULL,
     pass_idx INTEGER NOT NULL, bytes INTEGER NOT NULL, at TEXT NOT NULL);
@@ -120,6 +121,10 @@ class Ledger:
             else:
                 self.db = sqlite3.connect(str(path))
                 self.db.executescript(SCHEMA)
+                _add_application_column(self.db)
+            # a ledger of before applications, opened read-only, keeps its columns
+            self._application = "application" if "application" in {
+                row[1] for row in self.db.execute("PRAGMA table_info(transfers)")} else "0"
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"cannot open the ledger {path}: {exc}",
                               f"give another file with --ledger or ${LEDGER_ENV}") from None
@@ -237,8 +242,8 @@ class Ledger:
                       "version": name[1] if name else None, "reported_at_pass": last[0],
                       "reported_at": last[3]}
         transfers = []
-        for t in q("SELECT transfer, name, k, share_bytes, state, fate, priority, deadline "
-                   "FROM transfers WHERE run = ? ORDER BY transfer", (run,)):
+        for t in q("SELECT transfer, name, k, share_bytes, state, fate, priority, deadline, "  # noqa: S608
+                   f"{self._application} FROM transfers WHERE run = ? ORDER BY transfer", (run,)):
             sent = q("SELECT COUNT(*), COALESCE(SUM(bytes), 0), COUNT(DISTINCT share) FROM "
                      "segments_sent WHERE run = ? AND transfer = ?", (run, t[0])).fetchone()
             acked = q("SELECT COUNT(*) FROM segments_acked WHERE run = ? AND transfer = ?",
@@ -246,7 +251,7 @@ class Ledger:
             transfers.append({"transfer": t[0], "patch": t[1], "k": t[2], "share_bytes": t[3],
                               "state": t[4], "fate": t[5],
                               "fate_name": None if t[5] is None else fate_code_text(t[5]),
-                              "priority": t[6], "deadline": t[7],
+                              "priority": t[6], "deadline": t[7], "application": t[8],
                               "frames_sent": sent[0], "bytes_sent": sent[1],
                               "distinct_shares_sent": sent[2], "shares_acked": acked,
                               "shares_held": t[2] if t[4] == "complete" else min(acked, t[2])})
@@ -281,9 +286,12 @@ class RunRecorder:
         sha = self.ledger.add_patch(patch)
         with self.ledger.db:
             self.ledger.db.execute(
-                "INSERT OR REPLACE INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO transfers (run, transfer, patch, name, k, share_bytes, "
+                "priority, deadline, state, fate, application) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (self.run, transfer, sha, patch.name, k, share_bytes, patch.priority,
-                 _iso(patch.deadline) if patch.deadline else None, "sending", None))
+                 _iso(patch.deadline) if patch.deadline else None, "sending", None,
+                 patch.application))
 
     def sent(self, window: UplinkWindow, patch: str, transfer: int, share: int, nbytes: int,
              at: datetime) -> None:
@@ -310,6 +318,16 @@ class RunRecorder:
                            (t.state.name.lower().replace("_", "-"),
                             t.fate if t.state is TransferState.COMPLETE else None,
                             self.run, t.transfer))
+
+
+def _add_application_column(db: sqlite3.Connection) -> None:
+    """Give a ledger written before applications existed its transfers' application
+    column (every transfer of old was to the default application, number 0)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(transfers)")}
+    if "application" not in columns:
+        with db:
+            db.execute("ALTER TABLE transfers ADD COLUMN application INTEGER NOT NULL "
+                       "DEFAULT 0")
 
 
 def _seq(data: bytes) -> int | None:

@@ -62,6 +62,9 @@ class UplinkPatch:
     base_hash: bytes | None = None     # the configuration it applies to, when known
     target_hash: bytes | None = None   # the configuration it produces, when known
     header: Header | None = None
+    #: the board application it addresses, by its number on the link (0: the default one,
+    #: on the patch APID; n >= 1 on ``onboard.link.tc_frames.patch_apid(n)``)
+    application: int = 0
 
     @staticmethod
     def from_bytes(name: str, data: bytes, priority: int = 0,
@@ -290,6 +293,10 @@ def _eligible(p: UplinkPatch, view: OnboardView, producers: Mapping[bytes, str],
     """First window index (``UplinkWindow.index``) the patch may use, or 'wait', 'refuse',
     or 'later' (its base's producer is not planned yet), and why."""
     if p.base_hash is None or same_config(p.base_hash, view.config_hash):
+        return 0, ""
+    if p.application:
+        # telemetry's hash is application 0's; another application's base was checked
+        # before uplink against what the ground believes that application runs
         return 0, ""
     short = p.base_hash.hex()[:16]
     name = next((n for h, n in producers.items() if same_config(h, p.base_hash)), None)

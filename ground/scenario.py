@@ -61,6 +61,26 @@ File format (TOML)::
     title = "read the new threshold back"
     dump = ["cr_k10", "rejected"]    # a dump request after the step's patches (if any)
 
+Several applications (``onboard.vm.board``: one per instrument channel, say) are named in
+``[onboard]`` instead of its ``config``, each with its part of the share and what it runs
+before launch (optional), in their order on the link (the first is number 0, on the patch
+APID; the next ones on 0x161, 0x162, ...); a patch then says which application it
+addresses::
+
+    [[onboard.application]]
+    name = "channel_a"
+    share = 4                        # percent of every frame
+    config = "../configs/channels/channel_a.ccl"
+
+    [[step.patch]]
+    app = "channel_b"
+    config = "../configs/channels/channel_b_v2.ccl"
+
+A configuration's own ``application NAME share N %;`` clause, if it has one, must agree.
+The ground packs each application's patch against the configuration it believes that
+application runs (what it installed, then what telemetry showed committed), and the
+satellite reports each application in its own TM packet (``tm_packets.APPLICATION``).
+
 A step has patches, a ``dump``, or both. A dump request (``onboard/link/dump_format.py``:
 1 to 16 names of parameters, state variables, tables or state arrays) goes up at the next
 uplink pass after the step's patches are final, in one authenticated frame (lost like any
@@ -108,6 +128,7 @@ from onboard.link.downlink import DownlinkError, decode_downlink
 from onboard.link.dump_format import encode_request
 from onboard.link.link_security import LinkKeyRefused, SecurityAssociation, development_link_key
 from onboard.link.receiver import Report, ReportError, decode_report
+from onboard.link.tc_frames import patch_apid
 from onboard.mission import MissionError, MissionProfile, find_mission
 from onboard.patching.key_file import write_key_file
 from onboard.patching.patch_format import Reason, development_key, key_from_text
@@ -115,6 +136,7 @@ from onboard.patching.patcher import KeyRefused
 from onboard.patching.store import StoreError
 from onboard.sim.spacecraft import Spacecraft
 from onboard.vm.image import Image, decode_image
+from onboard.vm.loader import LoadError
 
 EXPECTATIONS = ("committed", "refused", "rejected", "rolled-back")
 #: The longest a scenario may look ahead for passes (days): the farthest a TLE is propagated.
@@ -136,6 +158,17 @@ class PatchSpec:
     expect: str | None = None
     expect_recovery: str | None = None
     priority: int = 1
+    app: str | None = None             # the application addressed (None: the default one)
+
+
+@dataclass(frozen=True)
+class ApplicationSpec:
+    """An application of the board: its name, part of the share and what it runs before
+    launch (None: nothing)."""
+
+    name: str
+    share_percent: int
+    config: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +192,7 @@ class Scenario:
     probation_frames: int | None
     onboard_config: Path | None
     steps: tuple[Step, ...]
+    applications: tuple[ApplicationSpec, ...] = ()  # in link order; () a single VVM
 
 
 def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
@@ -254,6 +288,11 @@ def load_scenario(path: Path) -> Scenario:
                             "write days = 3")
     onboard = _get(data, "onboard", dict, str(path), {})
     config = _get(onboard, "config", str, f"{path} [onboard]")
+    applications = _applications(onboard, base, f"{path} [onboard]")
+    if applications and config is not None:
+        raise ScenarioError(f"{path} [onboard]: both `config` and applications",
+                            "give each application its `config` instead")
+    names = [a.name for a in applications]
     steps = []
     for i, raw in enumerate(_get(data, "step", list, str(path), required=True)):
         sw = f"{path} [[step]] {i + 1}"
@@ -275,8 +314,17 @@ def load_scenario(path: Path) -> Scenario:
                 if e is not None and e not in EXPECTATIONS:
                     raise ScenarioError(f"{pw}: unknown expectation {e!r}",
                                         f"one of {', '.join(EXPECTATIONS)}")
+            app = _get(p, "app", str, pw)
+            if names and app not in names:
+                raise ScenarioError(f"{pw}: " + (f"no application `{app}` on board"
+                                                 if app else "which application?"),
+                                    f"write app = one of {', '.join(names)}")
+            if app is not None and not names:
+                raise ScenarioError(f"{pw}: app = {app!r}, but [onboard] names no "
+                                    "applications", "add [[onboard.application]] tables")
             patches.append(PatchSpec(base / _get(p, "config", str, pw, required=True),
-                                     expect[0], expect[1], _get(p, "priority", int, pw, 1)))
+                                     expect[0], expect[1], _get(p, "priority", int, pw, 1),
+                                     app))
         steps.append(Step(_get(raw, "title", str, sw, f"step {i + 1}"), tuple(patches),
                           _indices(faults, "cancelled", sw), _indices(faults, "lost_reports",
                                                                       sw), tuple(dump)))
@@ -284,7 +332,24 @@ def load_scenario(path: Path) -> Scenario:
                     _get(head, "mission", str, where, required=True),
                     _seed(_get(head, "seed", int, where, 1), where), start, days, channel,
                     _probation(_get(head, "probation_frames", int, where), where),
-                    base / config if config else None, tuple(steps))
+                    base / config if config else None, tuple(steps), applications)
+
+
+def _applications(onboard: dict[str, Any], base: Path, where: str) \
+        -> tuple[ApplicationSpec, ...]:
+    out: list[ApplicationSpec] = []
+    for i, raw in enumerate(_get(onboard, "application", list, where, [])):
+        aw = f"{where} [[onboard.application]] {i + 1}"
+        if not isinstance(raw, dict):
+            raise ScenarioError(f"{aw}: not a table", "write [[onboard.application]] sections")
+        name = _get(raw, "name", str, aw, required=True)
+        if not name.isidentifier() or name in (a.name for a in out):
+            raise ScenarioError(f"{aw}: `{name}` cannot name an application here",
+                                "each application has its own name, a CCL identifier")
+        share = _get(raw, "share", int, aw, required=True)
+        config = _get(raw, "config", str, aw)
+        out.append(ApplicationSpec(name, share, base / config if config else None))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- results
@@ -370,6 +435,9 @@ class ScenarioReport:
     bytes_per_day: int
     campaigns: tuple[SimulationResult, ...] = ()
     dumps: tuple[DumpResult, ...] = ()
+    #: applications after the first: the configuration (hash, hex) the ground believes
+    #: each runs, from what it installed and the fates telemetry showed (None: nothing)
+    ground_applications: dict[str, str | None] = field(default_factory=dict)
 
     def timeline(self) -> tuple[SimulationResult, dict[str, datetime]]:
         """Every campaign as one uplink record (for ``ground.timeline``), and when each
@@ -396,8 +464,14 @@ class ScenarioReport:
         if ground is None:
             return False
         if not ground.strip("0"):  # telemetry said nothing is on board
-            return not self.onboard_config.strip("0")
-        return self.onboard_config.startswith(ground)  # the full hash (or a prefix, if so)
+            return not self.onboard_config.strip("0") and self._applications_agree
+        return self.onboard_config.startswith(ground) and self._applications_agree
+
+    @property
+    def _applications_agree(self) -> bool:
+        apps = self.onboard.get("applications", {})
+        return all((apps[name]["config"]["hash"] or None) == believed
+                   for name, believed in self.ground_applications.items())
 
     @property
     def ok(self) -> bool:
@@ -414,6 +488,7 @@ class ScenarioReport:
                 "patches": [o.to_json() for o in self.outcomes],
                 "onboard": self.onboard, "ground_config": self.ground_config,
                 "consistent": self.consistent, "dumps": [d.to_json() for d in self.dumps],
+                "ground_applications": self.ground_applications,
                 "ok": self.ok}
 
 
@@ -486,6 +561,8 @@ class _Ground:
     association: SecurityAssociation  # of the TC link
     counters: framing.Counters = framing.Counters()  # the link's, across campaigns
     believed: Image | None = None      # the configuration the ground thinks is on board
+    #: the other applications' configurations, as the ground believes them (numbers >= 1)
+    believed_apps: dict[str, Image | None] = field(default_factory=dict)
     seq: int = 0
     next_transfer: int = 1
     next_request: int = 1              # id of the next dump request
@@ -518,6 +595,7 @@ class _Ground:
             return None
         img = compiled.image
         name = f"{img.name} v{img.version}"
+        _check_application(compiled, self.application(spec.app), spec.config)
         for v in (*compiled.vmlets, compiled):
             self.ledger.add_image(v.image.content_hash, v.image.kind.name.lower(),
                                   v.image.name, v.image.version, v.image.encode())
@@ -537,7 +615,13 @@ class _Ground:
         """The patch of ``p`` against the configuration believed on board."""
         c = p.compiled
         self.seq += 1
-        base = self.believed
+        number = self.number(p.spec.app)
+        base = self.believed if number == 0 else self.believed_apps.get(p.spec.app or "")
+        onboard = self.ledger.onboard(self.recorder.inner.run)
+        if number and onboard is not None and onboard.known:
+            # the report's hash is application 0's: this one's is what the ground believes
+            onboard = replace(onboard, config_hash=base.content_hash if base is not None
+                              else bytes(32))
         try:
             result = pack(c.image, [v.image for v in c.vmlets], self.profile, self.key,
                           seq=self.seq, base=base, cycles_per_frame=p.cycles_per_frame)
@@ -546,15 +630,17 @@ class _Ground:
                                 exc.hint) from None
         name = f"{c.image.name} v{c.image.version} #{self.seq}"
         try:  # what the ground checks before any uplink, on what the ledger knows
-            check_patch(name, result.data, self.profile, self.key,
-                        self.ledger.onboard(self.recorder.inner.run))
+            check_patch(name, result.data, self.profile, self.key, onboard)
         except PreflightError as exc:
             raise ScenarioError(f"{p.spec.config}: {exc.where}: {exc.message}",
                                 exc.hint) from None
-        patch = UplinkPatch.from_bytes(name, result.data, priority=p.spec.priority)
+        patch = replace(UplinkPatch.from_bytes(name, result.data, priority=p.spec.priority),
+                        application=number)
         self.ledger.add_patch(patch)
         kind = "full" if result.full else "delta"
         self.say(f"{name}: proven; {kind} patch of {len(result.data)} bytes, seq {self.seq}"
+                 + (f", for application {p.spec.app} (APID {patch_apid(number):#x})"
+                    if p.spec.app else "")
                  + (f", base {base.name} v{base.version}" if base is not None and not
                     result.full else ""))
         return patch, kind, self.seq
@@ -591,11 +677,23 @@ class _Ground:
         outcomes = []
         for (p, patch, kind, seq), r in zip(sends, result.patches, strict=True):
             outcomes.append(self._outcome(p, patch, kind, seq, r))
+            if patch.application and outcomes[-1].final == "committed":
+                # telemetry said it: that application now runs this configuration
+                self.believed_apps[p.spec.app or ""] = p.compiled.image
         self._update_belief()
         return outcomes
 
     def _seed(self) -> int:
         return self.scenario.seed * 1_000 + self.position
+
+    def application(self, app: str | None) -> ApplicationSpec | None:
+        """The scenario's application ``app`` (None: the default)."""
+        return next((a for a in self.scenario.applications if a.name == app), None)
+
+    def number(self, app: str | None) -> int:
+        """Application ``app``'s number on the link (0: the default, or the first)."""
+        names = [a.name for a in self.scenario.applications]
+        return names.index(app) if app in names else 0
 
     def _watch(self, transfers: list[int], step: Step, faults: Faults) -> None:
         """Read the telemetry of the next passes until these transfers' fates are final."""
@@ -725,6 +823,22 @@ class _Ground:
             self.outcomes.extend(self.campaign(again, Step(f"{step.title} (recovery)", ())))
 
 
+def _check_application(compiled: Compiled, app: ApplicationSpec | None, config: Path) -> None:
+    """Refuse a configuration whose ``application`` clause names another application than
+    the one the scenario gives it to, or was proven in a larger part than it has."""
+    clause = compiled.program.application
+    if clause is None or app is None:
+        return
+    if clause.name != app.name:
+        raise ScenarioError(f"{config}: the configuration is application `{clause.name}`, "
+                            f"but the scenario gives it to `{app.name}`",
+                            "address the patch to its own application")
+    if clause.share_percent > app.share_percent:
+        raise ScenarioError(f"{config}: application {app.name} is proven in {clause.share_percent}"
+                            f" % of the share, but has {app.share_percent} % on board",
+                            "give it the part its clause declares")
+
+
 def _scenario_key(path: Path, profile: MissionProfile, kind: str) -> bytes:
     """The scenario's own ``kind`` key at ``path``: generated and written 0600 the first
     time (as ``ccl keygen`` does), read back after."""
@@ -776,7 +890,12 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
     try:
         spacecraft = Spacecraft.create(profile, workdir / "store", key, link_key,
                                        seed=scenario.seed,
-                                       probation_frames=scenario.probation_frames)
+                                       probation_frames=scenario.probation_frames,
+                                       applications=[(a.name, a.share_percent)
+                                                     for a in scenario.applications])
+    except LoadError as exc:
+        raise ScenarioError(f"{scenario.path} [onboard]: {exc}",
+                            "give the applications smaller parts of the share") from None
     except StoreError as exc:
         raise ScenarioError(f"{workdir}: {exc}", "give an empty work folder") from None
     except (KeyRefused, LinkKeyRefused) as exc:
@@ -803,6 +922,28 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
         spacecraft.install(base.image, [v.image for v in base.vmlets])
         ground.believed = base.image  # loaded before launch: the ground knows it
         ground.say(f"on board before launch: {base.image.name} v{base.image.version}")
+    for number, app in enumerate(scenario.applications):
+        ground.say(f"application {app.name}: {app.share_percent} % of the share, patches on "
+                   f"APID {patch_apid(number):#x}")
+        if app.config is None:
+            continue
+        try:
+            c = compiler.compile(app.config)
+            _check_application(c, app, app.config)
+        except CclError as exc:
+            raise ScenarioError(f"{scenario.path}: application {app.name}'s configuration "
+                                f"does not check: {exc}", "fix it; `ccl check` shows why") \
+                from None
+        for v in (*c.vmlets, c):
+            ledger.add_image(v.image.content_hash, v.image.kind.name.lower(), v.image.name,
+                             v.image.version, v.image.encode())
+        spacecraft.install(c.image, [v.image for v in c.vmlets], application=app.name)
+        if number == 0:
+            ground.believed = c.image
+        else:
+            ground.believed_apps[app.name] = c.image
+        ground.say(f"on board before launch, application {app.name}: {c.image.name} "
+                   f"v{c.image.version}")
     for i, step in enumerate(scenario.steps):
         ground.step(i, step)
         if on_step:
@@ -817,6 +958,8 @@ def run_scenario(scenario: Scenario, ledger: Ledger, workdir: Path,
     return ScenarioReport(
         scenario, recorder.inner.run, tuple(ground.outcomes), start, end, ground.position + 1,
         sum(r.frames_sent for r in ground.results), sum(r.bytes_sent for r in ground.results),
-        sum(r.frames_lost for r in ground.results), spacecraft.vvm.status(),
+        sum(r.frames_lost for r in ground.results), spacecraft.status(),
         ground_view["hash"] if ground_view else None, budget.bytes_per_day,
-        tuple(ground.campaigns), tuple(ground.dumps))
+        tuple(ground.campaigns), tuple(ground.dumps),
+        {name: image.content_hash.hex() if image is not None else None
+         for name, image in ground.believed_apps.items()})

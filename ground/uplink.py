@@ -332,7 +332,8 @@ class _CampaignState:
         tv = self.view.transfers[name]
         ids = choose_shares(tv, n)
         frames, self.counters = framing.frames(snd.encoded, snd.transfer, ids,
-                                               s.spacecraft_id, self.counters, s.link)
+                                               s.spacecraft_id, self.counters, s.link,
+                                               application=snd.patch.application)
         self._set(name, replace(tv, sent=tv.sent | set(ids), unconfirmed=tv.unconfirmed | set(ids)))
         return frames
 

@@ -3,9 +3,12 @@ its telemetry and send it telecommands (OMG XTCE 1.2, the dialect Yamcs reads).
 
 Everything comes from the packet definitions in onboard/ (``onboard.link.packet_definition``):
 the TM packets of ``onboard.sim.tm_packets`` (housekeeping, link report, fate reports, dump
-packets), the read-back packets of each configuration given (their names, ranges and table
-lengths come from the configuration's image), and the two telecommands (the patch segment
-and the dump request). Nothing about a layout is written here.
+packets, one ``Application`` packet per application of a board), the read-back packets of
+each configuration given (their names, ranges and table lengths come from the
+configuration's image), and the telecommands: the patch segment, once per application slot
+(``PatchSegment`` on 0x150 for application 0, ``PatchSegment_appN`` on 0x160 + N for N = 1 ..
+15: ``onboard.link.tc_frames.patch_segment``), and the dump request. Nothing about a layout
+is written here.
 
 The document is one flat SpaceSystem named after the mission (some decoders, such as
 ``space_packet_parser``, read only a flat one):
@@ -30,7 +33,8 @@ from dataclasses import dataclass
 
 from onboard.link.dump_format import DUMP_REQUEST
 from onboard.link.packet_definition import Field, PacketDefinition
-from onboard.link.tc_frames import PATCH_SEGMENT
+from onboard.link.tc_frames import patch_segment
+from onboard.mission import MAX_APPLICATION
 from onboard.sim.tm_packets import (
     READBACK_APID,
     READBACK_HEAD_FIELDS,
@@ -280,5 +284,7 @@ def vvm_xtce(mission: str, images: Sequence[Image]) -> bytes:
         readbacks.append(ReadbackSet(readback_prefix(image),
                                      int.from_bytes(image.content_hash[:4], "big"),
                                      readback_definitions(declarations(image))))
-    return xtce_document(mission, TELEMETRY, (PATCH_SEGMENT, DUMP_REQUEST), readbacks,
+    # a patch segment command per application slot: 0 (0x150), then 0x161 .. 0x16F
+    commands = (*(patch_segment(n) for n in range(MAX_APPLICATION + 1)), DUMP_REQUEST)
+    return xtce_document(mission, TELEMETRY, commands, readbacks,
                          READBACK_APID, READBACK_HEAD_FIELDS)

@@ -28,8 +28,19 @@ from cli.console import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, note
 from cli.options import output_options
 from cli.rvm.session import WORKSPACE_DIR, Evaluation, Refused, Session
 from cli.rvm.workspace import SESSION_FILE, NotADeclaration
-from cli.vvm import _fail, _missions, _onboard_errors, _open, _state_path, shown_value
+from cli.vvm import (
+    _application,
+    _board,
+    _fail,
+    _missions,
+    _onboard_errors,
+    _state_path,
+    app_option,
+    share_option,
+    shown_value,
+)
 from onboard.sim.simulator import Simulator
+from onboard.vm.board import DEFAULT_APPLICATION
 from onboard.vm.readback import read_back
 
 PROMPT = "rvm> "
@@ -207,12 +218,11 @@ class Console:
         # Every application of the board (onboard.sim.board_state), the session's own (the
         # default one) as it runs now, the others as their state directories hold them.
         from onboard.sim.board_state import BoardState  # noqa: PLC0415 - on use only
-        from onboard.vm.board import DEFAULT_APPLICATION  # noqa: PLC0415
 
         session = self.session
-        board = BoardState.open(session.sim.directory, session.mission_dirs)
+        board = BoardState.open(session.board, session.mission_dirs)
         for name in board.names():
-            sim = session.sim if name == DEFAULT_APPLICATION else board.app(name)
+            sim = session.sim if name == session.application else board.app(name)
             percent, part = board.part_of(name)
             share = f"{percent} %" if percent else "the rest of the share"
             if len(board.names()) == 1:
@@ -395,11 +405,15 @@ def _interactive(console: Console, directory: Path) -> None:
               help="Seed of a fresh VVM's simulated spacecraft.")
 @click.option("--echo", is_flag=True, help="Not on a terminal: print each entry after a "
               "prompt before what it did (a readable transcript).")
+@app_option
+@share_option
 @output_options
 @click.pass_context
 def repl(ctx: click.Context, state: str | None, mission: str | None, base: tuple[str, ...],
-         seed: int, echo: bool, as_json: bool) -> None:
-    """An interactive session on a simulated VVM: show and change it while it runs."""
+         seed: int, echo: bool, app: str, share: int | None, as_json: bool) -> None:
+    """An interactive session on a simulated VVM: show and change it while it runs. With
+    --app NAME, on that application of the board (added with --share PERCENT if new): its
+    configuration is proven within its part and patched through its own patcher."""
     if as_json:
         _fail("vvm repl has no --json output", "run it without --json", EXIT_USAGE)
     missions = _missions(ctx, ())
@@ -413,17 +427,19 @@ def repl(ctx: click.Context, state: str | None, mission: str | None, base: tuple
     with _onboard_errors(state):
         if fresh:
             assert mission is not None
-            sim = Simulator.init(_state_path(state, new=True), mission, seed, missions)
-        else:
-            if mission is not None:
-                _fail(f"{state} exists: it has its mission already",
-                      "drop --mission, or give a new directory", EXIT_USAGE)
-            sim = _open(state, missions)
-            if base and (sim.directory / WORKSPACE_DIR / SESSION_FILE).exists():
-                _fail(f"{state} holds a session already, on the VMlets it started on",
-                      "drop --uses (a typed `vmlet NAME { uses ...; }` adds a layer)",
-                      EXIT_USAGE)
-        session = Session.attach(sim, base, missions)
+            Simulator.init(_state_path(state, new=True), mission, seed, missions)
+        elif mission is not None:
+            _fail(f"{state} exists: it has its mission already",
+                  "drop --mission, or give a new directory", EXIT_USAGE)
+        board = _board(state, missions)
+        sim = _application(state, board, app, share)
+        if not fresh and base and (sim.directory / WORKSPACE_DIR / SESSION_FILE).exists():
+            _fail(f"{state} holds a session already, on the VMlets it started on",
+                  "drop --uses (a typed `vmlet NAME { uses ...; }` adds a layer)",
+                  EXIT_USAGE)
+        part = None if app == DEFAULT_APPLICATION else (app, board.part_of(app)[0])
+        session = Session.attach(sim, base, missions, application=part,
+                                 board=board.directory)
         console = Console(session, click.echo)
         if sys.stdin.isatty():
             click.echo(f"vvm repl: mission {sim.vvm.profile.name}, state {state}; "

@@ -38,6 +38,7 @@ from onboard.patching.patch_format import key_from_text
 from onboard.patching.patcher import FateStatus
 from onboard.patching.store import Phase
 from onboard.sim.simulator import KEY_FILE, Simulator
+from onboard.vm.board import DEFAULT_APPLICATION
 from onboard.vm.image import ImageKind
 from onboard.vm.loader import LoadError
 from onboard.vm.vvm import carry, run_unit
@@ -67,18 +68,30 @@ class Session:
     """A simulated VVM (``sim``) and the workspace of what was typed at it."""
 
     def __init__(self, sim: Simulator, workspace: Workspace,
-                 mission_dirs: tuple[Path, ...] = ()) -> None:
+                 mission_dirs: tuple[Path, ...] = (), board: Path | None = None) -> None:
         self.sim = sim
         self.workspace = workspace
         self.mission_dirs = mission_dirs
+        #: the state directory of the whole board (``onboard.sim.board_state``)
+        self.board = board if board is not None else sim.directory
 
     @staticmethod
     def attach(sim: Simulator, base: tuple[str, ...],
-               mission_dirs: tuple[Path, ...] = ()) -> Session:
+               mission_dirs: tuple[Path, ...] = (), *,
+               application: tuple[str, int] | None = None,
+               board: Path | None = None) -> Session:
         """The session of the state directory ``sim`` runs in (its saved workspace, or a
-        new one on the mission VMlets ``base``)."""
-        workspace = Workspace.open(sim.directory / WORKSPACE_DIR, sim.vvm.profile.name, base)
-        return Session(sim, workspace, mission_dirs)
+        new one on the mission VMlets ``base``); ``application`` (name, percent of the
+        share) when ``sim`` is that application of the board in ``board``."""
+        workspace = Workspace.open(sim.directory / WORKSPACE_DIR, sim.vvm.profile.name, base,
+                                   application)
+        return Session(sim, workspace, mission_dirs, board)
+
+    @property
+    def application(self) -> str:
+        """The name of the board application the session changes."""
+        app = self.workspace.application
+        return app[0] if app is not None else DEFAULT_APPLICATION
 
     # ------------------------------------------------------------------ changes
 

@@ -141,9 +141,11 @@ def _dedent(body: str) -> str:
     return "\n".join(line[indent:] for line in lines)
 
 
-def sources(snapshot: Snapshot, mission: str, base: tuple[str, ...]) -> dict[str, str]:
+def sources(snapshot: Snapshot, mission: str, base: tuple[str, ...],
+            application: tuple[str, int] | None = None) -> dict[str, str]:
     """The source files of ``snapshot`` (path relative to the workspace -> text), on the
-    mission VMlets ``base``."""
+    mission VMlets ``base``; the configuration is ``application`` (name, percent of the
+    share) of a board if given, so it is proven within that part."""
     files: dict[str, str] = {}
     used = [v.name for v in snapshot.vmlets]
     if snapshot.instrs:
@@ -162,6 +164,8 @@ def sources(snapshot: Snapshot, mission: str, base: tuple[str, ...]) -> dict[str
                                          f"mission {mission};\n{v.body}\n")
     head = [f"mission {mission};", f"config {CONFIG_NAME} version "
             f"{max(snapshot.config_version, 1)};"]
+    if application is not None:
+        head.append(f"application {application[0]} share {application[1]} %;")
     head += [f"uses {', '.join(dict.fromkeys(used))};"] if used else []
     files["config.ccl"] = "\n".join(["// written by vvm repl: the session's configuration",
                                      *head, "", *(i.text for i in snapshot.items)]) + "\n"
@@ -189,22 +193,26 @@ class Workspace:
     counter: int = 0
     current: Snapshot | None = None
     history: list[Snapshot] = field(default_factory=list)
+    #: the board application the session changes (name, percent of the share); None: the
+    #: default one, with the whole share
+    application: tuple[str, int] | None = None
 
     @staticmethod
-    def open(directory: Path, mission: str, base: tuple[str, ...]) -> Workspace:
+    def open(directory: Path, mission: str, base: tuple[str, ...],
+             application: tuple[str, int] | None = None) -> Workspace:
         """The workspace saved in ``directory``, or a new one for ``mission`` on
-        ``base``."""
+        ``base`` (for ``application`` of a board, if given)."""
         try:
             data = json.loads((directory / SESSION_FILE).read_text())
         except FileNotFoundError:
-            return Workspace(directory, mission, base)
+            return Workspace(directory, mission, base, application=application)
         current = data["current"]
         return Workspace(directory, data["mission"], tuple(data["base"]), data["counter"],
                          Snapshot.from_json(current) if current is not None else None,
-                         [Snapshot.from_json(s) for s in data["history"]])
+                         [Snapshot.from_json(s) for s in data["history"]], application)
 
     def sources(self, snapshot: Snapshot) -> dict[str, str]:
-        return sources(snapshot, self.mission, self.base)
+        return sources(snapshot, self.mission, self.base, self.application)
 
     def save(self) -> None:
         """Save the workspace (atomically) and the sources of what runs, under ``src/``."""

@@ -5,7 +5,7 @@ Run as ``python -m ground.network.node_process`` by ``ground.network.udp``, whic
 it over its stdin and stdout, one JSON object a line:
 
 * in: ``boot`` (the first line: what ``Network`` takes, pickled, and this node's address),
-  ``inject`` and ``refuse`` (the scenario's sends, as ``Network.inject`` and ``refuse``),
+  ``inject``, ``refuse`` and ``choose`` (the scenario's sends, as ``Network``'s methods),
   ``start`` (the common start, a ``time.monotonic`` instant), ``status``, ``stop``;
 * out: ``ready`` or ``error`` after booting, ``status`` (idle or not, datagrams sent and
   received, late ones), ``report`` (the node's ``RunReport``) when stopped.
@@ -213,6 +213,9 @@ async def serve(boot: Boot, lines: asyncio.StreamReader, out: TextIO) -> int:
             elif "refuse" in order:
                 o = order["refuse"]
                 network.refuse(o["at_ms"], boot.address, o["packet"], o["why"])
+            elif "choose" in order:
+                o = order["choose"]
+                network.choose(o["at_ms"], boot.address, o["packet"], o["detail"])
             elif "start" in order:
                 network.start = float(order["start"])
                 pump = asyncio.create_task(network.pump())

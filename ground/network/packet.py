@@ -6,17 +6,17 @@
     rb u32 | 8 data words u32 | code length u16 | code
 
 All integers big-endian. ``kind`` 0: a PLAN packet evaluated at ``dest`` only, routed there
-hop by hop (PLAN's OnRemote); 1: evaluated at the neighbour ``dest`` (OnNeighbor); for
-both, ``code`` is an encoded VVM image and ``prev`` is 0. Kinds 2 and 3 are ANTS capsules,
-the same as 0 and 1 but ``code`` is the 16-byte code identifier (:func:`code_id`) and
-``prev`` the node that last evaluated the capsule, which holds its code. Kind 4 is a code
-request (``code``: the identifier asked for; ``source``: the node asking, ``dest``: the node
-asked) and kind 5 its response (``code``: the identifier, then the image). Kinds 6 and 7
-are VMlet packets (the "active active network": a protocol installed in band): ``code`` is
-an encoded VMlet image followed by its 16-byte tag (:func:`sign_vmlet`); kind 6 is
-installed at ``dest`` only, routed there, kind 7 at every node it reaches (a flood; ``prev``
-the node it came from). ``rb`` is the
-resource bound in VVM cycles (at most 1,000,000); ``id`` names the packet in traces.
+hop by hop (PLAN's OnRemote); 1: evaluated at the neighbour ``dest`` (OnNeighbor); for both,
+``code`` is an encoded VVM image. Kinds 2 and 3 are ANTS capsules, the same as 0 and 1 but
+``code`` is the 16-byte code identifier (:func:`code_id`). In all four, ``prev`` is the node
+that last evaluated the packet (``getprev``; for a capsule, the node that holds its code).
+Kind 4 is a code request (``code``: the identifier asked for; ``source``: the node asking,
+``dest``: the node asked) and kind 5 its response (``code``: the identifier, then the
+image). Kinds 6 and 7 are VMlet packets (the "active active network": a protocol installed
+in band): ``code`` is an encoded VMlet image followed by its 16-byte tag
+(:func:`sign_vmlet`); kind 6 is installed at ``dest`` only, routed there, kind 7 at every
+node it reaches (a flood; ``prev`` the node it came from). ``rb`` is the resource bound in
+VVM cycles (at most 1,000,000); ``id`` names the packet in traces.
 Addresses are 0..254, data words 0..10^9: a packet outside these is malformed, so a
 node's natives never answer outside the ranges the profile declares.
 """
@@ -75,7 +75,7 @@ class Packet:
     rb: int
     words: tuple[int, ...]
     code: bytes
-    prev: int = 0  # ANTS capsules: the node that last evaluated it (holds its code)
+    prev: int = 0  # the node that last evaluated it (a capsule's: holds its code)
 
     def encode(self) -> bytes:
         """The packet's bytes on the wire."""

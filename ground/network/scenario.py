@@ -9,6 +9,7 @@ A scenario file (``missions/activenet/scenarios/*.toml``)::
     topology = "../topologies/line5.toml" # relative to this file
     vmlets = ["plan"]                     # from the mission's vmlets/, lower layers first
     seed = 1                              # losses are drawn from it
+    protocol = "plan"                     # the sends' default protocol (default plan)
     until_ms = 60_000                     # optional: stop the clock there
 
     [[send]]                              # a packet injected at `node` at `at_ms`
@@ -19,7 +20,11 @@ A scenario file (``missions/activenet/scenarios/*.toml``)::
     rb = 20_000                           # resource bound, cycles
     ttl = 16                              # hops
     unverified = false                    # true: sent without the sender's proof
-    protocol = "plan"                     # or "ants": a capsule naming its code (cached)
+    protocol = "plan"                     # or "ants": a capsule naming its code (cached);
+                                          # or "auto": the sender's choice (ground.network.choice)
+    dest = 5                              # auto: the node the packet is for
+    reach = "ends"                        # auto: evaluated at the ends only, or "every-hop"
+    replies = true                        # auto: each node that runs it answers the source
 
     [[install]]                           # a VMlet packet: a protocol installed in band
     at_ms = 0
@@ -37,6 +42,8 @@ A scenario file (``missions/activenet/scenarios/*.toml``)::
     [[expect]]
     drop = "ttl-exhausted"                # at least one packet dropped for that reason
     count = 1                             # optional: exactly that many
+    [[expect]]
+    protocols = ["plan", "ants"]          # the protocol each send went by, in order
     [[expect]]
     installed = "mark"                    # exactly these nodes installed VMlet mark in band
     nodes = [1, 2, 3, 4, 5]
@@ -65,6 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ground.network.choice import PROTOCOLS, REACHES
 from ground.network.simulator import LinkSpec, Topology, TopologyError
 
 
@@ -87,7 +95,11 @@ class Injection:
     rb: int
     ttl: int
     unverified: bool
-    protocol: str = "plan"  # "plan": the packet carries its code; "ants": its identifier
+    protocol: str = "plan"  # "plan": the packet carries its code; "ants": its identifier;
+    # "auto": the sender chooses (ground.network.choice), from the packet's shape:
+    dest: int | None = None  # the node it is for
+    reach: str = "ends"  # evaluated at the two ends or at "every-hop" on the way
+    replies: bool = True  # every node that evaluates it away from the source answers home
 
 
 @dataclass(frozen=True)
@@ -115,10 +127,13 @@ class Expectation:
     deliveries: int | None = None
     drop: str | None = None
     count: int | None = None
+    protocols: tuple[str, ...] | None = None  # the protocol of each send, in order
     installed: str | None = None
     nodes: tuple[int, ...] = ()
 
     def describe(self) -> str:
+        if self.protocols is not None:
+            return f"sends go by {list(self.protocols)}"
         if self.installed is not None:
             return f"VMlet {self.installed} installed at nodes {list(self.nodes)}"
         if self.drop is not None:
@@ -217,6 +232,8 @@ def load_net_scenario(path: Path) -> NetScenario:
         raise NetScenarioError("no [scenario] table with a `topology`", where,
                                "see missions/activenet/scenarios/ping_traceroute.toml")
     topology, variants = _topology(_beside(path, head["topology"]))
+    vmlets = tuple(str(v) for v in head.get("vmlets", ["plan"]))
+    default = _protocol(head.get("protocol", "plan"), f"{where}.protocol", vmlets)
     sends = []
     for k, s in enumerate(data.get("send", [])):
         at = f"{path}: [[send]] {k + 1}"
@@ -230,15 +247,20 @@ def load_net_scenario(path: Path) -> NetScenario:
                                    f"{at}.node")
         if "program" not in s:
             raise NetScenarioError("no `program`", at)
-        protocol = str(s.get("protocol", "plan"))
-        if protocol not in ("plan", "ants"):
-            raise NetScenarioError(f"protocol `{protocol}` is neither `plan` nor `ants`",
-                                   f"{at}.protocol")
+        protocol = _protocol(s.get("protocol", default), f"{at}.protocol", vmlets)
+        dest = _node(s, "dest", at, topology) if "dest" in s else None
+        if protocol == "auto" and dest is None:
+            raise NetScenarioError("protocol `auto` needs `dest`: the node the packet is for",
+                                   f"{at}.dest", "the sender prices the packet's way there")
+        reach = str(s.get("reach", "ends"))
+        if reach not in REACHES:
+            raise NetScenarioError(f"reach `{reach}` is neither of {', '.join(REACHES)}",
+                                   f"{at}.reach")
         sends.append(Injection(_int(s, "at_ms", at, 0), node, _beside(path, s["program"]),
                                data_words + (0,) * (8 - len(data_words)),
                                _int(s, "rb", at, 20_000, hi=1_000_000),
                                _int(s, "ttl", at, 16, hi=255), bool(s.get("unverified")),
-                               protocol))
+                               protocol, dest, reach, bool(s.get("replies", True))))
     installs = []
     for k, i in enumerate(data.get("install", [])):
         at = f"{path}: [[install]] {k + 1}"
@@ -254,7 +276,13 @@ def load_net_scenario(path: Path) -> NetScenario:
     expect = []
     for k, e in enumerate(data.get("expect", [])):
         at = f"{path}: [[expect]] {k + 1}"
-        if "installed" in e:
+        if "protocols" in e:
+            chosen = e["protocols"]
+            if not isinstance(chosen, list) or any(p not in ("plan", "ants") for p in chosen):
+                raise NetScenarioError("`protocols` must list `plan` or `ants` for each send",
+                                       f"{at}.protocols")
+            expect.append(Expectation(protocols=tuple(chosen)))
+        elif "installed" in e:
             nodes = e.get("nodes", [])
             if not isinstance(nodes, list):
                 raise NetScenarioError("`nodes` must be a list of node addresses",
@@ -273,12 +301,12 @@ def load_net_scenario(path: Path) -> NetScenario:
                 tuple(_int({"v": v}, "v", at, hi=1_000_000_000) for v in delivered),
                 deliveries=_int(e, "deliveries", at) if "deliveries" in e else None))
         else:
-            raise NetScenarioError("an expectation needs `drop`, `installed`, or `node` with "
-                                   "`delivered` or `deliveries`", at)
+            raise NetScenarioError("an expectation needs `drop`, `protocols`, `installed`, or "
+                                   "`node` with `delivered` or `deliveries`", at)
     until = head.get("until_ms")
     return NetScenario(str(head.get("name", path.stem)), path,
                        str(head.get("mission", "activenet")), topology,
-                       tuple(str(v) for v in head.get("vmlets", ["plan"])),
+                       vmlets,
                        _int(head, "seed", where, 1),
                        None if until is None else _int(head, "until_ms", where),
                        tuple(sends), tuple(expect), variants, tuple(installs))
@@ -292,3 +320,14 @@ def _node(table: Mapping[str, Any], key: str, where: str, topology: Topology,
         raise NetScenarioError(f"node {node} is not in topology `{topology.name}`",
                                f"{where}.{key}")
     return node
+
+
+def _protocol(value: object, where: str, vmlets: tuple[str, ...]) -> str:
+    """A send's protocol: ``auto`` only with VMlet-ANTS loaded (it chooses between both)."""
+    if value not in PROTOCOLS:
+        raise NetScenarioError(f"protocol `{value}` is neither `plan`, `ants` nor `auto`",
+                               where)
+    if value == "auto" and "ants" not in vmlets:
+        raise NetScenarioError("protocol `auto` chooses between PLAN and ANTS: load both",
+                               where, 'vmlets = ["plan", "ants"]')
+    return str(value)

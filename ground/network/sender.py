@@ -16,7 +16,7 @@ nodes re-check what they can (the tag, the load-time bytecode verifier, the bind
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +27,16 @@ from ccl.driver import Compiler
 from ccl.pack import load_key
 from ccl.verify.program import verify_program
 from ccl.verify.report import VerifyReport, diagnostic
+from ground.network.choice import (
+    Choice,
+    ChoiceError,
+    History,
+    Sent,
+    Weights,
+    choose,
+    estimate,
+    shape_of,
+)
 from ground.network.packet import (
     CAPSULE_NEIGHBOUR,
     NEIGHBOUR,
@@ -43,7 +53,7 @@ from ground.network.scenario import (
     NetScenario,
     NetScenarioError,
 )
-from ground.network.simulator import ENTRY, Network, RunReport
+from ground.network.simulator import ENTRY, CacheSpec, Network, RunReport
 from onboard.patching.patch_format import development_key
 from onboard.vm.image import Image
 
@@ -59,6 +69,8 @@ class Medium(Protocol):
     def inject(self, at_ms: int, node: int, packet: Packet,
                code: bytes | None = None) -> None: ...
     def refuse(self, at_ms: int, node: int, packet: int, why: str) -> None: ...
+    def choose(self, at_ms: int, node: int, packet: int,
+               detail: Mapping[str, object]) -> None: ...
     def run(self, until_ms: int | None = None) -> RunReport: ...
 
 
@@ -101,7 +113,7 @@ def _unproven(report: VerifyReport) -> Verdict:
     return Verdict(False, f"{where}{d.code}: {d.message}")
 
 
-def vmlet_packet(install: Install, image: Image, network: Network, key: bytes) -> Packet:
+def vmlet_packet(install: Install, image: Image, network: Medium, key: bytes) -> Packet:
     """The VMlet packet of ``install``: ``image`` (the VMlet alone: the layers it uses must
     be on the nodes already) tagged with ``key``."""
     kind = VMLET_FLOOD if install.flood else VMLET
@@ -120,22 +132,40 @@ class NetResult:
     expectations: tuple[tuple[Expectation, bool, str], ...]
     program_bytes: dict[str, int]
     installs: tuple[tuple[Install, Verdict | None, int], ...] = ()  # and the packet's bytes
+    choices: tuple[Choice | None, ...] = ()  # per send: the sender's choice (protocol auto)
 
     @property
     def ok(self) -> bool:
         return all(met for _, met, _ in self.expectations)
 
+    def protocol(self, k: int) -> str:
+        """The protocol send ``k`` went by (the sender's choice for ``auto``)."""
+        choice = self.choices[k] if k < len(self.choices) else None
+        return choice.protocol if choice is not None else self.verdicts[k][0].protocol
+
+    @property
+    def protocols(self) -> dict[str, int]:
+        """Packets sent (refused ones aside) per protocol, and how many the sender chose."""
+        sent = [k for k, (_, v) in enumerate(self.verdicts) if v is None or v.proven]
+        counts = {p: sum(self.protocol(k) == p for k in sent) for p in ("plan", "ants")}
+        chosen = [self.protocol(k) for k in sent
+                  if k < len(self.choices) and self.choices[k] is not None]
+        return {**counts, "auto_plan": chosen.count("plan"), "auto_ants": chosen.count("ants")}
+
     def to_json(self) -> dict[str, object]:
         return {"scenario": self.scenario.name, "ok": self.ok,
                 "topology": self.scenario.topology.name,
                 "programs": self.program_bytes,
+                "protocols": self.protocols,
                 "sends": [{"node": i.node, "at_ms": i.at_ms, "program": i.program.name,
                            "sent": v is None or v.proven,
                            "verified": v is not None,
+                           "protocol": self.protocol(k),
+                           **({"choice": c.to_json()} if (c := self._choice(k)) else {}),
                            **({"why": v.why} if v is not None and v.why else {}),
                            **({"worst_cycles": v.worst_cycles}
                               if v is not None and v.worst_cycles is not None else {})}
-                          for i, v in self.verdicts],
+                          for k, (i, v) in enumerate(self.verdicts)],
                 "installs": [{"node": i.node, "at_ms": i.at_ms, "vmlet": i.vmlet,
                               "flood": i.flood, "dest": i.dest, "forged": i.forged,
                               "sent": v is None or v.proven, "verified": v is not None,
@@ -144,6 +174,10 @@ class NetResult:
                 "expectations": [{"expect": e.describe(), "met": met, "seen": seen}
                                  for e, met, seen in self.expectations],
                 **self.report.to_json()}
+
+
+    def _choice(self, k: int) -> Choice | None:
+        return self.choices[k] if k < len(self.choices) else None
 
 
 def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None,
@@ -176,6 +210,7 @@ def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None,
     reports: dict[Path, VerifyReport] = {}
     verdicts: list[tuple[Injection, Verdict | None]] = []
     sizes: dict[str, int] = {}
+    codes: list[bytes] = []
     for send in scenario.sends:
         compiled = compiler.compile(send.program)
         sizes[send.program.name] = len(compiled.image.encode())
@@ -185,13 +220,24 @@ def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None,
                 reports[send.program] = verify_program(compiled)
             verdict = judge(compiled, send.rb, reports[send.program])
         verdicts.append((send, verdict))
-        code = compiled.image.encode()
-        ants = send.protocol == "ants"  # the capsule names its code; the sender's node has it
+        codes.append(compiled.image.encode())
+    try:
+        weights = Weights.of(profile)
+    except ChoiceError as exc:
+        raise NetScenarioError(str(exc), f"{profile.directory / 'mission.toml'}: [choice]",
+                               "see missions/activenet/mission.toml") from None
+    choices = sender_choices(scenario, [v is None or v.proven for _, v in verdicts], codes,
+                             weights, CacheSpec.of(profile))
+    for (send, verdict), code, choice in zip(verdicts, codes, choices, strict=True):
+        # the capsule names its code; the sender's node has it
+        ants = (choice.protocol if choice is not None else send.protocol) == "ants"
         packet = Packet(CAPSULE_NEIGHBOUR if ants else NEIGHBOUR, network.next_id(), send.node,
                         send.node, send.ttl, send.rb, send.data, code_id(code) if ants else code)
         if verdict is not None and not verdict.proven:
             network.refuse(send.at_ms, send.node, packet.id, verdict.why)
             continue
+        if choice is not None:
+            network.choose(send.at_ms, send.node, packet.id, choice.to_json())
         network.inject(send.at_ms, send.node, packet, code if ants else None)
     installs = []
     for install in scenario.installs:
@@ -205,12 +251,51 @@ def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None,
             continue
         network.inject(install.at_ms, install.node, packet)
     report = network.run(scenario.until_ms)
+    went = [(c.protocol if c is not None else s.protocol) for s, c in zip(scenario.sends,
+                                                                          choices, strict=True)]
     return NetResult(scenario, report, tuple(verdicts),
-                     tuple(_judge_expectation(e, report) for e in scenario.expect), sizes,
-                     tuple(installs))
+                     tuple(_judge_expectation(e, report, went) for e in scenario.expect),
+                     sizes, choices=tuple(choices), installs=tuple(installs))
 
 
-def _judge_expectation(e: Expectation, report: RunReport) -> tuple[Expectation, bool, str]:
+def sender_choices(scenario: NetScenario, sent: list[bool], codes: list[bytes],
+                   weights: Weights, cache: CacheSpec) -> list[Choice | None]:
+    """The choice of every ``auto`` send of ``scenario`` (None for the others), each sender
+    going by what it sent before, in time order (``sent[k]``: send ``k`` is not refused;
+    ``codes[k]``: its encoded program). Raises ``NetScenarioError`` for a send the model
+    cannot price (its destination unreachable)."""
+    histories: dict[int, History] = {}
+    choices: list[Choice | None] = [None] * len(codes)
+    order = sorted(range(len(codes)), key=lambda k: scenario.sends[k].at_ms)
+    for k in order:
+        send, code = scenario.sends[k], codes[k]
+        if not sent[k]:
+            continue
+        history = histories.get(send.node, History())
+        active: tuple[int, ...] = (send.node,)
+        protocol = send.protocol
+        if send.dest is not None:
+            try:
+                shape = shape_of(scenario.topology, send.node, send.dest, send.reach,
+                                 send.replies)
+            except ChoiceError as exc:
+                raise NetScenarioError(str(exc), f"{scenario.path}: [[send]] {k + 1}.dest",
+                                       "send it to a node the sender can reach") from None
+            active = shape.active
+            if protocol == "auto":
+                guess = estimate(history, send.at_ms, code_id(code), len(code), shape,
+                                 weights, cache)
+                choice = choose(len(code), shape, guess, weights, cache)
+                choices[k], protocol = choice, choice.protocol
+        histories[send.node] = history.after(
+            Sent(send.at_ms, code_id(code), len(code), send.dest, active, protocol))
+    return choices
+
+
+def _judge_expectation(e: Expectation, report: RunReport, protocols: list[str]
+                       ) -> tuple[Expectation, bool, str]:
+    if e.protocols is not None:
+        return e, protocols == list(e.protocols), f"went by {protocols}"
     if e.installed is not None:
         at = [n for n, m in sorted(report.nodes.items())
               if any(v.split()[0] == e.installed for v in m.installed)]

@@ -41,6 +41,12 @@ their own (kinds 4 and 5), retrying after a timeout a bounded number of times; a
 whose image does not hash to the identifier is refused (``forged``). The trace has
 ``hit``, ``miss``, ``fetch``, ``serve``, ``cache`` and ``evict`` events.
 
+What outlives an evaluation is the host's: its soft state (bounded, its bytes reported in
+the node's meter after every evaluation) and timers, which are sends to the node itself
+that the simulator holds for their delay (``ontimer``) before they arrive like any packet.
+Every packet says which node last evaluated it (``prev``), which a program reads as
+``getprev`` (a flood forwards everywhere but there).
+
 VMlet packets (kinds 6 and 7) install a new protocol in band. A node checks one before use:
 its tag, under the network's key (``forged``), then the VMlet itself, by the VVM's own
 ``load_vmlet``, exactly as at boot (the load-time bytecode verifier, the binding rules, its
@@ -95,12 +101,26 @@ ENTRY = "main"
 MAX_EVENTS = 200_000
 
 
+class StateTable(Protocol):
+    """A node's soft state as the simulator meters it (natives.py, ``SoftState``)."""
+
+    evictions: int
+
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def peak_bytes(self) -> int: ...
+
+
 class RouterHost(Host, Protocol):
     """What the simulator needs of a node's host (missions/activenet/natives.py)."""
 
+    state: StateTable
+
     def place(self, address: int, neighbours: Sequence[int],
               routes: Mapping[int, int]) -> None: ...
-    def begin(self, source: int, ttl: int, rb: int, words: Sequence[int]) -> None: ...
+    def begin(self, source: int, ttl: int, rb: int, words: Sequence[int],
+              prev: int = ...) -> None: ...
     def end(self) -> Any: ...
 
 
@@ -221,6 +241,12 @@ class NodeMeter:
     evictions: int = 0
     cache_bytes: int = 0  # code images in its cache now
     peak_cache_bytes: int = 0
+    plan_out: int = 0  # PLAN packets it sent on a link (code requests and responses aside)
+    capsules_out: int = 0  # ANTS capsules it sent on a link
+    state_bytes: int = 0  # its soft state now (seen marks, a transport's numbers)
+    peak_state_bytes: int = 0
+    state_evictions: int = 0
+    timers: int = 0  # evaluations it asked to run here later (ontimer)
     installed: list[str] = field(default_factory=list)  # VMlets installed in band ("mark v1")
 
     def to_json(self) -> dict[str, object]:
@@ -232,6 +258,9 @@ class NodeMeter:
                 "cache_misses": self.cache_misses, "code_fetches": self.code_fetches,
                 "code_served": self.code_served, "evictions": self.evictions,
                 "cache_bytes": self.cache_bytes, "peak_cache_bytes": self.peak_cache_bytes,
+                "plan_out": self.plan_out, "capsules_out": self.capsules_out,
+                "state_bytes": self.state_bytes, "peak_state_bytes": self.peak_state_bytes,
+                "state_evictions": self.state_evictions, "timers": self.timers,
                 "delivered": list(self.delivered), "installed": list(self.installed),
                 "drops": dict(sorted(self.drops.items()))}
 
@@ -242,7 +271,7 @@ class TraceEvent:
 
     t_us: int
     node: int
-    event: str  # inject, send, lost, arrive, forward, evaluate, deliver, drop
+    event: str  # choose, inject, send, lost, arrive, forward, evaluate, deliver, drop
     packet: int
     detail: Mapping[str, object] = field(default_factory=dict)
 
@@ -354,7 +383,7 @@ class Network:
             self._push(at_ms * 1000, node, packet.but(prev=node).encode())
             return
         else:
-            packet = packet.but(kind=NEIGHBOUR)
+            packet = packet.but(kind=NEIGHBOUR, prev=node)
         self._push(at_ms * 1000, node, packet.but(dest=node).encode())
 
     def receive(self, at_us: int, node: int, data: bytes, sender: int = -1) -> None:
@@ -365,6 +394,11 @@ class Network:
     def refuse(self, at_ms: int, node: int, packet: int, why: str) -> None:
         """The sender at ``node`` refused to send packet ``packet`` (``why``)."""
         self._drop(at_ms * 1000, self.nodes[node], packet, "refused-at-sender", why)
+
+    def choose(self, at_ms: int, node: int, packet: int, detail: Mapping[str, object]) -> None:
+        """The sender at ``node`` chose a protocol for packet ``packet`` (``detail``: which,
+        the two costs, the estimate it used; ``ground.network.choice``)."""
+        self._log(at_ms * 1000, node, "choose", packet, detail)
 
     def run(self, until_ms: int | None = None) -> RunReport:
         """Handle events until none is left (or ``until_ms``); return the report."""
@@ -667,10 +701,13 @@ class Network:
         meter, profile = node.meter, node.vvm.profile
         node.busy_until = max(now, node.busy_until)
         node.host.advance(now // 1000)
-        node.host.begin(packet.source, packet.ttl, packet.rb, packet.words)
+        node.host.begin(packet.source, packet.ttl, packet.rb, packet.words, packet.prev)
         budget = min(packet.rb, Limits.of(profile).frame_budget)
         outcome = node.vvm.run(program, ENTRY, (), budget)
         asked = node.host.end()
+        state = node.host.state
+        meter.state_bytes, meter.state_evictions = state.bytes, state.evictions
+        meter.peak_state_bytes = state.peak_bytes
         meter.evaluations += 1
         meter.cycles += outcome.cycles
         done = node.busy_until + self._us(outcome.cycles, profile)
@@ -694,17 +731,18 @@ class Network:
             kind = ((CAPSULE_REMOTE if send.remote else CAPSULE_NEIGHBOUR) if capsule else
                     REMOTE if send.remote else NEIGHBOUR)
             child = Packet(kind, self.next_id(), packet.source, send.dest, packet.ttl,
-                           min(send.rb, left), send.words, packet.code,
-                           node.address if capsule else 0)
+                           min(send.rb, left), send.words, packet.code, node.address)
             left -= child.rb
             self._log(done, node.address, "spawn", child.id,
                       {"parent": packet.id, "dest": child.dest, "rb": child.rb,
-                       "asked": send.rb, "remote": send.remote})
+                       "asked": send.rb, "remote": send.remote,
+                       **({"after_ms": send.delay_ms} if send.delay_ms else {})})
             if child.rb == 0:
                 self._drop(done, node, child.id, "resource-exhausted",
                            f"asked for {send.rb} cycles when {packet.id}'s bound had none left")
                 continue
-            self._route(done, node, child)
+            meter.timers += bool(send.delay_ms)
+            self._route(done + send.delay_ms * 1000, node, child)
 
     def _route(self, now: int, node: _Node, packet: Packet) -> None:
         """Send ``packet`` on its way from ``node``: evaluated here if it is for here, else
@@ -732,6 +770,8 @@ class Network:
         self._free_at[(node.address, hop)] = sent
         node.meter.packets_out += 1
         node.meter.bytes_out += len(data)
+        node.meter.plan_out += packet.kind in (REMOTE, NEIGHBOUR)
+        node.meter.capsules_out += packet.kind in CAPSULES
         self._log(start, node.address, "send", packet.id, {"to": hop, "bytes": len(data)})
         draws = self._losses.setdefault(
             (node.address, hop), random.Random(f"{self.seed}:{node.address}->{hop}"))

@@ -123,6 +123,11 @@ class UdpNetwork:
         """As ``Network.refuse``: the sender at ``node`` did not send packet ``packet``."""
         self.orders[node].append({"refuse": {"at_ms": at_ms, "packet": packet, "why": why}})
 
+    def choose(self, at_ms: int, node: int, packet: int, detail: Mapping[str, object]) -> None:
+        """As ``Network.choose``: the sender at ``node`` chose a protocol for ``packet``."""
+        self.orders[node].append({"choose": {"at_ms": at_ms, "packet": packet,
+                                             "detail": dict(detail)}})
+
     def run(self, until_ms: int | None = None) -> RunReport:
         """Start the node processes, run the injections, stop them; the merged report."""
         return asyncio.run(self._run(None if until_ms is None else until_ms * 1000))

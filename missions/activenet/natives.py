@@ -7,13 +7,21 @@ one node of a network. The network simulator (``ground/network``) tells it where
 packet's program, which packet is running (``begin``) and what the evaluation asked for
 (``end``: the packets to send and the values delivered). The host decides nothing about
 links, time or resources: it records requests, and the simulator carries them out, so the
-same host serves PLAN's packets and, later, ANTS's capsules.
+same host serves PLAN's packets and ANTS's capsules.
+
+What outlives one evaluation is the node's **soft state** (:class:`SoftState`): a bounded
+table of small integer values by (packet source, key), the least recently used entry
+evicted first, its bytes counted in the node's meter. Flooding marks the packets it has
+seen there (``seen``); a transport keeps its sequence numbers there (``getstate``,
+``setstate``). A program asks to be run again here later with ``ontimer``: a send to this
+node that the simulator holds for the delay.
 
 Natives do not check their arguments: the VVM checks them against the profile's ranges.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -33,21 +41,84 @@ MAX_SENDS = 16
 class Send(NamedTuple):
     """A packet an evaluation asked for: evaluate the same program at ``dest`` (``remote``:
     routed hop by hop, evaluated there only) or at the neighbour ``dest`` (not ``remote``),
-    with data ``words`` and ``rb`` cycles asked of the running packet's bound."""
+    with data ``words`` and ``rb`` cycles asked of the running packet's bound. A timer
+    (``ontimer``) is a send to this node itself, evaluated ``delay_ms`` later."""
 
     remote: bool
     dest: int
     rb: int
     words: tuple[int, ...]
+    delay_ms: int = 0
+
+
+class StateSpec(NamedTuple):
+    """The soft-state table of a node (the profile's ``[state]`` table): at most
+    ``entries`` entries of ``entry_bytes`` each (source u8, key u32, value u32 and the
+    u16 link of the recency list, padded: 12 bytes)."""
+
+    entries: int = 64
+    entry_bytes: int = 12
+
+
+class SoftState:
+    """A node's state that outlives one evaluation: values by (source, key), bounded,
+    the least recently used entry evicted to make room (ANTS's soft state). A value of 0
+    is no entry: reading an absent or evicted key gives 0, so a program must treat 0 as
+    "nothing known" (``seen`` stores 1)."""
+
+    def __init__(self, spec: StateSpec) -> None:
+        self.spec = spec
+        self._values: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self.evictions = 0
+        self.peak_entries = 0
+
+    @property
+    def bytes(self) -> int:
+        """The table's memory now: its entries times the bytes of one."""
+        return len(self._values) * self.spec.entry_bytes
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.peak_entries * self.spec.entry_bytes
+
+    def get(self, source: int, key: int) -> int:
+        """The value of ``key`` for packets of ``source`` (0: none); makes it recent."""
+        entry = (source, key)
+        if entry not in self._values:
+            return 0
+        self._values.move_to_end(entry)
+        return self._values[entry]
+
+    def set(self, source: int, key: int, value: int) -> None:
+        """Set ``key`` for packets of ``source``; 0 removes it."""
+        entry = (source, key)
+        if value == 0:
+            self._values.pop(entry, None)
+            return
+        if entry not in self._values:
+            while len(self._values) >= self.spec.entries:
+                self._values.popitem(last=False)
+                self.evictions += 1
+        self._values[entry] = value
+        self._values.move_to_end(entry)
+        self.peak_entries = max(self.peak_entries, len(self._values))
+
+    @staticmethod
+    def spec_of(profile: MissionProfile) -> StateSpec:
+        """The ``[state]`` table of ``profile``'s mission.toml (defaults where absent)."""
+        table = profile.raw.get("state", {})
+        return StateSpec(**{k: int(v) for k, v in table.items() if k in StateSpec._fields})
 
 
 class Arrival(NamedTuple):
-    """What a node knows of the packet whose program it is about to run."""
+    """What a node knows of the packet whose program it is about to run: ``prev`` is the
+    node that last evaluated it (the neighbour it came from, for an OnNeighbor packet)."""
 
     source: int
     ttl: int
     rb: int
     words: tuple[int, ...]
+    prev: int = NONE
 
 
 class Requests:
@@ -68,6 +139,7 @@ class RouterHost:
         self.neighbours: tuple[int, ...] = ()
         self.routes: dict[int, int] = {}
         self.now_ms = 0
+        self.state = SoftState(SoftState.spec_of(profile))
         self._arrival = Arrival(0, 0, 0, (0,) * WORDS)
         self._out = list(self._arrival.words)
         self._requests = Requests()
@@ -85,6 +157,11 @@ class RouterHost:
             "neighbour": lambda i: self.neighbours[i] if i < len(self.neighbours) else NONE,
             "route": lambda dest: self.routes.get(dest, NONE),
             "now_ms": lambda: min(self.now_ms, 1_000_000_000),
+            "getprev": lambda: self._arrival.prev,
+            "seen": self._seen,
+            "getstate": lambda key: self.state.get(self._arrival.source, key),
+            "setstate": lambda key, v: self.state.set(self._arrival.source, key, v),
+            "ontimer": self._ontimer,
         }
 
     # -- the simulator's side
@@ -96,10 +173,12 @@ class RouterHost:
         self.neighbours = tuple(neighbours)[:16]
         self.routes = dict(routes)
 
-    def begin(self, source: int, ttl: int, rb: int, words: Sequence[int]) -> None:
+    def begin(self, source: int, ttl: int, rb: int, words: Sequence[int],
+              prev: int = NONE) -> None:
         """A packet's program is about to run here: the packet came from ``source`` with
-        ``ttl`` hops and ``rb`` cycles left, and data ``words``."""
-        arrival = Arrival(source, ttl, rb, tuple(words))
+        ``ttl`` hops and ``rb`` cycles left, and data ``words``, last evaluated at
+        ``prev``."""
+        arrival = Arrival(source, ttl, rb, tuple(words), prev)
         self._arrival = arrival
         self._out = list(arrival.words)
         self._requests = Requests()
@@ -132,6 +211,19 @@ class RouterHost:
             return 0
         self._requests.sends.append(Send(remote, dest, rb, tuple(self._out)))
         return 1
+
+    def _ontimer(self, delay_ms: int, rb: int) -> int:
+        if len(self._requests.sends) >= MAX_SENDS:
+            return 0
+        self._requests.sends.append(Send(False, self.address, rb, tuple(self._out), delay_ms))
+        return 1
+
+    def _seen(self, key: int) -> int:
+        source = self._arrival.source
+        if self.state.get(source, key):
+            return 1
+        self.state.set(source, key, 1)
+        return 0
 
     def _deliver(self, v: int) -> None:
         self._requests.delivered.append(v)

@@ -38,7 +38,7 @@ Stdlib and construct only: the onboard side must stand alone.
 from __future__ import annotations
 
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import construct as cs
 
@@ -146,6 +146,17 @@ def patch_apid(application: int) -> int:
         raise ValueError(f"application number {application} is outside 0 .. "
                          f"{MAX_APPLICATION}")
     return PATCH_APID if application == 0 else APPLICATION_APID_BASE + application
+
+
+def patch_segment(application: int) -> PacketDefinition:
+    """The patch segment telecommand of the board's application number ``application``:
+    ``PATCH_SEGMENT`` on that application's APID (``patch_apid``), for a mission control
+    system's command database (``ground/xtce.py``); the bytes are the same."""
+    if application == 0:
+        return PATCH_SEGMENT
+    return replace(PATCH_SEGMENT, name=f"PatchSegment_app{application}",
+                   apid=patch_apid(application),
+                   doc=f"one share of a patch transfer for application {application}")
 
 
 def application_of(apid: int) -> int | None:

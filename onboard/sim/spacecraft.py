@@ -28,11 +28,23 @@ receiver's transfers -- while the clock and the instrument go on; the onboard so
 starts again through ``onboard.patching.boot.start``, the path the ``vvm`` simulator takes too (with
 no snapshot: a configuration on probation is rolled back, a staged one switched to, the
 current one starts from its declared values).
+
+Several applications (``create(..., applications=[("channel_a", 4), ...])``): the VVM is
+then a ``Board`` (``onboard.vm.board``) of one application per entry, in that order (their
+numbers on the link: the first is number 0, on the patch APID of old, the next ones on
+``tc_frames.patch_apid(n)``), each with its part of the share, its own instrument channel
+(the mission's host, seed + number), patcher, store (``directory/NAME``) and probation. The
+receiver routes each transfer to the application its APID names; every application's fates
+go into the one event log (the ground knows each transfer's application). The first
+application is the spacecraft's ``vvm`` (it answers dump requests and its hash is the
+report's); telemetry carries one ``Application`` packet per application
+(``tm_packets.APPLICATION``: its configuration, cycles, traps and the fates of its patches).
+A reset restarts every application from its own store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,10 +58,23 @@ from onboard.patching.reconfiguration import Reconfiguration
 from onboard.patching.store import Configuration, Store
 from onboard.sim.dump_service import DumpOutbox, DumpService
 from onboard.sim.tm_packets import PHASES, Declaration, TmPacketizer, declarations
+from onboard.vm.board import Board, part_cycles
 from onboard.vm.host import Host, mission_host
 from onboard.vm.image import Image
 from onboard.vm.reserve import SharedReserve
 from onboard.vm.vvm import VVM
+
+
+@dataclass(frozen=True)
+class OnboardApplication:
+    """One application of a spacecraft built with several: its VVM (in its part of the
+    share), its patch handling and its store."""
+
+    name: str
+    share_percent: int
+    vvm: VVM
+    reconfiguration: Reconfiguration
+    store: Store
 
 
 @dataclass
@@ -65,28 +90,56 @@ class Spacecraft:
     events: EventLog  # downlinked; kept across resets (as in mass memory)
     dumps: DumpService  # answers dump requests in what the patch reserve leaves
     tm: TmPacketizer = field(default_factory=TmPacketizer)  # telemetry as Space Packets
+    board: Board | None = None  # several applications; None: one VVM with the whole share
+    applications: dict[str, OnboardApplication] = field(default_factory=dict)
 
     @staticmethod
     def create(profile: MissionProfile, directory: Path, key: bytes, link_key: bytes, *,
-               seed: int = 1, probation_frames: int | None = None) -> Spacecraft:
-        """A spacecraft whose configuration store is a new one in ``directory``. Raises
-        ``KeyRefused`` (patch key) or ``LinkKeyRefused`` (link key) for a key the profile
-        refuses; the link key is checked before the store is created."""
+               seed: int = 1, probation_frames: int | None = None,
+               applications: Sequence[tuple[str, int]] = ()) -> Spacecraft:
+        """A spacecraft whose configuration store is a new one in ``directory`` (with
+        ``applications``, (name, percent of the share) in link order: one store per
+        application, ``directory/NAME``). Raises ``KeyRefused`` (patch key) or
+        ``LinkKeyRefused`` (link key) for a key the profile refuses, the link key checked
+        before any store is created; ``LoadError`` for applications the board refuses (a
+        name twice, parts over the share)."""
         check_link_key(profile, link_key)
-        return Spacecraft._assemble(profile, Store.init(directory), key, link_key,
-                                    mission_host(profile, seed), probation_frames, EventLog(),
-                                    DumpOutbox())
+        if not applications:
+            return Spacecraft._assemble(profile, Store.init(directory), key, link_key,
+                                        mission_host(profile, seed), probation_frames,
+                                        EventLog(), DumpOutbox())
+        board = Board(profile)
+        for n, (name, share) in enumerate(applications):  # refused before any store exists
+            board.add(name, share, mission_host(profile, seed + n), takes_patches=True)
+        return Spacecraft._assemble_board(profile, board, directory, Store.init, key,
+                                          link_key, probation_frames, EventLog(), DumpOutbox())
 
     def reboot(self) -> None:
         """A reset now: the onboard software starts again from the store (see the module
         docstring); the clock and the instrument go on."""
         patcher = self.reconfiguration.patcher
-        fresh = Spacecraft._assemble(self.vvm.profile, Store.open(self.store.directory),
-                                     self.key, self.link_key, self.vvm.host,
-                                     patcher.probation_frames, self.events,
-                                     self.dumps.outbox)
-        fresh.vvm.scheduler.now_ms = self.vvm.now_ms
-        start(fresh.reconfiguration, None)
+        if self.board is not None:
+            old = self.board
+            board = Board(self.vvm.profile)
+            for a in old.applications.values():
+                board.add(a.name, a.share_percent, a.vm.host, takes_patches=True)
+                board.app(a.name).scheduler.now_ms = a.vm.now_ms
+            board.now_ms = old.now_ms
+            fresh = Spacecraft._assemble_board(self.vvm.profile, board,
+                                               self.store.directory.parent, Store.open,
+                                               self.key, self.link_key,
+                                               patcher.probation_frames, self.events,
+                                               self.dumps.outbox)
+            for app in fresh.applications.values():
+                start(app.reconfiguration, None)
+            self.board, self.applications = fresh.board, fresh.applications
+        else:
+            fresh = Spacecraft._assemble(self.vvm.profile, Store.open(self.store.directory),
+                                         self.key, self.link_key, self.vvm.host,
+                                         patcher.probation_frames, self.events,
+                                         self.dumps.outbox)
+            fresh.vvm.scheduler.now_ms = self.vvm.now_ms
+            start(fresh.reconfiguration, None)
         self.vvm, self.receiver, self.store = fresh.vvm, fresh.receiver, fresh.store
         self.reconfiguration, self.dumps = fresh.reconfiguration, fresh.dumps
 
@@ -105,32 +158,73 @@ class Spacecraft:
             return reconfiguration.receive(data, ticket).code
 
         receiver = Receiver.for_mission(profile, handoff, link_key, dumps.request)
-
-        def fate_changed(ticket: int, fate: Fate) -> None:
-            receiver.set_fate(ticket, fate.code)
-            events.log(vvm.now_ms, ticket, fate.code, fate.message)
-
-        reconfiguration.listeners.append(fate_changed)
+        reconfiguration.listeners.append(_fate_listener(receiver, events, vvm))
         return Spacecraft(vvm, reconfiguration, receiver, store, key, link_key, events, dumps)
+
+    @staticmethod
+    def _assemble_board(profile: MissionProfile, board: Board, directory: Path,
+                        store_at: Callable[[Path], Store], key: bytes, link_key: bytes,
+                        probation_frames: int | None, events: EventLog,
+                        outbox: DumpOutbox) -> Spacecraft:
+        """The spacecraft of ``board``'s applications, each patched over the store
+        ``store_at(directory / NAME)`` gives (a new one, or the one a reset left)."""
+        apps: dict[str, OnboardApplication] = {}
+        for a in board.applications.values():
+            store = store_at(directory / a.name)
+            rc = Reconfiguration(a.vm, Patcher(profile, store, key,
+                                               probation_frames=probation_frames))
+            apps[a.name] = OnboardApplication(a.name, a.share_percent, a.vm, rc, store)
+        first = next(iter(apps.values()))
+        dumps = DumpService(first.vvm, outbox)
+        # The first application's dumps get what its patch handling leaves of its slice.
+        first.vvm.scheduler.background = SharedReserve(first.reconfiguration, dumps)
+
+        def handoff(ticket: int, data: bytes) -> int:
+            return first.reconfiguration.receive(data, ticket).code
+
+        receiver = Receiver.for_mission(profile, handoff, link_key, dumps.request,
+                                        routes=board.route)
+        for app in apps.values():
+            app.reconfiguration.listeners.append(_fate_listener(receiver, events, app.vvm))
+        return Spacecraft(first.vvm, first.reconfiguration, receiver, first.store, key,
+                          link_key, events, dumps, board=board, applications=apps)
 
     @property
     def now_ms(self) -> int:
         return self.vvm.now_ms
 
+    def application(self, name: str) -> OnboardApplication:
+        """Application ``name`` of a spacecraft built with several; ``KeyError`` (naming
+        those on board) otherwise."""
+        try:
+            return self.applications[name]
+        except KeyError:
+            raise KeyError(f"no application `{name}` on board (on board: "
+                           f"{', '.join(self.applications) or 'the default one only'})") \
+                from None
+
     def receive(self, frame: bytes) -> Reception:
         """A TC frame arrives now (on the simulated clock)."""
         return self.receiver.accept(frame, self.vvm.now_ms)
 
-    def install(self, config: Image, vmlets: Sequence[Image] = ()) -> None:
+    def install(self, config: Image, vmlets: Sequence[Image] = (),
+                application: str | None = None) -> None:
         """Load a configuration before launch (no patch): it is current in the store and
-        runs, its ``on apply`` first."""
-        program = self.vvm.prepare(config, vmlets)
-        self.store.install(Configuration(config, tuple(v.image for v in program.vmlets)))
-        self.vvm.activate(program)
+        runs, its ``on apply`` first; in ``application``'s VVM and store if given."""
+        vvm, store = self.vvm, self.store
+        if application is not None:
+            a = self.application(application)
+            vvm, store = a.vvm, a.store
+        program = vvm.prepare(config, vmlets)
+        store.install(Configuration(config, tuple(v.image for v in program.vmlets)))
+        vvm.activate(program)
 
     def run_until(self, t_ms: int) -> None:
         """Advance the simulated clock to ``t_ms`` (no later than the next frame after it)."""
-        if t_ms > self.vvm.now_ms:
+        if self.board is not None:
+            if t_ms > self.board.now_ms:
+                self.board.run_for(t_ms - self.board.now_ms)
+        elif t_ms > self.vvm.now_ms:
             self.vvm.run_for(t_ms - self.vvm.now_ms)
 
     def config_hash(self) -> bytes:
@@ -154,7 +248,9 @@ class Spacecraft:
         head = LINK_REPORT.parse(report[len(REPORT_MAGIC):][:LINK_REPORT.struct.sizeof()])
         return self.tm.pass_packets(self.housekeeping(), head, self.events.events,
                                     self.dumps.outbox.packets, self.declarations(),
-                                    int.from_bytes(self.config_hash()[:4], "big"))
+                                    int.from_bytes(self.config_hash()[:4], "big"),
+                                    [self.application_housekeeping(name)
+                                     for name in self.applications])
 
     def declarations(self) -> tuple[Declaration, ...]:
         """The values the running configuration declares, in read-back order."""
@@ -184,3 +280,47 @@ class Spacecraft:
             "probation_frames": patcher.clean_frames,
             "probation_needed": patcher.probation_frames,
         }
+
+    def application_housekeeping(self, name: str) -> dict[str, object]:
+        """The values of application ``name``'s packet now (``tm_packets.APPLICATION``)."""
+        a = self.application(name)
+        t, program = a.vvm.telemetry, a.vvm.program
+        store, patcher = a.store.state(), a.reconfiguration.patcher
+        statuses = [e.fate.status.value for e in a.reconfiguration.events]
+        return {
+            "time_ms": self.now_ms, "application": list(self.applications).index(name),
+            "name": name, "share_percent": a.share_percent,
+            "part_cycles": part_cycles(a.vvm.profile, a.share_percent),
+            "reserve_cycles": a.vvm.scheduler.reserve_per_frame,
+            "config_hash": program.image.content_hash if program is not None else bytes(32),
+            "config_version": t.config_version, "config_name": t.config_name,
+            "busy_frames": t.busy_frames, "cycles_used": t.cycles_used,
+            "worst_frame_cycles": t.worst_frame_cycles(),
+            "task_runs": sum(x.runs for x in t.tasks.values()),
+            "overruns": sum(x.overruns for x in t.tasks.values()),
+            "traps": sum(x.traps for x in t.tasks.values()), "faults": t.fault_count,
+            "store_phase": PHASES.index(store.phase.value),
+            "probation_frames": patcher.clean_frames,
+            "patches_committed": statuses.count("committed"),
+            "patches_rolled_back": statuses.count("rolled-back"),
+            "patches_rejected": statuses.count("rejected"),
+        }
+
+    def status(self) -> dict[str, object]:
+        """The onboard software's own status (the simulator's referee view, never
+        downlinked as such): the first (or only) VVM's, and each application's."""
+        out = self.vvm.status()
+        if self.board is not None:
+            out["applications"] = self.board.status()["applications"]
+            out["worst_total_frame_cycles"] = self.board.worst_total_cycles
+        return out
+
+
+def _fate_listener(receiver: Receiver, events: EventLog, vvm: VVM) -> Callable[[int, Fate], None]:
+    """Writes every fate of a patch back into the receiver (for its next report) and logs
+    it with ``vvm``'s onboard time."""
+
+    def fate_changed(ticket: int, fate: Fate) -> None:
+        receiver.set_fate(ticket, fate.code)
+        events.log(vvm.now_ms, ticket, fate.code, fate.message)
+    return fate_changed

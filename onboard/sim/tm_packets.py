@@ -12,6 +12,8 @@ APID      packet          data field
 0x153     ``Housekeeping`` the VVM's own figures (``HOUSEKEEPING``)
 0x154     ``LinkReport``  the receiver's counters (``receiver.LINK_REPORT``)
 0x155     ``DumpPacket``  a piece of a dump stream (``dump_format.DUMP_DEFINITION``)
+0x156     ``Application`` one application of a board of several (``APPLICATION``): its
+                          configuration, part, cycles, traps and its patches' fates
 ========  ==============  ===========================================================
 
 Every packet's layout is a ``PacketDefinition`` (``onboard.link.packet_definition``): the
@@ -44,12 +46,14 @@ from onboard.link.packet_definition import (
 )
 from onboard.link.receiver import LINK_REPORT
 from onboard.link.tc_frames import PACKET_HEADER, UNSEGMENTED
+from onboard.mission import MAX_APPLICATION
 from onboard.vm.dump_stream import DumpError, decode_values
 from onboard.vm.image import Image
 from onboard.vm.readback import Value
 
 READBACK_APID = 0x151
 HOUSEKEEPING_APID = 0x153
+APPLICATION_APID = 0x156
 #: Largest packet data field of a Space Packet (its length field counts octets minus one).
 MAX_DATA_BYTES = 1 << 16
 
@@ -85,8 +89,35 @@ HOUSEKEEPING = PacketDefinition("Housekeeping", HOUSEKEEPING_APID,
     uint("probation_needed", 32, "clean frames a configuration needs to be kept"),
 ))
 
+APPLICATION = PacketDefinition("Application", APPLICATION_APID,
+                               "one application of a board of several, at every pass", (
+    uint("time_ms", 64, "onboard time", "ms"),
+    uint("application", 8, "the application's number on the link (its patches' APID: "
+                           "0x150 for 0, 0x160 + n after)", lo=0, hi=MAX_APPLICATION),
+    text("name", 8, "the application's name"),
+    uint("share_percent", 8, "its declared part of the share", "%", lo=1, hi=100),
+    uint("part_cycles", 32, "its tasks' cycles per frame (its part)", "cycles"),
+    uint("reserve_cycles", 32, "its slice of the patch reserve per frame", "cycles"),
+    octets("config_hash", 32, "content hash of its configuration (zeros: none)"),
+    uint("config_version", 32, "version of its configuration"),
+    text("config_name", 8, "name of its configuration"),
+    uint("busy_frames", 32, "frames in which it ran code"),
+    uint("cycles_used", 64, "cycles it used in all", "cycles"),
+    uint("worst_frame_cycles", 32, "the most cycles it used in one frame", "cycles"),
+    uint("task_runs", 32, "its completed task runs"),
+    uint("overruns", 32, "its task runs that overran their frame"),
+    uint("traps", 32, "its task runs that trapped"),
+    uint("faults", 32, "its faults recorded"),
+    uint("store_phase", 8, "0 idle, 1 a configuration staged, 2 one on probation",
+         lo=0, hi=len(PHASES) - 1),
+    uint("probation_frames", 32, "clean frames of probation counted"),
+    uint("patches_committed", 16, "its patches committed"),
+    uint("patches_rolled_back", 16, "its patches rolled back"),
+    uint("patches_rejected", 16, "its patches rejected"),
+))
+
 #: Every TM packet definition but the read-back (made per configuration).
-TELEMETRY = (HOUSEKEEPING, LINK_REPORT, FATE_REPORT, DUMP_DEFINITION)
+TELEMETRY = (HOUSEKEEPING, LINK_REPORT, FATE_REPORT, DUMP_DEFINITION, APPLICATION)
 
 _READBACK_HEAD = (
     uint("time_ms", 64, "onboard time the value was read", "ms"),
@@ -175,12 +206,15 @@ class TmPacketizer:
 
     def pass_packets(self, housekeeping: Mapping[str, Any], link_report: Mapping[str, Any],
                      events: Iterable[PatchEvent], dumps: Sequence[DumpPacket],
-                     declarations: Sequence[Declaration], config: int) -> list[bytes]:
-        """The packets of one pass: housekeeping, the link report, the events and dump
-        packets not sent yet, and the read-back of each answer complete for the first time
-        (its values looked up in ``declarations``, those of the configuration running, whose
-        hash begins with ``config``)."""
+                     declarations: Sequence[Declaration], config: int,
+                     applications: Sequence[Mapping[str, Any]] = ()) -> list[bytes]:
+        """The packets of one pass: housekeeping, the link report, one ``Application``
+        packet per application of a board of several, the events and dump packets not sent
+        yet, and the read-back of each answer complete for the first time (its values looked
+        up in ``declarations``, those of the configuration running, whose hash begins with
+        ``config``)."""
         out = [self.packet(HOUSEKEEPING, housekeeping), self.packet(LINK_REPORT, link_report)]
+        out += [self.packet(APPLICATION, a) for a in applications]
         for e in events:
             if e.number > self.event_sent:
                 out.append(self.packet(FATE_REPORT, vars(e)))

@@ -97,4 +97,36 @@ def test_net_sim_runs_ants_capsules_with_the_code_cache_in_the_trace(tmp_path: P
     wrong.write_text(f'[scenario]\ntopology = "{NET / "topologies" / "line5.toml"}"\n'
                      f'[[send]]\nnode = 1\nprogram = "x.ccl"\nprotocol = "udp"\n')
     proc = ccl("net", "sim", wrong)
-    assert proc.returncode == 1 and "protocol `udp` is neither `plan` nor `ants`" in proc.stderr
+    assert proc.returncode == 1
+    assert "protocol `udp` is neither `plan`, `ants` nor `auto`" in proc.stderr
+
+
+def test_net_sim_shows_the_senders_choice_between_plan_and_ants(tmp_path: Path) -> None:
+    scenario = NET / "scenarios" / "choice.toml"
+    proc = ccl("net", "sim", scenario, "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["ok"] and out["protocols"] == {"plan": 3, "ants": 4, "auto_plan": 3,
+                                              "auto_ants": 4}
+    assert [s["protocol"] for s in out["sends"]] == \
+        ["plan", "ants", "ants", "plan", "ants", "ants", "plan"]
+    chooses = [e for e in out["trace"] if e["event"] == "choose"]
+    assert [e["protocol"] for e in chooses] == [s["protocol"] for s in out["sends"]]
+    first = chooses[0]
+    assert first["plan"]["wire_bytes"] == 2128 and first["ants"]["wire_bytes"] == 1920
+    assert first["cached"] == [] and first["reuse"] == 0
+    assert chooses[2]["cached"] == [1, 5] and chooses[2]["ants"]["total"] == 528
+    assert out["sends"][0]["choice"]["why"] == "plan costs 2134 against 2352"
+    assert sum(n["capsules_out"] for n in out["nodes"].values()) > 0
+    text = ccl("net", "sim", scenario)
+    assert text.returncode == 0
+    assert "chose plan: plan 2,134, ants 2,352 (code cached at no node, 0 more expected)" \
+        in text.stdout
+    assert "sent by plan 3, by ants 4 (the sender chose plan 3, ants 4)" in text.stdout
+    assert "2,091 bytes out (3 PLAN packets, 4 capsules)" in text.stdout  # node 1's
+    no_dest = tmp_path / "no_dest.toml"
+    no_dest.write_text(f'[scenario]\ntopology = "{NET / "topologies" / "line5.toml"}"\n'
+                       f'vmlets = ["plan", "ants"]\n[[send]]\nnode = 1\n'
+                       f'program = "{NET / "programs" / "ping.ccl"}"\nprotocol = "auto"\n')
+    proc = ccl("net", "sim", no_dest)
+    assert proc.returncode == 1 and "protocol `auto` needs `dest`" in proc.stderr
