@@ -150,12 +150,12 @@ def test_a_busy_port_is_one_message_and_no_process_stays(busy_port: int) -> None
     proc = ccl("net", "run", NET / "scenarios" / "refused.toml", "--port-base", 47_420,
                "--json")
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 2, err
+    assert proc.returncode == 2, out + err
     error = json.loads(out)["error"]
     assert error["message"] == (f"node 3 cannot listen on UDP port {busy_port}: Address "
-                                "already in use")
+                                "already in use"), out + err
     assert "--port-base" in error["hint"] and "Traceback" not in err
-    assert children(proc.pid) == []
+    assert children(proc.pid) == [], out + err
 
 
 def wait_for_nodes(proc: subprocess.Popen[str], count: int) -> list[int]:
