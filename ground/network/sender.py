@@ -16,8 +16,10 @@ nodes re-check what they can (the tag, the load-time bytecode verifier, the bind
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from ccl.compiled import Compiled
 from ccl.diagnostics import CclError
@@ -61,6 +63,19 @@ from onboard.vm.image import Image
 FORGER_KEY = development_key("not the network")
 
 
+class Medium(Protocol):
+    """What a scenario's packets are sent into: the simulator's ``Network``, or its nodes
+    as processes over UDP (``ground.network.udp.UdpNetwork``)."""
+
+    def next_id(self) -> int: ...
+    def inject(self, at_ms: int, node: int, packet: Packet,
+               code: bytes | None = None) -> None: ...
+    def refuse(self, at_ms: int, node: int, packet: int, why: str) -> None: ...
+    def choose(self, at_ms: int, node: int, packet: int,
+               detail: Mapping[str, object]) -> None: ...
+    def run(self, until_ms: int | None = None) -> RunReport: ...
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The sender's judgement of one program: sent or not, and why not."""
@@ -100,7 +115,7 @@ def _unproven(report: VerifyReport) -> Verdict:
     return Verdict(False, f"{where}{d.code}: {d.message}")
 
 
-def vmlet_packet(install: Install, image: Image, network: Network, key: bytes) -> Packet:
+def vmlet_packet(install: Install, image: Image, network: Medium, key: bytes) -> Packet:
     """The VMlet packet of ``install``: ``image`` (the VMlet alone: the layers it uses must
     be on the nodes already) tagged with ``key``."""
     kind = VMLET_FLOOD if install.flood else VMLET
@@ -168,12 +183,15 @@ class NetResult:
 
 
 def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None,
-                     key: bytes | None = None) -> NetResult:
+                     key: bytes | None = None, *,
+                     medium: Callable[..., Medium] = Network) -> NetResult:
     """Compile the VMlets and programs, boot the network, inject, run, judge; raises
     ``CclError`` for a source that does not compile, ``NetScenarioError`` for a node
     variant the profile lacks. ``key`` is the network's key, which tags VMlets sent in band
     and which every node holds (default: the mission's patch key, ``ccl.pack.load_key``);
-    ``ccl.pack.PackError`` if that key cannot be read or is refused."""
+    ``ccl.pack.PackError`` if that key cannot be read or is refused. ``medium`` makes the
+    network from ``Network``'s arguments (the simulator's, or ``ground.network.udp``'s
+    processes)."""
     compiler = compiler or Compiler()
     profile = compiler.mission(scenario.mission)
     if key is None:
@@ -190,7 +208,7 @@ def run_net_scenario(scenario: NetScenario, compiler: Compiler | None = None,
         d = exc.diagnostics[0]
         raise NetScenarioError(d.message, f"{scenario.path}: [topology.variant]",
                                d.hint) from None
-    network = Network(scenario.topology, profile, unique, scenario.seed, own, key=key)
+    network: Any = medium(scenario.topology, profile, unique, scenario.seed, own, key=key)
     reports: dict[Path, VerifyReport] = {}
     verdicts: list[tuple[Injection, Verdict | None]] = []
     sizes: dict[str, int] = {}

@@ -5,8 +5,14 @@ Every node is a real ``onboard.vm.vvm.VVM`` with the activenet profile and its o
 are full duplex, with a latency, a bandwidth (a packet occupies a direction of the link for
 its size over the bandwidth, packets queue behind it) and a loss probability. Packets travel
 as bytes (``ground.network.packet``). Time is in integer microseconds; every random draw
-(losses) comes from one generator seeded by the scenario, so a run is a function of its
-scenario and seed.
+(losses) comes from a generator per link direction seeded by the scenario's seed and the
+direction (the k-th packet sent from ``a`` to ``b`` is lost or not by that direction's k-th
+draw, whatever happens elsewhere), so a run is a function of its scenario and seed.
+
+The network may also be run one node per process (``ground.network.udp``): each process
+builds a ``Network`` of the whole topology that boots only its own node (``local``), and
+whose packets leave over a link by ``_carry`` (here, an event at the next hop; there, a
+UDP datagram); every other line of a node's behaviour is this module's.
 
 How a node treats a packet that arrives (docs/active-networks.md):
 
@@ -330,18 +336,21 @@ class Network:
     def __init__(self, topology: Topology, profile: MissionProfile,
                  vmlets: Sequence[Image] = (), seed: int = 1,
                  node_profiles: Mapping[int, MissionProfile] | None = None,
-                 cache: CacheSpec | None = None, key: bytes | None = None) -> None:
+                 cache: CacheSpec | None = None, key: bytes | None = None,
+                 local: Sequence[int] | None = None) -> None:
         """Boot a VVM per node with ``vmlets`` loaded (lower layers first), each with
         ``profile`` or its own in ``node_profiles`` (a variant: another CPU or memory), and
         an ANTS code cache as the profile's ``[ants]`` says, or as ``cache`` if given.
         ``key`` is the network's key, which every node holds to authenticate VMlet packets
-        (default: the mission's development patch key)."""
+        (default: the mission's development patch key). ``local``: boot only these nodes
+        (a process of the UDP mode runs one; the others are reached through ``_carry``)."""
         self.topology = topology
         self.profile = profile
         self.key = development_key(profile.name) if key is None else key
-        self.random = random.Random(seed)
+        self.seed = seed
+        self._losses: dict[tuple[int, int], random.Random] = {}  # a link direction's draws
         self.nodes: dict[int, _Node] = {}
-        for address in topology.nodes:
+        for address in topology.nodes if local is None else local:
             own = (node_profiles or {}).get(address, profile)
             host: RouterHost = mission_host(own, seed)  # type: ignore[assignment]
             routes = topology.routes(address)
@@ -355,9 +364,13 @@ class Network:
         self._installs: dict[int, tuple[bytes, int]] = {}  # event seq: (image, capsule)
         self._timers: dict[int, tuple[bytes, int]] = {}  # event seq: (code, request) timed out
         self._free_at: dict[tuple[int, int], int] = {}  # a link direction busy until
-        self._events: list[tuple[int, int, int, bytes]] = []  # (t_us, seq, node, bytes)
+        # (t_us, from, seq, node, bytes): events at one microsecond, the node's own first
+        # (from -1, in the order it made them), then packets off links by sending node, so
+        # the order is the same when each node is a process (ground.network.udp)
+        self._events: list[tuple[int, int, int, int, bytes]] = []
         self._seq = 0
         self._ids = 0
+        self._handled = self._end = 0
         self._trace: list[TraceEvent] = []
 
     def next_id(self) -> int:
@@ -383,9 +396,10 @@ class Network:
             packet = packet.but(kind=NEIGHBOUR, prev=node)
         self._push(at_ms * 1000, node, packet.but(dest=node).encode())
 
-    def receive(self, at_us: int, node: int, data: bytes) -> None:
-        """``data`` arrives at ``node`` at ``at_us`` as from a link (any bytes at all)."""
-        self._push(at_us, node, data)
+    def receive(self, at_us: int, node: int, data: bytes, sender: int = -1) -> None:
+        """``data`` arrives at ``node`` at ``at_us`` as from a link (any bytes at all), sent
+        by node ``sender`` if known."""
+        self._push(at_us, node, data, sender)
 
     def refuse(self, at_ms: int, node: int, packet: int, why: str) -> None:
         """The sender at ``node`` refused to send packet ``packet`` (``why``)."""
@@ -398,13 +412,21 @@ class Network:
 
     def run(self, until_ms: int | None = None) -> RunReport:
         """Handle events until none is left (or ``until_ms``); return the report."""
-        now = end = 0
-        handled = 0
-        limit = None if until_ms is None else until_ms * 1000
-        while self._events and handled < MAX_EVENTS:
-            if limit is not None and self._events[0][0] > limit:
+        self.advance(None if until_ms is None else until_ms * 1000)
+        return self.report()
+
+    @property
+    def next_event_us(self) -> int | None:
+        """When the next event is due (None: none is left)."""
+        return self._events[0][0] if self._events else None
+
+    def advance(self, limit_us: int | None) -> None:
+        """Handle the events due at ``limit_us`` or before (all of them: None), at most
+        ``MAX_EVENTS`` in the life of the network."""
+        while self._events and self._handled < MAX_EVENTS:
+            if limit_us is not None and self._events[0][0] > limit_us:
                 break
-            now, seq, node, data = heapq.heappop(self._events)
+            now, _, seq, node, data = heapq.heappop(self._events)
             if seq in self._installs:
                 self._install(now, self.nodes[node], *self._installs.pop(seq))
             elif seq in self._timers:
@@ -412,17 +434,20 @@ class Network:
                     continue  # the code came: a stale timer is no event of the run
             else:
                 self._arrive(now, self.nodes[node], data)
-            handled += 1
-            end = now
+            self._handled += 1
+            self._end = now
+
+    def report(self) -> RunReport:
+        """What the network did so far."""
         meters = {a: n.meter for a, n in self.nodes.items()}
         trace = tuple(sorted(self._trace, key=lambda e: e.t_us))  # stable: order of handling
-        return RunReport(trace, meters, end, not self._events)
+        return RunReport(trace, meters, self._end, not self._events)
 
     # ------------------------------------------------------------------ events
 
-    def _push(self, t_us: int, node: int, data: bytes) -> None:
+    def _push(self, t_us: int, node: int, data: bytes, sender: int = -1) -> None:
         self._seq += 1
-        heapq.heappush(self._events, (t_us, self._seq, node, data))
+        heapq.heappush(self._events, (t_us, sender, self._seq, node, data))
 
     def _log(self, t_us: int, node: int, event: str, packet: int,
              detail: Mapping[str, object] | None = None) -> None:
@@ -764,7 +789,7 @@ class Network:
             return
         hop = packet.dest if packet.kind in (NEIGHBOUR, CAPSULE_NEIGHBOUR) \
             else node.routes.get(packet.dest)
-        if hop is None or hop not in self.nodes:
+        if hop is None or hop not in self.topology.nodes:
             self._drop(now, node, packet.id, "no-route", f"no route to {packet.dest}")
             return
         self._transmit(now, node, packet, hop)
@@ -785,13 +810,20 @@ class Network:
         node.meter.plan_out += packet.kind in (REMOTE, NEIGHBOUR)
         node.meter.capsules_out += packet.kind in CAPSULES
         self._log(start, node.address, "send", packet.id, {"to": hop, "bytes": len(data)})
-        if link.loss and self.random.random() < link.loss:
+        draws = self._losses.setdefault(
+            (node.address, hop), random.Random(f"{self.seed}:{node.address}->{hop}"))
+        if link.loss and draws.random() < link.loss:
             self._log(sent, node.address, "lost", packet.id, {"to": hop})
             return
+        self._carry(sent + link.latency_us, node.address, hop, data)
+
+    def _carry(self, at_us: int, sender: int, hop: int, data: bytes) -> None:
+        """``data`` from ``sender`` reaches node ``hop`` at ``at_us`` (the UDP mode sends a
+        datagram)."""
         target = self.nodes[hop]
         target.meter.packets_in += 1
         target.meter.bytes_in += len(data)
-        self._push(sent + link.latency_us, hop, data)
+        self._push(at_us, hop, data, sender)
 
     @staticmethod
     def _us(cycles: int, profile: MissionProfile) -> int:
