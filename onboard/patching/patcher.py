@@ -8,8 +8,8 @@ stable ``Reason`` (see ``onboard.patching.patch_format``), the field and the byt
  2. header decode (TRUNCATED, BAD_HEADER)  9. nothing staged or on probation (BUSY)
  3. magic, format version                 10. base hash = the current configuration's
  4. mission id                                 (WRONG_BASE)
- 5. spacecraft id                         11. budget claims within this spacecraft's limits
- 6. header and section CRCs                    (OVER_BUDGET)
+ 5. spacecraft id                         11. claims within the application's part
+ 6. header and section CRCs                    and the memory (OVER_BUDGET)
  7. tag, constant-time (BAD_TAG); an      12. decode the sections (BAD_SECTION, BAD_IMAGE)
     unverified patch on a flight          13. rebuild the target from the base (BAD_DELTA,
     spacecraft (UNVERIFIED)                    MISSING_VMLET, CLAIM_MISMATCH)
@@ -79,9 +79,9 @@ from onboard.patching.patch_format import (
     vmlet_primer,
 )
 from onboard.patching.store import Configuration, Phase, Store
+from onboard.vm.board import PartLimits, part_limits
 from onboard.vm.image import pinned_stack
 from onboard.vm.loader import LoadError
-from onboard.vm.machine import Limits
 from onboard.vm.verifier import Target, VerifyError, verify_image
 
 #: Largest patch accepted unless the patcher is told otherwise (bytes).
@@ -266,10 +266,13 @@ class Patcher:
     def __init__(self, profile: MissionProfile, store: Store, key: bytes, *,
                  probation_frames: int | None = None,
                  max_patch_bytes: int = DEFAULT_MAX_PATCH_BYTES,
-                 accept_unverified: bool | None = None) -> None:
+                 accept_unverified: bool | None = None,
+                 limits: Callable[[], PartLimits] | None = None) -> None:
         """``probation_frames`` defaults to the profile's, ``accept_unverified`` to ``not
-        profile.flight``. Raises ``KeyRefused`` for the development key on a flight
-        profile."""
+        profile.flight``. ``limits``: the part in force of the application this patcher
+        serves (``onboard.vm.board.Board.limits``), asked at every check; default, a
+        single VVM's: the share less the patch reserve of the profile in force. Raises
+        ``KeyRefused`` for the development key on a flight profile."""
         if profile.flight and key == development_key(profile.name):
             raise KeyRefused(f"mission `{profile.name}` is a flight profile: it refuses the "
                              f"development key")
@@ -285,6 +288,7 @@ class Patcher:
             else accept_unverified
         self.fates: list[Fate] = []
         self._clean_frames = 0
+        self._limits = limits
 
     # ------------------------------------------------------------------ checking
 
@@ -351,13 +355,19 @@ class Patcher:
             raise _reject(Reason.VERIFIER, f"{exc.code}: {exc}", "code") from None
         return Accepted(header, configuration)
 
+    def limits(self) -> PartLimits:
+        """What a patch may claim of cycles and share now: the part in force of the
+        application this patcher serves (the board's admission rule, ``onboard.vm.board.
+        part_limits``)."""
+        return self._limits() if self._limits is not None else part_limits(self.profile, None)
+
     def _check_claims(self, header: Header, at: dict[str, int]) -> None:
         p, c = self.profile, header.claims
+        part = self.limits()
         limits = (
-            ("cycles", c.cycles_per_frame,
-             Limits.of(p).frame_budget,
-             "cycles per frame (the share less the patch reserve)"),
-            ("share", c.share_bp, p.share_percent * 100, "basis points of each frame"),
+            ("cycles", c.cycles_per_frame, part.cycles_per_frame,
+             f"cycles per frame ({part.what})"),
+            ("share", c.share_bp, part.share_bp, f"basis points of each frame ({part.what})"),
             ("code", c.code_bytes, p.code_bytes, "bytes of code memory"),
             ("data", c.data_bytes, p.data_bytes, "bytes of data memory"),
         )

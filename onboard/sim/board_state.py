@@ -42,9 +42,8 @@ from onboard.mission import MAX_APPLICATION, MissionProfile, find_mission
 from onboard.patching.disk import Disk
 from onboard.patching.patch_format import key_from_text
 from onboard.sim import simulator
-from onboard.sim.simulator import KEY_FILE, STATE_FILE, Simulator, StateError
-from onboard.vm.board import DEFAULT_APPLICATION, part_cycles
-from onboard.vm.machine import Limits
+from onboard.sim.simulator import KEY_FILE, STATE_FILE, Budget, Simulator, StateError
+from onboard.vm.board import DEFAULT_APPLICATION, PartLimits, part_limits
 
 APPS_FILE = "apps.json"
 APPS_DIR = "apps"
@@ -113,19 +112,23 @@ class BoardState:
     def part_of(self, name: str) -> tuple[int, int]:
         """Application ``name``'s share percent (0 for the default: the rest) and its task
         budget in cycles per frame."""
-        budget = Limits.of(self.profile).frame_budget
+        named = {p.name: p for p in self.parts}
+        return (named[name].share_percent if name in named else 0,
+                self.limits(name).cycles_per_frame)
+
+    def limits(self, name: str) -> PartLimits:
+        """Application ``name``'s part (``onboard.vm.board.part_limits``, the board's
+        admission rule): its tasks' budget and what its patches may claim."""
         named = {p.name: p for p in self.parts}
         if name in named:
-            return named[name].share_percent, part_cycles(self.profile,
-                                                          named[name].share_percent)
-        used = sum(part_cycles(self.profile, p.share_percent) for p in self.parts)
-        return 0, budget - used
+            return part_limits(self.profile, named[name].share_percent, name=name)
+        return part_limits(self.profile, None, [p.share_percent for p in self.parts], name)
 
-    def _budget(self, name: str) -> tuple[int, int] | None:
+    def _budget(self, name: str) -> Budget | None:
         if not self.parts:
             return None  # one application: the whole share, as a single VVM
         reserve = self.profile.patch_reserve_cycles_per_frame // (len(self.parts) + 1)
-        return self.part_of(name)[1], reserve
+        return self.limits(name), reserve
 
     def _dir(self, name: str) -> Path:
         return self.directory if name == DEFAULT_APPLICATION else \
@@ -163,7 +166,7 @@ class BoardState:
         if share_percent <= 0:
             raise StateError(f"a part of the share must be at least 1 %, not "
                              f"{share_percent} %")
-        want = part_cycles(self.profile, share_percent)
+        want = part_limits(self.profile, share_percent, name=name).cycles_per_frame
         free = self.part_of(DEFAULT_APPLICATION)[1]
         if want > free:
             in_use = ", ".join(f"{p.name} {p.share_percent} %" for p in self.parts) \
@@ -185,7 +188,7 @@ class BoardState:
             shutil.rmtree(where)
         self.disk.mkdir(where.parent)
         parts = [*self.parts, Part(name, share_percent)]
-        budget = (part_cycles(self.profile, share_percent),
+        budget = (part_limits(self.profile, share_percent, name=name),
                   self.profile.patch_reserve_cycles_per_frame // (len(parts) + 1))
         sim = Simulator.init(where, self.profile.name, default.seed + len(parts),
                              self.mission_dirs, key, self.disk, budget=budget)

@@ -75,6 +75,7 @@ from onboard.patching.patch_format import Reason, development_key, key_from_text
 from onboard.patching.patcher import Fate, FateStatus, KeyRefused, Patcher
 from onboard.patching.reconfiguration import PatchEvent, Reconfiguration
 from onboard.patching.store import Configuration, Phase, Store, StoreError
+from onboard.vm.board import PartLimits
 from onboard.vm.faults import Fault, TrapCode
 from onboard.vm.host import mission_host
 from onboard.vm.image import Image, ImageError, ImageKind, decode_image
@@ -94,9 +95,10 @@ WAITING_DIR = "waiting"
 RUN_SLICE_MS = 600_000  # a long run checks for a stop request this often (simulated time)
 
 
-#: An application's cycles per frame for its tasks and for its patch handling (one of
-#: several on a board, ``onboard.sim.board_state``); None: the whole share, as one VVM.
-Budget = tuple[int, int]
+#: An application's part (its tasks' cycles per frame, and what its patches may claim)
+#: and its cycles per frame for patch handling (one of several on a board,
+#: ``onboard.sim.board_state``); None: the whole share, as one VVM.
+Budget = tuple[PartLimits, int]
 
 
 class StateError(OnboardError):
@@ -178,12 +180,15 @@ class Simulator:
     @staticmethod
     def _vvm(profile: MissionProfile, seed: int, store: Store, key: bytes,
              budget: Budget | None = None) -> VVM:
+        part, reserve = budget if budget is not None else (None, None)
         try:
-            patcher = Patcher(profile, store, key)
+            # an application's patcher refuses a configuration its part cannot hold
+            patcher = Patcher(profile, store, key,
+                              limits=None if part is None else (lambda: part))
         except KeyRefused as exc:
             raise StateError(str(exc), "give the mission's key with --key FILE") from None
-        task_budget, reserve = budget if budget is not None else (None, None)
-        vvm = VVM(profile, mission_host(profile, seed), task_budget=task_budget,
+        vvm = VVM(profile, mission_host(profile, seed),
+                  task_budget=None if part is None else part.cycles_per_frame,
                   patch_reserve=reserve)
         rc = Reconfiguration(vvm, patcher)
         if budget is None:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from onboard.link.downlink import EventLog, encode_downlink
@@ -181,8 +182,10 @@ class Spacecraft:
         apps: dict[str, OnboardApplication] = {}
         for a in board.applications.values():
             store = store_at(directory / a.name)
+            # its patcher refuses a configuration its part in force cannot hold
             rc = Reconfiguration(a.vm, Patcher(profile, store, key,
-                                               probation_frames=probation_frames))
+                                               probation_frames=probation_frames,
+                                               limits=partial(board.limits, a.name)))
             apps[a.name] = OnboardApplication(a.name, a.share_percent, a.vm, rc, store)
         first = next(iter(apps.values()))
         dumps = DumpService(first.vvm, outbox)

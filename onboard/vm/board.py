@@ -59,6 +59,39 @@ def cycles_left(profile: MissionProfile, shares: Iterable[int]) -> int:
     return Limits.of(profile).frame_budget - sum(part_cycles(profile, s) for s in shares)
 
 
+@dataclass(frozen=True)
+class PartLimits:
+    """The most a configuration of one application may claim (its patch header's cycles
+    per frame and basis points of each frame): what its part gives its tasks. The patcher
+    of the application refuses a patch claiming more (``OVER_BUDGET``), so a configuration
+    proven to need more than its part never runs in it."""
+
+    cycles_per_frame: int
+    share_bp: int
+    #: what the limits are, for a rejection's message
+    what: str
+
+
+def part_limits(profile: MissionProfile, share_percent: int | None,
+                others: Iterable[int] = (), name: str = DEFAULT_APPLICATION) -> PartLimits:
+    """The limits of application ``name``: with a part of ``share_percent`` %, that part
+    (``part_cycles``, the cycles ``Board.add`` admits it with); with None, what the parts
+    ``others`` (percent) leave of the share, the patch reserve set aside (``cycles_left``):
+    the default application of a board, or a single VVM's whole tasks' budget when there
+    are no others."""
+    if share_percent is not None:
+        return PartLimits(part_cycles(profile, share_percent), share_percent * 100,
+                          f"application `{name}`'s part of {share_percent} %")
+    others = list(others)
+    if not others:
+        return PartLimits(cycles_left(profile, ()), profile.share_percent * 100,
+                          "the share less the patch reserve")
+    return PartLimits(cycles_left(profile, others),
+                      (profile.share_percent - sum(others)) * 100,
+                      f"what the other applications' parts ({sum(others)} %) leave "
+                      f"application `{name}`")
+
+
 @dataclass
 class Application:
     """One application on the board: its name, its declared part of the share (percent of
@@ -111,7 +144,7 @@ class Board:
         if share_percent <= 0:
             raise LoadError("over-share", f"application `{name}`: a part of the share must "
                                           f"be at least 1 %, not {share_percent} %")
-        want = part_cycles(self.profile, share_percent)
+        want = part_limits(self.profile, share_percent, name=name).cycles_per_frame
         free = self.free_cycles()
         if want > free:
             parts = ", ".join(f"{a.name} {a.share_percent} %"
@@ -189,6 +222,12 @@ class Board:
             known = ", ".join(self.applications) or "none"
             raise LoadError("unknown-application", f"no application `{name}` on this board "
                                                    f"(on board: {known})") from None
+
+    def limits(self, name: str) -> PartLimits:
+        """What a patch for application ``name`` may claim: its part in force now (after
+        any ``set_parts``); give it to that application's ``Patcher`` as ``limits``."""
+        self.app(name)
+        return part_limits(self.profile, self.applications[name].share_percent, name=name)
 
     def number(self, name: str) -> int:
         """Application ``name``'s number on the link (the order it was added, from 0)."""
