@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ccl.driver import Compiled, Compiler
+from ccl.verify.verdict import run_verifier
 from ground.tle import checksum
 from missions.corot.natives import CorotHost, make_host
 from onboard.vm.vvm import VVM
@@ -29,6 +30,15 @@ def compile_text(directory: Path, text: str, name: str = "prog") -> Compiled:
     path = directory / f"{name}.ccl"
     path.write_text(text, encoding="utf-8")
     return Compiler().compile(path)
+
+
+def proven(c: Compiled) -> int:
+    """The verifier's worst-case cycles per frame of ``c`` (what `ccl pack` claims; a patch
+    for an application must claim no more than its part). A configuration whose safety is
+    refuted (a divider that may divide by zero) has its cost bound proven all the same."""
+    verdict = run_verifier(c, reuse=True)
+    assert verdict.cycles_per_frame is not None
+    return verdict.cycles_per_frame
 
 
 def start_vvm(compiled: Compiled, seed: int = 1, host: CorotHost | None = None) -> VVM:

@@ -9,11 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support import TEST_KEY
+from support import TEST_KEY, proven
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
-from ccl.verify.verdict import run_verifier
 from missions.corot.natives import make_host
 from onboard.mission import MissionProfile, find_mission
 from onboard.patching.boot import start
@@ -66,15 +65,6 @@ def compile_divider(directory: Path, version: int = 1) -> Compiled:
     path = directory / f"divider{version}.ccl"
     path.write_text(DIVIDER.format(version=version))
     return Compiler().compile(path)
-
-
-def proven(c: Compiled) -> int:
-    """The verifier's worst-case cycles per frame of ``c`` (what `ccl pack` claims). The
-    divider may divide by zero (tests set d = 0 to make it trap), so its safety is refuted,
-    but its cost bound is proven all the same."""
-    verdict = run_verifier(c, reuse=True)
-    assert verdict.cycles_per_frame is not None
-    return verdict.cycles_per_frame
 
 
 def board(directory: Path, c: Compiled) -> tuple[VVM, Reconfiguration]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import compile_text, proven
 
 from ccl.driver import Compiled, Compiler
 from ccl.pack import pack
@@ -21,7 +22,7 @@ from onboard.link.link_security import SecurityAssociation, development_link_key
 from onboard.link.receiver import Outcome, decode_report
 from onboard.link.tc_frames import parse_packet, patch_apid
 from onboard.mission import find_mission
-from onboard.patching.patch_format import development_key
+from onboard.patching.patch_format import Reason, development_key
 from onboard.patching.patcher import FateStatus, read_fate_code
 from onboard.sim.spacecraft import Spacecraft
 from onboard.sim.tm_packets import APPLICATION_APID, split_packets
@@ -83,7 +84,7 @@ def test_a_patch_rolled_back_in_one_application_leaves_the_other_untouched(
     # channel_b gets the version that traps (never proven; the demo profile takes it)
     bad, good = configs["channel_b"], configs["channel_b_v2"]
     data = pack(bad.image, [v.image for v in bad.vmlets], PROFILE, KEY, seq=1,
-                base=good.image, unverified=True).data
+                base=good.image, unverified=True, cycles_per_frame=proven(bad)).data
     assert send(sc, data, 1, application=1) == patch_apid(1) == 0x161
     sc.run_until(sc.now_ms + 120_000)
     reference.run_until(reference.now_ms + 120_000)
@@ -152,3 +153,73 @@ def test_parts_over_the_share_are_refused_before_any_store_is_made(tmp_path: Pat
                           applications=(("channel_a", 6), ("channel_b", 4)))
     assert refused.value.code == "over-share"
     assert not (tmp_path / "sc").exists()
+
+
+#: Channel B summing every star 400 times a second: proven to need 64,011 cycles per frame,
+#: more than channel_b's part of 3 % (60,000) and within the share less the reserve.
+HEAVY_B = """\
+mission corot;
+config channel_b version 3;
+uses photometry;
+var mean : int[0..16777215];
+var total : int[0..268435455];
+task average every 1 s {
+    total = 0;
+    for r in 0 .. 400 {
+        for s in 0 .. 16 { total = min(total + flux(s), 268435455); }
+    }
+    mean = min(total / 6400, 16777215);
+}
+"""
+
+
+def test_a_patch_claiming_more_than_its_applications_part_is_refused_on_the_tc_path(
+        tmp_path: Path, configs: dict[str, Compiled]) -> None:
+    sc = spacecraft(tmp_path / "sc", configs)
+    reference = spacecraft(tmp_path / "ref", configs)
+    heavy, good = compile_text(tmp_path, HEAVY_B, "heavy_b"), configs["channel_b_v2"]
+    need = proven(heavy)
+    part = PROFILE.frame_cycles * 3 // 100
+    assert part < need <= PROFILE.share_cycles_per_frame - PROFILE.patch_reserve_cycles_per_frame
+    store_b = tmp_path / "sc" / "channel_b"
+    before = {f.name: f.read_bytes() for f in sorted(store_b.iterdir())}
+    data = pack(heavy.image, [v.image for v in heavy.vmlets], PROFILE, KEY, seq=1,
+                base=good.image, cycles_per_frame=need).data
+    send(sc, data, 1, application=1)
+    sc.run_until(sc.now_ms + 30_000)
+    reference.run_until(reference.now_ms + 30_000)
+    b = sc.application("channel_b")
+    last = b.reconfiguration.events[-1].fate
+    assert last.status is FateStatus.REJECTED and last.reason is Reason.OVER_BUDGET
+    assert last.field == "cycles" and last.offset is not None
+    assert f"claims {need} cycles per frame" in last.message and f"{part}" in last.message
+    assert "channel_b" in last.message
+    # nothing of the refused patch on board: its store byte for byte, v2 still running
+    assert {f.name: f.read_bytes() for f in sorted(store_b.iterdir())} == before
+    assert b.vvm.program is not None
+    assert b.vvm.program.image.content_hash == good.image.content_hash
+    assert b.vvm.telemetry.fault_count == 0
+    # the other application ran exactly as if nothing had been sent
+    assert observed(sc, "channel_a") == observed(reference, "channel_a")
+    # the reason reaches the ground: the fate of transfer 1 in the downlinked report
+    entry = decode_report(decode_downlink(sc.downlink()).report).transfer(1)
+    assert entry is not None and entry.application == 1
+    assert read_fate_code(entry.fate) == (FateStatus.REJECTED, Reason.OVER_BUDGET)
+
+
+def test_the_same_patch_is_accepted_by_an_application_whose_part_holds_it(
+        tmp_path: Path, configs: dict[str, Compiled]) -> None:
+    heavy = compile_text(tmp_path, HEAVY_B, "heavy_b")
+    sc = Spacecraft.create(PROFILE, tmp_path / "sc", KEY, LINK_KEY, seed=3,
+                           applications=(("channel_a", 4), ("channel_b", 4)))
+    good = configs["channel_b_v2"]
+    sc.install(good.image, [v.image for v in good.vmlets], application="channel_b")
+    data = pack(heavy.image, [v.image for v in heavy.vmlets], PROFILE, KEY, seq=1,
+                base=good.image, cycles_per_frame=proven(heavy)).data
+    send(sc, data, 1, application=1)
+    sc.run_until(sc.now_ms + 120_000)
+    b = sc.application("channel_b")
+    assert [e.fate.status for e in b.reconfiguration.events][-1] is FateStatus.COMMITTED
+    assert b.vvm.program is not None
+    assert b.vvm.program.image.content_hash == heavy.image.content_hash
+    assert b.vvm.telemetry.fault_count == 0
