@@ -5,12 +5,13 @@ one application's apply leaves the other untouched and both come back."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-from support import compile_text, run_in_process
+from support import compile_text, proven, run_in_process
 
 from ccl.driver import Compiled
 from ccl.pack import pack
@@ -42,7 +43,8 @@ def channel(tmp_path: Path, name: str, version: int, gain: int) -> Compiled:
 def full_patch(tmp_path: Path, c: Compiled, seq: int, name: str) -> Path:
     path = tmp_path / f"{name}.vvmp"
     path.write_bytes(pack(c.image, [v.image for v in c.vmlets], c.mission,
-                          development_key(c.mission.name), seq=seq).data)
+                          development_key(c.mission.name), seq=seq,
+                          cycles_per_frame=proven(c)).data)
     return path
 
 
@@ -176,3 +178,56 @@ def test_the_rvm_lists_the_boards_applications_with_part_cycles_and_state(
     assert "0 faults" in head[1]
     assert any(line.startswith("  channel_a v1 ") for line in lines)
     assert any(line.startswith("  channel_b v1 ") for line in lines)
+
+
+#: A channel summing every star 400 times a second: proven to need 64,011 cycles per
+#: frame, more than a 3 % part (60,000), less than a 4 % one (80,000).
+HEAVY = """\
+mission corot;
+config {name} version {version};
+uses photometry;
+var total : int[0..268435455];
+task scan every 1 s {{
+    total = 0;
+    for r in 0 .. 400 {{
+        for s in 0 .. 16 {{ total = min(total + flux(s), 268435455); }}
+    }}
+}}
+"""
+
+
+def files(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_patch_needing_more_than_its_applications_part_is_refused_and_fits_a_larger_one(
+        tmp_path: Path, board: tuple[Path, Path, Path]) -> None:
+    state, _, b = board
+    assert vvm("apply", state, b, "--app", "channel_b", "--share", "3")[0] == 0
+    assert vvm("run", state, "--for", "70s")[0] == 0  # channel_b v1 committed
+    heavy_b = compile_text(tmp_path, HEAVY.format(name="channel_b", version=2), "heavy_b")
+    assert 60_000 < proven(heavy_b) <= 80_000
+    patch = full_patch(tmp_path, heavy_b, 2, "heavy_b")
+    app_dir = state / "apps" / "channel_b"
+    before = files(app_dir / "store"), (app_dir / "data.bin").read_bytes(), files(state / "store")
+    code, out, err = vvm("apply", state, patch, "--app", "channel_b")
+    assert code == 1
+    assert "Traceback" not in out + err
+    assert err.count("vvm: error:") == 1, err
+    assert err.startswith(f"vvm: error: {patch}: patch rejected (over-budget")
+    assert f"claims {proven(heavy_b)} cycles per frame" in err and "60000" in err
+    assert "channel_b" in err and "3 %" in err
+    assert (files(app_dir / "store"), (app_dir / "data.bin").read_bytes(),
+            files(state / "store")) == before
+    code, out, _ = vvm("--json", "status", state, "--app", "channel_b")
+    status_b = json.loads(out)
+    assert status_b["config"]["name"] == "channel_b" and status_b["config"]["version"] == 1
+    assert status_b["patches"][-1]["status"] == "rejected"
+    assert status_b["patches"][-1]["reason"] == "over-budget"
+    # the same configuration for an application with a part of 4 %: active
+    heavy_c = compile_text(tmp_path, HEAVY.format(name="channel_c", version=1), "heavy_c")
+    code, out, err = vvm("--json", "apply", state, full_patch(tmp_path, heavy_c, 1, "c1"),
+                         "--app", "channel_c", "--share", "4")
+    assert code == 0, err
+    assert json.loads(out)["fates"][-1]["status"] == "active"
