@@ -7,6 +7,7 @@ by a fault of any application, committed and kept across a reset."""
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from missions.corot.natives import make_host
 from onboard.mission import MissionProfile
 from onboard.patching.board_conditions import BoardConditions
 from onboard.patching.conditions import CONDITIONS_FILE, ProfileConditions
-from onboard.patching.patch_format import ProfilePatch, build_profile_patch
+from onboard.patching.patch_format import ProfilePatch, Reason, build_profile_patch
 from onboard.patching.patcher import FateStatus, Patcher
 from onboard.patching.reconfiguration import Reconfiguration
 from onboard.patching.store import Store
@@ -57,7 +58,7 @@ def built(directory: Path, programs: dict[str, tuple[Compiled, int]]) -> BoardCo
     for (name, (c, need)), share in zip(programs.items(), (5, 3), strict=True):
         vm = board.add(name, share, make_host(mission, share), takes_patches=True)
         Reconfiguration(vm, Patcher(mission, Store.init(directory / name), TEST_KEY,
-                                    probation_frames=5))
+                                    probation_frames=5, limits=partial(board.limits, name)))
         board.receive_patch(name, pack(c.image, [], mission, TEST_KEY, seq=1,
                                        cycles_per_frame=need).data, 1)
     board.run_for(2_000)
@@ -141,3 +142,37 @@ def test_a_fault_of_any_application_on_probation_puts_the_parts_back(
     rc = bc.board.app("aux").reconfiguration
     assert isinstance(rc, Reconfiguration) and rc.events[-1].fate.status is \
         FateStatus.COMMITTED  # aux's own patches untouched
+
+
+def test_a_patch_over_its_applications_part_fits_once_a_profile_patch_raised_the_part(
+        tmp_path: Path, programs: dict[str, tuple[Compiled, int]]) -> None:
+    bc = built(tmp_path, programs)
+    mission = programs["photo"][0].mission
+    source = tmp_path / "aux_v2.ccl"
+    source.write_text(SOURCE.format(name="aux", top=580).replace("version 1", "version 2"))
+    bigger = Compiler().compile(source)
+    need = run_verifier(bigger, reuse=True).cycles_per_frame
+    assert need is not None and 60_000 < need <= 80_000  # over aux's 3 %, within 4 %
+    data = pack(bigger.image, [], mission, TEST_KEY, seq=2, cycles_per_frame=need).data
+    aux = bc.board.applications["aux"]
+    store = digest(tmp_path / "aux")
+    bc.board.receive_patch("aux", data, 2)
+    bc.run_for(1_000)
+    rc = aux.vm.reconfiguration
+    assert rc is not None
+    refused = rc.events[-1].fate
+    assert (refused.status, refused.reason, refused.field) == (FateStatus.REJECTED,
+                                                               Reason.OVER_BUDGET, "cycles")
+    assert f"claims {need} cycles per frame" in refused.message and "60000" in refused.message
+    assert digest(tmp_path / "aux") == store
+    # the part raised to 4 % (80,000 cycles) by a profile patch, committed: the same fits
+    raised = bc.receive(part(mission, 1, 1, 4, probation_frames=100))
+    assert raised.status == "accepted", raised.message
+    bc.run_for(12_000)
+    assert [f.status for f in bc.conditions.log][-1] == "committed"
+    assert bc.board.limits("aux").cycles_per_frame == 80_000
+    bc.board.receive_patch("aux", data, 3)
+    bc.run_for(2_000)
+    assert [e.fate.status for e in rc.events][-1] is FateStatus.COMMITTED
+    assert aux.vm.program is not None and aux.vm.program.image.name == "aux"
+    assert aux.vm.telemetry.fault_count == 0
