@@ -50,7 +50,7 @@ from cli.files import regular_inputs
 from cli.lazy_group import LazyCommand, LazyGroup
 from cli.options import MAX_INPUT_BYTES, global_options, output_options
 from onboard.mission import MissionError, UnknownMission
-from onboard.patching.patch_format import key_from_text
+from onboard.patching.patch_format import Reason, key_from_text
 from onboard.patching.patcher import Fate, FateStatus
 from onboard.patching.reconfiguration import PatchEvent, is_profile_patch
 from onboard.sim.board_state import BoardState
@@ -340,6 +340,11 @@ _REJECTION_HINT = ("re-pack it against the configuration on board (`vvm status` 
                    "hash) with a sequence number above the last accepted")
 
 
+_OVER_BUDGET_HINT = ("the configuration claims more than the application's part of the share "
+                     "(`vvm status --app NAME` shows it) or the memory: give it a larger part "
+                     "or pack one proven to need less (`ccl verify` shows its figures)")
+
+
 _PROFILE_HINT = ("so are the figures in force (`vvm status` shows them); pack figures "
                  "within the flight build's [limits] that leave every configuration on "
                  "board what it is proven to need, with a sequence number above the last "
@@ -392,7 +397,9 @@ def _refusal(patch: str, fate: Fate, *, profile: bool = False) -> Failure | None
     of it, where in its bytes, and what to do; None for any other fate. ``profile``: a
     profile patch (new soft figures), whose remedy is another figure, not another base."""
     if fate.status is FateStatus.REJECTED:
-        hint = f"the state is unchanged; {_PROFILE_HINT if profile else _REJECTION_HINT}"
+        remedy = _PROFILE_HINT if profile else _OVER_BUDGET_HINT \
+            if fate.reason is Reason.OVER_BUDGET else _REJECTION_HINT
+        hint = f"the state is unchanged; {remedy}"
     elif fate.status is FateStatus.ROLLED_BACK:
         hint = _ROLLBACK_HINT
     else:

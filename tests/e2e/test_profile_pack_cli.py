@@ -113,7 +113,8 @@ def test_a_board_of_several_applications_in_vvm_refuses_a_profile_patch(
         tmp_path: Path) -> None:
     """`vvm` gives the board's figures to no single application: with named applications
     a profile patch is refused, and nothing changes."""
-    (tmp_path / "busy.ccl").write_text(BUSY)
+    # proven to need about 44,000 cycles per frame: within photo's 3 % (60,000)
+    (tmp_path / "busy.ccl").write_text(BUSY.replace("int[0..2550]", "int[0..600]"))
     sat, busy = tmp_path / "sat", tmp_path / "busy.vvmp"
     for prog, args in [("ccl", ["pack", tmp_path / "busy.ccl", "-o", busy]),
                        ("vvm", ["init", sat, "--mission", "corot"]),
