@@ -1,5 +1,6 @@
 """Every node a process over UDP (``ccl net run``, ``ground.network.udp``): the same
-deliveries, drops by reason and expectations as the simulator; no process left behind,
+deliveries, drops by reason, losses, sender's choices (protocol auto) and expectations as
+the simulator, for every workload (a reliable transfer too); no process left behind,
 whether the run ends, is interrupted or its driver is killed; a busy port is one message."""
 
 from __future__ import annotations
