@@ -45,7 +45,7 @@ LONGEST_FIRST = (
     "tests/e2e/test_yamcs_live.py",  # a real Yamcs started and stopped
     "tests/ground/test_xtce.py",  # every scenario simulated, then decoded twice
     "tests/e2e/test_rvm.py",
-    "tests/e2e/test_net_udp.py",  # every node a process: 10 runs over UDP, dilated
+    "tests/e2e/test_net_udp.py",  # every node a process: 16 runs over UDP, dilated (80 s)
     "tests/e2e/test_lsp.py",
     "tests/ground/test_scenario.py",
     "tests/e2e/test_readback_cli.py",
