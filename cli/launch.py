@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import NoReturn
 
 _INTERRUPTED = 130  # as cli.console.EXIT_INTERRUPTED, which is not imported yet
 
@@ -15,9 +16,28 @@ def _launch(prog: str) -> None:
     try:
         main = importlib.import_module(f"cli.{prog}").main
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(_INTERRUPTED)
+        _interrupted(prog)
+    except Exception as exc:
+        # Ctrl-C inside a class body's ``__set_name__`` (a dataclass field being set up)
+        # reaches us as the RuntimeError it caused, not as itself
+        if _caused_by_interrupt(exc):
+            _interrupted(prog)
+        raise
     main()
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _interrupted(prog: str) -> NoReturn:
+    print(f"{prog}: interrupted", file=sys.stderr)
+    sys.exit(_INTERRUPTED)
 
 
 def ccl() -> None:

@@ -135,3 +135,19 @@ def test_ctrl_c_while_the_command_is_still_loading_is_a_clean_130(prog: str,
     assert proc.returncode in (130, 0, 2, -signal.SIGINT), (proc.returncode, err)
     if proc.returncode == 130:
         assert err.strip().endswith("interrupted")
+
+
+def test_ctrl_c_inside_a_dataclass_being_defined_is_still_an_interrupt() -> None:
+    """Python reports Ctrl-C in a field's ``__set_name__`` as the RuntimeError it caused;
+    the launcher must see through it (found by the test above under load), and only then."""
+    from cli.launch import _caused_by_interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from inner
+    except RuntimeError as exc:
+        assert _caused_by_interrupt(exc)
+    assert not _caused_by_interrupt(RuntimeError("a real error"))
+    assert not _caused_by_interrupt(ImportError("no module"))
