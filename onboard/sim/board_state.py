@@ -23,7 +23,10 @@ removed when the name is added again.
 The parts, as on a ``Board``: every named application has its declared part of the share
 (``part_cycles``) as its task budget per frame; their sum must fit in the frame budget (the
 share less the patch reserve), or the addition is refused with the parts in use; the default
-application runs in what they leave. The patch reserve is divided evenly among all the
+application runs in what they leave, and an addition that would leave it less than its
+configurations are proven to need (their patches' claims) is refused. A patch for an
+application is checked against its part (``BoardState.limits``, given to its patcher).
+The patch reserve is divided evenly among all the
 applications (each takes patches), so the total stays within the share. Applications share
 nothing but the clock: ``run`` advances each by the same time, one after the other.
 
@@ -178,6 +181,19 @@ class BoardState:
                 f"cycles of the {self.profile.share_percent} % share are left",
                 "ask a smaller part (`--share`)")
         default = self.app(DEFAULT_APPLICATION)
+        # The default application runs in what the named parts leave: a new part must not
+        # leave it less than what its configurations are proven to need (the claims of
+        # the patches that brought them; one loaded without a patch has no known demand).
+        rest = part_limits(self.profile, None,
+                           [*(p.share_percent for p in self.parts), share_percent])
+        store = default.reconfiguration.patcher.store
+        for role, need in store.demands().items():
+            if need is not None and need > rest.cycles_per_frame:
+                raise StateError(
+                    f"application `{name}` asks {share_percent} %: the default "
+                    f"application would keep {rest.cycles_per_frame} cycles per frame and "
+                    f"its {role} configuration is proven to need {need}",
+                    "ask a smaller part (`--share`)")
         try:
             key = key_from_text((self.directory / KEY_FILE).read_text())
         except (OSError, ValueError) as exc:

@@ -231,3 +231,21 @@ def test_a_patch_needing_more_than_its_applications_part_is_refused_and_fits_a_l
                          "--app", "channel_c", "--share", "4")
     assert code == 0, err
     assert json.loads(out)["fates"][-1]["status"] == "active"
+
+
+def test_a_part_that_would_leave_the_default_application_less_than_it_needs_is_refused(
+        tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    assert vvm("init", state, "--mission", "corot")[0] == 0
+    # channel_a on the default application, its patch claiming the whole share less the
+    # reserve (190,000 cycles per frame: packed without a proof's figure)
+    a = channel(tmp_path, "channel_a", 1, 100)
+    whole = tmp_path / "a_whole.vvmp"
+    whole.write_bytes(pack(a.image, [v.image for v in a.vmlets], a.mission,
+                           development_key(a.mission.name), seq=1).data)
+    assert vvm("apply", state, whole)[0] == 0
+    b = full_patch(tmp_path, channel(tmp_path, "channel_b", 1, 50), 1, "b1")
+    code, _, err = vvm("apply", state, b, "--app", "channel_b", "--share", "3")
+    assert code == 1 and err.count("vvm: error:") == 1, err
+    assert "would keep 130000 cycles per frame" in err and "proven to need 190000" in err
+    assert not (state / "apps.json").exists()
