@@ -26,9 +26,9 @@ share less the patch reserve), or the addition is refused with the parts in use;
 application runs in what they leave, and an addition that would leave it less than its
 configurations are proven to need (their patches' claims) is refused. A patch for an
 application is checked against its part (``BoardState.limits``, given to its patcher).
-The patch reserve is divided evenly among all the
-applications (each takes patches), so the total stays within the share. Applications share
-nothing but the clock: ``run`` advances each by the same time, one after the other.
+The patch reserve is divided evenly among all the applications (each takes patches), so
+the total stays within the share. Applications share nothing but the clock: ``run``
+advances each by the same time, one after the other.
 
 Stdlib only: the onboard side must stand alone.
 """
