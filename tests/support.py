@@ -24,6 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_KEY = bytes(range(1, 33))
 
 
+#: A configuration proven to need 186,186 of the 190,000 cycles a CoRoT frame leaves the tasks
+#: beside a 10,000-cycle patch reserve: the conditions tests raise the reserve under it.
+BUSY = """\
+mission corot;
+config busy version 1;
+param n : int[0..2550] = 100;
+var acc : int[0..100000];
+task t every 100 ms { for i in 0 .. n { acc = (acc + i) % 100000; } }
+"""
+
+
 def compile_text(directory: Path, text: str, name: str = "prog") -> Compiled:
     """Compile CCL ``text``, written to ``directory/name.ccl`` (where its diagnostics
     point), with the missions of the repository."""

@@ -14,14 +14,7 @@ from support import run_in_process
 from onboard.mission import find_mission
 from onboard.patching.conditions import CONDITIONS_FILE
 from onboard.patching.patch_format import ProfilePatch, build_profile_patch, development_key
-
-BUSY = """\
-mission corot;
-config busy version 1;
-param n : int[0..2550] = 100;
-var acc : int[0..100000];
-task t every 100 ms { for i in 0 .. n { acc = (acc + i) % 100000; } }
-"""  # proven to need 186,186 of the 190,000 cycles the tasks have beside a 10,000 reserve
+from tests.support import BUSY
 
 
 @pytest.fixture()

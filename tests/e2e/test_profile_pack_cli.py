@@ -11,6 +11,7 @@ from support import run_in_process
 from onboard.mission import find_mission
 from onboard.patching.conditions import ProfileConditions, current_values
 from onboard.patching.patch_format import development_key
+from tests.support import BUSY
 
 
 def write_figures(directory: Path, body: str) -> Path:
@@ -61,13 +62,6 @@ def test_a_file_without_figures_is_refused(tmp_path: Path) -> None:
     assert r.returncode == 1 and "[figures]" in r.stderr
 
 
-BUSY = """\
-mission corot;
-config busy version 1;
-param n : int[0..2550] = 100;
-var acc : int[0..100000];
-task t every 100 ms { for i in 0 .. n { acc = (acc + i) % 100000; } }
-"""
 
 
 def test_vvm_apply_takes_a_profile_patch_at_a_frame_boundary_or_refuses_it(

@@ -24,15 +24,9 @@ from onboard.patching.conditions import CONDITIONS_FILE
 from onboard.patching.patch_format import ProfilePatch, Reason, build_profile_patch
 from onboard.patching.patcher import FateStatus, read_fate_code
 from onboard.sim.spacecraft import Spacecraft
+from tests.support import BUSY
 
 LINK_KEY = bytes(range(32, 64))
-BUSY = """\
-mission corot;
-config busy version 1;
-param n : int[0..2550] = 100;
-var acc : int[0..100000];
-task t every 100 ms { for i in 0 .. n { acc = (acc + i) % 100000; } }
-"""
 
 
 @pytest.fixture(scope="module")
